@@ -1,0 +1,10 @@
+//! lazyvma's reference model.
+//!
+//! * [`abi`] — `#[repr(C)]` records shared with the BPF programs (`no_std`).
+//! * [`topology`] — what a `snapshot` reads from the live kernel.
+#![cfg_attr(not(feature = "std"), no_std)]
+
+pub mod abi;
+
+#[cfg(feature = "std")]
+pub mod topology;

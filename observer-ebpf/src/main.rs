@@ -1,0 +1,19 @@
+//! lazyvma's kernel side. It observes and never decides: every program here copies
+//! pointers, a few fields and timestamps, and the model in userspace does the rest.
+//! Field offsets come from the running kernel's BTF, injected as globals at load
+//! (Rust BPF gets no CO-RE relocations), see `offsets.rs`.
+#![no_std]
+#![no_main]
+
+mod offsets;
+mod probe;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

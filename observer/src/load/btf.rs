@@ -1,0 +1,1 @@
+//! Kernel field offsets resolved from BTF (`/sys/kernel/btf/vmlinux` or `--btf`).

@@ -1,0 +1,3 @@
+//! Loading the BPF object: offsets from BTF, the embedded object, attach backends.
+pub mod btf;
+pub mod ebpf;

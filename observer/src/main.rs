@@ -1,0 +1,40 @@
+//! `lazyvma`: what would ANON_VMA_LAZY save on this workload, measured on an unpatched kernel.
+use clap::{Parser, Subcommand};
+
+mod cli;
+mod load;
+mod sys;
+
+#[derive(Parser)]
+#[command(name = "lazyvma", version, about, propagate_version = true)]
+struct Cli {
+    /// BTF of the kernel to observe (default: /sys/kernel/btf/vmlinux).
+    #[arg(long, global = true, value_name = "PATH")]
+    btf: Option<std::path::PathBuf>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// What this kernel lets lazyvma observe, found by trying.
+    Doctor(cli::doctor::Args),
+    /// One iter/task_vma pass: anon_vma topology now, and what ANON_VMA_LAZY would hold (root).
+    Snapshot(cli::snapshot::Args),
+    /// Run a scenario file through the eager and lazy models (no root needed).
+    Model(cli::model::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let res = match cli.cmd {
+        Cmd::Doctor(a) => cli::doctor::run(a, cli.btf.as_deref()),
+        Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),
+        Cmd::Model(a) => cli::model::run(a),
+    };
+    if let Err(e) = res {
+        let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);
+        eprintln!("lazyvma: {e:#}");
+        std::process::exit(code);
+    }
+}

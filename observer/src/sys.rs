@@ -1,0 +1,1 @@
+//! Small facts about the running system: privilege, kallsyms, slab caches, tracefs.

@@ -1,0 +1,89 @@
+//! `cargo xtask setup`: everything the build needs, installed from the registries this
+//! machine reaches (rustup components, crates.io, Debian). Idempotent; one line per step.
+use crate::util::{ok, run as exec, stdout};
+use std::process::Command;
+
+/// bpf-linker release known to build here; its LLVM feature must match nightly's LLVM major.
+const BPF_LINKER: &str = "0.10.4";
+
+fn step(name: &str, f: impl FnOnce() -> anyhow::Result<&'static str>) -> anyhow::Result<()> {
+    match f() {
+        Ok(what) => {
+            println!("setup: {name:<34} {what}");
+            Ok(())
+        }
+        Err(e) => Err(e.context(format!("setup step `{name}` failed"))),
+    }
+}
+
+fn nightly_llvm_major() -> anyhow::Result<u32> {
+    let vv = stdout(Command::new("rustc").args(["+nightly", "-vV"]));
+    vv.lines()
+        .find_map(|l| l.strip_prefix("LLVM version: "))
+        .and_then(|v| v.split('.').next()?.parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("cannot read nightly's LLVM version from `rustc +nightly -vV` (is the nightly toolchain installed?)"))
+}
+
+fn bpf_linker_ok(major: u32) -> bool {
+    let version = stdout(Command::new("bpf-linker").arg("--version"));
+    if version.trim() != format!("bpf-linker {BPF_LINKER}") {
+        return false;
+    }
+    // `--version` does not say which LLVM it loads; we note it when we install. Without a
+    // note it was installed with default features, which means LLVM 22.
+    match std::fs::read_to_string(linker_note()) {
+        Ok(note) => note.trim() == major.to_string(),
+        Err(_) => major == 22,
+    }
+}
+
+fn linker_note() -> std::path::PathBuf {
+    home().join(".cargo/bin/.bpf-linker-llvm")
+}
+
+fn home() -> std::path::PathBuf {
+    std::env::var_os("HOME").map(Into::into).unwrap_or_else(|| "/root".into())
+}
+
+pub fn run() -> anyhow::Result<()> {
+    step("nightly toolchain", || {
+        if ok(Command::new("rustc").args(["+nightly", "--version"])) {
+            return Ok("present");
+        }
+        exec(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        Ok("installed")
+    })?;
+    step("nightly rust-src", || {
+        let installed = stdout(Command::new("rustup").args(["+nightly", "component", "list", "--installed"]));
+        if installed.lines().any(|l| l.starts_with("rust-src")) {
+            return Ok("present");
+        }
+        exec(Command::new("rustup").args(["+nightly", "component", "add", "rust-src"]))?;
+        Ok("installed")
+    })?;
+    step("bpf-linker", || {
+        let major = nightly_llvm_major()?;
+        if bpf_linker_ok(major) {
+            return Ok("present");
+        }
+        let mut cmd = Command::new("cargo");
+        cmd.args(["install", &format!("bpf-linker@{BPF_LINKER}"), "--locked", "--force"]);
+        if major != 22 {
+            cmd.args(["--no-default-features", "--features", &format!("rust-llvm-{major}")]);
+        }
+        exec(&mut cmd)?;
+        std::fs::write(linker_note(), major.to_string())?;
+        Ok("installed")
+    })?;
+    for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+        step(&format!("target {target}"), || {
+            let installed = stdout(Command::new("rustup").args(["target", "list", "--installed"]));
+            if installed.lines().any(|l| l.trim() == target) {
+                return Ok("present");
+            }
+            exec(Command::new("rustup").args(["target", "add", target]))?;
+            Ok("installed")
+        })?;
+    }
+    Ok(())
+}
