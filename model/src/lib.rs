@@ -7,4 +7,6 @@
 pub mod abi;
 
 #[cfg(feature = "std")]
+pub mod knobs;
+#[cfg(feature = "std")]
 pub mod topology;
