@@ -137,8 +137,8 @@ pub fn probe_all(object: &[u8], pre: &Prereqs<'_>) -> Probes {
     let outcomes = AttachType::ALL
         .iter()
         .map(|&t| {
-            let out = if let (true, Err(why)) = (t.needs_btf(), &pre.btf) {
-                fail(format!("needs kernel BTF: {why}"))
+            let out = if t.needs_btf() && pre.btf.is_err() {
+                fail("needs kernel BTF, which did not load (see btf)".into())
             } else if let (true, Err(why)) = (t.needs_tracefs(), &pre.tracefs) {
                 fail(why.clone())
             } else {
