@@ -1,0 +1,336 @@
+//! Which BPF attach types this kernel allows, found by loading and attaching the tiny
+//! programs of `observer-ebpf/src/probe.rs` — never guessed from version numbers.
+//! Each attach type is tried on its own, so one refusal does not hide another.
+use aya::{
+    maps::RingBuf,
+    programs::{BtfTracePoint, FEntry, FExit, Iter, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
+};
+use std::{io::Read, path::Path};
+
+/// The function fentry/fexit/kprobe/kretprobe are tried on: global, in BTF and traceable on
+/// every kernel lazyvma targets. The hooks' own functions are checked against kallsyms apart.
+pub const PROBE_FUNCTION: &str = "vfs_read";
+/// The tracepoint tracepoint/raw_tp/tp_btf (and the ringbuf writer) are tried on.
+pub const PROBE_TRACEPOINT: (&str, &str) = ("sched", "sched_process_fork");
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachType {
+    Fentry,
+    Fexit,
+    Kprobe,
+    Kretprobe,
+    Tracepoint,
+    RawTp,
+    TpBtf,
+    IterTaskVma,
+    Ringbuf,
+}
+
+impl AttachType {
+    pub const ALL: [AttachType; 9] = [
+        Self::Fentry,
+        Self::Fexit,
+        Self::Kprobe,
+        Self::Kretprobe,
+        Self::Tracepoint,
+        Self::RawTp,
+        Self::TpBtf,
+        Self::IterTaskVma,
+        Self::Ringbuf,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Fentry => "fentry",
+            Self::Fexit => "fexit",
+            Self::Kprobe => "kprobe",
+            Self::Kretprobe => "kretprobe",
+            Self::Tracepoint => "tracepoint",
+            Self::RawTp => "raw_tp",
+            Self::TpBtf => "tp_btf",
+            Self::IterTaskVma => "iter/task_vma",
+            Self::Ringbuf => "ringbuf",
+        }
+    }
+
+    /// What the attempt loads and attaches to, for the report.
+    pub fn target(self) -> String {
+        let (cat, tp) = PROBE_TRACEPOINT;
+        match self {
+            Self::Fentry | Self::Fexit | Self::Kprobe | Self::Kretprobe => PROBE_FUNCTION.into(),
+            Self::Tracepoint => format!("{cat}:{tp}"),
+            Self::RawTp | Self::TpBtf => tp.into(),
+            Self::IterTaskVma => "task_vma (one pass read)".into(),
+            Self::Ringbuf => format!("write from {cat}:{tp}, read back after a fork"),
+        }
+    }
+
+    fn program(self) -> &'static str {
+        match self {
+            Self::Fentry => "probe_fentry",
+            Self::Fexit => "probe_fexit",
+            Self::Kprobe => "probe_kprobe",
+            Self::Kretprobe => "probe_kretprobe",
+            Self::Tracepoint => "probe_tracepoint",
+            Self::RawTp => "probe_raw_tp",
+            Self::TpBtf => "probe_tp_btf",
+            Self::IterTaskVma => "probe_iter_task_vma",
+            Self::Ringbuf => "probe_ringbuf",
+        }
+    }
+
+    fn needs_btf(self) -> bool {
+        matches!(self, Self::Fentry | Self::Fexit | Self::TpBtf | Self::IterTaskVma)
+    }
+
+    fn needs_tracefs(self) -> bool {
+        matches!(self, Self::Tracepoint | Self::Ringbuf)
+    }
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Outcome {
+    pub ok: bool,
+    pub error: Option<String>,
+}
+
+/// The outcome per attach type, in [`AttachType::ALL`] order.
+#[derive(Clone, Debug)]
+pub struct Probes(pub Vec<(AttachType, Outcome)>);
+
+impl Probes {
+    pub fn get(&self, t: AttachType) -> &Outcome {
+        &self.0.iter().find(|(k, _)| *k == t).expect("every attach type is probed").1
+    }
+}
+
+impl serde::Serialize for Probes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (t, o) in &self.0 {
+            m.serialize_entry(t.name(), o)?;
+        }
+        m.end()
+    }
+}
+
+/// Why the kernel BTF or tracefs is missing, when it is; probes that need it report that.
+pub struct Prereqs<'a> {
+    pub btf: Result<&'a Btf, String>,
+    pub tracefs: Result<(), String>,
+}
+
+/// Try every attach type. Needs root. The programs are unloaded when this returns.
+pub fn probe_all(object: &[u8], pre: &Prereqs<'_>) -> Probes {
+    let tgid = std::process::id();
+    let mut loader = EbpfLoader::new();
+    loader.btf(pre.btf.as_ref().ok().copied()).override_global("PROBE_TGID", &tgid, true);
+    let mut ebpf = match loader.load(object) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            let msg = format!("the BPF object did not load: {}", chain(&e));
+            return Probes(AttachType::ALL.iter().map(|t| (*t, fail(msg.clone()))).collect());
+        }
+    };
+    let outcomes = AttachType::ALL
+        .iter()
+        .map(|&t| {
+            let out = if t.needs_btf() && pre.btf.is_err() {
+                fail("needs kernel BTF, which did not load (see btf)".into())
+            } else if let (true, Err(why)) = (t.needs_tracefs(), &pre.tracefs) {
+                fail(why.clone())
+            } else {
+                match try_one(ebpf.as_mut().expect("loaded above"), t, pre.btf.as_ref().ok().copied()) {
+                    Ok(()) => Outcome { ok: true, error: None },
+                    Err(e) => fail(e),
+                }
+            };
+            (t, out)
+        })
+        .collect();
+    Probes(outcomes)
+}
+
+fn fail(error: String) -> Outcome {
+    Outcome { ok: false, error: Some(error) }
+}
+
+fn prog<'a, T>(ebpf: &'a mut Ebpf, t: AttachType) -> Result<&'a mut T, String>
+where
+    &'a mut T: TryFrom<&'a mut Program, Error = ProgramError>,
+{
+    let p = ebpf.program_mut(t.program()).ok_or_else(|| format!("program {} missing from the BPF object", t.program()))?;
+    p.try_into().map_err(|e: ProgramError| format!("program {}: {e}", t.program()))
+}
+
+fn try_one(ebpf: &mut Ebpf, t: AttachType, btf: Option<&Btf>) -> Result<(), String> {
+    let (cat, tp) = PROBE_TRACEPOINT;
+    let btf = || btf.ok_or_else(|| "needs kernel BTF".to_string());
+    let load = |e| describe(t, Stage::Load, e);
+    let attach = |e| describe(t, Stage::Attach, e);
+    match t {
+        AttachType::Fentry => {
+            let p: &mut FEntry = prog(ebpf, t)?;
+            p.load(PROBE_FUNCTION, btf()?).map_err(load)?;
+            p.attach().map_err(attach)?;
+        }
+        AttachType::Fexit => {
+            let p: &mut FExit = prog(ebpf, t)?;
+            p.load(PROBE_FUNCTION, btf()?).map_err(load)?;
+            p.attach().map_err(attach)?;
+        }
+        AttachType::Kprobe | AttachType::Kretprobe => {
+            let p: &mut KProbe = prog(ebpf, t)?;
+            p.load().map_err(load)?;
+            p.attach(PROBE_FUNCTION, 0).map_err(attach)?;
+        }
+        AttachType::Tracepoint => {
+            let p: &mut TracePoint = prog(ebpf, t)?;
+            p.load().map_err(load)?;
+            p.attach(cat, tp).map_err(attach)?;
+        }
+        AttachType::RawTp => {
+            let p: &mut RawTracePoint = prog(ebpf, t)?;
+            p.load().map_err(load)?;
+            p.attach(tp).map_err(attach)?;
+        }
+        AttachType::TpBtf => {
+            let p: &mut BtfTracePoint = prog(ebpf, t)?;
+            p.load(tp, btf()?).map_err(load)?;
+            p.attach().map_err(attach)?;
+        }
+        AttachType::IterTaskVma => {
+            let p: &mut Iter = prog(ebpf, t)?;
+            p.load("task_vma", btf()?).map_err(load)?;
+            let id = p.attach().map_err(attach)?;
+            let link = p.take_link(id).map_err(attach)?;
+            // Reading the iterator runs the program over every task's VMAs.
+            let mut file = link.into_file().map_err(|e| format!("iter: opening the link: {e}"))?;
+            let mut sink = Vec::new();
+            file.read_to_end(&mut sink).map_err(|e| format!("iter: reading: {e}"))?;
+        }
+        AttachType::Ringbuf => ringbuf(ebpf, t)?,
+    }
+    Ok(())
+}
+
+/// The ringbuf is usable only if a record written in the kernel reaches us.
+fn ringbuf(ebpf: &mut Ebpf, t: AttachType) -> Result<(), String> {
+    let (cat, tp) = PROBE_TRACEPOINT;
+    let p: &mut TracePoint = prog(ebpf, t)?;
+    p.load().map_err(|e| describe(t, Stage::Load, e))?;
+    p.attach(cat, tp).map_err(|e| describe(t, Stage::Attach, e))?;
+    let map = ebpf.take_map("PROBE_RINGBUF").ok_or("map PROBE_RINGBUF missing from the BPF object")?;
+    let mut rb = RingBuf::try_from(map).map_err(|e| format!("ringbuf map: {e}"))?;
+    fork_and_reap()?;
+    let me = std::process::id();
+    while let Some(item) = rb.next() {
+        if item.len() >= 4 && u32::from_ne_bytes(item[..4].try_into().expect("4 bytes")) == me {
+            return Ok(());
+        }
+    }
+    Err(format!("no record arrived in the ring buffer after a fork (tracepoint {cat}:{tp} attached)"))
+}
+
+/// One fork whose child exits at once: fires `sched_process_fork` in this process.
+fn fork_and_reap() -> Result<(), String> {
+    // SAFETY: the child only calls _exit, which is async-signal-safe.
+    let pid = unsafe { libc::fork() };
+    match pid {
+        -1 => Err(format!("fork failed: {}", std::io::Error::last_os_error())),
+        0 => unsafe { libc::_exit(0) },
+        child => {
+            let mut status = 0;
+            // SAFETY: waiting for our own child.
+            unsafe { libc::waitpid(child, &mut status, 0) };
+            Ok(())
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Stage {
+    Load,
+    Attach,
+}
+
+/// The kernel's refusal in words: the errno by name and what it means for lazyvma.
+fn describe(t: AttachType, stage: Stage, e: ProgramError) -> String {
+    let stage_s = match stage {
+        Stage::Load => "load",
+        Stage::Attach => "attach",
+    };
+    if matches!(t, AttachType::Kprobe | AttachType::Kretprobe) && kprobes_not_built() {
+        // aya 0.14 on >= 4.17 only tries the PMU: its error names .../kprobe/type (ENOENT).
+        return format!("kprobes not built (CONFIG_KPROBES): no kprobe PMU, no kprobe_events ({stage_s}: {})", chain(&e));
+    }
+    let errno = match &e {
+        ProgramError::LoadError { io_error, .. } => io_error.raw_os_error(),
+        ProgramError::SyscallError(s) => s.io_error.raw_os_error(),
+        _ => None,
+    };
+    match (t, stage, errno) {
+        (AttachType::Fentry | AttachType::Fexit, Stage::Load, Some(libc::EPERM)) => {
+            return format!("{} refused (EPERM): this kernel does not allow BPF trampolines", t.name());
+        }
+        (AttachType::Fentry | AttachType::Fexit, Stage::Attach, Some(524)) => {
+            return format!("{} attach refused (ENOTSUPP): no BPF trampoline on this kernel/arch", t.name());
+        }
+        _ => {}
+    }
+    match e {
+        ProgramError::LoadError { io_error, verifier_log } => {
+            let last = verifier_log.to_string().lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string);
+            let mut s = format!("{} {stage_s} refused ({}): {io_error}", t.name(), errno_name(errno));
+            if let Some(l) = last {
+                s += &format!("; verifier: {l}");
+            }
+            s
+        }
+        ProgramError::SyscallError(se) => {
+            format!("{} {stage_s}: {} failed ({}): {}", t.name(), se.call, errno_name(errno), se.io_error)
+        }
+        other => format!("{} {stage_s}: {}", t.name(), chain(&other)),
+    }
+}
+
+fn kprobes_not_built() -> bool {
+    !Path::new("/sys/bus/event_source/devices/kprobe").exists()
+        && !Path::new("/sys/kernel/tracing/kprobe_events").exists()
+        && !Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
+}
+
+fn errno_name(errno: Option<i32>) -> String {
+    let n = match errno {
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::ESRCH) => "ESRCH",
+        Some(libc::EBADF) => "EBADF",
+        Some(libc::ENOMEM) => "ENOMEM",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EBUSY) => "EBUSY",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::E2BIG) => "E2BIG",
+        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
+        Some(524) => "ENOTSUPP",
+        Some(n) => return format!("errno {n}"),
+        None => "no errno",
+    };
+    n.into()
+}
+
+/// An error and its sources on one line.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s += &format!(": {next}");
+        }
+        cur = c.source();
+    }
+    s
+}
