@@ -5,6 +5,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod abi;
+pub mod trace_abi;
 
 #[cfg(feature = "std")]
 pub mod knobs;

@@ -7,6 +7,11 @@
 
 mod offsets;
 mod probe;
+// trace's always-on programs.
+mod emit;
+mod marker;
+mod sched;
+mod slab;
 
 #[cfg(not(test))]
 #[panic_handler]

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod load;
 mod sys;
+mod trace;
 
 #[derive(Parser)]
 #[command(name = "lazyvma", version, about, propagate_version = true)]
@@ -23,6 +24,8 @@ enum Cmd {
     Snapshot(cli::snapshot::Args),
     /// Run a scenario file through the eager and lazy models (no root needed).
     Model(cli::model::Args),
+    /// Observed anon_vma / anon_vma_chain allocations and frees of CMD, pids or the system.
+    Trace(cli::trace::Args),
 }
 
 fn main() {
@@ -31,6 +34,7 @@ fn main() {
         Cmd::Doctor(a) => cli::doctor::run(a, cli.btf.as_deref()),
         Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),
         Cmd::Model(a) => cli::model::run(a),
+        Cmd::Trace(a) => cli::trace::run(a, cli.btf.as_deref()),
     };
     if let Err(e) = res {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);

@@ -2,6 +2,7 @@
 pub mod doctor;
 pub mod model;
 pub mod snapshot;
+pub mod trace;
 
 /// Attach to an error to choose the process exit code (default 1).
 #[derive(Debug, thiserror::Error)]

@@ -1,0 +1,113 @@
+//! Records of `lazyvma trace`'s always-on programs (slab, sched, phase markers) and the
+//! globals userspace injects before load. Shared with `observer-ebpf`: `#[repr(C)]`, plain
+//! integers, a multiple of 8 bytes.
+
+/// The rmap.c functions whose `kmem_cache_alloc/free` call sites identify anon_vma and
+/// anon_vma_chain objects (spec §4.1). Index = [`TraceEvent::func`] and the slot in the
+/// `TRACE_FN_START` / `TRACE_FN_END` globals.
+pub const FUNCTIONS: [&str; FN_COUNT] = ["__anon_vma_prepare", "anon_vma_clone", "anon_vma_fork", "unlink_anon_vmas", "__put_anon_vma"];
+pub const FN_COUNT: usize = 5;
+pub const FN_PREPARE: u32 = 0;
+pub const FN_CLONE: u32 = 1;
+pub const FN_FORK: u32 = 2;
+pub const FN_UNLINK: u32 = 3;
+pub const FN_PUT: u32 = 4;
+
+/// Kernel return addresses kept per event whose function is in `TRACE_STACK_FNS`.
+pub const STACK_DEPTH: usize = 16;
+
+/// [`TraceEvent::kind`].
+pub const EV_ALLOC: u32 = 1;
+pub const EV_FREE: u32 = 2;
+/// `sched:sched_process_fork`, in the parent: `arg` = child pid.
+pub const EV_FORK: u32 = 3;
+/// `task:task_newtask`, in the parent: `arg` = new task's pid, `ptr` = clone_flags.
+pub const EV_NEWTASK: u32 = 4;
+/// `sched:sched_process_exec`: `arg` = old pid.
+pub const EV_EXEC: u32 = 5;
+/// `sched:sched_process_exit`: `arg` = group_dead (0/1), 2 when the kernel has no such field.
+pub const EV_EXIT: u32 = 6;
+/// `syscalls:sys_enter_madvise` with behavior >= [`MARKER_BASE`]: `ptr` = behavior.
+pub const EV_MARKER: u32 = 7;
+
+/// `madvise(0, 0, MARKER_BASE + id)` marks phase `id` (lazyvma-workload's markers).
+pub const MARKER_BASE: u64 = 1000;
+
+/// Slots of the per-CPU `TRACE_COUNTERS` array.
+pub const CTR_SENT: u32 = 0;
+/// Ring buffer reserve failed: the event is lost, and counted here.
+pub const CTR_LOST: u32 = 1;
+pub const CTR_COUNT: u32 = 2;
+
+/// A global offset left at this value: the field is absent in this kernel's tracepoint format.
+pub const NO_FIELD: u64 = u64::MAX;
+
+/// One event. Unused fields are 0.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TraceEvent {
+    pub kind: u32,
+    /// The current task's pid (thread id).
+    pub pid: u32,
+    pub tgid: u32,
+    /// Slab events: index in [`FUNCTIONS`]; others: see the `EV_*` constants.
+    pub arg: u32,
+    /// `bpf_ktime_get_ns`.
+    pub ktime: u64,
+    /// Slab events: the object; others: see the `EV_*` constants.
+    pub ptr: u64,
+    pub call_site: u64,
+    /// `kmem_cache_alloc`'s `bytes_req` (the cache's object_size) and `bytes_alloc`.
+    pub bytes_req: u64,
+    pub bytes_alloc: u64,
+    /// Bytes `bpf_get_stack` wrote into `frames` (0: no stack taken, negative: its error).
+    pub stack_bytes: i64,
+    pub frames: [u64; STACK_DEPTH],
+}
+
+pub const TRACE_EVENT_SIZE: usize = core::mem::size_of::<TraceEvent>();
+const _: () = assert!(TRACE_EVENT_SIZE == 192);
+
+/// Tracepoint field offsets, read from tracefs `format` files at start-up (6.1 and 6.18 lay
+/// the kmem records out differently), injected as the `TRACE_TP_OFFSETS` global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TpOffsets {
+    pub alloc_call_site: u64,
+    pub alloc_ptr: u64,
+    pub alloc_bytes_req: u64,
+    pub alloc_bytes_alloc: u64,
+    pub free_call_site: u64,
+    pub free_ptr: u64,
+    pub fork_child_pid: u64,
+    pub newtask_pid: u64,
+    pub newtask_clone_flags: u64,
+    pub exec_old_pid: u64,
+    /// [`NO_FIELD`] before 6.x kernels that lack `group_dead`.
+    pub exit_group_dead: u64,
+    pub madvise_behavior: u64,
+}
+
+impl TpOffsets {
+    pub const UNSET: TpOffsets = TpOffsets {
+        alloc_call_site: NO_FIELD,
+        alloc_ptr: NO_FIELD,
+        alloc_bytes_req: NO_FIELD,
+        alloc_bytes_alloc: NO_FIELD,
+        free_call_site: NO_FIELD,
+        free_ptr: NO_FIELD,
+        fork_child_pid: NO_FIELD,
+        newtask_pid: NO_FIELD,
+        newtask_clone_flags: NO_FIELD,
+        exec_old_pid: NO_FIELD,
+        exit_group_dead: NO_FIELD,
+        madvise_behavior: NO_FIELD,
+    };
+}
+
+/// Decode one ring buffer record; `None` if it is not exactly one [`TraceEvent`].
+#[cfg(feature = "std")]
+pub fn decode(bytes: &[u8]) -> Option<TraceEvent> {
+    // SAFETY: length checked; the record is plain integers, valid for any bit pattern.
+    (bytes.len() == TRACE_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
+}

@@ -1,0 +1,237 @@
+//! `lazyvma trace [-p PID,..] [-d DUR] [-i INT] [-j] [-k] [-- CMD ARGS...]`: observed
+//! anon_vma / anon_vma_chain allocations and frees of a command, some processes or the whole
+//! system, by function, reason and phase, until CMD exits, -d elapses or SIGINT/SIGTERM.
+use crate::{
+    load::{
+        backend::Facts,
+        ebpf,
+        probe::{self, Prereqs},
+    },
+    sys,
+    trace::{
+        bpf::{self, Config},
+        command,
+        format, hooks,
+        pids::Tree,
+        render::{self, Run},
+        slab::Sizes,
+        symbols::Symbols,
+        Tracer,
+    },
+};
+use anyhow::{bail, Context};
+use aya::{Btf, Endianness};
+use lazyvma_model::trace_abi::{FN_CLONE, FN_COUNT, FN_PUT, FN_UNLINK, FUNCTIONS};
+use std::{
+    io::Write,
+    path::Path,
+    sync::atomic::{AtomicBool, Ordering},
+    time::{Duration, Instant},
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Trace these processes and their descendants (comma-separated pids).
+    #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_delimiter = ',', conflicts_with = "command")]
+    pub pids: Vec<i32>,
+    /// Stop after this long (e.g. 10s, 500ms, 2m; a bare number is seconds).
+    #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Live table period.
+    #[arg(short = 'i', long, value_name = "INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Print the final report as one JSON object on stdout (live rows go to stderr).
+    #[arg(short = 'j', long)]
+    pub json: bool,
+    /// Prefer kprobes to fentry for function hooks (reported; this slice attaches none).
+    #[arg(short = 'k', long)]
+    pub kprobes: bool,
+    /// Do not take kernel stacks (clone/unlink reasons then unknown); to measure their cost.
+    #[arg(long)]
+    pub no_stacks: bool,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    pub ringbuf_mb: u32,
+    /// Start CMD once the programs are attached and trace it and its descendants.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("`{s}`: a duration must be positive"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+fn catch_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores an atomic; no SA_RESTART so poll wakes up.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}
+
+/// The tgid of a `-p` pid (a thread id names its process).
+fn tgid_of(pid: i32) -> anyhow::Result<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| anyhow::anyhow!("no such process: {pid}"))?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).with_context(|| format!("reading the tgid of pid {pid}"))
+}
+
+/// Gone or a zombie: its mm has been torn down.
+fn gone(tgid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tgid}/stat")) else { return true };
+    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_none_or(|s| s == 'Z' || s == 'X')
+}
+
+fn slab_sizes() -> anyhow::Result<Sizes> {
+    let av = sys::slab_cache("anon_vma").context("the anon_vma slab cache")?.object_size;
+    let avc = sys::slab_cache("anon_vma_chain").context("the anon_vma_chain slab cache")?.object_size;
+    if av == avc {
+        bail!("anon_vma and anon_vma_chain have the same object_size ({av}): allocations cannot be told apart");
+    }
+    Ok(Sizes { anon_vma: av, anon_vma_chain: avc })
+}
+
+pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
+    sys::require_root("trace")?;
+    if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
+        bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
+    }
+    let roots: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
+    sys::ensure_tracefs()?;
+    let syms = Symbols::load()?;
+    let mut ranges = [(0, 0); FN_COUNT];
+    for (r, f) in ranges.iter_mut().zip(FUNCTIONS) {
+        *r = syms.range(f)?;
+    }
+    let sizes = slab_sizes()?;
+    let (offsets, marker_problem) = format::offsets()?;
+
+    // What the kernel allows, by trying (as doctor does), for the report's backend per hook.
+    let btf = match btf_path {
+        Some(p) => Btf::parse_file(p, Endianness::default()).map_err(|e| format!("--btf {}: {e}", p.display())),
+        None => Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")),
+    };
+    if let (Some(p), Err(e)) = (btf_path, &btf) {
+        bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
+    }
+    let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
+    let kallsyms = sys::kallsyms()?;
+    let has_tp = |tp: &str| {
+        let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
+        Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
+    };
+    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tp, force_kprobes: args.kprobes };
+    let stacks = !args.no_stacks;
+    let backend = hooks::used(&facts, stacks);
+
+    // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
+    let mut held = if args.command.is_empty() { None } else { Some(command::spawn_held(&args.command)?) };
+    let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
+    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20 };
+    let mut loaded = bpf::load(&cfg)?;
+    let mut missing = loaded.missing.clone();
+    if let Some(p) = marker_problem {
+        missing.retain(|(tp, _)| tp != "syscalls:sys_enter_madvise");
+        missing.push(("syscalls:sys_enter_madvise".into(), format!("{p}; phases unavailable")));
+    }
+    let (scope, tree) = match (&held, roots.is_empty()) {
+        (Some(h), _) => ("command", Tree::command(h.pid as u32)),
+        (None, false) => ("pids", Tree::roots(&roots)),
+        (None, true) => ("system", Tree::system()),
+    };
+    let mut tracer = Tracer::new(tree, syms, sizes);
+    catch_signals();
+    let start = Instant::now();
+    if let Some(h) = held.as_mut() {
+        h.release()?;
+    }
+
+    let live_to_stderr = args.json;
+    let mut live: Box<dyn Write> = if live_to_stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    render::live_header(&mut live)?;
+    let mut next_row = start + args.interval;
+    let mut status = None;
+    let ended_by = loop {
+        let now = Instant::now();
+        let wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
+        loaded.poll(wait, |b| tracer.record(b));
+        if Instant::now() >= next_row {
+            let (_, lost) = loaded.counters()?;
+            render::live_row(&tracer, start.elapsed().as_millis(), lost, &mut live)?;
+            tracer.interval = Default::default();
+            next_row += args.interval;
+        }
+        if let Some(h) = &held {
+            if let Some(s) = h.try_wait() {
+                status = Some(s);
+                break "command exit";
+            }
+        }
+        if scope == "pids" && tracer.tree.procs.iter().all(|p| gone(p.tgid)) {
+            break "all traced processes exited";
+        }
+        if STOP.load(Ordering::SeqCst) {
+            break "signal";
+        }
+        if args.duration.is_some_and(|d| start.elapsed() >= d) {
+            break "duration";
+        }
+    };
+    // Everything the exited processes did was committed before they were reaped.
+    let mut sink = |b: &[u8]| tracer.record(b);
+    loaded.drain(&mut sink);
+    let (sent, lost) = loaded.counters()?;
+    let elapsed_ms = start.elapsed().as_millis();
+    let attached = loaded.attached.clone();
+    drop(loaded);
+    if lost > 0 {
+        eprintln!("lazyvma: {lost} events lost (ring buffer full); counts below are short by up to that many");
+    }
+    if tracer.received + lost != sent {
+        eprintln!("lazyvma: {} events sent but {} received and {lost} lost", sent, tracer.received);
+    }
+    let (kernel, _) = sys::uname();
+    let run = Run {
+        scope,
+        argv: &args.command,
+        status: status.or_else(|| held.as_ref().and_then(|h| h.try_wait())),
+        pids: &roots,
+        elapsed_ms,
+        sent,
+        lost,
+        backend: &backend,
+        tracepoints: &attached,
+        missing: &missing,
+        stacks,
+        kernel,
+        ended_by,
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&render::json(&tracer, &run))?);
+    } else {
+        render::text(&tracer, &run, &mut std::io::stdout().lock())?;
+    }
+    Ok(())
+}

@@ -1,0 +1,125 @@
+//! Loading and attaching `trace`'s programs (observer-ebpf `slab.rs`, `sched.rs`,
+//! `marker.rs`) from the embedded object, reading its ring buffer and lost-event counters.
+use crate::load::ebpf;
+use anyhow::{bail, Context};
+use aya::{
+    maps::{MapData, PerCpuArray, RingBuf},
+    programs::TracePoint,
+    Ebpf, EbpfLoader,
+};
+use lazyvma_model::trace_abi::{TpOffsets, CTR_LOST, CTR_SENT, FN_COUNT};
+use std::{os::fd::AsRawFd, time::Duration};
+
+/// `TpOffsets` as the loader wants it (plain integers, `#[repr(C)]`).
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodOffsets(TpOffsets);
+// SAFETY: TpOffsets is #[repr(C)] and only u64 fields.
+unsafe impl aya::Pod for PodOffsets {}
+
+/// (program, tracepoint category, name, required). Without the madvise tracepoint
+/// (no FTRACE_SYSCALLS) only phases are lost.
+const PROGRAMS: &[(&str, &str, &str, bool)] = &[
+    ("trace_slab_alloc", "kmem", "kmem_cache_alloc", true),
+    ("trace_slab_free", "kmem", "kmem_cache_free", true),
+    ("trace_newtask", "task", "task_newtask", true),
+    ("trace_fork", "sched", "sched_process_fork", true),
+    ("trace_exec", "sched", "sched_process_exec", true),
+    ("trace_exit", "sched", "sched_process_exit", true),
+    ("trace_marker", "syscalls", "sys_enter_madvise", false),
+];
+
+pub struct Config {
+    pub offsets: TpOffsets,
+    pub ranges: [(u64, u64); FN_COUNT],
+    /// Bit i: take the kernel stack for events of FUNCTIONS[i].
+    pub stack_fns: u32,
+    pub ringbuf_bytes: u32,
+}
+
+pub struct Loaded {
+    /// Owns the programs and their links: dropping it detaches everything.
+    _ebpf: Ebpf,
+    ring: RingBuf<MapData>,
+    counters: PerCpuArray<MapData, u64>,
+    /// `category:name` of each tracepoint attached.
+    pub attached: Vec<String>,
+    /// Optional tracepoints that did not attach, with why.
+    pub missing: Vec<(String, String)>,
+}
+
+pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
+    let starts: [u64; FN_COUNT] = cfg.ranges.map(|r| r.0);
+    let ends: [u64; FN_COUNT] = cfg.ranges.map(|r| r.1);
+    let offsets = PodOffsets(cfg.offsets);
+    let mut loader = EbpfLoader::new();
+    loader
+        .override_global("TRACE_TP_OFFSETS", &offsets, true)
+        .override_global("TRACE_FN_START", &starts, true)
+        .override_global("TRACE_FN_END", &ends, true)
+        .override_global("TRACE_STACK_FNS", &cfg.stack_fns, true)
+        .map_max_entries("TRACE_EVENTS", cfg.ringbuf_bytes);
+    let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
+    let mut attached = Vec::new();
+    let mut missing = Vec::new();
+    for &(prog, cat, name, required) in PROGRAMS {
+        let tp = format!("{cat}:{name}");
+        match attach(&mut bpf, prog, cat, name) {
+            Ok(()) => attached.push(tp),
+            Err(e) if required => bail!("tracepoint {tp}: {e}"),
+            Err(e) => missing.push((tp, e)),
+        }
+    }
+    let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
+    let counters = PerCpuArray::try_from(bpf.take_map("TRACE_COUNTERS").context("map TRACE_COUNTERS missing from the BPF object")?)?;
+    Ok(Loaded { _ebpf: bpf, ring, counters, attached, missing })
+}
+
+fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
+    let p: &mut TracePoint = bpf
+        .program_mut(prog)
+        .ok_or_else(|| format!("program {prog} missing from the BPF object"))?
+        .try_into()
+        .map_err(|e| format!("program {prog}: {e}"))?;
+    p.load().map_err(|e| format!("loading {prog}: {}", chain(&e)))?;
+    p.attach(cat, name).map_err(|e| format!("attaching {prog}: {}", chain(&e)))?;
+    Ok(())
+}
+
+impl Loaded {
+    /// Wait up to `timeout` for records, then hand every available one to `f`.
+    pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) {
+        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait early.
+        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+        self.drain(&mut f);
+    }
+
+    pub fn drain(&mut self, f: &mut impl FnMut(&[u8])) {
+        while let Some(item) = self.ring.next() {
+            f(&item);
+        }
+    }
+
+    fn counter(&self, slot: u32) -> anyhow::Result<u64> {
+        Ok(self.counters.get(&slot, 0).context("reading TRACE_COUNTERS")?.iter().sum())
+    }
+
+    /// (sent, lost) summed over CPUs.
+    pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((self.counter(CTR_SENT)?, self.counter(CTR_LOST)?))
+    }
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let next = c.to_string();
+        if !s.contains(&next) {
+            s += &format!(": {next}");
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -1,0 +1,115 @@
+//! `lazyvma trace`, always-on part: anon_vma / anon_vma_chain slab ground truth from
+//! `kmem:kmem_cache_alloc/free` (attributed by call_site), the process tree from sched
+//! tracepoints, and the workload's phase markers. This file turns decoded events into counts.
+pub mod bpf;
+pub mod command;
+pub mod format;
+pub mod hooks;
+pub mod pids;
+pub mod reason;
+pub mod render;
+pub mod slab;
+pub mod symbols;
+
+use lazyvma_model::trace_abi::{TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
+use pids::Tree;
+use slab::{Counts, Live, Sizes, Tally};
+use symbols::Symbols;
+
+pub struct Tracer {
+    pub tree: Tree,
+    pub tally: Tally,
+    live: Live,
+    syms: Symbols,
+    pub sizes: Sizes,
+    /// Counts since the last live row.
+    pub interval: Counts,
+    /// Records decoded / of a kind or function this build does not know.
+    pub received: u64,
+    pub malformed: u64,
+    /// `bpf_get_stack` failures (the reason then falls back to the function's).
+    pub stack_errors: u64,
+    /// Frees by the command's process before its exec of objects allocated before the trace:
+    /// lazyvma's own forked image, excluded from the counts but shown.
+    pub launcher_frees: u64,
+}
+
+impl Tracer {
+    pub fn new(tree: Tree, syms: Symbols, sizes: Sizes) -> Tracer {
+        Tracer {
+            tree,
+            tally: Tally::default(),
+            live: Live::default(),
+            syms,
+            sizes,
+            interval: Counts::default(),
+            received: 0,
+            malformed: 0,
+            stack_errors: 0,
+            launcher_frees: 0,
+        }
+    }
+
+    pub fn record(&mut self, bytes: &[u8]) {
+        self.received += 1;
+        match lazyvma_model::trace_abi::decode(bytes) {
+            Some(ev) => self.handle(&ev),
+            None => self.malformed += 1,
+        }
+    }
+
+    pub fn handle(&mut self, ev: &TraceEvent) {
+        match ev.kind {
+            EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => self.malformed += 1,
+            EV_ALLOC => self.alloc(ev),
+            EV_FREE => self.free(ev),
+            EV_NEWTASK => self.tree.newtask(ev.arg, ev.ptr),
+            EV_FORK => self.tree.fork(ev.tgid, ev.arg),
+            EV_EXEC => self.tree.exec(ev.tgid),
+            EV_EXIT => self.tree.exit(ev.tgid, ev.pid, ev.arg),
+            EV_MARKER => self.tree.marker(ev.tgid, (ev.ptr - MARKER_BASE) as u32),
+            _ => self.malformed += 1,
+        }
+    }
+
+    fn frames<'a>(&mut self, ev: &'a TraceEvent) -> &'a [u64] {
+        if ev.stack_bytes < 0 {
+            self.stack_errors += 1;
+        }
+        let n = (ev.stack_bytes.max(0) as usize / 8).min(ev.frames.len());
+        &ev.frames[..n]
+    }
+
+    fn alloc(&mut self, ev: &TraceEvent) {
+        let Some(proc) = self.tree.traced(ev.tgid) else { return };
+        let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
+        self.live.alloc(ev.ptr, kind, proc);
+        let why = reason::classify(ev.arg, true, self.frames(ev), &self.syms);
+        self.count(kind, true, ev.arg, why, proc);
+    }
+
+    fn free(&mut self, ev: &TraceEvent) {
+        let (kind, owner) = self.live.free(ev.ptr, ev.arg);
+        if owner.is_none() && self.tree.is_launcher(ev.tgid) {
+            self.launcher_frees += 1;
+            return;
+        }
+        // An object of the traced tree freed from elsewhere (ksmd, a /proc reader's mmput)
+        // still counts, in its allocating process.
+        let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
+        let why = reason::classify(ev.arg, false, self.frames(ev), &self.syms);
+        self.count(kind, false, ev.arg, why, proc);
+    }
+
+    fn count(&mut self, kind: slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {
+        let p = self.tree.get(proc);
+        let (tgid, phase) = (p.tgid, p.phase);
+        self.tally.add(kind, alloc, func, why, proc, tgid, phase);
+        self.interval.add(kind, alloc);
+    }
+
+    /// Objects allocated during the trace and still live.
+    pub fn live_objects(&self) -> usize {
+        self.live.len()
+    }
+}

@@ -1,0 +1,165 @@
+//! The traced process tree: which tgids count, who forked whom, and each process's current
+//! phase (the workload's `madvise(0, 0, 1000 + id)` markers). A forked child starts in its
+//! parent's current phase.
+use std::collections::{HashMap, HashSet};
+
+/// CLONE_THREAD from <linux/sched.h>: the new task joins its parent's tgid.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Proc {
+    /// Position in the tree by first appearance: 0 is the command (or the first -p pid).
+    /// Stable across runs of the same program, unlike the tgid.
+    pub proc: usize,
+    pub tgid: u32,
+    /// `proc` of the forking process; None for a root.
+    pub parent: Option<usize>,
+    pub phase: Option<u32>,
+    pub execs: u32,
+    pub exited: bool,
+}
+
+pub enum Scope {
+    /// Every process: entries are created on first sight, without parents.
+    System,
+    /// The given roots and their descendants.
+    Tree,
+}
+
+pub struct Tree {
+    scope: Scope,
+    pub procs: Vec<Proc>,
+    by_tgid: HashMap<u32, usize>,
+    /// New tasks announced by task_newtask with CLONE_THREAD, until their fork event.
+    threads: HashSet<u32>,
+    /// The command's process before its exec: still lazyvma's forked image.
+    launcher: Option<u32>,
+}
+
+impl Tree {
+    pub fn system() -> Tree {
+        Tree { scope: Scope::System, procs: vec![], by_tgid: HashMap::new(), threads: HashSet::new(), launcher: None }
+    }
+
+    pub fn roots(tgids: &[u32]) -> Tree {
+        let mut t = Tree { scope: Scope::Tree, ..Tree::system() };
+        for &tgid in tgids {
+            t.add(tgid, None, None);
+        }
+        t
+    }
+
+    /// The command's tree; until it execs, the root runs lazyvma's image (see `is_launcher`).
+    pub fn command(tgid: u32) -> Tree {
+        let mut t = Tree::roots(&[tgid]);
+        t.launcher = Some(tgid);
+        t
+    }
+
+    fn add(&mut self, tgid: u32, parent: Option<usize>, phase: Option<u32>) -> usize {
+        let proc = self.procs.len();
+        self.procs.push(Proc { proc, tgid, parent, phase, execs: 0, exited: false });
+        // A recycled tgid now names the new process.
+        self.by_tgid.insert(tgid, proc);
+        proc
+    }
+
+    /// The traced process `tgid` is, if any.
+    pub fn traced(&mut self, tgid: u32) -> Option<usize> {
+        match (self.by_tgid.get(&tgid), &self.scope) {
+            (Some(p), _) => Some(*p),
+            (None, Scope::System) => Some(self.add(tgid, None, None)),
+            (None, Scope::Tree) => None,
+        }
+    }
+
+    pub fn get(&self, proc: usize) -> &Proc {
+        &self.procs[proc]
+    }
+
+    pub fn newtask(&mut self, pid: u32, clone_flags: u64) {
+        if clone_flags & CLONE_THREAD != 0 {
+            self.threads.insert(pid);
+        }
+    }
+
+    /// `sched_process_fork` in the parent `tgid`: the child joins the tree if the parent is in it.
+    pub fn fork(&mut self, tgid: u32, child: u32) {
+        if self.threads.remove(&child) {
+            return;
+        }
+        let Some(parent) = self.traced(tgid) else { return };
+        let phase = self.procs[parent].phase;
+        self.add(child, Some(parent), phase);
+    }
+
+    pub fn exec(&mut self, tgid: u32) {
+        if self.launcher == Some(tgid) {
+            self.launcher = None;
+        }
+        if let Some(p) = self.by_tgid.get(&tgid) {
+            self.procs[*p].execs += 1;
+        }
+    }
+
+    /// `group_dead`: 1 when the last thread leaves, 2 when the kernel does not say (then the
+    /// group leader's exit stands for the process).
+    pub fn exit(&mut self, tgid: u32, pid: u32, group_dead: u32) {
+        let last = group_dead == 1 || (group_dead == 2 && pid == tgid);
+        if let (true, Some(p)) = (last, self.by_tgid.get(&tgid)) {
+            self.procs[*p].exited = true;
+        }
+    }
+
+    pub fn marker(&mut self, tgid: u32, phase: u32) {
+        if let Some(p) = self.traced(tgid) {
+            self.procs[p].phase = Some(phase);
+        }
+    }
+
+    /// True for the command's process before its exec: its frees of objects allocated
+    /// before the trace began are lazyvma's own image being torn down, not the command's.
+    pub fn is_launcher(&self, tgid: u32) -> bool {
+        self.launcher == Some(tgid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn children_join_with_the_parents_phase_and_threads_do_not() {
+        let mut t = Tree::command(100);
+        assert!(t.is_launcher(100));
+        t.exec(100);
+        assert!(!t.is_launcher(100));
+        t.marker(100, 3);
+        t.newtask(101, 0x11);
+        t.fork(100, 101);
+        t.newtask(102, CLONE_THREAD | 0x100);
+        t.fork(100, 102);
+        assert_eq!(t.procs.len(), 2);
+        assert_eq!(t.traced(101), Some(1));
+        assert_eq!(t.get(1).parent, Some(0));
+        assert_eq!(t.get(1).phase, Some(3));
+        assert_eq!(t.traced(102), None);
+        t.marker(101, 16);
+        assert_eq!(t.get(0).phase, Some(3));
+        // An untraced parent's fork is not followed.
+        t.fork(555, 556);
+        assert_eq!(t.traced(556), None);
+        t.exit(101, 101, 0);
+        assert!(!t.get(1).exited);
+        t.exit(101, 101, 1);
+        t.exit(100, 100, 2);
+        assert!(t.get(0).exited && t.get(1).exited);
+    }
+
+    #[test]
+    fn system_scope_takes_everyone() {
+        let mut t = Tree::system();
+        assert_eq!(t.traced(7), Some(0));
+        assert_eq!(t.traced(7), Some(0));
+    }
+}

@@ -1,0 +1,102 @@
+//! Why the kernel allocated or freed an object, told from the function of the call site and,
+//! for anon_vma_clone / unlink_anon_vmas / __put_anon_vma, from the kernel stack: on a
+//! tracepoint-only kernel that is the only way to see a clone's caller (split, mremap, merge).
+use super::symbols::Symbols;
+use lazyvma_model::trace_abi::{FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS};
+
+/// Callers of anon_vma_clone (the first frame above it), 6.1 and 6.18 names. `dup_anon_vma`
+/// is inlined into the merge functions on 6.18, so they show up instead.
+fn clone_caller(f: &str) -> Option<&'static str> {
+    Some(match f {
+        "anon_vma_fork" | "dup_mmap" => "fork",
+        "__split_vma" | "split_vma" => "split",
+        "copy_vma" | "copy_vma_and_data" | "move_vma" => "mremap",
+        "dup_anon_vma" | "vma_expand" | "commit_merge" | "vma_merge" | "vma_merge_new_range" | "vma_merge_existing_range"
+        | "__vma_adjust" | "vma_modify" | "vma_shrink" => "merge",
+        _ => return None,
+    })
+}
+
+/// What a teardown stack (unlink_anon_vmas, __put_anon_vma) was doing: the outermost
+/// recognised operation wins, so exec beats the exit_mmap it calls and mremap beats munmap.
+fn teardown(frames: &[&str]) -> Option<&'static str> {
+    let has = |names: &[&str]| frames.iter().any(|f| names.contains(f));
+    Some(if has(&["begin_new_exec", "exec_mmap"]) {
+        "exec"
+    } else if has(&["exit_mmap"]) {
+        "exit"
+    } else if has(&["__do_sys_mremap", "do_mremap", "move_vma", "vma_remap", "remap_move", "mremap_to"]) {
+        "mremap"
+    } else if has(&["ksm_scan_thread", "ksm_do_scan", "remove_rmap_item_from_tree", "break_cow", "remove_stable_node"]) {
+        "ksm"
+    } else if has(&["__do_sys_munmap", "__vm_munmap", "do_vmi_munmap", "do_vmi_align_munmap", "vms_complete_munmap_vmas", "do_munmap"]) {
+        "munmap"
+    } else if has(&["vma_complete", "commit_merge", "vma_expand", "vma_merge", "__vma_adjust", "vma_merge_existing_range", "vma_merge_new_range"]) {
+        "merge"
+    } else {
+        return None;
+    })
+}
+
+/// The reason key for one event. Unrecognised callers are named (`clone:<caller>`) rather
+/// than folded into a guess.
+pub fn classify(func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
+    let names: Vec<&str> = frames.iter().filter_map(|a| syms.name(*a)).collect();
+    // Frames above the allocating/freeing function itself.
+    let own = FUNCTIONS.get(func as usize).copied().unwrap_or("");
+    let above: &[&str] = names.iter().position(|n| *n == own).map_or(&names[..], |i| &names[i + 1..]);
+    match (func, alloc) {
+        (FN_PREPARE, true) => "prepare".into(),
+        (FN_FORK, true) => "fork".into(),
+        (FN_CLONE, true) => match above.first() {
+            None => "clone".into(),
+            Some(c) => clone_caller(c).map_or_else(|| format!("clone:{c}"), str::to_string),
+        },
+        (FN_UNLINK | FN_PUT, false) if frames.is_empty() => if func == FN_UNLINK { "unlink" } else { "put" }.into(),
+        (FN_UNLINK | FN_PUT, false) => teardown(above).map_or_else(|| format!("unlink:{}", above.first().unwrap_or(&"?")), str::to_string),
+        // A lost race in __anon_vma_prepare or an error path of anon_vma_fork/clone.
+        (f, false) => format!("undo:{}", FUNCTIONS.get(f as usize).unwrap_or(&"?")),
+        (f, true) => format!("alloc:{}", FUNCTIONS.get(f as usize).unwrap_or(&"?")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn syms() -> (Symbols, impl Fn(&str) -> u64) {
+        let names = [
+            "kmem_cache_alloc_noprof", "anon_vma_clone", "__split_vma", "copy_vma", "vma_expand", "unlink_anon_vmas",
+            "free_pgtables", "exit_mmap", "mmput", "exec_mmap", "begin_new_exec", "vms_complete_munmap_vmas", "do_vmi_munmap",
+            "vma_complete", "commit_merge", "__do_sys_mremap", "mystery", "zz_end",
+        ];
+        let text: String = names.iter().enumerate().map(|(i, n)| format!("{:x} t {n}\n", 0xffffffff81000000u64 + 0x100 * i as u64)).collect();
+        let s = Symbols::parse(&text).unwrap();
+        let addr = move |n: &str| 0xffffffff81000000u64 + 0x100 * names.iter().position(|x| *x == n).unwrap() as u64 + 8;
+        (s, addr)
+    }
+
+    #[test]
+    fn clone_reason_is_the_caller() {
+        let (s, a) = syms();
+        let st = |c: &str| vec![a("kmem_cache_alloc_noprof"), a("anon_vma_clone"), a(c)];
+        assert_eq!(classify(FN_CLONE, true, &st("__split_vma"), &s), "split");
+        assert_eq!(classify(FN_CLONE, true, &st("copy_vma"), &s), "mremap");
+        assert_eq!(classify(FN_CLONE, true, &st("vma_expand"), &s), "merge");
+        assert_eq!(classify(FN_CLONE, true, &st("mystery"), &s), "clone:mystery");
+        assert_eq!(classify(FN_CLONE, true, &[], &s), "clone");
+    }
+
+    #[test]
+    fn teardown_reason_is_the_outermost_operation() {
+        let (s, a) = syms();
+        let st = |rest: &[&str]| [&["unlink_anon_vmas", "free_pgtables"][..], rest].concat().iter().map(|n| a(n)).collect::<Vec<_>>();
+        assert_eq!(classify(FN_UNLINK, false, &st(&["exit_mmap", "mmput"]), &s), "exit");
+        assert_eq!(classify(FN_UNLINK, false, &st(&["exit_mmap", "mmput", "exec_mmap", "begin_new_exec"]), &s), "exec");
+        assert_eq!(classify(FN_UNLINK, false, &st(&["vms_complete_munmap_vmas", "do_vmi_munmap"]), &s), "munmap");
+        assert_eq!(classify(FN_UNLINK, false, &st(&["do_vmi_munmap", "__do_sys_mremap"]), &s), "mremap");
+        assert_eq!(classify(FN_UNLINK, false, &[a("unlink_anon_vmas"), a("vma_complete"), a("commit_merge")], &s), "merge");
+        assert_eq!(classify(FN_PREPARE, true, &[], &s), "prepare");
+        assert_eq!(classify(FN_PREPARE, false, &[], &s), "undo:__anon_vma_prepare");
+    }
+}

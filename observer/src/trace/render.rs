@@ -1,0 +1,173 @@
+//! The live rows and the final report of `lazyvma trace`, as text or one JSON object.
+use super::{
+    command::Status,
+    slab::{Counts, Sizes},
+    Tracer,
+};
+use crate::load::backend::Choice;
+use lazyvma_model::trace_abi::FUNCTIONS;
+use serde_json::{json, Map, Value};
+use std::io::Write;
+
+/// Everything the final report shows besides the tracer's counts.
+pub struct Run<'a> {
+    pub scope: &'static str,
+    pub argv: &'a [String],
+    pub status: Option<Status>,
+    pub pids: &'a [u32],
+    pub elapsed_ms: u128,
+    pub sent: u64,
+    pub lost: u64,
+    pub backend: &'a [Choice],
+    pub tracepoints: &'a [String],
+    pub missing: &'a [(String, String)],
+    pub stacks: bool,
+    pub kernel: String,
+    pub ended_by: &'static str,
+}
+
+fn counts(c: &Counts) -> Value {
+    let mut v = json!({ "anon_vma": c.anon_vma, "anon_vma_chain": c.anon_vma_chain });
+    if c.unclassified.alloc + c.unclassified.free > 0 {
+        v["unclassified"] = json!(c.unclassified);
+    }
+    v
+}
+
+pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
+    let backend: Map<String, Value> = r.backend.iter().map(|c| (c.hook.to_string(), json!(c.backend.name()))).collect();
+    let by_function: Map<String, Value> = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), counts(c))).collect();
+    let by_reason: Map<String, Value> = t.tally.by_reason.iter().map(|(k, c)| (k.clone(), counts(c))).collect();
+    let phases: Vec<Value> = t
+        .tally
+        .phases
+        .iter()
+        .map(|p| {
+            let mut v = json!({ "proc": p.proc, "tgid": p.tgid, "phase": p.phase });
+            let c = counts(&p.counts);
+            for (k, x) in c.as_object().expect("object") {
+                v[k] = x.clone();
+            }
+            v
+        })
+        .collect();
+    let status = match r.status {
+        Some(Status::Exited(c)) => json!({ "exit_status": c, "signal": null }),
+        Some(Status::Signaled(s)) => json!({ "exit_status": null, "signal": s }),
+        None => json!({ "exit_status": null, "signal": null }),
+    };
+    let command = (!r.argv.is_empty()).then(|| {
+        let mut c = json!({ "argv": r.argv });
+        c["exit_status"] = status["exit_status"].clone();
+        c["signal"] = status["signal"].clone();
+        c
+    });
+    json!({
+        "kernel": r.kernel,
+        "scope": r.scope,
+        "pids": r.pids,
+        "command": command,
+        "ended_by": r.ended_by,
+        "elapsed_ms": r.elapsed_ms as u64,
+        "backend": backend,
+        "backend_detail": r.backend,
+        "tracepoints": r.tracepoints,
+        "missing_tracepoints": r.missing.iter().map(|(tp, why)| json!({ "tracepoint": tp, "error": why })).collect::<Vec<_>>(),
+        "kernel_stacks": r.stacks,
+        "sizes": t.sizes,
+        "observed": counts(&t.tally.total),
+        "by_function": by_function,
+        "by_reason": by_reason,
+        "phases": phases,
+        "processes": t.tree.procs,
+        "lost_events": r.lost,
+        "events": {
+            "sent": r.sent, "received": t.received, "lost": r.lost, "malformed": t.malformed,
+            "stack_errors": t.stack_errors,
+        },
+        "launcher_frees": t.launcher_frees,
+        "live_objects": t.live_objects(),
+        // Filled by the model once trace feeds it; never estimated here.
+        "eager": null,
+        "lazy": null,
+        "rmap": null,
+        "model": "not yet wired",
+    })
+}
+
+fn af(c: &Counts) -> String {
+    format!(
+        "{:>8} {:>8} {:>10} {:>8}",
+        c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free
+    )
+}
+
+const HEAD: &str = "AV alloc     free  AVC alloc     free";
+
+pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()> {
+    let what = match (r.scope, r.status) {
+        ("command", Some(Status::Exited(c))) => format!("command `{}` exited with status {c}", r.argv.join(" ")),
+        ("command", Some(Status::Signaled(s))) => format!("command `{}` was killed by signal {s}", r.argv.join(" ")),
+        ("command", None) => format!("command `{}` still running (trace stopped: {})", r.argv.join(" "), r.ended_by),
+        ("pids", _) => format!("pids {:?} and descendants (ended by {})", r.pids, r.ended_by),
+        _ => format!("whole system (ended by {})", r.ended_by),
+    };
+    writeln!(out, "lazyvma trace: {what}; {} ms on {}", r.elapsed_ms, r.kernel)?;
+    let sizes: &Sizes = &t.sizes;
+    writeln!(out, "objects by call_site; anon_vma {} B, anon_vma_chain {} B (object_size)", sizes.anon_vma, sizes.anon_vma_chain)?;
+    writeln!(out, "\n{:<28} {HEAD}", "observed")?;
+    writeln!(out, "{:<28} {}", "total", af(&t.tally.total))?;
+    let u = t.tally.total.unclassified;
+    if u.alloc + u.free > 0 {
+        writeln!(out, "{:<28} {} alloc, {} free of neither size or kind", "unclassified", u.alloc, u.free)?;
+    }
+    writeln!(out, "\n{:<28} {HEAD}", "by function")?;
+    for (f, c) in FUNCTIONS.iter().zip(&t.tally.by_function) {
+        writeln!(out, "{f:<28} {}", af(c))?;
+    }
+    writeln!(out, "\n{:<28} {HEAD}", "by reason")?;
+    for (k, c) in &t.tally.by_reason {
+        writeln!(out, "{k:<28} {}", af(c))?;
+    }
+    if !t.tally.phases.is_empty() {
+        writeln!(out, "\n{:<28} {HEAD}", "proc  tgid     phase")?;
+        for p in &t.tally.phases {
+            let ph = p.phase.map_or("-".to_string(), |x| x.to_string());
+            writeln!(out, "{:<5} {:<8} {:<13} {}", p.proc, p.tgid, ph, af(&p.counts))?;
+        }
+    }
+    writeln!(out, "\nlost events: {} (of {} sent; {} received)", r.lost, r.sent, t.received)?;
+    if t.launcher_frees > 0 {
+        writeln!(out, "not counted: {} frees of lazyvma's own image torn down by the command's exec", t.launcher_frees)?;
+    }
+    for (tp, why) in r.missing {
+        writeln!(out, "missing: {tp}: {why}")?;
+    }
+    let tp_only: Vec<&str> = r.backend.iter().filter(|c| c.backend.name() == "tracepoint-only").map(|c| c.hook).collect();
+    writeln!(out, "backend: tracepoint-only for {}", tp_only.join(", "))?;
+    writeln!(out, "model (eager/lazy/rmap): not yet wired")?;
+    Ok(())
+}
+
+/// One live row: what happened in the last interval, and the totals so far.
+pub fn live_header(out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "{:>8}  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}", "time", "AV alloc", "free", "AVC alloc", "free", "AV net", "AVC net", "lost")
+}
+
+pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -> std::io::Result<()> {
+    let i = &t.interval;
+    let tot = &t.tally.total;
+    let net = |a: &super::slab::AllocFree| a.alloc as i64 - a.free as i64;
+    writeln!(
+        out,
+        "{:>7.1}s  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}",
+        elapsed_ms as f64 / 1000.0,
+        i.anon_vma.alloc,
+        i.anon_vma.free,
+        i.anon_vma_chain.alloc,
+        i.anon_vma_chain.free,
+        net(&tot.anon_vma),
+        net(&tot.anon_vma_chain),
+        lost
+    )
+}
