@@ -98,6 +98,19 @@ fn tgid_of(pid: i32) -> anyhow::Result<u32> {
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).with_context(|| format!("reading the tgid of pid {pid}"))
 }
 
+/// (tgid, parent tgid) of every process now.
+fn ppids() -> Vec<(u32, u32)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let ppid = st.rsplit_once(')')?.1.split_ascii_whitespace().nth(1)?.parse().ok()?;
+            Some((pid, ppid))
+        })
+        .collect()
+}
+
 /// Gone or a zombie: its mm has been torn down.
 fn gone(tgid: u32) -> bool {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{tgid}/stat")) else { return true };
@@ -158,7 +171,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
     let (scope, tree) = match (&held, roots.is_empty()) {
         (Some(h), _) => ("command", Tree::command(h.pid as u32)),
-        (None, false) => ("pids", Tree::roots(&roots)),
+        (None, false) => ("pids", Tree::with_descendants(&roots, &ppids())),
         (None, true) => ("system", Tree::system()),
     };
     let mut tracer = Tracer::new(tree, syms, sizes);
@@ -170,7 +183,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
 
     let live_to_stderr = args.json;
     let mut live: Box<dyn Write> = if live_to_stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
-    render::live_header(&mut live)?;
+    let mut header = false;
     let mut next_row = start + args.interval;
     let mut status = None;
     let ended_by = loop {
@@ -179,6 +192,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         loaded.poll(wait, |b| tracer.record(b));
         if Instant::now() >= next_row {
             let (_, lost) = loaded.counters()?;
+            if !std::mem::replace(&mut header, true) {
+                render::live_header(&mut live)?;
+            }
             render::live_row(&tracer, start.elapsed().as_millis(), lost, &mut live)?;
             tracer.interval = Default::default();
             next_row += args.interval;
@@ -200,10 +216,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         }
     };
     // Everything the exited processes did was committed before they were reaped.
+    let elapsed_ms = start.elapsed().as_millis();
+    loaded.detach();
     let mut sink = |b: &[u8]| tracer.record(b);
     loaded.drain(&mut sink);
     let (sent, lost) = loaded.counters()?;
-    let elapsed_ms = start.elapsed().as_millis();
     let attached = loaded.attached.clone();
     drop(loaded);
     if lost > 0 {

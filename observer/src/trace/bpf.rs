@@ -38,8 +38,9 @@ pub struct Config {
 }
 
 pub struct Loaded {
-    /// Owns the programs and their links: dropping it detaches everything.
-    _ebpf: Ebpf,
+    /// Owns the programs and their links: dropping it detaches them. The maps were taken
+    /// out, so they outlive it for the final drain.
+    ebpf: Option<Ebpf>,
     ring: RingBuf<MapData>,
     counters: PerCpuArray<MapData, u64>,
     /// `category:name` of each tracepoint attached.
@@ -72,7 +73,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
     let counters = PerCpuArray::try_from(bpf.take_map("TRACE_COUNTERS").context("map TRACE_COUNTERS missing from the BPF object")?)?;
-    Ok(Loaded { _ebpf: bpf, ring, counters, attached, missing })
+    Ok(Loaded { ebpf: Some(bpf), ring, counters, attached, missing })
 }
 
 fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
@@ -87,6 +88,12 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), Strin
 }
 
 impl Loaded {
+    /// Detach every program: after this no event is sent, so a final drain sees them all and
+    /// sent = received + lost holds exactly.
+    pub fn detach(&mut self) {
+        self.ebpf = None;
+    }
+
     /// Wait up to `timeout` for records, then hand every available one to `f`.
     pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) {
         let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };

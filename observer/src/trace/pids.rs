@@ -49,6 +49,25 @@ impl Tree {
         t
     }
 
+    /// `-p`: the given processes, then their descendants alive now (from /proc), each after
+    /// its parent; later forks join through `fork`.
+    pub fn with_descendants(roots: &[u32], ppid_of: &[(u32, u32)]) -> Tree {
+        let mut t = Tree::roots(roots);
+        let mut i = 0;
+        while i < t.procs.len() {
+            let (parent, tgid) = (t.procs[i].proc, t.procs[i].tgid);
+            let mut kids: Vec<u32> = ppid_of.iter().filter(|(_, pp)| *pp == tgid).map(|(p, _)| *p).collect();
+            kids.sort_unstable();
+            for k in kids {
+                if !t.by_tgid.contains_key(&k) {
+                    t.add(k, Some(parent), None);
+                }
+            }
+            i += 1;
+        }
+        t
+    }
+
     /// The command's tree; until it execs, the root runs lazyvma's image (see `is_launcher`).
     pub fn command(tgid: u32) -> Tree {
         let mut t = Tree::roots(&[tgid]);
@@ -89,6 +108,12 @@ impl Tree {
             return;
         }
         let Some(parent) = self.traced(tgid) else { return };
+        // Already found in /proc by `with_descendants` (it forked after attach, before the scan).
+        if let Some(&known) = self.by_tgid.get(&child) {
+            if self.procs[known].parent == Some(parent) && !self.procs[known].exited {
+                return;
+            }
+        }
         let phase = self.procs[parent].phase;
         self.add(child, Some(parent), phase);
     }
@@ -154,6 +179,13 @@ mod tests {
         t.exit(101, 101, 1);
         t.exit(100, 100, 2);
         assert!(t.get(0).exited && t.get(1).exited);
+    }
+
+    #[test]
+    fn existing_descendants_follow_their_parents() {
+        let t = Tree::with_descendants(&[10], &[(11, 10), (13, 12), (12, 11), (20, 1), (14, 10)]);
+        let v: Vec<_> = t.procs.iter().map(|p| (p.tgid, p.parent)).collect();
+        assert_eq!(v, vec![(10, None), (11, Some(0)), (14, Some(0)), (12, Some(1)), (13, Some(3))]);
     }
 
     #[test]

@@ -1,0 +1,367 @@
+//! `lazyvma trace` on the real kernel: the host fidelity check. Each workload scenario runs
+//! under `trace -j` with N=3 and N=0 test VMAs; the difference, per (process, phase) and in
+//! total, must equal the exact eager counts of spec §5 / §1.12 (docs/workload.md's table).
+use serde_json::Value;
+use std::{
+    collections::BTreeMap,
+    io::{BufRead, BufReader},
+    os::unix::process::CommandExt,
+    process::{Command, Output, Stdio},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
+/// `LAZYVMA_WORKLOAD` overrides the built one (e.g. a workload built elsewhere).
+fn workload() -> String {
+    std::env::var("LAZYVMA_WORKLOAD").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lazyvma-workload").into())
+}
+const N: i64 = 3;
+
+// lazyvma-workload's phase markers (madvise(0, 0, 1000 + id)).
+const TOUCH: i64 = 2;
+const FORK: i64 = 3;
+const EXEC: i64 = 4;
+const SPLIT: i64 = 5;
+const MERGE: i64 = 6;
+const MREMAP: i64 = 7;
+const MUNMAP: i64 = 8;
+const THREADS: i64 = 13;
+const EXIT: i64 = 16;
+
+fn is_root() -> bool {
+    // SAFETY: no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Privileged tests skip as non-root unless CI demands root.
+fn root_or_skip(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    if std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test}: LAZYVMA_REQUIRE_ROOT=1 but not running as root");
+    }
+    eprintln!("{test}: skipped (needs root)");
+    false
+}
+
+/// The workload binary, unless this tree still has the placeholder (before the workload
+/// branch is merged): then the scenario tests say so and skip.
+fn workload_ready(test: &str) -> bool {
+    let out = Command::new(workload()).args(["noop", "-n", "0"]).output().expect("running lazyvma-workload");
+    if out.status.success() {
+        return true;
+    }
+    eprintln!("{test}: skipped: lazyvma-workload has no scenarios here ({})", String::from_utf8_lossy(&out.stderr).trim());
+    false
+}
+
+/// Address-space randomisation off, so the process's own VMAs (heap, stack, libraries) lay
+/// out the same in the N=3 and N=0 runs and the difference is the test VMAs' alone.
+fn no_aslr(cmd: &mut Command) -> &mut Command {
+    // SAFETY: personality is async-signal-safe.
+    unsafe { cmd.pre_exec(|| {
+        libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+        Ok(())
+    }) }
+}
+
+fn lazyvma(args: &[&str]) -> Output {
+    Command::new(BIN).args(args).output().expect("running lazyvma")
+}
+
+fn trace_json(scenario: &str, n: i64) -> Value {
+    let n = n.to_string();
+    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "trace {scenario} -n {n}: {stderr}");
+    let j = report(&out.stdout).unwrap_or_else(|e| panic!("trace {scenario}: no JSON report on stdout ({e}): {stderr}"));
+    assert_eq!(j["command"]["exit_status"], 0, "{scenario} -n {n} failed: {stderr}");
+    assert_eq!(j["lost_events"], 0, "{scenario} -n {n}: events lost");
+    assert_eq!(j["events"]["sent"], j["events"]["received"], "{scenario} -n {n}: sent != received");
+    assert_eq!(j["backend"]["__anon_vma_prepare"].as_str().map(|b| b != "unavailable"), Some(true));
+    j
+}
+
+/// The JSON report: the command shares stdout and writes first, the report starts at the
+/// first line that opens an object.
+fn report(stdout: &[u8]) -> serde_json::Result<Value> {
+    let s = String::from_utf8_lossy(stdout);
+    let at = if s.starts_with('{') { 0 } else { s.find("\n{").map_or(s.len(), |i| i + 1) };
+    serde_json::from_str(&s[at..])
+}
+
+/// [AV alloc, AV free, AVC alloc, AVC free].
+type Four = [i64; 4];
+
+fn four(v: &Value) -> Four {
+    let g = |k: &str, op: &str| v[k][op].as_i64().unwrap_or(0);
+    [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")]
+}
+
+/// (proc, phase) → counts; phase -1 is "before any marker".
+fn phases(j: &Value) -> BTreeMap<(i64, i64), Four> {
+    let mut m = BTreeMap::new();
+    for p in j["phases"].as_array().expect("phases") {
+        let key = (p["proc"].as_i64().unwrap(), p["phase"].as_i64().unwrap_or(-1));
+        m.insert(key, four(p));
+    }
+    m
+}
+
+fn sub<K: Ord + Clone>(a: &BTreeMap<K, Four>, b: &BTreeMap<K, Four>) -> BTreeMap<K, Four> {
+    let mut out = BTreeMap::new();
+    for k in a.keys().chain(b.keys()) {
+        let x = a.get(k).copied().unwrap_or_default();
+        let y = b.get(k).copied().unwrap_or_default();
+        let d = [x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3]];
+        if d != [0; 4] {
+            out.insert(k.clone(), d);
+        }
+    }
+    out
+}
+
+struct Diff {
+    total: Four,
+    phases: BTreeMap<(i64, i64), Four>,
+    reasons: BTreeMap<String, Four>,
+}
+
+/// counts(N=3) − counts(N=0).
+fn diff(scenario: &str) -> Diff {
+    let a = trace_json(scenario, N);
+    let b = trace_json(scenario, 0);
+    let t = |j: &Value| four(&j["observed"]);
+    let (ta, tb) = (t(&a), t(&b));
+    let reasons = |j: &Value| j["by_reason"].as_object().unwrap().iter().map(|(k, v)| (k.clone(), four(v))).collect::<BTreeMap<_, _>>();
+    Diff {
+        total: [ta[0] - tb[0], ta[1] - tb[1], ta[2] - tb[2], ta[3] - tb[3]],
+        phases: sub(&phases(&a), &phases(&b)),
+        reasons: sub(&reasons(&a), &reasons(&b)),
+    }
+}
+
+/// Per test VMA `[+AV, -AV, +AVC, -AVC]` by (proc, phase); every other row must not change.
+fn check(scenario: &str, per_vma: &[((i64, i64), Four)]) -> Diff {
+    let d = diff(scenario);
+    let want: BTreeMap<_, _> = per_vma.iter().map(|(k, v)| (*k, v.map(|x| x * N))).collect();
+    assert_eq!(d.phases, want, "{scenario}: per-phase difference N={N} minus N=0, (proc, phase) → [+AV, -AV, +AVC, -AVC]");
+    let total = want.values().fold([0; 4], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2], a[3] + v[3]]);
+    assert_eq!(d.total, total, "{scenario}: total difference");
+    d
+}
+
+macro_rules! scenario {
+    ($name:ident, $scenario:expr, [$($row:expr),* $(,)?]) => {
+        #[test]
+        fn $name() {
+            if !root_or_skip(stringify!($name)) || !workload_ready(stringify!($name)) {
+                return;
+            }
+            check($scenario, &[$($row),*]);
+        }
+    };
+}
+
+// Spec §5 A.
+scenario!(touch, "touch", [((0, TOUCH), [1, 0, 1, 0]), ((0, EXIT), [0, 1, 0, 1])]);
+// §1.2: a read fault maps the zero page.
+scenario!(touch_read, "touch-read", []);
+// §5 B.
+scenario!(fork, "fork", [
+    ((0, TOUCH), [1, 0, 1, 0]),
+    ((0, FORK), [1, 0, 2, 0]),
+    ((1, EXIT), [0, 1, 0, 2]),
+    ((0, EXIT), [0, 1, 0, 1]),
+]);
+// §1.4: untouched VMAs have no anon_vma to fork.
+scenario!(fork_untouched, "fork-untouched", []);
+// §5 D: peak 12 AV / 30 AVC.
+scenario!(fork_chain, "fork-chain", [
+    ((0, TOUCH), [1, 0, 1, 0]),
+    ((0, FORK), [1, 0, 2, 0]),
+    ((1, FORK), [1, 0, 3, 0]),
+    ((2, FORK), [1, 0, 4, 0]),
+    ((3, EXIT), [0, 1, 0, 4]),
+    ((2, EXIT), [0, 1, 0, 3]),
+    ((1, EXIT), [0, 1, 0, 2]),
+    ((0, EXIT), [0, 1, 0, 1]),
+]);
+// §5 C: the child's exec tears down the inherited mm.
+scenario!(fork_exec, "fork-exec", [
+    ((0, TOUCH), [1, 0, 1, 0]),
+    ((0, FORK), [1, 0, 2, 0]),
+    ((1, EXEC), [0, 1, 0, 2]),
+    ((0, EXIT), [0, 1, 0, 1]),
+]);
+// §1.2: the second VMA of each pair reuses the first's anon_vma (+0 AV / +1 AVC).
+scenario!(adjacent, "adjacent", [((0, TOUCH), [1, 0, 2, 0]), ((0, EXIT), [0, 1, 0, 2])]);
+// §1.4's canonical reuse: C exit −0/−2, H fork +0/+3.
+scenario!(reuse, "reuse", [
+    ((0, TOUCH), [1, 0, 1, 0]),
+    ((0, FORK), [1, 0, 2, 0]),
+    ((1, FORK), [1, 0, 3, 0]),
+    ((1, EXIT), [0, 0, 0, 2]),
+    ((2, FORK), [0, 0, 3, 0]),
+    ((3, EXIT), [0, 0, 0, 3]),
+    ((2, EXIT), [0, 2, 0, 3]),
+    ((0, EXIT), [0, 1, 0, 1]),
+]);
+// §1.8.
+scenario!(munmap, "munmap", [((0, TOUCH), [1, 0, 1, 0]), ((0, MUNMAP), [0, 1, 0, 1])]);
+// §1.8: a middle hole is two splits and one unlink.
+scenario!(munmap_hole, "munmap-hole", [
+    ((0, TOUCH), [1, 0, 1, 0]),
+    ((0, MUNMAP), [0, 0, 2, 1]),
+    ((0, EXIT), [0, 1, 0, 2]),
+]);
+/// Threads share the mm: only the first faults cost. The threads' own start-up (stacks) races
+/// with the main thread's touch marker, so the threads and touch phases are checked together.
+#[test]
+fn threads() {
+    if !root_or_skip("threads") || !workload_ready("threads") {
+        return;
+    }
+    let d = diff("threads");
+    let get = |k| d.phases.get(&(0, k)).copied().unwrap_or_default();
+    let (touch, threads) = (get(TOUCH), get(THREADS));
+    assert_eq!([touch[0] + threads[0], touch[1] + threads[1], touch[2] + threads[2], touch[3] + threads[3]], [N, 0, N, 0], "{:?}", d.phases);
+    assert_eq!(get(EXIT), [0, N, 0, N], "{:?}", d.phases);
+    assert_eq!(d.phases.keys().filter(|(_, p)| ![TOUCH, THREADS, EXIT].contains(p)).count(), 0, "{:?}", d.phases);
+    assert_eq!(d.total, [N, N, N, N]);
+}
+scenario!(noop, "noop", []);
+
+/// §5 E, and the reason of each clone told from the kernel stack.
+#[test]
+fn split_then_merge_with_reasons() {
+    if !root_or_skip("split_then_merge_with_reasons") || !workload_ready("split_then_merge_with_reasons") {
+        return;
+    }
+    let d = check("split", &[
+        ((0, TOUCH), [1, 0, 1, 0]),
+        ((0, SPLIT), [0, 0, 2, 0]),
+        ((0, MERGE), [0, 0, 0, 2]),
+        ((0, EXIT), [0, 1, 0, 1]),
+    ]);
+    assert_eq!(d.reasons.get("split"), Some(&[0, 0, 2 * N, 0]), "{:?}", d.reasons);
+    assert_eq!(d.reasons.get("merge"), Some(&[0, 0, 0, 2 * N]), "{:?}", d.reasons);
+}
+
+/// §1.7: a whole-VMA move clones (+1 AVC, reason mremap) and unlinks the source (−1 AVC).
+#[test]
+fn mremap_with_reasons() {
+    if !root_or_skip("mremap_with_reasons") || !workload_ready("mremap_with_reasons") {
+        return;
+    }
+    let d = check("mremap", &[((0, TOUCH), [1, 0, 1, 0]), ((0, MREMAP), [0, 0, 1, 1]), ((0, EXIT), [0, 1, 0, 1])]);
+    assert_eq!(d.reasons.get("mremap"), Some(&[0, 0, N, N]), "{:?}", d.reasons);
+}
+
+/// `-p`: processes alive before the trace (a held fork: parent and child) and their exits.
+#[test]
+fn pids_follow_existing_descendants() {
+    if !root_or_skip("pids_follow_existing_descendants") || !workload_ready("pids_follow_existing_descendants") {
+        return;
+    }
+    let run = |n: i64| -> Value {
+        let mut w = no_aslr(Command::new(workload()).args(["fork", "-n", &n.to_string(), "--hold"]))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("running lazyvma-workload");
+        let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+        for _ in 0..2 {
+            assert!(lines.next().unwrap().unwrap().starts_with("ready "));
+        }
+        let mut t = Command::new(BIN)
+            .args(["trace", "-j", "-i", "100ms", "-p", &w.id().to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("running lazyvma");
+        // The first live row means the programs are attached.
+        let mut err = BufReader::new(t.stderr.take().unwrap()).lines();
+        assert!(err.next().unwrap().unwrap().contains("AV alloc"));
+        drop(w.stdin.take());
+        assert!(w.wait().unwrap().success());
+        let out = t.wait_with_output().unwrap();
+        assert!(out.status.success());
+        serde_json::from_slice(&out.stdout).expect("JSON report")
+    };
+    let (a, b) = (run(N), run(0));
+    assert_eq!(a["ended_by"], "all traced processes exited");
+    assert_eq!(a["processes"].as_array().unwrap().len(), 2, "{}", a["processes"]);
+    // Objects allocated before the trace are told apart by the freeing function.
+    let d = sub(&phases(&a), &phases(&b));
+    let want = BTreeMap::from([((1, EXIT), [0, N, 0, 2 * N]), ((0, EXIT), [0, N, 0, N])]);
+    assert_eq!(d, want);
+}
+
+#[test]
+fn command_not_found_is_one_line() {
+    if !root_or_skip("command_not_found_is_one_line") {
+        return;
+    }
+    let out = lazyvma(&["trace", "--", "/nonexistent/lazyvma-no-such-cmd"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim(), "lazyvma: command not found: /nonexistent/lazyvma-no-such-cmd");
+    let out = lazyvma(&["trace", "--", "lazyvma-no-such-cmd"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "lazyvma: command not found: lazyvma-no-such-cmd (not in PATH)");
+}
+
+#[test]
+fn command_exit_status_is_reported() {
+    if !root_or_skip("command_exit_status_is_reported") {
+        return;
+    }
+    let out = lazyvma(&["trace", "-j", "--", "sh", "-c", "exit 7"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["command"]["exit_status"], 7);
+    assert_eq!(j["command"]["argv"], serde_json::json!(["sh", "-c", "exit 7"]));
+    assert_eq!(j["model"], "not yet wired");
+    assert!(j["eager"].is_null() && j["lazy"].is_null() && j["rmap"].is_null());
+    // sh's own image: every object it allocated was freed by its exit.
+    let o = four(&j["observed"]);
+    assert!(o[0] > 0 && o[0] == o[1] && o[2] == o[3], "{o:?}");
+}
+
+#[test]
+fn unknown_pid_is_one_line() {
+    if !root_or_skip("unknown_pid_is_one_line") {
+        return;
+    }
+    // Above the default pid_max ceiling (4194304), so never a live pid.
+    let out = lazyvma(&["trace", "-p", "4194305"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&out.stderr).trim(), "lazyvma: no such process: 4194305");
+}
+
+#[test]
+fn not_root_is_one_line_exit_1() {
+    if !root_or_skip("not_root_is_one_line_exit_1") {
+        return;
+    }
+    let out = Command::new(BIN).args(["trace", "--", "true"]).uid(65534).gid(65534).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("needs root"), "{err}");
+}
+
+#[test]
+fn duration_ends_a_whole_system_trace() {
+    if !root_or_skip("duration_ends_a_whole_system_trace") {
+        return;
+    }
+    let out = lazyvma(&["trace", "-j", "-d", "300ms"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(j["scope"], "system");
+    assert_eq!(j["ended_by"], "duration");
+    assert!(j["elapsed_ms"].as_u64().unwrap() >= 300);
+    assert!(j["command"].is_null());
+}
