@@ -13,7 +13,7 @@ pub mod symbols;
 
 use lazyvma_model::trace_abi::{TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
 use pids::Tree;
-use slab::{Counts, Live, Sizes, Tally};
+use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
 
 pub struct Tracer {
@@ -103,8 +103,7 @@ impl Tracer {
 
     fn count(&mut self, kind: slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {
         let p = self.tree.get(proc);
-        let (tgid, phase) = (p.tgid, p.phase);
-        self.tally.add(kind, alloc, func, why, proc, tgid, phase);
+        self.tally.add(kind, alloc, func, why, At { proc, tgid: p.tgid, phase: p.phase });
         self.interval.add(kind, alloc);
     }
 

@@ -34,6 +34,12 @@ fn counts(c: &Counts) -> Value {
     v
 }
 
+/// Whole-system traces keep per-phase rows and process entries only for processes that
+/// emitted phase markers: everything else is in the totals, not in a row per process.
+fn shown(r: &Run<'_>, phase: Option<u32>) -> bool {
+    r.scope != "system" || phase.is_some()
+}
+
 pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
     let backend: Map<String, Value> = r.backend.iter().map(|c| (c.hook.to_string(), json!(c.backend.name()))).collect();
     let by_function: Map<String, Value> = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), counts(c))).collect();
@@ -42,6 +48,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         .tally
         .phases
         .iter()
+        .filter(|p| shown(r, p.phase))
         .map(|p| {
             let mut v = json!({ "proc": p.proc, "tgid": p.tgid, "phase": p.phase });
             let c = counts(&p.counts);
@@ -79,7 +86,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "by_function": by_function,
         "by_reason": by_reason,
         "phases": phases,
-        "processes": t.tree.procs,
+        "processes": t.tree.procs.iter().filter(|p| shown(r, p.phase)).collect::<Vec<_>>(),
         "lost_events": r.lost,
         "events": {
             "sent": r.sent, "received": t.received, "lost": r.lost, "malformed": t.malformed,
@@ -129,9 +136,10 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
     for (k, c) in &t.tally.by_reason {
         writeln!(out, "{k:<28} {}", af(c))?;
     }
-    if !t.tally.phases.is_empty() {
+    let rows: Vec<_> = t.tally.phases.iter().filter(|p| shown(r, p.phase)).collect();
+    if !rows.is_empty() {
         writeln!(out, "\n{:<28} {HEAD}", "proc  tgid     phase")?;
-        for p in &t.tally.phases {
+        for p in rows {
             let ph = p.phase.map_or("-".to_string(), |x| x.to_string());
             writeln!(out, "{:<5} {:<8} {:<13} {}", p.proc, p.tgid, ph, af(&p.counts))?;
         }

@@ -93,6 +93,14 @@ pub struct PhaseRow {
     pub counts: Counts,
 }
 
+/// Where an event happened: the traced process and its phase then.
+#[derive(Clone, Copy, Debug)]
+pub struct At {
+    pub proc: usize,
+    pub tgid: u32,
+    pub phase: Option<u32>,
+}
+
 #[derive(Default)]
 pub struct Tally {
     pub total: Counts,
@@ -104,7 +112,8 @@ pub struct Tally {
 }
 
 impl Tally {
-    pub fn add(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, proc: usize, tgid: u32, phase: Option<u32>) {
+    pub fn add(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, at: At) {
+        let At { proc, tgid, phase } = at;
         self.total.add(kind, alloc);
         self.by_function[func as usize].add(kind, alloc);
         self.by_reason.entry(reason).or_default().add(kind, alloc);
@@ -142,9 +151,10 @@ mod tests {
     #[test]
     fn phases_are_rows_in_order_of_first_event() {
         let mut t = Tally::default();
-        t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), 0, 10, Some(2));
-        t.add(Kind::AnonVmaChain, true, FN_CLONE, "fork".into(), 0, 10, Some(3));
-        t.add(Kind::AnonVmaChain, true, FN_PREPARE, "prepare".into(), 0, 10, Some(2));
+        let at = |phase| At { proc: 0, tgid: 10, phase: Some(phase) };
+        t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), at(2));
+        t.add(Kind::AnonVmaChain, true, FN_CLONE, "fork".into(), at(3));
+        t.add(Kind::AnonVmaChain, true, FN_PREPARE, "prepare".into(), at(2));
         assert_eq!(t.phases.len(), 2);
         assert_eq!(t.phases[0].phase, Some(2));
         assert_eq!(t.phases[0].counts.anon_vma, AllocFree { alloc: 1, free: 0 });
