@@ -57,6 +57,9 @@ impl Apt {
              APT::Architecture \"amd64\";\n\
              APT::Architectures {{ \"amd64\"; \"arm64\"; }};\n\
              Acquire::Languages \"none\";\n\
+             Acquire::GzipIndexes \"true\";\n\
+             Acquire::CompressionTypes::Order:: \"gz\";\n\
+             Dir::Cache::srcpkgcache \"\";\n\
              Acquire::IndexTargets::deb::DEP-11::DefaultEnabled \"false\";\n\
              APT::Sandbox::User \"root\";\n"
         );

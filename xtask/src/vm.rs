@@ -81,7 +81,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<i32> {
     // Bad input fails before minutes of building and fetching.
     for f in &a.add {
-        ensure!(f.is_file(), "--add {}: no such file", f.display());
+        ensure!(f.is_file(), "--add {}: no such regular file", f.display());
     }
     let bins = assets::build_binaries(a.arch)?;
     let cache = assets::Cache::open(a.refresh)?;

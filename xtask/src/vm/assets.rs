@@ -107,6 +107,7 @@ pub fn build_binaries(arch: Arch) -> Result<Vec<PathBuf>> {
         args.extend(["--config", &linker]);
     }
     util::cargo(&args, &[])?;
-    let dir = util::workspace_root().join("target").join(target).join("release");
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| util::workspace_root().join("target"), PathBuf::from);
+    let dir = util::workspace_root().join(target_dir).join(target).join("release");
     Ok(["lazyvma", "lazyvma-workload"].iter().map(|b| dir.join(b)).collect())
 }
