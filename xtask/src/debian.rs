@@ -75,16 +75,22 @@ impl Apt {
 
     /// Fetches the package lists when missing, stale, or asked to.
     pub fn ensure_lists(&self, refresh: bool) -> Result<()> {
-        let age = lists_age(&self.dir.join("lists"));
-        if refresh || age.is_none_or(|a| a > LISTS_MAX_AGE) {
-            self.update()?;
+        match lists_age(&self.dir.join("lists")) {
+            Some(age) if !refresh && age <= LISTS_MAX_AGE => Ok(()),
+            // Stale lists still name the kernels already in the cache: say so and go on.
+            Some(_) if !refresh => self.update().or_else(|e| {
+                eprintln!("vm: warning: keeping stale package lists: {e:#}");
+                Ok(())
+            }),
+            _ => self.update(),
         }
-        Ok(())
     }
 
     pub fn update(&self) -> Result<()> {
         eprintln!("vm: apt-get update (private lists in {})", self.dir.display());
-        output(self.cmd("apt-get").args(["-q", "update"]), "apt-get update")?;
+        // Without --error-on=any a failed fetch still exits 0, and the empty lists that follow
+        // would be blamed on Debian.
+        output(self.cmd("apt-get").args(["-q", "update", "--error-on=any"]), "apt-get update")?;
         Ok(())
     }
 
@@ -183,8 +189,9 @@ fn output(cmd: &mut Command, what: &str) -> Result<String> {
     let out = cmd.output().with_context(|| format!("cannot run {what}"))?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
-        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim();
-        bail!("{what} failed ({}): {last}", out.status);
+        let first_error = err.lines().find(|l| l.starts_with("E: "));
+        let why = first_error.or_else(|| err.lines().rev().find(|l| !l.trim().is_empty())).unwrap_or("").trim();
+        bail!("{what} failed ({}): {why}", out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
