@@ -38,7 +38,9 @@ impl Apt {
         }
         let sources: String =
             SUITES.iter().map(|(uri, suite)| format!("deb [signed-by={KEYRING}] {uri} {suite} main\n")).collect();
-        write_if_changed(&dir.join("etc/sources.list"), &sources)?;
+        if write_if_changed(&dir.join("etc/sources.list"), &sources)? {
+            let _ = fs::remove_file(dir.join("updated")); // new sources: the lists are not theirs
+        }
         let status = dir.join("status");
         if !status.exists() {
             fs::write(&status, "")?;
@@ -75,7 +77,7 @@ impl Apt {
 
     /// Fetches the package lists when missing, stale, or asked to.
     pub fn ensure_lists(&self, refresh: bool) -> Result<()> {
-        match lists_age(&self.dir.join("lists")) {
+        match age(&self.dir.join("updated")) {
             Some(age) if !refresh && age <= LISTS_MAX_AGE => Ok(()),
             // Stale lists still name the kernels already in the cache: say so and go on.
             Some(_) if !refresh => self.update().or_else(|e| {
@@ -91,6 +93,8 @@ impl Apt {
         // Without --error-on=any a failed fetch still exits 0, and the empty lists that follow
         // would be blamed on Debian.
         output(self.cmd("apt-get").args(["-q", "update", "--error-on=any"]), "apt-get update")?;
+        // apt keeps an unchanged InRelease's old mtime, so the lists' age is kept here.
+        fs::write(self.dir.join("updated"), "")?;
         Ok(())
     }
 
@@ -163,25 +167,19 @@ pub fn extract(deb: &Path, pattern: &str, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Age of the oldest InRelease file; None when the lists were never fetched.
-fn lists_age(lists: &Path) -> Option<Duration> {
-    let mut n = 0;
-    let mut oldest = Duration::ZERO;
-    for e in fs::read_dir(lists).ok()?.flatten() {
-        if e.file_name().to_string_lossy().ends_with("_InRelease") {
-            n += 1;
-            let age = e.metadata().ok()?.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok())?;
-            oldest = oldest.max(age);
-        }
-    }
-    (n >= SUITES.len()).then_some(oldest)
+/// Time since `stamp` was written; None when it never was.
+fn age(stamp: &Path) -> Option<Duration> {
+    let modified = fs::metadata(stamp).ok()?.modified().ok()?;
+    Some(SystemTime::now().duration_since(modified).unwrap_or_default())
 }
 
-fn write_if_changed(path: &Path, text: &str) -> Result<()> {
-    if fs::read_to_string(path).ok().as_deref() != Some(text) {
-        fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+/// True when it had to write.
+fn write_if_changed(path: &Path, text: &str) -> Result<bool> {
+    if fs::read_to_string(path).ok().as_deref() == Some(text) {
+        return Ok(false);
     }
-    Ok(())
+    fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(true)
 }
 
 /// Runs a command, returns stdout; on failure the error carries its stderr.
