@@ -1,8 +1,11 @@
 //! `cargo xtask`: toolchain setup, builds, the test suite, and runs on real kernels.
 use clap::{Parser, Subcommand};
 
+mod debian;
+mod initramfs;
 mod setup;
 mod util;
+mod vm;
 
 #[derive(Parser)]
 #[command(name = "cargo xtask")]
@@ -15,8 +18,12 @@ struct Cli {
 enum Cmd {
     /// Install what lazyvma needs to build (idempotent, one line per step).
     Setup,
-    /// Set up, then run the whole test suite (as root: the privileged tests too).
+    /// Set up, then run the whole test suite (as root: the privileged tests too), then the
+    /// VM smoke matrix (amd64/arm64 x 6.1/6.12).
     Test {
+        /// Skip the VM smoke matrix.
+        #[arg(long)]
+        no_vm: bool,
         /// Extra arguments for `cargo test` (after `--`).
         #[arg(last = true)]
         args: Vec<String>,
@@ -26,22 +33,47 @@ enum Cmd {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Run CMD as root on a Debian cloud kernel under QEMU; exits with CMD's status.
+    Vm(vm::Args),
+    /// Only the VM smoke matrix of `test`: every kernel boots and runs our static binaries.
+    VmMatrix,
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().cmd {
+/// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
+fn main() {
+    if let Err(e) = dispatch(Cli::parse().cmd) {
+        eprintln!("xtask: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
+    match cmd {
         Cmd::Setup => setup::run(),
-        Cmd::Test { args } => {
+        Cmd::Test { no_vm, args } => {
             setup::run()?;
             // Privileged tests skip for a developer without root, but fail in the suite.
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
-            util::cargo(&["test", "--workspace", "--release"], &args)
+            util::cargo(&["test", "--workspace", "--release"], &args)?;
+            if !no_vm {
+                vm::matrix()?;
+            }
+            Ok(())
         }
         Cmd::Run { args } => {
             setup::run()?;
             util::cargo(&["build", "--release", "--bin", "lazyvma"], &[])?;
             let bin = util::workspace_root().join("target/release/lazyvma");
             util::run(std::process::Command::new(bin).args(&args))
+        }
+        Cmd::Vm(args) => {
+            setup::run()?;
+            let status = vm::run(args)?;
+            std::process::exit(status)
+        }
+        Cmd::VmMatrix => {
+            setup::run()?;
+            vm::matrix()
         }
     }
 }

@@ -85,5 +85,38 @@ pub fn run() -> anyhow::Result<()> {
             Ok("installed")
         })?;
     }
+    // Host packages for `cargo xtask vm`: QEMU for both guest arches, and the keyring
+    // the private apt configuration verifies Debian's archive with.
+    let mut updated = false;
+    for (name, pkgs) in [
+        ("qemu-system x86_64 + aarch64", &["qemu-system-x86", "qemu-system-arm"][..]),
+        ("debian-archive-keyring", &["debian-archive-keyring"][..]),
+    ] {
+        step(name, || apt_install(pkgs, &mut updated))?;
+    }
     Ok(())
+}
+
+fn deb_installed(pkg: &str) -> bool {
+    stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg])).trim() == "install ok installed"
+}
+
+/// Installs the missing ones among `pkgs`; `apt-get update` runs once per setup, and only
+/// when something is missing.
+fn apt_install(pkgs: &[&str], updated: &mut bool) -> anyhow::Result<&'static str> {
+    let missing: Vec<&str> = pkgs.iter().copied().filter(|p| !deb_installed(p)).collect();
+    if missing.is_empty() {
+        return Ok("present");
+    }
+    if !*updated {
+        exec(Command::new("apt-get").args(["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
+        *updated = true;
+    }
+    exec(
+        Command::new("apt-get")
+            .args(["install", "-y", "-q", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    Ok("installed")
 }

@@ -1,5 +1,202 @@
-//! `lazyvma-workload SCENARIO [N]`: processes of known anon_vma layout for tests and demos.
+//! `lazyvma-workload SCENARIO [-n N] [--hold]`: processes of known anon_vma layout for tests,
+//! benchmarks and demos (spec §5/§6). Scenarios, phase markers and the expected eager counts
+//! are listed in docs/workload.md.
+//!
+//! Exit codes: 0 done, 1 the scenario broke, 2 bad arguments, 3 the environment lacks what
+//! the scenario needs (KSM, THP, swap, NUMA, root, page_idle).
+use clap::{Parser, ValueEnum};
+
+// A bin's crate root resolves `mod x` next to itself, so the modules name their directory.
+#[macro_use]
+#[path = "workload/out.rs"]
+mod out;
+#[path = "workload/fail.rs"]
+mod fail;
+#[path = "workload/forks.rs"]
+mod forks;
+#[path = "workload/procs.rs"]
+mod procs;
+#[path = "workload/rmap.rs"]
+mod rmap;
+#[path = "workload/single.rs"]
+mod single;
+#[path = "workload/sysfs.rs"]
+mod sysfs;
+#[path = "workload/vma.rs"]
+mod vma;
+
+use fail::Res;
+use out::{marker, Phase};
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Scenario {
+    /// Write every page of the N VMAs, exit.
+    Touch,
+    /// Read every page (zero-page PTE faults only), exit.
+    TouchRead,
+    /// Write, fork a child that does not write; the child exits, then the parent.
+    Fork,
+    /// Fork without touching the VMAs first.
+    ForkUntouched,
+    /// Write, then P→C1→C2→C3, all alive at once; exits leaf first.
+    ForkChain,
+    /// Write, fork; the child execs `/proc/self/exe noop` at once.
+    ForkExec,
+    /// Per slot, two adjacent VMAs differing only in PROT_EXEC, both written.
+    Adjacent,
+    /// P→C→G; C exits; G forks H, whose VMAs reuse C's orphaned anon_vma.
+    Reuse,
+    /// Write, mprotect the middle page PROT_READ (2 splits), then restore (merge).
+    Split,
+    /// Write, mremap each whole VMA to a non-adjacent address.
+    Mremap,
+    /// Write, munmap each whole VMA.
+    Munmap,
+    /// Write, munmap the middle page of each VMA.
+    MunmapHole,
+    /// A few threads write the VMAs (shared mm: no fork cost).
+    Threads,
+    /// Write identical pages, MADV_MERGEABLE, wait for ksmd if it runs.
+    Ksm,
+    /// 2 MiB regions with MADV_HUGEPAGE, one read fault each.
+    Thp,
+    /// Write, MADV_PAGEOUT (reclaim rmap walks; needs swap).
+    Pageout,
+    /// Write, set the pages idle in /sys/kernel/mm/page_idle/bitmap (root).
+    PageIdle,
+    /// Write, move_pages(2) every page to another NUMA node.
+    Migrate,
+    /// Map the VMAs and touch nothing (also the exec target of fork-exec).
+    Noop,
+}
+
+impl Scenario {
+    fn name(self) -> &'static str {
+        use Scenario::*;
+        match self {
+            Touch => "touch",
+            TouchRead => "touch-read",
+            Fork => "fork",
+            ForkUntouched => "fork-untouched",
+            ForkChain => "fork-chain",
+            ForkExec => "fork-exec",
+            Adjacent => "adjacent",
+            Reuse => "reuse",
+            Split => "split",
+            Mremap => "mremap",
+            Munmap => "munmap",
+            MunmapHole => "munmap-hole",
+            Threads => "threads",
+            Ksm => "ksm",
+            Thp => "thp",
+            Pageout => "pageout",
+            PageIdle => "page-idle",
+            Migrate => "migrate",
+            Noop => "noop",
+        }
+    }
+
+    fn forks(self) -> bool {
+        use Scenario::*;
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse)
+    }
+}
+
+#[derive(Parser)]
+#[command(name = "lazyvma-workload", version, about = "Processes of known anon_vma layout (see docs/workload.md)")]
+struct Cli {
+    scenario: Scenario,
+    /// Number of test VMAs, at 0x1_0000_0000 * (i + 1); 0 runs the same code as a baseline.
+    #[arg(short = 'n', default_value_t = 3, value_parser = clap::value_parser!(u32).range(0..=vma::MAX_N as i64))]
+    n: u32,
+    /// Each live process prints `ready role=R pid=P` when set up, then waits for stdin EOF.
+    #[arg(long)]
+    hold: bool,
+    /// Run as a helper of another scenario (fork-exec's child): this role in the ready line,
+    /// no done line.
+    #[arg(long, hide = true)]
+    role: Option<String>,
+}
+
+/// What every scenario gets.
+pub struct Ctx {
+    pub n: usize,
+    pub hold: bool,
+    /// The top process's role in the ready line.
+    pub role: &'static str,
+}
+
+/// What the done line reports: test pages the scenario faulted, plus one scenario-specific
+/// count (pages merged, moved, paged out, idle).
+pub struct Done {
+    pub pages: usize,
+    pub extra: Option<(&'static str, u64)>,
+}
+
+impl Done {
+    pub fn pages(pages: usize) -> Self {
+        Done { pages, extra: None }
+    }
+}
+
+fn run(s: Scenario, c: &Ctx) -> Res<Done> {
+    use Scenario::*;
+    match s {
+        Touch => single::touch(c),
+        TouchRead => single::touch_read(c),
+        Noop => single::noop(c),
+        Adjacent => single::adjacent(c),
+        Split => single::split(c),
+        Mremap => single::mremap(c),
+        Munmap => single::munmap(c, false),
+        MunmapHole => single::munmap(c, true),
+        Threads => single::threads(c),
+        Fork => forks::fork(c, true),
+        ForkUntouched => forks::fork(c, false),
+        ForkChain => forks::chain(c),
+        ForkExec => forks::exec(c),
+        Reuse => forks::reuse(c),
+        Ksm => rmap::ksm(c),
+        Thp => rmap::thp(c),
+        Pageout => rmap::pageout(c),
+        PageIdle => rmap::page_idle(c),
+        Migrate => rmap::migrate(c),
+    }
+}
+
 fn main() {
-    eprintln!("lazyvma-workload: no scenarios yet");
-    std::process::exit(2);
+    let cli = Cli::parse();
+    // A helper role lives as long as the process; leaking it keeps `Ctx` simple.
+    let helper = cli.role.is_some();
+    let role: &'static str = match cli.role {
+        Some(r) => Box::leak(r.into_boxed_str()),
+        None if cli.scenario.forks() => "parent",
+        None => "main",
+    };
+    let c = Ctx { n: cli.n as usize, hold: cli.hold, role };
+    marker(Phase::Start);
+    match run(cli.scenario, &c) {
+        Ok(d) => {
+            if !helper {
+                let (k, v) = d.extra.map_or(("", 0), |(k, v)| (k, v));
+                if k.is_empty() {
+                    say!("done scenario={} n={} pages={} pid={}", cli.scenario.name(), c.n, d.pages, out::pid());
+                } else {
+                    say!("done scenario={} n={} pages={} pid={} {k}={v}", cli.scenario.name(), c.n, d.pages, out::pid());
+                }
+            }
+            exit(0)
+        }
+        Err(e) => {
+            warn!("{}: {e}", cli.scenario.name());
+            exit(e.code())
+        }
+    }
+}
+
+/// `_exit`: no atexit handlers, which would fault in pages of their own after the marker and
+/// blur the exit phase. All output went out with write(2) already.
+fn exit(code: i32) -> ! {
+    marker(Phase::Exit);
+    unsafe { libc::_exit(code) }
 }

@@ -1,0 +1,174 @@
+//! `cargo xtask vm`: run a command as root on a real Debian cloud kernel under QEMU (TCG),
+//! with static lazyvma, lazyvma-workload and any `--add` files in the guest's /bin.
+use crate::{initramfs, util};
+use anyhow::{ensure, Context, Result};
+use std::{
+    path::{Path, PathBuf},
+    time::{Duration, Instant},
+};
+
+mod assets;
+mod qemu;
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Arch {
+    #[value(name = "x86_64")]
+    X86_64,
+    #[value(name = "aarch64")]
+    Aarch64,
+}
+
+impl Arch {
+    fn deb(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "amd64",
+            Arch::Aarch64 => "arm64",
+        }
+    }
+    fn musl_target(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64-unknown-linux-musl",
+            Arch::Aarch64 => "aarch64-unknown-linux-musl",
+        }
+    }
+}
+
+/// A kernel series = the Debian release that ships it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
+pub enum Series {
+    #[value(name = "6.1")]
+    V6_1,
+    #[value(name = "6.12")]
+    V6_12,
+}
+
+impl Series {
+    fn suites(self) -> [&'static str; 2] {
+        match self {
+            Series::V6_1 => ["bookworm", "bookworm-security"],
+            Series::V6_12 => ["trixie", "trixie-security"],
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Series::V6_1 => "6.1",
+            Series::V6_12 => "6.12",
+        }
+    }
+}
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[arg(long, value_enum)]
+    arch: Arch,
+    #[arg(long, value_enum)]
+    kernel: Series,
+    /// A host file to put in the guest's /bin (repeatable; executables keep their mode).
+    #[arg(long = "add", value_name = "FILE")]
+    add: Vec<PathBuf>,
+    /// Seconds before the guest is given up on.
+    #[arg(long, default_value_t = 600)]
+    timeout: u64,
+    /// Re-read Debian's package lists now (else at most weekly).
+    #[arg(long)]
+    refresh: bool,
+    /// The command to run in the guest, as root, from /root.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    cmd: Vec<String>,
+}
+
+/// Returns the guest command's exit status.
+pub fn run(a: Args) -> Result<i32> {
+    // Bad input fails before minutes of building and fetching.
+    for f in &a.add {
+        ensure!(f.is_file(), "--add {}: no such regular file", f.display());
+    }
+    let bins = assets::build_binaries(a.arch)?;
+    let cache = assets::Cache::open(a.refresh)?;
+    let kernel = cache.kernel(a.arch, a.kernel)?;
+    let initrd = initrd(a.arch, &initramfs(&cache.busybox(a.arch)?, &bins, &a.add, &a.cmd)?)?;
+    drop(cache);
+    let t = Instant::now();
+    let boot = qemu::boot(a.arch, &kernel.vmlinuz, &initrd, Duration::from_secs(a.timeout));
+    let _ = std::fs::remove_file(&initrd);
+    let boot = boot?;
+    eprintln!("vm: {} {} exited {} after {:.1} s", a.arch.deb(), boot.release, boot.status, t.elapsed().as_secs_f64());
+    Ok(boot.status)
+}
+
+/// The smoke matrix of `cargo xtask test`: every kernel boots, runs our static binaries,
+/// reports the release we fetched, and returns 0.
+pub fn matrix() -> Result<()> {
+    // doctor loads every probe program on a real kernel; the workload scenarios are the ones
+    // every guest supports (two NUMA nodes make `migrate` deterministic).
+    let script = "lazyvma --version && lazyvma doctor >/dev/null \
+        && for s in touch fork fork-chain fork-exec reuse split mremap munmap-hole thp migrate; do \
+             lazyvma-workload $s -n 3 >/dev/null || { echo \"workload $s failed\"; exit 1; }; done";
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
+    let mut rows = Vec::new();
+    for arch in [Arch::X86_64, Arch::Aarch64] {
+        let bins = assets::build_binaries(arch)?;
+        let cache = assets::Cache::open(false)?;
+        let kernels = [Series::V6_1, Series::V6_12].map(|s| cache.kernel(arch, s).map(|k| (s, k)));
+        let initrd = initrd(arch, &initramfs(&cache.busybox(arch)?, &bins, &[], &cmd)?)?;
+        drop(cache);
+        for k in kernels {
+            let (series, kernel) = k?;
+            let t = Instant::now();
+            println!("vm matrix: booting {} {} ({})", arch.deb(), series.name(), kernel.release);
+            let res = qemu::boot(arch, &kernel.vmlinuz, &initrd, Duration::from_secs(600));
+            let secs = t.elapsed().as_secs_f64();
+            let verdict = match &res {
+                Ok(b) if b.status == 0 && b.release == kernel.release => "ok".to_string(),
+                Ok(b) if b.release != kernel.release => format!("FAILED: booted {} instead", b.release),
+                Ok(b) => format!("FAILED: exit status {}", b.status),
+                Err(e) => format!("FAILED: {e:#}"),
+            };
+            rows.push((arch, series, kernel.release, secs, verdict));
+        }
+        let _ = std::fs::remove_file(&initrd);
+    }
+    println!("vm matrix:");
+    for (arch, series, release, secs, verdict) in &rows {
+        println!("  {:<7} {:<5} {:<30} {:>6.1} s  {verdict}", arch.deb(), series.name(), release, secs);
+    }
+    let failed = rows.iter().filter(|r| r.4 != "ok").count();
+    println!("vm-matrix: {} passed, {failed} failed", rows.len() - failed);
+    ensure!(failed == 0, "vm matrix: {failed} of {} kernels failed", rows.len());
+    Ok(())
+}
+
+/// busybox + /init + our binaries + `--add` files + the command, as the guest's rootfs.
+fn initramfs(busybox: &Path, bins: &[PathBuf], add: &[PathBuf], cmd: &[String]) -> Result<Vec<u8>> {
+    let mut c = initramfs::Cpio::new();
+    for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "run", "lazyvma"] {
+        c.dir(d)?;
+    }
+    // The kernel opens /dev/console before init runs, before devtmpfs is mounted.
+    c.char_dev("dev/console", 0o600, 5, 1)?;
+    c.file("bin/busybox", 0o755, &read(busybox)?)?;
+    c.symlink("bin/sh", "busybox")?;
+    c.file("init", 0o755, initramfs::INIT.as_bytes())?;
+    c.file("lazyvma/cmd", 0o644, initramfs::shell_line(cmd).as_bytes())?;
+    for f in bins.iter().chain(add) {
+        let name = f.file_name().with_context(|| format!("--add {}: not a file name", f.display()))?;
+        let meta = std::fs::metadata(f).with_context(|| format!("--add {}: cannot read it", f.display()))?;
+        ensure!(meta.is_file(), "--add {}: not a regular file", f.display());
+        let mode = if std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o111 != 0 { 0o755 } else { 0o644 };
+        c.file(&format!("bin/{}", name.to_string_lossy()), mode, &read(f)?)?;
+    }
+    c.finish()
+}
+
+fn read(p: &Path) -> Result<Vec<u8>> {
+    std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+/// Written per process so concurrent runs from one worktree don't clobber each other.
+fn initrd(arch: Arch, bytes: &[u8]) -> Result<PathBuf> {
+    let dir = util::workspace_root().join("target/vm");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("initrd-{}-{}.gz", arch.deb(), std::process::id()));
+    std::fs::write(&path, bytes).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(path)
+}

@@ -1,0 +1,159 @@
+//! One QEMU (TCG) boot: the serial console goes to our stdout line by line, and the
+//! guest's markers tell its release and the command's exit status.
+use super::Arch;
+use crate::initramfs::{EXIT_MARKER, UNAME_MARKER};
+use anyhow::{anyhow, bail, Context, Result};
+use std::{
+    io::{BufRead, BufReader, Read, Write},
+    path::Path,
+    process::{Command, Stdio},
+    sync::mpsc,
+    time::{Duration, Instant},
+};
+
+pub struct Boot {
+    pub status: i32,
+    pub release: String,
+}
+
+fn command(arch: Arch, vmlinuz: &Path, initrd: &Path) -> Command {
+    let (prog, machine, cpu, console) = match arch {
+        Arch::X86_64 => ("qemu-system-x86_64", None, "max", "ttyS0"),
+        // Without pauth-impdef, pointer authentication is emulated with QARMA: ~2x slower.
+        Arch::Aarch64 => ("qemu-system-aarch64", Some("virt"), "max,pauth-impdef=on", "ttyAMA0"),
+    };
+    let mut cmd = Command::new(prog);
+    if let Some(m) = machine {
+        cmd.args(["-M", m]);
+    }
+    cmd.args(["-accel", "tcg", "-cpu", cpu, "-smp", "2", "-m", "1G"])
+        .args(["-nodefaults", "-nographic", "-no-reboot", "-serial", "stdio"])
+        // Two NUMA nodes: move_pages(2) to the other node is then a deterministic rmap trigger.
+        .args(["-object", "memory-backend-ram,id=m0,size=512M", "-object", "memory-backend-ram,id=m1,size=512M"])
+        .args(["-numa", "node,memdev=m0", "-numa", "node,memdev=m1"])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args(["-append", &format!("console={console} panic=-1 loglevel=4")])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Boots, echoes the console, and returns once the guest powered off (or fails on
+/// timeout, kernel panic, or an exit without the status marker).
+pub fn boot(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Result<Boot> {
+    let mut cmd = command(arch, vmlinuz, initrd);
+    let prog = cmd.get_program().to_string_lossy().into_owned();
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {prog}: run `cargo xtask setup` (installs QEMU)"))?;
+    let mut stderr = child.stderr.take().unwrap();
+    let err_reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, rx) = mpsc::channel();
+    let stdout = child.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = Vec::new();
+        while r.read_until(b'\n', &mut line).map(|n| n > 0).unwrap_or(false) {
+            let text = strip_escapes(&String::from_utf8_lossy(&line));
+            if tx.send(text).is_err() {
+                break;
+            }
+            line.clear();
+        }
+    });
+
+    let mut deadline = Instant::now() + timeout;
+    let (mut status, mut release, mut panic) = (None, None, None::<String>);
+    let out = std::io::stdout();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                let _ = writeln!(out.lock(), "{line}");
+                if let Some(s) = after(&line, EXIT_MARKER) {
+                    status = s.trim().parse::<i32>().ok();
+                } else if let Some(r) = after(&line, UNAME_MARKER) {
+                    release = Some(r.trim().to_string());
+                } else if panic.is_none() && line.contains("Kernel panic - not syncing") {
+                    panic = Some(line.trim().to_string());
+                    // panic=-1 reboots and -no-reboot ends QEMU; don't wait the full timeout.
+                    deadline = deadline.min(Instant::now() + Duration::from_secs(15));
+                }
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                if let Some(p) = panic {
+                    bail!("{prog}: kernel panic: {p}");
+                }
+                bail!("{prog}: no exit status from the guest within {} s (timeout; see --timeout)", timeout.as_secs());
+            }
+        }
+    }
+    let exit = child.wait()?;
+    let qemu_err = err_reader.join().unwrap_or_default();
+    if let Some(p) = panic {
+        bail!("{prog}: kernel panic: {p}");
+    }
+    let Some(status) = status else {
+        let why = qemu_err.lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+        return Err(anyhow!("{prog} ended ({exit}) without the guest's exit-status marker{}", tail(&why)));
+    };
+    let release = release.ok_or_else(|| anyhow!("{prog}: the guest printed no `{}` line", UNAME_MARKER.trim()))?;
+    Ok(Boot { status, release })
+}
+
+fn tail(why: &str) -> String {
+    if why.is_empty() {
+        String::new()
+    } else {
+        format!(": {why}")
+    }
+}
+
+fn after<'a>(line: &'a str, marker: &str) -> Option<&'a str> {
+    line.find(marker).map(|i| &line[i + marker.len()..])
+}
+
+/// SeaBIOS resets and clears the terminal with escape sequences: keep them out of our
+/// output (and out of the way of the markers), along with the line ends.
+fn strip_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\x1b' => {
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    // CSI: parameters, then one final byte in @..~
+                    for c in chars.by_ref() {
+                        if ('@'..='~').contains(&c) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\r' | '\n' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn seabios_escapes_are_dropped() {
+        let line = "\x1bc\x1b[?7l\x1b[2Jlazyvma-vm: uname -r: 6.1.0-56-cloud-amd64\r\n";
+        assert_eq!(super::strip_escapes(line), "lazyvma-vm: uname -r: 6.1.0-56-cloud-amd64");
+    }
+}
