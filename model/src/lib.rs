@@ -2,11 +2,14 @@
 //!
 //! * [`abi`] — `#[repr(C)]` records shared with the BPF programs (`no_std`).
 //! * [`topology`] — what a `snapshot` reads from the live kernel.
+//! * [`snapshot`] — the eager/lazy estimate a snapshot's topology allows.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod abi;
 
 #[cfg(feature = "std")]
 pub mod knobs;
+#[cfg(feature = "std")]
+pub mod snapshot;
 #[cfg(feature = "std")]
 pub mod topology;
