@@ -15,6 +15,9 @@ pub struct Args {
     /// List this many processes, largest savings first (text default 10; JSON default all).
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
+    /// With -j: list every VMA of the listed processes (addresses, chain, lazy state).
+    #[arg(long, requires = "json")]
+    pub vmas: bool,
     /// Print one JSON object instead of tables.
     #[arg(short = 'j', long)]
     pub json: bool,
@@ -60,7 +63,7 @@ fn selection(args: &Args) -> anyhow::Result<Option<Vec<u32>>> {
 pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("snapshot")?;
     let pids = selection(&args)?;
-    let report = snapshot::run(btf, pids.as_deref())?;
+    let report = snapshot::run(btf, pids.as_deref(), args.vmas)?;
     if args.json {
         println!("{}", snapshot::render::json(&report, args.top));
     } else {

@@ -10,8 +10,8 @@ pub const DEFAULT_PATH: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read kernel BTF {path}: {source} (the kernel needs CONFIG_DEBUG_INFO_BTF=y; or pass --btf PATH)")]
-    Read { path: PathBuf, source: std::io::Error },
+    #[error("cannot read kernel BTF {path}: {source} ({hint})")]
+    Read { path: PathBuf, source: std::io::Error, hint: &'static str },
     #[error("{path} is not valid BTF: {why}")]
     Format { path: PathBuf, why: String },
     #[error("BTF {path} has no struct `{ty}`")]
@@ -63,12 +63,13 @@ pub struct Btf {
 impl Btf {
     pub fn load(path: Option<&Path>) -> Result<Btf, BtfError> {
         let path = path.unwrap_or(Path::new(DEFAULT_PATH)).to_path_buf();
-        let data = std::fs::read(&path).map_err(|source| BtfError::Read { path: path.clone(), source })?;
+        let hint = if path == Path::new(DEFAULT_PATH) {
+            "the kernel needs CONFIG_DEBUG_INFO_BTF=y; or pass --btf PATH"
+        } else {
+            "the file given with --btf"
+        };
+        let data = std::fs::read(&path).map_err(|source| BtfError::Read { path: path.clone(), source, hint })?;
         Btf::parse(&data, path)
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn parse(data: &[u8], path: PathBuf) -> Result<Btf, BtfError> {
@@ -212,15 +213,13 @@ impl Btf {
 }
 
 /// Every offset global of `observer-ebpf/src/offsets.rs` with its value on this kernel.
-/// `None` means "absent here", which only the pre-6.0 / 6.0+ pair may be.
+/// `FIELD_ABSENT` marks a field missing here, which only the pre-6.0 / 6.0+ pair may be.
 pub struct Offsets {
     pub globals: Vec<(&'static str, u64)>,
     /// `sizeof` of the objects the estimate prices.
     pub size_anon_vma: u64,
     pub size_anon_vma_chain: u64,
     pub size_vm_area_struct: u64,
-    /// True on kernels before 6.0 (`anon_vma.degree`).
-    pub has_degree: bool,
 }
 
 impl Offsets {
@@ -246,27 +245,18 @@ impl Offsets {
         ];
         let absent = lazyvma_model::abi::FIELD_ABSENT;
         // 6.0 split `degree` into num_children + num_active_vmas (commit 2555283eb40d).
-        let has_degree = match (av("num_children"), av("num_active_vmas")) {
-            (Ok(c), Ok(a)) => {
-                g.extend([("AV_NUM_CHILDREN", c), ("AV_NUM_ACTIVE_VMAS", a), ("AV_DEGREE", absent)]);
-                false
-            }
+        match (av("num_children"), av("num_active_vmas")) {
+            (Ok(c), Ok(a)) => g.extend([("AV_NUM_CHILDREN", c), ("AV_NUM_ACTIVE_VMAS", a), ("AV_DEGREE", absent)]),
             (Err(e), _) | (_, Err(e)) => {
                 let d = av("degree").map_err(|_| e)?;
                 g.extend([("AV_NUM_CHILDREN", absent), ("AV_NUM_ACTIVE_VMAS", absent), ("AV_DEGREE", d)]);
-                true
             }
-        };
+        }
         Ok(Offsets {
             globals: g,
             size_anon_vma: btf.size("anon_vma")?,
             size_anon_vma_chain: btf.size("anon_vma_chain")?,
             size_vm_area_struct: btf.size("vm_area_struct")?,
-            has_degree,
         })
-    }
-
-    pub fn get(&self, name: &str) -> Option<u64> {
-        self.globals.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
     }
 }

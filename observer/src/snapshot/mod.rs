@@ -3,7 +3,9 @@ pub mod decode;
 pub mod reader;
 pub mod render;
 
-use lazyvma_model::snapshot::{Counts, Estimate, ProcessEstimate};
+use lazyvma_model::snapshot::{classify, Counts, Estimate, LazyState, ProcessEstimate};
+use lazyvma_model::topology::VmaTopo;
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::load::btf::{Btf, Offsets};
@@ -45,6 +47,8 @@ pub struct Report {
     /// Parts of `elapsed_ms`: BTF parse, BPF load (verifier), the pass itself and the estimate.
     pub phases_ms: [(&'static str, f64); 3],
     pub kernel: String,
+    /// Per shown pid, its VMAs with their lazy state (only when asked for).
+    pub vmas: BTreeMap<u32, Vec<(VmaTopo, LazyState)>>,
 }
 
 /// Slot size of the slab cache when readable (what /proc/slabinfo's "active KB" uses),
@@ -76,7 +80,7 @@ pub fn savings(p: &ProcessEstimate, s: &Sizes) -> i64 {
 
 /// `pids`: `None` = every process. A selected pid the pass did not see (a kernel thread,
 /// or gone meanwhile) is listed with zeros.
-pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>) -> anyhow::Result<Report> {
+pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool) -> anyhow::Result<Report> {
     let t0 = std::time::Instant::now();
     let btf = Btf::load(btf_path)?;
     let offsets = Offsets::resolve(&btf)?;
@@ -107,7 +111,16 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>) -> anyhow::Result<Repo
             .collect(),
     };
     shown.sort_by_key(|p| (std::cmp::Reverse(savings(p, &sizes)), p.pid));
+    let mut vmas = BTreeMap::new();
+    if with_vmas {
+        let states = classify(&topo);
+        for (p, st) in topo.processes.iter().zip(states) {
+            if shown.iter().any(|s| s.pid == p.pid) {
+                vmas.insert(p.pid, p.vmas.iter().cloned().zip(st).collect());
+            }
+        }
+    }
     let slab = ["anon_vma", "anon_vma_chain", "vm_area_struct"].map(slab_check).to_vec();
     let phases_ms = [("btf", btf_ms), ("load", load_ms), ("iterate_and_estimate", elapsed_ms - btf_ms - load_ms)];
-    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0 })
+    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0, vmas })
 }

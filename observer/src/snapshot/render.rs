@@ -29,18 +29,31 @@ fn counts_json(c: &Counts, s: &Sizes) -> Value {
     })
 }
 
-fn process_json(p: &ProcessEstimate, s: &Sizes) -> Value {
-    json!({
+fn process_json(p: &ProcessEstimate, r: &Report) -> Value {
+    let s = &r.sizes;
+    let mut v = json!({
         "pid": p.pid, "comm": p.comm, "vmas": p.vmas,
         "eager": counts_json(&p.eager, s), "lazy": counts_json(&p.lazy, s),
         "saved_kb": savings(p, s) as f64 / 1024.0,
-    })
+    });
+    if let Some(vmas) = r.vmas.get(&p.pid) {
+        v["vmas"] = vmas
+            .iter()
+            .map(|(t, state)| {
+                json!({
+                    "start": t.start, "end": t.end, "pgoff": t.pgoff, "flags": t.flags,
+                    "anon_vma": t.anon_vma, "chain": t.chain, "chain_len": t.chain_len, "lazy_state": state,
+                })
+            })
+            .collect();
+    }
+    v
 }
 
 pub fn json(r: &Report, top: Option<usize>) -> Value {
     let e = &r.estimate;
     let s = &r.sizes;
-    let procs: Vec<Value> = r.shown.iter().take(top.unwrap_or(usize::MAX)).map(|p| process_json(p, s)).collect();
+    let procs: Vec<Value> = r.shown.iter().take(top.unwrap_or(usize::MAX)).map(|p| process_json(p, r)).collect();
     json!({
         "kernel": r.kernel,
         "processes": procs,
