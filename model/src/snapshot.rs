@@ -131,7 +131,7 @@ pub fn estimate(topo: &Topology, knobs: &Knobs) -> Result<Estimate, SnapshotErro
         let (mut own_eager, mut own_lazy) = (BTreeSet::new(), BTreeSet::new());
         let mut pe = ProcessEstimate { pid: p.pid, comm: p.comm.clone(), vmas: p.vmas.len() as u64, eager: Counts::default(), lazy: Counts::default() };
         for (v, &s) in p.vmas.iter().zip(states) {
-            let s = if knobs.lazy_enabled { s } else if s == LazyState::None { s } else { LazyState::Tree };
+            let s = if knobs.lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
             est.states[s as usize] += 1;
             est.truncated_vmas += u64::from(v.chain.len() < v.chain_len as usize);
             eager_avs.extend(v.chain.iter().copied());

@@ -189,7 +189,7 @@ impl Btf {
             bits += b;
             id = member_ty;
         }
-        if bits % 8 != 0 {
+        if !bits.is_multiple_of(8) {
             return Err(missing());
         }
         Ok(u64::from(bits / 8))
