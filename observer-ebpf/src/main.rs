@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod iter;
 mod offsets;
 mod probe;
 // trace's always-on programs.

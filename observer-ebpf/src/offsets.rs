@@ -1,2 +1,34 @@
-//! Kernel field offsets, set by userspace from BTF before load (`EbpfLoader::set_global`).
-//! A value of `u64::MAX` means "field absent on this kernel".
+//! Kernel field offsets, set by userspace from BTF before load (`EbpfLoader::override_global`).
+//! A value of `u64::MAX` means "field absent on this kernel". The names are the contract
+//! with `observer/src/load/btf.rs` (`GLOBALS`), which sets every one of them or fails.
+use aya_ebpf::Global;
+
+macro_rules! offsets {
+    ($($name:ident),* $(,)?) => {
+        $(
+            #[unsafe(no_mangle)]
+            pub static $name: Global<u64> = Global::new(u64::MAX);
+        )*
+    };
+}
+
+offsets!(
+    VMA_VM_START,
+    VMA_VM_END,
+    VMA_VM_PGOFF,
+    VMA_VM_FLAGS,
+    VMA_VM_MM,
+    VMA_ANON_VMA,
+    VMA_ANON_VMA_CHAIN,
+    AV_ROOT,
+    AV_PARENT,
+    AV_REFCOUNT,
+    AV_NUM_CHILDREN,
+    AV_NUM_ACTIVE_VMAS,
+    AV_DEGREE,
+    AVC_SAME_VMA,
+    AVC_ANON_VMA,
+    TASK_PID,
+    TASK_TGID,
+    TASK_COMM,
+);

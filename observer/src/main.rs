@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod load;
+mod snapshot;
 mod sys;
 mod trace;
 

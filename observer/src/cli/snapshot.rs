@@ -1,11 +1,73 @@
 //! `lazyvma snapshot`.
+use anyhow::{bail, Context};
+use std::path::{Path, PathBuf};
+
+use crate::{snapshot, sys};
+
 #[derive(clap::Args)]
 pub struct Args {
+    /// Report only these processes (the estimate still reads the whole system).
+    #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_delimiter = ',')]
+    pub pids: Vec<u32>,
+    /// Report only the processes of this cgroup (v2) and its descendants.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+    /// List this many processes, largest savings first (text default 10; JSON default all).
+    #[arg(long, value_name = "N")]
+    pub top: Option<usize>,
+    /// With -j: list every VMA of the listed processes (addresses, chain, lazy state).
+    #[arg(long, requires = "json")]
+    pub vmas: bool,
     /// Print one JSON object instead of tables.
     #[arg(short = 'j', long)]
     pub json: bool,
 }
 
-pub fn run(_args: Args, _btf: Option<&std::path::Path>) -> anyhow::Result<()> {
-    anyhow::bail!("`lazyvma snapshot` is not implemented yet")
+/// Every pid in `cgroup.procs` of `dir` and of the cgroups below it.
+fn cgroup_pids(dir: &Path, out: &mut Vec<u32>) -> anyhow::Result<()> {
+    let procs = dir.join("cgroup.procs");
+    let text = std::fs::read_to_string(&procs).with_context(|| format!("reading {}", procs.display()))?;
+    out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
+    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?.flatten() {
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            cgroup_pids(&entry.path(), out)?;
+        }
+    }
+    Ok(())
+}
+
+fn selection(args: &Args) -> anyhow::Result<Option<Vec<u32>>> {
+    let mut pids = Vec::new();
+    for &pid in &args.pids {
+        if pid == 0 || !Path::new(&format!("/proc/{pid}")).exists() {
+            bail!("no process with pid {pid}");
+        }
+        pids.push(pid);
+    }
+    if let Some(cg) = &args.cgroup {
+        // Accept both /sys/fs/cgroup/x/y and x/y (relative to the cgroup2 mount).
+        let dir = if cg.is_absolute() { cg.clone() } else { Path::new("/sys/fs/cgroup").join(cg) };
+        if !dir.join("cgroup.procs").is_file() {
+            bail!("{} is not a cgroup v2 directory (no cgroup.procs)", dir.display());
+        }
+        cgroup_pids(&dir, &mut pids)?;
+    }
+    if args.pids.is_empty() && args.cgroup.is_none() {
+        return Ok(None);
+    }
+    pids.sort_unstable();
+    pids.dedup();
+    Ok(Some(pids))
+}
+
+pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
+    sys::require_root("snapshot")?;
+    let pids = selection(&args)?;
+    let report = snapshot::run(btf, pids.as_deref(), args.vmas)?;
+    if args.json {
+        println!("{}", snapshot::render::json(&report, args.top));
+    } else {
+        print!("{}", snapshot::render::text(&report, args.top.unwrap_or(10)));
+    }
+    Ok(())
 }

@@ -1,0 +1,36 @@
+//! Load the `iter/task_vma` program with this kernel's offsets and read one full pass.
+use anyhow::Context;
+use aya::programs::Iter;
+use std::{io::Read, path::Path};
+
+use crate::load::{btf::Offsets, ebpf};
+
+const PROGRAM: &str = "snapshot_task_vma";
+
+/// The raw record stream of one pass over every task's VMAs, and how long the load
+/// (verifier included) took in ms.
+pub fn read_pass(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<(Vec<u8>, f64)> {
+    let t0 = std::time::Instant::now();
+    let mut loader = aya::EbpfLoader::new();
+    for (name, value) in &offsets.globals {
+        loader.override_global(name, value, true);
+    }
+    let mut bpf = loader.load(ebpf::object()).context("loading the BPF object")?;
+    let btf = match btf_path {
+        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
+        None => aya::Btf::from_sys_fs(),
+    }
+    .context("aya could not parse the kernel BTF")?;
+    let prog: &mut Iter = bpf
+        .program_mut(PROGRAM)
+        .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
+        .try_into()?;
+    prog.load("task_vma", &btf).context("loading iter/task_vma (the verifier refused it?)")?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    let link = prog.attach().context("attaching iter/task_vma")?;
+    let link = prog.take_link(link)?;
+    let mut file = link.into_file().context("creating the iterator")?;
+    let mut bytes = Vec::with_capacity(1 << 20);
+    file.read_to_end(&mut bytes).context("reading the iter/task_vma stream")?;
+    Ok((bytes, load_ms))
+}

@@ -1,0 +1,210 @@
+//! `lazyvma snapshot` on the live kernel (root): bad input, and the topology of a
+//! process of known layout equals what spec §1 predicts.
+//!
+//! The test process is a private copy of `lazyvma-workload fork -n N --hold` (the shared
+//! workload binary is not on main yet): this test binary re-executes itself into
+//! `workload_helper`, which writes N private anonymous 4-page VMAs at
+//! 0x1_0000_0000 * (i + 1), forks a child that does not write, and both block on stdin.
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Output, Stdio};
+
+const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
+const PAGE: usize = 4096;
+
+/// Privileged tests run as root; elsewhere they skip unless CI demands root.
+fn privileged() -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() != Ok("1"), "LAZYVMA_REQUIRE_ROOT=1 but not root");
+    eprintln!("skipped: needs root");
+    false
+}
+
+fn lazyvma(args: &[&str]) -> Output {
+    Command::new(LAZYVMA).args(args).output().unwrap()
+}
+
+/// A failure is exit 1 with exactly one line on stderr containing `needle`.
+fn assert_one_line_error(out: &Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    assert!(err.contains(needle), "stderr: {err}");
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
+
+fn say(what: &str) {
+    let line = format!("ready role={what} pid={}\n", std::process::id());
+    // SAFETY: write(2) of a local buffer; no std locks after fork.
+    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
+}
+
+fn hold_until_stdin_eof() {
+    let mut b = [0u8; 64];
+    // SAFETY: read(2) into a local buffer.
+    while unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } > 0 {}
+}
+
+#[test]
+#[ignore = "the workload, run by `fork_topology` in a child process"]
+fn workload_helper() {
+    let Ok(n) = std::env::var("LAZYVMA_TEST_WORKLOAD") else { return };
+    let n: usize = n.parse().unwrap();
+    for i in 0..n {
+        let addr = 0x1_0000_0000usize * (i + 1);
+        // SAFETY: a fresh private mapping at an address nothing else uses.
+        let p = unsafe {
+            libc::mmap(addr as *mut _, 4 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0)
+        };
+        assert_eq!(p as usize, addr, "mmap at {addr:#x}");
+        // One write fault: +1 anon_vma / +1 anon_vma_chain (spec §1.2).
+        unsafe { (p as *mut u8).write_volatile(1) };
+    }
+    // SAFETY: the child only calls write/read/_exit.
+    match unsafe { libc::fork() } {
+        0 => {
+            say("child");
+            hold_until_stdin_eof();
+            unsafe { libc::_exit(0) };
+        }
+        child => {
+            say("parent");
+            hold_until_stdin_eof();
+            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
+            unsafe { libc::_exit(0) };
+        }
+    }
+}
+
+struct Workload {
+    proc: Child,
+    parent: u32,
+    child: u32,
+}
+
+impl Workload {
+    fn start(n: usize) -> Workload {
+        let mut proc = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "workload_helper", "--nocapture", "--test-threads=1"])
+            .env("LAZYVMA_TEST_WORKLOAD", n.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
+        let (mut parent, mut child) = (0, 0);
+        while parent == 0 || child == 0 {
+            let line = lines.next().expect("workload exited before ready").unwrap();
+            let pid = |l: &str| l.rsplit("pid=").next().unwrap().parse().unwrap();
+            // libtest prints "test workload_helper ... " before the first line, unterminated.
+            if line.contains("ready role=parent") {
+                parent = pid(&line);
+            } else if line.contains("ready role=child") {
+                child = pid(&line);
+            }
+        }
+        Workload { proc, parent, child }
+    }
+
+    /// `(parent, child)` process objects of `lazyvma snapshot -p P,C -j --vmas`.
+    fn snapshot(&self) -> (Value, Value, Value) {
+        let out = lazyvma(&["snapshot", "-j", "--vmas", "-p", &format!("{},{}", self.parent, self.child)]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let find = |pid: u32| v["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).unwrap().clone();
+        (find(self.parent), find(self.child), v)
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        drop(self.proc.stdin.take());
+        assert!(self.proc.wait().unwrap().success());
+    }
+}
+
+fn counts(p: &Value, model: &str) -> (i64, i64) {
+    (p[model]["anon_vma"].as_i64().unwrap(), p[model]["anon_vma_chain"].as_i64().unwrap())
+}
+
+fn diff(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
+    (a.0 - b.0, a.1 - b.1)
+}
+
+#[test]
+fn fork_topology_matches_the_spec() {
+    if !privileged() {
+        return;
+    }
+    let (base_p, base_c, _) = Workload::start(0).snapshot();
+    let w = Workload::start(3);
+    let (p, c, whole) = w.snapshot();
+    assert!(whole["elapsed_ms"].as_f64().unwrap() < 1000.0, "a whole-system pass takes well under a second");
+    assert_eq!(whole["truncated_vmas"], 0);
+
+    // Spec §1.2 + §1.4: parent +3 AV / +3 AVC; child +3 AV / +6 AVC over the baseline.
+    assert_eq!(diff(counts(&p, "eager"), counts(&base_p, "eager")), (3, 3));
+    assert_eq!(diff(counts(&c, "eager"), counts(&base_c, "eager")), (3, 6));
+    // ANON_VMA_LAZY (default knobs): the parent is upgraded at fork (3/3), the child is
+    // TREE_PARENT: no anon_vma of its own, chain L - 1 = 1 per VMA.
+    assert_eq!(diff(counts(&p, "lazy"), counts(&base_p, "lazy")), (3, 3));
+    assert_eq!(diff(counts(&c, "lazy"), counts(&base_c, "lazy")), (0, 3));
+
+    // The test VMAs as read through the BTF offsets: exact addresses, pgoff, flags, chains.
+    let test_vmas = |proc: &Value| -> Vec<Value> {
+        proc["vmas"].as_array().unwrap().iter().filter(|v| v["start"].as_u64().unwrap() % 0x1_0000_0000 == 0).cloned().collect()
+    };
+    let (pv, cv) = (test_vmas(&p), test_vmas(&c));
+    assert_eq!((pv.len(), cv.len()), (3, 3));
+    for (i, (pv, cv)) in pv.iter().zip(&cv).enumerate() {
+        let start = 0x1_0000_0000u64 * (i as u64 + 1);
+        for v in [pv, cv] {
+            assert_eq!((v["start"].as_u64(), v["end"].as_u64()), (Some(start), Some(start + 4 * PAGE as u64)));
+            assert_eq!(v["pgoff"].as_u64(), Some(start / PAGE as u64));
+            let flags = v["flags"].as_u64().unwrap();
+            assert_eq!(flags & 0xf, 0x3, "VM_READ|VM_WRITE, not VM_EXEC/VM_SHARED: {flags:#x}");
+        }
+        // Parent: chain [A], A its own; child: chain [B, A] with B = its anon_vma (head).
+        let a = pv["anon_vma"].clone();
+        assert_eq!(pv["chain"], serde_json::json!([a]));
+        assert_eq!(cv["chain"][1], a);
+        assert_eq!(cv["chain"][0], cv["anon_vma"]);
+        assert_eq!((pv["lazy_state"].as_str(), cv["lazy_state"].as_str()), (Some("tree"), Some("tree_parent")));
+    }
+}
+
+#[test]
+fn a_snapshot_of_ourselves_lists_us() {
+    if !privileged() {
+        return;
+    }
+    let me = std::process::id();
+    let out = lazyvma(&["snapshot", "-j", "-p", &me.to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["processes"][0]["pid"], me);
+    assert!(v["total"]["eager"]["anon_vma"].as_u64().unwrap() >= v["total"]["lazy"]["anon_vma"].as_u64().unwrap());
+}
+
+#[test]
+fn bad_input_is_one_clear_line() {
+    if !privileged() {
+        return;
+    }
+    assert_one_line_error(&lazyvma(&["snapshot", "-p", "4000000"]), "no process with pid 4000000");
+    assert_one_line_error(&lazyvma(&["snapshot", "--cgroup", "/nonexistent/cg"]), "not a cgroup v2 directory");
+    assert_one_line_error(&lazyvma(&["--btf", "/nonexistent/vmlinux", "snapshot"]), "/nonexistent/vmlinux");
+    let fixture = std::env::temp_dir().join(format!("lazyvma-missing-field-{}.btf", std::process::id()));
+    std::fs::write(&fixture, fixtures::kernel_like(fixtures::AnonVma::MissingActive, true)).unwrap();
+    let out = lazyvma(&["--btf", fixture.to_str().unwrap(), "snapshot"]);
+    std::fs::remove_file(&fixture).unwrap();
+    assert_one_line_error(&out, "struct `anon_vma` has no field `num_active_vmas`");
+    // Not root: drop to nobody.
+    let out = Command::new(LAZYVMA).arg("snapshot").uid(65534).gid(65534).output().unwrap();
+    assert_one_line_error(&out, "needs root");
+}
+
+mod fixtures;
