@@ -1,16 +1,16 @@
 //! `lazyvma snapshot` on the live kernel (root): bad input, and the topology of a
 //! process of known layout equals what spec §1 predicts.
 //!
-//! The test process is a private copy of `lazyvma-workload fork -n N --hold` (the shared
-//! workload binary is not on main yet): this test binary re-executes itself into
-//! `workload_helper`, which writes N private anonymous 4-page VMAs at
-//! 0x1_0000_0000 * (i + 1), forks a child that does not write, and both block on stdin.
+//! The test process is `lazyvma-workload fork -n N --hold`: N private anonymous 4-page VMAs
+//! at 0x1_0000_0000 * (i + 1) written, a child forked that does not write, both holding
+//! until stdin closes.
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 
 const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 const PAGE: usize = 4096;
 
 /// Privileged tests run as root; elsewhere they skip unless CI demands root.
@@ -36,49 +36,6 @@ fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "stderr: {err}");
 }
 
-fn say(what: &str) {
-    let line = format!("ready role={what} pid={}\n", std::process::id());
-    // SAFETY: write(2) of a local buffer; no std locks after fork.
-    unsafe { libc::write(1, line.as_ptr().cast(), line.len()) };
-}
-
-fn hold_until_stdin_eof() {
-    let mut b = [0u8; 64];
-    // SAFETY: read(2) into a local buffer.
-    while unsafe { libc::read(0, b.as_mut_ptr().cast(), b.len()) } > 0 {}
-}
-
-#[test]
-#[ignore = "the workload, run by `fork_topology` in a child process"]
-fn workload_helper() {
-    let Ok(n) = std::env::var("LAZYVMA_TEST_WORKLOAD") else { return };
-    let n: usize = n.parse().unwrap();
-    for i in 0..n {
-        let addr = 0x1_0000_0000usize * (i + 1);
-        // SAFETY: a fresh private mapping at an address nothing else uses.
-        let p = unsafe {
-            libc::mmap(addr as *mut _, 4 * PAGE, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0)
-        };
-        assert_eq!(p as usize, addr, "mmap at {addr:#x}");
-        // One write fault: +1 anon_vma / +1 anon_vma_chain (spec §1.2).
-        unsafe { (p as *mut u8).write_volatile(1) };
-    }
-    // SAFETY: the child only calls write/read/_exit.
-    match unsafe { libc::fork() } {
-        0 => {
-            say("child");
-            hold_until_stdin_eof();
-            unsafe { libc::_exit(0) };
-        }
-        child => {
-            say("parent");
-            hold_until_stdin_eof();
-            unsafe { libc::waitpid(child, std::ptr::null_mut(), 0) };
-            unsafe { libc::_exit(0) };
-        }
-    }
-}
-
 struct Workload {
     proc: Child,
     parent: u32,
@@ -87,9 +44,8 @@ struct Workload {
 
 impl Workload {
     fn start(n: usize) -> Workload {
-        let mut proc = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "workload_helper", "--nocapture", "--test-threads=1"])
-            .env("LAZYVMA_TEST_WORKLOAD", n.to_string())
+        let mut proc = Command::new(WORKLOAD)
+            .args(["fork", "-n", &n.to_string(), "--hold"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -99,7 +55,6 @@ impl Workload {
         while parent == 0 || child == 0 {
             let line = lines.next().expect("workload exited before ready").unwrap();
             let pid = |l: &str| l.rsplit("pid=").next().unwrap().parse().unwrap();
-            // libtest prints "test workload_helper ... " before the first line, unterminated.
             if line.contains("ready role=parent") {
                 parent = pid(&line);
             } else if line.contains("ready role=child") {
