@@ -268,6 +268,7 @@ impl AnonVmas {
             freed += 1;
         }
         self.scratch = emptied;
+        debug_assert_eq!(freed, self.len(chain), "unlink_anon_vmas frees exactly L AVCs");
         self.chain_put(chain);
         freed
     }
