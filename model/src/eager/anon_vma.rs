@@ -18,12 +18,17 @@ pub(crate) struct AnonVma {
     pub refcount: u32,
     pub num_children: u32,
     pub num_active_vmas: u32,
-    /// Pre-6.0 `degree`, kept on every kernel so the reuse rule can be switched.
-    pub degree: u32,
     /// AVCs in `tree(X)` (`rb_root`), from any VMA of any mm.
     pub tree: u32,
-    /// References held by KSM stable-tree rmap_items (part of `refcount`).
-    pub ksm: u32,
+}
+
+impl AnonVma {
+    /// Pre-6.0 `degree`: 2555283eb40d split it into exactly these two counts (every
+    /// `degree++/--` of the old code is a `num_children` or `num_active_vmas` one now).
+    #[inline]
+    pub fn degree(&self) -> u32 {
+        self.num_children + self.num_active_vmas
+    }
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -44,6 +49,8 @@ pub(crate) struct AnonVmas {
     pub avc: Counter,
     /// Scratch for walking a chain oldest→newest without allocating.
     scratch: Vec<u32>,
+    /// References held by KSM stable-tree rmap_items (part of `refcount`), per AV.
+    ksm: std::collections::HashMap<u32, u32>,
 }
 
 impl AnonVmas {
@@ -68,12 +75,12 @@ impl AnonVmas {
         let id = match self.free_avs.pop() {
             Some(id) => id,
             None => {
-                self.avs.push(AnonVma { root: 0, parent: 0, refcount: 0, num_children: 0, num_active_vmas: 0, degree: 0, tree: 0, ksm: 0 });
+                self.avs.push(AnonVma { root: 0, parent: 0, refcount: 0, num_children: 0, num_active_vmas: 0, tree: 0 });
                 (self.avs.len() - 1) as u32
             }
         };
         self.avs[id as usize] =
-            AnonVma { root: id, parent: id, refcount: 1, num_children: 0, num_active_vmas: 0, degree: 1, tree: 0, ksm: 0 };
+            AnonVma { root: id, parent: id, refcount: 1, num_children: 0, num_active_vmas: 0, tree: 0 };
         id
     }
 
@@ -150,15 +157,11 @@ impl AnonVmas {
     /// Returns `(chain, av)` of the VMA.
     pub fn prepare(&mut self, reuse: Option<u32>) -> (u32, u32) {
         let x = match reuse {
-            Some(x) => {
-                self.m(x).degree += 1;
-                x
-            }
+            Some(x) => x,
             None => {
                 let x = self.alloc_av();
                 // num_children: the self-parent link; pre-6.0 `degree`: alloc 1 + this VMA.
                 self.m(x).num_children = 1;
-                self.m(x).degree += 1;
                 x
             }
         };
@@ -178,7 +181,6 @@ impl AnonVmas {
         }
         if av != NIL {
             self.m(av).num_active_vmas += 1;
-            self.m(av).degree += 1;
         }
         (self.chain_get(chain), av)
     }
@@ -196,7 +198,7 @@ impl AnonVmas {
             if reused == NIL {
                 let a = self.get(x);
                 let ok = if kernel.uses_degree() {
-                    x != pav && a.degree < 2
+                    x != pav && a.degree() < 2
                 } else {
                     a.num_children < 2 && a.num_active_vmas == 0
                 };
@@ -208,7 +210,6 @@ impl AnonVmas {
         self.scratch = order;
         if reused != NIL {
             self.m(reused).num_active_vmas += 1;
-            self.m(reused).degree += 1;
             return (self.chain_get(pchain), reused);
         }
         let b = self.child_of(pchain);
@@ -230,7 +231,6 @@ impl AnonVmas {
         }
         self.m(root).refcount += 1;
         self.m(parent).num_children += 1;
-        self.m(parent).degree += 1;
         self.link(b);
         let tail = self.chain_get(chain);
         (self.cons(b, tail), b)
@@ -250,7 +250,6 @@ impl AnonVmas {
             if x.tree == 0 {
                 let p = x.parent;
                 self.m(p).num_children -= 1;
-                self.m(p).degree -= 1;
                 emptied.push(n.av);
             } else {
                 self.avc.sub(1);
@@ -260,7 +259,6 @@ impl AnonVmas {
         }
         if av != NIL {
             self.m(av).num_active_vmas -= 1;
-            self.m(av).degree -= 1;
         }
         for &x in &emptied {
             self.put(x);
@@ -299,15 +297,21 @@ impl AnonVmas {
 
     /// A KSM stable-tree rmap_item takes a reference (`get_anon_vma`).
     pub fn ksm_get(&mut self, x: u32, n: u32) {
-        let a = self.m(x);
-        a.refcount += n;
-        a.ksm += n;
+        self.m(x).refcount += n;
+        *self.ksm.entry(x).or_default() += n;
     }
     pub fn ksm_put(&mut self, x: u32, n: u32) {
+        let k = self.ksm.get_mut(&x).expect("KSM references taken");
+        *k -= n;
+        if *k == 0 {
+            self.ksm.remove(&x);
+        }
         for _ in 0..n {
-            self.m(x).ksm -= 1;
             self.put(x);
         }
+    }
+    pub fn ksm_refs(&self, x: u32) -> u32 {
+        self.ksm.get(&x).copied().unwrap_or(0)
     }
 
     /// Live AV ids (for invariant checks).

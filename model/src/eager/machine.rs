@@ -42,6 +42,16 @@ struct KsmItem {
     n: u32,
 }
 
+/// A VMA as reports see it; `anon_vma` is a model id, not a kernel address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmaView {
+    pub start: u64,
+    pub end: u64,
+    pub state: State,
+    pub chain_len: u32,
+    pub anon_vma: Option<u32>,
+}
+
 /// One model (eager, or lazy with its knobs) over every process it has been told about.
 pub struct Machine {
     pub(crate) core: Core,
@@ -195,7 +205,7 @@ impl Core {
 }
 
 fn range(start: u64, pages: u64) -> Result<(u64, u64), ModelError> {
-    if start % PAGE_SIZE != 0 {
+    if !start.is_multiple_of(PAGE_SIZE) {
         return Err(ModelError::BadRange(format!("address {start:#x} is not page-aligned")));
     }
     if pages == 0 {
@@ -258,13 +268,19 @@ impl Machine {
             + self.ksm.capacity() * std::mem::size_of::<KsmItem>()
     }
 
-    /// The VMAs of a process as `(start, end, state, L, av id)` (tests and reports).
-    pub fn vmas(&self, pid: Pid) -> Option<Vec<(u64, u64, State, u32, Option<u32>)>> {
+    /// The VMAs of a process (tests and reports).
+    pub fn vmas(&self, pid: Pid) -> Option<Vec<VmaView>> {
         let mm = self.mms.get(&pid)?;
         Some(
             mm.vmas
                 .iter()
-                .map(|v| (v.start, v.end, v.state(), self.core.avs.len(v.chain), (v.av != NIL).then_some(v.av)))
+                .map(|v| VmaView {
+                    start: v.start,
+                    end: v.end,
+                    state: v.state(),
+                    chain_len: self.core.avs.len(v.chain),
+                    anon_vma: (v.av != NIL).then_some(v.av),
+                })
                 .collect(),
         )
     }
@@ -508,7 +524,7 @@ impl Machine {
             if a.num_children != ch {
                 return Err(format!("anon_vma {x}: num_children {} but {ch} linked children", a.num_children));
             }
-            let want = (a.tree > 0) as u32 + root_refs.get(&x).copied().unwrap_or(0) + a.ksm;
+            let want = (a.tree > 0) as u32 + root_refs.get(&x).copied().unwrap_or(0) + avs.ksm_refs(x);
             if a.refcount != want {
                 return Err(format!("anon_vma {x}: refcount {} but {want} holders", a.refcount));
             }

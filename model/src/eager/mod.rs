@@ -9,5 +9,5 @@ pub(crate) mod vma;
 
 pub(crate) use machine::Core;
 pub(crate) use merge::Prop;
-pub use machine::{Machine, ModelError};
+pub use machine::{Machine, ModelError, VmaView};
 pub use vma::State;
