@@ -1,15 +1,32 @@
 //! lazyvma's reference model.
 //!
-//! * [`abi`] — `#[repr(C)]` records shared with the BPF programs (`no_std`).
-//! * [`topology`] — what a `snapshot` reads from the live kernel.
-//! * [`snapshot`] — the eager/lazy estimate a snapshot's topology allows.
+//! * [`abi`], [`trace_abi`] — `#[repr(C)]` records shared with the BPF programs (`no_std`).
+//! * [`topology`] — what a `snapshot` reads from the live kernel; [`snapshot`] — the
+//!   eager/lazy estimate a snapshot's topology allows.
+//! * [`event`] — the model's input language; [`eager`] reproduces today's kernel
+//!   (spec §1), [`lazy`] the ANON_VMA_LAZY rules (spec §3) with [`knobs`];
+//!   [`pair`] runs both side by side; [`scenario`] reads scenario files.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod abi;
 pub mod trace_abi;
 
 #[cfg(feature = "std")]
+pub mod counts;
+#[cfg(feature = "std")]
+pub mod eager;
+#[cfg(feature = "std")]
+pub mod event;
+#[cfg(feature = "std")]
+pub mod kernel;
+#[cfg(feature = "std")]
 pub mod knobs;
+#[cfg(feature = "std")]
+pub mod lazy;
+#[cfg(feature = "std")]
+pub mod pair;
+#[cfg(feature = "std")]
+pub mod scenario;
 #[cfg(feature = "std")]
 pub mod snapshot;
 #[cfg(feature = "std")]

@@ -1,11 +1,186 @@
-//! `lazyvma model`.
+//! `lazyvma model FILE`: a scenario through the eager and lazy models, step by step.
+use super::ExitCode;
+use anyhow::Context;
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use lazyvma_model::counts::{Counter, Counts, Deltas, Sizes};
+use lazyvma_model::kernel::Kernel;
+use lazyvma_model::lazy::Rule;
+use lazyvma_model::scenario::{self, Report};
+use serde_json::{json, Value};
+
 #[derive(clap::Args)]
 pub struct Args {
+    /// Scenario file (format: docs/scenarios.md).
+    pub file: std::path::PathBuf,
+    /// Kernel rules to apply: 5.19 (pre-6.0 `degree`), 6.1 or 6.18 (default: the file's, else 6.18).
+    #[arg(long, value_name = "VERSION")]
+    pub kernel: Option<String>,
+    /// A lazy-model knob, NAME=VALUE (repeatable), e.g. fork_of_tree_parent=share.
+    #[arg(long = "knob", value_name = "NAME=VALUE")]
+    pub knobs: Vec<String>,
     /// Print one JSON object instead of tables.
     #[arg(short = 'j', long)]
     pub json: bool,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("`lazyvma model` is not implemented yet")
+fn bad(e: impl Into<anyhow::Error>) -> anyhow::Error {
+    e.into().context(ExitCode(2))
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let kernel = match &args.kernel {
+        None => None,
+        Some(k) => Some(Kernel::parse(k).ok_or_else(|| bad(anyhow::anyhow!("unknown kernel `{k}` (5.19, 6.1 or 6.18)")))?),
+    };
+    let mut probe = lazyvma_model::knobs::Knobs::default();
+    for k in &args.knobs {
+        probe.set(k).map_err(bad)?;
+    }
+    let name = args.file.display().to_string();
+    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read scenario {name}")).map_err(bad)?;
+    let sc = scenario::parse(&name, &text).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
+    let report = scenario::run(&sc, kernel, &args.knobs).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
+    let sizes = Sizes::default();
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&to_json(&report, &sizes))?);
+    } else {
+        print_tables(&name, &report, &sizes);
+    }
+    let failed: Vec<_> = report.checks.iter().filter(|c| c.failure.is_some()).collect();
+    if !failed.is_empty() {
+        for c in &failed {
+            eprintln!("{name}:{}: expectation failed: `{}`: {}", c.line, c.text, c.failure.as_deref().unwrap_or(""));
+        }
+        anyhow::bail!("{} of {} expectations failed", failed.len(), report.checks.len());
+    }
+    Ok(())
+}
+
+fn counter_json(c: &Counter) -> Value {
+    json!({"alloc": c.alloc, "free": c.free, "live": c.live, "peak": c.peak})
+}
+
+fn counts_json(c: &Counts, s: &Sizes) -> Value {
+    let b = s.bytes(c);
+    json!({
+        "anon_vma": counter_json(&c.anon_vma),
+        "anon_vma_chain": counter_json(&c.anon_vma_chain),
+        "vm_area_struct": counter_json(&c.vm_area_struct),
+        "bytes": b,
+    })
+}
+
+fn deltas_json(d: &Deltas) -> Value {
+    json!({
+        "anon_vma": {"alloc": d.anon_vma.alloc, "free": d.anon_vma.free},
+        "anon_vma_chain": {"alloc": d.anon_vma_chain.alloc, "free": d.anon_vma_chain.free},
+        "vm_area_struct": {"alloc": d.vm_area_struct.alloc, "free": d.vm_area_struct.free},
+    })
+}
+
+fn to_json(r: &Report, sizes: &Sizes) -> Value {
+    let steps: Vec<Value> = r
+        .steps
+        .iter()
+        .map(|s| json!({"line": s.line, "event": s.text, "phase": s.phase, "eager": deltas_json(&s.eager), "lazy": deltas_json(&s.lazy)}))
+        .collect();
+    let rules: serde_json::Map<String, Value> = r
+        .rules
+        .iter()
+        .map(|(rule, n)| (rule.name().to_string(), json!({"fired": n, "status": rule.status(), "what": rule.what()})))
+        .collect();
+    let knobs: serde_json::Map<String, Value> = r.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    let rmap: serde_json::Map<String, Value> = r
+        .rmap
+        .iter()
+        .filter(|(_, e, l)| e.walks + e.no_folio + l.walks + l.no_folio > 0)
+        .map(|(c, e, l)| (c.name().to_string(), json!({"eager": e, "lazy": l})))
+        .collect();
+    let checks: Vec<Value> =
+        r.checks.iter().map(|c| json!({"line": c.line, "expect": c.text, "ok": c.failure.is_none(), "failure": c.failure})).collect();
+    json!({
+        "kernel": r.kernel.name(),
+        "sizes": sizes,
+        "steps": steps,
+        "total": {"eager": counts_json(&r.eager, sizes), "lazy": counts_json(&r.lazy, sizes)},
+        "rules": rules,
+        "knobs": knobs,
+        "rmap": rmap,
+        "expectations": checks,
+    })
+}
+
+fn pm(d: &lazyvma_model::counts::Delta) -> String {
+    match (d.alloc, d.free) {
+        (0, 0) => "·".into(),
+        (a, 0) => format!("+{a}"),
+        (0, f) => format!("-{f}"),
+        (a, f) => format!("+{a} -{f}"),
+    }
+}
+
+fn print_tables(name: &str, r: &Report, sizes: &Sizes) {
+    println!("{name}: kernel {} rules; lazy knobs differing from the defaults: {}", r.kernel.name(), {
+        let d = lazyvma_model::knobs::Knobs::default().pairs();
+        let v: Vec<String> = r.knobs.pairs().into_iter().filter(|p| !d.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
+        if v.is_empty() { "none".to_string() } else { v.join(" ") }
+    });
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["line", "phase", "event", "eager AV", "eager AVC", "lazy AV", "lazy AVC", "eager VMA", "lazy VMA"]);
+    for s in &r.steps {
+        t.add_row(vec![
+            s.line.to_string(),
+            s.phase.clone(),
+            s.text.clone(),
+            pm(&s.eager.anon_vma),
+            pm(&s.eager.anon_vma_chain),
+            pm(&s.lazy.anon_vma),
+            pm(&s.lazy.anon_vma_chain),
+            pm(&s.eager.vm_area_struct),
+            pm(&s.lazy.vm_area_struct),
+        ]);
+    }
+    println!("{t}");
+    let mut t = Table::new();
+    t.load_preset(UTF8_FULL_CONDENSED);
+    t.set_header(vec!["object", "model", "alloc", "free", "live", "peak", "peak bytes"]);
+    let rows = |c: &Counts| {
+        let b = sizes.bytes(c);
+        [
+            ("anon_vma", c.anon_vma, b.peak_anon_vma),
+            ("anon_vma_chain", c.anon_vma_chain, b.peak_anon_vma_chain),
+            ("vm_area_struct", c.vm_area_struct, b.peak_vm_area_struct),
+        ]
+    };
+    for ((name, e, eb), (_, l, lb)) in rows(&r.eager).into_iter().zip(rows(&r.lazy)) {
+        for (m, c, b) in [("eager", e, eb), ("lazy", l, lb)] {
+            t.add_row(vec![name.into(), m.into(), c.alloc.to_string(), c.free.to_string(), c.live.to_string(), c.peak.to_string(), b.to_string()]);
+        }
+    }
+    println!("{t}");
+    let fired: Vec<(Rule, u64)> = r.rules.iter().filter(|(_, n)| *n > 0).collect();
+    if !fired.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(vec!["rule", "status", "fired", "what"]);
+        for (rule, n) in fired {
+            t.add_row(vec![rule.name().to_string(), format!("{:?}", rule.status()).to_lowercase(), n.to_string(), rule.what().to_string()]);
+        }
+        println!("{t}");
+    }
+    let walks: Vec<_> = r.rmap.iter().filter(|(_, e, l)| e.walks + l.walks > 0).collect();
+    if !walks.is_empty() {
+        let mut t = Table::new();
+        t.load_preset(UTF8_FULL_CONDENSED);
+        t.set_header(vec!["rmap caller", "walks", "eager locked", "lazy locked", "lock avoided"]);
+        for (c, e, l) in walks {
+            t.add_row(vec![c.name().to_string(), e.walks.to_string(), e.locked.to_string(), l.locked.to_string(), l.lock_avoided.to_string()]);
+        }
+        println!("{t}");
+    }
+    if !r.checks.is_empty() {
+        let ok = r.checks.iter().filter(|c| c.failure.is_none()).count();
+        println!("expectations for this kernel and these knobs: {ok}/{} hold", r.checks.len());
+    }
 }

@@ -1,0 +1,116 @@
+//! Outputs: allocations, frees, live and peak per object kind, and bytes.
+
+use serde::Serialize;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counter {
+    pub alloc: u64,
+    pub free: u64,
+    pub live: u64,
+    pub peak: u64,
+}
+
+impl Counter {
+    #[inline]
+    pub(crate) fn add(&mut self, n: u64) {
+        self.alloc += n;
+        self.live += n;
+        if self.live > self.peak {
+            self.peak = self.live;
+        }
+    }
+    #[inline]
+    pub(crate) fn sub(&mut self, n: u64) {
+        debug_assert!(self.live >= n, "freeing more than is live");
+        self.free += n;
+        self.live -= n;
+    }
+}
+
+/// One counter per object kind the series changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    pub anon_vma: Counter,
+    pub anon_vma_chain: Counter,
+    pub vm_area_struct: Counter,
+}
+
+/// Allocations and frees between two points (a step, a phase).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Delta {
+    pub alloc: u64,
+    pub free: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Deltas {
+    pub anon_vma: Delta,
+    pub anon_vma_chain: Delta,
+    pub vm_area_struct: Delta,
+}
+
+impl Counts {
+    pub fn since(&self, before: &Counts) -> Deltas {
+        let d = |a: &Counter, b: &Counter| Delta { alloc: a.alloc - b.alloc, free: a.free - b.free };
+        Deltas {
+            anon_vma: d(&self.anon_vma, &before.anon_vma),
+            anon_vma_chain: d(&self.anon_vma_chain, &before.anon_vma_chain),
+            vm_area_struct: d(&self.vm_area_struct, &before.vm_area_struct),
+        }
+    }
+}
+
+/// Bytes per object. The caller passes the running kernel's sizes; the defaults are
+/// spec §4.3's x86_64/arm64 values.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Sizes {
+    pub anon_vma: u64,
+    pub anon_vma_chain: u64,
+    pub vm_area_struct: u64,
+}
+
+impl Sizes {
+    /// What each object costs in its slab: anon_vma's free pointer sits outside the
+    /// object (ctor + TYPESAFE_BY_RCU), so a slot is 104 B for a 96 B object.
+    pub const SLAB_X86_64: Sizes = Sizes { anon_vma: 104, anon_vma_chain: 64, vm_area_struct: 192 };
+    /// `sizeof` per BTF (6.18.44 x86_64; arm64 computes the same for anon_vma/avc).
+    pub const OBJECT_X86_64: Sizes = Sizes { anon_vma: 96, anon_vma_chain: 64, vm_area_struct: 192 };
+
+    pub fn bytes(&self, c: &Counts) -> Bytes {
+        Bytes {
+            anon_vma: c.anon_vma.live * self.anon_vma,
+            anon_vma_chain: c.anon_vma_chain.live * self.anon_vma_chain,
+            vm_area_struct: c.vm_area_struct.live * self.vm_area_struct,
+            peak_anon_vma: c.anon_vma.peak * self.anon_vma,
+            peak_anon_vma_chain: c.anon_vma_chain.peak * self.anon_vma_chain,
+            peak_vm_area_struct: c.vm_area_struct.peak * self.vm_area_struct,
+        }
+    }
+}
+
+impl Default for Sizes {
+    fn default() -> Self {
+        Sizes::SLAB_X86_64
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Bytes {
+    pub anon_vma: u64,
+    pub anon_vma_chain: u64,
+    pub vm_area_struct: u64,
+    pub peak_anon_vma: u64,
+    pub peak_anon_vma_chain: u64,
+    pub peak_vm_area_struct: u64,
+}
+
+/// Rmap walks by one caller: how many found an anon folio, how many took the root rwsem,
+/// and how many a lazy folio answered without any anon_vma lock.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct RmapStat {
+    pub walks: u64,
+    pub locked: u64,
+    pub lock_avoided: u64,
+    /// Walks on an address with no anon folio (never faulted): nothing to lock.
+    pub no_folio: u64,
+}

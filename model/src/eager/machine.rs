@@ -1,0 +1,534 @@
+//! Applies events to one set of mms: the eager kernel paths, with hooks where the LAZY
+//! model (`crate::lazy`) departs from them.
+
+use super::anon_vma::{AnonVmas, NIL};
+use super::fxhash::FxMap;
+use super::vma::{Mm, State, Vma, LAZY_FOLIOS};
+use crate::counts::{Counter, Counts, RmapStat};
+use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
+use crate::kernel::Kernel;
+use crate::knobs::Knobs;
+use crate::lazy::{Rule, RuleCounts};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ModelError {
+    #[error("no process {0}")]
+    NoProcess(Pid),
+    #[error("process {0} already exists")]
+    ProcessExists(Pid),
+    #[error("process {pid} has no VMA at {addr:#x}")]
+    NoVma { pid: Pid, addr: u64 },
+    #[error("{0}")]
+    BadRange(String),
+}
+
+/// Everything but the mms, so a method can hold `&mut Mm` and `&mut self` together.
+pub(crate) struct Core {
+    pub kernel: Kernel,
+    /// `Some` for the LAZY model.
+    pub knobs: Option<Knobs>,
+    pub avs: AnonVmas,
+    pub vma: Counter,
+    pub rules: RuleCounts,
+    pub rmap: [RmapStat; RmapCaller::ALL.len()],
+}
+
+/// A KSM stable-tree rmap_item group: `n` references on `av` for pages of the VMA at `addr`.
+#[derive(Clone, Copy, Debug)]
+struct KsmItem {
+    pid: Pid,
+    addr: u64,
+    av: u32,
+    n: u32,
+}
+
+/// A VMA as reports see it; `anon_vma` is a model id, not a kernel address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmaView {
+    pub start: u64,
+    pub end: u64,
+    pub state: State,
+    pub chain_len: u32,
+    pub anon_vma: Option<u32>,
+}
+
+/// One model (eager, or lazy with its knobs) over every process it has been told about.
+pub struct Machine {
+    pub(crate) core: Core,
+    mms: FxMap<Pid, Mm>,
+    ksm: Vec<KsmItem>,
+}
+
+impl Core {
+    /// The lazy knobs when lazy rules apply (a lazy model with the runtime switch on).
+    #[inline]
+    pub fn lz(&self) -> Option<Knobs> {
+        self.knobs.filter(|k| k.lazy_enabled)
+    }
+    /// Count a lazy rule (only while lazy rules apply).
+    #[inline]
+    pub fn fire(&mut self, r: Rule) {
+        if self.lz().is_some() {
+            self.rules.fire(r);
+        }
+    }
+
+    /// `__anon_vma_prepare` on `mm.vmas[i]` (spec §1.2); `neighbours` = run
+    /// `find_mergeable_anon_vma` (next first, then prev).
+    pub fn prepare(&mut self, mm: &mut Mm, i: usize, neighbours: bool) {
+        let reuse = if neighbours { self.find_mergeable_anon_vma(mm, i) } else { None };
+        let (chain, av) = self.avs.prepare(reuse);
+        let v = &mut mm.vmas[i];
+        v.chain = chain;
+        v.av = av;
+    }
+
+    fn find_mergeable_anon_vma(&self, mm: &Mm, i: usize) -> Option<u32> {
+        let v = &mm.vmas[i];
+        let reusable = |old: &Vma, a: &Vma, b: &Vma| {
+            let compatible = a.end == b.start
+                && (a.merge_flags() ^ b.merge_flags()) & !vm::ACCESS == 0
+                && b.pgoff == a.pgoff + a.pages();
+            (compatible && old.av != NIL && self.avs.len(old.chain) == 1).then_some(old.av)
+        };
+        if let Some(next) = mm.vmas.get(i + 1) {
+            if let Some(x) = reusable(next, v, next) {
+                return Some(x);
+            }
+        }
+        if i > 0 {
+            let prev = &mm.vmas[i - 1];
+            return reusable(prev, prev, v);
+        }
+        None
+    }
+
+    /// `__split_vma(vma, addr, new_below)`: +1 vm_area_struct, +L AVC. The original struct
+    /// (and any pins) stays with the piece the kernel keeps.
+    pub fn split(&mut self, mm: &mut Mm, i: usize, addr: u64, new_below: bool) {
+        self.before_split(mm, i);
+        let v = mm.vmas[i];
+        debug_assert!(v.start < addr && addr < v.end);
+        let (chain, av) = if v.chain != NIL { self.avs.clone_chain(v.chain, v.av) } else { (NIL, NIL) };
+        self.vma.add(1);
+        let mut lower = Vma { end: addr, ..v };
+        let mut upper = Vma { start: addr, pgoff: v.pgoff_at(addr), ..v };
+        let new = if new_below { &mut lower } else { &mut upper };
+        new.chain = chain;
+        new.av = av;
+        new.pins = 0;
+        new.owner = false;
+        mm.vmas[i] = lower;
+        mm.vmas.insert(i + 1, upper);
+    }
+
+    /// Free one torn-down VMA: `unlink_anon_vmas` (−L AVC, AVs per §1.8) and the struct.
+    pub fn teardown(&mut self, v: Vma) {
+        match v.state() {
+            State::Lazy => self.fire(Rule::L10),
+            State::TreeParent => self.fire(Rule::L10b),
+            _ => {}
+        }
+        if v.chain != NIL {
+            self.avs.unlink(v.chain, v.av);
+        }
+        self.vma.sub(1 + v.pins as u64);
+    }
+
+    /// munmap of `[s, e)`: split the ends, then unlink every VMA inside (spec §1.8).
+    pub fn munmap(&mut self, mm: &mut Mm, s: u64, e: u64) {
+        let mut i = mm.lower_bound(s);
+        if i >= mm.vmas.len() || mm.vmas[i].start >= e {
+            return;
+        }
+        if mm.vmas[i].start < s {
+            self.split(mm, i, s, true);
+            i += 1;
+        }
+        let mut j = i;
+        while j < mm.vmas.len() && mm.vmas[j].start < e {
+            if mm.vmas[j].end > e {
+                self.split(mm, j, e, false);
+            }
+            j += 1;
+        }
+        let gone: Vec<Vma> = mm.vmas.drain(i..j).collect();
+        for v in gone {
+            self.teardown(v);
+        }
+    }
+
+    /// Remove `mm.vmas[r]` merged into `mm.vmas[t]` (`anon_vma_merge` → `unlink_anon_vmas`).
+    pub fn remove_merged(&mut self, mm: &mut Mm, t: usize, r: usize) {
+        let gone = mm.vmas[r];
+        if gone.chain != NIL {
+            self.avs.unlink(gone.chain, gone.av);
+        }
+        let pinned = self.lz().is_some_and(|k| k.lazy_folio_pins_vma) && gone.owner;
+        let keep = gone.pins as u64 + pinned as u64;
+        mm.vmas[t].pins = mm.vmas[t].pins.saturating_add(keep as u16);
+        self.vma.sub(1 + gone.pins as u64 - keep);
+        mm.vmas.remove(r);
+    }
+
+    /// `dup_anon_vma(dst, src)`: a target without an anon_vma takes the source's (+L AVC).
+    pub fn dup_anon_vma(&mut self, mm: &mut Mm, dst: usize, src: &Vma) {
+        if mm.vmas[dst].chain == NIL && src.chain != NIL {
+            let (chain, av) = self.avs.clone_chain(src.chain, src.av);
+            mm.vmas[dst].chain = chain;
+            mm.vmas[dst].av = av;
+        }
+        mm.vmas[dst].flags |= src.flags & LAZY_FOLIOS;
+    }
+
+    pub(crate) fn walk(&mut self, caller: RmapCaller, v: &Vma) {
+        let s = &mut self.rmap[caller.index()];
+        if v.flags & vm::SHARED != 0 {
+            s.no_folio += 1;
+            return;
+        }
+        match ((), v.state()) {
+            (_, State::None) => s.no_folio += 1,
+            (_, State::Lazy) => {
+                s.walks += 1;
+                s.lock_avoided += 1;
+                let r = if caller == RmapCaller::Migrate { Rule::L14 } else { Rule::L13 };
+                self.fire(r);
+            }
+            (_, _) => {
+                s.walks += 1;
+                s.locked += 1;
+                self.fire(Rule::L13b);
+            }
+        }
+    }
+}
+
+fn range(start: u64, pages: u64) -> Result<(u64, u64), ModelError> {
+    if !start.is_multiple_of(PAGE_SIZE) {
+        return Err(ModelError::BadRange(format!("address {start:#x} is not page-aligned")));
+    }
+    if pages == 0 {
+        return Err(ModelError::BadRange("a range of 0 pages".into()));
+    }
+    let end = pages.checked_mul(PAGE_SIZE).and_then(|l| start.checked_add(l));
+    end.map(|e| (start, e)).ok_or_else(|| ModelError::BadRange(format!("{pages} pages at {start:#x} overflow")))
+}
+
+impl Machine {
+    pub fn eager(kernel: Kernel) -> Machine {
+        Machine::new(kernel, None)
+    }
+    pub fn lazy(kernel: Kernel, knobs: Knobs) -> Machine {
+        Machine::new(kernel, Some(knobs))
+    }
+    fn new(kernel: Kernel, knobs: Option<Knobs>) -> Machine {
+        Machine {
+            core: Core {
+                kernel,
+                knobs,
+                avs: AnonVmas::default(),
+                vma: Counter::default(),
+                rules: RuleCounts::default(),
+                rmap: [RmapStat::default(); RmapCaller::ALL.len()],
+            },
+            mms: FxMap::default(),
+            ksm: Vec::new(),
+        }
+    }
+
+    pub fn is_lazy(&self) -> bool {
+        self.core.knobs.is_some()
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.core.kernel
+    }
+    pub fn counts(&self) -> Counts {
+        Counts { anon_vma: self.core.avs.av, anon_vma_chain: self.core.avs.avc, vm_area_struct: self.core.vma }
+    }
+    /// Rule fire counts (all zero for the eager model).
+    pub fn rules(&self) -> &RuleCounts {
+        &self.core.rules
+    }
+    pub fn rmap(&self) -> impl Iterator<Item = (RmapCaller, RmapStat)> + '_ {
+        RmapCaller::ALL.iter().map(|&c| (c, self.core.rmap[c.index()]))
+    }
+    pub fn processes(&self) -> usize {
+        self.mms.len()
+    }
+    /// VMAs in every mm (not counting structs kept alive only by lazy folios).
+    pub fn mapped_vmas(&self) -> usize {
+        self.mms.values().map(|m| m.vmas.len()).sum()
+    }
+    /// Heap bytes this model holds (capacities, not lengths).
+    pub fn heap_bytes(&self) -> usize {
+        self.core.avs.heap_bytes()
+            + self.mms.capacity() * (std::mem::size_of::<(Pid, Mm)>() + 1)
+            + self.mms.values().map(|m| m.vmas.capacity() * std::mem::size_of::<Vma>()).sum::<usize>()
+            + self.ksm.capacity() * std::mem::size_of::<KsmItem>()
+    }
+
+    /// The VMAs of a process (tests and reports).
+    pub fn vmas(&self, pid: Pid) -> Option<Vec<VmaView>> {
+        let mm = self.mms.get(&pid)?;
+        Some(
+            mm.vmas
+                .iter()
+                .map(|v| VmaView {
+                    start: v.start,
+                    end: v.end,
+                    state: v.state(),
+                    chain_len: self.core.avs.len(v.chain),
+                    anon_vma: (v.av != NIL).then_some(v.av),
+                })
+                .collect(),
+        )
+    }
+
+    fn mm(&mut self, pid: Pid) -> Result<&mut Mm, ModelError> {
+        self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))
+    }
+
+    pub fn apply(&mut self, ev: &Event) -> Result<(), ModelError> {
+        match *ev {
+            Event::Spawn { pid } => {
+                if self.mms.contains_key(&pid) {
+                    return Err(ModelError::ProcessExists(pid));
+                }
+                self.mms.insert(pid, Mm::default());
+            }
+            Event::Map { pid, start, pages, flags } => {
+                let (s, e) = range(start, pages)?;
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                self.core.munmap(mm, s, e);
+                self.core.map_new(mm, s, e, s / PAGE_SIZE, flags & vm::USER, None);
+                self.after_teardown();
+            }
+            Event::Fault { pid, addr, kind } => {
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
+                self.core.fault(mm, i, kind);
+            }
+            Event::Fork { parent, child } => {
+                if self.mms.contains_key(&child) {
+                    return Err(ModelError::ProcessExists(child));
+                }
+                let pmm = self.mms.get_mut(&parent).ok_or(ModelError::NoProcess(parent))?;
+                let cmm = self.core.fork(pmm);
+                self.mms.insert(child, cmm);
+            }
+            Event::Exit { pid } => {
+                let mm = self.mms.remove(&pid).ok_or(ModelError::NoProcess(pid))?;
+                for v in mm.vmas {
+                    self.core.teardown(v);
+                }
+                self.after_teardown();
+            }
+            Event::Exec { pid, stack } => {
+                let mm = self.mm(pid)?;
+                let old = std::mem::take(&mut mm.vmas);
+                for v in old {
+                    self.core.teardown(v);
+                }
+                self.core.fire(Rule::L11);
+                if let Some(s) = stack {
+                    let (s, e) = range(s, 1)?;
+                    let mm = self.mms.get_mut(&pid).expect("exec keeps the pid");
+                    self.core.map_new(mm, s, e, s / PAGE_SIZE, vm::READ | vm::WRITE, None);
+                    let i = mm.find(s).expect("just mapped");
+                    // copy_strings() writes argv/envp into the new stack.
+                    self.core.fault(mm, i, FaultKind::Write);
+                }
+                self.after_teardown();
+            }
+            Event::Mprotect { pid, start, pages, prot } => {
+                let (s, e) = range(start, pages)?;
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                self.core.modify_range(mm, s, e, |f| (f & !vm::ACCESS) | (prot & vm::ACCESS));
+            }
+            Event::Madvise { pid, start, pages, advice } => {
+                let (s, e) = range(start, pages)?;
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                let (set, clear) = match advice {
+                    Advice::Mergeable => (vm::MERGEABLE, 0),
+                    Advice::Unmergeable => (0, vm::MERGEABLE),
+                    Advice::DontFork => (vm::DONTCOPY, 0),
+                    Advice::DoFork => (0, vm::DONTCOPY),
+                    Advice::WipeOnFork => (vm::WIPEONFORK, 0),
+                    Advice::KeepOnFork => (0, vm::WIPEONFORK),
+                    Advice::GuardInstall => {
+                        self.core.guard_install(mm, s, e);
+                        return Ok(());
+                    }
+                };
+                self.core.modify_range(mm, s, e, |f| (f | set) & !clear);
+            }
+            Event::Munmap { pid, start, pages } => {
+                let (s, e) = range(start, pages)?;
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                self.core.munmap(mm, s, e);
+                self.after_teardown();
+            }
+            Event::Mremap { pid, old, pages, new, dontunmap } => {
+                let (os, oe) = range(old, pages)?;
+                let (ns, ne) = range(new, pages)?;
+                if ns < oe && os < ne {
+                    return Err(ModelError::BadRange(format!("mremap {os:#x}..{oe:#x} overlaps its target {ns:#x}..{ne:#x}")));
+                }
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
+                if mm.vmas[i].end < oe {
+                    return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
+                }
+                self.core.mremap(mm, os, oe, ns, dontunmap);
+                self.after_teardown();
+            }
+            Event::KsmMerge { pid, addr, pages } => {
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
+                if let Some(av) = self.core.ksm_merge(mm, i) {
+                    self.core.avs.ksm_get(av, pages.max(1));
+                    self.ksm.push(KsmItem { pid, addr, av, n: pages.max(1) });
+                }
+            }
+            Event::KsmCleanup => self.ksm_cleanup(),
+            Event::ThpCollapse { pid, addr } => {
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
+                self.core.collapse(mm, i);
+            }
+            Event::RmapWalk { pid, addr, caller } => {
+                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+                let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
+                let v = mm.vmas[i];
+                self.core.walk(caller, &v);
+            }
+            Event::SetKernel(k) => self.core.kernel = k,
+            Event::Phase(_) => {}
+        }
+        Ok(())
+    }
+
+    /// ksmd drops the rmap_items whose VMA is gone or no longer VM_MERGEABLE; only now
+    /// can their anon_vmas be freed (spec §1.10).
+    fn ksm_cleanup(&mut self) {
+        let mut items = std::mem::take(&mut self.ksm);
+        items.retain(|it| {
+            let alive = self.mms.get(&it.pid).and_then(|mm| mm.find(it.addr).map(|i| mm.vmas[i])).is_some_and(|v| {
+                v.av == it.av && v.flags & vm::MERGEABLE != 0
+            });
+            if !alive {
+                self.core.avs.ksm_put(it.av, it.n);
+            }
+            alive
+        });
+        self.ksm = items;
+    }
+
+    fn after_teardown(&mut self) {
+        if self.core.lz().is_some_and(|k| k.downgrade) {
+            for mm in self.mms.values_mut() {
+                self.core.downgrade(mm);
+            }
+        }
+    }
+
+    /// Spec §0's invariants, checked over every object. `Err` names the first violation.
+    pub fn check_invariants(&self) -> Result<(), String> {
+        let avs = &self.core.avs;
+        let live = avs.live_ids();
+        let mut tree = std::collections::HashMap::<u32, u32>::new();
+        let mut active = std::collections::HashMap::<u32, u32>::new();
+        let mut by_av = std::collections::HashMap::<u32, Vec<u32>>::new();
+        let mut avc = 0u64;
+        let mut vmas = 0u64;
+        for (pid, mm) in &self.mms {
+            for w in mm.vmas.windows(2) {
+                if w[0].end > w[1].start || w[0].start >= w[0].end {
+                    return Err(format!("pid {pid}: VMAs overlap or are empty at {:#x}", w[0].start));
+                }
+            }
+            for v in &mm.vmas {
+                vmas += 1 + v.pins as u64;
+                let chain = avs.chain_vec(v.chain);
+                avc += chain.len() as u64;
+                for &x in &chain {
+                    *tree.entry(x).or_default() += 1;
+                    if !live.contains(&x) {
+                        return Err(format!("pid {pid} {:#x}: chain links freed anon_vma {x}", v.start));
+                    }
+                }
+                if let Some(&last) = chain.last() {
+                    if avs.get(last).root != last {
+                        return Err(format!("pid {pid} {:#x}: root is not last in the chain", v.start));
+                    }
+                    if chain.iter().any(|&x| avs.get(x).root != last) {
+                        return Err(format!("pid {pid} {:#x}: chain spans two roots", v.start));
+                    }
+                }
+                if v.av != NIL {
+                    if !chain.contains(&v.av) {
+                        return Err(format!("pid {pid} {:#x}: anon_vma not in its own chain", v.start));
+                    }
+                    *active.entry(v.av).or_default() += 1;
+                    match by_av.get(&v.av) {
+                        Some(c) if *c != chain => {
+                            return Err(format!("pid {pid} {:#x}: VMAs sharing anon_vma {} have different chains", v.start, v.av))
+                        }
+                        _ => {
+                            by_av.insert(v.av, chain);
+                        }
+                    }
+                } else if !self.is_lazy() && !chain.is_empty() {
+                    return Err(format!("pid {pid} {:#x}: eager VMA with a chain but no anon_vma", v.start));
+                }
+            }
+        }
+        let c = self.counts();
+        for k in [c.anon_vma, c.anon_vma_chain, c.vm_area_struct] {
+            if k.live != k.alloc - k.free || k.free > k.alloc || k.peak < k.live {
+                return Err(format!("counter out of balance: {k:?}"));
+            }
+        }
+        if c.anon_vma_chain.live != avc {
+            return Err(format!("{} AVCs counted live, {avc} in chains", c.anon_vma_chain.live));
+        }
+        if c.vm_area_struct.live != vmas {
+            return Err(format!("{} vm_area_structs counted live, {vmas} held", c.vm_area_struct.live));
+        }
+        if c.anon_vma.live != live.len() as u64 {
+            return Err(format!("{} AVs counted live, {} in the arena", c.anon_vma.live, live.len()));
+        }
+        let mut children = std::collections::HashMap::<u32, u32>::new();
+        let mut root_refs = std::collections::HashMap::<u32, u32>::new();
+        for &x in &live {
+            let a = avs.get(x);
+            if a.tree > 0 {
+                *children.entry(a.parent).or_default() += 1;
+            }
+            if a.root != x {
+                *root_refs.entry(a.root).or_default() += 1;
+            }
+        }
+        for &x in &live {
+            let a = avs.get(x);
+            let t = tree.get(&x).copied().unwrap_or(0);
+            if a.tree != t {
+                return Err(format!("anon_vma {x}: tree {} but {t} AVCs link it", a.tree));
+            }
+            let n = active.get(&x).copied().unwrap_or(0);
+            if a.num_active_vmas != n {
+                return Err(format!("anon_vma {x}: num_active_vmas {} but {n} VMAs use it", a.num_active_vmas));
+            }
+            let ch = children.get(&x).copied().unwrap_or(0);
+            if a.num_children != ch {
+                return Err(format!("anon_vma {x}: num_children {} but {ch} linked children", a.num_children));
+            }
+            let want = (a.tree > 0) as u32 + root_refs.get(&x).copied().unwrap_or(0) + avs.ksm_refs(x);
+            if a.refcount != want {
+                return Err(format!("anon_vma {x}: refcount {} but {want} holders", a.refcount));
+            }
+        }
+        Ok(())
+    }
+}
