@@ -39,7 +39,9 @@ fn main() {
     };
     if let Err(e) = res {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);
-        eprintln!("lazyvma: {e:#}");
+        // An ExitCode context only chooses the status (its Display is empty); the message is what it wraps.
+        let msg: Vec<String> = e.chain().map(|c| c.to_string()).filter(|m| !m.is_empty()).collect();
+        eprintln!("lazyvma: {}", msg.join(": "));
         std::process::exit(code);
     }
 }

@@ -4,7 +4,7 @@ pub mod model;
 pub mod snapshot;
 pub mod trace;
 
-/// Attach to an error to choose the process exit code (default 1).
+/// Attach to an error as context to choose the process exit code (default 1); it adds no text.
 #[derive(Debug, thiserror::Error)]
-#[error("exit code {0}")]
+#[error("")]
 pub struct ExitCode(pub i32);
