@@ -16,6 +16,8 @@ pub enum MergeError {
     Version { a: String, b: String, va: u64, vb: u64 },
     #[error("{a} and {b} modelled lazy with different knobs ({knob}: {va} vs {vb}): their lazy columns cannot be added")]
     Knobs { a: String, b: String, knob: String, va: String, vb: String },
+    #[error("{a} is a {ka} report and {b} a {kb} report: their object counts mean different things (held now vs allocated over time)")]
+    Kind { a: String, b: String, ka: String, kb: String },
     #[error("{file}: {problem}")]
     Hist { file: String, problem: String },
 }
@@ -68,6 +70,9 @@ fn check(inputs: &[(String, Doc)]) -> Result<(), MergeError> {
     for (fb, b) in &inputs[1..] {
         if a.version != b.version {
             return Err(MergeError::Version { a: fa.clone(), b: fb.clone(), va: a.version, vb: b.version });
+        }
+        if a.kind() != b.kind() {
+            return Err(MergeError::Kind { a: fa.clone(), b: fb.clone(), ka: a.kind().into(), kb: b.kind().into() });
         }
         if a.histograms.contract != b.histograms.contract {
             let (ca, cb) = (a.histograms.contract, b.histograms.contract);

@@ -65,7 +65,7 @@ fn savings(d: &Doc) -> (String, String) {
 fn distribution(d: &Doc, name: &str, id: &str, absent: &str) -> String {
     let Some(h) = d.histograms.series.get(name) else { return bars(id, name, "", &[], absent) };
     let Ok(hist) = hist::decode(name, h, d.histograms.contract) else { return bars(id, name, "", &[], "undecodable histogram") };
-    let b: Vec<(String, f64)> = if hist.distinct_values() <= 40 {
+    let b: Vec<(String, f64)> = if hist.iter_recorded().count() <= 40 {
         hist.iter_recorded().map(|v| (v.value_iterated_to().to_string(), v.count_at_value() as f64)).collect()
     } else {
         hist.iter_log(1, 2.0)
@@ -124,7 +124,7 @@ pub fn render(d: &Doc, top: usize) -> String {
     }
     let _ = write!(o, "</table>");
     for name in d.histograms.series.keys().filter(|n| n.as_str() != RMAP_WAIT) {
-        let _ = write!(o, "{}", distribution(d, name, &format!("chart-hist-{name}"), "no samples"));
+        let _ = write!(o, "<h3>{}</h3>{}", esc(name), distribution(d, name, &format!("chart-hist-{name}"), "no samples"));
     }
     if !d.hosts.is_empty() {
         let _ = write!(o, "<h2>Hosts</h2><table id=\"hosts\">{}", head(&["Host", "File", "Source", "Kernel", "anon_vma Before (KB)", "After (KB)", "anon_vma_chain Before (KB)", "After (KB)", "Lost events"]));

@@ -87,7 +87,11 @@ pub fn title(d: &Doc) -> String {
 /// What "before" and "after" mean for this document.
 pub fn legend(d: &Doc) -> String {
     let r = &d.objects.anon_vma;
-    let b = if r.eager.is_some() { "today's kernel (EAGER)" } else { "observed on the unpatched kernel (allocated − freed)" };
+    let b = match (r.eager.is_some(), d.kind()) {
+        (true, "snapshot") => "today's kernel (EAGER), objects held now",
+        (true, _) => "today's kernel (EAGER)",
+        (false, _) => "observed on the unpatched kernel, objects allocated during the trace",
+    };
     let a = if r.lazy.is_some() {
         format!("ANON_VMA_LAZY ({} knobs)", if d.knobs.is_empty() { "unknown" } else { "listed" })
     } else {

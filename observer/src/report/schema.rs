@@ -7,8 +7,8 @@ pub const SCHEMA: &str = "lazyvma-report";
 /// Bumped on any change a version-1 reader would misread; readers refuse newer versions.
 pub const VERSION: u64 = 1;
 
-/// Objects and their bytes on one side of the table. `allocs`/`frees` only where the source
-/// counted events (trace); `objects` is then `allocs - frees` (it can be negative).
+/// Objects and their bytes on one side of the table: held at one instant (snapshot), or
+/// allocated over the span (trace, which also gives `allocs`/`frees`).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Side {
     pub objects: i64,
@@ -183,4 +183,14 @@ pub struct Doc {
     pub hosts: Vec<HostRow>,
     #[serde(default)]
     pub notes: Vec<String>,
+}
+
+impl Doc {
+    /// What the object counts mean: the source, or for a merge the one source of its inputs.
+    pub fn kind(&self) -> &str {
+        match (self.source.as_str(), self.hosts.first()) {
+            ("merge", Some(h)) => &h.source,
+            (s, _) => s,
+        }
+    }
 }
