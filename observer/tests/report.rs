@@ -454,3 +454,33 @@ fn html_report_in_headless_chromium() {
         assert!(dom.contains(&format!("data-label=\"{label}\" data-value=\"{shown}\"")), "bar {label} {shown}");
     }
 }
+
+#[test]
+fn report_of_a_real_trace() {
+    if !privileged() {
+        return;
+    }
+    let dir = Dir::new("trace");
+    let cmd = format!("{WORKLOAD} fork -n 3 >/dev/null");
+    let text = ok(&lazyvma(&["trace", "-j", "--", "sh", "-c", &cmd]));
+    std::fs::write(dir.path("t.json"), &text).unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("t.json")]))).unwrap();
+    assert_eq!((doc["source"].as_str(), doc["lost_events"].clone()), (Some("trace"), t["lost_events"].clone()));
+    for obj in ["anon_vma", "anon_vma_chain"] {
+        let side = &doc["objects"][obj]["observed"];
+        assert_eq!(side["allocs"], t["observed"][obj]["alloc"]);
+        assert_eq!(side["frees"], t["observed"][obj]["free"]);
+        assert_eq!(n(&side["bytes"]), n(&side["objects"]) * n(&t["sizes"][obj]));
+        assert!(doc["objects"][obj]["lazy"].is_null(), "trace runs no lazy model yet");
+    }
+    // Spec §5 B: at least the 3 test VMAs' +3 AV at touch and +3 AV at fork.
+    assert!(n(&doc["objects"]["anon_vma"]["observed"]["allocs"]) >= 6);
+    let report = ok(&lazyvma(&["report", &dir.s("t.json")]));
+    assert!(report.contains("Before = observed on the unpatched kernel"), "{report}");
+    // Held-now and allocated-over-time counts do not add up.
+    let a = dir.path("a.json");
+    snapshot_to(&a, &[]);
+    let out = lazyvma(&["merge", a.to_str().unwrap(), &dir.s("t.json")]);
+    assert_one_line_error(&out, &["a.json", "t.json", "snapshot report", "trace report"]);
+}
