@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 mod cli;
 mod load;
+mod report;
 mod snapshot;
 mod sys;
 mod trace;
@@ -27,6 +28,10 @@ enum Cmd {
     Model(cli::model::Args),
     /// Observed anon_vma / anon_vma_chain allocations and frees of CMD, pids or the system.
     Trace(cli::trace::Args),
+    /// Render reports (snapshot -j, trace -j, merge) as text, markdown, JSON or HTML.
+    Report(cli::report::Args),
+    /// Merge reports of many hosts into one fleet report (counts summed, histograms added).
+    Merge(cli::merge::Args),
 }
 
 fn main() {
@@ -36,6 +41,8 @@ fn main() {
         Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),
         Cmd::Model(a) => cli::model::run(a),
         Cmd::Trace(a) => cli::trace::run(a, cli.btf.as_deref()),
+        Cmd::Report(a) => cli::report::run(a),
+        Cmd::Merge(a) => cli::merge::run(a),
     };
     if let Err(e) = res {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);

@@ -86,11 +86,13 @@ pub fn run() -> anyhow::Result<()> {
         })?;
     }
     // Host packages for `cargo xtask vm`: QEMU for both guest arches, and the keyring
-    // the private apt configuration verifies Debian's archive with.
+    // the private apt configuration verifies Debian's archive with. Chromium: the HTML
+    // report test loads the page headless.
     let mut updated = false;
     for (name, pkgs) in [
         ("qemu-system x86_64 + aarch64", &["qemu-system-x86", "qemu-system-arm"][..]),
         ("debian-archive-keyring", &["debian-archive-keyring"][..]),
+        ("chromium (html report test)", &["chromium"][..]),
     ] {
         step(name, || apt_install(pkgs, &mut updated))?;
     }

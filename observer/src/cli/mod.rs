@@ -1,6 +1,8 @@
 //! One file per subcommand: parse flags, call into load/, model, render.
 pub mod doctor;
+pub mod merge;
 pub mod model;
+pub mod report;
 pub mod snapshot;
 pub mod trace;
 

@@ -2,7 +2,7 @@
 use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
-use crate::{snapshot, sys};
+use crate::{report, snapshot, sys};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -18,7 +18,13 @@ pub struct Args {
     /// With -j: list every VMA of the listed processes (addresses, chain, lazy state).
     #[arg(long, requires = "json")]
     pub vmas: bool,
-    /// Print one JSON object instead of tables.
+    /// Attribute objects and savings to cgroups (v2 id and path).
+    #[arg(long)]
+    pub by_cgroup: bool,
+    /// With --by-cgroup: this many cgroups keep their own row; the rest are summed into `other`.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "by_cgroup", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cgroup_cap: u64,
+    /// Print one JSON object (a report document, see docs/report-schema.md) instead of tables.
     #[arg(short = 'j', long)]
     pub json: bool,
 }
@@ -63,11 +69,22 @@ fn selection(args: &Args) -> anyhow::Result<Option<Vec<u32>>> {
 pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("snapshot")?;
     let pids = selection(&args)?;
-    let report = snapshot::run(btf, pids.as_deref(), args.vmas)?;
-    if args.json {
-        println!("{}", snapshot::render::json(&report, args.top));
+    let snap = snapshot::run(btf, pids.as_deref(), args.vmas)?;
+    // Cgroups of every process the pass saw, not only the listed ones.
+    let cgroups = if args.by_cgroup {
+        report::cgroup::attribute(&snap.estimate.processes, &snap.sizes, args.cgroup_cap as usize)
     } else {
-        print!("{}", snapshot::render::text(&report, args.top.unwrap_or(10)));
+        vec![]
+    };
+    if args.json {
+        let mut v = snapshot::render::json(&snap, args.top);
+        report::from_snapshot::extend(&mut v, &snap, cgroups);
+        println!("{v}");
+    } else {
+        print!("{}", snapshot::render::text(&snap, args.top.unwrap_or(10)));
+        if args.by_cgroup {
+            print!("{}", report::render_text::cgroups_text(&cgroups));
+        }
     }
     Ok(())
 }

@@ -49,6 +49,8 @@ pub struct Report {
     pub kernel: String,
     /// Per shown pid, its VMAs with their lazy state (only when asked for).
     pub vmas: BTreeMap<u32, Vec<(VmaTopo, LazyState)>>,
+    /// Chain length → VMAs with an anon_vma and that many chain entries (whole system).
+    pub chain_lens: BTreeMap<u32, u64>,
 }
 
 /// Slot size of the slab cache when readable (what /proc/slabinfo's "active KB" uses),
@@ -120,7 +122,11 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool) -> an
             }
         }
     }
+    let mut chain_lens = BTreeMap::new();
+    for v in topo.processes.iter().flat_map(|p| &p.vmas).filter(|v| v.anon_vma.is_some()) {
+        *chain_lens.entry(v.chain_len).or_insert(0) += 1;
+    }
     let slab = ["anon_vma", "anon_vma_chain", "vm_area_struct"].map(slab_check).to_vec();
     let phases_ms = [("btf", btf_ms), ("load", load_ms), ("iterate_and_estimate", elapsed_ms - btf_ms - load_ms)];
-    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0, vmas })
+    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0, vmas, chain_lens })
 }

@@ -1,0 +1,54 @@
+//! Reading one report file: JSON, schema and version, histograms under their contract.
+//! A `lazyvma trace -j` file (no `schema` key yet) is converted on the way in.
+use serde_json::Value;
+use std::path::Path;
+
+use super::schema::{Doc, SCHEMA, VERSION};
+use super::{from_trace, hist};
+
+/// Every problem with an input file, always naming the file.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {problem}")]
+pub struct LoadError {
+    pub file: String,
+    pub problem: String,
+}
+
+fn fail(path: &Path, problem: impl Into<String>) -> LoadError {
+    LoadError { file: path.display().to_string(), problem: problem.into() }
+}
+
+pub fn load(path: &Path) -> Result<Doc, LoadError> {
+    let text = std::fs::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
+    let value: Value = serde_json::from_slice(&text).map_err(|e| {
+        if e.is_eof() {
+            fail(path, format!("truncated JSON (ends at line {} column {})", e.line(), e.column()))
+        } else {
+            fail(path, format!("not JSON: {e}"))
+        }
+    })?;
+    from_value(path, value)
+}
+
+pub fn from_value(path: &Path, value: Value) -> Result<Doc, LoadError> {
+    let Some(obj) = value.as_object() else { return Err(fail(path, "not a lazyvma report: the JSON is not an object")) };
+    let value = match obj.get("schema") {
+        None if from_trace::is_trace(&value) => from_trace::convert(&value).map_err(|e| fail(path, format!("trace JSON: {e}")))?,
+        None => return Err(fail(path, format!("not a lazyvma report: no `schema` key (expected \"{SCHEMA}\")"))),
+        Some(s) if s != SCHEMA => return Err(fail(path, format!("schema is {s}, not \"{SCHEMA}\""))),
+        Some(_) => value,
+    };
+    match value.get("version").and_then(Value::as_u64) {
+        Some(VERSION) => {}
+        Some(v) if v > VERSION => {
+            return Err(fail(path, format!("report schema version {v} is newer than this lazyvma reads (version {VERSION}): upgrade lazyvma")))
+        }
+        Some(v) => return Err(fail(path, format!("unknown report schema version {v} (this lazyvma reads version {VERSION})"))),
+        None => return Err(fail(path, format!("no usable `version` (got {})", value.get("version").unwrap_or(&Value::Null)))),
+    }
+    let doc: Doc = serde_json::from_value(value).map_err(|e| fail(path, format!("malformed report: {e}")))?;
+    for (name, h) in &doc.histograms.series {
+        hist::decode(name, h, doc.histograms.contract).map_err(|e| fail(path, e.to_string()))?;
+    }
+    Ok(doc)
+}

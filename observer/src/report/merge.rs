@@ -1,0 +1,216 @@
+//! Many report documents → one fleet document: counts summed, histograms added bucket by
+//! bucket (percentiles are read off the sum), one row per input kept in `hosts`.
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::hist;
+use super::schema::{Doc, HostRow, ObjectRow, Objects, Side, Span, SCHEMA, VERSION};
+
+#[derive(Debug, thiserror::Error)]
+pub enum MergeError {
+    #[error("nothing to merge")]
+    Empty,
+    #[error("{a} and {b} use different histogram contracts: (low {}, high {}, sigfig {}) vs (low {}, high {}, sigfig {})",
+        .ca.low, .ca.high, .ca.sigfig, .cb.low, .cb.high, .cb.sigfig)]
+    Contract { a: String, b: String, ca: super::schema::Contract, cb: super::schema::Contract },
+    #[error("{a} and {b} are different schema versions ({va} vs {vb})")]
+    Version { a: String, b: String, va: u64, vb: u64 },
+    #[error("{a} and {b} modelled lazy with different knobs ({knob}: {va} vs {vb}): their lazy columns cannot be added")]
+    Knobs { a: String, b: String, knob: String, va: String, vb: String },
+    #[error("{a} is a {ka} report and {b} a {kb} report: their object counts mean different things (held now vs allocated over time)")]
+    Kind { a: String, b: String, ka: String, kb: String },
+    #[error("{file}: {problem}")]
+    Hist { file: String, problem: String },
+}
+
+fn add_side(a: &Option<Side>, b: &Option<Side>) -> Option<Side> {
+    let (a, b) = (a.as_ref()?, b.as_ref()?);
+    let opt = |x: Option<u64>, y: Option<u64>| Some(x? + y?);
+    Some(Side { objects: a.objects + b.objects, bytes: a.bytes + b.bytes, allocs: opt(a.allocs, b.allocs), frees: opt(a.frees, b.frees) })
+}
+
+/// A side missing from any input is missing from the sum: a partial total would read as whole.
+fn add_row(a: &ObjectRow, b: &ObjectRow) -> ObjectRow {
+    let same = a.size == b.size;
+    ObjectRow {
+        size: if same { a.size } else { None },
+        size_source: if same && a.size_source == b.size_source { a.size_source.clone() } else { None },
+        observed: add_side(&a.observed, &b.observed),
+        eager: add_side(&a.eager, &b.eager),
+        lazy: add_side(&a.lazy, &b.lazy),
+    }
+}
+
+fn add_objects(a: &Objects, b: &Objects) -> Objects {
+    Objects {
+        vm_area_struct: add_row(&a.vm_area_struct, &b.vm_area_struct),
+        anon_vma_chain: add_row(&a.anon_vma_chain, &b.anon_vma_chain),
+        anon_vma: add_row(&a.anon_vma, &b.anon_vma),
+    }
+}
+
+fn host_rows(file: &str, d: &Doc) -> Vec<HostRow> {
+    if !d.hosts.is_empty() {
+        return d.hosts.clone();
+    }
+    vec![HostRow {
+        host: d.host.clone(),
+        file: file.into(),
+        source: d.source.clone(),
+        kernel: d.kernel.clone(),
+        arch: d.arch.clone(),
+        backend: d.backend.clone(),
+        span: d.span.clone(),
+        objects: d.objects.clone(),
+        lost_events: d.lost_events,
+    }]
+}
+
+fn check(inputs: &[(String, Doc)]) -> Result<(), MergeError> {
+    let (fa, a) = &inputs[0];
+    for (fb, b) in &inputs[1..] {
+        if a.version != b.version {
+            return Err(MergeError::Version { a: fa.clone(), b: fb.clone(), va: a.version, vb: b.version });
+        }
+        if a.kind() != b.kind() {
+            return Err(MergeError::Kind { a: fa.clone(), b: fb.clone(), ka: a.kind().into(), kb: b.kind().into() });
+        }
+        if a.histograms.contract != b.histograms.contract {
+            let (ca, cb) = (a.histograms.contract, b.histograms.contract);
+            return Err(MergeError::Contract { a: fa.clone(), b: fb.clone(), ca, cb });
+        }
+    }
+    // Knobs matter only between inputs that have a lazy side.
+    let modelled: Vec<&(String, Doc)> = inputs.iter().filter(|(_, d)| !d.knobs.is_empty()).collect();
+    if let Some((fa, a)) = modelled.first() {
+        for (fb, b) in &modelled[1..] {
+            let names: BTreeSet<&String> = a.knobs.keys().chain(b.knobs.keys()).collect();
+            for k in names {
+                let (va, vb) = (a.knobs.get(k), b.knobs.get(k));
+                if va != vb {
+                    let show = |v: Option<&String>| v.cloned().unwrap_or_else(|| "unset".into());
+                    return Err(MergeError::Knobs { a: fa.clone(), b: fb.clone(), knob: k.clone(), va: show(va), vb: show(vb) });
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn min_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    Some(a?.min(b?))
+}
+
+fn max_opt(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    Some(a?.max(b?))
+}
+
+/// `inputs`: (file name, document), already loaded and checked one by one.
+pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
+    if inputs.is_empty() {
+        return Err(MergeError::Empty);
+    }
+    check(inputs)?;
+    let first = &inputs[0].1;
+    let mut out = Doc {
+        schema: SCHEMA.into(),
+        version: VERSION,
+        source: "merge".into(),
+        host: String::new(),
+        kernel: String::new(),
+        arch: String::new(),
+        backend: BTreeMap::new(),
+        span: first.span.clone(),
+        objects: first.objects.clone(),
+        rules: BTreeMap::new(),
+        rmap: BTreeMap::new(),
+        histograms: super::schema::Histograms { contract: first.histograms.contract, series: BTreeMap::new() },
+        lost_events: 0,
+        knobs: inputs.iter().map(|(_, d)| &d.knobs).find(|k| !k.is_empty()).cloned().unwrap_or_default(),
+        timeline: vec![],
+        processes: vec![],
+        cgroups: vec![],
+        hosts: vec![],
+        notes: vec![],
+    };
+    let mut hists: BTreeMap<String, (String, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
+    let (mut kernels, mut arches, mut rmap_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
+    for (i, (file, d)) in inputs.iter().enumerate() {
+        if i > 0 {
+            out.objects = add_objects(&out.objects, &d.objects);
+            out.span = Span {
+                start_unix_ms: min_opt(out.span.start_unix_ms, d.span.start_unix_ms),
+                end_unix_ms: max_opt(out.span.end_unix_ms, d.span.end_unix_ms),
+                elapsed_ms: 0.0,
+            };
+        }
+        for (k, n) in &d.rules {
+            *out.rules.entry(k.clone()).or_insert(0) += n;
+        }
+        rmap_keys.extend(d.rmap.keys().cloned());
+        for (name, h) in &d.histograms.series {
+            let decoded = hist::decode(name, h, d.histograms.contract).map_err(|e| MergeError::Hist { file: file.clone(), problem: e.to_string() })?;
+            match hists.get_mut(name) {
+                Some((_, sum)) => sum.add(&decoded).map_err(|e| MergeError::Hist { file: file.clone(), problem: format!("{name}: {e:?}") })?,
+                None => {
+                    hists.insert(name.clone(), (h.unit.clone(), decoded));
+                }
+            }
+        }
+        out.lost_events += d.lost_events;
+        kernels.insert(d.kernel.clone());
+        arches.insert(d.arch.clone());
+        let rows = host_rows(file, d);
+        let host = |h: &Option<String>| h.clone().or_else(|| Some(d.host.clone()));
+        out.timeline.extend(d.timeline.iter().cloned());
+        out.processes.extend(d.processes.iter().cloned().map(|mut p| {
+            p.host = host(&p.host);
+            p
+        }));
+        out.cgroups.extend(d.cgroups.iter().cloned().map(|mut c| {
+            c.host = host(&c.host);
+            c
+        }));
+        for n in &d.notes {
+            if !out.notes.contains(n) {
+                out.notes.push(n.clone());
+            }
+        }
+        out.hosts.extend(rows);
+    }
+    // A fact missing (null or absent) on any input is unknown for the fleet.
+    for k in rmap_keys {
+        let sum: Option<u64> = inputs.iter().map(|(_, d)| d.rmap.get(&k).copied().flatten()).sum();
+        out.rmap.insert(k, sum);
+    }
+    for (name, (unit, h)) in hists {
+        out.histograms.series.insert(name, hist::encode(&h, &unit));
+    }
+    if let (Some(s), Some(e)) = (out.span.start_unix_ms, out.span.end_unix_ms) {
+        out.span.elapsed_ms = (e - s) as f64;
+    } else {
+        out.span.elapsed_ms = inputs.iter().map(|(_, d)| d.span.elapsed_ms).fold(0.0, f64::max);
+    }
+    let names: BTreeSet<&str> = out.hosts.iter().map(|h| h.host.as_str()).collect();
+    out.host = format!("fleet of {} host{}", names.len(), if names.len() == 1 { "" } else { "s" });
+    out.kernel = kernels.into_iter().collect::<Vec<_>>().join(", ");
+    out.arch = arches.into_iter().collect::<Vec<_>>().join(", ");
+    for h in &out.hosts {
+        for (hook, b) in &h.backend {
+            let e = out.backend.entry(hook.clone()).or_insert_with(|| b.clone());
+            if e != b {
+                *e = "mixed (see hosts)".into();
+            }
+        }
+    }
+    out.timeline.sort_by_key(|p| p.t_unix_ms);
+    Ok(out)
+}
+
+/// Hosts named by more than one input: their counts are added as if they were two machines.
+pub fn repeated_hosts(d: &Doc) -> Vec<(String, usize)> {
+    let mut n: BTreeMap<&str, usize> = BTreeMap::new();
+    for h in &d.hosts {
+        *n.entry(&h.host).or_insert(0) += 1;
+    }
+    n.into_iter().filter(|(_, c)| *c > 1).map(|(h, c)| (h.to_string(), c)).collect()
+}

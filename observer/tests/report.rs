@@ -1,0 +1,486 @@
+//! `lazyvma report` and `lazyvma merge` on real snapshots (root), per-cgroup attribution of
+//! a workload moved into its own cgroup, bad input (no root), and the HTML page loaded in
+//! headless Chromium.
+use base64::{engine::general_purpose::STANDARD, Engine};
+use hdrhistogram::{serialization::Deserializer, Histogram};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
+
+fn privileged() -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    assert!(std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() != Ok("1"), "LAZYVMA_REQUIRE_ROOT=1 but not root");
+    eprintln!("skipped: needs root");
+    false
+}
+
+fn lazyvma(args: &[&str]) -> Output {
+    Command::new(LAZYVMA).args(args).output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// A failure is exit 1 with one line on stderr containing every needle.
+fn assert_one_line_error(out: &Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "`{n}` not in: {err}");
+    }
+    assert!(!err.contains("panicked"), "stderr: {err}");
+}
+
+/// A scratch directory removed on drop.
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("lazyvma-report-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+    fn s(&self, name: &str) -> String {
+        self.path(name).to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn snapshot_to(file: &Path, extra: &[&str]) -> Value {
+    let mut args = vec!["snapshot", "-j"];
+    args.extend(extra);
+    let text = ok(&lazyvma(&args));
+    std::fs::write(file, &text).unwrap();
+    serde_json::from_str(&text).unwrap()
+}
+
+fn n(v: &Value) -> i64 {
+    v.as_i64().unwrap_or_else(|| panic!("not an integer: {v}"))
+}
+
+fn kb(bytes: &Value) -> String {
+    format!("{:.1}", n(bytes) as f64 / 1024.0)
+}
+
+/// `lazyvma-workload fork -n 3 --hold`: parent and child pids, held until drop.
+struct Workload {
+    proc: Child,
+    pids: [u32; 2],
+}
+
+impl Workload {
+    fn start() -> Workload {
+        let mut proc = Command::new(WORKLOAD).args(["fork", "-n", "3", "--hold"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
+        let (mut parent, mut child) = (0, 0);
+        while parent == 0 || child == 0 {
+            let line = lines.next().expect("workload exited before ready").unwrap();
+            let pid = |l: &str| l.rsplit("pid=").next().unwrap().parse().unwrap();
+            if line.contains("ready role=parent") {
+                parent = pid(&line);
+            } else if line.contains("ready role=child") {
+                child = pid(&line);
+            }
+        }
+        Workload { proc, pids: [parent, child] }
+    }
+}
+
+impl Drop for Workload {
+    fn drop(&mut self) {
+        drop(self.proc.stdin.take());
+        let _ = self.proc.wait();
+    }
+}
+
+/// A fresh cgroup v2 below the root of the cgroup2 mount, removed on drop.
+struct Cgroup {
+    dir: PathBuf,
+    root: PathBuf,
+}
+
+impl Cgroup {
+    fn new() -> Cgroup {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root: PathBuf = info
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                (right.starts_with("cgroup2 ")).then(|| left.split_whitespace().nth(4).unwrap().into())
+            })
+            .expect("no cgroup2 mount");
+        let dir = root.join(format!("lazyvma-report-test-{}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        Cgroup { dir, root }
+    }
+    fn enter(&self, pid: u32) {
+        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        for pid in std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default().lines() {
+            let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+#[test]
+fn report_of_a_real_snapshot_with_cgroups() {
+    if !privileged() {
+        return;
+    }
+    let dir = Dir::new("snap");
+    let w = Workload::start();
+    let cg = Cgroup::new();
+    w.pids.iter().for_each(|&p| cg.enter(p));
+    let snap = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
+
+    // The issue-2 keys stay; the schema's keys are added.
+    for k in ["processes", "total", "elapsed_ms"] {
+        assert!(snap.get(k).is_some(), "snapshot -j lost `{k}`");
+    }
+    assert_eq!((snap["schema"].as_str(), snap["version"].as_u64(), snap["source"].as_str()), (Some("lazyvma-report"), Some(1), Some("snapshot")));
+    assert_eq!(snap["histograms"]["contract"], json!({"low": 1, "high": 60_000_000_000u64, "sigfig": 3}));
+    for (obj, total) in [("anon_vma", &snap["total"]["eager"]["anon_vma"]), ("anon_vma_chain", &snap["total"]["eager"]["anon_vma_chain"])] {
+        let row = &snap["objects"][obj];
+        assert_eq!(&row["eager"]["objects"], total);
+        assert_eq!(n(&row["eager"]["bytes"]), n(total) * n(&row["size"]));
+        assert_eq!(row["lazy"]["objects"], snap["total"]["lazy"][obj]);
+    }
+
+    // The workload's cgroup holds exactly its two processes and their counts (spec §1.4:
+    // parent 3 test AV / 3 AVC more than its baseline, child 3 / 6; lazy child 0 AV).
+    let path = format!("/{}", cg.dir.file_name().unwrap().to_str().unwrap());
+    let row = snap["cgroups"].as_array().unwrap().iter().find(|c| c["path"] == path.as_str()).expect("the test cgroup has a row").clone();
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(row["id"].as_u64(), Some(std::fs::metadata(&cg.dir).unwrap().ino()));
+    assert_eq!(row["processes"], 2);
+    let procs: Vec<&Value> = snap["processes"].as_array().unwrap().iter().filter(|p| w.pids.contains(&(p["pid"].as_u64().unwrap() as u32))).collect();
+    assert_eq!(procs.len(), 2);
+    for (side, obj) in [("eager", "anon_vma"), ("eager", "anon_vma_chain"), ("lazy", "anon_vma"), ("lazy", "anon_vma_chain")] {
+        assert_eq!(n(&row[side][obj]), procs.iter().map(|p| n(&p[side][obj])).sum::<i64>(), "{side}.{obj}");
+    }
+    // Every process is in exactly one row, with or without a cap.
+    let sum = |cgroups: &Value, k: &str| cgroups.as_array().unwrap().iter().map(|c| n(&c["eager"][k])).sum::<i64>();
+    let all: i64 = snap["processes"].as_array().unwrap().iter().map(|p| n(&p["eager"]["anon_vma_chain"])).sum();
+    assert_eq!(sum(&snap["cgroups"], "anon_vma_chain"), all);
+    let capped = snapshot_to(&dir.path("capped.json"), &["--by-cgroup", "--cgroup-cap", "1"]);
+    let rows = capped["cgroups"].as_array().unwrap();
+    assert!(rows.len() <= 2, "{rows:?}");
+    if rows.len() == 2 {
+        assert_eq!(rows[1]["path"], "other");
+    }
+    let all: i64 = capped["processes"].as_array().unwrap().iter().map(|p| n(&p["eager"]["anon_vma_chain"])).sum();
+    assert_eq!(sum(&capped["cgroups"], "anon_vma_chain"), all);
+    let procs: u64 = rows.iter().map(|c| c["processes"].as_u64().unwrap()).sum();
+    assert_eq!(procs as usize, capped["processes"].as_array().unwrap().len());
+
+    // Text: the seed's table first, with the JSON's numbers; then lock avoidance, processes, cgroups.
+    let text = ok(&lazyvma(&["report", &dir.s("a.json")]));
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines.iter().position(|l| *l == "Object | Before (KB) | After (KB) | Change").expect("seed header");
+    assert!(lines[..at].iter().all(|l| !l.contains(" | ")), "the seed table comes first");
+    for (i, obj) in ["vm_area_struct", "anon_vma_chain", "anon_vma"].iter().enumerate() {
+        let r = &snap["objects"][obj];
+        let (b, a) = (n(&r["eager"]["bytes"]), n(&r["lazy"]["bytes"]));
+        let change = if b == 0 { "n/a".to_string() } else { format!("{:+.1}%", (a - b) as f64 / b as f64 * 100.0) };
+        assert_eq!(lines[at + 1 + i], format!("{obj} | {} | {} | {change}", kb(&r["eager"]["bytes"]), kb(&r["lazy"]["bytes"])));
+    }
+    let pos = |s: &str| text.find(s).unwrap_or_else(|| panic!("`{s}` missing from:\n{text}"));
+    assert!(pos("Object | Before (KB)") < pos("Lock avoidance:"));
+    assert!(pos("Lock avoidance:") < pos("Top processes by savings:"));
+    assert!(pos("Top processes by savings:") < pos("Top cgroups by savings:"));
+    assert!(text.contains(&format!("| {path} | 2 |")), "{text}");
+    let md = ok(&lazyvma(&["report", "-O", "markdown", &dir.s("a.json")]));
+    assert!(md.starts_with("# lazyvma report: snapshot on "), "{md}");
+    assert!(md.contains("| Object | Before (KB) | After (KB) | Change |\n|---|---|---|---|\n| vm_area_struct |"), "{md}");
+}
+
+fn decode(h: &Value) -> Histogram<u64> {
+    assert_eq!(h["encoding"], "hdrhistogram-v2-deflate-base64");
+    let bytes = STANDARD.decode(h["data"].as_str().unwrap()).unwrap();
+    Deserializer::new().deserialize(&mut bytes.as_slice()).unwrap()
+}
+
+#[test]
+fn merge_of_two_real_snapshots() {
+    if !privileged() {
+        return;
+    }
+    let dir = Dir::new("merge");
+    let a = snapshot_to(&dir.path("a.json"), &[]);
+    let b = snapshot_to(&dir.path("b.json"), &[]);
+    let out = lazyvma(&["merge", &dir.s("a.json"), &dir.s("b.json"), "-o", &dir.s("fleet.json")]);
+    ok(&out);
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("fleet.json")).unwrap()).unwrap();
+    assert_eq!((f["source"].as_str(), f["version"].as_u64()), (Some("merge"), Some(1)));
+    for obj in ["vm_area_struct", "anon_vma_chain", "anon_vma"] {
+        for side in ["eager", "lazy", "observed"] {
+            for k in ["objects", "bytes"] {
+                let (x, y, s) = (&a["objects"][obj][side][k], &b["objects"][obj][side][k], &f["objects"][obj][side][k]);
+                assert_eq!(n(s), n(x) + n(y), "{obj}.{side}.{k}");
+            }
+        }
+    }
+    assert_eq!(n(&f["rules"]["vma_state.lazy"]), n(&a["rules"]["vma_state.lazy"]) + n(&b["rules"]["vma_state.lazy"]));
+    // One row per input, the per-process rows of both, a two-point timeline.
+    assert_eq!(f["hosts"].as_array().unwrap().len(), 2);
+    assert_eq!(f["hosts"][0]["objects"], a["objects"]);
+    assert_eq!(f["processes"].as_array().unwrap().len(), a["processes"].as_array().unwrap().len() + b["processes"].as_array().unwrap().len());
+    assert_eq!(f["timeline"].as_array().unwrap().len(), 2);
+    // Histograms merge exactly: the merged one equals the sum of the two decoded ones.
+    for name in ["snapshot_pass_ns", "vma_chain_len"] {
+        let (ha, hb, hf) = (decode(&a["histograms"]["series"][name]), decode(&b["histograms"]["series"][name]), decode(&f["histograms"]["series"][name]));
+        let mut sum = ha.clone();
+        sum.add(&hb).unwrap();
+        assert_eq!(hf, sum, "{name}");
+        assert_eq!(f["histograms"]["series"][name]["count"].as_u64(), Some(ha.len() + hb.len()));
+    }
+    // The fleet report: per-host rows plus totals; percentiles from the merged histogram.
+    let text = ok(&lazyvma(&["report", &dir.s("fleet.json")]));
+    assert!(text.starts_with("lazyvma report: fleet of 1 host (2 inputs)"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("TOTAL | ")).expect("TOTAL row");
+    let o = &f["objects"];
+    assert_eq!(
+        total,
+        format!(
+            "TOTAL |  |  |  | {} | {} | {} | {} | 0",
+            kb(&o["anon_vma"]["eager"]["bytes"]),
+            kb(&o["anon_vma"]["lazy"]["bytes"]),
+            kb(&o["anon_vma_chain"]["eager"]["bytes"]),
+            kb(&o["anon_vma_chain"]["lazy"]["bytes"])
+        )
+    );
+    assert_eq!(text.lines().filter(|l| l.contains(" | snapshot | ")).count(), 2, "{text}");
+    let pass = decode(&f["histograms"]["series"]["snapshot_pass_ns"]);
+    let want = format!("snapshot_pass_ns | ns | 2 | {} | {} | {} | {}", pass.value_at_quantile(0.5), pass.value_at_quantile(0.9), pass.value_at_quantile(0.99), pass.max());
+    assert!(text.contains(&want), "`{want}` not in:\n{text}");
+    // `report A B` renders the same fleet as `report merge(A, B)`.
+    let direct = ok(&lazyvma(&["report", &dir.s("a.json"), &dir.s("b.json")]));
+    assert_eq!(direct.replace(&dir.s(""), ""), text.replace(&dir.s(""), ""));
+}
+
+/// A small valid report, as a file would hold it (no root needed).
+fn minimal(host: &str) -> Value {
+    let side = |o: i64, size: i64| json!({"objects": o, "bytes": o * size});
+    let row = |e: i64, l: i64, size: i64| json!({"size": size, "observed": side(e, size), "eager": side(e, size), "lazy": side(l, size)});
+    json!({
+        "schema": "lazyvma-report", "version": 1, "source": "snapshot", "host": host, "kernel": "6.18.44", "arch": "x86_64",
+        "backend": {"topology": "iter/task_vma"},
+        "span": {"start_unix_ms": 1000, "end_unix_ms": 1010, "elapsed_ms": 10.0},
+        "objects": {"vm_area_struct": row(100, 100, 192), "anon_vma_chain": row(40, 10, 64), "anon_vma": row(20, 2, 104)},
+        "lost_events": 0,
+        "histograms": {"contract": {"low": 1, "high": 60_000_000_000u64, "sigfig": 3}, "series": {}},
+        "knobs": {"lazy_enabled": "true"},
+    })
+}
+
+#[test]
+fn bad_input_names_the_file_and_writes_nothing() {
+    let dir = Dir::new("bad");
+    let write = |name: &str, text: &str| {
+        std::fs::write(dir.path(name), text).unwrap();
+        dir.s(name)
+    };
+    let good = write("good.json", &minimal("h1").to_string());
+    let mut v2 = minimal("h2");
+    v2["version"] = json!(2);
+    let mut v0 = minimal("h0");
+    v0["version"] = json!(0);
+    let mut sig2 = minimal("h3");
+    sig2["histograms"]["contract"]["sigfig"] = json!(2);
+    let mut knobs = minimal("h4");
+    knobs["knobs"]["lazy_enabled"] = json!("false");
+    let full = minimal("h5").to_string();
+    let cases: Vec<(String, Vec<&str>, &[&str])> = vec![
+        (write("text.json", "hello"), vec![], &["text.json", "not JSON"]),
+        (write("trunc.json", &full[..full.len() / 2]), vec![], &["trunc.json", "truncated"]),
+        (write("empty.json", ""), vec![], &["empty.json", "truncated"]),
+        (write("array.json", "[1]"), vec![], &["array.json", "not a lazyvma report"]),
+        (write("noschema.json", "{\"a\":1}"), vec![], &["noschema.json", "no `schema`"]),
+        (write("v2.json", &v2.to_string()), vec![&good], &["v2.json", "version 2 is newer"]),
+        (write("v0.json", &v0.to_string()), vec![], &["v0.json", "unknown report schema version 0"]),
+        (write("sig2.json", &sig2.to_string()), vec![&good], &["good.json", "sig2.json", "different histogram contracts"]),
+        (write("knobs.json", &knobs.to_string()), vec![&good], &["knobs.json", "lazy_enabled"]),
+        (dir.s("missing.json"), vec![], &["missing.json", "cannot read"]),
+    ];
+    // A histogram built with other bounds than its document's contract.
+    let mut h = minimal("h6");
+    let other = Histogram::<u64>::new_with_bounds(1, 1000, 2).unwrap();
+    let mut buf = Vec::new();
+    hdrhistogram::serialization::Serializer::serialize(&mut hdrhistogram::serialization::V2DeflateSerializer::new(), &other, &mut buf).unwrap();
+    h["histograms"]["series"]["x_ns"] = json!({"unit": "ns", "count": 0, "encoding": "hdrhistogram-v2-deflate-base64", "data": STANDARD.encode(buf)});
+    let hist = write("hist.json", &h.to_string());
+    let out_file = dir.path("out.txt");
+    std::fs::write(&out_file, "before").unwrap();
+    for (file, others, needles) in cases.iter().map(|(f, o, n)| (f.clone(), o.clone(), *n)).chain([(hist, vec![], &["hist.json", "not the report's contract"][..])]) {
+        // Bad file last so the good one is read first (mixed-version and contract cases).
+        let mut files: Vec<&str> = others.clone();
+        files.push(&file);
+        for verb in ["report", "merge"] {
+            if verb == "report" && !others.is_empty() && !needles.contains(&"version 2 is newer") {
+                // A single file alone is fine for contract/knob cases; only the pair is bad.
+                let single = lazyvma(&["report", &file]);
+                ok(&single);
+            }
+            let mut args = vec![verb];
+            args.extend(&files);
+            args.extend(["-o", out_file.to_str().unwrap()]);
+            assert_one_line_error(&lazyvma(&args), needles);
+            assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "before", "{verb} {file}: -o was touched");
+        }
+    }
+    // The scratch dir holds no temporary left behind.
+    let stray: Vec<_> = std::fs::read_dir(&dir.0).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).collect();
+    assert!(stray.is_empty(), "{stray:?}");
+    // Unknown output format: clap's own error, non-zero.
+    assert!(!lazyvma(&["report", "-O", "pdf", &good]).status.success());
+}
+
+#[test]
+fn merge_of_synthetic_hosts_keeps_one_row_each() {
+    let dir = Dir::new("synth");
+    let (a, b) = (dir.path("a.json"), dir.path("b.json"));
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    std::fs::write(&b, minimal("host-b").to_string()).unwrap();
+    let out = lazyvma(&["merge", a.to_str().unwrap(), b.to_str().unwrap()]);
+    let f: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(f["host"], "fleet of 2 hosts");
+    assert_eq!(f["objects"]["anon_vma"]["lazy"], json!({"objects": 4, "bytes": 416}));
+    let hosts: Vec<&str> = f["hosts"].as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["host-a", "host-b"]);
+    // A merge of merges keeps the leaf rows.
+    let fleet = dir.path("fleet.json");
+    std::fs::write(&fleet, f.to_string()).unwrap();
+    let f2: Value = serde_json::from_str(&ok(&lazyvma(&["merge", fleet.to_str().unwrap(), a.to_str().unwrap()]))).unwrap();
+    assert_eq!(f2["hosts"].as_array().unwrap().len(), 3);
+    assert_eq!(f2["objects"]["anon_vma"]["eager"]["objects"], 60);
+}
+
+/// `data-k="KEY">VALUE<` in the DOM Chromium serialized after loading the page.
+fn cell<'a>(dom: &'a str, key: &str) -> &'a str {
+    let pat = format!("data-k=\"{key}\">");
+    let at = dom.find(&pat).unwrap_or_else(|| panic!("no cell {key}")) + pat.len();
+    &dom[at..at + dom[at..].find('<').unwrap()]
+}
+
+#[test]
+fn html_report_in_headless_chromium() {
+    if !privileged() {
+        return;
+    }
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is not installed: run `cargo xtask setup`");
+    let dir = Dir::new("html");
+    let w = Workload::start();
+    let a = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
+    let b = snapshot_to(&dir.path("b.json"), &["--by-cgroup"]);
+    drop(w);
+    ok(&lazyvma(&["merge", &dir.s("a.json"), &dir.s("b.json"), "-o", &dir.s("fleet.json")]));
+    ok(&lazyvma(&["report", &dir.s("fleet.json"), "-O", "html", "-o", &dir.s("r.html")]));
+    let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("fleet.json")).unwrap()).unwrap();
+
+    let profile = dir.path("profile");
+    let out = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.path("r.html").display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    let dom = String::from_utf8(out.stdout).unwrap();
+    // Page console messages (script errors, blocked external loads) are logged as CONSOLE.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let console: Vec<&str> = err.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console: {console:#?}");
+    assert!(dom.contains("</html>") && dom.contains("lazyvma report: fleet of 1 host (2 inputs)"), "{dom}");
+    for id in ["chart-timeline", "chart-savings", "chart-rmap-wait", "chart-hist-vma_chain_len"] {
+        assert!(dom.contains(&format!("<svg id=\"{id}\"")), "chart {id} missing");
+    }
+    // The numbers on the page are the JSON's.
+    for obj in ["vm_area_struct", "anon_vma_chain", "anon_vma"] {
+        let r = &f["objects"][obj];
+        assert_eq!(cell(&dom, &format!("objects.{obj}.before_objects")), n(&r["eager"]["objects"]).to_string());
+        assert_eq!(cell(&dom, &format!("objects.{obj}.after_objects")), n(&r["lazy"]["objects"]).to_string());
+        assert_eq!(cell(&dom, &format!("objects.{obj}.before_kb")), kb(&r["eager"]["bytes"]));
+        assert_eq!(cell(&dom, &format!("objects.{obj}.after_kb")), kb(&r["lazy"]["bytes"]));
+    }
+    for (i, h) in f["hosts"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(cell(&dom, &format!("hosts.{i}.anon_vma_chain.before_kb")), kb(&h["objects"]["anon_vma_chain"]["eager"]["bytes"]));
+    }
+    assert_eq!(cell(&dom, "hosts.2.host"), "TOTAL");
+    assert_eq!(cell(&dom, "histograms.vma_chain_len.count"), f["histograms"]["series"]["vma_chain_len"]["count"].to_string());
+    let chains = decode(&f["histograms"]["series"]["vma_chain_len"]);
+    assert_eq!(cell(&dom, "histograms.vma_chain_len.p99"), chains.value_at_quantile(0.99).to_string());
+    // Timeline: one mark per snapshot and series, at the JSON's values.
+    for (p, snap) in f["timeline"].as_array().unwrap().iter().zip([&a, &b]) {
+        assert_eq!(p["eager"]["anon_vma"], snap["total"]["eager"]["anon_vma"]);
+        let mark = format!("data-series=\"eager anon_vma\" data-value=\"{}\"", p["eager"]["anon_vma"]);
+        assert!(dom.contains(&mark), "{mark}");
+        let mark = format!("data-series=\"lazy anon_vma_chain\" data-value=\"{}\"", p["lazy"]["anon_vma_chain"]);
+        assert!(dom.contains(&mark), "{mark}");
+    }
+    // Savings bars: one per cgroup row, valued as in the JSON.
+    for c in f["cgroups"].as_array().unwrap().iter().take(12) {
+        let v = c["saved_kb"].as_f64().unwrap();
+        let shown = if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") };
+        let label = format!("{}:{}", c["host"].as_str().unwrap(), c["path"].as_str().unwrap());
+        assert!(dom.contains(&format!("data-label=\"{label}\" data-value=\"{shown}\"")), "bar {label} {shown}");
+    }
+}
+
+#[test]
+fn report_of_a_real_trace() {
+    if !privileged() {
+        return;
+    }
+    let dir = Dir::new("trace");
+    let cmd = format!("{WORKLOAD} fork -n 3 >/dev/null");
+    let text = ok(&lazyvma(&["trace", "-j", "--", "sh", "-c", &cmd]));
+    std::fs::write(dir.path("t.json"), &text).unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("t.json")]))).unwrap();
+    assert_eq!((doc["source"].as_str(), doc["lost_events"].clone()), (Some("trace"), t["lost_events"].clone()));
+    for obj in ["anon_vma", "anon_vma_chain"] {
+        let side = &doc["objects"][obj]["observed"];
+        assert_eq!(side["allocs"], t["observed"][obj]["alloc"]);
+        assert_eq!(side["frees"], t["observed"][obj]["free"]);
+        assert_eq!(n(&side["bytes"]), n(&side["objects"]) * n(&t["sizes"][obj]));
+        assert!(doc["objects"][obj]["lazy"].is_null(), "trace runs no lazy model yet");
+    }
+    // Spec §5 B: at least the 3 test VMAs' +3 AV at touch and +3 AV at fork.
+    assert!(n(&doc["objects"]["anon_vma"]["observed"]["allocs"]) >= 6);
+    let report = ok(&lazyvma(&["report", &dir.s("t.json")]));
+    assert!(report.contains("Before = observed on the unpatched kernel"), "{report}");
+    // Held-now and allocated-over-time counts do not add up.
+    let a = dir.path("a.json");
+    snapshot_to(&a, &[]);
+    let out = lazyvma(&["merge", a.to_str().unwrap(), &dir.s("t.json")]);
+    assert_one_line_error(&out, &["a.json", "t.json", "snapshot report", "trace report"]);
+}
