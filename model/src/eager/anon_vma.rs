@@ -12,12 +12,13 @@
 //! node's refcount drops to 0: linking and unlinking a whole chain is O(1) plus the nodes
 //! it frees, as the kernel's per-AVC interval-tree work is not needed to count objects.
 
+use super::slab::Slab;
 use crate::counts::Counter;
 use crate::kernel::Kernel;
 
 pub(crate) const NIL: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct AnonVma {
     pub root: u32,
     pub parent: u32,
@@ -35,7 +36,7 @@ impl AnonVma {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Node {
     av: u32,
     next: u32,
@@ -46,10 +47,8 @@ struct Node {
 
 #[derive(Default)]
 pub(crate) struct AnonVmas {
-    avs: Vec<AnonVma>,
-    free_avs: Vec<u32>,
-    nodes: Vec<Node>,
-    free_nodes: Vec<u32>,
+    avs: Slab<AnonVma>,
+    nodes: Slab<Node>,
     pub av: Counter,
     pub avc: Counter,
     /// References held by KSM stable-tree rmap_items (part of `refcount`), per AV.
@@ -59,31 +58,22 @@ pub(crate) struct AnonVmas {
 impl AnonVmas {
     #[inline]
     pub fn get(&self, x: u32) -> &AnonVma {
-        &self.avs[x as usize]
+        self.avs.get(x)
     }
     #[inline]
     fn m(&mut self, x: u32) -> &mut AnonVma {
-        &mut self.avs[x as usize]
+        self.avs.get_mut(x)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.avs.capacity() * std::mem::size_of::<AnonVma>()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + (self.free_avs.capacity() + self.free_nodes.capacity()) * 4
+        self.avs.heap_bytes() + self.nodes.heap_bytes()
     }
 
     /// `anon_vma_alloc()`: refcount 1, root and parent self (spec §0 table).
     fn alloc_av(&mut self) -> u32 {
         self.av.add(1);
-        let id = match self.free_avs.pop() {
-            Some(id) => id,
-            None => {
-                self.avs.push(AnonVma { root: 0, parent: 0, refcount: 0, num_children: 0, num_active_vmas: 0 });
-                (self.avs.len() - 1) as u32
-            }
-        };
-        self.avs[id as usize] =
-            AnonVma { root: id, parent: id, refcount: 1, num_children: 0, num_active_vmas: 0 };
+        let id = self.avs.insert(AnonVma::default());
+        *self.m(id) = AnonVma { root: id, parent: id, refcount: 1, num_children: 0, num_active_vmas: 0 };
         id
     }
 
@@ -91,12 +81,12 @@ impl AnonVmas {
 
     #[inline]
     pub fn len(&self, chain: u32) -> u32 {
-        if chain == NIL { 0 } else { self.nodes[chain as usize].len }
+        if chain == NIL { 0 } else { self.nodes.get(chain).len }
     }
     /// Newest AV of a chain.
     #[inline]
     pub fn head(&self, chain: u32) -> u32 {
-        if chain == NIL { NIL } else { self.nodes[chain as usize].av }
+        if chain == NIL { NIL } else { self.nodes.get(chain).av }
     }
     /// AVs of a chain, newest first.
     pub fn chain(&self, mut chain: u32) -> impl Iterator<Item = u32> + '_ {
@@ -104,7 +94,7 @@ impl AnonVmas {
             if chain == NIL {
                 return None;
             }
-            let n = self.nodes[chain as usize];
+            let n = *self.nodes.get(chain);
             chain = n.next;
             Some(n.av)
         })
@@ -115,35 +105,26 @@ impl AnonVmas {
     fn cons(&mut self, av: u32, next: u32) -> u32 {
         let len = self.len(next) + 1;
         let node = Node { av, next, refs: 1, len };
-        match self.free_nodes.pop() {
-            Some(id) => {
-                self.nodes[id as usize] = node;
-                id
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        }
+        self.nodes.insert(node)
     }
     #[inline]
     fn chain_get(&mut self, chain: u32) -> u32 {
         if chain != NIL {
-            self.nodes[chain as usize].refs += 1;
+            self.nodes.get_mut(chain).refs += 1;
         }
         chain
     }
     /// Drop one reference to `chain` that does not end a VMA's links (the new node made
     /// over it still holds it), so no node can be freed here.
     pub fn chain_put(&mut self, chain: u32) {
-        let n = &mut self.nodes[chain as usize];
+        let n = self.nodes.get_mut(chain);
         debug_assert!(n.refs > 1, "chain_put would free a linked node");
         n.refs -= 1;
     }
 
     /// Is a one-AV chain linked by its VMA alone (`tree(head) == 1`)?
     pub fn only_user(&self, chain: u32) -> bool {
-        self.nodes[chain as usize].refs == 1
+        self.nodes.get(chain).refs == 1
     }
 
     // ---- rmap.c -------------------------------------------------------------------------
@@ -237,13 +218,13 @@ impl AnonVmas {
         }
         let mut c = chain;
         while c != NIL {
-            let n = &mut self.nodes[c as usize];
+            let n = self.nodes.get_mut(c);
             n.refs -= 1;
             if n.refs > 0 {
                 break;
             }
             let (x, next) = (n.av, n.next);
-            self.free_nodes.push(c);
+            self.nodes.remove(c);
             let p = self.get(x).parent;
             self.m(p).num_children -= 1;
             self.put(x);
@@ -273,7 +254,7 @@ impl AnonVmas {
     fn free_av(&mut self, x: u32) {
         self.av.sub(1);
         self.m(x).refcount = 0;
-        self.free_avs.push(x);
+        self.avs.remove(x);
     }
 
     /// A KSM stable-tree rmap_item takes a reference (`get_anon_vma`).
@@ -307,7 +288,7 @@ impl AnonVmas {
         }
         while let Some(c) = stack.pop() {
             if seen.insert(c) {
-                let next = self.nodes[c as usize].next;
+                let next = self.nodes.get(c).next;
                 if next != NIL {
                     *want.entry(next).or_default() += 1;
                     stack.push(next);
@@ -316,7 +297,7 @@ impl AnonVmas {
         }
         let mut node_of = std::collections::HashMap::new();
         for (&c, &w) in &want {
-            let n = self.nodes[c as usize];
+            let n = *self.nodes.get(c);
             if n.refs != w {
                 return Err(format!("chain node {c} (anon_vma {}): {} refs but {w} holders", n.av, n.refs));
             }
@@ -329,10 +310,10 @@ impl AnonVmas {
 
     /// Live AV ids (for invariant checks).
     pub fn live_ids(&self) -> Vec<u32> {
-        let mut free = vec![false; self.avs.len()];
-        for &f in &self.free_avs {
+        let mut free = vec![false; self.avs.slots() as usize];
+        for &f in self.avs.free_ids() {
             free[f as usize] = true;
         }
-        (0..self.avs.len() as u32).filter(|&i| !free[i as usize]).collect()
+        (0..self.avs.slots()).filter(|&i| !free[i as usize]).collect()
     }
 }
