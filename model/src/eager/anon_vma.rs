@@ -72,8 +72,10 @@ impl AnonVmas {
     /// `anon_vma_alloc()`: refcount 1, root and parent self (spec §0 table).
     fn alloc_av(&mut self) -> u32 {
         self.av.add(1);
-        let id = self.avs.insert(AnonVma::default());
-        *self.m(id) = AnonVma { root: id, parent: id, refcount: 1, num_children: 0, num_active_vmas: 0 };
+        let id = self.avs.insert(AnonVma { refcount: 1, ..AnonVma::default() });
+        let a = self.m(id);
+        a.root = id;
+        a.parent = id;
         id
     }
 

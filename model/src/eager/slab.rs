@@ -20,18 +20,23 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T: Copy + Default> Slab<T> {
+    #[inline]
     pub fn insert(&mut self, v: T) -> u32 {
-        if let Some(id) = self.free.pop() {
-            *self.get_mut(id) = v;
-            return id;
-        }
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => self.grow(),
+        };
+        *self.get_mut(id) = v;
+        id
+    }
+    #[cold]
+    fn grow(&mut self) -> u32 {
         let id = self.len;
         if id as usize == self.chunks.len() * CHUNK {
             let chunk: Box<[T]> = vec![T::default(); CHUNK].into_boxed_slice();
             self.chunks.push(chunk.try_into().unwrap_or_else(|_| unreachable!("CHUNK elements")));
         }
         self.len += 1;
-        *self.get_mut(id) = v;
         id
     }
     /// Frees `id` for reuse; its contents stay until then.
