@@ -1,12 +1,14 @@
-//! Replays synthetic event streams through eager + lazy together.
+//! Replays synthetic event streams through eager + lazy together (`Pair::apply`).
 //!
 //! `cargo bench -p lazyvma-model` prints, before criterion's own report:
-//! * events/s for one 10 M-event replay on one core (both models see every event);
-//! * heap bytes per live VMA, measured with a counting global allocator over a steady
-//!   population of forked processes (both models' structures, divided by the VMAs mapped).
+//! * events/s of a 10 M-event replay on one core, the median of `LAZYVMA_BENCH_RUNS` runs
+//!   (default 5; `LAZYVMA_BENCH_EVENTS` changes the 10 M, e.g. for callgrind);
+//! * heap bytes per live VMA, from a counting global allocator: every byte both models
+//!   hold, divided by the VMAs mapped, for a fork-heavy population and for the replay's
+//!   end state.
 
 use criterion::{Criterion, Throughput};
-use lazyvma_model::eager::Machine;
+use lazyvma_model::pair::Pair;
 use lazyvma_model::event::{vm, Event, FaultKind, RmapCaller, PAGE_SIZE};
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::knobs::Knobs;
@@ -118,77 +120,113 @@ impl Gen {
     }
 }
 
-fn replay(n: usize, procs: usize) -> (f64, Machine, Machine) {
-    let mut eager = Machine::eager(Kernel::V6_18);
-    let mut lazy = Machine::lazy(Kernel::V6_18, Knobs::default());
+/// This thread's time on a CPU (ns), from the scheduler: other processes sharing the
+/// machine stretch the wall clock, not this. `None` without schedstats.
+fn cpu_ns() -> Option<u64> {
+    std::fs::read_to_string("/proc/thread-self/schedstat").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+/// Events per second: of this thread's CPU time when the kernel reports it, else wall time.
+struct Rate {
+    cpu: Option<f64>,
+    wall: f64,
+}
+
+fn replay(n: usize, procs: usize) -> (Rate, Pair) {
+    let mut pair = Pair::new(Kernel::V6_18, Knobs::default());
     let mut setup = Vec::new();
     let mut g = Gen::new(procs, &mut setup);
     for ev in &setup {
-        eager.apply(ev).unwrap();
-        lazy.apply(ev).unwrap();
+        pair.apply(ev).unwrap();
     }
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_ns());
     for _ in 0..n {
-        let ev = g.next();
         // The generator only emits events both models accept.
-        eager.apply(&ev).expect("eager");
-        lazy.apply(&ev).expect("lazy");
+        pair.apply(&g.next()).expect("replay");
     }
-    (n as f64 / t.elapsed().as_secs_f64(), eager, lazy)
+    let cpu = c.zip(cpu_ns()).map(|(a, b)| n as f64 / ((b - a) as f64 / 1e9));
+    (Rate { cpu, wall: n as f64 / t.elapsed().as_secs_f64() }, pair)
 }
 
-fn memory() {
-    let base = HEAP.load(Relaxed);
-    let mut eager = Machine::eager(Kernel::V6_18);
-    let mut lazy = Machine::lazy(Kernel::V6_18, Knobs::default());
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+/// Heap bytes live now above `base`, per VMA mapped in the pair's eager half (both halves
+/// map the same VMAs).
+fn per_vma(base: usize, pair: &Pair) -> (usize, f64) {
+    let bytes = HEAP.load(Relaxed) - base;
+    (bytes, bytes as f64 / pair.eager.mapped_vmas() as f64)
+}
+
+/// 50,000 children of one 16-VMA parent, each writing 8 of its VMAs (a fork server's or
+/// a shell's children before exec): the shape where eager allocates the most per VMA.
+fn memory_forked() {
+    let procs = 50_000u32;
     let mut evs = Vec::new();
     Gen::new(1, &mut evs);
-    let procs = 50_000u32;
     for p in 2..procs + 2 {
         evs.push(Event::Fork { parent: 1, child: p });
         for s in (0..SLOTS).step_by(2) {
             evs.push(Event::Fault { pid: p, addr: slot(s), kind: FaultKind::Write });
         }
     }
-    let ev_bytes = HEAP.load(Relaxed) - base;
+    let base = HEAP.load(Relaxed);
+    let mut pair = Pair::new(Kernel::V6_18, Knobs::default());
     for ev in &evs {
-        eager.apply(ev).unwrap();
-        lazy.apply(ev).unwrap();
+        pair.apply(ev).unwrap();
     }
-    drop(evs);
-    let total = HEAP.load(Relaxed) - base - ev_bytes.min(HEAP.load(Relaxed) - base);
-    let vmas = eager.mapped_vmas();
-    let total = HEAP.load(Relaxed).saturating_sub(base).max(total);
+    let (bytes, per) = per_vma(base, &pair);
+    let (e, l) = pair.counts();
+    let vmas = pair.eager.mapped_vmas();
     println!(
-        "memory: {procs} forked processes, {vmas} live VMAs, {} eager + {} lazy AVs, {} eager + {} lazy AVCs: \
-         {total} heap bytes = {:.1} B per live VMA (eager+lazy together; eager alone {} B, lazy alone {} B by capacity)",
-        eager.counts().anon_vma.live,
-        lazy.counts().anon_vma.live,
-        eager.counts().anon_vma_chain.live,
-        lazy.counts().anon_vma_chain.live,
-        total as f64 / vmas as f64,
-        eager.heap_bytes() / vmas,
-        lazy.heap_bytes() / vmas,
+        "memory, forked: {procs} processes, {vmas} live VMAs, {} eager + {} lazy AVs, {} eager + {} lazy AVCs: \
+         {bytes} heap bytes = {per:.1} B per live VMA (eager+lazy together; by capacity eager alone {} B, lazy alone {} B)",
+        e.anon_vma.live,
+        l.anon_vma.live,
+        e.anon_vma_chain.live,
+        l.anon_vma_chain.live,
+        pair.eager.heap_bytes() / vmas,
+        pair.lazy.heap_bytes() / vmas,
     );
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn main() {
-    let n = 10_000_000;
-    let (rate, e, l) = replay(n, 2_000);
-    println!(
-        "replay: {n} events through eager+lazy in one thread: {:.2} M events/s ({} processes, {} VMAs at the end; eager {} AV live, lazy {})",
-        rate / 1e6,
-        e.processes(),
-        e.mapped_vmas(),
-        e.counts().anon_vma.live,
-        l.counts().anon_vma.live
-    );
-    memory();
+    let n = env("LAZYVMA_BENCH_EVENTS", 10_000_000);
+    let runs = env("LAZYVMA_BENCH_RUNS", 5).max(1);
+    let (mut cpu, mut wall) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let base = HEAP.load(Relaxed);
+        let (rate, pair) = replay(n, 2_000);
+        let (bytes, per) = per_vma(base, &pair);
+        let (e, l) = pair.counts();
+        println!(
+            "replay: {n} events through eager+lazy in one thread: {:.2} M events/s of CPU time, {:.2} M/s wall \
+             ({} processes, {} VMAs at the end, peak {}; AVs live eager {} lazy {}; {bytes} heap bytes = {per:.1} B per live VMA)",
+            rate.cpu.unwrap_or(f64::NAN) / 1e6,
+            rate.wall / 1e6,
+            pair.eager.processes(),
+            pair.eager.mapped_vmas(),
+            e.vm_area_struct.peak,
+            e.anon_vma.live,
+            l.anon_vma.live,
+        );
+        cpu.extend(rate.cpu);
+        wall.push(rate.wall);
+    }
+    let cpu = if cpu.is_empty() { "no schedstat".into() } else { format!("{:.2} M events/s of CPU time", median(cpu) / 1e6) };
+    println!("replay: median of {runs}: {cpu}, {:.2} M events/s wall", median(wall) / 1e6);
+    memory_forked();
 
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(1_000_000));
-    g.bench_function("eager+lazy 1M events", |b| b.iter(|| replay(1_000_000, 2_000).0));
+    g.bench_function("eager+lazy 1M events", |b| b.iter(|| replay(1_000_000, 2_000).1));
     g.finish();
     c.final_summary();
 }

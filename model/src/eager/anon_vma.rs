@@ -4,22 +4,27 @@
 //! Dense ids: AVs live in a slab-style `Vec` with a free list. A chain is a shared,
 //! refcounted cons list (newest first): a fork child's chain is `[B] + chain(parent)` and a
 //! split's chain is the same list, so both cost O(1) memory. The kernel still has one AVC
-//! per (VMA, AV) pair; `tree` counts them per AV and the counters count them per VMA.
+//! per (VMA, AV) pair; the counters count them per VMA (a chain's length).
+//!
+//! Every AV sits in exactly one chain node (the node made when the AV was created; a
+//! neighbour's reused AV shares its node). So the VMAs linking AV `X` — `tree(X)` — are
+//! exactly the chains passing through X's node, and `tree(X)` empties exactly when that
+//! node's refcount drops to 0: linking and unlinking a whole chain is O(1) plus the nodes
+//! it frees, as the kernel's per-AVC interval-tree work is not needed to count objects.
 
+use super::slab::Slab;
 use crate::counts::Counter;
 use crate::kernel::Kernel;
 
 pub(crate) const NIL: u32 = u32::MAX;
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct AnonVma {
     pub root: u32,
     pub parent: u32,
     pub refcount: u32,
     pub num_children: u32,
     pub num_active_vmas: u32,
-    /// AVCs in `tree(X)` (`rb_root`), from any VMA of any mm.
-    pub tree: u32,
 }
 
 impl AnonVma {
@@ -31,24 +36,21 @@ impl AnonVma {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, Default)]
 struct Node {
     av: u32,
     next: u32,
+    /// VMAs whose chain starts here, plus newer nodes whose `next` is this one.
     refs: u32,
     len: u32,
 }
 
 #[derive(Default)]
 pub(crate) struct AnonVmas {
-    avs: Vec<AnonVma>,
-    free_avs: Vec<u32>,
-    nodes: Vec<Node>,
-    free_nodes: Vec<u32>,
+    avs: Slab<AnonVma>,
+    nodes: Slab<Node>,
     pub av: Counter,
     pub avc: Counter,
-    /// Scratch for walking a chain oldest→newest without allocating.
-    scratch: Vec<u32>,
     /// References held by KSM stable-tree rmap_items (part of `refcount`), per AV.
     ksm: std::collections::HashMap<u32, u32>,
 }
@@ -56,31 +58,24 @@ pub(crate) struct AnonVmas {
 impl AnonVmas {
     #[inline]
     pub fn get(&self, x: u32) -> &AnonVma {
-        &self.avs[x as usize]
+        self.avs.get(x)
     }
     #[inline]
     fn m(&mut self, x: u32) -> &mut AnonVma {
-        &mut self.avs[x as usize]
+        self.avs.get_mut(x)
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.avs.capacity() * std::mem::size_of::<AnonVma>()
-            + self.nodes.capacity() * std::mem::size_of::<Node>()
-            + (self.free_avs.capacity() + self.free_nodes.capacity() + self.scratch.capacity()) * 4
+        self.avs.heap_bytes() + self.nodes.heap_bytes()
     }
 
     /// `anon_vma_alloc()`: refcount 1, root and parent self (spec §0 table).
     fn alloc_av(&mut self) -> u32 {
         self.av.add(1);
-        let id = match self.free_avs.pop() {
-            Some(id) => id,
-            None => {
-                self.avs.push(AnonVma { root: 0, parent: 0, refcount: 0, num_children: 0, num_active_vmas: 0, tree: 0 });
-                (self.avs.len() - 1) as u32
-            }
-        };
-        self.avs[id as usize] =
-            AnonVma { root: id, parent: id, refcount: 1, num_children: 0, num_active_vmas: 0, tree: 0 };
+        let id = self.avs.insert(AnonVma { refcount: 1, ..AnonVma::default() });
+        let a = self.m(id);
+        a.root = id;
+        a.parent = id;
         id
     }
 
@@ -88,12 +83,12 @@ impl AnonVmas {
 
     #[inline]
     pub fn len(&self, chain: u32) -> u32 {
-        if chain == NIL { 0 } else { self.nodes[chain as usize].len }
+        if chain == NIL { 0 } else { self.nodes.get(chain).len }
     }
     /// Newest AV of a chain.
     #[inline]
     pub fn head(&self, chain: u32) -> u32 {
-        if chain == NIL { NIL } else { self.nodes[chain as usize].av }
+        if chain == NIL { NIL } else { self.nodes.get(chain).av }
     }
     /// AVs of a chain, newest first.
     pub fn chain(&self, mut chain: u32) -> impl Iterator<Item = u32> + '_ {
@@ -101,7 +96,7 @@ impl AnonVmas {
             if chain == NIL {
                 return None;
             }
-            let n = self.nodes[chain as usize];
+            let n = *self.nodes.get(chain);
             chain = n.next;
             Some(n.av)
         })
@@ -112,42 +107,26 @@ impl AnonVmas {
     fn cons(&mut self, av: u32, next: u32) -> u32 {
         let len = self.len(next) + 1;
         let node = Node { av, next, refs: 1, len };
-        match self.free_nodes.pop() {
-            Some(id) => {
-                self.nodes[id as usize] = node;
-                id
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        }
+        self.nodes.insert(node)
     }
     #[inline]
     fn chain_get(&mut self, chain: u32) -> u32 {
         if chain != NIL {
-            self.nodes[chain as usize].refs += 1;
+            self.nodes.get_mut(chain).refs += 1;
         }
         chain
     }
-    pub fn chain_put(&mut self, mut chain: u32) {
-        while chain != NIL {
-            let n = &mut self.nodes[chain as usize];
-            n.refs -= 1;
-            if n.refs > 0 {
-                return;
-            }
-            let next = n.next;
-            self.free_nodes.push(chain);
-            chain = next;
-        }
+    /// Drop one reference to `chain` that does not end a VMA's links (the new node made
+    /// over it still holds it), so no node can be freed here.
+    pub fn chain_put(&mut self, chain: u32) {
+        let n = self.nodes.get_mut(chain);
+        debug_assert!(n.refs > 1, "chain_put would free a linked node");
+        n.refs -= 1;
     }
 
-    /// One AVC linking a VMA to `x` (`anon_vma_chain_link`).
-    #[inline]
-    fn link(&mut self, x: u32) {
-        self.avc.add(1);
-        self.m(x).tree += 1;
+    /// Is a one-AV chain linked by its VMA alone (`tree(head) == 1`)?
+    pub fn only_user(&self, chain: u32) -> bool {
+        self.nodes.get(chain).refs == 1
     }
 
     // ---- rmap.c -------------------------------------------------------------------------
@@ -155,30 +134,26 @@ impl AnonVmas {
     /// `__anon_vma_prepare` after `find_mergeable_anon_vma` returned `reuse`: +1 AVC, and
     /// +1 AV (a new root, num_children = 1 for its self-parent link) unless reused.
     /// Returns `(chain, av)` of the VMA.
+    /// `reuse` is the neighbour's one-AV chain.
     pub fn prepare(&mut self, reuse: Option<u32>) -> (u32, u32) {
-        let x = match reuse {
-            Some(x) => x,
+        self.avc.add(1);
+        let (chain, x) = match reuse {
+            Some(chain) => (self.chain_get(chain), self.head(chain)),
             None => {
                 let x = self.alloc_av();
                 // num_children: the self-parent link; pre-6.0 `degree`: alloc 1 + this VMA.
                 self.m(x).num_children = 1;
-                x
+                (self.cons(x, NIL), x)
             }
         };
-        self.link(x);
         self.m(x).num_active_vmas += 1;
-        (self.cons(x, NIL), x)
+        (chain, x)
     }
 
     /// `anon_vma_clone(dst, src)` for non-fork callers (split, copy_vma, dup_anon_vma):
     /// `dst->anon_vma` is preset to `src->anon_vma`; +L(src) AVC.
     pub fn clone_chain(&mut self, chain: u32, av: u32) -> (u32, u32) {
-        let mut c = chain;
-        while c != NIL {
-            let n = self.nodes[c as usize];
-            self.link(n.av);
-            c = n.next;
-        }
+        self.avc.add(self.len(chain) as u64);
         if av != NIL {
             self.m(av).num_active_vmas += 1;
         }
@@ -189,32 +164,26 @@ impl AnonVmas {
     /// test (first AV in root→leaf order that qualifies), else a new child AV.
     pub fn fork(&mut self, pchain: u32, pav: u32, kernel: Kernel) -> (u32, u32) {
         debug_assert!(pav != NIL);
-        let mut order = std::mem::take(&mut self.scratch);
-        order.clear();
-        order.extend(self.chain(pchain));
+        self.avc.add(self.len(pchain) as u64);
+        // The kernel tests root→leaf and takes the first fit: the chain is newest first,
+        // so the last fit seen here. Linking does not change the counts tested.
         let mut reused = NIL;
-        for &x in order.iter().rev() {
-            self.link(x);
-            if reused == NIL {
-                let a = self.get(x);
-                let ok = if kernel.uses_degree() {
-                    x != pav && a.degree() < 2
-                } else {
-                    a.num_children < 2 && a.num_active_vmas == 0
-                };
-                if ok {
-                    reused = x;
-                }
+        for x in self.chain(pchain) {
+            let a = self.get(x);
+            let ok = if kernel.uses_degree() {
+                x != pav && a.degree() < 2
+            } else {
+                a.num_children < 2 && a.num_active_vmas == 0
+            };
+            if ok {
+                reused = x;
             }
         }
-        self.scratch = order;
         if reused != NIL {
             self.m(reused).num_active_vmas += 1;
             return (self.chain_get(pchain), reused);
         }
-        let b = self.child_of(pchain);
-        // The chain node that `child_of` built points at `pchain`; take its reference.
-        (b.0, b.1)
+        self.child_of(pchain)
     }
 
     /// A new AV `B` whose parent is the newest AV of `chain` (what `anon_vma_fork` allocates,
@@ -231,43 +200,38 @@ impl AnonVmas {
         }
         self.m(root).refcount += 1;
         self.m(parent).num_children += 1;
-        self.link(b);
+        self.avc.add(1);
         let tail = self.chain_get(chain);
         (self.cons(b, tail), b)
     }
 
-    /// `unlink_anon_vmas(vma)`: frees exactly L AVCs; AVs whose tree empties lose their
-    /// initial reference in a second pass (spec §1.8). Returns the AVC frees.
+    /// `unlink_anon_vmas(vma)`: frees exactly L AVCs; AVs whose tree empties (their node
+    /// is freed: a newest-first prefix of the chain) drop their parent's `num_children`
+    /// and lose their initial reference (spec §1.8). Returns the AVC frees.
+    ///
+    /// The kernel puts the emptied AVs in a second pass; putting each as its node goes
+    /// gives the same frees in the same order: a put can free only the AV itself and its
+    /// root, and the root, last in the chain, keeps its initial reference until reached.
     pub fn unlink(&mut self, chain: u32, av: u32) -> u32 {
-        let mut emptied = std::mem::take(&mut self.scratch);
-        emptied.clear();
-        let mut c = chain;
-        let mut freed = 0;
-        while c != NIL {
-            let n = self.nodes[c as usize];
-            let x = self.m(n.av);
-            x.tree -= 1;
-            if x.tree == 0 {
-                let p = x.parent;
-                self.m(p).num_children -= 1;
-                emptied.push(n.av);
-            } else {
-                self.avc.sub(1);
-                freed += 1;
-            }
-            c = n.next;
-        }
+        let freed = self.len(chain);
+        self.avc.sub(freed as u64);
         if av != NIL {
             self.m(av).num_active_vmas -= 1;
         }
-        for &x in &emptied {
+        let mut c = chain;
+        while c != NIL {
+            let n = self.nodes.get_mut(c);
+            n.refs -= 1;
+            if n.refs > 0 {
+                break;
+            }
+            let (x, next) = (n.av, n.next);
+            self.nodes.remove(c);
+            let p = self.get(x).parent;
+            self.m(p).num_children -= 1;
             self.put(x);
-            self.avc.sub(1);
-            freed += 1;
+            c = next;
         }
-        self.scratch = emptied;
-        debug_assert_eq!(freed, self.len(chain), "unlink_anon_vmas frees exactly L AVCs");
-        self.chain_put(chain);
         freed
     }
 
@@ -292,7 +256,7 @@ impl AnonVmas {
     fn free_av(&mut self, x: u32) {
         self.av.sub(1);
         self.m(x).refcount = 0;
-        self.free_avs.push(x);
+        self.avs.remove(x);
     }
 
     /// A KSM stable-tree rmap_item takes a reference (`get_anon_vma`).
@@ -314,12 +278,44 @@ impl AnonVmas {
         self.ksm.get(&x).copied().unwrap_or(0)
     }
 
+    /// How the nodes of live chains are shared, for invariant checks: `Err` unless every
+    /// node's refs are the VMAs starting there (`heads`) plus the nodes pointing at it,
+    /// and no AV sits in two nodes. Returns the node of each AV.
+    pub fn check_nodes(&self, heads: impl Iterator<Item = u32>) -> Result<std::collections::HashMap<u32, u32>, String> {
+        let mut want = std::collections::HashMap::<u32, u32>::new();
+        let mut seen = std::collections::HashSet::new();
+        let mut stack: Vec<u32> = heads.filter(|&h| h != NIL).collect();
+        for &h in &stack {
+            *want.entry(h).or_default() += 1;
+        }
+        while let Some(c) = stack.pop() {
+            if seen.insert(c) {
+                let next = self.nodes.get(c).next;
+                if next != NIL {
+                    *want.entry(next).or_default() += 1;
+                    stack.push(next);
+                }
+            }
+        }
+        let mut node_of = std::collections::HashMap::new();
+        for (&c, &w) in &want {
+            let n = *self.nodes.get(c);
+            if n.refs != w {
+                return Err(format!("chain node {c} (anon_vma {}): {} refs but {w} holders", n.av, n.refs));
+            }
+            if let Some(other) = node_of.insert(n.av, c) {
+                return Err(format!("anon_vma {} sits in chain nodes {other} and {c}", n.av));
+            }
+        }
+        Ok(node_of)
+    }
+
     /// Live AV ids (for invariant checks).
     pub fn live_ids(&self) -> Vec<u32> {
-        let mut free = vec![false; self.avs.len()];
-        for &f in &self.free_avs {
+        let mut free = vec![false; self.avs.slots() as usize];
+        for &f in self.avs.free_ids() {
             free[f as usize] = true;
         }
-        (0..self.avs.len() as u32).filter(|&i| !free[i as usize]).collect()
+        (0..self.avs.slots()).filter(|&i| !free[i as usize]).collect()
     }
 }

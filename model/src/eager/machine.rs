@@ -83,13 +83,14 @@ impl Core {
         v.av = av;
     }
 
+    /// The reusable neighbour's chain (one AV).
     fn find_mergeable_anon_vma(&self, mm: &Mm, i: usize) -> Option<u32> {
         let v = &mm.vmas[i];
         let reusable = |old: &Vma, a: &Vma, b: &Vma| {
             let compatible = a.end == b.start
                 && (a.merge_flags() ^ b.merge_flags()) & !vm::ACCESS == 0
                 && b.pgoff == a.pgoff + a.pages();
-            (compatible && old.av != NIL && self.avs.len(old.chain) == 1).then_some(old.av)
+            (compatible && old.av != NIL && self.avs.len(old.chain) == 1).then_some(old.chain)
         };
         if let Some(next) = mm.vmas.get(i + 1) {
             if let Some(x) = reusable(next, v, next) {
@@ -152,8 +153,7 @@ impl Core {
             }
             j += 1;
         }
-        let gone: Vec<Vma> = mm.vmas.drain(i..j).collect();
-        for v in gone {
+        for v in mm.vmas.drain(i..j) {
             self.teardown(v);
         }
     }
@@ -438,6 +438,7 @@ impl Machine {
         let avs = &self.core.avs;
         let live = avs.live_ids();
         let mut tree = std::collections::HashMap::<u32, u32>::new();
+        let node_of = avs.check_nodes(self.mms.values().flat_map(|mm| mm.vmas.iter().map(|v| v.chain)))?;
         let mut active = std::collections::HashMap::<u32, u32>::new();
         let mut by_av = std::collections::HashMap::<u32, Vec<u32>>::new();
         let mut avc = 0u64;
@@ -503,7 +504,7 @@ impl Machine {
         let mut root_refs = std::collections::HashMap::<u32, u32>::new();
         for &x in &live {
             let a = avs.get(x);
-            if a.tree > 0 {
+            if tree.contains_key(&x) {
                 *children.entry(a.parent).or_default() += 1;
             }
             if a.root != x {
@@ -513,8 +514,8 @@ impl Machine {
         for &x in &live {
             let a = avs.get(x);
             let t = tree.get(&x).copied().unwrap_or(0);
-            if a.tree != t {
-                return Err(format!("anon_vma {x}: tree {} but {t} AVCs link it", a.tree));
+            if (t > 0) != node_of.contains_key(&x) {
+                return Err(format!("anon_vma {x}: {t} AVCs link it but its chain node is {:?}", node_of.get(&x)));
             }
             let n = active.get(&x).copied().unwrap_or(0);
             if a.num_active_vmas != n {
@@ -524,7 +525,7 @@ impl Machine {
             if a.num_children != ch {
                 return Err(format!("anon_vma {x}: num_children {} but {ch} linked children", a.num_children));
             }
-            let want = (a.tree > 0) as u32 + root_refs.get(&x).copied().unwrap_or(0) + avs.ksm_refs(x);
+            let want = (t > 0) as u32 + root_refs.get(&x).copied().unwrap_or(0) + avs.ksm_refs(x);
             if a.refcount != want {
                 return Err(format!("anon_vma {x}: refcount {} but {want} holders", a.refcount));
             }

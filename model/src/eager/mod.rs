@@ -5,6 +5,7 @@ pub(crate) mod anon_vma;
 mod fxhash;
 mod machine;
 mod merge;
+mod slab;
 pub(crate) mod vma;
 
 pub(crate) use machine::Core;

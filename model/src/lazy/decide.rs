@@ -241,7 +241,7 @@ impl Core {
                 continue;
             }
             let a = *self.avs.get(v.av);
-            if a.root == v.av && a.tree == 1 && a.refcount == 1 && a.num_children == 1 {
+            if a.root == v.av && self.avs.only_user(v.chain) && a.refcount == 1 && a.num_children == 1 {
                 self.fire(Rule::L17);
                 self.avs.unlink(v.chain, v.av);
                 let w = &mut mm.vmas[i];
