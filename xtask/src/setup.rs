@@ -88,11 +88,13 @@ pub fn run() -> anyhow::Result<()> {
     // Host packages for `cargo xtask vm`: QEMU for both guest arches, and the keyring
     // the private apt configuration verifies Debian's archive with. Chromium: the HTML
     // report test loads the page headless.
+    // Prometheus: the serve test scrapes `lazyvma serve` with it and lints with promtool.
     let mut updated = false;
     for (name, pkgs) in [
         ("qemu-system x86_64 + aarch64", &["qemu-system-x86", "qemu-system-arm"][..]),
         ("debian-archive-keyring", &["debian-archive-keyring"][..]),
         ("chromium (html report test)", &["chromium"][..]),
+        ("prometheus + promtool (serve test)", &["prometheus"][..]),
     ] {
         step(name, || apt_install(pkgs, &mut updated))?;
     }
