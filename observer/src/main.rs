@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 mod cli;
 mod load;
 mod report;
+mod serve;
 mod snapshot;
 mod sys;
 mod trace;
@@ -32,6 +33,8 @@ enum Cmd {
     Report(cli::report::Args),
     /// Merge reports of many hosts into one fleet report (counts summed, histograms added).
     Merge(cli::merge::Args),
+    /// Trace the whole system continuously and serve OpenMetrics for Prometheus on /metrics.
+    Serve(cli::serve::Args),
 }
 
 fn main() {
@@ -43,6 +46,7 @@ fn main() {
         Cmd::Trace(a) => cli::trace::run(a, cli.btf.as_deref()),
         Cmd::Report(a) => cli::report::run(a),
         Cmd::Merge(a) => cli::merge::run(a),
+        Cmd::Serve(a) => cli::serve::run(a, cli.btf.as_deref()),
     };
     if let Err(e) = res {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);

@@ -3,6 +3,7 @@ pub mod doctor;
 pub mod merge;
 pub mod model;
 pub mod report;
+pub mod serve;
 pub mod snapshot;
 pub mod trace;
 

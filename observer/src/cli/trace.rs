@@ -57,7 +57,7 @@ pub struct Args {
     pub command: Vec<String>,
 }
 
-fn parse_duration(s: &str) -> Result<Duration, String> {
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).map_or((s, "s"), |i| s.split_at(i));
     let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms, 2m)"))?;
@@ -117,7 +117,7 @@ fn gone(tgid: u32) -> bool {
     stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_none_or(|s| s == 'Z' || s == 'X')
 }
 
-fn slab_sizes() -> anyhow::Result<Sizes> {
+pub fn slab_sizes() -> anyhow::Result<Sizes> {
     let av = sys::slab_cache("anon_vma").context("the anon_vma slab cache")?.object_size;
     let avc = sys::slab_cache("anon_vma_chain").context("the anon_vma_chain slab cache")?.object_size;
     if av == avc {

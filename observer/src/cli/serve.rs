@@ -1,0 +1,145 @@
+//! `lazyvma serve [--listen ADDR] [-i INTERVAL]`: the whole-system trace, continuously, and a
+//! snapshot pass every interval, as OpenMetrics on `/metrics` until SIGINT/SIGTERM.
+use crate::{
+    cli::trace::{parse_duration, slab_sizes},
+    load::{
+        backend::Facts,
+        ebpf,
+        probe::{self, Prereqs},
+    },
+    serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes},
+    sys,
+    trace::{
+        bpf::{self, Config},
+        format, hooks,
+        symbols::Symbols,
+    },
+};
+use anyhow::{bail, Context};
+use aya::{Btf, Endianness};
+use lazyvma_model::trace_abi::{FN_CLONE, FN_COUNT, FN_PUT, FN_UNLINK, FUNCTIONS};
+use std::{
+    net::SocketAddr,
+    path::Path,
+    sync::{atomic::AtomicBool, Arc},
+    time::Duration,
+};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address and port to serve on. Loopback by default; any other address exposes this
+    /// host's metrics to whoever can reach it, and is warned about.
+    #[arg(long, value_name = "IP:PORT", default_value = "127.0.0.1:9464")]
+    pub listen: SocketAddr,
+    /// Period of the snapshot pass behind the object gauges (e.g. 10s, 500ms, 1m).
+    #[arg(short = 'i', long, value_name = "INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+    /// Do not take kernel stacks (clone/unlink reasons then unknown).
+    #[arg(long)]
+    pub no_stacks: bool,
+    /// Ring buffer size in MiB (a power of two).
+    #[arg(long, value_name = "MIB", default_value_t = 8)]
+    pub ringbuf_mb: u32,
+}
+
+/// `backend_<hook>` label name: the hook's name with everything but [a-zA-Z0-9_] as `_`.
+fn backend_label(hook: &str) -> String {
+    let clean: String = hook.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' { c } else { '_' }).collect();
+    format!("backend_{}", clean.trim_start_matches('_'))
+}
+
+/// The backend each hook has in this run, as trace reports it.
+fn backends(btf_path: Option<&Path>, stacks: bool) -> anyhow::Result<Vec<(String, String)>> {
+    let btf = match btf_path {
+        Some(p) => Btf::parse_file(p, Endianness::default()).map_err(|e| format!("--btf {}: {e}", p.display())),
+        None => Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")),
+    };
+    if let (Some(p), Err(e)) = (btf_path, &btf) {
+        bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
+    }
+    let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
+    let kallsyms = sys::kallsyms()?;
+    let has_tp = |tp: &str| {
+        let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
+        Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
+    };
+    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tp, force_kprobes: false };
+    Ok(hooks::used(&facts, stacks).iter().map(|c| (backend_label(c.hook), c.backend.name().to_string())).collect())
+}
+
+pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
+    sys::require_root("serve")?;
+    if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
+        bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
+    }
+    if !args.listen.ip().is_loopback() {
+        eprintln!("lazyvma: warning: --listen {} is not a loopback address: anyone who can reach it reads this host's metrics", args.listen);
+    }
+    // Bound first: a busy port fails before any BPF is loaded.
+    let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
+    listener.set_nonblocking(true)?;
+    sys::ensure_tracefs()?;
+    let syms = Symbols::load()?;
+    let mut ranges = [(0, 0); FN_COUNT];
+    for (r, f) in ranges.iter_mut().zip(FUNCTIONS) {
+        *r = syms.range(f)?;
+    }
+    let sizes = slab_sizes()?;
+    // Phase markers are trace's; serve counts the whole system and does without them.
+    let (offsets, _) = format::offsets()?;
+    let stacks = !args.no_stacks;
+    let (kernel, arch) = sys::uname();
+    let mut info = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch)];
+    info.extend(backends(btf_path, stacks)?);
+    let metrics = Arc::new(Metrics::new(info));
+
+    let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
+    let loaded = bpf::load(&Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20 })?;
+    // The first pass runs before the port answers: every scrape sees object gauges, and a
+    // kernel the snapshot cannot read fails here, not in the background.
+    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone());
+    passes.pass().context("the first snapshot pass")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let tracer = {
+        let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), syms, sizes));
+        std::thread::Builder::new().name("trace".into()).spawn(move || follow::run(loaded, c, m, s))?
+    };
+    let snapshots = {
+        let s = stop.clone();
+        std::thread::Builder::new().name("snapshot".into()).spawn(move || passes.run(s))?
+    };
+    eprintln!("lazyvma: serving OpenMetrics on http://{}/metrics (snapshot every {:?}); SIGINT/SIGTERM to stop", args.listen, args.interval);
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let served = rt.block_on(async {
+        let listener = tokio::net::TcpListener::from_std(listener)?;
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        let stopped = async {
+            // The trace thread ends early only on an error: then stop serving too.
+            let watch = async {
+                while !tracer.is_finished() {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = int.recv() => {},
+                _ = watch => {},
+            }
+        };
+        http::serve(listener, metrics.clone(), stopped).await;
+        anyhow::Ok(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let traced = tracer.join().map_err(|_| anyhow::anyhow!("the trace thread panicked"))?;
+    snapshots.join().map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?;
+    served?;
+    traced.context("tracing")?;
+    let lost = metrics.events.lost.get();
+    if lost > 0 {
+        eprintln!("lazyvma: {lost} events were lost over the run (ring buffer full); they were exposed as lazyvma_events_lost_total");
+    }
+    Ok(())
+}
