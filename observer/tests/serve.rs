@@ -1,0 +1,329 @@
+//! `lazyvma serve` against a real Prometheus (Debian's, from `cargo xtask setup`): the
+//! exposition lints clean with promtool, a known workload moves the counters by at least
+//! its exact eager counts, and what Prometheus stored equals serve's own numbers for the
+//! same snapshot generation. Both servers are killed however the test ends.
+use serde_json::Value;
+use std::{
+    collections::BTreeMap,
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+fn root_or_skip(test: &str) -> bool {
+    // SAFETY: no preconditions.
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    if std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() == Ok("1") {
+        panic!("{test}: LAZYVMA_REQUIRE_ROOT=1 but not running as root");
+    }
+    eprintln!("{test}: skipped (needs root)");
+    false
+}
+
+/// A child killed and reaped when dropped (test failure included).
+struct Running {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Running {
+    fn spawn(name: &'static str, cmd: &mut Command, log: PathBuf) -> Running {
+        let f = std::fs::File::create(&log).unwrap();
+        let child = cmd.stdin(Stdio::null()).stdout(f.try_clone().unwrap()).stderr(f).spawn().unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        Running { name, child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn assert_alive(&mut self) {
+        if let Some(st) = self.child.try_wait().unwrap() {
+            panic!("{} exited early ({st}):\n{}", self.name, self.log());
+        }
+    }
+
+    /// SIGTERM, then the exit status (SIGKILL after 10 s).
+    fn term(&mut self) -> std::process::ExitStatus {
+        // SAFETY: our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let t0 = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st;
+            }
+            if t0.elapsed() > Duration::from_secs(10) {
+                let _ = self.child.kill();
+                panic!("{} ignored SIGTERM for 10 s:\n{}", self.name, self.log());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// HTTP/1.0 GET (no chunking, the server closes): (content-type, body).
+fn get(port: u16, path: &str, accept: &str) -> std::io::Result<(String, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\nAccept: {accept}\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "GET {path}: {head}");
+    let ctype = head.lines().find_map(|l| l.to_ascii_lowercase().strip_prefix("content-type:").map(|v| v.trim().to_string())).unwrap_or_default();
+    Ok((ctype, body.to_string()))
+}
+
+/// Sample lines of an exposition: series (name and labels as written) → value.
+fn samples(body: &str) -> BTreeMap<String, f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .map(|l| {
+            let (series, v) = l.rsplit_once(' ').unwrap_or_else(|| panic!("bad sample line: {l}"));
+            (series.to_string(), v.parse().unwrap_or_else(|_| panic!("bad value in: {l}")))
+        })
+        .collect()
+}
+
+fn text_samples(port: u16) -> BTreeMap<String, f64> {
+    samples(&get(port, "/metrics", "text/plain;version=0.0.4").expect("fetching /metrics").1)
+}
+
+fn encode_query(q: &str) -> String {
+    q.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// Prometheus instant query → result vector.
+fn query(port: u16, q: &str) -> Vec<Value> {
+    let Ok((_, body)) = get(port, &format!("/api/v1/query?query={}", encode_query(q)), "application/json") else { return vec![] };
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("query {q}: {e}: {body}"));
+    assert_eq!(v["status"], "success", "query {q}: {body}");
+    v["data"]["result"].as_array().cloned().unwrap_or_default()
+}
+
+fn value(r: &Value) -> f64 {
+    r["value"][1].as_str().and_then(|s| s.parse().ok()).expect("sample value")
+}
+
+/// `fork -n 3`, spec §5 B per test VMA: touch +1 AV +1 AVC (prepare); fork +1 AV +1 AVC
+/// (anon_vma_fork) +1 AVC (anon_vma_clone of the parent's chain); child exit −1 AV −2 AVC,
+/// parent exit −1 AV −1 AVC. Whole system, so at least these.
+const FORK_3: &[(&str, f64)] = &[
+    ("lazyvma_anon_vma_allocations_total{function=\"__anon_vma_prepare\",reason=\"prepare\"}", 3.0),
+    ("lazyvma_anon_vma_allocations_total{function=\"anon_vma_fork\",reason=\"fork\"}", 3.0),
+    ("lazyvma_anon_vma_chain_allocations_total{function=\"__anon_vma_prepare\",reason=\"prepare\"}", 3.0),
+    ("lazyvma_anon_vma_chain_allocations_total{function=\"anon_vma_fork\",reason=\"fork\"}", 3.0),
+    ("lazyvma_anon_vma_chain_allocations_total{function=\"anon_vma_clone\",reason=\"fork\"}", 3.0),
+    ("lazyvma_anon_vma_frees_total{function=\"__put_anon_vma\",reason=\"exit\"}", 6.0),
+    ("lazyvma_anon_vma_chain_frees_total{function=\"unlink_anon_vmas\",reason=\"exit\"}", 9.0),
+];
+
+fn short(before: &BTreeMap<String, f64>, after: &BTreeMap<String, f64>) -> Vec<String> {
+    FORK_3
+        .iter()
+        .filter_map(|(k, want)| {
+            let d = after.get(*k).copied().unwrap_or(0.0) - before.get(*k).copied().unwrap_or(0.0);
+            (d < *want).then(|| format!("{k}: moved by {d}, want >= {want}"))
+        })
+        .collect()
+}
+
+fn check_counters(port: u16) {
+    let before = text_samples(port);
+    let out = Command::new(WORKLOAD).args(["fork", "-n", "3"]).output().expect("running lazyvma-workload");
+    assert!(out.status.success(), "lazyvma-workload fork -n 3: {}", String::from_utf8_lossy(&out.stderr));
+    // The ring buffer is polled every 100 ms; give a loaded machine some slack.
+    let t0 = Instant::now();
+    loop {
+        let after = text_samples(port);
+        let missing = short(&before, &after);
+        if missing.is_empty() {
+            return;
+        }
+        if t0.elapsed() > Duration::from_secs(10) {
+            let lost = after.get("lazyvma_events_lost_total").copied().unwrap_or(0.0) - before.get("lazyvma_events_lost_total").copied().unwrap_or(0.0);
+            panic!("counters did not move by the workload's counts ({lost} events lost):\n{}", missing.join("\n"));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+const OBJECTS: [(&str, &str); 4] = [("anon_vma", "eager"), ("anon_vma", "lazy"), ("anon_vma_chain", "eager"), ("anon_vma_chain", "lazy")];
+
+fn objects_key(object: &str, model: &str) -> String {
+    format!("lazyvma_objects{{object=\"{object}\",model=\"{model}\"}}")
+}
+
+fn start_prometheus(dir: &Path, serve_port: u16, port: u16) -> Running {
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: lazyvma\n    scrape_interval: 1s\n    scrape_timeout: 1s\n    static_configs:\n      - targets: ['127.0.0.1:{serve_port}']\n"
+        ),
+    )
+    .unwrap();
+    Running::spawn(
+        "prometheus",
+        Command::new("prometheus").args([
+            format!("--config.file={}", config.display()),
+            format!("--storage.tsdb.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+        ]),
+        dir.join("prometheus.log"),
+    )
+}
+
+/// Prometheus's latest lazyvma_objects and generation, from one scrape, compared with
+/// serve's own exposition of that generation (the test keeps serve's history meanwhile).
+fn compare_with_prometheus(prom: &mut Running, serve: &mut Running, serve_port: u16, port: u16) {
+    let t0 = Instant::now();
+    while query(port, "up{job=\"lazyvma\"}").first().map(value) != Some(1.0) {
+        prom.assert_alive();
+        serve.assert_alive();
+        assert!(t0.elapsed() < Duration::from_secs(30), "up{{job=\"lazyvma\"}} not 1 within 30 s:\n{}", prom.log());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let mut history: BTreeMap<i64, BTreeMap<String, f64>> = BTreeMap::new();
+    let t0 = Instant::now();
+    loop {
+        let own = text_samples(serve_port);
+        history.insert(own["lazyvma_snapshot_generation"] as i64, own);
+        let r = query(port, "{__name__=~\"lazyvma_objects|lazyvma_snapshot_generation\",job=\"lazyvma\"}");
+        let gen = r.iter().find(|s| s["metric"]["__name__"] == "lazyvma_snapshot_generation");
+        if let (Some(gen), 5) = (gen, r.len()) {
+            let stamps: Vec<&Value> = r.iter().map(|s| &s["value"][0]).collect();
+            if stamps.iter().all(|t| *t == stamps[0]) {
+                if let Some(own) = history.get(&(value(gen) as i64)) {
+                    for (object, model) in OBJECTS {
+                        let theirs = r.iter().find(|s| s["metric"]["object"] == object && s["metric"]["model"] == model).map(value);
+                        let key = objects_key(object, model);
+                        assert_eq!(theirs, own.get(&key).copied(), "{key} in Prometheus vs serve, generation {}", value(gen));
+                        assert!(theirs.unwrap() > 0.0, "{key} is 0: no anon_vma on a running system?");
+                    }
+                    eprintln!("serve: generation {} matched in Prometheus: {:?}", value(gen), OBJECTS.map(|(o, m)| own[&objects_key(o, m)]));
+                    break;
+                }
+            }
+        }
+        assert!(t0.elapsed() < Duration::from_secs(30), "no Prometheus sample of a generation serve was seen exposing within 30 s: {r:?}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // Prometheus negotiated OpenMetrics: the test fetched it once, every later fetch is text.
+    let om = query(port, "lazyvma_scrapes_total{format=\"openmetrics\",job=\"lazyvma\"}");
+    assert!(om.first().map(value).unwrap_or(0.0) >= 2.0, "Prometheus did not scrape OpenMetrics: {om:?}");
+}
+
+#[test]
+fn serve_with_prometheus() {
+    if !root_or_skip("serve_with_prometheus") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("lazyvma-serve-test-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (serve_port, prom_port) = (free_port(), free_port());
+    let listen = format!("127.0.0.1:{serve_port}");
+    let mut serve = Running::spawn("lazyvma serve", Command::new(BIN).args(["serve", "--listen", &listen, "-i", "1s"]), dir.join("serve.log"));
+
+    // BPF load and the first snapshot pass come before the port answers.
+    let t0 = Instant::now();
+    let (ctype, om) = loop {
+        if let Ok(r) = get(serve_port, "/metrics", "*/*") {
+            break r;
+        }
+        serve.assert_alive();
+        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer within 60 s:\n{}", serve.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(ctype, OPENMETRICS);
+    assert!(om.ends_with("# EOF\n"), "an OpenMetrics exposition ends with # EOF");
+    for family in ["lazyvma_build_info", "lazyvma_objects", "lazyvma_object_bytes", "lazyvma_snapshot_duration_seconds_bucket", "lazyvma_events_lost_total"] {
+        assert!(om.contains(&format!("\n{family}")), "{family} missing from:\n{om}");
+    }
+    assert!(om.contains("# UNIT lazyvma_object_bytes bytes"), "{om}");
+
+    let (ttype, text) = get(serve_port, "/metrics", "text/plain;version=0.0.4").unwrap();
+    assert_eq!(ttype, "text/plain; version=0.0.4; charset=utf-8");
+    let lint = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::fs::File::open({
+            let p = dir.join("metrics.txt");
+            std::fs::write(&p, &text).unwrap();
+            p
+        }).unwrap())
+        .output()
+        .expect("running promtool (cargo xtask setup installs Debian's prometheus)");
+    assert!(lint.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&lint.stdout), String::from_utf8_lossy(&lint.stderr));
+    // The two forms carry the same series (OpenMetrics-only lines are comments), except the
+    // scrape counter the text fetch itself created.
+    let series = |b: &str| samples(b).into_keys().filter(|k| !k.starts_with("lazyvma_scrapes_total")).collect::<Vec<_>>();
+    assert_eq!(series(&om), series(&text));
+
+    check_counters(serve_port);
+
+    let mut prom = start_prometheus(&dir, serve_port, prom_port);
+    compare_with_prometheus(&mut prom, &mut serve, serve_port, prom_port);
+    let st = prom.term();
+    assert!(st.success(), "prometheus exited with {st} on SIGTERM:\n{}", prom.log());
+    let st = serve.term();
+    let log = serve.log();
+    assert!(st.success(), "serve exited with {st} on SIGTERM:\n{log}");
+    assert!(!log.contains("panicked"), "{log}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Run serve with these arguments, expecting it to refuse: (exit code, stderr).
+fn refused(args: &[&str], uid: Option<u32>) -> (i32, String) {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").args(args).stdin(Stdio::null());
+    if let Some(uid) = uid {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(uid).gid(uid);
+    }
+    let out = cmd.output().expect("running lazyvma");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn serve_refuses_bad_input() {
+    if !root_or_skip("serve_refuses_bad_input") {
+        return;
+    }
+    let (code, err) = refused(&["--listen", "127.0.0.1:1"], Some(65534));
+    assert_eq!((code, err.trim()), (1, "lazyvma: `lazyvma serve` needs root (BPF programs): run it with sudo"));
+    let (code, err) = refused(&["--listen", "localhost"], None);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--listen"), "{err}");
+    let (code, err) = refused(&["-i", "0s"], None);
+    assert_eq!(code, 2, "{err}");
+    // A busy port fails at once, before any BPF is loaded.
+    let busy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let (code, err) = refused(&["--listen", &addr], None);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("lazyvma: --listen {addr}: cannot listen there: ")), "{err}");
+}
