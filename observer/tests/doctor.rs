@@ -6,24 +6,10 @@ use std::{
     process::{Command, Output},
 };
 
+mod common;
+use common::*;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Privileged tests skip as non-root unless CI demands root.
-fn root_or_skip(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test}: LAZYVMA_REQUIRE_ROOT=1 but not running as root");
-    }
-    eprintln!("{test}: skipped (needs root)");
-    false
-}
 
 fn doctor(args: &[&str]) -> (Output, Option<Value>) {
     let out = Command::new(BIN).arg("doctor").args(args).output().expect("running lazyvma");

@@ -8,17 +8,11 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 
+mod common;
+use common::*;
+
 const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
-
-fn privileged() -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() != Ok("1"), "LAZYVMA_REQUIRE_ROOT=1 but not root");
-    eprintln!("skipped: needs root");
-    false
-}
 
 fn lazyvma(args: &[&str]) -> Output {
     Command::new(LAZYVMA).args(args).output().unwrap()
@@ -147,7 +141,7 @@ impl Drop for Cgroup {
 
 #[test]
 fn report_of_a_real_snapshot_with_cgroups() {
-    if !privileged() {
+    if !root_or_skip("report_of_a_real_snapshot_with_cgroups") {
         return;
     }
     let dir = Dir::new("snap");
@@ -225,7 +219,7 @@ fn decode(h: &Value) -> Histogram<u64> {
 
 #[test]
 fn merge_of_two_real_snapshots() {
-    if !privileged() {
+    if !root_or_skip("merge_of_two_real_snapshots") {
         return;
     }
     let dir = Dir::new("merge");
@@ -388,7 +382,7 @@ fn cell<'a>(dom: &'a str, key: &str) -> &'a str {
 
 #[test]
 fn html_report_in_headless_chromium() {
-    if !privileged() {
+    if !root_or_skip("html_report_in_headless_chromium") {
         return;
     }
     let chromium = ["chromium", "chromium-browser"]
@@ -457,7 +451,7 @@ fn html_report_in_headless_chromium() {
 
 #[test]
 fn report_of_a_real_trace() {
-    if !privileged() {
+    if !root_or_skip("report_of_a_real_trace") {
         return;
     }
     let dir = Dir::new("trace");

@@ -12,21 +12,12 @@ use std::{
     time::{Duration, Instant},
 };
 
+mod common;
+use common::*;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
-
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test}: LAZYVMA_REQUIRE_ROOT=1 but not running as root");
-    }
-    eprintln!("{test}: skipped (needs root)");
-    false
-}
 
 /// A child killed and reaped when dropped (test failure included).
 struct Running {

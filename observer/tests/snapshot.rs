@@ -9,19 +9,12 @@ use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Output, Stdio};
 
+mod common;
+use common::*;
+
 const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 const PAGE: usize = 4096;
-
-/// Privileged tests run as root; elsewhere they skip unless CI demands root.
-fn privileged() -> bool {
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    assert!(std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() != Ok("1"), "LAZYVMA_REQUIRE_ROOT=1 but not root");
-    eprintln!("skipped: needs root");
-    false
-}
 
 fn lazyvma(args: &[&str]) -> Output {
     Command::new(LAZYVMA).args(args).output().unwrap()
@@ -91,7 +84,7 @@ fn diff(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
 
 #[test]
 fn fork_topology_matches_the_spec() {
-    if !privileged() {
+    if !root_or_skip("fork_topology_matches_the_spec") {
         return;
     }
     let (base_p, base_c, _) = Workload::start(0).snapshot();
@@ -133,7 +126,7 @@ fn fork_topology_matches_the_spec() {
 
 #[test]
 fn a_snapshot_of_ourselves_lists_us() {
-    if !privileged() {
+    if !root_or_skip("a_snapshot_of_ourselves_lists_us") {
         return;
     }
     let me = std::process::id();
@@ -146,7 +139,7 @@ fn a_snapshot_of_ourselves_lists_us() {
 
 #[test]
 fn bad_input_is_one_clear_line() {
-    if !privileged() {
+    if !root_or_skip("bad_input_is_one_clear_line") {
         return;
     }
     assert_one_line_error(&lazyvma(&["snapshot", "-p", "4000000"]), "no process with pid 4000000");
