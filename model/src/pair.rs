@@ -20,7 +20,7 @@ impl Pair {
     pub fn apply(&mut self, ev: &Event) -> Result<(Deltas, Deltas), ModelError> {
         let (e0, l0) = self.counts();
         self.eager.apply(ev)?;
-        self.lazy.apply(ev)?;
+        self.lazy.apply_near(ev, self.eager.found)?;
         let (e1, l1) = self.counts();
         Ok((e1.since(&e0), l1.since(&l0)))
     }
