@@ -2,7 +2,9 @@
 //!
 //! `cargo bench -p lazyvma-model` prints, before criterion's own report:
 //! * events/s of a 10 M-event replay on one core, the median of `LAZYVMA_BENCH_RUNS` runs
-//!   (default 5; `LAZYVMA_BENCH_EVENTS` changes the 10 M, e.g. for callgrind);
+//!   (default 5; `LAZYVMA_BENCH_EVENTS` changes the 10 M, e.g. for callgrind), each event
+//!   on a process picked at random (the headline); then the same stream shape in bursts of
+//!   16 events per process (`LAZYVMA_BENCH_BURST=0` skips it);
 //! * heap bytes per live VMA, from a counting global allocator: every byte both models
 //!   hold, divided by the VMAs mapped, for a fork-heavy population and for the replay's
 //!   end state.
@@ -56,6 +58,12 @@ struct Gen {
     depth: Vec<u8>,   // per pid: fork generation (forks come from shallow parents)
     next_pid: u32,
     procs: usize,
+    /// Events per pick of a process: 1 is the uniform headline workload; more replays
+    /// per-task bursts, as a real trace's ring buffer delivers them (second workload).
+    burst: u32,
+    /// Index in `live` of the process of the current burst, and events left in it.
+    cur: usize,
+    left: u32,
 }
 
 impl Gen {
@@ -65,8 +73,18 @@ impl Gen {
         self.rng ^= self.rng << 17;
         self.rng
     }
-    fn new(procs: usize, out: &mut Vec<Event>) -> Gen {
-        let mut g = Gen { rng: 0x9e37_79b9_7f4a_7c15, live: vec![], mapped: vec![0; 1 << 20], depth: vec![0; 1 << 20], next_pid: 2, procs };
+    fn new(procs: usize, burst: u32, out: &mut Vec<Event>) -> Gen {
+        let mut g = Gen {
+            rng: 0x9e37_79b9_7f4a_7c15,
+            live: vec![],
+            mapped: vec![0; 1 << 20],
+            depth: vec![0; 1 << 20],
+            next_pid: 2,
+            procs,
+            burst,
+            cur: 0,
+            left: 0,
+        };
         out.push(Event::Spawn { pid: 1 });
         for s in 0..SLOTS {
             out.push(Event::Map { pid: 1, start: slot(s), pages: PAGES, flags: vm::READ | vm::WRITE });
@@ -78,7 +96,12 @@ impl Gen {
     }
     fn next(&mut self) -> Event {
         let r = self.rand();
-        let i = (r >> 8) as usize % self.live.len();
+        if self.left == 0 || self.cur >= self.live.len() {
+            self.cur = (r >> 8) as usize % self.live.len();
+            self.left = self.burst;
+        }
+        self.left -= 1;
+        let i = self.cur;
         let pid = self.live[i];
         let m = self.mapped[pid as usize];
         let s = (r >> 32) % SLOTS;
@@ -101,6 +124,7 @@ impl Gen {
             94..=96 if self.live.len() < self.procs => self.fork(if self.depth[pid as usize] < 3 { pid } else { 1 }),
             97..=99 if self.live.len() > 1 && pid != 1 => {
                 self.live.swap_remove(i);
+                self.left = 0;
                 Event::Exit { pid }
             }
             _ if here => Event::RmapWalk { pid, addr, caller: RmapCaller::Unmap },
@@ -132,10 +156,10 @@ struct Rate {
     wall: f64,
 }
 
-fn replay(n: usize, procs: usize) -> (Rate, Pair) {
+fn replay(n: usize, procs: usize, burst: u32) -> (Rate, Pair) {
     let mut pair = Pair::new(Kernel::V6_18, Knobs::default());
     let mut setup = Vec::new();
-    let mut g = Gen::new(procs, &mut setup);
+    let mut g = Gen::new(procs, burst, &mut setup);
     for ev in &setup {
         pair.apply(ev).unwrap();
     }
@@ -164,7 +188,7 @@ fn per_vma(base: usize, pair: &Pair) -> (usize, f64) {
 fn memory_forked() {
     let procs = 50_000u32;
     let mut evs = Vec::new();
-    Gen::new(1, &mut evs);
+    Gen::new(1, 1, &mut evs);
     for p in 2..procs + 2 {
         evs.push(Event::Fork { parent: 1, child: p });
         for s in (0..SLOTS).step_by(2) {
@@ -196,17 +220,16 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn main() {
-    let n = env("LAZYVMA_BENCH_EVENTS", 10_000_000);
-    let runs = env("LAZYVMA_BENCH_RUNS", 5).max(1);
+/// `runs` replays of `n` events; prints each and the medians.
+fn workload(label: &str, n: usize, runs: usize, burst: u32) {
     let (mut cpu, mut wall) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let base = HEAP.load(Relaxed);
-        let (rate, pair) = replay(n, 2_000);
+        let (rate, pair) = replay(n, 2_000, burst);
         let (bytes, per) = per_vma(base, &pair);
         let (e, l) = pair.counts();
         println!(
-            "replay: {n} events through eager+lazy in one thread: {:.2} M events/s of CPU time, {:.2} M/s wall \
+            "{label}: {n} events through eager+lazy in one thread: {:.2} M events/s of CPU time, {:.2} M/s wall \
              ({} processes, {} VMAs at the end, peak {}; AVs live eager {} lazy {}; {bytes} heap bytes = {per:.1} B per live VMA)",
             rate.cpu.unwrap_or(f64::NAN) / 1e6,
             rate.wall / 1e6,
@@ -220,13 +243,24 @@ fn main() {
         wall.push(rate.wall);
     }
     let cpu = if cpu.is_empty() { "no schedstat".into() } else { format!("{:.2} M events/s of CPU time", median(cpu) / 1e6) };
-    println!("replay: median of {runs}: {cpu}, {:.2} M events/s wall", median(wall) / 1e6);
+    println!("{label}: median of {runs}: {cpu}, {:.2} M events/s wall", median(wall) / 1e6);
+}
+
+fn main() {
+    let n = env("LAZYVMA_BENCH_EVENTS", 10_000_000);
+    let runs = env("LAZYVMA_BENCH_RUNS", 5).max(1);
+    // The headline (the target is judged on it): every event picks its process at random.
+    workload("replay", n, runs, 1);
+    // Secondary: 16 events per process in a row, as per-task bursts arrive from a trace.
+    if env("LAZYVMA_BENCH_BURST", 1) != 0 {
+        workload("replay, bursts of 16", n, runs, 16);
+    }
     memory_forked();
 
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("replay");
     g.throughput(Throughput::Elements(1_000_000));
-    g.bench_function("eager+lazy 1M events", |b| b.iter(|| replay(1_000_000, 2_000).1));
+    g.bench_function("eager+lazy 1M events", |b| b.iter(|| replay(1_000_000, 2_000, 1).1));
     g.finish();
     c.final_summary();
 }

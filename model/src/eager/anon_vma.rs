@@ -1,16 +1,21 @@
 //! `struct anon_vma` objects and the per-VMA chains of `anon_vma_chain` links, with the
 //! rmap.c functions that allocate and free them (spec §0, §1.2–§1.4, §1.8).
 //!
-//! Dense ids: AVs live in a slab-style `Vec` with a free list. A chain is a shared,
-//! refcounted cons list (newest first): a fork child's chain is `[B] + chain(parent)` and a
-//! split's chain is the same list, so both cost O(1) memory. The kernel still has one AVC
-//! per (VMA, AV) pair; the counters count them per VMA (a chain's length).
+//! Dense ids: AVs live in a slab with a free list. A chain is a shared, refcounted cons
+//! list (newest first): a fork child's chain is `[B] + chain(parent)` and a split's chain
+//! is the same list, so both cost O(1) memory. The kernel still has one AVC per
+//! (VMA, AV) pair; the counters count them per VMA (a chain's length).
 //!
 //! Every AV sits in exactly one chain node (the node made when the AV was created; a
 //! neighbour's reused AV shares its node). So the VMAs linking AV `X` — `tree(X)` — are
 //! exactly the chains passing through X's node, and `tree(X)` empties exactly when that
 //! node's refcount drops to 0: linking and unlinking a whole chain is O(1) plus the nodes
 //! it frees, as the kernel's per-AVC interval-tree work is not needed to count objects.
+//!
+//! Being one-to-one, the node lives in the AV's own record and a chain id is the id of its
+//! newest AV: walking a chain reads each AV once, and making an AV makes its node. The
+//! node dies first (an AV with a non-empty tree holds a reference on itself), so a record
+//! with `refs == 0` is an AV whose node is gone.
 
 use super::slab::Slab;
 use crate::counts::Counter;
@@ -25,6 +30,12 @@ pub(crate) struct AnonVma {
     pub refcount: u32,
     pub num_children: u32,
     pub num_active_vmas: u32,
+    /// Chain node: the next (older) AV of every chain through this one.
+    next: u32,
+    /// Chain node: VMAs whose chain starts here, plus newer AVs whose `next` is this one.
+    refs: u32,
+    /// Chain node: length of the chain starting here.
+    len: u32,
 }
 
 impl AnonVma {
@@ -36,19 +47,9 @@ impl AnonVma {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default)]
-struct Node {
-    av: u32,
-    next: u32,
-    /// VMAs whose chain starts here, plus newer nodes whose `next` is this one.
-    refs: u32,
-    len: u32,
-}
-
 #[derive(Default)]
 pub(crate) struct AnonVmas {
     avs: Slab<AnonVma>,
-    nodes: Slab<Node>,
     pub av: Counter,
     pub avc: Counter,
     /// References held by KSM stable-tree rmap_items (part of `refcount`), per AV.
@@ -66,16 +67,22 @@ impl AnonVmas {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.avs.heap_bytes() + self.nodes.heap_bytes()
+        self.avs.heap_bytes()
     }
 
-    /// `anon_vma_alloc()`: refcount 1, root and parent self (spec §0 table).
-    fn alloc_av(&mut self) -> u32 {
+    /// `anon_vma_alloc()` (refcount 1) with `root` and `parent` (NIL: itself), and its
+    /// chain node in front of `next` (held by its VMA).
+    #[inline]
+    fn alloc_av(&mut self, root: u32, parent: u32, num_children: u32, next: u32) -> u32 {
         self.av.add(1);
-        let id = self.avs.insert(AnonVma { refcount: 1, ..AnonVma::default() });
-        let a = self.m(id);
-        a.root = id;
-        a.parent = id;
+        let len = self.len(next) + 1;
+        let av = AnonVma { root, parent, refcount: 1, num_children, num_active_vmas: 1, next, refs: 1, len };
+        let id = self.avs.insert(av);
+        if root == NIL {
+            let a = self.m(id);
+            a.root = id;
+            a.parent = id;
+        }
         id
     }
 
@@ -83,12 +90,7 @@ impl AnonVmas {
 
     #[inline]
     pub fn len(&self, chain: u32) -> u32 {
-        if chain == NIL { 0 } else { self.nodes.get(chain).len }
-    }
-    /// Newest AV of a chain.
-    #[inline]
-    pub fn head(&self, chain: u32) -> u32 {
-        if chain == NIL { NIL } else { self.nodes.get(chain).av }
+        if chain == NIL { 0 } else { self.avs.get(chain).len }
     }
     /// AVs of a chain, newest first.
     pub fn chain(&self, mut chain: u32) -> impl Iterator<Item = u32> + '_ {
@@ -96,37 +98,32 @@ impl AnonVmas {
             if chain == NIL {
                 return None;
             }
-            let n = *self.nodes.get(chain);
-            chain = n.next;
-            Some(n.av)
+            let x = chain;
+            chain = self.avs.get(x).next;
+            Some(x)
         })
     }
     pub fn chain_vec(&self, chain: u32) -> Vec<u32> {
         self.chain(chain).collect()
     }
-    fn cons(&mut self, av: u32, next: u32) -> u32 {
-        let len = self.len(next) + 1;
-        let node = Node { av, next, refs: 1, len };
-        self.nodes.insert(node)
-    }
     #[inline]
     fn chain_get(&mut self, chain: u32) -> u32 {
         if chain != NIL {
-            self.nodes.get_mut(chain).refs += 1;
+            self.avs.get_mut(chain).refs += 1;
         }
         chain
     }
     /// Drop one reference to `chain` that does not end a VMA's links (the new node made
     /// over it still holds it), so no node can be freed here.
     pub fn chain_put(&mut self, chain: u32) {
-        let n = self.nodes.get_mut(chain);
+        let n = self.avs.get_mut(chain);
         debug_assert!(n.refs > 1, "chain_put would free a linked node");
         n.refs -= 1;
     }
 
     /// Is a one-AV chain linked by its VMA alone (`tree(head) == 1`)?
     pub fn only_user(&self, chain: u32) -> bool {
-        self.nodes.get(chain).refs == 1
+        self.avs.get(chain).refs == 1
     }
 
     // ---- rmap.c -------------------------------------------------------------------------
@@ -137,17 +134,16 @@ impl AnonVmas {
     /// `reuse` is the neighbour's one-AV chain.
     pub fn prepare(&mut self, reuse: Option<u32>) -> (u32, u32) {
         self.avc.add(1);
-        let (chain, x) = match reuse {
-            Some(chain) => (self.chain_get(chain), self.head(chain)),
-            None => {
-                let x = self.alloc_av();
-                // num_children: the self-parent link; pre-6.0 `degree`: alloc 1 + this VMA.
-                self.m(x).num_children = 1;
-                (self.cons(x, NIL), x)
+        let x = match reuse {
+            Some(chain) => {
+                self.chain_get(chain);
+                self.m(chain).num_active_vmas += 1;
+                chain
             }
+            // num_children: the self-parent link; pre-6.0 `degree`: alloc 1 + this VMA.
+            None => self.alloc_av(NIL, NIL, 1, NIL),
         };
-        self.m(x).num_active_vmas += 1;
-        (chain, x)
+        (x, x)
     }
 
     /// `anon_vma_clone(dst, src)` for non-fork callers (split, copy_vma, dup_anon_vma):
@@ -168,7 +164,8 @@ impl AnonVmas {
         // The kernel tests root→leaf and takes the first fit: the chain is newest first,
         // so the last fit seen here. Linking does not change the counts tested.
         let mut reused = NIL;
-        for x in self.chain(pchain) {
+        let mut x = pchain;
+        while x != NIL {
             let a = self.get(x);
             let ok = if kernel.uses_degree() {
                 x != pav && a.degree() < 2
@@ -178,6 +175,7 @@ impl AnonVmas {
             if ok {
                 reused = x;
             }
+            x = a.next;
         }
         if reused != NIL {
             self.m(reused).num_active_vmas += 1;
@@ -189,20 +187,15 @@ impl AnonVmas {
     /// A new AV `B` whose parent is the newest AV of `chain` (what `anon_vma_fork` allocates,
     /// and what a lazy TREE_PARENT VMA gets when it is given its own anon_vma): +1 AV +1 AVC.
     pub fn child_of(&mut self, chain: u32) -> (u32, u32) {
-        let parent = self.head(chain);
-        let root = self.get(parent).root;
-        let b = self.alloc_av();
-        {
-            let bm = self.m(b);
-            bm.root = root;
-            bm.parent = parent;
-            bm.num_active_vmas = 1;
-        }
+        let parent = chain;
+        let p = self.m(parent);
+        p.num_children += 1;
+        p.refs += 1; // the new node's `next`
+        let root = p.root;
         self.m(root).refcount += 1;
-        self.m(parent).num_children += 1;
         self.avc.add(1);
-        let tail = self.chain_get(chain);
-        (self.cons(b, tail), b)
+        let b = self.alloc_av(root, parent, 0, chain);
+        (b, b)
     }
 
     /// `unlink_anon_vmas(vma)`: frees exactly L AVCs; AVs whose tree empties (their node
@@ -218,19 +211,17 @@ impl AnonVmas {
         if av != NIL {
             self.m(av).num_active_vmas -= 1;
         }
-        let mut c = chain;
-        while c != NIL {
-            let n = self.nodes.get_mut(c);
+        let mut x = chain;
+        while x != NIL {
+            let n = self.m(x);
             n.refs -= 1;
             if n.refs > 0 {
                 break;
             }
-            let (x, next) = (n.av, n.next);
-            self.nodes.remove(c);
-            let p = self.get(x).parent;
+            let (p, next) = (n.parent, n.next);
             self.m(p).num_children -= 1;
             self.put(x);
-            c = next;
+            x = next;
         }
         freed
     }
@@ -280,7 +271,7 @@ impl AnonVmas {
 
     /// How the nodes of live chains are shared, for invariant checks: `Err` unless every
     /// node's refs are the VMAs starting there (`heads`) plus the nodes pointing at it,
-    /// and no AV sits in two nodes. Returns the node of each AV.
+    /// and every other live AV's node is dead. Returns the node of each AV (itself).
     pub fn check_nodes(&self, heads: impl Iterator<Item = u32>) -> Result<std::collections::HashMap<u32, u32>, String> {
         let mut want = std::collections::HashMap::<u32, u32>::new();
         let mut seen = std::collections::HashSet::new();
@@ -290,7 +281,7 @@ impl AnonVmas {
         }
         while let Some(c) = stack.pop() {
             if seen.insert(c) {
-                let next = self.nodes.get(c).next;
+                let next = self.avs.get(c).next;
                 if next != NIL {
                     *want.entry(next).or_default() += 1;
                     stack.push(next);
@@ -299,12 +290,16 @@ impl AnonVmas {
         }
         let mut node_of = std::collections::HashMap::new();
         for (&c, &w) in &want {
-            let n = *self.nodes.get(c);
+            let n = self.avs.get(c);
             if n.refs != w {
-                return Err(format!("chain node {c} (anon_vma {}): {} refs but {w} holders", n.av, n.refs));
+                return Err(format!("chain node of anon_vma {c}: {} refs but {w} holders", n.refs));
             }
-            if let Some(other) = node_of.insert(n.av, c) {
-                return Err(format!("anon_vma {} sits in chain nodes {other} and {c}", n.av));
+            node_of.insert(c, c);
+        }
+        for x in self.live_ids() {
+            let n = self.avs.get(x);
+            if !want.contains_key(&x) && n.refs != 0 {
+                return Err(format!("chain node of anon_vma {x}: {} refs but no holder", n.refs));
             }
         }
         Ok(node_of)

@@ -57,6 +57,8 @@ pub struct Machine {
     pub(crate) core: Core,
     mms: FxMap<Pid, Mm>,
     ksm: Vec<KsmItem>,
+    /// Index of the VMA the last fault or rmap walk found (`usize::MAX`: none).
+    pub(crate) found: usize,
 }
 
 impl Core {
@@ -234,6 +236,7 @@ impl Machine {
             },
             mms: FxMap::default(),
             ksm: Vec::new(),
+            found: usize::MAX,
         }
     }
 
@@ -290,6 +293,12 @@ impl Machine {
     }
 
     pub fn apply(&mut self, ev: &Event) -> Result<(), ModelError> {
+        self.apply_near(ev, usize::MAX)
+    }
+
+    /// `apply`, where a fault's or rmap walk's VMA is looked for at index `near` first.
+    pub(crate) fn apply_near(&mut self, ev: &Event, near: usize) -> Result<(), ModelError> {
+        self.found = usize::MAX;
         match *ev {
             Event::Spawn { pid } => {
                 if self.mms.contains_key(&pid) {
@@ -306,7 +315,8 @@ impl Machine {
             }
             Event::Fault { pid, addr, kind } => {
                 let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
-                let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
+                let i = mm.find_near(addr, near).ok_or(ModelError::NoVma { pid, addr })?;
+                self.found = i;
                 self.core.fault(mm, i, kind);
             }
             Event::Fork { parent, child } => {
@@ -399,7 +409,8 @@ impl Machine {
             }
             Event::RmapWalk { pid, addr, caller } => {
                 let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
-                let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
+                let i = mm.find_near(addr, near).ok_or(ModelError::NoVma { pid, addr })?;
+                self.found = i;
                 let v = mm.vmas[i];
                 self.core.walk(caller, &v);
             }

@@ -78,6 +78,16 @@ impl Mm {
         let i = self.vmas.partition_point(|v| v.end <= addr);
         (i < self.vmas.len() && self.vmas[i].start <= addr).then_some(i)
     }
+    /// `find`, trying index `near` first: the other model of a `Pair` has just found the
+    /// same address there (their layouts rarely differ), and one probe beats a binary
+    /// search whose every probe waits on the last.
+    #[inline]
+    pub fn find_near(&self, addr: u64, near: usize) -> Option<usize> {
+        match self.vmas.get(near) {
+            Some(v) if v.start <= addr && addr < v.end => Some(near),
+            _ => self.find(addr),
+        }
+    }
     /// Index of the first VMA ending after `addr` (the insertion point for `addr`).
     #[inline]
     pub fn lower_bound(&self, addr: u64) -> usize {
