@@ -43,19 +43,13 @@ impl<T: Copy + Default> Slab<T> {
     pub fn remove(&mut self, id: u32) {
         self.free.push(id);
     }
-    /// Ids come only from `insert`, so the chunk exists: the bounds check is left to
-    /// debug builds (it is on every step of every chain walk).
     #[inline]
     pub fn get(&self, id: u32) -> &T {
-        debug_assert!(id < self.len, "slab id {id} never handed out");
-        // SAFETY: `id < len <= chunks.len() * CHUNK` (ids are handed out by `grow`).
-        unsafe { &self.chunks.get_unchecked((id >> SHIFT) as usize)[(id & MASK) as usize] }
+        &self.chunks[(id >> SHIFT) as usize][(id & MASK) as usize]
     }
     #[inline]
     pub fn get_mut(&mut self, id: u32) -> &mut T {
-        debug_assert!(id < self.len, "slab id {id} never handed out");
-        // SAFETY: as in `get`.
-        unsafe { &mut self.chunks.get_unchecked_mut((id >> SHIFT) as usize)[(id & MASK) as usize] }
+        &mut self.chunks[(id >> SHIFT) as usize][(id & MASK) as usize]
     }
     /// Every id ever handed out is below this.
     pub fn slots(&self) -> u32 {
