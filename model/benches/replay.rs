@@ -180,7 +180,7 @@ fn env(name: &str, default: usize) -> usize {
 /// map the same VMAs).
 fn per_vma(base: usize, pair: &Pair) -> (usize, f64) {
     let bytes = HEAP.load(Relaxed) - base;
-    (bytes, bytes as f64 / pair.eager.mapped_vmas() as f64)
+    (bytes, bytes as f64 / pair.eager().mapped_vmas() as f64)
 }
 
 /// 50,000 children of one 16-VMA parent, each writing 8 of its VMAs (a fork server's or
@@ -202,7 +202,7 @@ fn memory_forked() {
     }
     let (bytes, per) = per_vma(base, &pair);
     let (e, l) = pair.counts();
-    let vmas = pair.eager.mapped_vmas();
+    let vmas = pair.eager().mapped_vmas();
     println!(
         "memory, forked: {procs} processes, {vmas} live VMAs, {} eager + {} lazy AVs, {} eager + {} lazy AVCs: \
          {bytes} heap bytes = {per:.1} B per live VMA (eager+lazy together; by capacity eager alone {} B, lazy alone {} B)",
@@ -210,8 +210,8 @@ fn memory_forked() {
         l.anon_vma.live,
         e.anon_vma_chain.live,
         l.anon_vma_chain.live,
-        pair.eager.heap_bytes() / vmas,
-        pair.lazy.heap_bytes() / vmas,
+        pair.eager().heap_bytes() / vmas,
+        pair.lazy().heap_bytes() / vmas,
     );
 }
 
@@ -233,8 +233,8 @@ fn workload(label: &str, n: usize, runs: usize, burst: u32) {
              ({} processes, {} VMAs at the end, peak {}; AVs live eager {} lazy {}; {bytes} heap bytes = {per:.1} B per live VMA)",
             rate.cpu.unwrap_or(f64::NAN) / 1e6,
             rate.wall / 1e6,
-            pair.eager.processes(),
-            pair.eager.mapped_vmas(),
+            pair.eager().processes(),
+            pair.eager().mapped_vmas(),
             e.vm_area_struct.peak,
             e.anon_vma.live,
             l.anon_vma.live,

@@ -1,27 +1,101 @@
 //! Eager and lazy side by side: every event goes to both; per-step deltas come out.
 
 use crate::counts::{Counter, Counts, Delta, Deltas};
-use crate::eager::{Machine, ModelError};
+use crate::eager::{Half, Machine, ModelError, Procs, EAGER, LAZY};
+use crate::eager::vma::Mm;
 use crate::event::Event;
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
 
 pub struct Pair {
-    pub eager: Machine,
-    pub lazy: Machine,
+    eager: Machine,
+    lazy: Machine,
+    /// Both models' mms in one table: an event picks a cold process, and one lookup
+    /// brings both mm headers (the bench's per-event cache misses).
+    procs: Procs,
 }
 
 impl Pair {
     pub fn new(kernel: Kernel, knobs: Knobs) -> Pair {
-        Pair { eager: Machine::eager(kernel), lazy: Machine::lazy(kernel, knobs) }
+        Pair { eager: Machine::eager(kernel), lazy: Machine::lazy(kernel, knobs), procs: Procs::default() }
+    }
+
+    /// The eager model (today's kernel) and its mms.
+    pub fn eager(&self) -> Half<'_> {
+        self.eager.half(&self.procs)
+    }
+    /// The lazy model and its mms.
+    pub fn lazy(&self) -> Half<'_> {
+        self.lazy.half(&self.procs)
     }
 
     /// Apply one event to both models; returns what it allocated and freed in each.
     pub fn apply(&mut self, ev: &Event) -> Result<(Deltas, Deltas), ModelError> {
         let (e0, l0) = (Marks::of(&self.eager), Marks::of(&self.lazy));
-        self.eager.apply(ev)?;
-        self.lazy.apply_near(ev, self.eager.found)?;
+        self.apply_both(ev)?;
         Ok((Marks::of(&self.eager).since(&e0), Marks::of(&self.lazy).since(&l0)))
+    }
+
+    fn apply_both(&mut self, ev: &Event) -> Result<(), ModelError> {
+        let pid = match *ev {
+            Event::Spawn { pid } => {
+                if self.procs.contains_key(&pid) {
+                    return Err(ModelError::ProcessExists(pid));
+                }
+                self.procs.insert(pid, [Mm::default(), Mm::default()]);
+                return Ok(());
+            }
+            Event::Fork { parent, child } => {
+                if self.procs.contains_key(&child) {
+                    return Err(ModelError::ProcessExists(child));
+                }
+                let p = self.procs.get_mut(&parent).ok_or(ModelError::NoProcess(parent))?;
+                let c = [self.eager.fork(&mut p[EAGER]), self.lazy.fork(&mut p[LAZY])];
+                self.procs.insert(child, c);
+                return Ok(());
+            }
+            Event::Exit { pid } => {
+                let [e, l] = self.procs.remove(&pid).ok_or(ModelError::NoProcess(pid))?;
+                self.eager.exit(e);
+                self.lazy.exit(l);
+                self.after_teardown();
+                return Ok(());
+            }
+            Event::KsmCleanup => {
+                self.eager.ksm_cleanup(&self.procs);
+                self.lazy.ksm_cleanup(&self.procs);
+                return Ok(());
+            }
+            Event::SetKernel(k) => {
+                self.eager.core.kernel = k;
+                self.lazy.core.kernel = k;
+                return Ok(());
+            }
+            Event::Phase(_) => return Ok(()),
+            Event::Map { pid, .. }
+            | Event::Fault { pid, .. }
+            | Event::Exec { pid, .. }
+            | Event::Mprotect { pid, .. }
+            | Event::Madvise { pid, .. }
+            | Event::Munmap { pid, .. }
+            | Event::Mremap { pid, .. }
+            | Event::KsmMerge { pid, .. }
+            | Event::ThpCollapse { pid, .. }
+            | Event::RmapWalk { pid, .. } => pid,
+        };
+        let p = self.procs.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+        let torn = self.eager.apply_mm(pid, &mut p[EAGER], ev, usize::MAX)?;
+        // Lazy looks for a fault's or walk's VMA first where eager found it.
+        let torn = self.lazy.apply_mm(pid, &mut p[LAZY], ev, self.eager.found)? | torn;
+        if torn {
+            self.after_teardown();
+        }
+        Ok(())
+    }
+
+    fn after_teardown(&mut self) {
+        self.eager.after_teardown(&mut self.procs);
+        self.lazy.after_teardown(&mut self.procs);
     }
 
     pub fn counts(&self) -> (Counts, Counts) {

@@ -69,7 +69,7 @@ fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) ->
             prop_assert_eq!(pair.counts(), before, "event {} {:?} failed but changed counts", n, ev);
             continue;
         }
-        for m in [&pair.eager, &pair.lazy] {
+        for m in [pair.eager(), pair.lazy()] {
             if let Err(e) = m.check_invariants() {
                 return Err(TestCaseError::fail(format!("after event {n} {ev:?}, {} model: {e}", if m.is_lazy() { "lazy" } else { "eager" })));
             }

@@ -45,7 +45,7 @@ fn invariants_hold_after_every_event() {
             for l in &sc.lines {
                 if let Item::Event(ev) = &l.item {
                     pair.apply(ev).unwrap();
-                    for m in [&pair.eager, &pair.lazy] {
+                    for m in [pair.eager(), pair.lazy()] {
                         if let Err(e) = m.check_invariants() {
                             panic!("{}:{}: {} model: {e}", f.display(), l.line, if m.is_lazy() { "lazy" } else { "eager" });
                         }

@@ -52,13 +52,28 @@ pub struct VmaView {
     pub anon_vma: Option<u32>,
 }
 
-/// One model (eager, or lazy with its knobs) over every process it has been told about.
+/// Every process's mms, eager's at `[EAGER]` and lazy's at `[LAZY]`: one table for both
+/// models, so an event looks its pid up once and finds both mm headers in one cache line.
+pub(crate) type Procs = FxMap<Pid, [Mm; 2]>;
+pub(crate) const EAGER: usize = 0;
+pub(crate) const LAZY: usize = 1;
+
+/// One model (eager, or lazy with its knobs): everything but its mms, which live in the
+/// `Procs` table it shares with the other model of its `Pair`.
 pub struct Machine {
     pub(crate) core: Core,
-    mms: FxMap<Pid, Mm>,
+    /// `EAGER` or `LAZY`: which mm of each `Procs` entry is this model's.
+    side: usize,
     ksm: Vec<KsmItem>,
     /// Index of the VMA the last fault or rmap walk found (`usize::MAX`: none).
     pub(crate) found: usize,
+}
+
+/// One model of a `Pair` with the mms it owns: what tests and reports read.
+#[derive(Clone, Copy)]
+pub struct Half<'a> {
+    m: &'a Machine,
+    procs: &'a Procs,
 }
 
 impl Core {
@@ -218,13 +233,13 @@ fn range(start: u64, pages: u64) -> Result<(u64, u64), ModelError> {
 }
 
 impl Machine {
-    pub fn eager(kernel: Kernel) -> Machine {
-        Machine::new(kernel, None)
+    pub(crate) fn eager(kernel: Kernel) -> Machine {
+        Machine::new(kernel, None, EAGER)
     }
-    pub fn lazy(kernel: Kernel, knobs: Knobs) -> Machine {
-        Machine::new(kernel, Some(knobs))
+    pub(crate) fn lazy(kernel: Kernel, knobs: Knobs) -> Machine {
+        Machine::new(kernel, Some(knobs), LAZY)
     }
-    fn new(kernel: Kernel, knobs: Option<Knobs>) -> Machine {
+    fn new(kernel: Kernel, knobs: Option<Knobs>, side: usize) -> Machine {
         Machine {
             core: Core {
                 kernel,
@@ -234,131 +249,69 @@ impl Machine {
                 rules: RuleCounts::default(),
                 rmap: [RmapStat::default(); RmapCaller::ALL.len()],
             },
-            mms: FxMap::default(),
+            side,
             ksm: Vec::new(),
             found: usize::MAX,
         }
     }
 
-    pub fn is_lazy(&self) -> bool {
-        self.core.knobs.is_some()
-    }
-    pub fn kernel(&self) -> Kernel {
-        self.core.kernel
-    }
-    pub fn counts(&self) -> Counts {
+    pub(crate) fn counts(&self) -> Counts {
         Counts { anon_vma: self.core.avs.av, anon_vma_chain: self.core.avs.avc, vm_area_struct: self.core.vma }
     }
-    /// Rule fire counts (all zero for the eager model).
-    pub fn rules(&self) -> &RuleCounts {
-        &self.core.rules
-    }
-    pub fn rmap(&self) -> impl Iterator<Item = (RmapCaller, RmapStat)> + '_ {
-        RmapCaller::ALL.iter().map(|&c| (c, self.core.rmap[c.index()]))
-    }
-    pub fn processes(&self) -> usize {
-        self.mms.len()
-    }
-    /// VMAs in every mm (not counting structs kept alive only by lazy folios).
-    pub fn mapped_vmas(&self) -> usize {
-        self.mms.values().map(|m| m.vmas.len()).sum()
-    }
-    /// Heap bytes this model holds (capacities, not lengths).
-    pub fn heap_bytes(&self) -> usize {
-        self.core.avs.heap_bytes()
-            + self.mms.capacity() * (std::mem::size_of::<(Pid, Mm)>() + 1)
-            + self.mms.values().map(|m| m.vmas.capacity() * std::mem::size_of::<Vma>()).sum::<usize>()
-            + self.ksm.capacity() * std::mem::size_of::<KsmItem>()
+
+    pub(crate) fn half<'a>(&'a self, procs: &'a Procs) -> Half<'a> {
+        Half { m: self, procs }
     }
 
-    /// The VMAs of a process (tests and reports).
-    pub fn vmas(&self, pid: Pid) -> Option<Vec<VmaView>> {
-        let mm = self.mms.get(&pid)?;
-        Some(
-            mm.vmas
-                .iter()
-                .map(|v| VmaView {
-                    start: v.start,
-                    end: v.end,
-                    state: v.state(),
-                    chain_len: self.core.avs.len(v.chain),
-                    anon_vma: (v.av != NIL).then_some(v.av),
-                })
-                .collect(),
-        )
+    /// `fork` of `pmm` (this model's mm of the parent): the child's mm.
+    pub(crate) fn fork(&mut self, pmm: &mut Mm) -> Mm {
+        self.core.fork(pmm)
     }
 
-    fn mm(&mut self, pid: Pid) -> Result<&mut Mm, ModelError> {
-        self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))
+    /// exit: every VMA of this model's mm of the process torn down.
+    pub(crate) fn exit(&mut self, mm: Mm) {
+        for v in mm.vmas {
+            self.core.teardown(v);
+        }
     }
 
-    pub fn apply(&mut self, ev: &Event) -> Result<(), ModelError> {
-        self.apply_near(ev, usize::MAX)
-    }
-
-    /// `apply`, where a fault's or rmap walk's VMA is looked for at index `near` first.
-    pub(crate) fn apply_near(&mut self, ev: &Event, near: usize) -> Result<(), ModelError> {
+    /// An event on one process: `mm` is this model's mm of `pid`, and a fault's or rmap
+    /// walk's VMA is looked for at index `near` first. `Ok(true)`: VMAs were torn down
+    /// (`after_teardown` is due once the table is free again).
+    pub(crate) fn apply_mm(&mut self, pid: Pid, mm: &mut Mm, ev: &Event, near: usize) -> Result<bool, ModelError> {
         self.found = usize::MAX;
         match *ev {
-            Event::Spawn { pid } => {
-                if self.mms.contains_key(&pid) {
-                    return Err(ModelError::ProcessExists(pid));
-                }
-                self.mms.insert(pid, Mm::default());
-            }
-            Event::Map { pid, start, pages, flags } => {
+            Event::Map { start, pages, flags, .. } => {
                 let (s, e) = range(start, pages)?;
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
                 self.core.munmap(mm, s, e);
                 self.core.map_new(mm, s, e, s / PAGE_SIZE, flags & vm::USER, None);
-                self.after_teardown();
+                return Ok(true);
             }
-            Event::Fault { pid, addr, kind } => {
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+            Event::Fault { addr, kind, .. } => {
                 let i = mm.find_near(addr, near).ok_or(ModelError::NoVma { pid, addr })?;
                 self.found = i;
                 self.core.fault(mm, i, kind);
             }
-            Event::Fork { parent, child } => {
-                if self.mms.contains_key(&child) {
-                    return Err(ModelError::ProcessExists(child));
-                }
-                let pmm = self.mms.get_mut(&parent).ok_or(ModelError::NoProcess(parent))?;
-                let cmm = self.core.fork(pmm);
-                self.mms.insert(child, cmm);
-            }
-            Event::Exit { pid } => {
-                let mm = self.mms.remove(&pid).ok_or(ModelError::NoProcess(pid))?;
-                for v in mm.vmas {
-                    self.core.teardown(v);
-                }
-                self.after_teardown();
-            }
-            Event::Exec { pid, stack } => {
-                let mm = self.mm(pid)?;
-                let old = std::mem::take(&mut mm.vmas);
-                for v in old {
+            Event::Exec { stack, .. } => {
+                let stack = stack.map(|s| range(s, 1)).transpose()?;
+                for v in std::mem::take(&mut mm.vmas) {
                     self.core.teardown(v);
                 }
                 self.core.fire(Rule::L11);
-                if let Some(s) = stack {
-                    let (s, e) = range(s, 1)?;
-                    let mm = self.mms.get_mut(&pid).expect("exec keeps the pid");
+                if let Some((s, e)) = stack {
                     self.core.map_new(mm, s, e, s / PAGE_SIZE, vm::READ | vm::WRITE, None);
                     let i = mm.find(s).expect("just mapped");
                     // copy_strings() writes argv/envp into the new stack.
                     self.core.fault(mm, i, FaultKind::Write);
                 }
-                self.after_teardown();
+                return Ok(true);
             }
-            Event::Mprotect { pid, start, pages, prot } => {
+            Event::Mprotect { start, pages, prot, .. } => {
                 let (s, e) = range(start, pages)?;
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
                 self.core.modify_range(mm, s, e, |f| (f & !vm::ACCESS) | (prot & vm::ACCESS));
             }
-            Event::Madvise { pid, start, pages, advice } => {
+            Event::Madvise { start, pages, advice, .. } => {
                 let (s, e) = range(start, pages)?;
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
                 let (set, clear) = match advice {
                     Advice::Mergeable => (vm::MERGEABLE, 0),
                     Advice::Unmergeable => (0, vm::MERGEABLE),
@@ -368,64 +321,64 @@ impl Machine {
                     Advice::KeepOnFork => (0, vm::WIPEONFORK),
                     Advice::GuardInstall => {
                         self.core.guard_install(mm, s, e);
-                        return Ok(());
+                        return Ok(false);
                     }
                 };
                 self.core.modify_range(mm, s, e, |f| (f | set) & !clear);
             }
-            Event::Munmap { pid, start, pages } => {
+            Event::Munmap { start, pages, .. } => {
                 let (s, e) = range(start, pages)?;
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
                 self.core.munmap(mm, s, e);
-                self.after_teardown();
+                return Ok(true);
             }
-            Event::Mremap { pid, old, pages, new, dontunmap } => {
+            Event::Mremap { old, pages, new, dontunmap, .. } => {
                 let (os, oe) = range(old, pages)?;
                 let (ns, ne) = range(new, pages)?;
                 if ns < oe && os < ne {
                     return Err(ModelError::BadRange(format!("mremap {os:#x}..{oe:#x} overlaps its target {ns:#x}..{ne:#x}")));
                 }
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
                 let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
                 if mm.vmas[i].end < oe {
                     return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
                 }
                 self.core.mremap(mm, os, oe, ns, dontunmap);
-                self.after_teardown();
+                return Ok(true);
             }
-            Event::KsmMerge { pid, addr, pages } => {
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+            Event::KsmMerge { addr, pages, .. } => {
                 let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
                 if let Some(av) = self.core.ksm_merge(mm, i) {
                     self.core.avs.ksm_get(av, pages.max(1));
                     self.ksm.push(KsmItem { pid, addr, av, n: pages.max(1) });
                 }
             }
-            Event::KsmCleanup => self.ksm_cleanup(),
-            Event::ThpCollapse { pid, addr } => {
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+            Event::ThpCollapse { addr, .. } => {
                 let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
                 self.core.collapse(mm, i);
             }
-            Event::RmapWalk { pid, addr, caller } => {
-                let mm = self.mms.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
+            Event::RmapWalk { addr, caller, .. } => {
                 let i = mm.find_near(addr, near).ok_or(ModelError::NoVma { pid, addr })?;
                 self.found = i;
                 let v = mm.vmas[i];
                 self.core.walk(caller, &v);
             }
-            Event::SetKernel(k) => self.core.kernel = k,
-            Event::Phase(_) => {}
+            Event::Spawn { .. }
+            | Event::Fork { .. }
+            | Event::Exit { .. }
+            | Event::KsmCleanup
+            | Event::SetKernel(_)
+            | Event::Phase(_) => unreachable!("not an event on one mm: {ev:?}"),
         }
-        Ok(())
+        Ok(false)
     }
 
     /// ksmd drops the rmap_items whose VMA is gone or no longer VM_MERGEABLE; only now
     /// can their anon_vmas be freed (spec §1.10).
-    fn ksm_cleanup(&mut self) {
+    pub(crate) fn ksm_cleanup(&mut self, procs: &Procs) {
+        let side = self.side;
         let mut items = std::mem::take(&mut self.ksm);
         items.retain(|it| {
-            let alive = self.mms.get(&it.pid).and_then(|mm| mm.find(it.addr).map(|i| mm.vmas[i])).is_some_and(|v| {
+            let mm = procs.get(&it.pid).map(|p| &p[side]);
+            let alive = mm.and_then(|mm| mm.find(it.addr).map(|i| mm.vmas[i])).is_some_and(|v| {
                 v.av == it.av && v.flags & vm::MERGEABLE != 0
             });
             if !alive {
@@ -436,25 +389,82 @@ impl Machine {
         self.ksm = items;
     }
 
-    fn after_teardown(&mut self) {
+    pub(crate) fn after_teardown(&mut self, procs: &mut Procs) {
         if self.core.lz().is_some_and(|k| k.downgrade) {
-            for mm in self.mms.values_mut() {
-                self.core.downgrade(mm);
+            for p in procs.values_mut() {
+                self.core.downgrade(&mut p[self.side]);
             }
         }
+    }
+}
+
+impl<'a> Half<'a> {
+    fn mms(&self) -> impl Iterator<Item = (&'a Pid, &'a Mm)> + 'a {
+        let side = self.m.side;
+        self.procs.iter().map(move |(pid, p)| (pid, &p[side]))
+    }
+
+    pub fn is_lazy(&self) -> bool {
+        self.m.core.knobs.is_some()
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.m.core.kernel
+    }
+    pub fn counts(&self) -> Counts {
+        self.m.counts()
+    }
+    /// Rule fire counts (all zero for the eager model).
+    pub fn rules(&self) -> &'a RuleCounts {
+        &self.m.core.rules
+    }
+    pub fn rmap(&self) -> impl Iterator<Item = (RmapCaller, RmapStat)> + 'a {
+        let m = self.m;
+        RmapCaller::ALL.iter().map(move |&c| (c, m.core.rmap[c.index()]))
+    }
+    pub fn processes(&self) -> usize {
+        self.procs.len()
+    }
+    /// VMAs in every mm (not counting structs kept alive only by lazy folios).
+    pub fn mapped_vmas(&self) -> usize {
+        self.mms().map(|(_, m)| m.vmas.len()).sum()
+    }
+    /// Heap bytes this model holds (capacities, not lengths); half the shared table each.
+    pub fn heap_bytes(&self) -> usize {
+        self.m.core.avs.heap_bytes()
+            + self.procs.capacity() * (std::mem::size_of::<(Pid, [Mm; 2])>() + 1) / 2
+            + self.mms().map(|(_, m)| m.vmas.capacity() * std::mem::size_of::<Vma>()).sum::<usize>()
+            + self.m.ksm.capacity() * std::mem::size_of::<KsmItem>()
+    }
+
+    /// The VMAs of a process (tests and reports).
+    pub fn vmas(&self, pid: Pid) -> Option<Vec<VmaView>> {
+        let mm = &self.procs.get(&pid)?[self.m.side];
+        let avs = &self.m.core.avs;
+        Some(
+            mm.vmas
+                .iter()
+                .map(|v| VmaView {
+                    start: v.start,
+                    end: v.end,
+                    state: v.state(),
+                    chain_len: avs.len(v.chain),
+                    anon_vma: (v.av != NIL).then_some(v.av),
+                })
+                .collect(),
+        )
     }
 
     /// Spec §0's invariants, checked over every object. `Err` names the first violation.
     pub fn check_invariants(&self) -> Result<(), String> {
-        let avs = &self.core.avs;
+        let avs = &self.m.core.avs;
         let live = avs.live_ids();
         let mut tree = std::collections::HashMap::<u32, u32>::new();
-        let node_of = avs.check_nodes(self.mms.values().flat_map(|mm| mm.vmas.iter().map(|v| v.chain)))?;
+        let node_of = avs.check_nodes(self.mms().flat_map(|(_, mm)| mm.vmas.iter().map(|v| v.chain)))?;
         let mut active = std::collections::HashMap::<u32, u32>::new();
         let mut by_av = std::collections::HashMap::<u32, Vec<u32>>::new();
         let mut avc = 0u64;
         let mut vmas = 0u64;
-        for (pid, mm) in &self.mms {
+        for (pid, mm) in self.mms() {
             for w in mm.vmas.windows(2) {
                 if w[0].end > w[1].start || w[0].start >= w[0].end {
                     return Err(format!("pid {pid}: VMAs overlap or are empty at {:#x}", w[0].start));
@@ -496,7 +506,7 @@ impl Machine {
                 }
             }
         }
-        let c = self.counts();
+        let c = self.m.counts();
         for k in [c.anon_vma, c.anon_vma_chain, c.vm_area_struct] {
             if k.live != k.alloc - k.free || k.free > k.alloc || k.peak < k.live {
                 return Err(format!("counter out of balance: {k:?}"));

@@ -8,7 +8,7 @@ mod merge;
 mod slab;
 pub(crate) mod vma;
 
-pub(crate) use machine::Core;
+pub(crate) use machine::{Core, Procs, EAGER, LAZY};
 pub(crate) use merge::Prop;
-pub use machine::{Machine, ModelError, VmaView};
+pub use machine::{Half, Machine, ModelError, VmaView};
 pub use vma::State;

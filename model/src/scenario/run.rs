@@ -90,7 +90,7 @@ fn eval(e: &Expect, st: &State) -> Option<String> {
     let lazy = e.side == Side::Lazy;
     let pick = |p: &(Counts, Counts)| if lazy { p.1 } else { p.0 };
     let now = pick(&st.pair.counts());
-    let model = if lazy { &st.pair.lazy } else { &st.pair.eager };
+    let model = if lazy { st.pair.lazy() } else { st.pair.eager() };
     let mut bad = Vec::new();
     match &e.scope {
         Scope::Rules(rs) => {
@@ -180,9 +180,9 @@ pub fn run(sc: &Scenario, kernel: Option<Kernel>, knob_settings: &[String]) -> R
         knobs.set(s).map_err(|e| RunError { file: sc.file.clone(), line: 0, msg: e.to_string() })?;
     }
     let (st, steps, checks) = run_config(sc, kernel, knobs, |e| config(sc, e) == (kernel, knobs))?;
-    let rmap = st.pair.eager.rmap().zip(st.pair.lazy.rmap()).map(|((c, e), (_, l))| (c, e, l)).collect();
+    let rmap = st.pair.eager().rmap().zip(st.pair.lazy().rmap()).map(|((c, e), (_, l))| (c, e, l)).collect();
     let (eager, lazy) = st.pair.counts();
-    Ok(Report { kernel, knobs, steps, eager, lazy, rules: st.pair.lazy.rules().clone(), rmap, checks })
+    Ok(Report { kernel, knobs, steps, eager, lazy, rules: st.pair.lazy().rules().clone(), rmap, checks })
 }
 
 /// Check every `expect` line, each under its own kernel and knobs (one run per distinct
