@@ -120,3 +120,23 @@ impl Marks {
         Deltas { anon_vma: d(0), anon_vma_chain: d(1), vm_area_struct: d(2) }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eager::vma::ADDR_LIMIT;
+    use crate::event::{vm, PAGE_SIZE};
+
+    #[test]
+    fn ranges_above_the_57_bit_user_space_are_refused_and_change_nothing() {
+        let mut p = Pair::new(Kernel::V6_18, Knobs::default());
+        p.apply(&Event::Spawn { pid: 1 }).unwrap();
+        let map = |start, pages| Event::Map { pid: 1, start, pages, flags: vm::READ | vm::WRITE };
+        p.apply(&map(ADDR_LIMIT - PAGE_SIZE, 1)).unwrap();
+        let before = p.counts();
+        let e = p.apply(&map(ADDR_LIMIT - PAGE_SIZE, 2)).unwrap_err();
+        assert!(e.to_string().contains("above the 57-bit user address space"), "{e}");
+        assert_eq!(p.counts(), before);
+        assert_eq!(p.eager().mapped_vmas(), 1);
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::anon_vma::{AnonVmas, NIL};
 use super::fxhash::FxMap;
-use super::vma::{Mm, State, Vma, LAZY_FOLIOS};
+use super::vma::{Mm, State, Vma, ADDR_LIMIT, LAZY_FOLIOS};
 use crate::counts::{Counter, Counts, RmapStat};
 use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
 use crate::kernel::Kernel;
@@ -104,9 +104,9 @@ impl Core {
     fn find_mergeable_anon_vma(&self, mm: &Mm, i: usize) -> Option<u32> {
         let v = &mm.vmas[i];
         let reusable = |old: &Vma, a: &Vma, b: &Vma| {
-            let compatible = a.end == b.start
+            let compatible = a.end == b.start()
                 && (a.merge_flags() ^ b.merge_flags()) & !vm::ACCESS == 0
-                && b.pgoff == a.pgoff + a.pages();
+                && b.pgoff() == a.pgoff() + a.pages();
             (compatible && old.av != NIL && self.avs.len(old.chain) == 1).then_some(old.chain)
         };
         if let Some(next) = mm.vmas.get(i + 1) {
@@ -126,16 +126,19 @@ impl Core {
     pub fn split(&mut self, mm: &mut Mm, i: usize, addr: u64, new_below: bool) {
         self.before_split(mm, i);
         let v = mm.vmas[i];
-        debug_assert!(v.start < addr && addr < v.end);
+        debug_assert!(v.start() < addr && addr < v.end);
         let (chain, av) = if v.chain != NIL { self.avs.clone_chain(v.chain, v.av) } else { (NIL, NIL) };
         self.vma.add(1);
-        let mut lower = Vma { end: addr, ..v };
-        let mut upper = Vma { start: addr, pgoff: v.pgoff_at(addr), ..v };
+        let mut lower = v;
+        lower.end = addr;
+        let mut upper = v;
+        upper.set_start(addr);
+        upper.set_pgoff(v.pgoff_at(addr));
         let new = if new_below { &mut lower } else { &mut upper };
         new.chain = chain;
         new.av = av;
-        new.pins = 0;
-        new.owner = false;
+        new.set_pins(0);
+        new.set_owner(false);
         mm.vmas[i] = lower;
         mm.vmas.insert(i + 1, upper);
     }
@@ -150,21 +153,21 @@ impl Core {
         if v.chain != NIL {
             self.avs.unlink(v.chain, v.av);
         }
-        self.vma.sub(1 + v.pins as u64);
+        self.vma.sub(1 + v.pins() as u64);
     }
 
     /// munmap of `[s, e)`: split the ends, then unlink every VMA inside (spec §1.8).
     pub fn munmap(&mut self, mm: &mut Mm, s: u64, e: u64) {
         let mut i = mm.lower_bound(s);
-        if i >= mm.vmas.len() || mm.vmas[i].start >= e {
+        if i >= mm.vmas.len() || mm.vmas[i].start() >= e {
             return;
         }
-        if mm.vmas[i].start < s {
+        if mm.vmas[i].start() < s {
             self.split(mm, i, s, true);
             i += 1;
         }
         let mut j = i;
-        while j < mm.vmas.len() && mm.vmas[j].start < e {
+        while j < mm.vmas.len() && mm.vmas[j].start() < e {
             if mm.vmas[j].end > e {
                 self.split(mm, j, e, false);
             }
@@ -181,10 +184,11 @@ impl Core {
         if gone.chain != NIL {
             self.avs.unlink(gone.chain, gone.av);
         }
-        let pinned = self.lz().is_some_and(|k| k.lazy_folio_pins_vma) && gone.owner;
-        let keep = gone.pins as u64 + pinned as u64;
-        mm.vmas[t].pins = mm.vmas[t].pins.saturating_add(keep as u16);
-        self.vma.sub(1 + gone.pins as u64 - keep);
+        let pinned = self.lz().is_some_and(|k| k.lazy_folio_pins_vma) && gone.owner();
+        let keep = gone.pins() as u64 + pinned as u64;
+        let t = &mut mm.vmas[t];
+        t.set_pins(t.pins().saturating_add(keep as u16));
+        self.vma.sub(1 + gone.pins() as u64 - keep);
         mm.vmas.remove(r);
     }
 
@@ -195,12 +199,12 @@ impl Core {
             mm.vmas[dst].chain = chain;
             mm.vmas[dst].av = av;
         }
-        mm.vmas[dst].flags |= src.flags & LAZY_FOLIOS;
+        mm.vmas[dst].add_flags(src.flags() & LAZY_FOLIOS);
     }
 
     pub(crate) fn walk(&mut self, caller: RmapCaller, v: &Vma) {
         let s = &mut self.rmap[caller.index()];
-        if v.flags & vm::SHARED != 0 {
+        if v.flags() & vm::SHARED != 0 {
             s.no_folio += 1;
             return;
         }
@@ -229,7 +233,11 @@ fn range(start: u64, pages: u64) -> Result<(u64, u64), ModelError> {
         return Err(ModelError::BadRange("a range of 0 pages".into()));
     }
     let end = pages.checked_mul(PAGE_SIZE).and_then(|l| start.checked_add(l));
-    end.map(|e| (start, e)).ok_or_else(|| ModelError::BadRange(format!("{pages} pages at {start:#x} overflow")))
+    match end {
+        Some(e) if e <= ADDR_LIMIT => Ok((start, e)),
+        Some(e) => Err(ModelError::BadRange(format!("range {start:#x}..{e:#x} ends above the 57-bit user address space"))),
+        None => Err(ModelError::BadRange(format!("{pages} pages at {start:#x} overflow"))),
+    }
 }
 
 impl Machine {
@@ -379,7 +387,7 @@ impl Machine {
         items.retain(|it| {
             let mm = procs.get(&it.pid).map(|p| &p[side]);
             let alive = mm.and_then(|mm| mm.find(it.addr).map(|i| mm.vmas[i])).is_some_and(|v| {
-                v.av == it.av && v.flags & vm::MERGEABLE != 0
+                v.av == it.av && v.flags() & vm::MERGEABLE != 0
             });
             if !alive {
                 self.core.avs.ksm_put(it.av, it.n);
@@ -444,7 +452,7 @@ impl<'a> Half<'a> {
             mm.vmas
                 .iter()
                 .map(|v| VmaView {
-                    start: v.start,
+                    start: v.start(),
                     end: v.end,
                     state: v.state(),
                     chain_len: avs.len(v.chain),
@@ -466,43 +474,43 @@ impl<'a> Half<'a> {
         let mut vmas = 0u64;
         for (pid, mm) in self.mms() {
             for w in mm.vmas.windows(2) {
-                if w[0].end > w[1].start || w[0].start >= w[0].end {
-                    return Err(format!("pid {pid}: VMAs overlap or are empty at {:#x}", w[0].start));
+                if w[0].end > w[1].start() || w[0].start() >= w[0].end {
+                    return Err(format!("pid {pid}: VMAs overlap or are empty at {:#x}", w[0].start()));
                 }
             }
             for v in &mm.vmas {
-                vmas += 1 + v.pins as u64;
+                vmas += 1 + v.pins() as u64;
                 let chain = avs.chain_vec(v.chain);
                 avc += chain.len() as u64;
                 for &x in &chain {
                     *tree.entry(x).or_default() += 1;
                     if !live.contains(&x) {
-                        return Err(format!("pid {pid} {:#x}: chain links freed anon_vma {x}", v.start));
+                        return Err(format!("pid {pid} {:#x}: chain links freed anon_vma {x}", v.start()));
                     }
                 }
                 if let Some(&last) = chain.last() {
                     if avs.get(last).root != last {
-                        return Err(format!("pid {pid} {:#x}: root is not last in the chain", v.start));
+                        return Err(format!("pid {pid} {:#x}: root is not last in the chain", v.start()));
                     }
                     if chain.iter().any(|&x| avs.get(x).root != last) {
-                        return Err(format!("pid {pid} {:#x}: chain spans two roots", v.start));
+                        return Err(format!("pid {pid} {:#x}: chain spans two roots", v.start()));
                     }
                 }
                 if v.av != NIL {
                     if !chain.contains(&v.av) {
-                        return Err(format!("pid {pid} {:#x}: anon_vma not in its own chain", v.start));
+                        return Err(format!("pid {pid} {:#x}: anon_vma not in its own chain", v.start()));
                     }
                     *active.entry(v.av).or_default() += 1;
                     match by_av.get(&v.av) {
                         Some(c) if *c != chain => {
-                            return Err(format!("pid {pid} {:#x}: VMAs sharing anon_vma {} have different chains", v.start, v.av))
+                            return Err(format!("pid {pid} {:#x}: VMAs sharing anon_vma {} have different chains", v.start(), v.av))
                         }
                         _ => {
                             by_av.insert(v.av, chain);
                         }
                     }
                 } else if !self.is_lazy() && !chain.is_empty() {
-                    return Err(format!("pid {pid} {:#x}: eager VMA with a chain but no anon_vma", v.start));
+                    return Err(format!("pid {pid} {:#x}: eager VMA with a chain but no anon_vma", v.start()));
                 }
             }
         }

@@ -81,14 +81,14 @@ impl Core {
         let pages = (e - s) / PAGE_SIZE;
         let prop = copy.map_or(Prop::New, Prop::Copy);
         let prev = (i > 0 && mm.vmas[i - 1].end == s).then(|| i - 1);
-        let next = (i < mm.vmas.len() && mm.vmas[i].start == e).then_some(i);
+        let next = (i < mm.vmas.len() && mm.vmas[i].start() == e).then_some(i);
         let prev_fits = |mm: &Mm| prev.is_some_and(|p| {
             let v = &mm.vmas[p];
-            v.merge_flags() == flags && v.pgoff + v.pages() == pgoff
+            v.merge_flags() == flags && v.pgoff() + v.pages() == pgoff
         });
         let next_fits = |mm: &Mm| next.is_some_and(|n| {
             let v = &mm.vmas[n];
-            v.merge_flags() == flags && v.pgoff == pgoff + pages
+            v.merge_flags() == flags && v.pgoff() == pgoff + pages
         });
         if prev_fits(mm) && next_fits(mm) {
             self.upgrade_for_merge(mm, prev.unwrap(), i);
@@ -120,8 +120,8 @@ impl Core {
             return p;
         }
         if can_right {
-            mm.vmas[i].start = s;
-            mm.vmas[i].pgoff = pgoff;
+            mm.vmas[i].set_start(s);
+            mm.vmas[i].set_pgoff(pgoff);
             if let Some(src) = copy {
                 self.dup_anon_vma(mm, i, &src);
             }
@@ -136,7 +136,7 @@ impl Core {
                 v.chain = chain;
                 v.av = av;
             }
-            v.flags |= src.flags & LAZY_FOLIOS;
+            v.add_flags(src.flags() & LAZY_FOLIOS);
         }
         mm.vmas.insert(i, v);
         i
@@ -147,11 +147,11 @@ impl Core {
         let mut addr = s;
         while addr < e {
             let i = mm.lower_bound(addr);
-            if i >= mm.vmas.len() || mm.vmas[i].start >= e {
+            if i >= mm.vmas.len() || mm.vmas[i].start() >= e {
                 return;
             }
             let v = mm.vmas[i];
-            let (rs, re) = (addr.max(v.start), e.min(v.end));
+            let (rs, re) = (addr.max(v.start()), e.min(v.end));
             let nf = f(v.merge_flags());
             if nf != v.merge_flags() {
                 self.vma_modify(mm, i, rs, re, nf);
@@ -164,18 +164,18 @@ impl Core {
     /// `[rs, re)` (spec §1.5, §1.6).
     fn vma_modify(&mut self, mm: &mut Mm, i: usize, rs: u64, re: u64, nf: u8) {
         let v0 = mm.vmas[i];
-        let (left_side, right_side) = (rs == v0.start, re == v0.end);
+        let (left_side, right_side) = (rs == v0.start(), re == v0.end);
         let pgoff = v0.pgoff_at(rs);
         let pages = (re - rs) / PAGE_SIZE;
-        let prev = (left_side && i > 0 && mm.vmas[i - 1].end == v0.start).then(|| i - 1);
-        let next = (right_side && i + 1 < mm.vmas.len() && mm.vmas[i + 1].start == v0.end).then(|| i + 1);
+        let prev = (left_side && i > 0 && mm.vmas[i - 1].end == v0.start()).then(|| i - 1);
+        let next = (right_side && i + 1 < mm.vmas.len() && mm.vmas[i + 1].start() == v0.end).then(|| i + 1);
         let prev_fits = |mm: &Mm| prev.is_some_and(|p| {
             let v = &mm.vmas[p];
-            v.merge_flags() == nf && v.pgoff + v.pages() == pgoff
+            v.merge_flags() == nf && v.pgoff() + v.pages() == pgoff
         });
         let next_fits = |mm: &Mm| next.is_some_and(|n| {
             let v = &mm.vmas[n];
-            v.merge_flags() == nf && v.pgoff == pgoff + pages
+            v.merge_flags() == nf && v.pgoff() == pgoff + pages
         });
         if prev_fits(mm) {
             self.upgrade_for_merge(mm, prev.unwrap(), i);
@@ -214,31 +214,32 @@ impl Core {
             if right_side {
                 self.remove_merged(mm, i - 1, i);
             } else {
-                mm.vmas[i].start = re;
-                mm.vmas[i].pgoff = mid.pgoff_at(re);
+                mm.vmas[i].set_start(re);
+                mm.vmas[i].set_pgoff(mid.pgoff_at(re));
             }
         } else if merge_right {
             if left_side {
-                mm.vmas[i + 1].start = mid.start;
-                mm.vmas[i + 1].pgoff = mid.pgoff;
+                mm.vmas[i + 1].set_start(mid.start());
+                mm.vmas[i + 1].set_pgoff(mid.pgoff());
                 self.dup_anon_vma(mm, i + 1, &mid);
                 self.remove_merged(mm, i + 1, i);
             } else {
-                mm.vmas[i + 1].start = rs;
-                mm.vmas[i + 1].pgoff = pgoff;
+                mm.vmas[i + 1].set_start(rs);
+                mm.vmas[i + 1].set_pgoff(pgoff);
                 self.dup_anon_vma(mm, i + 1, &mid);
                 mm.vmas[i].end = rs;
             }
         } else {
             let mut j = i;
-            if rs > mm.vmas[j].start {
+            if rs > mm.vmas[j].start() {
                 self.split(mm, j, rs, true);
                 j += 1;
             }
             if re < mm.vmas[j].end {
                 self.split(mm, j, re, false);
             }
-            mm.vmas[j].flags = nf | (mm.vmas[j].flags & LAZY_FOLIOS);
+            let v = &mut mm.vmas[j];
+            v.set_flags(nf | (v.flags() & LAZY_FOLIOS));
         }
     }
 
@@ -253,7 +254,10 @@ impl Core {
         let v = mm.vmas[i];
         // An unfaulted anon VMA takes the new address as pgoff, to merge more easily.
         let pgoff = if v.state() == State::None { ns / PAGE_SIZE } else { v.pgoff_at(os) };
-        let src = Vma { start: os, end: oe, pgoff: v.pgoff_at(os), ..v };
+        let mut src = v;
+        src.set_start(os);
+        src.end = oe;
+        src.set_pgoff(v.pgoff_at(os));
         self.map_new(mm, ns, ne, pgoff, v.merge_flags(), Some(src));
         if !dontunmap {
             self.munmap(mm, os, oe);
@@ -261,15 +265,15 @@ impl Core {
         }
         let i = mm.find(os).expect("DONTUNMAP keeps the source");
         let w = mm.vmas[i];
-        if w.start == os && w.end == oe {
+        if w.start() == os && w.end == oe {
             if w.chain != NIL {
                 self.avs.unlink(w.chain, w.av);
             }
             let w = &mut mm.vmas[i];
             w.chain = NIL;
             w.av = NIL;
-            w.flags &= !LAZY_FOLIOS;
-            w.owner = false;
+            w.clear_flags(LAZY_FOLIOS);
+            w.set_owner(false);
         }
     }
 }

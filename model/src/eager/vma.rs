@@ -6,24 +6,34 @@ use crate::event::{vm, PAGE_SIZE};
 /// Model-only flag bit: the VMA has folios whose `mapping` points at a VMA (LAZY folios).
 pub(crate) const LAZY_FOLIOS: u8 = 1 << 7;
 
-/// 40 bytes: the bench's memory target is per live VMA.
+/// Addresses the model accepts end at or below this (x86-64 with 5-level paging tops out
+/// here): page numbers then fit in 45 bits, leaving `pgoff`'s top bits for `pins`.
+pub(crate) const ADDR_LIMIT: u64 = 1 << 57;
+const PAGE_BITS: u64 = PAGE_SIZE - 1;
+const OWNER: u64 = 1 << 8;
+const PINS_SHIFT: u32 = 48;
+
+/// 32 bytes (two per cache line): the bench's memory target is per live VMA, and a
+/// random process's VMA array is a cold binary search per event. The flags and `owner`
+/// live in `start`'s page-offset bits, `pins` in `pgoff`'s top 16 bits (page numbers
+/// stay below 2^45, see `ADDR_LIMIT`).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Vma {
-    pub start: u64,
+    /// Start address | flags (bits 0-7) | `owner` (bit 8). Lazy folios' `mapping` points
+    /// at this struct when `owner` (the VMA that first faulted; a split keeps it with the
+    /// original piece, as `__split_vma` keeps the original struct).
+    lo: u64,
     pub end: u64,
-    pub pgoff: u64,
+    /// `pgoff` | `pins` << 48: vm_area_structs of merged-away LAZY VMAs kept alive by this
+    /// VMA's lazy folios (`K_LAZY_FOLIO_PINS_VMA`, spec §3.2 L8/L10, [S4]).
+    off: u64,
     /// `vma->anon_vma_chain` (a chain id, `NIL` when empty).
     pub chain: u32,
     /// `vma->anon_vma` (an AV id, `NIL` when NULL).
     pub av: u32,
-    pub flags: u8,
-    /// vm_area_structs of merged-away LAZY VMAs kept alive by this VMA's lazy folios
-    /// (`K_LAZY_FOLIO_PINS_VMA`, spec §3.2 L8/L10, [S4]).
-    pub pins: u16,
-    /// Lazy folios' `mapping` points at this struct (the VMA that first faulted; a split
-    /// keeps it with the original piece, as `__split_vma` keeps the original struct).
-    pub owner: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<Vma>() == 32);
 
 /// The LAZY model's per-VMA state (spec §3.1). Eager VMAs are only NONE or TREE.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -36,11 +46,67 @@ pub enum State {
 
 impl Vma {
     pub fn new(start: u64, end: u64, pgoff: u64, flags: u8) -> Vma {
-        Vma { start, end, pgoff, chain: NIL, av: NIL, flags, pins: 0, owner: false }
+        debug_assert!(start & PAGE_BITS == 0 && end <= ADDR_LIMIT && pgoff < 1 << PINS_SHIFT);
+        Vma { lo: start | flags as u64, end, off: pgoff, chain: NIL, av: NIL }
+    }
+    #[inline]
+    pub fn start(&self) -> u64 {
+        self.lo & !PAGE_BITS
+    }
+    #[inline]
+    pub fn set_start(&mut self, start: u64) {
+        debug_assert!(start & PAGE_BITS == 0);
+        self.lo = start | (self.lo & PAGE_BITS);
+    }
+    #[inline]
+    pub fn pgoff(&self) -> u64 {
+        self.off & ((1 << PINS_SHIFT) - 1)
+    }
+    #[inline]
+    pub fn set_pgoff(&mut self, pgoff: u64) {
+        debug_assert!(pgoff < 1 << PINS_SHIFT);
+        self.off = pgoff | (self.off & !((1 << PINS_SHIFT) - 1));
+    }
+    #[inline]
+    pub fn flags(&self) -> u8 {
+        self.lo as u8
+    }
+    #[inline]
+    pub fn set_flags(&mut self, flags: u8) {
+        self.lo = (self.lo & !0xff) | flags as u64;
+    }
+    #[inline]
+    pub fn add_flags(&mut self, flags: u8) {
+        self.lo |= flags as u64;
+    }
+    #[inline]
+    pub fn clear_flags(&mut self, flags: u8) {
+        self.lo &= !(flags as u64);
+    }
+    #[inline]
+    pub fn owner(&self) -> bool {
+        self.lo & OWNER != 0
+    }
+    #[inline]
+    pub fn set_owner(&mut self, owner: bool) {
+        self.lo = (self.lo & !OWNER) | if owner { OWNER } else { 0 };
+    }
+    #[inline]
+    pub fn pins(&self) -> u16 {
+        (self.off >> PINS_SHIFT) as u16
+    }
+    #[inline]
+    pub fn set_pins(&mut self, pins: u16) {
+        self.off = self.pgoff() | (pins as u64) << PINS_SHIFT;
+    }
+    pub fn take_pins(&mut self) -> u16 {
+        let p = self.pins();
+        self.set_pins(0);
+        p
     }
     #[inline]
     pub fn pages(&self) -> u64 {
-        (self.end - self.start) / PAGE_SIZE
+        (self.end - self.start()) / PAGE_SIZE
     }
     #[inline]
     pub fn state(&self) -> State {
@@ -48,7 +114,7 @@ impl Vma {
             State::Tree
         } else if self.chain != NIL {
             State::TreeParent
-        } else if self.flags & LAZY_FOLIOS != 0 {
+        } else if self.flags() & LAZY_FOLIOS != 0 {
             State::Lazy
         } else {
             State::None
@@ -57,11 +123,11 @@ impl Vma {
     /// Flags that must be equal for a VMA merge (`VM_SOFTDIRTY` is not modelled).
     #[inline]
     pub fn merge_flags(&self) -> u8 {
-        self.flags & vm::USER
+        self.flags() & vm::USER
     }
     #[inline]
     pub fn pgoff_at(&self, addr: u64) -> u64 {
-        self.pgoff + (addr - self.start) / PAGE_SIZE
+        self.pgoff() + (addr - self.start()) / PAGE_SIZE
     }
 }
 
@@ -76,7 +142,7 @@ impl Mm {
     #[inline]
     pub fn find(&self, addr: u64) -> Option<usize> {
         let i = self.vmas.partition_point(|v| v.end <= addr);
-        (i < self.vmas.len() && self.vmas[i].start <= addr).then_some(i)
+        (i < self.vmas.len() && self.vmas[i].start() <= addr).then_some(i)
     }
     /// `find`, trying index `near` first: the other model of a `Pair` has just found the
     /// same address there (their layouts rarely differ), and one probe beats a binary
@@ -84,7 +150,7 @@ impl Mm {
     #[inline]
     pub fn find_near(&self, addr: u64, near: usize) -> Option<usize> {
         match self.vmas.get(near) {
-            Some(v) if v.start <= addr && addr < v.end => Some(near),
+            Some(v) if v.start() <= addr && addr < v.end => Some(near),
             _ => self.find(addr),
         }
     }
@@ -92,5 +158,25 @@ impl Mm {
     #[inline]
     pub fn lower_bound(&self, addr: u64) -> usize {
         self.vmas.partition_point(|v| v.end <= addr)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn packed_fields_round_trip_at_their_limits() {
+        let top = ADDR_LIMIT - PAGE_SIZE;
+        let mut v = Vma::new(top, ADDR_LIMIT, top / PAGE_SIZE, vm::USER | LAZY_FOLIOS);
+        v.set_owner(true);
+        v.set_pins(u16::MAX);
+        assert_eq!((v.start(), v.end, v.pgoff(), v.flags(), v.owner(), v.pins()), (top, ADDR_LIMIT, top / PAGE_SIZE, 0xff, true, u16::MAX));
+        v.set_start(PAGE_SIZE);
+        v.set_pgoff(7);
+        v.clear_flags(LAZY_FOLIOS);
+        assert_eq!((v.start(), v.pgoff(), v.flags(), v.owner(), v.take_pins(), v.pins()), (PAGE_SIZE, 7, vm::USER, true, u16::MAX, 0));
+        v.set_owner(false);
+        assert_eq!((v.start(), v.flags(), v.owner()), (PAGE_SIZE, vm::USER, false));
     }
 }

@@ -12,7 +12,7 @@ impl Core {
     /// A fault that would call `anon_vma_prepare` today (spec §1.2).
     pub(crate) fn fault(&mut self, mm: &mut Mm, i: usize, kind: FaultKind) {
         let v = mm.vmas[i];
-        if v.flags & vm::SHARED != 0 || kind == FaultKind::Read {
+        if v.flags() & vm::SHARED != 0 || kind == FaultKind::Read {
             return; // shmem folios, or the zero page
         }
         let Some(k) = self.lz() else {
@@ -36,8 +36,8 @@ impl Core {
                 }
                 if v.state() == State::None {
                     self.fire(Rule::L1);
-                    mm.vmas[i].flags |= LAZY_FOLIOS;
-                    mm.vmas[i].owner = true;
+                    mm.vmas[i].add_flags(LAZY_FOLIOS);
+                    mm.vmas[i].set_owner(true);
                 }
             }
             State::Tree => {}
@@ -45,8 +45,8 @@ impl Core {
                 self.fire(Rule::L6);
                 match k.cow_in_tree_parent {
                     CowInTreeParent::LazyToVma => {
-                        mm.vmas[i].flags |= LAZY_FOLIOS;
-                        mm.vmas[i].owner = true;
+                        mm.vmas[i].add_flags(LAZY_FOLIOS);
+                        mm.vmas[i].set_owner(true);
                     }
                     CowInTreeParent::ParentAv => {}
                     CowInTreeParent::Upgrade => self.own_anon_vma(mm, i),
@@ -76,9 +76,9 @@ impl Core {
 
     fn repoint(&mut self, mm: &mut Mm, i: usize) {
         let v = &mut mm.vmas[i];
-        v.flags &= !LAZY_FOLIOS;
-        v.owner = false;
-        let pins = std::mem::take(&mut v.pins);
+        v.clear_flags(LAZY_FOLIOS);
+        v.set_owner(false);
+        let pins = v.take_pins();
         self.vma.sub(pins as u64);
     }
 
@@ -88,13 +88,13 @@ impl Core {
         let lz = self.lz();
         for i in 0..pmm.vmas.len() {
             let pv = pmm.vmas[i];
-            if pv.flags & vm::DONTCOPY != 0 {
+            if pv.flags() & vm::DONTCOPY != 0 {
                 self.fire(Rule::L4);
                 continue;
             }
             self.vma.add(1);
-            let mut cv = Vma::new(pv.start, pv.end, pv.pgoff, pv.merge_flags());
-            if pv.flags & vm::WIPEONFORK != 0 {
+            let mut cv = Vma::new(pv.start(), pv.end, pv.pgoff(), pv.merge_flags());
+            if pv.flags() & vm::WIPEONFORK != 0 {
                 self.fire(Rule::L4);
                 child.vmas.push(cv);
                 continue;
@@ -109,7 +109,7 @@ impl Core {
                 }
                 Some(k) => {
                     match pv.state() {
-                        State::None if k.upgrade_when_parent_has_no_pages && pv.flags & vm::SHARED == 0 => {
+                        State::None if k.upgrade_when_parent_has_no_pages && pv.flags() & vm::SHARED == 0 => {
                             self.fire(Rule::L2);
                             self.upgrade(pmm, i, k);
                         }
@@ -170,7 +170,7 @@ impl Core {
     /// KSM scans this VMA at all (VM_MERGEABLE with an anon_vma, spec §1.10, L12).
     pub(crate) fn ksm_merge(&mut self, mm: &mut Mm, i: usize) -> Option<u32> {
         let v = mm.vmas[i];
-        if v.flags & vm::MERGEABLE == 0 {
+        if v.flags() & vm::MERGEABLE == 0 {
             return None;
         }
         if let Some(k) = self.lz() {
@@ -215,14 +215,14 @@ impl Core {
             return; // EINVAL before 6.13
         }
         let mut i = mm.lower_bound(s);
-        while i < mm.vmas.len() && mm.vmas[i].start < e {
+        while i < mm.vmas.len() && mm.vmas[i].start() < e {
             let v = mm.vmas[i];
-            if v.flags & vm::SHARED == 0 {
+            if v.flags() & vm::SHARED == 0 {
                 if self.lz().is_some() {
                     if v.state() == State::None {
                         self.fire(Rule::L18);
-                        mm.vmas[i].flags |= LAZY_FOLIOS;
-                        mm.vmas[i].owner = true;
+                        mm.vmas[i].add_flags(LAZY_FOLIOS);
+                        mm.vmas[i].set_owner(true);
                     }
                 } else if v.av == NIL {
                     self.prepare(mm, i, true);
@@ -247,8 +247,8 @@ impl Core {
                 let w = &mut mm.vmas[i];
                 w.chain = NIL;
                 w.av = NIL;
-                w.flags |= LAZY_FOLIOS;
-                w.owner = true;
+                w.add_flags(LAZY_FOLIOS);
+                w.set_owner(true);
             }
         }
     }
