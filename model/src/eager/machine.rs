@@ -67,7 +67,14 @@ pub struct Machine {
     ksm: Vec<KsmItem>,
     /// Index of the VMA the last fault or rmap walk found (`usize::MAX`: none).
     pub(crate) found: usize,
+    /// VMA arrays of exited mms, for the next forks: no malloc/free per fork and exit, the
+    /// child gets the slack an exited mm had grown (no realloc at its first split), and
+    /// the newest one is still warm from its exit.
+    pool: Vec<Vec<Vma>>,
 }
+
+/// At most this many arrays are kept (a fork-exit imbalance is short in a steady state).
+const POOL: usize = 16;
 
 /// One model of a `Pair` with the mms it owns: what tests and reports read.
 #[derive(Clone, Copy)]
@@ -260,6 +267,7 @@ impl Machine {
             side,
             ksm: Vec::new(),
             found: usize::MAX,
+            pool: Vec::new(),
         }
     }
 
@@ -273,13 +281,17 @@ impl Machine {
 
     /// `fork` of `pmm` (this model's mm of the parent): the child's mm.
     pub(crate) fn fork(&mut self, pmm: &mut Mm) -> Mm {
-        self.core.fork(pmm)
+        let buf = self.pool.pop().unwrap_or_default();
+        self.core.fork(pmm, buf)
     }
 
     /// exit: every VMA of this model's mm of the process torn down.
-    pub(crate) fn exit(&mut self, mm: Mm) {
-        for v in mm.vmas {
+    pub(crate) fn exit(&mut self, mut mm: Mm) {
+        for v in mm.vmas.drain(..) {
             self.core.teardown(v);
+        }
+        if self.pool.len() < POOL {
+            self.pool.push(mm.vmas);
         }
     }
 
@@ -442,6 +454,8 @@ impl<'a> Half<'a> {
             + self.procs.capacity() * (std::mem::size_of::<(Pid, [Mm; 2])>() + 1) / 2
             + self.mms().map(|(_, m)| m.vmas.capacity() * std::mem::size_of::<Vma>()).sum::<usize>()
             + self.m.ksm.capacity() * std::mem::size_of::<KsmItem>()
+            + self.m.pool.capacity() * std::mem::size_of::<Vec<Vma>>()
+            + self.m.pool.iter().map(|v| v.capacity() * std::mem::size_of::<Vma>()).sum::<usize>()
     }
 
     /// The VMAs of a process (tests and reports).

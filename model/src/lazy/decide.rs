@@ -83,8 +83,11 @@ impl Core {
     }
 
     /// `dup_mmap`: every parent VMA in address order (spec §1.4, §3.2 L2-L5).
-    pub(crate) fn fork(&mut self, pmm: &mut Mm) -> Mm {
-        let mut child = Mm { vmas: Vec::with_capacity(pmm.vmas.len()) };
+    /// `buf`: an empty array to fill (a pooled one, or new).
+    pub(crate) fn fork(&mut self, pmm: &mut Mm, mut buf: Vec<Vma>) -> Mm {
+        debug_assert!(buf.is_empty());
+        buf.reserve_exact(pmm.vmas.len());
+        let mut child = Mm { vmas: buf };
         let lz = self.lz();
         for i in 0..pmm.vmas.len() {
             let pv = pmm.vmas[i];
