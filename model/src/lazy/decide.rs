@@ -1,7 +1,7 @@
 //! Where LAZY departs from eager: the decisions of spec §3.2, on the eager engine.
 
 use super::Rule;
-use crate::eager::anon_vma::NIL;
+use crate::eager::anon_vma::{Allocs, NIL};
 use crate::eager::vma::{Mm, State, Vma, LAZY_FOLIOS};
 use crate::eager::Core;
 use crate::eager::Prop;
@@ -89,13 +89,16 @@ impl Core {
         buf.reserve_exact(pmm.vmas.len());
         let mut child = Mm { vmas: buf };
         let lz = self.lz();
+        // Counted once per fork (or before anything that frees, so peaks stay exact).
+        let mut vmas = 0;
+        let mut allocs = Allocs::default();
         for i in 0..pmm.vmas.len() {
             let pv = pmm.vmas[i];
             if pv.flags() & vm::DONTCOPY != 0 {
                 self.fire(Rule::L4);
                 continue;
             }
-            self.vma.add(1);
+            vmas += 1;
             let mut cv = Vma::new(pv.start(), pv.end, pv.pgoff(), pv.merge_flags());
             if pv.flags() & vm::WIPEONFORK != 0 {
                 self.fire(Rule::L4);
@@ -105,7 +108,7 @@ impl Core {
             match lz {
                 None => {
                     if pv.av != NIL {
-                        let (chain, av) = self.avs.fork(pv.chain, pv.av, self.kernel);
+                        let (chain, av) = self.avs.fork(pv.chain, pv.av, self.kernel, &mut allocs);
                         cv.chain = chain;
                         cv.av = av;
                     }
@@ -114,17 +117,20 @@ impl Core {
                     match pv.state() {
                         State::None if k.upgrade_when_parent_has_no_pages && pv.flags() & vm::SHARED == 0 => {
                             self.fire(Rule::L2);
+                            self.vma.add(std::mem::take(&mut vmas));
                             self.upgrade(pmm, i, k);
                         }
                         State::None => self.fire(Rule::L4),
                         State::Lazy => {
                             self.fire(Rule::L2);
+                            self.vma.add(std::mem::take(&mut vmas));
                             self.upgrade(pmm, i, k);
                         }
                         State::Tree => self.fire(Rule::L3),
                         State::TreeParent => {
                             self.fire(Rule::L5);
                             if k.fork_of_tree_parent == ForkOfTreeParent::UpgradeFirst {
+                                self.vma.add(std::mem::take(&mut vmas));
                                 self.own_anon_vma(pmm, i);
                             }
                         }
@@ -138,6 +144,8 @@ impl Core {
             }
             child.vmas.push(cv);
         }
+        self.vma.add(vmas);
+        self.avs.count(allocs);
         child
     }
 
