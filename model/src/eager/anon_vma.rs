@@ -234,8 +234,15 @@ impl AnonVmas {
     /// gives the same frees in the same order: a put can free only the AV itself and its
     /// root, and the root, last in the chain, keeps its initial reference until reached.
     pub fn unlink(&mut self, chain: u32, av: u32) -> u32 {
-        let freed = self.len(chain);
+        let freed = self.unlink_uncounted(chain, av);
         self.avc.sub(freed as u64);
+        freed
+    }
+
+    /// `unlink`, leaving its AVC frees for the caller to count.
+    #[inline]
+    pub fn unlink_uncounted(&mut self, chain: u32, av: u32) -> u32 {
+        let freed = self.len(chain);
         if av != NIL {
             self.m(av).num_active_vmas -= 1;
         }
@@ -273,10 +280,11 @@ impl AnonVmas {
         }
     }
 
+    /// Only once `refcount` is 0.
     #[inline]
     fn free_av(&mut self, x: u32) {
+        debug_assert_eq!(self.get(x).refcount, 0);
         self.av.sub(1);
-        self.m(x).refcount = 0;
         self.avs.remove(x);
     }
 

@@ -150,17 +150,27 @@ impl Core {
         mm.vmas.insert(i + 1, upper);
     }
 
-    /// Free one torn-down VMA: `unlink_anon_vmas` (−L AVC, AVs per §1.8) and the struct.
-    pub fn teardown(&mut self, v: Vma) {
-        match v.state() {
-            State::Lazy => self.fire(Rule::L10),
-            State::TreeParent => self.fire(Rule::L10b),
-            _ => {}
+    /// Free torn-down VMAs (exit, exec, munmap): `unlink_anon_vmas` (−L AVC, AVs per
+    /// §1.8) and the structs. Their AVC and struct frees are counted once at the end
+    /// (frees move no peak; nothing is allocated in between).
+    pub fn teardown(&mut self, vmas: impl Iterator<Item = Vma>) {
+        let lz = self.lz().is_some();
+        let (mut structs, mut avcs) = (0, 0);
+        for v in vmas {
+            if lz {
+                match v.state() {
+                    State::Lazy => self.rules.fire(Rule::L10),
+                    State::TreeParent => self.rules.fire(Rule::L10b),
+                    _ => {}
+                }
+            }
+            if v.chain != NIL {
+                avcs += self.avs.unlink_uncounted(v.chain, v.av) as u64;
+            }
+            structs += 1 + v.pins() as u64;
         }
-        if v.chain != NIL {
-            self.avs.unlink(v.chain, v.av);
-        }
-        self.vma.sub(1 + v.pins() as u64);
+        self.avs.avc.sub(avcs);
+        self.vma.sub(structs);
     }
 
     /// munmap of `[s, e)`: split the ends, then unlink every VMA inside (spec §1.8).
@@ -180,9 +190,7 @@ impl Core {
             }
             j += 1;
         }
-        for v in mm.vmas.drain(i..j) {
-            self.teardown(v);
-        }
+        self.teardown(mm.vmas.drain(i..j));
     }
 
     /// Remove `mm.vmas[r]` merged into `mm.vmas[t]` (`anon_vma_merge` → `unlink_anon_vmas`).
@@ -287,9 +295,7 @@ impl Machine {
 
     /// exit: every VMA of this model's mm of the process torn down.
     pub(crate) fn exit(&mut self, mut mm: Mm) {
-        for v in mm.vmas.drain(..) {
-            self.core.teardown(v);
-        }
+        self.core.teardown(mm.vmas.drain(..));
         if self.pool.len() < POOL {
             self.pool.push(mm.vmas);
         }
@@ -314,9 +320,7 @@ impl Machine {
             }
             Event::Exec { stack, .. } => {
                 let stack = stack.map(|s| range(s, 1)).transpose()?;
-                for v in std::mem::take(&mut mm.vmas) {
-                    self.core.teardown(v);
-                }
+                self.core.teardown(mm.vmas.drain(..));
                 self.core.fire(Rule::L11);
                 if let Some((s, e)) = stack {
                     self.core.map_new(mm, s, e, s / PAGE_SIZE, vm::READ | vm::WRITE, None);
