@@ -90,13 +90,19 @@ impl AnonVmas {
     #[inline]
     fn alloc_av(&mut self, root: u32, parent: u32, num_children: u32, next: u32) -> u32 {
         let len = self.len(next) + 1;
-        let av = AnonVma { root, parent, refcount: 1, num_children, num_active_vmas: 1, next, refs: 1, len };
-        let id = self.avs.insert(av);
-        if root == NIL {
-            let a = self.m(id);
-            a.root = id;
-            a.parent = id;
-        }
+        let id = self.avs.alloc();
+        let (root, parent) = if root == NIL { (id, id) } else { (root, parent) };
+        // Field by field into the slot: a whole struct built first went through the stack
+        // and stalled on store forwarding (half of `child_of`'s time).
+        let a = self.m(id);
+        a.root = root;
+        a.parent = parent;
+        a.refcount = 1;
+        a.num_children = num_children;
+        a.num_active_vmas = 1;
+        a.next = next;
+        a.refs = 1;
+        a.len = len;
         id
     }
 

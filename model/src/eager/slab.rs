@@ -18,14 +18,12 @@ impl<T> Default for Slab<T> {
 }
 
 impl<T: Copy + Default> Slab<T> {
+    /// A slot for the caller to fill: stale contents if reused, `T::default()` if new.
     #[inline]
-    pub fn insert(&mut self, v: T) -> u32 {
+    pub fn alloc(&mut self) -> u32 {
         match self.free.pop() {
-            Some(id) => {
-                self.items[id as usize] = v;
-                id
-            }
-            None => self.push(v),
+            Some(id) => id,
+            None => self.push(T::default()),
         }
     }
     #[cold]
