@@ -85,6 +85,7 @@ impl Pair {
         };
         let p = self.procs.get_mut(&pid).ok_or(ModelError::NoProcess(pid))?;
         let torn = self.eager.apply_mm(pid, &mut p[EAGER], ev, usize::MAX)?;
+        self.lazy.core.hints = self.eager.core.bounds;
         // Lazy looks for a fault's or walk's VMA first where eager found it.
         let torn = self.lazy.apply_mm(pid, &mut p[LAZY], ev, self.eager.found)? | torn;
         if torn {

@@ -31,6 +31,20 @@ pub(crate) struct Core {
     pub vma: Counter,
     pub rules: RuleCounts,
     pub rmap: [RmapStat; RmapCaller::ALL.len()],
+    /// This event's `lower_bound` results, in call order.
+    pub bounds: Bounds,
+    /// The other model's `bounds` for the same event, tried first (lazy gets eager's).
+    pub hints: Bounds,
+}
+
+/// `(addr, index)` of an event's first `lower_bound` calls. A map, munmap or mprotect
+/// searches both models' arrays for the same addresses in the same order, and their
+/// layouts rarely differ: lazy checks eager's index (two adjacent probes) instead of
+/// a cold binary search of its own.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Bounds {
+    at: [(u64, u32); 4],
+    n: u8,
 }
 
 /// A KSM stable-tree rmap_item group: `n` references on `av` for pages of the VMA at `addr`.
@@ -84,6 +98,21 @@ pub struct Half<'a> {
 }
 
 impl Core {
+    /// `mm.lower_bound(addr)`, trying the hint for this call first; recorded in `bounds`.
+    #[inline]
+    pub fn lower_bound(&mut self, mm: &Mm, addr: u64) -> usize {
+        let k = self.bounds.n as usize;
+        let i = match self.hints.at.get(k) {
+            Some(&(a, i)) if k < self.hints.n as usize && a == addr && mm.is_lower_bound(addr, i as usize) => i as usize,
+            _ => mm.lower_bound(addr),
+        };
+        if k < self.bounds.at.len() {
+            self.bounds.at[k] = (addr, i as u32);
+            self.bounds.n += 1;
+        }
+        i
+    }
+
     /// The lazy knobs when lazy rules apply (a lazy model with the runtime switch on).
     #[inline]
     pub fn lz(&self) -> Option<Knobs> {
@@ -175,7 +204,7 @@ impl Core {
 
     /// munmap of `[s, e)`: split the ends, then unlink every VMA inside (spec §1.8).
     pub fn munmap(&mut self, mm: &mut Mm, s: u64, e: u64) {
-        let mut i = mm.lower_bound(s);
+        let mut i = self.lower_bound(mm, s);
         if i >= mm.vmas.len() || mm.vmas[i].start() >= e {
             return;
         }
@@ -271,6 +300,8 @@ impl Machine {
                 vma: Counter::default(),
                 rules: RuleCounts::default(),
                 rmap: [RmapStat::default(); RmapCaller::ALL.len()],
+                bounds: Bounds::default(),
+                hints: Bounds::default(),
             },
             side,
             ksm: Vec::new(),
@@ -306,6 +337,7 @@ impl Machine {
     /// (`after_teardown` is due once the table is free again).
     pub(crate) fn apply_mm(&mut self, pid: Pid, mm: &mut Mm, ev: &Event, near: usize) -> Result<bool, ModelError> {
         self.found = usize::MAX;
+        self.core.bounds.n = 0;
         match *ev {
             Event::Map { start, pages, flags, .. } => {
                 let (s, e) = range(start, pages)?;

@@ -77,7 +77,7 @@ impl Core {
     /// (`vma_merge_new_range`), else a new VMA. `copy` is copy_vma's source (mremap).
     /// Returns the index of the VMA now covering the range.
     pub fn map_new(&mut self, mm: &mut Mm, s: u64, e: u64, pgoff: u64, flags: u8, copy: Option<Vma>) -> usize {
-        let i = mm.lower_bound(s);
+        let i = self.lower_bound(mm, s);
         let pages = (e - s) / PAGE_SIZE;
         let prop = copy.map_or(Prop::New, Prop::Copy);
         let prev = (i > 0 && mm.vmas[i - 1].end == s).then(|| i - 1);
@@ -146,7 +146,7 @@ impl Core {
     pub fn modify_range(&mut self, mm: &mut Mm, s: u64, e: u64, f: impl Fn(u8) -> u8) {
         let mut addr = s;
         while addr < e {
-            let i = mm.lower_bound(addr);
+            let i = self.lower_bound(mm, addr);
             if i >= mm.vmas.len() || mm.vmas[i].start() >= e {
                 return;
             }

@@ -154,6 +154,13 @@ impl Mm {
             _ => self.find(addr),
         }
     }
+    /// Is `i` what `lower_bound(addr)` returns?
+    #[inline]
+    pub fn is_lower_bound(&self, addr: u64, i: usize) -> bool {
+        i <= self.vmas.len()
+            && (i == 0 || self.vmas[i - 1].end <= addr)
+            && self.vmas.get(i).is_none_or(|v| v.end > addr)
+    }
     /// Index of the first VMA ending after `addr` (the insertion point for `addr`).
     #[inline]
     pub fn lower_bound(&self, addr: u64) -> usize {
@@ -164,6 +171,19 @@ impl Mm {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hint_is_taken_only_where_the_search_would_land() {
+        for n in 0..6u64 {
+            let mm = Mm { vmas: (0..n).map(|i| Vma::new((2 * i + 1) * PAGE_SIZE, (2 * i + 2) * PAGE_SIZE, 0, 0)).collect() };
+            for a in 0..(2 * n + 3) * 2 {
+                let addr = a * PAGE_SIZE / 2;
+                for i in 0..n as usize + 3 {
+                    assert_eq!(mm.is_lower_bound(addr, i), i == mm.lower_bound(addr), "n {n} addr {addr:#x} i {i}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn packed_fields_round_trip_at_their_limits() {
