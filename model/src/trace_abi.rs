@@ -111,3 +111,25 @@ pub fn decode(bytes: &[u8]) -> Option<TraceEvent> {
     // SAFETY: length checked; the record is plain integers, valid for any bit pattern.
     (bytes.len() == TRACE_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
 }
+
+pub use crate::hook_abi::*;
+
+/// One ring buffer record of either shape, told apart by its first u32 (`kind`).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    Trace(TraceEvent),
+    Hook(HookEvent),
+}
+
+/// `None` when the length does not match the kind's record.
+#[cfg(feature = "std")]
+pub fn decode_any(bytes: &[u8]) -> Option<Record> {
+    let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+    if kind == EV_HOOK {
+        // SAFETY: length checked; plain integers.
+        (bytes.len() == HOOK_EVENT_SIZE).then(|| Record::Hook(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<HookEvent>()) }))
+    } else {
+        decode(bytes).map(Record::Trace)
+    }
+}

@@ -1,0 +1,118 @@
+//! rmap walks: the callers (folio_referenced, try_to_unmap, try_to_migrate,
+//! remove_migration_ptes) are frames of the caller stack; `rmap_walk[_locked]` entry sends
+//! the folio and its mapping; `folio_lock_anon_vma_read` entry and exit bracket the wait
+//! for the root anon_vma's rwsem (exit 0 = the try-lock failed: contended).
+use crate::hook::{emit_hook, hook_offset, pop, push, read};
+use aya_ebpf::{
+    helpers::generated::bpf_get_stack,
+    macros::{fentry, fexit, kprobe, kretprobe},
+    programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
+    EbpfContext,
+};
+use lazyvma_model::hook_abi::{
+    BK_FENTRY, BK_KPROBE, CALLER_FOLIO_REFERENCED, CALLER_REMOVE_MIGRATION_PTES, CALLER_TRY_TO_MIGRATE, CALLER_TRY_TO_UNMAP,
+    HK_FOLIO_LOCK, HK_RMAP_WALK, PH_ENTRY, PH_EXIT,
+};
+
+macro_rules! caller_hooks {
+    ($code:expr, $fentry:ident, $fexit:ident, $kprobe:ident, $kret:ident) => {
+        #[fentry]
+        pub fn $fentry(_ctx: FEntryContext) -> i32 {
+            push($code);
+            0
+        }
+
+        #[fexit]
+        pub fn $fexit(_ctx: FExitContext) -> i32 {
+            pop();
+            0
+        }
+
+        #[kprobe]
+        pub fn $kprobe(_ctx: ProbeContext) -> u32 {
+            push($code);
+            0
+        }
+
+        #[kretprobe]
+        pub fn $kret(_ctx: RetProbeContext) -> u32 {
+            pop();
+            0
+        }
+    };
+}
+
+caller_hooks!(CALLER_FOLIO_REFERENCED, hk_referenced_fentry, hk_referenced_fexit, hk_referenced_kprobe, hk_referenced_kretprobe);
+caller_hooks!(CALLER_TRY_TO_UNMAP, hk_unmap_fentry, hk_unmap_fexit, hk_unmap_kprobe, hk_unmap_kretprobe);
+caller_hooks!(CALLER_TRY_TO_MIGRATE, hk_migrate_fentry, hk_migrate_fexit, hk_migrate_kprobe, hk_migrate_kretprobe);
+caller_hooks!(CALLER_REMOVE_MIGRATION_PTES, hk_rmptes_fentry, hk_rmptes_fexit, hk_rmptes_kprobe, hk_rmptes_kretprobe);
+
+/// `args[3..6]` = the first kernel stack frames: when the caller of rmap_walk was inlined
+/// (remove_migration_ptes into migrate.c's callers) its frame is missing, and the return
+/// address is what names it.
+fn walk_entry(ctx: *mut core::ffi::c_void, hook: u16, backend: u8, folio: u64, locked: u64) {
+    let mut frames = [0u64; 3];
+    // SAFETY: ctx is this program's context; frames is 24 bytes of our stack; flags 0 =
+    // kernel stack. A failure leaves zeros.
+    unsafe { bpf_get_stack(ctx, frames.as_mut_ptr().cast(), 24, 0) };
+    emit_hook(hook, PH_ENTRY, backend, |ev| {
+        ev.args[0] = folio;
+        ev.args[1] = read(folio, hook_offset(|o| &o.folio_mapping));
+        ev.args[2] = locked;
+        ev.args[3] = frames[0];
+        ev.args[4] = frames[1];
+        ev.args[5] = frames[2];
+    });
+}
+
+#[fentry]
+pub fn hk_walk_fentry(ctx: FEntryContext) -> i32 {
+    walk_entry(ctx.as_ptr(), HK_RMAP_WALK, BK_FENTRY, ctx.arg(0), 0);
+    0
+}
+
+#[kprobe]
+pub fn hk_walk_kprobe(ctx: ProbeContext) -> u32 {
+    walk_entry(ctx.as_ptr(), HK_RMAP_WALK, BK_KPROBE, ctx.arg(0).unwrap_or(0), 0);
+    0
+}
+
+#[fentry]
+pub fn hk_walk_locked_fentry(ctx: FEntryContext) -> i32 {
+    walk_entry(ctx.as_ptr(), HK_RMAP_WALK, BK_FENTRY, ctx.arg(0), 1);
+    0
+}
+
+#[kprobe]
+pub fn hk_walk_locked_kprobe(ctx: ProbeContext) -> u32 {
+    walk_entry(ctx.as_ptr(), HK_RMAP_WALK, BK_KPROBE, ctx.arg(0).unwrap_or(0), 1);
+    0
+}
+
+#[fentry]
+pub fn hk_lock_fentry(ctx: FEntryContext) -> i32 {
+    walk_entry(ctx.as_ptr(), HK_FOLIO_LOCK, BK_FENTRY, ctx.arg(0), 0);
+    0
+}
+
+#[kprobe]
+pub fn hk_lock_kprobe(ctx: ProbeContext) -> u32 {
+    walk_entry(ctx.as_ptr(), HK_FOLIO_LOCK, BK_KPROBE, ctx.arg(0).unwrap_or(0), 0);
+    0
+}
+
+fn lock_exit(backend: u8, ret: u64) {
+    emit_hook(HK_FOLIO_LOCK, PH_EXIT, backend, |ev| ev.ret = ret);
+}
+
+#[fexit]
+pub fn hk_lock_fexit(ctx: FExitContext) -> i32 {
+    lock_exit(BK_FENTRY, ctx.ret().unwrap_or(0));
+    0
+}
+
+#[kretprobe]
+pub fn hk_lock_kretprobe(ctx: RetProbeContext) -> u32 {
+    lock_exit(BK_KPROBE, ctx.ret());
+    0
+}
