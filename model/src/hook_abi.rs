@@ -37,8 +37,8 @@ pub const HK_COPY_VMA: u16 = 9;
 pub const HK_DUP_MMAP: u16 = 10;
 /// `exit_mmap` entry: `args` = [mm].
 pub const HK_EXIT_MMAP: u16 = 11;
-/// `rmap_walk` / `rmap_walk_locked` entry: `args` = [folio, folio->mapping, locked, and
-/// the first three kernel stack frames] (the frames name a caller inlined into its own).
+/// `rmap_walk` / `rmap_walk_locked` entry: `args` = [folio, folio->mapping, locked];
+/// `stack` = the first kernel stack frames (they name a caller inlined into its own).
 pub const HK_RMAP_WALK: u16 = 12;
 /// `folio_lock_anon_vma_read`: entry `args` as [`HK_RMAP_WALK`]'s; exit `ret` = the
 /// locked anon_vma or 0 (try-lock failed).
@@ -111,10 +111,13 @@ pub struct HookEvent {
     pub args: [u64; 6],
     pub a: VmaSnap,
     pub b: VmaSnap,
+    /// Return addresses, innermost first, for the hooks that take them (0 = none).
+    pub stack: [u64; HOOK_STACK_DEPTH],
 }
 
+pub const HOOK_STACK_DEPTH: usize = 6;
 pub const HOOK_EVENT_SIZE: usize = core::mem::size_of::<HookEvent>();
-const _: () = assert!(HOOK_EVENT_SIZE == 216 && HOOK_EVENT_SIZE % 8 == 0);
+const _: () = assert!(HOOK_EVENT_SIZE == 264 && HOOK_EVENT_SIZE % 8 == 0);
 
 /// Optional offsets the hooks read besides `offsets.rs`' (absent = `u64::MAX`): set from
 /// BTF by userspace as the `HOOK_OFFSETS` global.

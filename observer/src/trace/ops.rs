@@ -126,6 +126,15 @@ pub struct Decoder {
     exiting: std::collections::HashSet<u64>,
     /// Exits without their entry (attached mid-call) and other malformed records.
     pub unpaired: u64,
+    /// [_stext, _etext): where a return address can name a kernel function.
+    text: Option<(u64, u64)>,
+}
+
+fn kernel_text(syms: &Symbols) -> (u64, u64) {
+    match (syms.range("_stext"), syms.range("_etext")) {
+        (Ok(s), Ok(e)) => (s.0, e.0),
+        _ => (0, 0),
+    }
 }
 
 fn int(ret: u64) -> i32 {
@@ -199,7 +208,7 @@ impl Decoder {
                 }
                 t.walk = Some(Walk {
                     tgid: ev.tgid,
-                    caller: walk_caller(ev, syms),
+                    caller: walk_caller(ev, syms, *self.text.get_or_insert_with(|| kernel_text(syms))),
                     folio: ev.args[0],
                     mapping: ev.args[1],
                     locked: ev.args[2] != 0,
@@ -234,14 +243,16 @@ impl Decoder {
 }
 
 /// The hooked caller frame, else the first return address outside the walk itself:
-/// migrate.c calls rmap_walk only from remove_migration_ptes, which 6.12 inlines into
-/// migrate_folio_move / migrate_folio_undo_src.
-fn walk_caller(ev: &HookEvent, syms: &Symbols) -> String {
+/// migrate.c calls rmap_walk only from remove_migration_ptes, which both kernels inline
+/// into migrate.c's other functions.
+fn walk_caller(ev: &HookEvent, syms: &Symbols, text: (u64, u64)) -> String {
     let frame = innermost(ev.callers);
     if !frame.is_empty() {
         return frame.into();
     }
-    for &addr in &ev.args[3..6] {
+    // Trampoline and module addresses fall outside the kernel text: their "symbol" would be
+    // whatever precedes them.
+    for &addr in ev.stack.iter().filter(|a| (text.0..text.1).contains(*a)) {
         let Some(name) = syms.name(addr) else { continue };
         if name.starts_with("rmap_walk") || name.starts_with("bpf_") || name == "folio_lock_anon_vma_read" {
             continue;
@@ -249,7 +260,8 @@ fn walk_caller(ev: &HookEvent, syms: &Symbols) -> String {
         if let Some(c) = CALLERS.iter().find(|c| **c == name) {
             return c.to_string();
         }
-        if name.starts_with("migrate_folio") || name.contains("unmap_and_move") || name.starts_with("__migrate_folio") {
+        // 6.1 inlines it up to migrate_pages, 6.12 to migrate_pages_batch / migrate_folio_move.
+        if name.starts_with("migrate_pages") || name.starts_with("migrate_folio") || name.starts_with("__migrate_folio") || name.contains("unmap_and_move") {
             return "remove_migration_ptes".into();
         }
         return format!("other:{name}");
@@ -344,7 +356,7 @@ mod tests {
     }
 
     fn syms() -> Symbols {
-        Symbols::parse("ffffffff81000000 T rmap_walk\nffffffff81000100 t migrate_folio_move\nffffffff81000200 T other_fn\nffffffff81000300 T zz\n").unwrap()
+        Symbols::parse("ffffffff81000000 T _stext\nffffffff81000000 T rmap_walk\nffffffff81000100 t migrate_folio_move\nffffffff81000200 T other_fn\nffffffff81000300 T _etext\nffffffff81000400 T zz\n").unwrap()
     }
 
     fn ev(hook: u16, phase: u8) -> HookEvent {
@@ -414,14 +426,15 @@ mod tests {
         d.feed_(&x, &mut out);
         // remove_migration_ptes inlined into migrate_folio_move: named by the return address.
         w.callers = 0;
-        w.args[3..6].copy_from_slice(&[0xffffffff81000010, 0xffffffff81000110, 0]);
+        w.stack = [0xffffffff81000010, 0xffffffff81000110, 0, 0, 0, 0];
         d.feed_(&w, &mut out);
         // A lock whose walk was inlined into its (hooked) caller is a walk of its own.
         let mut l2 = ev(HK_FOLIO_LOCK, PH_ENTRY);
         l2.args = [0xf8, 0xa1, 0, 0, 0, 0];
         l2.callers = CALLER_TRY_TO_MIGRATE as u64;
         d.feed_(&l2, &mut out);
-        w.args[3..6].copy_from_slice(&[0xffffffff81000210, 0, 0]);
+        // A trampoline address past _etext is skipped.
+        w.stack = [0xffffffffc0001000, 0xffffffff81000210, 0, 0, 0, 0];
         d.feed_(&w, &mut out);
         d.flush(&mut out);
         let walks: Vec<_> = out[1..].iter().map(|o| o.op.clone()).collect();
