@@ -117,7 +117,7 @@ pub struct HookEvent {
 
 pub const HOOK_STACK_DEPTH: usize = 6;
 pub const HOOK_EVENT_SIZE: usize = core::mem::size_of::<HookEvent>();
-const _: () = assert!(HOOK_EVENT_SIZE == 264 && HOOK_EVENT_SIZE % 8 == 0);
+const _: () = assert!(HOOK_EVENT_SIZE == 264 && HOOK_EVENT_SIZE.is_multiple_of(8));
 
 /// Optional offsets the hooks read besides `offsets.rs`' (absent = `u64::MAX`): set from
 /// BTF by userspace as the `HOOK_OFFSETS` global.

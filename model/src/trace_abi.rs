@@ -133,3 +133,27 @@ pub fn decode_any(bytes: &[u8]) -> Option<Record> {
         decode(bytes).map(Record::Trace)
     }
 }
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: plain integer records.
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn records_are_told_apart_by_kind_and_length() {
+        let t = TraceEvent { kind: EV_FORK, arg: 7, ..Default::default() };
+        let h = HookEvent { kind: EV_HOOK, hook: HK_PREPARE, phase: PH_EXIT, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&t)), Some(Record::Trace(t)));
+        assert_eq!(decode_any(&bytes(&h)), Some(Record::Hook(h)));
+        // A hook kind with a slab record's length, and a cut record, are refused.
+        let mut wrong = bytes(&t);
+        wrong[..4].copy_from_slice(&EV_HOOK.to_ne_bytes());
+        assert_eq!(decode_any(&wrong), None);
+        assert_eq!(decode_any(&bytes(&h)[..100]), None);
+        assert_eq!(decode_any(&[1, 0]), None);
+    }
+}

@@ -24,7 +24,7 @@ const EXPECTED: &str = "observer/tests/fidelity/expected.json";
 /// Scenarios of the table never run in a guest, with why.
 const NOT_RUN: &[(&str, &str)] = &[("ksm", "ksmd merges and frees anon_vmas on its own schedule: not exact per run")];
 
-#[derive(clap::Args)]
+#[derive(clap::Args, Default)]
 pub struct Args {
     /// Only this architecture (default: both).
     #[arg(long, value_enum)]
@@ -37,14 +37,11 @@ pub struct Args {
     scenarios: Vec<String>,
 }
 
-impl Default for Args {
-    fn default() -> Args {
-        Args { arch: None, kernel: None, scenarios: vec![] }
-    }
-}
-
 /// [+AV, -AV, +AVC, -AVC].
 type Four = [i64; 4];
+
+/// One kernel's outcome: name, release, guest seconds, (scenario, verdict) rows.
+type Verdict = (String, String, f64, Vec<(String, String)>);
 
 /// One trace run in the guest.
 #[derive(Default)]
@@ -133,7 +130,7 @@ pub fn run(a: Args) -> Result<()> {
     let wanted: Vec<String> = if a.scenarios.is_empty() { all } else { a.scenarios.clone() };
     let to_run: Vec<String> = wanted.iter().filter(|s| !NOT_RUN.iter().any(|(n, _)| n == s)).cloned().collect();
     let cmd = vec!["sh".to_string(), "-c".to_string(), script(&to_run)];
-    let mut verdicts: Vec<(String, String, f64, Vec<(String, String)>)> = Vec::new();
+    let mut verdicts: Vec<Verdict> = Vec::new();
     for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
         let bins = assets::build_binaries(arch)?;
         let cache = assets::Cache::open(false)?;
@@ -272,6 +269,9 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
     let names: BTreeMap<i64, String> = table["phases"].as_object().context("phases")?.iter().map(|(k, v)| (v.as_i64().unwrap_or(-1), k.clone())).collect();
     let combine: Vec<String> = e["combine"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
     let (a, b, k) = (report(g, s, N, "fentry")?, report(g, s, 0, "fentry")?, report(g, s, N, "kprobe")?);
+    if let Some((hook, _)) = k["backend"].as_object().into_iter().flatten().find(|(_, b)| *b == "fentry") {
+        bail!("-k run: hook {hook} still attached with fentry");
+    }
 
     // (b) hooks against slab, in each run.
     for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
