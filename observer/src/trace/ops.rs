@@ -122,8 +122,9 @@ struct Thread {
 #[derive(Default)]
 pub struct Decoder {
     threads: HashMap<u32, Thread>,
-    /// mms whose exit_mmap began: their unlinks are "exit".
-    exiting: std::collections::HashSet<u64>,
+    /// (task, mm) whose exit_mmap began: that task's unlinks in that mm are "exit" (an mm
+    /// address freed and reused later belongs to another task's exit, or to none).
+    exiting: std::collections::HashSet<(u32, u64)>,
     /// Exits without their entry (attached mid-call) and other malformed records.
     pub unpaired: u64,
     /// [_stext, _etext): where a return address can name a kernel function.
@@ -173,7 +174,7 @@ impl Decoder {
             }
             (HK_UNLINK, PH_ENTRY) => {
                 let vma = Vma::from(ev.a);
-                let dflt = if self.exiting.contains(&vma.mm) { "exit" } else { "munmap" };
+                let dflt = if self.exiting.contains(&(ev.pid, vma.mm)) { "exit" } else { "munmap" };
                 out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.callers, dflt) }));
             }
             (HK_PUT, PH_ENTRY) => {
@@ -182,7 +183,7 @@ impl Decoder {
             }
             (HK_DUP_MMAP, PH_ENTRY) => out.push(mk(KernelOp::DupMmap { mm: ev.args[0], oldmm: ev.args[1] })),
             (HK_EXIT_MMAP, PH_ENTRY) => {
-                self.exiting.insert(ev.args[0]);
+                self.exiting.insert((ev.pid, ev.args[0]));
                 out.push(mk(KernelOp::ExitMmap { mm: ev.args[0] }));
             }
             (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_ENTRY) => t.open.push(*ev),
