@@ -23,6 +23,8 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", model_dir.join("src/abi.rs").display());
     println!("cargo:rerun-if-changed={}", model_dir.join("src/lib.rs").display());
+    println!("cargo:rerun-if-changed={}", model_dir.join("src/trace_abi.rs").display());
+    println!("cargo:rerun-if-changed={}", model_dir.join("src/hook_abi.rs").display());
 
     let arch = env::var("CARGO_CFG_TARGET_ARCH").unwrap();
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());

@@ -9,6 +9,7 @@
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod abi;
+pub mod hook_abi;
 pub mod trace_abi;
 
 #[cfg(feature = "std")]

@@ -111,3 +111,49 @@ pub fn decode(bytes: &[u8]) -> Option<TraceEvent> {
     // SAFETY: length checked; the record is plain integers, valid for any bit pattern.
     (bytes.len() == TRACE_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<TraceEvent>()) })
 }
+
+pub use crate::hook_abi::*;
+
+/// One ring buffer record of either shape, told apart by its first u32 (`kind`).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Record {
+    Trace(TraceEvent),
+    Hook(HookEvent),
+}
+
+/// `None` when the length does not match the kind's record.
+#[cfg(feature = "std")]
+pub fn decode_any(bytes: &[u8]) -> Option<Record> {
+    let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+    if kind == EV_HOOK {
+        // SAFETY: length checked; plain integers.
+        (bytes.len() == HOOK_EVENT_SIZE).then(|| Record::Hook(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<HookEvent>()) }))
+    } else {
+        decode(bytes).map(Record::Trace)
+    }
+}
+
+#[cfg(all(test, feature = "std"))]
+mod tests {
+    use super::*;
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: plain integer records.
+        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }.to_vec()
+    }
+
+    #[test]
+    fn records_are_told_apart_by_kind_and_length() {
+        let t = TraceEvent { kind: EV_FORK, arg: 7, ..Default::default() };
+        let h = HookEvent { kind: EV_HOOK, hook: HK_PREPARE, phase: PH_EXIT, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&t)), Some(Record::Trace(t)));
+        assert_eq!(decode_any(&bytes(&h)), Some(Record::Hook(h)));
+        // A hook kind with a slab record's length, and a cut record, are refused.
+        let mut wrong = bytes(&t);
+        wrong[..4].copy_from_slice(&EV_HOOK.to_ne_bytes());
+        assert_eq!(decode_any(&wrong), None);
+        assert_eq!(decode_any(&bytes(&h)[..100]), None);
+        assert_eq!(decode_any(&[1, 0]), None);
+    }
+}

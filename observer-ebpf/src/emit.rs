@@ -35,7 +35,7 @@ pub fn field<T: Default>(ctx: &aya_ebpf::programs::TracePointContext, off: u64) 
     unsafe { ctx.read_at::<T>(off as usize) }.unwrap_or_default()
 }
 
-fn bump(slot: u32) {
+pub fn bump(slot: u32) {
     if let Some(p) = TRACE_COUNTERS.get_ptr_mut(slot) {
         // SAFETY: this CPU's slot; BPF programs do not migrate CPU while running.
         unsafe { *p += 1 };

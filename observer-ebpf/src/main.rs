@@ -13,6 +13,13 @@ mod emit;
 mod marker;
 mod sched;
 mod slab;
+// trace's function hooks (fentry/fexit, or kprobe/kretprobe where fentry cannot attach).
+mod fault;
+mod fork;
+mod hook;
+mod rmap;
+mod teardown;
+mod vma;
 
 #[cfg(not(test))]
 #[panic_handler]

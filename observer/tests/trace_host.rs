@@ -1,6 +1,7 @@
 //! `lazyvma trace` on the real kernel: the host fidelity check. Each workload scenario runs
 //! under `trace -j` with N=3 and N=0 test VMAs; the difference, per (process, phase) and in
-//! total, must equal the exact eager counts of spec §5 / §1.12 (docs/workload.md's table).
+//! total, must equal the exact eager counts of spec §5 / §1.12 in the table shared with
+//! `cargo xtask fidelity` (observer/tests/fidelity/expected.json).
 use serde_json::Value;
 use std::{
     collections::BTreeMap,
@@ -15,16 +16,7 @@ fn workload() -> String {
     std::env::var("LAZYVMA_WORKLOAD").unwrap_or_else(|_| env!("CARGO_BIN_EXE_lazyvma-workload").into())
 }
 const N: i64 = 3;
-
-// lazyvma-workload's phase markers (madvise(0, 0, 1000 + id)).
-const TOUCH: i64 = 2;
-const FORK: i64 = 3;
-const EXEC: i64 = 4;
-const SPLIT: i64 = 5;
-const MERGE: i64 = 6;
-const MREMAP: i64 = 7;
-const MUNMAP: i64 = 8;
-const THREADS: i64 = 13;
+/// lazyvma-workload's exit phase marker (madvise(0, 0, 1000 + id)).
 const EXIT: i64 = 16;
 
 fn is_root() -> bool {
@@ -141,121 +133,88 @@ fn diff(scenario: &str) -> Diff {
     }
 }
 
-/// Per test VMA `[+AV, -AV, +AVC, -AVC]` by (proc, phase); every other row must not change.
-fn check(scenario: &str, per_vma: &[((i64, i64), Four)]) -> Diff {
-    let d = diff(scenario);
-    let want: BTreeMap<_, _> = per_vma.iter().map(|(k, v)| (*k, v.map(|x| x * N))).collect();
+/// observer/tests/fidelity/expected.json: the eager counts per test VMA, shared with
+/// `cargo xtask fidelity` (which checks the same rows on Debian 6.1 / 6.12 guests).
+fn table() -> Value {
+    serde_json::from_str(include_str!("fidelity/expected.json")).expect("expected.json is JSON")
+}
+
+fn phase_id(t: &Value, name: &str) -> i64 {
+    t["phases"][name].as_i64().unwrap_or_else(|| panic!("phase {name} not in expected.json"))
+}
+
+/// The table's rows for `scenario` checked against counts(N) − counts(N=0): every
+/// (process, phase) listed equals its row × N, every other one is unchanged. Phases in the
+/// entry's `combine` are summed first (their order races); `reasons` are checked too.
+fn check(scenario: &str) -> Diff {
+    let t = table();
+    let e = t["scenarios"].as_array().unwrap().iter().find(|e| e["name"] == scenario).unwrap_or_else(|| panic!("{scenario} not in expected.json"));
+    let combine: Vec<i64> = e["combine"].as_array().into_iter().flatten().map(|p| phase_id(&t, p.as_str().unwrap())).collect();
+    let mut d = diff(scenario);
+    if let Some((first, rest)) = combine.split_first() {
+        let mut merged = BTreeMap::new();
+        for ((proc, phase), v) in std::mem::take(&mut d.phases) {
+            let key = (proc, if rest.contains(&phase) { *first } else { phase });
+            let e: &mut Four = merged.entry(key).or_default();
+            for (x, y) in e.iter_mut().zip(v) {
+                *x += y;
+            }
+        }
+        d.phases = merged.into_iter().filter(|(_, v)| *v != [0; 4]).collect();
+    }
+    let times = |v: &Value| -> Four {
+        let r: Vec<i64> = v.as_array().unwrap().iter().map(|x| x.as_i64().unwrap() * N).collect();
+        [r[0], r[1], r[2], r[3]]
+    };
+    let want: BTreeMap<(i64, i64), Four> =
+        e["rows"].as_array().unwrap().iter().map(|r| ((r[0].as_i64().unwrap(), phase_id(&t, r[1].as_str().unwrap())), times(&r[2]))).collect();
     assert_eq!(d.phases, want, "{scenario}: per-phase difference N={N} minus N=0, (proc, phase) → [+AV, -AV, +AVC, -AVC]");
     let total = want.values().fold([0; 4], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2], a[3] + v[3]]);
     assert_eq!(d.total, total, "{scenario}: total difference");
+    for (reason, per) in e["reasons"].as_object().into_iter().flatten() {
+        assert_eq!(d.reasons.get(reason), Some(&times(per)), "{scenario}: reason {reason}: {:?}", d.reasons);
+    }
     d
 }
 
 macro_rules! scenario {
-    ($name:ident, $scenario:expr, [$($row:expr),* $(,)?]) => {
+    ($name:ident, $scenario:expr) => {
         #[test]
         fn $name() {
             if !root_or_skip(stringify!($name)) || !workload_ready(stringify!($name)) {
                 return;
             }
-            check($scenario, &[$($row),*]);
+            check($scenario);
         }
     };
 }
 
-// Spec §5 A.
-scenario!(touch, "touch", [((0, TOUCH), [1, 0, 1, 0]), ((0, EXIT), [0, 1, 0, 1])]);
-// §1.2: a read fault maps the zero page.
-scenario!(touch_read, "touch-read", []);
-// §5 B.
-scenario!(fork, "fork", [
-    ((0, TOUCH), [1, 0, 1, 0]),
-    ((0, FORK), [1, 0, 2, 0]),
-    ((1, EXIT), [0, 1, 0, 2]),
-    ((0, EXIT), [0, 1, 0, 1]),
-]);
-// §1.4: untouched VMAs have no anon_vma to fork.
-scenario!(fork_untouched, "fork-untouched", []);
-// §5 D: peak 12 AV / 30 AVC.
-scenario!(fork_chain, "fork-chain", [
-    ((0, TOUCH), [1, 0, 1, 0]),
-    ((0, FORK), [1, 0, 2, 0]),
-    ((1, FORK), [1, 0, 3, 0]),
-    ((2, FORK), [1, 0, 4, 0]),
-    ((3, EXIT), [0, 1, 0, 4]),
-    ((2, EXIT), [0, 1, 0, 3]),
-    ((1, EXIT), [0, 1, 0, 2]),
-    ((0, EXIT), [0, 1, 0, 1]),
-]);
-// §5 C: the child's exec tears down the inherited mm.
-scenario!(fork_exec, "fork-exec", [
-    ((0, TOUCH), [1, 0, 1, 0]),
-    ((0, FORK), [1, 0, 2, 0]),
-    ((1, EXEC), [0, 1, 0, 2]),
-    ((0, EXIT), [0, 1, 0, 1]),
-]);
-// §1.2: the second VMA of each pair reuses the first's anon_vma (+0 AV / +1 AVC).
-scenario!(adjacent, "adjacent", [((0, TOUCH), [1, 0, 2, 0]), ((0, EXIT), [0, 1, 0, 2])]);
-// §1.4's canonical reuse: C exit −0/−2, H fork +0/+3.
-scenario!(reuse, "reuse", [
-    ((0, TOUCH), [1, 0, 1, 0]),
-    ((0, FORK), [1, 0, 2, 0]),
-    ((1, FORK), [1, 0, 3, 0]),
-    ((1, EXIT), [0, 0, 0, 2]),
-    ((2, FORK), [0, 0, 3, 0]),
-    ((3, EXIT), [0, 0, 0, 3]),
-    ((2, EXIT), [0, 2, 0, 3]),
-    ((0, EXIT), [0, 1, 0, 1]),
-]);
-// §1.8.
-scenario!(munmap, "munmap", [((0, TOUCH), [1, 0, 1, 0]), ((0, MUNMAP), [0, 1, 0, 1])]);
-// §1.8: a middle hole is two splits and one unlink.
-scenario!(munmap_hole, "munmap-hole", [
-    ((0, TOUCH), [1, 0, 1, 0]),
-    ((0, MUNMAP), [0, 0, 2, 1]),
-    ((0, EXIT), [0, 1, 0, 2]),
-]);
-/// Threads share the mm: only the first faults cost. The threads' own start-up (stacks) races
-/// with the main thread's touch marker, so the threads and touch phases are checked together.
-#[test]
-fn threads() {
-    if !root_or_skip("threads") || !workload_ready("threads") {
-        return;
-    }
-    let d = diff("threads");
-    let get = |k| d.phases.get(&(0, k)).copied().unwrap_or_default();
-    let (touch, threads) = (get(TOUCH), get(THREADS));
-    assert_eq!([touch[0] + threads[0], touch[1] + threads[1], touch[2] + threads[2], touch[3] + threads[3]], [N, 0, N, 0], "{:?}", d.phases);
-    assert_eq!(get(EXIT), [0, N, 0, N], "{:?}", d.phases);
-    assert_eq!(d.phases.keys().filter(|(_, p)| ![TOUCH, THREADS, EXIT].contains(p)).count(), 0, "{:?}", d.phases);
-    assert_eq!(d.total, [N, N, N, N]);
-}
-scenario!(noop, "noop", []);
+scenario!(touch, "touch");
+scenario!(touch_read, "touch-read");
+scenario!(fork, "fork");
+scenario!(fork_untouched, "fork-untouched");
+scenario!(fork_chain, "fork-chain");
+scenario!(fork_exec, "fork-exec");
+scenario!(adjacent, "adjacent");
+scenario!(reuse, "reuse");
+scenario!(munmap, "munmap");
+scenario!(munmap_hole, "munmap-hole");
+scenario!(threads, "threads");
+scenario!(noop, "noop");
+// §5 E, and the reason of each clone told from the kernel stack.
+scenario!(split_then_merge_with_reasons, "split");
+// §1.7, with the reasons.
+scenario!(mremap_with_reasons, "mremap");
 
-/// §5 E, and the reason of each clone told from the kernel stack.
+/// Every scenario the table marks for this host has a test above.
 #[test]
-fn split_then_merge_with_reasons() {
-    if !root_or_skip("split_then_merge_with_reasons") || !workload_ready("split_then_merge_with_reasons") {
-        return;
+fn table_scenarios_are_all_tested_here() {
+    let tested = ["touch", "touch-read", "fork", "fork-untouched", "fork-chain", "fork-exec", "adjacent", "reuse", "munmap", "munmap-hole", "threads", "noop", "split", "mremap"];
+    let t = table();
+    for e in t["scenarios"].as_array().unwrap() {
+        let name = e["name"].as_str().unwrap();
+        assert!(e["host"] == false || tested.contains(&name), "{name} is in expected.json for the host but not tested here");
     }
-    let d = check("split", &[
-        ((0, TOUCH), [1, 0, 1, 0]),
-        ((0, SPLIT), [0, 0, 2, 0]),
-        ((0, MERGE), [0, 0, 0, 2]),
-        ((0, EXIT), [0, 1, 0, 1]),
-    ]);
-    assert_eq!(d.reasons.get("split"), Some(&[0, 0, 2 * N, 0]), "{:?}", d.reasons);
-    assert_eq!(d.reasons.get("merge"), Some(&[0, 0, 0, 2 * N]), "{:?}", d.reasons);
-}
-
-/// §1.7: a whole-VMA move clones (+1 AVC, reason mremap) and unlinks the source (−1 AVC).
-#[test]
-fn mremap_with_reasons() {
-    if !root_or_skip("mremap_with_reasons") || !workload_ready("mremap_with_reasons") {
-        return;
-    }
-    let d = check("mremap", &[((0, TOUCH), [1, 0, 1, 0]), ((0, MREMAP), [0, 0, 1, 1]), ((0, EXIT), [0, 1, 0, 1])]);
-    assert_eq!(d.reasons.get("mremap"), Some(&[0, 0, N, N]), "{:?}", d.reasons);
 }
 
 /// `-p`: processes alive before the trace (a held fork: parent and child) and their exits.

@@ -2,6 +2,7 @@
 use clap::{Parser, Subcommand};
 
 mod debian;
+mod fidelity;
 mod initramfs;
 mod setup;
 mod util;
@@ -19,9 +20,9 @@ enum Cmd {
     /// Install what lazyvma needs to build (idempotent, one line per step).
     Setup,
     /// Set up, then run the whole test suite (as root: the privileged tests too), then the
-    /// VM smoke matrix (amd64/arm64 x 6.1/6.12).
+    /// VM smoke matrix (amd64/arm64 x 6.1/6.12) and the fidelity suite on those kernels.
     Test {
-        /// Skip the VM smoke matrix.
+        /// Skip the VM smoke matrix and the fidelity suite.
         #[arg(long)]
         no_vm: bool,
         /// Extra arguments for `cargo test` (after `--`).
@@ -37,6 +38,8 @@ enum Cmd {
     Vm(vm::Args),
     /// Only the VM smoke matrix of `test`: every kernel boots and runs our static binaries.
     VmMatrix,
+    /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
+    Fidelity(fidelity::Args),
 }
 
 /// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
@@ -57,6 +60,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             util::cargo(&["test", "--workspace", "--release"], &args)?;
             if !no_vm {
                 vm::matrix()?;
+                fidelity::run(fidelity::Args::default())?;
             }
             Ok(())
         }
@@ -74,6 +78,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::VmMatrix => {
             setup::run()?;
             vm::matrix()
+        }
+        Cmd::Fidelity(a) => {
+            setup::run()?;
+            fidelity::run(a)
         }
     }
 }

@@ -7,8 +7,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-mod assets;
-mod qemu;
+pub(crate) mod assets;
+pub(crate) mod qemu;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Arch {
@@ -19,7 +19,7 @@ pub enum Arch {
 }
 
 impl Arch {
-    fn deb(self) -> &'static str {
+    pub(crate) fn deb(self) -> &'static str {
         match self {
             Arch::X86_64 => "amd64",
             Arch::Aarch64 => "arm64",
@@ -49,7 +49,7 @@ impl Series {
             Series::V6_12 => ["trixie", "trixie-security"],
         }
     }
-    fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Series::V6_1 => "6.1",
             Series::V6_12 => "6.12",
@@ -139,7 +139,7 @@ pub fn matrix() -> Result<()> {
 }
 
 /// busybox + /init + our binaries + `--add` files + the command, as the guest's rootfs.
-fn initramfs(busybox: &Path, bins: &[PathBuf], add: &[PathBuf], cmd: &[String]) -> Result<Vec<u8>> {
+pub(crate) fn initramfs(busybox: &Path, bins: &[PathBuf], add: &[PathBuf], cmd: &[String]) -> Result<Vec<u8>> {
     let mut c = initramfs::Cpio::new();
     for d in ["bin", "sbin", "usr", "usr/bin", "usr/sbin", "dev", "proc", "sys", "tmp", "root", "run", "lazyvma"] {
         c.dir(d)?;
@@ -165,7 +165,7 @@ fn read(p: &Path) -> Result<Vec<u8>> {
 }
 
 /// Written per process so concurrent runs from one worktree don't clobber each other.
-fn initrd(arch: Arch, bytes: &[u8]) -> Result<PathBuf> {
+pub(crate) fn initrd(arch: Arch, bytes: &[u8]) -> Result<PathBuf> {
     let dir = util::workspace_root().join("target/vm");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join(format!("initrd-{}-{}.gz", arch.deb(), std::process::id()));

@@ -3,12 +3,13 @@
 //! system, by function, reason and phase, until CMD exits, -d elapses or SIGINT/SIGTERM.
 use crate::{
     load::{
-        backend::Facts,
+        backend::{Backend, Facts},
         ebpf,
         probe::{self, Prereqs},
     },
     sys,
     trace::{
+        attach,
         bpf::{self, Config},
         command,
         format, hooks,
@@ -21,7 +22,7 @@ use crate::{
 };
 use anyhow::{bail, Context};
 use aya::{Btf, Endianness};
-use lazyvma_model::trace_abi::{FN_CLONE, FN_COUNT, FN_PUT, FN_UNLINK, FUNCTIONS};
+use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_COUNT, FN_PUT, FN_UNLINK, FUNCTIONS};
 use std::{
     io::Write,
     path::Path,
@@ -43,9 +44,12 @@ pub struct Args {
     /// Print the final report as one JSON object on stdout (live rows go to stderr).
     #[arg(short = 'j', long)]
     pub json: bool,
-    /// Prefer kprobes to fentry for function hooks (reported; this slice attaches none).
+    /// Attach function hooks with kprobe/kretprobe even where fentry/fexit work.
     #[arg(short = 'k', long)]
     pub kprobes: bool,
+    /// Print every kernel operation the function hooks decode, one per line, on stderr.
+    #[arg(long)]
+    pub ops: bool,
     /// Do not take kernel stacks (clone/unlink reasons then unknown); to measure their cost.
     #[arg(long)]
     pub no_stacks: bool,
@@ -150,20 +154,33 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
     }
     let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
-    let kallsyms = sys::kallsyms()?;
+    let kallsyms = syms.by_name();
     let has_tp = |tp: &str| {
         let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
         Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
     };
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tp, force_kprobes: args.kprobes };
     let stacks = !args.no_stacks;
-    let backend = hooks::used(&facts, stacks);
+    // Offsets the function hooks read; without them no hook is attached (slab still works).
+    let (btf_globals, hook_offsets, blocked) = match crate::load::btf::Btf::load(btf_path) {
+        Ok(b) => match crate::load::btf::Offsets::resolve(&b) {
+            Ok(o) => (o.globals, attach::hook_offsets(&b), None),
+            Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF offsets: {e}"))),
+        },
+        Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF: {e}"))),
+    };
+    let vmg = hook_offsets.vmg_start != u64::MAX;
 
     // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
     let mut held = if args.command.is_empty() { None } else { Some(command::spawn_held(&args.command)?) };
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20 };
+    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets };
     let mut loaded = bpf::load(&cfg)?;
+    let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
+    let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
+    let backend = hooks::used(&facts, stacks, &outcomes);
+    let hooked = |name: &str| backend.iter().any(|c| c.hook == name && matches!(c.backend, Backend::Fentry | Backend::Kprobe));
+    let (any_hook, rmap_hook) = (backend.iter().any(|c| matches!(c.backend, Backend::Fentry | Backend::Kprobe)), hooked("rmap"));
     let mut missing = loaded.missing.clone();
     if let Some(p) = marker_problem {
         missing.retain(|(tp, _)| tp != "syscalls:sys_enter_madvise");
@@ -175,6 +192,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         (None, true) => ("system", Tree::system()),
     };
     let mut tracer = Tracer::new(tree, syms, sizes);
+    tracer.print_ops = args.ops;
     catch_signals();
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
@@ -220,6 +238,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     loaded.detach();
     let mut sink = |b: &[u8]| tracer.record(b);
     loaded.drain(&mut sink);
+    tracer.finish();
     let (sent, lost) = loaded.counters()?;
     let attached = loaded.attached.clone();
     drop(loaded);
@@ -244,6 +263,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         stacks,
         kernel,
         ended_by,
+        ops: any_hook,
+        rmap: rmap_hook,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&render::json(&tracer, &run))?);

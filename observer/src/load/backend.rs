@@ -91,7 +91,7 @@ pub const HOOKS: &[Hook] = &[
     func("exit_mmap", &["exit_mmap"], false, Some(Fallback { tracepoints: &["mmap:exit_mmap"], call_sites: &[], what: "mm teardown" })),
     func(
         "rmap",
-        &["rmap_walk", "rmap_walk_locked", "rmap_walk_anon", "folio_lock_anon_vma_read", "folio_referenced", "try_to_unmap", "try_to_migrate", "remove_migration_ptes"],
+        &["rmap_walk", "rmap_walk_locked", "folio_lock_anon_vma_read", "folio_referenced", "try_to_unmap", "try_to_migrate", "remove_migration_ptes"],
         true,
         Some(Fallback {
             tracepoints: &["lock:contention_begin", "lock:contention_end"],

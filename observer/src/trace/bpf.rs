@@ -1,5 +1,6 @@
-//! Loading and attaching `trace`'s programs (observer-ebpf `slab.rs`, `sched.rs`,
-//! `marker.rs`) from the embedded object, reading its ring buffer and lost-event counters.
+//! Loading and attaching `trace`'s always-on programs (observer-ebpf `slab.rs`, `sched.rs`,
+//! `marker.rs`) from the embedded object, with the BTF offsets the function hooks read
+//! (attached by `trace::attach`), reading its ring buffer and lost-event counters.
 use crate::load::ebpf;
 use anyhow::{bail, Context};
 use aya::{
@@ -7,7 +8,7 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{TpOffsets, CTR_LOST, CTR_SENT, FN_COUNT};
+use lazyvma_model::trace_abi::{HookOffsets, TpOffsets, CTR_LOST, CTR_SENT, FN_COUNT};
 use std::{os::fd::AsRawFd, time::Duration};
 
 /// `TpOffsets` as the loader wants it (plain integers, `#[repr(C)]`).
@@ -16,6 +17,12 @@ use std::{os::fd::AsRawFd, time::Duration};
 struct PodOffsets(TpOffsets);
 // SAFETY: TpOffsets is #[repr(C)] and only u64 fields.
 unsafe impl aya::Pod for PodOffsets {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodHookOffsets(HookOffsets);
+// SAFETY: HookOffsets is #[repr(C)] and only u64 fields.
+unsafe impl aya::Pod for PodHookOffsets {}
 
 /// (program, tracepoint category, name, required). Without the madvise tracepoint
 /// (no FTRACE_SYSCALLS) only phases are lost.
@@ -35,6 +42,10 @@ pub struct Config {
     /// Bit i: take the kernel stack for events of FUNCTIONS[i].
     pub stack_fns: u32,
     pub ringbuf_bytes: u32,
+    /// `offsets.rs` globals from BTF (`load::btf::Offsets`); empty when BTF did not resolve
+    /// (then no function hook is attached).
+    pub btf_globals: Vec<(&'static str, u64)>,
+    pub hook_offsets: HookOffsets,
 }
 
 pub struct Loaded {
@@ -53,7 +64,12 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let starts: [u64; FN_COUNT] = cfg.ranges.map(|r| r.0);
     let ends: [u64; FN_COUNT] = cfg.ranges.map(|r| r.1);
     let offsets = PodOffsets(cfg.offsets);
+    let hook_offsets = PodHookOffsets(cfg.hook_offsets);
     let mut loader = EbpfLoader::new();
+    for (name, value) in &cfg.btf_globals {
+        loader.override_global(name, value, true);
+    }
+    loader.override_global("HOOK_OFFSETS", &hook_offsets, true);
     loader
         .override_global("TRACE_TP_OFFSETS", &offsets, true)
         .override_global("TRACE_FN_START", &starts, true)
@@ -88,6 +104,11 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), Strin
 }
 
 impl Loaded {
+    /// The object, to attach the function hooks to (`trace::attach`).
+    pub fn ebpf_mut(&mut self) -> &mut Ebpf {
+        self.ebpf.as_mut().expect("attached before detach")
+    }
+
     /// Detach every program: after this no event is sent, so a final drain sees them all and
     /// sent = received + lost holds exactly.
     pub fn detach(&mut self) {

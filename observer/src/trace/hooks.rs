@@ -1,48 +1,74 @@
-//! The backend each hook of `load::backend::HOOKS` has in this trace. `load::backend` says
-//! what the kernel allows; this slice of trace attaches tracepoints only, so a hook whose best
-//! backend is fentry/kprobe is reported with the tracepoint fallback it really used, and a
-//! hook nothing here observes is reported unavailable, with why.
+//! The backend each hook of `load::backend::HOOKS` really has in this trace: what
+//! `trace::attach` attached (fentry, or kprobe, per function), else the tracepoint fallback
+//! trace itself attaches (slab events by call_site, clone callers from kernel stacks), else
+//! unavailable, always with why.
+use super::attach::Outcome;
 use crate::load::{
     backend::{self, Backend, Choice, Facts},
-    probe::{AttachType, Outcome, Probes},
+    probe::{AttachType, Outcome as ProbeOutcome, Probes},
 };
 
-const NOT_WIRED: &str = "not attached by trace yet";
+const NOT_WIRED: &str = "its tracepoint fallback is not attached by trace";
 
-/// Hooks this slice observes through the kernel stack of anon_vma_clone's AVC allocations.
+/// Hooks observed through the kernel stack of anon_vma_clone's AVC allocations when their
+/// functions cannot be hooked.
 const BY_CLONE_STACK: &[&str] = &["split", "merge", "copy_vma"];
-/// Hooks with a tracepoint fallback this slice does not attach.
+/// Hooks whose tracepoint fallback trace does not attach.
 const UNWIRED: &[&str] = &["exit_mmap", "rmap", "lock:contention_begin", "lock:contention_end"];
 
-pub fn used(f: &Facts<'_>, stacks: bool) -> Vec<Choice> {
+/// `attached`: per function hook tried, what `attach::attach` got.
+pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, Outcome)]) -> Vec<Choice> {
     let no_functions = Probes(
         f.probes
             .0
             .iter()
             .map(|(t, o)| {
                 let function = matches!(t, AttachType::Fentry | AttachType::Fexit | AttachType::Kprobe | AttachType::Kretprobe);
-                (*t, if function && o.ok { Outcome { ok: false, error: Some(NOT_WIRED.into()) } } else { o.clone() })
+                (*t, if function { ProbeOutcome { ok: false, error: Some("not attached".into()) } } else { o.clone() })
             })
             .collect(),
     );
     let tp_only = Facts { probes: &no_functions, kallsyms: f.kallsyms, has_tracepoint: f.has_tracepoint, force_kprobes: f.force_kprobes };
-    let clone = backend::HOOKS.iter().find(|h| h.name == "anon_vma_clone").map(|h| backend::choose(h, &tp_only));
+    let clone_tp = backend::HOOKS.iter().find(|h| h.name == "anon_vma_clone").map(|h| backend::choose(h, &tp_only));
+    let clone_ok = clone_tp.as_ref().is_some_and(|k| k.backend == Backend::TracepointOnly);
     backend::HOOKS
         .iter()
         .map(|h| {
             let best = backend::choose(h, f);
-            let mut c = backend::choose(h, &tp_only);
-            if matches!(best.backend, Backend::Fentry | Backend::Kprobe) {
-                c.reason = Some(format!("{} works on this kernel, but trace attaches no function hooks yet", best.backend.name()));
+            let outcome = attached.iter().find(|(n, _)| *n == h.name).map(|(_, o)| o);
+            if let Some(b) = outcome.and_then(Outcome::backend) {
+                let o = outcome.expect("has a backend");
+                let mut c = best.clone();
+                c.backend = b;
+                c.functions = o.functions.iter().map(|(f, _)| *f).collect();
+                c.reason = match (&best.reason, o.problems.is_empty()) {
+                    (r, true) => r.clone(),
+                    (Some(r), false) => Some(format!("{r}; {}", o.problems.join("; "))),
+                    (None, false) => Some(o.problems.join("; ")),
+                };
+                return c;
             }
+            // No function attached: the tracepoint fallback. Without an attempt the kernel's
+            // own refusal (from the probes) is the reason; after one, what attach said.
+            let mut c = match outcome {
+                None => best,
+                Some(o) => {
+                    let mut c = backend::choose(h, &tp_only);
+                    let rest = c.reason.take().filter(|_| c.backend == Backend::Unavailable);
+                    c.reason = Some([Some(o.problems.join("; ")), rest].into_iter().flatten().collect::<Vec<_>>().join("; "));
+                    c
+                }
+            };
             if UNWIRED.contains(&h.name) {
                 c.backend = Backend::Unavailable;
                 c.tracepoints.clear();
                 c.note = None;
-                c.reason = Some(NOT_WIRED.into());
+                c.reason = Some(match c.reason {
+                    Some(r) if !r.is_empty() => format!("{r}; {NOT_WIRED}"),
+                    _ => NOT_WIRED.into(),
+                });
             }
-            let clone_ok = clone.as_ref().is_some_and(|k| k.backend == Backend::TracepointOnly);
-            if BY_CLONE_STACK.contains(&h.name) && !matches!(c.backend, Backend::Fentry | Backend::Kprobe) {
+            if BY_CLONE_STACK.contains(&h.name) {
                 if stacks && clone_ok {
                     c.backend = Backend::TracepointOnly;
                     c.tracepoints = vec!["kmem:kmem_cache_alloc"];

@@ -1,17 +1,21 @@
-//! `lazyvma trace`, always-on part: anon_vma / anon_vma_chain slab ground truth from
+//! `lazyvma trace`: anon_vma / anon_vma_chain slab ground truth from
 //! `kmem:kmem_cache_alloc/free` (attributed by call_site), the process tree from sched
-//! tracepoints, and the workload's phase markers. This file turns decoded events into counts.
+//! tracepoints, the workload's phase markers, and, where the kernel allows function hooks,
+//! the `KernelOp` stream (`ops`). This file turns decoded events into counts.
+pub mod attach;
 pub mod bpf;
 pub mod command;
 pub mod format;
 pub mod hooks;
+pub mod ops;
+pub mod opstats;
 pub mod pids;
 pub mod reason;
 pub mod render;
 pub mod slab;
 pub mod symbols;
 
-use lazyvma_model::trace_abi::{TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
+use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
@@ -32,6 +36,10 @@ pub struct Tracer {
     /// Frees by the command's process before its exec of objects allocated before the trace:
     /// lazyvma's own forked image, excluded from the counts but shown.
     pub launcher_frees: u64,
+    decoder: ops::Decoder,
+    pub op_stats: opstats::OpStats,
+    /// `--ops`: print each counted op on stderr.
+    pub print_ops: bool,
 }
 
 impl Tracer {
@@ -47,15 +55,56 @@ impl Tracer {
             malformed: 0,
             stack_errors: 0,
             launcher_frees: 0,
+            decoder: ops::Decoder::default(),
+            op_stats: opstats::OpStats::default(),
+            print_ops: false,
         }
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
         self.received += 1;
-        match lazyvma_model::trace_abi::decode(bytes) {
-            Some(ev) => self.handle(&ev),
+        match lazyvma_model::trace_abi::decode_any(bytes) {
+            Some(Record::Trace(ev)) => self.handle(&ev),
+            Some(Record::Hook(ev)) => self.hook(&ev),
             None => self.malformed += 1,
         }
+    }
+
+    fn hook(&mut self, ev: &HookEvent) {
+        let mut out = Vec::new();
+        self.decoder.feed(ev, &self.syms, &mut out);
+        for op in out {
+            self.op(op);
+        }
+    }
+
+    fn op(&mut self, op: ops::Op) {
+        if self.tree.traced(op.tgid).is_none() {
+            return;
+        }
+        let teardown = matches!(op.op, ops::KernelOp::Unlink { .. } | ops::KernelOp::PutAnonVma { .. } | ops::KernelOp::ExitMmap { .. });
+        if teardown && self.tree.is_launcher(op.tgid) {
+            self.op_stats.launcher += 1;
+            return;
+        }
+        if self.print_ops {
+            eprintln!("op {op}");
+        }
+        self.op_stats.add(&op);
+    }
+
+    /// After the final drain: ops still waiting for a record that will not come.
+    pub fn finish(&mut self) {
+        let mut out = Vec::new();
+        self.decoder.flush(&mut out);
+        for op in out {
+            self.op(op);
+        }
+    }
+
+    /// Hook records that did not pair (an exit without its entry, attached mid-call).
+    pub fn unpaired(&self) -> u64 {
+        self.decoder.unpaired
     }
 
     pub fn handle(&mut self, ev: &TraceEvent) {

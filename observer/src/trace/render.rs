@@ -24,6 +24,10 @@ pub struct Run<'a> {
     pub stacks: bool,
     pub kernel: String,
     pub ended_by: &'static str,
+    /// Some function hook attached: the ops counts mean something.
+    pub ops: bool,
+    /// The rmap hook attached.
+    pub rmap: bool,
 }
 
 fn counts(c: &Counts) -> Value {
@@ -90,14 +94,15 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "lost_events": r.lost,
         "events": {
             "sent": r.sent, "received": t.received, "lost": r.lost, "malformed": t.malformed,
-            "stack_errors": t.stack_errors,
+            "stack_errors": t.stack_errors, "unpaired_hook_records": t.unpaired(),
         },
+        "ops": if r.ops { t.op_stats.ops_json() } else { Value::Null },
         "launcher_frees": t.launcher_frees,
         "live_objects": t.live_objects(),
         // Filled by the model once trace feeds it; never estimated here.
         "eager": null,
         "lazy": null,
-        "rmap": null,
+        "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
         "model": "not yet wired",
     })
 }
@@ -151,8 +156,27 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
     for (tp, why) in r.missing {
         writeln!(out, "missing: {tp}: {why}")?;
     }
-    let tp_only: Vec<&str> = r.backend.iter().filter(|c| c.backend.name() == "tracepoint-only").map(|c| c.hook).collect();
-    writeln!(out, "backend: tracepoint-only for {}", tp_only.join(", "))?;
+    for b in ["fentry", "kprobe", "tracepoint-only", "unavailable"] {
+        let hooks: Vec<&str> = r.backend.iter().filter(|c| c.backend.name() == b).map(|c| c.hook).collect();
+        if !hooks.is_empty() {
+            writeln!(out, "backend: {b} for {}", hooks.join(", "))?;
+        }
+    }
+    if r.ops {
+        let s = &t.op_stats;
+        let counts: Vec<String> = s.counts.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        writeln!(out, "ops: {}", counts.join(" "))?;
+        let i = &s.implied;
+        writeln!(
+            out,
+            "ops imply: prepare +{} AV (+{} reused), fork +{} AV (+{} reused), clone +{} AVC, unlink -{} AVC, put -{} AV",
+            i.prepare_new_anon_vma, i.prepare_reused_neighbour, i.fork_new_anon_vma, i.fork_reused_ancestor, i.clone_avc, i.unlink_avc, i.put_anon_vma_frees
+        )?;
+    }
+    if r.rmap {
+        let j = t.op_stats.rmap_json();
+        writeln!(out, "rmap: {} walks by caller {}; lock wait ns {}; contended {}", j["walks"], j["by_caller"], j["wait_ns"], j["contended"])?;
+    }
     writeln!(out, "model (eager/lazy/rmap): not yet wired")?;
     Ok(())
 }

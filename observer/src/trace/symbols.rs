@@ -33,6 +33,17 @@ impl Symbols {
         Ok(Symbols { table })
     }
 
+    /// Every name, for `backend::Facts::kallsyms` (which only asks whether a name is
+    /// there): saves a second read of /proc/kallsyms, slow under emulation. The kind is
+    /// not kept, so it is '?'.
+    pub fn by_name(&self) -> std::collections::HashMap<String, (u64, char)> {
+        let mut m = std::collections::HashMap::with_capacity(self.table.len());
+        for (addr, name) in &self.table {
+            m.entry(name.clone()).or_insert((*addr, '?'));
+        }
+        m
+    }
+
     /// [start, end) of `name`, end being the next higher symbol address.
     pub fn range(&self, name: &str) -> anyhow::Result<(u64, u64)> {
         let mut found = self.table.iter().enumerate().filter(|(_, (_, n))| n == name);

@@ -45,6 +45,11 @@ fn command(arch: Arch, vmlinuz: &Path, initrd: &Path) -> Command {
 /// Boots, echoes the console, and returns once the guest powered off (or fails on
 /// timeout, kernel panic, or an exit without the status marker).
 pub fn boot(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Result<Boot> {
+    boot_with(arch, vmlinuz, initrd, timeout, &mut |_| false)
+}
+
+/// `boot`, handing each console line to `take` first; a line it returns true for is not echoed.
+pub fn boot_with(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration, take: &mut dyn FnMut(&str) -> bool) -> Result<Boot> {
     let mut cmd = command(arch, vmlinuz, initrd);
     let prog = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().with_context(|| format!("cannot run {prog}: run `cargo xtask setup` (installs QEMU)"))?;
@@ -75,7 +80,9 @@ pub fn boot(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Res
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
             Ok(line) => {
-                let _ = writeln!(out.lock(), "{line}");
+                if !take(&line) {
+                    let _ = writeln!(out.lock(), "{line}");
+                }
                 if let Some(s) = after(&line, EXIT_MARKER) {
                     status = s.trim().parse::<i32>().ok();
                 } else if let Some(r) = after(&line, UNAME_MARKER) {

@@ -1,0 +1,139 @@
+//! Records of `lazyvma trace`'s function hooks (fentry/fexit or kprobe/kretprobe on the
+//! rmap.c / vma functions of spec §4.2). They share the ring buffer with [`TraceEvent`]s
+//! and are told apart by `kind` == [`EV_HOOK`]. `#[repr(C)]`, plain integers, a multiple
+//! of 8 bytes. Which argument lands where is per hook, documented at each `HK_*`.
+//!
+//! [`TraceEvent`]: crate::trace_abi::TraceEvent
+
+/// `kind` of a [`HookEvent`] (the `EV_*` numbering of `trace_abi` continues here).
+pub const EV_HOOK: u32 = 8;
+
+/// `__anon_vma_prepare` exit: `a` = vma after, `ret` = int.
+pub const HK_PREPARE: u16 = 1;
+/// `find_mergeable_anon_vma` exit: `a` = vma, `ret` = the neighbour's anon_vma or 0.
+pub const HK_MERGEABLE: u16 = 2;
+/// `anon_vma_fork` exit: `a` = child vma, `b` = parent vma, `ret` = int,
+/// `args[0]` = child vma->anon_vma->parent (≠ pvma->anon_vma ⇔ an ancestor was reused).
+pub const HK_FORK: u16 = 3;
+/// `anon_vma_clone` exit: `a` = dst, `b` = src, `ret` = int.
+pub const HK_CLONE: u16 = 4;
+/// `unlink_anon_vmas` entry: `a` = vma (chain_len = the AVCs it will free).
+pub const HK_UNLINK: u16 = 5;
+/// `__put_anon_vma` entry: `args` = [anon_vma, root, root->refcount, anon_vma->refcount].
+pub const HK_PUT: u16 = 6;
+/// `__split_vma` entry: `a` = vma before, `args` = [mm or vmi, addr, new_below];
+/// exit: `a` = vma after, `ret` = int.
+pub const HK_SPLIT: u16 = 7;
+/// A merge function (`args[5]` = index in [`MERGE_FUNCTIONS`]). Entry, 6.1 shapes: `a` =
+/// the vma argument (vma_merge: prev; __vma_adjust, vma_expand: vma), `b` = vma_expand's
+/// next, `args[0..5]` = the raw arguments. Entry, `vma_merge_struct` shapes (6.12): `a` =
+/// vmg->prev, `b` = vmg->vma (or ->middle), `args` = [vmg, start, end, next, [`VMG_SHAPE`]].
+/// Exit: `ret`.
+pub const HK_MERGE: u16 = 8;
+/// `copy_vma` entry: `a` = *vmap (the source), `args` = [addr, len, pgoff];
+/// exit: `ret` = the new vma (0 on failure), `a` = it.
+pub const HK_COPY_VMA: u16 = 9;
+/// `dup_mmap` entry: `args` = [mm, oldmm].
+pub const HK_DUP_MMAP: u16 = 10;
+/// `exit_mmap` entry: `args` = [mm].
+pub const HK_EXIT_MMAP: u16 = 11;
+/// `rmap_walk` / `rmap_walk_locked` entry: `args` = [folio, folio->mapping, locked];
+/// `stack` = the first kernel stack frames (they name a caller inlined into its own).
+pub const HK_RMAP_WALK: u16 = 12;
+/// `folio_lock_anon_vma_read`: entry `args` as [`HK_RMAP_WALK`]'s; exit `ret` = the
+/// locked anon_vma or 0 (try-lock failed).
+pub const HK_FOLIO_LOCK: u16 = 13;
+pub const HK_MAX: u16 = 13;
+
+/// `args[4]` of an [`HK_MERGE`] entry read from a `vma_merge_struct`.
+pub const VMG_SHAPE: u64 = u64::MAX;
+
+/// [`HookEvent::phase`].
+pub const PH_ENTRY: u8 = 1;
+pub const PH_EXIT: u8 = 2;
+
+/// [`HookEvent::backend`]: which program sent it.
+pub const BK_FENTRY: u8 = 1;
+pub const BK_KPROBE: u8 = 2;
+
+/// Index = `args[5]` of [`HK_MERGE`] records.
+pub const MERGE_FUNCTIONS: [&str; 5] = ["vma_merge", "__vma_adjust", "vma_expand", "vma_merge_new_range", "commit_merge"];
+
+/// Frames of the per-task caller stack ([`HookEvent::callers`], innermost in the low byte):
+/// the operation a clone, unlink or rmap walk happens inside. Index = code.
+pub const CALLERS: [&str; 9] =
+    ["", "anon_vma_fork", "__split_vma", "merge", "copy_vma", "folio_referenced", "try_to_unmap", "try_to_migrate", "remove_migration_ptes"];
+pub const CALLER_FORK: u8 = 1;
+pub const CALLER_SPLIT: u8 = 2;
+pub const CALLER_MERGE: u8 = 3;
+pub const CALLER_COPY_VMA: u8 = 4;
+pub const CALLER_FOLIO_REFERENCED: u8 = 5;
+pub const CALLER_TRY_TO_UNMAP: u8 = 6;
+pub const CALLER_TRY_TO_MIGRATE: u8 = 7;
+pub const CALLER_REMOVE_MIGRATION_PTES: u8 = 8;
+
+/// Chains longer than this are counted only this far ([`VmaSnap::chain_len`] saturates).
+pub const HOOK_CHAIN_MAX: u64 = 256;
+
+/// One vm_area_struct, read at BTF offsets when the hook ran. All 0 for a NULL vma.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VmaSnap {
+    pub vma: u64,
+    pub mm: u64,
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub flags: u64,
+    pub anon_vma: u64,
+    /// Entries of `vma->anon_vma_chain` (L), up to [`HOOK_CHAIN_MAX`].
+    pub chain_len: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HookEvent {
+    /// [`EV_HOOK`].
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// `HK_*`.
+    pub hook: u16,
+    /// [`PH_ENTRY`] / [`PH_EXIT`].
+    pub phase: u8,
+    /// [`BK_FENTRY`] / [`BK_KPROBE`].
+    pub backend: u8,
+    pub ktime: u64,
+    /// The task's caller stack (one `CALLER_*` per byte, innermost lowest) outside this
+    /// hook's own frame.
+    pub callers: u64,
+    pub ret: u64,
+    pub args: [u64; 6],
+    pub a: VmaSnap,
+    pub b: VmaSnap,
+    /// Return addresses, innermost first, for the hooks that take them (0 = none).
+    pub stack: [u64; HOOK_STACK_DEPTH],
+}
+
+pub const HOOK_STACK_DEPTH: usize = 6;
+pub const HOOK_EVENT_SIZE: usize = core::mem::size_of::<HookEvent>();
+const _: () = assert!(HOOK_EVENT_SIZE == 264 && HOOK_EVENT_SIZE.is_multiple_of(8));
+
+/// Optional offsets the hooks read besides `offsets.rs`' (absent = `u64::MAX`): set from
+/// BTF by userspace as the `HOOK_OFFSETS` global.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HookOffsets {
+    pub folio_mapping: u64,
+    pub vmg_prev: u64,
+    pub vmg_next: u64,
+    /// `vma_merge_struct.vma` (6.12) or `.middle` (6.14+).
+    pub vmg_vma: u64,
+    pub vmg_start: u64,
+    pub vmg_end: u64,
+}
+
+impl HookOffsets {
+    pub const UNSET: HookOffsets =
+        HookOffsets { folio_mapping: u64::MAX, vmg_prev: u64::MAX, vmg_next: u64::MAX, vmg_vma: u64::MAX, vmg_start: u64::MAX, vmg_end: u64::MAX };
+}

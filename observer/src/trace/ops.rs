@@ -1,0 +1,448 @@
+//! Function-hook records → a typed stream of kernel operations, the input an eager model
+//! replays: every VMA carries its pointer, mm, geometry, flags, anon_vma and chain length as
+//! the hook saw them. Entry and exit records of one call are paired per thread here.
+use super::symbols::Symbols;
+use lazyvma_model::hook_abi::*;
+use std::{collections::HashMap, fmt};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Vma {
+    pub vma: u64,
+    pub mm: u64,
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub flags: u64,
+    pub anon_vma: u64,
+    /// L: entries of the vma's anon_vma_chain when the hook ran.
+    pub chain_len: u64,
+}
+
+impl From<VmaSnap> for Vma {
+    fn from(s: VmaSnap) -> Vma {
+        Vma { vma: s.vma, mm: s.mm, start: s.start, end: s.end, pgoff: s.pgoff, flags: s.flags, anon_vma: s.anon_vma, chain_len: s.chain_len }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum KernelOp {
+    /// `__anon_vma_prepare` returned: `vma` as it is after (anon_vma set, chain 1).
+    Prepare { vma: Vma, ret: i32, reused_neighbour: bool },
+    /// `anon_vma_fork(vma, pvma)` returned. `reused_ancestor`: the child's anon_vma is an
+    /// existing one of pvma's chain (its parent is not pvma's anon_vma), no AV allocated.
+    Fork { vma: Vma, pvma: Vma, ret: i32, reused_ancestor: bool },
+    /// `anon_vma_clone(dst, src)` returned; `reason` = the operation it ran in.
+    Clone { dst: Vma, src: Vma, ret: i32, reason: &'static str },
+    /// `unlink_anon_vmas(vma)` called: it frees `vma.chain_len` AVCs.
+    Unlink { vma: Vma, reason: &'static str },
+    /// `__put_anon_vma(av)`: frees av, and its root too when `root_freed`.
+    PutAnonVma { av: u64, root: u64, root_freed: bool },
+    /// `__split_vma(vma, addr, new_below)`: `vma` before, `after` once it returned.
+    Split { vma: Vma, addr: u64, new_below: bool, ret: i32, after: Vma },
+    /// One merge function call. `vma`/`other`: the VMAs its arguments name (see HK_MERGE);
+    /// `caller`: the operation around it ("" at top level, "merge" when nested in another).
+    Merge { function: &'static str, caller: &'static str, vma: Vma, other: Vma, start: u64, end: u64, ret: u64, merged: bool },
+    /// `copy_vma` (mremap's move): `src` from *vmap, `new` = the VMA returned (vma 0: failed).
+    CopyVma { src: Vma, addr: u64, len: u64, pgoff: u64, new: Vma },
+    DupMmap { mm: u64, oldmm: u64 },
+    ExitMmap { mm: u64 },
+    /// One rmap walk: an rmap_walk[_locked] call, or a folio_lock_anon_vma_read whose walk
+    /// was inlined into its caller (try_to_migrate's). `caller`: the hooked caller around
+    /// it, else named from the return address ("other:FUNC" when no caller of §2).
+    /// `anon_vma`: what folio_lock_anon_vma_read locked (0: not called, or try-lock failed).
+    RmapWalk { caller: String, folio: u64, anon: bool, locked: bool, anon_vma: u64, wait_ns: u64, contended: bool },
+}
+
+impl KernelOp {
+    pub fn name(&self) -> &'static str {
+        match self {
+            KernelOp::Prepare { .. } => "prepare",
+            KernelOp::Fork { .. } => "fork",
+            KernelOp::Clone { .. } => "clone",
+            KernelOp::Unlink { .. } => "unlink",
+            KernelOp::PutAnonVma { .. } => "put_anon_vma",
+            KernelOp::Split { .. } => "split",
+            KernelOp::Merge { .. } => "merge",
+            KernelOp::CopyVma { .. } => "copy_vma",
+            KernelOp::DupMmap { .. } => "dup_mmap",
+            KernelOp::ExitMmap { .. } => "exit_mmap",
+            KernelOp::RmapWalk { .. } => "rmap_walk",
+        }
+    }
+}
+
+pub const OP_NAMES: [&str; 11] =
+    ["prepare", "fork", "clone", "unlink", "put_anon_vma", "split", "merge", "copy_vma", "dup_mmap", "exit_mmap", "rmap_walk"];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub tgid: u32,
+    pub pid: u32,
+    pub ktime: u64,
+    /// BK_FENTRY / BK_KPROBE of the record that completed it.
+    pub backend: u8,
+    pub op: KernelOp,
+}
+
+/// The innermost caller frame's name ("" if none).
+pub fn innermost(callers: u64) -> &'static str {
+    CALLERS.get((callers & 0xff) as usize).copied().unwrap_or("?")
+}
+
+fn reason(callers: u64, default: &'static str) -> &'static str {
+    match (callers & 0xff) as u8 {
+        CALLER_FORK => "fork",
+        CALLER_SPLIT => "split",
+        CALLER_MERGE => "merge",
+        CALLER_COPY_VMA => "mremap",
+        _ => default,
+    }
+}
+
+/// A walk seen at rmap_walk entry, waiting for its folio_lock_anon_vma_read.
+struct Walk {
+    tgid: u32,
+    caller: String,
+    folio: u64,
+    mapping: u64,
+    locked: bool,
+    lock_entry: Option<u64>,
+}
+
+#[derive(Default)]
+struct Thread {
+    /// find_mergeable_anon_vma's last result, for the prepare it ran in.
+    mergeable: Option<u64>,
+    /// Entries waiting for their exits (split, merge, copy_vma), innermost last.
+    open: Vec<HookEvent>,
+    walk: Option<Walk>,
+}
+
+#[derive(Default)]
+pub struct Decoder {
+    threads: HashMap<u32, Thread>,
+    /// (task, mm) whose exit_mmap began: that task's unlinks in that mm are "exit" (an mm
+    /// address freed and reused later belongs to another task's exit, or to none).
+    exiting: std::collections::HashSet<(u32, u64)>,
+    /// Exits without their entry (attached mid-call) and other malformed records.
+    pub unpaired: u64,
+    /// [_stext, _etext): where a return address can name a kernel function.
+    text: Option<(u64, u64)>,
+}
+
+fn kernel_text(syms: &Symbols) -> (u64, u64) {
+    match (syms.range("_stext"), syms.range("_etext")) {
+        (Ok(s), Ok(e)) => (s.0, e.0),
+        _ => (0, 0),
+    }
+}
+
+fn int(ret: u64) -> i32 {
+    ret as u32 as i32
+}
+
+const FOLIO_MAPPING_ANON: u64 = 1;
+
+impl Decoder {
+    /// Turn one record into zero or more finished operations.
+    pub fn feed(&mut self, ev: &HookEvent, syms: &Symbols, out: &mut Vec<Op>) {
+        let mk = |op| Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: ev.backend, op };
+        let t = self.threads.entry(ev.pid).or_default();
+        // A walk that never locked (remove_migration_ptes, locked walks) ends when its
+        // thread does anything else: ops keep their order.
+        if !matches!(ev.hook, HK_RMAP_WALK | HK_FOLIO_LOCK) {
+            if let Some(w) = t.walk.take() {
+                out.push(mk(walk_op(w, 0, 0, false)));
+            }
+        }
+        match (ev.hook, ev.phase) {
+            (HK_MERGEABLE, PH_EXIT) => t.mergeable = Some(ev.ret),
+            (HK_PREPARE, PH_EXIT) => {
+                let vma = Vma::from(ev.a);
+                let lent = t.mergeable.take().unwrap_or(0);
+                out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma }));
+            }
+            (HK_FORK, PH_EXIT) => {
+                let (vma, pvma) = (Vma::from(ev.a), Vma::from(ev.b));
+                let reused = int(ev.ret) == 0 && vma.anon_vma != 0 && ev.args[0] != pvma.anon_vma;
+                out.push(mk(KernelOp::Fork { vma, pvma, ret: int(ev.ret), reused_ancestor: reused }));
+            }
+            (HK_CLONE, PH_EXIT) => {
+                let r = reason(ev.callers, "other");
+                out.push(mk(KernelOp::Clone { dst: ev.a.into(), src: ev.b.into(), ret: int(ev.ret), reason: r }));
+            }
+            (HK_UNLINK, PH_ENTRY) => {
+                let vma = Vma::from(ev.a);
+                let dflt = if self.exiting.contains(&(ev.pid, vma.mm)) { "exit" } else { "munmap" };
+                out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.callers, dflt) }));
+            }
+            (HK_PUT, PH_ENTRY) => {
+                let [av, root, root_ref, ..] = ev.args;
+                out.push(mk(KernelOp::PutAnonVma { av, root, root_freed: root != av && root_ref as i64 == 1 }));
+            }
+            (HK_DUP_MMAP, PH_ENTRY) => out.push(mk(KernelOp::DupMmap { mm: ev.args[0], oldmm: ev.args[1] })),
+            (HK_EXIT_MMAP, PH_ENTRY) => {
+                self.exiting.insert((ev.pid, ev.args[0]));
+                out.push(mk(KernelOp::ExitMmap { mm: ev.args[0] }));
+            }
+            (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_ENTRY) => t.open.push(*ev),
+            (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_EXIT) => {
+                let same = |e: &HookEvent| e.hook == ev.hook && (ev.hook != HK_MERGE || e.args[5] == ev.args[5]);
+                let Some(i) = t.open.iter().rposition(same) else {
+                    self.unpaired += 1;
+                    return;
+                };
+                let entry = t.open.remove(i);
+                // Entries above it never saw their exit (a missed kretprobe): drop them.
+                self.unpaired += t.open.drain(i..).count() as u64;
+                out.push(mk(complete(&entry, ev)));
+            }
+            (HK_RMAP_WALK | HK_FOLIO_LOCK, PH_ENTRY) => {
+                // A lock of the pending walk's folio belongs to it; any other entry starts a walk.
+                if ev.hook == HK_FOLIO_LOCK && t.walk.as_ref().is_some_and(|w| w.lock_entry.is_none() && w.folio == ev.args[0]) {
+                    t.walk.as_mut().expect("checked").lock_entry = Some(ev.ktime);
+                    return;
+                }
+                if let Some(w) = t.walk.take() {
+                    out.push(mk(walk_op(w, 0, 0, false)));
+                }
+                t.walk = Some(Walk {
+                    tgid: ev.tgid,
+                    caller: walk_caller(ev, syms, *self.text.get_or_insert_with(|| kernel_text(syms))),
+                    folio: ev.args[0],
+                    mapping: ev.args[1],
+                    locked: ev.args[2] != 0,
+                    lock_entry: (ev.hook == HK_FOLIO_LOCK).then_some(ev.ktime),
+                });
+            }
+            (HK_FOLIO_LOCK, PH_EXIT) => match t.walk.take() {
+                Some(w) if w.lock_entry.is_some() => {
+                    let wait = ev.ktime.saturating_sub(w.lock_entry.unwrap_or(ev.ktime));
+                    out.push(mk(walk_op(w, ev.ret, wait, ev.ret == 0)));
+                }
+                other => {
+                    t.walk = other;
+                    self.unpaired += 1;
+                }
+            },
+            _ => self.unpaired += 1,
+        }
+    }
+
+    /// Walks still waiting for a lock that never came (remove_migration_ptes, locked walks).
+    pub fn flush(&mut self, out: &mut Vec<Op>) {
+        let mut tids: Vec<u32> = self.threads.keys().copied().collect();
+        tids.sort_unstable();
+        for pid in tids {
+            let t = self.threads.get_mut(&pid).expect("listed");
+            if let Some(w) = t.walk.take() {
+                out.push(Op { tgid: w.tgid, pid, ktime: 0, backend: 0, op: walk_op(w, 0, 0, false) });
+            }
+        }
+    }
+}
+
+/// The hooked caller frame, else the first return address outside the walk itself:
+/// migrate.c calls rmap_walk only from remove_migration_ptes, which both kernels inline
+/// into migrate.c's other functions.
+fn walk_caller(ev: &HookEvent, syms: &Symbols, text: (u64, u64)) -> String {
+    let frame = innermost(ev.callers);
+    if !frame.is_empty() {
+        return frame.into();
+    }
+    // Trampoline and module addresses fall outside the kernel text: their "symbol" would be
+    // whatever precedes them.
+    for &addr in ev.stack.iter().filter(|a| (text.0..text.1).contains(*a)) {
+        let Some(name) = syms.name(addr) else { continue };
+        if name.starts_with("rmap_walk") || name.starts_with("bpf_") || name == "folio_lock_anon_vma_read" {
+            continue;
+        }
+        if let Some(c) = CALLERS.iter().find(|c| **c == name) {
+            return c.to_string();
+        }
+        // 6.1 inlines it up to migrate_pages, 6.12 to migrate_pages_batch / migrate_folio_move.
+        if name.starts_with("migrate_pages") || name.starts_with("migrate_folio") || name.starts_with("__migrate_folio") || name.contains("unmap_and_move") {
+            return "remove_migration_ptes".into();
+        }
+        return format!("other:{name}");
+    }
+    "other".into()
+}
+
+fn walk_op(w: Walk, anon_vma: u64, wait_ns: u64, contended: bool) -> KernelOp {
+    KernelOp::RmapWalk {
+        caller: w.caller,
+        folio: w.folio,
+        anon: w.mapping & FOLIO_MAPPING_ANON != 0,
+        locked: w.locked,
+        anon_vma,
+        wait_ns,
+        contended,
+    }
+}
+
+fn complete(entry: &HookEvent, exit: &HookEvent) -> KernelOp {
+    match entry.hook {
+        HK_SPLIT => KernelOp::Split { vma: entry.a.into(), addr: entry.args[1], new_below: entry.args[2] != 0, ret: int(exit.ret), after: exit.a.into() },
+        HK_COPY_VMA => KernelOp::CopyVma { src: entry.a.into(), addr: entry.args[0], len: entry.args[1], pgoff: entry.args[2], new: exit.a.into() },
+        _ => {
+            let f = entry.args[5] as usize;
+            let function = MERGE_FUNCTIONS.get(f).copied().unwrap_or("?");
+            // vma_merge / vma_merge_new_range return the merged VMA; the others 0 on success.
+            let merged = if matches!(f, 0 | 3) { exit.ret != 0 } else { int(exit.ret) == 0 };
+            let (start, end) = match (entry.args[4] == VMG_SHAPE, f) {
+                (true, _) => (entry.args[1], entry.args[2]),
+                // __vma_adjust(vma, start, end, ..)
+                (false, 1) => (entry.args[1], entry.args[2]),
+                // vma_merge(mm, prev, addr, end, ..), vma_expand(mas, vma, start, end, ..)
+                _ => (entry.args[2], entry.args[3]),
+            };
+            KernelOp::Merge {
+                function,
+                caller: innermost(entry.callers),
+                vma: entry.a.into(),
+                other: entry.b.into(),
+                start,
+                end,
+                ret: exit.ret,
+                merged,
+            }
+        }
+    }
+}
+
+impl fmt::Display for Vma {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "vma={:#x}[{:#x}-{:#x} pgoff={:#x} flags={:#x}] mm={:#x} av={:#x} L={}", self.vma, self.start, self.end, self.pgoff, self.flags, self.mm, self.anon_vma, self.chain_len)
+    }
+}
+
+impl fmt::Display for Op {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bk = match self.backend {
+            BK_FENTRY => "fentry",
+            BK_KPROBE => "kprobe",
+            _ => "-",
+        };
+        write!(f, "{:>14} {:>7}/{:<7} {bk:<6} {:<12} ", self.ktime, self.tgid, self.pid, self.op.name())?;
+        match &self.op {
+            KernelOp::Prepare { vma, ret, reused_neighbour } => write!(f, "{vma} ret={ret} reused_neighbour={reused_neighbour}"),
+            KernelOp::Fork { vma, pvma, ret, reused_ancestor } => write!(f, "{vma} parent {pvma} ret={ret} reused_ancestor={reused_ancestor}"),
+            KernelOp::Clone { dst, src, ret, reason } => write!(f, "reason={reason} dst {dst} src {src} ret={ret}"),
+            KernelOp::Unlink { vma, reason } => write!(f, "reason={reason} {vma}"),
+            KernelOp::PutAnonVma { av, root, root_freed } => write!(f, "av={av:#x} root={root:#x} root_freed={root_freed}"),
+            KernelOp::Split { vma, addr, new_below, ret, after } => write!(f, "{vma} addr={addr:#x} new_below={new_below} ret={ret} after [{:#x}-{:#x}]", after.start, after.end),
+            KernelOp::Merge { function, caller, vma, other, start, end, merged, .. } => {
+                write!(f, "{function} caller={caller:?} merged={merged} range={start:#x}-{end:#x} {vma} other {other}")
+            }
+            KernelOp::CopyVma { src, addr, len, new, .. } => write!(f, "src {src} to {addr:#x}+{len:#x} new {new}"),
+            KernelOp::DupMmap { mm, oldmm } => write!(f, "mm={mm:#x} oldmm={oldmm:#x}"),
+            KernelOp::ExitMmap { mm } => write!(f, "mm={mm:#x}"),
+            KernelOp::RmapWalk { caller, folio, anon, locked, anon_vma, wait_ns, contended } => {
+                write!(f, "caller={caller} folio={folio:#x} anon={anon} locked={locked} av={anon_vma:#x} wait_ns={wait_ns} contended={contended}")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    impl Decoder {
+        fn feed_(&mut self, ev: &HookEvent, out: &mut Vec<Op>) {
+            self.feed(ev, &syms(), out)
+        }
+    }
+
+    fn syms() -> Symbols {
+        Symbols::parse("ffffffff81000000 T _stext\nffffffff81000000 T rmap_walk\nffffffff81000100 t migrate_folio_move\nffffffff81000200 T other_fn\nffffffff81000300 T _etext\nffffffff81000400 T zz\n").unwrap()
+    }
+
+    fn ev(hook: u16, phase: u8) -> HookEvent {
+        HookEvent { kind: EV_HOOK, pid: 7, tgid: 7, hook, phase, backend: BK_FENTRY, ..Default::default() }
+    }
+
+    fn vma(p: u64, av: u64, l: u64) -> VmaSnap {
+        VmaSnap { vma: p, mm: 0x100, start: 0x1000, end: 0x5000, anon_vma: av, chain_len: l, ..Default::default() }
+    }
+
+    #[test]
+    fn prepare_reuse_fork_reuse_and_clone_reason() {
+        let mut d = Decoder::default();
+        let mut out = vec![];
+        let mut m = ev(HK_MERGEABLE, PH_EXIT);
+        m.ret = 0xa0;
+        d.feed_(&m, &mut out);
+        let mut p = ev(HK_PREPARE, PH_EXIT);
+        p.a = vma(1, 0xa0, 1);
+        d.feed_(&p, &mut out);
+        // The next prepare has no find_mergeable result left: not reused.
+        d.feed_(&p, &mut out);
+        let mut c = ev(HK_CLONE, PH_EXIT);
+        c.callers = CALLER_FORK as u64;
+        d.feed_(&c, &mut out);
+        let mut f = ev(HK_FORK, PH_EXIT);
+        f.a = vma(2, 0xb0, 2);
+        f.b = vma(1, 0xa0, 1);
+        f.args[0] = 0xa0;
+        d.feed_(&f, &mut out);
+        f.args[0] = 0x90;
+        d.feed_(&f, &mut out);
+        let got: Vec<_> = out.iter().map(|o| o.op.clone()).collect();
+        assert!(matches!(got[0], KernelOp::Prepare { reused_neighbour: true, .. }));
+        assert!(matches!(got[1], KernelOp::Prepare { reused_neighbour: false, .. }));
+        assert!(matches!(got[2], KernelOp::Clone { reason: "fork", .. }));
+        assert!(matches!(got[3], KernelOp::Fork { reused_ancestor: false, .. }));
+        assert!(matches!(got[4], KernelOp::Fork { reused_ancestor: true, .. }));
+    }
+
+    #[test]
+    fn entries_pair_with_exits_and_walks_take_their_lock() {
+        let mut d = Decoder::default();
+        let mut out = vec![];
+        let mut s = ev(HK_SPLIT, PH_ENTRY);
+        s.a = vma(1, 0xa0, 1);
+        s.args = [0, 0x2000, 1, 0, 0, 0];
+        d.feed_(&s, &mut out);
+        let mut s2 = ev(HK_SPLIT, PH_EXIT);
+        s2.a = vma(1, 0xa0, 1);
+        d.feed_(&s2, &mut out);
+        assert!(matches!(out[0].op, KernelOp::Split { addr: 0x2000, new_below: true, ret: 0, .. }));
+        d.feed_(&s2, &mut out);
+        assert_eq!(d.unpaired, 1);
+
+        let mut w = ev(HK_RMAP_WALK, PH_ENTRY);
+        w.callers = CALLER_TRY_TO_MIGRATE as u64;
+        w.args = [0xf0, 0xa1, 0, 0, 0, 0];
+        d.feed_(&w, &mut out);
+        let mut l = ev(HK_FOLIO_LOCK, PH_ENTRY);
+        l.args = [0xf0, 0xa1, 0, 0, 0, 0];
+        l.ktime = 100;
+        d.feed_(&l, &mut out);
+        let mut x = ev(HK_FOLIO_LOCK, PH_EXIT);
+        x.ktime = 150;
+        x.ret = 0xa0;
+        d.feed_(&x, &mut out);
+        // remove_migration_ptes inlined into migrate_folio_move: named by the return address.
+        w.callers = 0;
+        w.stack = [0xffffffff81000010, 0xffffffff81000110, 0, 0, 0, 0];
+        d.feed_(&w, &mut out);
+        // A lock whose walk was inlined into its (hooked) caller is a walk of its own.
+        let mut l2 = ev(HK_FOLIO_LOCK, PH_ENTRY);
+        l2.args = [0xf8, 0xa1, 0, 0, 0, 0];
+        l2.callers = CALLER_TRY_TO_MIGRATE as u64;
+        d.feed_(&l2, &mut out);
+        // A trampoline address past _etext is skipped.
+        w.stack = [0xffffffffc0001000, 0xffffffff81000210, 0, 0, 0, 0];
+        d.feed_(&w, &mut out);
+        d.flush(&mut out);
+        let walks: Vec<_> = out[1..].iter().map(|o| o.op.clone()).collect();
+        let walk = |caller: &str, anon_vma, wait_ns| KernelOp::RmapWalk { caller: caller.into(), folio: 0xf0, anon: true, locked: false, anon_vma, wait_ns, contended: false };
+        assert_eq!(
+            walks,
+            vec![walk("try_to_migrate", 0xa0, 50), walk("remove_migration_ptes", 0, 0), KernelOp::RmapWalk { caller: "try_to_migrate".into(), folio: 0xf8, anon: true, locked: false, anon_vma: 0, wait_ns: 0, contended: false }, walk("other:other_fn", 0, 0)]
+        );
+    }
+}

@@ -1,0 +1,372 @@
+//! `cargo xtask fidelity`: `lazyvma trace` against the spec on real kernels. One boot per
+//! kernel (amd64/arm64 × 6.1/6.12); the guest traces every workload scenario with N=3 and
+//! N=0 (fentry where the kernel allows it) and N=3 again with `-k`, and prints each JSON
+//! report on one marked console line. The host then checks:
+//! (a) slab counts per (process, phase), N=3 minus N=0, against
+//!     observer/tests/fidelity/expected.json (the table the host test uses too);
+//! (b) in every run, what the function hooks imply against the slab ground truth;
+//! (c) the fentry and kprobe runs agree exactly;
+//! (d) rmap walks per caller against the pages `migrate` moved.
+use crate::{
+    util,
+    vm::{self, assets, qemu, Arch, Series},
+};
+use anyhow::{bail, ensure, Context, Result};
+use serde_json::Value;
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+const N: i64 = 3;
+const EXPECTED: &str = "observer/tests/fidelity/expected.json";
+
+/// Scenarios of the table never run in a guest, with why.
+const NOT_RUN: &[(&str, &str)] = &[("ksm", "ksmd merges and frees anon_vmas on its own schedule: not exact per run")];
+
+#[derive(clap::Args, Default)]
+pub struct Args {
+    /// Only this architecture (default: both).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// Only this kernel series (default: both).
+    #[arg(long, value_enum)]
+    kernel: Option<Series>,
+    /// Only these scenarios (repeatable; default: every one in the table).
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+}
+
+/// [+AV, -AV, +AVC, -AVC].
+type Four = [i64; 4];
+
+/// One kernel's outcome: name, release, guest seconds, (scenario, verdict) rows.
+type Verdict = (String, String, f64, Vec<(String, String)>);
+
+/// One trace run in the guest.
+#[derive(Default)]
+struct Run {
+    status: i32,
+    done: Option<String>,
+    errors: Vec<String>,
+    json: Option<Value>,
+}
+
+#[derive(Default)]
+struct Guest {
+    /// (scenario, n, mode) → run.
+    runs: BTreeMap<(String, i64, String), Run>,
+    skipped: BTreeMap<String, String>,
+    /// Seconds of guest uptime per scenario (all its runs).
+    secs: BTreeMap<String, f64>,
+    ended: bool,
+}
+
+fn script(scenarios: &[String]) -> String {
+    format!(
+        r#"echo 0 > /proc/sys/kernel/randomize_va_space
+up() {{ cut -d' ' -f1 /proc/uptime; }}
+run() {{
+  k=; [ "$3" = kprobe ] && k=-k
+  lazyvma trace -j $k -- lazyvma-workload $1 -n $2 >/tmp/out 2>/tmp/err; rc=$?
+  echo "LZF-RUN $1 $2 $3 $rc"
+  grep '^done ' /tmp/out | sed "s/^/LZF-DONE $1 $2 $3 /"
+  grep -E '^lazyvma' /tmp/err | head -3 | sed "s/^/LZF-ERR $1 $2 $3 /"
+  echo "LZF-JSON $1 $2 $3 $(sed -n '/^{{/,$p' /tmp/out | tr -d '\n')"
+}}
+for s in {}; do
+  lazyvma-workload $s -n 0 >/dev/null 2>/tmp/avail
+  if [ $? = 3 ]; then echo "LZF-SKIP $s $(head -1 /tmp/avail)"; continue; fi
+  t0=$(up); run $s 3 fentry; run $s 0 fentry; run $s 3 kprobe
+  echo "LZF-TIME $s $t0 $(up)"
+done
+echo LZF-END
+"#,
+        scenarios.join(" ")
+    )
+}
+
+impl Guest {
+    /// Takes the marked console lines; everything else is echoed by the boot.
+    fn take(&mut self, line: &str) -> bool {
+        let Some(at) = line.find("LZF-") else { return false };
+        let line = &line[at..];
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let mut w = rest.splitn(4, ' ');
+        let (s, n, m, tail) = (w.next().unwrap_or(""), w.next().unwrap_or(""), w.next().unwrap_or(""), w.next().unwrap_or(""));
+        let key = || (s.to_string(), n.parse().unwrap_or(-1), m.to_string());
+        match tag {
+            "LZF-RUN" => self.runs.entry(key()).or_default().status = tail.trim().parse().unwrap_or(-1),
+            "LZF-DONE" => self.runs.entry(key()).or_default().done = Some(tail.to_string()),
+            "LZF-ERR" => self.runs.entry(key()).or_default().errors.push(tail.to_string()),
+            "LZF-JSON" => {
+                let r = self.runs.entry(key()).or_default();
+                match serde_json::from_str(tail) {
+                    Ok(v) => r.json = Some(v),
+                    Err(e) => r.errors.push(format!("report is not JSON ({e}): {:.200}", tail)),
+                }
+            }
+            "LZF-SKIP" => {
+                self.skipped.insert(s.to_string(), rest[s.len()..].trim().to_string());
+            }
+            "LZF-TIME" => {
+                let (a, b): (f64, f64) = (n.parse().unwrap_or(0.0), m.parse().unwrap_or(0.0));
+                self.secs.insert(s.to_string(), b - a);
+            }
+            "LZF-END" => self.ended = true,
+            _ => return false,
+        }
+        true
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let table: Value = serde_json::from_str(&std::fs::read_to_string(util::workspace_root().join(EXPECTED)).with_context(|| format!("reading {EXPECTED}"))?)
+        .with_context(|| format!("{EXPECTED} is not JSON"))?;
+    let all: Vec<String> = table["scenarios"].as_array().context("scenarios")?.iter().filter_map(|s| s["name"].as_str().map(String::from)).collect();
+    for s in &a.scenarios {
+        ensure!(all.contains(s), "--scenario {s}: not in {EXPECTED} (known: {})", all.join(", "));
+    }
+    let wanted: Vec<String> = if a.scenarios.is_empty() { all } else { a.scenarios.clone() };
+    let to_run: Vec<String> = wanted.iter().filter(|s| !NOT_RUN.iter().any(|(n, _)| n == s)).cloned().collect();
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script(&to_run)];
+    let mut verdicts: Vec<Verdict> = Vec::new();
+    for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
+        let bins = assets::build_binaries(arch)?;
+        let cache = assets::Cache::open(false)?;
+        let kernels = [Series::V6_1, Series::V6_12].map(|s| cache.kernel(arch, s).map(|k| (s, k)));
+        let initrd = vm::initrd(arch, &vm::initramfs(&cache.busybox(arch)?, &bins, &[], &cmd)?)?;
+        drop(cache);
+        for k in kernels {
+            let (series, kernel) = k?;
+            if a.kernel.is_some_and(|s| s != series) {
+                continue;
+            }
+            let name = format!("{} {}", arch.deb(), series.name());
+            println!("fidelity: booting {name} ({})", kernel.release);
+            let t = Instant::now();
+            let mut g = Guest::default();
+            let boot = qemu::boot_with(arch, &kernel.vmlinuz, &initrd, Duration::from_secs(3600), &mut |l| g.take(l));
+            let secs = t.elapsed().as_secs_f64();
+            let mut rows = Vec::new();
+            match boot {
+                Err(e) => rows.push(("boot".into(), format!("FAILED: {e:#}"))),
+                Ok(b) if !g.ended => rows.push(("boot".into(), format!("FAILED: guest script ended early (exit status {})", b.status))),
+                Ok(_) => {
+                    for s in &wanted {
+                        let verdict = if let Some((_, why)) = NOT_RUN.iter().find(|(n, _)| n == s) {
+                            format!("skipped: {why}")
+                        } else if let Some(why) = g.skipped.get(s) {
+                            format!("skipped: {why}")
+                        } else {
+                            match check(&table, series.name(), s, &g) {
+                                Ok(None) => format!("ok ({:.0} s)", g.secs.get(s).copied().unwrap_or(0.0)),
+                                Ok(Some(note)) => format!("ok, (b) only ({:.0} s): {note}", g.secs.get(s).copied().unwrap_or(0.0)),
+                                Err(e) => format!("FAILED: {name} {s}: {e:#}"),
+                            }
+                        };
+                        rows.push((s.clone(), verdict));
+                    }
+                    rows.push(("backends".into(), backends(&g)));
+                }
+            }
+            for (s, v) in &rows {
+                println!("fidelity: {name}: {s}: {v}");
+            }
+            verdicts.push((name, kernel.release, secs, rows));
+        }
+        let _ = std::fs::remove_file(&initrd);
+    }
+    let mut failed = 0;
+    println!("fidelity:");
+    for (name, release, secs, rows) in &verdicts {
+        println!("  {name} ({release}), {secs:.0} s in the guest");
+        for (s, v) in rows {
+            failed += v.starts_with("FAILED") as usize;
+            println!("    {s:<16} {v}");
+        }
+    }
+    let total: f64 = verdicts.iter().map(|v| v.2).sum();
+    println!("fidelity: {} kernels, {failed} failures, {total:.0} s of guest time", verdicts.len());
+    ensure!(failed == 0, "fidelity: {failed} failures");
+    Ok(())
+}
+
+/// The backend each hook got in the first fentry run, grouped.
+fn backends(g: &Guest) -> String {
+    let Some(j) = g.runs.values().find_map(|r| r.json.as_ref()) else { return "no report".into() };
+    let mut by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (hook, b) in j["backend"].as_object().into_iter().flatten() {
+        by.entry(b.as_str().unwrap_or("?").to_string()).or_default().push(hook.clone());
+    }
+    by.iter().map(|(b, h)| format!("{b}: {}", h.join(" "))).collect::<Vec<_>>().join("; ")
+}
+
+fn report<'a>(g: &'a Guest, s: &str, n: i64, mode: &str) -> Result<&'a Value> {
+    let r = g.runs.get(&(s.to_string(), n, mode.to_string())).with_context(|| format!("no run for -n {n} ({mode})"))?;
+    let j = r.json.as_ref().with_context(|| format!("-n {n} ({mode}): no report; trace exited {}: {}", r.status, r.errors.join(" | ")))?;
+    ensure!(r.status == 0, "-n {n} ({mode}): trace exited {}: {}", r.status, r.errors.join(" | "));
+    ensure!(j["command"]["exit_status"] == 0, "-n {n} ({mode}): the workload exited {}: {}", j["command"]["exit_status"], r.errors.join(" | "));
+    ensure!(j["lost_events"] == 0, "-n {n} ({mode}): {} events lost", j["lost_events"]);
+    ensure!(j["events"]["sent"] == j["events"]["received"], "-n {n} ({mode}): sent {} != received {}", j["events"]["sent"], j["events"]["received"]);
+    ensure!(!j["ops"].is_null(), "-n {n} ({mode}): no function hook attached (backends: {})", j["backend"]);
+    Ok(j)
+}
+
+fn four(v: &Value) -> Four {
+    let g = |k: &str, op: &str| v[k][op].as_i64().unwrap_or(0);
+    [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")]
+}
+
+/// (proc, phase name) → counts; phases in `combine` are summed into the first.
+fn phases(j: &Value, names: &BTreeMap<i64, String>, combine: &[String]) -> BTreeMap<(i64, String), Four> {
+    let mut m: BTreeMap<(i64, String), Four> = BTreeMap::new();
+    for p in j["phases"].as_array().into_iter().flatten() {
+        let id = p["phase"].as_i64().unwrap_or(-1);
+        let mut name = names.get(&id).cloned().unwrap_or_else(|| if id < 0 { "-".into() } else { id.to_string() });
+        if combine.contains(&name) {
+            name = combine[0].clone();
+        }
+        let e = m.entry((p["proc"].as_i64().unwrap_or(-1), name)).or_default();
+        for (x, y) in e.iter_mut().zip(four(p)) {
+            *x += y;
+        }
+    }
+    m
+}
+
+fn diff<K: Ord + Clone>(a: &BTreeMap<K, Four>, b: &BTreeMap<K, Four>) -> BTreeMap<K, Four> {
+    let mut out = BTreeMap::new();
+    for k in a.keys().chain(b.keys()) {
+        let (x, y) = (a.get(k).copied().unwrap_or_default(), b.get(k).copied().unwrap_or_default());
+        let d = [x[0] - y[0], x[1] - y[1], x[2] - y[2], x[3] - y[3]];
+        if d != [0; 4] {
+            out.insert(k.clone(), d);
+        }
+    }
+    out
+}
+
+/// The first key where two maps differ, as "key: got X, want Y".
+fn first_difference<K: Ord + std::fmt::Debug, V: PartialEq + std::fmt::Debug + Default>(got: &BTreeMap<K, V>, want: &BTreeMap<K, V>) -> Option<String> {
+    let keys: std::collections::BTreeSet<&K> = got.keys().chain(want.keys()).collect();
+    let zero = V::default();
+    keys.into_iter().find_map(|k| {
+        let (g, w) = (got.get(k).unwrap_or(&zero), want.get(k).unwrap_or(&zero));
+        (g != w).then(|| format!("{k:?}: got {g:?}, want {w:?}"))
+    })
+}
+
+/// The scenario's entry, with the kernel's own rows when the table has them.
+fn expected<'a>(table: &'a Value, kernel: &str, s: &str) -> Result<&'a Value> {
+    let base = table["scenarios"].as_array().into_iter().flatten().find(|e| e["name"] == s).with_context(|| format!("{s} not in the table"))?;
+    Ok(table["kernels"][kernel][s].as_object().map_or(base, |_| &table["kernels"][kernel][s]))
+}
+
+/// `Ok(Some(why))`: only (b) applies to this scenario in a guest.
+fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<String>> {
+    let e = expected(table, kernel, s)?;
+    let names: BTreeMap<i64, String> = table["phases"].as_object().context("phases")?.iter().map(|(k, v)| (v.as_i64().unwrap_or(-1), k.clone())).collect();
+    let combine: Vec<String> = e["combine"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
+    let (a, b, k) = (report(g, s, N, "fentry")?, report(g, s, 0, "fentry")?, report(g, s, N, "kprobe")?);
+    if let Some((hook, _)) = k["backend"].as_object().into_iter().flatten().find(|(_, b)| *b == "fentry") {
+        bail!("-k run: hook {hook} still attached with fentry");
+    }
+
+    // (b) hooks against slab, in each run.
+    for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
+        if let Some(d) = first_difference(&implied(j), &slab_view(j)) {
+            bail!("(b) {run}: function hooks vs slab ground truth: {d} (got = hooks, want = slab)");
+        }
+    }
+    if let Some(why) = e["guest_inexact"].as_str() {
+        return Ok(Some(why.into()));
+    }
+
+    // (a) slab per (process, phase).
+    let got = diff(&phases(a, &names, &combine), &phases(b, &names, &combine));
+    let mut want = BTreeMap::new();
+    for row in e["rows"].as_array().into_iter().flatten() {
+        let (proc, phase) = (row[0].as_i64().unwrap_or(-1), row[1].as_str().unwrap_or("?").to_string());
+        let per: Vec<i64> = row[2].as_array().into_iter().flatten().filter_map(Value::as_i64).collect();
+        ensure!(per.len() == 4, "table row {row} of {s} is not [proc, phase, [4 counts]]");
+        want.insert((proc, phase), [per[0] * N, per[1] * N, per[2] * N, per[3] * N]);
+    }
+    if let Some(d) = first_difference(&got, &want) {
+        bail!("(a) slab N={N} minus N=0, (proc, phase) [+AV, -AV, +AVC, -AVC]: {d}");
+    }
+
+    // (c) fentry and kprobe agree.
+    let pk = phases(k, &names, &combine);
+    if let Some(d) = first_difference(&pk, &phases(a, &names, &combine)) {
+        bail!("(c) slab per (proc, phase), kprobe run vs fentry run: {d}");
+    }
+    let ops = |j: &Value, part: &str| -> BTreeMap<String, i64> {
+        j["ops"][part].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect()
+    };
+    for part in ["counts", "implied", "clone_avc_by_reason", "unlink_avc_by_reason"] {
+        if let Some(d) = first_difference(&ops(k, part), &ops(a, part)) {
+            bail!("(c) ops.{part}, kprobe run vs fentry run: {d}");
+        }
+    }
+    let walks = |j: &Value| -> BTreeMap<String, i64> {
+        j["rmap"]["by_caller"].as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_i64().unwrap_or(0))).collect()
+    };
+    if let Some(d) = first_difference(&walks(k), &walks(a)) {
+        bail!("(c) rmap walks by caller, kprobe run vs fentry run: {d}");
+    }
+
+    // Reasons the hooks give, per test VMA.
+    for (part, key) in [("clone_avc_by_reason", "clone"), ("unlink_avc_by_reason", "unlink")] {
+        for (reason, per) in e["op_reasons"][key].as_object().into_iter().flatten() {
+            let (x, y) = (ops(a, part).get(reason).copied().unwrap_or(0), ops(b, part).get(reason).copied().unwrap_or(0));
+            let want = per.as_i64().unwrap_or(0) * N;
+            ensure!(x - y == want, "ops.{part}[{reason}] N={N} minus N=0: got {}, want {want}", x - y);
+        }
+    }
+
+    // (d) rmap walks per page moved.
+    if let Some(per) = e["rmap_per_page"].as_object() {
+        let moved = |n: i64| -> Result<i64> {
+            let r = &g.runs[&(s.to_string(), n, "fentry".to_string())];
+            let done = r.done.as_deref().context("no `done` line")?;
+            done.split_whitespace().find_map(|w| w.strip_prefix("moved=")).and_then(|v| v.parse().ok()).with_context(|| format!("no moved= in `{done}`"))
+        };
+        let (m3, m0) = (moved(N)?, moved(0)?);
+        ensure!(m3 > m0, "(d) migrate moved {m3} pages with N={N}, {m0} with N=0: nothing to count");
+        for (caller, k) in per {
+            let (x, y) = (walks(a).get(caller).copied().unwrap_or(0), walks(b).get(caller).copied().unwrap_or(0));
+            let want = k.as_i64().unwrap_or(0) * (m3 - m0);
+            ensure!(x - y == want, "(d) rmap walks by {caller}, N={N} minus N=0: got {}, want {want} ({} pages moved; walks by caller {})", x - y, m3 - m0, a["rmap"]["by_caller"]);
+        }
+    }
+    Ok(None)
+}
+
+/// The slab counts `implied` predicts, from the report's by_function.
+fn slab_view(j: &Value) -> BTreeMap<&'static str, i64> {
+    let f = |func: &str, kind: &str, op: &str| j["by_function"][func][kind][op].as_i64().unwrap_or(0);
+    BTreeMap::from([
+        ("prepare anon_vma alloc", f("__anon_vma_prepare", "anon_vma", "alloc")),
+        ("prepare anon_vma_chain alloc", f("__anon_vma_prepare", "anon_vma_chain", "alloc")),
+        ("fork anon_vma alloc", f("anon_vma_fork", "anon_vma", "alloc")),
+        ("fork anon_vma_chain alloc", f("anon_vma_fork", "anon_vma_chain", "alloc")),
+        ("clone anon_vma_chain alloc", f("anon_vma_clone", "anon_vma_chain", "alloc")),
+        ("unlink anon_vma_chain free", f("unlink_anon_vmas", "anon_vma_chain", "free")),
+        ("put anon_vma free", f("__put_anon_vma", "anon_vma", "free")),
+    ])
+}
+
+/// What the function hooks say those slab counts are.
+fn implied(j: &Value) -> BTreeMap<&'static str, i64> {
+    let i = |k: &str| j["ops"]["implied"][k].as_i64().unwrap_or(0);
+    BTreeMap::from([
+        ("prepare anon_vma alloc", i("prepare_new_anon_vma")),
+        ("prepare anon_vma_chain alloc", i("prepare_new_anon_vma") + i("prepare_reused_neighbour")),
+        ("fork anon_vma alloc", i("fork_new_anon_vma")),
+        ("fork anon_vma_chain alloc", i("fork_new_anon_vma")),
+        ("clone anon_vma_chain alloc", i("clone_avc")),
+        ("unlink anon_vma_chain free", i("unlink_avc")),
+        ("put anon_vma free", i("put_anon_vma_frees")),
+    ])
+}
