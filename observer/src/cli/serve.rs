@@ -1,5 +1,6 @@
 //! `lazyvma serve [--listen ADDR] [-i INTERVAL]`: the whole-system trace, continuously, and a
 //! snapshot pass every interval, as OpenMetrics on `/metrics` until SIGINT/SIGTERM.
+use lazyvma_model::hook_abi::HookOffsets;
 use crate::{
     cli::trace::{parse_duration, slab_sizes},
     load::{
@@ -64,7 +65,8 @@ fn backends(btf_path: Option<&Path>, stacks: bool) -> anyhow::Result<Vec<(String
         Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
     };
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tp, force_kprobes: false };
-    Ok(hooks::used(&facts, stacks).iter().map(|c| (backend_label(c.hook), c.backend.name().to_string())).collect())
+    // serve attaches the always-on programs only: every function hook reports "not attached".
+    Ok(hooks::used(&facts, stacks, &[]).iter().map(|c| (backend_label(c.hook), c.backend.name().to_string())).collect())
 }
 
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
@@ -94,7 +96,14 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(info));
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
-    let loaded = bpf::load(&Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20 })?;
+    let loaded = bpf::load(&Config {
+        offsets,
+        ranges,
+        stack_fns,
+        ringbuf_bytes: args.ringbuf_mb << 20,
+        btf_globals: Vec::new(),
+        hook_offsets: HookOffsets::UNSET,
+    })?;
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
     let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone());
