@@ -10,6 +10,9 @@ use std::{
     process::{Command, Output, Stdio},
 };
 
+mod common;
+use common::*;
+
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
 /// `LAZYVMA_WORKLOAD` overrides the built one (e.g. a workload built elsewhere).
 fn workload() -> String {
@@ -18,23 +21,6 @@ fn workload() -> String {
 const N: i64 = 3;
 /// lazyvma-workload's exit phase marker (madvise(0, 0, 1000 + id)).
 const EXIT: i64 = 16;
-
-fn is_root() -> bool {
-    // SAFETY: no preconditions.
-    unsafe { libc::geteuid() == 0 }
-}
-
-/// Privileged tests skip as non-root unless CI demands root.
-fn root_or_skip(test: &str) -> bool {
-    if is_root() {
-        return true;
-    }
-    if std::env::var("LAZYVMA_REQUIRE_ROOT").as_deref() == Ok("1") {
-        panic!("{test}: LAZYVMA_REQUIRE_ROOT=1 but not running as root");
-    }
-    eprintln!("{test}: skipped (needs root)");
-    false
-}
 
 /// The workload binary, unless this tree still has the placeholder (before the workload
 /// branch is merged): then the scenario tests say so and skip.

@@ -206,18 +206,11 @@ fn kind(prog: &str) -> &str {
     prog.rsplit('_').next().unwrap_or(prog)
 }
 
+/// An error and its sources on one line, ENOTSUPP spelled out.
 fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let next = c.to_string();
-        if !s.contains(&next) {
-            s += &format!(": {next}");
-        }
-        cur = c.source();
-    }
     // ENOTSUPP (524) has no name in libc's strerror: say what it means here.
-    s.replace("os error 524", "os error 524, ENOTSUPP: no trampoline for this function (arguments? arch?)")
+    crate::load::probe::chain(e)
+        .replace("os error 524", "os error 524, ENOTSUPP: no trampoline for this function (arguments? arch?)")
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! Loading and attaching `trace`'s always-on programs (observer-ebpf `slab.rs`, `sched.rs`,
 //! `marker.rs`) from the embedded object, with the BTF offsets the function hooks read
 //! (attached by `trace::attach`), reading its ring buffer and lost-event counters.
+use crate::load::probe::chain;
 use crate::load::ebpf;
 use anyhow::{bail, Context};
 use aya::{
@@ -137,17 +138,4 @@ impl Loaded {
     pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
         Ok((self.counter(CTR_SENT)?, self.counter(CTR_LOST)?))
     }
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let next = c.to_string();
-        if !s.contains(&next) {
-            s += &format!(": {next}");
-        }
-        cur = c.source();
-    }
-    s
 }
