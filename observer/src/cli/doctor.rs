@@ -66,11 +66,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let kallsyms = sys::kallsyms()?;
     let symbols = SYMBOLS.iter().map(|n| (*n, symbol_kind(&kallsyms, n))).collect();
     let slab = SLABS.iter().map(|n| (*n, sys::slab_cache(n).map_err(|e| format!("{e:#}")))).collect();
-    let has_tracepoint = |tp: &str| {
-        let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
-        Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
-    };
-    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tracepoint, force_kprobes: args.kprobes };
+    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &crate::load::probe::has_tracepoint, force_kprobes: args.kprobes };
     let backend = backend::choose_all(&facts);
     let r = Report {
         kernel,

@@ -17,8 +17,7 @@ use crate::{
     },
 };
 use anyhow::{bail, Context};
-use aya::{Btf, Endianness};
-use lazyvma_model::trace_abi::{FN_CLONE, FN_COUNT, FN_PUT, FN_UNLINK, FUNCTIONS};
+use lazyvma_model::trace_abi::{FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     net::SocketAddr,
     path::Path,
@@ -51,20 +50,10 @@ fn backend_label(hook: &str) -> String {
 
 /// The backend each hook has in this run, as trace reports it.
 fn backends(btf_path: Option<&Path>, stacks: bool) -> anyhow::Result<Vec<(String, String)>> {
-    let btf = match btf_path {
-        Some(p) => Btf::parse_file(p, Endianness::default()).map_err(|e| format!("--btf {}: {e}", p.display())),
-        None => Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")),
-    };
-    if let (Some(p), Err(e)) = (btf_path, &btf) {
-        bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
-    }
+    let btf = probe::kernel_btf(btf_path)?;
     let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
     let kallsyms = sys::kallsyms()?;
-    let has_tp = |tp: &str| {
-        let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
-        Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
-    };
-    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tp, force_kprobes: false };
+    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &probe::has_tracepoint, force_kprobes: false };
     // serve attaches the always-on programs only: every function hook reports "not attached".
     Ok(hooks::used(&facts, stacks, &[]).iter().map(|c| (backend_label(c.hook), c.backend.name().to_string())).collect())
 }
@@ -82,10 +71,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     listener.set_nonblocking(true)?;
     sys::ensure_tracefs()?;
     let syms = Symbols::load()?;
-    let mut ranges = [(0, 0); FN_COUNT];
-    for (r, f) in ranges.iter_mut().zip(FUNCTIONS) {
-        *r = syms.range(f)?;
-    }
+    let ranges = syms.function_ranges()?;
     let sizes = slab_sizes()?;
     // Phase markers are trace's; serve counts the whole system and does without them.
     let (offsets, _) = format::offsets()?;

@@ -21,8 +21,7 @@ use crate::{
     },
 };
 use anyhow::{bail, Context};
-use aya::{Btf, Endianness};
-use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_COUNT, FN_PUT, FN_UNLINK, FUNCTIONS};
+use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     io::Write,
     path::Path,
@@ -138,28 +137,15 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let roots: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
     sys::ensure_tracefs()?;
     let syms = Symbols::load()?;
-    let mut ranges = [(0, 0); FN_COUNT];
-    for (r, f) in ranges.iter_mut().zip(FUNCTIONS) {
-        *r = syms.range(f)?;
-    }
+    let ranges = syms.function_ranges()?;
     let sizes = slab_sizes()?;
     let (offsets, marker_problem) = format::offsets()?;
 
     // What the kernel allows, by trying (as doctor does), for the report's backend per hook.
-    let btf = match btf_path {
-        Some(p) => Btf::parse_file(p, Endianness::default()).map_err(|e| format!("--btf {}: {e}", p.display())),
-        None => Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")),
-    };
-    if let (Some(p), Err(e)) = (btf_path, &btf) {
-        bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
-    }
+    let btf = probe::kernel_btf(btf_path)?;
     let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
     let kallsyms = syms.by_name();
-    let has_tp = |tp: &str| {
-        let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
-        Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
-    };
-    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &has_tp, force_kprobes: args.kprobes };
+    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &probe::has_tracepoint, force_kprobes: args.kprobes };
     let stacks = !args.no_stacks;
     // Offsets the function hooks read; without them no hook is attached (slab still works).
     let (btf_globals, hook_offsets, blocked) = match crate::load::btf::Btf::load(btf_path) {

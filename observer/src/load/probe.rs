@@ -334,3 +334,22 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     }
     s
 }
+
+/// The kernel BTF the probes and hooks need: `--btf PATH` (an unusable one is an error) or
+/// the running kernel's (its absence is a finding, kept as the `Err` text).
+pub fn kernel_btf(btf_path: Option<&std::path::Path>) -> anyhow::Result<Result<aya::Btf, String>> {
+    let btf = match btf_path {
+        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()).map_err(|e| format!("--btf {}: {e}", p.display())),
+        None => aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")),
+    };
+    if let (Some(p), Err(e)) = (btf_path, &btf) {
+        anyhow::bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
+    }
+    Ok(btf)
+}
+
+/// Is `category:name` a tracepoint of this kernel (tracefs mounted)?
+pub fn has_tracepoint(tp: &str) -> bool {
+    let (cat, name) = tp.split_once(':').unwrap_or(("", tp));
+    std::path::Path::new("/sys/kernel/tracing/events").join(cat).join(name).is_dir()
+}

@@ -57,6 +57,15 @@ impl Symbols {
         end.map(|e| (start, e)).with_context(|| format!("{name} is the last symbol in /proc/kallsyms: its end is unknown"))
     }
 
+    /// [start, end) of every function in `trace_abi::FUNCTIONS`, in that order.
+    pub fn function_ranges(&self) -> anyhow::Result<[(u64, u64); lazyvma_model::trace_abi::FN_COUNT]> {
+        let mut ranges = [(0, 0); lazyvma_model::trace_abi::FN_COUNT];
+        for (r, f) in ranges.iter_mut().zip(lazyvma_model::trace_abi::FUNCTIONS) {
+            *r = self.range(f)?;
+        }
+        Ok(ranges)
+    }
+
     /// The function containing `addr`, without compiler suffixes (`.isra.0`, `.cold`).
     pub fn name(&self, addr: u64) -> Option<&str> {
         let i = self.table.partition_point(|(a, _)| *a <= addr).checked_sub(1)?;
