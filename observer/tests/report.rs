@@ -4,9 +4,8 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hdrhistogram::{serialization::Deserializer, Histogram};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod common;
 use common::*;
@@ -75,36 +74,6 @@ fn kb(bytes: &Value) -> String {
 }
 
 /// `lazyvma-workload fork -n 3 --hold`: parent and child pids, held until drop.
-struct Workload {
-    proc: Child,
-    pids: [u32; 2],
-}
-
-impl Workload {
-    fn start() -> Workload {
-        let mut proc = Command::new(WORKLOAD).args(["fork", "-n", "3", "--hold"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
-        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-        let (mut parent, mut child) = (0, 0);
-        while parent == 0 || child == 0 {
-            let line = lines.next().expect("workload exited before ready").unwrap();
-            let pid = |l: &str| l.rsplit("pid=").next().unwrap().parse().unwrap();
-            if line.contains("ready role=parent") {
-                parent = pid(&line);
-            } else if line.contains("ready role=child") {
-                child = pid(&line);
-            }
-        }
-        Workload { proc, pids: [parent, child] }
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        drop(self.proc.stdin.take());
-        let _ = self.proc.wait();
-    }
-}
-
 /// A fresh cgroup v2 below the root of the cgroup2 mount, removed on drop.
 struct Cgroup {
     dir: PathBuf,
@@ -145,9 +114,9 @@ fn report_of_a_real_snapshot_with_cgroups() {
         return;
     }
     let dir = Dir::new("snap");
-    let w = Workload::start();
+    let w = HeldFork::start(3);
     let cg = Cgroup::new();
-    w.pids.iter().for_each(|&p| cg.enter(p));
+    [w.parent, w.child].iter().for_each(|&p| cg.enter(p));
     let snap = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
 
     // The issue-2 keys stay; the schema's keys are added.
@@ -170,7 +139,7 @@ fn report_of_a_real_snapshot_with_cgroups() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(row["id"].as_u64(), Some(std::fs::metadata(&cg.dir).unwrap().ino()));
     assert_eq!(row["processes"], 2);
-    let procs: Vec<&Value> = snap["processes"].as_array().unwrap().iter().filter(|p| w.pids.contains(&(p["pid"].as_u64().unwrap() as u32))).collect();
+    let procs: Vec<&Value> = snap["processes"].as_array().unwrap().iter().filter(|p| [w.parent, w.child].contains(&(p["pid"].as_u64().unwrap() as u32))).collect();
     assert_eq!(procs.len(), 2);
     for (side, obj) in [("eager", "anon_vma"), ("eager", "anon_vma_chain"), ("lazy", "anon_vma"), ("lazy", "anon_vma_chain")] {
         assert_eq!(n(&row[side][obj]), procs.iter().map(|p| n(&p[side][obj])).sum::<i64>(), "{side}.{obj}");
@@ -390,7 +359,7 @@ fn html_report_in_headless_chromium() {
         .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
         .expect("chromium is not installed: run `cargo xtask setup`");
     let dir = Dir::new("html");
-    let w = Workload::start();
+    let w = HeldFork::start(3);
     let a = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
     let b = snapshot_to(&dir.path("b.json"), &["--by-cgroup"]);
     drop(w);

@@ -5,15 +5,13 @@
 //! at 0x1_0000_0000 * (i + 1) written, a child forked that does not write, both holding
 //! until stdin closes.
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod common;
 use common::*;
 
 const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
-const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 const PAGE: usize = 4096;
 
 fn lazyvma(args: &[&str]) -> Output {
@@ -29,49 +27,13 @@ fn assert_one_line_error(out: &Output, needle: &str) {
     assert!(!err.contains("panicked"), "stderr: {err}");
 }
 
-struct Workload {
-    proc: Child,
-    parent: u32,
-    child: u32,
-}
-
-impl Workload {
-    fn start(n: usize) -> Workload {
-        let mut proc = Command::new(WORKLOAD)
-            .args(["fork", "-n", &n.to_string(), "--hold"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-        let (mut parent, mut child) = (0, 0);
-        while parent == 0 || child == 0 {
-            let line = lines.next().expect("workload exited before ready").unwrap();
-            let pid = |l: &str| l.rsplit("pid=").next().unwrap().parse().unwrap();
-            if line.contains("ready role=parent") {
-                parent = pid(&line);
-            } else if line.contains("ready role=child") {
-                child = pid(&line);
-            }
-        }
-        Workload { proc, parent, child }
-    }
-
-    /// `(parent, child)` process objects of `lazyvma snapshot -p P,C -j --vmas`.
-    fn snapshot(&self) -> (Value, Value, Value) {
-        let out = lazyvma(&["snapshot", "-j", "--vmas", "-p", &format!("{},{}", self.parent, self.child)]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let find = |pid: u32| v["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).unwrap().clone();
-        (find(self.parent), find(self.child), v)
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        drop(self.proc.stdin.take());
-        assert!(self.proc.wait().unwrap().success());
-    }
+/// `(parent, child)` process objects of `lazyvma snapshot -p P,C -j --vmas`, and the whole.
+fn snapshot(w: &HeldFork) -> (Value, Value, Value) {
+    let out = lazyvma(&["snapshot", "-j", "--vmas", "-p", &format!("{},{}", w.parent, w.child)]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let find = |pid: u32| v["processes"].as_array().unwrap().iter().find(|p| p["pid"] == pid).unwrap().clone();
+    (find(w.parent), find(w.child), v)
 }
 
 fn counts(p: &Value, model: &str) -> (i64, i64) {
@@ -87,9 +49,9 @@ fn fork_topology_matches_the_spec() {
     if !root_or_skip("fork_topology_matches_the_spec") {
         return;
     }
-    let (base_p, base_c, _) = Workload::start(0).snapshot();
-    let w = Workload::start(3);
-    let (p, c, whole) = w.snapshot();
+    let (base_p, base_c, _) = snapshot(&HeldFork::start(0));
+    let w = HeldFork::start(3);
+    let (p, c, whole) = snapshot(&w);
     assert!(whole["elapsed_ms"].as_f64().unwrap() < 1000.0, "a whole-system pass takes well under a second");
     assert_eq!(whole["truncated_vmas"], 0);
 
