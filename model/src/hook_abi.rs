@@ -78,6 +78,7 @@ pub const HOOK_CHAIN_MAX: u64 = 256;
 /// One vm_area_struct, read at BTF offsets when the hook ran. All 0 for a NULL vma.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "std", derive(serde::Serialize))]
 pub struct VmaSnap {
     pub vma: u64,
     pub mm: u64,
@@ -136,4 +137,11 @@ pub struct HookOffsets {
 impl HookOffsets {
     pub const UNSET: HookOffsets =
         HookOffsets { folio_mapping: u64::MAX, vmg_prev: u64::MAX, vmg_next: u64::MAX, vmg_vma: u64::MAX, vmg_start: u64::MAX, vmg_end: u64::MAX };
+}
+
+#[cfg(feature = "std")]
+impl core::fmt::Display for VmaSnap {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "vma={:#x}[{:#x}-{:#x} pgoff={:#x} flags={:#x}] mm={:#x} av={:#x} L={}", self.vma, self.start, self.end, self.pgoff, self.flags, self.mm, self.anon_vma, self.chain_len)
+    }
 }

@@ -5,24 +5,8 @@ use super::symbols::Symbols;
 use lazyvma_model::hook_abi::*;
 use std::{collections::HashMap, fmt};
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Vma {
-    pub vma: u64,
-    pub mm: u64,
-    pub start: u64,
-    pub end: u64,
-    pub pgoff: u64,
-    pub flags: u64,
-    pub anon_vma: u64,
-    /// L: entries of the vma's anon_vma_chain when the hook ran.
-    pub chain_len: u64,
-}
-
-impl From<VmaSnap> for Vma {
-    fn from(s: VmaSnap) -> Vma {
-        Vma { vma: s.vma, mm: s.mm, start: s.start, end: s.end, pgoff: s.pgoff, flags: s.flags, anon_vma: s.anon_vma, chain_len: s.chain_len }
-    }
-}
+/// One vm_area_struct as the hook read it (the ABI record itself).
+pub type Vma = VmaSnap;
 
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -159,21 +143,21 @@ impl Decoder {
         match (ev.hook, ev.phase) {
             (HK_MERGEABLE, PH_EXIT) => t.mergeable = Some(ev.ret),
             (HK_PREPARE, PH_EXIT) => {
-                let vma = Vma::from(ev.a);
+                let vma = ev.a;
                 let lent = t.mergeable.take().unwrap_or(0);
                 out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma }));
             }
             (HK_FORK, PH_EXIT) => {
-                let (vma, pvma) = (Vma::from(ev.a), Vma::from(ev.b));
+                let (vma, pvma) = (ev.a, ev.b);
                 let reused = int(ev.ret) == 0 && vma.anon_vma != 0 && ev.args[0] != pvma.anon_vma;
                 out.push(mk(KernelOp::Fork { vma, pvma, ret: int(ev.ret), reused_ancestor: reused }));
             }
             (HK_CLONE, PH_EXIT) => {
                 let r = reason(ev.callers, "other");
-                out.push(mk(KernelOp::Clone { dst: ev.a.into(), src: ev.b.into(), ret: int(ev.ret), reason: r }));
+                out.push(mk(KernelOp::Clone { dst: ev.a, src: ev.b, ret: int(ev.ret), reason: r }));
             }
             (HK_UNLINK, PH_ENTRY) => {
-                let vma = Vma::from(ev.a);
+                let vma = ev.a;
                 let dflt = if self.exiting.contains(&(ev.pid, vma.mm)) { "exit" } else { "munmap" };
                 out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.callers, dflt) }));
             }
@@ -284,8 +268,8 @@ fn walk_op(w: Walk, anon_vma: u64, wait_ns: u64, contended: bool) -> KernelOp {
 
 fn complete(entry: &HookEvent, exit: &HookEvent) -> KernelOp {
     match entry.hook {
-        HK_SPLIT => KernelOp::Split { vma: entry.a.into(), addr: entry.args[1], new_below: entry.args[2] != 0, ret: int(exit.ret), after: exit.a.into() },
-        HK_COPY_VMA => KernelOp::CopyVma { src: entry.a.into(), addr: entry.args[0], len: entry.args[1], pgoff: entry.args[2], new: exit.a.into() },
+        HK_SPLIT => KernelOp::Split { vma: entry.a, addr: entry.args[1], new_below: entry.args[2] != 0, ret: int(exit.ret), after: exit.a },
+        HK_COPY_VMA => KernelOp::CopyVma { src: entry.a, addr: entry.args[0], len: entry.args[1], pgoff: entry.args[2], new: exit.a },
         _ => {
             let f = entry.args[5] as usize;
             let function = MERGE_FUNCTIONS.get(f).copied().unwrap_or("?");
@@ -301,20 +285,14 @@ fn complete(entry: &HookEvent, exit: &HookEvent) -> KernelOp {
             KernelOp::Merge {
                 function,
                 caller: innermost(entry.callers),
-                vma: entry.a.into(),
-                other: entry.b.into(),
+                vma: entry.a,
+                other: entry.b,
                 start,
                 end,
                 ret: exit.ret,
                 merged,
             }
         }
-    }
-}
-
-impl fmt::Display for Vma {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "vma={:#x}[{:#x}-{:#x} pgoff={:#x} flags={:#x}] mm={:#x} av={:#x} L={}", self.vma, self.start, self.end, self.pgoff, self.flags, self.mm, self.anon_vma, self.chain_len)
     }
 }
 
