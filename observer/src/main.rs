@@ -1,6 +1,7 @@
 //! `lazyvma`: what would ANON_VMA_LAZY save on this workload, measured on an unpatched kernel.
 use clap::{Parser, Subcommand};
 
+mod cgroup;
 mod cli;
 mod load;
 mod report;

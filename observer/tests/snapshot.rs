@@ -105,7 +105,7 @@ fn bad_input_is_one_clear_line() {
         return;
     }
     assert_one_line_error(&lazyvma(&["snapshot", "-p", "4000000"]), "no process with pid 4000000");
-    assert_one_line_error(&lazyvma(&["snapshot", "--cgroup", "/nonexistent/cg"]), "not a cgroup v2 directory");
+    assert_one_line_error(&lazyvma(&["snapshot", "--cgroup", "/nonexistent/cg"]), "not a cgroup directory");
     assert_one_line_error(&lazyvma(&["--btf", "/nonexistent/vmlinux", "snapshot"]), "/nonexistent/vmlinux");
     let fixture = std::env::temp_dir().join(format!("lazyvma-missing-field-{}.btf", std::process::id()));
     std::fs::write(&fixture, fixtures::kernel_like(fixtures::AnonVma::MissingActive, true)).unwrap();

@@ -1,15 +1,16 @@
 //! `lazyvma snapshot`.
-use anyhow::{bail, Context};
+use anyhow::bail;
 use std::path::{Path, PathBuf};
 
-use crate::{report, snapshot, sys};
+use crate::{cgroup, report, snapshot, sys};
 
 #[derive(clap::Args)]
 pub struct Args {
     /// Report only these processes (the estimate still reads the whole system).
     #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_delimiter = ',')]
     pub pids: Vec<u32>,
-    /// Report only the processes of this cgroup (v2) and its descendants.
+    /// Report only the processes of this cgroup and of the cgroups below it (absolute, or
+    /// relative to the cgroup2 mount, else to a v1 hierarchy).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
     /// List this many processes, largest savings first (text default 10; JSON default all).
@@ -29,19 +30,6 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Every pid in `cgroup.procs` of `dir` and of the cgroups below it.
-fn cgroup_pids(dir: &Path, out: &mut Vec<u32>) -> anyhow::Result<()> {
-    let procs = dir.join("cgroup.procs");
-    let text = std::fs::read_to_string(&procs).with_context(|| format!("reading {}", procs.display()))?;
-    out.extend(text.lines().filter_map(|l| l.trim().parse::<u32>().ok()));
-    for entry in std::fs::read_dir(dir).with_context(|| format!("listing {}", dir.display()))?.flatten() {
-        if entry.file_type().is_ok_and(|t| t.is_dir()) {
-            cgroup_pids(&entry.path(), out)?;
-        }
-    }
-    Ok(())
-}
-
 fn selection(args: &Args) -> anyhow::Result<Option<Vec<u32>>> {
     let mut pids = Vec::new();
     for &pid in &args.pids {
@@ -51,12 +39,7 @@ fn selection(args: &Args) -> anyhow::Result<Option<Vec<u32>>> {
         pids.push(pid);
     }
     if let Some(cg) = &args.cgroup {
-        // Accept both /sys/fs/cgroup/x/y and x/y (relative to the cgroup2 mount).
-        let dir = if cg.is_absolute() { cg.clone() } else { Path::new("/sys/fs/cgroup").join(cg) };
-        if !dir.join("cgroup.procs").is_file() {
-            bail!("{} is not a cgroup v2 directory (no cgroup.procs)", dir.display());
-        }
-        cgroup_pids(&dir, &mut pids)?;
+        pids.extend(cgroup::procs(&cgroup::resolve(cg, &cgroup::mounts())?)?);
     }
     if args.pids.is_empty() && args.cgroup.is_none() {
         return Ok(None);
