@@ -1,7 +1,8 @@
-//! `lazyvma trace [-p PID,..] [-d DUR] [-i INT] [-j] [-k] [-- CMD ARGS...]`: observed
+//! `lazyvma trace [-p PID,..] [--cgroup PATH] [--by-cgroup] [-d DUR] [-i INT] [-j] [-k] [-- CMD ARGS...]`: observed
 //! anon_vma / anon_vma_chain allocations and frees of a command, some processes or the whole
 //! system, by function, reason and phase, until CMD exits, -d elapses or SIGINT/SIGTERM.
 use crate::{
+    cgroup,
     load::{
         backend::{Backend, Facts},
         ebpf,
@@ -11,6 +12,7 @@ use crate::{
     trace::{
         attach,
         bpf::{self, Config},
+        bycgroup::{self, ByCgroup},
         command,
         format, hooks,
         pids::Tree,
@@ -24,7 +26,7 @@ use anyhow::{bail, Context};
 use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     io::Write,
-    path::Path,
+    path::{Path, PathBuf},
     sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
@@ -34,6 +36,16 @@ pub struct Args {
     /// Trace these processes and their descendants (comma-separated pids).
     #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_delimiter = ',', conflicts_with = "command")]
     pub pids: Vec<i32>,
+    /// Trace the processes in this cgroup (and the cgroups below it) at start, and their
+    /// descendants. Absolute, or relative to the cgroup2 mount, else to a v1 hierarchy.
+    #[arg(long, value_name = "PATH", conflicts_with = "command")]
+    pub cgroup: Option<PathBuf>,
+    /// Group the final report's counts by each traced process's cgroup (read at first sight).
+    #[arg(long)]
+    pub by_cgroup: bool,
+    /// With --by-cgroup: this many cgroups keep their own row; the rest are summed into `other`.
+    #[arg(long, value_name = "N", default_value_t = 20, requires = "by_cgroup", value_parser = clap::value_parser!(u64).range(1..))]
+    pub cgroup_cap: u64,
     /// Stop after this long (e.g. 10s, 500ms, 2m; a bare number is seconds).
     #[arg(short = 'd', long, value_name = "DURATION", value_parser = parse_duration)]
     pub duration: Option<Duration>,
@@ -96,13 +108,13 @@ fn catch_signals() {
 }
 
 /// The tgid of a `-p` pid (a thread id names its process).
-fn tgid_of(pid: i32) -> anyhow::Result<u32> {
+pub fn tgid_of(pid: i32) -> anyhow::Result<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| anyhow::anyhow!("no such process: {pid}"))?;
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).with_context(|| format!("reading the tgid of pid {pid}"))
 }
 
 /// (tgid, parent tgid) of every process now.
-fn ppids() -> Vec<(u32, u32)> {
+pub fn ppids() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
@@ -134,7 +146,20 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
         bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
     }
-    let roots: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
+    let mut roots: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
+    // Members now only: a process that joins later is traced only if a traced one forked it.
+    let cgroup_dir = match &args.cgroup {
+        Some(cg) => {
+            let dir = cgroup::resolve(cg, &cgroup::mounts())?;
+            let members = cgroup::procs(&dir)?;
+            if members.is_empty() {
+                bail!("cgroup {} has no processes to trace", dir.display());
+            }
+            roots.extend(members.iter().filter(|m| !roots.contains(m)).collect::<Vec<_>>());
+            Some(dir)
+        }
+        None => None,
+    };
     sys::ensure_tracefs()?;
     let syms = Symbols::load()?;
     let ranges = syms.function_ranges()?;
@@ -174,10 +199,18 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
     let (scope, tree) = match (&held, roots.is_empty()) {
         (Some(h), _) => ("command", Tree::command(h.pid as u32)),
-        (None, false) => ("pids", Tree::with_descendants(&roots, &ppids())),
+        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
         (None, true) => ("system", Tree::system()),
     };
     let mut tracer = Tracer::new(tree, syms, sizes);
+    let mut by_cgroup = args.by_cgroup.then(|| ByCgroup::new(args.cgroup_cap as usize));
+    // The held command's first sight is now, before it runs.
+    let mut sight = |t: &Tracer| {
+        if let Some(b) = by_cgroup.as_mut() {
+            b.catch_up(&t.tree);
+        }
+    };
+    sight(&tracer);
     tracer.print_ops = args.ops;
     catch_signals();
     let start = Instant::now();
@@ -193,7 +226,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let ended_by = loop {
         let now = Instant::now();
         let wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
-        loaded.poll(wait, |b| tracer.record(b));
+        loaded.poll(wait, |b| {
+            tracer.record(b);
+            sight(&tracer);
+        });
         if Instant::now() >= next_row {
             let (_, lost) = loaded.counters()?;
             if !std::mem::replace(&mut header, true) {
@@ -209,7 +245,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
                 break "command exit";
             }
         }
-        if scope == "pids" && tracer.tree.procs.iter().all(|p| gone(p.tgid)) {
+        if scope != "command" && scope != "system" && tracer.tree.procs.iter().all(|p| gone(p.tgid)) {
             break "all traced processes exited";
         }
         if STOP.load(Ordering::SeqCst) {
@@ -222,7 +258,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // Everything the exited processes did was committed before they were reaped.
     let elapsed_ms = start.elapsed().as_millis();
     loaded.detach();
-    let mut sink = |b: &[u8]| tracer.record(b);
+    let mut sink = |b: &[u8]| {
+        tracer.record(b);
+        sight(&tracer);
+    };
     loaded.drain(&mut sink);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
@@ -240,6 +279,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         argv: &args.command,
         status: status.or_else(|| held.as_ref().and_then(|h| h.try_wait())),
         pids: &roots,
+        cgroup: cgroup_dir.as_deref(),
         elapsed_ms,
         sent,
         lost,
@@ -252,10 +292,20 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         ops: any_hook,
         rmap: rmap_hook,
     };
+    let groups = by_cgroup.map(|b| b.rows(&tracer.tally, tracer.sizes));
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&render::json(&tracer, &run))?);
+        let mut v = render::json(&tracer, &run);
+        if let Some(rows) = &groups {
+            v["by_cgroup"] = bycgroup::json(rows);
+            v["cgroup_cap"] = args.cgroup_cap.into();
+        }
+        println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        render::text(&tracer, &run, &mut std::io::stdout().lock())?;
+        let mut out = std::io::stdout().lock();
+        render::text(&tracer, &run, &mut out)?;
+        if let Some(rows) = &groups {
+            bycgroup::text(rows, &mut out)?;
+        }
     }
     Ok(())
 }

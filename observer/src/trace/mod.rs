@@ -4,6 +4,7 @@
 //! the `KernelOp` stream (`ops`). This file turns decoded events into counts.
 pub mod attach;
 pub mod bpf;
+pub mod bycgroup;
 pub mod command;
 pub mod format;
 pub mod hooks;

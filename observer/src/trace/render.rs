@@ -15,6 +15,8 @@ pub struct Run<'a> {
     pub argv: &'a [String],
     pub status: Option<Status>,
     pub pids: &'a [u32],
+    /// `--cgroup`: the directory whose members at start were traced.
+    pub cgroup: Option<&'a std::path::Path>,
     pub elapsed_ms: u128,
     pub sent: u64,
     pub lost: u64,
@@ -77,6 +79,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "kernel": r.kernel,
         "scope": r.scope,
         "pids": r.pids,
+        "cgroup": r.cgroup,
         "command": command,
         "ended_by": r.ended_by,
         "elapsed_ms": r.elapsed_ms as u64,
@@ -122,6 +125,7 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         ("command", Some(Status::Signaled(s))) => format!("command `{}` was killed by signal {s}", r.argv.join(" ")),
         ("command", None) => format!("command `{}` still running (trace stopped: {})", r.argv.join(" "), r.ended_by),
         ("pids", _) => format!("pids {:?} and descendants (ended by {})", r.pids, r.ended_by),
+        ("cgroup", _) => format!("cgroup {} ({} processes at start) and descendants (ended by {})", r.cgroup.map_or("?".into(), |c| c.display().to_string()), r.pids.len(), r.ended_by),
         _ => format!("whole system (ended by {})", r.ended_by),
     };
     writeln!(out, "lazyvma trace: {what}; {} ms on {}", r.elapsed_ms, r.kernel)?;

@@ -1,0 +1,139 @@
+//! `trace --by-cgroup`: each traced process's cgroup, read from /proc at first sight, and
+//! the final counts grouped by it. Keyed by the tracer's process index (`Proc::proc`), so
+//! any per-process column (the model's eager/lazy) groups the same way as the observed one.
+use super::{
+    pids::Tree,
+    slab::{Counts, Sizes, Tally},
+};
+use crate::cgroup::{self, Membership};
+use crate::report::cgroup::{GONE, OTHER};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::io::Write;
+
+pub struct ByCgroup {
+    mounts: cgroup::Mounts,
+    cap: usize,
+    /// Process index → index into `cgroups`.
+    of_proc: Vec<usize>,
+    cgroups: Vec<Membership>,
+    by_path: HashMap<String, usize>,
+}
+
+/// One cgroup's share of the trace.
+pub struct Row {
+    pub path: String,
+    pub id: u64,
+    /// The traced processes in it (process indices); `other` holds every folded one.
+    pub procs: Vec<usize>,
+    pub observed: Counts,
+}
+
+fn add(to: &mut Counts, c: &Counts) {
+    for (a, b) in [(&mut to.anon_vma, c.anon_vma), (&mut to.anon_vma_chain, c.anon_vma_chain), (&mut to.unclassified, c.unclassified)] {
+        a.alloc += b.alloc;
+        a.free += b.free;
+    }
+}
+
+impl ByCgroup {
+    pub fn new(cap: usize) -> ByCgroup {
+        ByCgroup { mounts: cgroup::mounts(), cap, of_proc: vec![], cgroups: vec![], by_path: HashMap::new() }
+    }
+
+    /// Reads the cgroup of every process the tree gained since the last call. A child that
+    /// is gone already started in its parent's cgroup (fork puts it there).
+    pub fn catch_up(&mut self, tree: &Tree) {
+        for p in &tree.procs[self.of_proc.len()..] {
+            let m = cgroup::of_pid(p.tgid, &self.mounts)
+                .or_else(|| p.parent.map(|pp| self.cgroups[self.of_proc[pp]].clone()))
+                .unwrap_or_else(|| Membership { path: GONE.into(), id: 0 });
+            let next = self.cgroups.len();
+            let i = *self.by_path.entry(m.path.clone()).or_insert(next);
+            if i == next {
+                self.cgroups.push(m);
+            }
+            self.of_proc.push(i);
+        }
+    }
+
+    /// Rows by bytes allocated, largest first; past the cap summed into `other`. Every
+    /// counted event is in one (process, phase) row, so the rows sum to the totals.
+    pub fn rows(&self, tally: &Tally, sizes: Sizes) -> Vec<Row> {
+        let mut rows: Vec<Row> = self.cgroups.iter().map(|m| Row { path: m.path.clone(), id: m.id, procs: vec![], observed: Counts::default() }).collect();
+        for (proc, &i) in self.of_proc.iter().enumerate() {
+            rows[i].procs.push(proc);
+        }
+        for ph in &tally.phases {
+            add(&mut rows[self.of_proc[ph.proc]].observed, &ph.counts);
+        }
+        let bytes = |r: &Row| r.observed.anon_vma.alloc * sizes.anon_vma + r.observed.anon_vma_chain.alloc * sizes.anon_vma_chain;
+        rows.sort_by(|a, b| bytes(b).cmp(&bytes(a)).then_with(|| a.path.cmp(&b.path)));
+        let other = Row { path: OTHER.into(), id: 0, procs: vec![], observed: Counts::default() };
+        cgroup::fold_other(rows, self.cap, other, |o, r| {
+            o.procs.extend(r.procs);
+            add(&mut o.observed, &r.observed);
+        })
+    }
+}
+
+fn af(c: &super::slab::AllocFree) -> Value {
+    json!({ "alloc": c.alloc, "free": c.free })
+}
+
+pub fn json(rows: &[Row]) -> Value {
+    rows.iter()
+        .map(|r| {
+            let mut v = json!({
+                "path": r.path, "id": r.id, "processes": r.procs.len(),
+                "anon_vma": af(&r.observed.anon_vma), "anon_vma_chain": af(&r.observed.anon_vma_chain),
+            });
+            let u = r.observed.unclassified;
+            if u.alloc + u.free > 0 {
+                v["unclassified"] = af(&u);
+            }
+            v
+        })
+        .collect()
+}
+
+pub fn text(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
+    writeln!(out, "\n{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", "by cgroup (at first sight)", "procs", "AV alloc", "free", "AVC alloc", "free")?;
+    for r in rows {
+        let (a, c) = (r.observed.anon_vma, r.observed.anon_vma_chain);
+        writeln!(out, "{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", r.path, r.procs.len(), a.alloc, a.free, c.alloc, c.free)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::slab::{At, Kind};
+    use lazyvma_model::trace_abi::FN_PREPARE;
+
+    #[test]
+    fn rows_sum_to_the_totals_and_fold_past_the_cap() {
+        let mut by = ByCgroup::new(1);
+        // Three cgroups by hand (no /proc read): procs 0 and 2 in /a, 1 in /b, 3 in /c.
+        for (path, procs) in [("/a", [0, 2].as_slice()), ("/b", &[1]), ("/c", &[3])] {
+            by.cgroups.push(Membership { path: path.into(), id: 0 });
+            for &p in procs {
+                if by.of_proc.len() <= p {
+                    by.of_proc.resize(p + 1, 0);
+                }
+                by.of_proc[p] = by.cgroups.len() - 1;
+            }
+        }
+        let mut t = Tally::default();
+        for (proc, n) in [(0, 2), (1, 1), (2, 1), (3, 1)] {
+            for _ in 0..n {
+                t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), At { proc, tgid: 10 + proc as u32, phase: None });
+            }
+        }
+        let rows = by.rows(&t, Sizes { anon_vma: 96, anon_vma_chain: 64 });
+        let v: Vec<(&str, usize, u64)> = rows.iter().map(|r| (r.path.as_str(), r.procs.len(), r.observed.anon_vma.alloc)).collect();
+        assert_eq!(v, [("/a", 2, 3), ("other", 2, 2)]);
+        assert_eq!(rows.iter().map(|r| r.observed.anon_vma.alloc).sum::<u64>(), t.total.anon_vma.alloc);
+    }
+}
