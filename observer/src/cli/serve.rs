@@ -1,18 +1,21 @@
-//! `lazyvma serve [--listen ADDR] [-i INTERVAL]`: the whole-system trace, continuously, and a
-//! snapshot pass every interval, as OpenMetrics on `/metrics` until SIGINT/SIGTERM.
+//! `lazyvma serve [--listen ADDR] [-i INTERVAL] [-p PID,.. | --cgroup PATH]`: the trace,
+//! continuously, and a snapshot pass every interval, of the whole system or of a scope, as
+//! OpenMetrics on `/metrics` until SIGINT/SIGTERM.
 use lazyvma_model::hook_abi::HookOffsets;
 use crate::{
-    cli::trace::{parse_duration, slab_sizes},
+    cgroup,
+    cli::trace::{parse_duration, ppids, slab_sizes, tgid_of},
     load::{
         backend::Facts,
         ebpf,
         probe::{self, Prereqs},
     },
-    serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes},
+    serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes, scope::Scope},
     sys,
     trace::{
         bpf::{self, Config},
         format, hooks,
+        pids::Tree,
         symbols::Symbols,
     },
 };
@@ -20,7 +23,7 @@ use anyhow::{bail, Context};
 use lazyvma_model::trace_abi::{FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     net::SocketAddr,
-    path::Path,
+    path::{Path, PathBuf},
     sync::{atomic::AtomicBool, Arc},
     time::Duration,
 };
@@ -40,6 +43,22 @@ pub struct Args {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     pub ringbuf_mb: u32,
+    /// Cover only these processes and their descendants (comma-separated pids).
+    #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_delimiter = ',')]
+    pub pids: Vec<i32>,
+    /// Cover only the processes in this cgroup (and below) at start, and their descendants.
+    /// Absolute, or relative to the cgroup2 mount, else to a v1 hierarchy.
+    #[arg(long, value_name = "PATH")]
+    pub cgroup: Option<PathBuf>,
+}
+
+/// The scope's members now: the pids, the cgroup's processes, and their descendants.
+fn members(pids: &[u32], cgroup: Option<&Path>) -> anyhow::Result<Vec<u32>> {
+    let mut roots = pids.to_vec();
+    if let Some(dir) = cgroup {
+        roots.extend(cgroup::procs(dir)?.into_iter().filter(|p| !pids.contains(p)));
+    }
+    Ok(Tree::with_descendants(&roots, &ppids()).procs.iter().map(|p| p.tgid).collect())
 }
 
 /// `backend_<hook>` label name: the hook's name with everything but [a-zA-Z0-9_] as `_`.
@@ -63,6 +82,13 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
         bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
     }
+    let pids: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
+    let cgroup_dir = args.cgroup.as_deref().map(|c| cgroup::resolve(c, &cgroup::mounts())).transpose()?;
+    if let Some(dir) = &cgroup_dir {
+        if pids.is_empty() && cgroup::procs(dir)?.is_empty() {
+            bail!("cgroup {} has no processes to serve", dir.display());
+        }
+    }
     if !args.listen.ip().is_loopback() {
         eprintln!("lazyvma: warning: --listen {} is not a loopback address: anyone who can reach it reads this host's metrics", args.listen);
     }
@@ -79,7 +105,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let (kernel, arch) = sys::uname();
     let mut info = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch)];
     info.extend(backends(btf_path, stacks)?);
-    let metrics = Arc::new(Metrics::new(info));
+    let scoped = cgroup_dir.is_some() || !pids.is_empty();
+    let labels = if scoped { Scope::of(vec![], cgroup_dir.as_deref(), &pids).labels } else { Scope::system().labels };
+    let metrics = Arc::new(Metrics::new(info, labels));
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
     let loaded = bpf::load(&Config {
@@ -90,14 +118,16 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
     })?;
+    // Members read once the programs are attached: every later fork of theirs is seen.
+    let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?, cgroup_dir.as_deref(), &pids) } else { Scope::system() });
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
-    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone());
+    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone(), scope.clone());
     passes.pass().context("the first snapshot pass")?;
 
     let stop = Arc::new(AtomicBool::new(false));
     let tracer = {
-        let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), syms, sizes));
+        let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), syms, sizes, scope));
         std::thread::Builder::new().name("trace".into()).spawn(move || follow::run(loaded, c, m, s))?
     };
     let snapshots = {

@@ -1,25 +1,31 @@
-//! Ring-buffer records → counters, whole system, for as long as serve runs. Unlike
-//! `trace::Tracer` it keeps no per-process or per-phase rows (they would grow without
-//! bound in a daemon): only the live-object map, which is bounded by the objects alive.
-use super::metrics::Metrics;
+//! Ring-buffer records → counters, for the scope (whole system by default), for as long as
+//! serve runs. Unlike `trace::Tracer` it keeps no per-process or per-phase rows (they would
+//! grow without bound in a daemon): only the live-object map, bounded by the objects alive.
+use super::{metrics::Metrics, scope::Scope};
 use crate::trace::{
     reason,
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
 use lazyvma_model::trace_abi::{decode, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS};
-use std::sync::Arc;
+use std::{collections::HashSet, sync::Arc};
+
+/// `Live`'s owner mark: allocated by a process in the scope.
+const IN_SCOPE: usize = 1;
 
 pub struct Counter {
     metrics: Arc<Metrics>,
     syms: Symbols,
     sizes: Sizes,
     live: Live,
+    scope: Arc<Scope>,
+    /// Tids announced as threads, until their fork event (scoped only).
+    threads: HashSet<u32>,
 }
 
 impl Counter {
-    pub fn new(metrics: Arc<Metrics>, syms: Symbols, sizes: Sizes) -> Counter {
-        Counter { metrics, syms, sizes, live: Live::default() }
+    pub fn new(metrics: Arc<Metrics>, syms: Symbols, sizes: Sizes, scope: Arc<Scope>) -> Counter {
+        Counter { metrics, syms, sizes, live: Live::default(), scope, threads: HashSet::new() }
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
@@ -39,14 +45,22 @@ impl Counter {
             }
             EV_ALLOC => {
                 let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
-                self.live.alloc(ev.ptr, kind, 0);
-                self.count(ev, kind, true);
+                let ours = self.scope.contains(ev.tgid);
+                self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
+                if ours {
+                    self.count(ev, kind, true);
+                }
             }
             EV_FREE => {
-                let (kind, _) = self.live.free(ev.ptr, ev.arg);
-                self.count(ev, kind, false);
+                // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
+                let (kind, owner) = self.live.free(ev.ptr, ev.arg);
+                if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
+                    self.count(ev, kind, false);
+                }
             }
-            // Process-tree events: serve counts the whole system, it needs no tree.
+            EV_NEWTASK if self.scope.scoped() => Scope::newtask(ev.arg, ev.ptr, &mut self.threads),
+            EV_FORK if self.scope.scoped() => self.scope.fork(ev.tgid, ev.arg, &mut self.threads),
+            // The scope needs forks only; the whole system needs no tree at all.
             EV_NEWTASK | EV_FORK | EV_EXEC | EV_EXIT | EV_MARKER => {}
             _ => {
                 self.metrics.events.malformed.inc();

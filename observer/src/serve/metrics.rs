@@ -1,7 +1,8 @@
 //! The OpenMetrics families `lazyvma serve` exposes, in base units. Trace counters are
 //! updated lock-free as events arrive; the snapshot gauges change together under `pass`,
 //! which the encoder also takes, so one exposition never mixes two snapshot generations.
-use crate::snapshot::Report;
+use crate::snapshot::Sizes;
+use lazyvma_model::snapshot::Counts;
 use crate::trace::slab::Kind;
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -62,6 +63,7 @@ pub struct Metrics {
     vmas: Family<StateLabels, Gauge>,
     truncated_vmas: Gauge,
     generation: Gauge,
+    scope_processes: Gauge,
     pass_time: Gauge<f64, AtomicU64>,
     pass_seconds: Histogram,
     pub pass_failures: Counter,
@@ -73,9 +75,21 @@ const PASS_BUCKETS: [f64; 12] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 
 
 const STATES: [&str; 4] = ["none", "lazy", "tree", "tree_parent"];
 
+/// What one snapshot pass sets, already restricted to the scope.
+pub struct Gauges {
+    pub eager: Counts,
+    pub lazy: Counts,
+    /// VMAs per lazy state: none, lazy, tree, tree_parent.
+    pub states: [u64; 4],
+    pub truncated_vmas: u64,
+    /// Processes of the scope in the pass (the whole system: every one seen).
+    pub processes: u64,
+}
+
 impl Metrics {
-    /// `info`: the build-info labels (version, kernel, arch, backend_<hook>...).
-    pub fn new(info: Vec<(String, String)>) -> Metrics {
+    /// `info`: the build-info labels (version, kernel, arch, backend_<hook>...); `scope`:
+    /// the `lazyvma_scope` labels (kind, cgroup, pids).
+    pub fn new(info: Vec<(String, String)>, scope: Vec<(String, String)>) -> Metrics {
         let mut r = Registry::with_prefix("lazyvma");
         let m = Metrics {
             registry: Registry::default(),
@@ -89,6 +103,7 @@ impl Metrics {
             vmas: Family::default(),
             truncated_vmas: Gauge::default(),
             generation: Gauge::default(),
+            scope_processes: Gauge::default(),
             pass_time: Gauge::default(),
             pass_seconds: Histogram::new(PASS_BUCKETS),
             pass_failures: Counter::default(),
@@ -98,6 +113,10 @@ impl Metrics {
         let build: Family<Vec<(String, String)>, Gauge> = Family::default();
         build.get_or_create(&info).set(1);
         r.register("build_info", "Version, kernel, arch and the backend of each hook; always 1", build);
+        let sc: Family<Vec<(String, String)>, Gauge> = Family::default();
+        sc.get_or_create(&scope).set(1);
+        r.register("scope", "What the counters and object gauges cover: kind (system, pids, cgroup), the cgroup and pids given; always 1", sc);
+        r.register("scope_processes", "Processes of the scope in the last snapshot pass (members at start and their descendants, alive)", m.scope_processes.clone());
         let kinds = [("anon_vma", &m.anon_vma), ("anon_vma_chain", &m.anon_vma_chain), ("unclassified_slab", &m.unclassified)];
         for (name, f) in kinds {
             let what = if name == "unclassified_slab" { "slab objects of an anon_vma function whose kind is unknown (neither size, or freed unseen on an error path)" } else { name };
@@ -110,7 +129,7 @@ impl Metrics {
         r.register("events_lost", "Records dropped because the ring buffer was full: counters are short by up to this many", e.lost.clone());
         r.register("events_malformed", "Records of a kind or function this build does not know", e.malformed.clone());
         r.register("stack_errors", "bpf_get_stack failures (the reason then falls back to the function's)", e.stack_errors.clone());
-        r.register("objects", "Objects held now by the whole system (eager: the kernel; lazy: ANON_VMA_LAZY's estimate for the same topology)", m.objects.clone());
+        r.register("objects", "Objects held now by the scope (eager: the kernel; lazy: ANON_VMA_LAZY's estimate for the same topology)", m.objects.clone());
         r.register_with_unit("object", "Slab bytes of `lazyvma_objects` (objects times the cache's slab slot size)", Unit::Bytes, m.bytes.clone());
         r.register("vmas", "VMAs of the last snapshot by the state ANON_VMA_LAZY would give them", m.vmas.clone());
         r.register("snapshot_truncated_vmas", "VMAs of the last snapshot whose chain walk was cut short (their chain entries partly unseen)", m.truncated_vmas.clone());
@@ -133,10 +152,9 @@ impl Metrics {
     }
 
     /// Sets every snapshot gauge from one pass, as one step for the encoder.
-    pub fn set_snapshot(&self, snap: &Report, generation: i64, seconds: f64, unix_secs: f64) {
+    pub fn set_snapshot(&self, e: &Gauges, sizes: &Sizes, generation: i64, seconds: f64, unix_secs: f64) {
         let _g = self.pass.lock().unwrap_or_else(|e| e.into_inner());
-        let e = &snap.estimate;
-        let size = [("anon_vma", snap.sizes.anon_vma.bytes), ("anon_vma_chain", snap.sizes.anon_vma_chain.bytes)];
+        let size = [("anon_vma", sizes.anon_vma.bytes), ("anon_vma_chain", sizes.anon_vma_chain.bytes)];
         for (model, c) in [("eager", e.eager), ("lazy", e.lazy)] {
             for ((object, bytes), n) in size.into_iter().zip([c.anon_vma, c.anon_vma_chain]) {
                 let l = ObjectLabels { object, model };
@@ -148,6 +166,7 @@ impl Metrics {
             self.vmas.get_or_create(&StateLabels { lazy_state: state }).set(n as i64);
         }
         self.truncated_vmas.set(e.truncated_vmas as i64);
+        self.scope_processes.set(e.processes as i64);
         self.pass_time.set(unix_secs);
         self.pass_seconds.observe(seconds);
         self.generation.set(generation);

@@ -5,4 +5,5 @@ pub mod follow;
 pub mod http;
 pub mod metrics;
 pub mod passes;
+pub mod scope;
 pub mod text;

@@ -1,6 +1,10 @@
 //! Snapshot passes on a fixed period; each one replaces every object gauge at once.
-use super::metrics::Metrics;
-use crate::snapshot;
+use super::{
+    metrics::{Gauges, Metrics},
+    scope::Scope,
+};
+use crate::snapshot::{self, Report};
+use lazyvma_model::snapshot::Counts;
 use std::{
     path::PathBuf,
     sync::{
@@ -14,22 +18,43 @@ pub struct Passes {
     pub btf: Option<PathBuf>,
     pub interval: Duration,
     pub metrics: Arc<Metrics>,
+    scope: Arc<Scope>,
     generation: i64,
 }
 
+/// The whole system's totals, or the sum over the scope's processes: their own anon_vmas
+/// and chains, each VMA's lazy state read off the whole-system topology.
+fn gauges(r: &Report) -> Gauges {
+    let e = &r.estimate;
+    if !r.selected {
+        return Gauges { eager: e.eager, lazy: e.lazy, states: e.states, truncated_vmas: e.truncated_vmas, processes: e.processes.len() as u64 };
+    }
+    let sum = |f: fn(&lazyvma_model::snapshot::ProcessEstimate) -> Counts| {
+        r.shown.iter().map(f).fold(Counts::default(), |a, c| Counts { anon_vma: a.anon_vma + c.anon_vma, anon_vma_chain: a.anon_vma_chain + c.anon_vma_chain })
+    };
+    let mut g = Gauges { eager: sum(|p| p.eager), lazy: sum(|p| p.lazy), states: [0; 4], truncated_vmas: 0, processes: r.shown.len() as u64 };
+    for (v, s) in r.vmas.values().flatten() {
+        g.states[*s as usize] += 1;
+        g.truncated_vmas += u64::from(v.chain.len() < v.chain_len as usize);
+    }
+    g
+}
+
 impl Passes {
-    pub fn new(btf: Option<PathBuf>, interval: Duration, metrics: Arc<Metrics>) -> Passes {
-        Passes { btf, interval, metrics, generation: 0 }
+    pub fn new(btf: Option<PathBuf>, interval: Duration, metrics: Arc<Metrics>, scope: Arc<Scope>) -> Passes {
+        Passes { btf, interval, metrics, scope, generation: 0 }
     }
 
-    /// One whole-system pass; the gauges change only if it succeeds.
+    /// One whole-system pass, restricted to the scope; the gauges change only if it succeeds.
     pub fn pass(&mut self) -> anyhow::Result<()> {
         let t0 = Instant::now();
-        let snap = snapshot::run(self.btf.as_deref(), None, false)?;
+        let pids = self.scope.pids();
+        // The VMAs (and their states) of the scope's processes only.
+        let snap = snapshot::run(self.btf.as_deref(), pids.as_deref(), pids.is_some())?;
         let secs = t0.elapsed().as_secs_f64();
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.generation += 1;
-        self.metrics.set_snapshot(&snap, self.generation, secs, now);
+        self.metrics.set_snapshot(&gauges(&snap), &snap.sizes, self.generation, secs, now);
         Ok(())
     }
 

@@ -1,0 +1,106 @@
+//! `serve -p PID,.. / --cgroup PATH`: which processes the counters and gauges cover. The
+//! members at start (the pids, the cgroup's processes then) and every process they fork
+//! later; a process that joins the cgroup afterwards is not followed. Members that have
+//! exited leave at the second snapshot pass that finds them gone, so the set stays bounded
+//! by the live processes and an exit's last frees, still in the ring buffer, are counted.
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+pub struct Scope {
+    /// `lazyvma_scope` labels: kind, and the cgroup and pids given.
+    pub labels: Vec<(String, String)>,
+    /// `None`: the whole system.
+    members: Option<Mutex<Members>>,
+}
+
+#[derive(Default)]
+struct Members {
+    tgids: HashSet<u32>,
+    /// Gone at the previous pass.
+    gone: HashSet<u32>,
+}
+
+/// CLONE_THREAD from <linux/sched.h>.
+const CLONE_THREAD: u64 = 0x0001_0000;
+
+impl Scope {
+    pub fn system() -> Scope {
+        Scope { labels: vec![("kind".into(), "system".into())], members: None }
+    }
+
+    pub fn of(tgids: Vec<u32>, cgroup: Option<&std::path::Path>, pids: &[u32]) -> Scope {
+        let mut labels = vec![("kind".to_string(), if cgroup.is_some() { "cgroup" } else { "pids" }.to_string())];
+        if let Some(c) = cgroup {
+            labels.push(("cgroup".into(), c.display().to_string()));
+        }
+        if !pids.is_empty() {
+            labels.push(("pids".into(), pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
+        }
+        Scope { labels, members: Some(Mutex::new(Members { tgids: tgids.into_iter().collect(), gone: HashSet::new() })) }
+    }
+
+    fn lock(&self) -> Option<std::sync::MutexGuard<'_, Members>> {
+        self.members.as_ref().map(|m| m.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    pub fn scoped(&self) -> bool {
+        self.members.is_some()
+    }
+
+    pub fn contains(&self, tgid: u32) -> bool {
+        self.lock().is_none_or(|m| m.tgids.contains(&tgid))
+    }
+
+    /// `sched_process_fork` in `parent`; `threads` holds the tids task_newtask announced
+    /// with CLONE_THREAD (a thread is no new process).
+    pub fn fork(&self, parent: u32, child: u32, threads: &mut HashSet<u32>) {
+        if threads.remove(&child) {
+            return;
+        }
+        if let Some(mut m) = self.lock() {
+            if m.tgids.contains(&parent) {
+                m.tgids.insert(child);
+            }
+        }
+    }
+
+    pub fn newtask(pid: u32, clone_flags: u64, threads: &mut HashSet<u32>) {
+        if clone_flags & CLONE_THREAD != 0 {
+            threads.insert(pid);
+        }
+    }
+
+    /// For a snapshot pass: the members now (`None`: everyone). Drops those gone at this
+    /// pass and the previous one.
+    pub fn pids(&self) -> Option<Vec<u32>> {
+        let mut m = self.lock()?;
+        let gone: HashSet<u32> = m.tgids.iter().copied().filter(|p| !std::path::Path::new(&format!("/proc/{p}")).exists()).collect();
+        let twice: Vec<u32> = gone.intersection(&m.gone).copied().collect();
+        for p in twice {
+            m.tgids.remove(&p);
+        }
+        m.gone = gone;
+        let mut v: Vec<u32> = m.tgids.iter().copied().filter(|p| !m.gone.contains(p)).collect();
+        v.sort_unstable();
+        Some(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forks_of_members_join_threads_do_not() {
+        let s = Scope::of(vec![10], None, &[10]);
+        let mut threads = HashSet::new();
+        Scope::newtask(12, CLONE_THREAD, &mut threads);
+        s.fork(10, 11, &mut threads);
+        s.fork(10, 12, &mut threads);
+        s.fork(99, 100, &mut threads);
+        assert!(s.contains(10) && s.contains(11));
+        assert!(!s.contains(12) && !s.contains(100));
+        assert!(Scope::system().contains(12345));
+        assert_eq!(Scope::system().pids(), None);
+    }
+}
