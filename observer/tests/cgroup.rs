@@ -289,6 +289,52 @@ impl Drop for Killed {
     }
 }
 
+/// `lazyvma serve ARGS -i 500ms` on a free port: the server, its port, the first scrape
+/// (after the first pass) and its log file.
+fn serve(args: &[&str]) -> (Killed, u16, BTreeMap<String, f64>, PathBuf) {
+    let port = free_port();
+    let log = std::env::temp_dir().join(format!("lazyvma-cgroup-serve-{}-{port}.log", std::process::id()));
+    let f = std::fs::File::create(&log).unwrap();
+    let serve = Killed(
+        Command::new(BIN)
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "-i", "500ms"])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(f.try_clone().unwrap())
+            .stderr(f)
+            .spawn()
+            .unwrap(),
+    );
+    let t0 = Instant::now();
+    loop {
+        if let Ok(m) = scrape(port) {
+            return (serve, port, m, log);
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer: {}", std::fs::read_to_string(&log).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn objects(m: &BTreeMap<String, f64>) -> [u64; 4] {
+    [("anon_vma", "eager"), ("anon_vma_chain", "eager"), ("anon_vma", "lazy"), ("anon_vma_chain", "lazy")]
+        .map(|(o, md)| m.get(&format!("lazyvma_objects{{object=\"{o}\",model=\"{md}\"}}")).copied().unwrap_or(-1.0) as u64)
+}
+
+#[test]
+fn serve_pid_scope_follows_descendants() {
+    if !root_or_skip("serve_pid_scope_follows_descendants") {
+        return;
+    }
+    let w = HeldFork::start(3);
+    let want = sum(&per_pid(&json_of(&lazyvma(&["snapshot", "-j", "-p", &format!("{},{}", w.parent, w.child)]))));
+    let (serve, _, first, log) = serve(&["-p", &w.parent.to_string()]);
+    assert_eq!(first.get(&format!("lazyvma_scope{{kind=\"pids\",pids=\"{}\"}}", w.parent)), Some(&1.0), "{first:?}");
+    assert_eq!(first.get("lazyvma_scope_processes"), Some(&2.0), "the parent and its child");
+    assert_eq!(objects(&first), want, "serve -p PARENT: parent and child objects, exactly");
+    drop(serve);
+    let _ = std::fs::remove_file(&log);
+}
+
 #[test]
 fn serve_cgroup_exposes_the_workloads_objects() {
     if !root_or_skip("serve_cgroup_exposes_the_workloads_objects") {
@@ -299,33 +345,10 @@ fn serve_cgroup_exposes_the_workloads_objects() {
     cg.add(w.parent);
     cg.add(w.child);
     let want = sum(&per_pid(&json_of(&lazyvma(&["snapshot", "-j", "-p", &format!("{},{}", w.parent, w.child)]))));
-    let port = free_port();
-    let log = std::env::temp_dir().join(format!("lazyvma-cgroup-serve-{}.log", std::process::id()));
-    let f = std::fs::File::create(&log).unwrap();
-    let serve = Killed(
-        Command::new(BIN)
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "-i", "500ms", "--cgroup", &cg.name])
-            .stdin(Stdio::null())
-            .stdout(f.try_clone().unwrap())
-            .stderr(f)
-            .spawn()
-            .unwrap(),
-    );
-    let t0 = Instant::now();
-    let first = loop {
-        if let Ok(m) = scrape(port) {
-            break m;
-        }
-        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer: {}", std::fs::read_to_string(&log).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (serve, port, first, log) = serve(&["--cgroup", &cg.name]);
     let scope = format!("lazyvma_scope{{kind=\"cgroup\",cgroup=\"{}\"}}", cg.dir().display());
     assert_eq!(first.get(&scope), Some(&1.0), "{first:?}");
     assert_eq!(first.get("lazyvma_scope_processes"), Some(&2.0));
-    let objects = |m: &BTreeMap<String, f64>| {
-        [("anon_vma", "eager"), ("anon_vma_chain", "eager"), ("anon_vma", "lazy"), ("anon_vma_chain", "lazy")]
-            .map(|(o, md)| m.get(&format!("lazyvma_objects{{object=\"{o}\",model=\"{md}\"}}")).copied().unwrap_or(-1.0) as u64)
-    };
     assert_eq!(objects(&first), want, "serve --cgroup: the held fork's objects, exactly");
 
     // A workload outside the scope moves no counter.

@@ -10,7 +10,7 @@ use crate::{
         ebpf,
         probe::{self, Prereqs},
     },
-    serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes, scope::Scope},
+    serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes, scope::{self, Scope}},
     sys,
     trace::{
         bpf::{self, Config},
@@ -106,8 +106,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut info = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch)];
     info.extend(backends(btf_path, stacks)?);
     let scoped = cgroup_dir.is_some() || !pids.is_empty();
-    let labels = if scoped { Scope::of(vec![], cgroup_dir.as_deref(), &pids).labels } else { Scope::system().labels };
-    let metrics = Arc::new(Metrics::new(info, labels));
+    let metrics = Arc::new(Metrics::new(info, scope::labels(cgroup_dir.as_deref(), &pids)));
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
     let loaded = bpf::load(&Config {
@@ -119,7 +118,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         hook_offsets: HookOffsets::UNSET,
     })?;
     // Members read once the programs are attached: every later fork of theirs is seen.
-    let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?, cgroup_dir.as_deref(), &pids) } else { Scope::system() });
+    let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?) } else { Scope::system() });
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
     let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone(), scope.clone());

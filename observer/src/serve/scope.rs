@@ -7,8 +7,6 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 pub struct Scope {
-    /// `lazyvma_scope` labels: kind, and the cgroup and pids given.
-    pub labels: Vec<(String, String)>,
     /// `None`: the whole system.
     members: Option<Mutex<Members>>,
 }
@@ -23,20 +21,30 @@ struct Members {
 /// CLONE_THREAD from <linux/sched.h>.
 const CLONE_THREAD: u64 = 0x0001_0000;
 
+/// `lazyvma_scope` labels: kind (system, pids, cgroup), and the cgroup and pids given.
+pub fn labels(cgroup: Option<&std::path::Path>, pids: &[u32]) -> Vec<(String, String)> {
+    let kind = match (cgroup, pids.is_empty()) {
+        (Some(_), _) => "cgroup",
+        (None, false) => "pids",
+        (None, true) => "system",
+    };
+    let mut labels = vec![("kind".to_string(), kind.to_string())];
+    if let Some(c) = cgroup {
+        labels.push(("cgroup".into(), c.display().to_string()));
+    }
+    if !pids.is_empty() {
+        labels.push(("pids".into(), pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
+    }
+    labels
+}
+
 impl Scope {
     pub fn system() -> Scope {
-        Scope { labels: vec![("kind".into(), "system".into())], members: None }
+        Scope { members: None }
     }
 
-    pub fn of(tgids: Vec<u32>, cgroup: Option<&std::path::Path>, pids: &[u32]) -> Scope {
-        let mut labels = vec![("kind".to_string(), if cgroup.is_some() { "cgroup" } else { "pids" }.to_string())];
-        if let Some(c) = cgroup {
-            labels.push(("cgroup".into(), c.display().to_string()));
-        }
-        if !pids.is_empty() {
-            labels.push(("pids".into(), pids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")));
-        }
-        Scope { labels, members: Some(Mutex::new(Members { tgids: tgids.into_iter().collect(), gone: HashSet::new() })) }
+    pub fn of(tgids: Vec<u32>) -> Scope {
+        Scope { members: Some(Mutex::new(Members { tgids: tgids.into_iter().collect(), gone: HashSet::new() })) }
     }
 
     fn lock(&self) -> Option<std::sync::MutexGuard<'_, Members>> {
@@ -92,7 +100,7 @@ mod tests {
 
     #[test]
     fn forks_of_members_join_threads_do_not() {
-        let s = Scope::of(vec![10], None, &[10]);
+        let s = Scope::of(vec![10]);
         let mut threads = HashSet::new();
         Scope::newtask(12, CLONE_THREAD, &mut threads);
         s.fork(10, 11, &mut threads);
@@ -102,5 +110,7 @@ mod tests {
         assert!(!s.contains(12) && !s.contains(100));
         assert!(Scope::system().contains(12345));
         assert_eq!(Scope::system().pids(), None);
+        assert_eq!(labels(None, &[]), [("kind".to_string(), "system".to_string())]);
+        assert_eq!(labels(None, &[1, 2])[1], ("pids".to_string(), "1,2".to_string()));
     }
 }
