@@ -232,3 +232,15 @@ fn a_killed_trace_leaves_a_replayable_recording() {
     assert!(forked >= 9, "{j}");
     assert_eq!(j["processes"].as_array().map(Vec::len), Some(4), "{j}");
 }
+
+#[test]
+fn trace_refuses_an_unwritable_recording_before_attaching() {
+    if !root_or_skip("trace_refuses_an_unwritable_recording_before_attaching") {
+        return;
+    }
+    let out = Command::new(BIN).args(["trace", "-o", "/nonexistent/x.rec", "--", "true"]).output().unwrap();
+    assert_eq!(
+        (out.status.code(), stderr(&out).trim_end()),
+        (Some(1), "lazyvma: cannot create recording /nonexistent/x.rec: No such file or directory (os error 2)")
+    );
+}
