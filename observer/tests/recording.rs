@@ -6,7 +6,7 @@ use std::{
     io::{BufRead, BufReader},
     path::{Path, PathBuf},
     process::{Command, Output, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 mod common;
@@ -210,12 +210,10 @@ fn a_killed_trace_leaves_a_replayable_recording() {
         let l = lines.next().expect("trace exited before the workload was ready").unwrap();
         ready += l.contains("ready role=") as usize;
     }
-    // Everything up to "ready" is in a records chunk once one interval has passed.
-    let start = Instant::now();
-    while chunks(&std::fs::read(&f).unwrap()).iter().filter(|c| c.1 == RECORDS).count() < 2 {
-        assert!(start.elapsed() < Duration::from_secs(10), "no second records chunk in 10 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Everything up to "ready" is in a records chunk one interval (50 ms) after it was
+    // read from the ring buffer; 1 s leaves room for a loaded machine.
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(chunks(&std::fs::read(&f).unwrap()).iter().any(|c| c.1 == RECORDS), "no records chunk after 1 s");
     trace.kill().unwrap();
     trace.wait().unwrap();
     // EOF on the held workload's stdin: it exits (reparented, reaped by init).
