@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 mod cgroup;
 mod cli;
 mod load;
+mod record;
 mod report;
 mod serve;
 mod snapshot;
@@ -30,6 +31,8 @@ enum Cmd {
     Model(cli::model::Args),
     /// Observed anon_vma / anon_vma_chain allocations and frees of CMD, pids or the system.
     Trace(cli::trace::Args),
+    /// The final report of a `trace -o` recording, without root (knobs: as `model`).
+    Replay(cli::replay::Args),
     /// Render reports (snapshot -j, trace -j, merge) as text, markdown, JSON or HTML.
     Report(cli::report::Args),
     /// Merge reports of many hosts into one fleet report (counts summed, histograms added).
@@ -45,6 +48,7 @@ fn main() {
         Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),
         Cmd::Model(a) => cli::model::run(a),
         Cmd::Trace(a) => cli::trace::run(a, cli.btf.as_deref()),
+        Cmd::Replay(a) => cli::replay::run(a),
         Cmd::Report(a) => cli::report::run(a),
         Cmd::Merge(a) => cli::merge::run(a),
         Cmd::Serve(a) => cli::serve::run(a, cli.btf.as_deref()),

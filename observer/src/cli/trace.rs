@@ -8,15 +8,20 @@ use crate::{
         ebpf,
         probe::{self, Prereqs},
     },
+    record::{
+        self,
+        format::{Header, Trailer},
+        meta,
+    },
     sys,
     trace::{
         attach,
         bpf::{self, Config},
-        bycgroup::{self, ByCgroup},
+        bycgroup::ByCgroup,
         command,
         format, hooks,
         pids::Tree,
-        render::{self, Run},
+        render,
         slab::Sizes,
         symbols::Symbols,
         Tracer,
@@ -67,6 +72,9 @@ pub struct Args {
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     pub ringbuf_mb: u32,
+    /// Also write a recording to this file, for `lazyvma replay` (docs/recording.md).
+    #[arg(short = 'o', long = "output", value_name = "RECORDING")]
+    pub output: Option<std::path::PathBuf>,
     /// Start CMD once the programs are attached and trace it and its descendants.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -161,6 +169,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         None => None,
     };
     sys::ensure_tracefs()?;
+    let mut recording = args.output.as_deref().map(record::writer::Writer::create).transpose()?;
     let syms = Symbols::load()?;
     let ranges = syms.function_ranges()?;
     let sizes = slab_sizes()?;
@@ -202,7 +211,32 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
         (None, true) => ("system", Tree::system()),
     };
-    let mut tracer = Tracer::new(tree, syms, sizes);
+    let (kernel, arch) = sys::uname();
+    let about = Header {
+        lazyvma: env!("CARGO_PKG_VERSION").into(),
+        kernel,
+        arch,
+        sizes: record::format::Sizes { anon_vma: sizes.anon_vma, anon_vma_chain: sizes.anon_vma_chain },
+        scope: scope.into(),
+        pids: roots.clone(),
+        cgroup: cgroup_dir.as_ref().map(|d| d.display().to_string()),
+        argv: args.command.clone(),
+        tree: meta::initial(&tree),
+        stacks,
+        backend: backend.iter().map(record::format::ChoiceRec::of).collect(),
+        tracepoints: loaded.attached.clone(),
+        missing: missing.clone(),
+        ops: any_hook,
+        rmap: rmap_hook,
+        start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
+    };
+    // The tracer starts from the recorded tree, as a replay's does.
+    let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
+    if let Some(mut w) = recording.take() {
+        tracer.syms.track();
+        w.header(&about)?;
+        tracer.tap = Some(w);
+    }
     let mut by_cgroup = args.by_cgroup.then(|| ByCgroup::new(args.cgroup_cap as usize));
     // The held command's first sight is now, before it runs.
     let mut sight = |t: &Tracer| {
@@ -238,6 +272,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             render::live_row(&tracer, start.elapsed().as_millis(), lost, &mut live)?;
             tracer.interval = Default::default();
             next_row += args.interval;
+            if let Some(w) = tracer.tap.as_mut() {
+                w.flush(&tracer.syms)?;
+            }
         }
         if let Some(h) = &held {
             if let Some(s) = h.try_wait() {
@@ -265,47 +302,22 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     loaded.drain(&mut sink);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
-    let attached = loaded.attached.clone();
     drop(loaded);
-    if lost > 0 {
-        eprintln!("lazyvma: {lost} events lost (ring buffer full); counts below are short by up to that many");
-    }
-    if tracer.received + lost != sent {
-        eprintln!("lazyvma: {} events sent but {} received and {lost} lost", sent, tracer.received);
-    }
-    let (kernel, _) = sys::uname();
-    let run = Run {
-        scope,
-        argv: &args.command,
-        status: status.or_else(|| held.as_ref().and_then(|h| h.try_wait())),
-        pids: &roots,
-        cgroup: cgroup_dir.as_deref(),
-        elapsed_ms,
+    let status = status.or_else(|| held.as_ref().and_then(|h| h.try_wait()));
+    let trailer = Trailer {
+        ended_by: ended_by.into(),
+        exit_status: match status { Some(command::Status::Exited(c)) => Some(c), _ => None },
+        signal: match status { Some(command::Status::Signaled(s)) => Some(s), _ => None },
+        elapsed_ms: elapsed_ms as u64,
         sent,
         lost,
-        backend: &backend,
-        tracepoints: &attached,
-        missing: &missing,
-        stacks,
-        kernel,
-        ended_by,
-        ops: any_hook,
-        rmap: rmap_hook,
+        records: tracer.received,
     };
-    let groups = by_cgroup.map(|b| b.rows(&tracer.tally, tracer.sizes));
-    if args.json {
-        let mut v = render::json(&tracer, &run);
-        if let Some(rows) = &groups {
-            v["by_cgroup"] = bycgroup::json(rows);
-            v["cgroup_cap"] = args.cgroup_cap.into();
-        }
-        println!("{}", serde_json::to_string_pretty(&v)?);
-    } else {
-        let mut out = std::io::stdout().lock();
-        render::text(&tracer, &run, &mut out)?;
-        if let Some(rows) = &groups {
-            bycgroup::text(rows, &mut out)?;
-        }
+    if let Some(w) = tracer.tap.take() {
+        let w = w.finish(&tracer.syms, trailer.clone())?;
+        eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
     }
+    let groups = by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap });
+    meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, groups.as_ref())?;
     Ok(())
 }

@@ -25,7 +25,7 @@ pub struct Tracer {
     pub tree: Tree,
     pub tally: Tally,
     live: Live,
-    syms: Symbols,
+    pub syms: Symbols,
     pub sizes: Sizes,
     /// Counts since the last live row.
     pub interval: Counts,
@@ -41,6 +41,10 @@ pub struct Tracer {
     pub op_stats: opstats::OpStats,
     /// `--ops`: print each counted op on stderr.
     pub print_ops: bool,
+    /// `-o`: every record goes to the recording, as received, before it is counted.
+    pub tap: Option<crate::record::writer::Writer>,
+    /// Lazy-model knobs (`replay --knob`), for the model once trace feeds it.
+    pub knobs: lazyvma_model::knobs::Knobs,
 }
 
 impl Tracer {
@@ -59,11 +63,16 @@ impl Tracer {
             decoder: ops::Decoder::default(),
             op_stats: opstats::OpStats::default(),
             print_ops: false,
+            tap: None,
+            knobs: Default::default(),
         }
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
         self.received += 1;
+        if let Some(w) = self.tap.as_mut() {
+            w.record(bytes, &self.syms);
+        }
         match lazyvma_model::trace_abi::decode_any(bytes) {
             Some(Record::Trace(ev)) => self.handle(&ev),
             Some(Record::Hook(ev)) => self.hook(&ev),

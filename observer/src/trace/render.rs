@@ -11,21 +11,22 @@ use std::io::Write;
 
 /// Everything the final report shows besides the tracer's counts.
 pub struct Run<'a> {
-    pub scope: &'static str,
+    pub scope: &'a str,
     pub argv: &'a [String],
     pub status: Option<Status>,
     pub pids: &'a [u32],
     /// `--cgroup`: the directory whose members at start were traced.
     pub cgroup: Option<&'a std::path::Path>,
     pub elapsed_ms: u128,
-    pub sent: u64,
-    pub lost: u64,
+    /// None: not known (a replayed recording cut short before its trailer).
+    pub sent: Option<u64>,
+    pub lost: Option<u64>,
     pub backend: &'a [Choice],
     pub tracepoints: &'a [String],
     pub missing: &'a [(String, String)],
     pub stacks: bool,
     pub kernel: String,
-    pub ended_by: &'static str,
+    pub ended_by: &'a str,
     /// Some function hook attached: the ops counts mean something.
     pub ops: bool,
     /// The rmap hook attached.
@@ -153,7 +154,10 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
             writeln!(out, "{:<5} {:<8} {:<13} {}", p.proc, p.tgid, ph, af(&p.counts))?;
         }
     }
-    writeln!(out, "\nlost events: {} (of {} sent; {} received)", r.lost, r.sent, t.received)?;
+    match (r.lost, r.sent) {
+        (Some(lost), Some(sent)) => writeln!(out, "\nlost events: {lost} (of {sent} sent; {} received)", t.received)?,
+        _ => writeln!(out, "\nlost events: unknown (recording cut short; {} received)", t.received)?,
+    }
     if t.launcher_frees > 0 {
         writeln!(out, "not counted: {} frees of lazyvma's own image torn down by the command's exec", t.launcher_frees)?;
     }

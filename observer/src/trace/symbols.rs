@@ -8,6 +8,15 @@ pub struct Symbols {
     /// (address, name), sorted by address; every symbol, text or not, since the next
     /// symbol of any kind ends a function.
     table: Vec<(u64, String)>,
+    /// While recording (`-o`): the entries `name`/`range` answered from, so the recording
+    /// carries exactly the symbols a replay will ask for (not all of kallsyms, ~5 MB).
+    used: Option<std::sync::Mutex<Used>>,
+}
+
+#[derive(Default)]
+struct Used {
+    seen: std::collections::HashSet<usize>,
+    fresh: Vec<usize>,
 }
 
 impl Symbols {
@@ -30,7 +39,36 @@ impl Symbols {
             bail!("/proc/kallsyms shows no addresses (kptr_restrict?): call sites cannot be attributed");
         }
         table.sort_unstable();
-        Ok(Symbols { table })
+        Ok(Symbols { table, used: None })
+    }
+
+    /// A replay's table: the entries a recording carried. Lookups of the recorded run
+    /// answer the same, since each used entry is the greatest address at or below its query.
+    pub fn from_entries(mut table: Vec<(u64, String)>) -> Symbols {
+        table.sort_unstable();
+        table.dedup();
+        Symbols { table, used: None }
+    }
+
+    /// Start noting which entries lookups use (`take_used`).
+    pub fn track(&mut self) {
+        self.used = Some(Default::default());
+    }
+
+    /// Entries used since the last call, each once per run.
+    pub fn take_used(&self) -> Vec<(u64, String)> {
+        let Some(u) = &self.used else { return vec![] };
+        let mut u = u.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::take(&mut u.fresh).into_iter().map(|i| self.table[i].clone()).collect()
+    }
+
+    fn note(&self, i: usize) {
+        if let Some(u) = &self.used {
+            let mut u = u.lock().unwrap_or_else(|e| e.into_inner());
+            if u.seen.insert(i) {
+                u.fresh.push(i);
+            }
+        }
     }
 
     /// Every name, for `backend::Facts::kallsyms` (which only asks whether a name is
@@ -53,7 +91,11 @@ impl Symbols {
         if found.next().is_some() {
             bail!("{name} appears more than once in /proc/kallsyms: its call sites would be ambiguous");
         }
-        let end = self.table[i + 1..].iter().map(|(a, _)| *a).find(|a| *a > start);
+        self.note(i);
+        let end = self.table[i + 1..].iter().position(|(a, _)| *a > start).map(|j| {
+            self.note(i + 1 + j);
+            self.table[i + 1 + j].0
+        });
         end.map(|e| (start, e)).with_context(|| format!("{name} is the last symbol in /proc/kallsyms: its end is unknown"))
     }
 
@@ -69,6 +111,7 @@ impl Symbols {
     /// The function containing `addr`, without compiler suffixes (`.isra.0`, `.cold`).
     pub fn name(&self, addr: u64) -> Option<&str> {
         let i = self.table.partition_point(|(a, _)| *a <= addr).checked_sub(1)?;
+        self.note(i);
         let n = self.table[i].1.as_str();
         Some(n.split_once('.').map_or(n, |(base, _)| base))
     }

@@ -1,0 +1,61 @@
+//! `lazyvma replay FILE [--knob NAME=VALUE]... [-j]`: the final report of a `trace -o`
+//! recording, without root or BPF: the recorded records go through the same Tracer and
+//! the same report path as the live trace.
+use super::ExitCode;
+use crate::{
+    record::{meta, reader},
+    trace::{symbols::Symbols, Tracer},
+};
+use anyhow::Context;
+use std::path::PathBuf;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// A recording written by `lazyvma trace -o`.
+    #[arg(value_name = "RECORDING")]
+    pub file: PathBuf,
+    /// A lazy-model knob, NAME=VALUE (repeatable), e.g. fork_of_tree_parent=share.
+    #[arg(long = "knob", value_name = "NAME=VALUE")]
+    pub knobs: Vec<String>,
+    /// Print the final report as one JSON object.
+    #[arg(short = 'j', long)]
+    pub json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let mut knobs = lazyvma_model::knobs::Knobs::default();
+    for k in &args.knobs {
+        knobs.set(k).map_err(|e| anyhow::Error::from(e).context(ExitCode(2)))?;
+    }
+    let path = args.file.display().to_string();
+    let data = std::fs::read(&args.file).with_context(|| format!("cannot read recording {path}"))?;
+    let rec = reader::read(&path, data)?;
+    let h = &rec.header;
+    let backend = h.backend.iter().map(|c| c.choice()).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("recording {path}: header: {e}"))?;
+    let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), meta::sizes(h));
+    tracer.knobs = knobs;
+    for r in rec.records() {
+        tracer.record(r);
+    }
+    tracer.finish();
+    match &rec.trailer {
+        None => eprintln!(
+            "lazyvma: recording cut short after chunk {}: {} bytes lost (no trailer: the end reason and lost-event counters are unknown)",
+            rec.chunks, rec.lost_bytes
+        ),
+        Some(t) if t.records != rec.record_count() as u64 => {
+            eprintln!("lazyvma: recording {path}: the trailer counts {} records but {} were read", t.records, rec.record_count())
+        }
+        Some(_) => {}
+    }
+    let source = meta::Source {
+        path: path.clone(),
+        version: format!("{}.{}", crate::record::format::MAJOR, rec.minor),
+        bytes: rec.bytes(),
+        chunks: rec.chunks,
+        records: rec.record_count(),
+        complete: rec.complete(),
+        lost_bytes: rec.lost_bytes,
+    };
+    meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), None)
+}

@@ -1,0 +1,162 @@
+//! The container: a preamble (magic, major, minor), then chunks `[len u32][crc32 u32][kind
+//! u8][body]`, little-endian, len and crc covering kind + body. One chunk is written whole
+//! or, after a kill, cut short: a reader can tell the two apart.
+use crate::load::backend::{Backend, Choice};
+use serde::{Deserialize, Serialize};
+
+pub const MAGIC: &[u8; 8] = b"LZVMAREC";
+/// A reader refuses another major; it reads a newer minor, skipping unknown chunk kinds
+/// and ignoring unknown header/trailer fields.
+pub const MAJOR: u16 = 1;
+pub const MINOR: u16 = 0;
+pub const PREAMBLE: usize = 12;
+pub const CHUNK_HEAD: usize = 8;
+/// Larger lengths are corruption, not data: the writer cuts record chunks at 1 MiB.
+pub const MAX_CHUNK: usize = 64 << 20;
+
+/// Chunk kinds.
+pub const HEADER: u8 = 1;
+pub const SYMBOLS: u8 = 2;
+pub const RECORDS: u8 = 3;
+pub const TRAILER: u8 = 4;
+
+pub fn preamble() -> [u8; PREAMBLE] {
+    let mut p = [0; PREAMBLE];
+    p[..8].copy_from_slice(MAGIC);
+    p[8..10].copy_from_slice(&MAJOR.to_le_bytes());
+    p[10..].copy_from_slice(&MINOR.to_le_bytes());
+    p
+}
+
+pub fn chunk(kind: u8, body: &[u8]) -> Vec<u8> {
+    let mut payload = Vec::with_capacity(1 + body.len());
+    payload.push(kind);
+    payload.extend_from_slice(body);
+    let mut c = Vec::with_capacity(CHUNK_HEAD + payload.len());
+    c.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    c.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    c.extend_from_slice(&payload);
+    c
+}
+
+/// Symbols body: `[addr u64][name len u16][name]` per kallsyms entry a lookup used.
+pub fn symbols_body(entries: &[(u64, String)]) -> Vec<u8> {
+    let mut b = Vec::new();
+    for (addr, name) in entries {
+        let name = &name.as_bytes()[..name.len().min(u16::MAX as usize)];
+        b.extend_from_slice(&addr.to_le_bytes());
+        b.extend_from_slice(&(name.len() as u16).to_le_bytes());
+        b.extend_from_slice(name);
+    }
+    b
+}
+
+/// Everything the report needs besides the records, known when the programs are attached.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Header {
+    pub lazyvma: String,
+    pub kernel: String,
+    pub arch: String,
+    pub sizes: Sizes,
+    /// "command", "pids", "cgroup" or "system".
+    pub scope: String,
+    pub pids: Vec<u32>,
+    /// `--cgroup`: the directory whose members at start were traced (they are `pids`).
+    #[serde(default)]
+    pub cgroup: Option<String>,
+    pub argv: Vec<String>,
+    /// The traced processes at the start, in tree order: (tgid, parent's tgid).
+    pub tree: Vec<(u32, Option<u32>)>,
+    pub stacks: bool,
+    pub backend: Vec<ChoiceRec>,
+    pub tracepoints: Vec<String>,
+    pub missing: Vec<(String, String)>,
+    /// Some function hook attached / the rmap hook attached.
+    pub ops: bool,
+    pub rmap: bool,
+    pub start_unix_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Sizes {
+    pub anon_vma: u64,
+    pub anon_vma_chain: u64,
+}
+
+/// `load::backend::Choice` with owned strings.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ChoiceRec {
+    pub hook: String,
+    pub backend: String,
+    pub functions: Vec<String>,
+    pub tracepoints: Vec<String>,
+    pub note: Option<String>,
+    pub reason: Option<String>,
+}
+
+const BACKENDS: [Backend; 5] = [Backend::Fentry, Backend::Kprobe, Backend::Tracepoint, Backend::TracepointOnly, Backend::Unavailable];
+
+impl ChoiceRec {
+    pub fn of(c: &Choice) -> ChoiceRec {
+        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        ChoiceRec {
+            hook: c.hook.into(),
+            backend: c.backend.name().into(),
+            functions: own(&c.functions),
+            tracepoints: own(&c.tracepoints),
+            note: c.note.map(Into::into),
+            reason: c.reason.clone(),
+        }
+    }
+
+    /// Choice borrows `'static` names; a replay is one short process, so its few dozen
+    /// strings are leaked rather than the report's types made generic.
+    pub fn choice(&self) -> Result<Choice, String> {
+        let leak = |s: &String| -> &'static str { Box::leak(s.clone().into_boxed_str()) };
+        let backend = BACKENDS.into_iter().find(|b| b.name() == self.backend).ok_or_else(|| format!("unknown backend `{}` for hook {}", self.backend, self.hook))?;
+        Ok(Choice {
+            hook: leak(&self.hook),
+            backend,
+            functions: self.functions.iter().map(leak).collect(),
+            tracepoints: self.tracepoints.iter().map(leak).collect(),
+            note: self.note.as_ref().map(leak),
+            reason: self.reason.clone(),
+        })
+    }
+}
+
+/// How the trace ended; absent when the recording was cut short.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Trailer {
+    pub ended_by: String,
+    pub exit_status: Option<i32>,
+    pub signal: Option<i32>,
+    pub elapsed_ms: u64,
+    pub sent: u64,
+    pub lost: u64,
+    /// Records written: a replay that reads another number says so.
+    pub records: u64,
+}
+
+/// A plain header for tests.
+#[cfg(test)]
+pub fn tests_header() -> Header {
+    Header {
+        lazyvma: "0.1.0".into(),
+        kernel: "6.18.44".into(),
+        arch: "x86_64".into(),
+        sizes: Sizes { anon_vma: 96, anon_vma_chain: 64 },
+        scope: "command".into(),
+        pids: vec![],
+        cgroup: None,
+        argv: vec!["true".into()],
+        tree: vec![(100, None)],
+        stacks: true,
+        backend: vec![],
+        tracepoints: vec!["kmem:kmem_cache_alloc".into()],
+        missing: vec![],
+        ops: false,
+        rmap: false,
+        start_unix_ms: 0,
+    }
+}

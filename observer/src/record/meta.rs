@@ -1,0 +1,163 @@
+//! From a header (and trailer) to the traced tree at the start and to the final report:
+//! the one path both `trace` and `replay` take, so a replay prints what the trace printed.
+use super::format::{Header, Trailer};
+use crate::{
+    load::backend::Choice,
+    trace::{bycgroup, command::Status, pids::Tree, render, slab, Tracer},
+};
+use serde_json::{json, Value};
+use std::io::Write;
+
+/// The processes traced from the start: (tgid, parent's tgid), in tree order.
+pub fn initial(tree: &Tree) -> Vec<(u32, Option<u32>)> {
+    tree.procs.iter().map(|p| (p.tgid, p.parent.map(|i| tree.procs[i].tgid))).collect()
+}
+
+/// The tree the trace started from, rebuilt from what `initial` recorded.
+pub fn tree(h: &Header) -> Tree {
+    match h.scope.as_str() {
+        "command" => Tree::command(h.tree.first().map_or(0, |p| p.0)),
+        "pids" | "cgroup" => {
+            let pairs: Vec<(u32, u32)> = h.tree.iter().filter_map(|&(t, p)| Some((t, p?))).collect();
+            Tree::with_descendants(&h.pids, &pairs)
+        }
+        _ => Tree::system(),
+    }
+}
+
+pub fn sizes(h: &Header) -> slab::Sizes {
+    slab::Sizes { anon_vma: h.sizes.anon_vma, anon_vma_chain: h.sizes.anon_vma_chain }
+}
+
+/// Where a replayed report came from; shown as `"recording"` (JSON) or one line (text).
+pub struct Source {
+    pub path: String,
+    pub version: String,
+    pub bytes: usize,
+    pub chunks: usize,
+    pub records: usize,
+    pub complete: bool,
+    pub lost_bytes: usize,
+}
+
+impl Source {
+    fn json(&self) -> Value {
+        json!({
+            "path": self.path, "format_version": self.version, "bytes": self.bytes, "chunks": self.chunks,
+            "records": self.records, "complete": self.complete, "lost_bytes": self.lost_bytes,
+        })
+    }
+
+    fn text(&self) -> String {
+        let how = if self.complete {
+            "complete".to_string()
+        } else {
+            format!("cut short after chunk {}: {} bytes lost; end reason and lost events unknown", self.chunks, self.lost_bytes)
+        };
+        format!("recording: {} ({} records in {} chunks, {} bytes, format {}), {how}", self.path, self.records, self.chunks, self.bytes, self.version)
+    }
+}
+
+/// `trace --by-cgroup`'s rows and cap (live only: a process's cgroup is read from /proc).
+pub struct Groups {
+    pub rows: Vec<bycgroup::Row>,
+    pub cap: u64,
+}
+
+/// The final report. `trailer` None: the recording was cut short, the end is unknown and
+/// `last_ms` (its last chunk's time) stands for the elapsed time.
+#[allow(clippy::too_many_arguments)]
+pub fn print(
+    t: &Tracer,
+    h: &Header,
+    backend: &[Choice],
+    trailer: Option<&Trailer>,
+    last_ms: u64,
+    json: bool,
+    source: Option<&Source>,
+    groups: Option<&Groups>,
+) -> anyhow::Result<()> {
+    if let Some(tr) = trailer {
+        if tr.lost > 0 {
+            eprintln!("lazyvma: {} events lost (ring buffer full); counts below are short by up to that many", tr.lost);
+        }
+        if t.received + tr.lost != tr.sent {
+            eprintln!("lazyvma: {} events sent but {} received and {} lost", tr.sent, t.received, tr.lost);
+        }
+    }
+    let status = trailer.and_then(|tr| match (tr.exit_status, tr.signal) {
+        (Some(c), _) => Some(Status::Exited(c)),
+        (None, Some(s)) => Some(Status::Signaled(s)),
+        (None, None) => None,
+    });
+    let run = render::Run {
+        scope: &h.scope,
+        argv: &h.argv,
+        status,
+        pids: &h.pids,
+        cgroup: h.cgroup.as_deref().map(std::path::Path::new),
+        elapsed_ms: trailer.map_or(last_ms, |tr| tr.elapsed_ms).into(),
+        sent: trailer.map(|tr| tr.sent),
+        lost: trailer.map(|tr| tr.lost),
+        backend,
+        tracepoints: &h.tracepoints,
+        missing: &h.missing,
+        stacks: h.stacks,
+        kernel: h.kernel.clone(),
+        ended_by: trailer.map_or("recording cut short", |tr| &tr.ended_by),
+        ops: h.ops,
+        rmap: h.rmap,
+    };
+    let mut out = std::io::stdout().lock();
+    if json {
+        let mut j = render::json(t, &run);
+        if let Some(g) = groups {
+            j["by_cgroup"] = bycgroup::json(&g.rows);
+            j["cgroup_cap"] = g.cap.into();
+        }
+        if let Some(s) = source {
+            j["recording"] = s.json();
+        }
+        writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
+    } else {
+        render::text(t, &run, &mut out)?;
+        if let Some(g) = groups {
+            bycgroup::text(&g.rows, &mut out)?;
+        }
+        if let Some(s) = source {
+            writeln!(out, "{}", s.text())?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::symbols::Symbols;
+
+    #[test]
+    fn the_pids_tree_rebuilds_from_its_initial_processes() {
+        let ppids = [(10, 1), (11, 10), (12, 10), (13, 11), (20, 1), (30, 20)];
+        let live = Tree::with_descendants(&[10, 30], &ppids);
+        let h = Header { scope: "pids".into(), pids: vec![10, 30], tree: initial(&live), ..crate::record::format::tests_header() };
+        let again = tree(&h);
+        let shape = |t: &Tree| t.procs.iter().map(|p| (p.proc, p.tgid, p.parent)).collect::<Vec<_>>();
+        assert_eq!(shape(&again), shape(&live));
+        assert_eq!(shape(&live).len(), 5);
+    }
+
+    #[test]
+    fn the_used_symbols_answer_a_replay_as_kallsyms_did() {
+        let text: String = (0..200u64).map(|i| format!("{:x} t f{}\n", 0xffffffff81000000u64 + 0x40 * i + (i % 3) * 0x10, i / 2)).collect();
+        let mut live = Symbols::parse(&format!("{text}ffffffff80000000 T _stext\nffffffff82000000 T _etext\nffffffff82000100 D x\n")).unwrap();
+        live.track();
+        let queries: Vec<u64> = (0..500u64).map(|i| 0xffffffff80fffff0 + i * 37).collect();
+        let answers: Vec<Option<String>> = queries.iter().map(|a| live.name(*a).map(str::to_string)).collect();
+        let ranges = (live.range("_stext").unwrap(), live.range("_etext").unwrap());
+        let replay = Symbols::from_entries(live.take_used());
+        assert!(live.take_used().is_empty());
+        assert_eq!(queries.iter().map(|a| replay.name(*a).map(str::to_string)).collect::<Vec<_>>(), answers);
+        assert_eq!((replay.range("_stext").unwrap(), replay.range("_etext").unwrap()), ranges);
+    }
+}
