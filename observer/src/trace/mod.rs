@@ -7,15 +7,17 @@ pub mod bpf;
 pub mod command;
 pub mod format;
 pub mod hooks;
+pub mod locks;
 pub mod ops;
 pub mod opstats;
 pub mod pids;
 pub mod reason;
 pub mod render;
 pub mod slab;
+pub mod stats;
 pub mod symbols;
 
-use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
+use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
@@ -40,6 +42,8 @@ pub struct Tracer {
     pub op_stats: opstats::OpStats,
     /// `--ops`: print each counted op on stderr.
     pub print_ops: bool,
+    /// anon_vma root rwsem contention.
+    pub locks: locks::Locks,
 }
 
 impl Tracer {
@@ -58,6 +62,7 @@ impl Tracer {
             decoder: ops::Decoder::default(),
             op_stats: opstats::OpStats::default(),
             print_ops: false,
+            locks: locks::Locks::default(),
         }
     }
 
@@ -100,6 +105,7 @@ impl Tracer {
         for op in out {
             self.op(op);
         }
+        self.locks.finish();
     }
 
     /// Hook records that did not pair (an exit without its entry, attached mid-call).
@@ -117,6 +123,7 @@ impl Tracer {
             EV_EXEC => self.tree.exec(ev.tgid),
             EV_EXIT => self.tree.exit(ev.tgid, ev.pid, ev.arg),
             EV_MARKER => self.tree.marker(ev.tgid, (ev.ptr - MARKER_BASE) as u32),
+            EV_LOCK_BEGIN | EV_LOCK_END => self.locks.record(ev, &mut self.tree),
             _ => self.malformed += 1,
         }
     }
