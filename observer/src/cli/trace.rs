@@ -166,6 +166,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
     let mut held = if args.command.is_empty() { None } else { Some(command::spawn_held(&args.command)?) };
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
+    // From here a SIGINT/SIGTERM ends the trace through its report, so --stats' sysctl is restored.
+    catch_signals();
     // Before load, so every run is counted; restored when this goes out of scope, error or not.
     let stats_on = args.stats.then(stats::Enabled::enable).transpose()?;
     let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied() };
@@ -196,7 +198,6 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     tracer.print_ops = args.ops;
     tracer.locks.system = scope == "system";
     tracer.locks.unavailable = lock_outcome.err();
-    catch_signals();
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
         h.release()?;
