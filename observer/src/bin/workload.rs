@@ -70,7 +70,7 @@ pub enum Scenario {
     Migrate,
     /// Map the VMAs and touch nothing (also the exec target of fork-exec).
     Noop,
-    /// Write, fork 8 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
+    /// Write, fork 32 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
     Contend,
 }
 

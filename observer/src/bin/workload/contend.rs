@@ -12,7 +12,7 @@ use crate::vma::{self, addr, page};
 use crate::{Ctx, Done};
 use std::time::{Duration, Instant};
 
-const CHILDREN: usize = 8;
+const CHILDREN: usize = 32;
 const RUN: Duration = Duration::from_secs(1);
 
 pub fn contend(c: &Ctx) -> Res<Done> {
