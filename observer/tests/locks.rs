@@ -96,6 +96,16 @@ fn stats_count_runs_and_restore_the_sysctl() {
         assert!(n(&s[prog]["mean_ns"]) > 0, "{prog}: {s}");
     }
 
+    // An error after the sysctl was set (the command cannot exec): one line, non-zero, restored.
+    let bad = std::env::temp_dir().join(format!("lazyvma-locks-noexec-{}", std::process::id()));
+    std::fs::write(&bad, b"\x00\x01not an executable format").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(BIN).args(["trace", "--stats", "--"]).arg(&bad).output().unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot run") && err.trim().lines().count() == 1, "{err}");
+    assert_eq!(sysctl(), before, "after an error");
+
     // SIGINT while the command holds: the report still comes, and the sysctl is back.
     let mut t = Command::new(BIN)
         .args(["trace", "-j", "--stats", "--", WORKLOAD, "touch", "--hold"])

@@ -211,6 +211,6 @@ pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -
 
 /// The interval's anon_vma root rwsem waits, in µs; "-" when there were none.
 fn lock_waits(h: Option<&hdrhistogram::Histogram<u64>>) -> String {
-    let us = |v: u64| format!("{:.0}", v as f64 / 1e3);
+    let us = |v: u64| format!("{:.1}", v as f64 / 1e3);
     h.map_or("-".into(), |h| format!("{}/{}/{}", us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.99)), us(h.max())))
 }
