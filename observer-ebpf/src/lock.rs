@@ -12,10 +12,13 @@ use aya_ebpf::{
 };
 use lazyvma_model::trace_abi::{LockOffsets, EV_LOCK_BEGIN, EV_LOCK_END, LOCK_CTR_COUNT, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL, NO_FIELD};
 
-/// anon_vma address → tgid that allocated it (or was first seen using it). Small here so
-/// loading the object for `doctor` costs little; `trace` sizes it from the slab's count.
+/// anon_vma address → tgid that allocated it (or was first seen using it). Not preallocated
+/// (tracing programs may use such maps since 6.1): a host with a million anon_vmas pays for
+/// what it holds, not for the bound `trace` sets from the slab's count.
 #[map]
-pub static LOCK_ANON_VMAS: HashMap<u64, u32> = HashMap::with_max_entries(1024, 0);
+pub static LOCK_ANON_VMAS: HashMap<u64, u32> = HashMap::with_max_entries(1024, BPF_F_NO_PREALLOC);
+
+const BPF_F_NO_PREALLOC: u32 = 1;
 
 #[map]
 pub static LOCK_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(LOCK_CTR_COUNT, 0);

@@ -44,7 +44,8 @@ pub fn setup(rwsem: Result<u64, String>, av_size: u64, live: Option<u64>) -> Res
         av_rwsem: rwsem,
         av_size,
     };
-    let set_entries = (2 * live.unwrap_or(0)).clamp(1 << 16, 1 << 22) as u32;
+    // A bound, not an allocation (the map is not preallocated).
+    let set_entries = (2 * live.unwrap_or(0)).clamp(1 << 16, 1 << 24) as u32;
     Ok(Setup { offsets, set_entries })
 }
 
