@@ -124,7 +124,7 @@ impl Loaded {
     }
 
     /// Detach every program: after this no event is sent, so a final drain sees them all and
-    /// sent = received + lost holds exactly.
+    /// received = sent holds exactly (a lost record was never sent).
     pub fn detach(&mut self) {
         self.ebpf = None;
     }
