@@ -46,7 +46,9 @@ pub const LCB_F_WRITE: u32 = 1 << 2;
 pub const LOCK_CTR_SET_FULL: u32 = 0;
 /// anon_vmas put in the set by the start-up iter/task_vma pass.
 pub const LOCK_CTR_SEEDED: u32 = 1;
-pub const LOCK_CTR_COUNT: u32 = 2;
+/// Lock records the full ring buffer refused (also in `CTR_LOST`): each loses one wait.
+pub const LOCK_CTR_LOST: u32 = 2;
+pub const LOCK_CTR_COUNT: u32 = 3;
 
 /// What the lock programs read, injected as the `LOCK_OFFSETS` global: the lock tracepoints'
 /// field offsets (tracefs), `offsetof(struct anon_vma, rwsem)` (BTF) and anon_vma's

@@ -10,7 +10,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use lazyvma_model::trace_abi::{LockOffsets, EV_LOCK_BEGIN, EV_LOCK_END, LOCK_CTR_COUNT, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL, NO_FIELD};
+use lazyvma_model::trace_abi::{LockOffsets, EV_LOCK_BEGIN, EV_LOCK_END, LOCK_CTR_COUNT, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL, NO_FIELD};
 
 /// anon_vma address → tgid that allocated it (or was first seen using it). Not preallocated
 /// (tracing programs may use such maps since 6.1): a host with a million anon_vmas pays for
@@ -87,11 +87,14 @@ pub fn trace_lock_begin(ctx: TracePointContext) -> u32 {
     let lock: u64 = field(&ctx, lo(|o| &o.begin_lock));
     let Some((av, owner)) = known(lock) else { return 0 };
     let flags: u32 = field(&ctx, lo(|o| &o.begin_flags));
-    emit(EV_LOCK_BEGIN, |ev| {
+    let sent = emit(EV_LOCK_BEGIN, |ev| {
         ev.ptr = av;
         ev.arg = flags;
         ev.bytes_req = owner as u64;
     });
+    if !sent {
+        bump(LOCK_CTR_LOST);
+    }
     0
 }
 
@@ -100,11 +103,14 @@ pub fn trace_lock_end(ctx: TracePointContext) -> u32 {
     let lock: u64 = field(&ctx, lo(|o| &o.end_lock));
     let Some((av, owner)) = known(lock) else { return 0 };
     let ret: i32 = field(&ctx, lo(|o| &o.end_ret));
-    emit(EV_LOCK_END, |ev| {
+    let sent = emit(EV_LOCK_END, |ev| {
         ev.ptr = av;
         ev.arg = ret as u32;
         ev.bytes_req = owner as u64;
     });
+    if !sent {
+        bump(LOCK_CTR_LOST);
+    }
     0
 }
 

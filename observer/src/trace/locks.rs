@@ -14,7 +14,7 @@ use aya::{
     Ebpf,
 };
 use hdrhistogram::Histogram;
-use lazyvma_model::trace_abi::{LockOffsets, TraceEvent, EV_LOCK_BEGIN, LCB_F_READ, LCB_F_WRITE, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL};
+use lazyvma_model::trace_abi::{LockOffsets, TraceEvent, EV_LOCK_BEGIN, LCB_F_READ, LCB_F_WRITE, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL};
 use serde_json::{json, Value};
 use std::{
     collections::{BTreeMap, HashMap},
@@ -72,11 +72,21 @@ pub fn attach(bpf: &mut Ebpf, btf: Option<&aya::Btf>) -> Result<(), String> {
     Ok(())
 }
 
-/// (anon_vmas seeded at start, anon_vmas the full set refused), summed over CPUs.
-pub fn counters(bpf: &Ebpf) -> Option<(u64, u64)> {
+/// The BPF side's own counts, summed over CPUs.
+#[derive(Clone, Copy)]
+pub struct Counters {
+    /// anon_vmas put in the set by the start-up pass.
+    pub seeded: u64,
+    /// anon_vmas the full set refused.
+    pub set_full: u64,
+    /// Lock records the full ring buffer refused.
+    pub lost: u64,
+}
+
+pub fn counters(bpf: &Ebpf) -> Option<Counters> {
     let m: PerCpuArray<&MapData, u64> = PerCpuArray::try_from(bpf.map("LOCK_COUNTERS")?).ok()?;
     let get = |slot| m.get(&slot, 0).map(|v| v.iter().sum::<u64>()).ok();
-    Some((get(LOCK_CTR_SEEDED)?, get(LOCK_CTR_SET_FULL)?))
+    Some(Counters { seeded: get(LOCK_CTR_SEEDED)?, set_full: get(LOCK_CTR_SET_FULL)?, lost: get(LOCK_CTR_LOST)? })
 }
 
 /// Waits of one attribution key.
@@ -205,7 +215,7 @@ impl Locks {
         self.pending.clear();
     }
 
-    pub fn json(&self, tree: &Tree, counters: Option<(u64, u64)>) -> Value {
+    pub fn json(&self, tree: &Tree, counters: Option<Counters>) -> Value {
         if let Some(why) = &self.unavailable {
             return json!({ "available": false, "reason": why });
         }
@@ -227,8 +237,9 @@ impl Locks {
         let mut v = self.total.json();
         let extra = json!({
             "available": true,
-            "anon_vmas_seeded": counters.map(|c| c.0),
-            "set_full": counters.map(|c| c.1),
+            "anon_vmas_seeded": counters.map(|c| c.seeded),
+            "set_full": counters.map(|c| c.set_full),
+            "lost": counters.map(|c| c.lost),
             "begins": self.begins, "ends": self.ends, "paired": self.paired,
             "unpaired_begins": self.unpaired_begins, "unpaired_ends": self.unpaired_ends,
             "out_of_scope": self.out_of_scope, "via_owner": self.via_owner,
@@ -241,7 +252,7 @@ impl Locks {
         v
     }
 
-    pub fn text(&self, tree: &Tree, counters: Option<(u64, u64)>, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pub fn text(&self, tree: &Tree, counters: Option<Counters>, out: &mut impl std::io::Write) -> std::io::Result<()> {
         if let Some(why) = &self.unavailable {
             return writeln!(out, "anon_vma root rwsem contention: unavailable ({why})");
         }
@@ -271,11 +282,20 @@ impl Locks {
         if rows.len() > 10 {
             writeln!(out, "({} more processes in -j)", rows.len() - 10)?;
         }
-        let (seeded, full) = counters.map_or(("?".into(), "?".into()), |c| (c.0.to_string(), c.1.to_string()));
+        let c = |f: fn(&Counters) -> u64| counters.as_ref().map_or("?".into(), |c| f(c).to_string());
         writeln!(
             out,
-            "lock events: {} begins, {} ends, {} paired ({} out of scope, {} via the anon_vma's owner), unpaired {} begins / {} ends; anon_vmas seeded {seeded}, refused by the full set {full}",
-            self.begins, self.ends, self.paired, self.out_of_scope, self.via_owner, self.unpaired_begins, self.unpaired_ends
+            "lock events: {} begins, {} ends, {} paired ({} out of scope, {} via the anon_vma's owner), unpaired {} begins / {} ends, {} lost; anon_vmas seeded {}, refused by the full set {}",
+            self.begins,
+            self.ends,
+            self.paired,
+            self.out_of_scope,
+            self.via_owner,
+            self.unpaired_begins,
+            self.unpaired_ends,
+            c(|c| c.lost),
+            c(|c| c.seeded),
+            c(|c| c.set_full)
         )
     }
 }
