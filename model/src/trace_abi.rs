@@ -30,6 +30,46 @@ pub const EV_EXIT: u32 = 6;
 /// `syscalls:sys_enter_madvise` with behavior >= [`MARKER_BASE`]: `ptr` = behavior.
 pub const EV_MARKER: u32 = 7;
 
+/// `lock:contention_begin` on `&anon_vma->rwsem` of an anon_vma the BPF set knows (only a
+/// root's rwsem is ever taken): `ptr` = the anon_vma, `arg` = the `LCB_F_*` flags,
+/// `bytes_req` = the tgid that allocated (or was first seen holding) it, 0 if unknown.
+pub const EV_LOCK_BEGIN: u32 = 10;
+/// `lock:contention_end` on such a rwsem: `ptr`, `bytes_req` as [`EV_LOCK_BEGIN`], `arg` =
+/// `ret` (0 acquired, else a negative errno as u32).
+pub const EV_LOCK_END: u32 = 11;
+/// `lock:contention_begin` flags (include/trace/events/lock.h).
+pub const LCB_F_READ: u32 = 1 << 1;
+pub const LCB_F_WRITE: u32 = 1 << 2;
+
+/// Slots of the per-CPU `LOCK_COUNTERS` array.
+/// An anon_vma that could not enter the set (map full): its contentions are not seen.
+pub const LOCK_CTR_SET_FULL: u32 = 0;
+/// anon_vmas put in the set by the start-up iter/task_vma pass.
+pub const LOCK_CTR_SEEDED: u32 = 1;
+/// Lock records the full ring buffer refused (also in `CTR_LOST`): each loses one wait.
+pub const LOCK_CTR_LOST: u32 = 2;
+pub const LOCK_CTR_COUNT: u32 = 3;
+
+/// What the lock programs read, injected as the `LOCK_OFFSETS` global: the lock tracepoints'
+/// field offsets (tracefs), `offsetof(struct anon_vma, rwsem)` (BTF) and anon_vma's
+/// object_size (slab), which tells an anon_vma allocation from an anon_vma_chain one.
+/// All [`NO_FIELD`] (the default): no anon_vma is remembered, so nothing is reported.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockOffsets {
+    pub begin_lock: u64,
+    pub begin_flags: u64,
+    pub end_lock: u64,
+    pub end_ret: u64,
+    pub av_rwsem: u64,
+    pub av_size: u64,
+}
+
+impl LockOffsets {
+    pub const UNSET: LockOffsets =
+        LockOffsets { begin_lock: NO_FIELD, begin_flags: NO_FIELD, end_lock: NO_FIELD, end_ret: NO_FIELD, av_rwsem: NO_FIELD, av_size: NO_FIELD };
+}
+
 /// `madvise(0, 0, MARKER_BASE + id)` marks phase `id` (lazyvma-workload's markers).
 pub const MARKER_BASE: u64 = 1000;
 

@@ -43,12 +43,12 @@ pub fn bump(slot: u32) {
 }
 
 /// Reserve one event, let `fill` write it (after the common fields), commit. A full ring
-/// buffer is counted in `CTR_LOST`, never dropped silently.
+/// buffer is counted in `CTR_LOST`, never dropped silently. False when lost.
 #[inline(always)]
-pub fn emit(kind: u32, fill: impl FnOnce(&mut TraceEvent)) {
+pub fn emit(kind: u32, fill: impl FnOnce(&mut TraceEvent)) -> bool {
     let Some(mut slot) = TRACE_EVENTS.reserve::<TraceEvent>(0) else {
         bump(CTR_LOST);
-        return;
+        return false;
     };
     let id = bpf_get_current_pid_tgid();
     // SAFETY: ktime has no preconditions.
@@ -57,4 +57,5 @@ pub fn emit(kind: u32, fill: impl FnOnce(&mut TraceEvent)) {
     fill(ev);
     slot.submit(0);
     bump(CTR_SENT);
+    true
 }

@@ -10,6 +10,7 @@ mod offsets;
 mod probe;
 // trace's always-on programs.
 mod emit;
+mod lock;
 mod marker;
 mod sched;
 mod slab;

@@ -1,9 +1,10 @@
 //! `kmem:kmem_cache_alloc/free` restricted to objects allocated or freed from the rmap.c
 //! functions of `FUNCTIONS` (attribution by `call_site`, spec §4.1). Never by cache name:
 //! the anon_vma_chain cache is merged with other 64-byte caches. Userspace tells anon_vma
-//! from anon_vma_chain by `bytes_req` and by function.
+//! from anon_vma_chain by `bytes_req` and by function. anon_vmas also enter and leave
+//! `lock.rs`'s set here.
 use crate::emit::{emit, field, offset};
-use aya_ebpf::{helpers::generated::bpf_get_stack, macros::tracepoint, programs::TracePointContext, EbpfContext};
+use aya_ebpf::{helpers::{bpf_get_current_pid_tgid, generated::bpf_get_stack}, macros::tracepoint, programs::TracePointContext, EbpfContext};
 use lazyvma_model::trace_abi::{TraceEvent, EV_ALLOC, EV_FREE, FN_COUNT, STACK_DEPTH};
 
 /// [start, end) of each function, from /proc/kallsyms; 0/0 never matches.
@@ -45,11 +46,14 @@ fn stack(ctx: &TracePointContext, func: u32, ev: &mut TraceEvent) {
 pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
     let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
+    let ptr: u64 = field(&ctx, offset(|o| &o.alloc_ptr));
+    let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
+    crate::lock::remember(ptr, bytes_req, (bpf_get_current_pid_tgid() >> 32) as u32);
     emit(EV_ALLOC, |ev| {
         ev.arg = func;
         ev.call_site = call_site;
-        ev.ptr = field(&ctx, offset(|o| &o.alloc_ptr));
-        ev.bytes_req = field(&ctx, offset(|o| &o.alloc_bytes_req));
+        ev.ptr = ptr;
+        ev.bytes_req = bytes_req;
         ev.bytes_alloc = field(&ctx, offset(|o| &o.alloc_bytes_alloc));
         stack(&ctx, func, ev);
     });
@@ -60,10 +64,12 @@ pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
 pub fn trace_slab_free(ctx: TracePointContext) -> u32 {
     let call_site: u64 = field(&ctx, offset(|o| &o.free_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
+    let ptr: u64 = field(&ctx, offset(|o| &o.free_ptr));
+    crate::lock::forget(ptr);
     emit(EV_FREE, |ev| {
         ev.arg = func;
         ev.call_site = call_site;
-        ev.ptr = field(&ctx, offset(|o| &o.free_ptr));
+        ev.ptr = ptr;
         stack(&ctx, func, ev);
     });
     0

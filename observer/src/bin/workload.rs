@@ -10,6 +10,8 @@ use clap::{Parser, ValueEnum};
 #[macro_use]
 #[path = "workload/out.rs"]
 mod out;
+#[path = "workload/contend.rs"]
+mod contend;
 #[path = "workload/fail.rs"]
 mod fail;
 #[path = "workload/forks.rs"]
@@ -68,6 +70,8 @@ pub enum Scenario {
     Migrate,
     /// Map the VMAs and touch nothing (also the exec target of fork-exec).
     Noop,
+    /// Write, fork 32 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
+    Contend,
 }
 
 impl Scenario {
@@ -93,12 +97,13 @@ impl Scenario {
             PageIdle => "page-idle",
             Migrate => "migrate",
             Noop => "noop",
+            Contend => "contend",
         }
     }
 
     fn forks(self) -> bool {
         use Scenario::*;
-        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse)
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend)
     }
 }
 
@@ -145,6 +150,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         Touch => single::touch(c),
         TouchRead => single::touch_read(c),
         Noop => single::noop(c),
+        Contend => contend::contend(c),
         Adjacent => single::adjacent(c),
         Split => single::split(c),
         Mremap => single::mremap(c),

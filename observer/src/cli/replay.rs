@@ -34,6 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let backend = h.backend.iter().map(|c| c.choice()).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("recording {path}: header: {e}"))?;
     let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), meta::sizes(h));
     tracer.knobs = knobs;
+    meta::configure(&mut tracer, h);
     for r in rec.records() {
         tracer.record(r);
     }
@@ -57,5 +58,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         complete: rec.complete(),
         lost_bytes: rec.lost_bytes,
     };
-    meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), None)
+    meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), &meta::Live::default())
 }

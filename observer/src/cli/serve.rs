@@ -116,6 +116,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         ringbuf_bytes: args.ringbuf_mb << 20,
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
+        locks: None,
     })?;
     // Members read once the programs are attached: every later fork of theirs is seen.
     let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?) } else { Scope::system() });

@@ -19,10 +19,11 @@ use crate::{
         bpf::{self, Config},
         bycgroup::ByCgroup,
         command,
-        format, hooks,
+        format, hooks, locks,
         pids::Tree,
         render,
         slab::Sizes,
+        stats,
         symbols::Symbols,
         Tracer,
     },
@@ -69,6 +70,9 @@ pub struct Args {
     /// Do not take kernel stacks (clone/unlink reasons then unknown); to measure their cost.
     #[arg(long)]
     pub no_stacks: bool,
+    /// Per BPF program run count and mean ns (sets kernel.bpf_stats_enabled=1, restores it).
+    #[arg(long)]
+    pub stats: bool,
     /// Ring buffer size in MiB (a power of two).
     #[arg(long, value_name = "MIB", default_value_t = 8)]
     pub ringbuf_mb: u32,
@@ -182,26 +186,39 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &probe::has_tracepoint, force_kprobes: args.kprobes };
     let stacks = !args.no_stacks;
     // Offsets the function hooks read; without them no hook is attached (slab still works).
-    let (btf_globals, hook_offsets, blocked) = match crate::load::btf::Btf::load(btf_path) {
+    let (btf_globals, hook_offsets, blocked, rwsem) = match crate::load::btf::Btf::load(btf_path) {
         Ok(b) => match crate::load::btf::Offsets::resolve(&b) {
-            Ok(o) => (o.globals, attach::hook_offsets(&b), None),
-            Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF offsets: {e}"))),
+            Ok(o) => (o.globals, attach::hook_offsets(&b), None, b.offset("anon_vma", "rwsem").map_err(|e| e.to_string())),
+            Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF offsets: {e}")), Err(format!("kernel BTF offsets: {e}"))),
         },
-        Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF: {e}"))),
+        Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF: {e}")), Err(format!("kernel BTF: {e}"))),
     };
+    let live_avs = sys::slab_cache("anon_vma").ok().and_then(|c| c.objects);
+    let lock_setup = locks::setup(rwsem, sizes.anon_vma, live_avs);
     let vmg = hook_offsets.vmg_start != u64::MAX;
 
     // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
     let mut held = if args.command.is_empty() { None } else { Some(command::spawn_held(&args.command)?) };
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets };
+    // From here a SIGINT/SIGTERM ends the trace through its report, so --stats' sysctl is restored.
+    catch_signals();
+    // Before load, so every run is counted; restored when this goes out of scope, error or not.
+    let stats_on = args.stats.then(stats::Enabled::enable).transpose()?;
+    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied() };
     let mut loaded = bpf::load(&cfg)?;
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
-    let backend = hooks::used(&facts, stacks, &outcomes);
+    let mut backend = hooks::used(&facts, stacks, &outcomes);
+    let lock_outcome = lock_setup.and_then(|_| locks::attach(loaded.ebpf_mut(), btf.as_ref().ok()));
+    hooks::locks(&mut backend, &lock_outcome);
     let hooked = |name: &str| backend.iter().any(|c| c.hook == name && matches!(c.backend, Backend::Fentry | Backend::Kprobe));
     let (any_hook, rmap_hook) = (backend.iter().any(|c| matches!(c.backend, Backend::Fentry | Backend::Kprobe)), hooked("rmap"));
     let mut missing = loaded.missing.clone();
+    let mut attached = loaded.attached.clone();
+    match &lock_outcome {
+        Ok(()) => attached.extend(locks::TRACEPOINTS.map(String::from)),
+        Err(e) => missing.extend(locks::TRACEPOINTS.map(|tp| (tp.to_string(), format!("{e}; anon_vma lock contention unavailable")))),
+    }
     if let Some(p) = marker_problem {
         missing.retain(|(tp, _)| tp != "syscalls:sys_enter_madvise");
         missing.push(("syscalls:sys_enter_madvise".into(), format!("{p}; phases unavailable")));
@@ -220,6 +237,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         scope: scope.into(),
         pids: roots.clone(),
         cgroup: cgroup_dir.as_ref().map(|d| d.display().to_string()),
+        locks_unavailable: lock_outcome.as_ref().err().cloned(),
         argv: args.command.clone(),
         tree: meta::initial(&tree),
         stacks,
@@ -246,7 +264,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     sight(&tracer);
     tracer.print_ops = args.ops;
-    catch_signals();
+    meta::configure(&mut tracer, &about);
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
         h.release()?;
@@ -271,6 +289,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             }
             render::live_row(&tracer, start.elapsed().as_millis(), lost, &mut live)?;
             tracer.interval = Default::default();
+            tracer.locks.interval = None;
             next_row += args.interval;
             if let Some(w) = tracer.tap.as_mut() {
                 w.flush(&tracer.syms)?;
@@ -294,6 +313,12 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     // Everything the exited processes did was committed before they were reaped.
     let elapsed_ms = start.elapsed().as_millis();
+    let prog_stats = stats_on.map(|on| {
+        let s = stats::read(loaded.ebpf_mut());
+        drop(on);
+        s
+    });
+    let lock_counters = locks::counters(loaded.ebpf_mut());
     loaded.detach();
     let mut sink = |b: &[u8]| {
         tracer.record(b);
@@ -312,12 +337,13 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         sent,
         lost,
         records: tracer.received,
+        lock_counters,
     };
     if let Some(w) = tracer.tap.take() {
         let w = w.finish(&tracer.syms, trailer.clone())?;
         eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
     }
-    let groups = by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap });
-    meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, groups.as_ref())?;
+    let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats };
+    meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
     Ok(())
 }

@@ -64,6 +64,9 @@ pub struct Header {
     /// `--cgroup`: the directory whose members at start were traced (they are `pids`).
     #[serde(default)]
     pub cgroup: Option<String>,
+    /// Why anon_vma root rwsem contention was not traced (None: it was).
+    #[serde(default)]
+    pub locks_unavailable: Option<String>,
     pub argv: Vec<String>,
     /// The traced processes at the start, in tree order: (tgid, parent's tgid).
     pub tree: Vec<(u32, Option<u32>)>,
@@ -136,6 +139,9 @@ pub struct Trailer {
     pub lost: u64,
     /// Records written: a replay that reads another number says so.
     pub records: u64,
+    /// The lock programs' own counters (seeded, set full, lost), when they were loaded.
+    #[serde(default)]
+    pub lock_counters: Option<crate::trace::locks::Counters>,
 }
 
 /// A plain header for tests.
@@ -149,6 +155,7 @@ pub fn tests_header() -> Header {
         scope: "command".into(),
         pids: vec![],
         cgroup: None,
+        locks_unavailable: None,
         argv: vec!["true".into()],
         tree: vec![(100, None)],
         stacks: true,

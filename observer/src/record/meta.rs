@@ -3,7 +3,7 @@
 use super::format::{Header, Trailer};
 use crate::{
     load::backend::Choice,
-    trace::{bycgroup, command::Status, pids::Tree, render, slab, Tracer},
+    trace::{bycgroup, command::Status, pids::Tree, render, slab, stats, Tracer},
 };
 use serde_json::{json, Value};
 use std::io::Write;
@@ -64,6 +64,20 @@ pub struct Groups {
     pub cap: u64,
 }
 
+/// What only a live trace can add to the report.
+#[derive(Default)]
+pub struct Live {
+    pub groups: Option<Groups>,
+    /// `--stats`: per BPF program runs and time.
+    pub bpf_stats: Option<Vec<stats::ProgStat>>,
+}
+
+/// The tracer's settings that come from the header (the same live and in a replay).
+pub fn configure(t: &mut Tracer, h: &Header) {
+    t.locks.system = h.scope == "system";
+    t.locks.unavailable = h.locks_unavailable.clone();
+}
+
 /// The final report. `trailer` None: the recording was cut short, the end is unknown and
 /// `last_ms` (its last chunk's time) stands for the elapsed time.
 #[allow(clippy::too_many_arguments)]
@@ -75,14 +89,15 @@ pub fn print(
     last_ms: u64,
     json: bool,
     source: Option<&Source>,
-    groups: Option<&Groups>,
+    live: &Live,
 ) -> anyhow::Result<()> {
     if let Some(tr) = trailer {
         if tr.lost > 0 {
             eprintln!("lazyvma: {} events lost (ring buffer full); counts below are short by up to that many", tr.lost);
         }
-        if t.received + tr.lost != tr.sent {
-            eprintln!("lazyvma: {} events sent but {} received and {} lost", tr.sent, t.received, tr.lost);
+        // `sent` counts committed records only (a failed reserve is `lost`, never sent).
+        if t.received != tr.sent {
+            eprintln!("lazyvma: {} events sent but {} received", tr.sent, t.received);
         }
     }
     let status = trailer.and_then(|tr| match (tr.exit_status, tr.signal) {
@@ -108,10 +123,15 @@ pub fn print(
         ops: h.ops,
         rmap: h.rmap,
     };
+    let lock_counters = trailer.and_then(|tr| tr.lock_counters);
     let mut out = std::io::stdout().lock();
     if json {
         let mut j = render::json(t, &run);
-        if let Some(g) = groups {
+        j["locks"] = t.locks.json(&t.tree, lock_counters);
+        if let Some(s) = &live.bpf_stats {
+            j["bpf_stats"] = stats::json(s);
+        }
+        if let Some(g) = &live.groups {
             j["by_cgroup"] = bycgroup::json(&g.rows);
             j["cgroup_cap"] = g.cap.into();
         }
@@ -121,7 +141,11 @@ pub fn print(
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
     } else {
         render::text(t, &run, &mut out)?;
-        if let Some(g) = groups {
+        t.locks.text(&t.tree, lock_counters, &mut out)?;
+        if let Some(s) = &live.bpf_stats {
+            stats::text(s, &mut out)?;
+        }
+        if let Some(g) = &live.groups {
             bycgroup::text(&g.rows, &mut out)?;
         }
         if let Some(s) = source {

@@ -9,7 +9,7 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{HookOffsets, TpOffsets, CTR_LOST, CTR_SENT, FN_COUNT};
+use lazyvma_model::trace_abi::{HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_SENT, FN_COUNT};
 use std::{os::fd::AsRawFd, time::Duration};
 
 /// `TpOffsets` as the loader wants it (plain integers, `#[repr(C)]`).
@@ -24,6 +24,12 @@ unsafe impl aya::Pod for PodOffsets {}
 struct PodHookOffsets(HookOffsets);
 // SAFETY: HookOffsets is #[repr(C)] and only u64 fields.
 unsafe impl aya::Pod for PodHookOffsets {}
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodLockOffsets(LockOffsets);
+// SAFETY: LockOffsets is #[repr(C)] and only u64 fields.
+unsafe impl aya::Pod for PodLockOffsets {}
 
 /// (program, tracepoint category, name, required). Without the madvise tracepoint
 /// (no FTRACE_SYSCALLS) only phases are lost.
@@ -47,6 +53,8 @@ pub struct Config {
     /// (then no function hook is attached).
     pub btf_globals: Vec<(&'static str, u64)>,
     pub hook_offsets: HookOffsets,
+    /// The lock programs' offsets and set size; None leaves them inert (never attached).
+    pub locks: Option<super::locks::Setup>,
 }
 
 pub struct Loaded {
@@ -71,6 +79,11 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         loader.override_global(name, value, true);
     }
     loader.override_global("HOOK_OFFSETS", &hook_offsets, true);
+    let lock_offsets = PodLockOffsets(cfg.locks.map_or(LockOffsets::UNSET, |l| l.offsets));
+    loader.override_global("LOCK_OFFSETS", &lock_offsets, true);
+    if let Some(l) = cfg.locks {
+        loader.map_max_entries("LOCK_ANON_VMAS", l.set_entries);
+    }
     loader
         .override_global("TRACE_TP_OFFSETS", &offsets, true)
         .override_global("TRACE_FN_START", &starts, true)
@@ -111,7 +124,7 @@ impl Loaded {
     }
 
     /// Detach every program: after this no event is sent, so a final drain sees them all and
-    /// sent = received + lost holds exactly.
+    /// received = sent holds exactly (a lost record was never sent).
     pub fn detach(&mut self) {
         self.ebpf = None;
     }

@@ -16,6 +16,21 @@ const BY_CLONE_STACK: &[&str] = &["split", "merge", "copy_vma"];
 /// Hooks whose tracepoint fallback trace does not attach.
 const UNWIRED: &[&str] = &["exit_mmap", "rmap", "lock:contention_begin", "lock:contention_end"];
 
+/// The lock tracepoints as `trace::locks::attach` left them (they are in `UNWIRED` for
+/// whoever does not attach them, e.g. serve).
+pub fn locks(backend: &mut [Choice], outcome: &Result<(), String>) {
+    for c in backend.iter_mut().filter(|c| super::locks::TRACEPOINTS.contains(&c.hook)) {
+        match outcome {
+            Ok(()) => {
+                c.backend = Backend::Tracepoint;
+                c.tracepoints = vec![c.hook];
+                c.reason = None;
+            }
+            Err(e) => c.reason = Some(e.clone()),
+        }
+    }
+}
+
 /// `attached`: per function hook tried, what `attach::attach` got.
 pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, Outcome)]) -> Vec<Choice> {
     let no_functions = Probes(

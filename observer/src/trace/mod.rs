@@ -8,15 +8,17 @@ pub mod bycgroup;
 pub mod command;
 pub mod format;
 pub mod hooks;
+pub mod locks;
 pub mod ops;
 pub mod opstats;
 pub mod pids;
 pub mod reason;
 pub mod render;
 pub mod slab;
+pub mod stats;
 pub mod symbols;
 
-use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
+use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
@@ -45,6 +47,8 @@ pub struct Tracer {
     pub tap: Option<crate::record::writer::Writer>,
     /// Lazy-model knobs (`replay --knob`), for the model once trace feeds it.
     pub knobs: lazyvma_model::knobs::Knobs,
+    /// anon_vma root rwsem contention.
+    pub locks: locks::Locks,
 }
 
 impl Tracer {
@@ -65,6 +69,7 @@ impl Tracer {
             print_ops: false,
             tap: None,
             knobs: Default::default(),
+            locks: locks::Locks::default(),
         }
     }
 
@@ -110,6 +115,7 @@ impl Tracer {
         for op in out {
             self.op(op);
         }
+        self.locks.finish();
     }
 
     /// Hook records that did not pair (an exit without its entry, attached mid-call).
@@ -127,6 +133,7 @@ impl Tracer {
             EV_EXEC => self.tree.exec(ev.tgid),
             EV_EXIT => self.tree.exit(ev.tgid, ev.pid, ev.arg),
             EV_MARKER => self.tree.marker(ev.tgid, (ev.ptr - MARKER_BASE) as u32),
+            EV_LOCK_BEGIN | EV_LOCK_END => self.locks.record(ev, &mut self.tree),
             _ => self.malformed += 1,
         }
     }

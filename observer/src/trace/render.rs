@@ -191,7 +191,11 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
 
 /// One live row: what happened in the last interval, and the totals so far.
 pub fn live_header(out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "{:>8}  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}", "time", "AV alloc", "free", "AVC alloc", "free", "AV net", "AVC net", "lost")
+    writeln!(
+        out,
+        "{:>8}  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}",
+        "time", "AV alloc", "free", "AVC alloc", "free", "AV net", "AVC net", "lost", "lock p50/p99/max us"
+    )
 }
 
 pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -> std::io::Result<()> {
@@ -200,7 +204,7 @@ pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -
     let net = |a: &super::slab::AllocFree| a.alloc as i64 - a.free as i64;
     writeln!(
         out,
-        "{:>7.1}s  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}",
+        "{:>7.1}s  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}",
         elapsed_ms as f64 / 1000.0,
         i.anon_vma.alloc,
         i.anon_vma.free,
@@ -208,6 +212,13 @@ pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -
         i.anon_vma_chain.free,
         net(&tot.anon_vma),
         net(&tot.anon_vma_chain),
-        lost
+        lost,
+        lock_waits(t.locks.interval.as_ref())
     )
+}
+
+/// The interval's anon_vma root rwsem waits, in µs; "-" when there were none.
+fn lock_waits(h: Option<&hdrhistogram::Histogram<u64>>) -> String {
+    let us = |v: u64| format!("{:.1}", v as f64 / 1e3);
+    h.map_or("-".into(), |h| format!("{}/{}/{}", us(h.value_at_quantile(0.5)), us(h.value_at_quantile(0.99)), us(h.max())))
 }

@@ -1,0 +1,136 @@
+//! `lazyvma trace` on this kernel (root): anon_vma root rwsem contention from
+//! `lock:contention_begin/end`, and `--stats` with `kernel.bpf_stats_enabled` put back.
+//! Contention is not exact by nature: `contend` must show some and a consistent histogram,
+//! a single-threaded `touch` none.
+mod common;
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
+const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
+const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
+
+/// The JSON report: the command shares stdout and writes first.
+fn report(stdout: &[u8]) -> Value {
+    let s = String::from_utf8_lossy(stdout);
+    let at = if s.starts_with('{') { 0 } else { s.find("\n{").map_or(s.len(), |i| i + 1) };
+    serde_json::from_str(&s[at..]).unwrap_or_else(|e| panic!("no JSON report ({e}) in {s}"))
+}
+
+fn trace(args: &[&str]) -> Value {
+    let out = Command::new(BIN).arg("trace").args(args).output().expect("running lazyvma");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "trace {args:?}: {stderr}");
+    let j = report(&out.stdout);
+    assert_eq!(j["command"]["exit_status"], 0, "{args:?}: {stderr}");
+    j
+}
+
+fn n(v: &Value) -> u64 {
+    v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
+}
+
+/// Every count agrees with the others and the histogram is ordered.
+fn consistent(l: &Value) {
+    assert_eq!(l["available"], true, "{l}");
+    let c = n(&l["contentions"]);
+    assert_eq!(n(&l["wait_ns"]["count"]), c, "{l}");
+    assert_eq!(n(&l["paired"]), c + n(&l["out_of_scope"]), "{l}");
+    assert_eq!(n(&l["read"]) + n(&l["write"]), c, "{l}");
+    let by: u64 = l["by_process"].as_array().unwrap().iter().map(|p| n(&p["contentions"])).sum();
+    assert_eq!(by, c, "{l}");
+    assert!(n(&l["begins"]) >= n(&l["paired"]) && n(&l["ends"]) >= n(&l["paired"]), "{l}");
+    assert!(n(&l["anon_vmas_seeded"]) > 0, "{l}");
+    assert_eq!(n(&l["set_full"]), 0, "{l}");
+    // Nothing lost, or the counts above could be short.
+    assert_eq!(n(&l["lost"]), 0, "{l}");
+}
+
+#[test]
+fn contend_waits_on_anon_vma_roots() {
+    if !common::root_or_skip("contend_waits_on_anon_vma_roots") {
+        return;
+    }
+    let j = trace(&["-j", "--ringbuf-mb", "64", "--", WORKLOAD, "contend"]);
+    assert_eq!(j["backend"]["lock:contention_begin"], "tracepoint", "{}", j["backend_detail"]);
+    let l = &j["locks"];
+    consistent(l);
+    let c = n(&l["contentions"]);
+    assert!(c > 0, "32 processes splitting and forking on shared roots never waited: {l}");
+    // Every wait here is anon_vma_clone / unlink_anon_vmas / anon_vma_fork: write locks.
+    assert_eq!(n(&l["write"]), c, "{l}");
+    let w = &l["wait_ns"];
+    let (p50, p99, max) = (n(&w["p50"]), n(&w["p99"]), n(&w["max"]));
+    assert!(max >= p99 && p99 >= p50 && p50 > 0, "{w}");
+    // Only the workload's processes were traced.
+    assert!(l["by_process"].as_array().unwrap().iter().all(|p| p["tgid"].is_u64()), "{l}");
+}
+
+#[test]
+fn single_threaded_touch_never_waits() {
+    if !common::root_or_skip("single_threaded_touch_never_waits") {
+        return;
+    }
+    let j = trace(&["-j", "--", WORKLOAD, "touch"]);
+    let l = &j["locks"];
+    consistent(l);
+    assert_eq!(n(&l["contentions"]), 0, "{l}");
+}
+
+fn sysctl() -> String {
+    std::fs::read_to_string(SYSCTL).unwrap().trim().to_string()
+}
+
+/// One test, so no other --stats run of this binary flips the sysctl in between.
+#[test]
+fn stats_count_runs_and_restore_the_sysctl() {
+    if !common::root_or_skip("stats_count_runs_and_restore_the_sysctl") {
+        return;
+    }
+    let before = sysctl();
+    let j = trace(&["-j", "--stats", "--", WORKLOAD, "fork"]);
+    assert_eq!(sysctl(), before, "after a normal end");
+    let s = &j["bpf_stats"];
+    for prog in ["trace_slab_alloc", "trace_slab_free", "trace_fork"] {
+        assert!(n(&s[prog]["runs"]) > 0, "{prog}: {s}");
+        assert!(n(&s[prog]["mean_ns"]) > 0, "{prog}: {s}");
+    }
+
+    // An error after the sysctl was set (the command cannot exec): one line, non-zero, restored.
+    let bad = std::env::temp_dir().join(format!("lazyvma-locks-noexec-{}", std::process::id()));
+    std::fs::write(&bad, b"\x00\x01not an executable format").unwrap();
+    std::fs::set_permissions(&bad, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(BIN).args(["trace", "--stats", "--"]).arg(&bad).output().unwrap();
+    std::fs::remove_file(&bad).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("cannot run") && err.trim().lines().count() == 1, "{err}");
+    assert_eq!(sysctl(), before, "after an error");
+
+    // SIGINT while the command holds: the report still comes, and the sysctl is back.
+    let mut t = Command::new(BIN)
+        .args(["trace", "-j", "--stats", "--", WORKLOAD, "touch", "--hold"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kept apart: `wait` would close it, releasing the workload before the signal is seen.
+    let hold = t.stdin.take();
+    let mut lines = BufReader::new(t.stdout.take().unwrap()).lines();
+    let ready = lines.next().expect("the held command's ready line").unwrap();
+    assert!(ready.starts_with("ready role=main"), "{ready}");
+    assert_eq!(sysctl(), "1", "during a --stats run");
+    // SAFETY: a signal to our own child.
+    unsafe { libc::kill(t.id() as i32, libc::SIGINT) };
+    // The held workload keeps stdout open: read up to the report's closing brace, not EOF.
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).take_while(|l| l != "}").chain(["}".to_string()]).collect();
+    let status = t.wait().unwrap();
+    drop(hold);
+    assert!(status.success(), "SIGINT: {status}");
+    assert_eq!(sysctl(), before, "after SIGINT");
+    let j = report(rest.join("\n").as_bytes());
+    assert_eq!(j["ended_by"], "signal");
+    assert!(n(&j["bpf_stats"]["trace_slab_alloc"]["runs"]) > 0, "{}", j["bpf_stats"]);
+}
