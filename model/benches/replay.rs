@@ -246,6 +246,29 @@ fn workload(label: &str, n: usize, runs: usize, burst: u32) {
     println!("{label}: median of {runs}: {cpu}, {:.2} M events/s wall", median(wall) / 1e6);
 }
 
+/// One `sweep` of `n` uniform events against one `Pair` replay of the same stream.
+fn sweep_cost(n: usize) {
+    let mut evs = Vec::new();
+    let mut g = Gen::new(2_000, 1, &mut evs);
+    evs.extend((0..n).map(|_| g.next()));
+    let t = Instant::now();
+    let mut pair = Pair::new(Kernel::V6_18, Knobs::default());
+    for ev in &evs {
+        pair.apply(ev).unwrap();
+    }
+    let one = t.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let s = lazyvma_model::sweep::sweep(&evs, Kernel::V6_18, &Knobs::default()).unwrap();
+    let all = t.elapsed().as_secs_f64();
+    let values: usize = s.sweep.values().map(|v| v.len()).sum();
+    println!(
+        "sweep: {n} events, {} knobs, {values} values ({} runs): {all:.2} s wall, {:.1}x one replay ({one:.2} s)",
+        s.sweep.len(),
+        values - s.sweep.len() + 1,
+        all / one
+    );
+}
+
 fn main() {
     let n = env("LAZYVMA_BENCH_EVENTS", 10_000_000);
     let runs = env("LAZYVMA_BENCH_RUNS", 5).max(1);
@@ -256,6 +279,11 @@ fn main() {
         workload("replay, bursts of 16", n, runs, 16);
     }
     memory_forked();
+    // The knob sweep's cost (issue 5): off by default, so the timed runs above stay as they were.
+    let n = env("LAZYVMA_BENCH_SWEEP", 0);
+    if n > 0 {
+        sweep_cost(n);
+    }
 
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("replay");

@@ -8,7 +8,7 @@ use crate::counts::{Counter, Counts, RmapStat};
 use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
-use crate::lazy::{Rule, RuleCounts};
+use crate::lazy::{History, Rule, RuleCounts};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ModelError {
@@ -30,6 +30,10 @@ pub(crate) struct Core {
     pub avs: AnonVmas,
     pub vma: Counter,
     pub rules: RuleCounts,
+    /// Lazy-VMA histories settled so far (VMAs still mapped are added when read).
+    pub history: History,
+    /// An mremap is unmapping its source: the history moved with the copy.
+    pub moving: bool,
     pub rmap: [RmapStat; RmapCaller::ALL.len()],
     /// This event's `lower_bound` results, in call order.
     pub bounds: Bounds,
@@ -196,6 +200,10 @@ impl Core {
             if v.chain != NIL {
                 avcs += self.avs.unlink_uncounted(v.chain, v.av) as u64;
             }
+            let h = v.hist();
+            if h != 0 && !self.moving {
+                self.history.settle(h, false);
+            }
             structs += 1 + v.pins() as u64;
         }
         self.avs.avc.sub(avcs);
@@ -232,6 +240,7 @@ impl Core {
         let keep = gone.pins() as u64 + pinned as u64;
         let t = &mut mm.vmas[t];
         t.set_pins(t.pins().saturating_add(keep as u16));
+        t.add_hist(gone.hist());
         self.vma.sub(1 + gone.pins() as u64 - keep);
         mm.vmas.remove(r);
     }
@@ -244,6 +253,7 @@ impl Core {
             mm.vmas[dst].av = av;
         }
         mm.vmas[dst].add_flags(src.flags() & LAZY_FOLIOS);
+        mm.vmas[dst].add_hist(src.hist());
     }
 
     pub(crate) fn walk(&mut self, caller: RmapCaller, v: &Vma) {
@@ -299,6 +309,8 @@ impl Machine {
                 avs: AnonVmas::default(),
                 vma: Counter::default(),
                 rules: RuleCounts::default(),
+                history: History::default(),
+                moving: false,
                 rmap: [RmapStat::default(); RmapCaller::ALL.len()],
                 bounds: Bounds::default(),
                 hints: Bounds::default(),
@@ -472,6 +484,16 @@ impl<'a> Half<'a> {
     /// Rule fire counts (all zero for the eager model).
     pub fn rules(&self) -> &'a RuleCounts {
         &self.m.core.rules
+    }
+    /// Lazy-VMA histories, VMAs still mapped counted as never shared (all zero for eager).
+    pub fn history(&self) -> History {
+        let mut h = self.m.core.history;
+        for (_, mm) in self.mms() {
+            for v in mm.vmas.iter().filter(|v| v.hist() != 0) {
+                h.settle(v.hist(), false);
+            }
+        }
+        h
     }
     pub fn rmap(&self) -> impl Iterator<Item = (RmapCaller, RmapStat)> + 'a {
         let m = self.m;
