@@ -94,6 +94,8 @@ impl Gen {
         g.live.push(1);
         g
     }
+    // Always inlined into `replay`, as it was before `sweep_cost` became a second caller.
+    #[inline(always)]
     fn next(&mut self) -> Event {
         let r = self.rand();
         if self.left == 0 || self.cur >= self.live.len() {

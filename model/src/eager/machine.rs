@@ -196,13 +196,13 @@ impl Core {
                     State::TreeParent => self.rules.fire(Rule::L10b),
                     _ => {}
                 }
+                // Only the lazy model sets history bits.
+                if v.has_hist() && !self.moving {
+                    self.history.settle(v.hist(), false);
+                }
             }
             if v.chain != NIL {
                 avcs += self.avs.unlink_uncounted(v.chain, v.av) as u64;
-            }
-            let h = v.hist();
-            if h != 0 && !self.moving {
-                self.history.settle(h, false);
             }
             structs += 1 + v.pins() as u64;
         }
@@ -240,7 +240,9 @@ impl Core {
         let keep = gone.pins() as u64 + pinned as u64;
         let t = &mut mm.vmas[t];
         t.set_pins(t.pins().saturating_add(keep as u16));
-        t.add_hist(gone.hist());
+        if gone.has_hist() {
+            t.add_hist(gone.hist());
+        }
         self.vma.sub(1 + gone.pins() as u64 - keep);
         mm.vmas.remove(r);
     }
@@ -253,7 +255,9 @@ impl Core {
             mm.vmas[dst].av = av;
         }
         mm.vmas[dst].add_flags(src.flags() & LAZY_FOLIOS);
-        mm.vmas[dst].add_hist(src.hist());
+        if src.has_hist() {
+            mm.vmas[dst].add_hist(src.hist());
+        }
     }
 
     pub(crate) fn walk(&mut self, caller: RmapCaller, v: &Vma) {
@@ -489,7 +493,7 @@ impl<'a> Half<'a> {
     pub fn history(&self) -> History {
         let mut h = self.m.core.history;
         for (_, mm) in self.mms() {
-            for v in mm.vmas.iter().filter(|v| v.hist() != 0) {
+            for v in mm.vmas.iter().filter(|v| v.has_hist()) {
                 h.settle(v.hist(), false);
             }
         }

@@ -77,6 +77,13 @@ impl Vma {
     pub fn hist(&self) -> u8 {
         ((self.lo >> HIST_LO) & 7) as u8 | (((self.off >> HIST_OFF) & 7) as u8) << 3
     }
+    /// `hist() != 0`, from one bit (teardown and fork test every VMA): every other bit is
+    /// set only on a VMA that has been LAZY, which set `SEEN` (bit 0, in `lo`) first.
+    #[inline]
+    pub fn has_hist(&self) -> bool {
+        debug_assert!(self.hist() == 0 || self.hist() & 1 != 0, "history without SEEN: {:#x}", self.hist());
+        self.lo & 1 << HIST_LO != 0
+    }
     #[inline]
     pub fn set_hist(&mut self, h: u8) {
         self.lo = (self.lo & !(7 << HIST_LO)) | ((h & 7) as u64) << HIST_LO;
@@ -84,7 +91,9 @@ impl Vma {
     }
     #[inline]
     pub fn add_hist(&mut self, h: u8) {
-        self.set_hist(self.hist() | h);
+        if h != 0 {
+            self.set_hist(self.hist() | h);
+        }
     }
     #[inline]
     pub fn flags(&self) -> u8 {

@@ -139,7 +139,7 @@ impl Core {
                     }
                     // The child is TREE_PARENT: it links the parent's chain, no own AV.
                     let pv = pmm.vmas[i];
-                    if pv.hist() != 0 {
+                    if pv.has_hist() {
                         self.history.settle(pv.hist(), true);
                         pmm.vmas[i].set_hist(0);
                     }
