@@ -8,6 +8,7 @@ use crate::counts::{Counter, Counts, RmapStat};
 use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
+use crate::lazy::history::Tally;
 use crate::lazy::{History, Rule, RuleCounts};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -31,7 +32,7 @@ pub(crate) struct Core {
     pub vma: Counter,
     pub rules: RuleCounts,
     /// Lazy-VMA histories settled so far (VMAs still mapped are added when read).
-    pub history: History,
+    pub history: Tally,
     /// An mremap is unmapping its source: the history moved with the copy.
     pub moving: bool,
     pub rmap: [RmapStat; RmapCaller::ALL.len()],
@@ -313,7 +314,7 @@ impl Machine {
                 avs: AnonVmas::default(),
                 vma: Counter::default(),
                 rules: RuleCounts::default(),
-                history: History::default(),
+                history: Tally::default(),
                 moving: false,
                 rmap: [RmapStat::default(); RmapCaller::ALL.len()],
                 bounds: Bounds::default(),
@@ -491,7 +492,7 @@ impl<'a> Half<'a> {
     }
     /// Lazy-VMA histories, VMAs still mapped counted as never shared (all zero for eager).
     pub fn history(&self) -> History {
-        let mut h = self.m.core.history;
+        let mut h = self.m.core.history.history();
         for (_, mm) in self.mms() {
             for v in mm.vmas.iter().filter(|v| v.has_hist()) {
                 h.settle(v.hist(), false);

@@ -29,15 +29,42 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn add(&mut self, shared: bool) {
+    fn add(&mut self, shared: bool, n: u64) {
         if shared {
-            self.shared += 1
+            self.shared += n
         } else {
-            self.never_shared += 1
+            self.never_shared += n
         }
     }
     pub fn total(&self) -> u64 {
         self.shared + self.never_shared
+    }
+}
+
+/// VMAs settled per combination of history bits: one increment on the model's hot paths
+/// (fork, teardown); [`History`] is decoded from it when read.
+#[derive(Clone, Debug)]
+pub(crate) struct Tally([[u64; 2]; 64]);
+
+impl Default for Tally {
+    fn default() -> Self {
+        Tally([[0; 2]; 64])
+    }
+}
+
+impl Tally {
+    #[inline]
+    pub(crate) fn settle(&mut self, h: u8, shared: bool) {
+        self.0[h as usize & 63][shared as usize] += 1;
+    }
+    pub(crate) fn history(&self) -> History {
+        let mut out = History::default();
+        for (h, n) in self.0.iter().enumerate() {
+            for (shared, &count) in [false, true].into_iter().zip(n) {
+                out.settle_n(h as u8, shared, count);
+            }
+        }
+        out
     }
 }
 
@@ -68,11 +95,14 @@ impl History {
     }
 
     /// Settle a VMA's history bits `h` (not 0).
-    #[cold]
     pub(crate) fn settle(&mut self, h: u8, shared: bool) {
+        self.settle_n(h, shared, 1);
+    }
+
+    fn settle_n(&mut self, h: u8, shared: bool, n: u64) {
         let each = |b: u8, o: &mut Outcome| {
             if h & b != 0 {
-                o.add(shared)
+                o.add(shared, n)
             }
         };
         each(bit::SEEN, &mut self.lazy);
