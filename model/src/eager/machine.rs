@@ -557,6 +557,9 @@ impl<'a> Half<'a> {
             }
             for v in &mm.vmas {
                 vmas += 1 + v.pins() as u64;
+                if v.hist() != 0 && (!self.is_lazy() || v.hist() & crate::lazy::history::bit::SEEN == 0) {
+                    return Err(format!("pid {pid} {:#x}: history bits {:#x} on a VMA that was never LAZY", v.start(), v.hist()));
+                }
                 let chain = avs.chain_vec(v.chain);
                 avc += chain.len() as u64;
                 for &x in &chain {
