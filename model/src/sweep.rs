@@ -37,11 +37,13 @@ impl From<Counter> for Tally {
 pub struct Objects {
     pub anon_vma: Tally,
     pub anon_vma_chain: Tally,
+    /// Lazy folios can keep merged-away or unmapped VMAs' structs alive (`lazy_folio_pins_vma`).
+    pub vm_area_struct: Tally,
 }
 
 impl From<&Counts> for Objects {
     fn from(c: &Counts) -> Objects {
-        Objects { anon_vma: c.anon_vma.into(), anon_vma_chain: c.anon_vma_chain.into() }
+        Objects { anon_vma: c.anon_vma.into(), anon_vma_chain: c.anon_vma_chain.into(), vm_area_struct: c.vm_area_struct.into() }
     }
 }
 
@@ -52,6 +54,7 @@ pub struct Saved {
     pub anon_vma_chain_allocs: i64,
     pub anon_vma_peak: i64,
     pub anon_vma_chain_peak: i64,
+    pub vm_area_struct_peak: i64,
 }
 
 /// One knob value's run.
@@ -71,6 +74,7 @@ impl Row {
             anon_vma_chain_allocs: d(eager.anon_vma_chain.alloc, lazy.anon_vma_chain.alloc),
             anon_vma_peak: d(eager.anon_vma.peak, lazy.anon_vma.peak),
             anon_vma_chain_peak: d(eager.anon_vma_chain.peak, lazy.anon_vma_chain.peak),
+            vm_area_struct_peak: d(eager.vm_area_struct.peak, lazy.vm_area_struct.peak),
         };
         Row { base, lazy, saved }
     }
@@ -148,6 +152,7 @@ impl Sweep {
         let objs = |a: &mut Objects, b: &Objects| {
             t(&mut a.anon_vma, &b.anon_vma);
             t(&mut a.anon_vma_chain, &b.anon_vma_chain);
+            t(&mut a.vm_area_struct, &b.vm_area_struct);
         };
         objs(&mut self.eager, &o.eager);
         for (knob, values) in &o.sweep {
@@ -159,6 +164,7 @@ impl Sweep {
                 m.saved.anon_vma_chain_allocs += r.saved.anon_vma_chain_allocs;
                 m.saved.anon_vma_peak += r.saved.anon_vma_peak;
                 m.saved.anon_vma_chain_peak += r.saved.anon_vma_chain_peak;
+                m.saved.vm_area_struct_peak += r.saved.vm_area_struct_peak;
             }
         }
         self.lazy_vma_history.add(&o.lazy_vma_history);

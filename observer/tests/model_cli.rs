@@ -81,7 +81,7 @@ fn sweep_gives_spec_counts_for_every_knob_value() {
 
     let out = lazyvma().args(["model", file, "--sweep"]).output().unwrap();
     let text = String::from_utf8(out.stdout).unwrap();
-    assert!(text.contains("knobs that change the lazy counts here: lazy_enabled, fork_of_tree_parent\n"), "{text}");
+    assert!(text.contains("knobs that change lazy counts here: lazy_enabled, fork_of_tree_parent\n"), "{text}");
     assert!(text.contains("upgrade_first *"), "{text}");
 }
 

@@ -372,9 +372,9 @@ fn rules_that_matter_renders_merges_and_refuses_other_bases() {
     // Text and markdown: one row per knob value, spec §5 D's numbers.
     let text = ok(&lazyvma(&["report", &a]));
     assert!(text.contains("\nRules that matter: lazy counts under every knob value, the others at base:\n"), "{text}");
-    assert!(text.contains("\neager (today) |  |  | 12 | 30 | 12 | 30 |  | \n"), "{text}");
-    assert!(text.contains("\nfork_of_tree_parent | share |  | 3 | 12 | 3 | 12 | 9 | 18\n"), "{text}");
-    assert!(text.contains("\nfork_of_tree_parent | upgrade_first | yes | 9 | 27 | 9 | 27 | 3 | 3\n"), "{text}");
+    assert!(text.contains("\neager (today) |  |  | 12 | 30 | 12 | 30 | 12 |  | \n"), "{text}");
+    assert!(text.contains("\nfork_of_tree_parent | share |  | 3 | 12 | 3 | 12 | 12 | 9 | 18\n"), "{text}");
+    assert!(text.contains("\nfork_of_tree_parent | upgrade_first | yes | 9 | 27 | 9 | 27 | 12 | 3 | 3\n"), "{text}");
     assert!(text.contains("\nlazy (all) | 3 | 0\n"), "{text}");
     let md = ok(&lazyvma(&["report", "-O", "markdown", &a]));
     assert!(md.contains("## Lazy VMAs before their first share\n\n| Lazy VMAs that were | then shared (fork) | never shared |\n|---|---|---|\n| lazy (all) | 3 | 0 |"), "{md}");
@@ -500,6 +500,7 @@ fn html_report_in_headless_chromium() {
                 assert_eq!(cell(&dom, &format!("{at}.saved.{k}_peak")), saved.to_string());
                 assert!(dom.contains(&format!("data-label=\"{knob}={value}\" data-value=\"{saved}\"")), "bar {knob}={value} {k}");
             }
+            assert_eq!(cell(&dom, &format!("{at}.lazy.vm_area_struct.peak")), row["lazy"]["vm_area_struct"]["peak"].to_string());
             assert_eq!(cell(&dom, &format!("{at}.base")), if row["base"] == true { "yes" } else { "" });
             rows += 1;
         }

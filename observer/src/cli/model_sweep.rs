@@ -41,7 +41,7 @@ fn print(name: &str, kernel: Kernel, s: &Sweep) {
     println!("{name}: kernel {} rules; every knob value with the others at their base (*)", kernel.name());
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
-    t.set_header(vec!["knob", "value", "AV alloc", "AVC alloc", "AV peak", "AVC peak", "saved AV peak", "saved AVC peak"]);
+    t.set_header(vec!["knob", "value", "AV alloc", "AVC alloc", "AV peak", "AVC peak", "VMA peak", "saved AV peak", "saved AVC peak"]);
     let e = &s.eager;
     t.add_row(vec![
         "eager (today)".into(),
@@ -50,6 +50,7 @@ fn print(name: &str, kernel: Kernel, s: &Sweep) {
         e.anon_vma_chain.alloc.to_string(),
         e.anon_vma.peak.to_string(),
         e.anon_vma_chain.peak.to_string(),
+        e.vm_area_struct.peak.to_string(),
         "".into(),
         "".into(),
     ]);
@@ -67,13 +68,14 @@ fn print(name: &str, kernel: Kernel, s: &Sweep) {
                 l.anon_vma_chain.alloc.to_string(),
                 l.anon_vma.peak.to_string(),
                 l.anon_vma_chain.peak.to_string(),
+                l.vm_area_struct.peak.to_string(),
                 signed(r.saved.anon_vma_peak),
                 signed(r.saved.anon_vma_chain_peak),
             ]);
         }
     }
     println!("{t}");
-    println!("knobs that change the lazy counts here: {}", if matter.is_empty() { "none".into() } else { matter.join(", ") });
+    println!("knobs that change lazy counts here: {}", if matter.is_empty() { "none".into() } else { matter.join(", ") });
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec!["lazy VMAs that were", "then shared (fork)", "never shared"]);

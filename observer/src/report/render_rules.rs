@@ -2,7 +2,7 @@
 //! HTML page tags it with (`data-k`), so text, markdown and HTML show the same numbers.
 use lazyvma_model::sweep::{Objects, Sweep};
 
-pub const SWEEP_HEAD: [&str; 9] = [
+pub const SWEEP_HEAD: [&str; 10] = [
     "Knob",
     "Value",
     "Base",
@@ -10,6 +10,7 @@ pub const SWEEP_HEAD: [&str; 9] = [
     "anon_vma_chain allocs",
     "anon_vma peak",
     "anon_vma_chain peak",
+    "vm_area_struct peak",
     "saved anon_vma peak",
     "saved anon_vma_chain peak",
 ];
@@ -25,6 +26,7 @@ fn objects(prefix: &str, o: &Objects) -> Row {
         ("anon_vma_chain.alloc", o.anon_vma_chain.alloc),
         ("anon_vma.peak", o.anon_vma.peak),
         ("anon_vma_chain.peak", o.anon_vma_chain.peak),
+        ("vm_area_struct.peak", o.vm_area_struct.peak),
     ]
     .into_iter()
     .map(|(k, v)| (format!("{prefix}.{k}"), v.to_string()))
