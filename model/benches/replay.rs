@@ -94,6 +94,8 @@ impl Gen {
         g.live.push(1);
         g
     }
+    // Always inlined into `replay`, as it was before `sweep_cost` became a second caller.
+    #[inline(always)]
     fn next(&mut self) -> Event {
         let r = self.rand();
         if self.left == 0 || self.cur >= self.live.len() {
@@ -246,6 +248,35 @@ fn workload(label: &str, n: usize, runs: usize, burst: u32) {
     println!("{label}: median of {runs}: {cpu}, {:.2} M events/s wall", median(wall) / 1e6);
 }
 
+/// One `sweep` of `n` uniform events against one `Pair` replay of the same stream.
+fn sweep_cost(n: usize) {
+    let mut evs = Vec::new();
+    let mut g = Gen::new(2_000, 1, &mut evs);
+    evs.extend((0..n).map(|_| g.next()));
+    // CPU time where the kernel reports it: the other builds stretch the wall clock.
+    let secs = |f: &mut dyn FnMut()| {
+        let (t, c) = (Instant::now(), cpu_ns());
+        f();
+        c.zip(cpu_ns()).map_or(t.elapsed().as_secs_f64(), |(a, b)| (b - a) as f64 / 1e9)
+    };
+    let one = secs(&mut || {
+        let mut pair = Pair::new(Kernel::V6_18, Knobs::default());
+        for ev in &evs {
+            pair.apply(ev).unwrap();
+        }
+    });
+    let mut s = None;
+    let all = secs(&mut || s = Some(lazyvma_model::sweep::sweep(&evs, Kernel::V6_18, &Knobs::default()).unwrap()));
+    let s = s.expect("swept");
+    let values: usize = s.sweep.values().map(|v| v.len()).sum();
+    println!(
+        "sweep: {n} events, {} knobs, {values} values ({} runs): {all:.2} s of CPU time, {:.1}x one replay ({one:.2} s)",
+        s.sweep.len(),
+        values - s.sweep.len() + 1,
+        all / one
+    );
+}
+
 fn main() {
     let n = env("LAZYVMA_BENCH_EVENTS", 10_000_000);
     let runs = env("LAZYVMA_BENCH_RUNS", 5).max(1);
@@ -256,6 +287,11 @@ fn main() {
         workload("replay, bursts of 16", n, runs, 16);
     }
     memory_forked();
+    // The knob sweep's cost (issue 5): off by default, so the timed runs above stay as they were.
+    let n = env("LAZYVMA_BENCH_SWEEP", 0);
+    if n > 0 {
+        sweep_cost(n);
+    }
 
     let mut c = Criterion::default().sample_size(10).configure_from_args();
     let mut g = c.benchmark_group("replay");

@@ -5,7 +5,8 @@
 //!   eager/lazy estimate a snapshot's topology allows.
 //! * [`event`] — the model's input language; [`eager`] reproduces today's kernel
 //!   (spec §1), [`lazy`] the ANON_VMA_LAZY rules (spec §3) with [`knobs`];
-//!   [`pair`] runs both side by side; [`scenario`] reads scenario files.
+//!   [`pair`] runs both side by side; [`scenario`] reads scenario files; [`sweep`]
+//!   re-runs an event stream under every knob value.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod abi;
@@ -30,5 +31,7 @@ pub mod pair;
 pub mod scenario;
 #[cfg(feature = "std")]
 pub mod snapshot;
+#[cfg(feature = "std")]
+pub mod sweep;
 #[cfg(feature = "std")]
 pub mod topology;

@@ -113,4 +113,19 @@ proptest! {
         k.set(s).unwrap();
         check(Kernel::V6_18, k, &events, false)?;
     }
+
+    /// The knob sweep on the events the model accepts: every run's eager agrees (else the
+    /// sweep fails), the runtime switch off is eager, and every history kind is a subset
+    /// of the lazy VMAs it counts.
+    #[test]
+    fn sweep_is_consistent(events in prop::collection::vec(event(), 1..60)) {
+        let mut pair = Pair::new(Kernel::V6_18, Knobs::default());
+        let ok: Vec<Event> = events.into_iter().filter(|ev| pair.apply(ev).is_ok()).collect();
+        let s = lazyvma_model::sweep::sweep(&ok, Kernel::V6_18, &Knobs::default()).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        prop_assert_eq!(s.sweep["lazy_enabled"]["false"].lazy, s.eager);
+        let h = s.lazy_vma_history;
+        for (what, o) in h.rows() {
+            prop_assert!(o.shared <= h.lazy.shared && o.never_shared <= h.lazy.never_shared, "{} {:?} vs lazy {:?}", what, o, h.lazy);
+        }
+    }
 }

@@ -342,6 +342,66 @@ fn merge_of_synthetic_hosts_keeps_one_row_each() {
     assert_eq!(f2["objects"]["anon_vma"]["eager"]["objects"], 60);
 }
 
+/// `lazyvma model FILE --sweep -j` on a shipped scenario: the `rules_that_matter`
+/// section of a report (the same keys).
+fn sweep_section(scenario: &str, knobs: &[&str]) -> Value {
+    let file = format!("{}/../model/scenarios/{scenario}", env!("CARGO_MANIFEST_DIR"));
+    let mut args = vec!["model", &file, "--sweep", "-j"];
+    for k in knobs {
+        args.extend(["--knob", k]);
+    }
+    let v: Value = serde_json::from_str(&ok(&lazyvma(&args))).unwrap();
+    json!({"eager": v["eager"], "sweep": v["sweep"], "lazy_vma_history": v["lazy_vma_history"]})
+}
+
+#[test]
+fn rules_that_matter_renders_merges_and_refuses_other_bases() {
+    let dir = Dir::new("rules");
+    let doc = |host: &str, section: Option<Value>| {
+        let mut d = minimal(host);
+        if let Some(s) = section {
+            d["rules_that_matter"] = s;
+        }
+        let f = dir.s(&format!("{host}.json"));
+        std::fs::write(&f, d.to_string()).unwrap();
+        f
+    };
+    let d = sweep_section("d-fork-chain.lzs", &[]);
+    let (a, b) = (doc("a", Some(d.clone())), doc("b", Some(sweep_section("d-fork-chain.lzs", &[]))));
+
+    // Text and markdown: one row per knob value, spec §5 D's numbers.
+    let text = ok(&lazyvma(&["report", &a]));
+    assert!(text.contains("\nRules that matter: lazy counts under every knob value, the others at base:\n"), "{text}");
+    assert!(text.contains("\neager (today) |  |  | 12 | 30 | 12 | 30 | 12 |  | \n"), "{text}");
+    assert!(text.contains("\nfork_of_tree_parent | share |  | 3 | 12 | 3 | 12 | 12 | 9 | 18\n"), "{text}");
+    assert!(text.contains("\nfork_of_tree_parent | upgrade_first | yes | 9 | 27 | 9 | 27 | 12 | 3 | 3\n"), "{text}");
+    assert!(text.contains("\nlazy (all) | 3 | 0\n"), "{text}");
+    let md = ok(&lazyvma(&["report", "-O", "markdown", &a]));
+    assert!(md.contains("## Lazy VMAs before their first share\n\n| Lazy VMAs that were | then shared (fork) | never shared |\n|---|---|---|\n| lazy (all) | 3 | 0 |"), "{md}");
+
+    // Merge sums every count; the base marks stay.
+    let f: Value = serde_json::from_str(&ok(&lazyvma(&["merge", &a, &b]))).unwrap();
+    let r = &f["rules_that_matter"];
+    assert_eq!(r["eager"]["anon_vma_chain"], json!({"alloc": 60, "free": 60, "peak": 60}));
+    let share = &r["sweep"]["fork_of_tree_parent"]["share"];
+    assert_eq!((&share["lazy"]["anon_vma_chain"]["peak"], &share["saved"]["anon_vma_chain_peak"], &share["base"]), (&json!(24), &json!(36), &json!(false)));
+    assert_eq!(r["sweep"]["fork_of_tree_parent"]["upgrade_first"]["base"], true);
+    assert_eq!(r["lazy_vma_history"]["lazy"], json!({"shared": 6, "never_shared": 0}));
+
+    // An input without a sweep: no partial fleet sum, and a note says why.
+    let c = doc("c", None);
+    let f: Value = serde_json::from_str(&ok(&lazyvma(&["merge", &a, &b, &c]))).unwrap();
+    assert!(f.get("rules_that_matter").is_none(), "{f}");
+    assert!(f["notes"].as_array().unwrap().iter().any(|n| n == "rules_that_matter left out: only 2 of 3 inputs have a knob sweep"), "{f}");
+
+    // Sweeps held at another base cannot be added.
+    let other = doc("other", Some(sweep_section("d-fork-chain.lzs", &["fork_of_tree_parent=share"])));
+    assert_one_line_error(&lazyvma(&["merge", &a, &other]), &["a.json", "other.json", "fork_of_tree_parent"]);
+    // A malformed section is a one-line error naming the file.
+    let bad = doc("bad", Some(json!({"eager": 1})));
+    assert_one_line_error(&lazyvma(&["report", &bad]), &["bad.json"]);
+}
+
 /// `data-k="KEY">VALUE<` in the DOM Chromium serialized after loading the page.
 fn cell<'a>(dom: &'a str, key: &str) -> &'a str {
     let pat = format!("data-k=\"{key}\">");
@@ -363,6 +423,12 @@ fn html_report_in_headless_chromium() {
     let a = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
     let b = snapshot_to(&dir.path("b.json"), &["--by-cgroup"]);
     drop(w);
+    // Issue 5's section, as a source that fed the model events carries it.
+    for file in ["a.json", "b.json"] {
+        let mut v: Value = serde_json::from_str(&std::fs::read_to_string(dir.path(file)).unwrap()).unwrap();
+        v["rules_that_matter"] = sweep_section("d-fork-chain.lzs", &[]);
+        std::fs::write(dir.path(file), v.to_string()).unwrap();
+    }
     ok(&lazyvma(&["merge", &dir.s("a.json"), &dir.s("b.json"), "-o", &dir.s("fleet.json")]));
     ok(&lazyvma(&["report", &dir.s("fleet.json"), "-O", "html", "-o", &dir.s("r.html")]));
     let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("fleet.json")).unwrap()).unwrap();
@@ -383,7 +449,7 @@ fn html_report_in_headless_chromium() {
     let console: Vec<&str> = err.lines().filter(|l| l.contains(":CONSOLE")).collect();
     assert!(console.is_empty(), "console: {console:#?}");
     assert!(dom.contains("</html>") && dom.contains("lazyvma report: fleet of 1 host (2 inputs)"), "{dom}");
-    for id in ["chart-timeline", "chart-savings", "chart-rmap-wait", "chart-hist-vma_chain_len"] {
+    for id in ["chart-timeline", "chart-savings", "chart-rmap-wait", "chart-hist-vma_chain_len", "chart-sweep-avc", "chart-sweep-av"] {
         assert!(dom.contains(&format!("<svg id=\"{id}\"")), "chart {id} missing");
     }
     // The numbers on the page are the JSON's.
@@ -415,6 +481,35 @@ fn html_report_in_headless_chromium() {
         let shown = if v.fract() == 0.0 { format!("{v:.0}") } else { format!("{v:.1}") };
         let label = format!("{}:{}", c["host"].as_str().unwrap(), c["path"].as_str().unwrap());
         assert!(dom.contains(&format!("data-label=\"{label}\" data-value=\"{shown}\"")), "bar {label} {shown}");
+    }
+    // The knob sweep (the fleet's sum of both inputs): every cell and bar is the JSON's.
+    let r = &f["rules_that_matter"];
+    assert_eq!(r["eager"]["anon_vma_chain"]["peak"], 60);
+    for k in ["anon_vma", "anon_vma_chain"] {
+        assert_eq!(cell(&dom, &format!("rules_that_matter.eager.{k}.peak")), r["eager"][k]["peak"].to_string());
+    }
+    let mut rows = 0;
+    for (knob, values) in r["sweep"].as_object().unwrap() {
+        for (value, row) in values.as_object().unwrap() {
+            let at = format!("rules_that_matter.sweep.{knob}.{value}");
+            for k in ["anon_vma", "anon_vma_chain"] {
+                for c in ["alloc", "peak"] {
+                    assert_eq!(cell(&dom, &format!("{at}.lazy.{k}.{c}")), row["lazy"][k][c].to_string(), "{at}.lazy.{k}.{c}");
+                }
+                let saved = &row["saved"][format!("{k}_peak")];
+                assert_eq!(cell(&dom, &format!("{at}.saved.{k}_peak")), saved.to_string());
+                assert!(dom.contains(&format!("data-label=\"{knob}={value}\" data-value=\"{saved}\"")), "bar {knob}={value} {k}");
+            }
+            assert_eq!(cell(&dom, &format!("{at}.lazy.vm_area_struct.peak")), row["lazy"]["vm_area_struct"]["peak"].to_string());
+            assert_eq!(cell(&dom, &format!("{at}.base")), if row["base"] == true { "yes" } else { "" });
+            rows += 1;
+        }
+    }
+    assert_eq!(rows, 27);
+    for (what, o) in r["lazy_vma_history"].as_object().unwrap() {
+        for c in ["shared", "never_shared"] {
+            assert_eq!(cell(&dom, &format!("rules_that_matter.lazy_vma_history.{what}.{c}")), o[c].to_string());
+        }
     }
 }
 

@@ -8,7 +8,8 @@ use crate::counts::{Counter, Counts, RmapStat};
 use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
-use crate::lazy::{Rule, RuleCounts};
+use crate::lazy::history::Tally;
+use crate::lazy::{History, Rule, RuleCounts};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ModelError {
@@ -30,6 +31,10 @@ pub(crate) struct Core {
     pub avs: AnonVmas,
     pub vma: Counter,
     pub rules: RuleCounts,
+    /// Lazy-VMA histories settled so far (VMAs still mapped are added when read).
+    pub history: Tally,
+    /// An mremap is unmapping its source: the history moved with the copy.
+    pub moving: bool,
     pub rmap: [RmapStat; RmapCaller::ALL.len()],
     /// This event's `lower_bound` results, in call order.
     pub bounds: Bounds,
@@ -192,6 +197,10 @@ impl Core {
                     State::TreeParent => self.rules.fire(Rule::L10b),
                     _ => {}
                 }
+                // Only the lazy model sets history bits.
+                if v.has_hist() && !self.moving {
+                    self.history.settle(v.hist(), false);
+                }
             }
             if v.chain != NIL {
                 avcs += self.avs.unlink_uncounted(v.chain, v.av) as u64;
@@ -232,6 +241,9 @@ impl Core {
         let keep = gone.pins() as u64 + pinned as u64;
         let t = &mut mm.vmas[t];
         t.set_pins(t.pins().saturating_add(keep as u16));
+        if gone.has_hist() {
+            t.add_hist(gone.hist());
+        }
         self.vma.sub(1 + gone.pins() as u64 - keep);
         mm.vmas.remove(r);
     }
@@ -244,6 +256,9 @@ impl Core {
             mm.vmas[dst].av = av;
         }
         mm.vmas[dst].add_flags(src.flags() & LAZY_FOLIOS);
+        if src.has_hist() {
+            mm.vmas[dst].add_hist(src.hist());
+        }
     }
 
     pub(crate) fn walk(&mut self, caller: RmapCaller, v: &Vma) {
@@ -299,6 +314,8 @@ impl Machine {
                 avs: AnonVmas::default(),
                 vma: Counter::default(),
                 rules: RuleCounts::default(),
+                history: Tally::default(),
+                moving: false,
                 rmap: [RmapStat::default(); RmapCaller::ALL.len()],
                 bounds: Bounds::default(),
                 hints: Bounds::default(),
@@ -473,6 +490,16 @@ impl<'a> Half<'a> {
     pub fn rules(&self) -> &'a RuleCounts {
         &self.m.core.rules
     }
+    /// Lazy-VMA histories, VMAs still mapped counted as never shared (all zero for eager).
+    pub fn history(&self) -> History {
+        let mut h = self.m.core.history.history();
+        for (_, mm) in self.mms() {
+            for v in mm.vmas.iter().filter(|v| v.has_hist()) {
+                h.settle(v.hist(), false);
+            }
+        }
+        h
+    }
     pub fn rmap(&self) -> impl Iterator<Item = (RmapCaller, RmapStat)> + 'a {
         let m = self.m;
         RmapCaller::ALL.iter().map(move |&c| (c, m.core.rmap[c.index()]))
@@ -530,6 +557,9 @@ impl<'a> Half<'a> {
             }
             for v in &mm.vmas {
                 vmas += 1 + v.pins() as u64;
+                if v.hist() != 0 && (!self.is_lazy() || v.hist() & crate::lazy::history::bit::SEEN == 0) {
+                    return Err(format!("pid {pid} {:#x}: history bits {:#x} on a VMA that was never LAZY", v.start(), v.hist()));
+                }
                 let chain = avs.chain_vec(v.chain);
                 avc += chain.len() as u64;
                 for &x in &chain {

@@ -7,6 +7,7 @@ use super::machine::Core;
 use super::vma::{Mm, State, Vma, LAZY_FOLIOS};
 use crate::event::PAGE_SIZE;
 use crate::kernel::Kernel;
+use crate::lazy::history::bit::MERGED;
 
 /// Where the anon side of the range being merged comes from.
 #[derive(Clone, Copy)]
@@ -67,16 +68,29 @@ impl Core {
         prev.av == NIL || next.av == NIL || prev.av == next.av
     }
 
-    fn note_merge(&mut self, vs: &[Option<&Vma>]) {
-        if vs.iter().flatten().any(|v| v.state() == State::Lazy) {
-            self.fire(crate::lazy::Rule::L8);
+    /// L8, and every LAZY VMA joining the merge is marked merged (the survivor takes the
+    /// marks of those it absorbs). `copy`: copy_vma's source, marked in place.
+    fn note_merge(&mut self, mm: &mut Mm, at: &[Option<usize>], copy: Option<&mut Vma>) {
+        let lazy = |v: &Vma| v.state() == State::Lazy;
+        let copy = copy.filter(|c| lazy(c));
+        if copy.is_none() && !at.iter().flatten().any(|&i| lazy(&mm.vmas[i])) {
+            return;
+        }
+        self.fire(crate::lazy::Rule::L8);
+        for &i in at.iter().flatten() {
+            if lazy(&mm.vmas[i]) {
+                mm.vmas[i].add_hist(MERGED);
+            }
+        }
+        if let Some(c) = copy {
+            c.add_hist(MERGED);
         }
     }
 
     /// Place `[s, e)` (free) with `flags`: expand a neighbour when allowed
     /// (`vma_merge_new_range`), else a new VMA. `copy` is copy_vma's source (mremap).
     /// Returns the index of the VMA now covering the range.
-    pub fn map_new(&mut self, mm: &mut Mm, s: u64, e: u64, pgoff: u64, flags: u8, copy: Option<Vma>) -> usize {
+    pub fn map_new(&mut self, mm: &mut Mm, s: u64, e: u64, pgoff: u64, flags: u8, mut copy: Option<Vma>) -> usize {
         let i = self.lower_bound(mm, s);
         let pages = (e - s) / PAGE_SIZE;
         let prop = copy.map_or(Prop::New, Prop::Copy);
@@ -102,8 +116,7 @@ impl Core {
             self.anon_ok(&nv, &prop) && (!can_left || self.pair_ok(&mm.vmas[prev.unwrap()], &nv))
         };
         if can_left || can_right {
-            let (pv, nv) = (prev.map(|p| mm.vmas[p]), next.map(|n| mm.vmas[n]));
-            self.note_merge(&[pv.as_ref().filter(|_| can_left), nv.as_ref().filter(|_| can_right), prop.vma()]);
+            self.note_merge(mm, &[prev.filter(|_| can_left), next.filter(|_| can_right)], copy.as_mut());
         }
         if can_left {
             let p = prev.unwrap();
@@ -137,6 +150,7 @@ impl Core {
                 v.av = av;
             }
             v.add_flags(src.flags() & LAZY_FOLIOS);
+            v.add_hist(src.hist());
         }
         mm.vmas.insert(i, v);
         i
@@ -197,9 +211,9 @@ impl Core {
             self.anon_ok(&nv, &prop) && (!merge_left || self.pair_ok(&mm.vmas[i - 1], &nv))
         };
         if merge_left || merge_right {
-            let (pv, nv) = (prev.map(|p| mm.vmas[p]), next.map(|n| mm.vmas[n]));
-            self.note_merge(&[pv.as_ref().filter(|_| merge_left), nv.as_ref().filter(|_| merge_right), Some(&mid)]);
+            self.note_merge(mm, &[prev.filter(|_| merge_left), next.filter(|_| merge_right), Some(i)], None);
         }
+        let mid = mm.vmas[i];
         if merge_left && merge_right {
             // prev extends over middle and next; dup from whichever has an anon_vma.
             let nv = mm.vmas[i + 1];
@@ -260,7 +274,9 @@ impl Core {
         src.set_pgoff(v.pgoff_at(os));
         self.map_new(mm, ns, ne, pgoff, v.merge_flags(), Some(src));
         if !dontunmap {
+            self.moving = true;
             self.munmap(mm, os, oe);
+            self.moving = false;
             return;
         }
         let i = mm.find(os).expect("DONTUNMAP keeps the source");
@@ -273,6 +289,7 @@ impl Core {
             w.chain = NIL;
             w.av = NIL;
             w.clear_flags(LAZY_FOLIOS);
+            w.set_hist(0);
             w.set_owner(false);
         }
     }

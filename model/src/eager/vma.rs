@@ -12,11 +12,16 @@ pub(crate) const ADDR_LIMIT: u64 = 1 << 57;
 const PAGE_BITS: u64 = PAGE_SIZE - 1;
 const OWNER: u64 = 1 << 8;
 const PINS_SHIFT: u32 = 48;
+/// Page numbers fit in 45 bits (`ADDR_LIMIT`); `off`'s bits 45-47 hold history.
+const PGOFF_MASK: u64 = (1 << 45) - 1;
+/// `crate::lazy::history` bits: 0-2 in `lo`'s bits 9-11, 3-5 in `off`'s bits 45-47.
+const HIST_LO: u32 = 9;
+const HIST_OFF: u32 = 45;
 
 /// 32 bytes (two per cache line): the bench's memory target is per live VMA, and a
 /// random process's VMA array is a cold binary search per event. The flags and `owner`
 /// live in `start`'s page-offset bits, `pins` in `pgoff`'s top 16 bits (page numbers
-/// stay below 2^45, see `ADDR_LIMIT`).
+/// stay below 2^45, see `ADDR_LIMIT`), the lazy history bits in what is left of both.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Vma {
     /// Start address | flags (bits 0-7) | `owner` (bit 8). Lazy folios' `mapping` points
@@ -46,7 +51,7 @@ pub enum State {
 
 impl Vma {
     pub fn new(start: u64, end: u64, pgoff: u64, flags: u8) -> Vma {
-        debug_assert!(start & PAGE_BITS == 0 && end <= ADDR_LIMIT && pgoff < 1 << PINS_SHIFT);
+        debug_assert!(start & PAGE_BITS == 0 && end <= ADDR_LIMIT && pgoff <= PGOFF_MASK);
         Vma { lo: start | flags as u64, end, off: pgoff, chain: NIL, av: NIL }
     }
     #[inline]
@@ -60,12 +65,35 @@ impl Vma {
     }
     #[inline]
     pub fn pgoff(&self) -> u64 {
-        self.off & ((1 << PINS_SHIFT) - 1)
+        self.off & PGOFF_MASK
     }
     #[inline]
     pub fn set_pgoff(&mut self, pgoff: u64) {
-        debug_assert!(pgoff < 1 << PINS_SHIFT);
-        self.off = pgoff | (self.off & !((1 << PINS_SHIFT) - 1));
+        debug_assert!(pgoff <= PGOFF_MASK);
+        self.off = pgoff | (self.off & !PGOFF_MASK);
+    }
+    /// What this VMA went through while LAZY (`crate::lazy::history::bit`).
+    #[inline]
+    pub fn hist(&self) -> u8 {
+        ((self.lo >> HIST_LO) & 7) as u8 | (((self.off >> HIST_OFF) & 7) as u8) << 3
+    }
+    /// `hist() != 0`, from one bit (teardown and fork test every VMA): every other bit is
+    /// set only on a VMA that has been LAZY, which set `SEEN` (bit 0, in `lo`) first.
+    #[inline]
+    pub fn has_hist(&self) -> bool {
+        debug_assert!(self.hist() == 0 || self.hist() & 1 != 0, "history without SEEN: {:#x}", self.hist());
+        self.lo & 1 << HIST_LO != 0
+    }
+    #[inline]
+    pub fn set_hist(&mut self, h: u8) {
+        self.lo = (self.lo & !(7 << HIST_LO)) | ((h & 7) as u64) << HIST_LO;
+        self.off = (self.off & !(7 << HIST_OFF)) | ((h >> 3 & 7) as u64) << HIST_OFF;
+    }
+    #[inline]
+    pub fn add_hist(&mut self, h: u8) {
+        if h != 0 {
+            self.set_hist(self.hist() | h);
+        }
     }
     #[inline]
     pub fn flags(&self) -> u8 {
@@ -97,7 +125,7 @@ impl Vma {
     }
     #[inline]
     pub fn set_pins(&mut self, pins: u16) {
-        self.off = self.pgoff() | (pins as u64) << PINS_SHIFT;
+        self.off = (self.off & ((1 << PINS_SHIFT) - 1)) | (pins as u64) << PINS_SHIFT;
     }
     pub fn take_pins(&mut self) -> u16 {
         let p = self.pins();
@@ -198,5 +226,24 @@ mod tests {
         assert_eq!((v.start(), v.pgoff(), v.flags(), v.owner(), v.take_pins(), v.pins()), (PAGE_SIZE, 7, vm::USER, true, u16::MAX, 0));
         v.set_owner(false);
         assert_eq!((v.start(), v.flags(), v.owner()), (PAGE_SIZE, vm::USER, false));
+    }
+
+    #[test]
+    fn history_bits_leave_the_other_fields_alone() {
+        let top = ADDR_LIMIT - PAGE_SIZE;
+        let mut v = Vma::new(top, ADDR_LIMIT, PGOFF_MASK, vm::USER | LAZY_FOLIOS);
+        v.set_owner(true);
+        v.set_pins(u16::MAX);
+        for h in [0x3f, 0x2a, 0x15, 0] {
+            v.set_hist(h);
+            assert_eq!((v.start(), v.end, v.pgoff(), v.flags(), v.owner(), v.pins(), v.hist()), (top, ADDR_LIMIT, PGOFF_MASK, 0xff, true, u16::MAX, h));
+        }
+        v.set_hist(0x3f);
+        v.set_pgoff(1);
+        v.set_pins(2);
+        v.set_start(PAGE_SIZE);
+        v.set_flags(0);
+        v.set_owner(false);
+        assert_eq!((v.pgoff(), v.pins(), v.start(), v.flags(), v.hist()), (1, 2, PAGE_SIZE, 0, 0x3f));
     }
 }

@@ -1,5 +1,6 @@
 //! Where LAZY departs from eager: the decisions of spec §3.2, on the eager engine.
 
+use super::history::bit;
 use super::Rule;
 use crate::eager::anon_vma::{Allocs, NIL};
 use crate::eager::vma::{Mm, State, Vma, LAZY_FOLIOS};
@@ -37,6 +38,7 @@ impl Core {
                 if v.state() == State::None {
                     self.fire(Rule::L1);
                     mm.vmas[i].add_flags(LAZY_FOLIOS);
+                    mm.vmas[i].add_hist(bit::SEEN);
                     mm.vmas[i].set_owner(true);
                 }
             }
@@ -137,6 +139,10 @@ impl Core {
                     }
                     // The child is TREE_PARENT: it links the parent's chain, no own AV.
                     let pv = pmm.vmas[i];
+                    if pv.has_hist() {
+                        self.history.settle(pv.hist(), true);
+                        pmm.vmas[i].set_hist(0);
+                    }
                     if pv.chain != NIL {
                         cv.chain = self.avs.clone_chain(pv.chain, NIL).0;
                     }
@@ -154,6 +160,7 @@ impl Core {
         match mm.vmas[i].state() {
             State::Lazy => {
                 self.fire(Rule::L7);
+                mm.vmas[i].add_hist(bit::SPLIT);
                 if k.split_upgrades {
                     self.upgrade(mm, i, k);
                 }
@@ -168,6 +175,7 @@ impl Core {
         match mm.vmas[i].state() {
             State::Lazy => {
                 self.fire(Rule::L9);
+                mm.vmas[i].add_hist(bit::MREMAPPED);
                 if k.mremap_upgrades {
                     self.upgrade(mm, i, k);
                 }
@@ -192,6 +200,7 @@ impl Core {
                         return None;
                     }
                     if v.state() == State::Lazy {
+                        mm.vmas[i].add_hist(bit::KSM_MERGED);
                         self.upgrade(mm, i, k);
                     } else {
                         self.own_anon_vma(mm, i);
@@ -209,6 +218,7 @@ impl Core {
         if let Some(k) = self.lz() {
             if mm.vmas[i].state() == State::Lazy {
                 self.fire(Rule::L15);
+                mm.vmas[i].add_hist(bit::THP_COLLAPSED);
                 if k.thp_upgrades {
                     self.upgrade(mm, i, k);
                 }
@@ -233,6 +243,7 @@ impl Core {
                     if v.state() == State::None {
                         self.fire(Rule::L18);
                         mm.vmas[i].add_flags(LAZY_FOLIOS);
+                        mm.vmas[i].add_hist(bit::SEEN);
                         mm.vmas[i].set_owner(true);
                     }
                 } else if v.av == NIL {
@@ -259,6 +270,7 @@ impl Core {
                 w.chain = NIL;
                 w.av = NIL;
                 w.add_flags(LAZY_FOLIOS);
+                w.add_hist(bit::SEEN);
                 w.set_owner(true);
             }
         }

@@ -21,6 +21,11 @@ pub struct Args {
     /// Print one JSON object instead of tables.
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// Instead of the steps: re-run the scenario under every value of every knob (the
+    /// others at the file's and --knob's values) and print what each saves, with the
+    /// lazy-VMA histories (issue 5).
+    #[arg(long)]
+    pub sweep: bool,
 }
 
 fn bad(e: impl Into<anyhow::Error>) -> anyhow::Error {
@@ -39,6 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let name = args.file.display().to_string();
     let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read scenario {name}")).map_err(bad)?;
     let sc = scenario::parse(&name, &text).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
+    if args.sweep {
+        return super::model_sweep::run(&name, &sc, kernel, &args.knobs, args.json).map_err(bad);
+    }
     let report = scenario::run(&sc, kernel, &args.knobs).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
     let sizes = Sizes::default();
     if args.json {

@@ -78,6 +78,7 @@ pub fn document(r: &Report, cgroups: Vec<Cgroup>) -> Doc {
         cgroups,
         hosts: vec![],
         notes: vec![],
+        rules_that_matter: None,
     }
 }
 

@@ -63,6 +63,11 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         .map(|m| m.iter().map(|(k, b)| (k.clone(), b.as_str().unwrap_or("?").to_string())).collect())
         .unwrap_or_default();
     let elapsed_ms = u(v, &["elapsed_ms"])? as f64;
+    // A trace that fed the model carries its knob sweep (`lazyvma_model::sweep`).
+    let rules_that_matter = match v.get("rules_that_matter") {
+        Some(s) => Some(serde_json::from_value(s.clone()).map_err(|e| format!("rules_that_matter: {e}"))?),
+        None => None,
+    };
     let doc = Doc {
         schema: SCHEMA.into(),
         version: VERSION,
@@ -89,6 +94,7 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         notes: vec![
             "converted from `lazyvma trace -j`: observed slab allocations/frees during the trace; no eager/lazy model yet".into(),
         ],
+        rules_that_matter,
     };
     let mut out = serde_json::to_value(doc).map_err(|e| e.to_string())?;
     out["trace"] = json!({ "scope": v.get("scope"), "ended_by": v.get("ended_by"), "command": v.get("command") });

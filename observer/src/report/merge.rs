@@ -131,6 +131,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
         cgroups: vec![],
         hosts: vec![],
         notes: vec![],
+        rules_that_matter: None,
     };
     let mut hists: BTreeMap<String, (String, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
     let (mut kernels, mut arches, mut rmap_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
@@ -182,6 +183,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
         let sum: Option<u64> = inputs.iter().map(|(_, d)| d.rmap.get(&k).copied().flatten()).sum();
         out.rmap.insert(k, sum);
     }
+    out.rules_that_matter = rules_that_matter(inputs, &mut out.notes)?;
     for (name, (unit, h)) in hists {
         out.histograms.series.insert(name, hist::encode(&h, &unit));
     }
@@ -204,6 +206,33 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
     }
     out.timeline.sort_by_key(|p| p.t_unix_ms);
     Ok(out)
+}
+
+/// Sweeps and histories add up when every input has one (`check` refused differing
+/// knobs); a fleet sum missing some hosts would read as whole, so then there is none.
+fn rules_that_matter(inputs: &[(String, Doc)], notes: &mut Vec<String>) -> Result<Option<lazyvma_model::sweep::Sweep>, MergeError> {
+    let have: Vec<(&String, &lazyvma_model::sweep::Sweep)> =
+        inputs.iter().filter_map(|(f, d)| d.rules_that_matter.as_ref().map(|s| (f, s))).collect();
+    let Some(&(fa, first)) = have.first() else { return Ok(None) };
+    // The rows' `base` marks are the knobs each sweep held: they must agree even where a
+    // document's `knobs` is empty.
+    let base = |s: &lazyvma_model::sweep::Sweep| -> BTreeMap<String, String> {
+        s.sweep.iter().flat_map(|(k, vs)| vs.iter().filter(|(_, r)| r.base).map(move |(v, _)| (k.clone(), v.clone()))).collect()
+    };
+    let (ba, mut sum) = (base(first), first.clone());
+    for &(fb, s) in &have[1..] {
+        let bb = base(s);
+        if let Some(k) = ba.keys().chain(bb.keys()).find(|k| ba.get(*k) != bb.get(*k)) {
+            let show = |m: &BTreeMap<String, String>| m.get(k).cloned().unwrap_or_else(|| "unset".into());
+            return Err(MergeError::Knobs { a: fa.clone(), b: fb.clone(), knob: k.clone(), va: show(&ba), vb: show(&bb) });
+        }
+        sum.add(s);
+    }
+    if have.len() < inputs.len() {
+        notes.push(format!("rules_that_matter left out: only {} of {} inputs have a knob sweep", have.len(), inputs.len()));
+        return Ok(None);
+    }
+    Ok(Some(sum))
 }
 
 /// Hosts named by more than one input: their counts are added as if they were two machines.

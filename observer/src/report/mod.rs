@@ -6,6 +6,7 @@ pub mod hist;
 pub mod load;
 pub mod merge;
 pub mod render_html;
+pub mod render_rules;
 pub mod render_text;
 pub mod schema;
 pub mod svg;

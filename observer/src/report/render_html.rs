@@ -76,6 +76,25 @@ fn distribution(d: &Doc, name: &str, id: &str, absent: &str) -> String {
     bars(id, &format!("{name} ({})", h.unit), "samples", &b, absent)
 }
 
+fn rules_that_matter(s: &lazyvma_model::sweep::Sweep) -> String {
+    use super::render_rules::{history_rows, saved_bars, sweep_rows, Row, HISTORY_HEAD, SWEEP_HEAD};
+    let rows = |id: &str, h: &[&str], rows: Vec<Row>| {
+        let body: String = rows
+            .iter()
+            .map(|r| row(&r.iter().map(|(k, v)| if k.is_empty() { "<td></td>".into() } else { cell(k, v) }).collect::<Vec<_>>()))
+            .collect();
+        format!("<table id=\"{id}\">{}{body}</table>", head(h))
+    };
+    format!(
+        "<h2>Rules that matter: lazy counts under every knob value, the others at base</h2>{}{}{}\
+         <h3>Lazy VMAs before their first share</h3>{}",
+        rows("rules-sweep", &SWEEP_HEAD, sweep_rows(s)),
+        bars("chart-sweep-avc", "saved anon_vma_chain peak by knob value", "objects", &saved_bars(s, true), "no sweep"),
+        bars("chart-sweep-av", "saved anon_vma peak by knob value", "objects", &saved_bars(s, false), "no sweep"),
+        rows("rules-history", &HISTORY_HEAD, history_rows(s)),
+    )
+}
+
 pub fn render(d: &Doc, top: usize) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -198,6 +217,9 @@ pub fn render(d: &Doc, top: usize) -> String {
             );
         }
         let _ = write!(o, "</table>");
+    }
+    if let Some(s) = &d.rules_that_matter {
+        let _ = write!(o, "{}", rules_that_matter(s));
     }
     let _ = write!(o, "<h2>Lost events</h2><p data-k=\"lost_events\">{}</p>", d.lost_events);
     let knobs: Vec<String> = d.knobs.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -271,6 +271,13 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
         let rows: Vec<Vec<String>> = d.rules.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect();
         table(&mut o, style, &["Rule", "Count"], &rows);
     }
+    if let Some(s) = &d.rules_that_matter {
+        let shown = |rows: Vec<super::render_rules::Row>| -> Vec<Vec<String>> { rows.into_iter().map(|r| r.into_iter().map(|(_, v)| v).collect()).collect() };
+        heading(&mut o, style, "Rules that matter: lazy counts under every knob value, the others at base");
+        table(&mut o, style, &super::render_rules::SWEEP_HEAD, &shown(super::render_rules::sweep_rows(s)));
+        heading(&mut o, style, "Lazy VMAs before their first share");
+        table(&mut o, style, &super::render_rules::HISTORY_HEAD, &shown(super::render_rules::history_rows(s)));
+    }
     heading(&mut o, style, "Lost events");
     let _ = writeln!(o, "{}", d.lost_events);
     heading(&mut o, style, "Knobs");

@@ -183,6 +183,11 @@ pub struct Doc {
     pub hosts: Vec<HostRow>,
     #[serde(default)]
     pub notes: Vec<String>,
+    /// Issue 5: lazy counts under every value of every knob, and what lazy VMAs went
+    /// through before their first share. Absent when the source fed the model no events
+    /// (optional and additive: still version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rules_that_matter: Option<lazyvma_model::sweep::Sweep>,
 }
 
 impl Doc {
