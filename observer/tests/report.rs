@@ -409,15 +409,34 @@ fn cell<'a>(dom: &'a str, key: &str) -> &'a str {
     &dom[at..at + dom[at..].find('<').unwrap()]
 }
 
+/// The DOM headless Chromium serializes after loading `dir/name`, with no console message.
+fn dom_of(dir: &Dir, name: &str) -> String {
+    let chromium = ["chromium", "chromium-browser"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+        .expect("chromium is not installed: run `cargo xtask setup`");
+    let profile = dir.path(&format!("profile-{name}"));
+    let out = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
+        .args(["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", dir.path(name).display()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    // Page console messages (script errors, blocked external loads) are logged as CONSOLE.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let console: Vec<&str> = err.lines().filter(|l| l.contains(":CONSOLE")).collect();
+    assert!(console.is_empty(), "console: {console:#?}");
+    String::from_utf8(out.stdout).unwrap()
+}
+
 #[test]
 fn html_report_in_headless_chromium() {
     if !root_or_skip("html_report_in_headless_chromium") {
         return;
     }
-    let chromium = ["chromium", "chromium-browser"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
-        .expect("chromium is not installed: run `cargo xtask setup`");
     let dir = Dir::new("html");
     let w = HeldFork::start(3);
     let a = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
@@ -433,21 +452,7 @@ fn html_report_in_headless_chromium() {
     ok(&lazyvma(&["report", &dir.s("fleet.json"), "-O", "html", "-o", &dir.s("r.html")]));
     let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("fleet.json")).unwrap()).unwrap();
 
-    let profile = dir.path("profile");
-    let out = Command::new(chromium)
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking"])
-        .args(["--disable-component-update", "--disable-sync", "--enable-logging=stderr", "--v=0"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", dir.path("r.html").display()))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
-    let dom = String::from_utf8(out.stdout).unwrap();
-    // Page console messages (script errors, blocked external loads) are logged as CONSOLE.
-    let err = String::from_utf8_lossy(&out.stderr);
-    let console: Vec<&str> = err.lines().filter(|l| l.contains(":CONSOLE")).collect();
-    assert!(console.is_empty(), "console: {console:#?}");
+    let dom = dom_of(&dir, "r.html");
     assert!(dom.contains("</html>") && dom.contains("lazyvma report: fleet of 1 host (2 inputs)"), "{dom}");
     for id in ["chart-timeline", "chart-savings", "chart-rmap-wait", "chart-hist-vma_chain_len", "chart-sweep-avc", "chart-sweep-av"] {
         assert!(dom.contains(&format!("<svg id=\"{id}\"")), "chart {id} missing");
@@ -530,7 +535,9 @@ fn report_of_a_real_trace() {
         assert_eq!(side["allocs"], t["observed"][obj]["alloc"]);
         assert_eq!(side["frees"], t["observed"][obj]["free"]);
         assert_eq!(n(&side["bytes"]), n(&side["objects"]) * n(&t["sizes"][obj]));
-        assert!(doc["objects"][obj]["lazy"].is_null(), "trace runs no lazy model yet");
+        if t["lazy"].is_null() {
+            assert!(doc["objects"][obj]["lazy"].is_null(), "the model was not fed: no lazy side");
+        }
     }
     // Spec §5 B: at least the 3 test VMAs' +3 AV at touch and +3 AV at fork.
     assert!(n(&doc["objects"]["anon_vma"]["observed"]["allocs"]) >= 6);
@@ -541,4 +548,132 @@ fn report_of_a_real_trace() {
     snapshot_to(&a, &[]);
     let out = lazyvma(&["merge", a.to_str().unwrap(), &dir.s("t.json")]);
     assert_one_line_error(&out, &["a.json", "t.json", "snapshot report", "trace report"]);
+}
+
+/// The trace's `{anon_vma, anon_vma_chain}` model side, as the report's sides must show it.
+fn model_side(t: &Value, side: &str, doc: &Value) {
+    for obj in ["anon_vma", "anon_vma_chain"] {
+        let got = &doc["objects"][obj][side];
+        if t[side].is_null() {
+            assert!(got.is_null(), "{side}.{obj}: {got}");
+        } else {
+            assert_eq!((&got["allocs"], &got["frees"]), (&t[side][obj]["alloc"], &t[side][obj]["free"]), "{side}.{obj}");
+        }
+    }
+}
+
+/// `trace -j --by-cgroup --stats -o` of the contend workload, its replay, both through
+/// `report`: lock waits, cgroup rows, --stats, the timeline and the recording carried, and
+/// the HTML page showing the JSON's numbers.
+#[test]
+fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
+    if !root_or_skip("report_of_a_real_contended_trace_by_cgroup_and_its_replay") {
+        return;
+    }
+    let dir = Dir::new("rtrace");
+    let cmd = format!("{WORKLOAD} contend >/dev/null");
+    let rec = dir.s("c.rec");
+    let args = ["trace", "-j", "--by-cgroup", "--stats", "--ringbuf-mb", "64", "-i", "200ms", "-o", &rec, "--", "sh", "-c", &cmd];
+    let text = ok(&lazyvma(&args));
+    std::fs::write(dir.path("t.json"), &text).unwrap();
+    let t: Value = serde_json::from_str(&text).unwrap();
+    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("t.json")]))).unwrap();
+    assert_eq!((doc["source"].as_str(), doc["host"].as_str(), doc["arch"].as_str()), (Some("trace"), t["host"].as_str(), Some(std::env::consts::ARCH)));
+    assert_eq!(doc["span"]["start_unix_ms"], t["start_unix_ms"]);
+    // Lost records are counted, ring buffer and lock records alike.
+    assert_eq!(n(&doc["lost_events"]), n(&t["lost_events"]) + n(&t["locks"]["lost"]));
+
+    // Lock waits: the histogram under the contract with the trace's count, and its counters.
+    let locks = &t["locks"];
+    assert_eq!(locks["available"], true, "{locks}");
+    let h = &doc["histograms"]["series"]["anon_vma_lock_wait_ns"];
+    assert_eq!(h["count"], locks["wait_ns"]["count"]);
+    let hist = decode(h);
+    assert_eq!(Value::from(hist.len()), locks["wait_ns"]["count"]);
+    assert_eq!((Value::from(hist.max()), Value::from(hist.value_at_quantile(0.5))), (locks["wait_ns"]["max"].clone(), locks["wait_ns"]["p50"].clone()));
+    assert_eq!(doc["rmap"]["lock_wait_events"], locks["contentions"]);
+    for k in ["contentions", "read", "write", "paired", "unpaired_begins", "unpaired_ends", "via_owner"] {
+        assert_eq!(doc["rules"][format!("locks.{k}")], locks[k], "locks.{k}");
+    }
+
+    // Cgroup rows: one per trace row, observed counts as traced, model columns as fed.
+    let rows = t["by_cgroup"].as_array().unwrap();
+    let cgs = doc["cgroups"].as_array().unwrap();
+    assert!(!rows.is_empty());
+    assert_eq!(cgs.len(), rows.len());
+    for (c, r) in cgs.iter().zip(rows) {
+        assert_eq!((&c["path"], &c["id"], &c["processes"]), (&r["path"], &r["id"], &r["processes"]));
+        for obj in ["anon_vma", "anon_vma_chain"] {
+            assert_eq!(c["observed"][obj], r[obj], "{}: {obj}", r["path"]);
+        }
+        assert_eq!(c["eager"].is_null(), r["eager"].is_null());
+    }
+    let sum = |k: &str| rows.iter().map(|r| n(&r[k]["alloc"])).sum::<i64>();
+    assert_eq!((sum("anon_vma"), sum("anon_vma_chain")), (n(&t["observed"]["anon_vma"]["alloc"]), n(&t["observed"]["anon_vma_chain"]["alloc"])));
+    model_side(&t, "eager", &doc);
+    model_side(&t, "lazy", &doc);
+    if t["eager"].is_null() {
+        assert!(doc["notes"].as_array().unwrap().iter().any(|x| x.as_str().unwrap().starts_with("model not fed")), "{}", doc["notes"]);
+    }
+
+    // --stats: every program's runs and mean.
+    assert!(!t["bpf_stats"].as_object().unwrap().is_empty());
+    assert_eq!(doc["bpf_stats"], t["bpf_stats"]);
+
+    // Timeline: one point per trace point, at wall-clock times; the last is the final count.
+    let tl = doc["timeline"].as_array().unwrap();
+    let tt = t["timeline"].as_array().unwrap();
+    assert!(tl.len() >= 2, "a 1 s workload at -i 200ms: {tl:?}");
+    assert_eq!(tl.len(), tt.len());
+    for (p, q) in tl.iter().zip(tt) {
+        assert_eq!(n(&p["t_unix_ms"]), n(&t["start_unix_ms"]) + n(&q["t_ms"]));
+        assert_eq!(p["observed"], q["observed_live"]);
+    }
+    let last = &tl.last().unwrap()["observed"];
+    for obj in ["anon_vma", "anon_vma_chain"] {
+        assert_eq!(n(&last[obj]), n(&t["observed"][obj]["alloc"]) - n(&t["observed"][obj]["free"]), "{obj}");
+    }
+    let times: Vec<i64> = tt.iter().map(|q| n(&q["t_ms"])).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]) && times[times.len() - 1] >= n(&t["elapsed_ms"]), "{times:?}");
+
+    // The replay: the same report, from a named recording, the same timeline.
+    let r = ok(&lazyvma(&["replay", "-j", &rec]));
+    std::fs::write(dir.path("r.json"), &r).unwrap();
+    let rj: Value = serde_json::from_str(&r).unwrap();
+    let rdoc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("r.json")]))).unwrap();
+    assert_eq!(rdoc["source"], "replay");
+    assert_eq!(rdoc["recording"], rj["recording"]);
+    assert_eq!(rdoc["recording"]["complete"], true);
+    for k in ["timeline", "objects", "histograms", "lost_events", "host", "span"] {
+        assert_eq!(rdoc[k], doc[k], "replay: {k}");
+    }
+    // A trace and its replay count the same way: they merge.
+    ok(&lazyvma(&["merge", &dir.s("t.json"), &dir.s("r.json")]));
+
+    // The page shows the JSON's numbers.
+    ok(&lazyvma(&["report", &dir.s("t.json"), "-O", "html", "-o", &dir.s("t.html")]));
+    let dom = dom_of(&dir, "t.html");
+    for id in ["chart-timeline", "chart-lock-wait", "chart-rmap-wait"] {
+        assert!(dom.contains(&format!("<svg id=\"{id}\"")), "chart {id} missing");
+    }
+    assert_eq!(cell(&dom, "histograms.anon_vma_lock_wait_ns.count"), h["count"].to_string());
+    assert_eq!(cell(&dom, "histograms.anon_vma_lock_wait_ns.max"), hist.max().to_string());
+    assert_eq!(cell(&dom, "lost_events"), doc["lost_events"].to_string());
+    for obj in ["anon_vma", "anon_vma_chain"] {
+        let before = if t["eager"].is_null() { "observed" } else { "eager" };
+        assert_eq!(cell(&dom, &format!("objects.{obj}.before_objects")), doc["objects"][obj][before]["objects"].to_string());
+        let mark = format!("data-series=\"observed {obj}\" data-value=\"{}\"", last[obj]);
+        assert!(dom.contains(&mark), "{mark}");
+    }
+    for (i, c) in cgs.iter().enumerate().take(10) {
+        assert_eq!(cell(&dom, &format!("cgroups.{i}.path")), c["path"].as_str().unwrap());
+        let before = if c["eager"].is_null() { &c["observed"]["anon_vma_chain"]["alloc"] } else { &c["eager"]["anon_vma_chain"] };
+        assert_eq!(cell(&dom, &format!("cgroups.{i}.before.anon_vma_chain")), before.to_string());
+    }
+    for (prog, s) in doc["bpf_stats"].as_object().unwrap() {
+        assert_eq!(cell(&dom, &format!("bpf_stats.{prog}.runs")), s["runs"].to_string());
+    }
+    let text = ok(&lazyvma(&["report", &dir.s("r.json")]));
+    assert!(text.contains(&format!("anon_vma root rwsem waits: {}", locks["contentions"])), "{text}");
+    assert!(text.contains(&format!("Recording:\n{rec} (format 1.0, ")), "{text}");
 }

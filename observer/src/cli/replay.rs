@@ -35,9 +35,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), meta::sizes(h));
     tracer.knobs = knobs;
     meta::configure(&mut tracer, h);
-    for r in rec.records() {
-        tracer.record(r);
-    }
+    crate::trace::timeline::replay(&mut tracer, &rec);
     tracer.finish();
     match &rec.trailer {
         None => eprintln!(

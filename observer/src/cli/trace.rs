@@ -231,6 +231,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let (kernel, arch) = sys::uname();
     let about = Header {
         lazyvma: env!("CARGO_PKG_VERSION").into(),
+        host: Some(crate::report::host()),
         kernel,
         arch,
         sizes: record::format::Sizes { anon_vma: sizes.anon_vma, anon_vma_chain: sizes.anon_vma_chain },
@@ -287,13 +288,15 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             if !std::mem::replace(&mut header, true) {
                 render::live_header(&mut live)?;
             }
-            render::live_row(&tracer, start.elapsed().as_millis(), lost, &mut live)?;
+            let t_ms = start.elapsed().as_millis();
+            render::live_row(&tracer, t_ms, lost, &mut live)?;
             tracer.interval = Default::default();
             tracer.locks.interval = None;
             next_row += args.interval;
             if let Some(w) = tracer.tap.as_mut() {
                 w.flush(&tracer.syms)?;
             }
+            tracer.row_point(t_ms as u64);
         }
         if let Some(h) = &held {
             if let Some(s) = h.try_wait() {
@@ -341,6 +344,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     if let Some(w) = tracer.tap.take() {
         let w = w.finish(&tracer.syms, trailer.clone())?;
+        if let Some(ms) = w.flushed {
+            tracer.timeline.push(ms, &tracer.tally.total);
+        }
         eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
     }
     let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats };

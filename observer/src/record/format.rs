@@ -55,6 +55,9 @@ pub fn symbols_body(entries: &[(u64, String)]) -> Vec<u8> {
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Header {
     pub lazyvma: String,
+    /// The traced machine's name (None: a recording from before it was kept).
+    #[serde(default)]
+    pub host: Option<String>,
     pub kernel: String,
     pub arch: String,
     pub sizes: Sizes,
@@ -149,6 +152,7 @@ pub struct Trailer {
 pub fn tests_header() -> Header {
     Header {
         lazyvma: "0.1.0".into(),
+        host: None,
         kernel: "6.18.44".into(),
         arch: "x86_64".into(),
         sizes: Sizes { anon_vma: 96, anon_vma_chain: 64 },

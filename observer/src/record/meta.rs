@@ -128,6 +128,9 @@ pub fn print(
     if json {
         let mut j = render::json(t, &run);
         j["locks"] = t.locks.json(&t.tree, lock_counters);
+        j["arch"] = h.arch.clone().into();
+        j["start_unix_ms"] = h.start_unix_ms.into();
+        j["host"] = h.host.clone().into();
         if let Some(s) = &live.bpf_stats {
             j["bpf_stats"] = stats::json(s);
         }

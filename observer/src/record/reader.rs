@@ -26,6 +26,8 @@ pub struct Recording {
     pub last_ms: u64,
     /// Bytes after the last complete chunk (a chunk cut short).
     pub lost_bytes: usize,
+    /// Per records chunk: the records read up to its end, and its stamp (the timeline).
+    pub stamps: Vec<(usize, u64)>,
 }
 
 impl Recording {
@@ -114,6 +116,7 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
         chunks: chunks.len(),
         last_ms: 0,
         lost_bytes: cut.map_or(0, |c| data.len() - c),
+        stamps: Vec::new(),
     };
     for (i, (at, kind, body)) in chunks.iter().enumerate().skip(1) {
         let (at, b) = (*at, body.clone());
@@ -123,7 +126,10 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
         match *kind {
             format::HEADER => return Err(err(at, format!("chunk {} is a second header", i + 1))),
             format::SYMBOLS => symbols(&data, b, &mut rec.symbols).map_err(|o| err(o, format!("symbols chunk {} malformed", i + 1)))?,
-            format::RECORDS => rec.last_ms = records(&data, b, &mut rec.records).map_err(|o| err(o, format!("records chunk {} malformed", i + 1)))?,
+            format::RECORDS => {
+                rec.last_ms = records(&data, b, &mut rec.records).map_err(|o| err(o, format!("records chunk {} malformed", i + 1)))?;
+                rec.stamps.push((rec.records.len(), rec.last_ms));
+            }
             format::TRAILER => {
                 rec.trailer = Some(serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("trailer undecodable: {e}")))?);
             }

@@ -23,6 +23,8 @@ pub struct Writer {
     pub records: u64,
     pub bytes: u64,
     pub chunks: u64,
+    /// The stamp of the records chunk last written, until taken (a timeline point).
+    pub flushed: Option<u64>,
     /// A write failed inside `record` (which cannot return it): every later call reports it.
     failed: Option<String>,
 }
@@ -39,6 +41,7 @@ impl Writer {
             records: 0,
             bytes: 0,
             chunks: 0,
+            flushed: None,
             failed: None,
         };
         w.write(&format::preamble())?;
@@ -93,6 +96,7 @@ impl Writer {
             let mut body = std::mem::replace(&mut self.body, vec![0; STAMP]);
             body[..STAMP].copy_from_slice(&ms.to_le_bytes());
             self.chunk(format::RECORDS, &body)?;
+            self.flushed = Some(ms);
         }
         match &self.failed {
             Some(e) => anyhow::bail!("{e}"),

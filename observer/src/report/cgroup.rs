@@ -18,8 +18,9 @@ pub fn pair(c: &lazyvma_model::snapshot::Counts) -> Pair {
 
 fn add(to: &mut Cgroup, p: &ProcessEstimate, sizes: &Sizes) {
     to.processes += 1;
-    to.eager.anon_vma += p.eager.anon_vma;
-    to.eager.anon_vma_chain += p.eager.anon_vma_chain;
+    let eager = to.eager.get_or_insert_with(Pair::default);
+    eager.anon_vma += p.eager.anon_vma;
+    eager.anon_vma_chain += p.eager.anon_vma_chain;
     let lazy = to.lazy.get_or_insert_with(Pair::default);
     lazy.anon_vma += p.lazy.anon_vma;
     lazy.anon_vma_chain += p.lazy.anon_vma_chain;
@@ -27,13 +28,14 @@ fn add(to: &mut Cgroup, p: &ProcessEstimate, sizes: &Sizes) {
 }
 
 fn empty(id: u64, path: &str) -> Cgroup {
-    Cgroup { host: None, id, path: path.into(), processes: 0, eager: Pair::default(), lazy: None, saved_kb: 0.0 }
+    Cgroup { host: None, id, path: path.into(), processes: 0, eager: None, lazy: None, saved_kb: 0.0, observed: None }
 }
 
 fn fold(other: &mut Cgroup, r: Cgroup) {
     other.processes += r.processes;
-    other.eager.anon_vma += r.eager.anon_vma;
-    other.eager.anon_vma_chain += r.eager.anon_vma_chain;
+    let (eo, er) = (other.eager.get_or_insert_with(Pair::default), r.eager.unwrap_or_default());
+    eo.anon_vma += er.anon_vma;
+    eo.anon_vma_chain += er.anon_vma_chain;
     let (lo, lr) = (other.lazy.get_or_insert_with(Pair::default), r.lazy.unwrap_or_default());
     lo.anon_vma += lr.anon_vma;
     lo.anon_vma_chain += lr.anon_vma_chain;

@@ -73,12 +73,14 @@ pub fn document(r: &Report, cgroups: Vec<Cgroup>) -> Doc {
         histograms: histograms(r),
         lost_events: 0,
         knobs: Knobs::default().pairs().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-        timeline: vec![Point { host, t_unix_ms: end, eager: pair(&e.eager), lazy: Some(pair(&e.lazy)) }],
+        timeline: vec![Point { host, t_unix_ms: end, eager: Some(pair(&e.eager)), lazy: Some(pair(&e.lazy)), observed: None }],
         processes: vec![],
         cgroups,
         hosts: vec![],
         notes: vec![],
         rules_that_matter: None,
+        bpf_stats: BTreeMap::new(),
+        recording: None,
     }
 }
 

@@ -132,6 +132,9 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
         hosts: vec![],
         notes: vec![],
         rules_that_matter: None,
+        // Per-host facts: each input's own report keeps them.
+        bpf_stats: BTreeMap::new(),
+        recording: None,
     };
     let mut hists: BTreeMap<String, (String, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
     let (mut kernels, mut arches, mut rmap_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());

@@ -4,8 +4,9 @@
 //! the browser itself. Cells and marks carry `data-k`/`data-value` for the test.
 use std::fmt::Write;
 
+use super::from_trace::LOCK_WAIT;
 use super::hist;
-use super::render_text::{before, kb, legend, lock_avoidance, opt, seed_rows, title};
+use super::render_text::{before, cgroup_before, kb, legend, lock_avoidance, opt, seed_rows, title};
 use super::schema::Doc;
 use super::svg::{bars, esc, lines, Series};
 
@@ -31,29 +32,31 @@ fn head(cols: &[&str]) -> String {
 fn timeline(d: &Doc) -> String {
     let t0 = d.timeline.first().map_or(0, |p| p.t_unix_ms);
     let x = |t: u64| (t - t0) as f64 / 1000.0;
-    let series = |name, color, f: &dyn Fn(&super::schema::Point) -> Option<u64>| Series {
+    let series = |name, color, f: &dyn Fn(&super::schema::Point) -> Option<f64>| Series {
         name,
         color,
-        points: d.timeline.iter().filter_map(|p| Some((x(p.t_unix_ms), f(p)? as f64))).collect(),
+        points: d.timeline.iter().filter_map(|p| Some((x(p.t_unix_ms), f(p)?))).collect(),
     };
-    lines(
-        "chart-timeline",
-        "eager vs lazy live objects over time",
-        "seconds since the first point",
-        &[
-            series("eager anon_vma", "#c0392b", &|p| Some(p.eager.anon_vma)),
-            series("lazy anon_vma", "#27ae60", &|p| p.lazy.map(|l| l.anon_vma)),
-            series("eager anon_vma_chain", "#e67e22", &|p| Some(p.eager.anon_vma_chain)),
-            series("lazy anon_vma_chain", "#2980b9", &|p| p.lazy.map(|l| l.anon_vma_chain)),
-        ],
-    )
+    let all = [
+        series("eager anon_vma", "#c0392b", &|p| p.eager.map(|e| e.anon_vma as f64)),
+        series("lazy anon_vma", "#27ae60", &|p| p.lazy.map(|l| l.anon_vma as f64)),
+        series("eager anon_vma_chain", "#e67e22", &|p| p.eager.map(|e| e.anon_vma_chain as f64)),
+        series("lazy anon_vma_chain", "#2980b9", &|p| p.lazy.map(|l| l.anon_vma_chain as f64)),
+        series("observed anon_vma", "#7f8c8d", &|p| p.observed.map(|o| o.anon_vma as f64)),
+        series("observed anon_vma_chain", "#8e44ad", &|p| p.observed.map(|o| o.anon_vma_chain as f64)),
+    ];
+    // Only what this source has: a trace without its model draws the observed pair alone.
+    let drawn: Vec<Series> = all.into_iter().filter(|s| !s.points.is_empty()).collect();
+    lines("chart-timeline", "eager vs lazy live objects over time", "seconds since the first point", &drawn)
 }
 
 fn savings(d: &Doc) -> (String, String) {
     let host = |h: &Option<String>| h.as_ref().map(|h| format!("{h}:")).unwrap_or_default();
     if !d.cgroups.is_empty() {
-        let b: Vec<(String, f64)> = d.cgroups.iter().take(12).map(|c| (format!("{}{}", host(&c.host), c.path), c.saved_kb)).collect();
-        return ("Savings by cgroup".into(), bars("chart-savings", "saved KB by cgroup", "KB", &b, "no cgroup rows"));
+        // A row without its lazy side (a trace whose model was not fed) saves nothing known.
+        let b: Vec<(String, f64)> =
+            d.cgroups.iter().filter(|c| c.lazy.is_some()).take(12).map(|c| (format!("{}{}", host(&c.host), c.path), c.saved_kb)).collect();
+        return ("Savings by cgroup".into(), bars("chart-savings", "saved KB by cgroup", "KB", &b, "no savings: this source ran no lazy model"));
     }
     let mut procs: Vec<_> = d.processes.iter().collect();
     procs.sort_by(|a, b| b.saved_kb.total_cmp(&a.saved_kb).then(a.pid.cmp(&b.pid)));
@@ -134,6 +137,8 @@ pub fn render(d: &Doc, top: usize) -> String {
     }
     let _ = write!(o, "</ul><h3>rmap lock-wait distribution</h3>");
     let _ = write!(o, "{}", distribution(d, RMAP_WAIT, "chart-rmap-wait", "rmap lock waits: not measured by this source"));
+    let _ = write!(o, "<h3>anon_vma root rwsem waits (lock:contention_*)</h3>");
+    let _ = write!(o, "{}", distribution(d, LOCK_WAIT, "chart-lock-wait", "anon_vma root rwsem waits: not measured by this source"));
     let _ = write!(o, "<table id=\"histograms\">{}", head(&["Histogram", "unit", "count", "p50", "p90", "p99", "max"]));
     for (name, unit, count, s) in super::render_text::hist_rows(d) {
         let k = |c: &str| format!("histograms.{name}.{c}");
@@ -142,7 +147,7 @@ pub fn render(d: &Doc, top: usize) -> String {
         let _ = write!(o, "{}", row(&cells));
     }
     let _ = write!(o, "</table>");
-    for name in d.histograms.series.keys().filter(|n| n.as_str() != RMAP_WAIT) {
+    for name in d.histograms.series.keys().filter(|n| n.as_str() != RMAP_WAIT && n.as_str() != LOCK_WAIT) {
         let _ = write!(o, "<h3>{}</h3>{}", esc(name), distribution(d, name, &format!("chart-hist-{name}"), "no samples"));
     }
     if !d.hosts.is_empty() {
@@ -208,9 +213,9 @@ pub fn render(d: &Doc, top: usize) -> String {
                     cell(&k("path"), &c.path),
                     cell(&k("host"), c.host.as_deref().unwrap_or("")),
                     cell(&k("processes"), &c.processes.to_string()),
-                    cell(&k("eager.anon_vma"), &c.eager.anon_vma.to_string()),
+                    cell(&k("before.anon_vma"), &opt(cgroup_before(c).map(|b| b.anon_vma))),
                     cell(&k("lazy.anon_vma"), &opt(c.lazy.map(|l| l.anon_vma))),
-                    cell(&k("eager.anon_vma_chain"), &c.eager.anon_vma_chain.to_string()),
+                    cell(&k("before.anon_vma_chain"), &opt(cgroup_before(c).map(|b| b.anon_vma_chain))),
                     cell(&k("lazy.anon_vma_chain"), &opt(c.lazy.map(|l| l.anon_vma_chain))),
                     cell(&k("saved_kb"), &format!("{:.1}", c.saved_kb)),
                 ])
@@ -220,6 +225,17 @@ pub fn render(d: &Doc, top: usize) -> String {
     }
     if let Some(s) = &d.rules_that_matter {
         let _ = write!(o, "{}", rules_that_matter(s));
+    }
+    if !d.bpf_stats.is_empty() {
+        let _ = write!(o, "<h2>BPF programs (--stats)</h2><table id=\"bpf-stats\">{}", head(&["Program", "runs", "mean ns"]));
+        for (p, s) in &d.bpf_stats {
+            let k = |c: &str| format!("bpf_stats.{p}.{c}");
+            let _ = write!(o, "{}", row(&[cell(&k("program"), p), cell(&k("runs"), &s.runs.to_string()), cell(&k("mean_ns"), &s.mean_ns.to_string())]));
+        }
+        let _ = write!(o, "</table>");
+    }
+    if let Some(r) = &d.recording {
+        let _ = write!(o, "<h2>Recording</h2><p data-k=\"recording\">{}</p>", esc(&super::render_text::recording(r)));
     }
     let _ = write!(o, "<h2>Lost events</h2><p data-k=\"lost_events\">{}</p>", d.lost_events);
     let knobs: Vec<String> = d.knobs.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::hist;
-use super::schema::{Cgroup, Doc, ObjectRow, Side};
+use super::schema::{Cgroup, Doc, ObjectRow, Pair, Side};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -111,7 +111,11 @@ pub fn lock_avoidance(d: &Doc) -> Vec<String> {
     }
     match d.rmap.get("walks").copied().flatten() {
         Some(w) => lines.push(format!("rmap walks: {w}")),
-        None => lines.push("rmap walks and root rwsem waits: not measured by this source (needs lock:contention_* in trace)".into()),
+        None => lines.push("rmap walks: not measured by this source (needs the rmap function hook)".into()),
+    }
+    match d.rmap.get("lock_wait_events").copied().flatten() {
+        Some(w) => lines.push(format!("anon_vma root rwsem waits: {w}")),
+        None => lines.push("anon_vma root rwsem waits: not measured by this source (needs lock:contention_* in trace)".into()),
     }
     lines
 }
@@ -131,13 +135,13 @@ pub fn hist_rows(d: &Doc) -> Vec<HistRow> {
         .collect()
 }
 
-fn pair_cells(e: &super::schema::Pair, l: &Option<super::schema::Pair>) -> Vec<String> {
-    vec![
-        e.anon_vma.to_string(),
-        opt(l.map(|l| l.anon_vma)),
-        e.anon_vma_chain.to_string(),
-        opt(l.map(|l| l.anon_vma_chain)),
-    ]
+fn pair_cells(e: &Option<Pair>, l: &Option<Pair>) -> Vec<String> {
+    vec![opt(e.map(|e| e.anon_vma)), opt(l.map(|l| l.anon_vma)), opt(e.map(|e| e.anon_vma_chain)), opt(l.map(|l| l.anon_vma_chain))]
+}
+
+/// A cgroup's "before": eager where modelled, else what its processes allocated (a trace).
+pub fn cgroup_before(c: &Cgroup) -> Option<Pair> {
+    c.eager.or(c.observed.map(|o| Pair { anon_vma: o.anon_vma.alloc, anon_vma_chain: o.anon_vma_chain.alloc }))
 }
 
 fn cgroup_section(o: &mut String, style: Style, cgroups: &[Cgroup], fleet: bool, top: usize) {
@@ -154,7 +158,7 @@ fn cgroup_section(o: &mut String, style: Style, cgroups: &[Cgroup], fleet: bool,
                 r.push(c.host.clone().unwrap_or_default());
             }
             r.push(c.processes.to_string());
-            r.extend(pair_cells(&c.eager, &c.lazy));
+            r.extend(pair_cells(&cgroup_before(c), &c.lazy));
             r.push(format!("{:.1}", c.saved_kb));
             r
         })
@@ -253,7 +257,7 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
                 if fleet {
                     r.push(p.host.clone().unwrap_or_default());
                 }
-                r.extend(pair_cells(&p.eager, &p.lazy));
+                r.extend(pair_cells(&Some(p.eager), &p.lazy));
                 r.push(format!("{:.1}", p.saved_kb));
                 r
             })
@@ -278,6 +282,15 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
         heading(&mut o, style, "Lazy VMAs before their first share");
         table(&mut o, style, &super::render_rules::HISTORY_HEAD, &shown(super::render_rules::history_rows(s)));
     }
+    if !d.bpf_stats.is_empty() {
+        heading(&mut o, style, "BPF programs (--stats)");
+        let rows: Vec<Vec<String>> = d.bpf_stats.iter().map(|(k, s)| vec![k.clone(), s.runs.to_string(), s.mean_ns.to_string()]).collect();
+        table(&mut o, style, &["Program", "runs", "mean ns"], &rows);
+    }
+    if let Some(r) = &d.recording {
+        heading(&mut o, style, "Recording");
+        let _ = writeln!(o, "{}", recording(r));
+    }
     heading(&mut o, style, "Lost events");
     let _ = writeln!(o, "{}", d.lost_events);
     heading(&mut o, style, "Knobs");
@@ -292,4 +305,10 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
         let _ = writeln!(o, "- {n}");
     }
     o
+}
+
+/// Where a replay's records came from, in one line.
+pub fn recording(r: &super::schema::Recording) -> String {
+    let cut = if r.complete { String::new() } else { format!(", cut short: {} bytes lost", r.lost_bytes) };
+    format!("{} (format {}, {} records in {} chunks, {} bytes){cut}", r.path, r.format_version, r.records, r.chunks, r.bytes)
 }

@@ -98,13 +98,39 @@ pub struct Pair {
     pub anon_vma_chain: u64,
 }
 
-/// Live objects at one instant (a snapshot is one point; several reports make a series).
+/// Live objects on the unpatched kernel, counted from a trace's start: allocations − frees,
+/// so negative when more objects from before the trace were freed than were allocated.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Net {
+    pub anon_vma: i64,
+    pub anon_vma_chain: i64,
+}
+
+/// Allocations and frees of one kind during a trace.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub alloc: u64,
+    pub free: u64,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flows {
+    pub anon_vma: Flow,
+    pub anon_vma_chain: Flow,
+}
+
+/// Live objects at one instant (a snapshot is one point; a trace one per live interval;
+/// several reports make a series).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Point {
     pub host: String,
     pub t_unix_ms: u64,
-    pub eager: Pair,
+    /// `null`: not modelled (a trace whose model was not fed).
+    pub eager: Option<Pair>,
     pub lazy: Option<Pair>,
+    /// A trace's observed live objects (allocated − freed since its start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Net>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,9 +154,33 @@ pub struct Cgroup {
     pub id: u64,
     pub path: String,
     pub processes: u64,
-    pub eager: Pair,
+    /// `null`: not modelled (a trace whose model was not fed).
+    pub eager: Option<Pair>,
     pub lazy: Option<Pair>,
     pub saved_kb: f64,
+    /// `trace --by-cgroup`: what its processes allocated and freed during the trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Flows>,
+}
+
+/// `trace --stats`: one BPF program's runs and mean run time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BpfProg {
+    pub runs: u64,
+    pub mean_ns: u64,
+}
+
+/// Where a replayed report's records came from (`lazyvma replay RECORDING`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recording {
+    pub path: String,
+    pub format_version: String,
+    pub bytes: u64,
+    pub chunks: u64,
+    pub records: u64,
+    /// false: cut short (no trailer): the end reason and lost events are unknown.
+    pub complete: bool,
+    pub lost_bytes: u64,
 }
 
 /// One input of a merge: what that host's report said, in brief.
@@ -188,13 +238,22 @@ pub struct Doc {
     /// (optional and additive: still version 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules_that_matter: Option<lazyvma_model::sweep::Sweep>,
+    /// `trace --stats`: BPF program → cost; empty when not measured (and in a merge).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub bpf_stats: BTreeMap<String, BpfProg>,
+    /// `source: replay`: the recording read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Recording>,
 }
 
 impl Doc {
     /// What the object counts mean: the source, or for a merge the one source of its inputs.
     pub fn kind(&self) -> &str {
         match (self.source.as_str(), self.hosts.first()) {
+            ("merge", Some(h)) if h.source == "replay" => "trace",
             ("merge", Some(h)) => &h.source,
+            // A replay's counts are its trace's.
+            ("replay", _) => "trace",
             (s, _) => s,
         }
     }

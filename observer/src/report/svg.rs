@@ -24,8 +24,12 @@ fn open(id: &str, title: &str) -> String {
 }
 
 fn y_axis(o: &mut String, max: f64) {
+    y_range(o, 0.0, max);
+}
+
+fn y_range(o: &mut String, min: f64, max: f64) {
     let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{}</text>", PAD - 4.0, PAD + 4.0, fmt(max));
-    let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">0</text>", PAD - 4.0, H - PAD);
+    let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"end\">{}</text>", PAD - 4.0, H - PAD, fmt(min));
 }
 
 fn fmt(v: f64) -> String {
@@ -53,13 +57,18 @@ pub fn lines(id: &str, title: &str, x_label: &str, series: &[Series<'_>]) -> Str
     let pts = series.iter().flat_map(|s| &s.points);
     let (xmin, xmax) = pts.clone().fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
     let ymax = pts.clone().fold(0.0f64, |m, p| m.max(p.1)).max(1.0);
+    // A trace's observed live count goes below zero when it frees more older objects than it allocates.
+    let ymin = pts.clone().fold(0.0f64, |m, p| m.min(p.1));
     if xmin > xmax {
         empty(&mut o, "no data");
         return o + "</svg>";
     }
     let sx = |x: f64| if xmax > xmin { PAD + (x - xmin) / (xmax - xmin) * (W - 1.5 * PAD) } else { (W + PAD / 2.0) / 2.0 };
-    let sy = |y: f64| H - PAD - y / ymax * (H - 2.0 * PAD);
-    y_axis(&mut o, ymax);
+    let sy = |y: f64| H - PAD - (y - ymin) / (ymax - ymin) * (H - 2.0 * PAD);
+    y_range(&mut o, ymin, ymax);
+    if ymin < 0.0 {
+        let _ = write!(o, "<line x1=\"{PAD}\" y1=\"{0:.1}\" x2=\"{1}\" y2=\"{0:.1}\" stroke=\"#ccc\" stroke-dasharray=\"4\"/>", sy(0.0), W - PAD / 2.0);
+    }
     let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"10\" text-anchor=\"middle\">{}</text>", W / 2.0, H - 8.0, esc(x_label));
     for (i, s) in series.iter().enumerate() {
         let path: Vec<String> = s.points.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
@@ -77,7 +86,7 @@ pub fn lines(id: &str, title: &str, x_label: &str, series: &[Series<'_>]) -> Str
                 fmt(y)
             );
         }
-        let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>", PAD + 8.0 + 150.0 * i as f64, PAD - 16.0, s.color, esc(s.name));
+        let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>", PAD + 8.0 + 190.0 * (i % 3) as f64, PAD - 29.0 + 13.0 * (i / 3) as f64, s.color, esc(s.name));
     }
     o + "</svg>"
 }

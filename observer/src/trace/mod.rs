@@ -17,6 +17,7 @@ pub mod render;
 pub mod slab;
 pub mod stats;
 pub mod symbols;
+pub mod timeline;
 
 use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
 use pids::Tree;
@@ -49,6 +50,8 @@ pub struct Tracer {
     pub knobs: lazyvma_model::knobs::Knobs,
     /// anon_vma root rwsem contention.
     pub locks: locks::Locks,
+    /// Live objects at each live row (trace) or records chunk (replay).
+    pub timeline: timeline::Timeline,
 }
 
 impl Tracer {
@@ -70,6 +73,7 @@ impl Tracer {
             tap: None,
             knobs: Default::default(),
             locks: locks::Locks::default(),
+            timeline: Default::default(),
         }
     }
 
@@ -78,6 +82,7 @@ impl Tracer {
         if let Some(w) = self.tap.as_mut() {
             w.record(bytes, &self.syms);
         }
+        self.tap_point();
         match lazyvma_model::trace_abi::decode_any(bytes) {
             Some(Record::Trace(ev)) => self.handle(&ev),
             Some(Record::Hook(ev)) => self.hook(&ev),

@@ -103,6 +103,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "ops": if r.ops { t.op_stats.ops_json() } else { Value::Null },
         "launcher_frees": t.launcher_frees,
         "live_objects": t.live_objects(),
+        "timeline": t.timeline.json(r.elapsed_ms as u64, &t.tally.total),
         // Filled by the model once trace feeds it; never estimated here.
         "eager": null,
         "lazy": null,
