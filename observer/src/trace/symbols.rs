@@ -8,7 +8,18 @@ pub struct Symbols {
     /// (address, name), sorted by address; every symbol, text or not, since the next
     /// symbol of any kind ends a function.
     table: Vec<(u64, String)>,
+    /// Text symbols only (kallsyms type t, T, W, w), sorted by (address, is a function):
+    /// what a return address may be named after: (address, is a function, index in
+    /// `table`). Markers sort first so a function at the same address wins.
+    text: Vec<(u64, bool, u32)>,
+    /// [_sinittext, _einittext): init text, freed after boot, so no live frame is in it.
+    init: Option<(u64, u64)>,
+    /// [_stext, _etext): the kernel's own text.
+    kernel: Option<(u64, u64)>,
 }
+
+/// Linker markers typed as text that bound sections rather than name functions.
+const TEXT_MARKERS: &[&str] = &["_stext", "_text", "_etext", "_sinittext", "_einittext"];
 
 impl Symbols {
     pub fn load() -> anyhow::Result<Symbols> {
@@ -20,17 +31,26 @@ impl Symbols {
         let mut table = Vec::new();
         for line in text.lines() {
             let mut it = line.split_ascii_whitespace();
-            let (Some(addr), Some(_), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
+            let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
             let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
-            if addr != 0 {
-                table.push((addr, name.to_string()));
+            if addr == 0 {
+                continue;
             }
+            // Weak symbols (W, w) are functions too: without them a frame in one would be
+            // named after the function before it.
+            table.push((addr, name.to_string(), matches!(kind, "t" | "T" | "W" | "w")));
         }
         if table.is_empty() {
             bail!("/proc/kallsyms shows no addresses (kptr_restrict?): call sites cannot be attributed");
         }
         table.sort_unstable();
-        Ok(Symbols { table })
+        let mut funcs: Vec<(u64, bool, u32)> =
+            table.iter().enumerate().filter(|(_, e)| e.2).map(|(i, (a, n, _))| (*a, !TEXT_MARKERS.contains(&n.as_str()), i as u32)).collect();
+        funcs.sort_unstable();
+        let at = |n: &str| funcs.iter().find(|(_, f, i)| !f && table[*i as usize].1 == n).map(|(a, _, _)| *a);
+        let (init, kernel) = (at("_sinittext").zip(at("_einittext")), at("_stext").zip(at("_etext")));
+        let table = table.into_iter().map(|(a, n, _)| (a, n)).collect();
+        Ok(Symbols { table, text: funcs, init, kernel })
     }
 
     /// Every name, for `backend::Facts::kallsyms` (which only asks whether a name is
@@ -66,11 +86,26 @@ impl Symbols {
         Ok(ranges)
     }
 
-    /// The function containing `addr`, without compiler suffixes (`.isra.0`, `.cold`).
+    /// The function containing `addr`, without compiler suffixes (`.isra.0`, `.cold`);
+    /// `None` when no function can contain it: before the first text symbol, after the
+    /// last one (its end is unknown), past `_etext`/`_einittext` (data, BPF and module
+    /// memory kallsyms did not list when read), or in init text (freed after boot).
     pub fn name(&self, addr: u64) -> Option<&str> {
-        let i = self.table.partition_point(|(a, _)| *a <= addr).checked_sub(1)?;
-        let n = self.table[i].1.as_str();
-        Some(n.split_once('.').map_or(n, |(base, _)| base))
+        if self.init.is_some_and(|(s, e)| (s..e).contains(&addr)) {
+            return None;
+        }
+        let i = self.text.partition_point(|(a, _, _)| *a <= addr).checked_sub(1)?;
+        let (start, function, at) = self.text[i];
+        // A function ends at the next text symbol; the last one's end is unknown.
+        self.text[i + 1..].iter().find(|(a, _, _)| *a > start)?;
+        let n = &self.table[at as usize].1;
+        function.then(|| n.split_once('.').map_or(n.as_str(), |(base, _)| base))
+    }
+
+    /// Whether `addr` is known to be outside the kernel's own text [_stext, _etext): module,
+    /// BPF or no text at all. False when kallsyms gave no _stext/_etext.
+    pub fn outside_kernel_text(&self, addr: u64) -> bool {
+        self.kernel.is_some_and(|(s, e)| !(s..e).contains(&addr))
     }
 }
 
@@ -78,18 +113,19 @@ impl Symbols {
 mod tests {
     use super::*;
 
-    const K: &str = "ffffffff81000000 T a\nffffffff81000010 t b.isra.0\nffffffff81000010 t alias\nffffffff81000040 D data\n0000000000000000 A hidden\n";
+    const K: &str = "ffffffff81000000 T a\nffffffff81000010 t b.isra.0\nffffffff81000010 t alias\nffffffff81000030 t c\nffffffff81000040 D data\n0000000000000000 A hidden\n";
 
     #[test]
     fn ranges_end_at_the_next_address_and_names_drop_suffixes() {
         let s = Symbols::parse(K).unwrap();
         assert_eq!(s.range("a").unwrap(), (0xffffffff81000000, 0xffffffff81000010));
-        assert_eq!(s.range("alias").unwrap(), (0xffffffff81000010, 0xffffffff81000040));
+        assert_eq!(s.range("alias").unwrap(), (0xffffffff81000010, 0xffffffff81000030));
         assert!(s.range("data").unwrap_err().to_string().contains("last symbol"));
         assert!(s.range("nope").unwrap_err().to_string().contains("not in /proc/kallsyms"));
         assert_eq!(s.name(0xffffffff81000005), Some("a"));
         assert_eq!(s.name(0xffffffff81000000 - 1), None);
         assert!(matches!(s.name(0xffffffff81000011), Some("b") | Some("alias")));
+        assert_eq!(s.name(0xffffffff81000031), None, "the last text symbol's end is unknown");
     }
 
     #[test]
@@ -97,5 +133,27 @@ mod tests {
         let s = Symbols::parse("ffffffff81000000 t x\nffffffff81000100 t x\nffffffff81000200 t y\n").unwrap();
         assert!(s.range("x").unwrap_err().to_string().contains("more than once"));
         assert!(Symbols::parse("0000000000000000 T a\n").is_err());
+    }
+
+    /// Lines of a Debian 6.12.118 cloud amd64 guest's /proc/kallsyms (KALLSYMS_ALL, KASLR).
+    const GUEST: &str = include_str!("../../tests/fixtures/kallsyms-6.12-amd64.txt");
+
+    #[test]
+    fn only_text_symbols_name_frames() {
+        let s = Symbols::parse(GUEST).unwrap();
+        assert_eq!(s.name(0xffffffffbb791950 + 0x40), Some("anon_vma_clone"));
+        assert_eq!(s.name(0xffffffffbb79c6a0 + 0x100), Some("__split_vma"));
+        assert_eq!(s.name(0xffffffffbb402df0 + 4), Some("calibration_delay_done"), "weak functions are text");
+        // A BPF trampoline made after kallsyms was read: above every symbol, the highest of
+        // which is data. It used to be named __init_scratch_end.
+        assert_eq!(s.name(0xffffffffc0201000), None);
+        assert_eq!(s.name(0xffffffffbe600000 + 8), None);
+        assert_eq!(s.name(0xffffffffbc400000 + 0x10), None, "rodata, past _etext");
+        assert_eq!(s.name(0xffffffffbd72f000 + 0x20), None, "init text is freed after boot");
+        assert_eq!(s.name(0xffffffffbd7b6000), None, "init data, past _einittext");
+        assert_eq!(s.name(0xffffffffbb400000 - 1), None);
+        assert!(s.outside_kernel_text(0xffffffffc0201000));
+        assert!(!s.outside_kernel_text(0xffffffffbb791950));
+        assert_eq!(s.range("anon_vma_clone").unwrap(), (0xffffffffbb791950, 0xffffffffbb791b30));
     }
 }
