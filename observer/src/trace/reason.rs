@@ -45,13 +45,16 @@ pub fn classify(func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> Strin
     let names: Vec<Option<&str>> = frames.iter().map(|a| syms.name(*a)).collect();
     // Frames above the allocating/freeing function itself.
     let own = FUNCTIONS.get(func as usize).copied().unwrap_or("");
+    // An fexit trampoline (trace's own, on anon_vma_clone) is called from the function's
+    // patched entry and calls its body: right above the body come the trampoline, then the
+    // function again (the entry's return address). Nothing outside the kernel image calls
+    // these unexported functions, and they do not recurse: skip both to the real caller.
     let above: &[Option<&str>] = match names.iter().position(|n| *n == Some(own)) {
         None => &names,
-        // An fexit trampoline (trace's own, on anon_vma_clone) calls the function, so it
-        // sits right above it; nothing else outside kernel text calls these unexported
-        // functions. Its caller is the real one.
-        Some(i) if frames.get(i + 1).is_some_and(|a| syms.outside_kernel_text(*a)) => &names[(i + 2).min(names.len())..],
-        Some(i) => &names[i + 1..],
+        Some(i) => {
+            let skip = (i + 1..frames.len()).take_while(|&j| names[j] == Some(own) || syms.outside_kernel_image(frames[j])).count();
+            &names[i + 1 + skip..]
+        }
     };
     let first = || above.first().map(|n| n.unwrap_or("unknown"));
     match (func, alloc) {
@@ -117,15 +120,16 @@ mod tests {
     fn guest_stacks_name_the_caller_past_the_fexit_trampoline() {
         let s = Symbols::parse(include_str!("../../tests/fixtures/kallsyms-6.12-amd64.txt")).unwrap();
         let (alloc, clone, split, tramp) = (0xffffffffbb7bae10, 0xffffffffbb7919a2, 0xffffffffbb79c7c4, 0xffffffffc0201044);
+        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, 0xffffffffbb791955, split], &s), "split");
         assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, split], &s), "split");
         assert_eq!(classify(FN_CLONE, true, &[alloc, clone, split], &s), "split");
         // Never a data symbol's name: a frame nothing contains is unknown.
-        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, 0xffffffffbe600010], &s), "clone:unknown");
+        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, 0xffffffffbd72f020, split], &s), "clone:unknown");
         assert_eq!(classify(FN_CLONE, true, &[tramp], &s), "clone:unknown");
         let (unlink, free_pgt, munmap, mremap) = (0xffffffffbb7917a0, 0xffffffffbb7704f0, 0xffffffffbb79e330, 0xffffffffbb789400);
         assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt, munmap, mremap], &s), "mremap");
         assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt, munmap], &s), "munmap");
-        assert_eq!(classify(FN_UNLINK, false, &[unlink, tramp, 0xffffffffbc400010], &s), "unlink:unknown");
+        assert_eq!(classify(FN_UNLINK, false, &[unlink, 0xffffffffbd72f020], &s), "unlink:unknown");
         assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt], &s), "unlink:free_pgtables");
     }
 }

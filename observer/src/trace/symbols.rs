@@ -14,8 +14,9 @@ pub struct Symbols {
     text: Vec<(u64, bool, u32)>,
     /// [_sinittext, _einittext): init text, freed after boot, so no live frame is in it.
     init: Option<(u64, u64)>,
-    /// [_stext, _etext): the kernel's own text.
-    kernel: Option<(u64, u64)>,
+    /// [_stext, highest symbol not in a module]: the kernel image (text, data, init).
+    /// BPF trampolines and modules lie outside it.
+    image: Option<(u64, u64)>,
 }
 
 /// Linker markers typed as text that bound sections rather than name functions.
@@ -28,13 +29,17 @@ impl Symbols {
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Symbols> {
-        let mut table = Vec::new();
+        let (mut table, mut image_end) = (Vec::new(), 0);
         for line in text.lines() {
             let mut it = line.split_ascii_whitespace();
             let (Some(addr), Some(kind), Some(name)) = (it.next(), it.next(), it.next()) else { continue };
             let Ok(addr) = u64::from_str_radix(addr, 16) else { continue };
             if addr == 0 {
                 continue;
+            }
+            // A fourth column is the module ("[bpf]" for BPF programs).
+            if it.next().is_none() {
+                image_end = image_end.max(addr);
             }
             // Weak symbols (W, w) are functions too: without them a frame in one would be
             // named after the function before it.
@@ -48,9 +53,9 @@ impl Symbols {
             table.iter().enumerate().filter(|(_, e)| e.2).map(|(i, (a, n, _))| (*a, !TEXT_MARKERS.contains(&n.as_str()), i as u32)).collect();
         funcs.sort_unstable();
         let at = |n: &str| funcs.iter().find(|(_, f, i)| !f && table[*i as usize].1 == n).map(|(a, _, _)| *a);
-        let (init, kernel) = (at("_sinittext").zip(at("_einittext")), at("_stext").zip(at("_etext")));
+        let (init, image) = (at("_sinittext").zip(at("_einittext")), at("_stext").map(|s| (s, image_end)));
         let table = table.into_iter().map(|(a, n, _)| (a, n)).collect();
-        Ok(Symbols { table, text: funcs, init, kernel })
+        Ok(Symbols { table, text: funcs, init, image })
     }
 
     /// Every name, for `backend::Facts::kallsyms` (which only asks whether a name is
@@ -102,10 +107,10 @@ impl Symbols {
         function.then(|| n.split_once('.').map_or(n.as_str(), |(base, _)| base))
     }
 
-    /// Whether `addr` is known to be outside the kernel's own text [_stext, _etext): module,
-    /// BPF or no text at all. False when kallsyms gave no _stext/_etext.
-    pub fn outside_kernel_text(&self, addr: u64) -> bool {
-        self.kernel.is_some_and(|(s, e)| !(s..e).contains(&addr))
+    /// Whether `addr` is known to be outside the kernel image: a module, or BPF (whose
+    /// trampolines kallsyms lists only once made). False when kallsyms gave no _stext.
+    pub fn outside_kernel_image(&self, addr: u64) -> bool {
+        self.image.is_some_and(|(s, e)| !(s..=e).contains(&addr))
     }
 }
 
@@ -152,8 +157,9 @@ mod tests {
         assert_eq!(s.name(0xffffffffbd72f000 + 0x20), None, "init text is freed after boot");
         assert_eq!(s.name(0xffffffffbd7b6000), None, "init data, past _einittext");
         assert_eq!(s.name(0xffffffffbb400000 - 1), None);
-        assert!(s.outside_kernel_text(0xffffffffc0201000));
-        assert!(!s.outside_kernel_text(0xffffffffbb791950));
+        assert!(s.outside_kernel_image(0xffffffffc0201000));
+        assert!(!s.outside_kernel_image(0xffffffffbb791950));
+        assert!(!s.outside_kernel_image(0xffffffffbd72f020), "init text is in the image");
         assert_eq!(s.range("anon_vma_clone").unwrap(), (0xffffffffbb791950, 0xffffffffbb791b30));
     }
 }
