@@ -61,8 +61,8 @@ pub const MERGE_FUNCTIONS: [&str; 5] = ["vma_merge", "__vma_adjust", "vma_expand
 
 /// Frames of the per-task caller stack ([`HookEvent::callers`], innermost in the low byte):
 /// the operation a clone, unlink or rmap walk happens inside. Index = code.
-pub const CALLERS: [&str; 9] =
-    ["", "anon_vma_fork", "__split_vma", "merge", "copy_vma", "folio_referenced", "try_to_unmap", "try_to_migrate", "remove_migration_ptes"];
+pub const CALLERS: [&str; 10] =
+    ["", "anon_vma_fork", "__split_vma", "merge", "copy_vma", "folio_referenced", "try_to_unmap", "try_to_migrate", "remove_migration_ptes", "mremap"];
 pub const CALLER_FORK: u8 = 1;
 pub const CALLER_SPLIT: u8 = 2;
 pub const CALLER_MERGE: u8 = 3;
@@ -71,6 +71,8 @@ pub const CALLER_FOLIO_REFERENCED: u8 = 5;
 pub const CALLER_TRY_TO_UNMAP: u8 = 6;
 pub const CALLER_TRY_TO_MIGRATE: u8 = 7;
 pub const CALLER_REMOVE_MIGRATION_PTES: u8 = 8;
+/// The mremap syscall (its arch entry), around copy_vma and the old range's unmap.
+pub const CALLER_MREMAP: u8 = 9;
 
 /// Chains longer than this are counted only this far ([`VmaSnap::chain_len`] saturates).
 pub const HOOK_CHAIN_MAX: u64 = 256;

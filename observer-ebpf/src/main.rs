@@ -18,6 +18,7 @@ mod slab;
 mod fault;
 mod fork;
 mod hook;
+mod mremap;
 mod rmap;
 mod teardown;
 mod vma;

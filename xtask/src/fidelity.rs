@@ -6,7 +6,7 @@
 //!     observer/tests/fidelity/expected.json (the table the host test uses too);
 //! (b) in every run, what the function hooks imply against the slab ground truth;
 //! (c) the fentry and kprobe runs agree exactly;
-//! (d) rmap walks per caller against the pages `migrate` moved.
+//! (d) rmap walks per caller against the pages `migrate` moved or `pageout` paged out.
 use crate::{
     util,
     vm::{self, assets, qemu, Arch, Series},
@@ -325,19 +325,21 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
         }
     }
 
-    // (d) rmap walks per page moved.
+    // (d) rmap walks per page the workload says it moved (migrate) or paged out (pageout).
     if let Some(per) = e["rmap_per_page"].as_object() {
-        let moved = |n: i64| -> Result<i64> {
+        let key = e["rmap_pages"].as_str().unwrap_or("moved");
+        let pages = |n: i64| -> Result<i64> {
             let r = &g.runs[&(s.to_string(), n, "fentry".to_string())];
             let done = r.done.as_deref().context("no `done` line")?;
-            done.split_whitespace().find_map(|w| w.strip_prefix("moved=")).and_then(|v| v.parse().ok()).with_context(|| format!("no moved= in `{done}`"))
+            let at = format!("{key}=");
+            done.split_whitespace().find_map(|w| w.strip_prefix(at.as_str())).and_then(|v| v.parse().ok()).with_context(|| format!("no {key}= in `{done}`"))
         };
-        let (m3, m0) = (moved(N)?, moved(0)?);
-        ensure!(m3 > m0, "(d) migrate moved {m3} pages with N={N}, {m0} with N=0: nothing to count");
+        let (m3, m0) = (pages(N)?, pages(0)?);
+        ensure!(m3 > m0, "(d) {s}: {key}={m3} with N={N}, {m0} with N=0: nothing to count");
         for (caller, k) in per {
             let (x, y) = (walks(a).get(caller).copied().unwrap_or(0), walks(b).get(caller).copied().unwrap_or(0));
             let want = k.as_i64().unwrap_or(0) * (m3 - m0);
-            ensure!(x - y == want, "(d) rmap walks by {caller}, N={N} minus N=0: got {}, want {want} ({} pages moved; walks by caller {})", x - y, m3 - m0, a["rmap"]["by_caller"]);
+            ensure!(x - y == want, "(d) rmap walks by {caller}, N={N} minus N=0: got {}, want {want} ({key} {} pages; walks by caller {})", x - y, m3 - m0, a["rmap"]["by_caller"]);
         }
     }
     Ok(None)

@@ -87,6 +87,9 @@ mount -t debugfs debugfs /sys/kernel/debug
 mount -t tracefs tracefs /sys/kernel/tracing
 mount -t bpf bpffs /sys/fs/bpf
 mount -t tmpfs tmpfs /tmp
+# The host's swap disk (NVMe) probes asynchronously: wait for it, at most 10 s.
+i=0; while [ ! -b /dev/nvme0n1 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+mkswap /dev/nvme0n1 >/dev/null 2>&1 && swapon /dev/nvme0n1 || echo "lazyvma-vm: no swap (/dev/nvme0n1)"
 echo "lazyvma-vm: uname -r: $(uname -r)"
 cd /root
 sh /lazyvma/cmd

@@ -100,9 +100,9 @@ pub fn run(a: Args) -> Result<i32> {
 /// reports the release we fetched, and returns 0.
 pub fn matrix() -> Result<()> {
     // doctor loads every probe program on a real kernel; the workload scenarios are the ones
-    // every guest supports (two NUMA nodes make `migrate` deterministic).
+    // every guest supports (two NUMA nodes make `migrate` deterministic, the swap disk `pageout`).
     let script = "lazyvma --version && lazyvma doctor >/dev/null \
-        && for s in touch fork fork-chain fork-exec reuse split mremap munmap-hole thp migrate; do \
+        && for s in touch fork fork-chain fork-exec reuse split mremap munmap-hole thp migrate pageout; do \
              lazyvma-workload $s -n 3 >/dev/null || { echo \"workload $s failed\"; exit 1; }; done";
     let cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
     let mut rows = Vec::new();

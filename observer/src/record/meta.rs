@@ -177,14 +177,17 @@ mod tests {
     #[test]
     fn the_used_symbols_answer_a_replay_as_kallsyms_did() {
         let text: String = (0..200u64).map(|i| format!("{:x} t f{}\n", 0xffffffff81000000u64 + 0x40 * i + (i % 3) * 0x10, i / 2)).collect();
-        let mut live = Symbols::parse(&format!("{text}ffffffff80000000 T _stext\nffffffff82000000 T _etext\nffffffff82000100 D x\n")).unwrap();
+        let tail = "ffffffff80000000 T _stext\nffffffff81001000 T _etext\nffffffff81002000 D x\nffffffff81002400 T _sinittext\n\
+                    ffffffff81002800 t init_fn\nffffffff81002c00 T _einittext\nffffffff81003000 D y\nffffffffc0000000 t modfn [m]\n";
+        let mut live = Symbols::parse(&format!("{text}{tail}")).unwrap();
         live.track();
-        let queries: Vec<u64> = (0..500u64).map(|i| 0xffffffff80fffff0 + i * 37).collect();
-        let answers: Vec<Option<String>> = queries.iter().map(|a| live.name(*a).map(str::to_string)).collect();
-        let ranges = (live.range("_stext").unwrap(), live.range("_etext").unwrap());
+        let queries: Vec<u64> = (0..500u64).map(|i| 0xffffffff80fffff0 + i * 37).chain([0xffffffff81002900, 0xffffffffc0000010, 0xffffffff81003010]).collect();
+        let answer = |s: &Symbols| queries.iter().map(|a| (s.name(*a).map(str::to_string), s.outside_kernel_image(*a))).collect::<Vec<_>>();
+        let answers = answer(&live);
+        assert!(answers.iter().any(|(n, _)| n.is_some()) && answers.iter().any(|(n, _)| n.is_none()));
+        assert!(answers.iter().any(|(_, outside)| *outside));
         let replay = Symbols::from_entries(live.take_used());
         assert!(live.take_used().is_empty());
-        assert_eq!(queries.iter().map(|a| replay.name(*a).map(str::to_string)).collect::<Vec<_>>(), answers);
-        assert_eq!((replay.range("_stext").unwrap(), replay.range("_etext").unwrap()), ranges);
+        assert_eq!(answer(&replay), answers);
     }
 }

@@ -233,7 +233,8 @@ mod tests {
         assert_eq!(r.trailer, Some(Trailer { records: 5, ..trailer() }));
         assert_eq!(r.records().map(|b| b[0]).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
         assert!(r.records().all(|b| b.len() == 40));
-        assert_eq!(r.symbols, vec![(0xffffffff81000100, "b".to_string())]);
+        // b named the frames, c bounds b (a frame past b's end would have no name).
+        assert_eq!(r.symbols, vec![(0xffffffff81000100, "b".to_string()), (0xffffffff81000200, "c".to_string())]);
         // header, symbols, records, records, trailer
         assert_eq!((r.chunks, r.lost_bytes), (5, 0));
     }

@@ -49,6 +49,9 @@ const TARGETS: &[Target] = &[
     t("merge", "vma_merge_new_range", Vmg, &["hk_merge_new_range_fentry", "hk_merge_new_range_fexit"], &["hk_merge_new_range_kprobe", "hk_merge_new_range_kretprobe"]),
     t("merge", "commit_merge", Vmg, &["hk_merge_commit_fentry", "hk_merge_commit_fexit"], &["hk_merge_commit_kprobe", "hk_merge_commit_kretprobe"]),
     t("copy_vma", "copy_vma", Any, &["hk_copy_vma_fentry", "hk_copy_vma_fexit"], &["hk_copy_vma_kprobe", "hk_copy_vma_kretprobe"]),
+    // mremap's frame, so the old range's unlink after copy_vma is "mremap" (observer-ebpf mremap.rs).
+    t("copy_vma", "__x64_sys_mremap", Any, &["hk_mremap_fentry", "hk_mremap_fexit"], &["hk_mremap_kprobe", "hk_mremap_kretprobe"]),
+    t("copy_vma", "__arm64_sys_mremap", Any, &["hk_mremap_fentry", "hk_mremap_fexit"], &["hk_mremap_kprobe", "hk_mremap_kretprobe"]),
     t("__anon_vma_prepare", "__anon_vma_prepare", Any, &["hk_prepare_fexit"], &["hk_prepare_kprobe", "hk_prepare_kretprobe"]),
     t("find_mergeable_anon_vma", "find_mergeable_anon_vma", Any, &["hk_mergeable_fexit"], &["hk_mergeable_kprobe", "hk_mergeable_kretprobe"]),
     t("anon_vma_clone", "anon_vma_clone", Any, &["hk_clone_fexit"], &["hk_clone_kprobe", "hk_clone_kretprobe"]),

@@ -79,7 +79,7 @@ fn reason(callers: u64, default: &'static str) -> &'static str {
         CALLER_FORK => "fork",
         CALLER_SPLIT => "split",
         CALLER_MERGE => "merge",
-        CALLER_COPY_VMA => "mremap",
+        CALLER_COPY_VMA | CALLER_MREMAP => "mremap",
         _ => default,
     }
 }
@@ -374,6 +374,18 @@ mod tests {
         assert!(matches!(got[2], KernelOp::Clone { reason: "fork", .. }));
         assert!(matches!(got[3], KernelOp::Fork { reused_ancestor: false, .. }));
         assert!(matches!(got[4], KernelOp::Fork { reused_ancestor: true, .. }));
+    }
+
+    #[test]
+    fn an_unlink_inside_mremap_is_mremap() {
+        let (mut d, mut out) = (Decoder::default(), vec![]);
+        let mut u = ev(HK_UNLINK, PH_ENTRY);
+        u.callers = CALLER_MREMAP as u64;
+        d.feed_(&u, &mut out);
+        u.callers = 0;
+        d.feed_(&u, &mut out);
+        assert!(matches!(out[0].op, KernelOp::Unlink { reason: "mremap", .. }));
+        assert!(matches!(out[1].op, KernelOp::Unlink { reason: "munmap", .. }));
     }
 
     #[test]

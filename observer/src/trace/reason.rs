@@ -39,21 +39,36 @@ fn teardown(frames: &[&str]) -> Option<&'static str> {
 }
 
 /// The reason key for one event. Unrecognised callers are named (`clone:<caller>`) rather
-/// than folded into a guess.
+/// than folded into a guess; a frame no function contains is `unknown` (`clone:unknown`),
+/// never the name of whatever symbol precedes it.
 pub fn classify(func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
-    let names: Vec<&str> = frames.iter().filter_map(|a| syms.name(*a)).collect();
+    let names: Vec<Option<&str>> = frames.iter().map(|a| syms.name(*a)).collect();
     // Frames above the allocating/freeing function itself.
     let own = FUNCTIONS.get(func as usize).copied().unwrap_or("");
-    let above: &[&str] = names.iter().position(|n| *n == own).map_or(&names[..], |i| &names[i + 1..]);
+    // An fexit trampoline (trace's own, on anon_vma_clone) is called from the function's
+    // patched entry and calls its body: right above the body come the trampoline, then the
+    // function again (the entry's return address). Nothing outside the kernel image calls
+    // these unexported functions, and they do not recurse: skip both to the real caller.
+    let above: &[Option<&str>] = match names.iter().position(|n| *n == Some(own)) {
+        None => &names,
+        Some(i) => {
+            let skip = (i + 1..frames.len()).take_while(|&j| names[j] == Some(own) || syms.outside_kernel_image(frames[j])).count();
+            &names[i + 1 + skip..]
+        }
+    };
+    let first = || above.first().map(|n| n.unwrap_or("unknown"));
     match (func, alloc) {
         (FN_PREPARE, true) => "prepare".into(),
         (FN_FORK, true) => "fork".into(),
-        (FN_CLONE, true) => match above.first() {
+        (FN_CLONE, true) => match first() {
             None => "clone".into(),
             Some(c) => clone_caller(c).map_or_else(|| format!("clone:{c}"), str::to_string),
         },
         (FN_UNLINK | FN_PUT, false) if frames.is_empty() => if func == FN_UNLINK { "unlink" } else { "put" }.into(),
-        (FN_UNLINK | FN_PUT, false) => teardown(above).map_or_else(|| format!("unlink:{}", above.first().unwrap_or(&"?")), str::to_string),
+        (FN_UNLINK | FN_PUT, false) => {
+            let known: Vec<&str> = above.iter().flatten().copied().collect();
+            teardown(&known).map_or_else(|| format!("unlink:{}", first().unwrap_or("?")), str::to_string)
+        }
         // A lost race in __anon_vma_prepare or an error path of anon_vma_fork/clone.
         (f, false) => format!("undo:{}", FUNCTIONS.get(f as usize).unwrap_or(&"?")),
         (f, true) => format!("alloc:{}", FUNCTIONS.get(f as usize).unwrap_or(&"?")),
@@ -98,5 +113,23 @@ mod tests {
         assert_eq!(classify(FN_UNLINK, false, &[a("unlink_anon_vmas"), a("vma_complete"), a("commit_merge")], &s), "merge");
         assert_eq!(classify(FN_PREPARE, true, &[], &s), "prepare");
         assert_eq!(classify(FN_PREPARE, false, &[], &s), "undo:__anon_vma_prepare");
+    }
+
+    /// The stacks a 6.12 amd64 guest gave, on its real kallsyms (KASLR slide of that boot).
+    #[test]
+    fn guest_stacks_name_the_caller_past_the_fexit_trampoline() {
+        let s = Symbols::parse(include_str!("../../tests/fixtures/kallsyms-6.12-amd64.txt")).unwrap();
+        let (alloc, clone, split, tramp) = (0xffffffffbb7bae10, 0xffffffffbb7919a2, 0xffffffffbb79c7c4, 0xffffffffc0201044);
+        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, 0xffffffffbb791955, split], &s), "split");
+        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, split], &s), "split");
+        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, split], &s), "split");
+        // Never a data symbol's name: a frame nothing contains is unknown.
+        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, 0xffffffffbd72f020, split], &s), "clone:unknown");
+        assert_eq!(classify(FN_CLONE, true, &[tramp], &s), "clone:unknown");
+        let (unlink, free_pgt, munmap, mremap) = (0xffffffffbb7917a0, 0xffffffffbb7704f0, 0xffffffffbb79e330, 0xffffffffbb789400);
+        assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt, munmap, mremap], &s), "mremap");
+        assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt, munmap], &s), "munmap");
+        assert_eq!(classify(FN_UNLINK, false, &[unlink, 0xffffffffbd72f020], &s), "unlink:unknown");
+        assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt], &s), "unlink:free_pgtables");
     }
 }

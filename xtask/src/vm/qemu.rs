@@ -5,7 +5,7 @@ use crate::initramfs::{EXIT_MARKER, UNAME_MARKER};
 use anyhow::{anyhow, bail, Context, Result};
 use std::{
     io::{BufRead, BufReader, Read, Write},
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
     sync::mpsc,
     time::{Duration, Instant},
@@ -16,7 +16,31 @@ pub struct Boot {
     pub release: String,
 }
 
-fn command(arch: Arch, vmlinuz: &Path, initrd: &Path) -> Command {
+/// Size of the guest's swap disk: room for every page `lazyvma-workload pageout` reclaims.
+const SWAP_MIB: u64 = 64;
+
+/// A sparse raw file the guest uses as its swap device, removed when dropped. Per process
+/// (and per boot) so concurrent runs from one worktree never share one.
+struct SwapDisk(PathBuf);
+
+impl SwapDisk {
+    fn create() -> Result<SwapDisk> {
+        static SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("lazyvma-swap-{}-{seq}.img", std::process::id()));
+        let f = std::fs::File::create(&path).with_context(|| format!("cannot create the swap disk {}", path.display()))?;
+        f.set_len(SWAP_MIB << 20).with_context(|| format!("cannot size the swap disk {}", path.display()))?;
+        Ok(SwapDisk(path))
+    }
+}
+
+impl Drop for SwapDisk {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+fn command(arch: Arch, vmlinuz: &Path, initrd: &Path, swap: &Path) -> Command {
     let (prog, machine, cpu, console) = match arch {
         Arch::X86_64 => ("qemu-system-x86_64", None, "max", "ttyS0"),
         // Without pauth-impdef, pointer authentication is emulated with QARMA: ~2x slower.
@@ -31,6 +55,11 @@ fn command(arch: Arch, vmlinuz: &Path, initrd: &Path) -> Command {
         // Two NUMA nodes: move_pages(2) to the other node is then a deterministic rmap trigger.
         .args(["-object", "memory-backend-ram,id=m0,size=512M", "-object", "memory-backend-ram,id=m1,size=512M"])
         .args(["-numa", "node,memdev=m0", "-numa", "node,memdev=m1"])
+        // Swap for MADV_PAGEOUT. NVMe because its driver is built into every Debian cloud
+        // kernel; virtio-blk is a module there, and the initramfs carries no modules.
+        .arg("-drive")
+        .arg(format!("file={},if=none,id=swap,format=raw,cache=unsafe", swap.display()))
+        .args(["-device", "nvme,serial=lazyvma-swap,drive=swap"])
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
@@ -50,7 +79,8 @@ pub fn boot(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Res
 
 /// `boot`, handing each console line to `take` first; a line it returns true for is not echoed.
 pub fn boot_with(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration, take: &mut dyn FnMut(&str) -> bool) -> Result<Boot> {
-    let mut cmd = command(arch, vmlinuz, initrd);
+    let swap = SwapDisk::create()?;
+    let mut cmd = command(arch, vmlinuz, initrd, &swap.0);
     let prog = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().with_context(|| format!("cannot run {prog}: run `cargo xtask setup` (installs QEMU)"))?;
     let mut stderr = child.stderr.take().unwrap();
