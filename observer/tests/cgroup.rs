@@ -19,55 +19,6 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-/// A cgroup made for one test; dropping it moves anything left to the root and removes it.
-struct TestCgroup {
-    root: PathBuf,
-    /// Relative to the cgroup2 mount.
-    name: String,
-}
-
-impl TestCgroup {
-    fn new(test: &str) -> TestCgroup {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = info
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                right.starts_with("cgroup2 ").then(|| PathBuf::from(left.split_ascii_whitespace().nth(4).unwrap()))
-            })
-            .expect("no cgroup2 mount on this host");
-        let name = format!("lazyvma-test-{}-{test}", std::process::id());
-        let cg = TestCgroup { root, name };
-        std::fs::create_dir(cg.dir()).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.dir().display()));
-        cg
-    }
-
-    fn dir(&self) -> PathBuf {
-        self.root.join(&self.name)
-    }
-
-    fn add(&self, pid: u32) {
-        std::fs::write(self.dir().join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for TestCgroup {
-    fn drop(&mut self) {
-        let t0 = Instant::now();
-        // An exiting process leaves its cgroup a moment after its parent reaps it.
-        while let Err(e) = std::fs::remove_dir(self.dir()) {
-            for pid in std::fs::read_to_string(self.dir().join("cgroup.procs")).unwrap_or_default().lines() {
-                let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
-            }
-            if t0.elapsed() > Duration::from_secs(5) {
-                eprintln!("could not remove {}: {e}", self.dir().display());
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-}
-
 fn lazyvma(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
 }

@@ -4,7 +4,7 @@
 use base64::{engine::general_purpose::STANDARD, Engine};
 use hdrhistogram::{serialization::Deserializer, Histogram};
 use serde_json::{json, Value};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 mod common;
@@ -33,30 +33,6 @@ fn assert_one_line_error(out: &Output, needles: &[&str]) {
     assert!(!err.contains("panicked"), "stderr: {err}");
 }
 
-/// A scratch directory removed on drop.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!("lazyvma-report-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        Dir(d)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn s(&self, name: &str) -> String {
-        self.path(name).to_str().unwrap().to_string()
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn snapshot_to(file: &Path, extra: &[&str]) -> Value {
     let mut args = vec!["snapshot", "-j"];
     args.extend(extra);
@@ -74,40 +50,6 @@ fn kb(bytes: &Value) -> String {
 }
 
 /// `lazyvma-workload fork -n 3 --hold`: parent and child pids, held until drop.
-/// A fresh cgroup v2 below the root of the cgroup2 mount, removed on drop.
-struct Cgroup {
-    dir: PathBuf,
-    root: PathBuf,
-}
-
-impl Cgroup {
-    fn new() -> Cgroup {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root: PathBuf = info
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                (right.starts_with("cgroup2 ")).then(|| left.split_whitespace().nth(4).unwrap().into())
-            })
-            .expect("no cgroup2 mount");
-        let dir = root.join(format!("lazyvma-report-test-{}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        Cgroup { dir, root }
-    }
-    fn enter(&self, pid: u32) {
-        std::fs::write(self.dir.join("cgroup.procs"), pid.to_string()).unwrap();
-    }
-}
-
-impl Drop for Cgroup {
-    fn drop(&mut self) {
-        for pid in std::fs::read_to_string(self.dir.join("cgroup.procs")).unwrap_or_default().lines() {
-            let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
-        }
-        let _ = std::fs::remove_dir(&self.dir);
-    }
-}
-
 #[test]
 fn report_of_a_real_snapshot_with_cgroups() {
     if !root_or_skip("report_of_a_real_snapshot_with_cgroups") {
@@ -115,8 +57,8 @@ fn report_of_a_real_snapshot_with_cgroups() {
     }
     let dir = Dir::new("snap");
     let w = HeldFork::start(3);
-    let cg = Cgroup::new();
-    [w.parent, w.child].iter().for_each(|&p| cg.enter(p));
+    let cg = TestCgroup::new("report-snap");
+    [w.parent, w.child].iter().for_each(|&p| cg.add(p));
     let snap = snapshot_to(&dir.path("a.json"), &["--by-cgroup"]);
 
     // The issue-2 keys stay; the schema's keys are added.
@@ -134,10 +76,10 @@ fn report_of_a_real_snapshot_with_cgroups() {
 
     // The workload's cgroup holds exactly its two processes and their counts (spec §1.4:
     // parent 3 test AV / 3 AVC more than its baseline, child 3 / 6; lazy child 0 AV).
-    let path = format!("/{}", cg.dir.file_name().unwrap().to_str().unwrap());
+    let path = format!("/{}", cg.dir().file_name().unwrap().to_str().unwrap());
     let row = snap["cgroups"].as_array().unwrap().iter().find(|c| c["path"] == path.as_str()).expect("the test cgroup has a row").clone();
     use std::os::unix::fs::MetadataExt;
-    assert_eq!(row["id"].as_u64(), Some(std::fs::metadata(&cg.dir).unwrap().ino()));
+    assert_eq!(row["id"].as_u64(), Some(std::fs::metadata(cg.dir()).unwrap().ino()));
     assert_eq!(row["processes"], 2);
     let procs: Vec<&Value> = snap["processes"].as_array().unwrap().iter().filter(|p| [w.parent, w.child].contains(&(p["pid"].as_u64().unwrap() as u32))).collect();
     assert_eq!(procs.len(), 2);
@@ -160,7 +102,7 @@ fn report_of_a_real_snapshot_with_cgroups() {
     assert_eq!(procs as usize, capped["processes"].as_array().unwrap().len());
 
     // Text: the seed's table first, with the JSON's numbers; then lock avoidance, processes, cgroups.
-    let text = ok(&lazyvma(&["report", &dir.s("a.json")]));
+    let text = ok(&lazyvma(&["report", &dir.file("a.json")]));
     let lines: Vec<&str> = text.lines().collect();
     let at = lines.iter().position(|l| *l == "Object | Before (KB) | After (KB) | Change").expect("seed header");
     assert!(lines[..at].iter().all(|l| !l.contains(" | ")), "the seed table comes first");
@@ -175,7 +117,7 @@ fn report_of_a_real_snapshot_with_cgroups() {
     assert!(pos("Lock avoidance:") < pos("Top processes by savings:"));
     assert!(pos("Top processes by savings:") < pos("Top cgroups by savings:"));
     assert!(text.contains(&format!("| {path} | 2 |")), "{text}");
-    let md = ok(&lazyvma(&["report", "-O", "markdown", &dir.s("a.json")]));
+    let md = ok(&lazyvma(&["report", "-O", "markdown", &dir.file("a.json")]));
     assert!(md.starts_with("# lazyvma report: snapshot on "), "{md}");
     assert!(md.contains("| Object | Before (KB) | After (KB) | Change |\n|---|---|---|---|\n| vm_area_struct |"), "{md}");
 }
@@ -194,7 +136,7 @@ fn merge_of_two_real_snapshots() {
     let dir = Dir::new("merge");
     let a = snapshot_to(&dir.path("a.json"), &[]);
     let b = snapshot_to(&dir.path("b.json"), &[]);
-    let out = lazyvma(&["merge", &dir.s("a.json"), &dir.s("b.json"), "-o", &dir.s("fleet.json")]);
+    let out = lazyvma(&["merge", &dir.file("a.json"), &dir.file("b.json"), "-o", &dir.file("fleet.json")]);
     ok(&out);
     let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("fleet.json")).unwrap()).unwrap();
     assert_eq!((f["source"].as_str(), f["version"].as_u64()), (Some("merge"), Some(1)));
@@ -221,7 +163,7 @@ fn merge_of_two_real_snapshots() {
         assert_eq!(f["histograms"]["series"][name]["count"].as_u64(), Some(ha.len() + hb.len()));
     }
     // The fleet report: per-host rows plus totals; percentiles from the merged histogram.
-    let text = ok(&lazyvma(&["report", &dir.s("fleet.json")]));
+    let text = ok(&lazyvma(&["report", &dir.file("fleet.json")]));
     assert!(text.starts_with("lazyvma report: fleet of 1 host (2 inputs)"), "{text}");
     let total = text.lines().find(|l| l.starts_with("TOTAL | ")).expect("TOTAL row");
     let o = &f["objects"];
@@ -240,8 +182,8 @@ fn merge_of_two_real_snapshots() {
     let want = format!("snapshot_pass_ns | ns | 2 | {} | {} | {} | {}", pass.value_at_quantile(0.5), pass.value_at_quantile(0.9), pass.value_at_quantile(0.99), pass.max());
     assert!(text.contains(&want), "`{want}` not in:\n{text}");
     // `report A B` renders the same fleet as `report merge(A, B)`.
-    let direct = ok(&lazyvma(&["report", &dir.s("a.json"), &dir.s("b.json")]));
-    assert_eq!(direct.replace(&dir.s(""), ""), text.replace(&dir.s(""), ""));
+    let direct = ok(&lazyvma(&["report", &dir.file("a.json"), &dir.file("b.json")]));
+    assert_eq!(direct.replace(&dir.file(""), ""), text.replace(&dir.file(""), ""));
 }
 
 /// A small valid report, as a file would hold it (no root needed).
@@ -264,7 +206,7 @@ fn bad_input_names_the_file_and_writes_nothing() {
     let dir = Dir::new("bad");
     let write = |name: &str, text: &str| {
         std::fs::write(dir.path(name), text).unwrap();
-        dir.s(name)
+        dir.file(name)
     };
     let good = write("good.json", &minimal("h1").to_string());
     let mut v2 = minimal("h2");
@@ -286,7 +228,7 @@ fn bad_input_names_the_file_and_writes_nothing() {
         (write("v0.json", &v0.to_string()), vec![], &["v0.json", "unknown report schema version 0"]),
         (write("sig2.json", &sig2.to_string()), vec![&good], &["good.json", "sig2.json", "different histogram contracts"]),
         (write("knobs.json", &knobs.to_string()), vec![&good], &["knobs.json", "lazy_enabled"]),
-        (dir.s("missing.json"), vec![], &["missing.json", "cannot read"]),
+        (dir.file("missing.json"), vec![], &["missing.json", "cannot read"]),
     ];
     // A histogram built with other bounds than its document's contract.
     let mut h = minimal("h6");
@@ -362,7 +304,7 @@ fn rules_that_matter_renders_merges_and_refuses_other_bases() {
         if let Some(s) = section {
             d["rules_that_matter"] = s;
         }
-        let f = dir.s(&format!("{host}.json"));
+        let f = dir.file(&format!("{host}.json"));
         std::fs::write(&f, d.to_string()).unwrap();
         f
     };
@@ -448,8 +390,8 @@ fn html_report_in_headless_chromium() {
         v["rules_that_matter"] = sweep_section("d-fork-chain.lzs", &[]);
         std::fs::write(dir.path(file), v.to_string()).unwrap();
     }
-    ok(&lazyvma(&["merge", &dir.s("a.json"), &dir.s("b.json"), "-o", &dir.s("fleet.json")]));
-    ok(&lazyvma(&["report", &dir.s("fleet.json"), "-O", "html", "-o", &dir.s("r.html")]));
+    ok(&lazyvma(&["merge", &dir.file("a.json"), &dir.file("b.json"), "-o", &dir.file("fleet.json")]));
+    ok(&lazyvma(&["report", &dir.file("fleet.json"), "-O", "html", "-o", &dir.file("r.html")]));
     let f: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("fleet.json")).unwrap()).unwrap();
 
     let dom = dom_of(&dir, "r.html");
@@ -528,7 +470,7 @@ fn report_of_a_real_trace() {
     let text = ok(&lazyvma(&["trace", "-j", "--", "sh", "-c", &cmd]));
     std::fs::write(dir.path("t.json"), &text).unwrap();
     let t: Value = serde_json::from_str(&text).unwrap();
-    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("t.json")]))).unwrap();
+    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.file("t.json")]))).unwrap();
     assert_eq!((doc["source"].as_str(), doc["lost_events"].clone()), (Some("trace"), t["lost_events"].clone()));
     for obj in ["anon_vma", "anon_vma_chain"] {
         let side = &doc["objects"][obj]["observed"];
@@ -541,12 +483,12 @@ fn report_of_a_real_trace() {
     }
     // Spec §5 B: at least the 3 test VMAs' +3 AV at touch and +3 AV at fork.
     assert!(n(&doc["objects"]["anon_vma"]["observed"]["allocs"]) >= 6);
-    let report = ok(&lazyvma(&["report", &dir.s("t.json")]));
+    let report = ok(&lazyvma(&["report", &dir.file("t.json")]));
     assert!(report.contains("Before = observed on the unpatched kernel"), "{report}");
     // Held-now and allocated-over-time counts do not add up.
     let a = dir.path("a.json");
     snapshot_to(&a, &[]);
-    let out = lazyvma(&["merge", a.to_str().unwrap(), &dir.s("t.json")]);
+    let out = lazyvma(&["merge", a.to_str().unwrap(), &dir.file("t.json")]);
     assert_one_line_error(&out, &["a.json", "t.json", "snapshot report", "trace report"]);
 }
 
@@ -572,12 +514,12 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
     }
     let dir = Dir::new("rtrace");
     let cmd = format!("{WORKLOAD} contend >/dev/null");
-    let rec = dir.s("c.rec");
+    let rec = dir.file("c.rec");
     let args = ["trace", "-j", "--by-cgroup", "--stats", "--ringbuf-mb", "64", "-i", "200ms", "-o", &rec, "--", "sh", "-c", &cmd];
     let text = ok(&lazyvma(&args));
     std::fs::write(dir.path("t.json"), &text).unwrap();
     let t: Value = serde_json::from_str(&text).unwrap();
-    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("t.json")]))).unwrap();
+    let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.file("t.json")]))).unwrap();
     assert_eq!((doc["source"].as_str(), doc["host"].as_str(), doc["arch"].as_str()), (Some("trace"), t["host"].as_str(), Some(std::env::consts::ARCH)));
     assert_eq!(doc["span"]["start_unix_ms"], t["start_unix_ms"]);
     // Lost records are counted, ring buffer and lock records alike.
@@ -640,7 +582,7 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
     let r = ok(&lazyvma(&["replay", "-j", &rec]));
     std::fs::write(dir.path("r.json"), &r).unwrap();
     let rj: Value = serde_json::from_str(&r).unwrap();
-    let rdoc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.s("r.json")]))).unwrap();
+    let rdoc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.file("r.json")]))).unwrap();
     assert_eq!(rdoc["source"], "replay");
     assert_eq!(rdoc["recording"], rj["recording"]);
     assert_eq!(rdoc["recording"]["complete"], true);
@@ -648,10 +590,10 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
         assert_eq!(rdoc[k], doc[k], "replay: {k}");
     }
     // A trace and its replay count the same way: they merge.
-    ok(&lazyvma(&["merge", &dir.s("t.json"), &dir.s("r.json")]));
+    ok(&lazyvma(&["merge", &dir.file("t.json"), &dir.file("r.json")]));
 
     // The page shows the JSON's numbers.
-    ok(&lazyvma(&["report", &dir.s("t.json"), "-O", "html", "-o", &dir.s("t.html")]));
+    ok(&lazyvma(&["report", &dir.file("t.json"), "-O", "html", "-o", &dir.file("t.html")]));
     let dom = dom_of(&dir, "t.html");
     for id in ["chart-timeline", "chart-lock-wait", "chart-rmap-wait"] {
         assert!(dom.contains(&format!("<svg id=\"{id}\"")), "chart {id} missing");
@@ -673,7 +615,7 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
     for (prog, s) in doc["bpf_stats"].as_object().unwrap() {
         assert_eq!(cell(&dom, &format!("bpf_stats.{prog}.runs")), s["runs"].to_string());
     }
-    let text = ok(&lazyvma(&["report", &dir.s("r.json")]));
+    let text = ok(&lazyvma(&["report", &dir.file("r.json")]));
     assert!(text.contains(&format!("anon_vma root rwsem waits: {}", locks["contentions"])), "{text}");
     assert!(text.contains(&format!("Recording:\n{rec} (format 1.0, ")), "{text}");
 }

@@ -62,3 +62,79 @@ impl Drop for HeldFork {
         }
     }
 }
+
+/// A scratch directory under the temp dir, removed on drop.
+pub struct Dir(pub std::path::PathBuf);
+
+impl Dir {
+    pub fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!("lazyvma-{tag}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        Dir(d)
+    }
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
+    }
+    /// `path` as a string, for command lines.
+    pub fn file(&self, name: &str) -> String {
+        self.path(name).display().to_string()
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A cgroup made for one test in the cgroup2 hierarchy (found in /proc/self/mountinfo:
+/// /sys/fs/cgroup/unified on hybrid hosts); dropping it moves anything left to the root and
+/// removes it.
+pub struct TestCgroup {
+    pub root: std::path::PathBuf,
+    /// Relative to the cgroup2 mount.
+    pub name: String,
+}
+
+impl TestCgroup {
+    pub fn new(test: &str) -> TestCgroup {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let root = info
+            .lines()
+            .find_map(|l| {
+                let (left, right) = l.split_once(" - ")?;
+                right.starts_with("cgroup2 ").then(|| std::path::PathBuf::from(left.split_ascii_whitespace().nth(4).unwrap()))
+            })
+            .expect("no cgroup2 mount on this host");
+        let name = format!("lazyvma-test-{}-{test}", std::process::id());
+        let cg = TestCgroup { root, name };
+        std::fs::create_dir(cg.dir()).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.dir().display()));
+        cg
+    }
+
+    pub fn dir(&self) -> std::path::PathBuf {
+        self.root.join(&self.name)
+    }
+
+    pub fn add(&self, pid: u32) {
+        std::fs::write(self.dir().join("cgroup.procs"), pid.to_string()).unwrap();
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        let t0 = std::time::Instant::now();
+        // An exiting process leaves its cgroup a moment after its parent reaps it.
+        while let Err(e) = std::fs::remove_dir(self.dir()) {
+            for pid in std::fs::read_to_string(self.dir().join("cgroup.procs")).unwrap_or_default().lines() {
+                let _ = std::fs::write(self.root.join("cgroup.procs"), pid);
+            }
+            if t0.elapsed() > std::time::Duration::from_secs(5) {
+                eprintln!("could not remove {}: {e}", self.dir().display());
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+}
