@@ -179,9 +179,26 @@ fn trace_by_cgroup_rows_sum_to_the_totals() {
     }
     let cg = TestCgroup::new("bycg");
     let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", cg.dir().display());
-    let out = Command::new(BIN).args(["trace", "-j", "--by-cgroup", "--", "sh", "-c", &script, WORKLOAD, "fork", "-n", "3"]).stderr(Stdio::inherit()).output().unwrap();
+    // The child holds (stdin) until well after its fork was decoded: a child already gone
+    // when trace first sees it can only be given its parent's cgroup as first seen.
+    let mut trace = Command::new(BIN)
+        .args(["trace", "-j", "--by-cgroup", "--", "sh", "-c", &script, WORKLOAD, "fork", "-n", "3", "--hold"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(trace.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("ready role=child") {
+        assert!(stdout.read_line(&mut text).unwrap() > 0, "trace ended before the child was ready: {text}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    drop(trace.stdin.take());
+    stdout.read_to_string(&mut text).unwrap();
+    let out = trace.wait_with_output().unwrap();
     assert!(out.status.success());
-    let j = report(&out.stdout);
+    let j = report(text.as_bytes());
     assert_eq!(j["command"]["exit_status"], 0);
     assert_eq!(j["lost_events"], 0);
     let rows = j["by_cgroup"].as_array().unwrap();
