@@ -44,8 +44,8 @@ fn consistent(l: &Value) {
     assert!(n(&l["begins"]) >= n(&l["paired"]) && n(&l["ends"]) >= n(&l["paired"]), "{l}");
     assert!(n(&l["anon_vmas_seeded"]) > 0, "{l}");
     assert_eq!(n(&l["set_full"]), 0, "{l}");
-    // Nothing lost, or the counts above could be short.
-    assert_eq!(n(&l["lost"]), 0, "{l}");
+    // Lock records the full ring buffer refused (a reader starved under a slab flood) make
+    // the waits short, not inconsistent; `contend` checks they are shown as lost events.
 }
 
 #[test]
@@ -57,6 +57,7 @@ fn contend_waits_on_anon_vma_roots() {
     assert_eq!(j["backend"]["lock:contention_begin"], "tracepoint", "{}", j["backend_detail"]);
     let l = &j["locks"];
     consistent(l);
+    assert!(n(&j["lost_events"]) >= n(&l["lost"]), "lock records lost are among the trace's lost events: {}", j["lost_events"]);
     let c = n(&l["contentions"]);
     assert!(c > 0, "32 processes splitting and forking on shared roots never waited: {l}");
     // Every wait here is anon_vma_clone / unlink_anon_vmas / anon_vma_fork: write locks.
