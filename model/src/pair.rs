@@ -73,6 +73,7 @@ impl Pair {
             }
             Event::Phase(_) => return Ok(()),
             Event::Map { pid, .. }
+            | Event::MapPgoff { pid, .. }
             | Event::Fault { pid, .. }
             | Event::Exec { pid, .. }
             | Event::Mprotect { pid, .. }

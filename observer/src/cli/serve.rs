@@ -89,6 +89,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         ringbuf_bytes: args.ringbuf_mb << 20,
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
+        feed: false,
+        vm_file: u64::MAX,
     })?;
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.

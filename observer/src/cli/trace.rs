@@ -12,6 +12,7 @@ use crate::{
         attach,
         bpf::{self, Config},
         command,
+        feed::Feed,
         format, hooks,
         pids::Tree,
         render::{self, Run},
@@ -21,7 +22,7 @@ use crate::{
     },
 };
 use anyhow::{bail, Context};
-use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK};
+use lazyvma_model::{knobs::Knobs, trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK}};
 use std::{
     io::Write,
     path::Path,
@@ -160,7 +161,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
     let mut held = if args.command.is_empty() { None } else { Some(command::spawn_held(&args.command)?) };
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets };
+    // The model is fed for a command's tree or -p (whose already-running processes it
+    // cannot see built), never for the whole system.
+    let feed = !args.command.is_empty() || !roots.is_empty();
+    let vm_file = crate::load::btf::Btf::load(btf_path).ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
+    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, feed, vm_file };
     let mut loaded = bpf::load(&cfg)?;
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
@@ -179,6 +184,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     let mut tracer = Tracer::new(tree, syms, sizes);
     tracer.print_ops = args.ops;
+    if feed {
+        tracer.feed = Some(Feed::new(&sys::uname().0, Knobs::default()));
+    }
     catch_signals();
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
@@ -227,6 +235,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
     let attached = loaded.attached.clone();
+    if let Some(f) = tracer.feed.as_mut() {
+        f.finish(&tracer.tree, lost, &missing);
+    }
     drop(loaded);
     if lost > 0 {
         eprintln!("lazyvma: {lost} events lost (ring buffer full); counts below are short by up to that many");

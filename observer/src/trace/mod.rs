@@ -5,8 +5,10 @@
 pub mod attach;
 pub mod bpf;
 pub mod command;
+pub mod feed;
 pub mod format;
 pub mod hooks;
+pub mod model_view;
 pub mod ops;
 pub mod opstats;
 pub mod pids;
@@ -40,6 +42,8 @@ pub struct Tracer {
     pub op_stats: opstats::OpStats,
     /// `--ops`: print each counted op on stderr.
     pub print_ops: bool,
+    /// The model, fed in ring-buffer order (command and -p scopes).
+    pub feed: Option<feed::Feed>,
 }
 
 impl Tracer {
@@ -58,6 +62,7 @@ impl Tracer {
             decoder: ops::Decoder::default(),
             op_stats: opstats::OpStats::default(),
             print_ops: false,
+            feed: None,
         }
     }
 
@@ -66,6 +71,16 @@ impl Tracer {
         match lazyvma_model::trace_abi::decode_any(bytes) {
             Some(Record::Trace(ev)) => self.handle(&ev),
             Some(Record::Hook(ev)) => self.hook(&ev),
+            Some(Record::Syscall(ev)) => {
+                if let Some(f) = self.feed.as_mut() {
+                    f.syscall(&self.tree, &ev);
+                }
+            }
+            Some(Record::Prepare(ev)) => {
+                if let Some(f) = self.feed.as_mut() {
+                    f.prepare(&self.tree, self.sizes, &ev);
+                }
+            }
             None => self.malformed += 1,
         }
     }
@@ -112,10 +127,34 @@ impl Tracer {
             EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => self.malformed += 1,
             EV_ALLOC => self.alloc(ev),
             EV_FREE => self.free(ev),
-            EV_NEWTASK => self.tree.newtask(ev.arg, ev.ptr),
-            EV_FORK => self.tree.fork(ev.tgid, ev.arg),
-            EV_EXEC => self.tree.exec(ev.tgid),
-            EV_EXIT => self.tree.exit(ev.tgid, ev.pid, ev.arg),
+            EV_NEWTASK => {
+                self.tree.newtask(ev.arg, ev.ptr);
+                if let Some(f) = self.feed.as_mut() {
+                    f.newtask(ev.arg, ev.ptr);
+                }
+            }
+            EV_FORK => {
+                let n = self.tree.procs.len();
+                self.tree.fork(ev.tgid, ev.arg);
+                if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
+                    f.fork(&self.tree, n);
+                }
+            }
+            EV_EXEC => {
+                self.tree.exec(ev.tgid);
+                if let Some(f) = self.feed.as_mut() {
+                    f.exec(&self.tree, ev.tgid);
+                }
+            }
+            EV_EXIT => {
+                let live = self.tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited);
+                self.tree.exit(ev.tgid, ev.pid, ev.arg);
+                if let (Some(f), Some(p)) = (self.feed.as_mut(), live) {
+                    if self.tree.get(p).exited {
+                        f.exit(&self.tree, p);
+                    }
+                }
+            }
             EV_MARKER => self.tree.marker(ev.tgid, (ev.ptr - MARKER_BASE) as u32),
             _ => self.malformed += 1,
         }

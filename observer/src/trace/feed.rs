@@ -1,0 +1,482 @@
+//! The model's feed: what the kernel reports about the traced processes, translated into
+//! `lazyvma_model::event::Event`s in ring-buffer order and applied to an eager + lazy
+//! `Pair`. Eager then answers "does the model match the slab?" and lazy "what would the
+//! series save?", both per (process, phase) like the observed tally.
+//!
+//! A process is modelled once its whole address space has been seen built: from its fork
+//! by a modelled parent, or from its exec. Processes already running when the trace began
+//! (-p) and children sharing their parent's mm (vfork, CLONE_VM) are not, until they exec.
+//! The exec image's VMAs (no syscall made them) are learnt from the kernel's own bounds
+//! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
+//! the same records gives the same events.
+use super::{
+    pids::Tree,
+    slab::{At, Counts, Sizes},
+};
+use lazyvma_model::{
+    counts::Deltas,
+    event::{vm, Advice, Event, FaultKind, Pid, PAGE_SIZE},
+    kernel::Kernel,
+    knobs::Knobs,
+    pair::Pair,
+    trace_abi::*,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// `SYSCALL_IDS` for this architecture.
+pub fn syscall_ids() -> [u64; SYS_COUNT] {
+    let mut ids = [NO_SYSCALL; SYS_COUNT];
+    ids[SYS_MMAP] = libc::SYS_mmap as u64;
+    ids[SYS_MUNMAP] = libc::SYS_munmap as u64;
+    ids[SYS_MPROTECT] = libc::SYS_mprotect as u64;
+    ids[SYS_PKEY_MPROTECT] = libc::SYS_pkey_mprotect as u64;
+    ids[SYS_MREMAP] = libc::SYS_mremap as u64;
+    ids[SYS_MADVISE] = libc::SYS_madvise as u64;
+    ids[SYS_BRK] = libc::SYS_brk as u64;
+    ids[SYS_EXECVE] = libc::SYS_execve as u64;
+    ids[SYS_EXECVEAT] = libc::SYS_execveat as u64;
+    ids
+}
+
+const SYSCALL_NAMES: [&str; SYS_COUNT] = ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat"];
+
+/// The exec'd stack's place in the model: above every user address, so no syscall range
+/// ever meets it. Its bounds do not matter (only fork and exit touch it); its cost does.
+const EXEC_STACK: u64 = (1 << 56) - PAGE_SIZE;
+
+/// pgoff bits for what must match for a merge besides pgoff contiguity and the model's
+/// flags (`Event::MapPgoff`): another file, and vm_flags the model has no bit for.
+const PGOFF_FILE: u64 = 1 << 47;
+const PGOFF_NORESERVE: u64 = 1 << 46;
+const PGOFF_NOHUGE: u64 = 1 << 45;
+
+// vm_flags (include/linux/mm.h; the same on 6.1 and 6.18).
+const VM_READ: u64 = 0x1;
+const VM_WRITE: u64 = 0x2;
+const VM_EXEC: u64 = 0x4;
+const VM_SHARED: u64 = 0x8;
+const VM_GROWSDOWN: u64 = 0x100;
+const VM_DONTCOPY: u64 = 0x20000;
+const VM_NORESERVE: u64 = 0x200000;
+const VM_WIPEONFORK: u64 = 0x2000000;
+const VM_HUGEPAGE: u64 = 0x20000000;
+const VM_NOHUGEPAGE: u64 = 0x40000000;
+const VM_MERGEABLE: u64 = 0x80000000;
+
+// mmap(2) flags (x86_64 and arm64 share them).
+const MAP_SHARED: u64 = 0x1;
+const MAP_SHARED_VALIDATE: u64 = 0x3;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_GROWSDOWN: u64 = 0x100;
+const MAP_NORESERVE: u64 = 0x4000;
+const MAP_STACK: u64 = 0x20000;
+const MAP_HUGETLB: u64 = 0x40000;
+const MREMAP_DONTUNMAP: u64 = 4;
+
+/// Per (process, phase): what each model allocated and freed there.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub proc: usize,
+    pub tgid: u32,
+    pub phase: Option<u32>,
+    pub eager: Counts,
+    pub lazy: Counts,
+}
+
+/// How much of the traced tree the model saw, and everything it could not use.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Coverage {
+    /// Processes fed to the model / traced but not modelled (tgids).
+    pub modelled: u64,
+    pub not_modelled: Vec<u32>,
+    pub events_fed: u64,
+    /// Syscalls that change VMAs in ways the model does not take, by name.
+    pub unmodelled: BTreeMap<String, u64>,
+    /// Prepares the feed could not turn into a fault on a known VMA.
+    pub faults_not_placed: u64,
+    /// Prepares whose kernel VMA had other bounds than the model's VMA there.
+    pub layout_mismatches: u64,
+    pub model_errors: u64,
+    pub first_error: Option<String>,
+    /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
+    pub incomplete: Vec<String>,
+}
+
+#[derive(Default)]
+struct Proc {
+    /// `mm->brk`, page-aligned, once a brk call told it.
+    brk: Option<u64>,
+}
+
+pub struct Feed {
+    pair: Pair,
+    kernel: Kernel,
+    /// Kernel 6.7+: MAP_STACK sets VM_NOHUGEPAGE.
+    stack_nohuge: bool,
+    /// The events fed, in order: what `replay --knob` and a knob sweep re-run.
+    pub events: Vec<Event>,
+    pub rows: Vec<Row>,
+    row_index: HashMap<(usize, Option<u32>), usize>,
+    pub eager: Counts,
+    pub lazy: Counts,
+    pub coverage: Coverage,
+    /// Modelled processes by `proc` (the model's pid is `proc + 1`).
+    procs: HashMap<usize, Proc>,
+    /// Processes inside execve (enter seen, `sched_process_exec` not yet) and the prepares
+    /// they made meanwhile: in the new mm, so applied after the model's exec.
+    in_exec: HashMap<usize, Vec<PrepareVma>>,
+    /// Tasks created with CLONE_VM but not CLONE_THREAD: they share their parent's mm.
+    shared_mm: HashSet<u32>,
+}
+
+/// (major, minor) of a `uname -r` string.
+pub fn version(release: &str) -> (u32, u32) {
+    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The model's merge rules for a kernel release: 6.18's since the 2025 anon merge work
+/// (taken here as 6.16), 6.1's from 6.0, `degree` before.
+pub fn kernel_of(release: &str) -> Kernel {
+    match version(release) {
+        (m, _) if m < 6 => Kernel::Pre6_0,
+        (6, n) if n < 16 => Kernel::V6_1,
+        _ => Kernel::V6_18,
+    }
+}
+
+fn pages(len: u64) -> u64 {
+    len.div_ceil(PAGE_SIZE)
+}
+
+fn prot_bits(prot: u64) -> u8 {
+    (prot & 7) as u8 // PROT_READ/WRITE/EXEC are vm::READ/WRITE/EXEC
+}
+
+fn is_err(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
+}
+
+fn to_counts(d: &lazyvma_model::counts::Delta, e: &mut super::slab::AllocFree) {
+    e.alloc += d.alloc;
+    e.free += d.free;
+}
+
+impl Feed {
+    pub fn new(release: &str, knobs: Knobs) -> Feed {
+        let kernel = kernel_of(release);
+        Feed {
+            pair: Pair::new(kernel, knobs),
+            kernel,
+            stack_nohuge: version(release) >= (6, 7),
+            events: Vec::new(),
+            rows: Vec::new(),
+            row_index: HashMap::new(),
+            eager: Counts::default(),
+            lazy: Counts::default(),
+            coverage: Coverage::default(),
+            procs: HashMap::new(),
+            in_exec: HashMap::new(),
+            shared_mm: HashSet::new(),
+        }
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    pub fn pair(&self) -> &Pair {
+        &self.pair
+    }
+
+    fn pid(proc: usize) -> Pid {
+        proc as Pid + 1
+    }
+
+    fn at(tree: &Tree, proc: usize) -> At {
+        let p = tree.get(proc);
+        At { proc, tgid: p.tgid, phase: p.phase }
+    }
+
+    /// The modelled process `tgid` is now, if any.
+    fn modelled(&self, tree: &Tree, tgid: u32) -> Option<usize> {
+        let p = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited)?;
+        self.procs.contains_key(&p).then_some(p)
+    }
+
+    /// Apply one event; its deltas count at `at`.
+    fn apply(&mut self, ev: Event, at: At) {
+        self.coverage.events_fed += 1;
+        match self.pair.apply(&ev) {
+            Ok((e, l)) => self.count(&e, &l, at),
+            Err(err) => {
+                self.coverage.model_errors += 1;
+                self.coverage.first_error.get_or_insert_with(|| format!("{ev:?}: {err}"));
+            }
+        }
+        if std::env::var_os("LAZYVMA_FEED_DEBUG").is_some() { eprintln!("DEBUG ev {ev:x?} at {:?}", at.phase); }
+        self.events.push(ev);
+    }
+
+    fn count(&mut self, e: &Deltas, l: &Deltas, at: At) {
+        if e.anon_vma.alloc + e.anon_vma.free + e.anon_vma_chain.alloc + e.anon_vma_chain.free
+            + l.anon_vma.alloc + l.anon_vma.free + l.anon_vma_chain.alloc + l.anon_vma_chain.free
+            == 0
+        {
+            return;
+        }
+        let next = self.rows.len();
+        let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
+        if i == next {
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: Counts::default(), lazy: Counts::default() });
+        }
+        let row = &mut self.rows[i];
+        for (d, c, t) in [(e, &mut row.eager, &mut self.eager), (l, &mut row.lazy, &mut self.lazy)] {
+            to_counts(&d.anon_vma, &mut c.anon_vma);
+            to_counts(&d.anon_vma_chain, &mut c.anon_vma_chain);
+            to_counts(&d.anon_vma, &mut t.anon_vma);
+            to_counts(&d.anon_vma_chain, &mut t.anon_vma_chain);
+        }
+    }
+
+    fn unmodelled(&mut self, what: impl Into<String>) {
+        *self.coverage.unmodelled.entry(what.into()).or_default() += 1;
+    }
+
+    /// `task_newtask`: a task sharing the mm without being a thread (vfork, posix_spawn).
+    pub fn newtask(&mut self, pid: u32, clone_flags: u64) {
+        const CLONE_VM: u64 = 0x100;
+        const CLONE_THREAD: u64 = 0x1_0000;
+        if clone_flags & CLONE_VM != 0 && clone_flags & CLONE_THREAD == 0 {
+            self.shared_mm.insert(pid);
+        }
+    }
+
+    /// A process joined the tree at `child` (`sched_process_fork`, after `dup_mmap`).
+    pub fn fork(&mut self, tree: &Tree, child: usize) {
+        let c = tree.get(child);
+        let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
+        if self.shared_mm.remove(&c.tgid) {
+            return; // no dup_mmap; modelled from its exec
+        }
+        self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        self.coverage.modelled += 1;
+        self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
+    }
+
+    /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
+    /// argv copy. An unmodelled process starts being modelled here.
+    pub fn exec(&mut self, tree: &Tree, tgid: u32) {
+        let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
+        let at = Self::at(tree, proc);
+        if !self.procs.contains_key(&proc) {
+            self.procs.insert(proc, Proc::default());
+            self.coverage.modelled += 1;
+            self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
+        }
+        let during = self.in_exec.remove(&proc).unwrap_or_default();
+        // The argv copy is the one prepare without a fault address (GUP, no exception).
+        let argv = during.iter().filter(|p| p.found == 0 && p.addr == 0).count();
+        let stack = (argv > 0).then_some(EXEC_STACK);
+        self.coverage.faults_not_placed += argv.saturating_sub(1) as u64;
+        self.procs.insert(proc, Proc::default());
+        self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
+        for p in during.iter().filter(|p| !(p.found == 0 && p.addr == 0)) {
+            self.place(tree, proc, p);
+        }
+    }
+
+    /// The last thread of `proc` left: its mm is torn down.
+    pub fn exit(&mut self, tree: &Tree, proc: usize) {
+        let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
+        if self.procs.remove(&proc).is_none() {
+            return;
+        }
+        self.coverage.faults_not_placed += stray as u64;
+        self.apply(Event::Exit { pid: Self::pid(proc) }, Self::at(tree, proc));
+    }
+
+    /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares.
+    pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
+        // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
+        if ev.bytes_req != sizes.anon_vma_chain {
+            return;
+        }
+        let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) else { return };
+        if let Some(during) = self.in_exec.get_mut(&proc) {
+            during.push(*ev);
+            return;
+        }
+        if self.procs.contains_key(&proc) {
+            self.place(tree, proc, ev);
+        }
+    }
+
+    /// A prepare in a modelled process: a write fault on the kernel's VMA, mapped first if
+    /// the model has not been told of it (the exec image).
+    fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma) {
+        if ev.found == 0 {
+            self.coverage.faults_not_placed += 1;
+            return;
+        }
+        let pid = Self::pid(proc);
+        let at = Self::at(tree, proc);
+        let vmas = self.pair.eager().vmas(pid).unwrap_or_default();
+        let here = vmas.iter().find(|v| v.start <= ev.addr && ev.addr < v.end);
+        match here {
+            Some(v) => {
+                if (v.start, v.end) != (ev.start, ev.end) {
+                    self.coverage.layout_mismatches += 1;
+                }
+            }
+            None => {
+                if vmas.iter().any(|v| v.start < ev.end && ev.start < v.end) {
+                    self.coverage.layout_mismatches += 1;
+                    self.coverage.faults_not_placed += 1;
+                    return;
+                }
+                let (flags, tag) = self.vm_flags(ev.flags, ev.file != 0);
+                let pgoff = ev.pgoff | tag;
+                self.apply(Event::MapPgoff { pid, start: ev.start, pages: (ev.end - ev.start) / PAGE_SIZE, flags, pgoff }, at);
+            }
+        }
+        self.apply(Event::Fault { pid, addr: ev.addr & !(PAGE_SIZE - 1), kind: FaultKind::Write }, at);
+    }
+
+    /// The model's flags and the pgoff tag for a kernel VMA's vm_flags.
+    fn vm_flags(&self, f: u64, file: bool) -> (u8, u64) {
+        let mut flags = 0;
+        for (k, m) in [(VM_READ, vm::READ), (VM_WRITE, vm::WRITE), (VM_EXEC, vm::EXEC), (VM_SHARED, vm::SHARED), (VM_DONTCOPY, vm::DONTCOPY), (VM_WIPEONFORK, vm::WIPEONFORK), (VM_MERGEABLE, vm::MERGEABLE)] {
+            if f & k != 0 {
+                flags |= m;
+            }
+        }
+        let mut tag = if file || f & VM_SHARED != 0 { PGOFF_FILE } else { 0 };
+        if f & VM_NORESERVE != 0 {
+            tag |= PGOFF_NORESERVE;
+        }
+        if f & (VM_NOHUGEPAGE | VM_HUGEPAGE | VM_GROWSDOWN) != 0 {
+            tag |= PGOFF_NOHUGE;
+        }
+        (flags, tag)
+    }
+
+    /// A VMA syscall returned in a traced thread.
+    pub fn syscall(&mut self, tree: &Tree, ev: &SyscallEvent) {
+        if ev.slot & SYS_ENTER != 0 {
+            // execve began: any process of the tree, modelled or about to be.
+            if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
+                self.in_exec.insert(p, Vec::new());
+            }
+            return;
+        }
+        let slot = ev.slot as usize;
+        if (slot == SYS_EXECVE || slot == SYS_EXECVEAT) && is_err(ev.ret) {
+            // A failed exec: what it prepared went with its unused mm.
+            if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
+                self.coverage.faults_not_placed += self.in_exec.remove(&p).map_or(0, |v| v.len()) as u64;
+            }
+            return;
+        }
+        let Some(proc) = self.modelled(tree, ev.tgid) else { return };
+        if slot >= SYS_COUNT || is_err(ev.ret) {
+            return;
+        }
+        let pid = Self::pid(proc);
+        let at = Self::at(tree, proc);
+        let a = ev.args;
+        let name = SYSCALL_NAMES[slot];
+        match slot {
+            SYS_MMAP => {
+                let (start, len, prot, flags, off) = (ev.ret as u64, a[1], a[2], a[3], a[5]);
+                if flags & MAP_HUGETLB != 0 {
+                    return self.unmodelled("mmap MAP_HUGETLB");
+                }
+                let shared = matches!(flags & MAP_SHARED_VALIDATE, MAP_SHARED | MAP_SHARED_VALIDATE);
+                let anon = flags & MAP_ANONYMOUS != 0;
+                let mut vmf = prot & 7;
+                if shared {
+                    vmf |= VM_SHARED;
+                }
+                if flags & MAP_NORESERVE != 0 {
+                    vmf |= VM_NORESERVE;
+                }
+                if flags & MAP_GROWSDOWN != 0 || (flags & MAP_STACK != 0 && self.stack_nohuge) {
+                    vmf |= VM_NOHUGEPAGE;
+                }
+                let (mflags, tag) = self.vm_flags(vmf, !anon);
+                let pgoff = if anon && !shared { start / PAGE_SIZE } else { off / PAGE_SIZE };
+                self.apply(Event::MapPgoff { pid, start, pages: pages(len), flags: mflags, pgoff: pgoff | tag }, at);
+            }
+            SYS_MUNMAP => self.apply(Event::Munmap { pid, start: a[0], pages: pages(a[1]) }, at),
+            SYS_MPROTECT | SYS_PKEY_MPROTECT => {
+                self.apply(Event::Mprotect { pid, start: a[0], pages: pages(a[1]), prot: prot_bits(a[2]) }, at)
+            }
+            SYS_MREMAP => {
+                let (old, old_len, new_len, flags, new) = (a[0], pages(a[1]), pages(a[2]), a[3], ev.ret as u64);
+                if new != old && old_len == new_len {
+                    let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+                    self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at);
+                } else if new == old && new_len < old_len {
+                    self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at);
+                } else if new == old && new_len == old_len {
+                } else {
+                    self.unmodelled(if new == old { "mremap grow in place" } else { "mremap move with a new size" });
+                }
+            }
+            SYS_MADVISE => {
+                let advice = match a[2] {
+                    12 => Advice::Mergeable,
+                    13 => Advice::Unmergeable,
+                    10 => Advice::DontFork,
+                    11 => Advice::DoFork,
+                    18 => Advice::WipeOnFork,
+                    19 => Advice::KeepOnFork,
+                    102 => Advice::GuardInstall,
+                    // Advice that changes vm_flags the model does not keep (splits, merges).
+                    0 | 1 | 2 | 14 | 15 | 16 | 17 => return self.unmodelled(format!("madvise {}", a[2])),
+                    _ => return,
+                };
+                if a[1] > 0 {
+                    self.apply(Event::Madvise { pid, start: a[0], pages: pages(a[1]), advice }, at);
+                }
+            }
+            SYS_BRK => self.brk(proc, ev.ret as u64, at),
+            SYS_EXECVE | SYS_EXECVEAT => {}
+            _ => self.unmodelled(name),
+        }
+    }
+
+    /// brk: the heap VMA grows (a merge into the previous heap) or shrinks (munmap).
+    fn brk(&mut self, proc: usize, ret: u64, at: At) {
+        let pid = Self::pid(proc);
+        let new = ret.next_multiple_of(PAGE_SIZE);
+        let p = self.procs.get_mut(&proc).expect("modelled");
+        let Some(old) = p.brk.replace(new) else { return };
+        if new > old {
+            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags: vm::READ | vm::WRITE }, at);
+        } else if new < old {
+            self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
+        }
+    }
+
+    /// Processes of the tree never modelled (running before the trace, or vfork children
+    /// that did not exec).
+    pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
+        let ever: HashSet<usize> = self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).collect();
+        let pids: HashSet<Pid> = self.events.iter().filter_map(|e| match e {
+            Event::Spawn { pid } => Some(*pid),
+            Event::Fork { child, .. } => Some(*child),
+            _ => None,
+        }).collect();
+        self.coverage.not_modelled = tree.procs.iter().filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc))).map(|p| p.tgid).collect();
+        if lost > 0 {
+            self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
+        }
+        for (tp, why) in missing {
+            if why.contains("the model is not fed") {
+                self.coverage.incomplete.push(format!("{tp} not attached"));
+            }
+        }
+    }
+}
