@@ -162,7 +162,8 @@ pub struct PrepareVma {
     pub kind: u32,
     pub pid: u32,
     pub tgid: u32,
-    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy) or no VMA.
+    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy); else
+    /// `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there, EBUSY: mmap_lock contended).
     pub found: u32,
     /// The thread's last `exceptions:page_fault_user` address (0: none since its exec).
     pub addr: u64,

@@ -155,12 +155,14 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     // SAFETY: the value is copied out.
     let addr = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
     let mut f = Found { start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
-    let found = addr != 0 && {
+    let found = if addr == 0 {
+        0
+    } else {
         // SAFETY: the current task (trusted BTF pointer); `f` lives on this stack.
         let r = unsafe {
             bpf_find_vma(bpf_get_current_task_btf(), addr, on_vma as *const () as *mut c_void, (&mut f as *mut Found).cast(), 0)
         };
-        r == 0
+        if r == 0 { 1 } else { ((-r) as u32) << 8 }
     };
     let Some(mut slot) = crate::emit::TRACE_EVENTS.reserve::<PrepareVma>(0) else {
         bump(CTR_LOST);
@@ -171,7 +173,7 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
         kind: EV_PREPARE_VMA,
         pid: id as u32,
         tgid: (id >> 32) as u32,
-        found: found as u32,
+        found,
         addr,
         bytes_req,
         start: f.start,

@@ -57,7 +57,26 @@ fn trace_json(scenario: &str, n: i64) -> Value {
     assert_eq!(j["lost_events"], 0, "{scenario} -n {n}: events lost");
     assert_eq!(j["events"]["sent"], j["events"]["received"], "{scenario} -n {n}: sent != received");
     assert_eq!(j["backend"]["__anon_vma_prepare"].as_str().map(|b| b != "unavailable"), Some(true));
+    model_matches(&format!("{scenario} -n {n}"), &j);
     j
+}
+
+/// The model fed with the trace reproduces the slab exactly: eager == observed in total and
+/// per (process, phase), for the whole tree (the workload's own image included), with
+/// nothing it could not place. On a mismatch: the first diverging row and its events.
+fn model_matches(what: &str, j: &Value) {
+    let m = &j["model"];
+    assert_eq!(m["fed"], true, "{what}: {m}");
+    assert_eq!(m["complete"], true, "{what}: {m}");
+    for k in ["faults_not_placed", "layout_mismatches", "model_errors"] {
+        assert_eq!(m[k], 0, "{what}: {k}: {m}");
+    }
+    assert_eq!(m["not_modelled"], serde_json::json!([]), "{what}: {m}");
+    for p in j["phases"].as_array().expect("phases") {
+        let eager = if p["eager"].is_null() { [0; 4] } else { four(&p["eager"]) };
+        assert_eq!(eager, four(p), "{what}: proc {} phase {}: model eager != observed [+AV, -AV, +AVC, -AVC]; rerun with --model-events", p["proc"], p["phase"]);
+    }
+    assert_eq!(four(&j["eager"]), four(&j["observed"]), "{what}: model eager total != observed");
 }
 
 /// The JSON report: the command shares stdout and writes first, the report starts at the
@@ -241,6 +260,9 @@ fn pids_follow_existing_descendants() {
     let d = sub(&phases(&a), &phases(&b));
     let want = BTreeMap::from([((1, EXIT), [0, N, 0, 2 * N]), ((0, EXIT), [0, N, 0, N])]);
     assert_eq!(d, want);
+    // Built before the trace: the model says it does not know them rather than guess.
+    assert_eq!(a["model"]["not_modelled"].as_array().map(Vec::len), Some(2), "{}", a["model"]);
+    assert_eq!(four(&a["eager"]), [0; 4]);
 }
 
 #[test]
@@ -267,8 +289,9 @@ fn command_exit_status_is_reported() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["command"]["exit_status"], 7);
     assert_eq!(j["command"]["argv"], serde_json::json!(["sh", "-c", "exit 7"]));
-    assert_eq!(j["model"], "not yet wired");
-    assert!(j["eager"].is_null() && j["lazy"].is_null() && j["rmap"].is_null());
+    // sh's own image, all of it, through the model: a real program, not a workload.
+    model_matches("sh -c 'exit 7'", &j);
+    assert!(j["rmap"].is_null());
     // sh's own image: every object it allocated was freed by its exit.
     let o = four(&j["observed"]);
     assert!(o[0] > 0 && o[0] == o[1] && o[2] == o[3], "{o:?}");
@@ -307,6 +330,8 @@ fn duration_ends_a_whole_system_trace() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["scope"], "system");
     assert_eq!(j["ended_by"], "duration");
+    assert_eq!(j["model"]["fed"], false);
+    assert!(j["eager"].is_null() && j["lazy"].is_null());
     assert!(j["elapsed_ms"].as_u64().unwrap() >= 300);
     assert!(j["command"].is_null());
 }

@@ -50,6 +50,9 @@ pub struct Args {
     /// Print every kernel operation the function hooks decode, one per line, on stderr.
     #[arg(long)]
     pub ops: bool,
+    /// Print every event fed to the model, one per line, on stderr.
+    #[arg(long)]
+    pub model_events: bool,
     /// Do not take kernel stacks (clone/unlink reasons then unknown); to measure their cost.
     #[arg(long)]
     pub no_stacks: bool,
@@ -185,7 +188,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut tracer = Tracer::new(tree, syms, sizes);
     tracer.print_ops = args.ops;
     if feed {
-        tracer.feed = Some(Feed::new(&sys::uname().0, Knobs::default()));
+        let mut f = Feed::new(&sys::uname().0, Knobs::default());
+        f.print = args.model_events;
+        tracer.feed = Some(f);
     }
     catch_signals();
     let start = Instant::now();

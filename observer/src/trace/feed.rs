@@ -96,6 +96,8 @@ pub struct Coverage {
     pub faults_not_placed: u64,
     /// Prepares whose kernel VMA had other bounds than the model's VMA there.
     pub layout_mismatches: u64,
+    /// errnos of `bpf_find_vma` that left a prepare without its VMA.
+    pub find_vma_errors: Vec<u32>,
     pub model_errors: u64,
     pub first_error: Option<String>,
     /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
@@ -113,6 +115,8 @@ pub struct Feed {
     kernel: Kernel,
     /// Kernel 6.7+: MAP_STACK sets VM_NOHUGEPAGE.
     stack_nohuge: bool,
+    /// `--model-events`: print each event fed on stderr.
+    pub print: bool,
     /// The events fed, in order: what `replay --knob` and a knob sweep re-run.
     pub events: Vec<Event>,
     pub rows: Vec<Row>,
@@ -169,6 +173,7 @@ impl Feed {
             pair: Pair::new(kernel, knobs),
             kernel,
             stack_nohuge: version(release) >= (6, 7),
+            print: false,
             events: Vec::new(),
             rows: Vec::new(),
             row_index: HashMap::new(),
@@ -183,10 +188,6 @@ impl Feed {
 
     pub fn kernel(&self) -> Kernel {
         self.kernel
-    }
-
-    pub fn pair(&self) -> &Pair {
-        &self.pair
     }
 
     fn pid(proc: usize) -> Pid {
@@ -214,7 +215,9 @@ impl Feed {
                 self.coverage.first_error.get_or_insert_with(|| format!("{ev:?}: {err}"));
             }
         }
-        if std::env::var_os("LAZYVMA_FEED_DEBUG").is_some() { eprintln!("DEBUG ev {ev:x?} at {:?}", at.phase); }
+        if self.print {
+            eprintln!("model proc {} phase {:?}: {ev:x?}", at.proc, at.phase);
+        }
         self.events.push(ev);
     }
 
@@ -276,12 +279,12 @@ impl Feed {
         }
         let during = self.in_exec.remove(&proc).unwrap_or_default();
         // The argv copy is the one prepare without a fault address (GUP, no exception).
-        let argv = during.iter().filter(|p| p.found == 0 && p.addr == 0).count();
+        let argv = during.iter().filter(|p| p.addr == 0).count();
         let stack = (argv > 0).then_some(EXEC_STACK);
         self.coverage.faults_not_placed += argv.saturating_sub(1) as u64;
         self.procs.insert(proc, Proc::default());
         self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
-        for p in during.iter().filter(|p| !(p.found == 0 && p.addr == 0)) {
+        for p in during.iter().filter(|p| p.addr != 0) {
             self.place(tree, proc, p);
         }
     }
@@ -315,7 +318,7 @@ impl Feed {
     /// A prepare in a modelled process: a write fault on the kernel's VMA, mapped first if
     /// the model has not been told of it (the exec image).
     fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma) {
-        if ev.found == 0 {
+        if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
             return;
         }
@@ -325,9 +328,17 @@ impl Feed {
         let here = vmas.iter().find(|v| v.start <= ev.addr && ev.addr < v.end);
         match here {
             Some(v) => {
-                if (v.start, v.end) != (ev.start, ev.end) {
+                // The model knows the VMA: the fault needs no kernel bounds (a failed
+                // bpf_find_vma changes nothing here).
+                if ev.found == 1 && (v.start, v.end) != (ev.start, ev.end) {
                     self.coverage.layout_mismatches += 1;
                 }
+            }
+            None if ev.found != 1 => {
+                // bpf_find_vma failed (mmap_lock contended) on a VMA the model never saw.
+                self.coverage.faults_not_placed += 1;
+                self.coverage.find_vma_errors.push(ev.found >> 8);
+                return;
             }
             None => {
                 if vmas.iter().any(|v| v.start < ev.end && ev.start < v.end) {

@@ -43,6 +43,7 @@ pub fn json(feed: Option<&Feed>, scope: &str) -> Value {
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
         "layout_mismatches": c.layout_mismatches,
+        "find_vma_errors": c.find_vma_errors,
         "model_errors": c.model_errors,
         "first_model_error": c.first_error,
     })
