@@ -130,6 +130,22 @@ mod tests {
     use crate::event::{vm, PAGE_SIZE};
 
     #[test]
+    fn a_kernel_pgoff_keeps_unrelated_neighbours_apart() {
+        let mut p = Pair::new(Kernel::V6_18, Knobs::default());
+        p.apply(&Event::Spawn { pid: 1 }).unwrap();
+        let rw = vm::READ | vm::WRITE;
+        p.apply(&Event::Map { pid: 1, start: 0x10000, pages: 1, flags: rw }).unwrap();
+        // A file page right after it: adjacent, same flags, but another pgoff space.
+        p.apply(&Event::MapPgoff { pid: 1, start: 0x11000, pages: 1, flags: rw, pgoff: 1 << 47 }).unwrap();
+        assert_eq!(p.eager().mapped_vmas(), 2);
+        // Contiguous pgoffs merge, as anon Map's start >> 12 does.
+        p.apply(&Event::MapPgoff { pid: 1, start: 0x12000, pages: 1, flags: rw, pgoff: (1 << 47) + 1 }).unwrap();
+        assert_eq!(p.eager().mapped_vmas(), 2);
+        let e = p.apply(&Event::MapPgoff { pid: 1, start: 0x20000, pages: 2, flags: rw, pgoff: (1 << 48) - 1 }).unwrap_err();
+        assert!(e.to_string().contains("above 2^48"), "{e}");
+    }
+
+    #[test]
     fn ranges_above_the_57_bit_user_space_are_refused_and_change_nothing() {
         let mut p = Pair::new(Kernel::V6_18, Knobs::default());
         p.apply(&Event::Spawn { pid: 1 }).unwrap();

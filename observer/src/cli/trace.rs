@@ -190,6 +190,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if feed {
         let mut f = Feed::new(&sys::uname().0, Knobs::default());
         f.print = args.model_events;
+        // Without a fault tracepoint (arm64) the prepare hook says which VMA was prepared.
+        f.from_hooks = !loaded.attached.iter().any(|t| t == "exceptions:page_fault_user") && hooked("__anon_vma_prepare");
         tracer.feed = Some(f);
     }
     catch_signals();

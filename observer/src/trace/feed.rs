@@ -117,8 +117,13 @@ pub struct Feed {
     stack_nohuge: bool,
     /// `--model-events`: print each event fed on stderr.
     pub print: bool,
+    /// Prepares come from the `__anon_vma_prepare` hook, not the fault tracepoints (a
+    /// kernel without `exceptions:page_fault_user`, e.g. arm64).
+    pub from_hooks: bool,
     /// The events fed, in order: what `replay --knob` and a knob sweep re-run.
     pub events: Vec<Event>,
+    /// (proc, phase) each event counted at.
+    pub fed_at: Vec<(usize, Option<u32>)>,
     pub rows: Vec<Row>,
     row_index: HashMap<(usize, Option<u32>), usize>,
     pub eager: Counts,
@@ -174,7 +179,9 @@ impl Feed {
             kernel,
             stack_nohuge: version(release) >= (6, 7),
             print: false,
+            from_hooks: false,
             events: Vec::new(),
+            fed_at: Vec::new(),
             rows: Vec::new(),
             row_index: HashMap::new(),
             eager: Counts::default(),
@@ -219,6 +226,7 @@ impl Feed {
             eprintln!("model proc {} phase {:?}: {ev:x?}", at.proc, at.phase);
         }
         self.events.push(ev);
+        self.fed_at.push((at.proc, at.phase));
     }
 
     fn count(&mut self, e: &Deltas, l: &Deltas, at: At) {
@@ -299,12 +307,43 @@ impl Feed {
         self.apply(Event::Exit { pid: Self::pid(proc) }, Self::at(tree, proc));
     }
 
-    /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares.
+    /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares (x86: the
+    /// fault address comes from the `exceptions` tracepoints).
     pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
         // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
-        if ev.bytes_req != sizes.anon_vma_chain {
+        if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain {
             return;
         }
+        self.prepared(tree, ev);
+    }
+
+    /// `__anon_vma_prepare` returned (function hooks; where no fault tracepoint exists).
+    /// No fault address: the VMA itself says where, and inside exec the stack (VM_GROWSDOWN)
+    /// is the argv copy's. No vm_file either: a pgoff other than the address's marks a file.
+    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32) {
+        if !self.from_hooks || ret != 0 {
+            return;
+        }
+        let in_exec = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited).is_some_and(|p| self.in_exec.contains_key(&p));
+        let argv = in_exec && vma.flags & VM_GROWSDOWN != 0;
+        let ev = PrepareVma {
+            kind: EV_PREPARE_VMA,
+            pid,
+            tgid,
+            found: 1,
+            addr: if argv { 0 } else { vma.start },
+            bytes_req: 0,
+            start: vma.start,
+            end: vma.end,
+            pgoff: vma.pgoff,
+            flags: vma.flags,
+            file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
+            anon_vma: vma.anon_vma,
+        };
+        self.prepared(tree, &ev);
+    }
+
+    fn prepared(&mut self, tree: &Tree, ev: &PrepareVma) {
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) else { return };
         if let Some(during) = self.in_exec.get_mut(&proc) {
             during.push(*ev);
@@ -485,9 +524,88 @@ impl Feed {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
         for (tp, why) in missing {
+            if self.from_hooks && tp.starts_with("exceptions:") {
+                continue;
+            }
             if why.contains("the model is not fed") {
                 self.coverage.incomplete.push(format!("{tp} not attached"));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Sizes = Sizes { anon_vma: 96, anon_vma_chain: 64 };
+    const MAP_PRIVATE_ANON: u64 = 0x22;
+
+    fn sys(tgid: u32, slot: usize, args: [u64; 6], ret: i64) -> SyscallEvent {
+        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: slot as u32, args, ret }
+    }
+
+    fn prep(tgid: u32, addr: u64, vma: Option<(u64, u64, u64)>) -> PrepareVma {
+        let (start, end, flags) = vma.unwrap_or_default();
+        PrepareVma { kind: EV_PREPARE_VMA, pid: tgid, tgid, found: vma.is_some() as u32, addr, bytes_req: 64, start, end, pgoff: start / PAGE_SIZE, flags, ..Default::default() }
+    }
+
+    /// The command's exec (argv copy, then a .data prepare inside exec), an anon mmap and
+    /// its first write, a fork, both exits: spec §5 B for one VMA plus the image.
+    #[test]
+    fn a_command_tree_becomes_the_models_events_in_order() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.syscall(&tree, &sys(100, SYS_EXECVE, [0; 6], 0).with_enter());
+        f.prepare(&tree, S, &prep(100, 0, None));
+        let data = (0x5555_0000_0000, 0x5555_0000_2000, VM_READ | VM_WRITE);
+        f.prepare(&tree, S, &prep(100, 0x5555_0000_1008, Some(data)));
+        tree.exec(100);
+        f.exec(&tree, 100);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
+        f.prepare(&tree, S, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
+        // The anon_vma allocation of the same prepare is not a second fault.
+        f.prepare(&tree, S, &PrepareVma { bytes_req: 96, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
+        tree.fork(100, 101);
+        f.fork(&tree, 1);
+        tree.exit(101, 101, 1);
+        f.exit(&tree, 1);
+        tree.exit(100, 100, 1);
+        f.exit(&tree, 0);
+        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "MapPgoff", "Fault", "Fork", "Exit", "Exit"]);
+        assert_eq!(f.events[1], Event::Exec { pid: 1, stack: Some(EXEC_STACK) });
+        // stack + .data + the test VMA: 3 AV / 3 AVC; fork: +3 AV, +6 AVC; all freed.
+        let four = |c: &Counts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
+        assert_eq!(four(&f.eager), [6, 6, 9, 9]);
+        let c = &f.coverage;
+        assert_eq!((c.modelled, c.faults_not_placed, c.layout_mismatches, c.model_errors), (2, 0, 0, 0));
+    }
+
+    #[test]
+    fn what_the_model_cannot_take_is_counted_not_guessed() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.1.0", Knobs::default());
+        assert_eq!(f.kernel(), Kernel::V6_1);
+        tree.exec(100);
+        f.exec(&tree, 100);
+        f.syscall(&tree, &sys(100, SYS_MADVISE, [0x1000, 0x1000, 14, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [0x1000, 0x1000, 0x3000, 1, 0, 0], 0x1000));
+        // A failed syscall changes nothing; a fault with no VMA found is not placed.
+        f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], -22));
+        f.prepare(&tree, S, &PrepareVma { found: 11 << 8, ..prep(100, 0x7000, None) });
+        f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], 0));
+        let c = &f.coverage;
+        assert_eq!(c.unmodelled.get("madvise 14"), Some(&1));
+        assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
+        assert_eq!((c.faults_not_placed, c.find_vma_errors.as_slice()), (1, &[11][..]));
+        assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
+    }
+
+    impl SyscallEvent {
+        fn with_enter(mut self) -> Self {
+            self.slot |= SYS_ENTER;
+            self
         }
     }
 }

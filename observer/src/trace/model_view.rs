@@ -27,12 +27,19 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
     }
 }
 
-pub fn json(feed: Option<&Feed>, scope: &str) -> Value {
+/// `events`: also list every event fed, with the (proc, phase) it counted at.
+pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     let Some(f) = feed else {
         return json!({ "fed": false, "why": format!("{scope} scope: processes running before the trace are not modelled") });
     };
     let c = &f.coverage;
+    let listed: Vec<Value> = if events {
+        f.events.iter().zip(&f.fed_at).map(|(e, (proc, phase))| json!({ "proc": proc, "phase": phase, "event": format!("{e:x?}") })).collect()
+    } else {
+        vec![]
+    };
     json!({
+        "events": if events { Value::from(listed) } else { Value::Null },
         "fed": true,
         "kernel_rules": f.kernel().name(),
         "complete": c.incomplete.is_empty(),

@@ -104,7 +104,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "eager": t.feed.as_ref().map(|f| counts(&f.eager)),
         "lazy": t.feed.as_ref().map(|f| counts(&f.lazy)),
         "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
-        "model": super::model_view::json(t.feed.as_ref(), r.scope),
+        "model": super::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
     })
 }
 
