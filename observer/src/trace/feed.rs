@@ -21,7 +21,10 @@ use lazyvma_model::{
     pair::Pair,
     trace_abi::*,
 };
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, HashMap, HashSet},
+};
 
 /// `SYSCALL_IDS` for this architecture.
 pub fn syscall_ids() -> [u64; SYS_COUNT] {
@@ -286,13 +289,12 @@ impl Feed {
             self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
         }
         let during = self.in_exec.remove(&proc).unwrap_or_default();
-        // The argv copy is the one prepare without a fault address (GUP, no exception).
-        let argv = during.iter().filter(|p| p.addr == 0).count();
-        let stack = (argv > 0).then_some(EXEC_STACK);
-        self.coverage.faults_not_placed += argv.saturating_sub(1) as u64;
+        // The first prepare of an exec is the argv copy into the new stack (by GUP: its
+        // fault address, if any, is a stale one of the old mm, where the argv was read).
+        let stack = (!during.is_empty()).then_some(EXEC_STACK);
         self.procs.insert(proc, Proc::default());
         self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
-        for p in during.iter().filter(|p| p.addr != 0) {
+        for p in during.iter().skip(1) {
             self.place(tree, proc, p);
         }
     }
@@ -318,20 +320,18 @@ impl Feed {
     }
 
     /// `__anon_vma_prepare` returned (function hooks; where no fault tracepoint exists).
-    /// No fault address: the VMA itself says where, and inside exec the stack (VM_GROWSDOWN)
-    /// is the argv copy's. No vm_file either: a pgoff other than the address's marks a file.
+    /// No fault address: the VMA itself says where. No vm_file either: a pgoff other than
+    /// the address's marks a file.
     pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32) {
         if !self.from_hooks || ret != 0 {
             return;
         }
-        let in_exec = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited).is_some_and(|p| self.in_exec.contains_key(&p));
-        let argv = in_exec && vma.flags & VM_GROWSDOWN != 0;
         let ev = PrepareVma {
             kind: EV_PREPARE_VMA,
             pid,
             tgid,
             found: 1,
-            addr: if argv { 0 } else { vma.start },
+            addr: vma.start,
             bytes_req: 0,
             start: vma.start,
             end: vma.end,
@@ -464,14 +464,17 @@ impl Feed {
             }
             SYS_MREMAP => {
                 let (old, old_len, new_len, flags, new) = (a[0], pages(a[1]), pages(a[2]), a[3], ev.ret as u64);
-                if new != old && old_len == new_len {
-                    let dontunmap = flags & MREMAP_DONTUNMAP != 0;
-                    self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at);
-                } else if new == old && new_len < old_len {
-                    self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at);
-                } else if new == old && new_len == old_len {
-                } else {
-                    self.unmodelled(if new == old { "mremap grow in place" } else { "mremap move with a new size" });
+                match (new == old, new_len.cmp(&old_len)) {
+                    (false, Ordering::Equal) => {
+                        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+                        self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at);
+                    }
+                    (true, Ordering::Less) => {
+                        self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at)
+                    }
+                    (true, Ordering::Equal) => {}
+                    (true, Ordering::Greater) => self.unmodelled("mremap grow in place"),
+                    (false, _) => self.unmodelled("mremap move with a new size"),
                 }
             }
             SYS_MADVISE => {
@@ -556,7 +559,7 @@ mod tests {
     fn a_command_tree_becomes_the_models_events_in_order() {
         let mut tree = Tree::command(100);
         let mut f = Feed::new("6.18.44", Knobs::default());
-        f.syscall(&tree, &sys(100, SYS_EXECVE, [0; 6], 0).with_enter());
+        f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
         f.prepare(&tree, S, &prep(100, 0, None));
         let data = (0x5555_0000_0000, 0x5555_0000_2000, VM_READ | VM_WRITE);
         f.prepare(&tree, S, &prep(100, 0x5555_0000_1008, Some(data)));
@@ -602,10 +605,8 @@ mod tests {
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
     }
 
-    impl SyscallEvent {
-        fn with_enter(mut self) -> Self {
-            self.slot |= SYS_ENTER;
-            self
-        }
+    fn with_enter(mut e: SyscallEvent) -> SyscallEvent {
+        e.slot |= SYS_ENTER;
+        e
     }
 }

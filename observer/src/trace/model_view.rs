@@ -92,7 +92,21 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
     writeln!(out, "\n{:<28} AV alloc     free  AVC alloc     free", format!("model ({} rules)", f.kernel().name()))?;
     writeln!(out, "{:<28} {}", "eager", af(&f.eager))?;
     writeln!(out, "{:<28} {}", "lazy", af(&f.lazy))?;
-    writeln!(out, "{:<28} {} B of live objects now", "lazy saves", saved(f, sizes))?;
+    let (av, avc) = (f.eager.anon_vma.alloc as i64 - f.lazy.anon_vma.alloc as i64, f.eager.anon_vma_chain.alloc as i64 - f.lazy.anon_vma_chain.alloc as i64);
+    writeln!(
+        out,
+        "{:<28} {av} anon_vma + {avc} anon_vma_chain allocations ({} B); {} B of live objects now",
+        "lazy saves",
+        av * sizes.anon_vma as i64 + avc * sizes.anon_vma_chain as i64,
+        saved(f, sizes)
+    )?;
+    if !f.rows.is_empty() {
+        writeln!(out, "\n{:<20} {:<38} lazy", "proc  tgid  phase", "eager AV alloc free  AVC alloc free")?;
+        for r in &f.rows {
+            let ph = r.phase.map_or("-".to_string(), |x| x.to_string());
+            writeln!(out, "{:<5} {:<7} {:<6} {}  {}", r.proc, r.tgid, ph, af(&r.eager), af(&r.lazy))?;
+        }
+    }
     let c = &f.coverage;
     writeln!(
         out,
