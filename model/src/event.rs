@@ -113,8 +113,8 @@ pub enum Event {
     /// `Map` with the VMA's `vm_pgoff` as the kernel set it (a file mapping's page offset,
     /// an mremap-moved range's old one) instead of `start >> 12`. Two VMAs merge or lend
     /// their anon_vma only with contiguous pgoffs, so a caller puts what else must match
-    /// and the model has no field for (`vm_file`, flags it has no bit for) in bits 45..48;
-    /// a user address's page number stays below 2^45.
+    /// and the model has no field for (`vm_file`, flags it has no bit for) in bits 44..48;
+    /// a user address's page number stays below 2^44 (2^56 bytes).
     MapPgoff { pid: Pid, start: u64, pages: u64, flags: u8, pgoff: u64 },
     Fault { pid: Pid, addr: u64, kind: FaultKind },
     /// fork: `dup_mmap` walks the parent's VMAs in address order.

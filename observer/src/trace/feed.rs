@@ -52,6 +52,11 @@ const EXEC_STACK: u64 = (1 << 56) - PAGE_SIZE;
 const PGOFF_FILE: u64 = 1 << 47;
 const PGOFF_NORESERVE: u64 = 1 << 46;
 const PGOFF_NOHUGE: u64 = 1 << 45;
+/// Arch flags (vm_flags bits 32-40: arm64's VM_MTE_ALLOWED on anonymous mmaps, x86's pkey
+/// bits), seen only in a VMA the kernel showed us: brk never sets them, so on arm64 the
+/// heap does not merge into an exec'd .bss that has them.
+const PGOFF_ARCH: u64 = 1 << 44;
+const VM_HIGH_ARCH: u64 = 0x1ff << 32;
 
 // vm_flags (include/linux/mm.h; the same on 6.1 and 6.18).
 const VM_READ: u64 = 0x1;
@@ -257,11 +262,13 @@ impl Feed {
         *self.coverage.unmodelled.entry(what.into()).or_default() += 1;
     }
 
-    /// `task_newtask`: a task sharing the mm without being a thread (vfork, posix_spawn).
-    pub fn newtask(&mut self, pid: u32, clone_flags: u64) {
+    /// `task_newtask` in `parent`: a task sharing the mm without being a thread (vfork,
+    /// posix_spawn) of a traced process.
+    pub fn newtask(&mut self, tree: &Tree, parent: u32, pid: u32, clone_flags: u64) {
         const CLONE_VM: u64 = 0x100;
         const CLONE_THREAD: u64 = 0x1_0000;
-        if clone_flags & CLONE_VM != 0 && clone_flags & CLONE_THREAD == 0 {
+        let traced = tree.procs.iter().any(|p| p.tgid == parent && !p.exited);
+        if traced && clone_flags & CLONE_VM != 0 && clone_flags & CLONE_THREAD == 0 {
             self.shared_mm.insert(pid);
         }
     }
@@ -407,6 +414,9 @@ impl Feed {
         }
         if f & (VM_NOHUGEPAGE | VM_HUGEPAGE | VM_GROWSDOWN) != 0 {
             tag |= PGOFF_NOHUGE;
+        }
+        if f & VM_HIGH_ARCH != 0 {
+            tag |= PGOFF_ARCH;
         }
         (flags, tag)
     }

@@ -133,7 +133,7 @@ impl Tracer {
             EV_NEWTASK => {
                 self.tree.newtask(ev.arg, ev.ptr);
                 if let Some(f) = self.feed.as_mut() {
-                    f.newtask(ev.arg, ev.ptr);
+                    f.newtask(&self.tree, ev.tgid, ev.arg, ev.ptr);
                 }
             }
             EV_FORK => {
