@@ -30,6 +30,27 @@ static SYSCALL_ARGS: LruHashMap<u32, [u64; 7]> = LruHashMap::with_max_entries(16
 /// tid → its last `exceptions:page_fault_user` address.
 #[map]
 static FAULT_ADDR: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+/// The traced processes (tgid → 1): set by userspace for the roots, joined here by
+/// their forks. Everything this file sends is for them only: the rest of the system's
+/// mmaps and faults would flood the ring buffer.
+#[map]
+static FEED_TRACED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(65536, 0);
+
+fn traced() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: only presence is read.
+    unsafe { FEED_TRACED.get(&tgid) }.is_some()
+}
+
+/// `sched:sched_process_fork` in the parent: a traced parent's child is traced.
+#[tracepoint]
+pub fn trace_feed_fork(ctx: TracePointContext) -> u32 {
+    if traced() {
+        let child: i32 = field(&ctx, offset(|o| &o.fork_child_pid));
+        let _ = FEED_TRACED.insert(&(child as u32), &1, 0);
+    }
+    0
+}
 
 fn tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
@@ -53,6 +74,9 @@ fn slot_of(id: u64) -> Option<usize> {
 pub fn trace_sys_enter(ctx: TracePointContext) -> u32 {
     let id: u64 = field(&ctx, 8);
     let Some(slot) = slot_of(id) else { return 0 };
+    if !traced() {
+        return 0;
+    }
     let mut v = [slot as u64, 0, 0, 0, 0, 0, 0];
     if slot == SYS_EXECVE || slot == SYS_EXECVEAT {
         // The argv copy faults the new stack by GUP: no fault address may be left over.
@@ -98,6 +122,9 @@ const _: () = assert!(SYSCALL_EVENT_SIZE == 72);
 /// `exceptions:page_fault_user` (x86): `unsigned long address` at 8.
 #[tracepoint]
 pub fn trace_user_fault(ctx: TracePointContext) -> u32 {
+    if !traced() {
+        return 0;
+    }
     let addr: u64 = field(&ctx, 8);
     let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
     0
@@ -108,7 +135,7 @@ pub fn trace_user_fault(ctx: TracePointContext) -> u32 {
 #[tracepoint]
 pub fn trace_kernel_fault(ctx: TracePointContext) -> u32 {
     let addr: u64 = field(&ctx, 8);
-    if addr < USER_TOP {
+    if addr < USER_TOP && traced() {
         let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
     }
     0
@@ -148,7 +175,7 @@ extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> 
 #[tracepoint]
 pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
-    if function_of(call_site) != Some(FN_PREPARE) {
+    if function_of(call_site) != Some(FN_PREPARE) || !traced() {
         return 0;
     }
     let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));

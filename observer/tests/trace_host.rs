@@ -49,8 +49,10 @@ fn lazyvma(args: &[&str]) -> Output {
 
 fn trace_json(scenario: &str, n: i64) -> Value {
     let n = n.to_string();
-    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
+    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // --model-events lines are for model_matches' message, not every failure's.
+    let stderr: String = stderr.lines().filter(|l| !l.starts_with("model proc")).collect::<Vec<_>>().join("\n");
     assert!(out.status.success(), "trace {scenario} -n {n}: {stderr}");
     let j = report(&out.stdout).unwrap_or_else(|e| panic!("trace {scenario}: no JSON report on stdout ({e}): {stderr}"));
     assert_eq!(j["command"]["exit_status"], 0, "{scenario} -n {n} failed: {stderr}");
@@ -74,7 +76,8 @@ fn model_matches(what: &str, j: &Value) {
     assert_eq!(m["not_modelled"], serde_json::json!([]), "{what}: {m}");
     for p in j["phases"].as_array().expect("phases") {
         let eager = if p["eager"].is_null() { [0; 4] } else { four(&p["eager"]) };
-        assert_eq!(eager, four(p), "{what}: proc {} phase {}: model eager != observed [+AV, -AV, +AVC, -AVC]; rerun with --model-events", p["proc"], p["phase"]);
+        let there: Vec<&str> = m["events"].as_array().into_iter().flatten().filter(|e| e["proc"] == p["proc"] && e["phase"] == p["phase"]).filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(eager, four(p), "{what}: proc {} phase {}: model eager != observed [+AV, -AV, +AVC, -AVC]; events there: {there:?}", p["proc"], p["phase"]);
     }
     assert_eq!(four(&j["eager"]), four(&j["observed"]), "{what}: model eager total != observed");
 }

@@ -185,6 +185,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         (None, false) => ("pids", Tree::with_descendants(&roots, &ppids())),
         (None, true) => ("system", Tree::system()),
     };
+    if feed {
+        loaded.feed_traced(&tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>())?;
+    }
     let mut tracer = Tracer::new(tree, syms, sizes);
     tracer.print_ops = args.ops;
     if feed {

@@ -40,6 +40,7 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
 /// What `trace::feed` needs (command and -p scopes only): VMA syscalls, the user fault
 /// address (x86 only), the prepared VMA. Without them the model is marked incomplete.
 const FEED_PROGRAMS: &[(&str, &str, &str)] = &[
+    ("trace_feed_fork", "sched", "sched_process_fork"),
     ("trace_sys_enter", "raw_syscalls", "sys_enter"),
     ("trace_sys_exit", "raw_syscalls", "sys_exit"),
     ("trace_user_fault", "exceptions", "page_fault_user"),
@@ -129,6 +130,16 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), Strin
 }
 
 impl Loaded {
+    /// Processes whose records the feed programs send (their forks join in BPF).
+    pub fn feed_traced(&mut self, tgids: &[u32]) -> anyhow::Result<()> {
+        let map = self.ebpf_mut().map_mut("FEED_TRACED").context("map FEED_TRACED missing from the BPF object")?;
+        let mut m: aya::maps::HashMap<_, u32, u8> = aya::maps::HashMap::try_from(map)?;
+        for t in tgids {
+            m.insert(t, 1, 0).with_context(|| format!("FEED_TRACED: inserting {t}"))?;
+        }
+        Ok(())
+    }
+
     /// The object, to attach the function hooks to (`trace::attach`).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         self.ebpf.as_mut().expect("attached before detach")

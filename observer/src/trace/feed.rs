@@ -112,6 +112,13 @@ pub struct Coverage {
     pub incomplete: Vec<String>,
 }
 
+/// A phase marker from another thread can fall between the two records of one prepare
+/// (two programs on one tracepoint): the model counts the prepare where the slab did.
+enum Pairing {
+    Counted(At),
+    Waiting(PrepareVma),
+}
+
 #[derive(Default)]
 struct Proc {
     /// `mm->brk`, page-aligned, once a brk call told it.
@@ -142,6 +149,8 @@ pub struct Feed {
     /// Processes inside execve (enter seen, `sched_process_exec` not yet) and the prepares
     /// they made meanwhile: in the new mm, so applied after the model's exec.
     in_exec: HashMap<usize, Vec<PrepareVma>>,
+    /// Per thread: one prepare's two records (the slab count, the VMA), whichever came first.
+    pairing: HashMap<u32, Pairing>,
     /// Tasks created with CLONE_VM but not CLONE_THREAD: they share their parent's mm.
     shared_mm: HashSet<u32>,
 }
@@ -197,6 +206,7 @@ impl Feed {
             coverage: Coverage::default(),
             procs: HashMap::new(),
             in_exec: HashMap::new(),
+            pairing: HashMap::new(),
             shared_mm: HashSet::new(),
         }
     }
@@ -290,8 +300,8 @@ impl Feed {
     pub fn exec(&mut self, tree: &Tree, tgid: u32) {
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
         let at = Self::at(tree, proc);
-        if !self.procs.contains_key(&proc) {
-            self.procs.insert(proc, Proc::default());
+        // A new image: brk unknown until its first call.
+        if self.procs.insert(proc, Proc::default()).is_none() {
             self.coverage.modelled += 1;
             self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
         }
@@ -299,10 +309,9 @@ impl Feed {
         // The first prepare of an exec is the argv copy into the new stack (by GUP: its
         // fault address, if any, is a stale one of the old mm, where the argv was read).
         let stack = (!during.is_empty()).then_some(EXEC_STACK);
-        self.procs.insert(proc, Proc::default());
         self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
         for p in during.iter().skip(1) {
-            self.place(tree, proc, p);
+            self.place(tree, proc, p, Some(at));
         }
     }
 
@@ -320,10 +329,29 @@ impl Feed {
     /// fault address comes from the `exceptions` tracepoints).
     pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
         // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
-        if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain {
+        if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
             return;
         }
-        self.prepared(tree, ev);
+        match self.pairing.remove(&ev.pid) {
+            Some(Pairing::Counted(at)) => self.prepared(tree, ev, Some(at)),
+            _ => {
+                self.pairing.insert(ev.pid, Pairing::Waiting(*ev));
+            }
+        }
+    }
+
+    /// The slab tally counted thread `pid`'s prepare's anon_vma_chain at `at`: the model
+    /// counts the same prepare there too.
+    pub fn prepare_counted(&mut self, tree: &Tree, pid: u32, at: At) {
+        if self.from_hooks {
+            return;
+        }
+        match self.pairing.remove(&pid) {
+            Some(Pairing::Waiting(ev)) => self.prepared(tree, &ev, Some(at)),
+            _ => {
+                self.pairing.insert(pid, Pairing::Counted(at));
+            }
+        }
     }
 
     /// `__anon_vma_prepare` returned (function hooks; where no fault tracepoint exists).
@@ -347,29 +375,29 @@ impl Feed {
             file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
             anon_vma: vma.anon_vma,
         };
-        self.prepared(tree, &ev);
+        self.prepared(tree, &ev, None);
     }
 
-    fn prepared(&mut self, tree: &Tree, ev: &PrepareVma) {
+    fn prepared(&mut self, tree: &Tree, ev: &PrepareVma, at: Option<At>) {
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) else { return };
         if let Some(during) = self.in_exec.get_mut(&proc) {
             during.push(*ev);
             return;
         }
         if self.procs.contains_key(&proc) {
-            self.place(tree, proc, ev);
+            self.place(tree, proc, ev, at);
         }
     }
 
     /// A prepare in a modelled process: a write fault on the kernel's VMA, mapped first if
     /// the model has not been told of it (the exec image).
-    fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma) {
+    fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma, at: Option<At>) {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
             return;
         }
         let pid = Self::pid(proc);
-        let at = Self::at(tree, proc);
+        let at = at.unwrap_or_else(|| Self::at(tree, proc));
         let vmas = self.pair.eager().vmas(pid).unwrap_or_default();
         let here = vmas.iter().find(|v| v.start <= ev.addr && ev.addr < v.end);
         match here {
@@ -570,15 +598,15 @@ mod tests {
         let mut tree = Tree::command(100);
         let mut f = Feed::new("6.18.44", Knobs::default());
         f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
-        f.prepare(&tree, S, &prep(100, 0, None));
+        prepare(&mut f, &tree, &prep(100, 0, None));
         let data = (0x5555_0000_0000, 0x5555_0000_2000, VM_READ | VM_WRITE);
-        f.prepare(&tree, S, &prep(100, 0x5555_0000_1008, Some(data)));
+        prepare(&mut f, &tree, &prep(100, 0x5555_0000_1008, Some(data)));
         tree.exec(100);
         f.exec(&tree, 100);
         f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
-        f.prepare(&tree, S, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
+        prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
         // The anon_vma allocation of the same prepare is not a second fault.
-        f.prepare(&tree, S, &PrepareVma { bytes_req: 96, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
+        prepare(&mut f, &tree, &PrepareVma { bytes_req: 96, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
         tree.fork(100, 101);
         f.fork(&tree, 1);
         tree.exit(101, 101, 1);
@@ -606,13 +634,39 @@ mod tests {
         f.syscall(&tree, &sys(100, SYS_MREMAP, [0x1000, 0x1000, 0x3000, 1, 0, 0], 0x1000));
         // A failed syscall changes nothing; a fault with no VMA found is not placed.
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], -22));
-        f.prepare(&tree, S, &PrepareVma { found: 11 << 8, ..prep(100, 0x7000, None) });
+        prepare(&mut f, &tree, &PrepareVma { found: 11 << 8, ..prep(100, 0x7000, None) });
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], 0));
         let c = &f.coverage;
         assert_eq!(c.unmodelled.get("madvise 14"), Some(&1));
         assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
         assert_eq!((c.faults_not_placed, c.find_vma_errors.as_slice()), (1, &[11][..]));
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
+    }
+
+    /// Another thread's phase marker between the slab count and the VMA record of one
+    /// prepare: the model counts the prepare where the slab did.
+    #[test]
+    fn a_prepare_counts_in_the_phase_its_slab_record_did() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
+        tree.marker(100, 2);
+        f.prepare_counted(&tree, 101, Feed::at(&tree, 0));
+        tree.marker(100, 3);
+        f.prepare(&tree, S, &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
+        let rows: Vec<_> = f.rows.iter().map(|r| (r.phase, r.eager.anon_vma.alloc)).collect();
+        assert_eq!(rows, [(Some(2), 1)]);
+    }
+
+    /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).
+    fn prepare(f: &mut Feed, tree: &Tree, ev: &PrepareVma) {
+        f.prepare(tree, S, ev);
+        if ev.bytes_req == S.anon_vma_chain {
+            let proc = tree.procs.iter().rposition(|p| p.tgid == ev.tgid).unwrap();
+            f.prepare_counted(tree, ev.pid, Feed::at(tree, proc));
+        }
     }
 
     fn with_enter(mut e: SyscallEvent) -> SyscallEvent {

@@ -177,6 +177,10 @@ impl Tracer {
         self.live.alloc(ev.ptr, kind, proc);
         let why = reason::classify(ev.arg, true, self.frames(ev), &self.syms);
         self.count(kind, true, ev.arg, why, proc);
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.arg, kind) {
+            let p = self.tree.get(proc);
+            f.prepare_counted(&self.tree, ev.pid, At { proc, tgid: p.tgid, phase: p.phase });
+        }
     }
 
     fn free(&mut self, ev: &TraceEvent) {
