@@ -11,7 +11,7 @@
 //! the same records gives the same events.
 use super::{
     pids::Tree,
-    slab::{At, Counts, Sizes},
+    slab::{At, Counts, Kind, Sizes},
 };
 use lazyvma_model::{
     counts::Deltas,
@@ -89,6 +89,9 @@ pub struct Row {
     pub phase: Option<u32>,
     pub eager: Counts,
     pub lazy: Counts,
+    /// Spare objects a thread that lost a prepare race allocated and freed (spec §1.2: the
+    /// model, single-threaded, has no such race). Observed = eager + these.
+    pub spares: Counts,
 }
 
 /// How much of the traced tree the model saw, and everything it could not use.
@@ -143,6 +146,8 @@ pub struct Feed {
     row_index: HashMap<(usize, Option<u32>), usize>,
     pub eager: Counts,
     pub lazy: Counts,
+    /// Lost prepare races' spares, in total (per row in `rows`).
+    pub spares: Counts,
     pub coverage: Coverage,
     /// Modelled processes by `proc` (the model's pid is `proc + 1`).
     procs: HashMap<usize, Proc>,
@@ -203,6 +208,7 @@ impl Feed {
             row_index: HashMap::new(),
             eager: Counts::default(),
             lazy: Counts::default(),
+            spares: Counts::default(),
             coverage: Coverage::default(),
             procs: HashMap::new(),
             in_exec: HashMap::new(),
@@ -247,6 +253,25 @@ impl Feed {
         self.fed_at.push((at.proc, at.phase));
     }
 
+    /// A free from `__anon_vma_prepare`: the spare of a thread that lost the race to
+    /// prepare the same VMA (its allocation was counted in the same call).
+    pub fn race_spare(&mut self, kind: Kind, at: At) {
+        let i = self.row(at);
+        for c in [&mut self.rows[i].spares, &mut self.spares] {
+            c.add(kind, true);
+            c.add(kind, false);
+        }
+    }
+
+    fn row(&mut self, at: At) -> usize {
+        let next = self.rows.len();
+        let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
+        if i == next {
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: Counts::default(), lazy: Counts::default(), spares: Counts::default() });
+        }
+        i
+    }
+
     fn count(&mut self, e: &Deltas, l: &Deltas, at: At) {
         if e.anon_vma.alloc + e.anon_vma.free + e.anon_vma_chain.alloc + e.anon_vma_chain.free
             + l.anon_vma.alloc + l.anon_vma.free + l.anon_vma_chain.alloc + l.anon_vma_chain.free
@@ -254,11 +279,7 @@ impl Feed {
         {
             return;
         }
-        let next = self.rows.len();
-        let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
-        if i == next {
-            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: Counts::default(), lazy: Counts::default() });
-        }
+        let i = self.row(at);
         let row = &mut self.rows[i];
         for (d, c, t) in [(e, &mut row.eager, &mut self.eager), (l, &mut row.lazy, &mut self.lazy)] {
             to_counts(&d.anon_vma, &mut c.anon_vma);

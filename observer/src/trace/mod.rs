@@ -194,6 +194,10 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
         let why = reason::classify(ev.arg, false, self.frames(ev), &self.syms);
         self.count(kind, false, ev.arg, why, proc);
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {
+            let p = self.tree.get(proc);
+            f.race_spare(kind, At { proc, tgid: p.tgid, phase: p.phase });
+        }
     }
 
     fn count(&mut self, kind: slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {

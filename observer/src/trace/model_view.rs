@@ -24,6 +24,9 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
         };
         phases[i]["eager"] = counts(&row.eager);
         phases[i]["lazy"] = counts(&row.lazy);
+        if row.spares != Counts::default() {
+            phases[i]["prepare_race_spares"] = counts(&row.spares);
+        }
     }
 }
 
@@ -50,6 +53,8 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
         "layout_mismatches": c.layout_mismatches,
+        // Allocated and freed by threads that lost a prepare race: observed = eager + these.
+        "prepare_race_spares": counts(&f.spares),
         "find_vma_errors": c.find_vma_errors,
         "model_errors": c.model_errors,
         "first_model_error": c.first_error,
