@@ -282,8 +282,9 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
         }
     }
     // (e) the model against the slab, whole tree.
+    let combined: Vec<i64> = combine.iter().filter_map(|c| table["phases"][c].as_i64()).collect();
     for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
-        model_matches(j).with_context(|| format!("(e) {run}: model eager vs observed"))?;
+        model_matches(j, &combined).with_context(|| format!("(e) {run}: model eager vs observed"))?;
     }
     if let Some(why) = e["guest_inexact"].as_str() {
         return Ok(Some(why.into()));
@@ -351,7 +352,9 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
 
 /// Model eager == observed per (proc, phase) and in total, with nothing left unplaced; on
 /// a mismatch the first diverging row and the events the model counted there.
-fn model_matches(j: &Value) -> Result<()> {
+/// `combine`: phase ids summed into the first (a marker of one thread races another's
+/// records, as in (a)).
+fn model_matches(j: &Value, combine: &[i64]) -> Result<()> {
     let m = &j["model"];
     ensure!(m["fed"] == true && m["complete"] == true, "model not fed or incomplete: {m}");
     for key in ["faults_not_placed", "layout_mismatches", "model_errors"] {
@@ -359,15 +362,22 @@ fn model_matches(j: &Value) -> Result<()> {
     }
     ensure!(m["not_modelled"].as_array().is_some_and(Vec::is_empty), "not modelled: {}", m["not_modelled"]);
     let plus = |a: Four, b: Four| [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]];
-    let key = |p: &Value| (p["proc"].as_i64().unwrap_or(-1), p["phase"].as_i64().unwrap_or(-1));
-    let phases = j["phases"].as_array().into_iter().flatten();
-    // A lost prepare race's spares are the slab's alone (the model has one thread).
-    let got: BTreeMap<(i64, i64), Four> = phases.clone().map(|p| (key(p), plus(four(&p["eager"]), four(&p["prepare_race_spares"])))).collect();
-    let want: BTreeMap<(i64, i64), Four> = phases.map(|p| (key(p), four(p))).collect();
+    let key = |p: &Value| {
+        let phase = p["phase"].as_i64().unwrap_or(-1);
+        (p["proc"].as_i64().unwrap_or(-1), if combine.contains(&phase) { combine[0] } else { phase })
+    };
+    let (mut got, mut want) = (BTreeMap::<(i64, i64), Four>::new(), BTreeMap::<(i64, i64), Four>::new());
+    for p in j["phases"].as_array().into_iter().flatten() {
+        // A lost prepare race's spares are the slab's alone (the model has one thread).
+        let g = got.entry(key(p)).or_default();
+        *g = plus(*g, plus(four(&p["eager"]), four(&p["prepare_race_spares"])));
+        let w = want.entry(key(p)).or_default();
+        *w = plus(*w, four(p));
+    }
     if let Some(d) = first_difference(&got, &want) {
         let row = got.keys().chain(want.keys()).find(|k| got.get(k).copied().unwrap_or_default() != want.get(k).copied().unwrap_or_default());
         let events: Vec<String> = m["events"].as_array().into_iter().flatten()
-            .filter(|e| row.is_some_and(|(p, ph)| e["proc"].as_i64() == Some(*p) && e["phase"].as_i64().unwrap_or(-1) == *ph))
+            .filter(|e| row.is_some_and(|r| e["proc"].as_i64() == Some(r.0) && key(e).1 == r.1))
             .filter_map(|e| e["event"].as_str().map(String::from)).collect();
         bail!("(proc, phase) [+AV, -AV, +AVC, -AVC] {d} (got = model eager, want = slab); events there: {}", events.join("; "));
     }
