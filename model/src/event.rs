@@ -8,6 +8,8 @@ use crate::kernel::Kernel;
 
 pub type Pid = u32;
 pub const PAGE_SIZE: u64 = 4096;
+/// The model keeps this many bits of a VMA's pgoff (a 57-bit address's page number).
+pub const PGOFF_BITS: u32 = 45;
 
 /// `vm_flags` bits the model needs (a VMA's protection lives here too).
 pub mod vm {
@@ -110,6 +112,12 @@ pub enum Event {
     Spawn { pid: Pid },
     /// mmap/brk of a private anonymous range; merges with neighbours as the kernel does.
     Map { pid: Pid, start: u64, pages: u64, flags: u8 },
+    /// `Map` with the VMA's `vm_pgoff` as the kernel set it (a file mapping's page offset,
+    /// an mremap-moved range's old one) instead of `start >> 12`. Two VMAs merge or lend
+    /// their anon_vma only with contiguous pgoffs, so a caller puts what else must match
+    /// and the model has no field for (`vm_file`, flags it has no bit for) in high bits
+    /// below [`PGOFF_BITS`] that its address space leaves free (bits 40..44 for 48-bit ones).
+    MapPgoff { pid: Pid, start: u64, pages: u64, flags: u8, pgoff: u64 },
     Fault { pid: Pid, addr: u64, kind: FaultKind },
     /// fork: `dup_mmap` walks the parent's VMAs in address order.
     Fork { parent: Pid, child: Pid },

@@ -73,6 +73,7 @@ impl Pair {
             }
             Event::Phase(_) => return Ok(()),
             Event::Map { pid, .. }
+            | Event::MapPgoff { pid, .. }
             | Event::Fault { pid, .. }
             | Event::Exec { pid, .. }
             | Event::Mprotect { pid, .. }
@@ -127,6 +128,23 @@ mod tests {
     use super::*;
     use crate::eager::vma::ADDR_LIMIT;
     use crate::event::{vm, PAGE_SIZE};
+
+    #[test]
+    fn a_kernel_pgoff_keeps_unrelated_neighbours_apart() {
+        let mut p = Pair::new(Kernel::V6_18, Knobs::default());
+        p.apply(&Event::Spawn { pid: 1 }).unwrap();
+        let rw = vm::READ | vm::WRITE;
+        p.apply(&Event::Map { pid: 1, start: 0x10000, pages: 1, flags: rw }).unwrap();
+        // A file page right after it: adjacent, same flags, but another pgoff space.
+        p.apply(&Event::MapPgoff { pid: 1, start: 0x11000, pages: 1, flags: rw, pgoff: 1 << 43 }).unwrap();
+        assert_eq!(p.eager().mapped_vmas(), 2);
+        // Contiguous pgoffs merge, as anon Map's start >> 12 does.
+        p.apply(&Event::MapPgoff { pid: 1, start: 0x12000, pages: 1, flags: rw, pgoff: (1 << 43) + 1 }).unwrap();
+        assert_eq!(p.eager().mapped_vmas(), 2);
+        // The model keeps 45 bits of pgoff (history lives above): more is refused, not cut.
+        let e = p.apply(&Event::MapPgoff { pid: 1, start: 0x20000, pages: 2, flags: rw, pgoff: (1 << 45) - 1 }).unwrap_err();
+        assert!(e.to_string().contains("above 2^45"), "{e}");
+    }
 
     #[test]
     fn ranges_above_the_57_bit_user_space_are_refused_and_change_nothing() {

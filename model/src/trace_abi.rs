@@ -154,21 +154,107 @@ pub fn decode(bytes: &[u8]) -> Option<TraceEvent> {
 
 pub use crate::hook_abi::*;
 
+/// `raw_syscalls:sys_exit` of a syscall in `SYSCALL_IDS` whose enter was seen in the same
+/// thread: the enter's arguments and the return value ([`SyscallEvent`]).
+pub const EV_SYSCALL: u32 = 9;
+/// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA at the thread's last user
+/// fault address, as `bpf_find_vma` saw it then ([`PrepareVma`]).
+pub const EV_PREPARE_VMA: u32 = 12;
+
+/// Every record kind: distinct, or two programs' records would be read as each other's.
+const _: () = {
+    let kinds = [EV_ALLOC, EV_FREE, EV_FORK, EV_NEWTASK, EV_EXEC, EV_EXIT, EV_MARKER, EV_HOOK, EV_SYSCALL, EV_LOCK_BEGIN, EV_LOCK_END, EV_PREPARE_VMA];
+    let mut i = 0;
+    while i < kinds.len() {
+        let mut j = i + 1;
+        while j < kinds.len() {
+            assert!(kinds[i] != kinds[j], "two record kinds share a number");
+            j += 1;
+        }
+        i += 1;
+    }
+};
+
+/// Slots of the `SYSCALL_IDS` global (this architecture's syscall numbers, from userspace).
+pub const SYS_MMAP: usize = 0;
+pub const SYS_MUNMAP: usize = 1;
+pub const SYS_MPROTECT: usize = 2;
+pub const SYS_PKEY_MPROTECT: usize = 3;
+pub const SYS_MREMAP: usize = 4;
+pub const SYS_MADVISE: usize = 5;
+pub const SYS_BRK: usize = 6;
+/// execve / execveat: a record at enter too ([`SYS_ENTER`]); the enter forgets the thread's
+/// last fault address, so the argv copy's prepare (no fault) is not placed at a stale one.
+pub const SYS_EXECVE: usize = 7;
+pub const SYS_EXECVEAT: usize = 8;
+pub const SYS_COUNT: usize = 9;
+/// Or'ed into [`SyscallEvent::slot`] for the record execve's enter sends (the model must
+/// know an exec began: its prepares land in the new mm before `sched_process_exec`).
+pub const SYS_ENTER: u32 = 1 << 8;
+/// An unused `SYSCALL_IDS` slot.
+pub const NO_SYSCALL: u64 = u64::MAX;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SyscallEvent {
+    /// [`EV_SYSCALL`].
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// Slot in `SYSCALL_IDS` (`SYS_*`), not the raw number.
+    pub slot: u32,
+    pub args: [u64; 6],
+    pub ret: i64,
+}
+pub const SYSCALL_EVENT_SIZE: usize = core::mem::size_of::<SyscallEvent>();
+const _: () = assert!(SYSCALL_EVENT_SIZE == 72);
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PrepareVma {
+    /// [`EV_PREPARE_VMA`].
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy); else
+    /// `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there, EBUSY: mmap_lock contended).
+    pub found: u32,
+    /// The thread's last `exceptions:page_fault_user` address (0: none since its exec).
+    pub addr: u64,
+    /// `kmem_cache_alloc`'s `bytes_req`: which object (anon_vma_chain first, then maybe anon_vma).
+    pub bytes_req: u64,
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub flags: u64,
+    /// `vm_file` (0: anonymous) and `anon_vma` (0 until this prepare links one).
+    pub file: u64,
+    pub anon_vma: u64,
+}
+pub const PREPARE_VMA_SIZE: usize = core::mem::size_of::<PrepareVma>();
+const _: () = assert!(PREPARE_VMA_SIZE == 80);
+
 /// One ring buffer record of either shape, told apart by its first u32 (`kind`).
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
     Trace(TraceEvent),
     Hook(HookEvent),
+    Syscall(SyscallEvent),
+    Prepare(PrepareVma),
 }
 
 /// `None` when the length does not match the kind's record.
 #[cfg(feature = "std")]
 pub fn decode_any(bytes: &[u8]) -> Option<Record> {
     let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
+    // SAFETY (each read): length checked; plain integers, valid for any bit pattern.
     if kind == EV_HOOK {
-        // SAFETY: length checked; plain integers.
         (bytes.len() == HOOK_EVENT_SIZE).then(|| Record::Hook(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<HookEvent>()) }))
+    } else if kind == EV_SYSCALL {
+        (bytes.len() == SYSCALL_EVENT_SIZE).then(|| Record::Syscall(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SyscallEvent>()) }))
+    } else if kind == EV_PREPARE_VMA {
+        (bytes.len() == PREPARE_VMA_SIZE).then(|| Record::Prepare(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<PrepareVma>()) }))
     } else {
         decode(bytes).map(Record::Trace)
     }
@@ -195,5 +281,10 @@ mod tests {
         assert_eq!(decode_any(&wrong), None);
         assert_eq!(decode_any(&bytes(&h)[..100]), None);
         assert_eq!(decode_any(&[1, 0]), None);
+        let sc = SyscallEvent { kind: EV_SYSCALL, slot: SYS_MMAP as u32, ret: -12, ..Default::default() };
+        let pv = PrepareVma { kind: EV_PREPARE_VMA, found: 1, start: 4096, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&sc)), Some(Record::Syscall(sc)));
+        assert_eq!(decode_any(&bytes(&pv)), Some(Record::Prepare(pv)));
+        assert_eq!(decode_any(&bytes(&pv)[..72]), None);
     }
 }

@@ -14,6 +14,8 @@ mod lock;
 mod marker;
 mod sched;
 mod slab;
+// what the model is fed: VMA syscalls and the VMA each prepare works on.
+mod syscall;
 // trace's function hooks (fentry/fexit, or kprobe/kretprobe where fentry cannot attach).
 mod fault;
 mod fork;

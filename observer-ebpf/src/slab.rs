@@ -17,7 +17,7 @@ static TRACE_FN_END: [u64; FN_COUNT] = [0; FN_COUNT];
 static TRACE_STACK_FNS: u32 = 0;
 
 #[inline(always)]
-fn function_of(call_site: u64) -> Option<u32> {
+pub(crate) fn function_of(call_site: u64) -> Option<u32> {
     let mut i = 0;
     while i < FN_COUNT {
         // SAFETY: read-only globals patched by the loader.

@@ -477,14 +477,17 @@ fn report_of_a_real_trace() {
         assert_eq!(side["allocs"], t["observed"][obj]["alloc"]);
         assert_eq!(side["frees"], t["observed"][obj]["free"]);
         assert_eq!(n(&side["bytes"]), n(&side["objects"]) * n(&t["sizes"][obj]));
-        if t["lazy"].is_null() {
-            assert!(doc["objects"][obj]["lazy"].is_null(), "the model was not fed: no lazy side");
-        }
     }
+    // A command's trace feeds the model: its sides are the trace's, and eager == observed.
+    assert!(!t["eager"].is_null() && !t["lazy"].is_null(), "a command's trace feeds the model: {}", t["model"]);
+    assert_eq!(t["eager"], t["observed"], "model eager == observed: {}", t["model"]);
+    model_side(&t, "eager", &doc);
+    model_side(&t, "lazy", &doc);
+    assert!(doc["rules_that_matter"]["sweep"].is_object(), "the knob sweep over the fed events: {}", doc["rules_that_matter"]);
     // Spec §5 B: at least the 3 test VMAs' +3 AV at touch and +3 AV at fork.
     assert!(n(&doc["objects"]["anon_vma"]["observed"]["allocs"]) >= 6);
     let report = ok(&lazyvma(&["report", &dir.file("t.json")]));
-    assert!(report.contains("Before = observed on the unpatched kernel"), "{report}");
+    assert!(report.contains("Before = today's kernel (EAGER)"), "{report}");
     // Held-now and allocated-over-time counts do not add up.
     let a = dir.path("a.json");
     snapshot_to(&a, &[]);

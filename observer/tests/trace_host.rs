@@ -49,15 +49,57 @@ fn lazyvma(args: &[&str]) -> Output {
 
 fn trace_json(scenario: &str, n: i64) -> Value {
     let n = n.to_string();
-    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
+    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // --model-events lines are for model_matches' message, not every failure's.
+    let stderr: String = stderr.lines().filter(|l| !l.starts_with("model proc")).collect::<Vec<_>>().join("\n");
     assert!(out.status.success(), "trace {scenario} -n {n}: {stderr}");
     let j = report(&out.stdout).unwrap_or_else(|e| panic!("trace {scenario}: no JSON report on stdout ({e}): {stderr}"));
     assert_eq!(j["command"]["exit_status"], 0, "{scenario} -n {n} failed: {stderr}");
     assert_eq!(j["lost_events"], 0, "{scenario} -n {n}: events lost");
     assert_eq!(j["events"]["sent"], j["events"]["received"], "{scenario} -n {n}: sent != received");
     assert_eq!(j["backend"]["__anon_vma_prepare"].as_str().map(|b| b != "unavailable"), Some(true));
+    model_matches(&format!("{scenario} -n {n}"), &j, &combined(scenario));
     j
+}
+
+/// The scenario's `combine` phases (expected.json) as ids: one thread's marker races
+/// another's records, so those phases are summed.
+fn combined(scenario: &str) -> Vec<i64> {
+    let t = table();
+    let e = t["scenarios"].as_array().unwrap().iter().find(|e| e["name"] == scenario).cloned().unwrap_or_default();
+    e["combine"].as_array().into_iter().flatten().map(|p| phase_id(&t, p.as_str().unwrap())).collect()
+}
+
+/// The model fed with the trace reproduces the slab exactly: eager == observed in total and
+/// per (process, phase), for the whole tree (the workload's own image included), with
+/// nothing it could not place. On a mismatch: the first diverging row and its events.
+fn model_matches(what: &str, j: &Value, combine: &[i64]) {
+    let m = &j["model"];
+    assert_eq!(m["fed"], true, "{what}: {m}");
+    assert_eq!(m["complete"], true, "{what}: {m}");
+    for k in ["faults_not_placed", "layout_mismatches", "model_errors"] {
+        assert_eq!(m[k], 0, "{what}: {k}: {m}");
+    }
+    assert_eq!(m["not_modelled"], serde_json::json!([]), "{what}: {m}");
+    let plus = |a: Four, b: Four| [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]];
+    let key = |p: &Value| {
+        let phase = p["phase"].as_i64().unwrap_or(-1);
+        (p["proc"].as_i64().unwrap_or(-1), if combine.contains(&phase) { combine[0] } else { phase })
+    };
+    let (mut model, mut slab) = (BTreeMap::<(i64, i64), Four>::new(), BTreeMap::<(i64, i64), Four>::new());
+    for p in j["phases"].as_array().expect("phases") {
+        // Spares of a lost prepare race (threads) are the slab's, not the model's.
+        let m = model.entry(key(p)).or_default();
+        *m = plus(*m, plus(four(&p["eager"]), four(&p["prepare_race_spares"])));
+        let s = slab.entry(key(p)).or_default();
+        *s = plus(*s, four(p));
+    }
+    for (k, v) in &slab {
+        let there: Vec<&str> = m["events"].as_array().into_iter().flatten().filter(|e| key(e) == *k).filter_map(|e| e["event"].as_str()).collect();
+        assert_eq!(model.get(k), Some(v), "{what}: (proc, phase) {k:?}: model eager != observed [+AV, -AV, +AVC, -AVC]; events there: {there:?}");
+    }
+    assert_eq!(plus(four(&j["eager"]), four(&m["prepare_race_spares"])), four(&j["observed"]), "{what}: model eager (+ race spares) total != observed");
 }
 
 /// The JSON report: the command shares stdout and writes first, the report starts at the
@@ -241,6 +283,9 @@ fn pids_follow_existing_descendants() {
     let d = sub(&phases(&a), &phases(&b));
     let want = BTreeMap::from([((1, EXIT), [0, N, 0, 2 * N]), ((0, EXIT), [0, N, 0, N])]);
     assert_eq!(d, want);
+    // Built before the trace: the model says it does not know them rather than guess.
+    assert_eq!(a["model"]["not_modelled"].as_array().map(Vec::len), Some(2), "{}", a["model"]);
+    assert_eq!(four(&a["eager"]), [0; 4]);
 }
 
 #[test]
@@ -267,8 +312,9 @@ fn command_exit_status_is_reported() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["command"]["exit_status"], 7);
     assert_eq!(j["command"]["argv"], serde_json::json!(["sh", "-c", "exit 7"]));
-    assert_eq!(j["model"], "not yet wired");
-    assert!(j["eager"].is_null() && j["lazy"].is_null() && j["rmap"].is_null());
+    // sh's own image, all of it, through the model: a real program, not a workload.
+    model_matches("sh -c 'exit 7'", &j, &[]);
+    assert!(j["rmap"].is_null());
     // sh's own image: every object it allocated was freed by its exit.
     let o = four(&j["observed"]);
     assert!(o[0] > 0 && o[0] == o[1] && o[2] == o[3], "{o:?}");
@@ -307,6 +353,8 @@ fn duration_ends_a_whole_system_trace() {
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(j["scope"], "system");
     assert_eq!(j["ended_by"], "duration");
+    assert_eq!(j["model"]["fed"], false);
+    assert!(j["eager"].is_null() && j["lazy"].is_null());
     assert!(j["elapsed_ms"].as_u64().unwrap() >= 300);
     assert!(j["command"].is_null());
 }

@@ -6,7 +6,9 @@
 //!     observer/tests/fidelity/expected.json (the table the host test uses too);
 //! (b) in every run, what the function hooks imply against the slab ground truth;
 //! (c) the fentry and kprobe runs agree exactly;
-//! (d) rmap walks per caller against the pages `migrate` moved or `pageout` paged out.
+//! (d) rmap walks per caller against the pages `migrate` moved or `pageout` paged out;
+//! (e) in every run, the model fed by the trace (eager) against the slab, exactly: the
+//!     whole traced tree, in total and per (process, phase).
 use crate::{
     util,
     vm::{self, assets, qemu, Arch, Series},
@@ -68,7 +70,7 @@ fn script(scenarios: &[String]) -> String {
 up() {{ cut -d' ' -f1 /proc/uptime; }}
 run() {{
   k=; [ "$3" = kprobe ] && k=-k
-  lazyvma trace -j $k -- lazyvma-workload $1 -n $2 >/tmp/out 2>/tmp/err; rc=$?
+  lazyvma trace -j --model-events $k -- lazyvma-workload $1 -n $2 >/tmp/out 2>/tmp/err; rc=$?
   echo "LZF-RUN $1 $2 $3 $rc"
   grep '^done ' /tmp/out | sed "s/^/LZF-DONE $1 $2 $3 /"
   grep -E '^lazyvma' /tmp/err | head -3 | sed "s/^/LZF-ERR $1 $2 $3 /"
@@ -279,6 +281,11 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
             bail!("(b) {run}: function hooks vs slab ground truth: {d} (got = hooks, want = slab)");
         }
     }
+    // (e) the model against the slab, whole tree.
+    let combined: Vec<i64> = combine.iter().filter_map(|c| table["phases"][c].as_i64()).collect();
+    for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
+        model_matches(j, &combined).with_context(|| format!("(e) {run}: model eager vs observed"))?;
+    }
     if let Some(why) = e["guest_inexact"].as_str() {
         return Ok(Some(why.into()));
     }
@@ -343,6 +350,42 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
         }
     }
     Ok(None)
+}
+
+/// Model eager == observed per (proc, phase) and in total, with nothing left unplaced; on
+/// a mismatch the first diverging row and the events the model counted there.
+/// `combine`: phase ids summed into the first (a marker of one thread races another's
+/// records, as in (a)).
+fn model_matches(j: &Value, combine: &[i64]) -> Result<()> {
+    let m = &j["model"];
+    ensure!(m["fed"] == true && m["complete"] == true, "model not fed or incomplete: {m}");
+    for key in ["faults_not_placed", "layout_mismatches", "model_errors"] {
+        ensure!(m[key] == 0, "{key} = {} (first model error: {})", m[key], m["first_model_error"]);
+    }
+    ensure!(m["not_modelled"].as_array().is_some_and(Vec::is_empty), "not modelled: {}", m["not_modelled"]);
+    let plus = |a: Four, b: Four| [a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]];
+    let key = |p: &Value| {
+        let phase = p["phase"].as_i64().unwrap_or(-1);
+        (p["proc"].as_i64().unwrap_or(-1), if combine.contains(&phase) { combine[0] } else { phase })
+    };
+    let (mut got, mut want) = (BTreeMap::<(i64, i64), Four>::new(), BTreeMap::<(i64, i64), Four>::new());
+    for p in j["phases"].as_array().into_iter().flatten() {
+        // A lost prepare race's spares are the slab's alone (the model has one thread).
+        let g = got.entry(key(p)).or_default();
+        *g = plus(*g, plus(four(&p["eager"]), four(&p["prepare_race_spares"])));
+        let w = want.entry(key(p)).or_default();
+        *w = plus(*w, four(p));
+    }
+    if let Some(d) = first_difference(&got, &want) {
+        let row = got.keys().chain(want.keys()).find(|k| got.get(k).copied().unwrap_or_default() != want.get(k).copied().unwrap_or_default());
+        let events: Vec<String> = m["events"].as_array().into_iter().flatten()
+            .filter(|e| row.is_some_and(|r| e["proc"].as_i64() == Some(r.0) && key(e).1 == r.1))
+            .filter_map(|e| e["event"].as_str().map(String::from)).collect();
+        bail!("(proc, phase) [+AV, -AV, +AVC, -AVC] {d} (got = model eager, want = slab); events there: {}", events.join("; "));
+    }
+    let total = plus(four(&j["eager"]), four(&m["prepare_race_spares"]));
+    ensure!(total == four(&j["observed"]), "total: model eager + race spares {total:?}, slab {:?}", four(&j["observed"]));
+    Ok(())
 }
 
 /// The slab counts `implied` predicts, from the report's by_function.

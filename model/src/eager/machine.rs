@@ -362,6 +362,15 @@ impl Machine {
                 self.core.map_new(mm, s, e, s / PAGE_SIZE, flags & vm::USER, None);
                 return Ok(true);
             }
+            Event::MapPgoff { start, pages, flags, pgoff, .. } => {
+                let (s, e) = range(start, pages)?;
+                if pgoff.checked_add(pages).is_none_or(|end| end > 1 << crate::event::PGOFF_BITS) {
+                    return Err(ModelError::BadRange(format!("pgoff {pgoff:#x} + {pages} pages is above 2^{}", crate::event::PGOFF_BITS)));
+                }
+                self.core.munmap(mm, s, e);
+                self.core.map_new(mm, s, e, pgoff, flags & vm::USER, None);
+                return Ok(true);
+            }
             Event::Fault { addr, kind, .. } => {
                 let i = mm.find_near(addr, near).ok_or(ModelError::NoVma { pid, addr })?;
                 self.found = i;

@@ -13,7 +13,7 @@ const PAGE_BITS: u64 = PAGE_SIZE - 1;
 const OWNER: u64 = 1 << 8;
 const PINS_SHIFT: u32 = 48;
 /// Page numbers fit in 45 bits (`ADDR_LIMIT`); `off`'s bits 45-47 hold history.
-const PGOFF_MASK: u64 = (1 << 45) - 1;
+const PGOFF_MASK: u64 = (1 << crate::event::PGOFF_BITS) - 1;
 /// `crate::lazy::history` bits: 0-2 in `lo`'s bits 9-11, 3-5 in `off`'s bits 45-47.
 const HIST_LO: u32 = 9;
 const HIST_OFF: u32 = 45;

@@ -150,7 +150,7 @@ impl<'a> Args<'a> {
 fn event(words: &[&str]) -> R<Option<Event>> {
     let usage = match words[0] {
         "process" => "process PID",
-        "mmap" => "mmap PID ADDR PAGES [PROT] [shared|dontfork|wipeonfork|mergeable]...",
+        "mmap" => "mmap PID ADDR PAGES [PROT] [shared|dontfork|wipeonfork|mergeable]... [pgoff N]",
         "brk" => "brk PID ADDR PAGES",
         "write" | "read" | "thp" => "write|read|thp PID ADDR",
         "fork" => "fork PARENT CHILD",
@@ -174,11 +174,16 @@ fn event(words: &[&str]) -> R<Option<Event>> {
             let start = num(a.next("an address")?, "an address")?;
             let pages = num(a.next("a page count")?, "a page count")?;
             let mut flags = vm::READ | vm::WRITE;
+            let mut pgoff = None;
             if words[0] == "mmap" {
                 if let Some(p) = a.opt() {
                     flags = prot(p)?;
                 }
                 while let Some(f) = a.opt() {
+                    if f == "pgoff" {
+                        pgoff = Some(num(a.next("a pgoff")?, "a pgoff")?);
+                        continue;
+                    }
                     flags |= match f {
                         "shared" => vm::SHARED,
                         "dontfork" => vm::DONTCOPY,
@@ -188,7 +193,10 @@ fn event(words: &[&str]) -> R<Option<Event>> {
                     };
                 }
             }
-            Event::Map { pid, start, pages, flags }
+            match pgoff {
+                Some(pgoff) => Event::MapPgoff { pid, start, pages, flags, pgoff },
+                None => Event::Map { pid, start, pages, flags },
+            }
         }
         "write" | "read" | "thp" => {
             let kind = match words[0] {

@@ -56,5 +56,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         complete: rec.complete(),
         lost_bytes: rec.lost_bytes,
     };
+    meta::finish(&mut tracer, h, rec.trailer.as_ref());
     meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), &meta::Live::default())
 }

@@ -117,6 +117,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
         locks: None,
+        feed: false,
+        vm_file: u64::MAX,
     })?;
     // Members read once the programs are attached: every later fork of theirs is seen.
     let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?) } else { Scope::system() });

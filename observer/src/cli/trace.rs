@@ -67,6 +67,9 @@ pub struct Args {
     /// Print every kernel operation the function hooks decode, one per line, on stderr.
     #[arg(long)]
     pub ops: bool,
+    /// Print every event fed to the model, one per line, on stderr.
+    #[arg(long)]
+    pub model_events: bool,
     /// Do not take kernel stacks (clone/unlink reasons then unknown); to measure their cost.
     #[arg(long)]
     pub no_stacks: bool,
@@ -204,7 +207,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     catch_signals();
     // Before load, so every run is counted; restored when this goes out of scope, error or not.
     let stats_on = args.stats.then(stats::Enabled::enable).transpose()?;
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied() };
+    // The model is fed for a command's tree or -p (whose already-running processes it
+    // cannot see built), never for the whole system.
+    let feed = !args.command.is_empty() || !roots.is_empty();
+    let vm_file = crate::load::btf::Btf::load(btf_path).ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
+    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied(), feed, vm_file };
     let mut loaded = bpf::load(&cfg)?;
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
@@ -228,6 +235,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
         (None, true) => ("system", Tree::system()),
     };
+    if feed {
+        loaded.feed_traced(&tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>())?;
+    }
     let (kernel, arch) = sys::uname();
     let about = Header {
         lazyvma: env!("CARGO_PKG_VERSION").into(),
@@ -243,10 +253,13 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         tree: meta::initial(&tree),
         stacks,
         backend: backend.iter().map(record::format::ChoiceRec::of).collect(),
-        tracepoints: loaded.attached.clone(),
+        tracepoints: attached.clone(),
         missing: missing.clone(),
         ops: any_hook,
         rmap: rmap_hook,
+        feed,
+        // Without a fault tracepoint (arm64) the prepare hook says which VMA was prepared.
+        feed_from_hooks: !loaded.attached.iter().any(|t| t == "exceptions:page_fault_user") && hooked("__anon_vma_prepare"),
         start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
     };
     // The tracer starts from the recorded tree, as a replay's does.
@@ -266,6 +279,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sight(&tracer);
     tracer.print_ops = args.ops;
     meta::configure(&mut tracer, &about);
+    if let Some(f) = tracer.feed.as_mut() {
+        f.print = args.model_events;
+    }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
         h.release()?;
@@ -345,10 +361,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(w) = tracer.tap.take() {
         let w = w.finish(&tracer.syms, trailer.clone())?;
         if let Some(ms) = w.flushed {
-            tracer.timeline.push(ms, &tracer.tally.total);
+            tracer.push_point(ms);
         }
         eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
     }
+    meta::finish(&mut tracer, &about, Some(&trailer));
     let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats };
     meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
     Ok(())

@@ -80,6 +80,12 @@ pub struct Header {
     /// Some function hook attached / the rmap hook attached.
     pub ops: bool,
     pub rmap: bool,
+    /// The model is fed (command and -p scopes), and from the prepare hook's VMA rather
+    /// than the fault tracepoint's address (arm64).
+    #[serde(default)]
+    pub feed: bool,
+    #[serde(default)]
+    pub feed_from_hooks: bool,
     pub start_unix_ms: u64,
 }
 
@@ -168,6 +174,8 @@ pub fn tests_header() -> Header {
         missing: vec![],
         ops: false,
         rmap: false,
+        feed: false,
+        feed_from_hooks: false,
         start_unix_ms: 0,
     }
 }

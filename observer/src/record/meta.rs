@@ -3,8 +3,9 @@
 use super::format::{Header, Trailer};
 use crate::{
     load::backend::Choice,
-    trace::{bycgroup, command::Status, pids::Tree, render, slab, stats, Tracer},
+    trace::{bycgroup, command::Status, feed::Feed, pids::Tree, render, slab, stats, Tracer},
 };
+use lazyvma_model::sweep;
 use serde_json::{json, Value};
 use std::io::Write;
 
@@ -72,10 +73,38 @@ pub struct Live {
     pub bpf_stats: Option<Vec<stats::ProgStat>>,
 }
 
-/// The tracer's settings that come from the header (the same live and in a replay).
+/// The tracer's settings that come from the header (the same live and in a replay); the
+/// model takes the tracer's knobs (`replay --knob`), so set them first.
 pub fn configure(t: &mut Tracer, h: &Header) {
     t.locks.system = h.scope == "system";
     t.locks.unavailable = h.locks_unavailable.clone();
+    if h.feed {
+        let mut f = Feed::new(&h.kernel, t.knobs);
+        f.from_hooks = h.feed_from_hooks;
+        t.feed = Some(f);
+    }
+}
+
+/// After the last record: the model's coverage from what the header and trailer say.
+pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
+    let Tracer { feed, tree, .. } = t;
+    if let Some(f) = feed.as_mut() {
+        f.finish(tree, trailer.map_or(0, |tr| tr.lost), &h.missing);
+        if trailer.is_none() {
+            f.coverage.incomplete.push("recording cut short: the model saw the records up to its last complete chunk".into());
+        }
+    }
+}
+
+/// "Rules that matter": the lazy model re-run under every knob value over the events the
+/// trace fed it (those it refused left out: they changed nothing).
+fn rules_that_matter(t: &Tracer) -> Value {
+    let Some(f) = &t.feed else { return Value::Null };
+    let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
+    match sweep::sweep(&events, f.kernel(), &t.knobs) {
+        Ok(s) => serde_json::to_value(s).unwrap_or(Value::Null),
+        Err(e) => json!({ "error": e.to_string() }),
+    }
 }
 
 /// The final report. `trailer` None: the recording was cut short, the end is unknown and
@@ -128,6 +157,10 @@ pub fn print(
     if json {
         let mut j = render::json(t, &run);
         j["locks"] = t.locks.json(&t.tree, lock_counters);
+        if t.feed.is_some() {
+            j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
+            j["rules_that_matter"] = rules_that_matter(t);
+        }
         j["arch"] = h.arch.clone().into();
         j["start_unix_ms"] = h.start_unix_ms.into();
         j["host"] = h.host.clone().into();

@@ -43,6 +43,17 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
     ("trace_marker", "syscalls", "sys_enter_madvise", false),
 ];
 
+/// What `trace::feed` needs (command and -p scopes only): VMA syscalls, the user fault
+/// address (x86 only), the prepared VMA. Without them the model is marked incomplete.
+const FEED_PROGRAMS: &[(&str, &str, &str)] = &[
+    ("trace_feed_fork", "sched", "sched_process_fork"),
+    ("trace_sys_enter", "raw_syscalls", "sys_enter"),
+    ("trace_sys_exit", "raw_syscalls", "sys_exit"),
+    ("trace_user_fault", "exceptions", "page_fault_user"),
+    ("trace_kernel_fault", "exceptions", "page_fault_kernel"),
+    ("trace_prepare_vma", "kmem", "kmem_cache_alloc"),
+];
+
 pub struct Config {
     pub offsets: TpOffsets,
     pub ranges: [(u64, u64); FN_COUNT],
@@ -55,6 +66,10 @@ pub struct Config {
     pub hook_offsets: HookOffsets,
     /// The lock programs' offsets and set size; None leaves them inert (never attached).
     pub locks: Option<super::locks::Setup>,
+    /// Attach `FEED_PROGRAMS` (the model is fed).
+    pub feed: bool,
+    /// `vm_area_struct.vm_file` from BTF (u64::MAX: unknown).
+    pub vm_file: u64,
 }
 
 pub struct Loaded {
@@ -74,6 +89,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let ends: [u64; FN_COUNT] = cfg.ranges.map(|r| r.1);
     let offsets = PodOffsets(cfg.offsets);
     let hook_offsets = PodHookOffsets(cfg.hook_offsets);
+    let syscall_ids = super::feed::syscall_ids();
     let mut loader = EbpfLoader::new();
     for (name, value) in &cfg.btf_globals {
         loader.override_global(name, value, true);
@@ -89,6 +105,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_FN_START", &starts, true)
         .override_global("TRACE_FN_END", &ends, true)
         .override_global("TRACE_STACK_FNS", &cfg.stack_fns, true)
+        .override_global("SYSCALL_IDS", &syscall_ids, true)
+        .override_global("FEED_VM_FILE", &cfg.vm_file, true)
         .map_max_entries("TRACE_EVENTS", cfg.ringbuf_bytes);
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     let mut attached = Vec::new();
@@ -99,6 +117,13 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             Ok(()) => attached.push(tp),
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
             Err(e) => missing.push((tp, e)),
+        }
+    }
+    for &(prog, cat, name) in FEED_PROGRAMS.iter().filter(|_| cfg.feed) {
+        let tp = format!("{cat}:{name}");
+        match attach(&mut bpf, prog, cat, name) {
+            Ok(()) => attached.push(tp),
+            Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
         }
     }
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
@@ -118,6 +143,16 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), Strin
 }
 
 impl Loaded {
+    /// Processes whose records the feed programs send (their forks join in BPF).
+    pub fn feed_traced(&mut self, tgids: &[u32]) -> anyhow::Result<()> {
+        let map = self.ebpf_mut().map_mut("FEED_TRACED").context("map FEED_TRACED missing from the BPF object")?;
+        let mut m: aya::maps::HashMap<_, u32, u8> = aya::maps::HashMap::try_from(map)?;
+        for t in tgids {
+            m.insert(t, 1, 0).with_context(|| format!("FEED_TRACED: inserting {t}"))?;
+        }
+        Ok(())
+    }
+
     /// The object, to attach the function hooks to (`trace::attach`).
     pub fn ebpf_mut(&mut self) -> &mut Ebpf {
         self.ebpf.as_mut().expect("attached before detach")

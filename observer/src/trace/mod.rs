@@ -6,9 +6,11 @@ pub mod attach;
 pub mod bpf;
 pub mod bycgroup;
 pub mod command;
+pub mod feed;
 pub mod format;
 pub mod hooks;
 pub mod locks;
+pub mod model_view;
 pub mod ops;
 pub mod opstats;
 pub mod pids;
@@ -52,6 +54,8 @@ pub struct Tracer {
     pub locks: locks::Locks,
     /// Live objects at each live row (trace) or records chunk (replay).
     pub timeline: timeline::Timeline,
+    /// The model, fed in ring-buffer order (command and -p scopes).
+    pub feed: Option<feed::Feed>,
 }
 
 impl Tracer {
@@ -74,6 +78,7 @@ impl Tracer {
             knobs: Default::default(),
             locks: locks::Locks::default(),
             timeline: Default::default(),
+            feed: None,
         }
     }
 
@@ -86,6 +91,16 @@ impl Tracer {
         match lazyvma_model::trace_abi::decode_any(bytes) {
             Some(Record::Trace(ev)) => self.handle(&ev),
             Some(Record::Hook(ev)) => self.hook(&ev),
+            Some(Record::Syscall(ev)) => {
+                if let Some(f) = self.feed.as_mut() {
+                    f.syscall(&self.tree, &ev);
+                }
+            }
+            Some(Record::Prepare(ev)) => {
+                if let Some(f) = self.feed.as_mut() {
+                    f.prepare(&self.tree, self.sizes, &ev);
+                }
+            }
             None => self.malformed += 1,
         }
     }
@@ -106,6 +121,9 @@ impl Tracer {
         if teardown && self.tree.is_launcher(op.tgid) {
             self.op_stats.launcher += 1;
             return;
+        }
+        if let (Some(f), ops::KernelOp::Prepare { vma, ret, .. }) = (self.feed.as_mut(), &op.op) {
+            f.prepare_hook(&self.tree, op.tgid, op.pid, vma, *ret);
         }
         if self.print_ops {
             eprintln!("op {op}");
@@ -133,10 +151,34 @@ impl Tracer {
             EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => self.malformed += 1,
             EV_ALLOC => self.alloc(ev),
             EV_FREE => self.free(ev),
-            EV_NEWTASK => self.tree.newtask(ev.arg, ev.ptr),
-            EV_FORK => self.tree.fork(ev.tgid, ev.arg),
-            EV_EXEC => self.tree.exec(ev.tgid),
-            EV_EXIT => self.tree.exit(ev.tgid, ev.pid, ev.arg),
+            EV_NEWTASK => {
+                self.tree.newtask(ev.arg, ev.ptr);
+                if let Some(f) = self.feed.as_mut() {
+                    f.newtask(&self.tree, ev.tgid, ev.arg, ev.ptr);
+                }
+            }
+            EV_FORK => {
+                let n = self.tree.procs.len();
+                self.tree.fork(ev.tgid, ev.arg);
+                if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
+                    f.fork(&self.tree, n);
+                }
+            }
+            EV_EXEC => {
+                self.tree.exec(ev.tgid);
+                if let Some(f) = self.feed.as_mut() {
+                    f.exec(&self.tree, ev.tgid);
+                }
+            }
+            EV_EXIT => {
+                let live = self.tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited);
+                self.tree.exit(ev.tgid, ev.pid, ev.arg);
+                if let (Some(f), Some(p)) = (self.feed.as_mut(), live) {
+                    if self.tree.get(p).exited {
+                        f.exit(&self.tree, p);
+                    }
+                }
+            }
             EV_MARKER => self.tree.marker(ev.tgid, (ev.ptr - MARKER_BASE) as u32),
             EV_LOCK_BEGIN | EV_LOCK_END => self.locks.record(ev, &mut self.tree),
             _ => self.malformed += 1,
@@ -157,6 +199,10 @@ impl Tracer {
         self.live.alloc(ev.ptr, kind, proc);
         let why = reason::classify(ev.arg, true, self.frames(ev), &self.syms);
         self.count(kind, true, ev.arg, why, proc);
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.arg, kind) {
+            let p = self.tree.get(proc);
+            f.prepare_counted(&self.tree, ev.pid, At { proc, tgid: p.tgid, phase: p.phase });
+        }
     }
 
     fn free(&mut self, ev: &TraceEvent) {
@@ -170,6 +216,10 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
         let why = reason::classify(ev.arg, false, self.frames(ev), &self.syms);
         self.count(kind, false, ev.arg, why, proc);
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {
+            let p = self.tree.get(proc);
+            f.race_spare(kind, At { proc, tgid: p.tgid, phase: p.phase });
+        }
     }
 
     fn count(&mut self, kind: slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {

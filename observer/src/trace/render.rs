@@ -33,7 +33,7 @@ pub struct Run<'a> {
     pub rmap: bool,
 }
 
-fn counts(c: &Counts) -> Value {
+pub(super) fn counts(c: &Counts) -> Value {
     let mut v = json!({ "anon_vma": c.anon_vma, "anon_vma_chain": c.anon_vma_chain });
     if c.unclassified.alloc + c.unclassified.free > 0 {
         v["unclassified"] = json!(c.unclassified);
@@ -51,7 +51,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
     let backend: Map<String, Value> = r.backend.iter().map(|c| (c.hook.to_string(), json!(c.backend.name()))).collect();
     let by_function: Map<String, Value> = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), counts(c))).collect();
     let by_reason: Map<String, Value> = t.tally.by_reason.iter().map(|(k, c)| (k.clone(), counts(c))).collect();
-    let phases: Vec<Value> = t
+    let mut phases: Vec<Value> = t
         .tally
         .phases
         .iter()
@@ -65,6 +65,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
             v
         })
         .collect();
+    super::model_view::add_to_phases(t.feed.as_ref(), &mut phases);
     let status = match r.status {
         Some(Status::Exited(c)) => json!({ "exit_status": c, "signal": null }),
         Some(Status::Signaled(s)) => json!({ "exit_status": null, "signal": s }),
@@ -103,12 +104,12 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "ops": if r.ops { t.op_stats.ops_json() } else { Value::Null },
         "launcher_frees": t.launcher_frees,
         "live_objects": t.live_objects(),
-        "timeline": t.timeline.json(r.elapsed_ms as u64, &t.tally.total),
-        // Filled by the model once trace feeds it; never estimated here.
-        "eager": null,
-        "lazy": null,
+        "timeline": t.timeline_json(r.elapsed_ms as u64),
+        // The model fed with this trace (command and -p scopes), for the traced tree only.
+        "eager": t.feed.as_ref().map(|f| counts(&f.eager)),
+        "lazy": t.feed.as_ref().map(|f| counts(&f.lazy)),
         "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
-        "model": "not yet wired",
+        "model": super::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
     })
 }
 
@@ -186,16 +187,16 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         let j = t.op_stats.rmap_json();
         writeln!(out, "rmap: {} walks by caller {}; lock wait ns {}; contended {}", j["walks"], j["by_caller"], j["wait_ns"], j["contended"])?;
     }
-    writeln!(out, "model (eager/lazy/rmap): not yet wired")?;
-    Ok(())
+    super::model_view::text(t.feed.as_ref(), &t.sizes, r.scope, out)
+
 }
 
 /// One live row: what happened in the last interval, and the totals so far.
 pub fn live_header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
-        "{:>8}  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}",
-        "time", "AV alloc", "free", "AVC alloc", "free", "AV net", "AVC net", "lost", "lock p50/p99/max us"
+        "{:>8}  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}  {}",
+        "time", "AV alloc", "free", "AVC alloc", "free", "AV net", "AVC net", "lost", "lock p50/p99/max us", super::model_view::LIVE_HEAD
     )
 }
 
@@ -205,7 +206,7 @@ pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -
     let net = |a: &super::slab::AllocFree| a.alloc as i64 - a.free as i64;
     writeln!(
         out,
-        "{:>7.1}s  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}",
+        "{:>7.1}s  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}  {}",
         elapsed_ms as f64 / 1000.0,
         i.anon_vma.alloc,
         i.anon_vma.free,
@@ -214,7 +215,8 @@ pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -
         net(&tot.anon_vma),
         net(&tot.anon_vma_chain),
         lost,
-        lock_waits(t.locks.interval.as_ref())
+        lock_waits(t.locks.interval.as_ref()),
+        super::model_view::live(t.feed.as_ref(), &t.sizes)
     )
 }
 

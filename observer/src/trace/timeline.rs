@@ -25,6 +25,14 @@ pub struct Point {
     /// ms since the trace started.
     pub t_ms: u64,
     pub observed_live: Net,
+    /// The fed model's eager and lazy live counts (None: the model is not fed).
+    pub model_live: Option<(Net, Net)>,
+}
+
+impl Point {
+    fn of(t_ms: u64, t: &super::Tracer) -> Point {
+        Point { t_ms, observed_live: Net::of(&t.tally.total), model_live: t.feed.as_ref().map(|f| (Net::of(&f.eager), Net::of(&f.lazy))) }
+    }
 }
 
 #[derive(Default)]
@@ -33,16 +41,12 @@ pub struct Timeline {
 }
 
 impl Timeline {
-    pub fn push(&mut self, t_ms: u64, total: &Counts) {
-        self.points.push(Point { t_ms, observed_live: Net::of(total) });
-    }
-
     /// The points and a last one at `end_ms` with the final counts (unless the last point
     /// already says exactly that), so the series ends where the report's totals do.
-    pub fn json(&self, end_ms: u64, total: &Counts) -> Value {
+    pub fn json(&self, last: Point) -> Value {
         let mut points = self.points.clone();
-        let last = Point { t_ms: end_ms, observed_live: Net::of(total) };
-        if points.last().is_none_or(|p| p.observed_live != last.observed_live || p.t_ms < end_ms) {
+        let end_ms = last.t_ms;
+        if points.last().is_none_or(|p| p.observed_live != last.observed_live || p.model_live != last.model_live || p.t_ms < end_ms) {
             points.push(Point { t_ms: last.t_ms.max(points.last().map_or(0, |p| p.t_ms)), ..last });
         }
         points
@@ -51,9 +55,8 @@ impl Timeline {
                 json!({
                     "t_ms": p.t_ms,
                     "observed_live": { "anon_vma": p.observed_live.anon_vma, "anon_vma_chain": p.observed_live.anon_vma_chain },
-                    // The model's columns; filled once trace feeds it.
-                    "eager_live": null,
-                    "lazy_live": null,
+                    "eager_live": p.model_live.map(|(e, _)| json!({ "anon_vma": e.anon_vma, "anon_vma_chain": e.anon_vma_chain })),
+                    "lazy_live": p.model_live.map(|(_, l)| json!({ "anon_vma": l.anon_vma, "anon_vma_chain": l.anon_vma_chain })),
                 })
             })
             .collect()
@@ -61,20 +64,30 @@ impl Timeline {
 }
 
 impl super::Tracer {
+    pub fn push_point(&mut self, t_ms: u64) {
+        let p = Point::of(t_ms, self);
+        self.timeline.points.push(p);
+    }
+
+    /// The timeline as the report shows it, ending at `end_ms` with the final counts.
+    pub fn timeline_json(&self, end_ms: u64) -> Value {
+        self.timeline.json(Point::of(end_ms, self))
+    }
+
     /// A live row's point: with a recording, the records chunk the row just flushed (what a
     /// replay sees; none if nothing came since the last chunk), else the row's own time.
     pub fn row_point(&mut self, t_ms: u64) {
         match self.tap.as_mut().map(|w| w.flushed.take()) {
-            Some(Some(ms)) => self.timeline.push(ms, &self.tally.total),
+            Some(Some(ms)) => self.push_point(ms),
             Some(None) => {}
-            None => self.timeline.push(t_ms, &self.tally.total),
+            None => self.push_point(t_ms),
         }
     }
 
     /// A records chunk the recording cut when full: a point, as its replay will have.
     pub fn tap_point(&mut self) {
         if let Some(ms) = self.tap.as_mut().and_then(|w| w.flushed.take()) {
-            self.timeline.push(ms, &self.tally.total);
+            self.push_point(ms);
         }
     }
 }
@@ -85,7 +98,7 @@ pub fn replay(t: &mut super::Tracer, rec: &crate::record::reader::Recording) {
     for (i, r) in rec.records().enumerate() {
         t.record(r);
         while let Some(&(_, ms)) = stamps.next_if(|(end, _)| *end == i + 1) {
-            t.timeline.push(ms, &t.tally.total);
+            t.push_point(ms);
         }
     }
 }
@@ -95,25 +108,27 @@ mod tests {
     use super::*;
     use crate::trace::slab::AllocFree;
 
-    fn counts(av: (u64, u64), avc: (u64, u64)) -> Counts {
-        Counts { anon_vma: AllocFree { alloc: av.0, free: av.1 }, anon_vma_chain: AllocFree { alloc: avc.0, free: avc.1 }, ..Default::default() }
+    fn point(t_ms: u64, av: (u64, u64), avc: (u64, u64)) -> Point {
+        let c = Counts { anon_vma: AllocFree { alloc: av.0, free: av.1 }, anon_vma_chain: AllocFree { alloc: avc.0, free: avc.1 }, ..Default::default() };
+        Point { t_ms, observed_live: Net::of(&c), model_live: None }
     }
 
     #[test]
     fn the_last_point_is_the_final_count() {
         let mut t = Timeline::default();
-        t.push(1000, &counts((3, 0), (5, 1)));
-        let j = t.json(1500, &counts((3, 4), (5, 5)));
+        t.points.push(point(1000, (3, 0), (5, 1)));
+        let j = t.json(point(1500, (3, 4), (5, 5)));
         let pts = j.as_array().unwrap();
         assert_eq!(pts.len(), 2);
         assert_eq!(pts[0]["observed_live"], json!({"anon_vma": 3, "anon_vma_chain": 4}));
         assert_eq!((pts[1]["t_ms"].as_u64(), &pts[1]["observed_live"]), (Some(1500), &json!({"anon_vma": -1, "anon_vma_chain": 0})));
+        assert_eq!(pts[1]["eager_live"], Value::Null, "no model fed");
         // Nothing after the last row: no second point for the same instant.
         let mut t = Timeline::default();
-        t.push(2000, &counts((1, 0), (1, 0)));
-        assert_eq!(t.json(2000, &counts((1, 0), (1, 0))).as_array().unwrap().len(), 1);
+        t.points.push(point(2000, (1, 0), (1, 0)));
+        assert_eq!(t.json(point(2000, (1, 0), (1, 0))).as_array().unwrap().len(), 1);
         // A replay's end (the trailer's elapsed) before a chunk stamp keeps time monotonic.
-        let j = t.json(1900, &counts((1, 1), (1, 0)));
+        let j = t.json(point(1900, (1, 1), (1, 0)));
         assert_eq!(j[1]["t_ms"], 2000);
     }
 }

@@ -1,0 +1,216 @@
+//! What the model needs besides the slab: the VMA-changing syscalls of every thread (args
+//! kept at enter, one record at exit with the return value) and, at each
+//! `__anon_vma_prepare` allocation, the VMA at the thread's last user fault address. Thin:
+//! userspace decides what any of it means (`observer/src/trace/feed.rs`).
+use crate::{
+    emit::{bump, field, offset},
+    hook::read,
+    offsets::{VMA_ANON_VMA, VMA_VM_END, VMA_VM_FLAGS, VMA_VM_PGOFF, VMA_VM_START},
+    slab::function_of,
+};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::{bpf_get_current_pid_tgid, generated::{bpf_find_vma, bpf_get_current_task_btf}},
+    macros::{map, tracepoint},
+    maps::LruHashMap,
+    programs::TracePointContext,
+};
+use lazyvma_model::trace_abi::{PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
+
+/// This architecture's numbers for the `SYS_*` slots, set by userspace; `NO_SYSCALL` unused.
+#[unsafe(no_mangle)]
+static SYSCALL_IDS: [u64; SYS_COUNT] = [NO_SYSCALL; SYS_COUNT];
+/// `vm_area_struct.vm_file` (BTF), set by userspace.
+#[unsafe(no_mangle)]
+static FEED_VM_FILE: u64 = u64::MAX;
+
+/// tid → [slot, args[6]] between a syscall's enter and exit.
+#[map]
+static SYSCALL_ARGS: LruHashMap<u32, [u64; 7]> = LruHashMap::with_max_entries(16384, 0);
+/// tid → its last `exceptions:page_fault_user` address.
+#[map]
+static FAULT_ADDR: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
+/// The traced processes (tgid → 1): set by userspace for the roots, joined here by
+/// their forks. Everything this file sends is for them only: the rest of the system's
+/// mmaps and faults would flood the ring buffer.
+#[map]
+static FEED_TRACED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(65536, 0);
+
+fn traced() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    // SAFETY: only presence is read.
+    unsafe { FEED_TRACED.get(&tgid) }.is_some()
+}
+
+/// `sched:sched_process_fork` in the parent: a traced parent's child is traced.
+#[tracepoint]
+pub fn trace_feed_fork(ctx: TracePointContext) -> u32 {
+    if traced() {
+        let child: i32 = field(&ctx, offset(|o| &o.fork_child_pid));
+        let _ = FEED_TRACED.insert(&(child as u32), &1, 0);
+    }
+    0
+}
+
+fn tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+#[inline(always)]
+fn slot_of(id: u64) -> Option<usize> {
+    let mut i = 0;
+    while i < SYS_COUNT {
+        // SAFETY: a read-only global patched by the loader.
+        if id == unsafe { core::ptr::read_volatile(&SYSCALL_IDS[i]) } {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// `raw_syscalls:sys_enter`: `long id` at 8, `unsigned long args[6]` at 16 on every arch.
+#[tracepoint]
+pub fn trace_sys_enter(ctx: TracePointContext) -> u32 {
+    let id: u64 = field(&ctx, 8);
+    let Some(slot) = slot_of(id) else { return 0 };
+    if !traced() {
+        return 0;
+    }
+    let mut v = [slot as u64, 0, 0, 0, 0, 0, 0];
+    if slot == SYS_EXECVE || slot == SYS_EXECVEAT {
+        // The argv copy faults the new stack by GUP: no fault address may be left over.
+        let _ = FAULT_ADDR.remove(&tid());
+        send(v[0] as u32 | SYS_ENTER, [0; 6], 0);
+        let _ = SYSCALL_ARGS.insert(&tid(), &v, 0);
+        return 0;
+    }
+    let mut i = 0;
+    while i < 6 {
+        v[i + 1] = field(&ctx, 16 + 8 * i as u64);
+        i += 1;
+    }
+    let _ = SYSCALL_ARGS.insert(&tid(), &v, 0);
+    0
+}
+
+/// `raw_syscalls:sys_exit`: `long id` at 8, `long ret` at 16.
+#[tracepoint]
+pub fn trace_sys_exit(ctx: TracePointContext) -> u32 {
+    let t = tid();
+    // SAFETY: the value is copied out before the entry is removed.
+    let Some(v) = (unsafe { SYSCALL_ARGS.get(&t) }).copied() else { return 0 };
+    let _ = SYSCALL_ARGS.remove(&t);
+    let ret: i64 = field(&ctx, 16);
+    send(v[0] as u32, [v[1], v[2], v[3], v[4], v[5], v[6]], ret);
+    0
+}
+
+#[inline(always)]
+fn send(slot: u32, args: [u64; 6], ret: i64) {
+    let Some(mut rec) = crate::emit::TRACE_EVENTS.reserve::<SyscallEvent>(0) else {
+        bump(CTR_LOST);
+        return;
+    };
+    let id = bpf_get_current_pid_tgid();
+    rec.write(SyscallEvent { kind: EV_SYSCALL, pid: id as u32, tgid: (id >> 32) as u32, slot, args, ret });
+    rec.submit(0);
+    bump(CTR_SENT);
+}
+const _: () = assert!(SYSCALL_EVENT_SIZE == 72);
+
+/// `exceptions:page_fault_user` (x86): `unsigned long address` at 8.
+#[tracepoint]
+pub fn trace_user_fault(ctx: TracePointContext) -> u32 {
+    if !traced() {
+        return 0;
+    }
+    let addr: u64 = field(&ctx, 8);
+    let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
+    0
+}
+
+/// `exceptions:page_fault_kernel`: the kernel writing user memory (exec's `padzero` of the
+/// .data tail prepares that VMA). Kernel addresses are not the model's business.
+#[tracepoint]
+pub fn trace_kernel_fault(ctx: TracePointContext) -> u32 {
+    let addr: u64 = field(&ctx, 8);
+    if addr < USER_TOP && traced() {
+        let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
+    }
+    0
+}
+
+/// Above every user address (x86-64 5-level paging's 2^56).
+const USER_TOP: u64 = 1 << 56;
+
+#[repr(C)]
+struct Found {
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    flags: u64,
+    file: u64,
+    anon_vma: u64,
+}
+
+/// `bpf_find_vma`'s callback: copy what the model needs.
+#[inline(never)]
+extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
+    let v = vma as u64;
+    let out = out as *mut Found;
+    // SAFETY: `out` is the caller's stack `Found` (the helper passes it through).
+    unsafe {
+        (*out).start = read(v, VMA_VM_START.load());
+        (*out).end = read(v, VMA_VM_END.load());
+        (*out).pgoff = read(v, VMA_VM_PGOFF.load());
+        (*out).flags = read(v, VMA_VM_FLAGS.load());
+        (*out).file = read(v, core::ptr::read_volatile(&FEED_VM_FILE));
+        (*out).anon_vma = read(v, VMA_ANON_VMA.load());
+    }
+    0
+}
+
+/// `kmem:kmem_cache_alloc` from `__anon_vma_prepare`: which VMA is being prepared.
+#[tracepoint]
+pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
+    let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
+    if function_of(call_site) != Some(FN_PREPARE) || !traced() {
+        return 0;
+    }
+    let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
+    // SAFETY: the value is copied out.
+    let addr = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
+    let mut f = Found { start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
+    let found = if addr == 0 {
+        0
+    } else {
+        // SAFETY: the current task (trusted BTF pointer); `f` lives on this stack.
+        let r = unsafe {
+            bpf_find_vma(bpf_get_current_task_btf(), addr, on_vma as *const () as *mut c_void, (&mut f as *mut Found).cast(), 0)
+        };
+        if r == 0 { 1 } else { ((-r) as u32) << 8 }
+    };
+    let Some(mut slot) = crate::emit::TRACE_EVENTS.reserve::<PrepareVma>(0) else {
+        bump(CTR_LOST);
+        return 0;
+    };
+    let id = bpf_get_current_pid_tgid();
+    slot.write(PrepareVma {
+        kind: EV_PREPARE_VMA,
+        pid: id as u32,
+        tgid: (id >> 32) as u32,
+        found,
+        addr,
+        bytes_req,
+        start: f.start,
+        end: f.end,
+        pgoff: f.pgoff,
+        flags: f.flags,
+        file: f.file,
+        anon_vma: f.anon_vma,
+    });
+    slot.submit(0);
+    bump(CTR_SENT);
+    0
+}

@@ -1,0 +1,705 @@
+//! The model's feed: what the kernel reports about the traced processes, translated into
+//! `lazyvma_model::event::Event`s in ring-buffer order and applied to an eager + lazy
+//! `Pair`. Eager then answers "does the model match the slab?" and lazy "what would the
+//! series save?", both per (process, phase) like the observed tally.
+//!
+//! A process is modelled once its whole address space has been seen built: from its fork
+//! by a modelled parent, or from its exec. Processes already running when the trace began
+//! (-p) and children sharing their parent's mm (vfork, CLONE_VM) are not, until they exec.
+//! The exec image's VMAs (no syscall made them) are learnt from the kernel's own bounds
+//! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
+//! the same records gives the same events.
+use super::{
+    pids::Tree,
+    slab::{At, Counts, Kind, Sizes},
+};
+use lazyvma_model::{
+    counts::Deltas,
+    event::{vm, Advice, Event, FaultKind, Pid, PAGE_SIZE},
+    kernel::Kernel,
+    knobs::Knobs,
+    pair::Pair,
+    trace_abi::*,
+};
+use std::{
+    cmp::Ordering,
+    collections::{BTreeMap, HashMap, HashSet},
+};
+
+/// `SYSCALL_IDS` for this architecture.
+pub fn syscall_ids() -> [u64; SYS_COUNT] {
+    let mut ids = [NO_SYSCALL; SYS_COUNT];
+    ids[SYS_MMAP] = libc::SYS_mmap as u64;
+    ids[SYS_MUNMAP] = libc::SYS_munmap as u64;
+    ids[SYS_MPROTECT] = libc::SYS_mprotect as u64;
+    ids[SYS_PKEY_MPROTECT] = libc::SYS_pkey_mprotect as u64;
+    ids[SYS_MREMAP] = libc::SYS_mremap as u64;
+    ids[SYS_MADVISE] = libc::SYS_madvise as u64;
+    ids[SYS_BRK] = libc::SYS_brk as u64;
+    ids[SYS_EXECVE] = libc::SYS_execve as u64;
+    ids[SYS_EXECVEAT] = libc::SYS_execveat as u64;
+    ids
+}
+
+const SYSCALL_NAMES: [&str; SYS_COUNT] = ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat"];
+
+/// The exec'd stack's place in the model: above every user address, so no syscall range
+/// ever meets it. Its bounds do not matter (only fork and exit touch it); its cost does.
+const EXEC_STACK: u64 = (1 << 56) - PAGE_SIZE;
+
+/// pgoff bits for what must match for a merge besides pgoff contiguity and the model's
+/// flags (`Event::MapPgoff`): another file, and vm_flags the model has no bit for. The
+/// model keeps 45 bits of pgoff (its VMA record packs history above them), and anonymous
+/// pgoffs of 48-bit address spaces (x86-64 4-level, arm64) stay below 2^36, so bits 40-43
+/// are free; with 5-level paging (57-bit) a tag could meet a real pgoff bit.
+const PGOFF_FILE: u64 = 1 << 43;
+const PGOFF_NORESERVE: u64 = 1 << 42;
+const PGOFF_NOHUGE: u64 = 1 << 41;
+/// Arch flags (vm_flags bits 32-40: arm64's VM_MTE_ALLOWED on anonymous mmaps, x86's pkey
+/// bits), seen only in a VMA the kernel showed us: brk never sets them, so on arm64 the
+/// heap does not merge into an exec'd .bss that has them.
+const PGOFF_ARCH: u64 = 1 << 40;
+const _: () = assert!((PGOFF_FILE | PGOFF_NORESERVE | PGOFF_NOHUGE | PGOFF_ARCH) >> lazyvma_model::event::PGOFF_BITS == 0, "the model drops pgoff bits above PGOFF_BITS");
+const VM_HIGH_ARCH: u64 = 0x1ff << 32;
+
+// vm_flags (include/linux/mm.h; the same on 6.1 and 6.18).
+const VM_READ: u64 = 0x1;
+const VM_WRITE: u64 = 0x2;
+const VM_EXEC: u64 = 0x4;
+const VM_SHARED: u64 = 0x8;
+const VM_GROWSDOWN: u64 = 0x100;
+const VM_DONTCOPY: u64 = 0x20000;
+const VM_NORESERVE: u64 = 0x200000;
+const VM_WIPEONFORK: u64 = 0x2000000;
+const VM_HUGEPAGE: u64 = 0x20000000;
+const VM_NOHUGEPAGE: u64 = 0x40000000;
+const VM_MERGEABLE: u64 = 0x80000000;
+
+// mmap(2) flags (x86_64 and arm64 share them).
+const MAP_SHARED: u64 = 0x1;
+const MAP_SHARED_VALIDATE: u64 = 0x3;
+const MAP_ANONYMOUS: u64 = 0x20;
+const MAP_GROWSDOWN: u64 = 0x100;
+const MAP_NORESERVE: u64 = 0x4000;
+const MAP_STACK: u64 = 0x20000;
+const MAP_HUGETLB: u64 = 0x40000;
+const MREMAP_DONTUNMAP: u64 = 4;
+
+/// Per (process, phase): what each model allocated and freed there.
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub proc: usize,
+    pub tgid: u32,
+    pub phase: Option<u32>,
+    pub eager: Counts,
+    pub lazy: Counts,
+    /// Spare objects a thread that lost a prepare race allocated and freed (spec §1.2: the
+    /// model, single-threaded, has no such race). Observed = eager + these.
+    pub spares: Counts,
+}
+
+/// How much of the traced tree the model saw, and everything it could not use.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Coverage {
+    /// Processes fed to the model / traced but not modelled (tgids).
+    pub modelled: u64,
+    pub not_modelled: Vec<u32>,
+    pub events_fed: u64,
+    /// Syscalls that change VMAs in ways the model does not take, by name.
+    pub unmodelled: BTreeMap<String, u64>,
+    /// Prepares the feed could not turn into a fault on a known VMA.
+    pub faults_not_placed: u64,
+    /// Prepares whose kernel VMA had other bounds than the model's VMA there.
+    pub layout_mismatches: u64,
+    /// errnos of `bpf_find_vma` that left a prepare without its VMA.
+    pub find_vma_errors: Vec<u32>,
+    pub model_errors: u64,
+    pub first_error: Option<String>,
+    /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
+    pub incomplete: Vec<String>,
+}
+
+/// A phase marker from another thread can fall between the two records of one prepare
+/// (two programs on one tracepoint): the model counts the prepare where the slab did.
+enum Pairing {
+    Counted(At),
+    Waiting(PrepareVma),
+}
+
+#[derive(Default)]
+struct Proc {
+    /// `mm->brk`, page-aligned, once a brk call told it.
+    brk: Option<u64>,
+}
+
+pub struct Feed {
+    pair: Pair,
+    kernel: Kernel,
+    /// Kernel 6.7+: MAP_STACK sets VM_NOHUGEPAGE.
+    stack_nohuge: bool,
+    /// `--model-events`: print each event fed on stderr.
+    pub print: bool,
+    /// Prepares come from the `__anon_vma_prepare` hook, not the fault tracepoints (a
+    /// kernel without `exceptions:page_fault_user`, e.g. arm64).
+    pub from_hooks: bool,
+    /// The events fed, in order: what `replay --knob` and a knob sweep re-run.
+    pub events: Vec<Event>,
+    /// Indices in `events` of those the model refused (they changed nothing).
+    pub refused: Vec<usize>,
+    /// (proc, phase) each event counted at.
+    pub fed_at: Vec<(usize, Option<u32>)>,
+    pub rows: Vec<Row>,
+    row_index: HashMap<(usize, Option<u32>), usize>,
+    pub eager: Counts,
+    pub lazy: Counts,
+    /// Lost prepare races' spares, in total (per row in `rows`).
+    pub spares: Counts,
+    pub coverage: Coverage,
+    /// Modelled processes by `proc` (the model's pid is `proc + 1`).
+    procs: HashMap<usize, Proc>,
+    /// Processes inside execve (enter seen, `sched_process_exec` not yet) and the prepares
+    /// they made meanwhile: in the new mm, so applied after the model's exec.
+    in_exec: HashMap<usize, Vec<PrepareVma>>,
+    /// Per thread: one prepare's two records (the slab count, the VMA), whichever came first.
+    pairing: HashMap<u32, Pairing>,
+    /// Tasks created with CLONE_VM but not CLONE_THREAD: they share their parent's mm.
+    shared_mm: HashSet<u32>,
+}
+
+/// (major, minor) of a `uname -r` string.
+pub fn version(release: &str) -> (u32, u32) {
+    let mut it = release.split(|c: char| !c.is_ascii_digit()).filter_map(|x| x.parse().ok());
+    (it.next().unwrap_or(0), it.next().unwrap_or(0))
+}
+
+/// The model's merge rules for a kernel release: 6.18's since the 2025 anon merge work
+/// (taken here as 6.16), 6.1's from 6.0, `degree` before.
+pub fn kernel_of(release: &str) -> Kernel {
+    match version(release) {
+        (m, _) if m < 6 => Kernel::Pre6_0,
+        (6, n) if n < 16 => Kernel::V6_1,
+        _ => Kernel::V6_18,
+    }
+}
+
+fn pages(len: u64) -> u64 {
+    len.div_ceil(PAGE_SIZE)
+}
+
+fn prot_bits(prot: u64) -> u8 {
+    (prot & 7) as u8 // PROT_READ/WRITE/EXEC are vm::READ/WRITE/EXEC
+}
+
+fn is_err(ret: i64) -> bool {
+    (-4095..0).contains(&ret)
+}
+
+fn to_counts(d: &lazyvma_model::counts::Delta, e: &mut super::slab::AllocFree) {
+    e.alloc += d.alloc;
+    e.free += d.free;
+}
+
+impl Feed {
+    pub fn new(release: &str, knobs: Knobs) -> Feed {
+        let kernel = kernel_of(release);
+        Feed {
+            pair: Pair::new(kernel, knobs),
+            kernel,
+            stack_nohuge: version(release) >= (6, 7),
+            print: false,
+            from_hooks: false,
+            events: Vec::new(),
+            refused: Vec::new(),
+            fed_at: Vec::new(),
+            rows: Vec::new(),
+            row_index: HashMap::new(),
+            eager: Counts::default(),
+            lazy: Counts::default(),
+            spares: Counts::default(),
+            coverage: Coverage::default(),
+            procs: HashMap::new(),
+            in_exec: HashMap::new(),
+            pairing: HashMap::new(),
+            shared_mm: HashSet::new(),
+        }
+    }
+
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+
+    fn pid(proc: usize) -> Pid {
+        proc as Pid + 1
+    }
+
+    fn at(tree: &Tree, proc: usize) -> At {
+        let p = tree.get(proc);
+        At { proc, tgid: p.tgid, phase: p.phase }
+    }
+
+    /// The modelled process `tgid` is now, if any.
+    fn modelled(&self, tree: &Tree, tgid: u32) -> Option<usize> {
+        let p = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited)?;
+        self.procs.contains_key(&p).then_some(p)
+    }
+
+    /// Apply one event; its deltas count at `at`.
+    fn apply(&mut self, ev: Event, at: At) {
+        self.coverage.events_fed += 1;
+        match self.pair.apply(&ev) {
+            Ok((e, l)) => self.count(&e, &l, at),
+            Err(err) => {
+                self.refused.push(self.events.len());
+                self.coverage.model_errors += 1;
+                self.coverage.first_error.get_or_insert_with(|| format!("{ev:?}: {err}"));
+            }
+        }
+        if self.print {
+            eprintln!("model proc {} phase {:?}: {ev:x?}", at.proc, at.phase);
+        }
+        self.events.push(ev);
+        self.fed_at.push((at.proc, at.phase));
+    }
+
+    /// A free from `__anon_vma_prepare`: the spare of a thread that lost the race to
+    /// prepare the same VMA (its allocation was counted in the same call).
+    pub fn race_spare(&mut self, kind: Kind, at: At) {
+        let i = self.row(at);
+        for c in [&mut self.rows[i].spares, &mut self.spares] {
+            c.add(kind, true);
+            c.add(kind, false);
+        }
+    }
+
+    fn row(&mut self, at: At) -> usize {
+        let next = self.rows.len();
+        let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
+        if i == next {
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: Counts::default(), lazy: Counts::default(), spares: Counts::default() });
+        }
+        i
+    }
+
+    fn count(&mut self, e: &Deltas, l: &Deltas, at: At) {
+        if e.anon_vma.alloc + e.anon_vma.free + e.anon_vma_chain.alloc + e.anon_vma_chain.free
+            + l.anon_vma.alloc + l.anon_vma.free + l.anon_vma_chain.alloc + l.anon_vma_chain.free
+            == 0
+        {
+            return;
+        }
+        let i = self.row(at);
+        let row = &mut self.rows[i];
+        for (d, c, t) in [(e, &mut row.eager, &mut self.eager), (l, &mut row.lazy, &mut self.lazy)] {
+            to_counts(&d.anon_vma, &mut c.anon_vma);
+            to_counts(&d.anon_vma_chain, &mut c.anon_vma_chain);
+            to_counts(&d.anon_vma, &mut t.anon_vma);
+            to_counts(&d.anon_vma_chain, &mut t.anon_vma_chain);
+        }
+    }
+
+    fn unmodelled(&mut self, what: impl Into<String>) {
+        *self.coverage.unmodelled.entry(what.into()).or_default() += 1;
+    }
+
+    /// `task_newtask` in `parent`: a task sharing the mm without being a thread (vfork,
+    /// posix_spawn) of a traced process.
+    pub fn newtask(&mut self, tree: &Tree, parent: u32, pid: u32, clone_flags: u64) {
+        const CLONE_VM: u64 = 0x100;
+        const CLONE_THREAD: u64 = 0x1_0000;
+        let traced = tree.procs.iter().any(|p| p.tgid == parent && !p.exited);
+        if traced && clone_flags & CLONE_VM != 0 && clone_flags & CLONE_THREAD == 0 {
+            self.shared_mm.insert(pid);
+        }
+    }
+
+    /// A process joined the tree at `child` (`sched_process_fork`, after `dup_mmap`).
+    pub fn fork(&mut self, tree: &Tree, child: usize) {
+        let c = tree.get(child);
+        let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
+        if self.shared_mm.remove(&c.tgid) {
+            return; // no dup_mmap; modelled from its exec
+        }
+        self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        self.coverage.modelled += 1;
+        self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
+    }
+
+    /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
+    /// argv copy. An unmodelled process starts being modelled here.
+    pub fn exec(&mut self, tree: &Tree, tgid: u32) {
+        let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
+        let at = Self::at(tree, proc);
+        // A new image: brk unknown until its first call.
+        if self.procs.insert(proc, Proc::default()).is_none() {
+            self.coverage.modelled += 1;
+            self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
+        }
+        let during = self.in_exec.remove(&proc).unwrap_or_default();
+        // The first prepare of an exec is the argv copy into the new stack (by GUP: its
+        // fault address, if any, is a stale one of the old mm, where the argv was read).
+        let stack = (!during.is_empty()).then_some(EXEC_STACK);
+        self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
+        for p in during.iter().skip(1) {
+            self.place(tree, proc, p, Some(at));
+        }
+    }
+
+    /// The last thread of `proc` left: its mm is torn down.
+    pub fn exit(&mut self, tree: &Tree, proc: usize) {
+        let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
+        if self.procs.remove(&proc).is_none() {
+            return;
+        }
+        self.coverage.faults_not_placed += stray as u64;
+        self.apply(Event::Exit { pid: Self::pid(proc) }, Self::at(tree, proc));
+    }
+
+    /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares (x86: the
+    /// fault address comes from the `exceptions` tracepoints).
+    pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
+        // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
+        if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
+            return;
+        }
+        match self.pairing.remove(&ev.pid) {
+            Some(Pairing::Counted(at)) => self.prepared(tree, ev, Some(at)),
+            _ => {
+                self.pairing.insert(ev.pid, Pairing::Waiting(*ev));
+            }
+        }
+    }
+
+    /// The slab tally counted thread `pid`'s prepare's anon_vma_chain at `at`: the model
+    /// counts the same prepare there too.
+    pub fn prepare_counted(&mut self, tree: &Tree, pid: u32, at: At) {
+        if self.from_hooks {
+            return;
+        }
+        match self.pairing.remove(&pid) {
+            Some(Pairing::Waiting(ev)) => self.prepared(tree, &ev, Some(at)),
+            _ => {
+                self.pairing.insert(pid, Pairing::Counted(at));
+            }
+        }
+    }
+
+    /// `__anon_vma_prepare` returned (function hooks; where no fault tracepoint exists).
+    /// No fault address: the VMA itself says where. No vm_file either: a pgoff other than
+    /// the address's marks a file.
+    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32) {
+        if !self.from_hooks || ret != 0 {
+            return;
+        }
+        let ev = PrepareVma {
+            kind: EV_PREPARE_VMA,
+            pid,
+            tgid,
+            found: 1,
+            addr: vma.start,
+            bytes_req: 0,
+            start: vma.start,
+            end: vma.end,
+            pgoff: vma.pgoff,
+            flags: vma.flags,
+            file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
+            anon_vma: vma.anon_vma,
+        };
+        self.prepared(tree, &ev, None);
+    }
+
+    fn prepared(&mut self, tree: &Tree, ev: &PrepareVma, at: Option<At>) {
+        let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) else { return };
+        if let Some(during) = self.in_exec.get_mut(&proc) {
+            during.push(*ev);
+            return;
+        }
+        if self.procs.contains_key(&proc) {
+            self.place(tree, proc, ev, at);
+        }
+    }
+
+    /// A prepare in a modelled process: a write fault on the kernel's VMA, mapped first if
+    /// the model has not been told of it (the exec image).
+    fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma, at: Option<At>) {
+        if ev.addr == 0 {
+            self.coverage.faults_not_placed += 1;
+            return;
+        }
+        let pid = Self::pid(proc);
+        let at = at.unwrap_or_else(|| Self::at(tree, proc));
+        let vmas = self.pair.eager().vmas(pid).unwrap_or_default();
+        let here = vmas.iter().find(|v| v.start <= ev.addr && ev.addr < v.end);
+        match here {
+            Some(v) => {
+                // The model knows the VMA: the fault needs no kernel bounds (a failed
+                // bpf_find_vma changes nothing here).
+                if ev.found == 1 && (v.start, v.end) != (ev.start, ev.end) {
+                    self.coverage.layout_mismatches += 1;
+                }
+            }
+            None if ev.found != 1 => {
+                // bpf_find_vma failed (mmap_lock contended) on a VMA the model never saw.
+                self.coverage.faults_not_placed += 1;
+                self.coverage.find_vma_errors.push(ev.found >> 8);
+                return;
+            }
+            None => {
+                if vmas.iter().any(|v| v.start < ev.end && ev.start < v.end) {
+                    self.coverage.layout_mismatches += 1;
+                    self.coverage.faults_not_placed += 1;
+                    return;
+                }
+                let (flags, tag) = self.vm_flags(ev.flags, ev.file != 0);
+                let pgoff = ev.pgoff | tag;
+                self.apply(Event::MapPgoff { pid, start: ev.start, pages: (ev.end - ev.start) / PAGE_SIZE, flags, pgoff }, at);
+            }
+        }
+        self.apply(Event::Fault { pid, addr: ev.addr & !(PAGE_SIZE - 1), kind: FaultKind::Write }, at);
+    }
+
+    /// The model's flags and the pgoff tag for a kernel VMA's vm_flags.
+    fn vm_flags(&self, f: u64, file: bool) -> (u8, u64) {
+        let mut flags = 0;
+        for (k, m) in [(VM_READ, vm::READ), (VM_WRITE, vm::WRITE), (VM_EXEC, vm::EXEC), (VM_SHARED, vm::SHARED), (VM_DONTCOPY, vm::DONTCOPY), (VM_WIPEONFORK, vm::WIPEONFORK), (VM_MERGEABLE, vm::MERGEABLE)] {
+            if f & k != 0 {
+                flags |= m;
+            }
+        }
+        let mut tag = if file || f & VM_SHARED != 0 { PGOFF_FILE } else { 0 };
+        if f & VM_NORESERVE != 0 {
+            tag |= PGOFF_NORESERVE;
+        }
+        if f & (VM_NOHUGEPAGE | VM_HUGEPAGE | VM_GROWSDOWN) != 0 {
+            tag |= PGOFF_NOHUGE;
+        }
+        if f & VM_HIGH_ARCH != 0 {
+            tag |= PGOFF_ARCH;
+        }
+        (flags, tag)
+    }
+
+    /// A VMA syscall returned in a traced thread.
+    pub fn syscall(&mut self, tree: &Tree, ev: &SyscallEvent) {
+        if ev.slot & SYS_ENTER != 0 {
+            // execve began: any process of the tree, modelled or about to be.
+            if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
+                self.in_exec.insert(p, Vec::new());
+            }
+            return;
+        }
+        let slot = ev.slot as usize;
+        if (slot == SYS_EXECVE || slot == SYS_EXECVEAT) && is_err(ev.ret) {
+            // A failed exec: what it prepared went with its unused mm.
+            if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
+                self.coverage.faults_not_placed += self.in_exec.remove(&p).map_or(0, |v| v.len()) as u64;
+            }
+            return;
+        }
+        let Some(proc) = self.modelled(tree, ev.tgid) else { return };
+        if slot >= SYS_COUNT || is_err(ev.ret) {
+            return;
+        }
+        let pid = Self::pid(proc);
+        let at = Self::at(tree, proc);
+        let a = ev.args;
+        let name = SYSCALL_NAMES[slot];
+        match slot {
+            SYS_MMAP => {
+                let (start, len, prot, flags, off) = (ev.ret as u64, a[1], a[2], a[3], a[5]);
+                if flags & MAP_HUGETLB != 0 {
+                    return self.unmodelled("mmap MAP_HUGETLB");
+                }
+                let shared = matches!(flags & MAP_SHARED_VALIDATE, MAP_SHARED | MAP_SHARED_VALIDATE);
+                let anon = flags & MAP_ANONYMOUS != 0;
+                let mut vmf = prot & 7;
+                if shared {
+                    vmf |= VM_SHARED;
+                }
+                if flags & MAP_NORESERVE != 0 {
+                    vmf |= VM_NORESERVE;
+                }
+                if flags & MAP_GROWSDOWN != 0 || (flags & MAP_STACK != 0 && self.stack_nohuge) {
+                    vmf |= VM_NOHUGEPAGE;
+                }
+                let (mflags, tag) = self.vm_flags(vmf, !anon);
+                let pgoff = if anon && !shared { start / PAGE_SIZE } else { off / PAGE_SIZE };
+                self.apply(Event::MapPgoff { pid, start, pages: pages(len), flags: mflags, pgoff: pgoff | tag }, at);
+            }
+            SYS_MUNMAP => self.apply(Event::Munmap { pid, start: a[0], pages: pages(a[1]) }, at),
+            SYS_MPROTECT | SYS_PKEY_MPROTECT => {
+                self.apply(Event::Mprotect { pid, start: a[0], pages: pages(a[1]), prot: prot_bits(a[2]) }, at)
+            }
+            SYS_MREMAP => {
+                let (old, old_len, new_len, flags, new) = (a[0], pages(a[1]), pages(a[2]), a[3], ev.ret as u64);
+                match (new == old, new_len.cmp(&old_len)) {
+                    (false, Ordering::Equal) => {
+                        let dontunmap = flags & MREMAP_DONTUNMAP != 0;
+                        self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at);
+                    }
+                    (true, Ordering::Less) => {
+                        self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at)
+                    }
+                    (true, Ordering::Equal) => {}
+                    (true, Ordering::Greater) => self.unmodelled("mremap grow in place"),
+                    (false, _) => self.unmodelled("mremap move with a new size"),
+                }
+            }
+            SYS_MADVISE => {
+                let advice = match a[2] {
+                    12 => Advice::Mergeable,
+                    13 => Advice::Unmergeable,
+                    10 => Advice::DontFork,
+                    11 => Advice::DoFork,
+                    18 => Advice::WipeOnFork,
+                    19 => Advice::KeepOnFork,
+                    102 => Advice::GuardInstall,
+                    // Advice that changes vm_flags the model does not keep (splits, merges).
+                    0 | 1 | 2 | 14 | 15 | 16 | 17 => return self.unmodelled(format!("madvise {}", a[2])),
+                    _ => return,
+                };
+                if a[1] > 0 {
+                    self.apply(Event::Madvise { pid, start: a[0], pages: pages(a[1]), advice }, at);
+                }
+            }
+            SYS_BRK => self.brk(proc, ev.ret as u64, at),
+            SYS_EXECVE | SYS_EXECVEAT => {}
+            _ => self.unmodelled(name),
+        }
+    }
+
+    /// brk: the heap VMA grows (a merge into the previous heap) or shrinks (munmap).
+    fn brk(&mut self, proc: usize, ret: u64, at: At) {
+        let pid = Self::pid(proc);
+        let new = ret.next_multiple_of(PAGE_SIZE);
+        let p = self.procs.get_mut(&proc).expect("modelled");
+        let Some(old) = p.brk.replace(new) else { return };
+        if new > old {
+            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags: vm::READ | vm::WRITE }, at);
+        } else if new < old {
+            self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
+        }
+    }
+
+    /// Processes of the tree never modelled (running before the trace, or vfork children
+    /// that did not exec).
+    pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
+        let ever: HashSet<usize> = self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).collect();
+        let pids: HashSet<Pid> = self.events.iter().filter_map(|e| match e {
+            Event::Spawn { pid } => Some(*pid),
+            Event::Fork { child, .. } => Some(*child),
+            _ => None,
+        }).collect();
+        self.coverage.not_modelled = tree.procs.iter().filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc))).map(|p| p.tgid).collect();
+        if lost > 0 {
+            self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
+        }
+        for (tp, why) in missing {
+            if self.from_hooks && tp.starts_with("exceptions:") {
+                continue;
+            }
+            if why.contains("the model is not fed") {
+                self.coverage.incomplete.push(format!("{tp} not attached"));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Sizes = Sizes { anon_vma: 96, anon_vma_chain: 64 };
+    const MAP_PRIVATE_ANON: u64 = 0x22;
+
+    fn sys(tgid: u32, slot: usize, args: [u64; 6], ret: i64) -> SyscallEvent {
+        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: slot as u32, args, ret }
+    }
+
+    fn prep(tgid: u32, addr: u64, vma: Option<(u64, u64, u64)>) -> PrepareVma {
+        let (start, end, flags) = vma.unwrap_or_default();
+        PrepareVma { kind: EV_PREPARE_VMA, pid: tgid, tgid, found: vma.is_some() as u32, addr, bytes_req: 64, start, end, pgoff: start / PAGE_SIZE, flags, ..Default::default() }
+    }
+
+    /// The command's exec (argv copy, then a .data prepare inside exec), an anon mmap and
+    /// its first write, a fork, both exits: spec §5 B for one VMA plus the image.
+    #[test]
+    fn a_command_tree_becomes_the_models_events_in_order() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
+        prepare(&mut f, &tree, &prep(100, 0, None));
+        let data = (0x5555_0000_0000, 0x5555_0000_2000, VM_READ | VM_WRITE);
+        prepare(&mut f, &tree, &prep(100, 0x5555_0000_1008, Some(data)));
+        tree.exec(100);
+        f.exec(&tree, 100);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
+        prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
+        // The anon_vma allocation of the same prepare is not a second fault.
+        prepare(&mut f, &tree, &PrepareVma { bytes_req: 96, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
+        tree.fork(100, 101);
+        f.fork(&tree, 1);
+        tree.exit(101, 101, 1);
+        f.exit(&tree, 1);
+        tree.exit(100, 100, 1);
+        f.exit(&tree, 0);
+        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "MapPgoff", "Fault", "Fork", "Exit", "Exit"]);
+        assert_eq!(f.events[1], Event::Exec { pid: 1, stack: Some(EXEC_STACK) });
+        // stack + .data + the test VMA: 3 AV / 3 AVC; fork: +3 AV, +6 AVC; all freed.
+        let four = |c: &Counts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
+        assert_eq!(four(&f.eager), [6, 6, 9, 9]);
+        let c = &f.coverage;
+        assert_eq!((c.modelled, c.faults_not_placed, c.layout_mismatches, c.model_errors), (2, 0, 0, 0));
+    }
+
+    #[test]
+    fn what_the_model_cannot_take_is_counted_not_guessed() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.1.0", Knobs::default());
+        assert_eq!(f.kernel(), Kernel::V6_1);
+        tree.exec(100);
+        f.exec(&tree, 100);
+        f.syscall(&tree, &sys(100, SYS_MADVISE, [0x1000, 0x1000, 14, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [0x1000, 0x1000, 0x3000, 1, 0, 0], 0x1000));
+        // A failed syscall changes nothing; a fault with no VMA found is not placed.
+        f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], -22));
+        prepare(&mut f, &tree, &PrepareVma { found: 11 << 8, ..prep(100, 0x7000, None) });
+        f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], 0));
+        let c = &f.coverage;
+        assert_eq!(c.unmodelled.get("madvise 14"), Some(&1));
+        assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
+        assert_eq!((c.faults_not_placed, c.find_vma_errors.as_slice()), (1, &[11][..]));
+        assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
+    }
+
+    /// Another thread's phase marker between the slab count and the VMA record of one
+    /// prepare: the model counts the prepare where the slab did.
+    #[test]
+    fn a_prepare_counts_in_the_phase_its_slab_record_did() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
+        tree.marker(100, 2);
+        f.prepare_counted(&tree, 101, Feed::at(&tree, 0));
+        tree.marker(100, 3);
+        f.prepare(&tree, S, &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
+        let rows: Vec<_> = f.rows.iter().map(|r| (r.phase, r.eager.anon_vma.alloc)).collect();
+        assert_eq!(rows, [(Some(2), 1)]);
+    }
+
+    /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).
+    fn prepare(f: &mut Feed, tree: &Tree, ev: &PrepareVma) {
+        f.prepare(tree, S, ev);
+        if ev.bytes_req == S.anon_vma_chain {
+            let proc = tree.procs.iter().rposition(|p| p.tgid == ev.tgid).unwrap();
+            f.prepare_counted(tree, ev.pid, Feed::at(tree, proc));
+        }
+    }
+
+    fn with_enter(mut e: SyscallEvent) -> SyscallEvent {
+        e.slot |= SYS_ENTER;
+        e
+    }
+}

@@ -1,0 +1,131 @@
+//! The model's part of `trace`'s report: eager and lazy counts next to the observed ones
+//! (totals, per (process, phase), live rows) and what the model covered.
+use super::{
+    feed::Feed,
+    render::counts,
+    slab::{AllocFree, Counts, Sizes},
+};
+use serde_json::{json, Value};
+use std::io::Write;
+
+/// Put each (process, phase) row's eager and lazy counts next to its observed ones; rows
+/// only the model has get zero observed counts, so nothing the model did is hidden.
+pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
+    let Some(f) = feed else { return };
+    for row in &f.rows {
+        let same = |v: &Value| v["proc"] == json!(row.proc) && v["phase"] == json!(row.phase);
+        let i = match phases.iter().position(same) {
+            Some(i) => i,
+            None => {
+                let zero = json!({ "alloc": 0, "free": 0 });
+                phases.push(json!({ "proc": row.proc, "tgid": row.tgid, "phase": row.phase, "anon_vma": zero, "anon_vma_chain": zero }));
+                phases.len() - 1
+            }
+        };
+        phases[i]["eager"] = counts(&row.eager);
+        phases[i]["lazy"] = counts(&row.lazy);
+        if row.spares != Counts::default() {
+            phases[i]["prepare_race_spares"] = counts(&row.spares);
+        }
+    }
+}
+
+/// `events`: also list every event fed, with the (proc, phase) it counted at.
+pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
+    let Some(f) = feed else {
+        return json!({ "fed": false, "why": format!("{scope} scope: processes running before the trace are not modelled") });
+    };
+    let c = &f.coverage;
+    let listed: Vec<Value> = if events {
+        f.events.iter().zip(&f.fed_at).map(|(e, (proc, phase))| json!({ "proc": proc, "phase": phase, "event": format!("{e:x?}") })).collect()
+    } else {
+        vec![]
+    };
+    json!({
+        "events": if events { Value::from(listed) } else { Value::Null },
+        "fed": true,
+        "kernel_rules": f.kernel().name(),
+        "complete": c.incomplete.is_empty(),
+        "incomplete": c.incomplete,
+        "processes_modelled": c.modelled,
+        "not_modelled": c.not_modelled,
+        "events_fed": c.events_fed,
+        "unmodelled_syscalls": c.unmodelled,
+        "faults_not_placed": c.faults_not_placed,
+        "layout_mismatches": c.layout_mismatches,
+        // Allocated and freed by threads that lost a prepare race: observed = eager + these.
+        "prepare_race_spares": counts(&f.spares),
+        "find_vma_errors": c.find_vma_errors,
+        "model_errors": c.model_errors,
+        "first_model_error": c.first_error,
+    })
+}
+
+fn net(a: &AllocFree) -> i64 {
+    a.alloc as i64 - a.free as i64
+}
+
+/// Bytes of live anon_vma + anon_vma_chain objects eager holds beyond lazy.
+fn saved(f: &Feed, s: &Sizes) -> i64 {
+    let b = |c: &Counts| net(&c.anon_vma) * s.anon_vma as i64 + net(&c.anon_vma_chain) * s.anon_vma_chain as i64;
+    b(&f.eager) - b(&f.lazy)
+}
+
+pub const LIVE_HEAD: &str = "eager AV   AVC   lazy AV   AVC   saved B";
+
+/// The model's live objects so far (traced tree), and what lazy saves of them.
+pub fn live(feed: Option<&Feed>, s: &Sizes) -> String {
+    let Some(f) = feed else { return "(not modelled)".into() };
+    format!(
+        "{:>8} {:>5} {:>9} {:>5} {:>9}",
+        net(&f.eager.anon_vma),
+        net(&f.eager.anon_vma_chain),
+        net(&f.lazy.anon_vma),
+        net(&f.lazy.anon_vma_chain),
+        saved(f, s)
+    )
+}
+
+fn af(c: &Counts) -> String {
+    format!("{:>8} {:>8} {:>10} {:>8}", c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free)
+}
+
+pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Write) -> std::io::Result<()> {
+    let Some(f) = feed else {
+        return writeln!(out, "model: not fed ({scope} scope: processes running before the trace are not modelled)");
+    };
+    writeln!(out, "\n{:<28} AV alloc     free  AVC alloc     free", format!("model ({} rules)", f.kernel().name()))?;
+    writeln!(out, "{:<28} {}", "eager", af(&f.eager))?;
+    writeln!(out, "{:<28} {}", "lazy", af(&f.lazy))?;
+    let (av, avc) = (f.eager.anon_vma.alloc as i64 - f.lazy.anon_vma.alloc as i64, f.eager.anon_vma_chain.alloc as i64 - f.lazy.anon_vma_chain.alloc as i64);
+    writeln!(
+        out,
+        "{:<28} {av} anon_vma + {avc} anon_vma_chain allocations ({} B); {} B of live objects now",
+        "lazy saves",
+        av * sizes.anon_vma as i64 + avc * sizes.anon_vma_chain as i64,
+        saved(f, sizes)
+    )?;
+    if !f.rows.is_empty() {
+        writeln!(out, "\n{:<20} {:<38} lazy", "proc  tgid  phase", "eager AV alloc free  AVC alloc free")?;
+        for r in &f.rows {
+            let ph = r.phase.map_or("-".to_string(), |x| x.to_string());
+            writeln!(out, "{:<5} {:<7} {:<6} {}  {}", r.proc, r.tgid, ph, af(&r.eager), af(&r.lazy))?;
+        }
+    }
+    let c = &f.coverage;
+    writeln!(
+        out,
+        "model fed {} events for {} processes; not modelled: {:?}; faults not placed {}; layout mismatches {}",
+        c.events_fed, c.modelled, c.not_modelled, c.faults_not_placed, c.layout_mismatches
+    )?;
+    if !c.unmodelled.is_empty() {
+        writeln!(out, "unmodelled syscalls: {:?}", c.unmodelled)?;
+    }
+    if c.model_errors > 0 {
+        writeln!(out, "model errors: {} (first: {})", c.model_errors, c.first_error.as_deref().unwrap_or(""))?;
+    }
+    for why in &c.incomplete {
+        writeln!(out, "model incomplete: {why}")?;
+    }
+    Ok(())
+}
