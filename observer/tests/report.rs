@@ -467,10 +467,15 @@ fn report_of_a_real_trace() {
     }
     let dir = Dir::new("trace");
     let cmd = format!("{WORKLOAD} fork -n 3 >/dev/null");
-    let text = ok(&lazyvma(&["trace", "-j", "--", "sh", "-c", &cmd]));
+    let text = ok(&lazyvma(&["trace", "-j", "--report", &dir.file("r.json"), "--", "sh", "-c", &cmd]));
     std::fs::write(dir.path("t.json"), &text).unwrap();
     let t: Value = serde_json::from_str(&text).unwrap();
     let doc: Value = serde_json::from_str(&ok(&lazyvma(&["report", "-O", "json", &dir.file("t.json")]))).unwrap();
+    // trace --report writes the document `report` makes of its -j output.
+    let written: Value = serde_json::from_str(&std::fs::read_to_string(dir.path("r.json")).unwrap()).unwrap();
+    assert_eq!(written, doc, "trace --report vs report -O json of trace -j");
+    let out = lazyvma(&["trace", "--report", "/nonexistent/dir/r.json", "--", "true"]);
+    assert_one_line_error(&out, &["--report", "/nonexistent/dir"]);
     assert_eq!((doc["source"].as_str(), doc["lost_events"].clone()), (Some("trace"), t["lost_events"].clone()));
     for obj in ["anon_vma", "anon_vma_chain"] {
         let side = &doc["objects"][obj]["observed"];

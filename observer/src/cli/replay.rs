@@ -20,6 +20,9 @@ pub struct Args {
     /// Print the final report as one JSON object.
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// Also write the final report as a lazyvma-report document (docs/report-schema.md).
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -57,5 +60,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         lost_bytes: rec.lost_bytes,
     };
     meta::finish(&mut tracer, h, rec.trailer.as_ref());
-    meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), &meta::Live::default())
+    meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), &meta::Live { report: args.report.clone(), ..Default::default() })
 }

@@ -82,6 +82,10 @@ pub struct Args {
     /// Also write a recording to this file, for `lazyvma replay` (docs/recording.md).
     #[arg(short = 'o', long = "output", value_name = "RECORDING")]
     pub output: Option<std::path::PathBuf>,
+    /// Also write the final report as a lazyvma-report document (docs/report-schema.md),
+    /// for `lazyvma report` / `merge`.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<std::path::PathBuf>,
     /// Start CMD once the programs are attached and trace it and its descendants.
     #[arg(last = true, value_name = "CMD")]
     pub command: Vec<String>,
@@ -158,6 +162,9 @@ pub fn slab_sizes() -> anyhow::Result<Sizes> {
 
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("trace")?;
+    if let Some(r) = &args.report {
+        crate::report::write::check_dir(r).context("--report")?;
+    }
     if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
         bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
     }
@@ -366,7 +373,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
     }
     meta::finish(&mut tracer, &about, Some(&trailer));
-    let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats };
+    let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats, report: args.report.clone() };
     meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
     Ok(())
 }

@@ -65,12 +65,14 @@ pub struct Groups {
     pub cap: u64,
 }
 
-/// What only a live trace can add to the report.
+/// What only a live trace can add to the report, and where the report document goes.
 #[derive(Default)]
 pub struct Live {
     pub groups: Option<Groups>,
     /// `--stats`: per BPF program runs and time.
     pub bpf_stats: Option<Vec<stats::ProgStat>>,
+    /// `--report FILE`: the lazyvma-report document (docs/report-schema.md), written whole.
+    pub report: Option<std::path::PathBuf>,
 }
 
 /// The tracer's settings that come from the header (the same live and in a replay); the
@@ -153,27 +155,27 @@ pub fn print(
         rmap: h.rmap,
     };
     let lock_counters = trailer.and_then(|tr| tr.lock_counters);
+    let mut j = render::json(t, &run);
+    j["locks"] = t.locks.json(&t.tree, lock_counters);
+    if t.feed.is_some() {
+        j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
+        j["rules_that_matter"] = rules_that_matter(t);
+    }
+    j["arch"] = h.arch.clone().into();
+    j["start_unix_ms"] = h.start_unix_ms.into();
+    j["host"] = h.host.clone().into();
+    if let Some(s) = &live.bpf_stats {
+        j["bpf_stats"] = stats::json(s);
+    }
+    if let Some(g) = &live.groups {
+        j["by_cgroup"] = bycgroup::json(&g.rows);
+        j["cgroup_cap"] = g.cap.into();
+    }
+    if let Some(s) = source {
+        j["recording"] = s.json();
+    }
     let mut out = std::io::stdout().lock();
     if json {
-        let mut j = render::json(t, &run);
-        j["locks"] = t.locks.json(&t.tree, lock_counters);
-        if t.feed.is_some() {
-            j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
-            j["rules_that_matter"] = rules_that_matter(t);
-        }
-        j["arch"] = h.arch.clone().into();
-        j["start_unix_ms"] = h.start_unix_ms.into();
-        j["host"] = h.host.clone().into();
-        if let Some(s) = &live.bpf_stats {
-            j["bpf_stats"] = stats::json(s);
-        }
-        if let Some(g) = &live.groups {
-            j["by_cgroup"] = bycgroup::json(&g.rows);
-            j["cgroup_cap"] = g.cap.into();
-        }
-        if let Some(s) = source {
-            j["recording"] = s.json();
-        }
         writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
     } else {
         render::text(t, &run, &mut out)?;
@@ -187,6 +189,12 @@ pub fn print(
         if let Some(s) = source {
             writeln!(out, "{}", s.text())?;
         }
+    }
+    drop(out);
+    // After the report is out: a file that cannot be written loses nothing shown.
+    if let Some(path) = &live.report {
+        let doc = crate::report::from_trace::convert(&j).map_err(|e| anyhow::anyhow!("--report {}: {e}", path.display()))?;
+        crate::report::write::output(Some(path), &serde_json::to_string_pretty(&doc)?)?;
     }
     Ok(())
 }

@@ -81,6 +81,7 @@ pub fn document(r: &Report, cgroups: Vec<Cgroup>) -> Doc {
         rules_that_matter: None,
         bpf_stats: BTreeMap::new(),
         recording: None,
+        trace: None,
     }
 }
 

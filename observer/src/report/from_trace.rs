@@ -242,12 +242,11 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         notes,
         bpf_stats,
         recording,
+        trace: Some(json!({ "scope": v.get("scope"), "ended_by": v.get("ended_by"), "command": v.get("command"), "model": v.get("model") })),
         host,
         rules_that_matter,
     };
-    let mut out = serde_json::to_value(doc).map_err(|e| e.to_string())?;
-    out["trace"] = json!({ "scope": v.get("scope"), "ended_by": v.get("ended_by"), "command": v.get("command"), "model": v.get("model") });
-    Ok(out)
+    serde_json::to_value(doc).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -135,6 +135,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
         // Per-host facts: each input's own report keeps them.
         bpf_stats: BTreeMap::new(),
         recording: None,
+        trace: None,
     };
     let mut hists: BTreeMap<String, (String, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
     let (mut kernels, mut arches, mut rmap_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());

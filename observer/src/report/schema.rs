@@ -244,6 +244,10 @@ pub struct Doc {
     /// `source: replay`: the recording read.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording: Option<Recording>,
+    /// `source: trace | replay`: what was traced and how it ended, and the model's coverage
+    /// (`trace -j`'s scope, ended_by, command, model), as the trace reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<serde_json::Value>,
 }
 
 impl Doc {

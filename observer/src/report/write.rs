@@ -4,6 +4,13 @@ use anyhow::Context;
 use std::io::Write;
 use std::path::Path;
 
+/// Fail before a long run rather than after it: `path`'s directory must exist.
+pub fn check_dir(path: &Path) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    anyhow::ensure!(dir.is_dir(), "{}: no such directory {}", path.display(), dir.display());
+    Ok(())
+}
+
 pub fn output(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     let Some(path) = out else {
         let mut stdout = std::io::stdout().lock();
