@@ -284,11 +284,9 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
     // (e) the model against the slab, whole tree, unless the table names a known gap of the
     // model on this kernel (then the verdict says so).
     let combined: Vec<i64> = combine.iter().filter_map(|c| table["phases"][c].as_i64()).collect();
-    let model_gap = e["model_inexact"][kernel].as_str().map(|m| format!("(e) model vs slab not checked on {kernel}: {m}"));
-    if model_gap.is_none() {
-        for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
-            model_matches(j, &combined).with_context(|| format!("(e) {run}: model eager vs observed"))?;
-        }
+    let model_gap = e["model_inexact"].as_str().map(|m| format!("(e) model fed, not compared: {m}"));
+    for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
+        model_matches(j, &combined, model_gap.is_none()).with_context(|| format!("(e) {run}: model eager vs observed"))?;
     }
     if let Some(why) = e["guest_inexact"].as_str() {
         return Ok(Some(model_gap.map_or(why.into(), |m| format!("{why}; {m}"))));
@@ -359,10 +357,13 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
 /// Model eager == observed per (proc, phase) and in total, with nothing left unplaced; on
 /// a mismatch the first diverging row and the events the model counted there.
 /// `combine`: phase ids summed into the first (a marker of one thread races another's
-/// records, as in (a)).
-fn model_matches(j: &Value, combine: &[i64]) -> Result<()> {
+/// records, as in (a)). Not `exact` (the table's `model_inexact`): fed and complete only.
+fn model_matches(j: &Value, combine: &[i64], exact: bool) -> Result<()> {
     let m = &j["model"];
     ensure!(m["fed"] == true && m["complete"] == true, "model not fed or incomplete: {m}");
+    if !exact {
+        return Ok(());
+    }
     for key in ["faults_not_placed", "layout_mismatches", "model_errors"] {
         ensure!(m[key] == 0, "{key} = {} (first model error: {})", m[key], m["first_model_error"]);
     }
