@@ -64,9 +64,14 @@ pub fn remember(ptr: u64, bytes_req: u64, tgid: u32) {
     }
 }
 
-/// Called by `trace_slab_free`; removing what is not there is harmless.
+/// Called by `trace_slab_free`; removing what is not there is harmless. Without the lock
+/// programs' offsets (serve, or trace where they are unavailable) the set stays empty, so
+/// the hash delete on every free is skipped.
 #[inline(always)]
 pub fn forget(ptr: u64) {
+    if lo(|o| &o.av_size) == NO_FIELD {
+        return;
+    }
     let _ = LOCK_ANON_VMAS.remove(ptr);
 }
 
