@@ -46,7 +46,7 @@ fn main() {
     let res = match cli.cmd {
         Cmd::Doctor(a) => cli::doctor::run(a, cli.btf.as_deref()),
         Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),
-        Cmd::Model(a) => cli::model::run(a),
+        Cmd::Model(a) => cli::model::run(a, cli.btf.as_deref()),
         Cmd::Trace(a) => cli::trace::run(a, cli.btf.as_deref()),
         Cmd::Replay(a) => cli::replay::run(a),
         Cmd::Report(a) => cli::report::run(a),

@@ -411,5 +411,10 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
         };
         sc.lines.push(Line { line, text: text.to_string(), item });
     }
+    if !seen_event {
+        // An empty file is a wrong path or a truncated write far more often than a scenario.
+        let line = text.lines().count().max(1);
+        return Err(ParseError { file: file.to_string(), line, msg: "expected at least one event (e.g. `process 1`), found none".into() });
+    }
     Ok(sc)
 }

@@ -1,8 +1,9 @@
 //! `lazyvma model FILE`: a scenario through the eager and lazy models, step by step.
 use super::ExitCode;
-use anyhow::Context;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use super::model_sizes::Found;
 use lazyvma_model::counts::{Counter, Counts, Deltas, Sizes};
+use std::fmt::Write;
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::lazy::Rule;
 use lazyvma_model::scenario::{self, Report};
@@ -32,7 +33,28 @@ fn bad(e: impl Into<anyhow::Error>) -> anyhow::Error {
     e.into().context(ExitCode(2))
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// The scenario's text; every failure names the file (and the line, for bytes that are
+/// not UTF-8 text).
+fn read(file: &std::path::Path, name: &str) -> anyhow::Result<String> {
+    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{name}: cannot read the scenario: {e}"))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        anyhow::anyhow!("{name}:{line}: expected scenario text, found bytes that are not UTF-8 (a binary file?)")
+    })
+}
+
+/// Print to stdout; a reader that went away (`| head`) ends the output quietly.
+pub(super) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
     let kernel = match &args.kernel {
         None => None,
         Some(k) => Some(Kernel::parse(k).ok_or_else(|| bad(anyhow::anyhow!("unknown kernel `{k}` (5.19, 6.1 or 6.18)")))?),
@@ -42,17 +64,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         probe.set(k).map_err(bad)?;
     }
     let name = args.file.display().to_string();
-    let text = std::fs::read_to_string(&args.file).with_context(|| format!("cannot read scenario {name}")).map_err(bad)?;
+    let text = read(&args.file, &name).map_err(bad)?;
     let sc = scenario::parse(&name, &text).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
     if args.sweep {
         return super::model_sweep::run(&name, &sc, kernel, &args.knobs, args.json).map_err(bad);
     }
     let report = scenario::run(&sc, kernel, &args.knobs).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
-    let sizes = Sizes::default();
+    let sizes = super::model_sizes::find(btf).map_err(bad)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&report, &sizes))?);
+        emit(&(serde_json::to_string_pretty(&to_json(&report, &sizes))? + "\n"))?;
     } else {
-        print_tables(&name, &report, &sizes);
+        emit(&tables(&name, &report, &sizes))?;
     }
     let failed: Vec<_> = report.checks.iter().filter(|c| c.failure.is_some()).collect();
     if !failed.is_empty() {
@@ -86,7 +108,8 @@ fn deltas_json(d: &Deltas) -> Value {
     })
 }
 
-fn to_json(r: &Report, sizes: &Sizes) -> Value {
+fn to_json(r: &Report, found: &Found) -> Value {
+    let sizes = &found.sizes;
     let steps: Vec<Value> = r
         .steps
         .iter()
@@ -109,6 +132,7 @@ fn to_json(r: &Report, sizes: &Sizes) -> Value {
     json!({
         "kernel": r.kernel.name(),
         "sizes": sizes,
+        "sizes_source": {"anon_vma": found.source[0], "anon_vma_chain": found.source[1], "vm_area_struct": found.source[2]},
         "steps": steps,
         "total": {"eager": counts_json(&r.eager, sizes), "lazy": counts_json(&r.lazy, sizes)},
         "rules": rules,
@@ -127,8 +151,10 @@ fn pm(d: &lazyvma_model::counts::Delta) -> String {
     }
 }
 
-fn print_tables(name: &str, r: &Report, sizes: &Sizes) {
-    println!("{name}: kernel {} rules; lazy knobs differing from the defaults: {}", r.kernel.name(), {
+fn tables(name: &str, r: &Report, found: &Found) -> String {
+    let sizes = &found.sizes;
+    let mut o = String::new();
+    let _ = writeln!(o, "{name}: kernel {} rules; lazy knobs differing from the defaults: {}", r.kernel.name(), {
         let d = lazyvma_model::knobs::Knobs::default().pairs();
         let v: Vec<String> = r.knobs.pairs().into_iter().filter(|p| !d.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
         if v.is_empty() { "none".to_string() } else { v.join(" ") }
@@ -149,7 +175,7 @@ fn print_tables(name: &str, r: &Report, sizes: &Sizes) {
             pm(&s.lazy.vm_area_struct),
         ]);
     }
-    println!("{t}");
+    let _ = writeln!(o, "{t}");
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec!["object", "model", "alloc", "free", "live", "peak", "peak bytes"]);
@@ -166,7 +192,12 @@ fn print_tables(name: &str, r: &Report, sizes: &Sizes) {
             t.add_row(vec![name.into(), m.into(), c.alloc.to_string(), c.free.to_string(), c.live.to_string(), c.peak.to_string(), b.to_string()]);
         }
     }
-    println!("{t}");
+    let _ = writeln!(o, "{t}");
+    let b = [sizes.anon_vma, sizes.anon_vma_chain, sizes.vm_area_struct];
+    let _ = writeln!(o, "bytes per object:");
+    for ((kind, n), src) in ["anon_vma", "anon_vma_chain", "vm_area_struct"].iter().zip(b).zip(&found.source) {
+        let _ = writeln!(o, "  {kind:<15} {n:>4} B  from {src}");
+    }
     let fired: Vec<(Rule, u64)> = r.rules.iter().filter(|(_, n)| *n > 0).collect();
     if !fired.is_empty() {
         let mut t = Table::new();
@@ -175,7 +206,7 @@ fn print_tables(name: &str, r: &Report, sizes: &Sizes) {
         for (rule, n) in fired {
             t.add_row(vec![rule.name().to_string(), format!("{:?}", rule.status()).to_lowercase(), n.to_string(), rule.what().to_string()]);
         }
-        println!("{t}");
+        let _ = writeln!(o, "{t}");
     }
     let walks: Vec<_> = r.rmap.iter().filter(|(_, e, l)| e.walks + l.walks > 0).collect();
     if !walks.is_empty() {
@@ -185,10 +216,11 @@ fn print_tables(name: &str, r: &Report, sizes: &Sizes) {
         for (c, e, l) in walks {
             t.add_row(vec![c.name().to_string(), e.walks.to_string(), e.locked.to_string(), l.locked.to_string(), l.lock_avoided.to_string()]);
         }
-        println!("{t}");
+        let _ = writeln!(o, "{t}");
     }
     if !r.checks.is_empty() {
         let ok = r.checks.iter().filter(|c| c.failure.is_none()).count();
-        println!("expectations for this kernel and these knobs: {ok}/{} hold", r.checks.len());
+        let _ = writeln!(o, "expectations for this kernel and these knobs: {ok}/{} hold", r.checks.len());
     }
+    o
 }

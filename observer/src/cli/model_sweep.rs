@@ -22,11 +22,10 @@ pub fn run(name: &str, sc: &Scenario, kernel: Option<Kernel>, settings: &[String
         let mut v = serde_json::to_value(&s)?;
         v["kernel"] = json!(kernel.name());
         v["knobs"] = knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<String, Value>>().into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        super::model::emit(&(serde_json::to_string_pretty(&v)? + "\n"))
     } else {
-        print(name, kernel, &s);
+        super::model::emit(&text(name, kernel, &s))
     }
-    Ok(())
 }
 
 fn signed(n: i64) -> String {
@@ -37,8 +36,8 @@ fn signed(n: i64) -> String {
     }
 }
 
-fn print(name: &str, kernel: Kernel, s: &Sweep) {
-    println!("{name}: kernel {} rules; every knob value with the others at their base (*)", kernel.name());
+fn text(name: &str, kernel: Kernel, s: &Sweep) -> String {
+    let mut out = format!("{name}: kernel {} rules; every knob value with the others at their base (*)\n", kernel.name());
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec!["knob", "value", "AV alloc", "AVC alloc", "AV peak", "AVC peak", "VMA peak", "saved AV peak", "saved AVC peak"]);
@@ -74,8 +73,7 @@ fn print(name: &str, kernel: Kernel, s: &Sweep) {
             ]);
         }
     }
-    println!("{t}");
-    println!("knobs that change lazy counts here: {}", if matter.is_empty() { "none".into() } else { matter.join(", ") });
+    out += &format!("{t}\nknobs that change lazy counts here: {}\n", if matter.is_empty() { "none".into() } else { matter.join(", ") });
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
     t.set_header(vec!["lazy VMAs that were", "then shared (fork)", "never shared"]);
@@ -83,5 +81,5 @@ fn print(name: &str, kernel: Kernel, s: &Sweep) {
         let what = if what == "lazy" { "lazy (all)".to_string() } else { what.replace('_', " ") };
         t.add_row(vec![what, o.shared.to_string(), o.never_shared.to_string()]);
     }
-    println!("{t}");
+    out + &format!("{t}\n")
 }
