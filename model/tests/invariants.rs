@@ -63,6 +63,12 @@ fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) ->
     pair.apply(&Event::Spawn { pid: 1 }).unwrap();
     for (n, ev) in events.iter().enumerate() {
         let before = pair.counts();
+        // Spec §1.8: unlinking a VMA frees exactly L(vma) AVCs. An exit unlinks every VMA
+        // of its mm and allocates nothing, in both models.
+        let exit_l = match ev {
+            Event::Exit { pid } => [pair.eager(), pair.lazy()].map(|m| m.vmas(*pid).map(|v| v.iter().map(|v| u64::from(v.chain_len)).sum::<u64>())),
+            _ => [None, None],
+        };
         let r = pair.apply(ev);
         if r.is_err() {
             // A refused event (unknown pid, no VMA, …) must change nothing in either model.
@@ -75,6 +81,12 @@ fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) ->
             }
         }
         let (e, l) = pair.counts();
+        for (side, (l_sum, (now, was))) in ["eager", "lazy"].iter().zip(exit_l.iter().zip([(e, before.0), (l, before.1)])) {
+            if let Some(l_sum) = l_sum {
+                let d = now.since(&was).anon_vma_chain;
+                prop_assert_eq!((d.alloc, d.free), (0, *l_sum), "{} exit {:?}: AVC frees vs the chains' total L", side, ev);
+            }
+        }
         // Allocations, not live objects: with upgrade_first a forking TREE_PARENT VMA keeps
         // the new anon_vma on the (long-lived) parent side, where eager gave it to the child,
         // so a child's munmap can free an eager AV that lazy still holds. Minimal case:
