@@ -89,9 +89,9 @@ fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) ->
         }
         // Allocations, not live objects: with upgrade_first a forking TREE_PARENT VMA keeps
         // the new anon_vma on the (long-lived) parent side, where eager gave it to the child,
-        // so a child's munmap can free an eager AV that lazy still holds. Minimal case:
-        // fork, mmap+fault in the child C, C forks D, D splits its VMA, D forks E, E munmaps
-        // two of the pieces: eager live 3 AV, lazy live 4.
+        // so a child's munmap can free an eager AV that lazy still holds. Walked by hand
+        // against spec §3.2/§3.3 in model/scenarios/lazy-live-above-eager.lzs (eager live 3
+        // AV, lazy 4): a consequence of the knob's definition, not a model bug.
         if lazy_le_eager {
             prop_assert!(l.anon_vma.alloc <= e.anon_vma.alloc, "after event {} {:?}: lazy allocated {} AVs > eager {}", n, ev, l.anon_vma.alloc, e.anon_vma.alloc);
         }
