@@ -127,9 +127,10 @@ fn mremap_and_ksm_histories() {
     assert_eq!(s.lazy_vma_history, History { lazy: o(0, 4), mremapped: o(0, 4), ..History::default() });
     assert_eq!(row(&s, "mremap_upgrades", "false").lazy.anon_vma.alloc, 0);
     assert_eq!(row(&s, "mremap_upgrades", "true").lazy.anon_vma.alloc, 4);
-    // One mergeable lazy VMA KSM-merged (upgraded), one not mergeable; both unmapped.
+    // Two mergeable lazy VMAs KSM-merged (upgraded; one made unmergeable later), one not
+    // mergeable; all unmapped.
     let s = run("ksm.lzs");
-    assert_eq!(s.lazy_vma_history, History { lazy: o(0, 2), ksm_merged: o(0, 1), ..History::default() });
+    assert_eq!(s.lazy_vma_history, History { lazy: o(0, 3), ksm_merged: o(0, 2), ..History::default() });
     assert_eq!(row(&s, "ksm_upgrades", "false").lazy.anon_vma.alloc, 0);
 }
 
