@@ -594,7 +594,7 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
     assert_eq!(rdoc["source"], "replay");
     assert_eq!(rdoc["recording"], rj["recording"]);
     assert_eq!(rdoc["recording"]["complete"], true);
-    for k in ["timeline", "objects", "histograms", "lost_events", "host", "span"] {
+    for k in ["timeline", "objects", "histograms", "lost_events", "host", "span", "lazy_rules"] {
         assert_eq!(rdoc[k], doc[k], "replay: {k}");
     }
     // A trace and its replay count the same way: they merge.
@@ -619,6 +619,12 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
         assert_eq!(cell(&dom, &format!("cgroups.{i}.path")), c["path"].as_str().unwrap());
         let before = if c["eager"].is_null() { &c["observed"]["anon_vma_chain"]["alloc"] } else { &c["eager"]["anon_vma_chain"] };
         assert_eq!(cell(&dom, &format!("cgroups.{i}.before.anon_vma_chain")), before.to_string());
+    }
+    // The lazy rules that fired, with their tags, as the trace counted them.
+    assert_eq!(doc["lazy_rules"], t["lazy_rules"]);
+    for (rule, r) in t["lazy_rules"].as_object().into_iter().flatten().filter(|(_, r)| r["fired"] != 0) {
+        assert_eq!(cell(&dom, &format!("lazy_rules.{rule}.fired")), r["fired"].to_string());
+        assert_eq!(cell(&dom, &format!("lazy_rules.{rule}.status")), r["status"].as_str().unwrap());
     }
     for (prog, s) in doc["bpf_stats"].as_object().unwrap() {
         assert_eq!(cell(&dom, &format!("bpf_stats.{prog}.runs")), s["runs"].to_string());

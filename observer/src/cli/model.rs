@@ -115,11 +115,7 @@ fn to_json(r: &Report, found: &Found) -> Value {
         .iter()
         .map(|s| json!({"line": s.line, "event": s.text, "phase": s.phase, "eager": deltas_json(&s.eager), "lazy": deltas_json(&s.lazy)}))
         .collect();
-    let rules: serde_json::Map<String, Value> = r
-        .rules
-        .iter()
-        .map(|(rule, n)| (rule.name().to_string(), json!({"fired": n, "status": rule.status(), "what": rule.what()})))
-        .collect();
+    let rules = crate::report::lazy_rules::json(&r.rules);
     let knobs: serde_json::Map<String, Value> = r.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let rmap: serde_json::Map<String, Value> = r
         .rmap

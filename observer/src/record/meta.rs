@@ -157,6 +157,11 @@ pub fn print(
     let lock_counters = trailer.and_then(|tr| tr.lock_counters);
     let mut j = render::json(t, &run);
     j["locks"] = t.locks.json(&t.tree, lock_counters);
+    let (rules, why) = crate::trace::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
+    j["lazy_rules"] = rules;
+    if let Some(why) = why {
+        j["lazy_rules_why"] = why.into();
+    }
     if t.feed.is_some() {
         j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
         j["rules_that_matter"] = rules_that_matter(t);

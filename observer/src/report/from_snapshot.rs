@@ -79,6 +79,8 @@ pub fn document(r: &Report, cgroups: Vec<Cgroup>) -> Doc {
         hosts: vec![],
         notes: vec![],
         rules_that_matter: None,
+        // A snapshot replays no events: no rule fired.
+        lazy_rules: None,
         bpf_stats: BTreeMap::new(),
         recording: None,
         trace: None,

@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
+use super::lazy_rules::LazyRules;
 use super::schema::{BpfProg, Cgroup, Doc, Flow, Flows, Histograms, Net, ObjectRow, Objects, Pair, Point, Recording, Side, Span, SCHEMA, VERSION};
 
 /// The series `locks.wait_hist` becomes: anon_vma root rwsem waits, from `lock:contention_*`
@@ -217,6 +218,13 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         Some(s) if !s.is_null() => Some(serde_json::from_value(s.clone()).map_err(|e| format!("rules_that_matter: {e}"))?),
         _ => None,
     };
+    let lazy_rules: Option<LazyRules> = match at(v, &["lazy_rules"]) {
+        Some(r) => Some(serde_json::from_value(r.clone()).map_err(|e| format!("`lazy_rules`: {e}"))?),
+        None => None,
+    };
+    if lazy_rules.is_none() && eager.is_some() {
+        notes.push("lazy rule counts: not in this trace JSON (written by a lazyvma without them)".into());
+    }
     let doc = Doc {
         schema: SCHEMA.into(),
         version: VERSION,
@@ -245,6 +253,7 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         trace: Some(json!({ "scope": v.get("scope"), "ended_by": v.get("ended_by"), "command": v.get("command"), "model": v.get("model") })),
         host,
         rules_that_matter,
+        lazy_rules,
     };
     serde_json::to_value(doc).map_err(|e| e.to_string())
 }
@@ -286,11 +295,29 @@ mod tests {
     }
 
     #[test]
+    fn lazy_rule_counts_pass_through_and_their_absence_is_said() {
+        let af = |a: u64, f: u64| json!({ "alloc": a, "free": f });
+        let fed = json!({ "anon_vma": af(6, 6), "anon_vma_chain": af(12, 12) });
+        let d: Doc = serde_json::from_value(convert(&trace(fed.clone(), fed.clone())).unwrap()).unwrap();
+        assert!(d.lazy_rules.is_none());
+        assert!(d.notes.iter().any(|n| n.starts_with("lazy rule counts: not in this trace JSON")), "{:?}", d.notes);
+        let mut c = lazyvma_model::lazy::RuleCounts::default();
+        c.fire(lazyvma_model::lazy::Rule::L2);
+        let mut t = trace(fed.clone(), fed);
+        t["lazy_rules"] = crate::report::lazy_rules::json(&c);
+        let d: Doc = serde_json::from_value(convert(&t).unwrap()).unwrap();
+        assert_eq!(d.lazy_rules.as_ref().map(|r| (r["L2"].fired, r["L2"].status.as_str(), r["L1"].fired)), Some((1, "stated", 0)));
+        t["lazy_rules"]["L2"]["fired"] = json!(-1);
+        assert!(convert(&t).unwrap_err().starts_with("`lazy_rules`: "));
+    }
+
+    #[test]
     fn without_the_model_the_sides_are_null_and_said_so() {
         let d: Doc = serde_json::from_value(convert(&trace(Value::Null, Value::Null)).unwrap()).unwrap();
         assert_eq!((d.objects.anon_vma.eager.clone(), d.objects.anon_vma.lazy.clone()), (None, None));
         assert_eq!(d.objects.anon_vma.observed.as_ref().map(|s| s.objects), Some(6));
         assert!(d.notes.iter().any(|n| n.starts_with("model not fed")), "{:?}", d.notes);
+        assert!(d.lazy_rules.is_none() && !d.notes.iter().any(|n| n.starts_with("lazy rule counts")), "{:?}", d.notes);
         assert_eq!(d.source, "trace");
     }
 }

@@ -3,6 +3,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::hist;
+use super::lazy_rules::LazyRules;
 use super::schema::{Doc, HostRow, ObjectRow, Objects, Side, Span, SCHEMA, VERSION};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +19,8 @@ pub enum MergeError {
     Knobs { a: String, b: String, knob: String, va: String, vb: String },
     #[error("{a} is a {ka} report and {b} a {kb} report: their object counts mean different things (held now vs allocated over time)")]
     Kind { a: String, b: String, ka: String, kb: String },
+    #[error("{a} and {b} disagree on the lazy rules ({problem}): their counts cannot be added")]
+    Rules { a: String, b: String, problem: String },
     #[error("{file}: {problem}")]
     Hist { file: String, problem: String },
 }
@@ -132,6 +135,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
         hosts: vec![],
         notes: vec![],
         rules_that_matter: None,
+        lazy_rules: None,
         // Per-host facts: each input's own report keeps them.
         bpf_stats: BTreeMap::new(),
         recording: None,
@@ -188,6 +192,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
         out.rmap.insert(k, sum);
     }
     out.rules_that_matter = rules_that_matter(inputs, &mut out.notes)?;
+    out.lazy_rules = lazy_rules(inputs, &mut out.notes)?;
     for (name, (unit, h)) in hists {
         out.histograms.series.insert(name, hist::encode(&h, &unit));
     }
@@ -234,6 +239,22 @@ fn rules_that_matter(inputs: &[(String, Doc)], notes: &mut Vec<String>) -> Resul
     }
     if have.len() < inputs.len() {
         notes.push(format!("rules_that_matter left out: only {} of {} inputs have a knob sweep", have.len(), inputs.len()));
+        return Ok(None);
+    }
+    Ok(Some(sum))
+}
+
+/// `fired` summed per rule when every input has the counts (a partial fleet sum would
+/// read as whole); inputs whose model versions tag a rule differently are refused.
+fn lazy_rules(inputs: &[(String, Doc)], notes: &mut Vec<String>) -> Result<Option<LazyRules>, MergeError> {
+    let have: Vec<(&String, &LazyRules)> = inputs.iter().filter_map(|(f, d)| d.lazy_rules.as_ref().map(|r| (f, r))).collect();
+    let Some(&(fa, first)) = have.first() else { return Ok(None) };
+    let mut sum = first.clone();
+    for &(fb, r) in &have[1..] {
+        super::lazy_rules::add(&mut sum, r).map_err(|problem| MergeError::Rules { a: fa.clone(), b: fb.clone(), problem })?;
+    }
+    if have.len() < inputs.len() {
+        notes.push(format!("lazy_rules left out: only {} of {} inputs have lazy rule counts", have.len(), inputs.len()));
         return Ok(None);
     }
     Ok(Some(sum))

@@ -3,6 +3,7 @@ pub mod cgroup;
 pub mod from_snapshot;
 pub mod from_trace;
 pub mod hist;
+pub mod lazy_rules;
 pub mod load;
 pub mod merge;
 pub mod render_html;

@@ -98,6 +98,24 @@ fn rules_that_matter(s: &lazyvma_model::sweep::Sweep) -> String {
     )
 }
 
+/// The fired rules, each row keyed `lazy_rules.RULE.{name,status,fired,what}`.
+fn lazy_rules(r: &super::lazy_rules::LazyRules) -> String {
+    let (rows, idle) = super::lazy_rules::fired_rows(r);
+    let body: String = rows
+        .iter()
+        .map(|c| {
+            let k = |f: &str| format!("lazy_rules.{}.{f}", c[0]);
+            row(&[cell(&k("name"), &c[0]), cell(&k("status"), &c[1]), cell(&k("fired"), &c[2]), cell(&k("what"), &c[3])])
+        })
+        .collect();
+    format!(
+        "<h2>Lazy rules fired (spec §3.2; status: stated, inferred or open)</h2><table id=\"lazy-rules\">{}{body}</table>\
+         <p data-k=\"lazy_rules.idle\">{idle} of {} rules did not fire</p>",
+        head(&super::lazy_rules::HEAD),
+        r.len()
+    )
+}
+
 pub fn render(d: &Doc, top: usize) -> String {
     let mut o = String::new();
     let _ = write!(
@@ -222,6 +240,9 @@ pub fn render(d: &Doc, top: usize) -> String {
             );
         }
         let _ = write!(o, "</table>");
+    }
+    if let Some(r) = &d.lazy_rules {
+        let _ = write!(o, "{}", lazy_rules(r));
     }
     if let Some(s) = &d.rules_that_matter {
         let _ = write!(o, "{}", rules_that_matter(s));

@@ -275,6 +275,13 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
         let rows: Vec<Vec<String>> = d.rules.iter().map(|(k, v)| vec![k.clone(), v.to_string()]).collect();
         table(&mut o, style, &["Rule", "Count"], &rows);
     }
+    if let Some(r) = &d.lazy_rules {
+        heading(&mut o, style, "Lazy rules fired (spec §3.2; status: stated, inferred or open)");
+        let (rows, idle) = super::lazy_rules::fired_rows(r);
+        let rows: Vec<Vec<String>> = rows.into_iter().map(Vec::from).collect();
+        table(&mut o, style, &super::lazy_rules::HEAD, &rows);
+        let _ = writeln!(o, "({idle} of {} rules did not fire)", r.len());
+    }
     if let Some(s) = &d.rules_that_matter {
         let shown = |rows: Vec<super::render_rules::Row>| -> Vec<Vec<String>> { rows.into_iter().map(|r| r.into_iter().map(|(_, v)| v).collect()).collect() };
         heading(&mut o, style, "Rules that matter: lazy counts under every knob value, the others at base");

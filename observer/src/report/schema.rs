@@ -238,6 +238,11 @@ pub struct Doc {
     /// (optional and additive: still version 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rules_that_matter: Option<lazyvma_model::sweep::Sweep>,
+    /// How often each lazy rule (spec §3.2) fired on the events the trace fed the model,
+    /// with its tag (`stated` / `inferred` / `open`). Absent when the model was not fed
+    /// (optional and additive: still version 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lazy_rules: Option<super::lazy_rules::LazyRules>,
     /// `trace --stats`: BPF program → cost; empty when not measured (and in a merge).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub bpf_stats: BTreeMap<String, BpfProg>,

@@ -228,6 +228,10 @@ impl Feed {
         self.kernel
     }
 
+    pub fn lazy_rules(&self) -> &lazyvma_model::lazy::RuleCounts {
+        self.pair.lazy().rules()
+    }
+
     fn pid(proc: usize) -> Pid {
         proc as Pid + 1
     }

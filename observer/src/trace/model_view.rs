@@ -61,6 +61,14 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     })
 }
 
+/// `lazy_rules` and, when the model was not fed, why (null, never a row of zeros).
+pub fn lazy_rules(feed: Option<&Feed>, scope: &str) -> (Value, Option<String>) {
+    match feed {
+        Some(f) => (crate::report::lazy_rules::json(f.lazy_rules()), None),
+        None => (Value::Null, Some(format!("model not fed ({scope} scope: processes running before the trace are not modelled)"))),
+    }
+}
+
 fn net(a: &AllocFree) -> i64 {
     a.alloc as i64 - a.free as i64
 }
@@ -112,6 +120,8 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
             writeln!(out, "{:<5} {:<7} {:<6} {}  {}", r.proc, r.tgid, ph, af(&r.eager), af(&r.lazy))?;
         }
     }
+    let fired: Vec<String> = f.lazy_rules().iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{} {n} ({})", r.name(), crate::report::lazy_rules::status_name(r.status()))).collect();
+    writeln!(out, "lazy rules fired: {}", if fired.is_empty() { "none".to_string() } else { fired.join(", ") })?;
     let c = &f.coverage;
     writeln!(
         out,
