@@ -25,7 +25,7 @@ fn every_expectation_holds() {
     for want in [
         "a-touch-exit", "b-fork-child-exits", "b-child-writes", "c-fork-exec", "d-fork-chain", "e-mprotect-split",
         "e-mprotect-split-forked", "adjacent-reuse", "mremap-move", "munmap", "read-only", "fork-untouched", "reuse",
-        "ksm", "rmap-walks", "merge-6.1-vs-6.18", "mremap-partial", "fill-hole-merge", "reuse-degree", "lazy-rules", "lazy-live-above-eager",
+        "ksm", "rmap-walks", "merge-6.1-vs-6.18", "mremap-partial", "fill-hole-merge", "reuse-degree", "lazy-rules", "lazy-live-above-eager", "vfork",
     ] {
         assert!(files.iter().any(|f| f.file_stem().is_some_and(|s| s == want)), "model/scenarios/{want}.lzs missing");
     }

@@ -4,6 +4,7 @@ use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
 use crate::lazy::Rule;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("{file}:{line}: {msg}")]
@@ -63,6 +64,9 @@ pub struct Expect {
 pub enum Item {
     Event(Event),
     Expect(Expect),
+    /// A line that changes no mm (a step of zeros): `vfork` (`child` shares `owner`'s mm, no
+    /// `dup_mmap`), or the exit of a child still sharing it (the mm is not its to tear down).
+    SharesMm { child: Pid, owner: Pid },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -374,10 +378,112 @@ fn expect(words: &[&str], base: &Knobs) -> R<Expect> {
     Ok(Expect { side, kernel, knobs, scope, items })
 }
 
+/// Whose mm each pid uses: vfork children share their parent's until they exec or exit, so
+/// the model (which knows processes, not mms) sees their events as the parent's.
+#[derive(Default)]
+struct Mms {
+    /// Processes with an mm of their own, as far as the file says.
+    own: BTreeSet<Pid>,
+    /// vfork child → the process whose mm it shares.
+    shares: BTreeMap<Pid, Pid>,
+}
+
+/// The process an event acts on (for `fork`, the parent).
+fn actor(ev: &mut Event) -> Option<&mut Pid> {
+    match ev {
+        Event::Spawn { pid }
+        | Event::Map { pid, .. }
+        | Event::MapPgoff { pid, .. }
+        | Event::Fault { pid, .. }
+        | Event::Exit { pid }
+        | Event::Exec { pid, .. }
+        | Event::Mprotect { pid, .. }
+        | Event::Madvise { pid, .. }
+        | Event::Munmap { pid, .. }
+        | Event::Mremap { pid, .. }
+        | Event::KsmMerge { pid, .. }
+        | Event::ThpCollapse { pid, .. }
+        | Event::RmapWalk { pid, .. } => Some(pid),
+        Event::Fork { parent, .. } => Some(parent),
+        Event::KsmCleanup | Event::SetKernel(_) | Event::Phase(_) => None,
+    }
+}
+
+impl Mms {
+    fn vfork(&mut self, words: &[&str]) -> R<Item> {
+        let mut a = Args { words, at: 1, usage: "vfork PARENT CHILD" };
+        let (parent, child) = (pid(a.next("the parent pid")?)?, pid(a.next("the child pid")?)?);
+        a.done()?;
+        let owner = match self.shares.get(&parent) {
+            Some(&o) => o,
+            None if self.own.contains(&parent) => parent,
+            None => return Err(format!("vfork of {parent}, which is not a process (`process {parent}` or a fork first)")),
+        };
+        self.in_use(child)?;
+        self.shares.insert(child, owner);
+        Ok(Item::SharesMm { child, owner })
+    }
+
+    fn in_use(&self, p: Pid) -> R<()> {
+        match self.shares.get(&p) {
+            Some(o) => Err(format!("pid {p} is in use: a vfork child sharing {o}'s mm")),
+            None if self.own.contains(&p) => Err(format!("pid {p} is in use: a process")),
+            None => Ok(()),
+        }
+    }
+
+    /// The lines `ev` becomes: a sharing child's events act on its owner's mm; its exec
+    /// first gives it an mm of its own (`process`, as trace's feed does at a vfork child's
+    /// exec); its exit is a line of zeros. `Some(text)` replaces a line's shown text.
+    fn event(&mut self, mut ev: Event) -> R<Vec<(Item, Option<String>)>> {
+        let mut out = Vec::new();
+        match &ev {
+            Event::Spawn { pid } => self.in_use(*pid)?,
+            Event::Fork { child, .. } => self.in_use(*child)?,
+            _ => {}
+        }
+        if let Some(p) = actor(&mut ev).map(|p| *p) {
+            if let Some(&owner) = self.shares.get(&p) {
+                match ev {
+                    Event::Exit { .. } => {
+                        self.shares.remove(&p);
+                        return Ok(vec![(Item::SharesMm { child: p, owner }, None)]);
+                    }
+                    Event::Exec { .. } => {
+                        self.shares.remove(&p);
+                        self.own.insert(p);
+                        out.push((Item::Event(Event::Spawn { pid: p }), Some(format!("process {p} (the vfork child's own mm, at its exec)"))));
+                    }
+                    _ => *actor(&mut ev).expect("has an actor") = owner,
+                }
+            } else if matches!(ev, Event::Exit { .. } | Event::Exec { .. }) {
+                if let Some((c, _)) = self.shares.iter().find(|(_, &o)| o == p) {
+                    return Err(format!("{p}'s mm is shared by its vfork child {c}: `exec {c}` or `exit {c}` first"));
+                }
+            }
+        }
+        match &ev {
+            Event::Spawn { pid } => {
+                self.own.insert(*pid);
+            }
+            Event::Fork { child, .. } => {
+                self.own.insert(*child);
+            }
+            Event::Exit { pid } => {
+                self.own.remove(pid);
+            }
+            _ => {}
+        }
+        out.push((Item::Event(ev), None));
+        Ok(out)
+    }
+}
+
 /// Parse a scenario; `file` names it in errors.
 pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
     let mut sc = Scenario { file: file.to_string(), kernel: Kernel::default(), knobs: Knobs::default(), lines: Vec::new() };
     let mut seen_event = false;
+    let mut mms = Mms::default();
     for (n, raw) in text.lines().enumerate() {
         let line = n + 1;
         let err = |msg: String| ParseError { file: file.to_string(), line, msg };
@@ -401,10 +507,17 @@ pub fn parse(file: &str, text: &str) -> Result<Scenario, ParseError> {
                 continue;
             }
             "expect" => Item::Expect(expect(&words, &sc.knobs).map_err(err)?),
+            "vfork" => {
+                seen_event = true;
+                mms.vfork(&words).map_err(err)?
+            }
             w => match event(&words).map_err(err)? {
                 Some(ev) => {
                     seen_event = true;
-                    Item::Event(ev)
+                    for item in mms.event(ev).map_err(err)? {
+                        sc.lines.push(Line { line, text: item.1.unwrap_or_else(|| text.to_string()), item: item.0 });
+                    }
+                    continue;
                 }
                 None => return Err(err(format!("unknown directive `{w}` (see docs/scenarios.md)"))),
             },

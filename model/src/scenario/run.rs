@@ -166,6 +166,10 @@ fn run_config(sc: &Scenario, kernel: Kernel, knobs: Knobs, want: impl Fn(&Expect
                 checks.push(Check { line: l.line, text: l.text.clone(), failure: eval(e, &st) });
             }
             Item::Expect(_) => {}
+            Item::SharesMm { .. } => {
+                st.last = Default::default();
+                steps.push(StepReport { line: l.line, text: l.text.clone(), phase: st.phase.clone(), eager: st.last.0, lazy: st.last.1 });
+            }
         }
     }
     Ok((st, steps, checks))
