@@ -27,7 +27,8 @@ fn fired(rules: &Value) -> BTreeMap<String, u64> {
 fn fork_trace(dir: &Dir, n: usize) -> (Value, Value) {
     let (t, r) = (dir.file(&format!("t{n}.json")), dir.file(&format!("r{n}.json")));
     let cmd = format!("{WORKLOAD} fork -n {n} >/dev/null");
-    let text = ok(&lazyvma(&["trace", "-j", "--report", &r, "--", "sh", "-c", &cmd]));
+    let rec = dir.file(&format!("t{n}.rec"));
+    let text = ok(&lazyvma(&["trace", "-j", "--report", &r, "-o", &rec, "--", "sh", "-c", &cmd]));
     std::fs::write(&t, &text).unwrap();
     let j: Value = serde_json::from_str(&text).unwrap();
     assert_eq!((&j["model"]["complete"], &j["model"]["model_errors"]), (&json!(true), &json!(0)), "{}", j["model"]);
@@ -65,6 +66,14 @@ fn fork_traces_carry_exact_rule_counts_into_reports_and_merge() {
         assert_eq!(f5[name], n3 + 2 * per_vma.get(name).copied().unwrap_or(0), "{name}: n=3 {n3}, n=5 {}", f5[name]);
     }
     assert!(f3["L2"] >= 3 && f3["L1"] >= 3, "{f3:?}");
+
+    // A replay counts the same; under `--knob lazy_enabled=false` every first fault is an
+    // eager prepare (L1b) and no other rule fires.
+    let r: Value = serde_json::from_str(&ok(&lazyvma(&["replay", "-j", &dir.file("t3.rec")]))).unwrap();
+    assert_eq!(r["lazy_rules"], t3["lazy_rules"]);
+    let off: Value = serde_json::from_str(&ok(&lazyvma(&["replay", "-j", "--knob", "lazy_enabled=false", &dir.file("t3.rec")]))).unwrap();
+    let off: BTreeMap<String, u64> = fired(&off["lazy_rules"]).into_iter().filter(|(_, n)| *n > 0).collect();
+    assert_eq!(off, BTreeMap::from([("L1b".to_string(), f3["L1"])]));
 
     // The report section is the trace's key, as is.
     assert_eq!(d3["lazy_rules"], t3["lazy_rules"]);
