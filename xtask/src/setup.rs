@@ -37,12 +37,18 @@ fn bpf_linker_ok(major: u32) -> bool {
     }
 }
 
+/// Beside the binary `cargo install` writes: a CARGO_HOME other than ~/.cargo (a CI cache,
+/// a second toolchain tree) must not read or overwrite the note of another install.
 fn linker_note() -> std::path::PathBuf {
-    home().join(".cargo/bin/.bpf-linker-llvm")
+    install_root().join("bin/.bpf-linker-llvm")
 }
 
-fn home() -> std::path::PathBuf {
-    std::env::var_os("HOME").map(Into::into).unwrap_or_else(|| "/root".into())
+fn install_root() -> std::path::PathBuf {
+    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    var("CARGO_INSTALL_ROOT")
+        .or_else(|| var("CARGO_HOME"))
+        .or_else(|| var("HOME").map(|h| h.join(".cargo")))
+        .unwrap_or_else(|| "/root/.cargo".into())
 }
 
 pub fn run() -> anyhow::Result<()> {
