@@ -1,19 +1,40 @@
 //! `cargo xtask setup`: everything the build needs, installed from the registries this
 //! machine reaches (rustup components, crates.io, Debian). Idempotent; one line per step.
-use crate::util::{ok, run as exec, stdout};
+use crate::util::{ok, stdout};
+use std::io::Write;
 use std::process::Command;
 
 /// bpf-linker release known to build here; its LLVM feature must match nightly's LLVM major.
 const BPF_LINKER: &str = "0.10.4";
 
+/// The step's name is printed before it runs (a 1.5 min install shows what it waits on)
+/// and its outcome ends the same line: one line per step, the installers' own output kept
+/// for the error.
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<&'static str>) -> anyhow::Result<()> {
+    print!("setup: {name:<34} ");
+    let _ = std::io::stdout().flush();
     match f() {
         Ok(what) => {
-            println!("setup: {name:<34} {what}");
+            println!("{what}");
             Ok(())
         }
-        Err(e) => Err(e.context(format!("setup step `{name}` failed"))),
+        Err(e) => {
+            println!("FAILED");
+            Err(e.context(format!("setup step `{name}` failed")))
+        }
     }
+}
+
+/// Runs an installer quietly; on failure its output (the tail that says why) is the error.
+fn exec(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.output().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    anyhow::bail!("{:?} {:?} failed ({}):\n{tail}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>(), out.status)
 }
 
 fn nightly_llvm_major() -> anyhow::Result<u32> {
