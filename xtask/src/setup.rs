@@ -25,15 +25,18 @@ fn step(name: &str, f: impl FnOnce() -> anyhow::Result<&'static str>) -> anyhow:
     }
 }
 
-/// Runs an installer quietly; on failure its output (the tail that says why) is the error.
+/// Runs an installer quietly; on failure its output from the first `error` line (or its
+/// tail) is the error. No backtrace: rustup prints one under RUST_BACKTRACE and it would
+/// push the reason out.
 fn exec(cmd: &mut Command) -> anyhow::Result<()> {
-    let out = cmd.output().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program()))?;
+    let out = cmd.env("RUST_BACKTRACE", "0").output().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program()))?;
     if out.status.success() {
         return Ok(());
     }
     let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
-    let tail = lines[lines.len().saturating_sub(15)..].join("\n");
+    let from = lines.iter().position(|l| l.to_ascii_lowercase().starts_with("error")).unwrap_or(lines.len().saturating_sub(15));
+    let tail = lines[from..lines.len().min(from + 15)].join("\n");
     anyhow::bail!("{:?} {:?} failed ({}):\n{tail}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>(), out.status)
 }
 
