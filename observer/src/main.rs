@@ -42,7 +42,7 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| cli::usage_error(e));
     let res = match cli.cmd {
         Cmd::Doctor(a) => cli::doctor::run(a, cli.btf.as_deref()),
         Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),
