@@ -40,12 +40,20 @@ fn exec(cmd: &mut Command) -> anyhow::Result<()> {
     anyhow::bail!("{:?} {:?} failed ({}):\n{tail}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>(), out.status)
 }
 
-fn nightly_llvm_major() -> anyhow::Result<u32> {
-    let vv = stdout(Command::new("rustc").args(["+nightly", "-vV"]));
+/// The BPF crate's nightly, from the file observer/build.rs reads too.
+fn bpf_toolchain() -> &'static str {
+    include_str!("../../observer-ebpf/rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"'))
+        .expect("observer-ebpf/rust-toolchain.toml names a channel")
+}
+
+fn nightly_llvm_major(toolchain: &str) -> anyhow::Result<u32> {
+    let vv = stdout(Command::new("rustc").arg(format!("+{toolchain}")).arg("-vV"));
     vv.lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
         .and_then(|v| v.split('.').next()?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("cannot read nightly's LLVM version from `rustc +nightly -vV` (is the nightly toolchain installed?)"))
+        .ok_or_else(|| anyhow::anyhow!("cannot read {toolchain}'s LLVM version from `rustc +{toolchain} -vV`"))
 }
 
 fn bpf_linker_ok(major: u32) -> bool {
@@ -76,23 +84,27 @@ fn install_root() -> std::path::PathBuf {
 }
 
 pub fn run() -> anyhow::Result<()> {
-    step("nightly toolchain", || {
-        if ok(Command::new("rustc").args(["+nightly", "--version"])) {
+    let nightly = bpf_toolchain();
+    let plus = format!("+{nightly}");
+    step(&format!("toolchain {nightly}"), || {
+        if ok(Command::new("rustc").args([&plus, "--version"])) {
             return Ok("present");
         }
-        exec(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        exec(Command::new("rustup").args(["toolchain", "install", nightly, "--profile", "minimal", "--component", "rust-src"]))?;
         Ok("installed")
     })?;
-    step("nightly rust-src", || {
-        let installed = stdout(Command::new("rustup").args(["+nightly", "component", "list", "--installed"]));
+    step(&format!("{nightly} rust-src"), || {
+        let installed = stdout(Command::new("rustup").args([&plus, "component", "list", "--installed"]));
         if installed.lines().any(|l| l.starts_with("rust-src")) {
             return Ok("present");
         }
-        exec(Command::new("rustup").args(["+nightly", "component", "add", "rust-src"]))?;
+        exec(Command::new("rustup").args([&plus, "component", "add", "rust-src"]))?;
         Ok("installed")
     })?;
     step("bpf-linker", || {
-        let major = nightly_llvm_major()?;
+        let major = nightly_llvm_major(nightly)?;
+        // 0.10.4's features: rust-llvm-20/21/22 (22 the default), LLVM loaded from the nightly.
+        anyhow::ensure!((20..=22).contains(&major), "{nightly} has LLVM {major}; bpf-linker {BPF_LINKER} loads LLVM 20-22 only");
         if bpf_linker_ok(major) {
             return Ok("present");
         }
