@@ -193,7 +193,12 @@ fn print_text(r: &Report) {
                     Some(t) => format!("merged into {t} with {}", c.merged_with.join(", ")),
                     None => "own cache".into(),
                 };
-                let objects = c.objects.map_or("?".into(), |o| o.to_string());
+                // A merged cache's count is the whole alias group's, not this cache's.
+                let objects = match (c.objects, &c.merged_into) {
+                    (None, _) => "?".into(),
+                    (Some(o), Some(t)) => format!("{o} (all of {t})"),
+                    (Some(o), None) => o.to_string(),
+                };
                 vec![n.to_string(), c.object_size.to_string(), c.slab_size.to_string(), objects, merged]
             }
             Err(e) => vec![n.to_string(), "-".into(), "-".into(), "-".into(), e.clone()],
