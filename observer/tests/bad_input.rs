@@ -103,3 +103,16 @@ fn unknown_pids_and_cgroups_are_named() {
         assert_one_line(&run(&[cmd, &["--cgroup", "no-such-cgroup-here"]].concat()), 1, &["no-such-cgroup-here"]);
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_is_no_panic() {
+    if !root_or_skip("a_reader_that_stops_early_is_no_panic") {
+        return;
+    }
+    for cmd in ["doctor", "snapshot --top 50", "snapshot -j"] {
+        // `head` exits after one byte; lazyvma's next write meets a closed pipe.
+        let out = Command::new("sh").arg("-c").arg(format!("'{LAZYVMA}' {cmd} | head -c 1 >/dev/null")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{cmd}: {err}");
+    }
+}

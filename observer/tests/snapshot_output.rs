@@ -113,3 +113,21 @@ fn json_has_the_issues_shape() {
     assert_eq!(none["processes"], serde_json::json!([]));
     assert!(none["total"]["eager"]["anon_vma"].is_u64());
 }
+
+#[test]
+fn btf_given_with_the_flag_is_the_one_read() {
+    if !root_or_skip("btf_given_with_the_flag_is_the_one_read") {
+        return;
+    }
+    // A copy elsewhere: the path given, not the default, is the one that must work.
+    let dir = Dir::new("btf-flag");
+    let copy = dir.file("vmlinux");
+    std::fs::copy("/sys/kernel/btf/vmlinux", &copy).unwrap();
+    let v: Value = serde_json::from_str(&snapshot(&["--btf", &copy, "-j", "--top", "0"])).unwrap();
+    assert!(v["total"]["eager"]["anon_vma"].as_u64().unwrap() > 0);
+    let out = Command::new(LAZYVMA).args(["--btf", &copy, "doctor", "-j"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let d: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((d["btf"]["present"].as_bool(), d["btf"]["path"].as_str()), (Some(true), Some(copy.as_str())));
+    assert_eq!(d["attach"]["tp_btf"]["ok"], true);
+}
