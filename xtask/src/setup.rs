@@ -166,3 +166,13 @@ fn apt_install(pkgs: &[&str], updated: &mut bool) -> anyhow::Result<&'static str
     )?;
     Ok("installed")
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bpf_nightly_is_dated() {
+        // A bare `nightly` would follow today's LLVM, past what bpf-linker 0.10.4 loads.
+        let t = super::bpf_toolchain();
+        assert!(t.len() == "nightly-YYYY-MM-DD".len() && t.starts_with("nightly-20"), "{t}");
+    }
+}
