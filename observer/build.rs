@@ -4,7 +4,7 @@
 use std::{env, path::PathBuf, process::Command};
 
 fn fail(msg: &str) -> ! {
-    eprintln!("\nerror: {msg}\n       run `cargo xtask setup` (installs nightly rust-src and bpf-linker), then build again.\n");
+    eprintln!("\nerror: {msg}\n       run `cargo xtask setup` (installs the BPF nightly, its rust-src and bpf-linker), then build again.\n");
     std::process::exit(1)
 }
 
@@ -14,11 +14,20 @@ fn on_path(bin: &str) -> bool {
         .unwrap_or(false)
 }
 
+/// `channel` of observer-ebpf/rust-toolchain.toml: the one place the BPF nightly is named.
+fn bpf_toolchain(ebpf_dir: &std::path::Path) -> String {
+    let file = ebpf_dir.join("rust-toolchain.toml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| fail(&format!("cannot read {}: {e}", file.display())));
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"').map(String::from))
+        .unwrap_or_else(|| fail(&format!("{} names no channel", file.display())))
+}
+
 fn main() {
     let manifest = PathBuf::from(env::var("CARGO_MANIFEST_DIR").unwrap());
     let ebpf_dir = manifest.parent().unwrap().join("observer-ebpf");
     let model_dir = manifest.parent().unwrap().join("model");
-    for p in ["src", "Cargo.toml"] {
+    for p in ["src", "Cargo.toml", "rust-toolchain.toml"] {
         println!("cargo:rerun-if-changed={}", ebpf_dir.join(p).display());
     }
     println!("cargo:rerun-if-changed={}", model_dir.join("src/abi.rs").display());
@@ -36,6 +45,7 @@ fn main() {
     if !on_path("rustup") {
         fail("rustup is not on PATH: the BPF programs need the nightly toolchain.");
     }
+    let toolchain = bpf_toolchain(&ebpf_dir);
 
     let rustflags = [
         format!("--cfg=bpf_target_arch=\"{arch}\""),
@@ -44,7 +54,7 @@ fn main() {
     ]
     .join("\x1f");
     let mut cmd = Command::new("rustup");
-    cmd.args(["run", "nightly", "cargo", "build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+    cmd.args(["run", &toolchain, "cargo", "build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--manifest-path")
         .arg(ebpf_dir.join("Cargo.toml"))
         .arg("--target-dir")
@@ -63,11 +73,11 @@ fn main() {
             cmd.env_remove(k);
         }
     }
-    let out = cmd.output().unwrap_or_else(|e| fail(&format!("could not run `rustup run nightly cargo`: {e}")));
+    let out = cmd.output().unwrap_or_else(|e| fail(&format!("could not run `rustup run {toolchain} cargo`: {e}")));
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        if stderr.contains("rust-src") || stderr.contains("toolchain 'nightly") {
-            fail(&format!("the nightly toolchain or its rust-src component is missing:\n{stderr}"));
+        if stderr.contains("rust-src") || stderr.contains("is not installed") || stderr.contains(&format!("toolchain '{toolchain}")) {
+            fail(&format!("the {toolchain} toolchain or its rust-src component is missing:\n{stderr}"));
         }
         eprintln!("{stderr}");
         fail("building observer-ebpf failed (output above).");

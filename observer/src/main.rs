@@ -42,7 +42,14 @@ enum Cmd {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = Cli::try_parse().unwrap_or_else(|e| cli::usage_error(e));
+    // A report piped into `head` ends as other Unix tools do, not with a "failed printing
+    // to stdout" panic. Not trace and serve: a peer that closes their pipes and sockets is
+    // an error for them to handle, not a reason to die.
+    if !matches!(cli.cmd, Cmd::Trace(_) | Cmd::Serve(_)) {
+        // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let res = match cli.cmd {
         Cmd::Doctor(a) => cli::doctor::run(a, cli.btf.as_deref()),
         Cmd::Snapshot(a) => cli::snapshot::run(a, cli.btf.as_deref()),

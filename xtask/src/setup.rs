@@ -1,27 +1,59 @@
 //! `cargo xtask setup`: everything the build needs, installed from the registries this
 //! machine reaches (rustup components, crates.io, Debian). Idempotent; one line per step.
-use crate::util::{ok, run as exec, stdout};
+use crate::util::{ok, stdout};
+use std::io::Write;
 use std::process::Command;
 
 /// bpf-linker release known to build here; its LLVM feature must match nightly's LLVM major.
 const BPF_LINKER: &str = "0.10.4";
 
+/// The step's name is printed before it runs (a 1.5 min install shows what it waits on)
+/// and its outcome ends the same line: one line per step, the installers' own output kept
+/// for the error.
 fn step(name: &str, f: impl FnOnce() -> anyhow::Result<&'static str>) -> anyhow::Result<()> {
+    print!("setup: {name:<34} ");
+    let _ = std::io::stdout().flush();
     match f() {
         Ok(what) => {
-            println!("setup: {name:<34} {what}");
+            println!("{what}");
             Ok(())
         }
-        Err(e) => Err(e.context(format!("setup step `{name}` failed"))),
+        Err(e) => {
+            println!("FAILED");
+            Err(e.context(format!("setup step `{name}` failed")))
+        }
     }
 }
 
-fn nightly_llvm_major() -> anyhow::Result<u32> {
-    let vv = stdout(Command::new("rustc").args(["+nightly", "-vV"]));
+/// Runs an installer quietly; on failure its output from the first `error` line (or its
+/// tail) is the error. No backtrace: rustup prints one under RUST_BACKTRACE and it would
+/// push the reason out.
+fn exec(cmd: &mut Command) -> anyhow::Result<()> {
+    let out = cmd.env("RUST_BACKTRACE", "0").output().map_err(|e| anyhow::anyhow!("cannot run {:?}: {e}", cmd.get_program()))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let text = String::from_utf8_lossy(&out.stderr).into_owned() + &String::from_utf8_lossy(&out.stdout);
+    let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
+    let from = lines.iter().position(|l| l.to_ascii_lowercase().starts_with("error")).unwrap_or(lines.len().saturating_sub(15));
+    let tail = lines[from..lines.len().min(from + 15)].join("\n");
+    anyhow::bail!("{:?} {:?} failed ({}):\n{tail}", cmd.get_program(), cmd.get_args().collect::<Vec<_>>(), out.status)
+}
+
+/// The BPF crate's nightly, from the file observer/build.rs reads too.
+fn bpf_toolchain() -> &'static str {
+    include_str!("../../observer-ebpf/rust-toolchain.toml")
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"'))
+        .expect("observer-ebpf/rust-toolchain.toml names a channel")
+}
+
+fn nightly_llvm_major(toolchain: &str) -> anyhow::Result<u32> {
+    let vv = stdout(Command::new("rustc").arg(format!("+{toolchain}")).arg("-vV"));
     vv.lines()
         .find_map(|l| l.strip_prefix("LLVM version: "))
         .and_then(|v| v.split('.').next()?.parse().ok())
-        .ok_or_else(|| anyhow::anyhow!("cannot read nightly's LLVM version from `rustc +nightly -vV` (is the nightly toolchain installed?)"))
+        .ok_or_else(|| anyhow::anyhow!("cannot read {toolchain}'s LLVM version from `rustc +{toolchain} -vV`"))
 }
 
 fn bpf_linker_ok(major: u32) -> bool {
@@ -37,32 +69,42 @@ fn bpf_linker_ok(major: u32) -> bool {
     }
 }
 
+/// Beside the binary `cargo install` writes: a CARGO_HOME other than ~/.cargo (a CI cache,
+/// a second toolchain tree) must not read or overwrite the note of another install.
 fn linker_note() -> std::path::PathBuf {
-    home().join(".cargo/bin/.bpf-linker-llvm")
+    install_root().join("bin/.bpf-linker-llvm")
 }
 
-fn home() -> std::path::PathBuf {
-    std::env::var_os("HOME").map(Into::into).unwrap_or_else(|| "/root".into())
+fn install_root() -> std::path::PathBuf {
+    let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
+    var("CARGO_INSTALL_ROOT")
+        .or_else(|| var("CARGO_HOME"))
+        .or_else(|| var("HOME").map(|h| h.join(".cargo")))
+        .unwrap_or_else(|| "/root/.cargo".into())
 }
 
 pub fn run() -> anyhow::Result<()> {
-    step("nightly toolchain", || {
-        if ok(Command::new("rustc").args(["+nightly", "--version"])) {
+    let nightly = bpf_toolchain();
+    let plus = format!("+{nightly}");
+    step(&format!("toolchain {nightly}"), || {
+        if ok(Command::new("rustc").args([&plus, "--version"])) {
             return Ok("present");
         }
-        exec(Command::new("rustup").args(["toolchain", "install", "nightly", "--profile", "minimal"]))?;
+        exec(Command::new("rustup").args(["toolchain", "install", nightly, "--profile", "minimal", "--component", "rust-src"]))?;
         Ok("installed")
     })?;
-    step("nightly rust-src", || {
-        let installed = stdout(Command::new("rustup").args(["+nightly", "component", "list", "--installed"]));
+    step(&format!("{nightly} rust-src"), || {
+        let installed = stdout(Command::new("rustup").args([&plus, "component", "list", "--installed"]));
         if installed.lines().any(|l| l.starts_with("rust-src")) {
             return Ok("present");
         }
-        exec(Command::new("rustup").args(["+nightly", "component", "add", "rust-src"]))?;
+        exec(Command::new("rustup").args([&plus, "component", "add", "rust-src"]))?;
         Ok("installed")
     })?;
     step("bpf-linker", || {
-        let major = nightly_llvm_major()?;
+        let major = nightly_llvm_major(nightly)?;
+        // 0.10.4's features: rust-llvm-20/21/22 (22 the default), LLVM loaded from the nightly.
+        anyhow::ensure!((20..=22).contains(&major), "{nightly} has LLVM {major}; bpf-linker {BPF_LINKER} loads LLVM 20-22 only");
         if bpf_linker_ok(major) {
             return Ok("present");
         }
@@ -123,4 +165,14 @@ fn apt_install(pkgs: &[&str], updated: &mut bool) -> anyhow::Result<&'static str
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
     Ok("installed")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_bpf_nightly_is_dated() {
+        // A bare `nightly` would follow today's LLVM, past what bpf-linker 0.10.4 loads.
+        let t = super::bpf_toolchain();
+        assert!(t.len() == "nightly-YYYY-MM-DD".len() && t.starts_with("nightly-20"), "{t}");
+    }
 }

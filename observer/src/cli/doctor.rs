@@ -10,7 +10,6 @@ use crate::{
     sys,
 };
 use anyhow::bail;
-use aya::{Btf, Endianness};
 use serde_json::{json, Value};
 use std::{collections::HashMap, path::Path};
 
@@ -24,7 +23,7 @@ pub struct Args {
     pub kprobes: bool,
 }
 
-const DEFAULT_BTF: &str = "/sys/kernel/btf/vmlinux";
+use crate::load::btf::DEFAULT_PATH as DEFAULT_BTF;
 
 /// anon-vma-semantics.md §4.2, both 6.1 and 6.18 names.
 const SYMBOLS: &[&str] = &[
@@ -59,7 +58,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("doctor")?;
     let (kernel, arch) = sys::uname();
     let path = btf_path.unwrap_or(Path::new(DEFAULT_BTF));
-    let btf = Btf::parse_file(path, Endianness::default()).map_err(|e| btf_problem(path, btf_path.is_some(), &e));
+    let btf = probe::parse_kernel_btf(btf_path);
     let tracefs = sys::ensure_tracefs().map_err(|e| format!("{e:#}"));
     let pre = Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: tracefs.clone() };
     let probes = probe::probe_all(ebpf::object(), &pre);
@@ -89,20 +88,6 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         bail!("{e}");
     }
     Ok(())
-}
-
-fn btf_problem(path: &Path, given: bool, e: &aya::BtfError) -> String {
-    let mut cause = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        cause += &format!(": {s}");
-        src = s.source();
-    }
-    if given {
-        format!("no usable kernel BTF: --btf {}: {cause} (without --btf lazyvma reads {DEFAULT_BTF})", path.display())
-    } else {
-        format!("no usable kernel BTF: {cause}; {DEFAULT_BTF} needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf PATH")
-    }
 }
 
 fn symbol_kind(k: &HashMap<String, (u64, char)>, name: &str) -> &'static str {
@@ -208,7 +193,12 @@ fn print_text(r: &Report) {
                     Some(t) => format!("merged into {t} with {}", c.merged_with.join(", ")),
                     None => "own cache".into(),
                 };
-                let objects = c.objects.map_or("?".into(), |o| o.to_string());
+                // A merged cache's count is the whole alias group's, not this cache's.
+                let objects = match (c.objects, &c.merged_into) {
+                    (None, _) => "?".into(),
+                    (Some(o), Some(t)) => format!("{o} (all of {t})"),
+                    (Some(o), None) => o.to_string(),
+                };
                 vec![n.to_string(), c.object_size.to_string(), c.slab_size.to_string(), objects, merged]
             }
             Err(e) => vec![n.to_string(), "-".into(), "-".into(), "-".into(), e.clone()],

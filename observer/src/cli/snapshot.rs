@@ -13,7 +13,8 @@ pub struct Args {
     /// relative to the cgroup2 mount, else to a v1 hierarchy).
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
-    /// List this many processes, largest savings first (text default 10; JSON default all).
+    /// List this many processes, largest savings first (text default 10, JSON and a -p/--cgroup
+    /// selection default all; 0: the totals alone).
     #[arg(long, value_name = "N")]
     pub top: Option<usize>,
     /// With -j: list every VMA of the listed processes (addresses, chain, lazy state).
@@ -64,7 +65,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
         report::from_snapshot::extend(&mut v, &snap, cgroups);
         println!("{v}");
     } else {
-        print!("{}", snapshot::render::text(&snap, args.top.unwrap_or(10)));
+        print!("{}", snapshot::render::text(&snap, args.top));
         if args.by_cgroup {
             print!("{}", report::render_text::cgroups_text(&cgroups));
         }

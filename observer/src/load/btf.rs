@@ -10,8 +10,9 @@ pub const DEFAULT_PATH: &str = "/sys/kernel/btf/vmlinux";
 
 #[derive(Debug, thiserror::Error)]
 pub enum BtfError {
-    #[error("cannot read kernel BTF {path}: {source} ({hint})")]
-    Read { path: PathBuf, source: std::io::Error, hint: &'static str },
+    /// The file to load cannot be read or parsed: worded by [`problem`], as every command words it.
+    #[error("{}", problem(.given.as_deref(), .why))]
+    Unusable { given: Option<PathBuf>, why: String },
     #[error("{path} is not valid BTF: {why}")]
     Format { path: PathBuf, why: String },
     #[error("BTF {path} has no struct `{ty}`")]
@@ -60,16 +61,25 @@ pub struct Btf {
     members: Vec<Member>,
 }
 
+/// "No usable BTF" in one line that names the file and the way out: `--btf PATH` when the
+/// default is missing, the default when the given file is unusable.
+pub fn problem(given: Option<&Path>, why: &str) -> String {
+    match given {
+        Some(p) => format!("no usable kernel BTF: --btf {}: {why} (without --btf lazyvma reads {DEFAULT_PATH})", p.display()),
+        None => format!("no usable kernel BTF: {DEFAULT_PATH}: {why}; the kernel needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf PATH"),
+    }
+}
+
 impl Btf {
-    pub fn load(path: Option<&Path>) -> Result<Btf, BtfError> {
-        let path = path.unwrap_or(Path::new(DEFAULT_PATH)).to_path_buf();
-        let hint = if path == Path::new(DEFAULT_PATH) {
-            "the kernel needs CONFIG_DEBUG_INFO_BTF=y; or pass --btf PATH"
-        } else {
-            "the file given with --btf"
-        };
-        let data = std::fs::read(&path).map_err(|source| BtfError::Read { path: path.clone(), source, hint })?;
-        Btf::parse(&data, path)
+    /// `given`: the `--btf` path, else the running kernel's.
+    pub fn load(given: Option<&Path>) -> Result<Btf, BtfError> {
+        let path = given.unwrap_or(Path::new(DEFAULT_PATH)).to_path_buf();
+        let unusable = |why: String| BtfError::Unusable { given: given.map(Path::to_path_buf), why };
+        let data = std::fs::read(&path).map_err(|e| unusable(e.to_string()))?;
+        Btf::parse(&data, path).map_err(|e| match e {
+            BtfError::Format { why, .. } => unusable(format!("not BTF: {why}")),
+            e => e,
+        })
     }
 
     pub fn parse(data: &[u8], path: PathBuf) -> Result<Btf, BtfError> {

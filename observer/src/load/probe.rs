@@ -8,6 +8,8 @@ use aya::{
 };
 use std::{io::Read, path::Path};
 
+use super::btf;
+
 /// The function fentry/fexit/kprobe/kretprobe are tried on: global, in BTF and traceable on
 /// every kernel lazyvma targets. The hooks' own functions are checked against kallsyms apart.
 pub const PROBE_FUNCTION: &str = "vfs_read";
@@ -335,15 +337,26 @@ pub(crate) fn chain(e: &dyn std::error::Error) -> String {
     s
 }
 
+/// aya's parse of the kernel BTF (`--btf PATH` or the running kernel's), a failure worded
+/// by [`btf::problem`]. Our own parser reads the file first: its causes ("No such file",
+/// "bad magic") say more than aya's "error parsing BTF header".
+pub fn parse_kernel_btf(given: Option<&std::path::Path>) -> Result<aya::Btf, String> {
+    if let Err(e @ btf::BtfError::Unusable { .. }) = btf::Btf::load(given) {
+        return Err(e.to_string());
+    }
+    match given {
+        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
+        None => aya::Btf::from_sys_fs(),
+    }
+    .map_err(|e| btf::problem(given, &chain(&e)))
+}
+
 /// The kernel BTF the probes and hooks need: `--btf PATH` (an unusable one is an error) or
 /// the running kernel's (its absence is a finding, kept as the `Err` text).
-pub fn kernel_btf(btf_path: Option<&std::path::Path>) -> anyhow::Result<Result<aya::Btf, String>> {
-    let btf = match btf_path {
-        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()).map_err(|e| format!("--btf {}: {e}", p.display())),
-        None => aya::Btf::from_sys_fs().map_err(|e| format!("no kernel BTF: {e}")),
-    };
-    if let (Some(p), Err(e)) = (btf_path, &btf) {
-        anyhow::bail!("no usable kernel BTF: {e} (given with --btf {})", p.display());
+pub fn kernel_btf(given: Option<&std::path::Path>) -> anyhow::Result<Result<aya::Btf, String>> {
+    let btf = parse_kernel_btf(given);
+    if let (Some(_), Err(e)) = (given, &btf) {
+        anyhow::bail!("{e}");
     }
     Ok(btf)
 }

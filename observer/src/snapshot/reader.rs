@@ -3,7 +3,10 @@ use anyhow::Context;
 use aya::programs::Iter;
 use std::{io::Read, path::Path};
 
-use crate::load::{btf::Offsets, ebpf};
+use crate::load::{
+    btf::{self, Offsets},
+    ebpf, probe,
+};
 
 const PROGRAM: &str = "snapshot_task_vma";
 
@@ -16,11 +19,12 @@ pub fn read_pass(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<(
         loader.override_global(name, value, true);
     }
     let mut bpf = loader.load(ebpf::object()).context("loading the BPF object")?;
+    // Our parser already read this file (snapshot::run): only aya's own refusal is left.
     let btf = match btf_path {
         Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
         None => aya::Btf::from_sys_fs(),
     }
-    .context("aya could not parse the kernel BTF")?;
+    .map_err(|e| anyhow::anyhow!(btf::problem(btf_path, &probe::chain(&e))))?;
     let prog: &mut Iter = bpf
         .program_mut(PROGRAM)
         .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?

@@ -75,7 +75,7 @@ pub fn json(r: &Report, top: Option<usize>) -> Value {
     })
 }
 
-pub fn text(r: &Report, top: usize) -> String {
+pub fn text(r: &Report, top: Option<usize>) -> String {
     let e = &r.estimate;
     let s = &r.sizes;
     let mut o = String::new();
@@ -133,10 +133,15 @@ pub fn text(r: &Report, top: usize) -> String {
             }
         }
     }
+    // A selection (-p, --cgroup) is listed whole unless --top says otherwise; `--top 0`:
+    // the totals alone.
+    let top = top.unwrap_or(if r.selected { usize::MAX } else { 10 });
     let title = if r.selected { "Selected processes" } else { "Top processes" };
-    let _ = writeln!(o, "\n{title} by savings:");
-    let _ = writeln!(o, "PID | COMM | anon_vma before | after | anon_vma_chain before | after | saved (KB)");
-    for p in r.shown.iter().take(if r.selected { usize::MAX } else { top }) {
+    if top > 0 {
+        let _ = writeln!(o, "\n{title} by savings:");
+        let _ = writeln!(o, "PID | COMM | anon_vma before | after | anon_vma_chain before | after | saved (KB)");
+    }
+    for p in r.shown.iter().take(top) {
         let _ = writeln!(
             o,
             "{} | {} | {} | {} | {} | {} | {:.1}",

@@ -1,0 +1,118 @@
+//! Bad input to the commands that load BPF (doctor, snapshot, trace, serve): one line on
+//! stderr naming the problem, a non-zero exit, never a panic.
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Output};
+
+#[path = "../src/load/btf.rs"]
+#[allow(dead_code)]
+mod btf;
+mod common;
+use common::*;
+
+const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
+
+/// Each BPF command with arguments that would otherwise run it briefly.
+const BPF_COMMANDS: [&[&str]; 4] = [&["doctor", "-j"], &["snapshot"], &["trace", "-d", "1"], &["serve", "--listen", "127.0.0.1:0"]];
+
+fn run(args: &[&str]) -> Output {
+    Command::new(LAZYVMA).args(args).output().unwrap()
+}
+
+/// Exit `code` with exactly one `lazyvma: ` line on stderr containing every needle.
+fn assert_one_line(out: &Output, code: i32, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+    assert!(err.starts_with("lazyvma: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "stderr lacks {n:?}: {err}");
+    }
+}
+
+#[test]
+fn an_unusable_btf_names_the_file_the_flag_and_the_default() {
+    if !root_or_skip("an_unusable_btf_names_the_file_the_flag_and_the_default") {
+        return;
+    }
+    let dir = Dir::new("bad-btf");
+    let text = dir.file("not-btf.txt");
+    std::fs::write(&text, "this is not BTF at all, only a line of text\n").unwrap();
+    let missing = dir.file("missing/vmlinux");
+    for (path, why) in [(missing.as_str(), "No such file"), (text.as_str(), "bad magic"), (dir.0.to_str().unwrap(), "Is a directory")] {
+        for cmd in BPF_COMMANDS {
+            let out = run(&[&["--btf", path][..], cmd].concat());
+            assert_one_line(&out, 1, &[&format!("--btf {path}: "), why, "/sys/kernel/btf/vmlinux"]);
+        }
+    }
+}
+
+#[test]
+fn without_btf_the_error_says_how_to_get_it() {
+    let e = btf::problem(None, "No such file or directory (os error 2)");
+    assert_eq!(
+        e,
+        "no usable kernel BTF: /sys/kernel/btf/vmlinux: No such file or directory (os error 2); \
+         the kernel needs CONFIG_DEBUG_INFO_BTF=y, or pass --btf PATH"
+    );
+}
+
+#[test]
+fn not_root_is_one_line_naming_root_exit_1() {
+    for cmd in BPF_COMMANDS {
+        let mut c = Command::new(LAZYVMA);
+        c.args(cmd);
+        if is_root() {
+            c.uid(65534).gid(65534);
+        }
+        let out = c.output().unwrap();
+        assert!(out.stdout.is_empty(), "{cmd:?}");
+        assert_one_line(&out, 1, &[&format!("`lazyvma {}` needs root", cmd[0])]);
+    }
+}
+
+#[test]
+fn bad_flags_are_one_line_exit_2() {
+    for (args, needle) in [
+        (&["snapshot", "-p", "abc"][..], "invalid value 'abc' for '--pid"),
+        (&["snapshot", "-p", "1,"], "invalid value '' for '--pid"),
+        (&["snapshot", "--top", "x"], "invalid value 'x' for '--top"),
+        (&["snapshot", "--top", "-1"], "unexpected argument '-1'"),
+        (&["snapshot", "--vmas"], "required arguments were not provided: --json"),
+        (&["snapshot", "--pids", "3"], "tip: a similar argument exists: '--pid'"),
+        (&["doctor", "--bogus"], "unexpected argument '--bogus'"),
+        (&["--btf"], "a value is required for '--btf <PATH>'"),
+        (&["nosuch"], "unrecognized subcommand 'nosuch'"),
+    ] {
+        assert_one_line(&run(args), 2, &[needle]);
+    }
+}
+
+#[test]
+fn unknown_pids_and_cgroups_are_named() {
+    if !root_or_skip("unknown_pids_and_cgroups_are_named") {
+        return;
+    }
+    for args in [&["snapshot", "-p", "4000000"][..], &["snapshot", "-p", "0"], &["snapshot", "-p", "1,4000000"]] {
+        assert_one_line(&run(args), 1, &["no process with pid"]);
+    }
+    assert_one_line(&run(&["trace", "-p", "4000000", "-d", "1"]), 1, &["4000000"]);
+    assert_one_line(&run(&["serve", "--listen", "127.0.0.1:0", "-p", "4000000"]), 1, &["4000000"]);
+    for cmd in [&["snapshot"][..], &["trace", "-d", "1"]] {
+        assert_one_line(&run(&[cmd, &["--cgroup", "/etc"]].concat()), 1, &["/etc is not a cgroup directory"]);
+        assert_one_line(&run(&[cmd, &["--cgroup", "no-such-cgroup-here"]].concat()), 1, &["no-such-cgroup-here"]);
+    }
+}
+
+#[test]
+fn a_reader_that_stops_early_is_no_panic() {
+    if !root_or_skip("a_reader_that_stops_early_is_no_panic") {
+        return;
+    }
+    for cmd in ["doctor", "snapshot --top 50", "snapshot -j"] {
+        // `head` exits after one byte; lazyvma's next write meets a closed pipe.
+        let out = Command::new("sh").arg("-c").arg(format!("'{LAZYVMA}' {cmd} | head -c 1 >/dev/null")).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.is_empty(), "{cmd}: {err}");
+    }
+}
