@@ -52,6 +52,18 @@ pub(crate) struct Bounds {
     n: u8,
 }
 
+impl Bounds {
+    /// `*self = *other`, copying only the recorded calls: a fault or walk records none,
+    /// and the whole 72 B copy was ~10 instructions per event.
+    #[inline]
+    pub fn copy_from(&mut self, other: &Bounds) {
+        self.n = other.n;
+        for k in 0..other.n as usize {
+            self.at[k] = other.at[k];
+        }
+    }
+}
+
 /// A KSM stable-tree rmap_item group: `n` references on `av` for pages of the VMA at `addr`.
 #[derive(Clone, Copy, Debug)]
 struct KsmItem {
