@@ -166,6 +166,19 @@ pub(crate) struct Mm {
 }
 
 impl Mm {
+    /// Load the VMAs at each eighth of the array and drop them, before an event searches
+    /// it: a binary search's first three probes (one of these seven lines each) wait on
+    /// each other, and a random process's array is cold; loaded together, their misses
+    /// overlap. Measured: +4-6 % on the bench's uniform replay; touching every line, or
+    /// lazy's array too, was slower (more lines than the search needs).
+    #[inline]
+    pub fn touch(&self) {
+        let (v, n) = (&self.vmas, self.vmas.len());
+        if n >= 16 {
+            let at = |k: usize| v[k * n / 8].end;
+            std::hint::black_box((at(1), at(2), at(3), at(4), at(5), at(6), at(7)));
+        }
+    }
     /// Index of the VMA containing `addr`.
     #[inline]
     pub fn find(&self, addr: u64) -> Option<usize> {

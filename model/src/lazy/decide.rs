@@ -144,7 +144,7 @@ impl Core {
                         pmm.vmas[i].set_hist(0);
                     }
                     if pv.chain != NIL {
-                        cv.chain = self.avs.clone_chain(pv.chain, NIL).0;
+                        cv.chain = self.avs.link_chain(pv.chain, &mut allocs);
                     }
                 }
             }
