@@ -128,15 +128,23 @@ impl Seed {
     /// Seed the processes `pids` (all when `None`) of `topo`. Lazy states are read off the
     /// whole topology, as `snapshot` does: a parent whose child is not seeded is still TREE.
     pub fn run_some(&self, topo: &Topology, pids: Option<&[Pid]>) -> Result<(Pair, SeedReport), SeedError> {
+        let all: Vec<(Pid, Pid)> = match pids {
+            Some(p) => p.iter().map(|&p| (p, p)).collect(),
+            None => topo.processes.iter().map(|p| (p.pid, p.pid)).collect(),
+        };
+        self.run_mapped(topo, &all)
+    }
+
+    /// `run_some` with each process renamed in the model: `(topology pid, model pid)`
+    /// (`trace` names processes by its own index). Reports and errors name topology pids.
+    pub fn run_mapped(&self, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<(Pair, SeedReport), SeedError> {
         // The knobs a snapshot's classification supports.
         snapshot::estimate(&Topology::default(), &self.knobs)?;
         let mut states: HashMap<Pid, Vec<LazyState>> =
             topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).collect();
         let mut topo = topo.clone();
-        if let Some(pids) = pids {
-            topo.processes.retain(|p| pids.contains(&p.pid));
-            topo.anon_vmas = reachable(&topo);
-        }
+        topo.processes.retain(|p| pids.iter().any(|&(t, _)| t == p.pid));
+        topo.anon_vmas = reachable(&topo);
         let mut skipped = Vec::new();
         let built = loop {
             match check_processes(&topo).and_then(|()| build(&topo, self.kernel)) {
@@ -192,7 +200,8 @@ impl Seed {
             }
             report.vmas += p.vmas.len() as u64;
             report.seeded.push(p.pid);
-            procs.insert(p.pid, mms);
+            let model_pid = pids.iter().find(|&&(t, _)| t == p.pid).map_or(p.pid, |&(_, m)| m);
+            procs.insert(model_pid, mms);
         }
         for (m, avc) in [(eager_m, avc_e), (lazy_m, avc_l)] {
             m.core.avs.avc.add(avc);

@@ -245,3 +245,13 @@ fn what_cannot_be_seeded_is_refused_by_name() {
     let e = Pair::from_topology(&fork_b(), Kernel::V6_18, k).map(|_| ()).unwrap_err();
     assert!(matches!(e, SeedError::Knob(_)) && e.to_string().contains("fork_of_tree_parent"), "{e}");
 }
+
+#[test]
+fn processes_can_be_renamed_for_the_model() {
+    let seed = Seed { kernel: Kernel::V6_18, knobs: Knobs::default(), skip_bad: false };
+    let (mut p, r) = seed.run_mapped(&fork_b(), &[(10, 1), (11, 2)]).unwrap();
+    assert_eq!(r.seeded, [10, 11]);
+    assert!(p.eager().vmas(10).is_none() && p.eager().vmas(2).is_some());
+    let (e, _) = p.apply(&Event::Exit { pid: 2 }).unwrap();
+    assert_eq!((e.anon_vma.free, e.anon_vma_chain.free), (3, 6));
+}
