@@ -11,6 +11,7 @@
 //! the same records gives the same events.
 use super::{
     pids::Tree,
+    seed::Pending,
     slab::{At, Counts, Kind, Sizes},
 };
 use lazyvma_model::{
@@ -115,6 +116,10 @@ pub struct Coverage {
     pub find_vma_errors: Vec<u32>,
     pub model_errors: u64,
     pub first_error: Option<String>,
+    /// Processes running before the trace, seeded from a snapshot at its start (tgids), and
+    /// those that could not be, with why (`trace/seed.rs`).
+    pub seeded: Vec<u32>,
+    pub not_seeded: BTreeMap<u32, String>,
     /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
     pub incomplete: Vec<String>,
 }
@@ -164,6 +169,8 @@ pub struct Feed {
     pairing: HashMap<u32, Pairing>,
     /// Tasks created with CLONE_VM but not CLONE_THREAD: they share their parent's mm.
     shared_mm: HashSet<u32>,
+    /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
+    pub seed: Option<Pending>,
 }
 
 /// (major, minor) of a `uname -r` string.
@@ -221,6 +228,7 @@ impl Feed {
             in_exec: HashMap::new(),
             pairing: HashMap::new(),
             shared_mm: HashSet::new(),
+            seed: None,
         }
     }
 
@@ -315,6 +323,9 @@ impl Feed {
     /// A process joined the tree at `child` (`sched_process_fork`, after `dup_mmap`).
     pub fn fork(&mut self, tree: &Tree, child: usize) {
         let c = tree.get(child);
+        if let Some(p) = c.parent {
+            self.touched(tree.get(p).tgid, "a fork");
+        }
         let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
         if self.shared_mm.remove(&c.tgid) {
             return; // no dup_mmap; modelled from its exec
@@ -327,6 +338,7 @@ impl Feed {
     /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
     /// argv copy. An unmodelled process starts being modelled here.
     pub fn exec(&mut self, tree: &Tree, tgid: u32) {
+        self.touched(tgid, "an exec");
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
@@ -346,6 +358,7 @@ impl Feed {
 
     /// The last thread of `proc` left: its mm is torn down.
     pub fn exit(&mut self, tree: &Tree, proc: usize) {
+        self.touched(tree.get(proc).tgid, "an exit");
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
         if self.procs.remove(&proc).is_none() {
             return;
@@ -357,6 +370,7 @@ impl Feed {
     /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares (x86: the
     /// fault address comes from the `exceptions` tracepoints).
     pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
+        self.touched(ev.tgid, "a first fault (anon_vma_prepare)");
         // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
         if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
             return;
@@ -390,6 +404,7 @@ impl Feed {
         if !self.from_hooks || ret != 0 {
             return;
         }
+        self.touched(tgid, "a first fault (anon_vma_prepare)");
         let ev = PrepareVma {
             kind: EV_PREPARE_VMA,
             pid,
@@ -480,6 +495,8 @@ impl Feed {
 
     /// A VMA syscall returned in a traced thread.
     pub fn syscall(&mut self, tree: &Tree, ev: &SyscallEvent) {
+        let name = SYSCALL_NAMES.get((ev.slot & !SYS_ENTER) as usize).copied().unwrap_or("a VMA syscall");
+        self.touched(ev.tgid, name);
         if ev.slot & SYS_ENTER != 0 {
             // execve began: any process of the tree, modelled or about to be.
             if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
@@ -589,7 +606,13 @@ impl Feed {
             Event::Fork { child, .. } => Some(*child),
             _ => None,
         }).collect();
-        self.coverage.not_modelled = tree.procs.iter().filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc))).map(|p| p.tgid).collect();
+        let seeded = &self.coverage.seeded;
+        self.coverage.not_modelled = tree
+            .procs
+            .iter()
+            .filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc)) && !seeded.contains(&p.tgid))
+            .map(|p| p.tgid)
+            .collect();
         if lost > 0 {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
@@ -601,6 +624,39 @@ impl Feed {
                 self.coverage.incomplete.push(format!("{tp} not attached"));
             }
         }
+    }
+}
+
+// Seeding from a snapshot at the start (`trace/seed.rs`).
+impl Feed {
+    fn touched(&mut self, tgid: u32, what: &str) {
+        if let Some(p) = self.seed.as_mut() {
+            p.touched(tgid, what);
+        }
+    }
+
+    /// A phase marker from `tgid`: lazyvma's own bracket the snapshot pass.
+    pub fn seed_marker(&mut self, tree: &Tree, tgid: u32, id: u32) {
+        let Some(p) = self.seed.as_mut().filter(|p| p.tgid == tgid) else { return };
+        if id == super::seed::START {
+            p.inside = true;
+            return;
+        }
+        if id != super::seed::END {
+            return;
+        }
+        let p = self.seed.take().expect("pending");
+        let fresh = self.procs.is_empty() && self.events.is_empty();
+        let out = p.end(tree, self.kernel, fresh);
+        if let Some(pair) = out.pair {
+            self.pair = pair;
+        }
+        for (proc, tgid) in out.seeded {
+            self.procs.insert(proc, Proc::default());
+            self.coverage.modelled += 1;
+            self.coverage.seeded.push(tgid);
+        }
+        self.coverage.not_seeded = out.reasons;
     }
 }
 

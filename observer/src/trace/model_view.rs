@@ -41,7 +41,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     } else {
         vec![]
     };
-    json!({
+    let mut v = json!({
         "events": if events { Value::from(listed) } else { Value::Null },
         "fed": true,
         "kernel_rules": f.kernel().name(),
@@ -49,6 +49,9 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "incomplete": c.incomplete,
         "processes_modelled": c.modelled,
         "not_modelled": c.not_modelled,
+        // -p / --cgroup: processes seeded from the snapshot at the start, and why not others.
+        "seeded": c.seeded,
+        "not_seeded": c.not_seeded,
         "events_fed": c.events_fed,
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
@@ -58,7 +61,11 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "find_vma_errors": c.find_vma_errors,
         "model_errors": c.model_errors,
         "first_model_error": c.first_error,
-    })
+    });
+    if !c.seeded.is_empty() {
+        v["knob_sweep"] = json!("not run: the model was seeded from a snapshot at the start; a sweep would need a seed per knob value");
+    }
+    v
 }
 
 fn net(a: &AllocFree) -> i64 {
