@@ -31,8 +31,8 @@ use super::{bpf::Loaded, feed::syscall_ids, pids::Tree};
 use crate::snapshot::{decode, reader};
 
 /// Marker ids (behavior − MARKER_BASE) bracketing the pass; far above the workload's.
-pub const START: u32 = 0x5eed_00;
-pub const END: u32 = 0x5eed_01;
+pub const START: u32 = 0x5e_ed00;
+pub const END: u32 = 0x5e_ed01;
 
 /// Between taking the pass and the feed reaching its end marker.
 pub struct Pending {
