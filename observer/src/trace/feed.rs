@@ -4,8 +4,9 @@
 //! series save?", both per (process, phase) like the observed tally.
 //!
 //! A process is modelled once its whole address space has been seen built: from its fork
-//! by a modelled parent, or from its exec. Processes already running when the trace began
-//! (-p) and children sharing their parent's mm (vfork, CLONE_VM) are not, until they exec.
+//! by a modelled parent, or from its exec, or seeded from the snapshot taken at the start
+//! (-p, --cgroup: `trace/seed.rs`). Children sharing their parent's mm (vfork, CLONE_VM)
+//! are not, until they exec.
 //! The exec image's VMAs (no syscall made them) are learnt from the kernel's own bounds
 //! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
 //! the same records gives the same events.
