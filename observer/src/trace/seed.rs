@@ -71,13 +71,15 @@ pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Pa
         p.reasons = p.candidates.iter().map(|&t| (t, why.to_string())).collect();
         return p;
     }
+    // The verifier's part before the start marker: the window holds only the pass itself.
+    let loaded_iter = load(btf_path);
     marker(START);
     for &t in &p.candidates {
         if let Some(why) = busy(t) {
             p.reasons.entry(t).or_insert(why);
         }
     }
-    let pass = pass(btf_path);
+    let pass = loaded_iter.and_then(|mut bpf| reader::read(&mut bpf)).and_then(|bytes| decode::topology(&bytes));
     marker(END);
     match pass {
         Ok((topo, _)) => p.topo = topo,
@@ -106,10 +108,9 @@ pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Pa
     p
 }
 
-fn pass(btf_path: Option<&Path>) -> anyhow::Result<(Topology, decode::PassStats)> {
+fn load(btf_path: Option<&Path>) -> anyhow::Result<aya::Ebpf> {
     let offsets = crate::load::btf::Offsets::resolve(&crate::load::btf::Btf::load(btf_path)?)?;
-    let (bytes, _) = reader::read_pass(&offsets, btf_path)?;
-    decode::topology(&bytes)
+    reader::load(&offsets, btf_path)
 }
 
 /// Why a thread of `tgid` may be inside a VMA change the feed will never report, if so.
