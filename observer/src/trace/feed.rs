@@ -172,6 +172,8 @@ pub struct Feed {
     shared_mm: HashSet<u32>,
     /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
     pub seed: Option<Pending>,
+    /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
+    pub seeded_live: [i64; 4],
 }
 
 /// (major, minor) of a `uname -r` string.
@@ -230,6 +232,7 @@ impl Feed {
             pairing: HashMap::new(),
             shared_mm: HashSet::new(),
             seed: None,
+            seeded_live: [0; 4],
         }
     }
 
@@ -650,6 +653,8 @@ impl Feed {
         let fresh = self.procs.is_empty() && self.events.is_empty();
         let out = p.end(tree, self.kernel, fresh);
         if let Some(pair) = out.pair {
+            let (e, l) = pair.counts();
+            self.seeded_live = [e.anon_vma.live, e.anon_vma_chain.live, l.anon_vma.live, l.anon_vma_chain.live].map(|n| n as i64);
             self.pair = pair;
         }
         for (proc, tgid) in out.seeded {
