@@ -134,6 +134,16 @@ fn a_running_process_s_merge_after_the_snapshot_is_modelled() {
     // Spec §5 E: the merge frees 2 AVC per test VMA.
     assert!(rows.contains(&(u64::from(w.top()), 6, [0, 0, 0, 6])), "{rows:?}");
     assert!(j["model"]["knob_sweep"].as_str().is_some_and(|s| s.contains("seeded")));
+    // The seeded objects are live in the model from the start: its timeline never goes
+    // below zero, and the report reads it.
+    let first = &j["timeline"][0]["eager_live"];
+    assert_eq!((first["anon_vma"].as_u64(), first["anon_vma_chain"].as_u64()), (j["model"]["seeded_live"]["eager"]["anon_vma"].as_u64(), j["model"]["seeded_live"]["eager"]["anon_vma_chain"].as_u64()));
+    let dir = Dir::new("trace-seed");
+    std::fs::write(dir.path("t.json"), j.to_string()).unwrap();
+    let out = Command::new(LAZYVMA).args(["report", "-O", "json", &dir.file("t.json")]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["objects"]["anon_vma_chain"]["eager"]["frees"], doc["objects"]["anon_vma_chain"]["observed"]["frees"]);
 }
 
 #[test]

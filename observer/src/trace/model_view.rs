@@ -76,7 +76,7 @@ fn net(a: &AllocFree) -> i64 {
 
 /// Live (eager AV, eager AVC, lazy AV, lazy AVC) in the model now: what the trace fed it,
 /// over what it was seeded with.
-fn live_now(f: &Feed) -> [i64; 4] {
+pub fn live_now(f: &Feed) -> [i64; 4] {
     let b = f.seeded_live;
     [b[0] + net(&f.eager.anon_vma), b[1] + net(&f.eager.anon_vma_chain), b[2] + net(&f.lazy.anon_vma), b[3] + net(&f.lazy.anon_vma_chain)]
 }
