@@ -149,7 +149,7 @@ impl Seed {
         let built = loop {
             match check_processes(&topo).and_then(|()| build(&topo, self.kernel)) {
                 Ok(b) => break b,
-                Err(e) => match e.pid().filter(|_| self.skip_bad) {
+                Err(e) => match e.pid().filter(|&pid| self.skip_bad && topo.processes.iter().any(|p| p.pid == pid)) {
                     Some(pid) => {
                         skipped.push((pid, e.to_string()));
                         topo.processes.retain(|p| p.pid != pid);
@@ -355,6 +355,11 @@ fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError> {
         }
         let i = info[x];
         let p = *ix.of.get(&i.parent).ok_or_else(|| av_err(x, format!("parent {:#x} is missing from the topology", i.parent)))?;
+        // anon_vma_fork clones the parent VMA's chain, which holds the parent, behind the
+        // child: every chain through an anon_vma holds its parent after it.
+        if !std::iter::successors(Some(x), |&y| next[y].flatten()).any(|y| y == p) {
+            return Err(av_err(x, format!("parent {:#x} is not on its chain", i.parent)));
+        }
         parent[x] = p;
         if p != x {
             children[p] += 1;

@@ -231,6 +231,10 @@ fn what_cannot_be_seeded_is_refused_by_name() {
     t.processes[1].vmas[1].anon_vma = Some(0xa00);
     assert!(seed(&t).to_string().contains("anon_vma 0xa00 is not in its own chain"), "{}", seed(&t));
 
+    let mut t = fork_b();
+    t.anon_vmas.get_mut(&0xb00).unwrap().parent = 0xa01;
+    assert!(seed(&t).to_string().contains("anon_vma 0xb00 (first linked by pid 11): parent 0xa01 is not on its chain"), "{}", seed(&t));
+
     // Skipping: the bad process is left out, named, and the rest seeded (its anon_vmas
     // now linked from outside: pinned).
     let mut t = fork_b();
