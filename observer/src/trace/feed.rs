@@ -329,6 +329,7 @@ impl Feed {
         let c = tree.get(child);
         if let Some(p) = c.parent {
             self.touched(tree.get(p).tgid, "a fork");
+            self.touched(c.tgid, "its fork");
         }
         let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
         if self.shared_mm.remove(&c.tgid) {

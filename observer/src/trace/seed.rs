@@ -169,6 +169,9 @@ impl Pending {
         let present: HashSet<u32> = self.topo.processes.iter().map(|p| p.pid).collect();
         let mut pids: Vec<(Pid, Pid)> = Vec::new();
         let mut procs = Vec::new();
+        // Only the processes read at the start: a child forked since may have been forked
+        // before its parent was in FEED_TRACED (then none of its records come), and its
+        // threads were not checked for syscalls in flight. It stays not modelled.
         for &t in &self.candidates {
             let proc = tree.procs.iter().rposition(|p| p.tgid == t && !p.exited);
             let why = match proc {
