@@ -605,6 +605,10 @@ impl Feed {
     /// Processes of the tree never modelled (running before the trace, or vfork children
     /// that did not exec).
     pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
+        if let Some(mut p) = self.seed.take() {
+            p.unseeded("the snapshot's end marker was not seen (ring buffer records lost?)");
+            self.coverage.not_seeded = p.reasons;
+        }
         let ever: HashSet<usize> = self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).collect();
         let pids: HashSet<Pid> = self.events.iter().filter_map(|e| match e {
             Event::Spawn { pid } => Some(*pid),

@@ -155,6 +155,13 @@ fn tgid_of(tid: u32) -> Option<u32> {
 }
 
 impl Pending {
+    /// Every candidate not yet refused is refused for `why`.
+    pub fn unseeded(&mut self, why: &str) {
+        for &t in &self.candidates {
+            self.reasons.entry(t).or_insert_with(|| why.to_string());
+        }
+    }
+
     /// A record of `tgid` that changes or may change its VMAs.
     pub fn touched(&mut self, tgid: u32, what: &str) {
         if self.inside && self.candidates.contains(&tgid) {
@@ -166,6 +173,10 @@ impl Pending {
     /// has no process yet (seeding replaces it); else nothing is seeded.
     pub fn end(mut self, tree: &Tree, kernel: Kernel, fresh: bool) -> Outcome {
         let mut out = Outcome { pair: None, seeded: vec![], reasons: BTreeMap::new() };
+        if !self.inside {
+            // Records between the markers could not be checked.
+            self.unseeded("the snapshot's start marker was not seen (ring buffer records lost?)");
+        }
         let present: HashSet<u32> = self.topo.processes.iter().map(|p| p.pid).collect();
         let mut pids: Vec<(Pid, Pid)> = Vec::new();
         let mut procs = Vec::new();
@@ -269,5 +280,21 @@ mod tests {
         assert_eq!(c.seeded, [200]);
         assert!(c.not_seeded[&100].contains("running"));
         assert!(c.not_seeded[&300].contains("not in the snapshot"));
+    }
+
+    #[test]
+    fn a_lost_marker_seeds_nothing_and_says_so() {
+        let tree = Tree::roots(&[100, 200]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        f.seed_marker(&tree, ME, END);
+        assert!(f.coverage.seeded.is_empty());
+        assert!(f.coverage.not_seeded[&200].contains("start marker was not seen"));
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        f.seed_marker(&tree, ME, START);
+        f.finish(&tree, 3, &[]);
+        assert!(f.coverage.not_seeded[&100].contains("end marker was not seen"));
+        assert_eq!(f.coverage.not_modelled, [100, 200]);
     }
 }
