@@ -165,3 +165,26 @@ fn a_running_thread_leaves_its_process_unseeded_with_the_reason() {
     assert!(why.contains("running when the snapshot began"), "{m}");
     assert_eq!(m["not_modelled"], serde_json::json!([pid]));
 }
+
+#[test]
+fn a_seeded_shell_that_execs_a_workload_is_modelled_through_its_exec() {
+    if !root_or_skip("a_seeded_shell_that_execs_a_workload_is_modelled_through_its_exec") {
+        return;
+    }
+    // The shell is seeded; its exec tears the seeded mm down (exact frees of what the
+    // snapshot showed), then the workload's touch, fork and exits are fed as for a command.
+    let workload = env!("CARGO_BIN_EXE_lazyvma-workload");
+    let mut sh = Command::new("sh").args(["-c", "read x; exec \"$0\" fork -n 3", workload]).stdin(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
+    let t = trace(sh.id());
+    use std::io::Write;
+    sh.stdin.take().unwrap().write_all(b"go\n").unwrap();
+    assert!(sh.wait().unwrap().success());
+    let j = finish(t);
+    assert_eq!(j["model"]["seeded"], serde_json::json!([sh.id()]), "{}", j["model"]);
+    let rows = exact(&j);
+    // Spec §5 B, N = 3, in the exec'd image: touch +3 / +3 (phase 2).
+    assert!(rows.contains(&(u64::from(sh.id()), 2, [3, 0, 3, 0])), "{rows:?}");
+    // The exec freed the shell's seeded objects, before any marker.
+    let exec = rows.iter().find(|r| r.0 == u64::from(sh.id()) && r.1 == -1).expect("the exec's row");
+    assert!(exec.2[1] > 0 && exec.2[3] > 0, "{rows:?}");
+}
