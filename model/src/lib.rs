@@ -2,7 +2,8 @@
 //!
 //! * [`abi`], [`trace_abi`] — `#[repr(C)]` records shared with the BPF programs (`no_std`).
 //! * [`topology`] — what a `snapshot` reads from the live kernel; [`snapshot`] — the
-//!   eager/lazy estimate a snapshot's topology allows.
+//!   eager/lazy estimate a snapshot's topology allows; [`seed`] builds a [`pair::Pair`]
+//!   from a topology (processes already running).
 //! * [`event`] — the model's input language; [`eager`] reproduces today's kernel
 //!   (spec §1), [`lazy`] the ANON_VMA_LAZY rules (spec §3) with [`knobs`];
 //!   [`pair`] runs both side by side; [`scenario`] reads scenario files; [`sweep`]
@@ -29,6 +30,8 @@ pub mod lazy;
 pub mod pair;
 #[cfg(feature = "std")]
 pub mod scenario;
+#[cfg(feature = "std")]
+pub mod seed;
 #[cfg(feature = "std")]
 pub mod snapshot;
 #[cfg(feature = "std")]

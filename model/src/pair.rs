@@ -107,6 +107,18 @@ impl Pair {
     }
 }
 
+// Seeding (`crate::seed`): a Pair built from a topology instead of an event stream.
+impl Pair {
+    /// Both models and the mm table, to fill directly.
+    pub(crate) fn parts_mut(&mut self) -> (&mut Machine, &mut Machine, &mut Procs) {
+        (&mut self.eager, &mut self.lazy, &mut self.procs)
+    }
+    /// The eager model and the mm table, to read directly.
+    pub(crate) fn eager_parts(&self) -> (&Machine, &Procs) {
+        (&self.eager, &self.procs)
+    }
+}
+
 /// The allocation and free totals of one model: all a step's deltas need, at half the
 /// copying of two `Counts` (this runs twice per model per event).
 struct Marks([Delta; 3]);

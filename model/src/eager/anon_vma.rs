@@ -367,3 +367,53 @@ impl AnonVmas {
         (0..self.avs.slots()).filter(|&i| !free[i as usize]).collect()
     }
 }
+
+/// One AV as `crate::seed` found it in a kernel topology; links are indices into the
+/// slice given to [`AnonVmas::seed`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SeedAv {
+    pub root: usize,
+    pub parent: usize,
+    /// The next (older) AV of every chain through this one, if any.
+    pub next: Option<usize>,
+    pub refcount: u32,
+    pub num_children: u32,
+    pub num_active_vmas: u32,
+    /// Holders of this AV's chain node: VMAs whose chain starts here, newer AVs whose
+    /// `next` it is, and a pin for links from outside the topology.
+    pub refs: u32,
+}
+
+// Seeding (`crate::seed`): objects made as a snapshot shows them, not by the rmap.c paths.
+// Kept apart from the rmap functions above.
+impl AnonVmas {
+    /// Make every AV of `avs` (counted as allocated); returns their ids, index for index.
+    /// Chains must be acyclic (`next` leads to a root).
+    pub(crate) fn seed(&mut self, avs: &[SeedAv]) -> Vec<u32> {
+        let ids: Vec<u32> = avs.iter().map(|_| self.avs.alloc()).collect();
+        for (s, &id) in avs.iter().zip(&ids) {
+            let a = self.m(id);
+            a.root = ids[s.root];
+            a.parent = ids[s.parent];
+            a.refcount = s.refcount;
+            a.num_children = s.num_children;
+            a.num_active_vmas = s.num_active_vmas;
+            a.next = s.next.map_or(NIL, |n| ids[n]);
+            a.refs = s.refs;
+            a.len = 0;
+        }
+        for &id in &ids {
+            let len = self.chain(id).count() as u32;
+            self.m(id).len = len;
+        }
+        self.av.add(avs.len() as u64);
+        ids
+    }
+
+    /// The fields a snapshot reads from AV `x`: (root, parent, refcount, num_children,
+    /// num_active_vmas) (`crate::seed`'s exporter).
+    pub(crate) fn fields(&self, x: u32) -> (u32, u32, u32, u32, u32) {
+        let a = self.get(x);
+        (a.root, a.parent, a.refcount, a.num_children, a.num_active_vmas)
+    }
+}

@@ -1,5 +1,5 @@
 //! `lazyvma snapshot`.
-use anyhow::bail;
+use anyhow::{bail, Context};
 use std::path::{Path, PathBuf};
 
 use crate::{cgroup, report, snapshot, sys};
@@ -26,6 +26,10 @@ pub struct Args {
     /// With --by-cgroup: this many cgroups keep their own row; the rest are summed into `other`.
     #[arg(long, value_name = "N", default_value_t = 20, requires = "by_cgroup", value_parser = clap::value_parser!(u64).range(1..))]
     pub cgroup_cap: u64,
+    /// Also write the pass's whole-system topology (processes, VMAs, chains, anon_vma
+    /// fields) as JSON to FILE: what `lazyvma_model::seed` builds a model from.
+    #[arg(long, value_name = "FILE")]
+    pub topology: Option<PathBuf>,
     /// Print one JSON object (a report document, see docs/report-schema.md) instead of tables.
     #[arg(short = 'j', long)]
     pub json: bool,
@@ -54,6 +58,10 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("snapshot")?;
     let pids = selection(&args)?;
     let snap = snapshot::run(btf, pids.as_deref(), args.vmas)?;
+    if let Some(path) = &args.topology {
+        let json = serde_json::to_vec(&snap.topology)?;
+        std::fs::write(path, json).with_context(|| format!("writing the topology to {}", path.display()))?;
+    }
     // Cgroups of every process the pass saw, not only the listed ones.
     let cgroups = if args.by_cgroup {
         report::cgroup::attribute(&snap.estimate.processes, &snap.sizes, args.cgroup_cap as usize)

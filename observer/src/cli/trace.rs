@@ -233,6 +233,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         Ok(()) => attached.extend(locks::TRACEPOINTS.map(String::from)),
         Err(e) => missing.extend(locks::TRACEPOINTS.map(|tp| (tp.to_string(), format!("{e}; anon_vma lock contention unavailable")))),
     }
+    let markers = marker_problem.is_none() && attached.iter().any(|t| t == "syscalls:sys_enter_madvise");
     if let Some(p) = marker_problem {
         missing.retain(|(tp, _)| tp != "syscalls:sys_enter_madvise");
         missing.push(("syscalls:sys_enter_madvise".into(), format!("{p}; phases unavailable")));
@@ -288,6 +289,13 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     meta::configure(&mut tracer, &about);
     if let Some(f) = tracer.feed.as_mut() {
         f.print = args.model_events;
+    }
+    // -p / --cgroup: the processes already running are seeded from one snapshot, now that
+    // the feed programs are attached (trace/seed.rs).
+    if matches!(scope, "pids" | "cgroup") {
+        if let Some(f) = tracer.feed.as_mut() {
+            f.seed = Some(crate::trace::seed::take(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers));
+        }
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {

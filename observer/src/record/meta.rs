@@ -102,6 +102,11 @@ pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
 /// trace fed it (those it refused left out: they changed nothing).
 fn rules_that_matter(t: &Tracer) -> Value {
     let Some(f) = &t.feed else { return Value::Null };
+    if !f.coverage.seeded.is_empty() {
+        // The events start from the seeded state, which a sweep's fresh model lacks
+        // (`"model"."knob_sweep"` says so).
+        return Value::Null;
+    }
     let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
     match sweep::sweep(&events, f.kernel(), &t.knobs) {
         Ok(s) => serde_json::to_value(s).unwrap_or(Value::Null),

@@ -4,7 +4,7 @@ pub mod reader;
 pub mod render;
 
 use lazyvma_model::snapshot::{classify, Counts, Estimate, LazyState, ProcessEstimate};
-use lazyvma_model::topology::VmaTopo;
+use lazyvma_model::topology::{Topology, VmaTopo};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -51,6 +51,8 @@ pub struct Report {
     pub vmas: BTreeMap<u32, Vec<(VmaTopo, LazyState)>>,
     /// Chain length → VMAs with an anon_vma and that many chain entries (whole system).
     pub chain_lens: BTreeMap<u32, u64>,
+    /// What the pass read (whole system): `--topology` writes it, `seed` builds a model from it.
+    pub topology: Topology,
 }
 
 /// Slot size of the slab cache when readable (what /proc/slabinfo's "active KB" uses),
@@ -128,5 +130,5 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool) -> an
     }
     let slab = ["anon_vma", "anon_vma_chain", "vm_area_struct"].map(slab_check).to_vec();
     let phases_ms = [("btf", btf_ms), ("load", load_ms), ("iterate_and_estimate", elapsed_ms - btf_ms - load_ms)];
-    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0, vmas, chain_lens })
+    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0, vmas, chain_lens, topology: topo })
 }

@@ -1,6 +1,6 @@
 //! Load the `iter/task_vma` program with this kernel's offsets and read one full pass.
 use anyhow::Context;
-use aya::programs::Iter;
+use aya::{programs::Iter, Ebpf};
 use std::{io::Read, path::Path};
 
 use crate::load::{
@@ -14,6 +14,13 @@ const PROGRAM: &str = "snapshot_task_vma";
 /// (verifier included) took in ms.
 pub fn read_pass(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<(Vec<u8>, f64)> {
     let t0 = std::time::Instant::now();
+    let mut bpf = load(offsets, btf_path)?;
+    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    Ok((read(&mut bpf)?, load_ms))
+}
+
+/// The object with the iterator program loaded (the verifier's part), ready to `read`.
+pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> {
     let mut loader = aya::EbpfLoader::new();
     for (name, value) in &offsets.globals {
         loader.override_global(name, value, true);
@@ -30,11 +37,16 @@ pub fn read_pass(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<(
         .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
         .try_into()?;
     prog.load("task_vma", &btf).context("loading iter/task_vma (the verifier refused it?)")?;
-    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
+    Ok(bpf)
+}
+
+/// One pass of a loaded iterator: attach, read to the end.
+pub fn read(bpf: &mut Ebpf) -> anyhow::Result<Vec<u8>> {
+    let prog: &mut Iter = bpf.program_mut(PROGRAM).context("iter/task_vma not loaded")?.try_into()?;
     let link = prog.attach().context("attaching iter/task_vma")?;
     let link = prog.take_link(link)?;
     let mut file = link.into_file().context("creating the iterator")?;
     let mut bytes = Vec::with_capacity(1 << 20);
     file.read_to_end(&mut bytes).context("reading the iter/task_vma stream")?;
-    Ok((bytes, load_ms))
+    Ok(bytes)
 }

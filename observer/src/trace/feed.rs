@@ -4,13 +4,15 @@
 //! series save?", both per (process, phase) like the observed tally.
 //!
 //! A process is modelled once its whole address space has been seen built: from its fork
-//! by a modelled parent, or from its exec. Processes already running when the trace began
-//! (-p) and children sharing their parent's mm (vfork, CLONE_VM) are not, until they exec.
+//! by a modelled parent, or from its exec, or seeded from the snapshot taken at the start
+//! (-p, --cgroup: `trace/seed.rs`). Children sharing their parent's mm (vfork, CLONE_VM)
+//! are not, until they exec.
 //! The exec image's VMAs (no syscall made them) are learnt from the kernel's own bounds
 //! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
 //! the same records gives the same events.
 use super::{
     pids::Tree,
+    seed::Pending,
     slab::{At, Counts, Kind, Sizes},
 };
 use lazyvma_model::{
@@ -115,6 +117,10 @@ pub struct Coverage {
     pub find_vma_errors: Vec<u32>,
     pub model_errors: u64,
     pub first_error: Option<String>,
+    /// Processes running before the trace, seeded from a snapshot at its start (tgids), and
+    /// those that could not be, with why (`trace/seed.rs`).
+    pub seeded: Vec<u32>,
+    pub not_seeded: BTreeMap<u32, String>,
     /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
     pub incomplete: Vec<String>,
 }
@@ -164,6 +170,10 @@ pub struct Feed {
     pairing: HashMap<u32, Pairing>,
     /// Tasks created with CLONE_VM but not CLONE_THREAD: they share their parent's mm.
     shared_mm: HashSet<u32>,
+    /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
+    pub seed: Option<Pending>,
+    /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
+    pub seeded_live: [i64; 4],
 }
 
 /// (major, minor) of a `uname -r` string.
@@ -221,6 +231,8 @@ impl Feed {
             in_exec: HashMap::new(),
             pairing: HashMap::new(),
             shared_mm: HashSet::new(),
+            seed: None,
+            seeded_live: [0; 4],
         }
     }
 
@@ -319,6 +331,10 @@ impl Feed {
     /// A process joined the tree at `child` (`sched_process_fork`, after `dup_mmap`).
     pub fn fork(&mut self, tree: &Tree, child: usize) {
         let c = tree.get(child);
+        if let Some(p) = c.parent {
+            self.touched(tree.get(p).tgid, "a fork");
+            self.touched(c.tgid, "its fork");
+        }
         let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
         if self.shared_mm.remove(&c.tgid) {
             return; // no dup_mmap; modelled from its exec
@@ -331,6 +347,7 @@ impl Feed {
     /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
     /// argv copy. An unmodelled process starts being modelled here.
     pub fn exec(&mut self, tree: &Tree, tgid: u32) {
+        self.touched(tgid, "an exec");
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
@@ -350,6 +367,7 @@ impl Feed {
 
     /// The last thread of `proc` left: its mm is torn down.
     pub fn exit(&mut self, tree: &Tree, proc: usize) {
+        self.touched(tree.get(proc).tgid, "an exit");
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
         if self.procs.remove(&proc).is_none() {
             return;
@@ -361,6 +379,7 @@ impl Feed {
     /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares (x86: the
     /// fault address comes from the `exceptions` tracepoints).
     pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
+        self.touched(ev.tgid, "a first fault (anon_vma_prepare)");
         // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
         if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
             return;
@@ -394,6 +413,7 @@ impl Feed {
         if !self.from_hooks || ret != 0 {
             return;
         }
+        self.touched(tgid, "a first fault (anon_vma_prepare)");
         let ev = PrepareVma {
             kind: EV_PREPARE_VMA,
             pid,
@@ -484,6 +504,8 @@ impl Feed {
 
     /// A VMA syscall returned in a traced thread.
     pub fn syscall(&mut self, tree: &Tree, ev: &SyscallEvent) {
+        let name = SYSCALL_NAMES.get((ev.slot & !SYS_ENTER) as usize).copied().unwrap_or("a VMA syscall");
+        self.touched(ev.tgid, name);
         if ev.slot & SYS_ENTER != 0 {
             // execve began: any process of the tree, modelled or about to be.
             if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
@@ -587,13 +609,23 @@ impl Feed {
     /// Processes of the tree never modelled (running before the trace, or vfork children
     /// that did not exec).
     pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
+        if let Some(mut p) = self.seed.take() {
+            p.unseeded("the snapshot's end marker was not seen (ring buffer records lost?)");
+            self.coverage.not_seeded = p.reasons;
+        }
         let ever: HashSet<usize> = self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).collect();
         let pids: HashSet<Pid> = self.events.iter().filter_map(|e| match e {
             Event::Spawn { pid } => Some(*pid),
             Event::Fork { child, .. } => Some(*child),
             _ => None,
         }).collect();
-        self.coverage.not_modelled = tree.procs.iter().filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc))).map(|p| p.tgid).collect();
+        let seeded = &self.coverage.seeded;
+        self.coverage.not_modelled = tree
+            .procs
+            .iter()
+            .filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc)) && !seeded.contains(&p.tgid))
+            .map(|p| p.tgid)
+            .collect();
         if lost > 0 {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
@@ -605,6 +637,41 @@ impl Feed {
                 self.coverage.incomplete.push(format!("{tp} not attached"));
             }
         }
+    }
+}
+
+// Seeding from a snapshot at the start (`trace/seed.rs`).
+impl Feed {
+    fn touched(&mut self, tgid: u32, what: &str) {
+        if let Some(p) = self.seed.as_mut() {
+            p.touched(tgid, what);
+        }
+    }
+
+    /// A phase marker from `tgid`: lazyvma's own bracket the snapshot pass.
+    pub fn seed_marker(&mut self, tree: &Tree, tgid: u32, id: u32) {
+        let Some(p) = self.seed.as_mut().filter(|p| p.tgid == tgid) else { return };
+        if id == super::seed::START {
+            p.inside = true;
+            return;
+        }
+        if id != super::seed::END {
+            return;
+        }
+        let p = self.seed.take().expect("pending");
+        let fresh = self.procs.is_empty() && self.events.is_empty();
+        let out = p.end(tree, self.kernel, fresh);
+        if let Some(pair) = out.pair {
+            let (e, l) = pair.counts();
+            self.seeded_live = [e.anon_vma.live, e.anon_vma_chain.live, l.anon_vma.live, l.anon_vma_chain.live].map(|n| n as i64);
+            self.pair = pair;
+        }
+        for (proc, tgid) in out.seeded {
+            self.procs.insert(proc, Proc::default());
+            self.coverage.modelled += 1;
+            self.coverage.seeded.push(tgid);
+        }
+        self.coverage.not_seeded = out.reasons;
     }
 }
 

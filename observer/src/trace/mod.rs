@@ -16,6 +16,7 @@ pub mod opstats;
 pub mod pids;
 pub mod reason;
 pub mod render;
+pub mod seed;
 pub mod slab;
 pub mod stats;
 pub mod symbols;
@@ -179,7 +180,13 @@ impl Tracer {
                     }
                 }
             }
-            EV_MARKER => self.tree.marker(ev.tgid, (ev.ptr - MARKER_BASE) as u32),
+            EV_MARKER => {
+                let id = (ev.ptr - MARKER_BASE) as u32;
+                if let Some(f) = self.feed.as_mut() {
+                    f.seed_marker(&self.tree, ev.tgid, id);
+                }
+                self.tree.marker(ev.tgid, id);
+            }
             EV_LOCK_BEGIN | EV_LOCK_END => self.locks.record(ev, &mut self.tree),
             _ => self.malformed += 1,
         }

@@ -41,7 +41,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     } else {
         vec![]
     };
-    json!({
+    let mut v = json!({
         "events": if events { Value::from(listed) } else { Value::Null },
         "fed": true,
         "kernel_rules": f.kernel().name(),
@@ -49,6 +49,9 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "incomplete": c.incomplete,
         "processes_modelled": c.modelled,
         "not_modelled": c.not_modelled,
+        // -p / --cgroup: processes seeded from the snapshot at the start, and why not others.
+        "seeded": c.seeded,
+        "not_seeded": c.not_seeded,
         "events_fed": c.events_fed,
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
@@ -58,7 +61,13 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "find_vma_errors": c.find_vma_errors,
         "model_errors": c.model_errors,
         "first_model_error": c.first_error,
-    })
+    });
+    if !c.seeded.is_empty() {
+        let b = f.seeded_live;
+        v["seeded_live"] = json!({ "eager": { "anon_vma": b[0], "anon_vma_chain": b[1] }, "lazy": { "anon_vma": b[2], "anon_vma_chain": b[3] } });
+        v["knob_sweep"] = json!("not run: the model was seeded from a snapshot at the start; a sweep would need a seed per knob value");
+    }
+    v
 }
 
 /// `lazy_rules` and, when the model was not fed, why (null, never a row of zeros).
@@ -73,10 +82,17 @@ fn net(a: &AllocFree) -> i64 {
     a.alloc as i64 - a.free as i64
 }
 
+/// Live (eager AV, eager AVC, lazy AV, lazy AVC) in the model now: what the trace fed it,
+/// over what it was seeded with.
+pub fn live_now(f: &Feed) -> [i64; 4] {
+    let b = f.seeded_live;
+    [b[0] + net(&f.eager.anon_vma), b[1] + net(&f.eager.anon_vma_chain), b[2] + net(&f.lazy.anon_vma), b[3] + net(&f.lazy.anon_vma_chain)]
+}
+
 /// Bytes of live anon_vma + anon_vma_chain objects eager holds beyond lazy.
 fn saved(f: &Feed, s: &Sizes) -> i64 {
-    let b = |c: &Counts| net(&c.anon_vma) * s.anon_vma as i64 + net(&c.anon_vma_chain) * s.anon_vma_chain as i64;
-    b(&f.eager) - b(&f.lazy)
+    let l = live_now(f);
+    (l[0] - l[2]) * s.anon_vma as i64 + (l[1] - l[3]) * s.anon_vma_chain as i64
 }
 
 pub const LIVE_HEAD: &str = "eager AV   AVC   lazy AV   AVC   saved B";
@@ -84,14 +100,8 @@ pub const LIVE_HEAD: &str = "eager AV   AVC   lazy AV   AVC   saved B";
 /// The model's live objects so far (traced tree), and what lazy saves of them.
 pub fn live(feed: Option<&Feed>, s: &Sizes) -> String {
     let Some(f) = feed else { return "(not modelled)".into() };
-    format!(
-        "{:>8} {:>5} {:>9} {:>5} {:>9}",
-        net(&f.eager.anon_vma),
-        net(&f.eager.anon_vma_chain),
-        net(&f.lazy.anon_vma),
-        net(&f.lazy.anon_vma_chain),
-        saved(f, s)
-    )
+    let l = live_now(f);
+    format!("{:>8} {:>5} {:>9} {:>5} {:>9}", l[0], l[1], l[2], l[3], saved(f, s))
 }
 
 fn af(c: &Counts) -> String {
@@ -128,6 +138,12 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
         "model fed {} events for {} processes; not modelled: {:?}; faults not placed {}; layout mismatches {}",
         c.events_fed, c.modelled, c.not_modelled, c.faults_not_placed, c.layout_mismatches
     )?;
+    if !c.seeded.is_empty() || !c.not_seeded.is_empty() {
+        writeln!(out, "seeded from the snapshot at the start: {:?}", c.seeded)?;
+        for (tgid, why) in &c.not_seeded {
+            writeln!(out, "not seeded: {tgid}: {why}")?;
+        }
+    }
     if !c.unmodelled.is_empty() {
         writeln!(out, "unmodelled syscalls: {:?}", c.unmodelled)?;
     }

@@ -3,6 +3,7 @@
 //! and when a chunk is full), at the chunk's ms stamp, so its replay, one point per records
 //! chunk, draws the same timeline. Live = allocations − frees so far in the traced
 //! scope: objects that existed before the trace are not in it, so it can go below zero.
+//! The model's columns count what a seed (-p, --cgroup) gave it too: live objects, never negative.
 use super::slab::Counts;
 use serde_json::{json, Value};
 
@@ -31,7 +32,12 @@ pub struct Point {
 
 impl Point {
     fn of(t_ms: u64, t: &super::Tracer) -> Point {
-        Point { t_ms, observed_live: Net::of(&t.tally.total), model_live: t.feed.as_ref().map(|f| (Net::of(&f.eager), Net::of(&f.lazy))) }
+        // The model's live objects include what a seed (-p) gave it: never below zero.
+        let model = |f: &super::feed::Feed| {
+            let l = super::model_view::live_now(f);
+            (Net { anon_vma: l[0], anon_vma_chain: l[1] }, Net { anon_vma: l[2], anon_vma_chain: l[3] })
+        };
+        Point { t_ms, observed_live: Net::of(&t.tally.total), model_live: t.feed.as_ref().map(model) }
     }
 }
 

@@ -1,0 +1,213 @@
+//! The eager side of a seed: the kernel's objects as the topology shows them, checked
+//! (`check_processes`), and indexed with what the topology accounts for (`build`).
+use std::collections::HashMap;
+
+use super::{Built, SeedError};
+use crate::eager::anon_vma::SeedAv;
+use crate::eager::vma::ADDR_LIMIT;
+use crate::event::{Pid, PAGE_SIZE, PGOFF_BITS};
+use crate::kernel::Kernel;
+use crate::topology::{AnonVmaInfo, Topology};
+
+/// What each process alone must satisfy: VMAs the model can hold, chains seen whole,
+/// anon_vmas present, root last.
+pub(super) fn check_processes(topo: &Topology) -> Result<(), SeedError> {
+    let mut pids = std::collections::HashSet::new();
+    for p in &topo.processes {
+        if !pids.insert(p.pid) {
+            return Err(SeedError::Process { pid: p.pid, what: "listed twice".into() });
+        }
+        let mut last_end = 0;
+        for v in &p.vmas {
+            let err = |what: String| SeedError::Vma { pid: p.pid, start: v.start, what };
+            if v.start % PAGE_SIZE != 0 || v.end % PAGE_SIZE != 0 || v.start >= v.end || v.end > ADDR_LIMIT {
+                return Err(err(format!("bounds {:#x}..{:#x} the model cannot hold", v.start, v.end)));
+            }
+            if v.start < last_end {
+                return Err(err("overlaps or precedes the VMA before it".into()));
+            }
+            last_end = v.end;
+            if v.pgoff + (v.end - v.start) / PAGE_SIZE > 1 << PGOFF_BITS {
+                return Err(err(format!("pgoff {:#x} is above the model's 2^{PGOFF_BITS}", v.pgoff)));
+            }
+            if v.chain.len() < v.chain_len as usize {
+                return Err(err(format!("chain cut short: {} of {} entries seen", v.chain.len(), v.chain_len)));
+            }
+            if v.chain.len() > v.chain_len as usize {
+                return Err(err(format!("{} chain entries but chain_len {}", v.chain.len(), v.chain_len)));
+            }
+            let Some(&root) = v.chain.last() else {
+                if let Some(av) = v.anon_vma {
+                    return Err(err(format!("anon_vma {av:#x} but an empty chain")));
+                }
+                continue;
+            };
+            let Some(av) = v.anon_vma else {
+                return Err(err("a chain but no anon_vma".into()));
+            };
+            if !v.chain.contains(&av) {
+                return Err(err(format!("anon_vma {av:#x} is not in its own chain")));
+            }
+            for (i, a) in v.chain.iter().enumerate() {
+                let info = topo.anon_vmas.get(a).ok_or_else(|| err(format!("anon_vma {a:#x} of its chain is missing from the topology")))?;
+                if info.root != root {
+                    return Err(err(format!("anon_vma {a:#x} has root {:#x}, its chain ends at {root:#x}", info.root)));
+                }
+                if v.chain[..i].contains(a) {
+                    return Err(err(format!("anon_vma {a:#x} twice in its chain")));
+                }
+            }
+            if topo.anon_vmas[&root].parent != root {
+                return Err(err(format!("root {root:#x} has a parent")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// anon_vma index by address, with the pid that first linked it.
+struct Index {
+    of: HashMap<u64, usize>,
+    addrs: Vec<u64>,
+    first_pid: Vec<Pid>,
+}
+
+pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError> {
+    let mut ix = Index { of: HashMap::new(), addrs: Vec::new(), first_pid: Vec::new() };
+    for p in &topo.processes {
+        for v in &p.vmas {
+            for &a in &v.chain {
+                ix.of.entry(a).or_insert_with(|| {
+                    ix.addrs.push(a);
+                    ix.first_pid.push(p.pid);
+                    ix.addrs.len() - 1
+                });
+            }
+        }
+    }
+    let n = ix.addrs.len();
+    let info: Vec<&AnonVmaInfo> = ix.addrs.iter().map(|a| &topo.anon_vmas[a]).collect();
+    let av_err = |i: usize, what: String| SeedError::AnonVma { pid: ix.first_pid[i], av: ix.addrs[i], what };
+    // The chain after each anon_vma is the same in every chain through it (the kernel
+    // builds chains by cloning whole chains and putting one new anon_vma in front).
+    let mut next: Vec<Option<Option<usize>>> = vec![None; n];
+    let mut heads = vec![0u32; n];
+    let mut active = vec![0u32; n];
+    let mut vmas = Vec::with_capacity(topo.processes.len());
+    let mut chain_of_av: HashMap<usize, &[u64]> = HashMap::new();
+    for p in &topo.processes {
+        let mut pv = Vec::with_capacity(p.vmas.len());
+        for v in &p.vmas {
+            if v.chain.is_empty() {
+                pv.push((None, None));
+                continue;
+            }
+            let idx: Vec<usize> = v.chain.iter().map(|a| ix.of[a]).collect();
+            for (k, &x) in idx.iter().enumerate() {
+                let after = idx.get(k + 1).copied();
+                match next[x] {
+                    None => next[x] = Some(after),
+                    Some(seen) if seen != after => {
+                        let what = format!("chain continues with {:#x} here but {:#x} elsewhere", v.chain.get(k + 1).copied().unwrap_or(0), seen.map_or(0, |s| ix.addrs[s]));
+                        return Err(SeedError::Vma { pid: p.pid, start: v.start, what });
+                    }
+                    Some(_) => {}
+                }
+            }
+            let av = ix.of[&v.anon_vma.expect("checked")];
+            match chain_of_av.get(&av) {
+                Some(c) if *c != v.chain.as_slice() => {
+                    let what = format!("shares anon_vma {:#x} with a VMA of another chain", ix.addrs[av]);
+                    return Err(SeedError::Vma { pid: p.pid, start: v.start, what });
+                }
+                _ => {
+                    chain_of_av.insert(av, &v.chain);
+                }
+            }
+            heads[idx[0]] += 1;
+            active[av] += 1;
+            pv.push((Some(idx[0]), Some(av)));
+        }
+        vmas.push(pv);
+    }
+    let mut nexts = vec![0u32; n];
+    let mut children = vec![0u32; n];
+    let mut rooted = vec![0u32; n];
+    let mut parent = vec![0usize; n];
+    for x in 0..n {
+        if let Some(Some(y)) = next[x] {
+            nexts[y] += 1;
+        }
+        let i = info[x];
+        let p = *ix.of.get(&i.parent).ok_or_else(|| av_err(x, format!("parent {:#x} is missing from the topology", i.parent)))?;
+        // anon_vma_fork clones the parent VMA's chain, which holds the parent, behind the
+        // child: every chain through an anon_vma holds its parent after it.
+        if !std::iter::successors(Some(x), |&y| next[y].flatten()).any(|y| y == p) {
+            return Err(av_err(x, format!("parent {:#x} is not on its chain", i.parent)));
+        }
+        parent[x] = p;
+        if p != x {
+            children[p] += 1;
+            rooted[ix.of[&i.root]] += 1;
+        }
+    }
+    let mut eager = Vec::with_capacity(n);
+    let mut seen = Vec::with_capacity(n);
+    for x in 0..n {
+        let i = info[x];
+        let root = ix.of[&i.root];
+        // The root's self-parent link counts once in its num_children.
+        let seen_children = children[x] + u32::from(root == x);
+        let (nc, na) = match i.degree {
+            Some(d) if kernel == Kernel::Pre6_0 => {
+                let d = u32::try_from(d).map_err(|_| av_err(x, format!("degree {d} out of range")))?;
+                let seen = seen_children + active[x];
+                if d < seen {
+                    return Err(av_err(x, format!("degree {d} but {seen} holders in the topology")));
+                }
+                // Outside holders cannot be told apart: the reuse test reads only the sum.
+                (seen_children, active[x] + (d - seen))
+            }
+            Some(_) => return Err(av_err(x, format!("a pre-6.0 `degree` field, but kernel rules {}", kernel.name()))),
+            None => {
+                let c = u32::try_from(i.num_children).map_err(|_| av_err(x, "num_children out of range".into()))?;
+                let a = u32::try_from(i.num_active_vmas).map_err(|_| av_err(x, "num_active_vmas out of range".into()))?;
+                if c < seen_children || a < active[x] {
+                    let what = format!("num_children {c} / num_active_vmas {a}, but the topology shows {seen_children} / {}", active[x]);
+                    return Err(av_err(x, what));
+                }
+                (c, a)
+            }
+        };
+        let outside = nc > seen_children || na > active[x];
+        let holders = 1 + rooted[x];
+        let refcount = u32::try_from(i.refcount).ok().filter(|&r| r >= holders);
+        let refcount = refcount.ok_or_else(|| av_err(x, format!("refcount {} below its {holders} holders in the topology", i.refcount)))?;
+        seen.push(SeenCounts { children: seen_children.min(nc), active: active[x].min(na), holders, pinned: outside });
+        eager.push(SeedAv {
+            root,
+            parent: parent[x],
+            next: next[x].flatten(),
+            refcount,
+            num_children: nc,
+            num_active_vmas: na,
+            refs: heads[x] + nexts[x] + u32::from(outside),
+        });
+    }
+    Ok(Built { eager, vmas, seen })
+}
+
+
+/// What the topology itself shows of one eager anon_vma.
+pub(super) struct SeenCounts {
+    /// `num_children` the topology accounts for (the root's self link included).
+    pub children: u32,
+    /// `num_active_vmas` it accounts for (pre-6.0: outside holders went to the kernel's
+    /// count, see `build`).
+    pub active: u32,
+    /// References it accounts for: the initial one, and one per non-root anon_vma rooted here.
+    pub holders: u32,
+    /// Linked from outside the topology: its chain node never empties here.
+    pub pinned: bool,
+}
+

@@ -1,0 +1,231 @@
+//! A [`Pair`] built from a snapshot [`Topology`] instead of an event stream: what the
+//! model needs to follow processes that were already running (issue 3; `trace -p`).
+//!
+//! * EAGER holds every anon_vma and chain exactly as the kernel showed them: the same
+//!   chains (newest first, root last), `root`, `parent`, `refcount`, `num_children` and
+//!   `num_active_vmas`, so later forks reuse, and exits free, as the kernel would.
+//! * LAZY holds the state `snapshot::classify` gives each VMA (NONE, LAZY, TREE,
+//!   TREE_PARENT with the chain `snapshot` documents), so its live counts equal
+//!   `snapshot::estimate`'s lazy ones. Its anon_vma fields are recomputed over its own
+//!   chains; a TREE_PARENT VMA drops its chain head when that is its own anon_vma.
+//!
+//! Links from outside the topology (a snapshot of some processes of a fork family): an
+//! anon_vma whose `num_active_vmas` or `num_children` exceeds what the topology shows is
+//! linked from elsewhere, so its chain node is pinned (never emptied by the modelled
+//! processes), and `refcount` beyond the topology's holders (other processes' anon_vmas,
+//! KSM, transient pins) is kept and never dropped. A link from outside that neither count
+//! shows (an outside VMA whose chain passes through an anon_vma it neither uses nor
+//! descends from: the ancestor-reuse case of spec §1.4) is not seen: seed whole families.
+//!
+//! Refused, never guessed ([`SeedError`], naming the pid and VMA): a chain cut short, an
+//! anon_vma referenced but missing, a chain whose root is not last or spans two roots, two
+//! chains disagreeing on what follows an anon_vma, a VMA whose anon_vma is not in its own
+//! chain, counts below what the topology shows, VMAs the model cannot hold.
+//!
+//! Not knowable from a snapshot, so set by rule: a LAZY VMA owns its folios (lazy folio
+//! pins on a later merge of split pieces may differ: vm_area_struct counts only), history
+//! bits are SEEN only, and a TREE_PARENT VMA has no lazy folios.
+mod eager;
+mod export;
+mod lazy;
+
+pub use export::to_topology;
+
+use eager::{build, check_processes, SeenCounts};
+use lazy::lazy_avs;
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::eager::anon_vma::{SeedAv, NIL};
+use crate::eager::vma::{Mm, Vma, LAZY_FOLIOS};
+use crate::eager::{EAGER, LAZY};
+use crate::event::{vm, Pid};
+use crate::kernel::Kernel;
+use crate::knobs::Knobs;
+use crate::lazy::history::bit;
+use crate::pair::Pair;
+use crate::snapshot::{self, LazyState, SnapshotError};
+use crate::topology::{AnonVmaInfo, Topology};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SeedError {
+    #[error("pid {pid} VMA {start:#x}: {what}")]
+    Vma { pid: Pid, start: u64, what: String },
+    #[error("pid {pid}: {what}")]
+    Process { pid: Pid, what: String },
+    #[error("anon_vma {av:#x} (first linked by pid {pid}): {what}")]
+    AnonVma { pid: Pid, av: u64, what: String },
+    #[error(transparent)]
+    Knob(#[from] SnapshotError),
+}
+
+impl SeedError {
+    /// The process the error is about.
+    pub fn pid(&self) -> Option<Pid> {
+        match self {
+            SeedError::Vma { pid, .. } | SeedError::Process { pid, .. } | SeedError::AnonVma { pid, .. } => Some(*pid),
+            SeedError::Knob(_) => None,
+        }
+    }
+}
+
+/// What a seed built, and what it left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SeedReport {
+    /// Processes seeded, in topology order.
+    pub seeded: Vec<Pid>,
+    /// Processes left out (only with [`Seed::skip_bad`]) and why.
+    pub skipped: Vec<(Pid, String)>,
+    pub vmas: u64,
+    /// anon_vmas whose chain node is pinned by links from outside the topology.
+    pub pinned: u64,
+    /// VMAs per lazy state: none, lazy, tree, tree_parent.
+    pub states: [u64; 4],
+}
+
+/// How to seed: the kernel's rules, the lazy knobs, and whether a process the seed must
+/// refuse fails the whole seed or is left out.
+#[derive(Clone, Copy, Debug)]
+pub struct Seed {
+    pub kernel: Kernel,
+    pub knobs: Knobs,
+    pub skip_bad: bool,
+}
+
+impl Pair {
+    /// Both halves' state from `topo` (strict: any refusal fails the seed).
+    pub fn from_topology(topo: &Topology, kernel: Kernel, knobs: Knobs) -> Result<(Pair, SeedReport), SeedError> {
+        Seed { kernel, knobs, skip_bad: false }.run(topo)
+    }
+}
+
+/// kernel vm_flags → the model's flags (include/linux/mm.h, the same on 6.1 and 6.18).
+pub const VM_FLAGS: [(u64, u8); 7] = [
+    (0x1, vm::READ),
+    (0x2, vm::WRITE),
+    (0x4, vm::EXEC),
+    (0x8, vm::SHARED),
+    (0x20000, vm::DONTCOPY),
+    (0x2000000, vm::WIPEONFORK),
+    (0x80000000, vm::MERGEABLE),
+];
+
+pub fn model_flags(vm_flags: u64) -> u8 {
+    VM_FLAGS.iter().filter(|(k, _)| vm_flags & k != 0).fold(0, |f, (_, m)| f | m)
+}
+
+/// The eager structure of a topology: anon_vmas by index, and per VMA its chain head and
+/// anon_vma (indices).
+struct Built {
+    eager: Vec<SeedAv>,
+    /// Per process, per VMA: (chain head, vma->anon_vma).
+    vmas: Vec<Vec<(Option<usize>, Option<usize>)>>,
+    /// Per anon_vma: what the topology itself shows of it.
+    seen: Vec<SeenCounts>,
+}
+
+impl Seed {
+    /// Seed every process of `topo`.
+    pub fn run(&self, topo: &Topology) -> Result<(Pair, SeedReport), SeedError> {
+        self.run_some(topo, None)
+    }
+
+    /// Seed the processes `pids` (all when `None`) of `topo`. Lazy states are read off the
+    /// whole topology, as `snapshot` does: a parent whose child is not seeded is still TREE.
+    pub fn run_some(&self, topo: &Topology, pids: Option<&[Pid]>) -> Result<(Pair, SeedReport), SeedError> {
+        let all: Vec<(Pid, Pid)> = match pids {
+            Some(p) => p.iter().map(|&p| (p, p)).collect(),
+            None => topo.processes.iter().map(|p| (p.pid, p.pid)).collect(),
+        };
+        self.run_mapped(topo, &all)
+    }
+
+    /// `run_some` with each process renamed in the model: `(topology pid, model pid)`
+    /// (`trace` names processes by its own index). Reports and errors name topology pids.
+    pub fn run_mapped(&self, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<(Pair, SeedReport), SeedError> {
+        // The knobs a snapshot's classification supports.
+        snapshot::estimate(&Topology::default(), &self.knobs)?;
+        let mut states: HashMap<Pid, Vec<LazyState>> =
+            topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).collect();
+        let mut topo = topo.clone();
+        topo.processes.retain(|p| pids.iter().any(|&(t, _)| t == p.pid));
+        topo.anon_vmas = reachable(&topo);
+        let mut skipped = Vec::new();
+        let built = loop {
+            match check_processes(&topo).and_then(|()| build(&topo, self.kernel)) {
+                Ok(b) => break b,
+                Err(e) => match e.pid().filter(|&pid| self.skip_bad && topo.processes.iter().any(|p| p.pid == pid)) {
+                    Some(pid) => {
+                        skipped.push((pid, e.to_string()));
+                        topo.processes.retain(|p| p.pid != pid);
+                        topo.anon_vmas = reachable(&topo);
+                    }
+                    None => return Err(e),
+                },
+            }
+        };
+        let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
+        let mut pair = Pair::new(self.kernel, self.knobs);
+        let mut report = SeedReport { skipped, ..Default::default() };
+        let lazy = lazy_avs(&built, &topo, &states, self.knobs.lazy_enabled);
+        report.pinned = built.seen.iter().filter(|s| s.pinned).count() as u64;
+        let (eager_m, lazy_m, procs) = pair.parts_mut();
+        let eager_ids = eager_m.core.avs.seed(&built.eager);
+        let lazy_ids = lazy_m.core.avs.seed(&lazy.avs);
+        let (mut avc_e, mut avc_l) = (0u64, 0u64);
+        for ((p, vmas), st) in topo.processes.iter().zip(&built.vmas).zip(&states) {
+            let mut mms = [Mm::default(), Mm::default()];
+            for ((v, &(head, av)), &s) in p.vmas.iter().zip(vmas).zip(st) {
+                let s = if self.knobs.lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
+                report.states[s as usize] += 1;
+                let plain = Vma::new(v.start, v.end, v.pgoff, model_flags(v.flags));
+                let mut e = plain;
+                if let (Some(h), Some(a)) = (head, av) {
+                    e.chain = eager_ids[h];
+                    e.av = eager_ids[a];
+                    avc_e += u64::from(v.chain_len);
+                }
+                let mut l = plain;
+                match s {
+                    LazyState::None => {}
+                    LazyState::Lazy => {
+                        l.add_flags(LAZY_FOLIOS);
+                        l.set_hist(bit::SEEN);
+                        l.set_owner(true);
+                    }
+                    LazyState::Tree | LazyState::TreeParent => {
+                        let (h, a) = lazy.chain_of(&built, head, av, s);
+                        l.chain = h.map_or(NIL, |h| lazy_ids[h]);
+                        l.av = a.map_or(NIL, |a| lazy_ids[a]);
+                        avc_l += h.map_or(0, |h| lazy.len[h]);
+                    }
+                }
+                mms[EAGER].vmas.push(e);
+                mms[LAZY].vmas.push(l);
+            }
+            report.vmas += p.vmas.len() as u64;
+            report.seeded.push(p.pid);
+            let model_pid = pids.iter().find(|&&(t, _)| t == p.pid).map_or(p.pid, |&(_, m)| m);
+            procs.insert(model_pid, mms);
+        }
+        for (m, avc) in [(eager_m, avc_e), (lazy_m, avc_l)] {
+            m.core.avs.avc.add(avc);
+            m.core.vma.add(report.vmas);
+        }
+        Ok((pair, report))
+    }
+}
+
+/// Every anon_vma the topology's chains still reach.
+fn reachable(topo: &Topology) -> BTreeMap<u64, AnonVmaInfo> {
+    let mut out = BTreeMap::new();
+    for v in topo.processes.iter().flat_map(|p| &p.vmas) {
+        for a in &v.chain {
+            if let Some(i) = topo.anon_vmas.get(a) {
+                out.insert(*a, i.clone());
+            }
+        }
+    }
+    out
+}
+

@@ -1,0 +1,261 @@
+//! A Pair seeded from a topology behaves as the Pair the topology was read from.
+//!
+//! Round trip: run a random stream, export the eager half as a snapshot would read it
+//! (`seed::to_topology`), seed a new Pair from it, apply the same further events to both.
+//! EAGER must match exactly, always. LAZY is seeded from `snapshot::classify`, which cannot
+//! see history (a parent whose children exited stays TREE in lazy, the snapshot calls it
+//! LAZY): its live counts equal the snapshot estimate always, and it follows the original
+//! exactly when the original's lazy VMAs are where classify puts them.
+use lazyvma_model::counts::Counts;
+use lazyvma_model::eager::State;
+use lazyvma_model::event::{vm, Advice, Event, FaultKind, RmapCaller, PAGE_SIZE};
+use lazyvma_model::kernel::Kernel;
+use lazyvma_model::knobs::Knobs;
+use lazyvma_model::pair::Pair;
+use lazyvma_model::seed::{self, Seed, SeedError};
+use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
+use proptest::prelude::*;
+
+const PIDS: u32 = 4;
+const SLOTS: u64 = 6;
+
+fn addr(slot: u64, page: u64) -> u64 {
+    0x1000_0000 + slot * 4 * PAGE_SIZE + page * PAGE_SIZE
+}
+
+/// Events with no KSM: a KSM reference is history the snapshot shows only as a refcount
+/// (seeded as an outside holder that never lets go).
+fn event() -> impl Strategy<Value = Event> {
+    let pid = 1..=PIDS;
+    prop_oneof![
+        4 => (pid.clone(), 0..SLOTS, 1..=4u64, 0..3u8).prop_map(|(pid, s, pages, p)| Event::Map {
+            pid,
+            start: addr(s, 0),
+            pages,
+            flags: [vm::READ | vm::WRITE, vm::READ | vm::WRITE | vm::EXEC, vm::READ][p as usize],
+        }),
+        6 => (pid.clone(), 0..SLOTS, 0..4u64, 0..3u8).prop_map(|(pid, s, pg, k)| Event::Fault {
+            pid,
+            addr: addr(s, pg),
+            kind: [FaultKind::Write, FaultKind::Read, FaultKind::Thp][k as usize],
+        }),
+        4 => (pid.clone(), pid.clone()).prop_map(|(parent, child)| Event::Fork { parent, child }),
+        1 => pid.clone().prop_map(|pid| Event::Exit { pid }),
+        1 => pid.clone().prop_map(|pid| Event::Exec { pid, stack: Some(0x7000_0000) }),
+        3 => (pid.clone(), 0..SLOTS, 0..4u64, 1..=3u64, 0..2u8).prop_map(|(pid, s, pg, pages, p)| Event::Mprotect {
+            pid,
+            start: addr(s, pg),
+            pages,
+            prot: if p == 0 { vm::READ } else { vm::READ | vm::WRITE },
+        }),
+        2 => (pid.clone(), 0..SLOTS, 0..4u64, 1..=3u64).prop_map(|(pid, s, pg, pages)| Event::Munmap { pid, start: addr(s, pg), pages }),
+        2 => (pid.clone(), 0..SLOTS, 1..=2u64, 0..SLOTS, any::<bool>()).prop_map(|(pid, s, pages, d, dontunmap)| Event::Mremap {
+            pid,
+            old: addr(s, 0),
+            pages,
+            new: addr(d, 2),
+            dontunmap,
+        }),
+        1 => (pid.clone(), 0..SLOTS, 1..=4u64, 0..3u8).prop_map(|(pid, s, pages, a)| Event::Madvise {
+            pid,
+            start: addr(s, 0),
+            pages,
+            advice: [Advice::DontFork, Advice::WipeOnFork, Advice::DoFork][a as usize],
+        }),
+        1 => (pid.clone(), 0..SLOTS).prop_map(|(pid, s)| Event::RmapWalk { pid, addr: addr(s, 0), caller: RmapCaller::Reclaim }),
+        1 => pid.prop_map(|pid| Event::Spawn { pid }),
+    ]
+}
+
+fn live(c: &Counts) -> [u64; 3] {
+    [c.anon_vma.live, c.anon_vma_chain.live, c.vm_area_struct.live]
+}
+
+/// Per process, per VMA: bounds, lazy state and chain length (model ids differ).
+type Layout = Vec<(u32, Vec<(u64, u64, State, u32)>)>;
+
+fn layout(p: &Pair, lazy: bool) -> Layout {
+    let h = if lazy { p.lazy() } else { p.eager() };
+    (1..=PIDS).filter_map(|pid| h.vmas(pid).map(|v| (pid, v.iter().map(|v| (v.start, v.end, v.state, v.chain_len)).collect()))).collect()
+}
+
+fn round_trip(kernel: Kernel, before: &[Event], after: &[Event]) -> Result<(), TestCaseError> {
+    let knobs = Knobs::default();
+    let mut a = Pair::new(kernel, knobs);
+    a.apply(&Event::Spawn { pid: 1 }).unwrap();
+    // Every slot mapped and written first: the random events then fork, split and exit a
+    // populated address space.
+    for s in 0..SLOTS {
+        a.apply(&Event::Map { pid: 1, start: addr(s, 0), pages: 4, flags: vm::READ | vm::WRITE | ((s % 2) as u8 * vm::EXEC) }).unwrap();
+        a.apply(&Event::Fault { pid: 1, addr: addr(s, s % 4), kind: FaultKind::Write }).unwrap();
+    }
+    for ev in before {
+        let _ = a.apply(ev);
+    }
+    let topo = seed::to_topology(&a);
+    let (mut b, report) = Pair::from_topology(&topo, kernel, knobs).map_err(|e| TestCaseError::fail(format!("seed: {e}")))?;
+    prop_assert!(report.skipped.is_empty() && report.pinned == 0, "a whole model's topology is closed: {report:?}");
+    for m in [b.eager(), b.lazy()] {
+        if let Err(e) = m.check_invariants() {
+            return Err(TestCaseError::fail(format!("seeded {} model: {e}", if m.is_lazy() { "lazy" } else { "eager" })));
+        }
+    }
+    let (ea, la) = a.counts();
+    let (eb, lb) = b.counts();
+    prop_assert_eq!(live(&ea), live(&eb));
+    prop_assert_eq!(layout(&a, false), layout(&b, false));
+    let est = lazyvma_model::snapshot::estimate(&topo, &knobs).unwrap();
+    prop_assert_eq!([est.eager.anon_vma, est.eager.anon_vma_chain], [eb.anon_vma.live, eb.anon_vma_chain.live]);
+    prop_assert_eq!([est.lazy.anon_vma, est.lazy.anon_vma_chain], [lb.anon_vma.live, lb.anon_vma_chain.live]);
+    // Lazy follows exactly where the snapshot's classification is the original's state.
+    let lazy_exact = layout(&a, true) == layout(&b, true) && live(&la)[..2] == live(&lb)[..2];
+    for (n, ev) in after.iter().enumerate() {
+        let (ra, rb) = (a.apply(ev), b.apply(ev));
+        prop_assert_eq!(ra.is_ok(), rb.is_ok(), "event {} {:?}: {:?} vs {:?}", n, ev, ra, rb);
+        let (Ok((da, dla)), Ok((db, dlb))) = (ra, rb) else { continue };
+        prop_assert_eq!(da, db, "eager deltas of event {} {:?}", n, ev);
+        if lazy_exact {
+            prop_assert_eq!((dla.anon_vma, dla.anon_vma_chain), (dlb.anon_vma, dlb.anon_vma_chain), "lazy deltas of event {} {:?}", n, ev);
+        }
+        if let Err(e) = b.eager().check_invariants() {
+            return Err(TestCaseError::fail(format!("seeded eager after event {n} {ev:?}: {e}")));
+        }
+    }
+    prop_assert_eq!(live(&a.counts().0), live(&b.counts().0));
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 400, ..ProptestConfig::default() })]
+
+    #[test]
+    fn seeded_6_18_follows_the_original(before in prop::collection::vec(event(), 0..40), after in prop::collection::vec(event(), 0..40)) {
+        round_trip(Kernel::V6_18, &before, &after)?;
+    }
+
+    #[test]
+    fn seeded_6_1_follows_the_original(before in prop::collection::vec(event(), 0..40), after in prop::collection::vec(event(), 0..40)) {
+        round_trip(Kernel::V6_1, &before, &after)?;
+    }
+
+    #[test]
+    fn seeded_pre_6_0_follows_the_original(before in prop::collection::vec(event(), 0..40), after in prop::collection::vec(event(), 0..40)) {
+        round_trip(Kernel::Pre6_0, &before, &after)?;
+    }
+}
+
+/// Spec §5 B as a snapshot shows it: parent P (A), child C (B → A), three VMAs each.
+fn fork_b() -> Topology {
+    let mut t = Topology::default();
+    let (a, b) = (0xa00u64, 0xb00u64);
+    let vma = |i: u64, av: u64, chain: Vec<u64>| VmaTopo {
+        start: 0x1_0000_0000 * (i + 1),
+        end: 0x1_0000_0000 * (i + 1) + 4 * PAGE_SIZE,
+        pgoff: 0x1_0000_0000 * (i + 1) / PAGE_SIZE,
+        flags: 0x73, // VM_READ|VM_WRITE|VM_MAY*
+        anon_vma: Some(av),
+        chain_len: chain.len() as u32,
+        chain,
+    };
+    t.processes.push(ProcessTopo { pid: 10, comm: "p".into(), vmas: (0..3).map(|i| vma(i, a + i, vec![a + i])).collect(), ..Default::default() });
+    t.processes.push(ProcessTopo { pid: 11, comm: "c".into(), vmas: (0..3).map(|i| vma(i, b + i, vec![b + i, a + i])).collect(), ..Default::default() });
+    for i in 0..3 {
+        t.anon_vmas.insert(a + i, AnonVmaInfo { root: a + i, parent: a + i, refcount: 2, num_children: 2, num_active_vmas: 1, degree: None });
+        t.anon_vmas.insert(b + i, AnonVmaInfo { root: a + i, parent: a + i, refcount: 1, num_children: 0, num_active_vmas: 1, degree: None });
+    }
+    t
+}
+
+fn av_avc(c: &Counts) -> (u64, u64) {
+    (c.anon_vma.live, c.anon_vma_chain.live)
+}
+
+#[test]
+fn spec_b_seeds_and_exits_as_the_kernel_does() {
+    let (mut p, r) = Pair::from_topology(&fork_b(), Kernel::V6_18, Knobs::default()).unwrap();
+    assert_eq!((r.seeded.as_slice(), r.vmas, r.pinned, r.states), (&[10, 11][..], 6, 0, [0, 0, 3, 3]));
+    assert_eq!((av_avc(&p.counts().0), av_avc(&p.counts().1)), ((6, 9), (3, 6)));
+    p.eager().check_invariants().unwrap();
+    p.lazy().check_invariants().unwrap();
+    // Child exit: eager −3 AV / −6 AVC, lazy −0 / −3 (spec §5 B).
+    let (e, l) = p.apply(&Event::Exit { pid: 11 }).unwrap();
+    assert_eq!((e.anon_vma.free, e.anon_vma_chain.free, l.anon_vma.free, l.anon_vma_chain.free), (3, 6, 0, 3));
+    // A second fork of P reuses nothing (A has a VMA), as after a real fork: +3 / +6.
+    let (e, _) = p.apply(&Event::Fork { parent: 10, child: 12 }).unwrap();
+    assert_eq!((e.anon_vma.alloc, e.anon_vma_chain.alloc), (3, 6));
+}
+
+#[test]
+fn a_partial_topology_pins_what_outside_processes_link() {
+    // Only the parent: A's num_children 2 shows the child's B, so A outlives P's exit. Lazy
+    // states come from the whole topology: P's VMAs are TREE (C links A).
+    let seed = Seed { kernel: Kernel::V6_18, knobs: Knobs::default(), skip_bad: false };
+    let (mut p, r) = seed.run_some(&fork_b(), Some(&[10])).unwrap();
+    assert_eq!((r.seeded.as_slice(), r.pinned, r.states), (&[10][..], 3, [0, 0, 3, 0]));
+    assert_eq!((av_avc(&p.counts().0), av_avc(&p.counts().1)), ((3, 3), (3, 3)));
+    let (e, l) = p.apply(&Event::Exit { pid: 10 }).unwrap();
+    assert_eq!((e.anon_vma.free, e.anon_vma_chain.free), (0, 3));
+    assert_eq!((l.anon_vma.free, l.anon_vma_chain.free), (0, 3));
+    // Only the child: B frees at its exit, A stays (P, outside, still uses it).
+    let (mut p, r) = seed.run_some(&fork_b(), Some(&[11])).unwrap();
+    assert_eq!((r.pinned, r.states), (3, [0, 0, 0, 3]));
+    assert_eq!((av_avc(&p.counts().0), av_avc(&p.counts().1)), ((6, 6), (3, 3)));
+    let (e, l) = p.apply(&Event::Exit { pid: 11 }).unwrap();
+    assert_eq!((e.anon_vma.free, e.anon_vma_chain.free), (3, 6));
+    assert_eq!((l.anon_vma.free, l.anon_vma_chain.free), (0, 3));
+}
+
+#[test]
+fn what_cannot_be_seeded_is_refused_by_name() {
+    let seed = |t: &Topology| Pair::from_topology(t, Kernel::V6_18, Knobs::default()).map(|_| ()).unwrap_err();
+    let mut t = fork_b();
+    t.processes[1].vmas[0].chain.pop();
+    let e = seed(&t);
+    assert_eq!(e.pid(), Some(11));
+    assert!(e.to_string().contains("VMA 0x100000000: chain cut short: 1 of 2 entries seen"), "{e}");
+
+    let mut t = fork_b();
+    t.anon_vmas.remove(&0xb01);
+    assert!(seed(&t).to_string().contains("anon_vma 0xb01 of its chain is missing"), "{}", seed(&t));
+
+    let mut t = fork_b();
+    t.anon_vmas.get_mut(&0xb02).unwrap().root = 0xb02;
+    let e = seed(&t);
+    assert!(e.to_string().contains("pid 11 VMA 0x300000000: anon_vma 0xb02 has root 0xb02, its chain ends at 0xa02"), "{e}");
+
+    let mut t = fork_b();
+    t.anon_vmas.get_mut(&0xa00).unwrap().num_active_vmas = 0;
+    assert!(seed(&t).to_string().contains("num_active_vmas 0, but the topology shows 2 / 1"), "{}", seed(&t));
+
+    let mut t = fork_b();
+    t.processes[1].vmas[1].anon_vma = Some(0xa00);
+    assert!(seed(&t).to_string().contains("anon_vma 0xa00 is not in its own chain"), "{}", seed(&t));
+
+    let mut t = fork_b();
+    t.anon_vmas.get_mut(&0xb00).unwrap().parent = 0xa01;
+    assert!(seed(&t).to_string().contains("anon_vma 0xb00 (first linked by pid 11): parent 0xa01 is not on its chain"), "{}", seed(&t));
+
+    // Skipping: the bad process is left out, named, and the rest seeded (its anon_vmas
+    // now linked from outside: pinned).
+    let mut t = fork_b();
+    t.processes[1].vmas[2].chain_len = 5;
+    let (p, r) = Seed { kernel: Kernel::V6_18, knobs: Knobs::default(), skip_bad: true }.run(&t).unwrap();
+    assert_eq!((r.seeded.as_slice(), r.skipped.len(), r.skipped[0].0), (&[10][..], 1, 11));
+    assert!(r.skipped[0].1.contains("chain cut short"));
+    assert_eq!(av_avc(&p.counts().0), (3, 3));
+
+    let mut k = Knobs::default();
+    k.set("fork_of_tree_parent=share").unwrap();
+    let e = Pair::from_topology(&fork_b(), Kernel::V6_18, k).map(|_| ()).unwrap_err();
+    assert!(matches!(e, SeedError::Knob(_)) && e.to_string().contains("fork_of_tree_parent"), "{e}");
+}
+
+#[test]
+fn processes_can_be_renamed_for_the_model() {
+    let seed = Seed { kernel: Kernel::V6_18, knobs: Knobs::default(), skip_bad: false };
+    let (mut p, r) = seed.run_mapped(&fork_b(), &[(10, 1), (11, 2)]).unwrap();
+    assert_eq!(r.seeded, [10, 11]);
+    assert!(p.eager().vmas(10).is_none() && p.eager().vmas(2).is_some());
+    let (e, _) = p.apply(&Event::Exit { pid: 2 }).unwrap();
+    assert_eq!((e.anon_vma.free, e.anon_vma_chain.free), (3, 6));
+}

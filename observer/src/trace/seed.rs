@@ -1,0 +1,300 @@
+//! `trace -p`/`--cgroup`: seed the model with the processes already running, from one
+//! iter/task_vma pass taken after the feed programs are attached.
+//!
+//! The pass is bracketed by two phase markers lazyvma sends itself (`madvise(0, 0, …)`,
+//! recorded by `syscalls:sys_enter_madvise` in ring-buffer order, which is the order the
+//! records were reserved in). For a process of the scope:
+//! * a feed record before the start marker: its effect is in the snapshot; the feed had not
+//!   seeded the process yet, so it is dropped;
+//! * a record between the markers (a VMA syscall's exit, a prepare, fork, exec, exit):
+//!   its effect may or may not be in the snapshot → not modelled, the record named;
+//! * a VMA syscall in flight at the end marker (`SYSCALL_ARGS` holds its thread): its record
+//!   comes after the end marker though it entered before → not modelled;
+//! * a thread inside a VMA syscall, a page fault, or running (what it does is unknown) just
+//!   after the start marker: a syscall that entered before the feed traced the process
+//!   sends no record at all → not modelled;
+//! * otherwise the process is seeded at the end marker and every later record is fed.
+use anyhow::Context;
+use lazyvma_model::{
+    event::Pid,
+    kernel::Kernel,
+    knobs::Knobs,
+    pair::Pair,
+    seed::Seed,
+    topology::Topology,
+    trace_abi::{MARKER_BASE, SYS_COUNT},
+};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use super::{bpf::Loaded, feed::syscall_ids, pids::Tree};
+use crate::snapshot::{decode, reader};
+
+/// Marker ids (behavior − MARKER_BASE) bracketing the pass; far above the workload's.
+pub const START: u32 = 0x5e_ed00;
+pub const END: u32 = 0x5e_ed01;
+
+/// Between taking the pass and the feed reaching its end marker.
+pub struct Pending {
+    /// lazyvma's own tgid: only its markers count.
+    pub tgid: u32,
+    pub topo: Topology,
+    pub knobs: Knobs,
+    /// Candidates (tgids) and why each cannot be seeded, once known.
+    pub candidates: Vec<u32>,
+    pub reasons: BTreeMap<u32, String>,
+    /// The start marker was seen.
+    pub inside: bool,
+}
+
+/// What the end marker gave the feed.
+pub struct Outcome {
+    /// `None`: nothing seeded.
+    pub pair: Option<Pair>,
+    /// (tree index, tgid) of each process seeded.
+    pub seeded: Vec<(usize, u32)>,
+    pub reasons: BTreeMap<u32, String>,
+}
+
+fn marker(id: u32) {
+    // SAFETY: an invalid advice on an empty range: EINVAL, nothing changes.
+    unsafe { libc::syscall(libc::SYS_madvise, 0usize, 0usize, (MARKER_BASE + u64::from(id)) as libc::c_long) };
+}
+
+/// Take the pass for the scope's processes now. `Err` only for what stops the whole trace
+/// (none so far); a pass that fails leaves every candidate unseeded with the reason.
+pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, markers: bool) -> Pending {
+    let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
+    let mut p = Pending { tgid: std::process::id(), topo: Topology::default(), knobs, candidates, reasons: BTreeMap::new(), inside: false };
+    if !markers {
+        let why = "syscalls:sys_enter_madvise not attached: the snapshot cannot be placed in the record stream";
+        p.reasons = p.candidates.iter().map(|&t| (t, why.to_string())).collect();
+        return p;
+    }
+    // The verifier's part before the start marker: the window holds only the pass itself.
+    let loaded_iter = load(btf_path);
+    marker(START);
+    for &t in &p.candidates {
+        if let Some(why) = busy(t) {
+            p.reasons.entry(t).or_insert(why);
+        }
+    }
+    let pass = loaded_iter.and_then(|mut bpf| reader::read(&mut bpf)).and_then(|bytes| decode::topology(&bytes));
+    marker(END);
+    match pass {
+        Ok((topo, _)) => p.topo = topo,
+        Err(e) => {
+            let why = format!("the snapshot pass failed: {e:#}");
+            for &t in &p.candidates {
+                p.reasons.entry(t).or_insert_with(|| why.clone());
+            }
+        }
+    }
+    match in_flight(loaded) {
+        Ok(tids) => {
+            for tid in tids {
+                if let Some(t) = tgid_of(tid).filter(|t| p.candidates.contains(t)) {
+                    p.reasons.entry(t).or_insert_with(|| format!("thread {tid} was in a VMA syscall across the snapshot"));
+                }
+            }
+        }
+        Err(e) => {
+            let why = format!("VMA syscalls in flight unknown: {e:#}");
+            for &t in &p.candidates {
+                p.reasons.entry(t).or_insert_with(|| why.clone());
+            }
+        }
+    }
+    p
+}
+
+fn load(btf_path: Option<&Path>) -> anyhow::Result<aya::Ebpf> {
+    let offsets = crate::load::btf::Offsets::resolve(&crate::load::btf::Btf::load(btf_path)?)?;
+    reader::load(&offsets, btf_path)
+}
+
+/// Why a thread of `tgid` may be inside a VMA change the feed will never report, if so.
+fn busy(tgid: u32) -> Option<String> {
+    let ids = syscall_ids();
+    let tasks = std::fs::read_dir(format!("/proc/{tgid}/task")).ok()?;
+    for task in tasks.flatten() {
+        let path = task.path().join("syscall");
+        // A running thread's syscall is unknown; a few tries catch most at rest.
+        let mut state = String::new();
+        for _ in 0..5 {
+            state = std::fs::read_to_string(&path).unwrap_or_default();
+            if !state.starts_with("running") {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        let tid = task.file_name().to_string_lossy().into_owned();
+        let first = state.split_whitespace().next().unwrap_or("");
+        match first.parse::<i64>() {
+            _ if first == "running" => return Some(format!("thread {tid} was running when the snapshot began (its syscall unknown)")),
+            Ok(-1) => return Some(format!("thread {tid} was in the kernel outside a syscall (a fault?) when the snapshot began")),
+            Ok(n) if ids[..SYS_COUNT].contains(&(n as u64)) => {
+                return Some(format!("thread {tid} was in syscall {n} (a VMA syscall) when the snapshot began"))
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Threads with a VMA syscall between its enter and exit, per the feed's `SYSCALL_ARGS`.
+fn in_flight(loaded: &mut Loaded) -> anyhow::Result<Vec<u32>> {
+    let map = loaded.ebpf_mut().map("SYSCALL_ARGS").context("map SYSCALL_ARGS missing from the BPF object")?;
+    let m: aya::maps::HashMap<_, u32, [u64; 7]> = aya::maps::HashMap::try_from(map)?;
+    Ok(m.keys().collect::<Result<Vec<_>, _>>()?)
+}
+
+fn tgid_of(tid: u32) -> Option<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|t| t.trim().parse().ok())
+}
+
+impl Pending {
+    /// Every candidate not yet refused is refused for `why`.
+    pub fn unseeded(&mut self, why: &str) {
+        for &t in &self.candidates {
+            self.reasons.entry(t).or_insert_with(|| why.to_string());
+        }
+    }
+
+    /// A record of `tgid` that changes or may change its VMAs.
+    pub fn touched(&mut self, tgid: u32, what: &str) {
+        if self.inside && self.candidates.contains(&tgid) {
+            self.reasons.entry(tgid).or_insert_with(|| format!("{what} raced the snapshot"));
+        }
+    }
+
+    /// The end marker: seed every candidate with no reason against it. `fresh`: the model
+    /// has no process yet (seeding replaces it); else nothing is seeded.
+    pub fn end(mut self, tree: &Tree, kernel: Kernel, fresh: bool) -> Outcome {
+        let mut out = Outcome { pair: None, seeded: vec![], reasons: BTreeMap::new() };
+        if !self.inside {
+            // Records between the markers could not be checked.
+            self.unseeded("the snapshot's start marker was not seen (ring buffer records lost?)");
+        }
+        let present: HashSet<u32> = self.topo.processes.iter().map(|p| p.pid).collect();
+        let mut pids: Vec<(Pid, Pid)> = Vec::new();
+        let mut procs = Vec::new();
+        // Only the processes read at the start: a child forked since may have been forked
+        // before its parent was in FEED_TRACED (then none of its records come), and its
+        // threads were not checked for syscalls in flight. It stays not modelled.
+        for &t in &self.candidates {
+            let proc = tree.procs.iter().rposition(|p| p.tgid == t && !p.exited);
+            let why = match proc {
+                _ if self.reasons.contains_key(&t) => continue,
+                None => "exited before the snapshot was placed".to_string(),
+                Some(_) if !fresh => "the model already had processes (an exec before the snapshot)".into(),
+                Some(_) if !present.contains(&t) => "not in the snapshot (a kernel thread, or gone)".into(),
+                Some(p) => {
+                    pids.push((t, p as Pid + 1));
+                    procs.push((p, t));
+                    continue;
+                }
+            };
+            self.reasons.insert(t, why);
+        }
+        if !pids.is_empty() {
+            let seed = Seed { kernel, knobs: self.knobs, skip_bad: true };
+            match seed.run_mapped(&self.topo, &pids) {
+                Ok((pair, report)) => {
+                    for (t, why) in report.skipped {
+                        self.reasons.insert(t, format!("refused by the seed: {why}"));
+                    }
+                    out.seeded = procs.into_iter().filter(|(_, t)| report.seeded.contains(t)).collect();
+                    out.pair = Some(pair);
+                }
+                Err(e) => {
+                    for (t, _) in pids {
+                        self.reasons.insert(t, format!("refused by the seed: {e}"));
+                    }
+                }
+            }
+        }
+        out.reasons = self.reasons;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::trace::feed::Feed;
+    use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, VmaTopo};
+    use lazyvma_model::trace_abi::{SyscallEvent, EV_SYSCALL, SYS_MUNMAP};
+
+    const ME: u32 = 7;
+
+    /// Two running processes (100, 200), one written VMA each.
+    fn pending() -> Pending {
+        let mut topo = Topology::default();
+        for (pid, av) in [(100u32, 0xa0u64), (200, 0xb0)] {
+            let vma = VmaTopo { start: 0x1_0000_0000, end: 0x1_0000_4000, pgoff: 0x10_0000, flags: 3, anon_vma: Some(av), chain: vec![av], chain_len: 1 };
+            topo.processes.push(ProcessTopo { pid, vmas: vec![vma], ..Default::default() });
+            topo.anon_vmas.insert(av, AnonVmaInfo { root: av, parent: av, refcount: 1, num_children: 1, num_active_vmas: 1, degree: None });
+        }
+        Pending { tgid: ME, topo, knobs: Knobs::default(), candidates: vec![100, 200], reasons: BTreeMap::new(), inside: false }
+    }
+
+    fn munmap(tgid: u32) -> SyscallEvent {
+        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: SYS_MUNMAP as u32, args: [0x1_0000_0000, 0x4000, 0, 0, 0, 0], ret: 0 }
+    }
+
+    #[test]
+    fn a_record_between_the_markers_leaves_its_process_unseeded_and_later_ones_are_fed() {
+        let tree = Tree::roots(&[100, 200]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        // Before the start marker: already in the snapshot, dropped.
+        f.syscall(&tree, &munmap(200));
+        f.seed_marker(&tree, ME + 1, START); // another process's marker: not ours
+        f.seed_marker(&tree, ME, START);
+        f.syscall(&tree, &munmap(100));
+        f.seed_marker(&tree, ME, END);
+        let c = &f.coverage;
+        assert_eq!(c.seeded, [200]);
+        assert_eq!(c.not_seeded.get(&100).map(String::as_str), Some("munmap raced the snapshot"));
+        assert_eq!(c.events_fed, 0);
+        // After the end marker: fed, on the seeded state (−1 AV −1 AVC).
+        f.syscall(&tree, &munmap(200));
+        f.syscall(&tree, &munmap(100));
+        assert_eq!((f.coverage.events_fed, f.coverage.model_errors), (1, 0));
+        assert_eq!((f.eager.anon_vma.free, f.eager.anon_vma_chain.free), (1, 1));
+    }
+
+    #[test]
+    fn reasons_found_at_the_pass_and_a_process_missing_from_it_are_kept() {
+        let tree = Tree::roots(&[100, 200, 300]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        let mut p = pending();
+        p.candidates.push(300);
+        p.reasons.insert(100, "thread 101 was running when the snapshot began (its syscall unknown)".into());
+        f.seed = Some(p);
+        f.seed_marker(&tree, ME, START);
+        f.seed_marker(&tree, ME, END);
+        let c = &f.coverage;
+        assert_eq!(c.seeded, [200]);
+        assert!(c.not_seeded[&100].contains("running"));
+        assert!(c.not_seeded[&300].contains("not in the snapshot"));
+    }
+
+    #[test]
+    fn a_lost_marker_seeds_nothing_and_says_so() {
+        let tree = Tree::roots(&[100, 200]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        f.seed_marker(&tree, ME, END);
+        assert!(f.coverage.seeded.is_empty());
+        assert!(f.coverage.not_seeded[&200].contains("start marker was not seen"));
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        f.seed_marker(&tree, ME, START);
+        f.finish(&tree, 3, &[]);
+        assert!(f.coverage.not_seeded[&100].contains("end marker was not seen"));
+        assert_eq!(f.coverage.not_modelled, [100, 200]);
+    }
+}
