@@ -74,6 +74,17 @@ pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, Outcome)]) -
                     c
                 }
             };
+            // KSM's tracepoints are attached by trace::ksm only where its functions were not.
+            if let Some(o) = outcome.filter(|_| h.name == "ksm") {
+                if o.tracepoints.is_empty() {
+                    c.backend = Backend::Unavailable;
+                    c.tracepoints.clear();
+                    c.note = None;
+                } else {
+                    c.backend = Backend::TracepointOnly;
+                    c.tracepoints = o.tracepoints.clone();
+                }
+            }
             if UNWIRED.contains(&h.name) {
                 c.backend = Backend::Unavailable;
                 c.tracepoints.clear();
