@@ -100,6 +100,9 @@ fn ksm_merges_and_removals_per_test_page() {
     let tracepoints = std::path::Path::new("/sys/kernel/tracing/events/ksm/ksm_merge_with_ksm_page").exists();
     let ksm_backend = with["backend"]["ksm"].as_str().unwrap().to_string();
     if tracepoints && ksm_backend == "tracepoint-only" {
+        let detail = with["backend_detail"].as_array().unwrap().iter().find(|c| c["hook"] == "ksm").unwrap();
+        assert!(detail["reason"].as_str().is_some_and(|r| !r.is_empty()), "why no KSM function hook: {detail}");
+        assert_eq!(detail["tracepoints"].as_array().map(Vec::len), Some(2), "{detail}");
         assert_eq!(row(&with, with_pid, PHASE_KSM), [n * PAGES, 0, 0, 0], "{}", with["kernel_events"]);
         assert_eq!(row(&with, with_pid, PHASE_EXIT), [0, 0, n * PAGES - 1, 0], "{}", with["kernel_events"]);
         assert_eq!(with["kernel_events"]["ksm_merges"], n * PAGES);
