@@ -102,7 +102,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
             "stack_errors": t.stack_errors, "unpaired_hook_records": t.unpaired(),
         },
         "ops": if r.ops { t.op_stats.ops_json() } else { Value::Null },
-        "kernel_events": t.kernel_events.json(|phase| shown(r, phase)),
+        "kernel_events": kernel_events(t, r),
         "launcher_frees": t.launcher_frees,
         "live_objects": t.live_objects(),
         "timeline": t.timeline_json(r.elapsed_ms as u64),
@@ -112,6 +112,15 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
         "model": super::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
     })
+}
+
+/// The KSM / THP counts, with the backend that saw each (0 under "unavailable" means unseen).
+fn kernel_events(t: &Tracer, r: &Run<'_>) -> Value {
+    let mut v = t.kernel_events.json(|phase| shown(r, phase));
+    for hook in ["ksm", "thp_fault"] {
+        v["backend"][hook] = r.backend.iter().find(|c| c.hook == hook).map_or(Value::Null, |c| json!(c.backend.name()));
+    }
+    v
 }
 
 fn af(c: &Counts) -> String {
