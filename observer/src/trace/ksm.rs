@@ -216,7 +216,7 @@ mod tests {
     fn ksm_records_count_for_the_mm_owner_and_after_it_is_gone() {
         let mut tree = Tree::command(10);
         let mut k = KernelEvents::default();
-        let mut run = |ev: KsmEvent, tree: &mut Tree, k: &mut KernelEvents| {
+        let run = |ev: KsmEvent, tree: &mut Tree, k: &mut KernelEvents| {
             let op = tracepoint_op(&ev);
             if let Some(p) = k.attribute(&op, tree) {
                 let at = At { proc: p, tgid: tree.get(p).tgid, phase: tree.get(p).phase };
