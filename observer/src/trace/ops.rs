@@ -403,6 +403,21 @@ mod tests {
     }
 
     #[test]
+    fn a_thp_fault_carries_its_vma_and_fault_type() {
+        let (mut d, mut out) = (Decoder::default(), vec![]);
+        let mut t = ev(HK_THP_FAULT, PH_EXIT);
+        t.a = vma(1, 0xa0, 1);
+        t.args = [0x1_0000_0000, 0, 0, 0, 0, 0];
+        d.feed_(&t, &mut out);
+        t.args[1] = 1; // FAULT_FLAG_WRITE
+        d.feed_(&t, &mut out);
+        assert!(matches!(out[0].op, KernelOp::ThpFault { write: false, address: 0x1_0000_0000, vma: VmaSnap { anon_vma: 0xa0, .. }, .. }));
+        assert!(matches!(out[1].op, KernelOp::ThpFault { write: true, .. }));
+        assert_eq!(out[0].op.name(), "thp_fault");
+        assert_eq!(d.unpaired, 0);
+    }
+
+    #[test]
     fn an_unlink_inside_mremap_is_mremap() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
         let mut u = ev(HK_UNLINK, PH_ENTRY);
