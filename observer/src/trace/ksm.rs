@@ -45,6 +45,8 @@ pub fn offsets() -> KsmOffsets {
 }
 
 const PROGRAMS: [&str; 2] = ["trace_ksm_merge", "trace_ksm_remove"];
+/// The "ksm" hook's functions (load::backend::HOOKS).
+const KSM_FUNCTIONS: [&str; 2] = ["try_to_merge_with_ksm_page", "remove_rmap_item_from_tree"];
 
 /// The KSM tracepoints, when no KSM function was hooked (one source only: the two would
 /// count every merge twice). What attached goes into the "ksm" hook's outcome.
@@ -58,6 +60,12 @@ pub fn attach_tracepoints(bpf: &mut Ebpf, out: &mut Vec<(&'static str, super::at
     };
     let o = &mut out[i].1;
     if !o.functions.is_empty() {
+        // A KSM function kallsyms lacks (inlined) was skipped silently by attach: say so.
+        for f in KSM_FUNCTIONS {
+            if !o.functions.iter().any(|(n, _)| *n == f) && !o.problems.iter().any(|p| p.starts_with(f)) {
+                o.problems.push(format!("{f}: absent from kallsyms (inlined): its records are missing"));
+            }
+        }
         return;
     }
     for (prog, tp) in PROGRAMS.iter().zip(KSM_TRACEPOINTS) {
