@@ -43,7 +43,21 @@ pub const HK_RMAP_WALK: u16 = 12;
 /// `folio_lock_anon_vma_read`: entry `args` as [`HK_RMAP_WALK`]'s; exit `ret` = the
 /// locked anon_vma or 0 (try-lock failed).
 pub const HK_FOLIO_LOCK: u16 = 13;
-pub const HK_MAX: u16 = 13;
+/// `try_to_merge_with_ksm_page` exit (ksmd): `args` = [rmap_item, rmap_item->mm,
+/// rmap_item->address, kpage (0: the page itself became the KSM page), mm->owner's tgid,
+/// rmap_item->anon_vma (the reference a merge takes)], `ret` = int (0: merged).
+pub const HK_KSM_MERGE: u16 = 14;
+/// `remove_rmap_item_from_tree` entry: `args` as [`HK_KSM_MERGE`]'s with kpage 0; the
+/// address' [`KSM_STABLE_FLAG`] says the item held an anon_vma reference it now drops.
+pub const HK_KSM_REMOVE: u16 = 15;
+/// `do_huge_pmd_anonymous_page` exit: `a` = vmf->vma after (it prepares the anon_vma
+/// before it tests for a read fault), `args` = [vmf->address, vmf->flags], `ret` = vm_fault_t.
+pub const HK_THP_FAULT: u16 = 16;
+pub const HK_MAX: u16 = 16;
+
+/// mm/ksm.c's flags in the low bits of `rmap_item->address`.
+pub const KSM_UNSTABLE_FLAG: u64 = 0x100;
+pub const KSM_STABLE_FLAG: u64 = 0x200;
 
 /// `args[4]` of an [`HK_MERGE`] entry read from a `vma_merge_struct`.
 pub const VMG_SHAPE: u64 = u64::MAX;
@@ -134,11 +148,33 @@ pub struct HookOffsets {
     pub vmg_vma: u64,
     pub vmg_start: u64,
     pub vmg_end: u64,
+    /// `struct ksm_rmap_item` (mm/ksm.c) and `mm_struct.owner` (CONFIG_MEMCG) for the KSM
+    /// programs, `struct vm_fault` for the THP fault hook.
+    pub rmap_item_mm: u64,
+    pub rmap_item_address: u64,
+    pub rmap_item_anon_vma: u64,
+    pub mm_owner: u64,
+    pub vmf_vma: u64,
+    pub vmf_address: u64,
+    pub vmf_flags: u64,
 }
 
 impl HookOffsets {
-    pub const UNSET: HookOffsets =
-        HookOffsets { folio_mapping: u64::MAX, vmg_prev: u64::MAX, vmg_next: u64::MAX, vmg_vma: u64::MAX, vmg_start: u64::MAX, vmg_end: u64::MAX };
+    pub const UNSET: HookOffsets = HookOffsets {
+        folio_mapping: u64::MAX,
+        vmg_prev: u64::MAX,
+        vmg_next: u64::MAX,
+        vmg_vma: u64::MAX,
+        vmg_start: u64::MAX,
+        vmg_end: u64::MAX,
+        rmap_item_mm: u64::MAX,
+        rmap_item_address: u64::MAX,
+        rmap_item_anon_vma: u64::MAX,
+        mm_owner: u64::MAX,
+        vmf_vma: u64::MAX,
+        vmf_address: u64::MAX,
+        vmf_flags: u64::MAX,
+    };
 }
 
 #[cfg(feature = "std")]

@@ -160,10 +160,15 @@ pub const EV_SYSCALL: u32 = 9;
 /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA at the thread's last user
 /// fault address, as `bpf_find_vma` saw it then ([`PrepareVma`]).
 pub const EV_PREPARE_VMA: u32 = 12;
+/// `ksm:ksm_merge_with_ksm_page` (ksmd, 6.4+): one `try_to_merge_with_ksm_page` ([`KsmEvent`]).
+pub const EV_KSM_MERGE: u32 = 13;
+/// `ksm:ksm_remove_rmap_item`: a stable node torn down drops one of its rmap_items (not the
+/// last one: the kernel traces only those) and its anon_vma reference ([`KsmEvent`]).
+pub const EV_KSM_REMOVE: u32 = 14;
 
 /// Every record kind: distinct, or two programs' records would be read as each other's.
 const _: () = {
-    let kinds = [EV_ALLOC, EV_FREE, EV_FORK, EV_NEWTASK, EV_EXEC, EV_EXIT, EV_MARKER, EV_HOOK, EV_SYSCALL, EV_LOCK_BEGIN, EV_LOCK_END, EV_PREPARE_VMA];
+    let kinds = [EV_ALLOC, EV_FREE, EV_FORK, EV_NEWTASK, EV_EXEC, EV_EXIT, EV_MARKER, EV_HOOK, EV_SYSCALL, EV_LOCK_BEGIN, EV_LOCK_END, EV_PREPARE_VMA, EV_KSM_MERGE, EV_KSM_REMOVE];
     let mut i = 0;
     while i < kinds.len() {
         let mut j = i + 1;
@@ -234,6 +239,59 @@ pub struct PrepareVma {
 pub const PREPARE_VMA_SIZE: usize = core::mem::size_of::<PrepareVma>();
 const _: () = assert!(PREPARE_VMA_SIZE == 80);
 
+/// A KSM tracepoint record. ksmd sends it, so `pid`/`tgid` are ksmd's: the process is
+/// `mm`'s, named by `owner_tgid` while the mm has an owner.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KsmEvent {
+    /// [`EV_KSM_MERGE`] / [`EV_KSM_REMOVE`].
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// Merge: the kernel's `err` (0: merged, +1 anon_vma reference); remove: 0.
+    pub err: i32,
+    pub ktime: u64,
+    pub mm: u64,
+    /// `mm->owner->tgid` (0: no owner, i.e. the mm outlived its tasks, or no CONFIG_MEMCG).
+    pub owner_tgid: u64,
+    pub rmap_item: u64,
+    /// `rmap_item->address` as read (low bits: KSM's tree flags), 0 without its BTF offset.
+    pub address: u64,
+    pub pfn: u64,
+    /// Merge: the KSM page merged into (0: this page became the KSM page).
+    pub ksm_page: u64,
+}
+pub const KSM_EVENT_SIZE: usize = core::mem::size_of::<KsmEvent>();
+const _: () = assert!(KSM_EVENT_SIZE == 72);
+
+/// The KSM tracepoints' field offsets (tracefs) and the BTF offsets their programs read,
+/// injected as the `KSM_OFFSETS` global; [`NO_FIELD`] where absent.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KsmOffsets {
+    pub merge_ksm_page: u64,
+    pub merge_pfn: u64,
+    pub merge_rmap_item: u64,
+    pub merge_mm: u64,
+    pub merge_err: u64,
+    pub remove_pfn: u64,
+    pub remove_rmap_item: u64,
+    pub remove_mm: u64,
+}
+
+impl KsmOffsets {
+    pub const UNSET: KsmOffsets = KsmOffsets {
+        merge_ksm_page: NO_FIELD,
+        merge_pfn: NO_FIELD,
+        merge_rmap_item: NO_FIELD,
+        merge_mm: NO_FIELD,
+        merge_err: NO_FIELD,
+        remove_pfn: NO_FIELD,
+        remove_rmap_item: NO_FIELD,
+        remove_mm: NO_FIELD,
+    };
+}
+
 /// One ring buffer record of either shape, told apart by its first u32 (`kind`).
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,6 +300,7 @@ pub enum Record {
     Hook(HookEvent),
     Syscall(SyscallEvent),
     Prepare(PrepareVma),
+    Ksm(KsmEvent),
 }
 
 /// `None` when the length does not match the kind's record.
@@ -255,6 +314,8 @@ pub fn decode_any(bytes: &[u8]) -> Option<Record> {
         (bytes.len() == SYSCALL_EVENT_SIZE).then(|| Record::Syscall(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SyscallEvent>()) }))
     } else if kind == EV_PREPARE_VMA {
         (bytes.len() == PREPARE_VMA_SIZE).then(|| Record::Prepare(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<PrepareVma>()) }))
+    } else if kind == EV_KSM_MERGE || kind == EV_KSM_REMOVE {
+        (bytes.len() == KSM_EVENT_SIZE).then(|| Record::Ksm(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KsmEvent>()) }))
     } else {
         decode(bytes).map(Record::Trace)
     }
@@ -286,5 +347,9 @@ mod tests {
         assert_eq!(decode_any(&bytes(&sc)), Some(Record::Syscall(sc)));
         assert_eq!(decode_any(&bytes(&pv)), Some(Record::Prepare(pv)));
         assert_eq!(decode_any(&bytes(&pv)[..72]), None);
+        let k = KsmEvent { kind: EV_KSM_MERGE, mm: 0x100, owner_tgid: 7, err: -14, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&k)), Some(Record::Ksm(k)));
+        assert_eq!(decode_any(&bytes(&KsmEvent { kind: EV_KSM_REMOVE, ..k })), Some(Record::Ksm(KsmEvent { kind: EV_KSM_REMOVE, ..k })));
+        assert_eq!(decode_any(&bytes(&k)[..64]), None);
     }
 }

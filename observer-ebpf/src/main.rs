@@ -20,6 +20,7 @@ mod syscall;
 mod fault;
 mod fork;
 mod hook;
+mod ksm;
 mod mremap;
 mod rmap;
 mod teardown;

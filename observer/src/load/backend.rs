@@ -48,6 +48,9 @@ pub struct Hook {
 }
 
 const KMEM: &[&str] = &["kmem:kmem_cache_alloc", "kmem:kmem_cache_free"];
+/// 6.4+ (include/trace/events/ksm.h); `trace::ksm` attaches them when the KSM functions
+/// cannot be hooked.
+pub const KSM_TRACEPOINTS: &[&str] = &["ksm:ksm_merge_with_ksm_page", "ksm:ksm_remove_rmap_item"];
 
 const fn func(name: &'static str, functions: &'static [&'static str], needs_exit: bool, fallback: Option<Fallback>) -> Hook {
     Hook { name, kind: Kind::Function { functions, needs_exit, fallback } }
@@ -99,6 +102,17 @@ pub const HOOKS: &[Hook] = &[
             what: "only contended anon_vma root rwsems; walk counts estimated",
         }),
     ),
+    func(
+        "ksm",
+        &["try_to_merge_with_ksm_page", "remove_rmap_item_from_tree"],
+        true,
+        Some(Fallback {
+            tracepoints: KSM_TRACEPOINTS,
+            call_sites: &[],
+            what: "merges; rmap_item removals only when a stable node is torn down",
+        }),
+    ),
+    func("thp_fault", &["do_huge_pmd_anonymous_page"], true, None),
     tp("kmem:kmem_cache_alloc"),
     tp("kmem:kmem_cache_free"),
     tp("sched:sched_process_fork"),

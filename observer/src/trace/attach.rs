@@ -59,6 +59,9 @@ const TARGETS: &[Target] = &[
     t("__put_anon_vma", "__put_anon_vma", Any, &["hk_put_fentry"], &["hk_put_kprobe"]),
     t("dup_mmap", "dup_mmap", Any, &["hk_dup_mmap_fentry"], &["hk_dup_mmap_kprobe"]),
     t("exit_mmap", "exit_mmap", Any, &["hk_exit_mmap_fentry"], &["hk_exit_mmap_kprobe"]),
+    t("ksm", "try_to_merge_with_ksm_page", Any, &["hk_ksm_merge_fexit"], &["hk_ksm_merge_kprobe", "hk_ksm_merge_kretprobe"]),
+    t("ksm", "remove_rmap_item_from_tree", Any, &["hk_ksm_remove_fentry"], &["hk_ksm_remove_kprobe"]),
+    t("thp_fault", "do_huge_pmd_anonymous_page", Any, &["hk_thp_fexit"], &["hk_thp_kprobe", "hk_thp_kretprobe"]),
 ];
 
 /// How one hook's functions attached.
@@ -68,6 +71,8 @@ pub struct Outcome {
     pub functions: Vec<(&'static str, &'static str)>,
     /// Per function that fell back or failed: why.
     pub problems: Vec<String>,
+    /// Tracepoints attached in the functions' stead (`trace::ksm`).
+    pub tracepoints: Vec<&'static str>,
 }
 
 impl Outcome {
@@ -94,6 +99,13 @@ pub fn hook_offsets(btf: &crate::load::btf::Btf) -> lazyvma_model::hook_abi::Hoo
         vmg_vma: get("vma_merge_struct", &["vma", "middle"]),
         vmg_start: get("vma_merge_struct", &["start"]),
         vmg_end: get("vma_merge_struct", &["end"]),
+        rmap_item_mm: get("ksm_rmap_item", &["mm"]),
+        rmap_item_address: get("ksm_rmap_item", &["address"]),
+        rmap_item_anon_vma: get("ksm_rmap_item", &["anon_vma"]),
+        mm_owner: get("mm_struct", &["owner"]),
+        vmf_vma: get("vm_fault", &["vma"]),
+        vmf_address: get("vm_fault", &["address"]),
+        vmf_flags: get("vm_fault", &["flags"]),
     }
 }
 
@@ -155,6 +167,7 @@ pub fn attach(bpf: &mut Ebpf, facts: &Facts<'_>, setup: &Setup<'_>) -> Vec<(&'st
         }
         out.push((h.name, o));
     }
+    super::ksm::attach_tracepoints(bpf, &mut out);
     out
 }
 

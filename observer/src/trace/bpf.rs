@@ -97,6 +97,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     loader.override_global("HOOK_OFFSETS", &hook_offsets, true);
     let lock_offsets = PodLockOffsets(cfg.locks.map_or(LockOffsets::UNSET, |l| l.offsets));
     loader.override_global("LOCK_OFFSETS", &lock_offsets, true);
+    let ksm_offsets = super::ksm::Pod(super::ksm::offsets());
+    loader.override_global("KSM_OFFSETS", &ksm_offsets, true);
     if let Some(l) = cfg.locks {
         loader.map_max_entries("LOCK_ANON_VMAS", l.set_entries);
     }

@@ -9,6 +9,7 @@ pub mod command;
 pub mod feed;
 pub mod format;
 pub mod hooks;
+pub mod ksm;
 pub mod locks;
 pub mod model_view;
 pub mod ops;
@@ -57,6 +58,8 @@ pub struct Tracer {
     pub timeline: timeline::Timeline,
     /// The model, fed in ring-buffer order (command and -p scopes).
     pub feed: Option<feed::Feed>,
+    /// KSM merges / rmap_item removals and THP faults per process and phase.
+    pub kernel_events: ksm::KernelEvents,
 }
 
 impl Tracer {
@@ -80,6 +83,7 @@ impl Tracer {
             locks: locks::Locks::default(),
             timeline: Default::default(),
             feed: None,
+            kernel_events: Default::default(),
         }
     }
 
@@ -102,7 +106,22 @@ impl Tracer {
                     f.prepare(&self.tree, self.sizes, &ev);
                 }
             }
+            Some(Record::Ksm(ev)) => self.kernel_event(ksm::tracepoint_op(&ev)),
             None => self.malformed += 1,
+        }
+    }
+
+    /// KSM and THP ops: ksmd's belong to the rmap_item's mm, not to ksmd.
+    fn kernel_event(&mut self, op: ops::Op) {
+        let Some(proc) = self.kernel_events.attribute(&op, &mut self.tree) else { return };
+        if self.print_ops {
+            eprintln!("op {op}");
+        }
+        self.op_stats.add(&op);
+        let p = self.tree.get(proc);
+        self.kernel_events.add(&op.op, At { proc, tgid: p.tgid, phase: p.phase });
+        if let (Some(f), ops::KernelOp::KsmMerge { err: 0, .. }) = (self.feed.as_mut(), &op.op) {
+            *f.coverage.unmodelled.entry("kernel event: ksm merge".into()).or_default() += 1;
         }
     }
 
@@ -110,7 +129,11 @@ impl Tracer {
         let mut out = Vec::new();
         self.decoder.feed(ev, &self.syms, &mut out);
         for op in out {
-            self.op(op);
+            if ksm::KernelEvents::is_kernel_event(&op.op) {
+                self.kernel_event(op);
+            } else {
+                self.op(op);
+            }
         }
     }
 

@@ -36,6 +36,15 @@ pub enum KernelOp {
     /// it, else named from the return address ("other:FUNC" when no caller of §2).
     /// `anon_vma`: what folio_lock_anon_vma_read locked (0: not called, or try-lock failed).
     RmapWalk { caller: String, folio: u64, anon: bool, locked: bool, anon_vma: u64, wait_ns: u64, contended: bool },
+    /// ksmd merged (`err` 0: +1 reference on `anon_vma`) the page at `address` of `mm` into
+    /// `ksm_page` (0: the page itself became the KSM page). `owner`: the mm's tgid then (0:
+    /// none). Tracepoint records carry `pfn` but no anon_vma; hook records the reverse.
+    KsmMerge { mm: u64, owner: u32, rmap_item: u64, address: u64, anon_vma: u64, ksm_page: u64, pfn: u64, err: i32 },
+    /// An rmap_item leaves KSM's trees; `stable`: it held an anon_vma reference, dropped now.
+    KsmRemoveRmapItem { mm: u64, owner: u32, rmap_item: u64, address: u64, anon_vma: u64, pfn: u64, stable: bool },
+    /// `do_huge_pmd_anonymous_page` returned: `vma` after (its anon_vma prepared even for a
+    /// read fault), `ret` the vm_fault_t.
+    ThpFault { vma: Vma, address: u64, write: bool, ret: u32 },
 }
 
 impl KernelOp {
@@ -52,12 +61,17 @@ impl KernelOp {
             KernelOp::DupMmap { .. } => "dup_mmap",
             KernelOp::ExitMmap { .. } => "exit_mmap",
             KernelOp::RmapWalk { .. } => "rmap_walk",
+            KernelOp::KsmMerge { .. } => "ksm_merge",
+            KernelOp::KsmRemoveRmapItem { .. } => "ksm_remove_rmap_item",
+            KernelOp::ThpFault { .. } => "thp_fault",
         }
     }
 }
 
-pub const OP_NAMES: [&str; 11] =
-    ["prepare", "fork", "clone", "unlink", "put_anon_vma", "split", "merge", "copy_vma", "dup_mmap", "exit_mmap", "rmap_walk"];
+pub const OP_NAMES: [&str; 14] = [
+    "prepare", "fork", "clone", "unlink", "put_anon_vma", "split", "merge", "copy_vma", "dup_mmap", "exit_mmap", "rmap_walk", "ksm_merge", "ksm_remove_rmap_item",
+    "thp_fault",
+];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Op {
@@ -169,6 +183,11 @@ impl Decoder {
             (HK_EXIT_MMAP, PH_ENTRY) => {
                 self.exiting.insert((ev.pid, ev.args[0]));
                 out.push(mk(KernelOp::ExitMmap { mm: ev.args[0] }));
+            }
+            (HK_KSM_MERGE, PH_EXIT) | (HK_KSM_REMOVE, PH_ENTRY) => out.push(mk(super::ksm::hook_op(ev))),
+            (HK_THP_FAULT, PH_EXIT) => {
+                const FAULT_FLAG_WRITE: u64 = 1;
+                out.push(mk(KernelOp::ThpFault { vma: ev.a, address: ev.args[0], write: ev.args[1] & FAULT_FLAG_WRITE != 0, ret: ev.ret as u32 }));
             }
             (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_ENTRY) => t.open.push(*ev),
             (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_EXIT) => {
@@ -320,6 +339,13 @@ impl fmt::Display for Op {
             KernelOp::RmapWalk { caller, folio, anon, locked, anon_vma, wait_ns, contended } => {
                 write!(f, "caller={caller} folio={folio:#x} anon={anon} locked={locked} av={anon_vma:#x} wait_ns={wait_ns} contended={contended}")
             }
+            KernelOp::KsmMerge { mm, owner, rmap_item, address, anon_vma, ksm_page, pfn, err } => {
+                write!(f, "mm={mm:#x} owner={owner} rmap_item={rmap_item:#x} addr={address:#x} av={anon_vma:#x} ksm_page={ksm_page:#x} pfn={pfn:#x} err={err}")
+            }
+            KernelOp::KsmRemoveRmapItem { mm, owner, rmap_item, address, anon_vma, pfn, stable } => {
+                write!(f, "mm={mm:#x} owner={owner} rmap_item={rmap_item:#x} addr={address:#x} av={anon_vma:#x} pfn={pfn:#x} stable={stable}")
+            }
+            KernelOp::ThpFault { vma, address, write, ret } => write!(f, "{vma} addr={address:#x} write={write} ret={ret:#x}"),
         }
     }
 }
@@ -374,6 +400,21 @@ mod tests {
         assert!(matches!(got[2], KernelOp::Clone { reason: "fork", .. }));
         assert!(matches!(got[3], KernelOp::Fork { reused_ancestor: false, .. }));
         assert!(matches!(got[4], KernelOp::Fork { reused_ancestor: true, .. }));
+    }
+
+    #[test]
+    fn a_thp_fault_carries_its_vma_and_fault_type() {
+        let (mut d, mut out) = (Decoder::default(), vec![]);
+        let mut t = ev(HK_THP_FAULT, PH_EXIT);
+        t.a = vma(1, 0xa0, 1);
+        t.args = [0x1_0000_0000, 0, 0, 0, 0, 0];
+        d.feed_(&t, &mut out);
+        t.args[1] = 1; // FAULT_FLAG_WRITE
+        d.feed_(&t, &mut out);
+        assert!(matches!(out[0].op, KernelOp::ThpFault { write: false, address: 0x1_0000_0000, vma: VmaSnap { anon_vma: 0xa0, .. }, .. }));
+        assert!(matches!(out[1].op, KernelOp::ThpFault { write: true, .. }));
+        assert_eq!(out[0].op.name(), "thp_fault");
+        assert_eq!(d.unpaired, 0);
     }
 
     #[test]

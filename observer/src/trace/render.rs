@@ -102,6 +102,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
             "stack_errors": t.stack_errors, "unpaired_hook_records": t.unpaired(),
         },
         "ops": if r.ops { t.op_stats.ops_json() } else { Value::Null },
+        "kernel_events": kernel_events(t, r),
         "launcher_frees": t.launcher_frees,
         "live_objects": t.live_objects(),
         "timeline": t.timeline_json(r.elapsed_ms as u64),
@@ -111,6 +112,15 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
         "model": super::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
     })
+}
+
+/// The KSM / THP counts, with the backend that saw each (0 under "unavailable" means unseen).
+fn kernel_events(t: &Tracer, r: &Run<'_>) -> Value {
+    let mut v = t.kernel_events.json(|phase| shown(r, phase));
+    for hook in ["ksm", "thp_fault"] {
+        v["backend"][hook] = r.backend.iter().find(|c| c.hook == hook).map_or(Value::Null, |c| json!(c.backend.name()));
+    }
+    v
 }
 
 fn af(c: &Counts) -> String {
@@ -182,6 +192,9 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
             "ops imply: prepare +{} AV (+{} reused), fork +{} AV (+{} reused), clone +{} AVC, unlink -{} AVC, put -{} AV",
             i.prepare_new_anon_vma, i.prepare_reused_neighbour, i.fork_new_anon_vma, i.fork_reused_ancestor, i.clone_avc, i.unlink_avc, i.put_anon_vma_frees
         )?;
+    }
+    if let Some(line) = t.kernel_events.text() {
+        writeln!(out, "{line}")?;
     }
     if r.rmap {
         let j = t.op_stats.rmap_json();

@@ -1,0 +1,258 @@
+//! KSM merges / rmap_item removals and THP faults: their records (KSM tracepoints or the
+//! function hooks) as `KernelOp`s, attributed to a traced process and phase and counted.
+//! ksmd sends the KSM records, so the process is the rmap_item's mm: its owner's tgid
+//! while it has one, else the process that mm was last seen merging for (an exited
+//! process's items are removed by ksmd after its exit, when the mm has no owner left).
+//! Not fed to the model: `Event::KsmMerge` would need its KSM cleanup too, which the
+//! tracepoints do not show (the model's coverage lists merges as unmodelled instead).
+use super::{
+    format::Format,
+    ops::{KernelOp, Op},
+    pids::Tree,
+    slab::At,
+};
+use crate::load::backend::KSM_TRACEPOINTS;
+use aya::{programs::TracePoint, Ebpf};
+use lazyvma_model::{
+    hook_abi::{HookEvent, HK_KSM_MERGE, KSM_STABLE_FLAG},
+    trace_abi::{KsmEvent, KsmOffsets, EV_KSM_MERGE, NO_FIELD},
+};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// `KsmOffsets` as the loader wants it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct Pod(pub KsmOffsets);
+// SAFETY: KsmOffsets is #[repr(C)] and only u64 fields.
+unsafe impl aya::Pod for Pod {}
+
+/// The KSM tracepoints' field offsets; all [`NO_FIELD`] on kernels without them (6.1).
+pub fn offsets() -> KsmOffsets {
+    let mut o = KsmOffsets::UNSET;
+    let get = |f: &Option<Format>, name: &str| f.as_ref().and_then(|f| f.get(name)).unwrap_or(NO_FIELD);
+    let merge = Format::read(KSM_TRACEPOINTS[0]).ok();
+    let remove = Format::read(KSM_TRACEPOINTS[1]).ok();
+    o.merge_ksm_page = get(&merge, "ksm_page");
+    o.merge_pfn = get(&merge, "pfn");
+    o.merge_rmap_item = get(&merge, "rmap_item");
+    o.merge_mm = get(&merge, "mm");
+    o.merge_err = get(&merge, "err");
+    o.remove_pfn = get(&remove, "pfn");
+    o.remove_rmap_item = get(&remove, "rmap_item");
+    o.remove_mm = get(&remove, "mm");
+    o
+}
+
+const PROGRAMS: [&str; 2] = ["trace_ksm_merge", "trace_ksm_remove"];
+/// The "ksm" hook's functions (load::backend::HOOKS).
+const KSM_FUNCTIONS: [&str; 2] = ["try_to_merge_with_ksm_page", "remove_rmap_item_from_tree"];
+
+/// The KSM tracepoints, when no KSM function was hooked (one source only: the two would
+/// count every merge twice). What attached goes into the "ksm" hook's outcome.
+pub fn attach_tracepoints(bpf: &mut Ebpf, out: &mut Vec<(&'static str, super::attach::Outcome)>) {
+    let i = match out.iter().position(|(n, _)| *n == "ksm") {
+        Some(i) => i,
+        None => {
+            out.push(("ksm", Default::default()));
+            out.len() - 1
+        }
+    };
+    let o = &mut out[i].1;
+    if !o.functions.is_empty() {
+        // A KSM function kallsyms lacks (inlined) was skipped silently by attach: say so.
+        for f in KSM_FUNCTIONS {
+            if !o.functions.iter().any(|(n, _)| *n == f) && !o.problems.iter().any(|p| p.starts_with(f)) {
+                o.problems.push(format!("{f}: absent from kallsyms (inlined): its records are missing"));
+            }
+        }
+        return;
+    }
+    for (prog, tp) in PROGRAMS.iter().zip(KSM_TRACEPOINTS) {
+        match attach_one(bpf, prog, tp) {
+            Ok(()) => o.tracepoints.push(tp),
+            Err(e) => o.problems.push(format!("tracepoint {tp}: {e}")),
+        }
+    }
+}
+
+fn attach_one(bpf: &mut Ebpf, prog: &str, tp: &str) -> Result<(), String> {
+    let (cat, name) = tp.split_once(':').expect("category:name");
+    if !crate::load::probe::has_tracepoint(tp) {
+        return Err("absent on this kernel (no include/trace/events/ksm.h before 6.4)".into());
+    }
+    let p: &mut TracePoint =
+        bpf.program_mut(prog).ok_or_else(|| format!("program {prog} missing from the BPF object"))?.try_into().map_err(|e| format!("program {prog}: {e}"))?;
+    p.load().map_err(|e| format!("loading {prog}: {}", crate::load::probe::chain(&e)))?;
+    p.attach(cat, name).map_err(|e| format!("attaching {prog}: {}", crate::load::probe::chain(&e)))?;
+    Ok(())
+}
+
+/// A KSM tracepoint record as an op. `ksm_remove_rmap_item` fires only for stable items.
+pub fn tracepoint_op(ev: &KsmEvent) -> Op {
+    let (mm, owner, rmap_item, address, pfn) = (ev.mm, ev.owner_tgid as u32, ev.rmap_item, ev.address, ev.pfn);
+    let op = if ev.kind == EV_KSM_MERGE {
+        KernelOp::KsmMerge { mm, owner, rmap_item, address, anon_vma: 0, ksm_page: ev.ksm_page, pfn, err: ev.err }
+    } else {
+        KernelOp::KsmRemoveRmapItem { mm, owner, rmap_item, address, anon_vma: 0, pfn, stable: true }
+    };
+    Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: 0, op }
+}
+
+/// A KSM hook record (`HK_KSM_MERGE` exit or `HK_KSM_REMOVE` entry) as its op.
+pub fn hook_op(ev: &HookEvent) -> KernelOp {
+    let [rmap_item, mm, address, kpage, owner, anon_vma] = ev.args;
+    if ev.hook == HK_KSM_MERGE {
+        KernelOp::KsmMerge { mm, owner: owner as u32, rmap_item, address, anon_vma, ksm_page: kpage, pfn: 0, err: ev.ret as u32 as i32 }
+    } else {
+        KernelOp::KsmRemoveRmapItem { mm, owner: owner as u32, rmap_item, address, anon_vma, pfn: 0, stable: address & KSM_STABLE_FLAG != 0 }
+    }
+}
+
+/// Per (process, phase) counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// Merges that took an anon_vma reference (err 0).
+    pub ksm_merges: u64,
+    pub ksm_merge_failures: u64,
+    /// rmap_items that dropped their anon_vma reference. Tracepoint: only those a stable
+    /// node's teardown removes (never its last item); hooks: every stable one.
+    pub ksm_rmap_items_removed: u64,
+    pub thp_faults: u64,
+}
+
+impl Counts {
+    fn add(&mut self, op: &KernelOp) {
+        match op {
+            KernelOp::KsmMerge { err: 0, .. } => self.ksm_merges += 1,
+            KernelOp::KsmMerge { .. } => self.ksm_merge_failures += 1,
+            KernelOp::KsmRemoveRmapItem { stable: true, .. } => self.ksm_rmap_items_removed += 1,
+            KernelOp::ThpFault { .. } => self.thp_faults += 1,
+            _ => {}
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Row {
+    pub proc: usize,
+    pub tgid: u32,
+    pub phase: Option<u32>,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+#[derive(Default)]
+pub struct KernelEvents {
+    pub total: Counts,
+    pub rows: Vec<Row>,
+    index: HashMap<(usize, Option<u32>), usize>,
+    /// mm → the traced process it belongs to, learnt while its owner was alive.
+    mms: HashMap<u64, usize>,
+    /// KSM records whose mm had no owner and was never seen with one: whose they were is
+    /// unknown (counted, not dropped).
+    pub unattributed: u64,
+}
+
+impl KernelEvents {
+    pub fn is_kernel_event(op: &KernelOp) -> bool {
+        matches!(op, KernelOp::KsmMerge { .. } | KernelOp::KsmRemoveRmapItem { .. } | KernelOp::ThpFault { .. })
+    }
+
+    /// The traced process an op belongs to (None: not traced, or unknown and counted so).
+    pub fn attribute(&mut self, op: &Op, tree: &mut Tree) -> Option<usize> {
+        let (mm, owner) = match &op.op {
+            KernelOp::KsmMerge { mm, owner, .. } | KernelOp::KsmRemoveRmapItem { mm, owner, .. } => (*mm, *owner),
+            _ => return tree.traced(op.tgid),
+        };
+        if owner != 0 {
+            if let Some(p) = tree.traced(owner) {
+                self.mms.insert(mm, p);
+                return Some(p);
+            }
+        }
+        match self.mms.get(&mm) {
+            Some(p) => Some(*p),
+            None if owner == 0 => {
+                self.unattributed += 1;
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn add(&mut self, op: &KernelOp, at: At) {
+        self.total.add(op);
+        let next = self.rows.len();
+        let i = *self.index.entry((at.proc, at.phase)).or_insert(next);
+        if i == next {
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, counts: Counts::default() });
+        }
+        self.rows[i].counts.add(op);
+    }
+
+    /// Rows where `shown(phase)`, for the report.
+    pub fn json(&self, shown: impl Fn(Option<u32>) -> bool) -> serde_json::Value {
+        let rows: Vec<&Row> = self.rows.iter().filter(|r| shown(r.phase)).collect();
+        let mut v = serde_json::to_value(self.total).unwrap_or_default();
+        v["unattributed_ksm_records"] = self.unattributed.into();
+        v["phases"] = serde_json::to_value(rows).unwrap_or_default();
+        v
+    }
+
+    pub fn text(&self) -> Option<String> {
+        let t = &self.total;
+        (*t != Counts::default() || self.unattributed > 0).then(|| {
+            format!(
+                "kernel events: ksm merges {} (failed {}), ksm rmap items removed {}, thp faults {}, unattributed ksm records {}",
+                t.ksm_merges, t.ksm_merge_failures, t.ksm_rmap_items_removed, t.thp_faults, self.unattributed
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lazyvma_model::{hook_abi::*, trace_abi::EV_KSM_REMOVE};
+
+    fn merge(mm: u64, owner: u64, err: i32) -> KsmEvent {
+        KsmEvent { kind: EV_KSM_MERGE, pid: 40, tgid: 40, mm, owner_tgid: owner, err, ..Default::default() }
+    }
+
+    #[test]
+    fn ksm_records_count_for_the_mm_owner_and_after_it_is_gone() {
+        let mut tree = Tree::command(10);
+        let mut k = KernelEvents::default();
+        let run = |ev: KsmEvent, tree: &mut Tree, k: &mut KernelEvents| {
+            let op = tracepoint_op(&ev);
+            if let Some(p) = k.attribute(&op, tree) {
+                let at = At { proc: p, tgid: tree.get(p).tgid, phase: tree.get(p).phase };
+                k.add(&op.op, at);
+            }
+        };
+        run(merge(0x100, 10, 0), &mut tree, &mut k);
+        run(merge(0x100, 10, -14), &mut tree, &mut k);
+        // Another process's mm: not traced, not counted, not "unattributed".
+        run(merge(0x200, 99, 0), &mut tree, &mut k);
+        // After the exit the mm has no owner: still the traced process's.
+        run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x100, 0, 0) }, &mut tree, &mut k);
+        run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x300, 0, 0) }, &mut tree, &mut k);
+        assert_eq!(k.total, Counts { ksm_merges: 1, ksm_merge_failures: 1, ksm_rmap_items_removed: 1, thp_faults: 0 });
+        assert_eq!(k.unattributed, 1);
+        assert_eq!(k.rows.len(), 1);
+    }
+
+    #[test]
+    fn hook_records_decode_to_the_same_ops() {
+        let mut ev = HookEvent { kind: EV_HOOK, hook: HK_KSM_MERGE, phase: PH_EXIT, backend: BK_KPROBE, ..Default::default() };
+        ev.args = [0x10, 0x100, 0x7000_0000_1000 | KSM_STABLE_FLAG, 0, 10, 0xa0];
+        assert!(matches!(hook_op(&ev), KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. }));
+        ev.ret = (-14i64) as u64;
+        assert!(matches!(hook_op(&ev), KernelOp::KsmMerge { err: -14, .. }));
+        ev.hook = HK_KSM_REMOVE;
+        assert!(matches!(hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: true, .. }));
+        ev.args[2] = 0x7000_0000_1000 | KSM_UNSTABLE_FLAG;
+        assert!(matches!(hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: false, .. }));
+    }
+}
