@@ -370,3 +370,25 @@ fn duration_ends_a_whole_system_trace() {
     assert!(j["elapsed_ms"].as_u64().unwrap() >= 300);
     assert!(j["command"].is_null());
 }
+
+/// glibc's posix_spawn child (CLONE_VM | CLONE_VFORK) runs on a stack its parent mapped and
+/// faults it in: the prepare is the child's task in the parent's mm. The feed applies it to
+/// the parent's model, counted at the child's row, as the slab tally counts it; then the
+/// child's exec gives it its own mm. Python's `os.posix_spawn` is glibc's.
+#[test]
+fn posix_spawn_child_prepares_in_its_parents_mm() {
+    if !root_or_skip("posix_spawn_child_prepares_in_its_parents_mm") {
+        return;
+    }
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"].into_iter().find(|p| std::path::Path::new(p).exists())
+        .expect("this test needs a python3 (its os.posix_spawn is glibc's)");
+    let prog = "import os\nfor i in range(3):\n    os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n";
+    let out = Command::new(BIN).args(["trace", "-j", "--model-events", "--", python, "-c", prog]).output().expect("running lazyvma");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = report(&out.stdout).expect("JSON report");
+    assert_eq!(j["lost_events"], 0, "events lost");
+    model_matches("posix_spawn", &j, &[]);
+    // The three children made it into the rows: each has its own allocations counted.
+    let children = j["phases"].as_array().unwrap().iter().filter(|p| p["proc"].as_i64() != Some(0) && four(p)[0] > 0).count();
+    assert!(children >= 3, "expected 3 spawned children with allocations: {}", j["phases"]);
+}

@@ -170,6 +170,13 @@ pub struct Feed {
     pairing: HashMap<u32, Pairing>,
     /// Tasks created with CLONE_VM but not CLONE_THREAD: they share their parent's mm.
     shared_mm: HashSet<u32>,
+    /// Such children (vfork, posix_spawn) until they exec or exit, by `proc`: the modelled
+    /// process whose mm they act on. What they do counts at their own (proc, phase), as
+    /// the slab tally counts it, but changes the owner's model (glibc's posix_spawn child
+    /// faults in the stack its parent mapped: the prepare is in the parent's mm).
+    borrowed: HashMap<usize, usize>,
+    /// Every `proc` that ever borrowed a modelled mm (so modelled, though never a model pid).
+    borrowers: HashSet<usize>,
     /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
     pub seed: Option<Pending>,
     /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
@@ -231,6 +238,8 @@ impl Feed {
             in_exec: HashMap::new(),
             pairing: HashMap::new(),
             shared_mm: HashSet::new(),
+            borrowed: HashMap::new(),
+            borrowers: HashSet::new(),
             seed: None,
             seeded_live: [0; 4],
         }
@@ -253,10 +262,16 @@ impl Feed {
         At { proc, tgid: p.tgid, phase: p.phase }
     }
 
-    /// The modelled process `tgid` is now, if any.
-    fn modelled(&self, tree: &Tree, tgid: u32) -> Option<usize> {
+    /// The process `tgid` is now, and the modelled process whose mm it acts on (itself,
+    /// or the owner of the mm a vfork child borrows), if any.
+    fn modelled(&self, tree: &Tree, tgid: u32) -> Option<(usize, usize)> {
         let p = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited)?;
-        self.procs.contains_key(&p).then_some(p)
+        self.mm_of(p).map(|mm| (p, mm))
+    }
+
+    fn mm_of(&self, proc: usize) -> Option<usize> {
+        let mm = self.borrowed.get(&proc).copied().unwrap_or(proc);
+        self.procs.contains_key(&mm).then_some(mm)
     }
 
     /// Apply one event; its deltas count at `at`.
@@ -337,7 +352,10 @@ impl Feed {
         }
         let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
         if self.shared_mm.remove(&c.tgid) {
-            return; // no dup_mmap; modelled from its exec
+            // No dup_mmap: it acts on the parent's mm until its exec (modelled from there).
+            self.borrowed.insert(child, parent);
+            self.borrowers.insert(child);
+            return;
         }
         self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
         self.coverage.modelled += 1;
@@ -355,6 +373,7 @@ impl Feed {
             self.coverage.modelled += 1;
             self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
         }
+        self.borrowed.remove(&proc);
         let during = self.in_exec.remove(&proc).unwrap_or_default();
         // The first prepare of an exec is the argv copy into the new stack (by GUP: its
         // fault address, if any, is a stale one of the old mm, where the argv was read).
@@ -369,8 +388,18 @@ impl Feed {
     pub fn exit(&mut self, tree: &Tree, proc: usize) {
         self.touched(tree.get(proc).tgid, "an exit");
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
+        self.borrowed.remove(&proc);
         if self.procs.remove(&proc).is_none() {
             return;
+        }
+        let borrowers = self.borrowed.iter().filter(|(_, &mm)| mm == proc).count();
+        if borrowers > 0 {
+            // CLONE_VM without CLONE_VFORK: the mm outlives this exit in the kernel, not in
+            // the model; the borrowers' later work is not modelled.
+            self.borrowed.retain(|_, mm| *mm != proc);
+            for _ in 0..borrowers {
+                self.unmodelled("a CLONE_VM child outliving its mm's owner");
+            }
         }
         self.coverage.faults_not_placed += stray as u64;
         self.apply(Event::Exit { pid: Self::pid(proc) }, Self::at(tree, proc));
@@ -437,13 +466,13 @@ impl Feed {
             during.push(*ev);
             return;
         }
-        if self.procs.contains_key(&proc) {
-            self.place(tree, proc, ev, at);
+        if let Some(mm) = self.mm_of(proc) {
+            self.place(tree, mm, ev, Some(at.unwrap_or_else(|| Self::at(tree, proc))));
         }
     }
 
-    /// A prepare in a modelled process: a write fault on the kernel's VMA, mapped first if
-    /// the model has not been told of it (the exec image).
+    /// A prepare in the mm of modelled process `proc`: a write fault on the kernel's VMA,
+    /// mapped first if the model has not been told of it (the exec image).
     fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma, at: Option<At>) {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
@@ -521,11 +550,11 @@ impl Feed {
             }
             return;
         }
-        let Some(proc) = self.modelled(tree, ev.tgid) else { return };
+        let Some((proc, mm)) = self.modelled(tree, ev.tgid) else { return };
         if slot >= SYS_COUNT || is_err(ev.ret) {
             return;
         }
-        let pid = Self::pid(proc);
+        let pid = Self::pid(mm);
         let at = Self::at(tree, proc);
         let a = ev.args;
         let name = SYSCALL_NAMES[slot];
@@ -587,7 +616,7 @@ impl Feed {
                     self.apply(Event::Madvise { pid, start: a[0], pages: pages(a[1]), advice }, at);
                 }
             }
-            SYS_BRK => self.brk(proc, ev.ret as u64, at),
+            SYS_BRK => self.brk(mm, ev.ret as u64, at),
             SYS_EXECVE | SYS_EXECVEAT => {}
             _ => self.unmodelled(name),
         }
@@ -613,7 +642,8 @@ impl Feed {
             p.unseeded("the snapshot's end marker was not seen (ring buffer records lost?)");
             self.coverage.not_seeded = p.reasons;
         }
-        let ever: HashSet<usize> = self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).collect();
+        let ever: HashSet<usize> =
+            self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).chain(self.borrowers.iter().copied()).collect();
         let pids: HashSet<Pid> = self.events.iter().filter_map(|e| match e {
             Event::Spawn { pid } => Some(*pid),
             Event::Fork { child, .. } => Some(*child),
