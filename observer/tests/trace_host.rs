@@ -47,7 +47,20 @@ fn lazyvma(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().expect("running lazyvma")
 }
 
+/// A trace that lost ring-buffer records (its reader starved of CPU on a loaded machine; the
+/// report says how many) cannot be compared exactly: it is run again, up to three times.
 fn trace_json(scenario: &str, n: i64) -> Value {
+    for attempt in 1..=3 {
+        let (j, stderr) = trace_once(scenario, n);
+        if j["lost_events"] == 0 {
+            return check_trace(scenario, n, j, &stderr);
+        }
+        eprintln!("trace {scenario} -n {n}: {} events lost (run {attempt} of 3): incomplete, not compared", j["lost_events"]);
+    }
+    panic!("trace {scenario} -n {n}: events lost in each of 3 runs");
+}
+
+fn trace_once(scenario: &str, n: i64) -> (Value, String) {
     let n = n.to_string();
     let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -55,8 +68,11 @@ fn trace_json(scenario: &str, n: i64) -> Value {
     let stderr: String = stderr.lines().filter(|l| !l.starts_with("model proc")).collect::<Vec<_>>().join("\n");
     assert!(out.status.success(), "trace {scenario} -n {n}: {stderr}");
     let j = report(&out.stdout).unwrap_or_else(|e| panic!("trace {scenario}: no JSON report on stdout ({e}): {stderr}"));
+    (j, stderr)
+}
+
+fn check_trace(scenario: &str, n: i64, j: Value, stderr: &str) -> Value {
     assert_eq!(j["command"]["exit_status"], 0, "{scenario} -n {n} failed: {stderr}");
-    assert_eq!(j["lost_events"], 0, "{scenario} -n {n}: events lost");
     assert_eq!(j["events"]["sent"], j["events"]["received"], "{scenario} -n {n}: sent != received");
     assert_eq!(j["backend"]["__anon_vma_prepare"].as_str().map(|b| b != "unavailable"), Some(true));
     let what = format!("{scenario} -n {n}");
