@@ -10,8 +10,7 @@ use lazyvma_model::pair::Pair;
 use lazyvma_model::seed::Seed;
 use lazyvma_model::topology::Topology;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
 mod common;
 use common::*;
@@ -20,45 +19,6 @@ const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 
 fn lazyvma(args: &[&str]) -> Output {
     Command::new(LAZYVMA).args(args).output().unwrap()
-}
-
-/// The workload with its parent and child pids; the test kills the child, so the parent
-/// fails at release (it reaps a killed child): its status is not checked.
-struct Workload {
-    proc: Child,
-    parent: u32,
-    child: u32,
-}
-
-impl Workload {
-    fn start() -> Workload {
-        let mut proc = Command::new(env!("CARGO_BIN_EXE_lazyvma-workload"))
-            .args(["fork", "-n", "3", "--hold"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut lines = BufReader::new(proc.stdout.take().unwrap()).lines();
-        let (mut parent, mut child) = (0, 0);
-        while parent == 0 || child == 0 {
-            let line = lines.next().expect("workload exited before ready").unwrap();
-            let pid = |l: &str| l.rsplit("pid=").next().unwrap().parse().unwrap();
-            if line.contains("ready role=parent") {
-                parent = pid(&line);
-            } else if line.contains("ready role=child") {
-                child = pid(&line);
-            }
-        }
-        Workload { proc, parent, child }
-    }
-}
-
-impl Drop for Workload {
-    fn drop(&mut self) {
-        drop(self.proc.stdin.take());
-        let _ = self.proc.wait();
-    }
 }
 
 /// One snapshot pass: the JSON rows of `pids` and the whole topology.
@@ -97,7 +57,8 @@ fn a_seeded_model_follows_the_kernel_through_an_exit() {
         return;
     }
     let dir = Dir::new("seed");
-    let w = Workload::start();
+    let mut w = HeldFork::start(3);
+    w.check_exit = false; // the child is killed below
     let (rows, topo) = snapshot(&[w.parent, w.child], &dir, "before.json");
     let seed = Seed { kernel: kernel(), knobs: Knobs::default(), skip_bad: false };
     let (mut pair, report) = seed.run_some(&topo, Some(&[w.parent, w.child])).unwrap();
