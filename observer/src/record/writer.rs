@@ -73,6 +73,11 @@ impl Writer {
         self.chunk(format::HEADER, &serde_json::to_vec(h)?)
     }
 
+    /// The seed's input, taken before any record was read (so before any records chunk).
+    pub fn seed(&mut self, s: &format::SeedRec) -> anyhow::Result<()> {
+        self.chunk(format::SEED, &serde_json::to_vec(s)?)
+    }
+
     /// One ring-buffer record, before the tracer counts it: a chunk cut here holds only
     /// records already counted, so every symbol they used is known.
     pub fn record(&mut self, bytes: &[u8], syms: &Symbols) {
