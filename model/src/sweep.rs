@@ -140,7 +140,9 @@ pub fn sweep(events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, Sw
 /// the lazy state a seed gives depends on the knobs. A value the seed refuses is in
 /// `not_run`; the base knobs' refusal is an error.
 pub fn sweep_seeded(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, SweepError> {
-    let seed = |knobs| Seed { kernel, knobs, skip_bad: false }.run_mapped(topo, pids).map(|(p, _)| p);
+    let seed = |knobs| {
+        Seed { kernel, knobs, skip_bad: false }.run_mapped(topo, pids).map(|(p, _)| p).map_err(|e| format!("the seed cannot start under it: {e}"))
+    };
     sweep_from(seed, events, base)
 }
 
