@@ -160,5 +160,8 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
     for why in &c.incomplete {
         writeln!(out, "model incomplete: {why}")?;
     }
+    if f.events_dropped > 0 {
+        writeln!(out, "model events: {} past --model-events-max {} not kept (counted above); knob sweep not run", f.events_dropped, f.events_max)?;
+    }
     Ok(())
 }
