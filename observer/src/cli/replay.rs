@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None if matches!(h.scope.as_str(), "pids" | "cgroup") => f
                 .coverage
                 .incomplete
-                .push(format!("recording format 1.{} keeps no snapshot: the processes running at the start are not seeded in this replay", rec.minor)),
+                .push(format!("the recording (format 1.{}) keeps no snapshot: the processes running at the start are not seeded in this replay", rec.minor)),
             None => {}
         }
     }

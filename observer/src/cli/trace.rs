@@ -302,7 +302,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             let pending = crate::trace::seed::take(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers);
             // Before any record is read: a replay installs it at the same place.
             if let Some(w) = tracer.tap.as_mut() {
-                w.seed(&pending.record())?;
+                if let Some(n) = w.seed(&pending.record())? {
+                    eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
+                }
             }
             f.seed = Some(pending);
         }

@@ -74,8 +74,14 @@ impl Writer {
     }
 
     /// The seed's input, taken before any record was read (so before any records chunk).
-    pub fn seed(&mut self, s: &format::SeedRec) -> anyhow::Result<()> {
-        self.chunk(format::SEED, &serde_json::to_vec(s)?)
+    /// `Ok(Some(bytes))`: too large for one chunk (a reader would call it corruption), not written.
+    pub fn seed(&mut self, s: &format::SeedRec) -> anyhow::Result<Option<usize>> {
+        let body = serde_json::to_vec(s)?;
+        if body.len() + 1 > format::MAX_CHUNK {
+            return Ok(Some(body.len()));
+        }
+        self.chunk(format::SEED, &body)?;
+        Ok(None)
     }
 
     /// One ring-buffer record, before the tracer counts it: a chunk cut here holds only
