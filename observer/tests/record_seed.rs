@@ -99,6 +99,14 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
         }
     }
 
+    // The report shows those two values as not run, never leaves them out.
+    let file = dir.file("live.json");
+    std::fs::write(&file, live.to_string()).unwrap();
+    let out = Command::new(LAZYVMA).args(["report", &file]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("not run: the seed cannot start under it").count(), 2, "{text}");
+
     // Under --knob: the replay re-seeds under that knob, and its totals are the sweep's row.
     let off = json(&replay(&["-j", "--knob", "lazy_enabled=false", &rec]));
     assert_eq!(off["model"]["seeded"], live["model"]["seeded"]);
