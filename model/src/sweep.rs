@@ -13,11 +13,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::counts::{Counter, Counts};
 use crate::eager::ModelError;
-use crate::event::Event;
+use crate::event::{Event, Pid};
 use crate::kernel::Kernel;
 use crate::knobs::{Knobs, KNOBS};
 use crate::lazy::History;
 use crate::pair::Pair;
+use crate::seed::Seed;
+use crate::topology::Topology;
 
 /// Allocations, frees and the most ever live of one object kind over the stream.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +88,10 @@ pub struct Sweep {
     pub eager: Objects,
     pub sweep: BTreeMap<String, BTreeMap<String, Row>>,
     pub lazy_vma_history: History,
+    /// `sweep[knob][value]` rows that could not start (a seeded trace: the seed refuses
+    /// some knob values), with why. Empty for a sweep from an empty model.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub not_run: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -94,30 +100,58 @@ pub enum SweepError {
     Event { index: usize, event: String, source: ModelError },
     #[error("the eager model counted differently with {knob}={value}: eager must not depend on lazy knobs")]
     EagerDiffers { knob: String, value: String },
+    #[error("the base knobs' start: {0}")]
+    Start(String),
 }
 
 struct Run {
-    eager: Counts,
-    lazy: Counts,
+    eager: Objects,
+    lazy: Objects,
     history: History,
 }
 
-fn run(events: &[Event], kernel: Kernel, knobs: Knobs) -> Result<Run, SweepError> {
-    let mut p = Pair::new(kernel, knobs);
+/// Alloc and free since `start` (what the events did, not a seed); peak is the most ever
+/// live, seeded objects included.
+fn since(end: &Counts, start: &Counts) -> Objects {
+    let t = |e: Counter, s: Counter| Tally { alloc: e.alloc - s.alloc, free: e.free - s.free, peak: e.peak };
+    Objects {
+        anon_vma: t(end.anon_vma, start.anon_vma),
+        anon_vma_chain: t(end.anon_vma_chain, start.anon_vma_chain),
+        vm_area_struct: t(end.vm_area_struct, start.vm_area_struct),
+    }
+}
+
+fn run(mut p: Pair, events: &[Event]) -> Result<Run, SweepError> {
+    let (e0, l0) = p.counts();
     for (index, ev) in events.iter().enumerate() {
         p.apply(ev).map_err(|source| SweepError::Event { index, event: format!("{ev:?}"), source })?;
     }
-    let (eager, lazy) = p.counts();
-    Ok(Run { eager, lazy, history: p.lazy().history() })
+    let (e, l) = p.counts();
+    Ok(Run { eager: since(&e, &e0), lazy: since(&l, &l0), history: p.lazy().history() })
 }
 
-/// Every value of every knob in `KNOBS`, the others held at `base`.
+/// Every value of every knob in `KNOBS`, the others held at `base`, from an empty model.
 pub fn sweep(events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, SweepError> {
-    let first = run(events, kernel, *base)?;
-    let eager = Objects::from(&first.eager);
-    let base_lazy = Objects::from(&first.lazy);
+    sweep_from(|k| Ok::<_, core::convert::Infallible>(Pair::new(kernel, k)), events, base)
+}
+
+/// [`sweep`] for a model seeded from a snapshot (`trace -p`): each knob value's run
+/// starts from its own seed of `topo`'s processes `pids` (topology pid, model pid), since
+/// the lazy state a seed gives depends on the knobs. A value the seed refuses is in
+/// `not_run`; the base knobs' refusal is an error.
+pub fn sweep_seeded(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, SweepError> {
+    let seed = |knobs| {
+        Seed { kernel, knobs, skip_bad: false }.run_mapped(topo, pids).map(|(p, _)| p).map_err(|e| format!("the seed cannot start under it: {e}"))
+    };
+    sweep_from(seed, events, base)
+}
+
+/// The sweep with each run's model from `start(knobs)`.
+pub fn sweep_from<E: core::fmt::Display>(start: impl Fn(Knobs) -> Result<Pair, E>, events: &[Event], base: &Knobs) -> Result<Sweep, SweepError> {
+    let first = run(start(*base).map_err(|e| SweepError::Start(e.to_string()))?, events)?;
+    let (eager, base_lazy) = (first.eager, first.lazy);
     let held = base.pairs();
-    let mut out = Sweep { eager, sweep: BTreeMap::new(), lazy_vma_history: first.history };
+    let mut out = Sweep { eager, sweep: BTreeMap::new(), lazy_vma_history: first.history, not_run: BTreeMap::new() };
     for (name, values) in KNOBS {
         let mut rows = BTreeMap::new();
         for &value in *values {
@@ -127,11 +161,18 @@ pub fn sweep(events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, Sw
             } else {
                 let mut k = *base;
                 k.set(&format!("{name}={value}")).expect("KNOBS lists only valid settings");
-                let r = run(events, kernel, k)?;
+                let p = match start(k) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        out.not_run.entry(name.to_string()).or_default().insert(value.to_string(), e.to_string());
+                        continue;
+                    }
+                };
+                let r = run(p, events)?;
                 if r.eager != first.eager {
                     return Err(SweepError::EagerDiffers { knob: name.to_string(), value: value.to_string() });
                 }
-                Objects::from(&r.lazy)
+                r.lazy
             };
             rows.insert(value.to_string(), Row::new(is_base, &eager, lazy));
         }
@@ -168,6 +209,9 @@ impl Sweep {
             }
         }
         self.lazy_vma_history.add(&o.lazy_vma_history);
+        for (knob, values) in &o.not_run {
+            self.not_run.entry(knob.clone()).or_default().extend(values.iter().map(|(v, why)| (v.clone(), why.clone())));
+        }
     }
 
     /// Knobs in `KNOBS` order (the spec's), then any this build does not know.

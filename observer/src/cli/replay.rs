@@ -17,6 +17,9 @@ pub struct Args {
     /// A lazy-model knob, NAME=VALUE (repeatable), e.g. fork_of_tree_parent=share.
     #[arg(long = "knob", value_name = "NAME=VALUE")]
     pub knobs: Vec<String>,
+    /// Keep at most N model events for the knob sweep (as `trace --model-events-max`).
+    #[arg(long, value_name = "N", default_value_t = crate::trace::feed::EVENTS_MAX)]
+    pub model_events_max: usize,
     /// Print the final report as one JSON object.
     #[arg(short = 'j', long)]
     pub json: bool,
@@ -38,6 +41,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), meta::sizes(h));
     tracer.knobs = knobs;
     meta::configure(&mut tracer, h);
+    if let Some(f) = tracer.feed.as_mut() {
+        f.events_max = args.model_events_max;
+        // -p / --cgroup: re-seeded from the recorded pass, under this replay's knobs.
+        match &rec.seed {
+            Some(s) => f.seed = Some(crate::trace::seed::Pending::replayed(s, knobs)),
+            None if matches!(h.scope.as_str(), "pids" | "cgroup") => f
+                .coverage
+                .incomplete
+                .push(format!("the recording (format 1.{}) keeps no snapshot: the processes running at the start are not seeded in this replay", rec.minor)),
+            None => {}
+        }
+    }
     crate::trace::timeline::replay(&mut tracer, &rec);
     tracer.finish();
     match &rec.trailer {

@@ -70,6 +70,10 @@ pub struct Args {
     /// Print every event fed to the model, one per line, on stderr.
     #[arg(long)]
     pub model_events: bool,
+    /// Keep at most N model events for the knob sweep (rules_that_matter); past it the
+    /// sweep is not run and `"model"` says why.
+    #[arg(long, value_name = "N", default_value_t = crate::trace::feed::EVENTS_MAX)]
+    pub model_events_max: usize,
     /// Do not take kernel stacks (clone/unlink reasons then unknown); to measure their cost.
     #[arg(long)]
     pub no_stacks: bool,
@@ -289,12 +293,20 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     meta::configure(&mut tracer, &about);
     if let Some(f) = tracer.feed.as_mut() {
         f.print = args.model_events;
+        f.events_max = args.model_events_max;
     }
     // -p / --cgroup: the processes already running are seeded from one snapshot, now that
     // the feed programs are attached (trace/seed.rs).
     if matches!(scope, "pids" | "cgroup") {
         if let Some(f) = tracer.feed.as_mut() {
-            f.seed = Some(crate::trace::seed::take(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers));
+            let pending = crate::trace::seed::take(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers);
+            // Before any record is read: a replay installs it at the same place.
+            if let Some(w) = tracer.tap.as_mut() {
+                if let Some(n) = w.seed(&pending.record())? {
+                    eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
+                }
+            }
+            f.seed = Some(pending);
         }
     }
     let start = Instant::now();

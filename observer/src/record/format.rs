@@ -8,7 +8,8 @@ pub const MAGIC: &[u8; 8] = b"LZVMAREC";
 /// A reader refuses another major; it reads a newer minor, skipping unknown chunk kinds
 /// and ignoring unknown header/trailer fields.
 pub const MAJOR: u16 = 1;
-pub const MINOR: u16 = 0;
+/// 1: the SEED chunk (`trace -p`/`--cgroup`'s snapshot).
+pub const MINOR: u16 = 1;
 pub const PREAMBLE: usize = 12;
 pub const CHUNK_HEAD: usize = 8;
 /// Larger lengths are corruption, not data: the writer cuts record chunks at 1 MiB.
@@ -19,6 +20,8 @@ pub const HEADER: u8 = 1;
 pub const SYMBOLS: u8 = 2;
 pub const RECORDS: u8 = 3;
 pub const TRAILER: u8 = 4;
+/// Minor 1: the snapshot a `-p`/`--cgroup` trace seeded its model from, before any records.
+pub const SEED: u8 = 5;
 
 pub fn preamble() -> [u8; PREAMBLE] {
     let mut p = [0; PREAMBLE];
@@ -135,6 +138,18 @@ impl ChoiceRec {
             reason: self.reason.clone(),
         })
     }
+}
+
+/// The seed's input as `trace/seed.rs::take` left it: a replay installs it where the live
+/// trace did (before the first record) and meets the same start/end markers in the records.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SeedRec {
+    /// The traced lazyvma's own tgid: only its markers bracket the pass.
+    pub tgid: u32,
+    pub topology: lazyvma_model::topology::Topology,
+    /// The processes to seed, and those already refused when the pass was taken, with why.
+    pub candidates: Vec<u32>,
+    pub reasons: std::collections::BTreeMap<u32, String>,
 }
 
 /// How the trace ended; absent when the recording was cut short.

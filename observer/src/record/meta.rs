@@ -99,19 +99,34 @@ pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
 }
 
 /// "Rules that matter": the lazy model re-run under every knob value over the events the
-/// trace fed it (those it refused left out: they changed nothing).
+/// trace fed it (those it refused left out: they changed nothing), from an empty model or,
+/// seeded (-p), from a seed per knob value. Null when not run (`"model"."knob_sweep"`).
 fn rules_that_matter(t: &Tracer) -> Value {
     let Some(f) = &t.feed else { return Value::Null };
-    if !f.coverage.seeded.is_empty() {
-        // The events start from the seeded state, which a sweep's fresh model lacks
-        // (`"model"."knob_sweep"` says so).
+    if sweep_not_run(f).is_some() {
         return Value::Null;
     }
     let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
-    match sweep::sweep(&events, f.kernel(), &t.knobs) {
+    let s = match &f.seed_start {
+        Some(st) => sweep::sweep_seeded(&st.topo, &st.pids, &events, f.kernel(), &t.knobs),
+        None => sweep::sweep(&events, f.kernel(), &t.knobs),
+    };
+    match s {
         Ok(s) => serde_json::to_value(s).unwrap_or(Value::Null),
         Err(e) => json!({ "error": e.to_string() }),
     }
+}
+
+/// Why the knob sweep is not run, if so.
+pub fn sweep_not_run(f: &Feed) -> Option<String> {
+    if f.events_dropped > 0 {
+        return Some(format!(
+            "not run: {} model events past --model-events-max {} were not kept (the sweep needs every event)",
+            f.events_dropped, f.events_max
+        ));
+    }
+    // Seeded processes without the seed's input (cannot happen today; never a sweep from nothing).
+    (!f.coverage.seeded.is_empty() && f.seed_start.is_none()).then(|| "not run: the seed's input was not kept".to_string())
 }
 
 /// The final report. `trailer` None: the recording was cut short, the end is unknown and

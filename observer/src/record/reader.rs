@@ -1,7 +1,7 @@
 //! Reads a recording whole and checks it before anything is replayed: a file cut short
 //! (no trailer; the last chunk short, or its crc bad with nothing after it) is read up to
 //! its last complete chunk; anything else wrong is an error naming the file and offset.
-use super::format::{self, Header, Trailer, CHUNK_HEAD, MAJOR, MAX_CHUNK, PREAMBLE};
+use super::format::{self, Header, SeedRec, Trailer, CHUNK_HEAD, MAJOR, MAX_CHUNK, PREAMBLE};
 use std::ops::Range;
 
 #[derive(Debug, thiserror::Error)]
@@ -20,6 +20,8 @@ pub struct Recording {
     pub symbols: Vec<(u64, String)>,
     records: Vec<Range<usize>>,
     pub trailer: Option<Trailer>,
+    /// `-p`/`--cgroup` (minor 1+): the snapshot the live trace seeded its model from.
+    pub seed: Option<SeedRec>,
     /// Complete chunks read.
     pub chunks: usize,
     /// The stamp of the last records chunk: ms since the header.
@@ -113,6 +115,7 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
         symbols: Vec::new(),
         records: Vec::new(),
         trailer: None,
+        seed: None,
         chunks: chunks.len(),
         last_ms: 0,
         lost_bytes: cut.map_or(0, |c| data.len() - c),
@@ -130,6 +133,10 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
                 rec.last_ms = records(&data, b, &mut rec.records).map_err(|o| err(o, format!("records chunk {} malformed", i + 1)))?;
                 rec.stamps.push((rec.records.len(), rec.last_ms));
             }
+            // Written before the first record: anywhere else its place in the stream is lost.
+            format::SEED if rec.seed.is_some() => return Err(err(at, format!("chunk {} is a second seed", i + 1))),
+            format::SEED if !rec.records.is_empty() => return Err(err(at, format!("seed chunk {} follows records", i + 1))),
+            format::SEED => rec.seed = Some(serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("seed undecodable: {e}")))?),
             format::TRAILER => {
                 rec.trailer = Some(serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("trailer undecodable: {e}")))?);
             }
@@ -269,7 +276,7 @@ mod tests {
         assert_eq!(msg(bad), "recording f.rec: not a lazyvma recording (bad magic) at offset 0");
         let mut bad = d.clone();
         bad[8] = 2;
-        assert_eq!(msg(bad), "recording f.rec: format version 2.0; this lazyvma reads 1.x at offset 8");
+        assert_eq!(msg(bad), "recording f.rec: format version 2.1; this lazyvma reads 1.x at offset 8");
         assert!(msg(d[..PREAMBLE + 3].to_vec()).contains("no complete header chunk"));
         let mut more = d.clone();
         more.extend_from_slice(&format::chunk(format::RECORDS, &[0; 8]));
@@ -289,6 +296,44 @@ mod tests {
         d.extend_from_slice(&t);
         let r = read("s", d).unwrap();
         assert_eq!((r.minor, r.record_count(), r.complete()), (7, 5, true));
+    }
+
+    fn seed_rec() -> SeedRec {
+        let mut topology = lazyvma_model::topology::Topology::default();
+        topology.processes.push(lazyvma_model::topology::ProcessTopo { pid: 100, ..Default::default() });
+        SeedRec { tgid: 7, topology, candidates: vec![100, 200], reasons: [(200, "thread 201 was running".to_string())].into() }
+    }
+
+    /// `sample()` with a seed chunk after the header (the writer's order).
+    fn seeded() -> Vec<u8> {
+        let d = sample();
+        let e = ends(&d);
+        let mut out = d[..e[0]].to_vec();
+        out.extend_from_slice(&format::chunk(format::SEED, &serde_json::to_vec(&seed_rec()).unwrap()));
+        out.extend_from_slice(&d[e[0]..]);
+        out
+    }
+
+    #[test]
+    fn a_seed_reads_back_and_must_come_before_the_records() {
+        let r = read("s", seeded()).unwrap();
+        assert_eq!((&r.seed, r.record_count(), r.complete()), (&Some(seed_rec()), 5, true));
+        // A recording without one (format 1.0, or not -p) has none.
+        assert_eq!(read("s", sample()).unwrap().seed, None);
+        let d = sample();
+        let e = ends(&d);
+        let seed = format::chunk(format::SEED, &serde_json::to_vec(&seed_rec()).unwrap());
+        let mut late = d[..e[2]].to_vec();
+        late.extend_from_slice(&seed);
+        late.extend_from_slice(&d[e[2]..]);
+        assert!(read("f", late).err().unwrap().to_string().contains("seed chunk 4 follows records"));
+        let mut two = seeded();
+        let at = ends(&two)[1];
+        two.splice(at..at, seed.iter().copied());
+        assert!(read("f", two).err().unwrap().to_string().contains("chunk 3 is a second seed"));
+        let mut bad = d[..e[0]].to_vec();
+        bad.extend_from_slice(&format::chunk(format::SEED, b"{}"));
+        assert!(read("f", bad).err().unwrap().to_string().contains("seed undecodable"));
     }
 
     proptest! {

@@ -73,6 +73,17 @@ impl Writer {
         self.chunk(format::HEADER, &serde_json::to_vec(h)?)
     }
 
+    /// The seed's input, taken before any record was read (so before any records chunk).
+    /// `Ok(Some(bytes))`: too large for one chunk (a reader would call it corruption), not written.
+    pub fn seed(&mut self, s: &format::SeedRec) -> anyhow::Result<Option<usize>> {
+        let body = serde_json::to_vec(s)?;
+        if body.len() + 1 > format::MAX_CHUNK {
+            return Ok(Some(body.len()));
+        }
+        self.chunk(format::SEED, &body)?;
+        Ok(None)
+    }
+
     /// One ring-buffer record, before the tracer counts it: a chunk cut here holds only
     /// records already counted, so every symbol they used is known.
     pub fn record(&mut self, bytes: &[u8], syms: &Symbols) {

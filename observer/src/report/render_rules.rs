@@ -53,6 +53,14 @@ pub fn sweep_rows(s: &Sweep) -> Vec<Row> {
             row.push((format!("{at}.saved.anon_vma_chain_peak"), r.saved.anon_vma_chain_peak.to_string()));
             rows.push(row);
         }
+        // A value whose run could not start (a seeded trace's): shown, never left out.
+        for (value, why) in s.not_run.get(knob).into_iter().flatten() {
+            let at = k(&format!("not_run.{knob}.{value}"));
+            let mut row = vec![(format!("{at}.knob"), knob.to_string()), (format!("{at}.value"), value.clone()), (String::new(), String::new())];
+            row.push((at, format!("not run: {why}")));
+            row.extend((0..6).map(|_| (String::new(), String::new())));
+            rows.push(row);
+        }
     }
     rows
 }

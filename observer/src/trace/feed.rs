@@ -181,7 +181,16 @@ pub struct Feed {
     pub seed: Option<Pending>,
     /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
     pub seeded_live: [i64; 4],
+    /// What the seed started from, for a knob sweep to re-seed per knob value.
+    pub seed_start: Option<super::seed::Start>,
+    /// `events` keeps at most this many (`--model-events-max`); past it the sweep is not run.
+    pub events_max: usize,
+    /// Events fed past `events_max` and not kept (Spawn and Fork are kept: `finish` needs them).
+    pub events_dropped: u64,
 }
+
+/// `Feed::events_max` by default: a few hundred MB at most.
+pub const EVENTS_MAX: usize = 5_000_000;
 
 /// (major, minor) of a `uname -r` string.
 pub fn version(release: &str) -> (u32, u32) {
@@ -242,6 +251,9 @@ impl Feed {
             borrowers: HashSet::new(),
             seed: None,
             seeded_live: [0; 4],
+            seed_start: None,
+            events_max: EVENTS_MAX,
+            events_dropped: 0,
         }
     }
 
@@ -277,16 +289,23 @@ impl Feed {
     /// Apply one event; its deltas count at `at`.
     fn apply(&mut self, ev: Event, at: At) {
         self.coverage.events_fed += 1;
+        let keep = self.events.len() < self.events_max || matches!(ev, Event::Spawn { .. } | Event::Fork { .. });
         match self.pair.apply(&ev) {
             Ok((e, l)) => self.count(&e, &l, at),
             Err(err) => {
-                self.refused.push(self.events.len());
+                if keep {
+                    self.refused.push(self.events.len());
+                }
                 self.coverage.model_errors += 1;
                 self.coverage.first_error.get_or_insert_with(|| format!("{ev:?}: {err}"));
             }
         }
         if self.print {
             eprintln!("model proc {} phase {:?}: {ev:x?}", at.proc, at.phase);
+        }
+        if !keep {
+            self.events_dropped += 1;
+            return;
         }
         self.events.push(ev);
         self.fed_at.push((at.proc, at.phase));
@@ -696,6 +715,7 @@ impl Feed {
             self.seeded_live = [e.anon_vma.live, e.anon_vma_chain.live, l.anon_vma.live, l.anon_vma_chain.live].map(|n| n as i64);
             self.pair = pair;
         }
+        self.seed_start = out.start;
         for (proc, tgid) in out.seeded {
             self.procs.insert(proc, Proc::default());
             self.coverage.modelled += 1;

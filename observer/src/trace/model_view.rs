@@ -65,7 +65,14 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     if !c.seeded.is_empty() {
         let b = f.seeded_live;
         v["seeded_live"] = json!({ "eager": { "anon_vma": b[0], "anon_vma_chain": b[1] }, "lazy": { "anon_vma": b[2], "anon_vma_chain": b[3] } });
-        v["knob_sweep"] = json!("not run: the model was seeded from a snapshot at the start; a sweep would need a seed per knob value");
+        v["knob_sweep"] = json!("run on the seeded model: each knob value's run starts from its own seed of the snapshot (rules_that_matter.not_run: values the seed refuses)");
+    }
+    // The events kept for the sweep and `--model-events`; past the cap, said, never silent.
+    v["events_kept"] = f.events.len().into();
+    v["events_max"] = f.events_max.into();
+    v["events_dropped"] = f.events_dropped.into();
+    if let Some(why) = crate::record::meta::sweep_not_run(f) {
+        v["knob_sweep"] = why.into();
     }
     v
 }
@@ -152,6 +159,9 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
     }
     for why in &c.incomplete {
         writeln!(out, "model incomplete: {why}")?;
+    }
+    if f.events_dropped > 0 {
+        writeln!(out, "model events: {} past --model-events-max {} not kept (counted above); knob sweep not run", f.events_dropped, f.events_max)?;
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
 use super::{bpf::Loaded, feed::syscall_ids, pids::Tree};
+use crate::record::format::SeedRec;
 use crate::snapshot::{decode, reader};
 
 /// Marker ids (behavior − MARKER_BASE) bracketing the pass; far above the workload's.
@@ -47,10 +48,18 @@ pub struct Pending {
     pub inside: bool,
 }
 
+/// What a knob sweep re-seeds from: the pass and the processes seeded (topology pid,
+/// model pid), the same for every knob value.
+pub struct Start {
+    pub topo: Topology,
+    pub pids: Vec<(Pid, Pid)>,
+}
+
 /// What the end marker gave the feed.
 pub struct Outcome {
     /// `None`: nothing seeded.
     pub pair: Option<Pair>,
+    pub start: Option<Start>,
     /// (tree index, tgid) of each process seeded.
     pub seeded: Vec<(usize, u32)>,
     pub reasons: BTreeMap<u32, String>,
@@ -155,6 +164,16 @@ fn tgid_of(tid: u32) -> Option<u32> {
 }
 
 impl Pending {
+    /// What a recording keeps of the pass (`record::format::SeedRec`).
+    pub fn record(&self) -> SeedRec {
+        SeedRec { tgid: self.tgid, topology: self.topo.clone(), candidates: self.candidates.clone(), reasons: self.reasons.clone() }
+    }
+
+    /// A replay's pending seed: the recorded pass under the replay's knobs.
+    pub fn replayed(r: &SeedRec, knobs: Knobs) -> Pending {
+        Pending { tgid: r.tgid, topo: r.topology.clone(), knobs, candidates: r.candidates.clone(), reasons: r.reasons.clone(), inside: false }
+    }
+
     /// Every candidate not yet refused is refused for `why`.
     pub fn unseeded(&mut self, why: &str) {
         for &t in &self.candidates {
@@ -172,7 +191,7 @@ impl Pending {
     /// The end marker: seed every candidate with no reason against it. `fresh`: the model
     /// has no process yet (seeding replaces it); else nothing is seeded.
     pub fn end(mut self, tree: &Tree, kernel: Kernel, fresh: bool) -> Outcome {
-        let mut out = Outcome { pair: None, seeded: vec![], reasons: BTreeMap::new() };
+        let mut out = Outcome { pair: None, start: None, seeded: vec![], reasons: BTreeMap::new() };
         if !self.inside {
             // Records between the markers could not be checked.
             self.unseeded("the snapshot's start marker was not seen (ring buffer records lost?)");
@@ -207,6 +226,8 @@ impl Pending {
                     }
                     out.seeded = procs.into_iter().filter(|(_, t)| report.seeded.contains(t)).collect();
                     out.pair = Some(pair);
+                    pids.retain(|(t, _)| report.seeded.contains(t));
+                    out.start = Some(Start { topo: std::mem::take(&mut self.topo), pids });
                 }
                 Err(e) => {
                     for (t, _) in pids {
@@ -296,5 +317,35 @@ mod tests {
         f.finish(&tree, 3, &[]);
         assert!(f.coverage.not_seeded[&100].contains("end marker was not seen"));
         assert_eq!(f.coverage.not_modelled, [100, 200]);
+    }
+
+    #[test]
+    fn the_sweep_re_seeds_from_the_pass_and_past_the_cap_says_why_it_is_not_run() {
+        let tree = Tree::roots(&[100, 200]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.events_max = 1;
+        f.seed = Some(pending());
+        f.seed_marker(&tree, ME, START);
+        f.seed_marker(&tree, ME, END);
+        assert_eq!(f.seed_start.as_ref().map(|s| s.pids.clone()), Some(vec![(100, 1), (200, 2)]));
+        assert_eq!(crate::record::meta::sweep_not_run(&f), None);
+        f.syscall(&tree, &munmap(100));
+        f.syscall(&tree, &munmap(200));
+        // Both applied and counted; one kept.
+        assert_eq!((f.coverage.events_fed, f.events.len(), f.events_dropped), (2, 1, 1));
+        assert_eq!((f.eager.anon_vma.free, f.lazy.anon_vma.free), (2, 0));
+        let why = crate::record::meta::sweep_not_run(&f).unwrap();
+        assert!(why.contains("1 model events past --model-events-max 1"), "{why}");
+    }
+
+    #[test]
+    fn a_replayed_pass_is_the_recorded_one_under_the_replay_s_knobs() {
+        let mut p = pending();
+        p.reasons.insert(100, "thread 101 was running".into());
+        let mut k = Knobs::default();
+        k.set("lazy_enabled=false").unwrap();
+        let r: SeedRec = serde_json::from_slice(&serde_json::to_vec(&p.record()).unwrap()).unwrap();
+        let q = Pending::replayed(&r, k);
+        assert_eq!((q.tgid, &q.topo, &q.candidates, &q.reasons, q.knobs, q.inside), (p.tgid, &p.topo, &p.candidates, &p.reasons, k, false));
     }
 }

@@ -1,0 +1,86 @@
+//! The knob sweep of a seeded model (`trace -p`): every knob value's run starts from its
+//! own seed of the same topology; the base row is what the seeded model itself counts.
+use lazyvma_model::event::{vm, Event, FaultKind, PAGE_SIZE};
+use lazyvma_model::kernel::Kernel;
+use lazyvma_model::knobs::{Knobs, KNOBS};
+use lazyvma_model::pair::Pair;
+use lazyvma_model::seed::{self, Seed};
+use lazyvma_model::sweep::{sweep_seeded, Tally};
+use lazyvma_model::topology::Topology;
+
+const A: u64 = 0x1000_0000;
+const K: Kernel = Kernel::V6_18;
+
+/// A parent (1) with a written VMA, forked (2): one shared anon_vma, as a snapshot reads it.
+fn topology() -> Topology {
+    let mut p = Pair::new(K, Knobs::default());
+    for ev in [
+        Event::Spawn { pid: 1 },
+        Event::Map { pid: 1, start: A, pages: 4, flags: vm::READ | vm::WRITE },
+        Event::Fault { pid: 1, addr: A, kind: FaultKind::Write },
+        Event::Map { pid: 1, start: A + 16 * PAGE_SIZE, pages: 2, flags: vm::READ | vm::WRITE },
+        Event::Fault { pid: 1, addr: A + 16 * PAGE_SIZE, kind: FaultKind::Write },
+        Event::Fork { parent: 1, child: 2 },
+    ] {
+        p.apply(&ev).unwrap();
+    }
+    seed::to_topology(&p)
+}
+
+/// After the seed: the child writes, a new process maps and writes, the parent exits.
+fn events() -> Vec<Event> {
+    vec![
+        Event::Fault { pid: 2, addr: A + PAGE_SIZE, kind: FaultKind::Write },
+        Event::Spawn { pid: 3 },
+        Event::Map { pid: 3, start: A, pages: 1, flags: vm::READ | vm::WRITE },
+        Event::Fault { pid: 3, addr: A, kind: FaultKind::Write },
+        Event::Exit { pid: 1 },
+    ]
+}
+
+fn tally(c: lazyvma_model::counts::Counter, start: lazyvma_model::counts::Counter) -> Tally {
+    Tally { alloc: c.alloc - start.alloc, free: c.free - start.free, peak: c.peak }
+}
+
+#[test]
+fn each_knob_value_starts_from_its_own_seed_and_the_base_row_is_the_seeded_model() {
+    let topo = topology();
+    let pids = [(1, 1), (2, 2)];
+    let s = sweep_seeded(&topo, &pids, &events(), K, &Knobs::default()).unwrap();
+    // The base run by hand: seed, then the events; alloc/free are the events' own.
+    let (mut p, _) = Seed { kernel: K, knobs: Knobs::default(), skip_bad: false }.run_mapped(&topo, &pids).unwrap();
+    let (e0, l0) = p.counts();
+    for ev in events() {
+        p.apply(&ev).unwrap();
+    }
+    let (e, l) = p.counts();
+    let base = &s.sweep["lazy_enabled"]["true"];
+    assert!(base.base);
+    assert_eq!((base.lazy.anon_vma, base.lazy.anon_vma_chain), (tally(l.anon_vma, l0.anon_vma), tally(l.anon_vma_chain, l0.anon_vma_chain)));
+    assert_eq!((s.eager.anon_vma, s.eager.anon_vma_chain), (tally(e.anon_vma, e0.anon_vma), tally(e.anon_vma_chain, e0.anon_vma_chain)));
+    // Eager: the child's write needs nothing (its fork gave it an anon_vma); pid 3's first
+    // fault is the one allocation.
+    assert_eq!(s.eager.anon_vma.alloc, 1);
+    // Lazy: pid 3's private VMA stays LAZY (no object).
+    assert_eq!((base.lazy.anon_vma.alloc, base.lazy.anon_vma_chain.alloc), (0, 0));
+    // The runtime switch off: the seed itself is eager's (TREE everywhere), nothing saved.
+    let off = &s.sweep["lazy_enabled"]["false"];
+    assert_eq!(off.lazy, s.eager);
+    // A row per knob value, but for the two values a snapshot cannot classify under.
+    for (name, values) in KNOBS {
+        for v in *values {
+            let refused = matches!((*name, *v), ("fork_of_tree_parent", "share") | ("cow_in_tree_parent", "upgrade"));
+            assert_eq!(s.sweep[*name].contains_key(*v), !refused, "{name}={v}");
+            assert_eq!(s.not_run.get(*name).is_some_and(|m| m.contains_key(*v)), refused, "{name}={v}");
+        }
+    }
+    assert!(s.not_run["fork_of_tree_parent"]["share"].starts_with("the seed cannot start under it: "), "{:?}", s.not_run);
+}
+
+#[test]
+fn the_base_knobs_refused_by_the_seed_is_an_error() {
+    let mut k = Knobs::default();
+    k.set("fork_of_tree_parent=share").unwrap();
+    let e = sweep_seeded(&topology(), &[(1, 1), (2, 2)], &events(), K, &k).unwrap_err();
+    assert!(e.to_string().starts_with("the base knobs' start:"), "{e}");
+}

@@ -1,0 +1,127 @@
+//! `trace -p ... -o REC` on processes started before the trace (root): the recording keeps
+//! the snapshot the model was seeded from, so `replay` (as nobody) re-seeds and prints the
+//! live report, under `--knob` too; the knob sweep of a seeded trace re-seeds per knob value.
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+
+mod common;
+use common::*;
+
+const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
+
+/// `lazyvma-workload fork-chain -n 3 --hold` (4 processes), once all are ready.
+fn held() -> (Child, Vec<u32>) {
+    let mut w = Command::new(env!("CARGO_BIN_EXE_lazyvma-workload"))
+        .args(["fork-chain", "-n", "3", "--hold"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(w.stdout.take().unwrap()).lines();
+    let mut pids = Vec::new();
+    while pids.len() < 4 {
+        let line = lines.next().expect("workload exited before ready").unwrap();
+        if let Some((_, pid)) = line.strip_prefix("ready role=").and_then(|r| r.split_once(" pid=")) {
+            pids.push(pid.parse().unwrap());
+        }
+    }
+    (w, pids)
+}
+
+/// `lazyvma replay ARGS` as uid 65534: a replay needs no privilege.
+fn replay(args: &[&str]) -> Output {
+    use std::os::unix::process::CommandExt;
+    Command::new(LAZYVMA).arg("replay").args(args).uid(65534).gid(65534).output().expect("running lazyvma replay")
+}
+
+fn json(o: &Output) -> Value {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// (AV alloc, AV free, AVC alloc, AVC free) of a `{anon_vma: {alloc, free}, ...}` object.
+fn four(v: &Value) -> [u64; 4] {
+    let g = |k: &str, d: &str| v[k][d].as_u64().unwrap_or(u64::MAX);
+    [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")]
+}
+
+/// The model's sections of a trace report.
+const MODEL: [&str; 7] = ["model", "eager", "lazy", "phases", "lazy_rules", "knobs", "rules_that_matter"];
+
+#[test]
+fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
+    if !root_or_skip("a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed") {
+        return;
+    }
+    let dir = Dir::new("record-seed");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let rec = dir.file("seed.rec");
+    let (mut w, pids) = held();
+    let mut t = Command::new(LAZYVMA)
+        .args(["trace", "-j", "-o", &rec, "-p", &pids[0].to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first live row: the snapshot is taken by then. Then the chain exits.
+    let mut err = BufReader::new(t.stderr.take().unwrap()).lines();
+    err.next().expect("trace ended before its first row").unwrap();
+    std::thread::spawn(move || err.for_each(drop));
+    drop(w.stdin.take());
+    assert!(w.wait().unwrap().success());
+    let live = json(&t.wait_with_output().unwrap());
+    let m = &live["model"];
+    let mut seeded: Vec<u64> = m["seeded"].as_array().unwrap().iter().filter_map(Value::as_u64).collect();
+    seeded.sort_unstable();
+    assert_eq!(seeded, pids.iter().map(|&p| u64::from(p)).collect::<Vec<_>>(), "{m}");
+    assert_eq!((m["model_errors"].as_u64(), m["complete"].as_bool(), m["events_dropped"].as_u64()), (Some(0), Some(true), Some(0)), "{m}");
+    assert!(four(&live["eager"])[3] > 0, "the exits free chains: {}", live["eager"]);
+
+    // Replayed as nobody: re-seeded from the recorded pass, the same model sections.
+    let again = json(&replay(&["-j", &rec]));
+    assert_eq!(again["recording"]["format_version"], "1.1");
+    for k in MODEL {
+        assert_eq!(again[k], live[k], "{k}");
+    }
+
+    // The sweep: a row per knob value, but the two a snapshot cannot classify under; its
+    // base row is the trace's own lazy totals.
+    let s = &live["rules_that_matter"];
+    let base = &s["sweep"]["lazy_enabled"]["true"];
+    assert_eq!(base["base"], true, "{s}");
+    assert_eq!(four(&base["lazy"]), four(&live["lazy"]), "{s}");
+    assert_eq!(four(&s["eager"]), four(&live["eager"]), "{s}");
+    for (knob, values) in lazyvma_model::knobs::KNOBS {
+        for v in *values {
+            let refused = matches!((*knob, *v), ("fork_of_tree_parent", "share") | ("cow_in_tree_parent", "upgrade"));
+            assert_eq!((s["sweep"][knob][v].is_object(), s["not_run"][knob][v].is_string()), (!refused, refused), "{knob}={v}: {s}");
+        }
+    }
+
+    // The report shows those two values as not run, never leaves them out.
+    let file = dir.file("live.json");
+    std::fs::write(&file, live.to_string()).unwrap();
+    let out = Command::new(LAZYVMA).args(["report", &file]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(text.matches("not run: the seed cannot start under it").count(), 2, "{text}");
+
+    // Under --knob: the replay re-seeds under that knob, and its totals are the sweep's row.
+    let off = json(&replay(&["-j", "--knob", "lazy_enabled=false", &rec]));
+    assert_eq!(off["model"]["seeded"], live["model"]["seeded"]);
+    assert_eq!(four(&off["lazy"]), four(&s["sweep"]["lazy_enabled"]["false"]["lazy"]), "{s}");
+    assert_eq!(four(&off["lazy"]), four(&off["eager"]));
+    assert_eq!(off["model"]["seeded_live"]["lazy"], off["model"]["seeded_live"]["eager"]);
+
+    // A cap below the events fed: the sweep is not run and "model" says why.
+    let capped = json(&replay(&["-j", "--model-events-max", "1", &rec]));
+    let fed = capped["model"]["events_fed"].as_u64().unwrap();
+    assert!(fed > 1, "{}", capped["model"]);
+    assert_eq!(capped["rules_that_matter"], Value::Null);
+    assert!(capped["model"]["events_dropped"].as_u64().is_some_and(|d| d > 0 && d < fed));
+    assert!(capped["model"]["knob_sweep"].as_str().is_some_and(|w| w.contains("past --model-events-max 1")), "{}", capped["model"]);
+    assert_eq!(capped["lazy"], live["lazy"]);
+    let text = replay(&["--model-events-max", "1", &rec]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains(" past --model-events-max 1 not kept (counted above); knob sweep not run"));
+}
