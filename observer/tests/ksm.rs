@@ -106,7 +106,10 @@ fn ksm_merges_and_removals_per_test_page() {
         assert_eq!(row(&with, with_pid, PHASE_KSM), [n * PAGES, 0, 0, 0], "{}", with["kernel_events"]);
         assert_eq!(row(&with, with_pid, PHASE_EXIT), [0, 0, n * PAGES - 1, 0], "{}", with["kernel_events"]);
         assert_eq!(with["kernel_events"]["ksm_merges"], n * PAGES);
-        assert_eq!(with["kernel_events"]["unattributed_ksm_records"], 0);
+        // Records of mms with no owner never seen by this trace (a QEMU that merged its
+        // guest memory and exited: ksmd tears its rmap_items down later) are counted apart;
+        // how many depends on the host, not on the workload.
+        assert!(with["kernel_events"]["unattributed_ksm_records"].is_u64(), "{}", with["kernel_events"]);
         assert_eq!(with["kernel_events"]["backend"]["ksm"], "tracepoint-only");
     } else {
         assert!(["fentry", "kprobe"].contains(&ksm_backend.as_str()), "ksm backend {ksm_backend}: {}", with["backend_detail"]);
