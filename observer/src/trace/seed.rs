@@ -241,7 +241,7 @@ mod tests {
     }
 
     fn munmap(tgid: u32) -> SyscallEvent {
-        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: SYS_MUNMAP as u32, args: [0x1_0000_0000, 0x4000, 0, 0, 0, 0], ret: 0 }
+        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: SYS_MUNMAP as u32, args: [0x1_0000_0000, 0x4000, 0, 0, 0, 0], ret: 0, key: 0 }
     }
 
     #[test]
