@@ -861,6 +861,34 @@ mod tests {
         assert_eq!(rows, [(Some(2), 1)]);
     }
 
+    /// Thread 101's munmap took mmap_lock before thread 102's fault but reached the ring
+    /// buffer after it: the model applies them by key, and a record keyed before one
+    /// already applied is counted, never placed by guess.
+    #[test]
+    fn syscalls_and_prepares_are_applied_in_lock_order() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        const MS: u64 = 1_000_000;
+        let map = |a: u64, key| SyscallEvent { key, ..sys(100, SYS_MMAP, [a, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64) };
+        f.syscall(&tree, &map(0x1_0000_0000, MS));
+        f.syscall(&tree, &map(0x1_0000_4000, 2 * MS));
+        // The fault on the second VMA (key 4 ms) arrives before the munmap of the first (3 ms).
+        let fault = PrepareVma { pid: 102, key: 4 * MS, ..prep(100, 0x1_0000_4000, Some((0x1_0000_4000, 0x1_0000_8000, 3))) };
+        prepare(&mut f, &tree, &fault);
+        f.syscall(&tree, &SyscallEvent { pid: 101, key: 3 * MS, ..sys(100, SYS_MUNMAP, [0x1_0000_0000, 4 * PAGE_SIZE, 0, 0, 0, 0], 0) });
+        assert_eq!(f.events.len(), 2, "held back until the window passed");
+        // A record far later lets them go; one keyed before an applied one is not placed.
+        f.syscall(&tree, &SyscallEvent { key: 10 * MS + super::super::order::WINDOW_NS, ..sys(100, SYS_MPROTECT, [0x1_0000_4000, PAGE_SIZE, 1, 0, 0, 0], 0) });
+        f.syscall(&tree, &SyscallEvent { key: 3 * MS + 1, ..sys(100, SYS_MADVISE, [0x1_0000_4000, PAGE_SIZE, 12, 0, 0, 0], 0) });
+        f.finish(&tree, 0, &[]);
+        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "MapPgoff", "Munmap", "Fault", "Madvise", "Mprotect"]);
+        assert_eq!((f.coverage.out_of_order, f.reordered()), (1, 1));
+        assert_eq!(f.coverage.incomplete, ["1 syscalls or prepares arrived after a later one of their mm was applied (out of order)"]);
+    }
+
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).
     fn prepare(f: &mut Feed, tree: &Tree, ev: &PrepareVma) {
         f.prepare(tree, S, ev);
