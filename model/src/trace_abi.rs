@@ -210,9 +210,16 @@ pub struct SyscallEvent {
     pub slot: u32,
     pub args: [u64; 6],
     pub ret: i64,
+    /// When the syscall took effect, for ordering the model's input: `bpf_ktime_get_ns` at
+    /// its first successful `mmap_lock` write acquisition, else at its exit (0: a record
+    /// of format 1.0, which had no key: ring-buffer order). Last, so an old record is this
+    /// one cut short.
+    pub key: u64,
 }
 pub const SYSCALL_EVENT_SIZE: usize = core::mem::size_of::<SyscallEvent>();
-const _: () = assert!(SYSCALL_EVENT_SIZE == 72);
+const _: () = assert!(SYSCALL_EVENT_SIZE == 80);
+/// A [`SyscallEvent`] recorded before it carried `key`.
+pub const SYSCALL_EVENT_SIZE_V0: usize = 72;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -235,9 +242,14 @@ pub struct PrepareVma {
     /// `vm_file` (0: anonymous) and `anon_vma` (0 until this prepare links one).
     pub file: u64,
     pub anon_vma: u64,
+    /// `bpf_ktime_get_ns` at the allocation, inside the fault's `mmap_lock` read section:
+    /// the key that orders it against VMA syscalls ([`SyscallEvent::key`]; 0: an older record).
+    pub key: u64,
 }
 pub const PREPARE_VMA_SIZE: usize = core::mem::size_of::<PrepareVma>();
-const _: () = assert!(PREPARE_VMA_SIZE == 80);
+const _: () = assert!(PREPARE_VMA_SIZE == 88);
+/// A [`PrepareVma`] recorded before it carried `key`.
+pub const PREPARE_VMA_SIZE_V0: usize = 80;
 
 /// A KSM tracepoint record. ksmd sends it, so `pid`/`tgid` are ksmd's: the process is
 /// `mm`'s, named by `owner_tgid` while the mm has an owner.
@@ -303,6 +315,19 @@ pub enum Record {
     Ksm(KsmEvent),
 }
 
+/// A record of `N` bytes, or one of the older `old` bytes (the same fields without the
+/// ones added at the end since, read as 0).
+#[cfg(feature = "std")]
+fn widened<T: Copy, const N: usize>(bytes: &[u8], old: usize) -> Option<T> {
+    if bytes.len() != N && bytes.len() != old {
+        return None;
+    }
+    let mut buf = [0u8; N];
+    buf[..bytes.len()].copy_from_slice(bytes);
+    // SAFETY: N == size_of::<T>() (the callers' constants); plain integers, any bit pattern.
+    Some(unsafe { core::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
+}
+
 /// `None` when the length does not match the kind's record.
 #[cfg(feature = "std")]
 pub fn decode_any(bytes: &[u8]) -> Option<Record> {
@@ -311,9 +336,9 @@ pub fn decode_any(bytes: &[u8]) -> Option<Record> {
     if kind == EV_HOOK {
         (bytes.len() == HOOK_EVENT_SIZE).then(|| Record::Hook(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<HookEvent>()) }))
     } else if kind == EV_SYSCALL {
-        (bytes.len() == SYSCALL_EVENT_SIZE).then(|| Record::Syscall(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SyscallEvent>()) }))
+        widened::<SyscallEvent, SYSCALL_EVENT_SIZE>(bytes, SYSCALL_EVENT_SIZE_V0).map(Record::Syscall)
     } else if kind == EV_PREPARE_VMA {
-        (bytes.len() == PREPARE_VMA_SIZE).then(|| Record::Prepare(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<PrepareVma>()) }))
+        widened::<PrepareVma, PREPARE_VMA_SIZE>(bytes, PREPARE_VMA_SIZE_V0).map(Record::Prepare)
     } else if kind == EV_KSM_MERGE || kind == EV_KSM_REMOVE {
         (bytes.len() == KSM_EVENT_SIZE).then(|| Record::Ksm(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KsmEvent>()) }))
     } else {
@@ -347,6 +372,13 @@ mod tests {
         assert_eq!(decode_any(&bytes(&sc)), Some(Record::Syscall(sc)));
         assert_eq!(decode_any(&bytes(&pv)), Some(Record::Prepare(pv)));
         assert_eq!(decode_any(&bytes(&pv)[..72]), None);
+        // Records of format 1.0 (no key) still decode, key 0; other lengths do not.
+        let keyed = SyscallEvent { key: 7, ..sc };
+        assert_eq!(decode_any(&bytes(&keyed)[..SYSCALL_EVENT_SIZE_V0]), Some(Record::Syscall(sc)));
+        assert_eq!(decode_any(&bytes(&keyed)[..64]), None);
+        let keyed = PrepareVma { key: 9, ..pv };
+        assert_eq!(decode_any(&bytes(&keyed)[..PREPARE_VMA_SIZE_V0]), Some(Record::Prepare(pv)));
+        assert_eq!(decode_any(&bytes(&keyed)), Some(Record::Prepare(keyed)));
         let k = KsmEvent { kind: EV_KSM_MERGE, mm: 0x100, owner_tgid: 7, err: -14, ..Default::default() };
         assert_eq!(decode_any(&bytes(&k)), Some(Record::Ksm(k)));
         assert_eq!(decode_any(&bytes(&KsmEvent { kind: EV_KSM_REMOVE, ..k })), Some(Record::Ksm(KsmEvent { kind: EV_KSM_REMOVE, ..k })));

@@ -15,7 +15,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::TracePointContext,
 };
-use lazyvma_model::trace_abi::{PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
+use lazyvma_model::trace_abi::{PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_FIELD, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
 
 /// This architecture's numbers for the `SYS_*` slots, set by userspace; `NO_SYSCALL` unused.
 #[unsafe(no_mangle)]
@@ -24,9 +24,15 @@ static SYSCALL_IDS: [u64; SYS_COUNT] = [NO_SYSCALL; SYS_COUNT];
 #[unsafe(no_mangle)]
 static FEED_VM_FILE: u64 = u64::MAX;
 
-/// tid → [slot, args[6]] between a syscall's enter and exit.
+/// `mmap_lock:mmap_lock_acquire_returned`'s `write` and `success` offsets (tracefs: 6.1
+/// has `memcg_path`, 6.18 `memcg_id` before them), set by userspace.
+#[unsafe(no_mangle)]
+static FEED_LOCK_FIELDS: [u64; 2] = [NO_FIELD; 2];
+
+/// tid → [slot, args[6], key] between a syscall's enter and exit; key: the first write
+/// acquisition of mmap_lock (0: none yet).
 #[map]
-static SYSCALL_ARGS: LruHashMap<u32, [u64; 7]> = LruHashMap::with_max_entries(16384, 0);
+static SYSCALL_ARGS: LruHashMap<u32, [u64; 8]> = LruHashMap::with_max_entries(16384, 0);
 /// tid → its last `exceptions:page_fault_user` address.
 #[map]
 static FAULT_ADDR: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
@@ -50,6 +56,11 @@ pub fn trace_feed_fork(ctx: TracePointContext) -> u32 {
         let _ = FEED_TRACED.insert(&(child as u32), &1, 0);
     }
     0
+}
+
+fn now() -> u64 {
+    // SAFETY: no arguments, no memory.
+    unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() }
 }
 
 fn tid() -> u32 {
@@ -77,11 +88,11 @@ pub fn trace_sys_enter(ctx: TracePointContext) -> u32 {
     if !traced() {
         return 0;
     }
-    let mut v = [slot as u64, 0, 0, 0, 0, 0, 0];
+    let mut v = [slot as u64, 0, 0, 0, 0, 0, 0, 0];
     if slot == SYS_EXECVE || slot == SYS_EXECVEAT {
         // The argv copy faults the new stack by GUP: no fault address may be left over.
         let _ = FAULT_ADDR.remove(&tid());
-        send(v[0] as u32 | SYS_ENTER, [0; 6], 0);
+        send(v[0] as u32 | SYS_ENTER, [0; 6], 0, now());
         let _ = SYSCALL_ARGS.insert(&tid(), &v, 0);
         return 0;
     }
@@ -102,22 +113,47 @@ pub fn trace_sys_exit(ctx: TracePointContext) -> u32 {
     let Some(v) = (unsafe { SYSCALL_ARGS.get(&t) }).copied() else { return 0 };
     let _ = SYSCALL_ARGS.remove(&t);
     let ret: i64 = field(&ctx, 16);
-    send(v[0] as u32, [v[1], v[2], v[3], v[4], v[5], v[6]], ret);
+    // A syscall that never took mmap_lock for write changed no VMA: its exit orders it.
+    let key = if v[7] != 0 { v[7] } else { now() };
+    send(v[0] as u32, [v[1], v[2], v[3], v[4], v[5], v[6]], ret, key);
+    0
+}
+
+/// `mmap_lock:mmap_lock_acquire_returned`: a traced thread inside a VMA syscall took
+/// mmap_lock for write. Its first such acquisition is when the syscall changes the VMA
+/// tree (munmap's later downgrade, brk's too, only release it), so it orders the syscall
+/// against the other threads' syscalls and faults; the exit record comes after the unlock.
+#[tracepoint]
+pub fn trace_mmap_lock(ctx: TracePointContext) -> u32 {
+    // SAFETY: a read-only global patched by the loader.
+    let [write, success] = unsafe { core::ptr::read_volatile(&FEED_LOCK_FIELDS) };
+    if write == NO_FIELD || success == NO_FIELD {
+        return 0;
+    }
+    // Only traced threads have an entry (sys_enter filters), so this is the filter.
+    let Some(v) = SYSCALL_ARGS.get_ptr_mut(&tid()) else { return 0 };
+    let (w, ok): (u8, u8) = (field(&ctx, write), field(&ctx, success));
+    // SAFETY: the map's value for this thread, only this thread writes it.
+    unsafe {
+        if w != 0 && ok != 0 && (*v)[7] == 0 {
+            (*v)[7] = now();
+        }
+    }
     0
 }
 
 #[inline(always)]
-fn send(slot: u32, args: [u64; 6], ret: i64) {
+fn send(slot: u32, args: [u64; 6], ret: i64, key: u64) {
     let Some(mut rec) = crate::emit::TRACE_EVENTS.reserve::<SyscallEvent>(0) else {
         bump(CTR_LOST);
         return;
     };
     let id = bpf_get_current_pid_tgid();
-    rec.write(SyscallEvent { kind: EV_SYSCALL, pid: id as u32, tgid: (id >> 32) as u32, slot, args, ret });
+    rec.write(SyscallEvent { kind: EV_SYSCALL, pid: id as u32, tgid: (id >> 32) as u32, slot, args, ret, key });
     rec.submit(0);
     bump(CTR_SENT);
 }
-const _: () = assert!(SYSCALL_EVENT_SIZE == 72);
+const _: () = assert!(SYSCALL_EVENT_SIZE == 80);
 
 /// `exceptions:page_fault_user` (x86): `unsigned long address` at 8.
 #[tracepoint]
@@ -209,6 +245,7 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
         flags: f.flags,
         file: f.file,
         anon_vma: f.anon_vma,
+        key: now(),
     });
     slot.submit(0);
     bump(CTR_SENT);

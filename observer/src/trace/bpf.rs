@@ -52,6 +52,7 @@ const FEED_PROGRAMS: &[(&str, &str, &str)] = &[
     ("trace_user_fault", "exceptions", "page_fault_user"),
     ("trace_kernel_fault", "exceptions", "page_fault_kernel"),
     ("trace_prepare_vma", "kmem", "kmem_cache_alloc"),
+    ("trace_mmap_lock", "mmap_lock", "mmap_lock_acquire_returned"),
 ];
 
 pub struct Config {
@@ -90,6 +91,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let offsets = PodOffsets(cfg.offsets);
     let hook_offsets = PodHookOffsets(cfg.hook_offsets);
     let syscall_ids = super::feed::syscall_ids();
+    let lock_fields = super::order::lock_fields();
     let mut loader = EbpfLoader::new();
     for (name, value) in &cfg.btf_globals {
         loader.override_global(name, value, true);
@@ -109,6 +111,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_STACK_FNS", &cfg.stack_fns, true)
         .override_global("SYSCALL_IDS", &syscall_ids, true)
         .override_global("FEED_VM_FILE", &cfg.vm_file, true)
+        .override_global("FEED_LOCK_FIELDS", &lock_fields, true)
         .map_max_entries("TRACE_EVENTS", cfg.ringbuf_bytes);
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     let mut attached = Vec::new();
@@ -123,6 +126,10 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     for &(prog, cat, name) in FEED_PROGRAMS.iter().filter(|_| cfg.feed) {
         let tp = format!("{cat}:{name}");
+        if prog == "trace_mmap_lock" && lock_fields.contains(&lazyvma_model::trace_abi::NO_FIELD) {
+            missing.push((tp, "no `write`/`success` field in its format; the model is not fed what it needs".into()));
+            continue;
+        }
         match attach(&mut bpf, prog, cat, name) {
             Ok(()) => attached.push(tp),
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),

@@ -1,6 +1,7 @@
 //! The model's feed: what the kernel reports about the traced processes, translated into
-//! `lazyvma_model::event::Event`s in ring-buffer order and applied to an eager + lazy
-//! `Pair`. Eager then answers "does the model match the slab?" and lazy "what would the
+//! `lazyvma_model::event::Event`s and applied to an eager + lazy `Pair`: VMA syscalls and
+//! prepares in the order each mm serialised them (`order.rs`), the rest in ring-buffer
+//! order. Eager then answers "does the model match the slab?" and lazy "what would the
 //! series save?", both per (process, phase) like the observed tally.
 //!
 //! A process is modelled once its whole address space has been seen built: from its fork
@@ -11,6 +12,7 @@
 //! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
 //! the same records gives the same events.
 use super::{
+    order::Order,
     pids::Tree,
     seed::Pending,
     slab::{At, Counts, Kind, Sizes},
@@ -123,6 +125,16 @@ pub struct Coverage {
     pub not_seeded: BTreeMap<u32, String>,
     /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
     pub incomplete: Vec<String>,
+    /// Syscalls and prepares whose key was older than one already applied to their mm
+    /// (`order.rs`): applied where they arrived, and the model is incomplete.
+    pub out_of_order: u64,
+}
+
+/// A syscall or prepare waiting for its place in its mm's order, with where it counts
+/// (captured on arrival, where the slab tally counted what it did).
+enum Queued {
+    Syscall(SyscallEvent, At),
+    Prepare(PrepareVma, At),
 }
 
 /// A phase marker from another thread can fall between the two records of one prepare
@@ -187,6 +199,7 @@ pub struct Feed {
     pub events_max: usize,
     /// Events fed past `events_max` and not kept (Spawn and Fork are kept: `finish` needs them).
     pub events_dropped: u64,
+    order: Order<Queued>,
 }
 
 /// `Feed::events_max` by default: a few hundred MB at most.
@@ -254,7 +267,13 @@ impl Feed {
             seed_start: None,
             events_max: EVENTS_MAX,
             events_dropped: 0,
+            order: Order::default(),
         }
+    }
+
+    /// Syscalls and prepares the keys moved behind one that arrived later (`order.rs`).
+    pub fn reordered(&self) -> u64 {
+        self.order.reordered
     }
 
     pub fn kernel(&self) -> Kernel {
@@ -362,12 +381,13 @@ impl Feed {
         }
     }
 
-    /// A process joined the tree at `child` (`sched_process_fork`, after `dup_mmap`).
-    pub fn fork(&mut self, tree: &Tree, child: usize) {
+    /// A process joined the tree at `child` (`sched_process_fork` at `ktime`, after `dup_mmap`).
+    pub fn fork(&mut self, tree: &Tree, child: usize, ktime: u64) {
         let c = tree.get(child);
         if let Some(p) = c.parent {
             self.touched(tree.get(p).tgid, "a fork");
             self.touched(c.tgid, "its fork");
+            self.barrier(p, ktime);
         }
         let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
         if self.shared_mm.remove(&c.tgid) {
@@ -383,9 +403,10 @@ impl Feed {
 
     /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
     /// argv copy. An unmodelled process starts being modelled here.
-    pub fn exec(&mut self, tree: &Tree, tgid: u32) {
+    pub fn exec(&mut self, tree: &Tree, tgid: u32, ktime: u64) {
         self.touched(tgid, "an exec");
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
+        self.barrier(proc, ktime);
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
         if self.procs.insert(proc, Proc::default()).is_none() {
@@ -399,13 +420,14 @@ impl Feed {
         let stack = (!during.is_empty()).then_some(EXEC_STACK);
         self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
         for p in during.iter().skip(1) {
-            self.place(tree, proc, p, Some(at));
+            self.place(proc, p, at);
         }
     }
 
     /// The last thread of `proc` left: its mm is torn down.
-    pub fn exit(&mut self, tree: &Tree, proc: usize) {
+    pub fn exit(&mut self, tree: &Tree, proc: usize, ktime: u64) {
         self.touched(tree.get(proc).tgid, "an exit");
+        self.barrier(proc, ktime);
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
         self.borrowed.remove(&proc);
         if self.procs.remove(&proc).is_none() {
@@ -457,7 +479,8 @@ impl Feed {
     /// `__anon_vma_prepare` returned (function hooks; where no fault tracepoint exists).
     /// No fault address: the VMA itself says where. No vm_file either: a pgoff other than
     /// the address's marks a file.
-    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32) {
+    /// `ktime`: the hook's exit, inside the fault's mmap_lock read section.
+    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32, ktime: u64) {
         if !self.from_hooks || ret != 0 {
             return;
         }
@@ -475,6 +498,7 @@ impl Feed {
             flags: vma.flags,
             file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
             anon_vma: vma.anon_vma,
+            key: ktime,
         };
         self.prepared(tree, &ev, None);
     }
@@ -486,19 +510,50 @@ impl Feed {
             return;
         }
         if let Some(mm) = self.mm_of(proc) {
-            self.place(tree, mm, ev, Some(at.unwrap_or_else(|| Self::at(tree, proc))));
+            let at = at.unwrap_or_else(|| Self::at(tree, proc));
+            self.queue(mm, ev.key, Queued::Prepare(*ev, at));
+        }
+    }
+
+    /// Apply `item` to mm `mm` once its turn comes (`order.rs`), and whatever is due.
+    fn queue(&mut self, mm: usize, key: u64, item: Queued) {
+        let late = self.order.out_of_order;
+        if let Err(item) = self.order.push(mm, key, item) {
+            self.run(mm, item);
+        }
+        self.coverage.out_of_order += self.order.out_of_order - late;
+        for (mm, item) in self.order.ready() {
+            self.run(mm, item);
+        }
+    }
+
+    /// Everything queued for `proc`'s mm goes first: a fork, exec or exit (at `ktime`)
+    /// comes after it.
+    fn barrier(&mut self, proc: usize, ktime: u64) {
+        let mm = self.borrowed.get(&proc).copied().unwrap_or(proc);
+        for item in self.order.barrier(mm, ktime) {
+            self.run(mm, item);
+        }
+    }
+
+    fn run(&mut self, mm: usize, item: Queued) {
+        if !self.procs.contains_key(&mm) {
+            return;
+        }
+        match item {
+            Queued::Syscall(ev, at) => self.apply_syscall(mm, &ev, at),
+            Queued::Prepare(ev, at) => self.place(mm, &ev, at),
         }
     }
 
     /// A prepare in the mm of modelled process `proc`: a write fault on the kernel's VMA,
     /// mapped first if the model has not been told of it (the exec image).
-    fn place(&mut self, tree: &Tree, proc: usize, ev: &PrepareVma, at: Option<At>) {
+    fn place(&mut self, proc: usize, ev: &PrepareVma, at: At) {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
             return;
         }
         let pid = Self::pid(proc);
-        let at = at.unwrap_or_else(|| Self::at(tree, proc));
         let vmas = self.pair.eager().vmas(pid).unwrap_or_default();
         let here = vmas.iter().find(|v| v.start <= ev.addr && ev.addr < v.end);
         match here {
@@ -570,11 +625,17 @@ impl Feed {
             return;
         }
         let Some((proc, mm)) = self.modelled(tree, ev.tgid) else { return };
-        if slot >= SYS_COUNT || is_err(ev.ret) {
+        // A successful exec's exit comes after `sched_process_exec` did all of its work.
+        if slot >= SYS_COUNT || is_err(ev.ret) || slot == SYS_EXECVE || slot == SYS_EXECVEAT {
             return;
         }
+        self.queue(mm, ev.key, Queued::Syscall(*ev, Self::at(tree, proc)));
+    }
+
+    /// A VMA syscall's effect on mm `mm`, in its turn.
+    fn apply_syscall(&mut self, mm: usize, ev: &SyscallEvent, at: At) {
+        let slot = ev.slot as usize;
         let pid = Self::pid(mm);
-        let at = Self::at(tree, proc);
         let a = ev.args;
         let name = SYSCALL_NAMES[slot];
         match slot {
@@ -645,7 +706,7 @@ impl Feed {
     fn brk(&mut self, proc: usize, ret: u64, at: At) {
         let pid = Self::pid(proc);
         let new = ret.next_multiple_of(PAGE_SIZE);
-        let p = self.procs.get_mut(&proc).expect("modelled");
+        let Some(p) = self.procs.get_mut(&proc) else { return };
         let Some(old) = p.brk.replace(new) else { return };
         if new > old {
             self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags: vm::READ | vm::WRITE }, at);
@@ -657,6 +718,13 @@ impl Feed {
     /// Processes of the tree never modelled (running before the trace, or vfork children
     /// that did not exec).
     pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
+        for (mm, item) in self.order.drain() {
+            self.run(mm, item);
+        }
+        if self.coverage.out_of_order > 0 {
+            let n = self.coverage.out_of_order;
+            self.coverage.incomplete.push(format!("{n} syscalls or prepares arrived after a later one of their mm was applied (out of order)"));
+        }
         if let Some(mut p) = self.seed.take() {
             p.unseeded("the snapshot's end marker was not seen (ring buffer records lost?)");
             self.coverage.not_seeded = p.reasons;
@@ -707,6 +775,9 @@ impl Feed {
         if id != super::seed::END {
             return;
         }
+        for (mm, item) in self.order.drain() {
+            self.run(mm, item);
+        }
         let p = self.seed.take().expect("pending");
         let fresh = self.procs.is_empty() && self.events.is_empty();
         let out = p.end(tree, self.kernel, fresh);
@@ -733,7 +804,7 @@ mod tests {
     const MAP_PRIVATE_ANON: u64 = 0x22;
 
     fn sys(tgid: u32, slot: usize, args: [u64; 6], ret: i64) -> SyscallEvent {
-        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: slot as u32, args, ret }
+        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: slot as u32, args, ret, key: 0 }
     }
 
     fn prep(tgid: u32, addr: u64, vma: Option<(u64, u64, u64)>) -> PrepareVma {
@@ -752,17 +823,17 @@ mod tests {
         let data = (0x5555_0000_0000, 0x5555_0000_2000, VM_READ | VM_WRITE);
         prepare(&mut f, &tree, &prep(100, 0x5555_0000_1008, Some(data)));
         tree.exec(100);
-        f.exec(&tree, 100);
+        f.exec(&tree, 100, 0);
         f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
         prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
         // The anon_vma allocation of the same prepare is not a second fault.
         prepare(&mut f, &tree, &PrepareVma { bytes_req: 96, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
         tree.fork(100, 101);
-        f.fork(&tree, 1);
+        f.fork(&tree, 1, 0);
         tree.exit(101, 101, 1);
-        f.exit(&tree, 1);
+        f.exit(&tree, 1, 0);
         tree.exit(100, 100, 1);
-        f.exit(&tree, 0);
+        f.exit(&tree, 0, 0);
         let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
         assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "MapPgoff", "Fault", "Fork", "Exit", "Exit"]);
         assert_eq!(f.events[1], Event::Exec { pid: 1, stack: Some(EXEC_STACK) });
@@ -779,7 +850,7 @@ mod tests {
         let mut f = Feed::new("6.1.0", Knobs::default());
         assert_eq!(f.kernel(), Kernel::V6_1);
         tree.exec(100);
-        f.exec(&tree, 100);
+        f.exec(&tree, 100, 0);
         f.syscall(&tree, &sys(100, SYS_MADVISE, [0x1000, 0x1000, 14, 0, 0, 0], 0));
         f.syscall(&tree, &sys(100, SYS_MREMAP, [0x1000, 0x1000, 0x3000, 1, 0, 0], 0x1000));
         // A failed syscall changes nothing; a fault with no VMA found is not placed.
@@ -800,7 +871,7 @@ mod tests {
         let mut tree = Tree::command(100);
         let mut f = Feed::new("6.18.44", Knobs::default());
         tree.exec(100);
-        f.exec(&tree, 100);
+        f.exec(&tree, 100, 0);
         f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
         tree.marker(100, 2);
         f.prepare_counted(&tree, 101, Feed::at(&tree, 0));
@@ -808,6 +879,34 @@ mod tests {
         f.prepare(&tree, S, &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
         let rows: Vec<_> = f.rows.iter().map(|r| (r.phase, r.eager.anon_vma.alloc)).collect();
         assert_eq!(rows, [(Some(2), 1)]);
+    }
+
+    /// Thread 101's munmap took mmap_lock before thread 102's fault but reached the ring
+    /// buffer after it: the model applies them by key, and a record keyed before one
+    /// already applied is counted, never placed by guess.
+    #[test]
+    fn syscalls_and_prepares_are_applied_in_lock_order() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        const MS: u64 = 1_000_000;
+        let map = |a: u64, key| SyscallEvent { key, ..sys(100, SYS_MMAP, [a, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64) };
+        f.syscall(&tree, &map(0x1_0000_0000, MS));
+        f.syscall(&tree, &map(0x1_0000_4000, 2 * MS));
+        // The fault on the second VMA (key 4 ms) arrives before the munmap of the first (3 ms).
+        let fault = PrepareVma { pid: 102, key: 4 * MS, ..prep(100, 0x1_0000_4000, Some((0x1_0000_4000, 0x1_0000_8000, 3))) };
+        prepare(&mut f, &tree, &fault);
+        f.syscall(&tree, &SyscallEvent { pid: 101, key: 3 * MS, ..sys(100, SYS_MUNMAP, [0x1_0000_0000, 4 * PAGE_SIZE, 0, 0, 0, 0], 0) });
+        assert_eq!(f.events.len(), 2, "held back until the window passed");
+        // A record far later lets them go; one keyed before an applied one is not placed.
+        f.syscall(&tree, &SyscallEvent { key: 10 * MS + super::super::order::WINDOW_NS, ..sys(100, SYS_MPROTECT, [0x1_0000_4000, PAGE_SIZE, 1, 0, 0, 0], 0) });
+        f.syscall(&tree, &SyscallEvent { key: 3 * MS + 1, ..sys(100, SYS_MADVISE, [0x1_0000_4000, PAGE_SIZE, 12, 0, 0, 0], 0) });
+        f.finish(&tree, 0, &[]);
+        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "MapPgoff", "Munmap", "Fault", "Madvise", "Mprotect"]);
+        assert_eq!((f.coverage.out_of_order, f.reordered()), (1, 1));
+        assert_eq!(f.coverage.incomplete, ["1 syscalls or prepares arrived after a later one of their mm was applied (out of order)"]);
     }
 
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).

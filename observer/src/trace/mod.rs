@@ -7,6 +7,7 @@ pub mod bpf;
 pub mod bycgroup;
 pub mod command;
 pub mod feed;
+pub mod order;
 pub mod format;
 pub mod hooks;
 pub mod ksm;
@@ -147,7 +148,7 @@ impl Tracer {
             return;
         }
         if let (Some(f), ops::KernelOp::Prepare { vma, ret, .. }) = (self.feed.as_mut(), &op.op) {
-            f.prepare_hook(&self.tree, op.tgid, op.pid, vma, *ret);
+            f.prepare_hook(&self.tree, op.tgid, op.pid, vma, *ret, op.ktime);
         }
         if self.print_ops {
             eprintln!("op {op}");
@@ -185,13 +186,13 @@ impl Tracer {
                 let n = self.tree.procs.len();
                 self.tree.fork(ev.tgid, ev.arg);
                 if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
-                    f.fork(&self.tree, n);
+                    f.fork(&self.tree, n, ev.ktime);
                 }
             }
             EV_EXEC => {
                 self.tree.exec(ev.tgid);
                 if let Some(f) = self.feed.as_mut() {
-                    f.exec(&self.tree, ev.tgid);
+                    f.exec(&self.tree, ev.tgid, ev.ktime);
                 }
             }
             EV_EXIT => {
@@ -199,7 +200,7 @@ impl Tracer {
                 self.tree.exit(ev.tgid, ev.pid, ev.arg);
                 if let (Some(f), Some(p)) = (self.feed.as_mut(), live) {
                     if self.tree.get(p).exited {
-                        f.exit(&self.tree, p);
+                        f.exit(&self.tree, p, ev.ktime);
                     }
                 }
             }

@@ -56,6 +56,9 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
         "layout_mismatches": c.layout_mismatches,
+        // Syscalls / prepares that came after a later one of their mm was applied (trace/order.rs).
+        "out_of_order": c.out_of_order,
+        "reordered": f.reordered(),
         // Allocated and freed by threads that lost a prepare race: observed = eager + these.
         "prepare_race_spares": counts(&f.spares),
         "find_vma_errors": c.find_vma_errors,

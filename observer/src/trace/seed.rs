@@ -154,7 +154,7 @@ fn busy(tgid: u32) -> Option<String> {
 /// Threads with a VMA syscall between its enter and exit, per the feed's `SYSCALL_ARGS`.
 fn in_flight(loaded: &mut Loaded) -> anyhow::Result<Vec<u32>> {
     let map = loaded.ebpf_mut().map("SYSCALL_ARGS").context("map SYSCALL_ARGS missing from the BPF object")?;
-    let m: aya::maps::HashMap<_, u32, [u64; 7]> = aya::maps::HashMap::try_from(map)?;
+    let m: aya::maps::HashMap<_, u32, [u64; 8]> = aya::maps::HashMap::try_from(map)?;
     Ok(m.keys().collect::<Result<Vec<_>, _>>()?)
 }
 
@@ -262,7 +262,7 @@ mod tests {
     }
 
     fn munmap(tgid: u32) -> SyscallEvent {
-        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: SYS_MUNMAP as u32, args: [0x1_0000_0000, 0x4000, 0, 0, 0, 0], ret: 0 }
+        SyscallEvent { kind: EV_SYSCALL, pid: tgid, tgid, slot: SYS_MUNMAP as u32, args: [0x1_0000_0000, 0x4000, 0, 0, 0, 0], ret: 0, key: 0 }
     }
 
     #[test]

@@ -1,0 +1,157 @@
+//! The model's input in the order the kernel serialised it, per mm. A VMA syscall's record
+//! is reserved at its exit, after `mmap_write_unlock`, so another thread's fault or syscall
+//! that ran after the unlock can reach the ring buffer first. Each record carries a key
+//! (the syscall's first mmap_lock write acquisition, a prepare's allocation inside its
+//! fault's read section: `SyscallEvent::key`, `PrepareVma::key`); records wait here until
+//! every record that could still precede them has arrived: a key older than the newest
+//! seen minus [`WINDOW_NS`]. Only one mm's order matters to its model, so each mm has its
+//! own queue and its own floor.
+use super::format::Format;
+use lazyvma_model::trace_abi::NO_FIELD;
+use std::collections::{BTreeMap, HashMap};
+
+/// How long (ktime) a record may trail the newest one and still be placed: the time from a
+/// syscall's lock acquisition to its exit record, preemption included. Live rows lag by it.
+pub const WINDOW_NS: u64 = 500_000_000;
+
+/// `mmap_lock:mmap_lock_acquire_returned`'s `write` and `success` offsets for the BPF side
+/// ([`NO_FIELD`] when absent: then its program is not attached).
+pub fn lock_fields() -> [u64; 2] {
+    let f = Format::read("mmap_lock:mmap_lock_acquire_returned").ok();
+    ["write", "success"].map(|n| f.as_ref().and_then(|f| f.get(n)).unwrap_or(NO_FIELD))
+}
+
+struct Queue<T> {
+    /// (key, arrival) → item: equal keys keep ring-buffer order.
+    items: BTreeMap<(u64, u64), T>,
+    /// Every record at or below it was applied (or a barrier passed it): an item keyed
+    /// below it arrived too late to be placed.
+    floor: u64,
+    /// Arrival number of the last item applied.
+    last: u64,
+}
+
+pub struct Order<T> {
+    queues: HashMap<usize, Queue<T>>,
+    newest: u64,
+    arrivals: u64,
+    /// Records that arrived after a later one of their mm was applied.
+    pub out_of_order: u64,
+    /// Records applied before one of their mm that reached the ring buffer earlier: what
+    /// the keys changed against ring-buffer order.
+    pub reordered: u64,
+}
+
+impl<T> Queue<T> {
+    /// 1 if the item that arrived `arrival`-th overtakes one applied before it.
+    fn applied(&mut self, arrival: u64) -> u64 {
+        let overtook = (arrival < self.last) as u64;
+        self.last = self.last.max(arrival);
+        overtook
+    }
+}
+
+impl<T> Default for Order<T> {
+    fn default() -> Self {
+        Order { queues: HashMap::new(), newest: 0, arrivals: 0, out_of_order: 0, reordered: 0 }
+    }
+}
+
+impl<T> Order<T> {
+    /// Queue `item` of mm `mm`. `Err(item)`: it cannot be placed (key 0, a record without
+    /// one, or one older than what was applied), the caller applies it now; out-of-order
+    /// ones are counted.
+    pub fn push(&mut self, mm: usize, key: u64, item: T) -> Result<(), T> {
+        self.arrivals += 1;
+        let q = self.queues.entry(mm).or_insert_with(|| Queue { items: BTreeMap::new(), floor: 0, last: 0 });
+        if key == 0 {
+            return Err(item);
+        }
+        if key < q.floor {
+            self.out_of_order += 1;
+            return Err(item);
+        }
+        self.newest = self.newest.max(key);
+        q.items.insert((key, self.arrivals), item);
+        Ok(())
+    }
+
+    /// Items no record still to come can precede, in key order, every mm.
+    pub fn ready(&mut self) -> Vec<(usize, T)> {
+        let limit = self.newest.saturating_sub(WINDOW_NS);
+        let mut out = Vec::new();
+        for (&mm, q) in self.queues.iter_mut() {
+            while q.items.first_key_value().is_some_and(|(k, _)| k.0 <= limit) {
+                let ((key, arrival), item) = q.items.pop_first().expect("non-empty");
+                q.floor = q.floor.max(key);
+                self.reordered += q.applied(arrival);
+                out.push((mm, item));
+            }
+        }
+        out
+    }
+
+    /// Everything queued for `mm`, in key order; later records of `mm` keyed before `at`
+    /// (a fork, exec or exit applied now, at ktime `at`) come too late.
+    pub fn barrier(&mut self, mm: usize, at: u64) -> Vec<T> {
+        let q = self.queues.entry(mm).or_insert_with(|| Queue { items: BTreeMap::new(), floor: 0, last: 0 });
+        let items = std::mem::take(&mut q.items);
+        let last = items.keys().next_back().map_or(0, |k| k.0);
+        q.floor = q.floor.max(last).max(at);
+        for &(_, arrival) in items.keys() {
+            self.reordered += q.applied(arrival);
+        }
+        items.into_values().collect()
+    }
+
+    /// Every mm, at the end.
+    pub fn drain(&mut self) -> Vec<(usize, T)> {
+        let mms: Vec<usize> = self.queues.keys().copied().collect();
+        mms.into_iter().flat_map(|mm| self.barrier(mm, 0).into_iter().map(move |t| (mm, t))).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn records_come_out_in_key_order_once_the_window_has_passed() {
+        let mut o = Order::default();
+        // Thread B's munmap took the lock first (10 ms) but its record came after A's (12 ms).
+        o.push(1, 12 * MS, "a").unwrap();
+        o.push(1, 10 * MS, "b").unwrap();
+        o.push(2, 11 * MS, "other mm").unwrap();
+        assert!(o.ready().is_empty());
+        o.push(1, 12 * MS + WINDOW_NS, "c").unwrap();
+        let mut r = o.ready();
+        r.sort_by_key(|(mm, _)| *mm);
+        assert_eq!(r, [(1, "b"), (1, "a"), (2, "other mm")]);
+        assert_eq!(o.reordered, 1, "a, the first to arrive, was applied after b");
+        // A record older than one applied is not placed: counted, handed back.
+        assert_eq!(o.push(1, 11 * MS, "late"), Err("late"));
+        assert_eq!(o.out_of_order, 1);
+        // A barrier sets the floor of an mm with nothing queued too.
+        assert!(o.barrier(4, 20 * MS).is_empty());
+        assert_eq!(o.push(4, 19 * MS, "before"), Err("before"));
+        assert_eq!(o.out_of_order, 2);
+        // Another mm's floor is its own.
+        assert_eq!(o.push(3, 1, "early"), Ok(()));
+        assert_eq!(o.drain().len(), 2);
+    }
+
+    #[test]
+    fn a_barrier_applies_the_mm_and_refuses_what_it_passed() {
+        let mut o = Order::default();
+        o.push(1, 5, "x").unwrap();
+        o.push(1, 3, "w").unwrap();
+        o.push(1, 3, "w2").unwrap();
+        assert_eq!(o.barrier(1, 100), ["w", "w2", "x"]);
+        assert_eq!(o.push(1, 50, "before the fork"), Err("before the fork"));
+        assert_eq!(o.push(1, 0, "no key"), Err("no key"));
+        assert_eq!(o.out_of_order, 1);
+        assert_eq!(o.push(1, 101, "after"), Ok(()));
+    }
+}
