@@ -48,9 +48,13 @@ impl Drop for KsmOn {
 
 /// The report after the command's own output; and the workload's pid from its `done` line.
 fn trace(n: u64) -> (Value, u32) {
-    // The shell outlives the workload by 2 s: ksmd removes an exited mm's rmap_items on its
-    // next scan after the exit, and the trace ends when its command does.
-    let script = format!("{WORKLOAD} ksm -n {n} && sleep 2");
+    // The shell outlives the workload by 2 s, and more until ksmd has torn its stable node
+    // down (pages_shared back where it was; at most 20 s): ksmd removes an exited mm's
+    // rmap_items on a scan after the exit, and the trace ends when its command does.
+    let script = format!(
+        "s={KSM}/pages_shared; b=$(cat $s); {WORKLOAD} ksm -n {n} || exit 1; sleep 2; i=0; \
+         while [ $i -lt 200 ] && [ $(cat $s) -gt $b ]; do sleep 0.1; i=$((i+1)); done"
+    );
     let out = Command::new(BIN).args(["trace", "-j", "--", "sh", "-c", &script]).output().expect("running lazyvma");
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
