@@ -19,9 +19,6 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-fn lazyvma(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().unwrap()
-}
 
 fn json_of(out: &Output) -> Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

@@ -2,22 +2,13 @@
 //! trace into `trace -j`, the report document, its text / markdown / HTML and `merge`.
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
 mod common;
 use common::*;
 
-const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-fn lazyvma(args: &[&str]) -> Output {
-    Command::new(LAZYVMA).args(args).output().unwrap()
-}
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 fn fired(rules: &Value) -> BTreeMap<String, u64> {
     rules.as_object().expect("lazy_rules is an object").iter().map(|(k, r)| (k.clone(), r["fired"].as_u64().unwrap())).collect()

@@ -10,17 +10,9 @@ use std::process::{Command, Output};
 mod common;
 use common::*;
 
-const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-fn lazyvma(args: &[&str]) -> Output {
-    Command::new(LAZYVMA).args(args).output().unwrap()
-}
 
-fn ok(out: &Output) -> String {
-    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout.clone()).unwrap()
-}
 
 /// A failure is exit 1 with one line on stderr containing every needle.
 fn assert_one_line_error(out: &Output, needles: &[&str]) {

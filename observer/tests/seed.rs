@@ -10,16 +10,11 @@ use lazyvma_model::pair::Pair;
 use lazyvma_model::seed::Seed;
 use lazyvma_model::topology::Topology;
 use serde_json::Value;
-use std::process::{Command, Output};
 
 mod common;
 use common::*;
 
-const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 
-fn lazyvma(args: &[&str]) -> Output {
-    Command::new(LAZYVMA).args(args).output().unwrap()
-}
 
 /// One snapshot pass: the JSON rows of `pids` and the whole topology.
 fn snapshot(pids: &[u32], dir: &Dir, name: &str) -> (Vec<Value>, Topology) {

@@ -14,9 +14,6 @@ use common::*;
 const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 const PAGE: usize = 4096;
 
-fn lazyvma(args: &[&str]) -> Output {
-    Command::new(LAZYVMA).args(args).output().unwrap()
-}
 
 /// A failure is exit 1 with exactly one line on stderr containing `needle`.
 fn assert_one_line_error(out: &Output, needle: &str) {

@@ -7,7 +7,7 @@ use std::{
     collections::BTreeMap,
     io::{BufRead, BufReader},
     os::unix::process::CommandExt,
-    process::{Command, Output, Stdio},
+    process::{Command, Stdio},
 };
 
 mod common;
@@ -43,9 +43,6 @@ fn no_aslr(cmd: &mut Command) -> &mut Command {
     }) }
 }
 
-fn lazyvma(args: &[&str]) -> Output {
-    Command::new(BIN).args(args).output().expect("running lazyvma")
-}
 
 /// A trace that lost ring-buffer records (its reader starved of CPU on a loaded machine; the
 /// report says how many) cannot be compared exactly: it is run again, up to three times.

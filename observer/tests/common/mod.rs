@@ -2,6 +2,17 @@
 // Each test binary uses a different part of this module.
 #![allow(dead_code)]
 
+/// `lazyvma ARGS...`, its output collected.
+pub fn lazyvma(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_lazyvma")).args(args).output().expect("running lazyvma")
+}
+
+/// The stdout of a run that must have succeeded (else its stderr in the failure).
+pub fn ok(out: &std::process::Output) -> String {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
 /// True when running as root. Otherwise the test is skipped with a line on stderr, unless
 /// the suite demands root (`LAZYVMA_REQUIRE_ROOT=1`, set by `cargo xtask test`): then it fails.
 pub fn root_or_skip(test: &str) -> bool {
