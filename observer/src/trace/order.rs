@@ -21,9 +21,9 @@ pub fn lock_fields() -> [u64; 2] {
     ["write", "success"].map(|n| f.as_ref().and_then(|f| f.get(n)).unwrap_or(NO_FIELD))
 }
 
-struct Queue<T> {
-    /// (key, arrival) → item: equal keys keep ring-buffer order.
-    items: BTreeMap<(u64, u64), T>,
+/// One mm's order so far.
+#[derive(Default)]
+struct Mark {
     /// Every record at or below it was applied (or a barrier passed it): an item keyed
     /// below it arrived too late to be placed.
     floor: u64,
@@ -31,7 +31,21 @@ struct Queue<T> {
     last: u64,
 }
 
+impl Mark {
+    /// 1 if the item that arrived `arrival`-th overtakes one applied before it.
+    fn applied(&mut self, arrival: u64) -> u64 {
+        let overtook = (arrival < self.last) as u64;
+        self.last = self.last.max(arrival);
+        overtook
+    }
+}
+
+/// (key, arrival) → item: equal keys keep ring-buffer order.
+type Queue<T> = BTreeMap<(u64, u64), T>;
+
 pub struct Order<T> {
+    marks: HashMap<usize, Mark>,
+    /// Only mms with records waiting: `ready` runs on every record and looks at these alone.
     queues: HashMap<usize, Queue<T>>,
     newest: u64,
     arrivals: u64,
@@ -42,18 +56,9 @@ pub struct Order<T> {
     pub reordered: u64,
 }
 
-impl<T> Queue<T> {
-    /// 1 if the item that arrived `arrival`-th overtakes one applied before it.
-    fn applied(&mut self, arrival: u64) -> u64 {
-        let overtook = (arrival < self.last) as u64;
-        self.last = self.last.max(arrival);
-        overtook
-    }
-}
-
 impl<T> Default for Order<T> {
     fn default() -> Self {
-        Order { queues: HashMap::new(), newest: 0, arrivals: 0, out_of_order: 0, reordered: 0 }
+        Order { marks: HashMap::new(), queues: HashMap::new(), newest: 0, arrivals: 0, out_of_order: 0, reordered: 0 }
     }
 }
 
@@ -63,16 +68,15 @@ impl<T> Order<T> {
     /// ones are counted.
     pub fn push(&mut self, mm: usize, key: u64, item: T) -> Result<(), T> {
         self.arrivals += 1;
-        let q = self.queues.entry(mm).or_insert_with(|| Queue { items: BTreeMap::new(), floor: 0, last: 0 });
         if key == 0 {
             return Err(item);
         }
-        if key < q.floor {
+        if key < self.marks.get(&mm).map_or(0, |m| m.floor) {
             self.out_of_order += 1;
             return Err(item);
         }
         self.newest = self.newest.max(key);
-        q.items.insert((key, self.arrivals), item);
+        self.queues.entry(mm).or_default().insert((key, self.arrivals), item);
         Ok(())
     }
 
@@ -80,26 +84,28 @@ impl<T> Order<T> {
     pub fn ready(&mut self) -> Vec<(usize, T)> {
         let limit = self.newest.saturating_sub(WINDOW_NS);
         let mut out = Vec::new();
-        for (&mm, q) in self.queues.iter_mut() {
-            while q.items.first_key_value().is_some_and(|(k, _)| k.0 <= limit) {
-                let ((key, arrival), item) = q.items.pop_first().expect("non-empty");
-                q.floor = q.floor.max(key);
-                self.reordered += q.applied(arrival);
+        self.queues.retain(|&mm, q| {
+            let mark = self.marks.entry(mm).or_default();
+            while q.first_key_value().is_some_and(|(k, _)| k.0 <= limit) {
+                let ((key, arrival), item) = q.pop_first().expect("non-empty");
+                mark.floor = mark.floor.max(key);
+                self.reordered += mark.applied(arrival);
                 out.push((mm, item));
             }
-        }
+            !q.is_empty()
+        });
         out
     }
 
     /// Everything queued for `mm`, in key order; later records of `mm` keyed before `at`
     /// (a fork, exec or exit applied now, at ktime `at`) come too late.
     pub fn barrier(&mut self, mm: usize, at: u64) -> Vec<T> {
-        let q = self.queues.entry(mm).or_insert_with(|| Queue { items: BTreeMap::new(), floor: 0, last: 0 });
-        let items = std::mem::take(&mut q.items);
+        let items = self.queues.remove(&mm).unwrap_or_default();
+        let mark = self.marks.entry(mm).or_default();
         let last = items.keys().next_back().map_or(0, |k| k.0);
-        q.floor = q.floor.max(last).max(at);
+        mark.floor = mark.floor.max(last).max(at);
         for &(_, arrival) in items.keys() {
-            self.reordered += q.applied(arrival);
+            self.reordered += mark.applied(arrival);
         }
         items.into_values().collect()
     }
