@@ -366,7 +366,7 @@ impl Feed {
         }
     }
 
-    fn unmodelled(&mut self, what: impl Into<String>) {
+    pub fn unmodelled(&mut self, what: impl Into<String>) {
         *self.coverage.unmodelled.entry(what.into()).or_default() += 1;
     }
 

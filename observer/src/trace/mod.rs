@@ -122,7 +122,7 @@ impl Tracer {
         let p = self.tree.get(proc);
         self.kernel_events.add(&op.op, At { proc, tgid: p.tgid, phase: p.phase });
         if let (Some(f), ops::KernelOp::KsmMerge { err: 0, .. }) = (self.feed.as_mut(), &op.op) {
-            *f.coverage.unmodelled.entry("kernel event: ksm merge".into()).or_default() += 1;
+            f.unmodelled("kernel event: ksm merge");
         }
     }
 
