@@ -120,8 +120,9 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
     assert!(fed > 1, "{}", capped["model"]);
     assert_eq!(capped["rules_that_matter"], Value::Null);
     assert!(capped["model"]["events_dropped"].as_u64().is_some_and(|d| d > 0 && d < fed));
-    // Every event fed is either kept (the first, and the Spawns and Forks) or dropped.
+    // Every event fed is either kept (the first) or dropped.
     assert_eq!(capped["model"]["events_kept"].as_u64().unwrap() + capped["model"]["events_dropped"].as_u64().unwrap(), fed, "{}", capped["model"]);
+    assert_eq!(capped["model"]["events_kept"], 1, "{}", capped["model"]);
     assert!(capped["model"]["knob_sweep"].as_str().is_some_and(|w| w.contains("past --model-events-max 1")), "{}", capped["model"]);
     assert_eq!(capped["lazy"], live["lazy"]);
     let text = replay(&["--model-events-max", "1", &rec]);

@@ -6,8 +6,8 @@
 //!
 //! A process is modelled once its whole address space has been seen built: from its fork
 //! by a modelled parent, or from its exec, or seeded from the snapshot taken at the start
-//! (-p, --cgroup: `trace/seed.rs`). Children sharing their parent's mm (vfork, CLONE_VM)
-//! are not, until they exec.
+//! (-p, --cgroup: `trace/seed.rs`). A child sharing its parent's mm (vfork, CLONE_VM)
+//! acts on the parent's model until it execs.
 //! The exec image's VMAs (no syscall made them) are learnt from the kernel's own bounds
 //! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
 //! the same records gives the same events.
@@ -187,8 +187,9 @@ pub struct Feed {
     /// the slab tally counts it, but changes the owner's model (glibc's posix_spawn child
     /// faults in the stack its parent mapped: the prepare is in the parent's mm).
     borrowed: HashMap<usize, usize>,
-    /// Every `proc` that ever borrowed a modelled mm (so modelled, though never a model pid).
-    borrowers: HashSet<usize>,
+    /// Every `proc` ever modelled: forked by a modelled parent, exec'd, seeded, or
+    /// borrowing a modelled mm. The rest of the tree is `not_modelled`.
+    ever: HashSet<usize>,
     /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
     pub seed: Option<Pending>,
     /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
@@ -197,7 +198,7 @@ pub struct Feed {
     pub seed_start: Option<super::seed::Start>,
     /// `events` keeps at most this many (`--model-events-max`); past it the sweep is not run.
     pub events_max: usize,
-    /// Events fed past `events_max` and not kept (Spawn and Fork are kept: `finish` needs them).
+    /// Events fed past `events_max` and not kept.
     pub events_dropped: u64,
     order: Order<Queued>,
 }
@@ -261,7 +262,7 @@ impl Feed {
             pairing: HashMap::new(),
             shared_mm: HashSet::new(),
             borrowed: HashMap::new(),
-            borrowers: HashSet::new(),
+            ever: HashSet::new(),
             seed: None,
             seeded_live: [0; 4],
             seed_start: None,
@@ -308,7 +309,7 @@ impl Feed {
     /// Apply one event; its deltas count at `at`.
     fn apply(&mut self, ev: Event, at: At) {
         self.coverage.events_fed += 1;
-        let keep = self.events.len() < self.events_max || matches!(ev, Event::Spawn { .. } | Event::Fork { .. });
+        let keep = self.events.len() < self.events_max;
         match self.pair.apply(&ev) {
             Ok((e, l)) => self.count(&e, &l, at),
             Err(err) => {
@@ -393,10 +394,11 @@ impl Feed {
         if self.shared_mm.remove(&c.tgid) {
             // No dup_mmap: it acts on the parent's mm until its exec (modelled from there).
             self.borrowed.insert(child, parent);
-            self.borrowers.insert(child);
+            self.ever.insert(child);
             return;
         }
         self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        self.ever.insert(child);
         self.coverage.modelled += 1;
         self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
     }
@@ -410,6 +412,7 @@ impl Feed {
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
         if self.procs.insert(proc, Proc::default()).is_none() {
+            self.ever.insert(proc);
             self.coverage.modelled += 1;
             self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
         }
@@ -729,18 +732,10 @@ impl Feed {
             p.unseeded("the snapshot's end marker was not seen (ring buffer records lost?)");
             self.coverage.not_seeded = p.reasons;
         }
-        let ever: HashSet<usize> =
-            self.rows.iter().map(|r| r.proc).chain(self.procs.keys().copied()).chain(self.borrowers.iter().copied()).collect();
-        let pids: HashSet<Pid> = self.events.iter().filter_map(|e| match e {
-            Event::Spawn { pid } => Some(*pid),
-            Event::Fork { child, .. } => Some(*child),
-            _ => None,
-        }).collect();
-        let seeded = &self.coverage.seeded;
         self.coverage.not_modelled = tree
             .procs
             .iter()
-            .filter(|p| !ever.contains(&p.proc) && !pids.contains(&Self::pid(p.proc)) && !seeded.contains(&p.tgid))
+            .filter(|p| !self.ever.contains(&p.proc))
             .map(|p| p.tgid)
             .collect();
         if lost > 0 {
@@ -789,6 +784,7 @@ impl Feed {
         self.seed_start = out.start;
         for (proc, tgid) in out.seeded {
             self.procs.insert(proc, Proc::default());
+            self.ever.insert(proc);
             self.coverage.modelled += 1;
             self.coverage.seeded.push(tgid);
         }
