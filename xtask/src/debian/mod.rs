@@ -2,6 +2,8 @@
 //! host's sources, lists and dpkg architectures stay untouched: everything apt reads or
 //! writes lives under one cache folder.
 use anyhow::{bail, ensure, Context, Result};
+pub mod mirror;
+
 use std::{
     fs,
     path::{Path, PathBuf},
@@ -10,12 +12,8 @@ use std::{
 };
 
 const KEYRING: &str = "/usr/share/keyrings/debian-archive-keyring.gpg";
-const SUITES: [(&str, &str); 4] = [
-    ("http://deb.debian.org/debian", "bookworm"),
-    ("http://deb.debian.org/debian-security", "bookworm-security"),
-    ("http://deb.debian.org/debian", "trixie"),
-    ("http://deb.debian.org/debian-security", "trixie-security"),
-];
+/// The releases whose kernels and packages are fetched: Debian 11, 12 and 13.
+const RELEASES: [&str; 3] = ["bullseye", "bookworm", "trixie"];
 /// Lists older than this are refreshed, so kernel security updates reach the cache.
 const LISTS_MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 
@@ -36,8 +34,12 @@ impl Apt {
         for sub in ["lists/partial", "cache/archives/partial", "etc/apt.conf.d", "etc/sources.list.d", "etc/preferences.d"] {
             fs::create_dir_all(dir.join(sub)).with_context(|| format!("cannot create {}", dir.join(sub).display()))?;
         }
-        let sources: String =
-            SUITES.iter().map(|(uri, suite)| format!("deb [signed-by={KEYRING}] {uri} {suite} main\n")).collect();
+        let m = mirror::resolve()?;
+        let sources: String = RELEASES
+            .iter()
+            .flat_map(|r| [(&m.archive, r.to_string()), (&m.security, format!("{r}-security"))])
+            .map(|(uri, suite)| format!("deb [signed-by={KEYRING}] {uri} {suite} main\n"))
+            .collect();
         if write_if_changed(&dir.join("etc/sources.list"), &sources)? {
             let _ = fs::remove_file(dir.join("updated")); // new sources: the lists are not theirs
         }
