@@ -36,6 +36,8 @@ impl Arch {
 /// A kernel series = the Debian release that ships it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
 pub enum Series {
+    #[value(name = "5.10")]
+    V5_10,
     #[value(name = "6.1")]
     V6_1,
     #[value(name = "6.12")]
@@ -45,12 +47,14 @@ pub enum Series {
 impl Series {
     fn suites(self) -> [&'static str; 2] {
         match self {
+            Series::V5_10 => ["bullseye", "bullseye-security"],
             Series::V6_1 => ["bookworm", "bookworm-security"],
             Series::V6_12 => ["trixie", "trixie-security"],
         }
     }
     pub(crate) fn name(self) -> &'static str {
         match self {
+            Series::V5_10 => "5.10",
             Series::V6_1 => "6.1",
             Series::V6_12 => "6.12",
         }
