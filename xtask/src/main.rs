@@ -36,8 +36,8 @@ enum Cmd {
     },
     /// Run CMD as root on a Debian cloud kernel under QEMU; exits with CMD's status.
     Vm(vm::Args),
-    /// Only the VM smoke matrix of `test`: every kernel boots and runs our static binaries.
-    VmMatrix,
+    /// Only the VM smoke matrix of `test`: the user's commands on every kernel, checked.
+    VmMatrix(vm::matrix::Args),
     /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
     Fidelity(fidelity::Args),
 }
@@ -59,7 +59,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
             util::cargo(&["test", "--workspace", "--release"], &args)?;
             if !no_vm {
-                vm::matrix()?;
+                vm::matrix::run(Default::default())?;
                 fidelity::run(fidelity::Args::default())?;
             }
             Ok(())
@@ -75,9 +75,9 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             let status = vm::run(args)?;
             std::process::exit(status)
         }
-        Cmd::VmMatrix => {
+        Cmd::VmMatrix(a) => {
             setup::run()?;
-            vm::matrix()
+            vm::matrix::run(a)
         }
         Cmd::Fidelity(a) => {
             setup::run()?;

@@ -8,6 +8,7 @@ use std::{
 };
 
 pub(crate) mod assets;
+pub mod matrix;
 pub(crate) mod qemu;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug, clap::ValueEnum)]
@@ -45,6 +46,8 @@ pub enum Series {
 }
 
 impl Series {
+    pub(crate) const ALL: [Series; 3] = [Series::V5_10, Series::V6_1, Series::V6_12];
+
     fn suites(self) -> [&'static str; 2] {
         match self {
             Series::V5_10 => ["bullseye", "bullseye-security"],
@@ -98,48 +101,6 @@ pub fn run(a: Args) -> Result<i32> {
     let boot = boot?;
     eprintln!("vm: {} {} exited {} after {:.1} s", a.arch.deb(), boot.release, boot.status, t.elapsed().as_secs_f64());
     Ok(boot.status)
-}
-
-/// The smoke matrix of `cargo xtask test`: every kernel boots, runs our static binaries,
-/// reports the release we fetched, and returns 0.
-pub fn matrix() -> Result<()> {
-    // doctor loads every probe program on a real kernel; the workload scenarios are the ones
-    // every guest supports (two NUMA nodes make `migrate` deterministic, the swap disk `pageout`).
-    let script = "lazyvma --version && lazyvma doctor >/dev/null \
-        && for s in touch fork fork-chain fork-exec reuse split mremap munmap-hole thp migrate pageout; do \
-             lazyvma-workload $s -n 3 >/dev/null || { echo \"workload $s failed\"; exit 1; }; done";
-    let cmd = vec!["sh".to_string(), "-c".to_string(), script.to_string()];
-    let mut rows = Vec::new();
-    for arch in [Arch::X86_64, Arch::Aarch64] {
-        let bins = assets::build_binaries(arch)?;
-        let cache = assets::Cache::open(false)?;
-        let kernels = [Series::V6_1, Series::V6_12].map(|s| cache.kernel(arch, s).map(|k| (s, k)));
-        let initrd = initrd(arch, &initramfs(&cache.busybox(arch)?, &bins, &[], &cmd)?)?;
-        drop(cache);
-        for k in kernels {
-            let (series, kernel) = k?;
-            let t = Instant::now();
-            println!("vm matrix: booting {} {} ({})", arch.deb(), series.name(), kernel.release);
-            let res = qemu::boot(arch, &kernel.vmlinuz, &initrd, Duration::from_secs(600));
-            let secs = t.elapsed().as_secs_f64();
-            let verdict = match &res {
-                Ok(b) if b.status == 0 && b.release == kernel.release => "ok".to_string(),
-                Ok(b) if b.release != kernel.release => format!("FAILED: booted {} instead", b.release),
-                Ok(b) => format!("FAILED: exit status {}", b.status),
-                Err(e) => format!("FAILED: {e:#}"),
-            };
-            rows.push((arch, series, kernel.release, secs, verdict));
-        }
-        let _ = std::fs::remove_file(&initrd);
-    }
-    println!("vm matrix:");
-    for (arch, series, release, secs, verdict) in &rows {
-        println!("  {:<7} {:<5} {:<30} {:>6.1} s  {verdict}", arch.deb(), series.name(), release, secs);
-    }
-    let failed = rows.iter().filter(|r| r.4 != "ok").count();
-    println!("vm-matrix: {} passed, {failed} failed", rows.len() - failed);
-    ensure!(failed == 0, "vm matrix: {failed} of {} kernels failed", rows.len());
-    Ok(())
 }
 
 /// busybox + /init + our binaries + `--add` files + the command, as the guest's rootfs.

@@ -43,16 +43,34 @@ impl Cache {
 
     /// The newest cloud kernel of `series`, resolved through the `linux-image-cloud-<arch>`
     /// metapackage each time; the `-unsigned` image because it is the same kernel
-    /// without the signing wrapper.
+    /// without the signing wrapper. When the newest cannot be fetched (a mirror without
+    /// that security update: seen for bullseye-security), the next one the series' suites
+    /// offer, with a warning.
     pub fn kernel(&self, arch: Arch, series: Series) -> Result<Kernel> {
-        let (a, meta) = (arch.deb(), format!("linux-image-cloud-{}", arch.deb()));
-        let offers = self.apt.offers(&meta, a)?;
-        let Some(offer) = offers.iter().find(|o| series.suites().contains(&o.suite.as_str())) else {
+        let meta = format!("linux-image-cloud-{}", arch.deb());
+        let offers = self.apt.offers(&meta, arch.deb())?;
+        let mut ours = offers.iter().filter(|o| series.suites().contains(&o.suite.as_str())).peekable();
+        if ours.peek().is_none() {
             bail!("Debian's archive offers no {meta} in {:?} (try `--refresh`)", series.suites());
-        };
-        let deps = self.apt.depends(&meta, a, &offer.version)?;
+        }
+        let mut first_err = None;
+        for offer in ours {
+            match self.kernel_of(arch, &meta, &offer.version) {
+                Ok(k) => return Ok(k),
+                Err(e) => {
+                    eprintln!("vm: warning: {meta} {} ({}): {e:#}; trying an older one", offer.version, offer.suite);
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_err.unwrap())
+    }
+
+    fn kernel_of(&self, arch: Arch, meta: &str, meta_version: &str) -> Result<Kernel> {
+        let a = arch.deb();
+        let deps = self.apt.depends(meta, a, meta_version)?;
         let Some(image) = deps.iter().find(|d| d.starts_with("linux-image-")) else {
-            bail!("{meta} {} depends on no linux-image-* package", offer.version);
+            bail!("{meta} {meta_version} depends on no linux-image-* package");
         };
         let unsigned = if image.ends_with("-unsigned") { image.clone() } else { format!("{image}-unsigned") };
         let release = unsigned["linux-image-".len()..unsigned.len() - "-unsigned".len()].to_string();

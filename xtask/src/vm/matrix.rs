@@ -1,0 +1,349 @@
+//! `cargo xtask vm-matrix`: the user's commands in every guest (amd64/arm64 × 5.10/6.1/6.12).
+//! A script in the guest runs each command and prints marked console lines (status, first
+//! stderr lines, JSON); the host judges each command against exact numbers, keeps going
+//! after a failure, writes `target/vm-matrix/results.json` (and each command's JSON beside it) and fails at the end. `--readme`
+//! rewrites README.md's kernel table from that file.
+use super::{assets, qemu, Arch, Series};
+use crate::util;
+use anyhow::{ensure, Context, Result};
+use serde_json::{json, Value};
+use std::{
+    collections::BTreeMap,
+    time::{Duration, Instant},
+};
+
+pub(crate) mod readme;
+
+/// The commands in the order the guest runs them (and the README's columns).
+pub const COMMANDS: [&str; 6] = ["doctor", "workload", "snapshot", "trace", "serve", "report"];
+pub const RESULTS: &str = "target/vm-matrix/results.json";
+
+/// Scenarios every guest supports (two NUMA nodes make `migrate` deterministic, the swap disk `pageout`).
+const WORKLOADS: &str = "touch fork fork-chain fork-exec reuse split mremap munmap-hole thp migrate pageout";
+
+#[derive(clap::Args, Default)]
+pub struct Args {
+    /// Only this architecture (default: both).
+    #[arg(long, value_enum)]
+    arch: Option<Arch>,
+    /// Only this kernel series (default: all three).
+    #[arg(long, value_enum)]
+    kernel: Option<Series>,
+    /// Rewrite README.md's kernel table from target/vm-matrix/results.json after the run.
+    #[arg(long)]
+    readme: bool,
+}
+
+fn script() -> String {
+    format!(
+        r#"up() {{ cut -d' ' -f1 /proc/uptime; }}
+begin() {{ t0=$(up); }}
+res() {{ echo "LZM-RC $1 $2 $t0 $(up)"; }}
+errs() {{ head -3 "$2" | cut -c1-300 | sed "s/^/LZM-ERR $1 /"; }}
+json() {{ [ -s "$2" ] && echo "LZM-JSON $1 $(sed -n '/^{{/,$p' "$2" | tr -d '\n')"; }}
+ip link set lo up 2>/dev/null || ifconfig lo 127.0.0.1 up
+
+begin; lazyvma doctor >/dev/null 2>/tmp/e; rc=$?; errs doctor /tmp/e; res doctor $rc
+
+begin; rc=0
+for s in {WORKLOADS}; do
+  lazyvma-workload $s -n 3 >/dev/null 2>/tmp/e || {{ rc=$?; echo "LZM-ERR workload $s: $(head -1 /tmp/e | cut -c1-300)"; break; }}
+done
+res workload $rc
+
+# fork -n 0 (the baseline) and fork -n 3 held: both processes of each alive until EOF.
+mkfifo /tmp/h0 /tmp/h3
+lazyvma-workload fork -n 0 --hold </tmp/h0 >/tmp/w0 2>&1 &
+exec 7>/tmp/h0
+lazyvma-workload fork -n 3 --hold </tmp/h3 >/tmp/w3 2>&1 &
+exec 8>/tmp/h3
+i=0; while [ "$(cat /tmp/w0 /tmp/w3 | grep -c '^ready')" -lt 4 ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+pid() {{ sed -n "s/^ready role=$2 pid=\([0-9]*\).*/\1/p" $1; }}
+held="$(pid /tmp/w0 parent),$(pid /tmp/w0 child),$(pid /tmp/w3 parent),$(pid /tmp/w3 child)"
+echo "LZM-HELD $held"
+
+begin; lazyvma snapshot -j -p $held >/tmp/snap.json 2>/tmp/e; rc=$?
+errs snapshot /tmp/e; json snapshot /tmp/snap.json; res snapshot $rc
+
+begin; lazyvma trace -p 1 -d 2s -j >/tmp/trace.json 2>/tmp/e; rc=$?
+errs trace /tmp/e; json trace /tmp/trace.json; res trace $rc
+
+exec 7>&- 8>&-; wait
+
+begin; lazyvma serve -i 2s >/dev/null 2>/tmp/e & sp=$!
+got=0; i=0
+while [ $i -lt 240 ]; do
+  wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics 2>/dev/null && {{ got=1; break; }}
+  kill -0 $sp 2>/dev/null || break
+  sleep 0.5; i=$((i+1))
+done
+kill -TERM $sp 2>/dev/null; wait $sp; rc=$?
+echo "LZM-SCRAPE serve $got"
+[ $got = 1 ] && grep -E '^(lazyvma_objects|lazyvma_events_lost|# EOF)' /tmp/metrics | head -20 | sed 's/^/LZM-METRIC serve /'
+grep -v '^lazyvma: serving' /tmp/e >/tmp/e2; errs serve /tmp/e2; res serve $rc
+
+begin; rc=0
+for f in /tmp/snap.json /tmp/trace.json; do
+  [ -s $f ] || continue
+  lazyvma report $f >/tmp/rep 2>/tmp/e; r=$?
+  echo "LZM-REPORT report $f $r $(wc -l </tmp/rep)"
+  errs report /tmp/e; [ $r = 0 ] || rc=$r
+done
+res report $rc
+echo LZM-END
+"#
+    )
+}
+
+/// What the guest printed, per command.
+#[derive(Default)]
+struct Guest {
+    status: BTreeMap<String, i32>,
+    secs: BTreeMap<String, f64>,
+    errors: BTreeMap<String, Vec<String>>,
+    json: BTreeMap<String, Result<Value, String>>,
+    /// The lines of a command's own tag (LZM-HELD, LZM-SCRAPE, LZM-METRIC, LZM-REPORT).
+    lines: BTreeMap<String, Vec<String>>,
+    ended: bool,
+}
+
+impl Guest {
+    fn take(&mut self, line: &str) -> bool {
+        let Some(at) = line.find("LZM-") else { return false };
+        let line = &line[at..];
+        let (tag, rest) = line.split_once(' ').unwrap_or((line, ""));
+        let (cmd, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+        match tag {
+            "LZM-RC" => {
+                let w: Vec<&str> = tail.split_whitespace().collect();
+                self.status.insert(cmd.into(), w.first().and_then(|s| s.parse().ok()).unwrap_or(-1));
+                if let (Some(a), Some(b)) = (w.get(1).and_then(|s| s.parse::<f64>().ok()), w.get(2).and_then(|s| s.parse::<f64>().ok())) {
+                    self.secs.insert(cmd.into(), b - a);
+                }
+            }
+            "LZM-ERR" => self.errors.entry(cmd.into()).or_default().push(tail.into()),
+            "LZM-JSON" => {
+                self.json.insert(cmd.into(), serde_json::from_str(tail).map_err(|e| format!("{e}: {tail:.200}")));
+            }
+            "LZM-HELD" => self.lines.entry("held".into()).or_default().push(cmd.into()),
+            "LZM-SCRAPE" | "LZM-METRIC" | "LZM-REPORT" => self.lines.entry(tag.into()).or_default().push(tail.into()),
+            "LZM-END" => self.ended = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The command ran and exited 0; else why not, with its first stderr line.
+    fn exited_ok(&self, cmd: &str) -> Result<()> {
+        let st = self.status.get(cmd).with_context(|| "did not run (the guest script ended before it)")?;
+        let err = self.errors.get(cmd).and_then(|e| e.first()).map(String::as_str).unwrap_or("");
+        ensure!(*st == 0, "exit status {st}: {err}");
+        Ok(())
+    }
+
+    fn json(&self, cmd: &str) -> Result<&Value> {
+        match self.json.get(cmd) {
+            Some(Ok(v)) => Ok(v),
+            Some(Err(e)) => anyhow::bail!("its output is not JSON: {e}"),
+            None => anyhow::bail!("no JSON on stdout"),
+        }
+    }
+
+    /// The held workloads' pids: fork -n 0 parent, child, fork -n 3 parent, child.
+    fn held(&self) -> Result<[u32; 4]> {
+        let line = self.lines.get("held").and_then(|l| l.first()).context("no held workload")?;
+        let pids: Vec<u32> = line.split(',').filter_map(|p| p.parse().ok()).collect();
+        pids.try_into().map_err(|_| anyhow::anyhow!("the held workloads did not all get ready: `{line}`"))
+    }
+}
+
+/// `snapshot -j` of the held workloads: spec §1.2 + §1.4 over the -n 0 baseline, parent
+/// +3 AV / +3 AVC and child +3 / +6 eager; lazy (default knobs) parent 3 / 3, child 0 / 3.
+fn check_snapshot(g: &Guest) -> Result<()> {
+    g.exited_ok("snapshot")?;
+    let v = g.json("snapshot")?;
+    let [p0, c0, p3, c3] = g.held()?;
+    let find = |pid: u32| -> Result<&Value> {
+        v["processes"].as_array().into_iter().flatten().find(|p| p["pid"] == pid).with_context(|| format!("pid {pid} not in the snapshot"))
+    };
+    let counts = |p: &Value, m: &str| (p[m]["anon_vma"].as_i64().unwrap_or(-1), p[m]["anon_vma_chain"].as_i64().unwrap_or(-1));
+    for (model, want_p, want_c) in [("eager", (3, 3), (3, 6)), ("lazy", (3, 3), (0, 3))] {
+        for (role, base, held, want) in [("parent", p0, p3, want_p), ("child", c0, c3, want_c)] {
+            let (b, h) = (counts(find(base)?, model), counts(find(held)?, model));
+            let got = (h.0 - b.0, h.1 - b.1);
+            ensure!(got == want, "fork -n 3 minus -n 0, {role}, {model} [AV, AVC]: got {got:?}, want {want:?}");
+        }
+    }
+    Ok(())
+}
+
+/// `trace -p 1 -d 2s -j`: every process under init seeded (the held workloads among
+/// them), nothing lost, the model fed and complete.
+fn check_trace(g: &Guest) -> Result<()> {
+    g.exited_ok("trace")?;
+    let j = g.json("trace")?;
+    ensure!(j["lost_events"] == 0, "{} events lost", j["lost_events"]);
+    ensure!(j["events"]["sent"] == j["events"]["received"], "sent {} != received {}", j["events"]["sent"], j["events"]["received"]);
+    let m = &j["model"];
+    ensure!(m["fed"] == true && m["complete"] == true, "model not fed or incomplete: fed {}, incomplete {}", m["fed"], m["incomplete"]);
+    if let Some((pid, why)) = m["not_seeded"].as_object().and_then(|o| o.iter().next()) {
+        let why = why.as_str().unwrap_or("");
+        let first = why.lines().next().unwrap_or("");
+        anyhow::bail!("{} not seeded, first pid {pid}: {first:.200}", m["not_seeded"].as_object().map_or(0, |o| o.len()));
+    }
+    let seeded: Vec<u64> = m["seeded"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
+    let held = g.held()?;
+    for pid in std::iter::once(1).chain(held) {
+        ensure!(seeded.contains(&(pid as u64)), "pid {pid} not seeded (seeded: {seeded:?})");
+    }
+    Ok(())
+}
+
+/// One scrape of `serve`: OpenMetrics with its `# EOF`, object gauges, no event lost;
+/// SIGTERM then exits 0.
+fn check_serve(g: &Guest) -> Result<()> {
+    let scraped = g.lines.get("LZM-SCRAPE").and_then(|l| l.first()).is_some_and(|l| l.trim() == "1");
+    if !scraped {
+        g.exited_ok("serve")?;
+        anyhow::bail!("no scrape answered within 120 s");
+    }
+    g.exited_ok("serve").context("after SIGTERM")?;
+    let m = g.lines.get("LZM-METRIC").cloned().unwrap_or_default();
+    ensure!(m.iter().any(|l| l == "# EOF"), "the scrape has no `# EOF`");
+    ensure!(m.iter().any(|l| l.starts_with("lazyvma_objects")), "the scrape has no lazyvma_objects gauge");
+    if let Some(l) = m.iter().find(|l| l.starts_with("lazyvma_events_lost") && !l.ends_with(" 0")) {
+        anyhow::bail!("events lost: {l}");
+    }
+    Ok(())
+}
+
+/// `report` of each JSON the guest's snapshot and trace produced: exit 0, some text.
+fn check_report(g: &Guest) -> Result<()> {
+    let runs = g.lines.get("LZM-REPORT").cloned().unwrap_or_default();
+    ensure!(!runs.is_empty(), "nothing to report: snapshot and trace produced no JSON");
+    g.exited_ok("report")?;
+    for r in &runs {
+        let w: Vec<&str> = r.split_whitespace().collect();
+        ensure!(w.get(2).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0) > 0, "report {} printed nothing", w.first().unwrap_or(&"?"));
+    }
+    let of: Vec<&str> = runs.iter().filter_map(|r| r.split_whitespace().next()).map(|f| f.trim_start_matches("/tmp/")).collect();
+    ensure!(of.len() == 2, "only {} reported ({} missing)", of.join(", "), if of.contains(&"snap.json") { "trace's JSON" } else { "snapshot's JSON" });
+    Ok(())
+}
+
+fn verdict(g: &Guest, cmd: &str) -> (String, String) {
+    let r = match cmd {
+        "snapshot" => check_snapshot(g),
+        "trace" => check_trace(g),
+        "serve" => check_serve(g),
+        "report" => check_report(g),
+        _ => g.exited_ok(cmd),
+    };
+    match r {
+        Ok(()) => ("ok".into(), String::new()),
+        Err(e) => ("failed".into(), one_line(&format!("{e:#}"))),
+    }
+}
+
+/// A kernel string on one line, without control characters, at most 300 characters.
+fn one_line(s: &str) -> String {
+    let flat: String = s.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    flat.chars().take(300).collect()
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script()];
+    let commit = util::stdout(std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(util::workspace_root()));
+    let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]));
+    let mut cells = Vec::new();
+    for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
+        let series: Vec<Series> = Series::ALL.into_iter().filter(|s| a.kernel.is_none_or(|k| k == *s)).collect();
+        let bins = assets::build_binaries(arch)?;
+        let cache = assets::Cache::open(false)?;
+        let kernels: Vec<_> = series.iter().map(|s| cache.kernel(arch, *s).map(|k| (*s, k))).collect();
+        let initrd = super::initrd(arch, &super::initramfs(&cache.busybox(arch)?, &bins, &[], &cmd)?)?;
+        drop(cache);
+        for k in kernels {
+            let (series, kernel) = k?;
+            println!("vm matrix: booting {} {} ({})", arch.deb(), series.name(), kernel.release);
+            let t = Instant::now();
+            let mut g = Guest::default();
+            let res = qemu::boot_with(arch, &kernel.vmlinuz, &initrd, Duration::from_secs(900), &mut |l| g.take(l));
+            let secs = t.elapsed().as_secs_f64();
+            let boot = match &res {
+                Ok(b) if b.release != kernel.release => format!("booted {} instead", b.release),
+                Ok(_) if !g.ended => "the guest script ended early".to_string(),
+                Ok(_) => String::new(),
+                Err(e) => one_line(&format!("{e:#}")),
+            };
+            save_outputs(&g, &format!("{}-{}", arch.deb(), series.name()));
+            let mut commands = serde_json::Map::new();
+            for c in COMMANDS {
+                let (v, why) = verdict(&g, c);
+                commands.insert(c.into(), json!({ "verdict": v, "why": why, "secs": g.secs.get(c).map(|s| (s * 10.0).round() / 10.0) }));
+            }
+            cells.push(json!({
+                "arch": arch.deb(), "kernel": series.name(), "release": kernel.release,
+                "secs": (secs * 10.0).round() / 10.0, "boot": if boot.is_empty() { "ok".into() } else { format!("failed: {boot}") },
+                "commands": commands, "commit": commit.trim(), "date": date.trim(),
+            }));
+        }
+        let _ = std::fs::remove_file(&initrd);
+    }
+    let all = merge_results(&cells)?;
+    let failed = print(&cells);
+    if a.readme {
+        readme::rewrite(&all)?;
+        println!("vm-matrix: README.md's kernel table rewritten from {RESULTS}");
+    }
+    ensure!(failed == 0, "vm matrix: {failed} failures (see above; {RESULTS})");
+    Ok(())
+}
+
+/// Each command's JSON next to the results, for a look at what a verdict was made of.
+fn save_outputs(g: &Guest, cell: &str) {
+    let dir = util::workspace_root().join(RESULTS).with_file_name("");
+    let _ = std::fs::create_dir_all(&dir);
+    for (cmd, v) in g.json.iter().filter_map(|(c, v)| v.as_ref().ok().map(|v| (c, v))) {
+        let _ = std::fs::write(dir.join(format!("{cell}-{cmd}.json")), serde_json::to_string_pretty(v).unwrap_or_default());
+    }
+}
+
+/// Prints the cells and returns how many failures they hold.
+fn print(cells: &[Value]) -> usize {
+    let mut failed = 0;
+    println!("vm matrix:");
+    for c in cells {
+        println!("  {:<6} {:<5} {:<28} {:>6.1} s  boot {}", c["arch"].as_str().unwrap_or(""), c["kernel"].as_str().unwrap_or(""), c["release"].as_str().unwrap_or(""), c["secs"].as_f64().unwrap_or(0.0), c["boot"].as_str().unwrap_or(""));
+        failed += (c["boot"] != "ok") as usize;
+        for cmd in COMMANDS {
+            let r = &c["commands"][cmd];
+            let secs = r["secs"].as_f64().map_or("     ".into(), |s| format!("{s:5.1}"));
+            let v = r["verdict"].as_str().unwrap_or("?");
+            failed += (v != "ok") as usize;
+            let why = r["why"].as_str().unwrap_or("");
+            let tag = if v == "ok" { "ok".to_string() } else { format!("FAILED: {} {} {cmd}: {why}", c["arch"].as_str().unwrap_or(""), c["kernel"].as_str().unwrap_or("")) };
+            println!("    {cmd:<9} {secs} s  {tag}");
+        }
+    }
+    let total = cells.len() * COMMANDS.len();
+    println!("vm-matrix: {} cells, {} of {total} commands passed, {failed} failures", cells.len(), total.saturating_sub(failed));
+    failed
+}
+
+/// This run's cells replace the same (arch, kernel) in target/vm-matrix/results.json; the others stay
+/// (with their own commit and date), so single-kernel runs add up to the whole table.
+fn merge_results(cells: &[Value]) -> Result<Value> {
+    let path = util::workspace_root().join(RESULTS);
+    let old: Value = std::fs::read_to_string(&path).ok().and_then(|s| serde_json::from_str(&s).ok()).unwrap_or(json!({}));
+    let key = |c: &Value| (c["arch"].as_str().unwrap_or("").to_string(), c["kernel"].as_str().unwrap_or("").to_string());
+    let mut by: BTreeMap<(String, String), Value> = old["cells"].as_array().into_iter().flatten().map(|c| (key(c), c.clone())).collect();
+    for c in cells {
+        by.insert(key(c), c.clone());
+    }
+    let all = json!({ "about": "cargo xtask vm-matrix: per (arch, kernel) the verdict of each command in the guest", "commands": COMMANDS, "cells": by.into_values().collect::<Vec<_>>() });
+    std::fs::create_dir_all(path.parent().unwrap())?;
+    std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    println!("vm-matrix: results in {}", path.display());
+    Ok(all)
+}
