@@ -270,8 +270,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         ops: any_hook,
         rmap: rmap_hook,
         feed,
-        // Without a fault tracepoint (arm64) the prepare hook says which VMA was prepared.
-        feed_from_hooks: !loaded.attached.iter().any(|t| t == "exceptions:page_fault_user") && hooked("__anon_vma_prepare"),
+        // Without a fault tracepoint (arm64), or without the feed's prepare program (5.10:
+        // no bpf_find_vma before 5.17), the prepare hook says which VMA was prepared.
+        feed_from_hooks: (!loaded.attached.iter().any(|t| t == "exceptions:page_fault_user") || loaded.missing.iter().any(|(t, _)| t == "kmem:kmem_cache_alloc"))
+            && hooked("__anon_vma_prepare"),
         start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
     };
     // The tracer starts from the recorded tree, as a replay's does.
