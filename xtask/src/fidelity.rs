@@ -1,5 +1,5 @@
 //! `cargo xtask fidelity`: `lazyvma trace` against the spec on real kernels. One boot per
-//! kernel (amd64/arm64 × 6.1/6.12); the guest traces every workload scenario with N=3 and
+//! kernel (amd64/arm64 × 5.10/6.1/6.12, arm64 5.10 on demand); the guest traces every workload scenario with N=3 and
 //! N=0 (fentry where the kernel allows it) and N=3 again with `-k`, and prints each JSON
 //! report on one marked console line. The host then checks:
 //! (a) slab counts per (process, phase), N=3 minus N=0, against
@@ -27,6 +27,17 @@ const EXPECTED: &str = "observer/tests/fidelity/expected.json";
 
 /// Scenarios of the table never run in a guest, with why.
 const NOT_RUN: &[(&str, &str)] = &[];
+
+/// What a kernel lacks that leaves the model `incomplete` in every trace without making it
+/// inexact in these single-threaded scenarios, per kernel series: check (e) still holds it
+/// to eager == observed. 5.10 predates the mmap_lock tracepoints (5.11), which only order
+/// one thread's syscalls against another's faults (docs/trace.md Order).
+pub(crate) const INCOMPLETE_OK: &[(&str, &str)] = &[("5.10", "mmap_lock:mmap_lock_acquire_returned not attached")];
+
+/// (arch, kernel) left out of the default run (`cargo xtask test`), with why; run them with
+/// `--arch` and `--kernel`.
+const ON_DEMAND: &[(Arch, Series, &str)] =
+    &[(Arch::Aarch64, Series::V5_10, "arm64 5.10 has no fentry (kprobes only); on demand to keep the suite under an hour")];
 
 #[derive(clap::Args, Default)]
 pub struct Args {
@@ -141,14 +152,15 @@ pub fn run(a: Args) -> Result<()> {
     for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
         let bins = assets::build_binaries(arch)?;
         let cache = assets::Cache::open(false)?;
-        let kernels = [Series::V6_1, Series::V6_12].map(|s| cache.kernel(arch, s).map(|k| (s, k)));
+        let wanted_series = |s: &Series| match a.kernel {
+            Some(k) => k == *s,
+            None => !ON_DEMAND.iter().any(|(x, y, _)| *x == arch && y == s),
+        };
+        let kernels: Vec<_> = Series::ALL.into_iter().filter(wanted_series).map(|s| cache.kernel(arch, s).map(|k| (s, k))).collect();
         let initrd = vm::initrd(arch, &vm::initramfs(&cache.busybox(arch)?, &bins, &[], &cmd)?)?;
         drop(cache);
         for k in kernels {
             let (series, kernel) = k?;
-            if a.kernel.is_some_and(|s| s != series) {
-                continue;
-            }
             let name = format!("{} {}", arch.deb(), series.name());
             println!("fidelity: booting {name} ({})", kernel.release);
             let t = Instant::now();
@@ -195,6 +207,11 @@ pub fn run(a: Args) -> Result<()> {
     }
     let total: f64 = verdicts.iter().map(|v| v.2).sum();
     println!("fidelity: {} kernels, {failed} failures, {total:.0} s of guest time", verdicts.len());
+    if a.kernel.is_none() {
+        for (arch, series, why) in ON_DEMAND.iter().filter(|(x, _, _)| a.arch.is_none_or(|y| y == *x)) {
+            println!("fidelity: not run: {} {} ({why})", arch.deb(), series.name());
+        }
+    }
     ensure!(failed == 0, "fidelity: {failed} failures");
     Ok(())
 }
@@ -298,7 +315,7 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
     let combined: Vec<i64> = combine.iter().filter_map(|c| table["phases"][c].as_i64()).collect();
     let model_gap = e["model_inexact"].as_str().map(|m| format!("(e) model fed, not compared: {m}"));
     for (j, run) in [(a, "-n 3"), (b, "-n 0"), (k, "-n 3 -k")] {
-        model_matches(j, &combined, model_gap.is_none()).with_context(|| format!("(e) {run}: model eager vs observed"))?;
+        model_matches(j, kernel, &combined, model_gap.is_none()).with_context(|| format!("(e) {run}: model eager vs observed"))?;
     }
     if let Some(why) = e["guest_inexact"].as_str() {
         return Ok(Some(format!("(b) only: {}", model_gap.map_or(why.into(), |m| format!("{why}; {m}")))));
@@ -386,9 +403,11 @@ fn kernel_events(e: &Value, with: &Value, without: &Value, run: &str) -> Result<
 /// a mismatch the first diverging row and the events the model counted there.
 /// `combine`: phase ids summed into the first (a marker of one thread races another's
 /// records, as in (a)). Not `exact` (the table's `model_inexact`): fed and complete only.
-fn model_matches(j: &Value, combine: &[i64], exact: bool) -> Result<()> {
+fn model_matches(j: &Value, kernel: &str, combine: &[i64], exact: bool) -> Result<()> {
     let m = &j["model"];
-    ensure!(m["fed"] == true && m["complete"] == true, "model not fed or incomplete: {m}");
+    let tolerated = |i: &Value| INCOMPLETE_OK.iter().any(|(k, why)| *k == kernel && i == *why);
+    let incomplete = m["incomplete"].as_array().into_iter().flatten().any(|i| !tolerated(i));
+    ensure!(m["fed"] == true && !incomplete, "model not fed or incomplete: {m}");
     if !exact {
         return Ok(());
     }

@@ -127,7 +127,11 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     for &(prog, cat, name) in FEED_PROGRAMS.iter().filter(|_| cfg.feed) {
         let tp = format!("{cat}:{name}");
         if prog == "trace_mmap_lock" && lock_fields.contains(&lazyvma_model::trace_abi::NO_FIELD) {
-            missing.push((tp, "no `write`/`success` field in its format; the model is not fed what it needs".into()));
+            let why = match super::format::Format::read("mmap_lock:mmap_lock_acquire_returned") {
+                Err(_) => "tracepoint absent (mmap_lock tracepoints came in 5.11): syscalls are ordered by their exit, not by their mmap_lock",
+                Ok(_) => "no `write`/`success` field in its format",
+            };
+            missing.push((tp, format!("{why}; the model is not fed what it needs")));
             continue;
         }
         match attach(&mut bpf, prog, cat, name) {

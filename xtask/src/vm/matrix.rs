@@ -179,18 +179,22 @@ fn check_snapshot(g: &Guest) -> Result<()> {
 
 /// `trace -p 1 -d 2s -j`: every process under init seeded (the held workloads among
 /// them), nothing lost, the model fed and complete.
-fn check_trace(g: &Guest) -> Result<()> {
+fn check_trace(g: &Guest, kernel: &str) -> Result<()> {
     g.exited_ok("trace")?;
     let j = g.json("trace")?;
     ensure!(j["lost_events"] == 0, "{} events lost", j["lost_events"]);
     ensure!(j["events"]["sent"] == j["events"]["received"], "sent {} != received {}", j["events"]["sent"], j["events"]["received"]);
     let m = &j["model"];
-    ensure!(m["fed"] == true && m["complete"] == true, "model not fed or incomplete: fed {}, incomplete {}", m["fed"], m["incomplete"]);
     if let Some((pid, why)) = m["not_seeded"].as_object().and_then(|o| o.iter().next()) {
         let why = why.as_str().unwrap_or("");
         let first = why.lines().next().unwrap_or("");
         anyhow::bail!("{} not seeded, first pid {pid}: {first:.200}", m["not_seeded"].as_object().map_or(0, |o| o.len()));
     }
+    // What the kernel lacks that the fidelity suite also tolerates (it leaves these
+    // single-threaded processes exact).
+    let tolerated = |i: &Value| crate::fidelity::INCOMPLETE_OK.iter().any(|(k, why)| *k == kernel && i == *why);
+    let incomplete: Vec<&Value> = m["incomplete"].as_array().into_iter().flatten().filter(|i| !tolerated(i)).collect();
+    ensure!(m["fed"] == true && incomplete.is_empty(), "model not fed or incomplete: fed {}, incomplete {incomplete:?}", m["fed"]);
     let seeded: Vec<u64> = m["seeded"].as_array().into_iter().flatten().filter_map(Value::as_u64).collect();
     let held = g.held()?;
     for pid in std::iter::once(1).chain(held) {
@@ -231,10 +235,10 @@ fn check_report(g: &Guest) -> Result<()> {
     Ok(())
 }
 
-fn verdict(g: &Guest, cmd: &str) -> (String, String) {
+fn verdict(g: &Guest, kernel: &str, cmd: &str) -> (String, String) {
     let r = match cmd {
         "snapshot" => check_snapshot(g),
-        "trace" => check_trace(g),
+        "trace" => check_trace(g, kernel),
         "serve" => check_serve(g),
         "report" => check_report(g),
         _ => g.exited_ok(cmd),
@@ -279,7 +283,7 @@ pub fn run(a: Args) -> Result<()> {
             save_outputs(&g, &format!("{}-{}", arch.deb(), series.name()));
             let mut commands = serde_json::Map::new();
             for c in COMMANDS {
-                let (v, why) = verdict(&g, c);
+                let (v, why) = verdict(&g, series.name(), c);
                 commands.insert(c.into(), json!({ "verdict": v, "why": why, "secs": g.secs.get(c).map(|s| (s * 10.0).round() / 10.0) }));
             }
             cells.push(json!({
@@ -346,4 +350,70 @@ fn merge_results(cells: &[Value]) -> Result<Value> {
     std::fs::write(&path, serde_json::to_string_pretty(&all)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
     println!("vm-matrix: results in {}", path.display());
     Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn guest(lines: &[&str]) -> Guest {
+        let mut g = Guest::default();
+        for l in lines {
+            assert!(g.take(l), "{l}");
+        }
+        g
+    }
+
+    fn proc(pid: u32, eager: (i64, i64), lazy: (i64, i64)) -> Value {
+        json!({"pid": pid, "eager": {"anon_vma": eager.0, "anon_vma_chain": eager.1}, "lazy": {"anon_vma": lazy.0, "anon_vma_chain": lazy.1}})
+    }
+
+    #[test]
+    fn snapshot_is_judged_on_the_spec_counts() {
+        let snap = |child_chains: i64| {
+            let procs = [proc(10, (5, 5), (5, 5)), proc(11, (5, 8), (2, 5)), proc(20, (8, 8), (8, 8)), proc(21, (8, child_chains), (2, 8))];
+            format!("LZM-JSON snapshot {}", json!({ "processes": procs }))
+        };
+        let ok = snap(14);
+        let g = guest(&["LZM-HELD 10,11,20,21", "LZM-RC snapshot 0 1.0 2.5", &ok]);
+        assert!(check_snapshot(&g).is_ok(), "{:?}", check_snapshot(&g));
+        assert_eq!(g.secs["snapshot"], 1.5);
+        let bad = snap(13);
+        let g = guest(&["LZM-HELD 10,11,20,21", "LZM-RC snapshot 0 1.0 2.5", &bad]);
+        let e = format!("{:#}", check_snapshot(&g).unwrap_err());
+        assert!(e.contains("child, eager [AV, AVC]: got (3, 5), want (3, 6)"), "{e}");
+        // A refused program: the status and the loader's first line, not the verifier log.
+        let g = guest(&["LZM-RC snapshot 1 1 2", "LZM-ERR snapshot lazyvma: loading iter/task_vma (the verifier refused it?): E2BIG"]);
+        assert_eq!(verdict(&g, "6.1", "snapshot").1, "exit status 1: lazyvma: loading iter/task_vma (the verifier refused it?): E2BIG");
+    }
+
+    #[test]
+    fn trace_names_an_unseeded_process_in_one_line() {
+        let j = json!({"lost_events": 0, "events": {"sent": 5, "received": 5},
+            "model": {"fed": true, "complete": true, "seeded": [], "not_seeded": {"1": "the snapshot pass failed:\nverifier log..."}}});
+        let g = guest(&["LZM-HELD 10,11,20,21", "LZM-RC trace 0 1 9", &format!("LZM-JSON trace {j}")]);
+        let (v, why) = verdict(&g, "6.1", "trace");
+        assert_eq!((v.as_str(), why.as_str()), ("failed", "1 not seeded, first pid 1: the snapshot pass failed:"));
+    }
+
+    #[test]
+    fn a_command_the_script_never_reached_fails() {
+        let g = guest(&["LZM-RC doctor 0 1 2"]);
+        assert_eq!(verdict(&g, "6.1", "doctor").0, "ok");
+        assert!(verdict(&g, "6.1", "workload").1.contains("did not run"));
+        assert!(verdict(&g, "6.1", "serve").1.contains("did not run"));
+    }
+
+    #[test]
+    fn the_readme_table_has_a_row_per_cell_and_a_note_per_failure() {
+        let ok = json!({"verdict": "ok", "why": "", "secs": 1.0});
+        let mut commands: serde_json::Map<String, Value> = COMMANDS.iter().map(|c| (c.to_string(), ok.clone())).collect();
+        commands.insert("serve".into(), json!({"verdict": "failed", "why": "exit status 1: a|b", "secs": 1.0}));
+        let cell = |k: &str| json!({"arch": "amd64", "kernel": k, "release": format!("{k}.0-1-cloud-amd64"), "secs": 40.0, "date": "2026-12-06", "commit": "abc", "commands": commands});
+        let t = readme::table(&json!({"cells": [cell("6.12"), cell("5.10")]}));
+        let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| 5.10") || l.starts_with("| 6.12")).collect();
+        assert_eq!(rows.len(), 2);
+        assert!(rows[0].starts_with("| 5.10 | amd64 | `5.10.0-1-cloud-amd64` | ok | ok | ok | ok | **no** [1] | ok |"), "{}", rows[0]);
+        assert!(t.contains("1. amd64 5.10 `serve`: exit status 1: a/b\n"), "{t}");
+    }
 }

@@ -18,7 +18,7 @@ pub fn rewrite(results: &Value) -> Result<()> {
 }
 
 /// The marker line, the table, and one numbered note per command that did not pass.
-fn table(results: &Value) -> String {
+pub(super) fn table(results: &Value) -> String {
     let mut s = format!("{BEGIN} (`cargo xtask vm-matrix --readme` writes this table from target/vm-matrix/results.json; do not edit) -->\n");
     s += &format!("| kernel | arch | release | {} | run |\n", COMMANDS.map(column).join(" | "));
     s += &format!("|{}\n", "---|".repeat(COMMANDS.len() + 4));
