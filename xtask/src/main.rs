@@ -20,7 +20,7 @@ enum Cmd {
     /// Install what lazyvma needs to build (idempotent, one line per step).
     Setup,
     /// Set up, then run the whole test suite (as root: the privileged tests too), then the
-    /// VM smoke matrix (amd64/arm64 x 6.1/6.12) and the fidelity suite on those kernels.
+    /// VM smoke matrix (amd64/arm64 x 5.10/6.1/6.12) and the fidelity suite on those kernels.
     Test {
         /// Skip the VM smoke matrix and the fidelity suite.
         #[arg(long)]

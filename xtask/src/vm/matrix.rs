@@ -32,6 +32,9 @@ pub struct Args {
     /// Rewrite README.md's kernel table from target/vm-matrix/results.json after the run.
     #[arg(long)]
     readme: bool,
+    /// Boot nothing: only rewrite the README's table from the results file (with --readme).
+    #[arg(long, requires = "readme")]
+    no_boot: bool,
 }
 
 fn script() -> String {
@@ -256,8 +259,15 @@ fn one_line(s: &str) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.no_boot {
+        let path = util::workspace_root().join(RESULTS);
+        let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}: run the matrix first", path.display()))?;
+        readme::rewrite(&serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?)?;
+        println!("vm-matrix: README.md's kernel table rewritten from {RESULTS}");
+        return Ok(());
+    }
     let cmd = vec!["sh".to_string(), "-c".to_string(), script()];
-    let commit = util::stdout(std::process::Command::new("git").args(["rev-parse", "--short", "HEAD"]).current_dir(util::workspace_root()));
+    let commit = util::stdout(std::process::Command::new("git").args(["describe", "--always", "--dirty"]).current_dir(util::workspace_root()));
     let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]));
     let mut cells = Vec::new();
     for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
