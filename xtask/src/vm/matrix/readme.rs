@@ -40,6 +40,16 @@ pub(super) fn table(results: &Value) -> String {
         row += &format!(" {} `{}`, {:.0} s |\n", c["date"].as_str().unwrap_or(""), c["commit"].as_str().unwrap_or(""), c["secs"].as_f64().unwrap_or(0.0));
         s += &row;
     }
+    let have = |arch: &str, kernel: &str| results["cells"].as_array().into_iter().flatten().any(|c| c["arch"] == arch && c["kernel"] == kernel);
+    let absent: Vec<String> = crate::vm::Series::ALL
+        .iter()
+        .flat_map(|s| [crate::vm::Arch::X86_64, crate::vm::Arch::Aarch64].map(|a| (a.deb(), s.name())))
+        .filter(|(a, k)| !have(a, k))
+        .map(|(a, k)| format!("{a} {k}"))
+        .collect();
+    if !absent.is_empty() {
+        s += &format!("\nNot in these results (never run since the results file was started): {}.\n", absent.join(", "));
+    }
     if !notes.is_empty() {
         s += "\n";
         for (i, n) in notes.iter().enumerate() {
