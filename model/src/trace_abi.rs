@@ -221,6 +221,11 @@ const _: () = assert!(SYSCALL_EVENT_SIZE == 80);
 /// A [`SyscallEvent`] recorded before it carried `key`.
 pub const SYSCALL_EVENT_SIZE_V0: usize = 72;
 
+/// [`PrepareVma::found`]: the prepare ran outside a page fault's handler (GUP:
+/// MADV_POPULATE_WRITE, mlock's populate, /proc/PID/mem, process_vm_writev; uprobes), so
+/// the thread's last fault address says nothing about its VMA: `addr` is 0.
+pub const FOUND_NOT_IN_FAULT: u32 = 2;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PrepareVma {
@@ -228,8 +233,9 @@ pub struct PrepareVma {
     pub kind: u32,
     pub pid: u32,
     pub tgid: u32,
-    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy); else
-    /// `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there, EBUSY: mmap_lock contended).
+    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy);
+    /// [`FOUND_NOT_IN_FAULT`]; else `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there,
+    /// EBUSY: mmap_lock contended).
     pub found: u32,
     /// The thread's last `exceptions:page_fault_user` address (0: none since its exec).
     pub addr: u64,

@@ -1,6 +1,7 @@
 //! What the model needs besides the slab: the VMA-changing syscalls of every thread (args
 //! kept at enter, one record at exit with the return value) and, at each
-//! `__anon_vma_prepare` allocation, the VMA at the thread's last user fault address. Thin:
+//! `__anon_vma_prepare` allocation inside a fault handler, the VMA at the thread's last
+//! fault address (`place.rs`). Thin:
 //! userspace decides what any of it means (`observer/src/trace/feed.rs`).
 use crate::{
     emit::{bump, field, offset},
@@ -15,7 +16,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::TracePointContext,
 };
-use lazyvma_model::trace_abi::{PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_FIELD, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
+use lazyvma_model::trace_abi::{FOUND_NOT_IN_FAULT, PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_FIELD, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
 
 /// This architecture's numbers for the `SYS_*` slots, set by userspace; `NO_SYSCALL` unused.
 #[unsafe(no_mangle)]
@@ -216,9 +217,16 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     }
     let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
     // SAFETY: the value is copied out.
-    let addr = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
+    let mut addr = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
     let mut f = Found { start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
-    let found = if addr == 0 {
+    // A prepare outside a fault handler never takes a stale fault address (`place.rs`).
+    let not_in_fault = addr != 0 && !crate::place::in_fault(&ctx);
+    if not_in_fault {
+        addr = 0;
+    }
+    let found = if not_in_fault {
+        FOUND_NOT_IN_FAULT
+    } else if addr == 0 {
         0
     } else {
         // SAFETY: the current task (trusted BTF pointer); `f` lives on this stack.

@@ -113,6 +113,9 @@ pub struct Coverage {
     pub unmodelled: BTreeMap<String, u64>,
     /// Prepares the feed could not turn into a fault on a known VMA.
     pub faults_not_placed: u64,
+    /// Of those: prepares outside a page fault's handler (GUP, uprobes), whose VMA the
+    /// thread's last fault address does not name (`PrepareVma::found`).
+    pub prepares_outside_fault: u64,
     /// Prepares whose kernel VMA had other bounds than the model's VMA there.
     pub layout_mismatches: u64,
     /// errnos of `bpf_find_vma` that left a prepare without its VMA.
@@ -554,6 +557,7 @@ impl Feed {
     fn place(&mut self, proc: usize, ev: &PrepareVma, at: At) {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
+            self.coverage.prepares_outside_fault += (ev.found == FOUND_NOT_IN_FAULT) as u64;
             return;
         }
         let pid = Self::pid(proc);
@@ -718,6 +722,25 @@ impl Feed {
         }
     }
 
+    /// `complete` means exact by construction: whatever the model took but could not
+    /// apply, or did not take, is a reason it is not (each listed).
+    fn inexact_reasons(&mut self) {
+        let c = &mut self.coverage;
+        if c.model_errors > 0 {
+            c.incomplete.push(format!("{} model errors (first: {})", c.model_errors, c.first_error.as_deref().unwrap_or("")));
+        }
+        for (what, n) in &c.unmodelled {
+            c.incomplete.push(format!("{n} unmodelled: {what}"));
+        }
+        if c.faults_not_placed > 0 {
+            let outside = c.prepares_outside_fault;
+            c.incomplete.push(format!("{} prepares not placed on a VMA ({outside} outside a page fault: GUP such as MADV_POPULATE_WRITE, mlock, /proc/PID/mem, or uprobes)", c.faults_not_placed));
+        }
+        if c.layout_mismatches > 0 {
+            c.incomplete.push(format!("{} prepares whose kernel VMA had other bounds than the model's", c.layout_mismatches));
+        }
+    }
+
     /// Processes of the tree never modelled (running before the trace, or vfork children
     /// that did not exec).
     pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
@@ -741,6 +764,7 @@ impl Feed {
         if lost > 0 {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
+        self.inexact_reasons();
         for (tp, why) in missing {
             if self.from_hooks && tp.starts_with("exceptions:") {
                 continue;
@@ -852,12 +876,22 @@ mod tests {
         // A failed syscall changes nothing; a fault with no VMA found is not placed.
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], -22));
         prepare(&mut f, &tree, &PrepareVma { found: 11 << 8, ..prep(100, 0x7000, None) });
+        // A prepare outside a fault (MADV_POPULATE_WRITE): no address, never a stale one.
+        prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], 0));
         let c = &f.coverage;
         assert_eq!(c.unmodelled.get("madvise 14"), Some(&1));
         assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
-        assert_eq!((c.faults_not_placed, c.find_vma_errors.as_slice()), (1, &[11][..]));
+        assert_eq!((c.faults_not_placed, c.prepares_outside_fault, c.find_vma_errors.as_slice()), (2, 1, &[11][..]));
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
+        // A move of a range the model has no VMA for is a model error.
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [0x9000, 0x1000, 0x1000, 3, 0x20000, 0], 0x20000));
+        f.finish(&tree, 0, &[]);
+        // None of it may look exact.
+        let why = f.coverage.incomplete.join("; ");
+        for part in ["1 model errors (first: Mremap", "1 unmodelled: madvise 14", "1 unmodelled: mremap grow in place", "2 prepares not placed on a VMA (1 outside a page fault"] {
+            assert!(why.contains(part), "{part}: {why}");
+        }
     }
 
     /// Another thread's phase marker between the slab count and the VMA record of one
