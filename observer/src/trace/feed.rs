@@ -27,7 +27,7 @@ use lazyvma_model::{
 };
 use std::{
     cmp::Ordering,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
 };
 
 /// `SYSCALL_IDS` for this architecture.
@@ -142,9 +142,12 @@ enum Queued {
 
 /// A phase marker from another thread can fall between the two records of one prepare
 /// (two programs on one tracepoint): the model counts the prepare where the slab did.
-enum Pairing {
-    Counted(At),
-    Waiting(PrepareVma),
+/// Prepares outside a fault inside a VMA syscall send their VMA at its exit, so one
+/// thread may have several counted before their VMAs come: each side is a queue.
+#[derive(Default)]
+struct Pairing {
+    counted: VecDeque<At>,
+    waiting: VecDeque<PrepareVma>,
 }
 
 #[derive(Default)]
@@ -460,11 +463,14 @@ impl Feed {
         if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
             return;
         }
-        match self.pairing.remove(&ev.pid) {
-            Some(Pairing::Counted(at)) => self.prepared(tree, ev, Some(at)),
-            _ => {
-                self.pairing.insert(ev.pid, Pairing::Waiting(*ev));
-            }
+        let p = self.pairing.entry(ev.pid).or_default();
+        let counted = p.counted.pop_front();
+        if counted.is_none() {
+            p.waiting.push_back(*ev);
+        }
+        self.unpair(ev.pid);
+        if let Some(at) = counted {
+            self.prepared(tree, ev, Some(at));
         }
     }
 
@@ -474,11 +480,21 @@ impl Feed {
         if self.from_hooks {
             return;
         }
-        match self.pairing.remove(&pid) {
-            Some(Pairing::Waiting(ev)) => self.prepared(tree, &ev, Some(at)),
-            _ => {
-                self.pairing.insert(pid, Pairing::Counted(at));
-            }
+        let p = self.pairing.entry(pid).or_default();
+        let waiting = p.waiting.pop_front();
+        if waiting.is_none() {
+            p.counted.push_back(at);
+        }
+        self.unpair(pid);
+        if let Some(ev) = waiting {
+            self.prepared(tree, &ev, Some(at));
+        }
+    }
+
+    /// A thread with nothing left to pair keeps no entry.
+    fn unpair(&mut self, pid: u32) {
+        if self.pairing.get(&pid).is_some_and(|p| p.counted.is_empty() && p.waiting.is_empty()) {
+            self.pairing.remove(&pid);
         }
     }
 
@@ -909,6 +925,29 @@ mod tests {
         f.prepare(&tree, S, &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
         let rows: Vec<_> = f.rows.iter().map(|r| (r.phase, r.eager.anon_vma.alloc)).collect();
         assert_eq!(rows, [(Some(2), 1)]);
+    }
+
+    /// MADV_POPULATE_WRITE over two fresh VMAs: both prepares are counted by the slab
+    /// tally before the syscall's exit sends their VMAs (`place.rs`); each is placed.
+    #[test]
+    fn prepares_placed_at_their_syscalls_exit_pair_in_order() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        let (a, b) = (0x1_0000_0000, 0x2_0000_0000);
+        for v in [a, b] {
+            f.syscall(&tree, &sys(100, SYS_MMAP, [v, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], v as i64));
+        }
+        f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
+        f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
+        for v in [a, b] {
+            f.prepare(&tree, S, &prep(100, v, Some((v, v + PAGE_SIZE, VM_READ | VM_WRITE))));
+        }
+        f.finish(&tree, 0, &[]);
+        assert_eq!((f.eager.anon_vma.alloc, f.eager.anon_vma_chain.alloc, f.coverage.faults_not_placed), (2, 2, 0));
+        assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
+        assert!(f.pairing.is_empty());
     }
 
     /// Thread 101's munmap took mmap_lock before thread 102's fault but reached the ring
