@@ -192,7 +192,19 @@ pub const SYS_BRK: usize = 6;
 /// last fault address, so the argv copy's prepare (no fault) is not placed at a stale one.
 pub const SYS_EXECVE: usize = 7;
 pub const SYS_EXECVEAT: usize = 8;
-pub const SYS_COUNT: usize = 9;
+/// Syscalls that change vm_flags (and so split and merge VMAs) the model does not take:
+/// recorded so a trace using them says the model is incomplete, and so their prepares
+/// outside a fault (mlock's populate) are placed at their exit.
+pub const SYS_MLOCK: usize = 9;
+pub const SYS_MLOCK2: usize = 10;
+pub const SYS_MUNLOCK: usize = 11;
+pub const SYS_MLOCKALL: usize = 12;
+pub const SYS_MUNLOCKALL: usize = 13;
+pub const SYS_MSEAL: usize = 14;
+pub const SYS_MBIND: usize = 15;
+/// Only `PR_SET_VMA` (anon VMA names) matters.
+pub const SYS_PRCTL: usize = 16;
+pub const SYS_COUNT: usize = 17;
 /// Or'ed into [`SyscallEvent::slot`] for the record execve's enter sends (the model must
 /// know an exec began: its prepares land in the new mm before `sched_process_exec`).
 pub const SYS_ENTER: u32 = 1 << 8;

@@ -42,10 +42,20 @@ pub fn syscall_ids() -> [u64; SYS_COUNT] {
     ids[SYS_BRK] = libc::SYS_brk as u64;
     ids[SYS_EXECVE] = libc::SYS_execve as u64;
     ids[SYS_EXECVEAT] = libc::SYS_execveat as u64;
+    ids[SYS_MLOCK] = libc::SYS_mlock as u64;
+    ids[SYS_MLOCK2] = libc::SYS_mlock2 as u64;
+    ids[SYS_MUNLOCK] = libc::SYS_munlock as u64;
+    ids[SYS_MLOCKALL] = libc::SYS_mlockall as u64;
+    ids[SYS_MUNLOCKALL] = libc::SYS_munlockall as u64;
+    ids[SYS_MSEAL] = 462; // the same on every architecture since 424
+    ids[SYS_MBIND] = libc::SYS_mbind as u64;
+    ids[SYS_PRCTL] = libc::SYS_prctl as u64;
     ids
 }
 
-const SYSCALL_NAMES: [&str; SYS_COUNT] = ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat"];
+const SYSCALL_NAMES: [&str; SYS_COUNT] =
+    ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "mseal", "mbind", "prctl"];
+const PR_SET_VMA: u64 = 0x53564d41;
 
 /// The exec'd stack's place in the model: above every user address, so no syscall range
 /// ever meets it. Its bounds do not matter (only fork and exit touch it); its cost does.
@@ -161,6 +171,8 @@ pub struct Feed {
     kernel: Kernel,
     /// Kernel 6.7+: MAP_STACK sets VM_NOHUGEPAGE.
     stack_nohuge: bool,
+    /// Kernel 6.17+: mremap moves a range spanning several VMAs.
+    multi_vma_mremap: bool,
     /// `--model-events`: print each event fed on stderr.
     pub print: bool,
     /// Prepares come from the `__anon_vma_prepare` hook, not the fault tracepoints (a
@@ -252,6 +264,7 @@ impl Feed {
             pair: Pair::new(kernel, knobs),
             kernel,
             stack_nohuge: version(release) >= (6, 7),
+            multi_vma_mremap: version(release) >= (6, 17),
             print: false,
             from_hooks: false,
             events: Vec::new(),
@@ -692,7 +705,14 @@ impl Feed {
                 match (new == old, new_len.cmp(&old_len)) {
                     (false, Ordering::Equal) => {
                         let dontunmap = flags & MREMAP_DONTUNMAP != 0;
-                        self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at);
+                        match self.multi_vma_move(pid, old, old_len, new) {
+                            Some(moves) if !dontunmap => {
+                                for ev in moves {
+                                    self.apply(ev, at);
+                                }
+                            }
+                            _ => self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at),
+                        }
                     }
                     (true, Ordering::Less) => {
                         self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at)
@@ -721,8 +741,32 @@ impl Feed {
             }
             SYS_BRK => self.brk(mm, ev.ret as u64, at),
             SYS_EXECVE | SYS_EXECVEAT => {}
+            SYS_PRCTL if a[0] != PR_SET_VMA => {}
+            // VM_LOCKED, VM_SEALED, a VMA mempolicy, an anon name: vm state the model has no
+            // field for, which splits VMAs and blocks merges.
+            SYS_PRCTL => self.unmodelled("prctl PR_SET_VMA"),
             _ => self.unmodelled(name),
         }
+    }
+
+    /// 6.17+ moves a range spanning several VMAs (and gaps) one VMA at a time, in address
+    /// order, each to the same offset from `new` (mm/mremap.c `remap_move`): one `Mremap`
+    /// each. None when the range is inside one VMA of the model, or the kernel is older.
+    fn multi_vma_move(&self, pid: Pid, old: u64, pages: u64, new: u64) -> Option<Vec<Event>> {
+        if !self.multi_vma_mremap {
+            return None;
+        }
+        let end = old + pages * PAGE_SIZE;
+        let vmas = self.pair.eager().vmas(pid)?;
+        let inside: Vec<_> = vmas.iter().filter(|v| v.start < end && old < v.end).collect();
+        if inside.len() < 2 && inside.first().is_none_or(|v| v.start <= old && end <= v.end) {
+            return None;
+        }
+        let moves = inside.iter().map(|v| {
+            let (s, e) = (v.start.max(old), v.end.min(end));
+            Event::Mremap { pid, old: s, pages: (e - s) / PAGE_SIZE, new: new + (s - old), dontunmap: false }
+        });
+        Some(moves.collect())
     }
 
     /// brk: the heap VMA grows (a merge into the previous heap) or shrinks (munmap).
@@ -900,12 +944,16 @@ mod tests {
         assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
         assert_eq!((c.faults_not_placed, c.prepares_outside_fault, c.find_vma_errors.as_slice()), (2, 1, &[11][..]));
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
+        // vm_flags the model has no field for; a prctl other than PR_SET_VMA changes no VMA.
+        f.syscall(&tree, &sys(100, SYS_MLOCK, [0x1000, 0x1000, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_PRCTL, [15, 0, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_PRCTL, [PR_SET_VMA, 0, 0x1000, 0x1000, 0, 0], 0));
         // A move of a range the model has no VMA for is a model error.
         f.syscall(&tree, &sys(100, SYS_MREMAP, [0x9000, 0x1000, 0x1000, 3, 0x20000, 0], 0x20000));
         f.finish(&tree, 0, &[]);
         // None of it may look exact.
         let why = f.coverage.incomplete.join("; ");
-        for part in ["1 model errors (first: Mremap", "1 unmodelled: madvise 14", "1 unmodelled: mremap grow in place", "2 prepares not placed on a VMA (1 outside a page fault"] {
+        for part in ["1 model errors (first: Mremap", "1 unmodelled: madvise 14", "1 unmodelled: mremap grow in place", "1 unmodelled: mlock", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
             assert!(why.contains(part), "{part}: {why}");
         }
     }
@@ -948,6 +996,36 @@ mod tests {
         assert_eq!((f.eager.anon_vma.alloc, f.eager.anon_vma_chain.alloc, f.coverage.faults_not_placed), (2, 2, 0));
         assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
         assert!(f.pairing.is_empty());
+    }
+
+    /// mremap_test's multi-VMA move (6.17+): two faulted VMAs with a gap, moved at once,
+    /// each cloned to its new place and unlinked from the old (+1/−1 AVC each).
+    #[test]
+    fn a_move_of_several_vmas_moves_each() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        let (a, b) = (0x1_0000_0000u64, 0x1_0000_2000u64);
+        for (v, prot) in [(a, 3), (b, 7)] {
+            f.syscall(&tree, &sys(100, SYS_MMAP, [v, PAGE_SIZE, prot, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], v as i64));
+            prepare(&mut f, &tree, &prep(100, v, Some((v, v + PAGE_SIZE, prot))));
+        }
+        let new = 0x2_0000_0000u64;
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [a, 3 * PAGE_SIZE, 3 * PAGE_SIZE, 3, new, 0], new as i64));
+        f.finish(&tree, 0, &[]);
+        assert_eq!(f.coverage.model_errors, 0, "{:?}", f.coverage.first_error);
+        let c = &f.eager.anon_vma_chain;
+        assert_eq!((c.alloc, c.free), (4, 2));
+        let starts: Vec<u64> = f.pair.eager().vmas(1).unwrap().iter().map(|v| v.start).filter(|s| *s >= new && *s < new + 0x10000).collect();
+        assert_eq!(starts, [new, new + 0x2000]);
+        // Before 6.17 the kernel refuses it; a model that saw it succeed says so.
+        let mut f = Feed::new("6.12.0", Knobs::default());
+        f.exec(&tree, 100, 0);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [a, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
+        f.syscall(&tree, &sys(100, SYS_MMAP, [b, PAGE_SIZE, 7, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], b as i64));
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [a, 3 * PAGE_SIZE, 3 * PAGE_SIZE, 3, new, 0], new as i64));
+        assert_eq!(f.coverage.model_errors, 1);
     }
 
     /// Thread 101's munmap took mmap_lock before thread 102's fault but reached the ring
