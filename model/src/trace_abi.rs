@@ -192,7 +192,19 @@ pub const SYS_BRK: usize = 6;
 /// last fault address, so the argv copy's prepare (no fault) is not placed at a stale one.
 pub const SYS_EXECVE: usize = 7;
 pub const SYS_EXECVEAT: usize = 8;
-pub const SYS_COUNT: usize = 9;
+/// Syscalls that change vm_flags (and so split and merge VMAs) the model does not take:
+/// recorded so a trace using them says the model is incomplete, and so their prepares
+/// outside a fault (mlock's populate) are placed at their exit.
+pub const SYS_MLOCK: usize = 9;
+pub const SYS_MLOCK2: usize = 10;
+pub const SYS_MUNLOCK: usize = 11;
+pub const SYS_MLOCKALL: usize = 12;
+pub const SYS_MUNLOCKALL: usize = 13;
+pub const SYS_MSEAL: usize = 14;
+pub const SYS_MBIND: usize = 15;
+/// Only `PR_SET_VMA` (anon VMA names) matters.
+pub const SYS_PRCTL: usize = 16;
+pub const SYS_COUNT: usize = 17;
 /// Or'ed into [`SyscallEvent::slot`] for the record execve's enter sends (the model must
 /// know an exec began: its prepares land in the new mm before `sched_process_exec`).
 pub const SYS_ENTER: u32 = 1 << 8;
@@ -221,6 +233,11 @@ const _: () = assert!(SYSCALL_EVENT_SIZE == 80);
 /// A [`SyscallEvent`] recorded before it carried `key`.
 pub const SYSCALL_EVENT_SIZE_V0: usize = 72;
 
+/// [`PrepareVma::found`]: the prepare ran outside a page fault's handler (GUP:
+/// MADV_POPULATE_WRITE, mlock's populate, /proc/PID/mem, process_vm_writev; uprobes), so
+/// the thread's last fault address says nothing about its VMA: `addr` is 0.
+pub const FOUND_NOT_IN_FAULT: u32 = 2;
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PrepareVma {
@@ -228,8 +245,9 @@ pub struct PrepareVma {
     pub kind: u32,
     pub pid: u32,
     pub tgid: u32,
-    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy); else
-    /// `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there, EBUSY: mmap_lock contended).
+    /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy);
+    /// [`FOUND_NOT_IN_FAULT`]; else `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there,
+    /// EBUSY: mmap_lock contended).
     pub found: u32,
     /// The thread's last `exceptions:page_fault_user` address (0: none since its exec).
     pub addr: u64,

@@ -16,6 +16,7 @@ mod sched;
 mod slab;
 // what the model is fed: VMA syscalls and the VMA each prepare works on.
 mod syscall;
+mod place;
 // trace's function hooks (fentry/fexit, or kprobe/kretprobe where fentry cannot attach).
 mod fault;
 mod fork;

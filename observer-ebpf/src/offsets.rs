@@ -28,6 +28,7 @@ offsets!(
     AV_DEGREE,
     AVC_SAME_VMA,
     AVC_ANON_VMA,
+    AVC_VMA,
     TASK_PID,
     TASK_TGID,
     TASK_COMM,

@@ -1,6 +1,7 @@
 //! What the model needs besides the slab: the VMA-changing syscalls of every thread (args
 //! kept at enter, one record at exit with the return value) and, at each
-//! `__anon_vma_prepare` allocation, the VMA at the thread's last user fault address. Thin:
+//! `__anon_vma_prepare` allocation inside a fault handler, the VMA at the thread's last
+//! fault address (`place.rs`). Thin:
 //! userspace decides what any of it means (`observer/src/trace/feed.rs`).
 use crate::{
     emit::{bump, field, offset},
@@ -15,7 +16,7 @@ use aya_ebpf::{
     maps::LruHashMap,
     programs::TracePointContext,
 };
-use lazyvma_model::trace_abi::{PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_FIELD, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
+use lazyvma_model::trace_abi::{FOUND_NOT_IN_FAULT, PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_FIELD, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
 
 /// This architecture's numbers for the `SYS_*` slots, set by userspace; `NO_SYSCALL` unused.
 #[unsafe(no_mangle)]
@@ -112,6 +113,8 @@ pub fn trace_sys_exit(ctx: TracePointContext) -> u32 {
     // SAFETY: the value is copied out before the entry is removed.
     let Some(v) = (unsafe { SYSCALL_ARGS.get(&t) }).copied() else { return 0 };
     let _ = SYSCALL_ARGS.remove(&t);
+    // Its prepares outside a fault, placed before the syscall's own record.
+    crate::place::resolve(t);
     let ret: i64 = field(&ctx, 16);
     // A syscall that never took mmap_lock for write changed no VMA: its exit orders it.
     let key = if v[7] != 0 { v[7] } else { now() };
@@ -201,13 +204,15 @@ extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> 
         (*out).end = read(v, VMA_VM_END.load());
         (*out).pgoff = read(v, VMA_VM_PGOFF.load());
         (*out).flags = read(v, VMA_VM_FLAGS.load());
-        (*out).file = read(v, core::ptr::read_volatile(&FEED_VM_FILE));
+        (*out).file = read(v, vm_file_offset());
         (*out).anon_vma = read(v, VMA_ANON_VMA.load());
     }
     0
 }
 
-/// `kmem:kmem_cache_alloc` from `__anon_vma_prepare`: which VMA is being prepared.
+/// `kmem:kmem_cache_alloc` from `__anon_vma_prepare`: which VMA is being prepared. Inside a
+/// fault handler: the VMA at the fault's address; outside one (GUP, uprobes) inside a VMA
+/// syscall: placed at its exit (`place.rs`); otherwise unplaced, never a stale address.
 #[tracepoint]
 pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
@@ -216,7 +221,19 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     }
     let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
     // SAFETY: the value is copied out.
-    let addr = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
+    let last = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
+    if !crate::place::in_fault(&ctx) {
+        // SAFETY: the slot is copied out.
+        let slot = unsafe { SYSCALL_ARGS.get(&tid()) }.map(|v| v[0] as usize);
+        let exec = slot == Some(SYS_EXECVE) || slot == Some(SYS_EXECVEAT);
+        let ptr: u64 = field(&ctx, offset(|o| &o.alloc_ptr));
+        if slot.is_some() && !exec && crate::place::defer(tid(), ptr, bytes_req, now()) {
+            return 0;
+        }
+        send_prepare(if last != 0 { FOUND_NOT_IN_FAULT } else { 0 }, 0, bytes_req, now(), 0, 0, 0, 0, 0, 0);
+        return 0;
+    }
+    let addr = last;
     let mut f = Found { start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
     let found = if addr == 0 {
         0
@@ -227,27 +244,26 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
         };
         if r == 0 { 1 } else { ((-r) as u32) << 8 }
     };
+    send_prepare(found, addr, bytes_req, now(), f.start, f.end, f.pgoff, f.flags, f.file, f.anon_vma);
+    0
+}
+
+/// `vm_area_struct.vm_file`'s offset (`FEED_VM_FILE`).
+#[inline(always)]
+pub fn vm_file_offset() -> u64 {
+    // SAFETY: a read-only global patched by the loader.
+    unsafe { core::ptr::read_volatile(&FEED_VM_FILE) }
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn send_prepare(found: u32, addr: u64, bytes_req: u64, key: u64, start: u64, end: u64, pgoff: u64, flags: u64, file: u64, anon_vma: u64) {
     let Some(mut slot) = crate::emit::TRACE_EVENTS.reserve::<PrepareVma>(0) else {
         bump(CTR_LOST);
-        return 0;
+        return;
     };
     let id = bpf_get_current_pid_tgid();
-    slot.write(PrepareVma {
-        kind: EV_PREPARE_VMA,
-        pid: id as u32,
-        tgid: (id >> 32) as u32,
-        found,
-        addr,
-        bytes_req,
-        start: f.start,
-        end: f.end,
-        pgoff: f.pgoff,
-        flags: f.flags,
-        file: f.file,
-        anon_vma: f.anon_vma,
-        key: now(),
-    });
+    slot.write(PrepareVma { kind: EV_PREPARE_VMA, pid: id as u32, tgid: (id >> 32) as u32, found, addr, bytes_req, start, end, pgoff, flags, file, anon_vma, key });
     slot.submit(0);
     bump(CTR_SENT);
-    0
 }

@@ -119,6 +119,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         locks: None,
         feed: false,
         vm_file: u64::MAX,
+        fault_fn: (0, 0),
     })?;
     // Members read once the programs are attached: every later fork of theirs is seen.
     let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?) } else { Scope::system() });

@@ -222,7 +222,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // cannot see built), never for the whole system.
     let feed = !args.command.is_empty() || !roots.is_empty();
     let vm_file = crate::load::btf::Btf::load(btf_path).ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied(), feed, vm_file };
+    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied(), feed, vm_file, fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)) };
     let mut loaded = bpf::load(&cfg)?;
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);

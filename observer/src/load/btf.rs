@@ -249,6 +249,7 @@ impl Offsets {
             ("AV_REFCOUNT", av("refcount.counter")?),
             ("AVC_SAME_VMA", btf.offset("anon_vma_chain", "same_vma")?),
             ("AVC_ANON_VMA", btf.offset("anon_vma_chain", "anon_vma")?),
+            ("AVC_VMA", btf.offset("anon_vma_chain", "vma")?),
             ("TASK_PID", btf.offset("task_struct", "pid")?),
             ("TASK_TGID", btf.offset("task_struct", "tgid")?),
             ("TASK_COMM", btf.offset("task_struct", "comm")?),

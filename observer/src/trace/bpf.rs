@@ -71,6 +71,8 @@ pub struct Config {
     pub feed: bool,
     /// `vm_area_struct.vm_file` from BTF (u64::MAX: unknown).
     pub vm_file: u64,
+    /// [start, end) of the page fault entry: a prepare below it may use the fault address.
+    pub fault_fn: (u64, u64),
 }
 
 pub struct Loaded {
@@ -92,6 +94,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let hook_offsets = PodHookOffsets(cfg.hook_offsets);
     let syscall_ids = super::feed::syscall_ids();
     let lock_fields = super::order::lock_fields();
+    let fault_fn = [cfg.fault_fn.0, cfg.fault_fn.1];
     let mut loader = EbpfLoader::new();
     for (name, value) in &cfg.btf_globals {
         loader.override_global(name, value, true);
@@ -112,6 +115,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("SYSCALL_IDS", &syscall_ids, true)
         .override_global("FEED_VM_FILE", &cfg.vm_file, true)
         .override_global("FEED_LOCK_FIELDS", &lock_fields, true)
+        .override_global("PLACE_FAULT_FN", &fault_fn, true)
         .map_max_entries("TRACE_EVENTS", cfg.ringbuf_bytes);
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     let mut attached = Vec::new();

@@ -27,7 +27,7 @@ use lazyvma_model::{
 };
 use std::{
     cmp::Ordering,
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{BTreeMap, HashMap, HashSet, VecDeque},
 };
 
 /// `SYSCALL_IDS` for this architecture.
@@ -42,10 +42,20 @@ pub fn syscall_ids() -> [u64; SYS_COUNT] {
     ids[SYS_BRK] = libc::SYS_brk as u64;
     ids[SYS_EXECVE] = libc::SYS_execve as u64;
     ids[SYS_EXECVEAT] = libc::SYS_execveat as u64;
+    ids[SYS_MLOCK] = libc::SYS_mlock as u64;
+    ids[SYS_MLOCK2] = libc::SYS_mlock2 as u64;
+    ids[SYS_MUNLOCK] = libc::SYS_munlock as u64;
+    ids[SYS_MLOCKALL] = libc::SYS_mlockall as u64;
+    ids[SYS_MUNLOCKALL] = libc::SYS_munlockall as u64;
+    ids[SYS_MSEAL] = 462; // the same on every architecture since 424
+    ids[SYS_MBIND] = libc::SYS_mbind as u64;
+    ids[SYS_PRCTL] = libc::SYS_prctl as u64;
     ids
 }
 
-const SYSCALL_NAMES: [&str; SYS_COUNT] = ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat"];
+const SYSCALL_NAMES: [&str; SYS_COUNT] =
+    ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "mseal", "mbind", "prctl"];
+const PR_SET_VMA: u64 = 0x53564d41;
 
 /// The exec'd stack's place in the model: above every user address, so no syscall range
 /// ever meets it. Its bounds do not matter (only fork and exit touch it); its cost does.
@@ -113,6 +123,9 @@ pub struct Coverage {
     pub unmodelled: BTreeMap<String, u64>,
     /// Prepares the feed could not turn into a fault on a known VMA.
     pub faults_not_placed: u64,
+    /// Of those: prepares outside a page fault's handler (GUP, uprobes), whose VMA the
+    /// thread's last fault address does not name (`PrepareVma::found`).
+    pub prepares_outside_fault: u64,
     /// Prepares whose kernel VMA had other bounds than the model's VMA there.
     pub layout_mismatches: u64,
     /// errnos of `bpf_find_vma` that left a prepare without its VMA.
@@ -139,9 +152,12 @@ enum Queued {
 
 /// A phase marker from another thread can fall between the two records of one prepare
 /// (two programs on one tracepoint): the model counts the prepare where the slab did.
-enum Pairing {
-    Counted(At),
-    Waiting(PrepareVma),
+/// Prepares outside a fault inside a VMA syscall send their VMA at its exit, so one
+/// thread may have several counted before their VMAs come: each side is a queue.
+#[derive(Default)]
+struct Pairing {
+    counted: VecDeque<At>,
+    waiting: VecDeque<PrepareVma>,
 }
 
 #[derive(Default)]
@@ -155,6 +171,8 @@ pub struct Feed {
     kernel: Kernel,
     /// Kernel 6.7+: MAP_STACK sets VM_NOHUGEPAGE.
     stack_nohuge: bool,
+    /// Kernel 6.17+: mremap moves a range spanning several VMAs.
+    multi_vma_mremap: bool,
     /// `--model-events`: print each event fed on stderr.
     pub print: bool,
     /// Prepares come from the `__anon_vma_prepare` hook, not the fault tracepoints (a
@@ -246,6 +264,7 @@ impl Feed {
             pair: Pair::new(kernel, knobs),
             kernel,
             stack_nohuge: version(release) >= (6, 7),
+            multi_vma_mremap: version(release) >= (6, 17),
             print: false,
             from_hooks: false,
             events: Vec::new(),
@@ -457,11 +476,14 @@ impl Feed {
         if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
             return;
         }
-        match self.pairing.remove(&ev.pid) {
-            Some(Pairing::Counted(at)) => self.prepared(tree, ev, Some(at)),
-            _ => {
-                self.pairing.insert(ev.pid, Pairing::Waiting(*ev));
-            }
+        let p = self.pairing.entry(ev.pid).or_default();
+        let counted = p.counted.pop_front();
+        if counted.is_none() {
+            p.waiting.push_back(*ev);
+        }
+        self.unpair(ev.pid);
+        if let Some(at) = counted {
+            self.prepared(tree, ev, Some(at));
         }
     }
 
@@ -471,11 +493,21 @@ impl Feed {
         if self.from_hooks {
             return;
         }
-        match self.pairing.remove(&pid) {
-            Some(Pairing::Waiting(ev)) => self.prepared(tree, &ev, Some(at)),
-            _ => {
-                self.pairing.insert(pid, Pairing::Counted(at));
-            }
+        let p = self.pairing.entry(pid).or_default();
+        let waiting = p.waiting.pop_front();
+        if waiting.is_none() {
+            p.counted.push_back(at);
+        }
+        self.unpair(pid);
+        if let Some(ev) = waiting {
+            self.prepared(tree, &ev, Some(at));
+        }
+    }
+
+    /// A thread with nothing left to pair keeps no entry.
+    fn unpair(&mut self, pid: u32) {
+        if self.pairing.get(&pid).is_some_and(|p| p.counted.is_empty() && p.waiting.is_empty()) {
+            self.pairing.remove(&pid);
         }
     }
 
@@ -554,6 +586,7 @@ impl Feed {
     fn place(&mut self, proc: usize, ev: &PrepareVma, at: At) {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
+            self.coverage.prepares_outside_fault += (ev.found == FOUND_NOT_IN_FAULT) as u64;
             return;
         }
         let pid = Self::pid(proc);
@@ -672,7 +705,14 @@ impl Feed {
                 match (new == old, new_len.cmp(&old_len)) {
                     (false, Ordering::Equal) => {
                         let dontunmap = flags & MREMAP_DONTUNMAP != 0;
-                        self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at);
+                        match self.multi_vma_move(pid, old, old_len, new) {
+                            Some(moves) if !dontunmap => {
+                                for ev in moves {
+                                    self.apply(ev, at);
+                                }
+                            }
+                            _ => self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at),
+                        }
                     }
                     (true, Ordering::Less) => {
                         self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at)
@@ -701,8 +741,32 @@ impl Feed {
             }
             SYS_BRK => self.brk(mm, ev.ret as u64, at),
             SYS_EXECVE | SYS_EXECVEAT => {}
+            SYS_PRCTL if a[0] != PR_SET_VMA => {}
+            // VM_LOCKED, VM_SEALED, a VMA mempolicy, an anon name: vm state the model has no
+            // field for, which splits VMAs and blocks merges.
+            SYS_PRCTL => self.unmodelled("prctl PR_SET_VMA"),
             _ => self.unmodelled(name),
         }
+    }
+
+    /// 6.17+ moves a range spanning several VMAs (and gaps) one VMA at a time, in address
+    /// order, each to the same offset from `new` (mm/mremap.c `remap_move`): one `Mremap`
+    /// each. None when the range is inside one VMA of the model, or the kernel is older.
+    fn multi_vma_move(&self, pid: Pid, old: u64, pages: u64, new: u64) -> Option<Vec<Event>> {
+        if !self.multi_vma_mremap {
+            return None;
+        }
+        let end = old + pages * PAGE_SIZE;
+        let vmas = self.pair.eager().vmas(pid)?;
+        let inside: Vec<_> = vmas.iter().filter(|v| v.start < end && old < v.end).collect();
+        if inside.len() < 2 && inside.first().is_none_or(|v| v.start <= old && end <= v.end) {
+            return None;
+        }
+        let moves = inside.iter().map(|v| {
+            let (s, e) = (v.start.max(old), v.end.min(end));
+            Event::Mremap { pid, old: s, pages: (e - s) / PAGE_SIZE, new: new + (s - old), dontunmap: false }
+        });
+        Some(moves.collect())
     }
 
     /// brk: the heap VMA grows (a merge into the previous heap) or shrinks (munmap).
@@ -715,6 +779,25 @@ impl Feed {
             self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags: vm::READ | vm::WRITE }, at);
         } else if new < old {
             self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
+        }
+    }
+
+    /// `complete` means exact by construction: whatever the model took but could not
+    /// apply, or did not take, is a reason it is not (each listed).
+    fn inexact_reasons(&mut self) {
+        let c = &mut self.coverage;
+        if c.model_errors > 0 {
+            c.incomplete.push(format!("{} model errors (first: {})", c.model_errors, c.first_error.as_deref().unwrap_or("")));
+        }
+        for (what, n) in &c.unmodelled {
+            c.incomplete.push(format!("{n} unmodelled: {what}"));
+        }
+        if c.faults_not_placed > 0 {
+            let outside = c.prepares_outside_fault;
+            c.incomplete.push(format!("{} prepares not placed on a VMA ({outside} outside a page fault: GUP such as MADV_POPULATE_WRITE, mlock, /proc/PID/mem, or uprobes)", c.faults_not_placed));
+        }
+        if c.layout_mismatches > 0 {
+            c.incomplete.push(format!("{} prepares whose kernel VMA had other bounds than the model's", c.layout_mismatches));
         }
     }
 
@@ -741,6 +824,7 @@ impl Feed {
         if lost > 0 {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
+        self.inexact_reasons();
         for (tp, why) in missing {
             // The prepare hook stands in for the fault address and the prepare program.
             if self.from_hooks && (tp.starts_with("exceptions:") || tp == "kmem:kmem_cache_alloc") {
@@ -853,12 +937,26 @@ mod tests {
         // A failed syscall changes nothing; a fault with no VMA found is not placed.
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], -22));
         prepare(&mut f, &tree, &PrepareVma { found: 11 << 8, ..prep(100, 0x7000, None) });
+        // A prepare outside a fault (MADV_POPULATE_WRITE): no address, never a stale one.
+        prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], 0));
         let c = &f.coverage;
         assert_eq!(c.unmodelled.get("madvise 14"), Some(&1));
         assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
-        assert_eq!((c.faults_not_placed, c.find_vma_errors.as_slice()), (1, &[11][..]));
+        assert_eq!((c.faults_not_placed, c.prepares_outside_fault, c.find_vma_errors.as_slice()), (2, 1, &[11][..]));
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
+        // vm_flags the model has no field for; a prctl other than PR_SET_VMA changes no VMA.
+        f.syscall(&tree, &sys(100, SYS_MLOCK, [0x1000, 0x1000, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_PRCTL, [15, 0, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_PRCTL, [PR_SET_VMA, 0, 0x1000, 0x1000, 0, 0], 0));
+        // A move of a range the model has no VMA for is a model error.
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [0x9000, 0x1000, 0x1000, 3, 0x20000, 0], 0x20000));
+        f.finish(&tree, 0, &[]);
+        // None of it may look exact.
+        let why = f.coverage.incomplete.join("; ");
+        for part in ["1 model errors (first: Mremap", "1 unmodelled: madvise 14", "1 unmodelled: mremap grow in place", "1 unmodelled: mlock", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
+            assert!(why.contains(part), "{part}: {why}");
+        }
     }
 
     /// Another thread's phase marker between the slab count and the VMA record of one
@@ -876,6 +974,59 @@ mod tests {
         f.prepare(&tree, S, &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
         let rows: Vec<_> = f.rows.iter().map(|r| (r.phase, r.eager.anon_vma.alloc)).collect();
         assert_eq!(rows, [(Some(2), 1)]);
+    }
+
+    /// MADV_POPULATE_WRITE over two fresh VMAs: both prepares are counted by the slab
+    /// tally before the syscall's exit sends their VMAs (`place.rs`); each is placed.
+    #[test]
+    fn prepares_placed_at_their_syscalls_exit_pair_in_order() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        let (a, b) = (0x1_0000_0000, 0x2_0000_0000);
+        for v in [a, b] {
+            f.syscall(&tree, &sys(100, SYS_MMAP, [v, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], v as i64));
+        }
+        f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
+        f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
+        for v in [a, b] {
+            f.prepare(&tree, S, &prep(100, v, Some((v, v + PAGE_SIZE, VM_READ | VM_WRITE))));
+        }
+        f.finish(&tree, 0, &[]);
+        assert_eq!((f.eager.anon_vma.alloc, f.eager.anon_vma_chain.alloc, f.coverage.faults_not_placed), (2, 2, 0));
+        assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
+        assert!(f.pairing.is_empty());
+    }
+
+    /// mremap_test's multi-VMA move (6.17+): two faulted VMAs with a gap, moved at once,
+    /// each cloned to its new place and unlinked from the old (+1/−1 AVC each).
+    #[test]
+    fn a_move_of_several_vmas_moves_each() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        let (a, b) = (0x1_0000_0000u64, 0x1_0000_2000u64);
+        for (v, prot) in [(a, 3), (b, 7)] {
+            f.syscall(&tree, &sys(100, SYS_MMAP, [v, PAGE_SIZE, prot, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], v as i64));
+            prepare(&mut f, &tree, &prep(100, v, Some((v, v + PAGE_SIZE, prot))));
+        }
+        let new = 0x2_0000_0000u64;
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [a, 3 * PAGE_SIZE, 3 * PAGE_SIZE, 3, new, 0], new as i64));
+        f.finish(&tree, 0, &[]);
+        assert_eq!(f.coverage.model_errors, 0, "{:?}", f.coverage.first_error);
+        let c = &f.eager.anon_vma_chain;
+        assert_eq!((c.alloc, c.free), (4, 2));
+        let starts: Vec<u64> = f.pair.eager().vmas(1).unwrap().iter().map(|v| v.start).filter(|s| *s >= new && *s < new + 0x10000).collect();
+        assert_eq!(starts, [new, new + 0x2000]);
+        // Before 6.17 the kernel refuses it; a model that saw it succeed says so.
+        let mut f = Feed::new("6.12.0", Knobs::default());
+        f.exec(&tree, 100, 0);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [a, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
+        f.syscall(&tree, &sys(100, SYS_MMAP, [b, PAGE_SIZE, 7, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], b as i64));
+        f.syscall(&tree, &sys(100, SYS_MREMAP, [a, 3 * PAGE_SIZE, 3 * PAGE_SIZE, 3, new, 0], new as i64));
+        assert_eq!(f.coverage.model_errors, 1);
     }
 
     /// Thread 101's munmap took mmap_lock before thread 102's fault but reached the ring

@@ -55,6 +55,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "events_fed": c.events_fed,
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
+        "prepares_outside_fault": c.prepares_outside_fault,
         "layout_mismatches": c.layout_mismatches,
         // Syscalls / prepares that came after a later one of their mm was applied (trace/order.rs).
         "out_of_order": c.out_of_order,

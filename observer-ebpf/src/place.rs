@@ -1,0 +1,178 @@
+//! Whether a prepare may be placed at the thread's last fault address: only when it runs
+//! inside that fault's handler. GUP (MADV_POPULATE_WRITE, mlock's populate, a FOLL_FORCE
+//! write through /proc/PID/mem, process_vm_writev) and uprobes prepare with no fault of
+//! their own, and the address left by an earlier fault would name another VMA. The
+//! kernel stack tells: a fault handler's prepare has `exc_page_fault` below it. A prepare
+//! outside a fault inside a VMA syscall is placed at that syscall's exit by the
+//! anon_vma_chain it allocated (`avc->vma`); any other one is sent unplaced.
+use crate::{
+    hook::read,
+    offsets::{AVC_ANON_VMA, AVC_VMA, VMA_ANON_VMA, VMA_VM_END, VMA_VM_FLAGS, VMA_VM_PGOFF, VMA_VM_START},
+};
+use aya_ebpf::{
+    cty::c_void,
+    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_get_stack, bpf_loop},
+    macros::map,
+    maps::{LruHashMap, PerCpuArray},
+    programs::TracePointContext,
+    EbpfContext,
+};
+use lazyvma_model::trace_abi::FOUND_NOT_IN_FAULT;
+
+/// [start, end) of the page fault entry (`exc_page_fault`), from /proc/kallsyms; 0/0 when
+/// unknown: then no prepare is placed by a fault address.
+#[unsafe(no_mangle)]
+static PLACE_FAULT_FN: [u64; 2] = [0, 0];
+
+/// Frames read: a fault's prepare is ~10 frames above `exc_page_fault`.
+const DEPTH: usize = 32;
+
+#[map]
+static PLACE_STACK: PerCpuArray<[u64; DEPTH]> = PerCpuArray::with_max_entries(1, 0);
+
+/// Is this tracepoint (a prepare's slab allocation) inside a page fault's handler?
+#[inline(always)]
+pub fn in_fault(ctx: &TracePointContext) -> bool {
+    // SAFETY: a read-only global patched by the loader.
+    let [start, end] = unsafe { core::ptr::read_volatile(&PLACE_FAULT_FN) };
+    if start == 0 || end <= start {
+        return false;
+    }
+    let Some(buf) = PLACE_STACK.get_ptr_mut(0) else { return false };
+    // SAFETY: `buf` is this CPU's DEPTH u64s; flags 0: the kernel stack.
+    let n = unsafe { bpf_get_stack(ctx.as_ptr(), buf.cast(), (DEPTH * 8) as u32, 0) };
+    if n <= 0 {
+        return false;
+    }
+    let frames = (n as usize / 8).min(DEPTH);
+    let mut i = 0;
+    while i < DEPTH {
+        if i >= frames {
+            break;
+        }
+        // SAFETY: i < DEPTH, inside this CPU's buffer.
+        let ip = unsafe { (*buf)[i] };
+        if ip >= start && ip < end {
+            return true;
+        }
+        i += 1;
+    }
+    false
+}
+
+/// A VMA syscall's prepares outside a fault (MADV_POPULATE_WRITE, mmap's MAP_POPULATE):
+/// each allocation's pointer, size and time, placed at the syscall's exit.
+const PENDING: usize = 16;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Pending {
+    n: u64,
+    ptr: [u64; PENDING],
+    bytes_req: [u64; PENDING],
+    key: [u64; PENDING],
+}
+
+/// tid → its pending prepares (only inside a VMA syscall, which `trace_sys_exit` ends).
+#[map]
+static PLACE_PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(4096, 0);
+
+/// Keep a prepare's allocation for the syscall's exit; false when there is no room (then
+/// it is sent unplaced at once).
+#[inline(always)]
+pub fn defer(tid: u32, ptr: u64, bytes_req: u64, key: u64) -> bool {
+    if PLACE_PENDING.get_ptr_mut(&tid).is_none() {
+        let empty = Pending { n: 0, ptr: [0; PENDING], bytes_req: [0; PENDING], key: [0; PENDING] };
+        if PLACE_PENDING.insert(&tid, &empty, 0).is_err() {
+            return false;
+        }
+    }
+    let Some(p) = PLACE_PENDING.get_ptr_mut(&tid) else { return false };
+    // SAFETY: this thread's entry; only this thread writes it.
+    unsafe {
+        let i = (*p).n as usize;
+        if i >= PENDING {
+            return false;
+        }
+        (*p).ptr[i] = ptr;
+        (*p).bytes_req[i] = bytes_req;
+        (*p).key[i] = key;
+        (*p).n += 1;
+    }
+    true
+}
+
+#[repr(C)]
+struct Seen {
+    vma: u64,
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    flags: u64,
+    file: u64,
+    anon_vma: u64,
+}
+
+#[inline(never)]
+extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
+    let v = vma as u64;
+    let out = out as *mut Seen;
+    // SAFETY: `out` is the caller's stack `Seen`.
+    unsafe {
+        (*out).vma = v;
+        (*out).start = read(v, VMA_VM_START.load());
+        (*out).end = read(v, VMA_VM_END.load());
+        (*out).pgoff = read(v, VMA_VM_PGOFF.load());
+        (*out).flags = read(v, VMA_VM_FLAGS.load());
+        (*out).file = read(v, crate::syscall::vm_file_offset());
+        (*out).anon_vma = read(v, VMA_ANON_VMA.load());
+    }
+    0
+}
+
+/// At a VMA syscall's exit: each pending anon_vma_chain names its VMA (`avc->vma`, set when
+/// the prepare linked it). It counts only if that VMA is still the current mm's VMA at its
+/// own start and still holds the chain's anon_vma: then the record carries that VMA, as a
+/// fault's would; otherwise (an anon_vma, a chain already freed) it is sent unplaced.
+/// One `bpf_loop` step per entry: an unrolled loop of `bpf_find_vma` calls is more than
+/// the verifier will walk.
+#[inline(always)]
+pub fn resolve(tid: u32) {
+    let Some(p) = PLACE_PENDING.get_ptr(&tid) else { return };
+    // SAFETY: this thread's entry.
+    let n = unsafe { (*p).n }.min(PENDING as u64);
+    let mut t = tid;
+    // SAFETY: `t` lives on this stack for the loop; the callback reads it only.
+    unsafe { bpf_loop(n as u32, resolve_one as *const () as *mut c_void, (&mut t as *mut u32).cast(), 0) };
+    let _ = PLACE_PENDING.remove(&tid);
+}
+
+#[inline(never)]
+extern "C" fn resolve_one(i: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: `ctx` is `resolve`'s tid.
+    let tid = unsafe { *(ctx as *const u32) };
+    let Some(p) = PLACE_PENDING.get_ptr(&tid) else { return 1 };
+    let i = i as usize;
+    if i >= PENDING {
+        return 1;
+    }
+    // SAFETY: this thread's entry, i < PENDING.
+    let (ptr, bytes_req, key) = unsafe { ((*p).ptr[i], (*p).bytes_req[i], (*p).key[i]) };
+    let vma: u64 = read(ptr, AVC_VMA.load());
+    let av: u64 = read(ptr, AVC_ANON_VMA.load());
+    let start: u64 = read(vma, VMA_VM_START.load());
+    let mut s = Seen { vma: 0, start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
+    let r = if vma == 0 || av == 0 {
+        -2
+    } else {
+        // SAFETY: the current task (trusted BTF pointer); `s` lives on this stack.
+        unsafe { bpf_find_vma(bpf_get_current_task_btf(), start, on_vma as *const () as *mut c_void, (&mut s as *mut Seen).cast(), 0) }
+    };
+    let placed = r == 0 && s.vma == vma && s.anon_vma == av;
+    if placed {
+        crate::syscall::send_prepare(1, s.start, bytes_req, key, s.start, s.end, s.pgoff, s.flags, s.file, s.anon_vma);
+    } else {
+        crate::syscall::send_prepare(FOUND_NOT_IN_FAULT, 0, bytes_req, key, 0, 0, 0, 0, 0, 0);
+    }
+    0
+}
