@@ -1,6 +1,7 @@
 //! `cargo xtask`: toolchain setup, builds, the test suite, and runs on real kernels.
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod debian;
 mod fidelity;
 mod initramfs;
@@ -40,6 +41,8 @@ enum Cmd {
     VmMatrix,
     /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
     Fidelity(fidelity::Args),
+    /// Benchmarks (not tests): `bench overhead`, what tracing costs the traced machine.
+    Bench(bench::Args),
 }
 
 /// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
@@ -82,6 +85,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Fidelity(a) => {
             setup::run()?;
             fidelity::run(a)
+        }
+        Cmd::Bench(a) => {
+            setup::run()?;
+            bench::run(a)
         }
     }
 }
