@@ -61,6 +61,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             // Privileged tests skip for a developer without root, but fail in the suite.
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
             util::cargo(&["test", "--workspace", "--release"], &args)?;
+            bench::quick()?;
             if !no_vm {
                 vm::matrix()?;
                 fidelity::run(fidelity::Args::default())?;

@@ -67,6 +67,24 @@ pub struct Overhead {
     guest_only: bool,
 }
 
+/// `cargo xtask test`'s run of the harness: `bench overhead --quick` (≈ 30 s here), results
+/// in target/bench/quick.json. Proves every mode starts, runs and stops; no number asserted.
+pub fn quick() -> Result<()> {
+    overhead(Overhead {
+        rounds: 1,
+        quick: true,
+        forks: 2000,
+        lazyvma: vec![],
+        baseline: None,
+        workloads: vec![],
+        no_snapshot: false,
+        snapshot_vmas: 60_000,
+        json: Some(crate::util::workspace_root().join("target/bench/quick.json")),
+        guests: vec![],
+        guest_only: false,
+    })
+}
+
 pub fn run(a: Args) -> Result<()> {
     match a.what {
         What::Overhead(o) => overhead(o),

@@ -169,7 +169,8 @@ fn bpftrace(host: &Host, script: &str, w: &Workload) -> Result<Outcome> {
     }
     let (ns, out, err, _) = during(host, w, bg, "bpftrace")?;
     let Some(counted) = super::bpftrace::totals(&out) else {
-        bail!("bpftrace printed no counts: {}", err.lines().filter(|l| l.starts_with("ERROR")).collect::<Vec<_>>().join("; "))
+        let all: Vec<&str> = out.lines().chain(err.lines()).filter(|l| !l.trim().is_empty() && !l.contains("RLIMIT_MEMLOCK")).collect();
+        bail!("bpftrace printed no counts: {}", all[all.len().saturating_sub(5)..].join(" | "))
     };
     let lost = err.lines().find_map(|l| l.strip_prefix("Lost ")?.split_whitespace().next()?.parse().ok());
     Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost, counted: Some(counted) }))
