@@ -217,7 +217,8 @@ fn host(o: &Overhead, builds: &[(String, PathBuf)], workload: &std::path::Path, 
                 for (label, bin) in bs {
                     let label = if mode.per_build() { label.as_str() } else { "" };
                     match modes::run(&h, mode, bin, &w) {
-                        Ok(Outcome::Ran(s)) => {
+                        Ok(Outcome::Ran(mut s)) => {
+                            s.round = round;
                             eprintln!("bench: round {round} {} {}{}: {:.3} s, lost {}", w.name, mode.name(), tag(label, builds), s.elapsed_ns as f64 / 1e9, opt(s.lost));
                             r.row(mode, label).samples.push(s)
                         }
@@ -309,9 +310,19 @@ fn summarise(r: &WlResult, builds: &[(String, PathBuf)], table: &mut String) -> 
         return json!({"scenario": w.scenario, "n": w.n, "loops": w.loops, "unavailable": why});
     }
     let med = |row: &Row| median_f(&row.samples.iter().map(|s| s.elapsed_ns as f64).collect::<Vec<_>>());
-    let bare = r.rows.iter().find(|x| x.mode == Mode::Bare).and_then(med);
+    let bare_row = r.rows.iter().find(|x| x.mode == Mode::Bare);
+    let bare = bare_row.and_then(med);
+    // Each run over its own round's bare run: robust to the load drifting between rounds.
+    let paired = |row: &Row| {
+        let ratios: Vec<f64> = row
+            .samples
+            .iter()
+            .filter_map(|s| Some(s.elapsed_ns as f64 / bare_row?.samples.iter().find(|b| b.round == s.round)?.elapsed_ns as f64))
+            .collect();
+        median_f(&ratios)
+    };
     let _ = writeln!(table, "\n{} ({} -n {} --loops {}): median of the loop's elapsed time", w.name, w.scenario, w.n, w.loops);
-    let _ = writeln!(table, "  {:<14} {:<22} {:>5} {:>10} {:>8}  lost records (runs with loss / runs, max)", "mode", "build", "runs", "median s", "× bare");
+    let _ = writeln!(table, "  {:<14} {:<22} {:>5} {:>10} {:>8} {:>9}  lost records (runs with loss / runs, max)", "mode", "build", "runs", "median s", "× bare", "per-round");
     let mut rows = Vec::new();
     for row in &r.rows {
         let m = med(row);
@@ -330,16 +341,18 @@ fn summarise(r: &WlResult, builds: &[(String, PathBuf)], table: &mut String) -> 
         let fails = if row.errors.is_empty() { String::new() } else { format!("  ({} FAILED)", row.errors.len()) };
         let _ = writeln!(
             table,
-            "  {:<14} {:<22} {:>5} {:>10} {:>8}  {lost_txt}{fails}",
+            "  {:<14} {:<22} {:>5} {:>10} {:>8} {:>9}  {lost_txt}{fails}",
             row.mode.name(),
             build,
             row.samples.len(),
             m.map_or("-".into(), |m| format!("{:.3}", m / 1e9)),
-            ratio.map_or("-".into(), |r| format!("{r:.2}×"))
+            ratio.map_or("-".into(), |r| format!("{r:.2}×")),
+            paired(row).map_or("-".into(), |r| format!("{r:.2}×"))
         );
         rows.push(json!({
             "mode": row.mode.name(), "build": row.build, "elapsed_ns": row.samples.iter().map(|s| s.elapsed_ns).collect::<Vec<_>>(),
-            "median_ns": m, "ratio_to_bare": ratio, "lost": lost, "errors": row.errors,
+            "median_ns": m, "ratio_to_bare": ratio, "median_per_round_ratio": paired(row), "lost": lost,
+            "rounds": row.samples.iter().map(|s| s.round).collect::<Vec<_>>(), "errors": row.errors,
             "bpftrace_counts": row.samples.iter().filter_map(|s| s.counted).map(|(a, f)| json!({"alloc": a, "free": f})).collect::<Vec<_>>(),
         }));
     }

@@ -58,6 +58,8 @@ pub struct Sample {
     pub lost: Option<u64>,
     /// bpftrace's (alloc, free) counts, a check that it saw the same call sites.
     pub counted: Option<(u64, u64)>,
+    /// The round it ran in (1-based), to pair it with that round's bare run.
+    pub round: usize,
 }
 
 pub enum Outcome {
@@ -119,7 +121,7 @@ fn trace(host: &Host, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
     bg.wait_line(READY, |l| l.trim_start().starts_with("time"))?;
     let (ns, out, _, _) = during(host, w, bg, "trace")?;
     let j = trace_json(&out)?;
-    Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost: j["lost_events"].as_u64(), counted: None }))
+    Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost: j["lost_events"].as_u64(), counted: None, round: 0 }))
 }
 
 /// `trace -j [extra] -- workload`: the model is fed. Returns the sample and the report.
@@ -132,7 +134,7 @@ pub fn trace_cmd(host: &Host, lazyvma: &Path, w: &Workload, extra: &[&str]) -> R
         Err(why) => bail!("trace -- CMD: {why}"),
     };
     let j = trace_json(&d.out).with_context(|| format!("trace -- CMD (exit {:?}): {}", d.code, d.err.lines().last().unwrap_or("")))?;
-    Ok((Sample { elapsed_ns: ns, lost: j["lost_events"].as_u64(), counted: None }, j))
+    Ok((Sample { elapsed_ns: ns, lost: j["lost_events"].as_u64(), counted: None, round: 0 }, j))
 }
 
 fn serve(host: &Host, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
@@ -154,7 +156,7 @@ fn serve(host: &Host, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
     if metrics.is_none() {
         eprintln!("bench: serve's /metrics did not answer after the run: {}", err.trim());
     }
-    Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost: lost.map(|l| l as u64), counted: None }))
+    Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost: lost.map(|l| l as u64), counted: None, round: 0 }))
 }
 
 fn bpftrace(host: &Host, script: &str, w: &Workload) -> Result<Outcome> {
@@ -173,7 +175,7 @@ fn bpftrace(host: &Host, script: &str, w: &Workload) -> Result<Outcome> {
         bail!("bpftrace printed no counts: {}", all[all.len().saturating_sub(5)..].join(" | "))
     };
     let lost = err.lines().find_map(|l| l.strip_prefix("Lost ")?.split_whitespace().next()?.parse().ok());
-    Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost, counted: Some(counted) }))
+    Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost, counted: Some(counted), round: 0 }))
 }
 
 pub fn run(host: &Host, mode: Mode, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
