@@ -25,7 +25,11 @@ pub fn parse(s: &str) -> Result<(Arch, Series)> {
     Ok((arch, kernel))
 }
 
-/// (name, scenario args) of the guest's loops.
+/// (name, scenario args) of the guest's loops, those `--workload` names (default all).
+fn loops_of(quick: bool, only: &[String]) -> Vec<(&'static str, String)> {
+    loops(quick).into_iter().filter(|(n, _)| only.is_empty() || only.iter().any(|o| o == n)).collect()
+}
+
 fn loops(quick: bool) -> Vec<(&'static str, String)> {
     let l = |full: usize, q: usize| if quick { q } else { full };
     vec![
@@ -38,16 +42,18 @@ fn loops(quick: bool) -> Vec<(&'static str, String)> {
 
 /// `bench-guest mode=M wl=W rc=RC lost=L done ...` per run; the fork loop's `--stats` report
 /// between `bench-guest-json` markers.
-fn script(rounds: usize, quick: bool) -> String {
+fn script(rounds: usize, quick: bool, only: &[String]) -> String {
     let mut s = String::from(
         r#"W=lazyvma-workload
+# The guest's init leaves loopback down: serve's port would be unreachable.
+ifconfig lo 127.0.0.1 up 2>/dev/null || ip link set lo up
 lost() { grep -m1 '^  "lost_events"' "$1" | tr -dc 0-9; }
 ready() { i=0; while ! grep -q "$2" "$1" 2>/dev/null && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; }
 one() { echo "bench-guest mode=$1 wl=$2 rc=$3 lost=$4 $(grep '^done ' /tmp/w.out | head -n1)"; }
 "#,
     );
     for r in 0..rounds {
-        for (name, args) in loops(quick) {
+        for (name, args) in loops_of(quick, only) {
             s += &format!(
                 r#"# round {r} {name}
 if [ ! -e /tmp/skip-{name} ]; then
@@ -57,7 +63,7 @@ if [ ! -e /tmp/skip-{name} ]; then
  $W {args} >/tmp/w.out 2>/tmp/w.err; rc=$?; kill -INT $tp; wait $tp; one trace {name} $rc "$(lost /tmp/t.json)"
  lazyvma trace -j -- $W {args} >/tmp/w.out 2>/tmp/t.err; rc=$?; one trace-cmd {name} $rc "$(lost /tmp/w.out)"
  lazyvma serve --listen 127.0.0.1:9464 2>/tmp/s.err & sp=$!
- i=0; until wget -q -O /tmp/m http://127.0.0.1:9464/metrics 2>/dev/null || [ $i -gt 1200 ]; do sleep 0.1; i=$((i+1)); done
+ i=0; until wget -q -T 60 -O /tmp/m http://127.0.0.1:9464/metrics 2>/dev/null || [ $i -gt 1200 ]; do sleep 0.1; i=$((i+1)); done
  $W {args} >/tmp/w.out 2>/tmp/w.err; rc=$?; wget -q -O /tmp/m http://127.0.0.1:9464/metrics
  kill -INT $sp; wait $sp; one serve {name} $rc "$(grep '^lazyvma_events_lost_total' /tmp/m | awk '{{print $2}}')"
  fi
@@ -67,6 +73,9 @@ fi
         }
     }
     let (_, fork) = &loops(quick)[0];
+    if !only.is_empty() && !only.iter().any(|o| o == "fork") {
+        return s;
+    }
     s += &format!(
         "lazyvma trace -j --stats -- $W {fork} >/tmp/st.json 2>/tmp/st.err\necho bench-guest-json-begin; sed -n '/^{{/,$p' /tmp/st.json; echo bench-guest-json-end\n"
     );
@@ -81,7 +90,7 @@ pub fn run(arch: Arch, kernel: Series, o: &Overhead, builds: &[(String, std::pat
     let bins = assets::build_binaries(arch)?;
     let cache = assets::Cache::open(false)?;
     let k = cache.kernel(arch, kernel)?;
-    let cmd = vec!["sh".to_string(), "-c".to_string(), script(rounds, o.quick)];
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script(rounds, o.quick, &o.workloads)];
     let initrd = vm::initrd(arch, &vm::initramfs(&cache.busybox(arch)?, &bins, &[], &cmd)?)?;
     drop(cache);
     let (mut lines, mut json_text, mut in_json) = (Vec::<String>::new(), String::new(), false);
@@ -103,19 +112,19 @@ pub fn run(arch: Arch, kernel: Series, o: &Overhead, builds: &[(String, std::pat
     let _ = std::fs::remove_file(&initrd);
     let boot = boot?;
     eprintln!("bench: guest {} {} done in {:.0} s", arch.deb(), boot.release, t.elapsed().as_secs_f64());
-    Ok(summarise(&format!("{}:{}", arch.deb(), kernel.name()), &boot.release, rounds, &lines, &json_text))
+    Ok(summarise(&format!("{}:{}", arch.deb(), kernel.name()), &boot.release, rounds, &loops_of(o.quick, &o.workloads), &lines, &json_text))
 }
 
 fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split_whitespace().find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
 }
 
-fn summarise(name: &str, release: &str, rounds: usize, lines: &[String], stats: &str) -> Value {
+fn summarise(name: &str, release: &str, rounds: usize, wls: &[(&'static str, String)], lines: &[String], stats: &str) -> Value {
     let stats: Value = serde_json::from_str(stats).unwrap_or(Value::Null);
     println!("\nguest {name} ({release}), {rounds} rounds; ratios under TCG are indicative only");
     println!("  {:<10} {:<14} {:>5} {:>10} {:>8}  lost (runs with loss / runs, max)", "workload", "mode", "runs", "median s", "× bare");
     let mut out = serde_json::Map::new();
-    for (wl, _) in loops(false) {
+    for &(wl, _) in wls {
         if let Some(skip) = lines.iter().find(|l| l.starts_with("bench-guest-skip") && field(l, "wl") == Some(wl)) {
             println!("  {wl:<10} not run: {}", skip.split_once(' ').map_or("", |x| x.1).trim_start_matches(&format!("wl={wl} ")));
             out.insert(wl.into(), json!({"unavailable": skip}));
