@@ -155,7 +155,9 @@ fn summarise(name: &str, release: &str, rounds: usize, wls: &[(&'static str, Str
         out.insert(wl.into(), json!({"rows": rows}));
     }
     if let Some(p) = stats["bpf_stats"].as_object() {
-        let list: Vec<String> = p.iter().map(|(k, v)| format!("{k} {} ns ({})", v["mean_ns"], v["runs"])).collect();
+        let mut progs: Vec<(&String, &Value)> = p.iter().filter(|(_, v)| v["runs"].as_u64().unwrap_or(0) > 0).collect();
+        progs.sort_by_key(|(_, v)| std::cmp::Reverse(v["runs"].as_u64().unwrap_or(0)));
+        let list: Vec<String> = progs.iter().map(|(k, v)| format!("{k} {} ns ({})", v["mean_ns"], v["runs"])).collect();
         println!("  fork loop --stats: {}", list.join(", "));
     }
     json!({"guest": name, "release": release, "rounds": rounds, "indicative": true, "workloads": out,
