@@ -1,6 +1,7 @@
 //! `cargo xtask`: toolchain setup, builds, the test suite, and runs on real kernels.
 use clap::{Parser, Subcommand};
 
+mod bench;
 mod debian;
 mod fidelity;
 mod initramfs;
@@ -40,6 +41,8 @@ enum Cmd {
     VmMatrix(vm::matrix::Args),
     /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
     Fidelity(fidelity::Args),
+    /// Benchmarks (not tests): `bench overhead`, what tracing costs the traced machine.
+    Bench(bench::Args),
 }
 
 /// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
@@ -58,6 +61,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             // Privileged tests skip for a developer without root, but fail in the suite.
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
             util::cargo(&["test", "--workspace", "--release"], &args)?;
+            bench::quick()?;
             if !no_vm {
                 vm::matrix::run(Default::default())?;
                 fidelity::run(fidelity::Args::default())?;
@@ -82,6 +86,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Fidelity(a) => {
             setup::run()?;
             fidelity::run(a)
+        }
+        Cmd::Bench(a) => {
+            setup::run()?;
+            bench::run(a)
         }
     }
 }

@@ -131,12 +131,15 @@ pub fn run() -> anyhow::Result<()> {
     // the private apt configuration verifies Debian's archive with. Chromium: the HTML
     // report test loads the page headless.
     // Prometheus: the serve test scrapes `lazyvma serve` with it and lints with promtool.
+    // bpftrace: `xtask bench overhead`'s reference, the cost of the same call sites counted
+    // by a generic tracer.
     let mut updated = false;
     for (name, pkgs) in [
         ("qemu-system x86_64 + aarch64", &["qemu-system-x86", "qemu-system-arm"][..]),
         ("debian-archive-keyring", &["debian-archive-keyring"][..]),
         ("chromium (html report test)", &["chromium"][..]),
         ("prometheus + promtool (serve test)", &["prometheus"][..]),
+        ("bpftrace (bench overhead)", &["bpftrace"][..]),
     ] {
         step(name, || apt_install(pkgs, &mut updated))?;
     }

@@ -16,6 +16,8 @@ mod contend;
 mod fail;
 #[path = "workload/forks.rs"]
 mod forks;
+#[path = "workload/loops.rs"]
+mod loops;
 #[path = "workload/procs.rs"]
 mod procs;
 #[path = "workload/rmap.rs"]
@@ -72,6 +74,16 @@ pub enum Scenario {
     Noop,
     /// Write, fork 32 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
     Contend,
+    /// Benchmark loops (`--loops`, elapsed_ns= on the done line): fork+exit of the written VMAs.
+    ForkLoop,
+    /// mmap, write, munmap the N VMAs.
+    FaultLoop,
+    /// Write, MADV_PAGEOUT the N VMAs (needs swap).
+    PageoutLoop,
+    /// move_pages(2) the N VMAs' pages between two NUMA nodes.
+    MigrateLoop,
+    /// --loops (default 60,000) one-page written VMAs and 16 forked children: ≥ 1 M VMAs.
+    Manyvmas,
 }
 
 impl Scenario {
@@ -98,12 +110,29 @@ impl Scenario {
             Migrate => "migrate",
             Noop => "noop",
             Contend => "contend",
+            ForkLoop => "fork-loop",
+            FaultLoop => "fault-loop",
+            PageoutLoop => "pageout-loop",
+            MigrateLoop => "migrate-loop",
+            Manyvmas => "manyvmas",
         }
     }
 
     fn forks(self) -> bool {
         use Scenario::*;
-        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend)
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend | ForkLoop | Manyvmas)
+    }
+
+    /// `--loops` when not given.
+    fn loops(self) -> usize {
+        use Scenario::*;
+        match self {
+            ForkLoop => 2000,
+            FaultLoop => 500,
+            PageoutLoop | MigrateLoop => 200,
+            Manyvmas => 60_000,
+            _ => 0,
+        }
     }
 }
 
@@ -121,6 +150,9 @@ struct Cli {
     /// no done line.
     #[arg(long, hide = true)]
     role: Option<String>,
+    /// *-loop scenarios: iterations; manyvmas: VMAs of the parent (default: the scenario's).
+    #[arg(long)]
+    loops: Option<usize>,
 }
 
 /// What every scenario gets.
@@ -129,6 +161,8 @@ pub struct Ctx {
     pub hold: bool,
     /// The top process's role in the ready line.
     pub role: &'static str,
+    /// `--loops`, or the scenario's default.
+    pub loops: usize,
 }
 
 /// What the done line reports: test pages the scenario faulted, plus one scenario-specific
@@ -167,6 +201,11 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         Pageout => rmap::pageout(c),
         PageIdle => rmap::page_idle(c),
         Migrate => rmap::migrate(c),
+        ForkLoop => loops::fork_loop(c),
+        FaultLoop => loops::fault_loop(c),
+        PageoutLoop => loops::pageout_loop(c),
+        MigrateLoop => loops::migrate_loop(c),
+        Manyvmas => loops::manyvmas(c),
     }
 }
 
@@ -179,7 +218,7 @@ fn main() {
         None if cli.scenario.forks() => "parent",
         None => "main",
     };
-    let c = Ctx { n: cli.n as usize, hold: cli.hold, role };
+    let c = Ctx { n: cli.n as usize, hold: cli.hold, role, loops: cli.loops.unwrap_or(cli.scenario.loops()) };
     marker(Phase::Start);
     match run(cli.scenario, &c) {
         Ok(d) => {
