@@ -6,6 +6,7 @@ mod cli;
 mod load;
 mod record;
 mod report;
+mod safe_out;
 mod serve;
 mod snapshot;
 mod sys;

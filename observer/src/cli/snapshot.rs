@@ -60,7 +60,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     let snap = snapshot::run(btf, pids.as_deref(), args.vmas)?;
     if let Some(path) = &args.topology {
         let json = serde_json::to_vec(&snap.topology)?;
-        std::fs::write(path, json).with_context(|| format!("writing the topology to {}", path.display()))?;
+        crate::safe_out::write(path, &json).with_context(|| format!("writing the topology to {}", path.display()))?;
     }
     // Cgroups of every process the pass saw, not only the listed ones.
     let cgroups = if args.by_cgroup {

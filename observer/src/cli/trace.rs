@@ -313,6 +313,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(h) = held.as_mut() {
         h.release()?;
     }
+    // Started: only now may the recording replace a file at its path.
+    if let Some(w) = tracer.tap.as_mut() {
+        w.commit()?;
+    }
 
     let live_to_stderr = args.json;
     let mut live: Box<dyn Write> = if live_to_stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
@@ -390,7 +394,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         if let Some(ms) = w.flushed {
             tracer.push_point(ms);
         }
-        eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
+        eprintln!("lazyvma: {}", w.summary());
     }
     meta::finish(&mut tracer, &about, Some(&trailer));
     let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats, report: args.report.clone() };

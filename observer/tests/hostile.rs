@@ -1,0 +1,114 @@
+//! lazyvma runs as root: what another user plants next to its output files, or writes into
+//! the strings lazyvma prints, must not make it write elsewhere or drive root's terminal.
+use serde_json::{json, Value};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::process::Command;
+
+mod common;
+use common::*;
+
+/// A small valid report (as tests/report.rs's `minimal`).
+fn minimal(host: &str) -> Value {
+    let side = |o: i64, size: i64| json!({"objects": o, "bytes": o * size});
+    let row = |e: i64, l: i64, size: i64| json!({"size": size, "observed": side(e, size), "eager": side(e, size), "lazy": side(l, size)});
+    json!({
+        "schema": "lazyvma-report", "version": 1, "source": "snapshot", "host": host, "kernel": "6.18.44", "arch": "x86_64",
+        "backend": {"topology": "iter/task_vma"},
+        "span": {"start_unix_ms": 1000, "end_unix_ms": 1010, "elapsed_ms": 10.0},
+        "objects": {"vm_area_struct": row(100, 100, 192), "anon_vma_chain": row(40, 10, 64), "anon_vma": row(20, 2, 104)},
+        "lost_events": 0,
+        "histograms": {"contract": {"low": 1, "high": 60_000_000_000u64, "sigfig": 3}, "series": {}},
+        "knobs": {"lazy_enabled": "true"},
+    })
+}
+
+/// `sh -c script` as the unprivileged user nobody.
+fn as_nobody(script: &str) {
+    let st = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script]).status().unwrap();
+    assert!(st.success(), "as nobody: {script}");
+}
+
+#[test]
+fn planted_symlinks_never_make_root_write_elsewhere() {
+    if !root_or_skip("planted_symlinks_never_make_root_write_elsewhere") {
+        return;
+    }
+    let dir = Dir::new("planted");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let (a, b) = (dir.file("a.json"), dir.file("b.json"));
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    std::fs::write(&b, minimal("host-b").to_string()).unwrap();
+    // The names the old `.<OUT>.<pid>.tmp` scheme would use for the next few hundred pids.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid").unwrap().trim().parse().unwrap();
+    let out = dir.path("fleet.json");
+    as_nobody(&format!("cd {} && for p in $(seq {} {}); do ln -s victim .fleet.json.$p.tmp; done", dir.0.display(), last, last + 400));
+    let planted = std::fs::read_dir(&dir.0).unwrap().count();
+    ok(&lazyvma(&["merge", &a, &b, "-o", out.to_str().unwrap()]));
+    ok(&lazyvma(&["report", &a, "-o", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let m = std::fs::symlink_metadata(&out).unwrap();
+    assert!(m.file_type().is_file() && m.uid() == 0);
+    // Nothing left behind but OUT itself; every planted link still a link.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), planted + 1);
+
+    // A link planted at OUT itself is refused, not followed nor replaced.
+    std::fs::remove_file(&out).unwrap();
+    as_nobody(&format!("ln -s victim {}", out.display()));
+    for args in [vec!["merge", &a, &b, "-o", out.to_str().unwrap()], vec!["report", &a, "-o", out.to_str().unwrap()]] {
+        let res = lazyvma(&args);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("lazyvma: ") && err.contains("symbolic link") && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn special_files_are_written_in_place_never_replaced() {
+    let dir = Dir::new("special");
+    let a = dir.file("a.json");
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    // /dev/stdout is the descriptor: the report on stdout, the link left alone.
+    let text = ok(&lazyvma(&["report", &a, "-o", "/dev/stdout"]));
+    assert!(text.contains("host-a"), "{text}");
+    assert!(std::fs::symlink_metadata("/dev/stdout").unwrap().file_type().is_symlink());
+    ok(&lazyvma(&["report", &a, "-o", "/dev/null"]));
+    // /dev/full: the write fails (ENOSPC), the device stays a device.
+    let res = lazyvma(&["report", &a, "-o", "/dev/full"]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("/dev/full") && err.contains("No space left"), "{err}");
+    assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+    // Another device or a directory: refused.
+    for (out, what) in [("/dev/zero", "character device"), ("/tmp", "directory")] {
+        let res = lazyvma(&["merge", &a, "-o", out]);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success() && err.contains(what), "{out}: {err}");
+    }
+}
+
+#[test]
+fn a_failed_start_keeps_an_existing_recording() {
+    if !root_or_skip("a_failed_start_keeps_an_existing_recording") {
+        return;
+    }
+    let dir = Dir::new("failed-start");
+    let rec = dir.path("rec.lzv");
+    let junk = dir.path("not-btf");
+    std::fs::write(&junk, "not BTF").unwrap();
+    std::fs::write(&rec, "a good recording, as far as this test cares").unwrap();
+    let runs: [&[&str]; 3] = [
+        &["trace", "-o", rec.to_str().unwrap(), "--", "lazyvma-no-such-command-typo"],
+        &["trace", "-o", rec.to_str().unwrap(), "--", "/etc/hostname"],
+        &["--btf", junk.to_str().unwrap(), "trace", "-o", rec.to_str().unwrap(), "--", "true"],
+    ];
+    for args in runs {
+        let res = lazyvma(args);
+        assert!(!res.status.success(), "{args:?} succeeded");
+        assert_eq!(std::fs::read_to_string(&rec).unwrap(), "a good recording, as far as this test cares", "{args:?}");
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2, "{args:?}: a temporary file left");
+    }
+}
