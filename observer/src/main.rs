@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 
 mod cgroup;
 mod cli;
+mod escape;
 mod load;
 mod record;
 mod report;
@@ -65,7 +66,7 @@ fn main() {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);
         // An ExitCode context only chooses the status (its Display is empty); the message is what it wraps.
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).filter(|m| !m.is_empty()).collect();
-        eprintln!("lazyvma: {}", msg.join(": "));
+        eprintln!("lazyvma: {}", escape::lines(&msg.join(": ")));
         std::process::exit(code);
     }
 }

@@ -49,7 +49,7 @@ impl Drop for Pending {
 
 /// `path` written whole, or left as it was.
 pub fn write(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let (mut file, mut pending) = open(path)?;
+    let (mut file, mut pending) = open(path).with_context(|| format!("writing {}", path.display()))?;
     file.write_all(bytes).and_then(|_| file.flush()).with_context(|| format!("writing {}", path.display()))?;
     pending.commit()
 }
@@ -61,21 +61,21 @@ pub fn open(path: &Path) -> anyhow::Result<(File, Pending)> {
         // SAFETY: dup of a descriptor number; failure is checked.
         let new = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
         if new < 0 {
-            bail!("{}: {}", path.display(), std::io::Error::last_os_error());
+            return Err(std::io::Error::last_os_error().into());
         }
         // SAFETY: `new` is a fresh descriptor owned by nothing else.
         return Ok((unsafe { File::from_raw_fd(new) }, Pending { temp: None }));
     }
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e).with_context(|| format!("{}", path.display())),
+        Err(e) => return Err(e.into()),
         Ok(m) if m.file_type().is_file() => {}
-        Ok(m) if m.file_type().is_symlink() => bail!("{}: is a symbolic link; not written through nor replaced (give its target)", path.display()),
+        Ok(m) if m.file_type().is_symlink() => bail!("is a symbolic link; not written through nor replaced (give its target)"),
         Ok(m) if m.file_type().is_char_device() || m.file_type().is_fifo() => return in_place(path),
-        Ok(m) => bail!("{}: is {}; not written nor replaced", path.display(), if m.is_dir() { "a directory" } else { "not a regular file" }),
+        Ok(m) => bail!("is {}; not written nor replaced", if m.is_dir() { "a directory" } else { "not a regular file" }),
     }
     let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
+    let name = path.file_name().context("not a file name")?;
     // Keep the temporary name under NAME_MAX whatever OUT's length.
     let short: Vec<u8> = name.as_bytes().iter().take(200).copied().collect();
     for _ in 0..16 {
@@ -86,10 +86,11 @@ pub fn open(path: &Path) -> anyhow::Result<(File, Pending)> {
         match create_excl(&tmp) {
             Ok(f) => return Ok((f, Pending { temp: Some((tmp, path.to_owned())) })),
             Err(e) if e.raw_os_error() == Some(libc::EEXIST) => continue,
-            Err(e) => return Err(e).with_context(|| format!("creating a temporary file in {} for {}", dir.display(), path.display())),
+            // As creating OUT itself would have said: a caller names the file.
+            Err(e) => return Err(e.into()),
         }
     }
-    bail!("{}: no free temporary name in 16 tries", path.display())
+    bail!("no free temporary name in 16 tries")
 }
 
 /// /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N: the descriptor, not the link.
@@ -109,7 +110,7 @@ fn in_place(path: &Path) -> anyhow::Result<(File, Pending)> {
     // SAFETY: `c` is a valid C string; the result is checked.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_NOFOLLOW | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("opening {}", path.display()));
+        return Err(std::io::Error::last_os_error().into());
     }
     // SAFETY: `fd` is a fresh descriptor owned by nothing else.
     let file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
@@ -117,7 +118,7 @@ fn in_place(path: &Path) -> anyhow::Result<(File, Pending)> {
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: `fd` is open, `st` is writable.
     if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return Err(std::io::Error::last_os_error()).with_context(|| format!("{}", path.display()));
+        return Err(std::io::Error::last_os_error().into());
     }
     let kind = st.st_mode & libc::S_IFMT;
     // SAFETY: isatty on an open descriptor.
@@ -134,7 +135,7 @@ fn in_place(path: &Path) -> anyhow::Result<(File, Pending)> {
         libc::S_IFSOCK => "a socket",
         _ => "not a regular file",
     };
-    bail!("{}: is {what}; not written nor replaced", path.display())
+    bail!("is {what}; not written nor replaced")
 }
 
 fn create_excl(path: &Path) -> std::io::Result<File> {
@@ -193,7 +194,7 @@ mod tests {
         std::fs::write(&victim, "precious").unwrap();
         let out = d.join("r.json");
         std::os::unix::fs::symlink(&victim, &out).unwrap();
-        let e = write(&out, b"new").unwrap_err().to_string();
+        let e = format!("{:#}", write(&out, b"new").unwrap_err());
         assert!(e.contains("symbolic link"), "{e}");
         assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
         assert!(std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
@@ -217,11 +218,11 @@ mod tests {
     #[test]
     fn devices_are_written_in_place_or_refused() {
         write(Path::new("/dev/null"), b"x").unwrap();
-        assert!(write(Path::new("/dev/full"), b"x").unwrap_err().to_string().contains("writing /dev/full"));
+        assert!(format!("{:#}", write(Path::new("/dev/full"), b"x").unwrap_err()).contains("writing /dev/full"));
         assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
-        let e = write(Path::new("/dev/zero"), b"x").unwrap_err().to_string();
+        let e = format!("{:#}", write(Path::new("/dev/zero"), b"x").unwrap_err());
         assert!(e.contains("character device"), "{e}");
-        let e = write(Path::new("/tmp"), b"x").unwrap_err().to_string();
+        let e = format!("{:#}", write(Path::new("/tmp"), b"x").unwrap_err());
         assert!(e.contains("directory"), "{e}");
     }
 }

@@ -112,3 +112,47 @@ fn a_failed_start_keeps_an_existing_recording() {
         assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2, "{args:?}: a temporary file left");
     }
 }
+
+/// What a hostile comm may not put on root's terminal or into a markdown table.
+fn assert_no_control(what: &str, text: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n' && *c != '\t').collect();
+    assert!(bad.is_empty(), "{what}: control characters {bad:?} in:\n{text}");
+}
+
+#[test]
+fn a_hostile_comm_is_escaped_in_text_and_markdown() {
+    if !root_or_skip("a_hostile_comm_is_escaped_in_text_and_markdown") {
+        return;
+    }
+    // comm is the executable's file name (15 bytes kept): here an OSC title sequence and
+    // markdown/HTML metacharacters, as any user could name a program or call prctl.
+    let dir = Dir::new("comm");
+    let name = "\x1b]0;pwn\x07|<script>";
+    let exe = dir.path(name);
+    std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
+    let mut child = Command::new(&exe).arg("30").spawn().unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim_end_matches('\n'), "\x1b]0;pwn\x07|<scrip");
+
+    let text = ok(&lazyvma(&["snapshot", "-p", &pid]));
+    assert_no_control("snapshot", &text);
+    assert!(text.contains("\\x1b]0;pwn\\x07|<scrip"), "{text}");
+    let json = ok(&lazyvma(&["snapshot", "-j", "-p", &pid]));
+    let a = dir.file("a.json");
+    std::fs::write(&a, &json).unwrap();
+    let text = ok(&lazyvma(&["report", &a]));
+    assert_no_control("report", &text);
+    assert!(text.contains("\\x1b]0;pwn\\x07|<scrip"), "{text}");
+    let md = ok(&lazyvma(&["report", "-O", "markdown", &a]));
+    assert_no_control("markdown", &md);
+    assert!(!md.contains("<scrip") && md.contains("\\\\x1b\\]0;pwn\\\\x07\\|&lt;scrip"), "{md}");
+    let html = ok(&lazyvma(&["report", "-O", "html", &a]));
+    assert!(!html.contains("<scrip") && html.contains("&lt;scrip"));
+    // The JSON keeps the comm exactly (escaped as JSON does).
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert!(v["processes"].as_array().unwrap().iter().any(|p| p["comm"] == "\x1b]0;pwn\x07|<scrip"), "{json}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

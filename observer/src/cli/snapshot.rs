@@ -73,9 +73,9 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
         report::from_snapshot::extend(&mut v, &snap, cgroups);
         println!("{v}");
     } else {
-        print!("{}", snapshot::render::text(&snap, args.top));
+        print!("{}", crate::escape::lines(&snapshot::render::text(&snap, args.top)));
         if args.by_cgroup {
-            print!("{}", report::render_text::cgroups_text(&cgroups));
+            print!("{}", crate::escape::lines(&report::render_text::cgroups_text(&cgroups)));
         }
     }
     Ok(())

@@ -319,7 +319,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
 
     let live_to_stderr = args.json;
-    let mut live: Box<dyn Write> = if live_to_stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let mut live: Box<dyn Write> = if live_to_stderr { Box::new(crate::escape::Terminal::new(std::io::stderr())) } else { Box::new(crate::escape::Terminal::new(std::io::stdout())) };
     let mut header = false;
     let mut next_row = start + args.interval;
     let mut status = None;
