@@ -109,8 +109,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("`{s}`: a duration must be positive"));
     }
+    // Bounded both ways: an Instant plus a year cannot overflow, and 1 ms is no busy loop.
+    if !(0.001..=MAX_DURATION_SECS).contains(&secs) {
+        return Err(format!("`{s}`: a duration must be from 1ms to 365 days"));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+const MAX_DURATION_SECS: f64 = 365.0 * 86400.0;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
