@@ -156,3 +156,103 @@ fn a_hostile_comm_is_escaped_in_text_and_markdown() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// `lazyvma ARGS` with its address space capped at 1 GiB: an allocation driven by a
+/// file's claim fails (abort) instead of going unnoticed on a big host.
+fn lazyvma_capped(args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lazyvma"));
+    c.args(args);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    c.output().unwrap()
+}
+
+fn assert_refused(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("lazyvma: ") && err.lines().count() == 1 && !err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "lacks {n:?}: {err}");
+    }
+    assert!(out.stdout.is_empty());
+}
+
+fn hist_data(h: &hdrhistogram::Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut buf).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+#[test]
+fn hostile_reports_are_refused_before_allocating_or_wrapping() {
+    let dir = Dir::new("hostile-reports");
+    let put = |name: &str, v: &Value| {
+        std::fs::write(dir.path(name), v.to_string()).unwrap();
+        dir.file(name)
+    };
+    // Sums that would wrap (2^63-1 objects twice gave -2).
+    let mut big = minimal("big");
+    big["objects"]["anon_vma"]["eager"] = json!({"objects": i64::MAX, "bytes": 0});
+    let big = put("big.json", &big);
+    assert_refused(&lazyvma(&["merge", &big, &big]), &["big.json", "anon_vma eager", "overflows"]);
+    let mut lost = minimal("lost");
+    lost["lost_events"] = json!(u64::MAX);
+    let lost = put("lost.json", &lost);
+    assert_refused(&lazyvma(&["merge", &lost, &lost]), &["lost_events", "overflows"]);
+    // Negative counts, unknown sources and units.
+    let mut neg = minimal("neg");
+    neg["objects"]["anon_vma"]["lazy"] = json!({"objects": -5, "bytes": -520});
+    assert_refused(&lazyvma(&["report", &put("neg.json", &neg)]), &["neg.json", "negative count"]);
+    let mut src = minimal("src");
+    src["source"] = json!("telepathy");
+    assert_refused(&lazyvma(&["merge", &put("src.json", &src)]), &["src.json", "unknown source `telepathy`"]);
+
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    h.record(100).unwrap();
+    let mut unit = minimal("unit");
+    unit["histograms"]["series"]["x"] = json!({"unit": "parsecs", "count": 1, "encoding": "hdrhistogram-v2-deflate-base64", "data": hist_data(&h)});
+    assert_refused(&lazyvma(&["report", &put("unit.json", &unit)]), &["unknown unit of histogram `x` `parsecs`"]);
+
+    // Counts of 2^62 (re-serialising their sum panicked).
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    h.record_n(100, 1 << 62).unwrap();
+    let mut huge = minimal("huge");
+    huge["histograms"]["series"]["x"] = json!({"unit": "ns", "count": 1u64 << 62, "encoding": "hdrhistogram-v2-deflate-base64", "data": hist_data(&h)});
+    let huge = put("huge.json", &huge);
+    assert_refused(&lazyvma(&["merge", &huge, &huge]), &["huge.json", "histogram `x`", "samples"]);
+
+    // A 2 GB payload claimed by a few bytes: refused before the deserializer allocates it.
+    use base64::Engine;
+    use std::io::Write;
+    let mut inner = Vec::new();
+    inner.extend(0x1c84_9303u32.to_be_bytes());
+    inner.extend(2_000_000_000u32.to_be_bytes());
+    inner.extend(0u32.to_be_bytes());
+    inner.extend(3u32.to_be_bytes());
+    inner.extend(1u64.to_be_bytes());
+    inner.extend(60_000_000_000u64.to_be_bytes());
+    inner.extend(1f64.to_bits().to_be_bytes());
+    inner.extend([2, 0, 0, 0]);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&inner).unwrap();
+    let z = z.finish().unwrap();
+    let mut outer = 0x1c84_9304u32.to_be_bytes().to_vec();
+    outer.extend((z.len() as u32).to_be_bytes());
+    outer.extend(z);
+    let mut claim = minimal("claim");
+    claim["histograms"]["series"]["x"] =
+        json!({"unit": "ns", "count": 1, "encoding": "hdrhistogram-v2-deflate-base64", "data": base64::engine::general_purpose::STANDARD.encode(outer)});
+    let claim = put("claim.json", &claim);
+    for verb in ["report", "merge"] {
+        assert_refused(&lazyvma_capped(&[verb, &claim]), &["claim.json", "2000000000-byte payload"]);
+    }
+}
