@@ -93,6 +93,30 @@ pub fn open(path: &Path) -> anyhow::Result<(File, Pending)> {
     bail!("no free temporary name in 16 tries")
 }
 
+/// An input file (a report, a recording, a scenario, --btf) read whole, refused unless it is
+/// a regular file: opened O_NONBLOCK so a FIFO cannot hang the open, checked by fstat so a
+/// FIFO or device cannot hang or flood the read.
+pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let c = cstr(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    // SAFETY: `c` is a valid C string; the result is checked.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDONLY | libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh descriptor owned by nothing else.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let m = file.metadata()?;
+    if !m.is_file() {
+        let t = m.file_type();
+        let what = if t.is_fifo() { "a FIFO" } else if m.is_dir() { "a directory" } else if t.is_char_device() { "a character device" } else { "not a regular file" };
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("is {what}, not a regular file")));
+    }
+    let mut out = Vec::with_capacity(m.len() as usize);
+    file.read_to_end(&mut out)?;
+    Ok(out)
+}
+
 /// /dev/stdout, /dev/stderr, /dev/fd/N, /proc/self/fd/N: the descriptor, not the link.
 fn std_fd(path: &Path) -> Option<i32> {
     let s = path.to_str()?;
@@ -212,6 +236,19 @@ mod tests {
         }
         assert_eq!(std::fs::read_to_string(&out).unwrap(), "good recording");
         assert_eq!(std::fs::read_dir(&d).unwrap().count(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn a_fifo_or_device_input_is_refused_not_waited_on() {
+        let d = dir("fifo");
+        let fifo = d.join("f");
+        let c = cstr(&fifo).unwrap();
+        // SAFETY: a valid C string.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        assert!(read(&fifo).unwrap_err().to_string().contains("is a FIFO"));
+        assert!(read(Path::new("/dev/zero")).unwrap_err().to_string().contains("character device"));
+        assert!(read(Path::new("/tmp")).unwrap_err().to_string().contains("directory"));
         let _ = std::fs::remove_dir_all(&d);
     }
 

@@ -256,3 +256,52 @@ fn hostile_reports_are_refused_before_allocating_or_wrapping() {
         assert_refused(&lazyvma_capped(&[verb, &claim]), &["claim.json", "2000000000-byte payload"]);
     }
 }
+
+/// `lazyvma ARGS` that must end within 10 s (a FIFO input used to hang forever).
+fn lazyvma_bounded(args: &[&str], setup: impl Fn(&mut Command)) -> std::process::Output {
+    use std::process::Stdio;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lazyvma"));
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    setup(&mut c);
+    let mut child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("{args:?}: still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_input_is_refused_and_a_closed_stdout_is_an_error() {
+    let dir = Dir::new("fifo-in");
+    let fifo = dir.file("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for args in [vec!["report", &fifo], vec!["merge", &fifo], vec!["replay", &fifo], vec!["model", &fifo]] {
+        let out = lazyvma_bounded(&args, |_| {});
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(matches!(out.status.code(), Some(1 | 2)) && err.contains("FIFO") && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    if is_root() {
+        let out = lazyvma_bounded(&["--btf", &fifo, "doctor"], |_| {});
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // A closed stdout: an error, not a silent exit 0.
+    let a = dir.file("a.json");
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    let closed = |c: &mut Command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: close is async-signal-safe.
+        unsafe { c.pre_exec(|| { libc::close(1); Ok(()) }) };
+    };
+    let out = lazyvma_bounded(&["report", &a], closed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("stdout is closed"), "{err}");
+    // With -o, stdout is not needed.
+    let out = lazyvma_bounded(&["report", &a, "-o", &dir.file("r.txt")], closed);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -19,7 +19,7 @@ fn fail(path: &Path, problem: impl Into<String>) -> LoadError {
 }
 
 pub fn load(path: &Path) -> Result<Doc, LoadError> {
-    let text = std::fs::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
+    let text = crate::safe_out::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
     let value: Value = serde_json::from_slice(&text).map_err(|e| {
         if e.is_eof() {
             fail(path, format!("truncated JSON (ends at line {} column {})", e.line(), e.column()))
