@@ -3,9 +3,11 @@ use clap::{Parser, Subcommand};
 
 mod cgroup;
 mod cli;
+mod escape;
 mod load;
 mod record;
 mod report;
+mod safe_out;
 mod serve;
 mod snapshot;
 mod sys;
@@ -41,6 +43,21 @@ enum Cmd {
     Serve(cli::serve::Args),
 }
 
+/// Whether fd 1 was closed when the process started. Read before Rust's runtime starts:
+/// it reopens a closed fd 1 on /dev/null, after which `>&-` looks like `>/dev/null`.
+static STDOUT_CLOSED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[used]
+#[link_section = ".init_array"]
+static CHECK_STDOUT: extern "C" fn() = {
+    extern "C" fn check() {
+        // SAFETY: F_GETFD on a descriptor number has no side effect.
+        let closed = unsafe { libc::fcntl(1, libc::F_GETFD) } < 0;
+        STDOUT_CLOSED.store(closed, std::sync::atomic::Ordering::Relaxed);
+    }
+    check
+};
+
 fn main() {
     let cli = Cli::try_parse().unwrap_or_else(|e| cli::usage_error(e));
     // A report piped into `head` ends as other Unix tools do, not with a "failed printing
@@ -49,6 +66,17 @@ fn main() {
     if !matches!(cli.cmd, Cmd::Trace(_) | Cmd::Serve(_)) {
         // SAFETY: no other thread exists yet; SIG_DFL is a valid disposition.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    // Rust's stdout drops writes to a closed fd 1 silently: a report nobody can see would exit 0.
+    let to_stdout = match &cli.cmd {
+        Cmd::Serve(_) => false,
+        Cmd::Report(a) => a.out.is_none(),
+        Cmd::Merge(a) => a.out.is_none(),
+        _ => true,
+    };
+    if to_stdout && STDOUT_CLOSED.load(std::sync::atomic::Ordering::Relaxed) {
+        eprintln!("lazyvma: stdout is closed: the output would be lost (redirect it, e.g. >/dev/null)");
+        std::process::exit(1);
     }
     let res = match cli.cmd {
         Cmd::Doctor(a) => cli::doctor::run(a, cli.btf.as_deref()),
@@ -64,7 +92,7 @@ fn main() {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);
         // An ExitCode context only chooses the status (its Display is empty); the message is what it wraps.
         let msg: Vec<String> = e.chain().map(|c| c.to_string()).filter(|m| !m.is_empty()).collect();
-        eprintln!("lazyvma: {}", msg.join(": "));
+        eprintln!("lazyvma: {}", escape::lines(&msg.join(": ")));
         std::process::exit(code);
     }
 }

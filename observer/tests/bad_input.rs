@@ -83,6 +83,12 @@ fn bad_flags_are_one_line_exit_2() {
         (&["doctor", "--bogus"], "unexpected argument '--bogus'"),
         (&["--btf"], "a value is required for '--btf <PATH>'"),
         (&["nosuch"], "unrecognized subcommand 'nosuch'"),
+        // Before any root check, no panic in Duration::from_secs_f64.
+        (&["trace", "-d", "18446744073709551615"], "from 1ms to 365 days"),
+        (&["trace", "-i", "1e300"], "unknown unit"),
+        (&["trace", "-i", "99999999999h"], "from 1ms to 365 days"),
+        (&["trace", "-d", "0.0000001ms"], "from 1ms to 365 days"),
+        (&["serve", "-i", "18446744073709551615"], "from 1ms to 365 days"),
     ] {
         assert_one_line(&run(args), 2, &[needle]);
     }

@@ -36,7 +36,7 @@ fn bad(e: impl Into<anyhow::Error>) -> anyhow::Error {
 /// The scenario's text; every failure names the file (and the line, for bytes that are
 /// not UTF-8 text).
 fn read(file: &std::path::Path, name: &str) -> anyhow::Result<String> {
-    let bytes = std::fs::read(file).map_err(|e| anyhow::anyhow!("{name}: cannot read the scenario: {e}"))?;
+    let bytes = crate::safe_out::read(file).map_err(|e| anyhow::anyhow!("{name}: cannot read the scenario: {e}"))?;
     String::from_utf8(bytes).map_err(|e| {
         let at = e.utf8_error().valid_up_to();
         let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();

@@ -34,7 +34,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         knobs.set(k).map_err(|e| anyhow::Error::from(e).context(ExitCode(2)))?;
     }
     let path = args.file.display().to_string();
-    let data = std::fs::read(&args.file).with_context(|| format!("cannot read recording {path}"))?;
+    let data = crate::safe_out::read(&args.file).with_context(|| format!("cannot read recording {path}"))?;
     let rec = reader::read(&path, data)?;
     let h = &rec.header;
     let backend = h.backend.iter().map(|c| c.choice()).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("recording {path}: header: {e}"))?;

@@ -60,7 +60,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     let snap = snapshot::run(btf, pids.as_deref(), args.vmas)?;
     if let Some(path) = &args.topology {
         let json = serde_json::to_vec(&snap.topology)?;
-        std::fs::write(path, json).with_context(|| format!("writing the topology to {}", path.display()))?;
+        crate::safe_out::write(path, &json).with_context(|| format!("writing the topology to {}", path.display()))?;
     }
     // Cgroups of every process the pass saw, not only the listed ones.
     let cgroups = if args.by_cgroup {
@@ -73,9 +73,9 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
         report::from_snapshot::extend(&mut v, &snap, cgroups);
         println!("{v}");
     } else {
-        print!("{}", snapshot::render::text(&snap, args.top));
+        print!("{}", crate::escape::lines(&snapshot::render::text(&snap, args.top)));
         if args.by_cgroup {
-            print!("{}", report::render_text::cgroups_text(&cgroups));
+            print!("{}", crate::escape::lines(&report::render_text::cgroups_text(&cgroups)));
         }
     }
     Ok(())

@@ -109,8 +109,14 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("`{s}`: a duration must be positive"));
     }
+    // Bounded both ways: an Instant plus a year cannot overflow, and 1 ms is no busy loop.
+    if !(0.001..=MAX_DURATION_SECS).contains(&secs) {
+        return Err(format!("`{s}`: a duration must be from 1ms to 365 days"));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
+
+const MAX_DURATION_SECS: f64 = 365.0 * 86400.0;
 
 static STOP: AtomicBool = AtomicBool::new(false);
 
@@ -315,9 +321,13 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(h) = held.as_mut() {
         h.release()?;
     }
+    // Started: only now may the recording replace a file at its path.
+    if let Some(w) = tracer.tap.as_mut() {
+        w.commit()?;
+    }
 
     let live_to_stderr = args.json;
-    let mut live: Box<dyn Write> = if live_to_stderr { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+    let mut live: Box<dyn Write> = if live_to_stderr { Box::new(crate::escape::Terminal::new(std::io::stderr())) } else { Box::new(crate::escape::Terminal::new(std::io::stdout())) };
     let mut header = false;
     let mut next_row = start + args.interval;
     let mut status = None;
@@ -392,7 +402,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         if let Some(ms) = w.flushed {
             tracer.push_point(ms);
         }
-        eprintln!("lazyvma: recording {}: {} records in {} chunks, {} bytes", args.output.as_deref().unwrap_or(Path::new("?")).display(), w.records, w.chunks, w.bytes);
+        eprintln!("lazyvma: {}", w.summary());
     }
     meta::finish(&mut tracer, &about, Some(&trailer));
     let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats, report: args.report.clone() };

@@ -75,6 +75,11 @@ impl Btf {
     pub fn load(given: Option<&Path>) -> Result<Btf, BtfError> {
         let path = given.unwrap_or(Path::new(DEFAULT_PATH)).to_path_buf();
         let unusable = |why: String| BtfError::Unusable { given: given.map(Path::to_path_buf), why };
+        // A FIFO or device would hang or flood the read: regular files only.
+        match std::fs::metadata(&path) {
+            Ok(m) if !m.is_file() && !m.is_dir() => return Err(unusable("not a regular file".into())),
+            _ => {}
+        }
         let data = std::fs::read(&path).map_err(|e| unusable(e.to_string()))?;
         Btf::parse(&data, path).map_err(|e| match e {
             BtfError::Format { why, .. } => unusable(format!("not BTF: {why}")),

@@ -199,10 +199,11 @@ pub fn print(
     if let Some(s) = source {
         j["recording"] = s.json();
     }
-    let mut out = std::io::stdout().lock();
     if json {
-        writeln!(out, "{}", serde_json::to_string_pretty(&j)?)?;
+        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&j)?)?;
     } else {
+        // Text to a terminal: the comms and paths in it cannot drive it.
+        let mut out = crate::escape::Terminal::new(std::io::stdout().lock());
         render::text(t, &run, &mut out)?;
         t.locks.text(&t.tree, lock_counters, &mut out)?;
         if let Some(s) = &live.bpf_stats {
@@ -214,8 +215,8 @@ pub fn print(
         if let Some(s) = source {
             writeln!(out, "{}", s.text())?;
         }
+        out.flush()?;
     }
-    drop(out);
     // After the report is out: a file that cannot be written loses nothing shown.
     if let Some(path) = &live.report {
         let doc = crate::report::from_trace::convert(&j).map_err(|e| anyhow::anyhow!("--report {}: {e}", path.display()))?;

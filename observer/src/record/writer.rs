@@ -1,12 +1,15 @@
 //! Writes a recording as the trace runs: record chunks cut every interval (`flush`) and at
 //! 1 MiB, each written whole and flushed to the kernel, so a kill -9 loses at most the
 //! chunk being built. The symbols the records' lookups used go in a chunk just before them.
+//! The file is a temporary one (crate::safe_out) until `commit`, once the run has started: a
+//! failed start (a typo'd command, a bad --btf) leaves an existing recording as it was.
+//! A write that fails (disk full) ends the recording at its last whole chunk, not the trace.
 use super::format::{self, Header, Trailer};
 use crate::trace::symbols::Symbols;
 use anyhow::Context;
 use std::{
     fs::File,
-    io::{BufWriter, Write},
+    io::Write,
     path::{Path, PathBuf},
     time::Instant,
 };
@@ -17,54 +20,71 @@ const STAMP: usize = 8;
 
 pub struct Writer {
     path: PathBuf,
-    out: BufWriter<File>,
+    out: File,
+    pending: crate::safe_out::Pending,
     body: Vec<u8>,
     start: Instant,
+    /// Records in the chunks written.
     pub records: u64,
+    /// Records in `body`, not yet written.
+    body_records: u64,
     pub bytes: u64,
     pub chunks: u64,
     /// The stamp of the records chunk last written, until taken (a timeline point).
     pub flushed: Option<u64>,
-    /// A write failed inside `record` (which cannot return it): every later call reports it.
-    failed: Option<String>,
+    /// The first write that failed: the file was cut back to its last whole chunk and
+    /// nothing more is written (the trace goes on; its report says so).
+    pub failed: Option<String>,
 }
 
 impl Writer {
     /// Opened before anything is attached, so a bad path fails at once.
     pub fn create(path: &Path) -> anyhow::Result<Writer> {
-        let file = File::create(path).with_context(|| format!("cannot create recording {}", path.display()))?;
+        let (file, pending) = crate::safe_out::open(path).with_context(|| format!("cannot create recording {}", path.display()))?;
         let mut w = Writer {
             path: path.to_owned(),
-            out: BufWriter::new(file),
+            out: file,
+            pending,
             body: vec![0; STAMP],
             start: Instant::now(),
             records: 0,
+            body_records: 0,
             bytes: 0,
             chunks: 0,
             flushed: None,
             failed: None,
         };
-        w.write(&format::preamble())?;
-        Ok(w)
+        w.write(&format::preamble());
+        match w.failed.take() {
+            Some(e) => anyhow::bail!(e),
+            None => Ok(w),
+        }
     }
 
-    fn write(&mut self, bytes: &[u8]) -> anyhow::Result<()> {
-        if let Some(e) = &self.failed {
-            anyhow::bail!("{e}");
+    /// Make the recording appear at its path (replacing one there): the run has started.
+    pub fn commit(&mut self) -> anyhow::Result<()> {
+        self.pending.commit().with_context(|| format!("recording {}", self.path.display()))
+    }
+
+    /// Whole or not at all: a torn chunk is cut off, so a reader sees the last whole one.
+    fn write(&mut self, bytes: &[u8]) {
+        if self.failed.is_some() {
+            return;
         }
-        let res = self.out.write_all(bytes).and_then(|_| self.out.flush());
-        if let Err(e) = res {
-            let e = format!("writing recording {}: {e}", self.path.display());
-            self.failed = Some(e.clone());
-            anyhow::bail!(e);
+        if let Err(e) = self.out.write_all(bytes) {
+            let _ = self.out.set_len(self.bytes);
+            self.failed = Some(format!("writing recording {}: {e}", self.path.display()));
+            eprintln!("lazyvma: {}; the recording ends at its last whole chunk ({} bytes), the trace goes on", self.failed.as_deref().unwrap_or(""), self.bytes);
+            return;
         }
         self.bytes += bytes.len() as u64;
-        Ok(())
     }
 
     fn chunk(&mut self, kind: u8, body: &[u8]) -> anyhow::Result<()> {
-        self.write(&format::chunk(kind, body))?;
-        self.chunks += 1;
+        self.write(&format::chunk(kind, body));
+        if self.failed.is_none() {
+            self.chunks += 1;
+        }
         Ok(())
     }
 
@@ -87,13 +107,15 @@ impl Writer {
     /// One ring-buffer record, before the tracer counts it: a chunk cut here holds only
     /// records already counted, so every symbol they used is known.
     pub fn record(&mut self, bytes: &[u8], syms: &Symbols) {
+        if self.failed.is_some() {
+            return;
+        }
         if self.body.len() + 4 + bytes.len() > FLUSH_BYTES {
-            // The error stays in `failed` for the next `flush`.
             let _ = self.flush(syms);
         }
         self.body.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
         self.body.extend_from_slice(bytes);
-        self.records += 1;
+        self.body_records += 1;
     }
 
     /// Write the symbols used so far, then the records built so far.
@@ -107,19 +129,27 @@ impl Writer {
             let mut body = std::mem::replace(&mut self.body, vec![0; STAMP]);
             body[..STAMP].copy_from_slice(&ms.to_le_bytes());
             self.chunk(format::RECORDS, &body)?;
-            self.flushed = Some(ms);
+            if self.failed.is_none() {
+                self.records += std::mem::take(&mut self.body_records);
+                self.flushed = Some(ms);
+            }
         }
-        match &self.failed {
-            Some(e) => anyhow::bail!("{e}"),
-            None => Ok(()),
-        }
+        Ok(())
     }
 
-    /// The last records and the trailer; `trailer.records` is set here.
+    /// The last records and the trailer; `trailer.records` is set here. A recording whose
+    /// writes failed has no trailer: a replay says it was cut short.
     pub fn finish(mut self, syms: &Symbols, mut trailer: Trailer) -> anyhow::Result<Writer> {
         self.flush(syms)?;
         trailer.records = self.records;
         self.chunk(format::TRAILER, &serde_json::to_vec(&trailer)?)?;
+        self.commit()?;
         Ok(self)
+    }
+
+    /// One line for stderr: what the recording holds.
+    pub fn summary(&self) -> String {
+        let cut = self.failed.as_ref().map_or(String::new(), |e| format!(" (cut short, no trailer: {e})"));
+        format!("recording {}: {} records in {} chunks, {} bytes{cut}", self.path.display(), self.records, self.chunks, self.bytes)
     }
 }

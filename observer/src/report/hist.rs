@@ -16,6 +16,50 @@ pub enum HistError {
     Contract { name: String, got: Contract, want: Contract },
     #[error("histogram `{name}`: header says {said} samples, data holds {holds}")]
     Count { name: String, said: u64, holds: u64 },
+    #[error("histogram `{0}`: {1}")]
+    Limit(String, String),
+}
+
+/// Samples one histogram may hold: any sum of a few such stays serialisable (V2 writes
+/// counts as i64) and far above anything one host records.
+pub const MAX_SAMPLES: u64 = 1 << 56;
+/// Bytes a histogram may inflate to: the contract's buckets at 9 bytes each are ~200 KB.
+const MAX_INFLATED: u64 = 4 << 20;
+const V2_DEFLATE_COOKIE: u32 = 0x1c84_9304;
+const V2_COOKIE: u32 = 0x1c84_9303;
+/// Cookie, payload length, normalizing offset, sigfig, low, high, conversion ratio.
+const V2_HEADER: usize = 40;
+
+/// The V2 header's payload length, checked against what the data really inflates to before
+/// the deserializer allocates it (a 6 KB file may claim 2 GB).
+fn check_claims(name: &str, bytes: &[u8]) -> Result<(), HistError> {
+    use std::io::Read;
+    let limit = |p: String| Err(HistError::Limit(name.into(), p));
+    let be32 = |b: &[u8], at: usize| b.get(at..at + 4).map(|s| u32::from_be_bytes(s.try_into().unwrap()));
+    if be32(bytes, 0) != Some(V2_DEFLATE_COOKIE) {
+        // Anything else the deserializer refuses without allocating by a claim.
+        return Ok(());
+    }
+    let Some(clen) = be32(bytes, 4) else { return limit("truncated header".into()) };
+    let Some(compressed) = bytes.get(8..8 + clen as usize) else {
+        return limit(format!("header says {clen} compressed bytes, data holds {}", bytes.len().saturating_sub(8)));
+    };
+    let mut inflated = Vec::new();
+    let read = flate2::read::ZlibDecoder::new(compressed).take(MAX_INFLATED + 1).read_to_end(&mut inflated);
+    if read.is_err() {
+        // The deserializer names the problem.
+        return Ok(());
+    }
+    if inflated.len() as u64 > MAX_INFLATED {
+        return limit(format!("inflates to over {MAX_INFLATED} bytes: refused"));
+    }
+    if be32(&inflated, 0) == Some(V2_COOKIE) {
+        let payload = be32(&inflated, 4).unwrap_or(u32::MAX) as usize;
+        if payload > inflated.len().saturating_sub(V2_HEADER) {
+            return limit(format!("header claims a {payload}-byte payload, data holds {}", inflated.len().saturating_sub(V2_HEADER)));
+        }
+    }
+    Ok(())
 }
 
 pub fn new() -> Histogram<u64> {
@@ -26,10 +70,16 @@ pub fn contract_of(h: &Histogram<u64>) -> Contract {
     Contract { low: h.low(), high: h.high(), sigfig: h.sigfig() }
 }
 
+/// Panics only past [`MAX_SAMPLES`] per bucket, which a histogram of one run cannot reach;
+/// a merge checks its sums with [`encode_checked`].
 pub fn encode(h: &Histogram<u64>, unit: &str) -> Hist {
+    encode_checked(h, unit).expect("serializing into a Vec fails only on counts over i64")
+}
+
+pub fn encode_checked(h: &Histogram<u64>, unit: &str) -> Result<Hist, String> {
     let mut buf = Vec::new();
-    V2DeflateSerializer::new().serialize(h, &mut buf).expect("serializing into a Vec cannot fail");
-    Hist { unit: unit.into(), count: h.len(), encoding: ENCODING.into(), data: STANDARD.encode(buf) }
+    V2DeflateSerializer::new().serialize(h, &mut buf).map_err(|e| format!("{e:?}"))?;
+    Ok(Hist { unit: unit.into(), count: h.len(), encoding: ENCODING.into(), data: STANDARD.encode(buf) })
 }
 
 /// Decodes `h` and checks it against `contract` and its own `count`.
@@ -37,7 +87,11 @@ pub fn decode(name: &str, h: &Hist, contract: Contract) -> Result<Histogram<u64>
     if h.encoding != ENCODING {
         return Err(HistError::Encoding(name.into(), h.encoding.clone()));
     }
+    if h.count > MAX_SAMPLES {
+        return Err(HistError::Limit(name.into(), format!("{} samples: over the {MAX_SAMPLES} one histogram may hold", h.count)));
+    }
     let bytes = STANDARD.decode(&h.data).map_err(|e| HistError::Decode(name.into(), format!("base64: {e}")))?;
+    check_claims(name, &bytes)?;
     let hist: Histogram<u64> =
         Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HistError::Decode(name.into(), format!("{e:?}")))?;
     let got = contract_of(&hist);

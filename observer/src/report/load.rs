@@ -19,7 +19,7 @@ fn fail(path: &Path, problem: impl Into<String>) -> LoadError {
 }
 
 pub fn load(path: &Path) -> Result<Doc, LoadError> {
-    let text = std::fs::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
+    let text = crate::safe_out::read(path).map_err(|e| fail(path, format!("cannot read: {e}")))?;
     let value: Value = serde_json::from_slice(&text).map_err(|e| {
         if e.is_eof() {
             fail(path, format!("truncated JSON (ends at line {} column {})", e.line(), e.column()))
@@ -50,5 +50,44 @@ pub fn from_value(path: &Path, value: Value) -> Result<Doc, LoadError> {
     for (name, h) in &doc.histograms.series {
         hist::decode(name, h, doc.histograms.contract).map_err(|e| fail(path, e.to_string()))?;
     }
+    sane(&doc).map_err(|e| fail(path, e))?;
     Ok(doc)
+}
+
+/// The sources lazyvma writes and the units its histograms use.
+const SOURCES: [&str; 4] = ["snapshot", "trace", "replay", "merge"];
+const UNITS: [&str; 2] = ["ns", "count"];
+
+/// What serde's types let through but no lazyvma writes: a count below zero, a source or
+/// unit of no known meaning. Refused, so a merge never adds them to real hosts.
+fn sane(doc: &Doc) -> Result<(), String> {
+    let known = |what: &str, v: &str, set: &[&str]| {
+        if set.contains(&v) {
+            Ok(())
+        } else {
+            Err(format!("unknown {what} `{}` (known: {})", crate::escape::ctl(v), set.join(", ")))
+        }
+    };
+    known("source", &doc.source, &SOURCES)?;
+    for h in &doc.hosts {
+        known("source", &h.source, &SOURCES)?;
+    }
+    for (name, h) in &doc.histograms.series {
+        known(&format!("unit of histogram `{}`", crate::escape::ctl(name)), &h.unit, &UNITS)?;
+    }
+    fn rows(o: &super::schema::Objects) -> Vec<(&'static str, &'static str, Option<super::schema::Side>)> {
+        o.rows().into_iter().flat_map(|(name, r)| [("observed", &r.observed), ("eager", &r.eager), ("lazy", &r.lazy)].map(|(side, s)| (name, side, s.clone()))).collect()
+    }
+    let mut all = rows(&doc.objects);
+    for h in &doc.hosts {
+        all.extend(rows(&h.objects));
+    }
+    for (name, side, s) in all {
+        if let Some(s) = s {
+            if s.objects < 0 || s.bytes < 0 {
+                return Err(format!("{name} {side}: negative count ({} objects, {} bytes)", s.objects, s.bytes));
+            }
+        }
+    }
+    Ok(())
 }

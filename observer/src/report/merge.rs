@@ -23,32 +23,65 @@ pub enum MergeError {
     Rules { a: String, b: String, problem: String },
     #[error("{file}: {problem}")]
     Hist { file: String, problem: String },
+    #[error("{file}: the sum of {what} overflows: refused rather than wrapped")]
+    Overflow { file: String, what: String },
 }
 
-fn add_side(a: &Option<Side>, b: &Option<Side>) -> Option<Side> {
-    let (a, b) = (a.as_ref()?, b.as_ref()?);
-    let opt = |x: Option<u64>, y: Option<u64>| Some(x? + y?);
-    Some(Side { objects: a.objects + b.objects, bytes: a.bytes + b.bytes, allocs: opt(a.allocs, b.allocs), frees: opt(a.frees, b.frees) })
+/// A sum that would wrap is an error naming the file that made it overflow.
+fn sum<T: num::Add>(file: &str, what: &str, a: T, b: T) -> Result<T, MergeError> {
+    a.checked(b).ok_or_else(|| MergeError::Overflow { file: file.into(), what: what.into() })
+}
+
+mod num {
+    pub trait Add: Sized {
+        fn checked(self, b: Self) -> Option<Self>;
+    }
+    impl Add for i64 {
+        fn checked(self, b: i64) -> Option<i64> {
+            self.checked_add(b)
+        }
+    }
+    impl Add for u64 {
+        fn checked(self, b: u64) -> Option<u64> {
+            self.checked_add(b)
+        }
+    }
+}
+
+fn add_side(file: &str, what: &str, a: &Option<Side>, b: &Option<Side>) -> Result<Option<Side>, MergeError> {
+    let (Some(a), Some(b)) = (a.as_ref(), b.as_ref()) else { return Ok(None) };
+    let opt = |x: Option<u64>, y: Option<u64>| -> Result<Option<u64>, MergeError> {
+        Ok(match (x, y) {
+            (Some(x), Some(y)) => Some(sum(file, what, x, y)?),
+            _ => None,
+        })
+    };
+    Ok(Some(Side {
+        objects: sum(file, what, a.objects, b.objects)?,
+        bytes: sum(file, what, a.bytes, b.bytes)?,
+        allocs: opt(a.allocs, b.allocs)?,
+        frees: opt(a.frees, b.frees)?,
+    }))
 }
 
 /// A side missing from any input is missing from the sum: a partial total would read as whole.
-fn add_row(a: &ObjectRow, b: &ObjectRow) -> ObjectRow {
+fn add_row(file: &str, name: &str, a: &ObjectRow, b: &ObjectRow) -> Result<ObjectRow, MergeError> {
     let same = a.size == b.size;
-    ObjectRow {
+    Ok(ObjectRow {
         size: if same { a.size } else { None },
         size_source: if same && a.size_source == b.size_source { a.size_source.clone() } else { None },
-        observed: add_side(&a.observed, &b.observed),
-        eager: add_side(&a.eager, &b.eager),
-        lazy: add_side(&a.lazy, &b.lazy),
-    }
+        observed: add_side(file, &format!("{name} observed"), &a.observed, &b.observed)?,
+        eager: add_side(file, &format!("{name} eager"), &a.eager, &b.eager)?,
+        lazy: add_side(file, &format!("{name} lazy"), &a.lazy, &b.lazy)?,
+    })
 }
 
-fn add_objects(a: &Objects, b: &Objects) -> Objects {
-    Objects {
-        vm_area_struct: add_row(&a.vm_area_struct, &b.vm_area_struct),
-        anon_vma_chain: add_row(&a.anon_vma_chain, &b.anon_vma_chain),
-        anon_vma: add_row(&a.anon_vma, &b.anon_vma),
-    }
+fn add_objects(file: &str, a: &Objects, b: &Objects) -> Result<Objects, MergeError> {
+    Ok(Objects {
+        vm_area_struct: add_row(file, "vm_area_struct", &a.vm_area_struct, &b.vm_area_struct)?,
+        anon_vma_chain: add_row(file, "anon_vma_chain", &a.anon_vma_chain, &b.anon_vma_chain)?,
+        anon_vma: add_row(file, "anon_vma", &a.anon_vma, &b.anon_vma)?,
+    })
 }
 
 fn host_rows(file: &str, d: &Doc) -> Vec<HostRow> {
@@ -145,7 +178,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
     let (mut kernels, mut arches, mut rmap_keys) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for (i, (file, d)) in inputs.iter().enumerate() {
         if i > 0 {
-            out.objects = add_objects(&out.objects, &d.objects);
+            out.objects = add_objects(file, &out.objects, &d.objects)?;
             out.span = Span {
                 start_unix_ms: min_opt(out.span.start_unix_ms, d.span.start_unix_ms),
                 end_unix_ms: max_opt(out.span.end_unix_ms, d.span.end_unix_ms),
@@ -153,19 +186,25 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
             };
         }
         for (k, n) in &d.rules {
-            *out.rules.entry(k.clone()).or_insert(0) += n;
+            let e = out.rules.entry(k.clone()).or_insert(0);
+            *e = sum(file, &format!("rule {k}"), *e, *n)?;
         }
         rmap_keys.extend(d.rmap.keys().cloned());
         for (name, h) in &d.histograms.series {
             let decoded = hist::decode(name, h, d.histograms.contract).map_err(|e| MergeError::Hist { file: file.clone(), problem: e.to_string() })?;
             match hists.get_mut(name) {
-                Some((_, sum)) => sum.add(&decoded).map_err(|e| MergeError::Hist { file: file.clone(), problem: format!("{name}: {e:?}") })?,
+                Some((_, total)) => {
+                    if sum(file, &format!("histogram {name}"), total.len(), decoded.len())? > hist::MAX_SAMPLES {
+                        return Err(MergeError::Hist { file: file.clone(), problem: format!("histogram `{name}`: over {} samples in the sum", hist::MAX_SAMPLES) });
+                    }
+                    total.add(&decoded).map_err(|e| MergeError::Hist { file: file.clone(), problem: format!("{name}: {e:?}") })?
+                }
                 None => {
                     hists.insert(name.clone(), (h.unit.clone(), decoded));
                 }
             }
         }
-        out.lost_events += d.lost_events;
+        out.lost_events = sum(file, "lost_events", out.lost_events, d.lost_events)?;
         kernels.insert(d.kernel.clone());
         arches.insert(d.arch.clone());
         let rows = host_rows(file, d);
@@ -188,13 +227,20 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
     }
     // A fact missing (null or absent) on any input is unknown for the fleet.
     for k in rmap_keys {
-        let sum: Option<u64> = inputs.iter().map(|(_, d)| d.rmap.get(&k).copied().flatten()).sum();
-        out.rmap.insert(k, sum);
+        let mut total = Some(0u64);
+        for (file, d) in inputs {
+            total = match (total, d.rmap.get(&k).copied().flatten()) {
+                (Some(t), Some(v)) => Some(sum(file, &format!("rmap {k}"), t, v)?),
+                _ => None,
+            };
+        }
+        out.rmap.insert(k, total);
     }
     out.rules_that_matter = rules_that_matter(inputs, &mut out.notes)?;
     out.lazy_rules = lazy_rules(inputs, &mut out.notes)?;
     for (name, (unit, h)) in hists {
-        out.histograms.series.insert(name, hist::encode(&h, &unit));
+        let encoded = hist::encode_checked(&h, &unit).map_err(|e| MergeError::Hist { file: "merge".into(), problem: format!("histogram `{name}`: {e}") })?;
+        out.histograms.series.insert(name, encoded);
     }
     if let (Some(s), Some(e)) = (out.span.start_unix_ms, out.span.end_unix_ms) {
         out.span.elapsed_ms = (e - s) as f64;

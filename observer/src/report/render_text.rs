@@ -47,18 +47,27 @@ pub fn seed_rows(d: &Doc) -> Vec<[String; 4]> {
         .collect()
 }
 
+/// A string from the document (another host's names, a comm) as this style shows it.
+fn field(style: Style, s: &str) -> String {
+    match style {
+        Style::Text => crate::escape::ctl(s).into_owned(),
+        Style::Markdown => crate::escape::md(s),
+    }
+}
+
 fn table(o: &mut String, style: Style, head: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows.iter().map(|r| r.iter().map(|c| field(style, c)).collect()).collect();
     match style {
         Style::Text => {
             let _ = writeln!(o, "{}", head.join(" | "));
-            for r in rows {
+            for r in &rows {
                 let _ = writeln!(o, "{}", r.join(" | "));
             }
         }
         Style::Markdown => {
             let _ = writeln!(o, "| {} |", head.join(" | "));
             let _ = writeln!(o, "|{}", "---|".repeat(head.len()));
-            for r in rows {
+            for r in &rows {
                 let _ = writeln!(o, "| {} |", r.join(" | "));
             }
         }
@@ -188,7 +197,7 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
             let _ = writeln!(o, "{}", title(d));
         }
         Style::Markdown => {
-            let _ = writeln!(o, "# {}", title(d));
+            let _ = writeln!(o, "# {}", field(style, &title(d)));
         }
     }
     let _ = writeln!(o, "{}\n", legend(d));
@@ -296,7 +305,7 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
     }
     if let Some(r) = &d.recording {
         heading(&mut o, style, "Recording");
-        let _ = writeln!(o, "{}", recording(r));
+        let _ = writeln!(o, "{}", field(style, &recording(r)));
     }
     heading(&mut o, style, "Lost events");
     let _ = writeln!(o, "{}", d.lost_events);
@@ -304,14 +313,15 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
     if d.knobs.is_empty() {
         let _ = writeln!(o, "none (no lazy model ran)");
     } else {
-        let _ = writeln!(o, "{}", d.knobs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", "));
+        let _ = writeln!(o, "{}", field(style, &d.knobs.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(", ")));
     }
     let backend: Vec<String> = d.backend.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let _ = writeln!(o, "\nBackend: {}", if backend.is_empty() { "unknown".into() } else { backend.join(", ") });
+    let _ = writeln!(o, "\nBackend: {}", field(style, &if backend.is_empty() { "unknown".into() } else { backend.join(", ") }));
     for n in &d.notes {
-        let _ = writeln!(o, "- {n}");
+        let _ = writeln!(o, "- {}", field(style, n));
     }
-    o
+    // What the fields above did not cover (the title's host in text): no control character.
+    crate::escape::lines(&o).into_owned()
 }
 
 /// Where a replay's records came from, in one line.

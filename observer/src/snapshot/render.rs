@@ -146,7 +146,7 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
             o,
             "{} | {} | {} | {} | {} | {} | {:.1}",
             p.pid,
-            p.comm,
+            crate::escape::ctl(&p.comm),
             p.eager.anon_vma,
             p.lazy.anon_vma,
             p.eager.anon_vma_chain,

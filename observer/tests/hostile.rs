@@ -1,0 +1,307 @@
+//! lazyvma runs as root: what another user plants next to its output files, or writes into
+//! the strings lazyvma prints, must not make it write elsewhere or drive root's terminal.
+use serde_json::{json, Value};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::process::Command;
+
+mod common;
+use common::*;
+
+/// A small valid report (as tests/report.rs's `minimal`).
+fn minimal(host: &str) -> Value {
+    let side = |o: i64, size: i64| json!({"objects": o, "bytes": o * size});
+    let row = |e: i64, l: i64, size: i64| json!({"size": size, "observed": side(e, size), "eager": side(e, size), "lazy": side(l, size)});
+    json!({
+        "schema": "lazyvma-report", "version": 1, "source": "snapshot", "host": host, "kernel": "6.18.44", "arch": "x86_64",
+        "backend": {"topology": "iter/task_vma"},
+        "span": {"start_unix_ms": 1000, "end_unix_ms": 1010, "elapsed_ms": 10.0},
+        "objects": {"vm_area_struct": row(100, 100, 192), "anon_vma_chain": row(40, 10, 64), "anon_vma": row(20, 2, 104)},
+        "lost_events": 0,
+        "histograms": {"contract": {"low": 1, "high": 60_000_000_000u64, "sigfig": 3}, "series": {}},
+        "knobs": {"lazy_enabled": "true"},
+    })
+}
+
+/// `sh -c script` as the unprivileged user nobody.
+fn as_nobody(script: &str) {
+    let st = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script]).status().unwrap();
+    assert!(st.success(), "as nobody: {script}");
+}
+
+#[test]
+fn planted_symlinks_never_make_root_write_elsewhere() {
+    if !root_or_skip("planted_symlinks_never_make_root_write_elsewhere") {
+        return;
+    }
+    let dir = Dir::new("planted");
+    std::fs::set_permissions(&dir.0, std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let victim = dir.path("victim");
+    std::fs::write(&victim, "precious\n").unwrap();
+    let (a, b) = (dir.file("a.json"), dir.file("b.json"));
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    std::fs::write(&b, minimal("host-b").to_string()).unwrap();
+    // The names the old `.<OUT>.<pid>.tmp` scheme would use for the next few hundred pids.
+    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/ns_last_pid").unwrap().trim().parse().unwrap();
+    let out = dir.path("fleet.json");
+    as_nobody(&format!("cd {} && for p in $(seq {} {}); do ln -s victim .fleet.json.$p.tmp; done", dir.0.display(), last, last + 400));
+    let planted = std::fs::read_dir(&dir.0).unwrap().count();
+    ok(&lazyvma(&["merge", &a, &b, "-o", out.to_str().unwrap()]));
+    ok(&lazyvma(&["report", &a, "-o", out.to_str().unwrap()]));
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    let m = std::fs::symlink_metadata(&out).unwrap();
+    assert!(m.file_type().is_file() && m.uid() == 0);
+    // Nothing left behind but OUT itself; every planted link still a link.
+    assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), planted + 1);
+
+    // A link planted at OUT itself is refused, not followed nor replaced.
+    std::fs::remove_file(&out).unwrap();
+    as_nobody(&format!("ln -s victim {}", out.display()));
+    for args in [vec!["merge", &a, &b, "-o", out.to_str().unwrap()], vec!["report", &a, "-o", out.to_str().unwrap()]] {
+        let res = lazyvma(&args);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert_eq!(res.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.starts_with("lazyvma: ") && err.contains("symbolic link") && err.lines().count() == 1, "{err}");
+    }
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+    assert!(std::fs::symlink_metadata(&out).unwrap().file_type().is_symlink());
+}
+
+#[test]
+fn special_files_are_written_in_place_never_replaced() {
+    let dir = Dir::new("special");
+    let a = dir.file("a.json");
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    // /dev/stdout is the descriptor: the report on stdout, the link left alone.
+    let text = ok(&lazyvma(&["report", &a, "-o", "/dev/stdout"]));
+    assert!(text.contains("host-a"), "{text}");
+    assert!(std::fs::symlink_metadata("/dev/stdout").unwrap().file_type().is_symlink());
+    ok(&lazyvma(&["report", &a, "-o", "/dev/null"]));
+    // /dev/full: the write fails (ENOSPC), the device stays a device.
+    let res = lazyvma(&["report", &a, "-o", "/dev/full"]);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert!(err.contains("/dev/full") && err.contains("No space left"), "{err}");
+    assert!(std::fs::metadata("/dev/full").unwrap().file_type().is_char_device());
+    // Another device or a directory: refused.
+    for (out, what) in [("/dev/zero", "character device"), ("/tmp", "directory")] {
+        let res = lazyvma(&["merge", &a, "-o", out]);
+        let err = String::from_utf8_lossy(&res.stderr);
+        assert!(!res.status.success() && err.contains(what), "{out}: {err}");
+    }
+}
+
+#[test]
+fn a_failed_start_keeps_an_existing_recording() {
+    if !root_or_skip("a_failed_start_keeps_an_existing_recording") {
+        return;
+    }
+    let dir = Dir::new("failed-start");
+    let rec = dir.path("rec.lzv");
+    let junk = dir.path("not-btf");
+    std::fs::write(&junk, "not BTF").unwrap();
+    std::fs::write(&rec, "a good recording, as far as this test cares").unwrap();
+    let runs: [&[&str]; 3] = [
+        &["trace", "-o", rec.to_str().unwrap(), "--", "lazyvma-no-such-command-typo"],
+        &["trace", "-o", rec.to_str().unwrap(), "--", "/etc/hostname"],
+        &["--btf", junk.to_str().unwrap(), "trace", "-o", rec.to_str().unwrap(), "--", "true"],
+    ];
+    for args in runs {
+        let res = lazyvma(args);
+        assert!(!res.status.success(), "{args:?} succeeded");
+        assert_eq!(std::fs::read_to_string(&rec).unwrap(), "a good recording, as far as this test cares", "{args:?}");
+        assert_eq!(std::fs::read_dir(&dir.0).unwrap().count(), 2, "{args:?}: a temporary file left");
+    }
+}
+
+/// What a hostile comm may not put on root's terminal or into a markdown table.
+fn assert_no_control(what: &str, text: &str) {
+    let bad: Vec<char> = text.chars().filter(|c| c.is_control() && *c != '\n' && *c != '\t').collect();
+    assert!(bad.is_empty(), "{what}: control characters {bad:?} in:\n{text}");
+}
+
+#[test]
+fn a_hostile_comm_is_escaped_in_text_and_markdown() {
+    if !root_or_skip("a_hostile_comm_is_escaped_in_text_and_markdown") {
+        return;
+    }
+    // comm is the executable's file name (15 bytes kept): here an OSC title sequence and
+    // markdown/HTML metacharacters, as any user could name a program or call prctl.
+    let dir = Dir::new("comm");
+    let name = "\x1b]0;pwn\x07|<script>";
+    let exe = dir.path(name);
+    std::os::unix::fs::symlink("/bin/sleep", &exe).unwrap();
+    let mut child = Command::new(&exe).arg("30").spawn().unwrap();
+    let pid = child.id().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(100));
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_eq!(comm.trim_end_matches('\n'), "\x1b]0;pwn\x07|<scrip");
+
+    let text = ok(&lazyvma(&["snapshot", "-p", &pid]));
+    assert_no_control("snapshot", &text);
+    assert!(text.contains("\\x1b]0;pwn\\x07|<scrip"), "{text}");
+    let json = ok(&lazyvma(&["snapshot", "-j", "-p", &pid]));
+    let a = dir.file("a.json");
+    std::fs::write(&a, &json).unwrap();
+    let text = ok(&lazyvma(&["report", &a]));
+    assert_no_control("report", &text);
+    assert!(text.contains("\\x1b]0;pwn\\x07|<scrip"), "{text}");
+    let md = ok(&lazyvma(&["report", "-O", "markdown", &a]));
+    assert_no_control("markdown", &md);
+    assert!(!md.contains("<scrip") && md.contains("\\\\x1b\\]0;pwn\\\\x07\\|&lt;scrip"), "{md}");
+    let html = ok(&lazyvma(&["report", "-O", "html", &a]));
+    assert!(!html.contains("<scrip") && html.contains("&lt;scrip"));
+    // The JSON keeps the comm exactly (escaped as JSON does).
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert!(v["processes"].as_array().unwrap().iter().any(|p| p["comm"] == "\x1b]0;pwn\x07|<scrip"), "{json}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// `lazyvma ARGS` with its address space capped at 1 GiB: an allocation driven by a
+/// file's claim fails (abort) instead of going unnoticed on a big host.
+fn lazyvma_capped(args: &[&str]) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lazyvma"));
+    c.args(args);
+    // SAFETY: setrlimit is async-signal-safe.
+    unsafe {
+        c.pre_exec(|| {
+            let lim = libc::rlimit { rlim_cur: 1 << 30, rlim_max: 1 << 30 };
+            libc::setrlimit(libc::RLIMIT_AS, &lim);
+            Ok(())
+        });
+    }
+    c.output().unwrap()
+}
+
+fn assert_refused(out: &std::process::Output, needles: &[&str]) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("lazyvma: ") && err.lines().count() == 1 && !err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "lacks {n:?}: {err}");
+    }
+    assert!(out.stdout.is_empty());
+}
+
+fn hist_data(h: &hdrhistogram::Histogram<u64>) -> String {
+    use base64::Engine;
+    use hdrhistogram::serialization::{Serializer, V2DeflateSerializer};
+    let mut buf = Vec::new();
+    V2DeflateSerializer::new().serialize(h, &mut buf).unwrap();
+    base64::engine::general_purpose::STANDARD.encode(buf)
+}
+
+#[test]
+fn hostile_reports_are_refused_before_allocating_or_wrapping() {
+    let dir = Dir::new("hostile-reports");
+    let put = |name: &str, v: &Value| {
+        std::fs::write(dir.path(name), v.to_string()).unwrap();
+        dir.file(name)
+    };
+    // Sums that would wrap (2^63-1 objects twice gave -2).
+    let mut big = minimal("big");
+    big["objects"]["anon_vma"]["eager"] = json!({"objects": i64::MAX, "bytes": 0});
+    let big = put("big.json", &big);
+    assert_refused(&lazyvma(&["merge", &big, &big]), &["big.json", "anon_vma eager", "overflows"]);
+    let mut lost = minimal("lost");
+    lost["lost_events"] = json!(u64::MAX);
+    let lost = put("lost.json", &lost);
+    assert_refused(&lazyvma(&["merge", &lost, &lost]), &["lost_events", "overflows"]);
+    // Negative counts, unknown sources and units.
+    let mut neg = minimal("neg");
+    neg["objects"]["anon_vma"]["lazy"] = json!({"objects": -5, "bytes": -520});
+    assert_refused(&lazyvma(&["report", &put("neg.json", &neg)]), &["neg.json", "negative count"]);
+    let mut src = minimal("src");
+    src["source"] = json!("telepathy");
+    assert_refused(&lazyvma(&["merge", &put("src.json", &src)]), &["src.json", "unknown source `telepathy`"]);
+
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    h.record(100).unwrap();
+    let mut unit = minimal("unit");
+    unit["histograms"]["series"]["x"] = json!({"unit": "parsecs", "count": 1, "encoding": "hdrhistogram-v2-deflate-base64", "data": hist_data(&h)});
+    assert_refused(&lazyvma(&["report", &put("unit.json", &unit)]), &["unknown unit of histogram `x` `parsecs`"]);
+
+    // Counts of 2^62 (re-serialising their sum panicked).
+    let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
+    h.record_n(100, 1 << 62).unwrap();
+    let mut huge = minimal("huge");
+    huge["histograms"]["series"]["x"] = json!({"unit": "ns", "count": 1u64 << 62, "encoding": "hdrhistogram-v2-deflate-base64", "data": hist_data(&h)});
+    let huge = put("huge.json", &huge);
+    assert_refused(&lazyvma(&["merge", &huge, &huge]), &["huge.json", "histogram `x`", "samples"]);
+
+    // A 2 GB payload claimed by a few bytes: refused before the deserializer allocates it.
+    use base64::Engine;
+    use std::io::Write;
+    let mut inner = Vec::new();
+    inner.extend(0x1c84_9303u32.to_be_bytes());
+    inner.extend(2_000_000_000u32.to_be_bytes());
+    inner.extend(0u32.to_be_bytes());
+    inner.extend(3u32.to_be_bytes());
+    inner.extend(1u64.to_be_bytes());
+    inner.extend(60_000_000_000u64.to_be_bytes());
+    inner.extend(1f64.to_bits().to_be_bytes());
+    inner.extend([2, 0, 0, 0]);
+    let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    z.write_all(&inner).unwrap();
+    let z = z.finish().unwrap();
+    let mut outer = 0x1c84_9304u32.to_be_bytes().to_vec();
+    outer.extend((z.len() as u32).to_be_bytes());
+    outer.extend(z);
+    let mut claim = minimal("claim");
+    claim["histograms"]["series"]["x"] =
+        json!({"unit": "ns", "count": 1, "encoding": "hdrhistogram-v2-deflate-base64", "data": base64::engine::general_purpose::STANDARD.encode(outer)});
+    let claim = put("claim.json", &claim);
+    for verb in ["report", "merge"] {
+        assert_refused(&lazyvma_capped(&[verb, &claim]), &["claim.json", "2000000000-byte payload"]);
+    }
+}
+
+/// `lazyvma ARGS` that must end within 10 s (a FIFO input used to hang forever).
+fn lazyvma_bounded(args: &[&str], setup: impl Fn(&mut Command)) -> std::process::Output {
+    use std::process::Stdio;
+    let mut c = Command::new(env!("CARGO_BIN_EXE_lazyvma"));
+    c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    setup(&mut c);
+    let mut child = c.spawn().unwrap();
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(10) {
+            child.kill().unwrap();
+            panic!("{args:?}: still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn a_fifo_input_is_refused_and_a_closed_stdout_is_an_error() {
+    let dir = Dir::new("fifo-in");
+    let fifo = dir.file("fifo");
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for args in [vec!["report", &fifo], vec!["merge", &fifo], vec!["replay", &fifo], vec!["model", &fifo]] {
+        let out = lazyvma_bounded(&args, |_| {});
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(matches!(out.status.code(), Some(1 | 2)) && err.contains("FIFO") && err.lines().count() == 1, "{args:?}: {err}");
+    }
+    if is_root() {
+        let out = lazyvma_bounded(&["--btf", &fifo, "doctor"], |_| {});
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("not a regular file"), "{err}");
+    }
+    // A closed stdout: an error, not a silent exit 0.
+    let a = dir.file("a.json");
+    std::fs::write(&a, minimal("host-a").to_string()).unwrap();
+    let closed = |c: &mut Command| {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: close is async-signal-safe.
+        unsafe { c.pre_exec(|| { libc::close(1); Ok(()) }) };
+    };
+    let out = lazyvma_bounded(&["report", &a], closed);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code() == Some(1) && err.contains("stdout is closed"), "{err}");
+    // With -o, stdout is not needed.
+    let out = lazyvma_bounded(&["report", &a, "-o", &dir.file("r.txt")], closed);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
