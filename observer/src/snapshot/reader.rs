@@ -9,6 +9,8 @@ use crate::load::{
 };
 
 const PROGRAM: &str = "snapshot_task_vma";
+/// What a refusal of the pass leaves: said with it, so the user knows where to go.
+pub const STILL_WORKS: &str = "snapshot, serve and trace -p's seeding need this pass; trace (system-wide, -- CMD, -p unseeded) and doctor do not";
 
 /// The raw record stream of one pass over every task's VMAs, and how long the load
 /// (verifier included) took in ms.
@@ -36,7 +38,7 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> 
         .program_mut(PROGRAM)
         .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
         .try_into()?;
-    prog.load("task_vma", &btf).context("loading iter/task_vma (the verifier refused it?)")?;
+    prog.load("task_vma", &btf).map_err(|e| anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e)))?;
     Ok(bpf)
 }
 
