@@ -92,7 +92,12 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
                 continue;
             }
         };
-        let reason = r.as_ref().err().map(|e| chain(e));
+        let reason = r.as_ref().err().map(|e| match e {
+            aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { type_name }) if kind == "iter" => {
+                format!("this kernel has no iter/task_vma (added in 5.12; no `{type_name}` in its BTF)")
+            }
+            e => chain(e),
+        });
         out.push(Checked { program: name, kind, loaded: Some(r.is_ok()), reason });
     }
     Ok(out)

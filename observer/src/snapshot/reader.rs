@@ -38,7 +38,13 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> 
         .program_mut(PROGRAM)
         .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
         .try_into()?;
-    prog.load("task_vma", &btf).map_err(|e| anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e)))?;
+    prog.load("task_vma", &btf).map_err(|e| match e {
+        // 5.10 and 5.11: say what is missing, not aya's "unknown BTF type".
+        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+            anyhow::anyhow!("this kernel has no iter/task_vma (added in 5.12; no `bpf_iter_task_vma` in its BTF): {STILL_WORKS}")
+        }
+        e => anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e)),
+    })?;
     Ok(bpf)
 }
 
