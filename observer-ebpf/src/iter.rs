@@ -1,7 +1,14 @@
 //! `iter/task_vma`: per VMA, its anon_vma_chain entries (with the fields of the anon_vma
 //! each links to), then one VMA record. Pointers are read with `bpf_probe_read_kernel`
-//! at BTF-resolved offsets; the walk of the chain is bounded.
-use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::bpf_seq_write};
+//! at BTF-resolved offsets.
+//!
+//! The chain walk is one `bpf_loop` (5.17+) whose callback the verifier checks once,
+//! whatever the chain length: the unrolled bounded loops it replaces cost the 6.1 verifier
+//! more than its 1M-instruction budget (E2BIG). Bounds, as before ([`CHAIN_EMIT_MAX`],
+//! [`CHAIN_COUNT_MAX`]): the first 64 entries of a chain are written, the walk counts up
+//! to 1024; `truncated` says which bound was hit, `chain_len` is exact below the second.
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::{bpf_loop, bpf_seq_write}};
+use core::ffi::c_void;
 use lazyvma_model::abi::{AvcRecord, VmaRecord, CHAIN_COUNT_MAX, CHAIN_EMIT_MAX, FIELD_ABSENT, REC_AVC, REC_VMA};
 
 use crate::offsets::*;
@@ -21,6 +28,51 @@ fn emit<T>(seq: *mut aya_ebpf::bindings::seq_file, rec: &T) {
     unsafe { bpf_seq_write(seq.cast(), (rec as *const T).cast(), core::mem::size_of::<T>() as u32) };
 }
 
+/// The walk's state, on the program's stack, shared with the callback by pointer.
+#[repr(C)]
+struct Walk {
+    seq: *mut aya_ebpf::bindings::seq_file,
+    vma: u64,
+    head: u64,
+    node: u64,
+    /// Entries seen so far (the callback's index + 1: no counter the verifier must track).
+    len: u64,
+    /// Set when the walk came back to the head (or hit a NULL): the chain was seen whole.
+    done: u64,
+}
+
+/// One chain entry per call; 1 stops the loop. Returns constants only (the verifier
+/// wants a callback's return in [0, 1]).
+#[inline(never)]
+extern "C" fn walk_one(index: u64, ctx: *mut c_void) -> i64 {
+    // SAFETY: ctx is the `Walk` on the caller's stack that bpf_loop was given.
+    let w = unsafe { &mut *(ctx as *mut Walk) };
+    let node = w.node;
+    if node == w.head || node == 0 {
+        w.done = 1;
+        return 1;
+    }
+    if index < CHAIN_EMIT_MAX as u64 {
+        let avc = node - AVC_SAME_VMA.load();
+        let av: u64 = read(avc, AVC_ANON_VMA.load());
+        let rec = AvcRecord {
+            kind: REC_AVC,
+            refcount: read(av, AV_REFCOUNT.load()),
+            vma: w.vma,
+            anon_vma: av,
+            root: read(av, AV_ROOT.load()),
+            parent: read(av, AV_PARENT.load()),
+            num_children: read_or_absent::<u64>(av, AV_NUM_CHILDREN.load()),
+            num_active_vmas: read_or_absent::<u64>(av, AV_NUM_ACTIVE_VMAS.load()),
+            degree: read_or_absent::<u32>(av, AV_DEGREE.load()),
+        };
+        emit(w.seq, &rec);
+    }
+    w.len = index + 1;
+    w.node = read(node, 0);
+    0
+}
+
 #[unsafe(link_section = "iter/task_vma")]
 #[unsafe(no_mangle)]
 pub extern "C" fn snapshot_task_vma(ctx: *const u64) -> i32 {
@@ -36,38 +88,16 @@ pub extern "C" fn snapshot_task_vma(ctx: *const u64) -> i32 {
     }
 
     let head = vma + VMA_ANON_VMA_CHAIN.load();
-    let same_vma = AVC_SAME_VMA.load();
-    let mut node: u64 = read(head, 0);
-    let mut len: u32 = 0;
-    while len < CHAIN_EMIT_MAX && node != head && node != 0 {
-        let avc = node - same_vma;
-        let av: u64 = read(avc, AVC_ANON_VMA.load());
-        let rec = AvcRecord {
-            kind: REC_AVC,
-            refcount: read(av, AV_REFCOUNT.load()),
-            vma,
-            anon_vma: av,
-            root: read(av, AV_ROOT.load()),
-            parent: read(av, AV_PARENT.load()),
-            num_children: read_or_absent::<u64>(av, AV_NUM_CHILDREN.load()),
-            num_active_vmas: read_or_absent::<u64>(av, AV_NUM_ACTIVE_VMAS.load()),
-            degree: read_or_absent::<u32>(av, AV_DEGREE.load()),
-        };
-        emit(seq, &rec);
-        len += 1;
-        node = read(node, 0);
-    }
-    let mut truncated = 0;
-    if node != head && node != 0 {
-        truncated = 1;
-        while len < CHAIN_COUNT_MAX && node != head && node != 0 {
-            len += 1;
-            node = read(node, 0);
-        }
-        if node != head && node != 0 {
-            truncated = 2;
-        }
-    }
+    let mut w = Walk { seq, vma, head, node: read(head, 0), len: 0, done: 0 };
+    // SAFETY: walk_one matches bpf_loop's callback ABI; `w` outlives the call.
+    unsafe { bpf_loop(CHAIN_COUNT_MAX, walk_one as *mut c_void, (&mut w as *mut Walk).cast(), 0) };
+    let truncated = if w.done == 0 {
+        2
+    } else if w.len > CHAIN_EMIT_MAX as u64 {
+        1
+    } else {
+        0
+    };
 
     let mut comm = [0u8; 16];
     let off = TASK_COMM.load();
@@ -88,7 +118,7 @@ pub extern "C" fn snapshot_task_vma(ctx: *const u64) -> i32 {
         vm_pgoff: read(vma, VMA_VM_PGOFF.load()),
         vm_flags: read(vma, VMA_VM_FLAGS.load()),
         anon_vma: read(vma, VMA_ANON_VMA.load()),
-        chain_len: len as u64,
+        chain_len: w.len,
     };
     emit(seq, &rec);
     0

@@ -114,6 +114,26 @@ fn json_reports_this_machine() {
         assert_eq!(backend(h), "tracepoint", "{h}");
     }
     assert_eq!(j["backend"]["__anon_vma_prepare"]["tracepoints"], serde_json::json!(["kmem:kmem_cache_alloc", "kmem:kmem_cache_free"]));
+
+    // The real programs, verified by this kernel: every tracepoint and iterator program of
+    // the object loads; no function hook is used here (no trampolines, no kprobes); the
+    // attach probes' stand-ins are not among them.
+    let progs = j["programs"].as_array().unwrap();
+    for p in progs {
+        let name = p["program"].as_str().unwrap();
+        assert!(!name.starts_with("probe_"), "{p}");
+        match p["type"].as_str().unwrap() {
+            "tracepoint" | "iter" => assert_eq!((&p["loaded"], &p["reason"]), (&Value::Bool(true), &Value::Null), "{p}"),
+            t @ ("fentry" | "fexit" | "kprobe") => {
+                assert_eq!(p["loaded"], Value::Null, "{p}");
+                assert_eq!(p["reason"], format!("not used: {t} is not usable on this kernel (see attach types)"), "{p}");
+            }
+            other => panic!("unexpected program type {other}: {p}"),
+        }
+    }
+    for name in ["snapshot_task_vma", "lock_seed_task_vma", "trace_slab_alloc", "trace_slab_free"] {
+        assert!(progs.iter().any(|p| p["program"] == name && p["loaded"] == true), "{name} loads");
+    }
 }
 
 /// The cache `anon_vma_chain` is an alias of, as sysfs shows it (e.g. `:A-0000064`).
@@ -130,12 +150,13 @@ fn text_report_names_the_findings() {
     let (out, _) = doctor(&[]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    for needle in ["kernel", "lockdown", "attach types", "slab caches", "backend per hook", "anon_vma_chain", "iter/task_vma"] {
+    for needle in ["kernel", "lockdown", "attach types", "slab caches", "backend per hook", "anon_vma_chain", "iter/task_vma", "the real programs"] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     if this_host() {
         assert!(text.contains("fentry refused (EPERM)"), "{text}");
         assert!(text.contains("merged into :A-"), "{text}");
+        assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["snapshot_task_vma", "iter", "yes"]), "{text}");
     }
 }
 

@@ -6,6 +6,7 @@ use crate::{
         backend::{self, Backend, Choice, Facts},
         ebpf,
         probe::{self, AttachType, Prereqs, Probes},
+        programs,
     },
     sys,
 };
@@ -52,6 +53,8 @@ struct Report {
     symbols: Vec<(&'static str, &'static str)>,
     slab: Vec<(&'static str, Result<sys::SlabCache, String>)>,
     backend: Vec<Choice>,
+    /// The real programs, loaded; `Err`: why none could be (no BTF, offsets unresolved).
+    programs: Result<Vec<programs::Checked>, String>,
 }
 
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
@@ -67,6 +70,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let slab = SLABS.iter().map(|n| (*n, sys::slab_cache(n).map_err(|e| format!("{e:#}")))).collect();
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &crate::load::probe::has_tracepoint, force_kprobes: args.kprobes };
     let backend = backend::choose_all(&facts);
+    let programs = real_programs(btf_path, btf.as_ref(), &probes, &kallsyms, args.kprobes);
     let r = Report {
         kernel,
         arch,
@@ -78,6 +82,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         symbols,
         slab,
         backend,
+        programs,
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&to_json(&r))?);
@@ -88,6 +93,20 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         bail!("{e}");
     }
     Ok(())
+}
+
+fn real_programs(
+    btf_path: Option<&Path>,
+    aya_btf: Result<&aya::Btf, &String>,
+    probes: &Probes,
+    kallsyms: &HashMap<String, (u64, char)>,
+    force_kprobes: bool,
+) -> Result<Vec<programs::Checked>, String> {
+    let aya_btf = aya_btf.map_err(|e| format!("not loaded: {e}"))?;
+    let btf = crate::load::btf::Btf::load(btf_path).map_err(|e| format!("not loaded: {e}"))?;
+    let offsets = crate::load::btf::Offsets::resolve(&btf).map_err(|e| format!("not loaded: {e}"))?;
+    let vmg = crate::trace::attach::hook_offsets(&btf).vmg_start != u64::MAX;
+    programs::check_all(&programs::Inputs { btf: aya_btf, offsets: &offsets, probes, kallsyms, vmg, force_kprobes })
 }
 
 fn symbol_kind(k: &HashMap<String, (u64, char)>, name: &str) -> &'static str {
@@ -151,6 +170,10 @@ fn to_json(r: &Report) -> Value {
         "symbols": symbols,
         "slab": slab,
         "backend": backend,
+        "programs": match &r.programs {
+            Ok(p) => json!(p),
+            Err(e) => json!({ "error": e }),
+        },
     })
 }
 
@@ -220,6 +243,38 @@ fn print_text(r: &Report) {
         })
         .collect();
     table("\nbackend per hook (fentry → kprobe → tracepoint-only → unavailable)", &["hook", "backend", "via", "sees / why not"], &rows);
+
+    let title = "\nthe real programs (loaded by the kernel's verifier, not attached)";
+    match &r.programs {
+        Err(e) => println!("{title}\n  {e}"),
+        Ok(p) => {
+            let rows: Vec<_> = p
+                .iter()
+                .filter(|c| c.loaded.is_some())
+                .map(|c| {
+                    let ok = match c.loaded {
+                        Some(true) => "yes",
+                        Some(false) => "NO",
+                        None => "-",
+                    };
+                    vec![c.program.clone(), c.kind.into(), ok.into(), c.reason.clone().unwrap_or_default()]
+                })
+                .collect();
+            table(title, &["program", "type", "loads", "why not"], &rows);
+            // Programs of an attach type this kernel refuses are not loaded: one line per type.
+            let mut unused: Vec<(&str, usize)> = Vec::new();
+            for c in p.iter().filter(|c| c.loaded.is_none()) {
+                match unused.iter_mut().find(|(k, _)| *k == c.kind) {
+                    Some((_, n)) => *n += 1,
+                    None => unused.push((c.kind, 1)),
+                }
+            }
+            for (kind, n) in unused {
+                let why = p.iter().find(|c| c.kind == kind && c.loaded.is_none()).and_then(|c| c.reason.clone()).unwrap_or_default();
+                println!("  {n} {kind} programs {why}");
+            }
+        }
+    }
 }
 
 /// Columns padded to the widest cell; the last column is left ragged.

@@ -304,7 +304,7 @@ fn kprobes_not_built() -> bool {
         && !Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
 }
 
-fn errno_name(errno: Option<i32>) -> String {
+pub(crate) fn errno_name(errno: Option<i32>) -> String {
     let n = match errno {
         Some(libc::EPERM) => "EPERM",
         Some(libc::ENOENT) => "ENOENT",
@@ -324,10 +324,19 @@ fn errno_name(errno: Option<i32>) -> String {
 }
 
 /// An error and its sources on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+/// A verifier refusal among them is worded by [`refusal::describe`](super::refusal::describe):
+/// one line naming the limit and the file the log went to, never the log itself.
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    if let Some(ProgramError::LoadError { io_error, verifier_log }) = e.downcast_ref::<ProgramError>() {
+        return super::refusal::describe(io_error, &verifier_log.to_string());
+    }
     let mut s = e.to_string();
     let mut cur = e.source();
     while let Some(c) = cur {
+        if let Some(ProgramError::LoadError { io_error, verifier_log }) = c.downcast_ref::<ProgramError>() {
+            s += &format!(": {}", super::refusal::describe(io_error, &verifier_log.to_string()));
+            break;
+        }
         let next = c.to_string();
         if !s.contains(&next) {
             s += &format!(": {next}");

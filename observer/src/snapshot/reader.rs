@@ -9,6 +9,8 @@ use crate::load::{
 };
 
 const PROGRAM: &str = "snapshot_task_vma";
+/// What a refusal of the pass leaves: said with it, so the user knows where to go.
+pub const STILL_WORKS: &str = "snapshot, serve and trace -p's seeding need this pass; trace (system-wide, -- CMD, -p unseeded) and doctor do not";
 
 /// The raw record stream of one pass over every task's VMAs, and how long the load
 /// (verifier included) took in ms.
@@ -36,7 +38,13 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> 
         .program_mut(PROGRAM)
         .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
         .try_into()?;
-    prog.load("task_vma", &btf).context("loading iter/task_vma (the verifier refused it?)")?;
+    prog.load("task_vma", &btf).map_err(|e| match e {
+        // 5.10 and 5.11: say what is missing, not aya's "unknown BTF type".
+        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
+            anyhow::anyhow!("this kernel has no iter/task_vma (added in 5.12; no `bpf_iter_task_vma` in its BTF): {STILL_WORKS}")
+        }
+        e => anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e)),
+    })?;
     Ok(bpf)
 }
 

@@ -64,6 +64,12 @@ const TARGETS: &[Target] = &[
     t("thp_fault", "do_huge_pmd_anonymous_page", Any, &["hk_thp_fexit"], &["hk_thp_kprobe", "hk_thp_kretprobe"]),
 ];
 
+/// The function trace attaches fentry/fexit program `prog` to on this kernel, if any
+/// (`doctor` loads the program against it).
+pub(crate) fn fentry_function(prog: &str, vmg: bool, present: &dyn Fn(&str) -> bool) -> Option<&'static str> {
+    TARGETS.iter().find(|t| t.fentry.contains(&prog) && (t.shape == Any || (t.shape == Vmg) == vmg) && present(t.function)).map(|t| t.function)
+}
+
 /// How one hook's functions attached.
 #[derive(Clone, Debug, Default)]
 pub struct Outcome {
@@ -223,7 +229,7 @@ fn kind(prog: &str) -> &str {
 }
 
 /// An error and its sources on one line, ENOTSUPP spelled out.
-fn chain(e: &dyn std::error::Error) -> String {
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     // ENOTSUPP (524) has no name in libc's strerror: say what it means here.
     crate::load::probe::chain(e)
         .replace("os error 524", "os error 524, ENOTSUPP: no trampoline for this function (arguments? arch?)")

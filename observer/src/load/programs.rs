@@ -1,0 +1,104 @@
+//! `doctor`'s check of the real programs: every program of the embedded object that
+//! snapshot, trace or serve loads on this kernel is loaded (verified, not attached) with
+//! this kernel's offsets, and reported loadable or not with the kernel's reason in one
+//! line. The attach probes' stand-ins (`probe_*`) are not among them.
+use aya::{programs::Program, Btf, EbpfLoader};
+use std::collections::HashMap;
+
+use super::{
+    btf::Offsets,
+    ebpf,
+    probe::{chain, AttachType, Probes},
+};
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Checked {
+    pub program: String,
+    /// aya's section kind: tracepoint, kprobe, fentry, iter, ...
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+    /// `Some(true)` loaded; `Some(false)` refused; `None` not used on this kernel.
+    pub loaded: Option<bool>,
+    /// Why refused or not used (one line; a verifier log goes to a file it names).
+    pub reason: Option<String>,
+}
+
+pub struct Inputs<'a> {
+    pub btf: &'a Btf,
+    pub offsets: &'a Offsets,
+    pub probes: &'a Probes,
+    pub kallsyms: &'a HashMap<String, (u64, char)>,
+    /// The kernel passes merge state in a `vma_merge_struct` (6.12+).
+    pub vmg: bool,
+    /// `-k`: fentry is not used.
+    pub force_kprobes: bool,
+}
+
+fn kind(p: &Program) -> &'static str {
+    match p {
+        Program::TracePoint(_) => "tracepoint",
+        Program::RawTracePoint(_) => "raw_tp",
+        Program::BtfTracePoint(_) => "tp_btf",
+        Program::KProbe(_) => "kprobe",
+        Program::FEntry(_) => "fentry",
+        Program::FExit(_) => "fexit",
+        Program::Iter(_) => "iter",
+        _ => "other",
+    }
+}
+
+pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
+    let mut loader = EbpfLoader::new();
+    for (name, value) in &i.offsets.globals {
+        loader.override_global(name, value, true);
+    }
+    let mut bpf = loader.load(ebpf::object()).map_err(|e| format!("the BPF object did not load: {}", chain(&e)))?;
+    let unusable = |t: AttachType| {
+        let o = i.probes.get(t);
+        (!o.ok).then(|| format!("not used: {} is not usable on this kernel (see attach types)", t.name()))
+    };
+    let mut out = Vec::new();
+    let mut names: Vec<String> = bpf.programs().map(|(n, _)| n.to_string()).filter(|n| !n.starts_with("probe_")).collect();
+    names.sort();
+    for name in names {
+        let p = bpf.program_mut(&name).expect("listed");
+        let kind = kind(p);
+        let skip = match p {
+            Program::KProbe(_) => unusable(AttachType::Kprobe),
+            Program::FEntry(_) | Program::FExit(_) if i.force_kprobes => Some("not used: -k (kprobes instead of fentry)".into()),
+            Program::FEntry(_) => unusable(AttachType::Fentry),
+            Program::FExit(_) => unusable(AttachType::Fexit),
+            _ => None,
+        };
+        let present = |f: &str| i.kallsyms.contains_key(f);
+        let function = crate::trace::attach::fentry_function(&name, i.vmg, &present);
+        let skip = skip.or_else(|| {
+            (matches!(p, Program::FEntry(_) | Program::FExit(_)) && function.is_none())
+                .then(|| "not used: none of its functions is in kallsyms for this kernel's shape".to_string())
+        });
+        if let Some(why) = skip {
+            out.push(Checked { program: name, kind, loaded: None, reason: Some(why) });
+            continue;
+        }
+        let r = match p {
+            Program::TracePoint(p) => p.load(),
+            Program::RawTracePoint(p) => p.load(),
+            Program::KProbe(p) => p.load(),
+            Program::FEntry(p) => p.load(function.expect("checked"), i.btf),
+            Program::FExit(p) => p.load(function.expect("checked"), i.btf),
+            Program::Iter(p) => p.load("task_vma", i.btf),
+            _ => {
+                out.push(Checked { program: name, kind, loaded: None, reason: Some("not checked: a program type doctor does not know".into()) });
+                continue;
+            }
+        };
+        let reason = r.as_ref().err().map(|e| match e {
+            aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { type_name }) if kind == "iter" => {
+                format!("this kernel has no iter/task_vma (added in 5.12; no `{type_name}` in its BTF)")
+            }
+            e => chain(e),
+        });
+        out.push(Checked { program: name, kind, loaded: Some(r.is_ok()), reason });
+    }
+    Ok(out)
+}
