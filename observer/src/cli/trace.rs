@@ -164,6 +164,42 @@ pub fn slab_sizes() -> anyhow::Result<Sizes> {
     Ok(Sizes { anon_vma: av, anon_vma_chain: avc })
 }
 
+/// Records read while the seeding pass runs, in order.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+}
+
+impl Held {
+    fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.ends.push(self.bytes.len());
+    }
+}
+
+/// The pass is in: its seed goes to the feed (and the recording, before any record, where a
+/// replay installs it), then the records held meanwhile, in order.
+fn seeded(tracer: &mut Tracer, seeding: Option<(crate::trace::seed::Running, Held)>, sight: &mut impl FnMut(&Tracer)) -> anyhow::Result<()> {
+    let Some((running, held)) = seeding else { return Ok(()) };
+    let pending = running.join();
+    if let Some(w) = tracer.tap.as_mut() {
+        if let Some(n) = w.seed(&pending.record())? {
+            eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
+        }
+    }
+    if let Some(f) = tracer.feed.as_mut() {
+        f.seed = Some(pending);
+    }
+    let mut from = 0;
+    for &end in &held.ends {
+        tracer.record(&held.bytes[from..end]);
+        sight(tracer);
+        from = end;
+    }
+    Ok(())
+}
+
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("trace")?;
     if let Some(r) = &args.report {
@@ -244,10 +280,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
     let (scope, tree) = match (&held, roots.is_empty()) {
         (Some(h), _) => ("command", Tree::command(h.pid as u32)),
-        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
+        // Scanned until FEED_TRACED holds every process of the scope (lazyvma left out).
+        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::scan(&roots, std::process::id(), ppids, |t| loaded.feed_traced(t), 8)?),
         (None, true) => ("system", Tree::system()),
     };
-    if feed {
+    if feed && scope == "command" {
         loaded.feed_traced(&tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>())?;
     }
     let (kernel, arch) = sys::uname();
@@ -296,18 +333,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         f.events_max = args.model_events_max;
     }
     // -p / --cgroup: the processes already running are seeded from one snapshot, now that
-    // the feed programs are attached (trace/seed.rs).
-    if matches!(scope, "pids" | "cgroup") {
-        if let Some(f) = tracer.feed.as_mut() {
-            let pending = crate::trace::seed::take(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers);
-            // Before any record is read: a replay installs it at the same place.
-            if let Some(w) = tracer.tap.as_mut() {
-                if let Some(n) = w.seed(&pending.record())? {
-                    eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
-                }
-            }
-            f.seed = Some(pending);
-        }
+    // the feed programs are attached (trace/seed.rs). The pass runs on its own thread while
+    // this one drains the ring buffer into `seeding`, fed once the pass is in.
+    let mut seeding = None;
+    if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
+        seeding = Some((crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers), Held::default()));
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
@@ -322,11 +352,19 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let ended_by = loop {
         let now = Instant::now();
         let wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
-        loaded.poll(wait, |b| {
-            tracer.record(b);
-            sight(&tracer);
+        loaded.poll(wait, |b| match seeding.as_mut() {
+            Some((_, h)) => h.push(b),
+            None => {
+                tracer.record(b);
+                sight(&tracer);
+            }
         });
-        if Instant::now() >= next_row {
+        if seeding.as_ref().is_some_and(|(r, _)| r.done()) {
+            seeded(&mut tracer, seeding.take(), &mut sight)?;
+            next_row = next_row.max(Instant::now());
+        }
+        // The first live row comes once the processes running are seeded.
+        if seeding.is_none() && Instant::now() >= next_row {
             let (_, lost) = loaded.counters()?;
             if !std::mem::replace(&mut header, true) {
                 render::live_header(&mut live)?;
@@ -357,6 +395,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             break "duration";
         }
     };
+    // Ended while seeding: the pass ends soon, and what was held goes first.
+    seeded(&mut tracer, seeding.take(), &mut sight)?;
     // Everything the exited processes did was committed before they were reaped.
     let elapsed_ms = start.elapsed().as_millis();
     let prog_stats = stats_on.map(|on| {

@@ -150,6 +150,9 @@ pub struct SeedRec {
     /// The processes to seed, and those already refused when the pass was taken, with why.
     pub candidates: Vec<u32>,
     pub reasons: std::collections::BTreeMap<u32, String>,
+    /// µs between the pass's two markers (absent before 1.1's later writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_us: Option<u64>,
 }
 
 /// How the trace ended; absent when the recording was cut short.

@@ -301,7 +301,7 @@ mod tests {
     fn seed_rec() -> SeedRec {
         let mut topology = lazyvma_model::topology::Topology::default();
         topology.processes.push(lazyvma_model::topology::ProcessTopo { pid: 100, ..Default::default() });
-        SeedRec { tgid: 7, topology, candidates: vec![100, 200], reasons: [(200, "thread 201 was running".to_string())].into() }
+        SeedRec { tgid: 7, topology, candidates: vec![100, 200], reasons: [(200, "thread 201 was running".to_string())].into(), pass_us: None }
     }
 
     /// `sample()` with a seed chunk after the header (the writer's order).

@@ -207,7 +207,7 @@ impl Tracer {
             EV_MARKER => {
                 let id = (ev.ptr - MARKER_BASE) as u32;
                 if let Some(f) = self.feed.as_mut() {
-                    f.seed_marker(&self.tree, ev.tgid, id);
+                    f.seed_marker(&self.tree, &self.tally.phases, ev.tgid, id);
                 }
                 self.tree.marker(ev.tgid, id);
             }
