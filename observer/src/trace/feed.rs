@@ -199,6 +199,9 @@ pub struct Feed {
     ever: HashSet<usize>,
     /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
     pub seed: Option<Pending>,
+    /// Modelled processes whose rows are not the model's to match, with why (a seeded
+    /// process sharing anon_vmas with one not seeded, and its forks).
+    partial: HashMap<usize, String>,
     /// Processes forked before the seed's TRACED marker, and their descendants: maybe
     /// never in FEED_TRACED (their VMA records not sent), so never modelled, exec or not.
     unfollowed: HashSet<usize>,
@@ -275,6 +278,7 @@ impl Feed {
             ever: HashSet::new(),
             seed: None,
             unfollowed: HashSet::new(),
+            partial: HashMap::new(),
             seeded_live: [0; 4],
             seed_start: None,
             events_max: EVENTS_MAX,
@@ -357,7 +361,8 @@ impl Feed {
         let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
         if i == next {
             let zero = Counts::default();
-            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: zero, lazy: zero, spares: zero, before_seed: zero, not_modelled: None });
+            let not_modelled = self.partial.get(&at.proc).cloned();
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: zero, lazy: zero, spares: zero, before_seed: zero, not_modelled });
         }
         i
     }
@@ -414,6 +419,9 @@ impl Feed {
             return;
         }
         self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        if let Some(why) = self.partial.get(&parent).cloned() {
+            self.partial.insert(child, format!("forked by a process {}", why.trim_start_matches("seeded ")));
+        }
         self.ever.insert(child);
         self.coverage.modelled += 1;
         self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
@@ -430,7 +438,10 @@ impl Feed {
         self.barrier(proc, ktime);
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
-        if !self.ever.contains(&proc) && !tree.is_command(proc) {
+        // A vfork child of an unmodelled parent frees nothing at its exec (the mm it drops is
+        // its parent's): modelled from here exactly.
+        let vforked = self.shared_mm.remove(&tgid);
+        if !self.ever.contains(&proc) && !tree.is_command(proc) && !vforked {
             // The image this exec frees was never modelled (a child of an unmodelled parent,
             // or a process the seed refused): its frees are observed here, not modelled.
             let i = self.row(at);
@@ -449,6 +460,11 @@ impl Feed {
         self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
         for p in during.iter().skip(1) {
             self.place(proc, p, at);
+        }
+        // Its rows from here are of its new image alone (this one keeps the old one's flag).
+        if let Some(why) = self.partial.remove(&proc) {
+            let i = self.row(at);
+            self.rows[i].not_modelled.get_or_insert(why);
         }
     }
 
@@ -806,6 +822,7 @@ impl Feed {
         let out = p.end(tree, self.kernel, &mut self.pair, |proc| ever.contains(&proc));
         self.ever = ever;
         self.seeded_live = out.live;
+        self.partial.extend(out.partial);
         self.seed_start = out.start;
         for (proc, tgid) in out.seeded {
             self.procs.insert(proc, Proc::default());

@@ -67,6 +67,9 @@ pub struct Outcome {
     pub start: Option<Start>,
     /// Live objects the seed added: eager AV, AVC, lazy AV, AVC.
     pub live: [i64; 4],
+    /// Seeded processes sharing an anon_vma tree with a process not seeded, and why their
+    /// rows are not the model's to match (what the kernel frees once the other lets go).
+    pub partial: Vec<(usize, String)>,
     /// (tree index, tgid) of each process seeded.
     pub seeded: Vec<(usize, u32)>,
     pub reasons: BTreeMap<u32, String>,
@@ -238,7 +241,7 @@ impl Pending {
     /// tells them by tree index: their exec started them from scratch, so they are neither
     /// seeded nor refused).
     pub fn end(mut self, tree: &Tree, kernel: Kernel, pair: &mut Pair, modelled: impl Fn(usize) -> bool) -> Outcome {
-        let mut out = Outcome { start: None, seeded: vec![], reasons: BTreeMap::new(), live: [0; 4] };
+        let mut out = Outcome { start: None, seeded: vec![], reasons: BTreeMap::new(), live: [0; 4], partial: vec![] };
         if !self.inside {
             // Records between the markers could not be checked.
             self.unseeded("the snapshot's start marker was not seen (ring buffer records lost?)");
@@ -283,6 +286,7 @@ impl Pending {
                         l.anon_vma_chain.live as i64 - l0.anon_vma_chain.live as i64,
                     ];
                     out.seeded = procs.into_iter().filter(|(_, t)| report.seeded.contains(t)).collect();
+                    out.partial = shared(&self.topo, &out.seeded);
                     pids.retain(|(t, _)| report.seeded.contains(t));
                     out.start = Some(Start { topo: std::mem::take(&mut self.topo), pids });
                 }
@@ -296,6 +300,28 @@ impl Pending {
         out.reasons = self.reasons;
         out
     }
+}
+
+/// Seeded processes whose anon_vma trees (roots) a process of the pass not seeded also
+/// links: the seed pins those anon_vmas (`lazyvma_model::seed`), so when the kernel frees one
+/// after the other process lets go, the model does not.
+fn shared(topo: &Topology, seeded: &[(usize, u32)]) -> Vec<(usize, String)> {
+    let root = |a: &u64| topo.anon_vmas.get(a).map_or(*a, |i| i.root);
+    let roots = |p: &lazyvma_model::topology::ProcessTopo| p.vmas.iter().flat_map(|v| v.chain.iter().map(root)).collect::<HashSet<u64>>();
+    let mut others: BTreeMap<u64, u32> = BTreeMap::new();
+    for p in topo.processes.iter().filter(|p| !seeded.iter().any(|s| s.1 == p.pid)) {
+        for r in roots(p) {
+            others.entry(r).or_insert(p.pid);
+        }
+    }
+    let mut out = Vec::new();
+    for &(proc, tgid) in seeded {
+        let Some(p) = topo.processes.iter().find(|p| p.pid == tgid) else { continue };
+        if let Some(other) = roots(p).iter().find_map(|r| others.get(r)) {
+            out.push((proc, format!("seeded sharing anon_vmas with pid {other}, not seeded: what the kernel frees once that process lets go is not modelled")));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
