@@ -164,11 +164,14 @@ pub fn slab_sizes() -> anyhow::Result<Sizes> {
     Ok(Sizes { anon_vma: av, anon_vma_chain: avc })
 }
 
-/// Records read while the seeding pass runs, in order.
+/// Records read while the seeding pass runs, in order; once it is in, fed a slice per
+/// loop turn (`feed`), the ring buffer drained between slices, until none is left.
 #[derive(Default)]
 struct Held {
     bytes: Vec<u8>,
     ends: Vec<usize>,
+    /// Records fed so far.
+    next: usize,
 }
 
 impl Held {
@@ -176,13 +179,28 @@ impl Held {
         self.bytes.extend_from_slice(b);
         self.ends.push(self.bytes.len());
     }
+
+    /// Feed up to `n` held records; true once none is left.
+    fn feed(&mut self, tracer: &mut Tracer, n: usize, sight: &mut impl FnMut(&Tracer)) -> bool {
+        let stop = (self.next + n).min(self.ends.len());
+        for k in self.next..stop {
+            let from = if k == 0 { 0 } else { self.ends[k - 1] };
+            tracer.record(&self.bytes[from..self.ends[k]]);
+            sight(tracer);
+        }
+        self.next = stop;
+        self.next == self.ends.len()
+    }
 }
 
+/// The seeding pass (while `Some`), and the records held meanwhile.
+type Seeding = Option<(Option<crate::trace::seed::Running>, Held)>;
+
 /// The pass is in: its seed goes to the feed (and the recording, before any record, where a
-/// replay installs it), then the records held meanwhile, in order.
-fn seeded(tracer: &mut Tracer, seeding: Option<(crate::trace::seed::Running, Held)>, sight: &mut impl FnMut(&Tracer)) -> anyhow::Result<()> {
-    let Some((running, held)) = seeding else { return Ok(()) };
-    let pending = running.join();
+/// replay installs it); the held records follow (`Held::feed`).
+fn seeded(tracer: &mut Tracer, seeding: &mut Seeding) -> anyhow::Result<()> {
+    let Some((running, _)) = seeding.as_mut() else { return Ok(()) };
+    let Some(pending) = running.take().map(|r| r.join()) else { return Ok(()) };
     if let Some(w) = tracer.tap.as_mut() {
         if let Some(n) = w.seed(&pending.record())? {
             eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
@@ -191,14 +209,11 @@ fn seeded(tracer: &mut Tracer, seeding: Option<(crate::trace::seed::Running, Hel
     if let Some(f) = tracer.feed.as_mut() {
         f.seed = Some(pending);
     }
-    let mut from = 0;
-    for &end in &held.ends {
-        tracer.record(&held.bytes[from..end]);
-        sight(tracer);
-        from = end;
-    }
     Ok(())
 }
+
+/// Held records fed per loop turn: a few ms of the model's work.
+const HELD_SLICE: usize = 4096;
 
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("trace")?;
@@ -335,9 +350,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // -p / --cgroup: the processes already running are seeded from one snapshot, now that
     // the feed programs are attached (trace/seed.rs). The pass runs on its own thread while
     // this one drains the ring buffer into `seeding`, fed once the pass is in.
-    let mut seeding = None;
+    let mut seeding: Seeding = None;
     if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
-        seeding = Some((crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers), Held::default()));
+        seeding = Some((Some(crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers)), Held::default()));
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
@@ -351,7 +366,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut status = None;
     let ended_by = loop {
         let now = Instant::now();
-        let wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
+        let mut wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
+        if matches!(seeding, Some((None, _))) {
+            // Held records to feed: only what is in the ring now.
+            wait = Duration::ZERO;
+        }
         loaded.poll(wait, |b| match seeding.as_mut() {
             Some((_, h)) => h.push(b),
             None => {
@@ -359,9 +378,14 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
                 sight(&tracer);
             }
         });
-        if seeding.as_ref().is_some_and(|(r, _)| r.done()) {
-            seeded(&mut tracer, seeding.take(), &mut sight)?;
-            next_row = next_row.max(Instant::now());
+        if seeding.as_ref().is_some_and(|(r, _)| r.as_ref().is_some_and(|r| r.done())) {
+            seeded(&mut tracer, &mut seeding)?;
+        }
+        if let Some((None, held)) = seeding.as_mut() {
+            if held.feed(&mut tracer, HELD_SLICE, &mut sight) {
+                seeding = None;
+                next_row = next_row.max(Instant::now());
+            }
         }
         // The first live row comes once the processes running are seeded.
         if seeding.is_none() && Instant::now() >= next_row {
@@ -396,7 +420,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         }
     };
     // Ended while seeding: the pass ends soon, and what was held goes first.
-    seeded(&mut tracer, seeding.take(), &mut sight)?;
+    seeded(&mut tracer, &mut seeding)?;
+    if let Some((_, held)) = seeding.as_mut() {
+        held.feed(&mut tracer, usize::MAX, &mut sight);
+    }
     // Everything the exited processes did was committed before they were reaped.
     let elapsed_ms = start.elapsed().as_millis();
     let prog_stats = stats_on.map(|on| {
