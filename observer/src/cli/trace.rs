@@ -80,9 +80,9 @@ pub struct Args {
     /// Per BPF program run count and mean ns (sets kernel.bpf_stats_enabled=1, restores it).
     #[arg(long)]
     pub stats: bool,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 8)]
-    pub ringbuf_mb: u32,
+    /// Ring buffer size in MiB (a power of two; default: from the CPU count and the scope).
+    #[arg(long, value_name = "MIB")]
+    pub ringbuf_mb: Option<u32>,
     /// Also write a recording to this file, for `lazyvma replay` (docs/recording.md).
     #[arg(short = 'o', long = "output", value_name = "RECORDING")]
     pub output: Option<std::path::PathBuf>,
@@ -141,6 +141,8 @@ pub fn ppids() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        // lazyvma is nobody's traced descendant (`-p 1`).
+        .filter(|pid| *pid != std::process::id())
         .filter_map(|pid| {
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let ppid = st.rsplit_once(')')?.1.split_ascii_whitespace().nth(1)?.parse().ok()?;
@@ -220,10 +222,15 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if let Some(r) = &args.report {
         crate::report::write::check_dir(r).context("--report")?;
     }
-    if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
-        bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
+    if let Some(mb) = args.ringbuf_mb.filter(|mb| !mb.is_power_of_two() || *mb > 1024) {
+        bail!("--ringbuf-mb {mb}: must be a power of two up to 1024");
     }
     let mut roots: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
+    // lazyvma never traces itself, in any scope.
+    roots.retain(|t| *t != std::process::id());
+    if !args.pids.is_empty() && roots.is_empty() {
+        bail!("-p names only lazyvma itself, which is never traced");
+    }
     // Members now only: a process that joins later is traced only if a traced one forked it.
     let cgroup_dir = match &args.cgroup {
         Some(cg) => {
@@ -232,7 +239,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             if members.is_empty() {
                 bail!("cgroup {} has no processes to trace", dir.display());
             }
-            roots.extend(members.iter().filter(|m| !roots.contains(m)).collect::<Vec<_>>());
+            roots.extend(members.iter().filter(|m| !roots.contains(m) && **m != std::process::id()).collect::<Vec<_>>());
             Some(dir)
         }
         None => None,
@@ -273,8 +280,35 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // cannot see built), never for the whole system.
     let feed = !args.command.is_empty() || !roots.is_empty();
     let vm_file = crate::load::btf::Btf::load(btf_path).ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied(), feed, vm_file };
+    // The scope is known before anything attaches: a scoped trace's kernel side sends only
+    // its processes' records from the first one on.
+    let (scope, tree) = match (&held, roots.is_empty()) {
+        (Some(h), _) => ("command", Tree::command(h.pid as u32)),
+        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
+        (None, true) => ("system", Tree::system()),
+    };
+    let traced = feed.then(|| tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>());
+    let ringbuf_mb = args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(feed));
+    // Preallocated (~64 B an entry): the machine's live chains, 64 Ki to 256 Ki entries.
+    let objects_max = sys::slab_cache("anon_vma_chain").ok().and_then(|c| c.objects).map_or(1 << 18, |n| (n as u64).clamp(1 << 16, 1 << 18) as u32);
+    let cfg = Config {
+        offsets,
+        ranges,
+        stack_fns,
+        ringbuf_bytes: ringbuf_mb << 20,
+        btf_globals,
+        hook_offsets,
+        locks: lock_setup.as_ref().ok().copied(),
+        feed,
+        vm_file,
+        traced,
+        objects_max,
+        wake_shift: bpf::WAKE_SHIFT,
+        context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
+    };
     let mut loaded = bpf::load(&cfg)?;
+    // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
+    loaded.keep_draining();
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
     let mut backend = hooks::used(&facts, stacks, &outcomes);
@@ -293,15 +327,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         missing.retain(|(tp, _)| tp != "syscalls:sys_enter_madvise");
         missing.push(("syscalls:sys_enter_madvise".into(), format!("{p}; phases unavailable")));
     }
-    let (scope, tree) = match (&held, roots.is_empty()) {
-        (Some(h), _) => ("command", Tree::command(h.pid as u32)),
-        // Scanned until FEED_TRACED holds every process of the scope (lazyvma left out).
-        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::scan(&roots, std::process::id(), ppids, |t| loaded.feed_traced(t), 8)?),
-        (None, true) => ("system", Tree::system()),
-    };
-    if feed && scope == "command" {
-        loaded.feed_traced(&tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>())?;
-    }
+    // Scanned again until FEED_TRACED holds every process of the scope: a child forked
+    // since the scan above was not followed in the kernel (trace/seed.rs's TRACED marker).
+    let tree = if matches!(scope, "pids" | "cgroup") { Tree::scan(&roots, std::process::id(), ppids, |t| loaded.feed_traced(t), 8)? } else { tree };
     let (kernel, arch) = sys::uname();
     let about = Header {
         lazyvma: env!("CARGO_PKG_VERSION").into(),
@@ -440,6 +468,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     loaded.drain(&mut sink);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
+    let objects_full = loaded.objects_full();
     drop(loaded);
     let status = status.or_else(|| held.as_ref().and_then(|h| h.try_wait()));
     let trailer = Trailer {
@@ -452,6 +481,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         records: tracer.received,
         lock_counters,
     };
+    if objects_full > 0 {
+        eprintln!("lazyvma: {objects_full} objects of the traced processes did not fit the kernel's set: a free of one of them from outside the scope (ksmd, another process's mmput) was not seen");
+    }
     if let Some(w) = tracer.tap.take() {
         let w = w.finish(&tracer.syms, trailer.clone())?;
         if let Some(ms) = w.flushed {
