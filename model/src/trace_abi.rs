@@ -77,7 +77,17 @@ pub const MARKER_BASE: u64 = 1000;
 pub const CTR_SENT: u32 = 0;
 /// Ring buffer reserve failed: the event is lost, and counted here.
 pub const CTR_LOST: u32 = 1;
-pub const CTR_COUNT: u32 = 2;
+/// A scoped trace's object set was full: that object's free is seen only if a traced
+/// process frees it (not from ksmd or another process's mmput).
+pub const CTR_OBJECTS_FULL: u32 = 2;
+pub const CTR_COUNT: u32 = 3;
+
+/// `TRACE_SCOPE`: every process but lazyvma's own.
+pub const SCOPE_SYSTEM: u32 = 0;
+/// `TRACE_SCOPE`: only the processes in `FEED_TRACED` (and objects they allocated).
+pub const SCOPE_TRACED: u32 = 1;
+/// `TRACE_WAKE_SHIFT` left at this: the kernel's default wakeups (no batching).
+pub const WAKE_SHIFT_NEVER: u32 = u32::MAX;
 
 /// A global offset left at this value: the field is absent in this kernel's tracepoint format.
 pub const NO_FIELD: u64 = u64::MAX;
@@ -166,9 +176,82 @@ pub const EV_KSM_MERGE: u32 = 13;
 /// last one: the kernel traces only those) and its anon_vma reference ([`KsmEvent`]).
 pub const EV_KSM_REMOVE: u32 = 14;
 
+/// A slab allocation / free with no kernel stack: [`SlabEvent`], a third of a
+/// [`TraceEvent`]. Its reason, if the function does not name it, is [`SlabEvent::why`].
+pub const EV_SLAB_ALLOC: u32 = 15;
+pub const EV_SLAB_FREE: u32 = 16;
+
+/// [`SlabEvent::why`]: the function names the reason (no context was needed or known).
+pub const WHY_FUNCTION: u32 = 0;
+/// anon_vma_clone inside a fork syscall (clone, clone3, fork, vfork): from anon_vma_fork.
+pub const WHY_FORK: u32 = 1;
+/// unlink_anon_vmas / __put_anon_vma in a task that is exiting (PF_EXITING): exit_mmap.
+pub const WHY_EXIT: u32 = 2;
+
+/// One slab event without a stack: the context (the task's syscall, whether it is exiting)
+/// told why, so no `bpf_get_stack` was needed. Read as a [`TraceEvent`] without frames.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SlabEvent {
+    /// [`EV_SLAB_ALLOC`] / [`EV_SLAB_FREE`].
+    pub kind: u32,
+    pub pid: u32,
+    pub tgid: u32,
+    /// Index in [`FUNCTIONS`].
+    pub func: u32,
+    pub ktime: u64,
+    pub ptr: u64,
+    pub call_site: u64,
+    pub bytes_req: u64,
+    pub bytes_alloc: u64,
+    /// `WHY_*`.
+    pub why: u32,
+    pub pad: u32,
+}
+pub const SLAB_EVENT_SIZE: usize = core::mem::size_of::<SlabEvent>();
+const _: () = assert!(SLAB_EVENT_SIZE == 64);
+
+impl SlabEvent {
+    /// The same event as the full record (`EV_ALLOC` / `EV_FREE`, no stack taken).
+    pub fn full(&self) -> TraceEvent {
+        TraceEvent {
+            kind: if self.kind == EV_SLAB_ALLOC { EV_ALLOC } else { EV_FREE },
+            pid: self.pid,
+            tgid: self.tgid,
+            arg: self.func,
+            ktime: self.ktime,
+            ptr: self.ptr,
+            call_site: self.call_site,
+            bytes_req: self.bytes_req,
+            bytes_alloc: self.bytes_alloc,
+            stack_bytes: 0,
+            frames: [0; STACK_DEPTH],
+        }
+    }
+}
+
+/// What the slab programs read to tell a fork's clone or an exit's unlink without a stack,
+/// injected as the `TRACE_CONTEXT` global: `task_struct.flags` and the syscall number's
+/// place in `pt_regs` (`orig_ax`, arm64 `syscallno`) from BTF, this architecture's fork
+/// syscall numbers. [`NO_FIELD`] where unknown: then the stack is taken, as before.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ContextOffsets {
+    pub task_flags: u64,
+    pub regs_syscall: u64,
+    pub fork_ids: [u64; 4],
+}
+
+impl ContextOffsets {
+    pub const UNSET: ContextOffsets = ContextOffsets { task_flags: NO_FIELD, regs_syscall: NO_FIELD, fork_ids: [NO_SYSCALL; 4] };
+}
+
+/// `PF_EXITING` (include/linux/sched.h), the same on every kernel lazyvma runs on.
+pub const PF_EXITING: u32 = 0x4;
+
 /// Every record kind: distinct, or two programs' records would be read as each other's.
 const _: () = {
-    let kinds = [EV_ALLOC, EV_FREE, EV_FORK, EV_NEWTASK, EV_EXEC, EV_EXIT, EV_MARKER, EV_HOOK, EV_SYSCALL, EV_LOCK_BEGIN, EV_LOCK_END, EV_PREPARE_VMA, EV_KSM_MERGE, EV_KSM_REMOVE];
+    let kinds = [EV_SLAB_ALLOC, EV_SLAB_FREE, EV_ALLOC, EV_FREE, EV_FORK, EV_NEWTASK, EV_EXEC, EV_EXIT, EV_MARKER, EV_HOOK, EV_SYSCALL, EV_LOCK_BEGIN, EV_LOCK_END, EV_PREPARE_VMA, EV_KSM_MERGE, EV_KSM_REMOVE];
     let mut i = 0;
     while i < kinds.len() {
         let mut j = i + 1;
@@ -331,6 +414,8 @@ pub enum Record {
     Syscall(SyscallEvent),
     Prepare(PrepareVma),
     Ksm(KsmEvent),
+    /// A slab event without a stack, and the context's `WHY_*`.
+    Slab(TraceEvent, u32),
 }
 
 /// A record of `N` bytes, or one of the older `old` bytes (the same fields without the
@@ -357,6 +442,11 @@ pub fn decode_any(bytes: &[u8]) -> Option<Record> {
         widened::<SyscallEvent, SYSCALL_EVENT_SIZE>(bytes, SYSCALL_EVENT_SIZE_V0).map(Record::Syscall)
     } else if kind == EV_PREPARE_VMA {
         widened::<PrepareVma, PREPARE_VMA_SIZE>(bytes, PREPARE_VMA_SIZE_V0).map(Record::Prepare)
+    } else if kind == EV_SLAB_ALLOC || kind == EV_SLAB_FREE {
+        (bytes.len() == SLAB_EVENT_SIZE).then(|| {
+            let ev = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SlabEvent>()) };
+            Record::Slab(ev.full(), ev.why)
+        })
     } else if kind == EV_KSM_MERGE || kind == EV_KSM_REMOVE {
         (bytes.len() == KSM_EVENT_SIZE).then(|| Record::Ksm(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KsmEvent>()) }))
     } else {
@@ -401,5 +491,9 @@ mod tests {
         assert_eq!(decode_any(&bytes(&k)), Some(Record::Ksm(k)));
         assert_eq!(decode_any(&bytes(&KsmEvent { kind: EV_KSM_REMOVE, ..k })), Some(Record::Ksm(KsmEvent { kind: EV_KSM_REMOVE, ..k })));
         assert_eq!(decode_any(&bytes(&k)[..64]), None);
+        let sl = SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0x40, bytes_req: 64, why: WHY_EXIT, ..Default::default() };
+        let full = TraceEvent { kind: EV_FREE, arg: FN_UNLINK, ptr: 0x40, bytes_req: 64, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&sl)), Some(Record::Slab(full, WHY_EXIT)));
+        assert_eq!(decode_any(&bytes(&sl)[..56]), None);
     }
 }

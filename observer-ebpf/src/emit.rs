@@ -3,13 +3,113 @@
 use aya_ebpf::{
     helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns},
     macros::map,
-    maps::{PerCpuArray, RingBuf},
+    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
-use lazyvma_model::trace_abi::{TpOffsets, TraceEvent, CTR_COUNT, CTR_LOST, CTR_SENT, NO_FIELD};
+use lazyvma_model::trace_abi::{TpOffsets, TraceEvent, CTR_COUNT, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, NO_FIELD, SCOPE_SYSTEM, WAKE_SHIFT_NEVER};
 
 /// Small here, so loading the object for `doctor` costs little; `trace` sets its size.
 #[map]
 pub static TRACE_EVENTS: RingBuf = RingBuf::with_byte_size(64 * 1024, 0);
+
+/// The traced processes (tgid → 1) of a scoped trace (`-p`, `--cgroup`, `-- CMD`): set by
+/// userspace for the roots before any program attaches, joined in BPF by their forks
+/// (`sched.rs`). Checked first, before any other map work: the rest of the system costs
+/// one lookup per event and sends nothing.
+#[map]
+pub static FEED_TRACED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(65536, 0);
+
+/// Scoped traces: every anon_vma / anon_vma_chain a traced process allocated and has not
+/// freed (pointer → tgid), so its free is seen from any context (ksmd, a /proc reader's
+/// mmput). Preallocated: an insert per allocation must not call the allocator (a
+/// `BPF_F_NO_PREALLOC` map costs ~250 ns more per event); `trace` sizes it from the slab.
+#[map]
+pub static TRACE_OBJECTS: HashMap<u64, u32> = HashMap::with_max_entries(1, 0);
+const E2BIG: i32 = 7;
+
+/// `SCOPE_SYSTEM` (every process but lazyvma) or `SCOPE_TRACED` (`FEED_TRACED` only).
+#[unsafe(no_mangle)]
+pub static TRACE_SCOPE: u32 = SCOPE_SYSTEM;
+/// lazyvma's own tgid: never traced, in any scope.
+#[unsafe(no_mangle)]
+pub static TRACE_SELF_TGID: u32 = 0;
+/// Wake the reader only when more than (ring size >> this) bytes wait; in between it wakes
+/// on its own timer. `WAKE_SHIFT_NEVER`: the kernel's default (wake on each first record).
+#[unsafe(no_mangle)]
+pub static TRACE_WAKE_SHIFT: u32 = WAKE_SHIFT_NEVER;
+/// The ring buffer's size in bytes (set with its `max_entries`).
+#[unsafe(no_mangle)]
+pub static TRACE_RING_BYTES: u64 = 64 * 1024;
+
+#[inline(always)]
+pub fn global<T: Copy>(g: &T) -> T {
+    // SAFETY: a read-only global patched by the loader.
+    unsafe { core::ptr::read_volatile(g) }
+}
+
+/// Whether the current process is in the trace's scope: lazyvma itself never is.
+#[inline(always)]
+pub fn in_scope() -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == global(&TRACE_SELF_TGID) {
+        return false;
+    }
+    global(&TRACE_SCOPE) == SCOPE_SYSTEM || is_traced(tgid)
+}
+
+#[inline(always)]
+pub fn is_self() -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == global(&TRACE_SELF_TGID)
+}
+
+#[inline(always)]
+pub fn is_traced(tgid: u32) -> bool {
+    // SAFETY: only presence is read.
+    unsafe { FEED_TRACED.get(&tgid) }.is_some()
+}
+
+#[inline(always)]
+pub fn scoped() -> bool {
+    global(&TRACE_SCOPE) != SCOPE_SYSTEM
+}
+
+/// A scoped trace's child of a traced parent joins the scope.
+#[inline(always)]
+pub fn join(child: u32) {
+    let _ = FEED_TRACED.insert(&child, &1, 0);
+}
+
+/// A traced process allocated `ptr` (scoped traces only): its free counts wherever it runs.
+#[inline(always)]
+pub fn own_object(ptr: u64, tgid: u32) {
+    // A full set is counted: a free of what is missing is seen only from a traced process.
+    if TRACE_OBJECTS.insert(&ptr, &tgid, 0) == Err(-E2BIG) {
+        bump(CTR_OBJECTS_FULL);
+    }
+}
+
+/// A free in a scoped trace: of the scope if the freeing process is traced or the object
+/// was allocated by one. Either way the object leaves the set.
+#[inline(always)]
+pub fn free_in_scope(ptr: u64) -> bool {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let owned = TRACE_OBJECTS.remove(&ptr).is_ok();
+    owned || (tgid != global(&TRACE_SELF_TGID) && is_traced(tgid))
+}
+
+/// Submit flags: no wakeup until enough waits for a batch (BPF_RB_NO_WAKEUP), then a
+/// forced one (BPF_RB_FORCE_WAKEUP); the kernel's default when batching is off.
+#[inline(always)]
+pub fn wake_flags() -> u64 {
+    let shift = global(&TRACE_WAKE_SHIFT);
+    if shift == WAKE_SHIFT_NEVER {
+        return 0;
+    }
+    let avail = TRACE_EVENTS.query(BPF_RB_AVAIL_DATA);
+    if avail > global(&TRACE_RING_BYTES) >> shift { BPF_RB_FORCE_WAKEUP } else { BPF_RB_NO_WAKEUP }
+}
+const BPF_RB_NO_WAKEUP: u64 = 1;
+const BPF_RB_FORCE_WAKEUP: u64 = 2;
+const BPF_RB_AVAIL_DATA: u64 = 0;
 
 #[map]
 pub static TRACE_COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(CTR_COUNT, 0);
@@ -55,7 +155,7 @@ pub fn emit(kind: u32, fill: impl FnOnce(&mut TraceEvent)) -> bool {
     let ktime = unsafe { bpf_ktime_get_ns() };
     let ev = slot.write(TraceEvent { kind, pid: id as u32, tgid: (id >> 32) as u32, ktime, ..TraceEvent::default() });
     fill(ev);
-    slot.submit(0);
+    slot.submit(wake_flags());
     bump(CTR_SENT);
     true
 }

@@ -136,6 +136,6 @@ pub fn emit_hook(hook: u16, phase: u8, backend: u8, fill: impl FnOnce(&mut HookE
     ev.ktime = unsafe { bpf_ktime_get_ns() };
     ev.callers = callers();
     fill(ev);
-    slot.submit(0);
+    slot.submit(crate::emit::wake_flags());
     emit::bump(lazyvma_model::trace_abi::CTR_SENT);
 }

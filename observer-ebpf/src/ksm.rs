@@ -54,7 +54,7 @@ fn send(kind: u32, mm: u64, rmap_item: u64, pfn: u64, ksm_page: u64, err: i32) {
         ksm_page,
     };
     slot.write(ev);
-    slot.submit(0);
+    slot.submit(crate::emit::wake_flags());
     emit::bump(CTR_SENT);
 }
 

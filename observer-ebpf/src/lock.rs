@@ -84,7 +84,12 @@ fn known(lock: u64) -> Option<(u64, u32)> {
     }
     let av = lock - off;
     // SAFETY: a plain u32 value copied out at once.
-    unsafe { LOCK_ANON_VMAS.get(av) }.map(|owner| (av, *owner))
+    let owner = unsafe { LOCK_ANON_VMAS.get(av) }.map(|owner| *owner)?;
+    // A scoped trace: the anon_vma's owner or the waiter must be traced.
+    if crate::emit::scoped() && !crate::emit::is_traced(owner) && !crate::emit::in_scope() {
+        return None;
+    }
+    Some((av, owner))
 }
 
 #[tracepoint]

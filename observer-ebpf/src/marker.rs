@@ -1,6 +1,6 @@
 //! Phase markers: `madvise(0, 0, 1000 + id)` from lazyvma-workload. The advice is invalid,
 //! so the call changes nothing; only behaviors >= MARKER_BASE are sent.
-use crate::emit::{emit, field, offset};
+use crate::emit::{emit, field, in_scope, is_self, offset};
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
 use lazyvma_model::trace_abi::{EV_MARKER, MARKER_BASE};
 
@@ -9,7 +9,8 @@ use lazyvma_model::trace_abi::{EV_MARKER, MARKER_BASE};
 pub fn trace_marker(ctx: TracePointContext) -> u32 {
     // Syscall args are stored as 8-byte slots; the advice is the low int.
     let behavior = field::<u64>(&ctx, offset(|o| &o.madvise_behavior)) as u32 as i32;
-    if (behavior as i64) < MARKER_BASE as i64 {
+    // lazyvma's own markers bracket its snapshot pass (trace/seed.rs): always sent.
+    if (behavior as i64) < MARKER_BASE as i64 || !(in_scope() || is_self()) {
         return 0;
     }
     emit(EV_MARKER, |ev| ev.ptr = behavior as u64);

@@ -2,10 +2,22 @@
 //! functions of `FUNCTIONS` (attribution by `call_site`, spec §4.1). Never by cache name:
 //! the anon_vma_chain cache is merged with other 64-byte caches. Userspace tells anon_vma
 //! from anon_vma_chain by `bytes_req` and by function. anon_vmas also enter and leave
-//! `lock.rs`'s set here.
-use crate::emit::{emit, field, offset};
-use aya_ebpf::{helpers::{bpf_get_current_pid_tgid, generated::bpf_get_stack}, macros::tracepoint, programs::TracePointContext, EbpfContext};
-use lazyvma_model::trace_abi::{TraceEvent, EV_ALLOC, EV_FREE, FN_COUNT, STACK_DEPTH};
+//! `lock.rs`'s set here. Scope first: after the call-site check (no map work), a scoped
+//! trace drops any other process's event with one lookup.
+use crate::emit::{emit, field, free_in_scope, global, is_traced, offset, own_object, scoped, TRACE_SELF_TGID};
+use aya_ebpf::{
+    helpers::{
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
+    },
+    macros::tracepoint,
+    programs::TracePointContext,
+    EbpfContext,
+};
+use lazyvma_model::trace_abi::{
+    ContextOffsets, SlabEvent, TraceEvent, CTR_LOST, CTR_SENT, EV_ALLOC, EV_FREE, EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_PUT,
+    FN_UNLINK, NO_FIELD, PF_EXITING, STACK_DEPTH, WHY_EXIT, WHY_FORK, WHY_FUNCTION,
+};
 
 /// [start, end) of each function, from /proc/kallsyms; 0/0 never matches.
 #[unsafe(no_mangle)]
@@ -30,32 +42,109 @@ pub(crate) fn function_of(call_site: u64) -> Option<u32> {
     None
 }
 
+/// `task_struct.flags`, the syscall number in `pt_regs` and the fork syscalls, set by userspace.
+#[unsafe(no_mangle)]
+static TRACE_CONTEXT: ContextOffsets = ContextOffsets::UNSET;
+
 #[inline(always)]
-fn stack(ctx: &TracePointContext, func: u32, ev: &mut TraceEvent) {
+fn context() -> ContextOffsets {
+    // SAFETY: a read-only global patched by the loader.
+    unsafe { core::ptr::read_volatile(&TRACE_CONTEXT) }
+}
+
+/// Why, from the task's context, when that is certain without a stack: a clone inside a
+/// fork syscall is anon_vma_fork's; a teardown in an exiting task is its exit_mmap.
+#[inline(always)]
+fn why(alloc: bool, func: u32) -> u32 {
+    let c = context();
+    if alloc && func == FN_CLONE && c.regs_syscall != NO_FIELD {
+        // SAFETY: the current task (a trusted BTF pointer); the read tolerates any address.
+        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf().cast()) } as u64;
+        let nr = unsafe { bpf_probe_read_kernel((regs + c.regs_syscall) as *const i32) }.unwrap_or(-1) as i64 as u64;
+        if regs != 0 && (nr == c.fork_ids[0] || nr == c.fork_ids[1] || nr == c.fork_ids[2] || nr == c.fork_ids[3]) {
+            return WHY_FORK;
+        }
+    } else if !alloc && (func == FN_UNLINK || func == FN_PUT) && c.task_flags != NO_FIELD {
+        // SAFETY: as above.
+        let task = unsafe { bpf_get_current_task() };
+        let flags = unsafe { bpf_probe_read_kernel((task + c.task_flags) as *const u32) }.unwrap_or(0);
+        if flags & PF_EXITING != 0 {
+            return WHY_EXIT;
+        }
+    }
+    WHY_FUNCTION
+}
+
+/// Whether this event's reason needs the kernel stack (its function's caller tells why).
+#[inline(always)]
+fn wants_stack(func: u32) -> bool {
     // SAFETY: read-only global patched by the loader.
     let want = unsafe { core::ptr::read_volatile(&TRACE_STACK_FNS) };
-    if want & (1 << func) == 0 {
-        return;
-    }
+    want & (1 << func) != 0
+}
+
+#[inline(always)]
+fn stack(ctx: &TracePointContext, ev: &mut TraceEvent) {
     let buf = ev.frames.as_mut_ptr().cast();
     // SAFETY: `frames` is STACK_DEPTH u64s of ring buffer memory; flags 0 = kernel stack.
     ev.stack_bytes = unsafe { bpf_get_stack(ctx.as_ptr(), buf, (STACK_DEPTH * 8) as u32, 0) };
+}
+
+/// The slim record: a third of the full one, no stack.
+#[inline(always)]
+fn emit_slim(alloc: bool, func: u32, why: u32, ptr: u64, call_site: u64, bytes_req: u64, bytes_alloc: u64) {
+    let Some(mut slot) = crate::emit::TRACE_EVENTS.reserve::<SlabEvent>(0) else {
+        crate::emit::bump(CTR_LOST);
+        return;
+    };
+    let id = bpf_get_current_pid_tgid();
+    // SAFETY: ktime has no preconditions.
+    let ktime = unsafe { bpf_ktime_get_ns() };
+    slot.write(SlabEvent {
+        kind: if alloc { EV_SLAB_ALLOC } else { EV_SLAB_FREE },
+        pid: id as u32,
+        tgid: (id >> 32) as u32,
+        func,
+        ktime,
+        ptr,
+        call_site,
+        bytes_req,
+        bytes_alloc,
+        why,
+        pad: 0,
+    });
+    slot.submit(crate::emit::wake_flags());
+    crate::emit::bump(CTR_SENT);
 }
 
 #[tracepoint]
 pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
     let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let scoped = scoped();
+    if tgid == global(&TRACE_SELF_TGID) || (scoped && !is_traced(tgid)) {
+        return 0;
+    }
     let ptr: u64 = field(&ctx, offset(|o| &o.alloc_ptr));
     let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
-    crate::lock::remember(ptr, bytes_req, (bpf_get_current_pid_tgid() >> 32) as u32);
+    crate::lock::remember(ptr, bytes_req, tgid);
+    if scoped {
+        own_object(ptr, tgid);
+    }
+    let bytes_alloc = field(&ctx, offset(|o| &o.alloc_bytes_alloc));
+    let why = if wants_stack(func) { why(true, func) } else { WHY_FUNCTION };
+    if why != WHY_FUNCTION || !wants_stack(func) {
+        emit_slim(true, func, why, ptr, call_site, bytes_req, bytes_alloc);
+        return 0;
+    }
     emit(EV_ALLOC, |ev| {
         ev.arg = func;
         ev.call_site = call_site;
         ev.ptr = ptr;
         ev.bytes_req = bytes_req;
-        ev.bytes_alloc = field(&ctx, offset(|o| &o.alloc_bytes_alloc));
-        stack(&ctx, func, ev);
+        ev.bytes_alloc = bytes_alloc;
+        stack(&ctx, ev);
     });
     0
 }
@@ -65,12 +154,27 @@ pub fn trace_slab_free(ctx: TracePointContext) -> u32 {
     let call_site: u64 = field(&ctx, offset(|o| &o.free_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
     let ptr: u64 = field(&ctx, offset(|o| &o.free_ptr));
-    crate::lock::forget(ptr);
+    // anon_vmas are freed only through __put_anon_vma; unlink_anon_vmas frees chains.
+    if func != FN_UNLINK {
+        crate::lock::forget(ptr);
+    }
+    if scoped() {
+        if !free_in_scope(ptr) {
+            return 0;
+        }
+    } else if (bpf_get_current_pid_tgid() >> 32) as u32 == global(&TRACE_SELF_TGID) {
+        return 0;
+    }
+    let why = if wants_stack(func) { why(false, func) } else { WHY_FUNCTION };
+    if why != WHY_FUNCTION || !wants_stack(func) {
+        emit_slim(false, func, why, ptr, call_site, 0, 0);
+        return 0;
+    }
     emit(EV_FREE, |ev| {
         ev.arg = func;
         ev.call_site = call_site;
         ev.ptr = ptr;
-        stack(&ctx, func, ev);
+        stack(&ctx, ev);
     });
     0
 }

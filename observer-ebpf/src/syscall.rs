@@ -37,26 +37,11 @@ static SYSCALL_ARGS: LruHashMap<u32, [u64; 8]> = LruHashMap::with_max_entries(16
 /// tid → its last `exceptions:page_fault_user` address.
 #[map]
 static FAULT_ADDR: LruHashMap<u32, u64> = LruHashMap::with_max_entries(16384, 0);
-/// The traced processes (tgid → 1): set by userspace for the roots, joined here by
-/// their forks. Everything this file sends is for them only: the rest of the system's
-/// mmaps and faults would flood the ring buffer.
-#[map]
-static FEED_TRACED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(65536, 0);
-
+/// Everything this file sends is for the traced processes only (`emit::FEED_TRACED`,
+/// joined by their forks in `sched.rs`): the rest of the system's mmaps and faults would
+/// flood the ring buffer.
 fn traced() -> bool {
-    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    // SAFETY: only presence is read.
-    unsafe { FEED_TRACED.get(&tgid) }.is_some()
-}
-
-/// `sched:sched_process_fork` in the parent: a traced parent's child is traced.
-#[tracepoint]
-pub fn trace_feed_fork(ctx: TracePointContext) -> u32 {
-    if traced() {
-        let child: i32 = field(&ctx, offset(|o| &o.fork_child_pid));
-        let _ = FEED_TRACED.insert(&(child as u32), &1, 0);
-    }
-    0
+    crate::emit::is_traced((bpf_get_current_pid_tgid() >> 32) as u32)
 }
 
 fn now() -> u64 {
@@ -153,7 +138,7 @@ fn send(slot: u32, args: [u64; 6], ret: i64, key: u64) {
     };
     let id = bpf_get_current_pid_tgid();
     rec.write(SyscallEvent { kind: EV_SYSCALL, pid: id as u32, tgid: (id >> 32) as u32, slot, args, ret, key });
-    rec.submit(0);
+    rec.submit(crate::emit::wake_flags());
     bump(CTR_SENT);
 }
 const _: () = assert!(SYSCALL_EVENT_SIZE == 80);
@@ -264,6 +249,6 @@ pub fn send_prepare(found: u32, addr: u64, bytes_req: u64, key: u64, start: u64,
     };
     let id = bpf_get_current_pid_tgid();
     slot.write(PrepareVma { kind: EV_PREPARE_VMA, pid: id as u32, tgid: (id >> 32) as u32, found, addr, bytes_req, start, end, pgoff, flags, file, anon_vma, key });
-    slot.submit(0);
+    slot.submit(crate::emit::wake_flags());
     bump(CTR_SENT);
 }

@@ -143,8 +143,22 @@ impl Seed {
     /// `run_some` with each process renamed in the model: `(topology pid, model pid)`
     /// (`trace` names processes by its own index). Reports and errors name topology pids.
     pub fn run_mapped(&self, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<(Pair, SeedReport), SeedError> {
+        let mut pair = Pair::new(self.kernel, self.knobs);
+        let report = self.run_into(&mut pair, topo, pids)?;
+        Ok((pair, report))
+    }
+
+    /// `run_mapped` into a model that may already hold other processes (`trace -p`: some
+    /// exec'd before the snapshot). Their model pids must not be among `pids`' and their
+    /// anon_vmas are not shared with the seeded ones (processes modelled from their exec or
+    /// from the fork of one are never in the snapshot's candidates); on an error `pair` is
+    /// unchanged.
+    pub fn run_into(&self, pair: &mut Pair, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<SeedReport, SeedError> {
         // The knobs a snapshot's classification supports.
         snapshot::estimate(&Topology::default(), &self.knobs)?;
+        if let Some(&(pid, m)) = pids.iter().find(|(_, m)| pair.parts_mut().2.contains_key(m)) {
+            return Err(SeedError::Process { pid, what: format!("model pid {m} is already in the model") });
+        }
         let mut states: HashMap<Pid, Vec<LazyState>> =
             topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).collect();
         let mut topo = topo.clone();
@@ -165,7 +179,6 @@ impl Seed {
             }
         };
         let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
-        let mut pair = Pair::new(self.kernel, self.knobs);
         let mut report = SeedReport { skipped, ..Default::default() };
         let lazy = lazy_avs(&built, &topo, &states, self.knobs.lazy_enabled);
         report.pinned = built.seen.iter().filter(|s| s.pinned).count() as u64;
@@ -212,7 +225,7 @@ impl Seed {
             m.core.avs.avc.add(avc);
             m.core.vma.add(report.vmas);
         }
-        Ok((pair, report))
+        Ok(report)
     }
 }
 

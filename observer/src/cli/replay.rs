@@ -49,7 +49,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None if matches!(h.scope.as_str(), "pids" | "cgroup") => f
                 .coverage
                 .incomplete
-                .push(format!("the recording (format 1.{}) keeps no snapshot: the processes running at the start are not seeded in this replay", rec.minor)),
+                .push(format!("the recording (format {}.{}) keeps no snapshot: the processes running at the start are not seeded in this replay", rec.major, rec.minor)),
             None => {}
         }
     }
@@ -67,7 +67,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let source = meta::Source {
         path: path.clone(),
-        version: format!("{}.{}", crate::record::format::MAJOR, rec.minor),
+        version: format!("{}.{}", rec.major, rec.minor),
         bytes: rec.bytes(),
         chunks: rec.chunks,
         records: rec.record_count(),

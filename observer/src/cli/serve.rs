@@ -40,9 +40,9 @@ pub struct Args {
     /// Do not take kernel stacks (clone/unlink reasons then unknown).
     #[arg(long)]
     pub no_stacks: bool,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 8)]
-    pub ringbuf_mb: u32,
+    /// Ring buffer size in MiB (a power of two; default: from the CPU count and the scope).
+    #[arg(long, value_name = "MIB")]
+    pub ringbuf_mb: Option<u32>,
     /// Cover only these processes and their descendants (comma-separated pids).
     #[arg(short = 'p', long = "pid", value_name = "PID[,PID...]", value_delimiter = ',')]
     pub pids: Vec<i32>,
@@ -79,8 +79,8 @@ fn backends(btf_path: Option<&Path>, stacks: bool) -> anyhow::Result<Vec<(String
 
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("serve")?;
-    if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
-        bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
+    if let Some(mb) = args.ringbuf_mb.filter(|mb| !mb.is_power_of_two() || *mb > 1024) {
+        bail!("--ringbuf-mb {mb}: must be a power of two up to 1024");
     }
     let pids: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
     let cgroup_dir = args.cgroup.as_deref().map(|c| cgroup::resolve(c, &cgroup::mounts())).transpose()?;
@@ -109,20 +109,31 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(info, scope::labels(cgroup_dir.as_deref(), &pids)));
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
-    let loaded = bpf::load(&Config {
+    let mut loaded = bpf::load(&Config {
         offsets,
         ranges,
         stack_fns,
-        ringbuf_bytes: args.ringbuf_mb << 20,
+        ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(scoped)) << 20,
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
         locks: None,
         feed: false,
         vm_file: u64::MAX,
         fault_fn: (0, 0),
+        // Members before the programs attach, so the kernel sends only theirs.
+        traced: scoped.then(|| members(&pids, cgroup_dir.as_deref())).transpose()?,
+        objects_max: 1 << 18,
+        wake_shift: bpf::WAKE_SHIFT,
+        context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
     })?;
-    // Members read once the programs are attached: every later fork of theirs is seen.
-    let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?) } else { Scope::system() });
+    // Members read again once the programs are attached: a fork in between is not missed.
+    let scope = Arc::new(if scoped {
+        let now = members(&pids, cgroup_dir.as_deref())?;
+        loaded.feed_traced(&now)?;
+        Scope::of(now)
+    } else {
+        Scope::system()
+    });
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
     let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone(), scope.clone());

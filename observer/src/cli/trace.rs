@@ -80,9 +80,9 @@ pub struct Args {
     /// Per BPF program run count and mean ns (sets kernel.bpf_stats_enabled=1, restores it).
     #[arg(long)]
     pub stats: bool,
-    /// Ring buffer size in MiB (a power of two).
-    #[arg(long, value_name = "MIB", default_value_t = 8)]
-    pub ringbuf_mb: u32,
+    /// Ring buffer size in MiB (a power of two; default: from the CPU count and the scope).
+    #[arg(long, value_name = "MIB")]
+    pub ringbuf_mb: Option<u32>,
     /// Also write a recording to this file, for `lazyvma replay` (docs/recording.md).
     #[arg(short = 'o', long = "output", value_name = "RECORDING")]
     pub output: Option<std::path::PathBuf>,
@@ -147,6 +147,8 @@ pub fn ppids() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        // lazyvma is nobody's traced descendant (`-p 1`).
+        .filter(|pid| *pid != std::process::id())
         .filter_map(|pid| {
             let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
             let ppid = st.rsplit_once(')')?.1.split_ascii_whitespace().nth(1)?.parse().ok()?;
@@ -170,15 +172,71 @@ pub fn slab_sizes() -> anyhow::Result<Sizes> {
     Ok(Sizes { anon_vma: av, anon_vma_chain: avc })
 }
 
+/// Records read while the seeding pass runs, in order; once it is in, fed a slice per
+/// loop turn (`feed`), the ring buffer drained between slices, until none is left.
+#[derive(Default)]
+struct Held {
+    bytes: Vec<u8>,
+    ends: Vec<usize>,
+    /// Records fed so far.
+    next: usize,
+}
+
+impl Held {
+    fn push(&mut self, b: &[u8]) {
+        self.bytes.extend_from_slice(b);
+        self.ends.push(self.bytes.len());
+    }
+
+    /// Feed up to `n` held records; true once none is left.
+    fn feed(&mut self, tracer: &mut Tracer, n: usize, sight: &mut impl FnMut(&Tracer)) -> bool {
+        let stop = (self.next + n).min(self.ends.len());
+        for k in self.next..stop {
+            let from = if k == 0 { 0 } else { self.ends[k - 1] };
+            tracer.record(&self.bytes[from..self.ends[k]]);
+            sight(tracer);
+        }
+        self.next = stop;
+        self.next == self.ends.len()
+    }
+}
+
+/// The seeding pass (while `Some`), and the records held meanwhile.
+type Seeding = Option<(Option<crate::trace::seed::Running>, Held)>;
+
+/// The pass is in: its seed goes to the feed (and the recording, before any record, where a
+/// replay installs it); the held records follow (`Held::feed`).
+fn seeded(tracer: &mut Tracer, seeding: &mut Seeding) -> anyhow::Result<()> {
+    let Some((running, _)) = seeding.as_mut() else { return Ok(()) };
+    let Some(pending) = running.take().map(|r| r.join()) else { return Ok(()) };
+    if let Some(w) = tracer.tap.as_mut() {
+        if let Some(n) = w.seed(&pending.record())? {
+            eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
+        }
+    }
+    if let Some(f) = tracer.feed.as_mut() {
+        f.seed = Some(pending);
+    }
+    Ok(())
+}
+
+/// Held records fed per loop turn: a few ms of the model's work.
+const HELD_SLICE: usize = 4096;
+
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("trace")?;
     if let Some(r) = &args.report {
         crate::report::write::check_dir(r).context("--report")?;
     }
-    if !args.ringbuf_mb.is_power_of_two() || args.ringbuf_mb > 1024 {
-        bail!("--ringbuf-mb {}: must be a power of two up to 1024", args.ringbuf_mb);
+    if let Some(mb) = args.ringbuf_mb.filter(|mb| !mb.is_power_of_two() || *mb > 1024) {
+        bail!("--ringbuf-mb {mb}: must be a power of two up to 1024");
     }
     let mut roots: Vec<u32> = args.pids.iter().map(|p| tgid_of(*p)).collect::<anyhow::Result<_>>()?;
+    // lazyvma never traces itself, in any scope.
+    roots.retain(|t| *t != std::process::id());
+    if !args.pids.is_empty() && roots.is_empty() {
+        bail!("-p names only lazyvma itself, which is never traced");
+    }
     // Members now only: a process that joins later is traced only if a traced one forked it.
     let cgroup_dir = match &args.cgroup {
         Some(cg) => {
@@ -187,7 +245,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             if members.is_empty() {
                 bail!("cgroup {} has no processes to trace", dir.display());
             }
-            roots.extend(members.iter().filter(|m| !roots.contains(m)).collect::<Vec<_>>());
+            roots.extend(members.iter().filter(|m| !roots.contains(m) && **m != std::process::id()).collect::<Vec<_>>());
             Some(dir)
         }
         None => None,
@@ -228,8 +286,36 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // cannot see built), never for the whole system.
     let feed = !args.command.is_empty() || !roots.is_empty();
     let vm_file = crate::load::btf::Btf::load(btf_path).ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
-    let cfg = Config { offsets, ranges, stack_fns, ringbuf_bytes: args.ringbuf_mb << 20, btf_globals, hook_offsets, locks: lock_setup.as_ref().ok().copied(), feed, vm_file, fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)) };
+    // The scope is known before anything attaches: a scoped trace's kernel side sends only
+    // its processes' records from the first one on.
+    let (scope, tree) = match (&held, roots.is_empty()) {
+        (Some(h), _) => ("command", Tree::command(h.pid as u32)),
+        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
+        (None, true) => ("system", Tree::system()),
+    };
+    let traced = feed.then(|| tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>());
+    let ringbuf_mb = args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(feed));
+    // Preallocated (~64 B an entry): the machine's live chains, 64 Ki to 256 Ki entries.
+    let objects_max = sys::slab_cache("anon_vma_chain").ok().and_then(|c| c.objects).map_or(1 << 18, |n| (n as u64).clamp(1 << 16, 1 << 18) as u32);
+    let cfg = Config {
+        offsets,
+        ranges,
+        stack_fns,
+        ringbuf_bytes: ringbuf_mb << 20,
+        btf_globals,
+        hook_offsets,
+        locks: lock_setup.as_ref().ok().copied(),
+        feed,
+        vm_file,
+        traced,
+        objects_max,
+        wake_shift: bpf::WAKE_SHIFT,
+        context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
+        fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)),
+    };
     let mut loaded = bpf::load(&cfg)?;
+    // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
+    loaded.keep_draining();
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
     let mut backend = hooks::used(&facts, stacks, &outcomes);
@@ -248,14 +334,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         missing.retain(|(tp, _)| tp != "syscalls:sys_enter_madvise");
         missing.push(("syscalls:sys_enter_madvise".into(), format!("{p}; phases unavailable")));
     }
-    let (scope, tree) = match (&held, roots.is_empty()) {
-        (Some(h), _) => ("command", Tree::command(h.pid as u32)),
-        (None, false) => (if cgroup_dir.is_some() { "cgroup" } else { "pids" }, Tree::with_descendants(&roots, &ppids())),
-        (None, true) => ("system", Tree::system()),
-    };
-    if feed {
-        loaded.feed_traced(&tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>())?;
-    }
+    // Scanned again until FEED_TRACED holds every process of the scope: a child forked
+    // since the scan above was not followed in the kernel (trace/seed.rs's TRACED marker).
+    let tree = if matches!(scope, "pids" | "cgroup") { Tree::scan(&roots, std::process::id(), ppids, |t| loaded.feed_traced(t), 8)? } else { tree };
     let (kernel, arch) = sys::uname();
     let about = Header {
         lazyvma: env!("CARGO_PKG_VERSION").into(),
@@ -304,18 +385,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         f.events_max = args.model_events_max;
     }
     // -p / --cgroup: the processes already running are seeded from one snapshot, now that
-    // the feed programs are attached (trace/seed.rs).
-    if matches!(scope, "pids" | "cgroup") {
-        if let Some(f) = tracer.feed.as_mut() {
-            let pending = crate::trace::seed::take(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers);
-            // Before any record is read: a replay installs it at the same place.
-            if let Some(w) = tracer.tap.as_mut() {
-                if let Some(n) = w.seed(&pending.record())? {
-                    eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
-                }
-            }
-            f.seed = Some(pending);
-        }
+    // the feed programs are attached (trace/seed.rs). The pass runs on its own thread while
+    // this one drains the ring buffer into `seeding`, fed once the pass is in.
+    let mut seeding: Seeding = None;
+    if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
+        seeding = Some((Some(crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers)), Held::default()));
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
@@ -333,12 +407,29 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut status = None;
     let ended_by = loop {
         let now = Instant::now();
-        let wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
-        loaded.poll(wait, |b| {
-            tracer.record(b);
-            sight(&tracer);
+        let mut wait = next_row.saturating_duration_since(now).min(Duration::from_millis(50));
+        if matches!(seeding, Some((None, _))) {
+            // Held records to feed: only what is in the ring now.
+            wait = Duration::ZERO;
+        }
+        loaded.poll(wait, |b| match seeding.as_mut() {
+            Some((_, h)) => h.push(b),
+            None => {
+                tracer.record(b);
+                sight(&tracer);
+            }
         });
-        if Instant::now() >= next_row {
+        if seeding.as_ref().is_some_and(|(r, _)| r.as_ref().is_some_and(|r| r.done())) {
+            seeded(&mut tracer, &mut seeding)?;
+        }
+        if let Some((None, held)) = seeding.as_mut() {
+            if held.feed(&mut tracer, HELD_SLICE, &mut sight) {
+                seeding = None;
+                next_row = next_row.max(Instant::now());
+            }
+        }
+        // The first live row comes once the processes running are seeded.
+        if seeding.is_none() && Instant::now() >= next_row {
             let (_, lost) = loaded.counters()?;
             if !std::mem::replace(&mut header, true) {
                 render::live_header(&mut live)?;
@@ -369,6 +460,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             break "duration";
         }
     };
+    // Ended while seeding: the pass ends soon, and what was held goes first.
+    seeded(&mut tracer, &mut seeding)?;
+    if let Some((_, held)) = seeding.as_mut() {
+        held.feed(&mut tracer, usize::MAX, &mut sight);
+    }
     // Everything the exited processes did was committed before they were reaped.
     let elapsed_ms = start.elapsed().as_millis();
     let prog_stats = stats_on.map(|on| {
@@ -385,6 +481,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     loaded.drain(&mut sink);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
+    let objects_full = loaded.objects_full();
     drop(loaded);
     let status = status.or_else(|| held.as_ref().and_then(|h| h.try_wait()));
     let trailer = Trailer {
@@ -397,6 +494,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         records: tracer.received,
         lock_counters,
     };
+    if objects_full > 0 {
+        eprintln!("lazyvma: {objects_full} objects of the traced processes did not fit the kernel's set: a free of one of them from outside the scope (ksmd, another process's mmput) was not seen");
+    }
     if let Some(w) = tracer.tap.take() {
         let w = w.finish(&tracer.syms, trailer.clone())?;
         if let Some(ms) = w.flushed {

@@ -5,11 +5,13 @@ use crate::load::backend::{Backend, Choice};
 use serde::{Deserialize, Serialize};
 
 pub const MAGIC: &[u8; 8] = b"LZVMAREC";
-/// A reader refuses another major; it reads a newer minor, skipping unknown chunk kinds
-/// and ignoring unknown header/trailer fields.
-pub const MAJOR: u16 = 1;
-/// 1: the SEED chunk (`trace -p`/`--cgroup`'s snapshot).
-pub const MINOR: u16 = 1;
+/// A reader refuses a newer major (it reads every older one); it reads a newer minor,
+/// skipping unknown chunk kinds and ignoring unknown header/trailer fields.
+/// 2: slab events without a stack are the slim `SlabEvent` records, which a 1.x reader
+/// would count as malformed.
+pub const MAJOR: u16 = 2;
+/// 1.1: the SEED chunk (`trace -p`/`--cgroup`'s snapshot); 2.0 has it too.
+pub const MINOR: u16 = 0;
 pub const PREAMBLE: usize = 12;
 pub const CHUNK_HEAD: usize = 8;
 /// Larger lengths are corruption, not data: the writer cuts record chunks at 1 MiB.
@@ -150,6 +152,9 @@ pub struct SeedRec {
     /// The processes to seed, and those already refused when the pass was taken, with why.
     pub candidates: Vec<u32>,
     pub reasons: std::collections::BTreeMap<u32, String>,
+    /// µs between the pass's two markers (absent before 1.1's later writers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pass_us: Option<u64>,
 }
 
 /// How the trace ended; absent when the recording was cut short.

@@ -14,6 +14,7 @@ pub struct ReadError {
 
 pub struct Recording {
     data: Vec<u8>,
+    pub major: u16,
     pub minor: u16,
     pub header: Header,
     /// The kallsyms entries the recorded run's lookups used.
@@ -69,8 +70,8 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
         return Err(err(0, what.into()));
     }
     let (major, minor) = (u16_at(&data, 8), u16_at(&data, 10));
-    if major != MAJOR {
-        return Err(err(8, format!("format version {major}.{minor}; this lazyvma reads {MAJOR}.x")));
+    if !(1..=MAJOR).contains(&major) {
+        return Err(err(8, format!("format version {major}.{minor}; this lazyvma reads 1.x to {MAJOR}.x")));
     }
     // (kind, body) of each complete chunk, by offset.
     let mut chunks: Vec<(usize, u8, Range<usize>)> = Vec::new();
@@ -110,6 +111,7 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
     let header: Header = serde_json::from_slice(&data[body.clone()]).map_err(|e| err(at, format!("header undecodable: {e}")))?;
     let mut rec = Recording {
         data: Vec::new(),
+        major,
         minor,
         header,
         symbols: Vec::new(),
@@ -275,8 +277,12 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(msg(bad), "recording f.rec: not a lazyvma recording (bad magic) at offset 0");
         let mut bad = d.clone();
-        bad[8] = 2;
-        assert_eq!(msg(bad), "recording f.rec: format version 2.1; this lazyvma reads 1.x at offset 8");
+        bad[8] = 3;
+        assert_eq!(msg(bad), "recording f.rec: format version 3.0; this lazyvma reads 1.x to 2.x at offset 8");
+        // A 1.x file (before the slim slab records) is read.
+        let mut old = d.clone();
+        old[8] = 1;
+        assert_eq!(read("f.rec", old).map(|r| r.major).ok(), Some(1));
         assert!(msg(d[..PREAMBLE + 3].to_vec()).contains("no complete header chunk"));
         let mut more = d.clone();
         more.extend_from_slice(&format::chunk(format::RECORDS, &[0; 8]));
@@ -301,7 +307,7 @@ mod tests {
     fn seed_rec() -> SeedRec {
         let mut topology = lazyvma_model::topology::Topology::default();
         topology.processes.push(lazyvma_model::topology::ProcessTopo { pid: 100, ..Default::default() });
-        SeedRec { tgid: 7, topology, candidates: vec![100, 200], reasons: [(200, "thread 201 was running".to_string())].into() }
+        SeedRec { tgid: 7, topology, candidates: vec![100, 200], reasons: [(200, "thread 201 was running".to_string())].into(), pass_us: None }
     }
 
     /// `sample()` with a seed chunk after the header (the writer's order).

@@ -7,7 +7,7 @@ use crate::trace::{
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
-use lazyvma_model::trace_abi::{decode, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS};
+use lazyvma_model::trace_abi::{decode_any, Record, TraceEvent, WHY_FUNCTION, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS};
 use std::{collections::HashSet, sync::Arc};
 
 /// `Live`'s owner mark: allocated by a process in the scope.
@@ -30,15 +30,16 @@ impl Counter {
 
     pub fn record(&mut self, bytes: &[u8]) {
         self.metrics.events.received.inc();
-        match decode(bytes) {
-            Some(ev) => self.handle(&ev),
-            None => {
+        match decode_any(bytes) {
+            Some(Record::Trace(ev)) => self.handle(&ev, WHY_FUNCTION),
+            Some(Record::Slab(ev, why)) => self.handle(&ev, why),
+            _ => {
                 self.metrics.events.malformed.inc();
             }
         }
     }
 
-    fn handle(&mut self, ev: &TraceEvent) {
+    fn handle(&mut self, ev: &TraceEvent, why: u32) {
         match ev.kind {
             EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => {
                 self.metrics.events.malformed.inc();
@@ -48,14 +49,14 @@ impl Counter {
                 let ours = self.scope.contains(ev.tgid);
                 self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
                 if ours {
-                    self.count(ev, kind, true);
+                    self.count(ev, kind, true, why);
                 }
             }
             EV_FREE => {
                 // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
                 let (kind, owner) = self.live.free(ev.ptr, ev.arg);
                 if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
-                    self.count(ev, kind, false);
+                    self.count(ev, kind, false, why);
                 }
             }
             EV_NEWTASK if self.scope.scoped() => Scope::newtask(ev.arg, ev.ptr, &mut self.threads),
@@ -68,12 +69,12 @@ impl Counter {
         }
     }
 
-    fn count(&mut self, ev: &TraceEvent, kind: Kind, alloc: bool) {
+    fn count(&mut self, ev: &TraceEvent, kind: Kind, alloc: bool, ctx: u32) {
         if ev.stack_bytes < 0 {
             self.metrics.events.stack_errors.inc();
         }
         let n = (ev.stack_bytes.max(0) as usize / 8).min(ev.frames.len());
-        let why = reason::classify(ev.arg, alloc, &ev.frames[..n], &self.syms);
+        let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, alloc, &ev.frames[..n], &self.syms), String::from);
         self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.arg as usize], why);
     }
 }

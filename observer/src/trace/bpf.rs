@@ -9,8 +9,15 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_SENT, FN_COUNT};
-use std::{os::fd::AsRawFd, time::Duration};
+use lazyvma_model::trace_abi::{ContextOffsets, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
+use std::{
+    os::fd::AsRawFd,
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
 
 /// `TpOffsets` as the loader wants it (plain integers, `#[repr(C)]`).
 #[derive(Clone, Copy)]
@@ -46,7 +53,6 @@ const PROGRAMS: &[(&str, &str, &str, bool)] = &[
 /// What `trace::feed` needs (command and -p scopes only): VMA syscalls, the user fault
 /// address (x86 only), the prepared VMA. Without them the model is marked incomplete.
 const FEED_PROGRAMS: &[(&str, &str, &str)] = &[
-    ("trace_feed_fork", "sched", "sched_process_fork"),
     ("trace_sys_enter", "raw_syscalls", "sys_enter"),
     ("trace_sys_exit", "raw_syscalls", "sys_exit"),
     ("trace_user_fault", "exceptions", "page_fault_user"),
@@ -73,13 +79,61 @@ pub struct Config {
     pub vm_file: u64,
     /// [start, end) of the page fault entry: a prepare below it may use the fault address.
     pub fault_fn: (u64, u64),
+    /// A scoped trace's processes at start (their forks join in BPF); `None`: the whole
+    /// system. In place before any program attaches, so nothing else is ever sent.
+    pub traced: Option<Vec<u32>>,
+    /// Bound of a scoped trace's set of live objects its processes allocated.
+    pub objects_max: u32,
+    /// Batch wakeups: the reader is woken when more than ring/2^shift bytes wait, else by
+    /// its own poll timer (`WAKE_SHIFT_NEVER`: the kernel's wakeup per first record).
+    pub wake_shift: u32,
+    /// What lets the slab programs tell a fork's clone or an exit's teardown without a stack.
+    pub context: ContextOffsets,
 }
+
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+struct PodContext(ContextOffsets);
+// SAFETY: ContextOffsets is #[repr(C)] and only u64 fields.
+unsafe impl aya::Pod for PodContext {}
+
+/// `task_struct.flags`, the syscall number's place in `pt_regs` (BTF) and this
+/// architecture's fork syscalls; unknown pieces leave the stack to tell why.
+pub fn context_offsets(btf: Option<&crate::load::btf::Btf>) -> ContextOffsets {
+    let Some(btf) = btf else { return ContextOffsets::UNSET };
+    #[cfg(target_arch = "x86_64")]
+    let forks = [libc::SYS_clone, libc::SYS_clone3, libc::SYS_fork, libc::SYS_vfork].map(|n| n as u64);
+    #[cfg(not(target_arch = "x86_64"))]
+    let forks = [libc::SYS_clone as u64, libc::SYS_clone3 as u64, lazyvma_model::trace_abi::NO_SYSCALL, lazyvma_model::trace_abi::NO_SYSCALL];
+    ContextOffsets {
+        task_flags: btf.offset("task_struct", "flags").unwrap_or(NO_FIELD),
+        regs_syscall: btf.offset_any("pt_regs", &["orig_ax", "syscallno"]).unwrap_or(NO_FIELD),
+        fork_ids: forks,
+    }
+}
+
+/// Default ring buffer size: 4 MiB per CPU (a system-wide trace and serve see every
+/// CPU's slab traffic), 8 MiB at least, 256 MiB at most; a scoped trace half of that.
+pub fn default_ringbuf_mb(scoped: bool) -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let mb = (cpus * 4).next_power_of_two().clamp(8, 256);
+    if scoped { (mb / 2).max(8) } else { mb }
+}
+
+/// Wake the reader when a quarter of the ring waits (it also polls every few ms).
+pub const WAKE_SHIFT: u32 = 2;
 
 pub struct Loaded {
     /// Owns the programs and their links: dropping it detaches them. The maps were taken
     /// out, so they outlive it for the final drain.
     ebpf: Option<Ebpf>,
-    ring: RingBuf<MapData>,
+    /// `None` while a `keep_draining` thread holds it.
+    ring: Option<RingBuf<MapData>>,
+    /// The thread draining the ring while the caller is busy, and what it drained so far.
+    draining: Option<Draining>,
+    /// Records drained while the caller was busy, delivered first (in order) by the next
+    /// `poll` / `drain`.
+    backlog: Vec<Box<[u8]>>,
     counters: PerCpuArray<MapData, u64>,
     /// `category:name` of each tracepoint attached.
     pub attached: Vec<String>,
@@ -117,7 +171,21 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("FEED_LOCK_FIELDS", &lock_fields, true)
         .override_global("PLACE_FAULT_FN", &fault_fn, true)
         .map_max_entries("TRACE_EVENTS", cfg.ringbuf_bytes);
+    let scope = if cfg.traced.is_some() { SCOPE_TRACED } else { SCOPE_SYSTEM };
+    let self_tgid = std::process::id();
+    let ring_bytes = cfg.ringbuf_bytes as u64;
+    let context = PodContext(cfg.context);
+    loader
+        .override_global("TRACE_SCOPE", &scope, true)
+        .override_global("TRACE_SELF_TGID", &self_tgid, true)
+        .override_global("TRACE_WAKE_SHIFT", &cfg.wake_shift, true)
+        .override_global("TRACE_RING_BYTES", &ring_bytes, true)
+        .override_global("TRACE_CONTEXT", &context, true)
+        .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 });
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
+    if let Some(t) = &cfg.traced {
+        insert_traced(&mut bpf, t)?;
+    }
     let mut attached = Vec::new();
     let mut missing = Vec::new();
     // The feed's programs first: they send nothing until userspace names the traced
@@ -148,7 +216,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
     let counters = PerCpuArray::try_from(bpf.take_map("TRACE_COUNTERS").context("map TRACE_COUNTERS missing from the BPF object")?)?;
-    Ok(Loaded { ebpf: Some(bpf), ring, counters, attached, missing })
+    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, attached, missing })
 }
 
 fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
@@ -162,15 +230,35 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), Strin
     Ok(())
 }
 
+/// How often the `keep_draining` thread looks at the ring when nothing woke it.
+const DRAIN_TICK: Duration = Duration::from_millis(5);
+
+struct Draining {
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<Option<(RingBuf<MapData>, Vec<Box<[u8]>>)>>,
+}
+
+/// Wait up to `timeout` for the ring to have records (or a signal).
+fn wait(ring: &RingBuf<MapData>, timeout: Duration) {
+    let mut pfd = libc::pollfd { fd: ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait early.
+    unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+}
+
+fn insert_traced(bpf: &mut Ebpf, tgids: &[u32]) -> anyhow::Result<()> {
+    let map = bpf.map_mut("FEED_TRACED").context("map FEED_TRACED missing from the BPF object")?;
+    let mut m: aya::maps::HashMap<_, u32, u8> = aya::maps::HashMap::try_from(map)?;
+    // lazyvma never traces itself (`-p 1` has it as a descendant).
+    for t in tgids.iter().filter(|t| **t != std::process::id()) {
+        m.insert(t, 1, 0).with_context(|| format!("FEED_TRACED: inserting {t}"))?;
+    }
+    Ok(())
+}
+
 impl Loaded {
-    /// Processes whose records the feed programs send (their forks join in BPF).
+    /// More processes of a scoped trace (their records are sent, their forks join in BPF).
     pub fn feed_traced(&mut self, tgids: &[u32]) -> anyhow::Result<()> {
-        let map = self.ebpf_mut().map_mut("FEED_TRACED").context("map FEED_TRACED missing from the BPF object")?;
-        let mut m: aya::maps::HashMap<_, u32, u8> = aya::maps::HashMap::try_from(map)?;
-        for t in tgids {
-            m.insert(t, 1, 0).with_context(|| format!("FEED_TRACED: inserting {t}"))?;
-        }
-        Ok(())
+        insert_traced(self.ebpf_mut(), tgids)
     }
 
     /// The object, to attach the function hooks to (`trace::attach`).
@@ -186,15 +274,78 @@ impl Loaded {
 
     /// Wait up to `timeout` for records, then hand every available one to `f`.
     pub fn poll(&mut self, timeout: Duration, mut f: impl FnMut(&[u8])) {
-        let mut pfd = libc::pollfd { fd: self.ring.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: one valid pollfd; EINTR (a signal) just ends the wait early.
-        unsafe { libc::poll(&mut pfd, 1, timeout.as_millis().min(i32::MAX as u128) as i32) };
+        self.resume();
+        if self.backlog.is_empty() {
+            if let Some(ring) = &self.ring {
+                wait(ring, timeout);
+            }
+        }
         self.drain(&mut f);
     }
 
     pub fn drain(&mut self, f: &mut impl FnMut(&[u8])) {
-        while let Some(item) = self.ring.next() {
+        self.resume();
+        for item in self.backlog.drain(..) {
             f(&item);
+        }
+        if let Some(ring) = self.ring.as_mut() {
+            while let Some(item) = ring.next() {
+                f(&item);
+            }
+        }
+    }
+
+    /// Keep the ring buffer drained while the caller does something long (seeding,
+    /// attaching, a snapshot pass): a thread copies every record into memory, in order,
+    /// until the next `poll`, `drain` or `resume`, which deliver them first. The programs
+    /// never find the ring full because its reader is busy. Idempotent.
+    pub fn keep_draining(&mut self) {
+        if self.draining.is_some() {
+            return;
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        // The ring goes to the thread only once it runs: if it cannot start, it stays here.
+        let (tx, rx) = std::sync::mpsc::channel::<RingBuf<MapData>>();
+        let thread = std::thread::Builder::new().name("drain".into()).spawn(move || {
+            let mut got = Vec::new();
+            let mut ring = rx.recv().ok()?;
+            loop {
+                // Read the flag first: after it is set one more pass empties the ring.
+                let last = flag.load(Ordering::SeqCst);
+                while let Some(item) = ring.next() {
+                    got.push(Box::<[u8]>::from(&*item));
+                }
+                if last {
+                    return Some((ring, got));
+                }
+                wait(&ring, DRAIN_TICK);
+            }
+        });
+        match (thread, self.ring.take()) {
+            (Ok(thread), Some(ring)) => {
+                let _ = tx.send(ring);
+                self.draining = Some(Draining { stop, thread });
+            }
+            (Ok(_), None) => {}
+            // Out of threads: the caller's own polls still drain it, later.
+            (Err(e), ring) => {
+                self.ring = ring;
+                eprintln!("lazyvma: cannot start a ring buffer drain thread: {e}");
+            }
+        }
+    }
+
+    /// Take the ring back from the `keep_draining` thread (its records wait in the backlog).
+    pub fn resume(&mut self) {
+        let Some(d) = self.draining.take() else { return };
+        d.stop.store(true, Ordering::SeqCst);
+        match d.thread.join() {
+            Ok(Some((ring, got))) => {
+                self.ring = Some(ring);
+                self.backlog.extend(got);
+            }
+            _ => eprintln!("lazyvma: the ring buffer drain thread failed; its records are lost"),
         }
     }
 
@@ -205,5 +356,11 @@ impl Loaded {
     /// (sent, lost) summed over CPUs.
     pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
         Ok((self.counter(CTR_SENT)?, self.counter(CTR_LOST)?))
+    }
+
+    /// Objects a scoped trace could not remember (its set was full): their frees from
+    /// untraced contexts went unseen.
+    pub fn objects_full(&self) -> u64 {
+        self.counter(CTR_OBJECTS_FULL).unwrap_or(0)
     }
 }

@@ -108,8 +108,13 @@ pub struct Row {
     pub eager: Counts,
     pub lazy: Counts,
     /// Spare objects a thread that lost a prepare race allocated and freed (spec §1.2: the
-    /// model, single-threaded, has no such race). Observed = eager + these.
+    /// model, single-threaded, has no such race). Observed = eager + these + `before_seed`.
     pub spares: Counts,
+    /// What was observed here before the process was seeded: its effects are in the
+    /// snapshot the model started from (`trace/seed.rs`).
+    pub before_seed: Counts,
+    /// Why part of this row's observed counts is not the model's to match, if so.
+    pub not_modelled: Option<String>,
 }
 
 /// How much of the traced tree the model saw, and everything it could not use.
@@ -136,6 +141,8 @@ pub struct Coverage {
     /// those that could not be, with why (`trace/seed.rs`).
     pub seeded: Vec<u32>,
     pub not_seeded: BTreeMap<u32, String>,
+    /// µs between the snapshot pass's two markers (what the seeding window took).
+    pub seed_pass_us: Option<u64>,
     /// Ring-buffer loss or missing feed tracepoints: the model saw less than happened.
     pub incomplete: Vec<String>,
     /// Syscalls and prepares whose key was older than one already applied to their mm
@@ -210,6 +217,12 @@ pub struct Feed {
     ever: HashSet<usize>,
     /// A snapshot taken at the start, waiting for its end marker (`-p`, `--cgroup`).
     pub seed: Option<Pending>,
+    /// Modelled processes whose rows are not the model's to match, with why (a seeded
+    /// process sharing anon_vmas with one not seeded, and its forks).
+    partial: HashMap<usize, String>,
+    /// Processes forked before the seed's TRACED marker, and their descendants: maybe
+    /// never in FEED_TRACED (their VMA records not sent), so never modelled, exec or not.
+    unfollowed: HashSet<usize>,
     /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
     pub seeded_live: [i64; 4],
     /// What the seed started from, for a knob sweep to re-seed per knob value.
@@ -283,6 +296,8 @@ impl Feed {
             borrowed: HashMap::new(),
             ever: HashSet::new(),
             seed: None,
+            unfollowed: HashSet::new(),
+            partial: HashMap::new(),
             seeded_live: [0; 4],
             seed_start: None,
             events_max: EVENTS_MAX,
@@ -364,7 +379,9 @@ impl Feed {
         let next = self.rows.len();
         let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
         if i == next {
-            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: Counts::default(), lazy: Counts::default(), spares: Counts::default() });
+            let zero = Counts::default();
+            let not_modelled = self.partial.get(&at.proc).cloned();
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: zero, lazy: zero, spares: zero, before_seed: zero, not_modelled });
         }
         i
     }
@@ -404,6 +421,10 @@ impl Feed {
     /// A process joined the tree at `child` (`sched_process_fork` at `ktime`, after `dup_mmap`).
     pub fn fork(&mut self, tree: &Tree, child: usize, ktime: u64) {
         let c = tree.get(child);
+        let early = self.seed.as_ref().is_some_and(|p| !p.followed);
+        if early || c.parent.is_some_and(|p| self.unfollowed.contains(&p)) {
+            self.unfollowed.insert(child);
+        }
         if let Some(p) = c.parent {
             self.touched(tree.get(p).tgid, "a fork");
             self.touched(c.tgid, "its fork");
@@ -417,6 +438,9 @@ impl Feed {
             return;
         }
         self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        if let Some(why) = self.partial.get(&parent).cloned() {
+            self.partial.insert(child, format!("forked by a process {}", why.trim_start_matches("seeded ")));
+        }
         self.ever.insert(child);
         self.coverage.modelled += 1;
         self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
@@ -427,9 +451,21 @@ impl Feed {
     pub fn exec(&mut self, tree: &Tree, tgid: u32, ktime: u64) {
         self.touched(tgid, "an exec");
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
+        if self.unfollowed.contains(&proc) {
+            return;
+        }
         self.barrier(proc, ktime);
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
+        // A vfork child of an unmodelled parent frees nothing at its exec (the mm it drops is
+        // its parent's): modelled from here exactly.
+        let vforked = self.shared_mm.remove(&tgid);
+        if !self.ever.contains(&proc) && !tree.is_command(proc) && !vforked {
+            // The image this exec frees was never modelled (a child of an unmodelled parent,
+            // or a process the seed refused): its frees are observed here, not modelled.
+            let i = self.row(at);
+            self.rows[i].not_modelled.get_or_insert_with(|| "entered the model at its exec: the image the exec freed (and what the process did before) was never modelled".into());
+        }
         if self.procs.insert(proc, Proc::default()).is_none() {
             self.ever.insert(proc);
             self.coverage.modelled += 1;
@@ -443,6 +479,11 @@ impl Feed {
         self.apply(Event::Exec { pid: Self::pid(proc), stack }, at);
         for p in during.iter().skip(1) {
             self.place(proc, p, at);
+        }
+        // Its rows from here are of its new image alone (this one keeps the old one's flag).
+        if let Some(why) = self.partial.remove(&proc) {
+            let i = self.row(at);
+            self.rows[i].not_modelled.get_or_insert(why);
         }
     }
 
@@ -845,11 +886,13 @@ impl Feed {
         }
     }
 
-    /// A phase marker from `tgid`: lazyvma's own bracket the snapshot pass.
-    pub fn seed_marker(&mut self, tree: &Tree, tgid: u32, id: u32) {
+    /// A phase marker from `tgid`: lazyvma's own bracket the snapshot pass. `observed`: the
+    /// slab tally's rows so far (what a seeded process did before its seed).
+    pub fn seed_marker(&mut self, tree: &Tree, observed: &[super::slab::PhaseRow], tgid: u32, id: u32) {
         let Some(p) = self.seed.as_mut().filter(|p| p.tgid == tgid) else { return };
-        if id == super::seed::START {
-            p.inside = true;
+        if id == super::seed::TRACED || id == super::seed::START {
+            p.followed = true;
+            p.inside |= id == super::seed::START;
             return;
         }
         if id != super::seed::END {
@@ -859,19 +902,22 @@ impl Feed {
             self.run(mm, item);
         }
         let p = self.seed.take().expect("pending");
-        let fresh = self.procs.is_empty() && self.events.is_empty();
-        let out = p.end(tree, self.kernel, fresh);
-        if let Some(pair) = out.pair {
-            let (e, l) = pair.counts();
-            self.seeded_live = [e.anon_vma.live, e.anon_vma_chain.live, l.anon_vma.live, l.anon_vma_chain.live].map(|n| n as i64);
-            self.pair = pair;
-        }
+        self.coverage.seed_pass_us = p.pass_us;
+        let ever = std::mem::take(&mut self.ever);
+        let out = p.end(tree, self.kernel, &mut self.pair, |proc| ever.contains(&proc));
+        self.ever = ever;
+        self.seeded_live = out.live;
+        self.partial.extend(out.partial);
         self.seed_start = out.start;
         for (proc, tgid) in out.seeded {
             self.procs.insert(proc, Proc::default());
             self.ever.insert(proc);
             self.coverage.modelled += 1;
             self.coverage.seeded.push(tgid);
+            for r in observed.iter().filter(|r| r.proc == proc) {
+                let i = self.row(At { proc, tgid, phase: r.phase });
+                self.rows[i].before_seed = r.counts;
+            }
         }
         self.coverage.not_seeded = out.reasons;
     }

@@ -24,7 +24,7 @@ pub mod stats;
 pub mod symbols;
 pub mod timeline;
 
-use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE};
+use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE, WHY_FUNCTION};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
@@ -108,6 +108,9 @@ impl Tracer {
                 }
             }
             Some(Record::Ksm(ev)) => self.kernel_event(ksm::tracepoint_op(&ev)),
+            Some(Record::Slab(ev, _)) if ev.arg as usize >= FN_COUNT => self.malformed += 1,
+            Some(Record::Slab(ev, why)) if ev.kind == EV_ALLOC => self.alloc(&ev, why),
+            Some(Record::Slab(ev, why)) => self.free(&ev, why),
             None => self.malformed += 1,
         }
     }
@@ -174,8 +177,8 @@ impl Tracer {
     pub fn handle(&mut self, ev: &TraceEvent) {
         match ev.kind {
             EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => self.malformed += 1,
-            EV_ALLOC => self.alloc(ev),
-            EV_FREE => self.free(ev),
+            EV_ALLOC => self.alloc(ev, WHY_FUNCTION),
+            EV_FREE => self.free(ev, WHY_FUNCTION),
             EV_NEWTASK => {
                 self.tree.newtask(ev.arg, ev.ptr);
                 if let Some(f) = self.feed.as_mut() {
@@ -207,7 +210,7 @@ impl Tracer {
             EV_MARKER => {
                 let id = (ev.ptr - MARKER_BASE) as u32;
                 if let Some(f) = self.feed.as_mut() {
-                    f.seed_marker(&self.tree, ev.tgid, id);
+                    f.seed_marker(&self.tree, &self.tally.phases, ev.tgid, id);
                 }
                 self.tree.marker(ev.tgid, id);
             }
@@ -224,11 +227,11 @@ impl Tracer {
         &ev.frames[..n]
     }
 
-    fn alloc(&mut self, ev: &TraceEvent) {
+    fn alloc(&mut self, ev: &TraceEvent, ctx: u32) {
         let Some(proc) = self.tree.traced(ev.tgid) else { return };
         let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
-        let why = reason::classify(ev.arg, true, self.frames(ev), &self.syms);
+        let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, true, self.frames(ev), &self.syms), String::from);
         self.count(kind, true, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.arg, kind) {
             let p = self.tree.get(proc);
@@ -236,7 +239,7 @@ impl Tracer {
         }
     }
 
-    fn free(&mut self, ev: &TraceEvent) {
+    fn free(&mut self, ev: &TraceEvent, ctx: u32) {
         let (kind, owner) = self.live.free(ev.ptr, ev.arg);
         if owner.is_none() && self.tree.is_launcher(ev.tgid) {
             self.launcher_frees += 1;
@@ -245,7 +248,7 @@ impl Tracer {
         // An object of the traced tree freed from elsewhere (ksmd, a /proc reader's mmput)
         // still counts, in its allocating process.
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
-        let why = reason::classify(ev.arg, false, self.frames(ev), &self.syms);
+        let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, false, self.frames(ev), &self.syms), String::from);
         self.count(kind, false, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {
             let p = self.tree.get(proc);

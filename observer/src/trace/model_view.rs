@@ -27,6 +27,12 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
         if row.spares != Counts::default() {
             phases[i]["prepare_race_spares"] = counts(&row.spares);
         }
+        if row.before_seed != Counts::default() {
+            phases[i]["before_seed"] = counts(&row.before_seed);
+        }
+        if let Some(why) = &row.not_modelled {
+            phases[i]["not_modelled"] = json!(why);
+        }
     }
 }
 
@@ -52,6 +58,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         // -p / --cgroup: processes seeded from the snapshot at the start, and why not others.
         "seeded": c.seeded,
         "not_seeded": c.not_seeded,
+        "seed_pass_us": c.seed_pass_us,
         "events_fed": c.events_fed,
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,

@@ -34,11 +34,15 @@ pub struct Tree {
     threads: HashSet<u32>,
     /// The command's process before its exec: still lazyvma's forked image.
     launcher: Option<u32>,
+    /// The command's process (its exec's frees are lazyvma's image: not counted).
+    command: Option<usize>,
+    /// Entries found in /proc whose fork record has not come (`fork`).
+    scanned: HashSet<usize>,
 }
 
 impl Tree {
     pub fn system() -> Tree {
-        Tree { scope: Scope::System, procs: vec![], by_tgid: HashMap::new(), threads: HashSet::new(), launcher: None }
+        Tree { scope: Scope::System, procs: vec![], by_tgid: HashMap::new(), threads: HashSet::new(), launcher: None, command: None, scanned: HashSet::new() }
     }
 
     pub fn roots(tgids: &[u32]) -> Tree {
@@ -60,7 +64,8 @@ impl Tree {
             kids.sort_unstable();
             for k in kids {
                 if !t.by_tgid.contains_key(&k) {
-                    t.add(k, Some(parent), None);
+                    let p = t.add(k, Some(parent), None);
+                    t.scanned.insert(p);
                 }
             }
             i += 1;
@@ -68,18 +73,48 @@ impl Tree {
         t
     }
 
+    /// `with_descendants` of the processes now, but `me` (lazyvma is never in its own
+    /// scope), each new tgid handed to `traced` (the feed's FEED_TRACED) until a scan finds
+    /// none: a child forked between a scan and its parent's entry there was not followed in
+    /// the kernel, the next scan finds it. Gives up adding after `rounds` scans.
+    pub fn scan(roots: &[u32], me: u32, ppids: impl Fn() -> Vec<(u32, u32)>, mut traced: impl FnMut(&[u32]) -> anyhow::Result<()>, rounds: usize) -> anyhow::Result<Tree> {
+        let roots: Vec<u32> = roots.iter().copied().filter(|&r| r != me).collect();
+        let mut known: HashSet<u32> = HashSet::new();
+        let mut t = Tree::roots(&roots);
+        for _ in 0..rounds.max(1) {
+            let mut pairs = ppids();
+            pairs.retain(|&(p, _)| p != me);
+            t = Tree::with_descendants(&roots, &pairs);
+            let new: Vec<u32> = t.procs.iter().map(|p| p.tgid).filter(|g| !known.contains(g)).collect();
+            if new.is_empty() {
+                break;
+            }
+            traced(&new)?;
+            known.extend(new);
+        }
+        Ok(t)
+    }
+
     /// The command's tree; until it execs, the root runs lazyvma's image (see `is_launcher`).
     pub fn command(tgid: u32) -> Tree {
         let mut t = Tree::roots(&[tgid]);
         t.launcher = Some(tgid);
+        t.command = Some(0);
         t
+    }
+
+    /// `proc` is the command's process (`Tree::command`).
+    pub fn is_command(&self, proc: usize) -> bool {
+        self.command == Some(proc)
     }
 
     fn add(&mut self, tgid: u32, parent: Option<usize>, phase: Option<u32>) -> usize {
         let proc = self.procs.len();
         self.procs.push(Proc { proc, tgid, parent, phase, execs: 0, exited: false });
         // A recycled tgid now names the new process.
-        self.by_tgid.insert(tgid, proc);
+        if let Some(old) = self.by_tgid.insert(tgid, proc) {
+            self.scanned.remove(&old);
+        }
         proc
     }
 
@@ -108,9 +143,12 @@ impl Tree {
             return;
         }
         let Some(parent) = self.traced(tgid) else { return };
-        // Already found in /proc by `with_descendants` (it forked after attach, before the scan).
+        // Already found in /proc by `with_descendants` (it forked after attach, before the
+        // scan; maybe reparented since, so /proc named another parent): a live tgid is one
+        // process, and this record is its fork.
         if let Some(&known) = self.by_tgid.get(&child) {
-            if self.procs[known].parent == Some(parent) && !self.procs[known].exited {
+            if !self.procs[known].exited && self.scanned.remove(&known) {
+                self.procs[known].parent = Some(parent);
                 return;
             }
         }
@@ -186,6 +224,40 @@ mod tests {
         let t = Tree::with_descendants(&[10], &[(11, 10), (13, 12), (12, 11), (20, 1), (14, 10)]);
         let v: Vec<_> = t.procs.iter().map(|p| (p.tgid, p.parent)).collect();
         assert_eq!(v, vec![(10, None), (11, Some(0)), (14, Some(0)), (12, Some(1)), (13, Some(3))]);
+    }
+
+    #[test]
+    fn a_scanned_process_s_fork_record_is_the_same_process_even_reparented() {
+        // 12 was forked by 11 after attach, 11 exited and 12 was reparented to 10 before the scan.
+        let mut t = Tree::with_descendants(&[10], &[(12, 10)]);
+        t.fork(10, 11);
+        t.fork(11, 12);
+        t.exit(11, 11, 1);
+        let v: Vec<_> = t.procs.iter().map(|p| (p.tgid, p.parent, p.exited)).collect();
+        assert_eq!(v, [(10, None, false), (12, Some(2), false), (11, Some(0), true)]);
+        // A second fork record of 12 (recycled after an exit) is a new process.
+        t.exit(12, 12, 1);
+        t.fork(10, 12);
+        assert_eq!(t.procs.iter().filter(|p| p.tgid == 12).count(), 2);
+    }
+
+    #[test]
+    fn the_scan_leaves_lazyvma_out_and_rescans_until_nothing_is_new() {
+        let scans = std::cell::Cell::new(0);
+        let ppids = || {
+            scans.set(scans.get() + 1);
+            // 13 appears in the second scan (forked before 11 was traced).
+            let mut v = vec![(11, 10), (99, 10), (100, 99)];
+            if scans.get() > 1 {
+                v.push((13, 11));
+            }
+            v
+        };
+        let mut sent = vec![];
+        let t = Tree::scan(&[10], 99, ppids, |n| Ok(sent.push(n.to_vec())), 5).unwrap();
+        assert_eq!(sent, [vec![10, 11], vec![13]]);
+        assert_eq!(t.procs.iter().map(|p| p.tgid).collect::<Vec<_>>(), [10, 11, 13]);
+        assert_eq!(scans.get(), 3);
     }
 
     #[test]

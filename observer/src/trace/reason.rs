@@ -2,7 +2,7 @@
 //! for anon_vma_clone / unlink_anon_vmas / __put_anon_vma, from the kernel stack: on a
 //! tracepoint-only kernel that is the only way to see a clone's caller (split, mremap, merge).
 use super::symbols::Symbols;
-use lazyvma_model::trace_abi::{FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS};
+use lazyvma_model::trace_abi::{FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXIT, WHY_FORK};
 
 /// Callers of anon_vma_clone (the first frame above it), 6.1 and 6.18 names. `dup_anon_vma`
 /// is inlined into the merge functions on 6.18, so they show up instead.
@@ -36,6 +36,16 @@ fn teardown(frames: &[&str]) -> Option<&'static str> {
     } else {
         return None;
     })
+}
+
+/// The reason the slab program told from the task's context (`SlabEvent::why`), the
+/// same key the stack would have given: a fork syscall's clone, an exiting task's teardown.
+pub fn with_context(why: u32) -> Option<&'static str> {
+    match why {
+        WHY_FORK => Some("fork"),
+        WHY_EXIT => Some("exit"),
+        _ => None,
+    }
 }
 
 /// The reason key for one event. Unrecognised callers are named (`clone:<caller>`) rather

@@ -34,6 +34,9 @@ use crate::snapshot::{decode, reader};
 /// Marker ids (behavior − MARKER_BASE) bracketing the pass; far above the workload's.
 pub const START: u32 = 0x5e_ed00;
 pub const END: u32 = 0x5e_ed01;
+/// Sent once every process of the scope is in FEED_TRACED: a child forked before it may
+/// have been forked before its parent was, and then the kernel does not follow it.
+pub const TRACED: u32 = 0x5e_ed02;
 
 /// Between taking the pass and the feed reaching its end marker.
 pub struct Pending {
@@ -46,6 +49,10 @@ pub struct Pending {
     pub reasons: BTreeMap<u32, String>,
     /// The start marker was seen.
     pub inside: bool,
+    /// The TRACED (or start) marker was seen: forks from here are followed in the kernel.
+    pub followed: bool,
+    /// µs between the two markers, once the pass is taken.
+    pub pass_us: Option<u64>,
 }
 
 /// What a knob sweep re-seeds from: the pass and the processes seeded (topology pid,
@@ -57,9 +64,12 @@ pub struct Start {
 
 /// What the end marker gave the feed.
 pub struct Outcome {
-    /// `None`: nothing seeded.
-    pub pair: Option<Pair>,
     pub start: Option<Start>,
+    /// Live objects the seed added: eager AV, AVC, lazy AV, AVC.
+    pub live: [i64; 4],
+    /// Seeded processes sharing an anon_vma tree with a process not seeded, and why their
+    /// rows are not the model's to match (what the kernel frees once the other lets go).
+    pub partial: Vec<(usize, String)>,
     /// (tree index, tgid) of each process seeded.
     pub seeded: Vec<(usize, u32)>,
     pub reasons: BTreeMap<u32, String>,
@@ -70,18 +80,63 @@ fn marker(id: u32) {
     unsafe { libc::syscall(libc::SYS_madvise, 0usize, 0usize, (MARKER_BASE + u64::from(id)) as libc::c_long) };
 }
 
-/// Take the pass for the scope's processes now. `Err` only for what stops the whole trace
-/// (none so far); a pass that fails leaves every candidate unseeded with the reason.
-pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, markers: bool) -> Pending {
+/// The pass on its own thread: the caller keeps draining the ring buffer meanwhile (a busy
+/// system fills it in well under a second) and holds what it reads until `join`.
+pub struct Running {
+    handle: std::thread::JoinHandle<Pending>,
+}
+
+impl Running {
+    pub fn done(&self) -> bool {
+        self.handle.is_finished()
+    }
+
+    pub fn join(self) -> Pending {
+        self.handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))
+    }
+}
+
+/// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
+/// every candidate unseeded with the reason; nothing here stops the trace.
+pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, markers: bool) -> Running {
     let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
-    let mut p = Pending { tgid: std::process::id(), topo: Topology::default(), knobs, candidates, reasons: BTreeMap::new(), inside: false };
+    let mut p = Pending { tgid: std::process::id(), topo: Topology::default(), knobs, candidates, reasons: BTreeMap::new(), inside: false, followed: false, pass_us: None };
+    // A handle of its own on the feed's map: the thread reads it right after the end marker.
+    let args = syscall_args(loaded);
+    if markers {
+        marker(TRACED);
+    }
+    let btf_path = btf_path.map(Path::to_path_buf);
+    let handle = std::thread::Builder::new()
+        .name("lazyvma-seed".into())
+        .spawn(move || {
+            pass(&mut p, args, btf_path.as_deref(), markers);
+            p
+        })
+        .expect("spawning the seeding thread");
+    Running { handle }
+}
+
+type Args = anyhow::Result<aya::maps::HashMap<aya::maps::MapData, u32, [u64; 8]>>;
+
+fn syscall_args(loaded: &mut Loaded) -> Args {
+    let map = loaded.ebpf_mut().map("SYSCALL_ARGS").context("map SYSCALL_ARGS missing from the BPF object")?;
+    let id = match map {
+        aya::maps::Map::LruHashMap(d) | aya::maps::Map::HashMap(d) => d.info()?.id(),
+        _ => anyhow::bail!("map SYSCALL_ARGS is not a hash map"),
+    };
+    Ok(aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(aya::maps::MapData::from_id(id)?)?)?)
+}
+
+fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
     if !markers {
         let why = "syscalls:sys_enter_madvise not attached: the snapshot cannot be placed in the record stream";
         p.reasons = p.candidates.iter().map(|&t| (t, why.to_string())).collect();
-        return p;
+        return;
     }
     // The verifier's part before the start marker: the window holds only the pass itself.
     let loaded_iter = load(btf_path);
+    let t0 = std::time::Instant::now();
     marker(START);
     for &t in &p.candidates {
         if let Some(why) = busy(t) {
@@ -90,6 +145,7 @@ pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Pa
     }
     let pass = loaded_iter.and_then(|mut bpf| reader::read(&mut bpf)).and_then(|bytes| decode::topology(&bytes));
     marker(END);
+    p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
         Ok((topo, _)) => p.topo = topo,
         Err(e) => {
@@ -99,7 +155,7 @@ pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Pa
             }
         }
     }
-    match in_flight(loaded) {
+    match args.and_then(|m| Ok(m.keys().collect::<Result<Vec<_>, _>>()?)) {
         Ok(tids) => {
             for tid in tids {
                 if let Some(t) = tgid_of(tid).filter(|t| p.candidates.contains(t)) {
@@ -114,7 +170,6 @@ pub fn take(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Pa
             }
         }
     }
-    p
 }
 
 fn load(btf_path: Option<&Path>) -> anyhow::Result<aya::Ebpf> {
@@ -151,13 +206,6 @@ fn busy(tgid: u32) -> Option<String> {
     None
 }
 
-/// Threads with a VMA syscall between its enter and exit, per the feed's `SYSCALL_ARGS`.
-fn in_flight(loaded: &mut Loaded) -> anyhow::Result<Vec<u32>> {
-    let map = loaded.ebpf_mut().map("SYSCALL_ARGS").context("map SYSCALL_ARGS missing from the BPF object")?;
-    let m: aya::maps::HashMap<_, u32, [u64; 8]> = aya::maps::HashMap::try_from(map)?;
-    Ok(m.keys().collect::<Result<Vec<_>, _>>()?)
-}
-
 fn tgid_of(tid: u32) -> Option<u32> {
     let status = std::fs::read_to_string(format!("/proc/{tid}/status")).ok()?;
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|t| t.trim().parse().ok())
@@ -166,12 +214,12 @@ fn tgid_of(tid: u32) -> Option<u32> {
 impl Pending {
     /// What a recording keeps of the pass (`record::format::SeedRec`).
     pub fn record(&self) -> SeedRec {
-        SeedRec { tgid: self.tgid, topology: self.topo.clone(), candidates: self.candidates.clone(), reasons: self.reasons.clone() }
+        SeedRec { tgid: self.tgid, topology: self.topo.clone(), candidates: self.candidates.clone(), reasons: self.reasons.clone(), pass_us: self.pass_us }
     }
 
     /// A replay's pending seed: the recorded pass under the replay's knobs.
     pub fn replayed(r: &SeedRec, knobs: Knobs) -> Pending {
-        Pending { tgid: r.tgid, topo: r.topology.clone(), knobs, candidates: r.candidates.clone(), reasons: r.reasons.clone(), inside: false }
+        Pending { tgid: r.tgid, topo: r.topology.clone(), knobs, candidates: r.candidates.clone(), reasons: r.reasons.clone(), inside: false, followed: false, pass_us: r.pass_us }
     }
 
     /// Every candidate not yet refused is refused for `why`.
@@ -188,10 +236,12 @@ impl Pending {
         }
     }
 
-    /// The end marker: seed every candidate with no reason against it. `fresh`: the model
-    /// has no process yet (seeding replaces it); else nothing is seeded.
-    pub fn end(mut self, tree: &Tree, kernel: Kernel, fresh: bool) -> Outcome {
-        let mut out = Outcome { pair: None, start: None, seeded: vec![], reasons: BTreeMap::new() };
+    /// The end marker: seed every candidate with no reason against it into `pair`, which
+    /// may already hold processes modelled from an exec since the trace began (`modelled`
+    /// tells them by tree index: their exec started them from scratch, so they are neither
+    /// seeded nor refused).
+    pub fn end(mut self, tree: &Tree, kernel: Kernel, pair: &mut Pair, modelled: impl Fn(usize) -> bool) -> Outcome {
+        let mut out = Outcome { start: None, seeded: vec![], reasons: BTreeMap::new(), live: [0; 4], partial: vec![] };
         if !self.inside {
             // Records between the markers could not be checked.
             self.unseeded("the snapshot's start marker was not seen (ring buffer records lost?)");
@@ -205,9 +255,12 @@ impl Pending {
         for &t in &self.candidates {
             let proc = tree.procs.iter().rposition(|p| p.tgid == t && !p.exited);
             let why = match proc {
+                Some(p) if modelled(p) => {
+                    self.reasons.remove(&t);
+                    continue;
+                }
                 _ if self.reasons.contains_key(&t) => continue,
                 None => "exited before the snapshot was placed".to_string(),
-                Some(_) if !fresh => "the model already had processes (an exec before the snapshot)".into(),
                 Some(_) if !present.contains(&t) => "not in the snapshot (a kernel thread, or gone)".into(),
                 Some(p) => {
                     pids.push((t, p as Pid + 1));
@@ -219,13 +272,21 @@ impl Pending {
         }
         if !pids.is_empty() {
             let seed = Seed { kernel, knobs: self.knobs, skip_bad: true };
-            match seed.run_mapped(&self.topo, &pids) {
-                Ok((pair, report)) => {
+            let (e0, l0) = pair.counts();
+            match seed.run_into(pair, &self.topo, &pids) {
+                Ok(report) => {
                     for (t, why) in report.skipped {
                         self.reasons.insert(t, format!("refused by the seed: {why}"));
                     }
+                    let (e, l) = pair.counts();
+                    out.live = [
+                        e.anon_vma.live as i64 - e0.anon_vma.live as i64,
+                        e.anon_vma_chain.live as i64 - e0.anon_vma_chain.live as i64,
+                        l.anon_vma.live as i64 - l0.anon_vma.live as i64,
+                        l.anon_vma_chain.live as i64 - l0.anon_vma_chain.live as i64,
+                    ];
                     out.seeded = procs.into_iter().filter(|(_, t)| report.seeded.contains(t)).collect();
-                    out.pair = Some(pair);
+                    out.partial = shared(&self.topo, &out.seeded);
                     pids.retain(|(t, _)| report.seeded.contains(t));
                     out.start = Some(Start { topo: std::mem::take(&mut self.topo), pids });
                 }
@@ -239,6 +300,28 @@ impl Pending {
         out.reasons = self.reasons;
         out
     }
+}
+
+/// Seeded processes whose anon_vma trees (roots) a process of the pass not seeded also
+/// links: the seed pins those anon_vmas (`lazyvma_model::seed`), so when the kernel frees one
+/// after the other process lets go, the model does not.
+fn shared(topo: &Topology, seeded: &[(usize, u32)]) -> Vec<(usize, String)> {
+    let root = |a: &u64| topo.anon_vmas.get(a).map_or(*a, |i| i.root);
+    let roots = |p: &lazyvma_model::topology::ProcessTopo| p.vmas.iter().flat_map(|v| v.chain.iter().map(root)).collect::<HashSet<u64>>();
+    let mut others: BTreeMap<u64, u32> = BTreeMap::new();
+    for p in topo.processes.iter().filter(|p| !seeded.iter().any(|s| s.1 == p.pid)) {
+        for r in roots(p) {
+            others.entry(r).or_insert(p.pid);
+        }
+    }
+    let mut out = Vec::new();
+    for &(proc, tgid) in seeded {
+        let Some(p) = topo.processes.iter().find(|p| p.pid == tgid) else { continue };
+        if let Some(other) = roots(p).iter().find_map(|r| others.get(r)) {
+            out.push((proc, format!("seeded sharing anon_vmas with pid {other}, not seeded: what the kernel frees once that process lets go is not modelled")));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -258,7 +341,7 @@ mod tests {
             topo.processes.push(ProcessTopo { pid, vmas: vec![vma], ..Default::default() });
             topo.anon_vmas.insert(av, AnonVmaInfo { root: av, parent: av, refcount: 1, num_children: 1, num_active_vmas: 1, degree: None });
         }
-        Pending { tgid: ME, topo, knobs: Knobs::default(), candidates: vec![100, 200], reasons: BTreeMap::new(), inside: false }
+        Pending { tgid: ME, topo, knobs: Knobs::default(), candidates: vec![100, 200], reasons: BTreeMap::new(), inside: false, followed: false, pass_us: None }
     }
 
     fn munmap(tgid: u32) -> SyscallEvent {
@@ -272,10 +355,10 @@ mod tests {
         f.seed = Some(pending());
         // Before the start marker: already in the snapshot, dropped.
         f.syscall(&tree, &munmap(200));
-        f.seed_marker(&tree, ME + 1, START); // another process's marker: not ours
-        f.seed_marker(&tree, ME, START);
+        f.seed_marker(&tree, &[], ME + 1, START); // another process's marker: not ours
+        f.seed_marker(&tree, &[], ME, START);
         f.syscall(&tree, &munmap(100));
-        f.seed_marker(&tree, ME, END);
+        f.seed_marker(&tree, &[], ME, END);
         let c = &f.coverage;
         assert_eq!(c.seeded, [200]);
         assert_eq!(c.not_seeded.get(&100).map(String::as_str), Some("munmap raced the snapshot"));
@@ -288,6 +371,54 @@ mod tests {
     }
 
     #[test]
+    fn a_process_exec_d_before_the_snapshot_does_not_refuse_the_others_and_work_before_the_seed_is_its_baseline() {
+        let mut tree = Tree::roots(&[100, 200]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        f.seed_marker(&tree, &[], ME, TRACED);
+        // 100 execs before the pass: modelled from its exec, not seeded, not refused.
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        f.seed_marker(&tree, &[], ME, START);
+        let mut counts = crate::trace::slab::Counts::default();
+        counts.add(crate::trace::slab::Kind::AnonVma, true);
+        let observed = [crate::trace::slab::PhaseRow { proc: 1, tgid: 200, phase: None, counts }];
+        f.seed_marker(&tree, &observed, ME, END);
+        let c = &f.coverage;
+        assert_eq!((c.seeded.as_slice(), c.not_seeded.len(), c.modelled), (&[200][..], 0, 2), "{:?}", c.not_seeded);
+        assert_eq!(f.seeded_live, [1, 1, 0, 0], "lazy: a lone written VMA is LAZY");
+        let row = f.rows.iter().find(|r| r.proc == 1).expect("200's row");
+        assert_eq!((row.before_seed, row.eager), (counts, Default::default()));
+        // Both models hold their process: 200's munmap frees its seeded objects.
+        f.syscall(&tree, &munmap(200));
+        assert_eq!((f.eager.anon_vma.free, f.coverage.model_errors), (1, 0));
+    }
+
+    #[test]
+    fn a_child_forked_before_the_scope_was_followed_is_not_modelled_from_its_exec() {
+        let mut tree = Tree::roots(&[100]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        tree.fork(100, 101);
+        f.fork(&tree, 1, 0);
+        f.seed_marker(&tree, &[], ME, TRACED);
+        // 101's child, after the marker: its parent was not followed, nor is it.
+        tree.fork(101, 103);
+        f.fork(&tree, 2, 0);
+        tree.fork(100, 102);
+        f.fork(&tree, 3, 0);
+        for t in [101, 103, 102] {
+            tree.exec(t);
+            f.exec(&tree, t, 0);
+        }
+        assert_eq!(f.coverage.modelled, 1);
+        f.finish(&tree, 0, &[]);
+        assert_eq!(f.coverage.not_modelled, [100, 101, 103]);
+        // No row claims a model for 101 or 103.
+        assert!(f.rows.iter().all(|r| r.proc == 3), "{:?}", f.rows);
+    }
+
+    #[test]
     fn reasons_found_at_the_pass_and_a_process_missing_from_it_are_kept() {
         let tree = Tree::roots(&[100, 200, 300]);
         let mut f = Feed::new("6.18.44", Knobs::default());
@@ -295,8 +426,8 @@ mod tests {
         p.candidates.push(300);
         p.reasons.insert(100, "thread 101 was running when the snapshot began (its syscall unknown)".into());
         f.seed = Some(p);
-        f.seed_marker(&tree, ME, START);
-        f.seed_marker(&tree, ME, END);
+        f.seed_marker(&tree, &[], ME, START);
+        f.seed_marker(&tree, &[], ME, END);
         let c = &f.coverage;
         assert_eq!(c.seeded, [200]);
         assert!(c.not_seeded[&100].contains("running"));
@@ -308,12 +439,12 @@ mod tests {
         let tree = Tree::roots(&[100, 200]);
         let mut f = Feed::new("6.18.44", Knobs::default());
         f.seed = Some(pending());
-        f.seed_marker(&tree, ME, END);
+        f.seed_marker(&tree, &[], ME, END);
         assert!(f.coverage.seeded.is_empty());
         assert!(f.coverage.not_seeded[&200].contains("start marker was not seen"));
         let mut f = Feed::new("6.18.44", Knobs::default());
         f.seed = Some(pending());
-        f.seed_marker(&tree, ME, START);
+        f.seed_marker(&tree, &[], ME, START);
         f.finish(&tree, 3, &[]);
         assert!(f.coverage.not_seeded[&100].contains("end marker was not seen"));
         assert_eq!(f.coverage.not_modelled, [100, 200]);
@@ -325,8 +456,8 @@ mod tests {
         let mut f = Feed::new("6.18.44", Knobs::default());
         f.events_max = 1;
         f.seed = Some(pending());
-        f.seed_marker(&tree, ME, START);
-        f.seed_marker(&tree, ME, END);
+        f.seed_marker(&tree, &[], ME, START);
+        f.seed_marker(&tree, &[], ME, END);
         assert_eq!(f.seed_start.as_ref().map(|s| s.pids.clone()), Some(vec![(100, 1), (200, 2)]));
         assert_eq!(crate::record::meta::sweep_not_run(&f), None);
         f.syscall(&tree, &munmap(100));
