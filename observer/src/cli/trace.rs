@@ -254,6 +254,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         objects_max,
         wake_shift: bpf::WAKE_SHIFT,
         context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
+        aggregate: None,
     };
     let mut loaded = bpf::load(&cfg)?;
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
