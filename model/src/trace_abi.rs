@@ -246,6 +246,24 @@ impl ContextOffsets {
     pub const UNSET: ContextOffsets = ContextOffsets { task_flags: NO_FIELD, regs_syscall: NO_FIELD, fork_ids: [NO_SYSCALL; 4] };
 }
 
+/// `serve`'s slab counts kept in the kernel (`SLAB_COUNTS`, per CPU): one slot per
+/// (function, alloc/free, kind, `WHY_*`); kinds 0 anon_vma, 1 anon_vma_chain.
+pub const AGG_KINDS: u32 = 2;
+pub const AGG_WHYS: u32 = 3;
+pub const AGG_SLOTS: u32 = FN_COUNT as u32 * 2 * AGG_KINDS * AGG_WHYS;
+
+pub const fn agg_slot(func: u32, alloc: bool, kind: u32, why: u32) -> u32 {
+    ((func * 2 + alloc as u32) * AGG_KINDS + kind) * AGG_WHYS + why
+}
+
+/// (function, alloc, kind, why) of a `SLAB_COUNTS` slot.
+pub const fn agg_key(slot: u32) -> (u32, bool, u32, u32) {
+    let why = slot % AGG_WHYS;
+    let kind = (slot / AGG_WHYS) % AGG_KINDS;
+    let fa = slot / AGG_WHYS / AGG_KINDS;
+    (fa / 2, fa % 2 == 1, kind, why)
+}
+
 /// `PF_EXITING` (include/linux/sched.h), the same on every kernel lazyvma runs on.
 pub const PF_EXITING: u32 = 0x4;
 

@@ -10,12 +10,13 @@ use aya_ebpf::{
         bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
     },
-    macros::tracepoint,
+    macros::{map, tracepoint},
+    maps::PerCpuArray,
     programs::TracePointContext,
     EbpfContext,
 };
 use lazyvma_model::trace_abi::{
-    ContextOffsets, SlabEvent, TraceEvent, CTR_LOST, CTR_SENT, EV_ALLOC, EV_FREE, EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_PUT,
+    agg_slot, ContextOffsets, SlabEvent, AGG_KINDS, AGG_SLOTS, TraceEvent, CTR_LOST, CTR_SENT, EV_ALLOC, EV_FREE, EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_PUT,
     FN_UNLINK, NO_FIELD, PF_EXITING, STACK_DEPTH, WHY_EXIT, WHY_FORK, WHY_FUNCTION,
 };
 
@@ -42,6 +43,38 @@ pub(crate) fn function_of(call_site: u64) -> Option<u32> {
     None
 }
 
+/// Count in `SLAB_COUNTS` what needs no stack and whose kind is certain, send nothing
+/// for it (`serve`: it only sums). 0: send every event.
+#[unsafe(no_mangle)]
+static TRACE_AGGREGATE: u32 = 0;
+/// object_size of anon_vma and anon_vma_chain (the kind of an allocation).
+#[unsafe(no_mangle)]
+static TRACE_SIZES: [u64; 2] = [NO_FIELD; 2];
+
+#[map]
+static SLAB_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(AGG_SLOTS, 0);
+
+/// Counted in the kernel if aggregating and the kind is known (`kind` < 2).
+#[inline(always)]
+fn aggregated(func: u32, alloc: bool, kind: u32, why: u32) -> bool {
+    // SAFETY: a read-only global patched by the loader.
+    if unsafe { core::ptr::read_volatile(&TRACE_AGGREGATE) } == 0 || kind >= AGG_KINDS {
+        return false;
+    }
+    if let Some(p) = SLAB_COUNTS.get_ptr_mut(agg_slot(func, alloc, kind, why)) {
+        // SAFETY: this CPU's slot; a BPF program does not migrate while it runs.
+        unsafe { *p += 1 };
+    }
+    true
+}
+
+#[inline(always)]
+fn alloc_kind(bytes_req: u64) -> u32 {
+    // SAFETY: a read-only global patched by the loader.
+    let [av, avc] = unsafe { core::ptr::read_volatile(&TRACE_SIZES) };
+    if bytes_req == av { 0 } else if bytes_req == avc { 1 } else { AGG_KINDS }
+}
+
 /// `task_struct.flags`, the syscall number in `pt_regs` and the fork syscalls, set by userspace.
 #[unsafe(no_mangle)]
 static TRACE_CONTEXT: ContextOffsets = ContextOffsets::UNSET;
@@ -55,9 +88,9 @@ fn context() -> ContextOffsets {
 /// Why, from the task's context, when that is certain without a stack: a clone inside a
 /// fork syscall is anon_vma_fork's; a teardown in an exiting task is its exit_mmap.
 #[inline(always)]
-fn why(alloc: bool, func: u32) -> u32 {
+fn why(alloc: bool, func: u32, regs: bool) -> u32 {
     let c = context();
-    if alloc && func == FN_CLONE && c.regs_syscall != NO_FIELD {
+    if alloc && func == FN_CLONE && regs && c.regs_syscall != NO_FIELD {
         // SAFETY: the current task (a trusted BTF pointer); the read tolerates any address.
         let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf().cast()) } as u64;
         let nr = unsafe { bpf_probe_read_kernel((regs + c.regs_syscall) as *const i32) }.unwrap_or(-1) as i64 as u64;
@@ -117,8 +150,21 @@ fn emit_slim(alloc: bool, func: u32, why: u32, ptr: u64, call_site: u64, bytes_r
     crate::emit::bump(CTR_SENT);
 }
 
+/// With the fork check (`bpf_task_pt_regs`, 5.15+).
 #[tracepoint]
 pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
+    slab_alloc(&ctx, true)
+}
+
+/// Where `bpf_task_pt_regs` is refused (before 5.15): a fork's clones take the stack.
+#[tracepoint]
+pub fn trace_slab_alloc_plain(ctx: TracePointContext) -> u32 {
+    slab_alloc(&ctx, false)
+}
+
+#[inline(always)]
+fn slab_alloc(ctx: &TracePointContext, regs: bool) -> u32 {
+    let ctx = TracePointContext::new(ctx.as_ptr());
     let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
@@ -133,8 +179,11 @@ pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
         own_object(ptr, tgid);
     }
     let bytes_alloc = field(&ctx, offset(|o| &o.alloc_bytes_alloc));
-    let why = if wants_stack(func) { why(true, func) } else { WHY_FUNCTION };
+    let why = if wants_stack(func) { why(true, func, regs) } else { WHY_FUNCTION };
     if why != WHY_FUNCTION || !wants_stack(func) {
+        if aggregated(func, true, alloc_kind(bytes_req), why) {
+            return 0;
+        }
         emit_slim(true, func, why, ptr, call_site, bytes_req, bytes_alloc);
         return 0;
     }
@@ -165,8 +214,14 @@ pub fn trace_slab_free(ctx: TracePointContext) -> u32 {
     } else if (bpf_get_current_pid_tgid() >> 32) as u32 == global(&TRACE_SELF_TGID) {
         return 0;
     }
-    let why = if wants_stack(func) { why(false, func) } else { WHY_FUNCTION };
+    let why = if wants_stack(func) { why(false, func, false) } else { WHY_FUNCTION };
     if why != WHY_FUNCTION || !wants_stack(func) {
+        // anon_vmas are freed only by __put_anon_vma, unlink_anon_vmas frees chains; the
+        // rest (a lost race, error paths) go to userspace, whose pointer map knows.
+        let kind = if func == FN_PUT { 0 } else if func == FN_UNLINK { 1 } else { AGG_KINDS };
+        if aggregated(func, false, kind, why) {
+            return 0;
+        }
         emit_slim(false, func, why, ptr, call_site, 0, 0);
         return 0;
     }

@@ -125,6 +125,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         objects_max: 1 << 18,
         wake_shift: bpf::WAKE_SHIFT,
         context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
+        // serve only sums: what needs no stack is counted in the kernel.
+        aggregate: Some((sizes.anon_vma, sizes.anon_vma_chain)),
     })?;
     // Members read again once the programs are attached: a fork in between is not missed.
     let scope = Arc::new(if scoped {

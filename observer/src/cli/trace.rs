@@ -312,6 +312,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         wake_shift: bpf::WAKE_SHIFT,
         context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
         fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)),
+        aggregate: None,
     };
     let mut loaded = bpf::load(&cfg)?;
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.

@@ -7,7 +7,7 @@ use crate::trace::{
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
-use lazyvma_model::trace_abi::{decode_any, Record, TraceEvent, WHY_FUNCTION, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS};
+use lazyvma_model::trace_abi::{agg_key, decode_any, Record, TraceEvent, WHY_FUNCTION, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS};
 use std::{collections::HashSet, sync::Arc};
 
 /// `Live`'s owner mark: allocated by a process in the scope.
@@ -21,11 +21,13 @@ pub struct Counter {
     scope: Arc<Scope>,
     /// Tids announced as threads, until their fork event (scoped only).
     threads: HashSet<u32>,
+    /// The kernel's slab counts already added (`SLAB_COUNTS`, per slot).
+    counted: Vec<u64>,
 }
 
 impl Counter {
     pub fn new(metrics: Arc<Metrics>, syms: Symbols, sizes: Sizes, scope: Arc<Scope>) -> Counter {
-        Counter { metrics, syms, sizes, live: Live::default(), scope, threads: HashSet::new() }
+        Counter { metrics, syms, sizes, live: Live::default(), scope, threads: HashSet::new(), counted: Vec::new() }
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
@@ -36,6 +38,23 @@ impl Counter {
             _ => {
                 self.metrics.events.malformed.inc();
             }
+        }
+    }
+
+    /// The kernel's slab counts (already scoped there): what grew since the last call.
+    pub fn aggregated(&mut self, counts: &[u64]) {
+        self.counted.resize(counts.len(), 0);
+        for (slot, (&now, was)) in counts.iter().zip(self.counted.iter_mut()).enumerate() {
+            let n = now.saturating_sub(*was);
+            *was = now.max(*was);
+            if n == 0 {
+                continue;
+            }
+            let (func, alloc, kind, why) = agg_key(slot as u32);
+            let Some(function) = FUNCTIONS.get(func as usize) else { continue };
+            let kind = if kind == 0 { Kind::AnonVma } else { Kind::AnonVmaChain };
+            let reason = reason::with_context(why).map_or_else(|| reason::classify(func, alloc, &[], &self.syms), String::from);
+            self.metrics.count_slab_n(kind, alloc, function, reason, n);
         }
     }
 

@@ -18,10 +18,12 @@ pub fn run(mut loaded: Loaded, mut counter: Counter, metrics: Arc<Metrics>, stop
     while !stop.load(Ordering::SeqCst) {
         loaded.poll(POLL, |b| counter.record(b));
         sync(&loaded, &metrics, &mut seen)?;
+        counter.aggregated(&loaded.slab_counts()?);
     }
     loaded.detach();
     loaded.drain(&mut |b: &[u8]| counter.record(b));
     sync(&loaded, &metrics, &mut seen)?;
+    counter.aggregated(&loaded.slab_counts()?);
     Ok(())
 }
 

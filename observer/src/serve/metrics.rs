@@ -142,13 +142,17 @@ impl Metrics {
     }
 
     pub fn count_slab(&self, kind: Kind, alloc: bool, function: &'static str, reason: String) {
+        self.count_slab_n(kind, alloc, function, reason, 1);
+    }
+
+    pub fn count_slab_n(&self, kind: Kind, alloc: bool, function: &'static str, reason: String, n: u64) {
         let f = match kind {
             Kind::AnonVma => &self.anon_vma,
             Kind::AnonVmaChain => &self.anon_vma_chain,
             Kind::Unclassified => &self.unclassified,
         };
         let fam = if alloc { &f.alloc } else { &f.free };
-        fam.get_or_create(&SlabLabels { function, reason }).inc();
+        fam.get_or_create(&SlabLabels { function, reason }).inc_by(n);
     }
 
     /// Sets every snapshot gauge from one pass, as one step for the encoder.

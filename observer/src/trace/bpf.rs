@@ -9,7 +9,7 @@ use aya::{
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{ContextOffsets, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
+use lazyvma_model::trace_abi::{AGG_SLOTS, ContextOffsets, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
 use std::{
     os::fd::AsRawFd,
     sync::{
@@ -89,6 +89,9 @@ pub struct Config {
     pub wake_shift: u32,
     /// What lets the slab programs tell a fork's clone or an exit's teardown without a stack.
     pub context: ContextOffsets,
+    /// Count stackless slab events in the kernel (`SLAB_COUNTS`) instead of sending them
+    /// (`serve`), with the two caches' object_size to tell their kinds.
+    pub aggregate: Option<(u64, u64)>,
 }
 
 #[derive(Clone, Copy)]
@@ -135,6 +138,7 @@ pub struct Loaded {
     /// `poll` / `drain`.
     backlog: Vec<Box<[u8]>>,
     counters: PerCpuArray<MapData, u64>,
+    slab_counts: PerCpuArray<MapData, u64>,
     /// `category:name` of each tracepoint attached.
     pub attached: Vec<String>,
     /// Optional tracepoints that did not attach, with why.
@@ -175,12 +179,16 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let self_tgid = std::process::id();
     let ring_bytes = cfg.ringbuf_bytes as u64;
     let context = PodContext(cfg.context);
+    let aggregate = cfg.aggregate.is_some() as u32;
+    let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |(av, avc)| [av, avc]);
     loader
         .override_global("TRACE_SCOPE", &scope, true)
         .override_global("TRACE_SELF_TGID", &self_tgid, true)
         .override_global("TRACE_WAKE_SHIFT", &cfg.wake_shift, true)
         .override_global("TRACE_RING_BYTES", &ring_bytes, true)
         .override_global("TRACE_CONTEXT", &context, true)
+        .override_global("TRACE_AGGREGATE", &aggregate, true)
+        .override_global("TRACE_SIZES", &sizes, true)
         .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 });
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     if let Some(t) = &cfg.traced {
@@ -208,7 +216,12 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
-        match attach(&mut bpf, prog, cat, name) {
+        // Its variant without bpf_task_pt_regs where the kernel refuses it (before 5.15).
+        let attached_prog = match attach(&mut bpf, prog, cat, name) {
+            Err(_) if prog == "trace_slab_alloc" => attach(&mut bpf, "trace_slab_alloc_plain", cat, name),
+            r => r,
+        };
+        match attached_prog {
             Ok(()) => attached.push(tp),
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
             Err(e) => missing.push((tp, e)),
@@ -216,7 +229,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
     let counters = PerCpuArray::try_from(bpf.take_map("TRACE_COUNTERS").context("map TRACE_COUNTERS missing from the BPF object")?)?;
-    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, attached, missing })
+    let slab_counts = PerCpuArray::try_from(bpf.take_map("SLAB_COUNTS").context("map SLAB_COUNTS missing from the BPF object")?)?;
+    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, attached, missing })
 }
 
 fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
@@ -356,6 +370,11 @@ impl Loaded {
     /// (sent, lost) summed over CPUs.
     pub fn counters(&self) -> anyhow::Result<(u64, u64)> {
         Ok((self.counter(CTR_SENT)?, self.counter(CTR_LOST)?))
+    }
+
+    /// The kernel's slab counts (`Config::aggregate`), per `agg_slot`, summed over CPUs.
+    pub fn slab_counts(&self) -> anyhow::Result<Vec<u64>> {
+        (0..AGG_SLOTS).map(|s| Ok(self.slab_counts.get(&s, 0).context("reading SLAB_COUNTS")?.iter().sum())).collect()
     }
 
     /// Objects a scoped trace could not remember (its set was full): their frees from
