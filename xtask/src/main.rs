@@ -5,6 +5,7 @@ mod debian;
 mod fidelity;
 mod initramfs;
 mod setup;
+mod userland;
 mod util;
 mod vm;
 
@@ -40,6 +41,8 @@ enum Cmd {
     VmMatrix,
     /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
     Fidelity(fidelity::Args),
+    /// A booted Debian userland (systemd + 24 services) measured from inside (docs/userland.md).
+    Userland(userland::Args),
 }
 
 /// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
@@ -61,6 +64,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             if !no_vm {
                 vm::matrix()?;
                 fidelity::run(fidelity::Args::default())?;
+                userland::run(userland::Args::ci())?;
             }
             Ok(())
         }
@@ -82,6 +86,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Fidelity(a) => {
             setup::run()?;
             fidelity::run(a)
+        }
+        Cmd::Userland(a) => {
+            setup::run()?;
+            userland::run(a)
         }
     }
 }

@@ -137,6 +137,7 @@ pub fn run() -> anyhow::Result<()> {
         ("debian-archive-keyring", &["debian-archive-keyring"][..]),
         ("chromium (html report test)", &["chromium"][..]),
         ("prometheus + promtool (serve test)", &["prometheus"][..]),
+        ("debootstrap (userland rootfs)", &["debootstrap"][..]),
     ] {
         step(name, || apt_install(pkgs, &mut updated))?;
     }
