@@ -26,6 +26,8 @@ mod single;
 mod sysfs;
 #[path = "workload/vma.rs"]
 mod vma;
+#[path = "workload/zygote.rs"]
+mod zygote;
 
 use fail::Res;
 use out::{marker, Phase};
@@ -72,6 +74,8 @@ pub enum Scenario {
     Noop,
     /// Write, fork 32 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
     Contend,
+    /// Android's fork server: write N, fork --apps apps that write half of it and map their own.
+    Zygote,
 }
 
 impl Scenario {
@@ -98,12 +102,13 @@ impl Scenario {
             Migrate => "migrate",
             Noop => "noop",
             Contend => "contend",
+            Zygote => "zygote",
         }
     }
 
     fn forks(self) -> bool {
         use Scenario::*;
-        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend)
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend | Zygote)
     }
 }
 
@@ -121,6 +126,9 @@ struct Cli {
     /// no done line.
     #[arg(long, hide = true)]
     role: Option<String>,
+    /// zygote: the apps forked from the preloaded parent.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    apps: u32,
 }
 
 /// What every scenario gets.
@@ -129,6 +137,8 @@ pub struct Ctx {
     pub hold: bool,
     /// The top process's role in the ready line.
     pub role: &'static str,
+    /// zygote's app count.
+    pub apps: usize,
 }
 
 /// What the done line reports: test pages the scenario faulted, plus one scenario-specific
@@ -151,6 +161,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         TouchRead => single::touch_read(c),
         Noop => single::noop(c),
         Contend => contend::contend(c),
+        Zygote => zygote::zygote(c, c.apps),
         Adjacent => single::adjacent(c),
         Split => single::split(c),
         Mremap => single::mremap(c),
@@ -179,7 +190,7 @@ fn main() {
         None if cli.scenario.forks() => "parent",
         None => "main",
     };
-    let c = Ctx { n: cli.n as usize, hold: cli.hold, role };
+    let c = Ctx { n: cli.n as usize, hold: cli.hold, role, apps: cli.apps as usize };
     marker(Phase::Start);
     match run(cli.scenario, &c) {
         Ok(d) => {
