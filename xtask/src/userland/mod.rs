@@ -40,16 +40,22 @@ pub struct Args {
     /// Write the rendered tables under docs/userland/ (what is committed).
     #[arg(long)]
     pub docs: bool,
+    /// No boot: render and check the last run's results (target/userland/<debarch>-<kernel>/) again.
+    #[arg(long)]
+    pub rerender: bool,
 }
 
 impl Args {
     /// The run `cargo xtask test` makes: x86_64, 6.12, every service.
     pub fn ci() -> Args {
-        Args { arch: Arch::X86_64, kernel: Series::V6_12, apps: 24, settle: 10, timeout: 1800, docs: false }
+        Args { arch: Arch::X86_64, kernel: Series::V6_12, apps: 24, settle: 10, timeout: 1800, docs: false, rerender: false }
     }
 }
 
 pub fn run(a: Args) -> Result<()> {
+    if a.rerender {
+        return finish(&a);
+    }
     let t_all = Instant::now();
     let bins = assets::build_binaries(a.arch)?;
     let cache = assets::Cache::open(false)?;
@@ -77,7 +83,7 @@ pub fn run(a: Args) -> Result<()> {
         .into_iter()
         .flat_map(|d| ["-drive".to_string(), d])
         // A NIC for the daemons that bind to an interface; restrict=on: no way out.
-        .chain(["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0"].map(String::from))
+        .chain(["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0,romfile="].map(String::from))
         .collect(),
         append: "root=/dev/vda rw slab_nomerge systemd.show_status=error".into(),
     };
@@ -95,9 +101,21 @@ pub fn run(a: Args) -> Result<()> {
         kernel.release
     );
     fs::write(results.join("host-times.txt"), &host)?;
+    finish(&a)
+}
 
+/// Render and check the results in target/userland/<name>/results.
+fn finish(a: &Args) -> Result<()> {
+    let name = format!("{}-{}", a.arch.deb(), a.kernel.name());
+    let out = util::workspace_root().join("target/userland").join(&name);
+    let results = out.join("results");
+    let host = fs::read_to_string(results.join("host-times.txt")).with_context(|| format!("no finished run in {}", results.display()))?;
+    let field = |k: &str| host.lines().find_map(|l| l.strip_prefix(k)?.strip_prefix(' ')).unwrap_or("").to_string();
+    let (built_s, boot_s): (f64, f64) = (field("rootfs_image_build_s").parse().unwrap_or(0.0), field("qemu_s").parse().unwrap_or(0.0));
+    let release = field("release");
+    let units: Vec<&str> = services::SERVICES[..a.apps as usize].iter().map(|s| s.1).collect();
     let run = checks::Run::load(&results, &units)?;
-    let md = render::markdown(&run, &a, &kernel.release, image.built_s, boot_s)?;
+    let md = render::markdown(&run, a, &release, built_s, boot_s)?;
     fs::write(out.join(format!("{name}.md")), &md)?;
     if a.docs {
         let doc = util::workspace_root().join("docs/userland").join(format!("{name}.md"));
@@ -106,7 +124,7 @@ pub fn run(a: Args) -> Result<()> {
         eprintln!("userland: wrote {}", doc.display());
     }
     let verdicts = run.checks();
-    println!("userland {name} ({}): rootfs+image {:.0} s (0 = cached), boot+run {boot_s:.0} s", kernel.release, image.built_s);
+    println!("userland {name} ({release}): rootfs+image {built_s:.0} s (0 = cached), boot+run {boot_s:.0} s");
     for v in &verdicts {
         println!("  {:<6} {}", if v.ok { "ok" } else { "FAILED" }, v.what);
     }

@@ -6,7 +6,8 @@ set -u
 X=/run/lazyvma R=/run/lazyvma/results
 mkdir -p "$R"
 . "$X/config" # UNITS, SETTLE, TRACE_ARGS
-export PATH="$X:$PATH"
+# initramfs-tools mounts /run noexec: the binaries go onto the (snapshot) root disk.
+install -m 0755 "$X/lazyvma" "$X/lazyvma-workload" /usr/local/sbin/
 say() { echo "lazyvma-userland: $*"; }
 up() { cut -d' ' -f1 /proc/uptime; }
 stamp() { echo "$1 $(up)" >>"$R/times.txt"; }
@@ -17,9 +18,12 @@ echo "lazyvma-vm: uname -r: $(uname -r)"
 mountpoint -q /sys/kernel/tracing || mount -t tracefs tracefs /sys/kernel/tracing
 mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
 stamp unit_started
+# `systemctl disable rsyslog` (rootfs.sh) also removed its syslog.service alias, without
+# which syslog.socket refuses to start it: the alias an enabled rsyslog would have.
+ln -sf /lib/systemd/system/rsyslog.service /etc/systemd/system/syslog.service
+systemctl daemon-reload
 settle
 stamp booted
-systemd-analyze >"$R/systemd-analyze.txt" 2>&1
 
 # (1) state A
 cat /proc/slabinfo >"$R/slabinfo-A.txt"
