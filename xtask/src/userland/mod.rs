@@ -154,7 +154,7 @@ fn exchange_disk(out: &Path, bins: &[PathBuf], a: &Args) -> Result<PathBuf> {
     fs::create_dir_all(&stage)?;
     fs::write(stage.join("run.sh"), RUN_SH)?;
     let units: Vec<&str> = services::SERVICES[..a.apps as usize].iter().map(|s| s.1).collect();
-    fs::write(stage.join("config"), format!("UNITS='{}'\nSETTLE={}\nTRACE_ARGS=''\n", units.join(" "), a.settle))?;
+    fs::write(stage.join("config"), format!("UNITS='{}'\nSETTLE={}\nTRACE_ARGS=''\nZYGOTE_N=256\nZYGOTE_APPS={}\n", units.join(" "), a.settle, a.apps))?;
     for b in bins {
         fs::copy(b, stage.join(b.file_name().unwrap())).with_context(|| format!("cannot copy {}", b.display()))?;
     }

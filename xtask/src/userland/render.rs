@@ -26,6 +26,12 @@ pub fn markdown(run: &Run, a: &Args, release: &str, built_s: f64, boot_s: f64) -
     }
     writeln!(o, "## The start-up: `lazyvma trace -p 1 --by-cgroup` from before the services start to B\n")?;
     o += &report(&lazyvma, &[d.join("trace-report.json")], None)?;
+    writeln!(o, "\n## The series' world beside it: `lazyvma-workload zygote -n 256 --apps {}` traced in the same guest after B\n", a.apps)?;
+    if d.join("zygote-report.json").is_file() {
+        o += &report(&lazyvma, &[d.join("zygote-report.json")], None)?;
+    } else {
+        writeln!(o, "Not run (this run's results have no zygote-report.json).")?;
+    }
     Ok(o)
 }
 

@@ -61,6 +61,12 @@ cat /proc/slabinfo >"$R/slabinfo-B.txt"
 lazyvma snapshot -j --by-cgroup --cgroup-cap 64 >"$R/snapshot-B.json" 2>"$R/snapshot-B.err"
 echo $? >"$R/snapshot-B.rc"
 stamp snapshot_b
+# The series' world beside this one: Android's fork server in miniature, traced as a command
+# (after B, so it is in neither state).
+lazyvma trace -j --report "$R/zygote-report.json" -- lazyvma-workload zygote -n "$ZYGOTE_N" --apps "$ZYGOTE_APPS" \
+  >"$R/zygote.out" 2>"$R/zygote.err" </dev/null
+echo $? >"$R/zygote.rc"
+stamp zygote
 systemctl --failed --no-legend >"$R/failed.txt" 2>&1
 journalctl -b --no-pager -q -p warning >"$R/journal-warnings.txt" 2>&1
 
