@@ -6,6 +6,7 @@ mod debian;
 mod fidelity;
 mod initramfs;
 mod setup;
+mod userland;
 mod util;
 mod vm;
 
@@ -43,6 +44,8 @@ enum Cmd {
     Fidelity(fidelity::Args),
     /// Benchmarks (not tests): `bench overhead`, what tracing costs the traced machine.
     Bench(bench::Args),
+    /// A booted Debian userland (systemd + 24 services) measured from inside (docs/userland.md).
+    Userland(userland::Args),
 }
 
 /// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
@@ -65,6 +68,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             if !no_vm {
                 vm::matrix::run(Default::default())?;
                 fidelity::run(fidelity::Args::default())?;
+                userland::run(userland::Args::ci())?;
             }
             Ok(())
         }
@@ -90,6 +94,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Bench(a) => {
             setup::run()?;
             bench::run(a)
+        }
+        Cmd::Userland(a) => {
+            setup::run()?;
+            userland::run(a)
         }
     }
 }

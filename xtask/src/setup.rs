@@ -140,6 +140,7 @@ pub fn run() -> anyhow::Result<()> {
         ("chromium (html report test)", &["chromium"][..]),
         ("prometheus + promtool (serve test)", &["prometheus"][..]),
         ("bpftrace (bench overhead)", &["bpftrace"][..]),
+        ("debootstrap (userland rootfs)", &["debootstrap"][..]),
     ] {
         step(name, || apt_install(pkgs, &mut updated))?;
     }

@@ -28,6 +28,8 @@ mod single;
 mod sysfs;
 #[path = "workload/vma.rs"]
 mod vma;
+#[path = "workload/zygote.rs"]
+mod zygote;
 
 use fail::Res;
 use out::{marker, Phase};
@@ -84,6 +86,8 @@ pub enum Scenario {
     MigrateLoop,
     /// --loops (default 60,000) one-page written VMAs and 16 forked children: ≥ 1 M VMAs.
     Manyvmas,
+    /// Android's fork server: write N, fork --apps apps that write half of it and map their own.
+    Zygote,
 }
 
 impl Scenario {
@@ -115,12 +119,13 @@ impl Scenario {
             PageoutLoop => "pageout-loop",
             MigrateLoop => "migrate-loop",
             Manyvmas => "manyvmas",
+            Zygote => "zygote",
         }
     }
 
     fn forks(self) -> bool {
         use Scenario::*;
-        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend | ForkLoop | Manyvmas)
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend | ForkLoop | Manyvmas | Zygote)
     }
 
     /// `--loops` when not given.
@@ -153,6 +158,9 @@ struct Cli {
     /// *-loop scenarios: iterations; manyvmas: VMAs of the parent (default: the scenario's).
     #[arg(long)]
     loops: Option<usize>,
+    /// zygote: the apps forked from the preloaded parent.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=256))]
+    apps: u32,
 }
 
 /// What every scenario gets.
@@ -163,6 +171,8 @@ pub struct Ctx {
     pub role: &'static str,
     /// `--loops`, or the scenario's default.
     pub loops: usize,
+    /// zygote's app count.
+    pub apps: usize,
 }
 
 /// What the done line reports: test pages the scenario faulted, plus one scenario-specific
@@ -185,6 +195,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         TouchRead => single::touch_read(c),
         Noop => single::noop(c),
         Contend => contend::contend(c),
+        Zygote => zygote::zygote(c, c.apps),
         Adjacent => single::adjacent(c),
         Split => single::split(c),
         Mremap => single::mremap(c),
@@ -218,7 +229,7 @@ fn main() {
         None if cli.scenario.forks() => "parent",
         None => "main",
     };
-    let c = Ctx { n: cli.n as usize, hold: cli.hold, role, loops: cli.loops.unwrap_or(cli.scenario.loops()) };
+    let c = Ctx { n: cli.n as usize, hold: cli.hold, role, loops: cli.loops.unwrap_or(cli.scenario.loops()), apps: cli.apps as usize };
     marker(Phase::Start);
     match run(cli.scenario, &c) {
         Ok(d) => {

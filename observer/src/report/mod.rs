@@ -10,6 +10,7 @@ pub mod render_html;
 pub mod render_rules;
 pub mod render_text;
 pub mod schema;
+pub mod slabinfo;
 pub mod svg;
 pub mod write;
 

@@ -40,7 +40,19 @@ impl Drop for SwapDisk {
     }
 }
 
-fn command(arch: Arch, vmlinuz: &Path, initrd: &Path, swap: &Path) -> Command {
+/// What a boot needs beyond `cargo xtask vm`'s machine (`cargo xtask userland`: more
+/// memory, its disks and NIC, its own kernel command line).
+#[derive(Default)]
+pub struct Opts {
+    /// Guest RAM in MiB, split over the two NUMA nodes; 0 = 1 GiB.
+    pub mem_mib: u64,
+    /// More QEMU arguments (`-drive`, `-device`, `-netdev`), after the swap disk.
+    pub args: Vec<String>,
+    /// Appended to the kernel command line.
+    pub append: String,
+}
+
+fn command(arch: Arch, vmlinuz: &Path, initrd: &Path, swap: &Path, opts: &Opts) -> Command {
     let (prog, machine, cpu, console) = match arch {
         Arch::X86_64 => ("qemu-system-x86_64", None, "max", "ttyS0"),
         // Without pauth-impdef, pointer authentication is emulated with QARMA: ~2x slower.
@@ -50,21 +62,26 @@ fn command(arch: Arch, vmlinuz: &Path, initrd: &Path, swap: &Path) -> Command {
     if let Some(m) = machine {
         cmd.args(["-M", m]);
     }
-    cmd.args(["-accel", "tcg", "-cpu", cpu, "-smp", "2", "-m", "1G"])
+    let node = if opts.mem_mib == 0 { 512 } else { opts.mem_mib / 2 };
+    cmd.args(["-accel", "tcg", "-cpu", cpu, "-smp", "2", "-m", &format!("{}M", node * 2)])
         .args(["-nodefaults", "-nographic", "-no-reboot", "-serial", "stdio"])
         // Two NUMA nodes: move_pages(2) to the other node is then a deterministic rmap trigger.
-        .args(["-object", "memory-backend-ram,id=m0,size=512M", "-object", "memory-backend-ram,id=m1,size=512M"])
+        .arg("-object")
+        .arg(format!("memory-backend-ram,id=m0,size={node}M"))
+        .arg("-object")
+        .arg(format!("memory-backend-ram,id=m1,size={node}M"))
         .args(["-numa", "node,memdev=m0", "-numa", "node,memdev=m1"])
         // Swap for MADV_PAGEOUT. NVMe because its driver is built into every Debian cloud
         // kernel; virtio-blk is a module there, and the initramfs carries no modules.
         .arg("-drive")
         .arg(format!("file={},if=none,id=swap,format=raw,cache=unsafe", swap.display()))
         .args(["-device", "nvme,serial=lazyvma-swap,drive=swap"])
+        .args(&opts.args)
         .arg("-kernel")
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
-        .args(["-append", &format!("console={console} panic=-1 loglevel=4")])
+        .args(["-append", format!("console={console} panic=-1 loglevel=4 {}", opts.append).trim_end()])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -79,8 +96,13 @@ pub fn boot(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration) -> Res
 
 /// `boot`, handing each console line to `take` first; a line it returns true for is not echoed.
 pub fn boot_with(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration, take: &mut dyn FnMut(&str) -> bool) -> Result<Boot> {
+    boot_opts(arch, vmlinuz, initrd, timeout, &Opts::default(), take)
+}
+
+/// `boot_with` on a machine with `opts`.
+pub fn boot_opts(arch: Arch, vmlinuz: &Path, initrd: &Path, timeout: Duration, opts: &Opts, take: &mut dyn FnMut(&str) -> bool) -> Result<Boot> {
     let swap = SwapDisk::create()?;
-    let mut cmd = command(arch, vmlinuz, initrd, &swap.0);
+    let mut cmd = command(arch, vmlinuz, initrd, &swap.0, opts);
     let prog = cmd.get_program().to_string_lossy().into_owned();
     let mut child = cmd.spawn().with_context(|| format!("cannot run {prog}: run `cargo xtask setup` (installs QEMU)"))?;
     let mut stderr = child.stderr.take().unwrap();
