@@ -196,9 +196,19 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     let mut attached = Vec::new();
     let mut missing = Vec::new();
-    // The feed's programs first: they send nothing until userspace names the traced
-    // processes, and their verification (the slowest) must not run while the slab
-    // programs already fill a ring buffer no one reads yet.
+    for &(prog, cat, name, required) in PROGRAMS {
+        let tp = format!("{cat}:{name}");
+        // Its variant without bpf_task_pt_regs where the kernel refuses it (before 5.15).
+        let attached_prog = match attach(&mut bpf, prog, cat, name) {
+            Err(_) if prog == "trace_slab_alloc" => attach(&mut bpf, "trace_slab_alloc_plain", cat, name),
+            r => r,
+        };
+        match attached_prog {
+            Ok(()) => attached.push(tp),
+            Err(e) if required => bail!("tracepoint {tp}: {e}"),
+            Err(e) => missing.push((tp, e)),
+        }
+    }
     for &(prog, cat, name) in FEED_PROGRAMS.iter().filter(|_| cfg.feed) {
         let tp = format!("{cat}:{name}");
         if prog == "trace_mmap_lock" && lock_fields.contains(&lazyvma_model::trace_abi::NO_FIELD) {
@@ -212,19 +222,6 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         match attach(&mut bpf, prog, cat, name) {
             Ok(()) => attached.push(tp),
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
-        }
-    }
-    for &(prog, cat, name, required) in PROGRAMS {
-        let tp = format!("{cat}:{name}");
-        // Its variant without bpf_task_pt_regs where the kernel refuses it (before 5.15).
-        let attached_prog = match attach(&mut bpf, prog, cat, name) {
-            Err(_) if prog == "trace_slab_alloc" => attach(&mut bpf, "trace_slab_alloc_plain", cat, name),
-            r => r,
-        };
-        match attached_prog {
-            Ok(()) => attached.push(tp),
-            Err(e) if required => bail!("tracepoint {tp}: {e}"),
-            Err(e) => missing.push((tp, e)),
         }
     }
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
