@@ -34,7 +34,9 @@ pub(super) fn table(results: &Value) -> String {
                 row += " ok |";
             } else {
                 notes.push(format!("{arch} {kernel} `{cmd}`: {}", r["why"].as_str().unwrap_or("").replace('|', "/")));
-                row += &format!(" **no** [{}] |", notes.len());
+                // n/a: the kernel lacks what the command needs, and lazyvma said so in one line.
+                let mark = if r["verdict"] == "unsupported" { "n/a" } else { "**no**" };
+                row += &format!(" {mark} [{}] |", notes.len());
             }
         }
         row += &format!(" {} `{}`, {:.0} s |\n", c["date"].as_str().unwrap_or(""), c["commit"].as_str().unwrap_or(""), c["secs"].as_f64().unwrap_or(0.0));
