@@ -7,20 +7,6 @@ use std::process::Command;
 mod common;
 use common::*;
 
-/// A small valid report (as tests/report.rs's `minimal`).
-fn minimal(host: &str) -> Value {
-    let side = |o: i64, size: i64| json!({"objects": o, "bytes": o * size});
-    let row = |e: i64, l: i64, size: i64| json!({"size": size, "observed": side(e, size), "eager": side(e, size), "lazy": side(l, size)});
-    json!({
-        "schema": "lazyvma-report", "version": 1, "source": "snapshot", "host": host, "kernel": "6.18.44", "arch": "x86_64",
-        "backend": {"topology": "iter/task_vma"},
-        "span": {"start_unix_ms": 1000, "end_unix_ms": 1010, "elapsed_ms": 10.0},
-        "objects": {"vm_area_struct": row(100, 100, 192), "anon_vma_chain": row(40, 10, 64), "anon_vma": row(20, 2, 104)},
-        "lost_events": 0,
-        "histograms": {"contract": {"low": 1, "high": 60_000_000_000u64, "sigfig": 3}, "series": {}},
-        "knobs": {"lazy_enabled": "true"},
-    })
-}
 
 /// `sh -c script` as the unprivileged user nobody.
 fn as_nobody(script: &str) {
