@@ -75,7 +75,7 @@ fn fork_traces_carry_exact_rule_counts_into_reports_and_merge() {
     let idle = f3.values().filter(|n| **n == 0).count();
     assert!(text.contains(&format!("\n({idle} of {} rules did not fire)\n", f3.len())), "{text}");
     let md = ok(&lazyvma(&["report", "-O", "markdown", &dir.file("t3.json")]));
-    assert!(md.contains(&format!("\n| L16 | inferred | {} | upgrade LAZY -> TREE (K_UPGRADE_USES_NEIGHBOUR_REUSE) |\n", f3["L16"])), "{md}");
+    assert!(md.contains(&format!("\n| L16 | inferred | {} | upgrade LAZY -&gt; TREE (K_UPGRADE_USES_NEIGHBOUR_REUSE) |\n", f3["L16"])), "{md}");
     let html = ok(&lazyvma(&["report", "-O", "html", &dir.file("t3.json")]));
     for (name, n) in f3.iter().filter(|(_, n)| **n > 0) {
         assert!(html.contains(&format!("data-k=\"lazy_rules.{name}.fired\">{n}<")), "{name} {n}");

@@ -55,7 +55,7 @@ fn every_bad_scenario_class_names_file_and_line() {
     }
 
     std::fs::create_dir(d.path("dir.lzs")).unwrap();
-    fails(&lazyvma().arg("model").arg(d.path("dir.lzs")).output().unwrap(), &format!("{}: cannot read the scenario: Is a directory", d.file("dir.lzs")));
+    fails(&lazyvma().arg("model").arg(d.path("dir.lzs")).output().unwrap(), &format!("{}: cannot read the scenario: is a directory, not a regular file", d.file("dir.lzs")));
     fails(&lazyvma().arg("model").arg(d.path("absent.lzs")).output().unwrap(), &format!("{}: cannot read the scenario: No such file", d.file("absent.lzs")));
 
     let ok = d.file("verb.lzs");
