@@ -68,7 +68,6 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             if !no_vm {
                 vm::matrix::run(Default::default())?;
                 fidelity::run(fidelity::Args::default())?;
-                userland::run(userland::Args::ci())?;
             }
             Ok(())
         }

@@ -45,13 +45,6 @@ pub struct Args {
     pub rerender: bool,
 }
 
-impl Args {
-    /// The run `cargo xtask test` makes: x86_64, 6.12, every service.
-    pub fn ci() -> Args {
-        Args { arch: Arch::X86_64, kernel: Series::V6_12, apps: 24, settle: 10, timeout: 1800, docs: false, rerender: false }
-    }
-}
-
 pub fn run(a: Args) -> Result<()> {
     if a.rerender {
         return finish(&a);
