@@ -11,6 +11,7 @@ use crate::{
         probe::{self, Prereqs},
     },
     serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes, scope::{self, Scope}},
+    snapshot::reader::NoTaskVmaIter,
     sys,
     trace::{
         bpf::{self, Config},
@@ -139,17 +140,28 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
     let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone(), scope.clone());
-    passes.pass().context("the first snapshot pass")?;
+    // A kernel without the iterator still gets the trace counters, said once; any other
+    // failure of the first pass stops here.
+    let with_gauges = match passes.pass() {
+        Ok(()) => true,
+        Err(e) if e.downcast_ref::<NoTaskVmaIter>().is_some() => {
+            eprintln!("lazyvma: no object gauges on this kernel, trace counters only: {e}");
+            false
+        }
+        Err(e) => return Err(e.context("the first snapshot pass")),
+    };
 
     let stop = Arc::new(AtomicBool::new(false));
     let tracer = {
         let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), syms, sizes, scope));
         std::thread::Builder::new().name("trace".into()).spawn(move || follow::run(loaded, c, m, s))?
     };
-    let snapshots = {
-        let s = stop.clone();
-        std::thread::Builder::new().name("snapshot".into()).spawn(move || passes.run(s))?
-    };
+    let snapshots = with_gauges
+        .then(|| {
+            let s = stop.clone();
+            std::thread::Builder::new().name("snapshot".into()).spawn(move || passes.run(s))
+        })
+        .transpose()?;
     eprintln!("lazyvma: serving OpenMetrics on http://{}/metrics (snapshot every {:?}); SIGINT/SIGTERM to stop", args.listen, args.interval);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -175,7 +187,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     });
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let traced = tracer.join().map_err(|_| anyhow::anyhow!("the trace thread panicked"))?;
-    snapshots.join().map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?;
+    if let Some(s) = snapshots {
+        s.join().map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?;
+    }
     served?;
     traced.context("tracing")?;
     let lost = metrics.events.lost.get();

@@ -10,7 +10,21 @@ use crate::load::{
 
 const PROGRAM: &str = "snapshot_task_vma";
 /// What a refusal of the pass leaves: said with it, so the user knows where to go.
-pub const STILL_WORKS: &str = "snapshot, serve and trace -p's seeding need this pass; trace (system-wide, -- CMD, -p unseeded) and doctor do not";
+pub const STILL_WORKS: &str =
+    "snapshot, serve's object gauges and trace -p's seeding need this pass; trace (system-wide, -- CMD, -p unseeded), serve's trace counters and doctor do not";
+
+/// The kernel predates `iter/task_vma` (5.12): no pass can be taken at all. Typed, so
+/// `serve` can go on without object gauges instead of refusing to start.
+#[derive(Debug)]
+pub struct NoTaskVmaIter;
+
+impl std::fmt::Display for NoTaskVmaIter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "this kernel has no iter/task_vma (added in 5.12; no `bpf_iter_task_vma` in its BTF): {STILL_WORKS}")
+    }
+}
+
+impl std::error::Error for NoTaskVmaIter {}
 
 /// The raw record stream of one pass over every task's VMAs, and how long the load
 /// (verifier included) took in ms.
@@ -40,9 +54,7 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> 
         .try_into()?;
     prog.load("task_vma", &btf).map_err(|e| match e {
         // 5.10 and 5.11: say what is missing, not aya's "unknown BTF type".
-        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => {
-            anyhow::anyhow!("this kernel has no iter/task_vma (added in 5.12; no `bpf_iter_task_vma` in its BTF): {STILL_WORKS}")
-        }
+        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => anyhow::Error::new(NoTaskVmaIter),
         e => anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e)),
     })?;
     Ok(bpf)
