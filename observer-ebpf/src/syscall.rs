@@ -94,13 +94,27 @@ pub fn trace_sys_enter(ctx: TracePointContext) -> u32 {
 /// `raw_syscalls:sys_exit`: `long id` at 8, `long ret` at 16.
 #[tracepoint]
 pub fn trace_sys_exit(ctx: TracePointContext) -> u32 {
+    sys_exit(&ctx, true)
+}
+
+/// Where `bpf_loop` is refused (before 5.17): no prepare was deferred to the exit there
+/// (the feed's prepare program needs `bpf_find_vma`, 5.17 too), so none is placed.
+#[tracepoint]
+pub fn trace_sys_exit_plain(ctx: TracePointContext) -> u32 {
+    sys_exit(&ctx, false)
+}
+
+#[inline(always)]
+fn sys_exit(ctx: &TracePointContext, place: bool) -> u32 {
     let t = tid();
     // SAFETY: the value is copied out before the entry is removed.
     let Some(v) = (unsafe { SYSCALL_ARGS.get(&t) }).copied() else { return 0 };
     let _ = SYSCALL_ARGS.remove(&t);
     // Its prepares outside a fault, placed before the syscall's own record.
-    crate::place::resolve(t);
-    let ret: i64 = field(&ctx, 16);
+    if place {
+        crate::place::resolve(t);
+    }
+    let ret: i64 = field(ctx, 16);
     // A syscall that never took mmap_lock for write changed no VMA: its exit orders it.
     let key = if v[7] != 0 { v[7] } else { now() };
     send(v[0] as u32, [v[1], v[2], v[3], v[4], v[5], v[6]], ret, key);

@@ -219,7 +219,12 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             missing.push((tp, format!("{why}; the model is not fed what it needs")));
             continue;
         }
-        match attach(&mut bpf, prog, cat, name) {
+        // Its variant without bpf_loop where the kernel refuses it (before 5.17).
+        let result = match attach(&mut bpf, prog, cat, name) {
+            Err(_) if prog == "trace_sys_exit" => attach(&mut bpf, "trace_sys_exit_plain", cat, name),
+            r => r,
+        };
+        match result {
             Ok(()) => attached.push(tp),
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
         }
