@@ -264,9 +264,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &probe::has_tracepoint, force_kprobes: args.kprobes };
     let stacks = !args.no_stacks;
     // Offsets the function hooks read; without them no hook is attached (slab still works).
-    let (btf_globals, hook_offsets, blocked, rwsem) = match crate::load::btf::Btf::load(btf_path) {
-        Ok(b) => match crate::load::btf::Offsets::resolve(&b) {
-            Ok(o) => (o.globals, attach::hook_offsets(&b), None, b.offset("anon_vma", "rwsem").map_err(|e| e.to_string())),
+    // Our own parse of the kernel's BTF, once: hook offsets, vm_file, the slab programs' context.
+    let kbtf = crate::load::btf::Btf::load(btf_path);
+    let (btf_globals, hook_offsets, blocked, rwsem) = match &kbtf {
+        Ok(b) => match crate::load::btf::Offsets::resolve(b) {
+            Ok(o) => (o.globals, attach::hook_offsets(b), None, b.offset("anon_vma", "rwsem").map_err(|e| e.to_string())),
             Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF offsets: {e}")), Err(format!("kernel BTF offsets: {e}"))),
         },
         Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF: {e}")), Err(format!("kernel BTF: {e}"))),
@@ -285,7 +287,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // The model is fed for a command's tree or -p (whose already-running processes it
     // cannot see built), never for the whole system.
     let feed = !args.command.is_empty() || !roots.is_empty();
-    let vm_file = crate::load::btf::Btf::load(btf_path).ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
+    let vm_file = kbtf.as_ref().ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
     // The scope is known before anything attaches: a scoped trace's kernel side sends only
     // its processes' records from the first one on.
     let (scope, tree) = match (&held, roots.is_empty()) {
@@ -310,7 +312,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         traced,
         objects_max,
         wake_shift: bpf::WAKE_SHIFT,
-        context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
+        context: bpf::context_offsets(kbtf.as_ref().ok()),
         fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)),
         aggregate: None,
     };

@@ -198,12 +198,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let mut missing = Vec::new();
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
-        // Its variant without bpf_task_pt_regs where the kernel refuses it (before 5.15).
-        let attached_prog = match attach(&mut bpf, prog, cat, name) {
-            Err(_) if prog == "trace_slab_alloc" => attach(&mut bpf, "trace_slab_alloc_plain", cat, name),
-            r => r,
-        };
-        match attached_prog {
+        match attach(&mut bpf, prog, cat, name) {
             Ok(()) => attached.push(tp),
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
             Err(e) => missing.push((tp, e)),
@@ -219,12 +214,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             missing.push((tp, format!("{why}; the model is not fed what it needs")));
             continue;
         }
-        // Its variant without bpf_loop where the kernel refuses it (before 5.17).
-        let result = match attach(&mut bpf, prog, cat, name) {
-            Err(_) if prog == "trace_sys_exit" => attach(&mut bpf, "trace_sys_exit_plain", cat, name),
-            r => r,
-        };
-        match result {
+        match attach(&mut bpf, prog, cat, name) {
             Ok(()) => attached.push(tp),
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
         }
@@ -235,7 +225,19 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, attached, missing })
 }
 
+/// Programs with a variant for older kernels, attached when the kernel refuses the first:
+/// slab alloc without `bpf_task_pt_regs` (5.15), sys_exit without `bpf_loop` (5.17).
+const OLDER_KERNEL_VARIANTS: &[(&str, &str)] = &[("trace_slab_alloc", "trace_slab_alloc_plain"), ("trace_sys_exit", "trace_sys_exit_plain")];
+
+/// `prog`, else its older kernels' variant; the error names both refusals.
 fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
+    attach_one(bpf, prog, cat, name).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {
+        Some((_, variant)) => attach_one(bpf, variant, cat, name).map_err(|e2| format!("{e}; its variant for older kernels: {e2}")),
+        None => Err(e),
+    })
+}
+
+fn attach_one(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
     let p: &mut TracePoint = bpf
         .program_mut(prog)
         .ok_or_else(|| format!("program {prog} missing from the BPF object"))?
