@@ -7,7 +7,8 @@
 //! anon_vma_chain it allocated (`avc->vma`); any other one is sent unplaced.
 use crate::{
     hook::read,
-    offsets::{AVC_ANON_VMA, AVC_VMA, VMA_ANON_VMA, VMA_VM_END, VMA_VM_FLAGS, VMA_VM_PGOFF, VMA_VM_START},
+    offsets::{AVC_ANON_VMA, AVC_VMA, VMA_VM_START},
+    syscall::{on_vma, send_prepare, Found},
 };
 use aya_ebpf::{
     cty::c_void,
@@ -102,34 +103,6 @@ pub fn defer(tid: u32, ptr: u64, bytes_req: u64, key: u64) -> bool {
     true
 }
 
-#[repr(C)]
-struct Seen {
-    vma: u64,
-    start: u64,
-    end: u64,
-    pgoff: u64,
-    flags: u64,
-    file: u64,
-    anon_vma: u64,
-}
-
-#[inline(never)]
-extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
-    let v = vma as u64;
-    let out = out as *mut Seen;
-    // SAFETY: `out` is the caller's stack `Seen`.
-    unsafe {
-        (*out).vma = v;
-        (*out).start = read(v, VMA_VM_START.load());
-        (*out).end = read(v, VMA_VM_END.load());
-        (*out).pgoff = read(v, VMA_VM_PGOFF.load());
-        (*out).flags = read(v, VMA_VM_FLAGS.load());
-        (*out).file = read(v, crate::syscall::vm_file_offset());
-        (*out).anon_vma = read(v, VMA_ANON_VMA.load());
-    }
-    0
-}
-
 /// At a VMA syscall's exit: each pending anon_vma_chain names its VMA (`avc->vma`, set when
 /// the prepare linked it). It counts only if that VMA is still the current mm's VMA at its
 /// own start and still holds the chain's anon_vma: then the record carries that VMA, as a
@@ -161,18 +134,18 @@ extern "C" fn resolve_one(i: u64, ctx: *mut c_void) -> i64 {
     let vma: u64 = read(ptr, AVC_VMA.load());
     let av: u64 = read(ptr, AVC_ANON_VMA.load());
     let start: u64 = read(vma, VMA_VM_START.load());
-    let mut s = Seen { vma: 0, start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
+    let mut s = Found::default();
     let r = if vma == 0 || av == 0 {
         -2
     } else {
         // SAFETY: the current task (trusted BTF pointer); `s` lives on this stack.
-        unsafe { bpf_find_vma(bpf_get_current_task_btf(), start, on_vma as *const () as *mut c_void, (&mut s as *mut Seen).cast(), 0) }
+        unsafe { bpf_find_vma(bpf_get_current_task_btf(), start, on_vma as *const () as *mut c_void, (&mut s as *mut Found).cast(), 0) }
     };
     let placed = r == 0 && s.vma == vma && s.anon_vma == av;
     if placed {
-        crate::syscall::send_prepare(1, s.start, bytes_req, key, s.start, s.end, s.pgoff, s.flags, s.file, s.anon_vma);
+        send_prepare(1, s.start, bytes_req, key, &s);
     } else {
-        crate::syscall::send_prepare(FOUND_NOT_IN_FAULT, 0, bytes_req, key, 0, 0, 0, 0, 0, 0);
+        send_prepare(FOUND_NOT_IN_FAULT, 0, bytes_req, key, &Found::default());
     }
     0
 }

@@ -182,23 +182,28 @@ pub fn trace_kernel_fault(ctx: TracePointContext) -> u32 {
 /// Above every user address (x86-64 5-level paging's 2^56).
 const USER_TOP: u64 = 1 << 56;
 
+/// A VMA as `bpf_find_vma`'s callback copies it: what the model needs, and the VMA itself
+/// (place.rs checks it is the one an anon_vma_chain names).
 #[repr(C)]
-struct Found {
-    start: u64,
-    end: u64,
-    pgoff: u64,
-    flags: u64,
-    file: u64,
-    anon_vma: u64,
+#[derive(Default)]
+pub(crate) struct Found {
+    pub vma: u64,
+    pub start: u64,
+    pub end: u64,
+    pub pgoff: u64,
+    pub flags: u64,
+    pub file: u64,
+    pub anon_vma: u64,
 }
 
 /// `bpf_find_vma`'s callback: copy what the model needs.
 #[inline(never)]
-extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
+pub(crate) extern "C" fn on_vma(_task: *mut c_void, vma: *mut c_void, out: *mut c_void) -> i64 {
     let v = vma as u64;
     let out = out as *mut Found;
     // SAFETY: `out` is the caller's stack `Found` (the helper passes it through).
     unsafe {
+        (*out).vma = v;
         (*out).start = read(v, VMA_VM_START.load());
         (*out).end = read(v, VMA_VM_END.load());
         (*out).pgoff = read(v, VMA_VM_PGOFF.load());
@@ -229,11 +234,11 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
         if slot.is_some() && !exec && crate::place::defer(tid(), ptr, bytes_req, now()) {
             return 0;
         }
-        send_prepare(if last != 0 { FOUND_NOT_IN_FAULT } else { 0 }, 0, bytes_req, now(), 0, 0, 0, 0, 0, 0);
+        send_prepare(if last != 0 { FOUND_NOT_IN_FAULT } else { 0 }, 0, bytes_req, now(), &Found::default());
         return 0;
     }
     let addr = last;
-    let mut f = Found { start: 0, end: 0, pgoff: 0, flags: 0, file: 0, anon_vma: 0 };
+    let mut f = Found::default();
     let found = if addr == 0 {
         0
     } else {
@@ -243,7 +248,7 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
         };
         if r == 0 { 1 } else { ((-r) as u32) << 8 }
     };
-    send_prepare(found, addr, bytes_req, now(), f.start, f.end, f.pgoff, f.flags, f.file, f.anon_vma);
+    send_prepare(found, addr, bytes_req, now(), &f);
     0
 }
 
@@ -254,15 +259,28 @@ pub fn vm_file_offset() -> u64 {
     unsafe { core::ptr::read_volatile(&FEED_VM_FILE) }
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn send_prepare(found: u32, addr: u64, bytes_req: u64, key: u64, start: u64, end: u64, pgoff: u64, flags: u64, file: u64, anon_vma: u64) {
+pub(crate) fn send_prepare(found: u32, addr: u64, bytes_req: u64, key: u64, f: &Found) {
     let Some(mut slot) = crate::emit::TRACE_EVENTS.reserve::<PrepareVma>(0) else {
         bump(CTR_LOST);
         return;
     };
     let id = bpf_get_current_pid_tgid();
-    slot.write(PrepareVma { kind: EV_PREPARE_VMA, pid: id as u32, tgid: (id >> 32) as u32, found, addr, bytes_req, start, end, pgoff, flags, file, anon_vma, key });
+    slot.write(PrepareVma {
+        kind: EV_PREPARE_VMA,
+        pid: id as u32,
+        tgid: (id >> 32) as u32,
+        found,
+        addr,
+        bytes_req,
+        start: f.start,
+        end: f.end,
+        pgoff: f.pgoff,
+        flags: f.flags,
+        file: f.file,
+        anon_vma: f.anon_vma,
+        key,
+    });
     slot.submit(crate::emit::wake_flags());
     bump(CTR_SENT);
 }
