@@ -198,8 +198,13 @@ fn phase_id(t: &Value, name: &str) -> i64 {
 /// (process, phase) listed equals its row × N, every other one is unchanged. Phases in the
 /// entry's `combine` are summed first (their order races); `reasons` are checked too.
 fn check(scenario: &str) -> Diff {
+    check_as(scenario, scenario)
+}
+
+/// `check` of `scenario` against the table's entry `entry`.
+fn check_as(scenario: &str, entry: &str) -> Diff {
     let t = table();
-    let e = t["scenarios"].as_array().unwrap().iter().find(|e| e["name"] == scenario).unwrap_or_else(|| panic!("{scenario} not in expected.json"));
+    let e = t["scenarios"].as_array().unwrap().iter().find(|e| e["name"] == entry).unwrap_or_else(|| panic!("{entry} not in expected.json"));
     let combine: Vec<i64> = e["combine"].as_array().into_iter().flatten().map(|p| phase_id(&t, p.as_str().unwrap())).collect();
     let mut d = diff(scenario);
     if let Some((first, rest)) = combine.split_first() {
@@ -256,6 +261,17 @@ scenario!(noop, "noop");
 scenario!(split_then_merge_with_reasons, "split");
 // §1.7, with the reasons.
 scenario!(mremap_with_reasons, "mremap");
+
+/// GUP prepares (place.rs): each placed at madvise's exit by its anon_vma_chain, never at
+/// the thread's last fault address; the objects are `touch`'s exactly, and the fed model
+/// (check_trace) is exact and complete. Host only: the guests' prepare hooks see the VMA.
+#[test]
+fn populate_is_placed_like_a_fault() {
+    if !root_or_skip("populate_is_placed_like_a_fault") || !workload_ready("populate_is_placed_like_a_fault") {
+        return;
+    }
+    check_as("populate", "touch");
+}
 
 /// Every scenario the table marks for this host has a test above.
 #[test]

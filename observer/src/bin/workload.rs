@@ -74,6 +74,8 @@ pub enum Scenario {
     Migrate,
     /// Map the VMAs and touch nothing (also the exec target of fork-exec).
     Noop,
+    /// Map, then MADV_POPULATE_WRITE each VMA: prepares by GUP, with no user fault of their own.
+    Populate,
     /// Write, fork 32 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
     Contend,
     /// Benchmark loops (`--loops`, elapsed_ns= on the done line): fork+exit of the written VMAs.
@@ -113,6 +115,7 @@ impl Scenario {
             PageIdle => "page-idle",
             Migrate => "migrate",
             Noop => "noop",
+            Populate => "populate",
             Contend => "contend",
             ForkLoop => "fork-loop",
             FaultLoop => "fault-loop",
@@ -194,6 +197,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         Touch => single::touch(c),
         TouchRead => single::touch_read(c),
         Noop => single::noop(c),
+        Populate => single::populate(c),
         Contend => contend::contend(c),
         Zygote => zygote::zygote(c, c.apps),
         Adjacent => single::adjacent(c),

@@ -38,6 +38,19 @@ pub fn noop(c: &Ctx) -> Res<Done> {
     Ok(Done::pages(0))
 }
 
+/// The VMAs written by `MADV_POPULATE_WRITE` (5.14+): the kernel faults them in through GUP,
+/// so each prepare runs inside madvise with no user page fault, and the thread's last fault
+/// address names some other VMA. Same objects as `touch` (spec §5 A).
+pub fn populate(c: &Ctx) -> Res<Done> {
+    setup(c, false)?;
+    marker(Phase::Touch);
+    for i in 0..c.n {
+        vma::madvise(addr(i), PAGES * page(), libc::MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
+    }
+    hold(c.hold, c.role);
+    Ok(Done::pages(c.n * PAGES))
+}
+
 /// Per slot i: A = [addr(i), +4 pages) rw-, B = the next 4 pages rwx. The exec bit keeps them
 /// two VMAs; B's first write finds A's anon_vma through find_mergeable_anon_vma (spec §1.2).
 pub fn adjacent(c: &Ctx) -> Res<Done> {
