@@ -48,12 +48,8 @@ const ON_DEMAND: &[(Arch, Series, &str)] = &[
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Only this architecture (default: both).
-    #[arg(long, value_enum)]
-    arch: Option<Arch>,
-    /// Only this kernel series (default: both).
-    #[arg(long, value_enum)]
-    kernel: Option<Series>,
+    #[command(flatten)]
+    cells: vm::Cells,
     /// Only these scenarios (repeatable; default: every one in the table).
     #[arg(long = "scenario", value_name = "NAME")]
     scenarios: Vec<String>,
@@ -156,10 +152,10 @@ pub fn run(a: Args) -> Result<()> {
     let to_run: Vec<String> = wanted.iter().filter(|s| !NOT_RUN.iter().any(|(n, _)| n == s)).cloned().collect();
     let cmd = vec!["sh".to_string(), "-c".to_string(), script(&to_run)];
     let mut verdicts: Vec<Verdict> = Vec::new();
-    for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
+    for arch in a.cells.arches() {
         let bins = assets::build_binaries(arch)?;
         let cache = assets::Cache::open(false)?;
-        let wanted_series = |s: &Series| match a.kernel {
+        let wanted_series = |s: &Series| match a.cells.kernel {
             Some(k) => k == *s,
             None => !ON_DEMAND.iter().any(|(x, y, _)| *x == arch && y == s),
         };
@@ -214,8 +210,8 @@ pub fn run(a: Args) -> Result<()> {
     }
     let total: f64 = verdicts.iter().map(|v| v.2).sum();
     println!("fidelity: {} kernels, {failed} failures, {total:.0} s of guest time", verdicts.len());
-    if a.kernel.is_none() {
-        for (arch, series, why) in ON_DEMAND.iter().filter(|(x, _, _)| a.arch.is_none_or(|y| y == *x)) {
+    if a.cells.kernel.is_none() {
+        for (arch, series, why) in ON_DEMAND.iter().filter(|(x, _, _)| a.cells.arch.is_none_or(|y| y == *x)) {
             println!("fidelity: not run: {} {} ({why})", arch.deb(), series.name());
         }
     }

@@ -64,6 +64,24 @@ impl Series {
     }
 }
 
+/// `--arch` / `--kernel` of the suites that boot several guests (vm-matrix, fidelity): which
+/// of the matrix's cells to run.
+#[derive(clap::Args, Default, Clone, Copy)]
+pub struct Cells {
+    /// Only this architecture (default: both).
+    #[arg(long, value_enum)]
+    pub arch: Option<Arch>,
+    /// Only this kernel series (default: every one).
+    #[arg(long, value_enum)]
+    pub kernel: Option<Series>,
+}
+
+impl Cells {
+    pub fn arches(self) -> impl Iterator<Item = Arch> {
+        [Arch::X86_64, Arch::Aarch64].into_iter().filter(move |x| self.arch.is_none_or(|y| y == *x))
+    }
+}
+
 #[derive(clap::Args)]
 pub struct Args {
     #[arg(long, value_enum)]

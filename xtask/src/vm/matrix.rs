@@ -3,7 +3,7 @@
 //! stderr lines, JSON); the host judges each command against exact numbers, keeps going
 //! after a failure, writes `target/vm-matrix/results.json` (and each command's JSON beside it) and fails at the end. `--readme`
 //! rewrites README.md's kernel table from that file.
-use super::{assets, qemu, Arch, Series};
+use super::{assets, qemu, Series};
 use crate::util;
 use anyhow::{ensure, Context, Result};
 use serde_json::{json, Value};
@@ -23,12 +23,8 @@ const WORKLOADS: &str = "touch fork fork-chain fork-exec reuse split mremap munm
 
 #[derive(clap::Args, Default)]
 pub struct Args {
-    /// Only this architecture (default: both).
-    #[arg(long, value_enum)]
-    arch: Option<Arch>,
-    /// Only this kernel series (default: all three).
-    #[arg(long, value_enum)]
-    kernel: Option<Series>,
+    #[command(flatten)]
+    cells: super::Cells,
     /// Rewrite README.md's kernel table from target/vm-matrix/results.json after the run.
     #[arg(long)]
     readme: bool,
@@ -290,8 +286,8 @@ pub fn run(a: Args) -> Result<()> {
     let commit = util::stdout(std::process::Command::new("git").args(["describe", "--always", "--dirty"]).current_dir(util::workspace_root()));
     let date = util::stdout(std::process::Command::new("date").args(["-u", "+%Y-%m-%d"]));
     let mut cells = Vec::new();
-    for arch in [Arch::X86_64, Arch::Aarch64].into_iter().filter(|x| a.arch.is_none_or(|y| y == *x)) {
-        let series: Vec<Series> = Series::ALL.into_iter().filter(|s| a.kernel.is_none_or(|k| k == *s)).collect();
+    for arch in a.cells.arches() {
+        let series: Vec<Series> = Series::ALL.into_iter().filter(|s| a.cells.kernel.is_none_or(|k| k == *s)).collect();
         let bins = assets::build_binaries(arch)?;
         let cache = assets::Cache::open(false)?;
         let kernels: Vec<_> = series.iter().map(|s| cache.kernel(arch, *s).map(|k| (*s, k))).collect();
