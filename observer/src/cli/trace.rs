@@ -143,6 +143,9 @@ pub fn tgid_of(pid: i32) -> anyhow::Result<u32> {
 }
 
 /// (tgid, parent tgid) of every process now.
+/// (pid, ppid) of every live process but lazyvma. Zombies are left out: their
+/// `sched_process_exit` has run, so one scanned into a scope would never exit in the trace
+/// (an exit before its FEED_TRACED entry is not sent).
 pub fn ppids() -> Vec<(u32, u32)> {
     let Ok(dir) = std::fs::read_dir("/proc") else { return vec![] };
     dir.flatten()
@@ -150,17 +153,28 @@ pub fn ppids() -> Vec<(u32, u32)> {
         // lazyvma is nobody's traced descendant (`-p 1`).
         .filter(|pid| *pid != std::process::id())
         .filter_map(|pid| {
-            let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-            let ppid = st.rsplit_once(')')?.1.split_ascii_whitespace().nth(1)?.parse().ok()?;
-            Some((pid, ppid))
+            let (state, ppid) = state_ppid(pid)?;
+            (!exited(state)).then_some((pid, ppid))
         })
         .collect()
 }
 
 /// Gone or a zombie: its mm has been torn down.
 fn gone(tgid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{tgid}/stat")) else { return true };
-    stat.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next()).is_none_or(|s| s == 'Z' || s == 'X')
+    state_ppid(tgid).is_none_or(|(state, _)| exited(state))
+}
+
+/// `/proc/PID/stat`'s state and ppid (the fields after the command's closing parenthesis).
+fn state_ppid(pid: u32) -> Option<(char, u32)> {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = st.rsplit_once(')')?.1.split_ascii_whitespace();
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
+}
+
+/// Zombie or dead.
+fn exited(state: char) -> bool {
+    state == 'Z' || state == 'X'
 }
 
 pub fn slab_sizes() -> anyhow::Result<Sizes> {
