@@ -40,13 +40,16 @@ unsafe impl aya::Pod for PodLockOffsets {}
 
 /// (program, tracepoint category, name, required). Without the madvise tracepoint
 /// (no FTRACE_SYSCALLS) only phases are lost.
+/// In attach order: a scoped trace's processes are in FEED_TRACED before the first attach,
+/// so exit and exec go before fork, or a child forked and gone between those attaches would
+/// have its fork sent and never its exit.
 const PROGRAMS: &[(&str, &str, &str, bool)] = &[
     ("trace_slab_alloc", "kmem", "kmem_cache_alloc", true),
     ("trace_slab_free", "kmem", "kmem_cache_free", true),
+    ("trace_exit", "sched", "sched_process_exit", true),
+    ("trace_exec", "sched", "sched_process_exec", true),
     ("trace_newtask", "task", "task_newtask", true),
     ("trace_fork", "sched", "sched_process_fork", true),
-    ("trace_exec", "sched", "sched_process_exec", true),
-    ("trace_exit", "sched", "sched_process_exit", true),
     ("trace_marker", "syscalls", "sys_enter_madvise", false),
 ];
 
