@@ -85,7 +85,7 @@ impl Index {
                 _mm_prefetch::<_MM_HINT_T0>(self.vals.as_ptr().add(i).cast());
             }
         }
-        #[cfg(target_arch = "aarch64")]
+        #[cfg(not(target_arch = "x86_64"))]
         let _ = key;
     }
 
