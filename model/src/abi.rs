@@ -13,6 +13,8 @@ pub const CHAIN_COUNT_MAX: u32 = 1024;
 /// First u32 of every snapshot record.
 pub const REC_VMA: u32 = 1;
 pub const REC_AVC: u32 = 2;
+/// A chain entry as its anon_vma's address alone ([`AvRecord`]): what the estimate needs.
+pub const REC_AV: u32 = 3;
 
 /// One VMA, written after the walk of its `anon_vma_chain` (so after its [`AvcRecord`]s).
 #[repr(C)]
@@ -56,10 +58,22 @@ pub struct AvcRecord {
     pub degree: u64,
 }
 
+/// One `anon_vma_chain` entry as the address of its anon_vma: written instead of an
+/// [`AvcRecord`] when the pass is not asked for the anon_vmas' fields (the anon_vma itself
+/// is then never read).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AvRecord {
+    pub kind: u32,
+    pub _pad: u32,
+    pub anon_vma: u64,
+}
+
+pub const AV_RECORD_SIZE: usize = core::mem::size_of::<AvRecord>();
 pub const VMA_RECORD_SIZE: usize = core::mem::size_of::<VmaRecord>();
 pub const AVC_RECORD_SIZE: usize = core::mem::size_of::<AvcRecord>();
 
-const _: () = assert!(VMA_RECORD_SIZE == 96 && AVC_RECORD_SIZE == 64);
+const _: () = assert!(VMA_RECORD_SIZE == 96 && AVC_RECORD_SIZE == 64 && AV_RECORD_SIZE == 16);
 
 #[cfg(feature = "std")]
 fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
@@ -73,6 +87,7 @@ fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
 pub enum Record {
     Vma(VmaRecord),
     Avc(AvcRecord),
+    Av(AvRecord),
 }
 
 /// Split a byte stream into records. An unknown tag or a partial record at the end is an
@@ -87,6 +102,7 @@ pub fn decode(mut bytes: &[u8]) -> Result<Vec<Record>, String> {
         let (rec, size) = match kind {
             REC_VMA => (read(bytes).map(Record::Vma), VMA_RECORD_SIZE),
             REC_AVC => (read(bytes).map(Record::Avc), AVC_RECORD_SIZE),
+            REC_AV => (read(bytes).map(Record::Av), AV_RECORD_SIZE),
             k => return Err(format!("unknown record kind {k} at offset {at}")),
         };
         out.push(rec.ok_or_else(|| format!("record cut short at offset {at}"))?);

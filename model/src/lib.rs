@@ -35,6 +35,8 @@ pub mod seed;
 #[cfg(feature = "std")]
 pub mod snapshot;
 #[cfg(feature = "std")]
+pub mod snapshot_stream;
+#[cfg(feature = "std")]
 pub mod sweep;
 #[cfg(feature = "std")]
 pub mod topology;

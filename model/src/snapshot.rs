@@ -74,7 +74,7 @@ pub enum SnapshotError {
 }
 
 /// Which knobs change what a snapshot can infer; the others act on history it cannot see.
-fn check_knobs(k: &Knobs) -> Result<(), SnapshotError> {
+pub(crate) fn check_knobs(k: &Knobs) -> Result<(), SnapshotError> {
     if k.fork_of_tree_parent != ForkOfTreeParent::UpgradeFirst {
         return Err(SnapshotError::Knob("fork_of_tree_parent"));
     }
@@ -86,10 +86,14 @@ fn check_knobs(k: &Knobs) -> Result<(), SnapshotError> {
 
 fn state(v: &VmaTopo, mm_idx: usize, links: &HashMap<u64, (usize, bool)>) -> LazyState {
     let Some(av) = v.anon_vma else { return LazyState::None };
-    let shared = links.get(&av).is_some_and(|&(first, many)| many || first != mm_idx);
+    state_of(links.get(&av).is_some_and(|&(first, many)| many || first != mm_idx), v.chain_len)
+}
+
+/// The state of a VMA with an anon_vma: `shared` when chains of another mm link it.
+pub fn state_of(shared: bool, chain_len: u32) -> LazyState {
     if shared {
         LazyState::Tree
-    } else if v.chain_len <= 1 {
+    } else if chain_len <= 1 {
         LazyState::Lazy
     } else {
         LazyState::TreeParent

@@ -33,9 +33,11 @@ fn gauges(r: &Report) -> Gauges {
         r.shown.iter().map(f).fold(Counts::default(), |a, c| Counts { anon_vma: a.anon_vma + c.anon_vma, anon_vma_chain: a.anon_vma_chain + c.anon_vma_chain })
     };
     let mut g = Gauges { eager: sum(|p| p.eager), lazy: sum(|p| p.lazy), states: [0; 4], truncated_vmas: 0, processes: r.shown.len() as u64 };
-    for (v, s) in r.vmas.values().flatten() {
-        g.states[*s as usize] += 1;
-        g.truncated_vmas += u64::from(v.chain.len() < v.chain_len as usize);
+    for i in r.shown.iter().filter_map(|p| r.index(p.pid)) {
+        for (g, s) in g.states.iter_mut().zip(r.states[i]) {
+            *g += s;
+        }
+        g.truncated_vmas += r.truncated[i];
     }
     g
 }
@@ -49,8 +51,8 @@ impl Passes {
     pub fn pass(&mut self) -> anyhow::Result<()> {
         let t0 = Instant::now();
         let pids = self.scope.pids();
-        // The VMAs (and their states) of the scope's processes only.
-        let snap = snapshot::run(self.btf.as_deref(), pids.as_deref(), pids.is_some())?;
+        // Streamed: no VMA is kept, the scope's states come per process.
+        let snap = snapshot::run(self.btf.as_deref(), pids.as_deref(), false, false)?;
         let secs = t0.elapsed().as_secs_f64();
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.generation += 1;

@@ -1,8 +1,10 @@
-//! Records of one pass → [`Topology`]: VMAs grouped per mm (threads and CLONE_VM
-//! siblings fold into the first task seen), each with its chain, and every anon_vma seen.
-use lazyvma_model::abi::{decode, Record, FIELD_ABSENT};
+//! The record stream of one pass, read in chunks as the kernel writes it (never held
+//! whole: ≥ 1 M VMAs are ~200 MB of records), handed on one VMA at a time with its chain;
+//! and the [`Topology`] built from it for what needs every VMA (`--topology`, the seed).
+use lazyvma_model::abi::{AvRecord, AvcRecord, VmaRecord, AVC_RECORD_SIZE, AV_RECORD_SIZE, FIELD_ABSENT, REC_AV, REC_AVC, REC_VMA, VMA_RECORD_SIZE};
 use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
 use std::collections::{HashMap, HashSet};
+use std::io::Read;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct PassStats {
@@ -12,7 +14,7 @@ pub struct PassStats {
     pub duplicate_vmas: usize,
 }
 
-fn comm(raw: &[u8; 16]) -> String {
+pub fn comm(raw: &[u8; 16]) -> String {
     String::from_utf8_lossy(&raw[..raw.iter().position(|&b| b == 0).unwrap_or(16)]).into_owned()
 }
 
@@ -20,50 +22,183 @@ fn opt(v: u64) -> Option<u64> {
     (v != FIELD_ABSENT).then_some(v)
 }
 
-pub fn topology(bytes: &[u8]) -> anyhow::Result<(Topology, PassStats)> {
-    let records = decode(bytes).map_err(|e| anyhow::anyhow!("iter/task_vma stream: {e}"))?;
-    let mut stats = PassStats { bytes: bytes.len(), records: records.len(), ..Default::default() };
-    let mut topo = Topology::default();
-    let mut by_mm: HashMap<u64, usize> = HashMap::new();
-    let mut seen: HashSet<u64> = HashSet::new();
-    let mut chain: Vec<u64> = Vec::new();
-    for rec in records {
-        match rec {
-            Record::Avc(a) => {
-                chain.push(a.anon_vma);
-                topo.anon_vmas.entry(a.anon_vma).or_insert(AnonVmaInfo {
-                    root: a.root,
-                    parent: a.parent,
-                    refcount: i64::from(a.refcount),
-                    num_children: opt(a.num_children).unwrap_or(0),
-                    num_active_vmas: opt(a.num_active_vmas).unwrap_or(0),
-                    degree: opt(a.degree),
-                });
+fn read<T: Copy>(bytes: &[u8]) -> T {
+    // SAFETY: callers check the length; the records are plain integers valid for any bit pattern.
+    unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) }
+}
+
+/// Every VMA record of `src` with the chain entries written before it (an [`AvRecord`]
+/// comes as an [`AvcRecord`] of kind `REC_AV` holding the address alone). An unknown tag or
+/// a partial record at the end is an error naming the byte offset: the stream is never
+/// silently cut.
+///
+/// `ahead` is shown every chain entry's anon_vma of a read before any of its VMAs is
+/// handed on: a hash index can prefetch them (its lookups are the pass's cache misses).
+pub fn each_vma(mut src: impl Read, stats: &mut PassStats, mut ahead: impl FnMut(u64), mut f: impl FnMut(&VmaRecord, &[AvcRecord])) -> anyhow::Result<()> {
+    let err = |e: String| anyhow::anyhow!("iter/task_vma stream: {e}");
+    // The kernel hands a bpf_iter's output out a seq_file buffer (32 KB) per read.
+    let mut buf = vec![0u8; 256 << 10];
+    let (mut have, mut at) = (0usize, 0usize);
+    let mut chain: Vec<AvcRecord> = Vec::with_capacity(lazyvma_model::abi::CHAIN_EMIT_MAX as usize);
+    loop {
+        let n = src.read(&mut buf[have..]).map_err(|e| anyhow::anyhow!("reading the iter/task_vma stream: {e}"))?;
+        // What one read added (≤ 32 KB, ~2,000 entries: their lines stay in cache).
+        have += n;
+        let mut at_rec = 0;
+        while have - at_rec >= 4 {
+            let size = match read::<u32>(&buf[at_rec..]) {
+                REC_VMA => VMA_RECORD_SIZE,
+                REC_AVC => AVC_RECORD_SIZE,
+                REC_AV => AV_RECORD_SIZE,
+                _ => break,
+            };
+            if have - at_rec < size {
+                break;
             }
-            Record::Vma(v) => {
-                let chain = std::mem::take(&mut chain);
-                if !seen.insert(v.vma) {
-                    stats.duplicate_vmas += 1;
-                    continue;
-                }
-                let idx = *by_mm.entry(v.mm).or_insert_with(|| {
-                    topo.processes.push(ProcessTopo { pid: v.pid, comm: comm(&v.comm), mm: v.mm, ..Default::default() });
-                    topo.processes.len() - 1
-                });
-                topo.processes[idx].vmas.push(VmaTopo {
-                    start: v.vm_start,
-                    end: v.vm_end,
-                    pgoff: v.vm_pgoff,
-                    flags: v.vm_flags,
-                    anon_vma: (v.anon_vma != 0).then_some(v.anon_vma),
-                    chain,
-                    chain_len: v.chain_len as u32,
-                });
+            match read::<u32>(&buf[at_rec..]) {
+                REC_AVC => ahead(read::<AvcRecord>(&buf[at_rec..]).anon_vma),
+                REC_AV => ahead(read::<AvRecord>(&buf[at_rec..]).anon_vma),
+                _ => {}
             }
+            at_rec += size;
         }
+        let mut off = 0;
+        while have - off >= 4 {
+            let rec = &buf[off..have];
+            let kind = read::<u32>(rec);
+            let size = match kind {
+                REC_VMA => VMA_RECORD_SIZE,
+                REC_AVC => AVC_RECORD_SIZE,
+                REC_AV => AV_RECORD_SIZE,
+                k => return Err(err(format!("unknown record kind {k} at offset {}", at + off))),
+            };
+            if rec.len() < size {
+                break;
+            }
+            match kind {
+                REC_AVC => chain.push(read(rec)),
+                REC_AV => chain.push(AvcRecord { kind, anon_vma: read::<AvRecord>(rec).anon_vma, ..Default::default() }),
+                _ => {
+                    f(&read(rec), &chain);
+                    chain.clear();
+                }
+            }
+            stats.records += 1;
+            off += size;
+        }
+        buf.copy_within(off..have, 0);
+        have -= off;
+        at += off;
+        if n == 0 {
+            break;
+        }
+    }
+    stats.bytes = at + have;
+    if have > 0 {
+        let what = if have < 4 { format!("{have} stray bytes") } else { "record cut short".into() };
+        return Err(err(format!("{what} at offset {at}")));
     }
     if !chain.is_empty() {
         anyhow::bail!("iter/task_vma stream ends with {} chain entries and no VMA record", chain.len());
     }
-    Ok((topo, stats))
+    Ok(())
+}
+
+/// VMAs grouped per mm (threads and CLONE_VM siblings fold into the first task seen),
+/// each with its chain, and every anon_vma seen.
+#[derive(Default)]
+pub struct TopoBuilder {
+    pub topo: Topology,
+    by_mm: HashMap<u64, usize>,
+    seen: HashSet<u64>,
+    pub duplicates: usize,
+}
+
+impl TopoBuilder {
+    pub fn vma(&mut self, v: &VmaRecord, avcs: &[AvcRecord]) {
+        for a in avcs {
+            self.topo.anon_vmas.entry(a.anon_vma).or_insert(AnonVmaInfo {
+                root: a.root,
+                parent: a.parent,
+                refcount: i64::from(a.refcount),
+                num_children: opt(a.num_children).unwrap_or(0),
+                num_active_vmas: opt(a.num_active_vmas).unwrap_or(0),
+                degree: opt(a.degree),
+            });
+        }
+        if !self.seen.insert(v.vma) {
+            self.duplicates += 1;
+            return;
+        }
+        let topo = &mut self.topo;
+        let idx = *self.by_mm.entry(v.mm).or_insert_with(|| {
+            topo.processes.push(ProcessTopo { pid: v.pid, comm: comm(&v.comm), mm: v.mm, ..Default::default() });
+            topo.processes.len() - 1
+        });
+        topo.processes[idx].vmas.push(vma_topo(v, avcs));
+    }
+}
+
+pub fn vma_topo(v: &VmaRecord, avcs: &[AvcRecord]) -> VmaTopo {
+    VmaTopo {
+        start: v.vm_start,
+        end: v.vm_end,
+        pgoff: v.vm_pgoff,
+        flags: v.vm_flags,
+        anon_vma: (v.anon_vma != 0).then_some(v.anon_vma),
+        chain: avcs.iter().map(|a| a.anon_vma).collect(),
+        chain_len: v.chain_len as u32,
+    }
+}
+
+/// The whole [`Topology`] of a pass read from `src`.
+pub fn topology(src: impl Read) -> anyhow::Result<(Topology, PassStats)> {
+    let mut stats = PassStats::default();
+    let mut b = TopoBuilder::default();
+    each_vma(src, &mut stats, |_| {}, |v, c| b.vma(v, c))?;
+    stats.duplicate_vmas = b.duplicates;
+    Ok((b.topo, stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bytes<T>(v: &T) -> &[u8] {
+        // SAFETY: plain integer records.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }
+    }
+
+    /// Hands out at most `n` bytes per read, as the kernel's seq_file does.
+    struct Trickle<'a>(&'a [u8], usize);
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.1.min(self.0.len()).min(out.len());
+            out[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn records_across_reads_and_garbage() {
+        let a = AvcRecord { kind: REC_AVC, refcount: 2, vma: 7, anon_vma: 8, ..Default::default() };
+        let v = VmaRecord { kind: REC_VMA, pid: 1, chain_len: 1, vma: 7, anon_vma: 8, mm: 3, ..Default::default() };
+        let mut s = Vec::new();
+        for i in 0..5000u64 {
+            s.extend_from_slice(bytes(&a));
+            s.extend_from_slice(bytes(&VmaRecord { vma: i, ..v }));
+        }
+        for chunk in [1, 7, 100, 1 << 20] {
+            let (t, st) = topology(Trickle(&s, chunk)).unwrap();
+            assert_eq!((t.processes.len(), t.processes[0].vmas.len(), st.records, st.bytes), (1, 5000, 10000, s.len()));
+            assert_eq!(t.processes[0].vmas[4].chain, vec![8]);
+        }
+        let cut = topology(&s[..s.len() - 1]).unwrap_err().to_string();
+        assert!(cut.contains(&format!("record cut short at offset {}", s.len() - 96)), "{cut}");
+        assert!(topology(&[9u8, 0, 0, 0][..]).unwrap_err().to_string().contains("unknown record kind 9 at offset 0"));
+        assert!(topology(&s[..66]).unwrap_err().to_string().contains("2 stray bytes at offset 64"));
+        assert!(topology(bytes(&a)).unwrap_err().to_string().contains("ends with 1 chain entries"));
+    }
 }

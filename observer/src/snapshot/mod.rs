@@ -1,11 +1,14 @@
-//! `lazyvma snapshot`: one iter/task_vma pass → topology → eager/lazy estimate → report.
+//! `lazyvma snapshot`: one iter/task_vma pass streamed into the eager/lazy estimate
+//! (`lazyvma_model::snapshot_stream`) → report. Whole VMAs are kept only for what lists
+//! them (`--vmas`'s processes, `--topology`).
 pub mod decode;
 pub mod reader;
 pub mod render;
 
-use lazyvma_model::snapshot::{classify, Counts, Estimate, LazyState, ProcessEstimate};
+use lazyvma_model::snapshot::{Counts, Estimate, LazyState, ProcessEstimate};
+use lazyvma_model::snapshot_stream::{Stream, VmaIn};
 use lazyvma_model::topology::{Topology, VmaTopo};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::load::btf::{Btf, Offsets};
@@ -51,8 +54,18 @@ pub struct Report {
     pub vmas: BTreeMap<u32, Vec<(VmaTopo, LazyState)>>,
     /// Chain length → VMAs with an anon_vma and that many chain entries (whole system).
     pub chain_lens: BTreeMap<u32, u64>,
-    /// What the pass read (whole system): `--topology` writes it, `seed` builds a model from it.
-    pub topology: Topology,
+    /// What the pass read (whole system), when asked for: `--topology` writes it.
+    pub topology: Option<Topology>,
+    /// Per process of `estimate.processes`: its VMAs by lazy state, and with truncated chains.
+    pub states: Vec<[u64; 4]>,
+    pub truncated: Vec<u64>,
+}
+
+impl Report {
+    /// The estimate's first process of `pid`.
+    pub fn index(&self, pid: u32) -> Option<usize> {
+        self.estimate.processes.iter().position(|p| p.pid == pid)
+    }
 }
 
 /// Slot size of the slab cache when readable (what /proc/slabinfo's "active KB" uses),
@@ -83,15 +96,62 @@ pub fn savings(p: &ProcessEstimate, s: &Sizes) -> i64 {
 }
 
 /// `pids`: `None` = every process. A selected pid the pass did not see (a kernel thread,
-/// or gone meanwhile) is listed with zeros.
-pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool) -> anyhow::Result<Report> {
+/// or gone meanwhile) is listed with zeros. `with_vmas`: keep the shown processes' VMAs;
+/// `topology`: keep the whole topology.
+pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topology: bool) -> anyhow::Result<Report> {
     let t0 = std::time::Instant::now();
-    let btf = Btf::load(btf_path)?;
-    let offsets = Offsets::resolve(&btf)?;
+    // Our BTF parse is gone before aya's: one copy of vmlinux's BTF at a time.
+    let offsets = Offsets::resolve(&Btf::load(btf_path)?)?;
     let btf_ms = t0.elapsed().as_secs_f64() * 1e3;
-    let (bytes, load_ms) = reader::read_pass(&offsets, btf_path)?;
-    let (topo, stats) = decode::topology(&bytes)?;
-    let estimate = lazyvma_model::snapshot::estimate(&topo, &lazyvma_model::knobs::Knobs::default())?;
+    let t1 = std::time::Instant::now();
+    let mut bpf = reader::load(&offsets, btf_path, topology)?;
+    let load_ms = t1.elapsed().as_secs_f64() * 1e3;
+    let anon_vma = sys::slab_cache("anon_vma").ok();
+    // The slab's count sizes the index once (a merged cache counts foreign objects).
+    let hint = anon_vma.as_ref().filter(|c| c.merged_into.is_none()).and_then(|c| c.objects).unwrap_or(0).min(1 << 26);
+    // An eighth more: the pass may meet anon_vmas made since (growing costs 1.5× at once).
+    let mut stream = Stream::new((hint + hint / 8) as usize);
+    let mut whole = topology.then(decode::TopoBuilder::default);
+    // mm → the VMAs of a process to list.
+    let mut kept: HashMap<u64, Vec<VmaTopo>> = HashMap::new();
+    let keep = |pid: u32| with_vmas && pids.is_none_or(|p| p.contains(&pid));
+    let mut stats = decode::PassStats::default();
+    let mut chain = Vec::with_capacity(lazyvma_model::abi::CHAIN_EMIT_MAX as usize);
+    let stream_ref = std::cell::RefCell::new(&mut stream);
+    decode::each_vma(reader::open(&mut bpf)?, &mut stats, |a| stream_ref.borrow().ahead(a), |v, avcs| {
+        if let Some(b) = &mut whole {
+            b.vma(v, avcs);
+        }
+        chain.clear();
+        chain.extend(avcs.iter().map(|a| a.anon_vma));
+        let vi = VmaIn {
+            tid: v.tid,
+            mm: v.mm,
+            vma: v.vma,
+            start: v.vm_start,
+            end: v.vm_end,
+            anon_vma: (v.anon_vma != 0).then_some(v.anon_vma),
+            chain: &chain,
+            chain_len: v.chain_len as u32,
+        };
+        let mut new = None;
+        let fresh = stream_ref.borrow_mut().vma(&vi, || {
+            new = Some(v.pid);
+            (v.pid, decode::comm(&v.comm))
+        });
+        if new.is_some_and(keep) {
+            kept.insert(v.mm, vec![]);
+        }
+        if fresh {
+            if let Some(k) = kept.get_mut(&v.mm) {
+                k.push(decode::vma_topo(v, avcs));
+            }
+        }
+    })?;
+    drop((bpf, stream_ref));
+    stats.duplicate_vmas = stream.duplicates() as usize;
+    let streamed = stream.finish(&lazyvma_model::knobs::Knobs::default())?;
+    let estimate = streamed.estimate.clone();
     let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     let sizes = Sizes {
@@ -115,20 +175,32 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool) -> an
             .collect(),
     };
     shown.sort_by_key(|p| (std::cmp::Reverse(savings(p, &sizes)), p.pid));
+    // In topology order, a later process of the same pid replacing an earlier one.
+    let mut by_mm: Vec<(u64, Vec<VmaTopo>)> = kept.into_iter().collect();
+    let mms = streamed.mms();
+    by_mm.sort_by_key(|(mm, _)| mms.get(mm).copied());
     let mut vmas = BTreeMap::new();
-    if with_vmas {
-        let states = classify(&topo);
-        for (p, st) in topo.processes.iter().zip(states) {
-            if shown.iter().any(|s| s.pid == p.pid) {
-                vmas.insert(p.pid, p.vmas.iter().cloned().zip(st).collect());
-            }
-        }
-    }
-    let mut chain_lens = BTreeMap::new();
-    for v in topo.processes.iter().flat_map(|p| &p.vmas).filter(|v| v.anon_vma.is_some()) {
-        *chain_lens.entry(v.chain_len).or_insert(0) += 1;
+    for (mm, list) in by_mm {
+        let pid = estimate.processes[mms[&mm] as usize].pid;
+        let st = list.iter().map(|v| streamed.links().state(mm, v.anon_vma, v.chain_len)).collect::<Vec<_>>();
+        vmas.insert(pid, list.into_iter().zip(st).collect());
     }
     let slab = ["anon_vma", "anon_vma_chain", "vm_area_struct"].map(slab_check).to_vec();
     let phases_ms = [("btf", btf_ms), ("load", load_ms), ("iterate_and_estimate", elapsed_ms - btf_ms - load_ms)];
-    Ok(Report { estimate, shown, selected: pids.is_some(), sizes, slab, stats, elapsed_ms, phases_ms, kernel: sys::uname().0, vmas, chain_lens, topology: topo })
+    Ok(Report {
+        estimate,
+        shown,
+        selected: pids.is_some(),
+        sizes,
+        slab,
+        stats,
+        elapsed_ms,
+        phases_ms,
+        kernel: sys::uname().0,
+        vmas,
+        chain_lens: streamed.chain_lens.clone(),
+        topology: whole.map(|b| b.topo),
+        states: streamed.states.clone(),
+        truncated: streamed.truncated.clone(),
+    })
 }

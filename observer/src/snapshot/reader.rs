@@ -1,7 +1,7 @@
 //! Load the `iter/task_vma` program with this kernel's offsets and read one full pass.
 use anyhow::Context;
 use aya::{programs::Iter, Ebpf};
-use std::{io::Read, path::Path};
+use std::path::Path;
 
 use crate::load::{
     btf::{self, Offsets},
@@ -26,28 +26,32 @@ impl std::fmt::Display for NoTaskVmaIter {
 
 impl std::error::Error for NoTaskVmaIter {}
 
-/// The raw record stream of one pass over every task's VMAs, and how long the load
-/// (verifier included) took in ms.
-pub fn read_pass(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<(Vec<u8>, f64)> {
-    let t0 = std::time::Instant::now();
-    let mut bpf = load(offsets, btf_path)?;
-    let load_ms = t0.elapsed().as_secs_f64() * 1e3;
-    Ok((read(&mut bpf)?, load_ms))
-}
-
-/// The object with the iterator program loaded (the verifier's part), ready to `read`.
-pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> {
+/// The object with the iterator program loaded (the verifier's part), ready to `open`.
+/// `fields`: chain entries carry their anon_vma's fields (a topology), else its address alone.
+pub fn load(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow::Result<Ebpf> {
+    let (btf, sys_btf);
     let mut loader = aya::EbpfLoader::new();
+    // The loader's own parse of vmlinux's BTF goes at once: one parsed copy (~25 MB) at a time.
+    loader.btf(None);
     for (name, value) in &offsets.globals {
         loader.override_global(name, value, true);
     }
-    let mut bpf = loader.load(ebpf::object()).context("loading the BPF object")?;
+    let fields = u64::from(fields);
+    loader.override_global("ITER_AV_FIELDS", &fields, true);
     // Our parser already read this file (snapshot::run): only aya's own refusal is left.
-    let btf = match btf_path {
+    btf = match btf_path {
         Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
         None => aya::Btf::from_sys_fs(),
     }
     .map_err(|e| anyhow::anyhow!(btf::problem(btf_path, &probe::chain(&e))))?;
+    // Relocations read the running kernel's BTF, as `EbpfLoader::new` would.
+    if btf_path.is_none() {
+        loader.btf(Some(&btf));
+    } else {
+        sys_btf = aya::Btf::from_sys_fs().ok();
+        loader.btf(sys_btf.as_ref());
+    }
+    let mut bpf = loader.load(ebpf::object()).context("loading the BPF object")?;
     let prog: &mut Iter = bpf
         .program_mut(PROGRAM)
         .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
@@ -60,13 +64,10 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>) -> anyhow::Result<Ebpf> 
     Ok(bpf)
 }
 
-/// One pass of a loaded iterator: attach, read to the end.
-pub fn read(bpf: &mut Ebpf) -> anyhow::Result<Vec<u8>> {
+/// One pass of a loaded iterator: attached, its stream to read (`decode::each_vma`).
+pub fn open(bpf: &mut Ebpf) -> anyhow::Result<std::fs::File> {
     let prog: &mut Iter = bpf.program_mut(PROGRAM).context("iter/task_vma not loaded")?.try_into()?;
     let link = prog.attach().context("attaching iter/task_vma")?;
     let link = prog.take_link(link)?;
-    let mut file = link.into_file().context("creating the iterator")?;
-    let mut bytes = Vec::with_capacity(1 << 20);
-    file.read_to_end(&mut bytes).context("reading the iter/task_vma stream")?;
-    Ok(bytes)
+    link.into_file().context("creating the iterator")
 }

@@ -143,7 +143,8 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
             p.reasons.entry(t).or_insert(why);
         }
     }
-    let pass = loaded_iter.and_then(|mut bpf| reader::read(&mut bpf)).and_then(|bytes| decode::topology(&bytes));
+    // Read as the kernel writes it, straight into the topology (never the raw stream whole).
+    let pass = loaded_iter.and_then(|mut bpf| decode::topology(reader::open(&mut bpf)?));
     marker(END);
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
@@ -174,7 +175,8 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
 
 fn load(btf_path: Option<&Path>) -> anyhow::Result<aya::Ebpf> {
     let offsets = crate::load::btf::Offsets::resolve(&crate::load::btf::Btf::load(btf_path)?)?;
-    reader::load(&offsets, btf_path)
+    // The seed builds its model from the anon_vmas' fields.
+    reader::load(&offsets, btf_path, true)
 }
 
 /// Why a thread of `tgid` may be inside a VMA change the feed will never report, if so.
