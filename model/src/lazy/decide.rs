@@ -101,7 +101,7 @@ impl Core {
                 continue;
             }
             vmas += 1;
-            let mut cv = Vma::new(pv.start(), pv.end, pv.pgoff(), pv.merge_flags());
+            let mut cv = Vma::new(pv.start(), pv.end(), pv.pgoff(), pv.merge_flags());
             if pv.flags() & vm::WIPEONFORK != 0 {
                 self.fire(Rule::L4);
                 child.vmas.push(cv);
