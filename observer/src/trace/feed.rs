@@ -490,6 +490,11 @@ impl Feed {
     pub fn exit(&mut self, tree: &Tree, proc: usize, ktime: u64) {
         self.touched(tree.get(proc).tgid, "an exit");
         self.barrier(proc, ktime);
+        // Another mm's munmap that ended before this exit unlinked first: who frees a
+        // shared anon_vma (the last to drop it) depends on it.
+        for (mm, item) in self.order.before(ktime) {
+            self.run(mm, item);
+        }
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
         self.borrowed.remove(&proc);
         if self.procs.remove(&proc).is_none() {
