@@ -122,6 +122,20 @@ fn mlock_splits_and_munlock_merges_back() {
 }
 
 #[test]
+fn a_forked_child_is_not_mlocked() {
+    let mut p = pair(Kernel::V6_18);
+    map(&mut p, 0, 2);
+    p.apply(&Event::Mlock { pid: 1, start: at(0), pages: 2, flags: vm::LOCKED }).unwrap();
+    p.apply(&Event::Fork { parent: 1, child: 2 }).unwrap();
+    // dup_mmap clears VM_LOCKED: the child's copy merges with a plain neighbour, the parent's not.
+    for pid in [1, 2] {
+        p.apply(&Event::Map { pid, start: at(2), pages: 1, flags: RW }).unwrap();
+    }
+    assert_eq!(p.eager().vmas(1).unwrap().len(), 2);
+    assert_eq!(p.eager().vmas(2).unwrap().len(), 1);
+}
+
+#[test]
 fn mremap_grows_in_place_and_merges_with_the_next() {
     for kernel in [Kernel::V6_1, Kernel::V6_18] {
         let mut p = pair(kernel);
