@@ -97,6 +97,11 @@ const MAP_STACK: u64 = 0x20000;
 const MAP_HUGETLB: u64 = 0x40000;
 const MREMAP_DONTUNMAP: u64 = 4;
 const MLOCK_ONFAULT: u64 = 1;
+const MCL_CURRENT: u64 = 1;
+const MCL_FUTURE: u64 = 2;
+const MCL_ONFAULT: u64 = 4;
+/// Above every user address (57-bit x86 included) and the exec'd stack's stand-in.
+const USER_TOP: u64 = 1 << 56;
 
 /// Per (process, phase): what each model allocated and freed there.
 #[derive(Clone, Debug)]
@@ -170,6 +175,9 @@ struct Pairing {
 struct Proc {
     /// `mm->brk`, page-aligned, once a brk call told it.
     brk: Option<u64>,
+    /// `mm->def_flags`' lock bits (mlockall MCL_FUTURE): every later mmap and brk has them.
+    /// A fork's or exec's new mm starts without (`VM_INIT_DEF_MASK`).
+    locked: u16,
 }
 
 pub struct Feed {
@@ -436,7 +444,7 @@ impl Feed {
             self.ever.insert(child);
             return;
         }
-        self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        self.procs.insert(child, Proc { brk: self.procs[&parent].brk, locked: 0 });
         if let Some(why) = self.partial.get(&parent).cloned() {
             self.partial.insert(child, format!("forked by a process {}", why.trim_start_matches("seeded ")));
         }
@@ -736,7 +744,8 @@ impl Feed {
                 if flags & MAP_STACK != 0 && self.stack_nohuge {
                     vmf |= VM_NOHUGEPAGE;
                 }
-                let (mflags, tag) = self.vm_flags(vmf, !anon);
+                let (mut mflags, tag) = self.vm_flags(vmf, !anon);
+                mflags |= self.procs.get(&mm).map_or(0, |p| p.locked);
                 let pgoff = if anon && !shared { start / PAGE_SIZE } else { off / PAGE_SIZE };
                 self.apply(Event::MapPgoff { pid, start, pages: pages(len), flags: mflags, pgoff: pgoff | tag }, at);
             }
@@ -801,6 +810,20 @@ impl Feed {
                 self.apply(Event::Mlock { pid, start, pages: pages(a[1] + (a[0] - start)), flags }, at)
             }
             SYS_MLOCK | SYS_MLOCK2 | SYS_MUNLOCK => {}
+            // apply_mlockall_flags: the future mappings' lock bits, then (unless only
+            // MCL_FUTURE) every VMA's; munlockall is mlockall(0).
+            SYS_MLOCKALL | SYS_MUNLOCKALL => {
+                let f = if slot == SYS_MLOCKALL { a[0] } else { 0 };
+                let onfault = if f & MCL_ONFAULT != 0 { vm::LOCKONFAULT } else { 0 };
+                if let Some(p) = self.procs.get_mut(&mm) {
+                    p.locked = if f & MCL_FUTURE != 0 { vm::LOCKED | onfault } else { 0 };
+                }
+                if f & (MCL_FUTURE | MCL_CURRENT) == MCL_FUTURE {
+                    return;
+                }
+                let flags = if f & MCL_CURRENT != 0 { vm::LOCKED | onfault } else { 0 };
+                self.apply(Event::Mlock { pid, start: 0, pages: USER_TOP / PAGE_SIZE, flags }, at)
+            }
             SYS_EXECVE | SYS_EXECVEAT => {}
             SYS_PRCTL if a[0] != PR_SET_VMA => {}
             // VM_LOCKED, VM_SEALED, a VMA mempolicy, an anon name: vm state the model has no
@@ -836,8 +859,9 @@ impl Feed {
         let new = ret.next_multiple_of(PAGE_SIZE);
         let Some(p) = self.procs.get_mut(&proc) else { return };
         let Some(old) = p.brk.replace(new) else { return };
+        let flags = vm::READ | vm::WRITE | p.locked;
         if new > old {
-            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags: vm::READ | vm::WRITE }, at);
+            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags }, at);
         } else if new < old {
             self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
         }
@@ -1011,7 +1035,7 @@ mod tests {
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
         // vm_flags the model has no field for (mlockall's future mappings, an anon name); a
         // prctl other than PR_SET_VMA changes no VMA.
-        f.syscall(&tree, &sys(100, SYS_MLOCKALL, [3, 0, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_MSEAL, [0x1000, 0x1000, 0, 0, 0, 0], 0));
         f.syscall(&tree, &sys(100, SYS_PRCTL, [15, 0, 0, 0, 0, 0], 0));
         f.syscall(&tree, &sys(100, SYS_PRCTL, [PR_SET_VMA, 0, 0x1000, 0x1000, 0, 0], 0));
         // A move of a range the model has no VMA for is a model error.
@@ -1019,7 +1043,7 @@ mod tests {
         f.finish(&tree, 0, &[]);
         // None of it may look exact.
         let why = f.coverage.incomplete.join("; ");
-        for part in ["2 model errors (first: MremapResize", "1 unmodelled: mlockall", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
+        for part in ["2 model errors (first: MremapResize", "1 unmodelled: mseal", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
             assert!(why.contains(part), "{part}: {why}");
         }
     }
@@ -1084,12 +1108,18 @@ mod tests {
         call(&mut f, SYS_MREMAP, [a, 6 * PAGE_SIZE, 8 * PAGE_SIZE, 1, 0, 0], 2 * a);
         call(&mut f, SYS_MLOCK2, [2 * a, PAGE_SIZE, 1, 0, 0, 0], 0);
         call(&mut f, SYS_MUNLOCK, [2 * a, PAGE_SIZE, 0, 0, 0, 0], 0);
+        // mlockall(MCL_CURRENT | MCL_FUTURE): the VMA and a later mmap are locked (the moved
+        // VMA keeps its old pgoff, so they stay apart); munlockall unlocks both.
+        call(&mut f, SYS_MLOCKALL, [3, 0, 0, 0, 0, 0], 0);
+        let b = 2 * a + 8 * PAGE_SIZE;
+        call(&mut f, SYS_MMAP, [b, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], b);
+        call(&mut f, SYS_MUNLOCKALL, [0; 6], 0);
         f.finish(&tree, 0, &[]);
         assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
         let vmas = f.pair.eager().vmas(1).unwrap();
-        assert_eq!(vmas.iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(), [(2 * a, 2 * a + 8 * PAGE_SIZE)]);
+        assert_eq!(vmas.iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(), [(2 * a, b), (b, b + PAGE_SIZE)]);
         let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
-        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "Madvise", "Madvise", "MremapResize", "MremapResize", "Mlock", "Mlock"]);
+        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "Madvise", "Madvise", "MremapResize", "MremapResize", "Mlock", "Mlock", "Mlock", "MapPgoff", "Mlock"]);
         // Prepare 1/1; HUGEPAGE's two splits +2 AVC; NOHUGEPAGE merges them (-2); the move's
         // copy +1 and unmap -1; mlock2's split +1 and munlock's merge -1.
         let c = f.pair.eager().counts();
