@@ -80,6 +80,8 @@ impl Pair {
             | Event::Madvise { pid, .. }
             | Event::Munmap { pid, .. }
             | Event::Mremap { pid, .. }
+            | Event::MremapResize { pid, .. }
+            | Event::Mlock { pid, .. }
             | Event::KsmMerge { pid, .. }
             | Event::ThpCollapse { pid, .. }
             | Event::RmapWalk { pid, .. } => pid,

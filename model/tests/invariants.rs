@@ -45,11 +45,33 @@ fn event() -> impl Strategy<Value = Event> {
             new: addr(d, 2),
             dontunmap,
         }),
-        2 => (pid.clone(), 0..SLOTS, 1..=4u64, 0..5u8).prop_map(|(pid, s, pages, a)| Event::Madvise {
+        2 => (pid.clone(), 0..SLOTS, 0..4u64, 1..=4u64, 0..12u8).prop_map(|(pid, s, pg, pages, a)| Event::Madvise {
             pid,
-            start: addr(s, 0),
+            start: addr(s, pg),
             pages,
-            advice: [Advice::Mergeable, Advice::Unmergeable, Advice::DontFork, Advice::WipeOnFork, Advice::DoFork][a as usize],
+            advice: [
+                Advice::Mergeable,
+                Advice::Unmergeable,
+                Advice::DontFork,
+                Advice::WipeOnFork,
+                Advice::DoFork,
+                Advice::Hugepage,
+                Advice::NoHugepage,
+                Advice::Random,
+                Advice::Sequential,
+                Advice::Normal,
+                Advice::DontDump,
+                Advice::DoDump,
+            ][a as usize],
+        }),
+        1 => (pid.clone(), 0..SLOTS, 0..4u64, 1..=3u64, 0..3u8).prop_map(|(pid, s, pg, pages, f)| Event::Mlock {
+            pid,
+            start: addr(s, pg),
+            pages,
+            flags: [0, vm::LOCKED, vm::LOCKED | vm::LOCKONFAULT][f as usize],
+        }),
+        2 => (pid.clone(), 0..SLOTS, 1..=3u64, 0..SLOTS, 0..2u64, 1..=5u64).prop_map(|(pid, s, pages, d, same, new_pages)| {
+            Event::MremapResize { pid, old: addr(s, 0), pages, new: if same == 0 { addr(s, 0) } else { addr(d, 1) }, new_pages }
         }),
         1 => (pid.clone(), 0..SLOTS).prop_map(|(pid, s)| Event::KsmMerge { pid, addr: addr(s, 0), pages: 2 }),
         1 => Just(Event::KsmCleanup),

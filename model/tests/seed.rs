@@ -56,11 +56,17 @@ fn event() -> impl Strategy<Value = Event> {
             new: addr(d, 2),
             dontunmap,
         }),
-        1 => (pid.clone(), 0..SLOTS, 1..=4u64, 0..3u8).prop_map(|(pid, s, pages, a)| Event::Madvise {
+        1 => (pid.clone(), 0..SLOTS, 1..=4u64, 0..6u8).prop_map(|(pid, s, pages, a)| Event::Madvise {
             pid,
             start: addr(s, 0),
             pages,
-            advice: [Advice::DontFork, Advice::WipeOnFork, Advice::DoFork][a as usize],
+            advice: [Advice::DontFork, Advice::WipeOnFork, Advice::DoFork, Advice::Hugepage, Advice::NoHugepage, Advice::DontDump][a as usize],
+        }),
+        1 => (pid.clone(), 0..SLOTS, 1..=2u64, 0..2u8).prop_map(|(pid, s, pages, f)| Event::Mlock {
+            pid,
+            start: addr(s, 1),
+            pages,
+            flags: [0, vm::LOCKED][f as usize],
         }),
         1 => (pid.clone(), 0..SLOTS).prop_map(|(pid, s)| Event::RmapWalk { pid, addr: addr(s, 0), caller: RmapCaller::Reclaim }),
         1 => pid.prop_map(|pid| Event::Spawn { pid }),
@@ -86,7 +92,7 @@ fn round_trip(kernel: Kernel, before: &[Event], after: &[Event]) -> Result<(), T
     // Every slot mapped and written first: the random events then fork, split and exit a
     // populated address space.
     for s in 0..SLOTS {
-        a.apply(&Event::Map { pid: 1, start: addr(s, 0), pages: 4, flags: vm::READ | vm::WRITE | ((s % 2) as u8 * vm::EXEC) }).unwrap();
+        a.apply(&Event::Map { pid: 1, start: addr(s, 0), pages: 4, flags: vm::READ | vm::WRITE | ((s % 2) as u16 * vm::EXEC) }).unwrap();
         a.apply(&Event::Fault { pid: 1, addr: addr(s, s % 4), kind: FaultKind::Write }).unwrap();
     }
     for ev in before {

@@ -5,6 +5,7 @@ mod bench;
 mod debian;
 mod fidelity;
 mod initramfs;
+mod selftests;
 mod setup;
 mod userland;
 mod util;
@@ -42,6 +43,9 @@ enum Cmd {
     VmMatrix(vm::matrix::Args),
     /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
     Fidelity(fidelity::Args),
+    /// The kernel's mm selftests under `lazyvma trace -j` on this host: every row exact or
+    /// flagged (also run by `test`, before the guests).
+    Selftests(selftests::Args),
     /// Benchmarks (not tests): `bench overhead`, what tracing costs the traced machine.
     Bench(bench::Args),
     /// A booted Debian userland (systemd + 24 services) measured from inside (docs/userland.md).
@@ -65,6 +69,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
             util::cargo(&["test", "--workspace", "--release"], &args)?;
             bench::quick()?;
+            selftests::run(Default::default())?;
             if !no_vm {
                 vm::matrix::run(Default::default())?;
                 fidelity::run(fidelity::Args::default())?;
@@ -89,6 +94,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Fidelity(a) => {
             setup::run()?;
             fidelity::run(a)
+        }
+        Cmd::Selftests(a) => {
+            setup::run()?;
+            selftests::run(a)
         }
         Cmd::Bench(a) => {
             setup::run()?;

@@ -5,7 +5,7 @@ use super::anon_vma::{AnonVmas, NIL};
 use super::fxhash::FxMap;
 use super::vma::{Mm, State, Vma, ADDR_LIMIT, LAZY_FOLIOS};
 use crate::counts::{Counter, Counts, RmapStat};
-use crate::event::{vm, Advice, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
+use crate::event::{vm, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
 use crate::lazy::history::Tally;
@@ -157,7 +157,7 @@ impl Core {
     fn find_mergeable_anon_vma(&self, mm: &Mm, i: usize) -> Option<u32> {
         let v = &mm.vmas[i];
         let reusable = |old: &Vma, a: &Vma, b: &Vma| {
-            let compatible = a.end == b.start()
+            let compatible = a.end() == b.start()
                 && (a.merge_flags() ^ b.merge_flags()) & !vm::ACCESS == 0
                 && b.pgoff() == a.pgoff() + a.pages();
             (compatible && old.av != NIL && self.avs.len(old.chain) == 1).then_some(old.chain)
@@ -179,11 +179,11 @@ impl Core {
     pub fn split(&mut self, mm: &mut Mm, i: usize, addr: u64, new_below: bool) {
         self.before_split(mm, i);
         let v = mm.vmas[i];
-        debug_assert!(v.start() < addr && addr < v.end);
+        debug_assert!(v.start() < addr && addr < v.end());
         let (chain, av) = if v.chain != NIL { self.avs.clone_chain(v.chain, v.av) } else { (NIL, NIL) };
         self.vma.add(1);
         let mut lower = v;
-        lower.end = addr;
+        lower.set_end(addr);
         let mut upper = v;
         upper.set_start(addr);
         upper.set_pgoff(v.pgoff_at(addr));
@@ -235,7 +235,7 @@ impl Core {
         }
         let mut j = i;
         while j < mm.vmas.len() && mm.vmas[j].start() < e {
-            if mm.vmas[j].end > e {
+            if mm.vmas[j].end() > e {
                 self.split(mm, j, e, false);
             }
             j += 1;
@@ -409,19 +409,19 @@ impl Machine {
             }
             Event::Madvise { start, pages, advice, .. } => {
                 let (s, e) = range(start, pages)?;
-                let (set, clear) = match advice {
-                    Advice::Mergeable => (vm::MERGEABLE, 0),
-                    Advice::Unmergeable => (0, vm::MERGEABLE),
-                    Advice::DontFork => (vm::DONTCOPY, 0),
-                    Advice::DoFork => (0, vm::DONTCOPY),
-                    Advice::WipeOnFork => (vm::WIPEONFORK, 0),
-                    Advice::KeepOnFork => (0, vm::WIPEONFORK),
-                    Advice::GuardInstall => {
-                        self.core.guard_install(mm, s, e);
-                        return Ok(false);
-                    }
+                let Some((set, clear)) = advice.flags() else {
+                    self.core.guard_install(mm, s, e);
+                    return Ok(false);
                 };
                 self.core.modify_range(mm, s, e, |f| (f | set) & !clear);
+            }
+            Event::Mlock { start, pages, flags, .. } => {
+                let (s, e) = range(start, pages)?;
+                let lock = vm::LOCKED | vm::LOCKONFAULT;
+                if flags & !lock != 0 || flags == vm::LOCKONFAULT {
+                    return Err(ModelError::BadRange(format!("mlock flags {flags:#x} are not LOCKED[|LOCKONFAULT] or 0")));
+                }
+                self.core.modify_range(mm, s, e, |f| (f & !lock) | flags);
             }
             Event::Munmap { start, pages, .. } => {
                 let (s, e) = range(start, pages)?;
@@ -431,14 +431,35 @@ impl Machine {
             Event::Mremap { old, pages, new, dontunmap, .. } => {
                 let (os, oe) = range(old, pages)?;
                 let (ns, ne) = range(new, pages)?;
-                if ns < oe && os < ne {
-                    return Err(ModelError::BadRange(format!("mremap {os:#x}..{oe:#x} overlaps its target {ns:#x}..{ne:#x}")));
+                Self::check_mremap(pid, mm, os, oe, ns, ne)?;
+                self.core.mremap(mm, os, oe, ns, ne, dontunmap);
+                return Ok(true);
+            }
+            Event::MremapResize { old, pages, new, new_pages, .. } => {
+                let (os, oe) = range(old, pages)?;
+                let (ns, ne) = range(new, new_pages)?;
+                if ns == os {
+                    let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
+                    if mm.vmas[i].end() < oe {
+                        return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
+                    }
+                    if ne < oe {
+                        self.core.munmap(mm, ne, oe);
+                    } else if ne > oe {
+                        if mm.vmas[i].end() != oe || mm.vmas.get(i + 1).is_some_and(|n| n.start() < ne) {
+                            return Err(ModelError::BadRange(format!("mremap {os:#x}..{oe:#x} cannot grow in place to {ne:#x}")));
+                        }
+                        self.core.expand(mm, i, ne);
+                    }
+                    return Ok(true);
                 }
-                let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
-                if mm.vmas[i].end < oe {
-                    return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
+                // A shrinking move unmaps the tail first, then moves what is left.
+                let kept = oe.min(os + (ne - ns));
+                Self::check_mremap(pid, mm, os, oe, ns, ne)?;
+                if kept < oe {
+                    self.core.munmap(mm, kept, oe);
                 }
-                self.core.mremap(mm, os, oe, ns, dontunmap);
+                self.core.mremap(mm, os, kept, ns, ne, false);
                 return Ok(true);
             }
             Event::KsmMerge { addr, pages, .. } => {
@@ -466,6 +487,18 @@ impl Machine {
             | Event::Phase(_) => unreachable!("not an event on one mm: {ev:?}"),
         }
         Ok(false)
+    }
+
+    /// A move's source is inside one VMA and does not overlap its target.
+    fn check_mremap(pid: Pid, mm: &Mm, os: u64, oe: u64, ns: u64, ne: u64) -> Result<(), ModelError> {
+        if ns < oe && os < ne {
+            return Err(ModelError::BadRange(format!("mremap {os:#x}..{oe:#x} overlaps its target {ns:#x}..{ne:#x}")));
+        }
+        let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
+        if mm.vmas[i].end() < oe {
+            return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
+        }
+        Ok(())
     }
 
     /// ksmd drops the rmap_items whose VMA is gone or no longer VM_MERGEABLE; only now
@@ -554,7 +587,7 @@ impl<'a> Half<'a> {
                 .iter()
                 .map(|v| VmaView {
                     start: v.start(),
-                    end: v.end,
+                    end: v.end(),
                     state: v.state(),
                     chain_len: avs.len(v.chain),
                     anon_vma: (v.av != NIL).then_some(v.av),
@@ -575,7 +608,7 @@ impl<'a> Half<'a> {
         let mut vmas = 0u64;
         for (pid, mm) in self.mms() {
             for w in mm.vmas.windows(2) {
-                if w[0].end > w[1].start() || w[0].start() >= w[0].end {
+                if w[0].end() > w[1].start() || w[0].start() >= w[0].end() {
                     return Err(format!("pid {pid}: VMAs overlap or are empty at {:#x}", w[0].start()));
                 }
             }

@@ -90,11 +90,11 @@ impl Core {
     /// Place `[s, e)` (free) with `flags`: expand a neighbour when allowed
     /// (`vma_merge_new_range`), else a new VMA. `copy` is copy_vma's source (mremap).
     /// Returns the index of the VMA now covering the range.
-    pub fn map_new(&mut self, mm: &mut Mm, s: u64, e: u64, pgoff: u64, flags: u8, mut copy: Option<Vma>) -> usize {
+    pub fn map_new(&mut self, mm: &mut Mm, s: u64, e: u64, pgoff: u64, flags: u16, mut copy: Option<Vma>) -> usize {
         let i = self.lower_bound(mm, s);
         let pages = (e - s) / PAGE_SIZE;
         let prop = copy.map_or(Prop::New, Prop::Copy);
-        let prev = (i > 0 && mm.vmas[i - 1].end == s).then(|| i - 1);
+        let prev = (i > 0 && mm.vmas[i - 1].end() == s).then(|| i - 1);
         let next = (i < mm.vmas.len() && mm.vmas[i].start() == e).then_some(i);
         let prev_fits = |mm: &Mm| prev.is_some_and(|p| {
             let v = &mm.vmas[p];
@@ -120,13 +120,13 @@ impl Core {
         }
         if can_left {
             let p = prev.unwrap();
-            mm.vmas[p].end = e;
+            mm.vmas[p].set_end(e);
             if let Some(src) = copy {
                 self.dup_anon_vma(mm, p, &src);
             }
             if can_right {
                 let nv = mm.vmas[i];
-                mm.vmas[p].end = nv.end;
+                mm.vmas[p].set_end(nv.end());
                 self.dup_anon_vma(mm, p, &nv);
                 self.remove_merged(mm, p, i);
             }
@@ -157,7 +157,7 @@ impl Core {
     }
 
     /// Apply `f` to the flags of every VMA part inside `[s, e)` (mprotect, madvise).
-    pub fn modify_range(&mut self, mm: &mut Mm, s: u64, e: u64, f: impl Fn(u8) -> u8) {
+    pub fn modify_range(&mut self, mm: &mut Mm, s: u64, e: u64, f: impl Fn(u16) -> u16) {
         let mut addr = s;
         while addr < e {
             let i = self.lower_bound(mm, addr);
@@ -165,7 +165,7 @@ impl Core {
                 return;
             }
             let v = mm.vmas[i];
-            let (rs, re) = (addr.max(v.start()), e.min(v.end));
+            let (rs, re) = (addr.max(v.start()), e.min(v.end()));
             let nf = f(v.merge_flags());
             if nf != v.merge_flags() {
                 self.vma_modify(mm, i, rs, re, nf);
@@ -176,13 +176,13 @@ impl Core {
 
     /// `vma_modify`: try `vma_merge_existing_range`, else split off the parts outside
     /// `[rs, re)` (spec §1.5, §1.6).
-    fn vma_modify(&mut self, mm: &mut Mm, i: usize, rs: u64, re: u64, nf: u8) {
+    fn vma_modify(&mut self, mm: &mut Mm, i: usize, rs: u64, re: u64, nf: u16) {
         let v0 = mm.vmas[i];
-        let (left_side, right_side) = (rs == v0.start(), re == v0.end);
+        let (left_side, right_side) = (rs == v0.start(), re == v0.end());
         let pgoff = v0.pgoff_at(rs);
         let pages = (re - rs) / PAGE_SIZE;
-        let prev = (left_side && i > 0 && mm.vmas[i - 1].end == v0.start()).then(|| i - 1);
-        let next = (right_side && i + 1 < mm.vmas.len() && mm.vmas[i + 1].start() == v0.end).then(|| i + 1);
+        let prev = (left_side && i > 0 && mm.vmas[i - 1].end() == v0.start()).then(|| i - 1);
+        let next = (right_side && i + 1 < mm.vmas.len() && mm.vmas[i + 1].start() == v0.end()).then(|| i + 1);
         let prev_fits = |mm: &Mm| prev.is_some_and(|p| {
             let v = &mm.vmas[p];
             v.merge_flags() == nf && v.pgoff() + v.pages() == pgoff
@@ -217,13 +217,13 @@ impl Core {
         if merge_left && merge_right {
             // prev extends over middle and next; dup from whichever has an anon_vma.
             let nv = mm.vmas[i + 1];
-            mm.vmas[i - 1].end = nv.end;
+            mm.vmas[i - 1].set_end(nv.end());
             self.dup_anon_vma(mm, i - 1, &nv);
             self.dup_anon_vma(mm, i - 1, &mid);
             self.remove_merged(mm, i - 1, i + 1);
             self.remove_merged(mm, i - 1, i);
         } else if merge_left {
-            mm.vmas[i - 1].end = re;
+            mm.vmas[i - 1].set_end(re);
             self.dup_anon_vma(mm, i - 1, &mid);
             if right_side {
                 self.remove_merged(mm, i - 1, i);
@@ -241,7 +241,7 @@ impl Core {
                 mm.vmas[i + 1].set_start(rs);
                 mm.vmas[i + 1].set_pgoff(pgoff);
                 self.dup_anon_vma(mm, i + 1, &mid);
-                mm.vmas[i].end = rs;
+                mm.vmas[i].set_end(rs);
             }
         } else {
             let mut j = i;
@@ -249,7 +249,7 @@ impl Core {
                 self.split(mm, j, rs, true);
                 j += 1;
             }
-            if re < mm.vmas[j].end {
+            if re < mm.vmas[j].end() {
                 self.split(mm, j, re, false);
             }
             let v = &mut mm.vmas[j];
@@ -257,11 +257,25 @@ impl Core {
         }
     }
 
+    /// mremap growing `mm.vmas[i]` in place to `ne` (the range after it is free). 6.18:
+    /// `vma_merge_extend`, a new range whose anon_vma is the VMA's own, merged into it and,
+    /// when compatible, into the next VMA as well; 6.1: `vma_adjust` moves its end only.
+    pub fn expand(&mut self, mm: &mut Mm, i: usize, ne: u64) {
+        let v = mm.vmas[i];
+        let oe = v.end();
+        match self.kernel {
+            Kernel::V6_18 => {
+                self.map_new(mm, oe, ne, v.pgoff_at(oe), v.merge_flags(), Some(v));
+            }
+            Kernel::V6_1 | Kernel::Pre6_0 => mm.vmas[i].set_end(ne),
+        }
+    }
+
     /// mremap move (spec §1.7): MREMAP_FIXED unmaps the target, `copy_vma` places the
     /// range there (merge or vm_area_dup + anon_vma_clone), then the source is unmapped,
     /// or with DONTUNMAP the whole old VMA is unlinked and kept.
-    pub fn mremap(&mut self, mm: &mut Mm, os: u64, oe: u64, ns: u64, dontunmap: bool) {
-        let ne = ns + (oe - os);
+    /// The copy is `[ns, ne)`, longer than the source when the move also grows it.
+    pub fn mremap(&mut self, mm: &mut Mm, os: u64, oe: u64, ns: u64, ne: u64, dontunmap: bool) {
         self.munmap(mm, ns, ne);
         let i = mm.find(os).expect("checked by the caller");
         self.before_mremap(mm, i);
@@ -270,7 +284,7 @@ impl Core {
         let pgoff = if v.state() == State::None { ns / PAGE_SIZE } else { v.pgoff_at(os) };
         let mut src = v;
         src.set_start(os);
-        src.end = oe;
+        src.set_end(oe);
         src.set_pgoff(v.pgoff_at(os));
         self.map_new(mm, ns, ne, pgoff, v.merge_flags(), Some(src));
         if !dontunmap {
@@ -281,7 +295,7 @@ impl Core {
         }
         let i = mm.find(os).expect("DONTUNMAP keeps the source");
         let w = mm.vmas[i];
-        if w.start() == os && w.end == oe {
+        if w.start() == os && w.end() == oe {
             if w.chain != NIL {
                 self.avs.unlink(w.chain, w.av);
             }

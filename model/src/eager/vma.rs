@@ -4,7 +4,7 @@ use super::anon_vma::NIL;
 use crate::event::{vm, PAGE_SIZE};
 
 /// Model-only flag bit: the VMA has folios whose `mapping` points at a VMA (LAZY folios).
-pub(crate) const LAZY_FOLIOS: u8 = 1 << 7;
+pub(crate) const LAZY_FOLIOS: u16 = 1 << 7;
 
 /// Addresses the model accepts end at or below this (x86-64 with 5-level paging tops out
 /// here): page numbers then fit in 45 bits, leaving `pgoff`'s top bits for `pins`.
@@ -19,16 +19,18 @@ const HIST_LO: u32 = 9;
 const HIST_OFF: u32 = 45;
 
 /// 32 bytes (two per cache line): the bench's memory target is per live VMA, and a
-/// random process's VMA array is a cold binary search per event. The flags and `owner`
-/// live in `start`'s page-offset bits, `pins` in `pgoff`'s top 16 bits (page numbers
-/// stay below 2^45, see `ADDR_LIMIT`), the lazy history bits in what is left of both.
+/// random process's VMA array is a cold binary search per event. The flags' low byte and
+/// `owner` live in `start`'s page-offset bits, their high byte in `end`'s, `pins` in
+/// `pgoff`'s top 16 bits (page numbers stay below 2^45, see `ADDR_LIMIT`), the lazy
+/// history bits in what is left of `start` and `pgoff`.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Vma {
     /// Start address | flags (bits 0-7) | `owner` (bit 8). Lazy folios' `mapping` points
     /// at this struct when `owner` (the VMA that first faulted; a split keeps it with the
     /// original piece, as `__split_vma` keeps the original struct).
     lo: u64,
-    pub end: u64,
+    /// End address | flags' high byte (bits 0-7).
+    hi: u64,
     /// `pgoff` | `pins` << 48: vm_area_structs of merged-away LAZY VMAs kept alive by this
     /// VMA's lazy folios (`K_LAZY_FOLIO_PINS_VMA`, spec §3.2 L8/L10, [S4]).
     off: u64,
@@ -50,9 +52,18 @@ pub enum State {
 }
 
 impl Vma {
-    pub fn new(start: u64, end: u64, pgoff: u64, flags: u8) -> Vma {
-        debug_assert!(start & PAGE_BITS == 0 && end <= ADDR_LIMIT && pgoff <= PGOFF_MASK);
-        Vma { lo: start | flags as u64, end, off: pgoff, chain: NIL, av: NIL }
+    pub fn new(start: u64, end: u64, pgoff: u64, flags: u16) -> Vma {
+        debug_assert!(start & PAGE_BITS == 0 && end & PAGE_BITS == 0 && end <= ADDR_LIMIT && pgoff <= PGOFF_MASK);
+        Vma { lo: start | (flags & 0xff) as u64, hi: end | (flags >> 8) as u64, off: pgoff, chain: NIL, av: NIL }
+    }
+    #[inline]
+    pub fn end(&self) -> u64 {
+        self.hi & !PAGE_BITS
+    }
+    #[inline]
+    pub fn set_end(&mut self, end: u64) {
+        debug_assert!(end & PAGE_BITS == 0);
+        self.hi = end | (self.hi & PAGE_BITS);
     }
     #[inline]
     pub fn start(&self) -> u64 {
@@ -96,20 +107,21 @@ impl Vma {
         }
     }
     #[inline]
-    pub fn flags(&self) -> u8 {
-        self.lo as u8
+    pub fn flags(&self) -> u16 {
+        (self.lo & 0xff) as u16 | ((self.hi & 0xff) as u16) << 8
     }
     #[inline]
-    pub fn set_flags(&mut self, flags: u8) {
-        self.lo = (self.lo & !0xff) | flags as u64;
+    pub fn set_flags(&mut self, flags: u16) {
+        self.lo = (self.lo & !0xff) | (flags & 0xff) as u64;
+        self.hi = (self.hi & !0xff) | (flags >> 8) as u64;
     }
     #[inline]
-    pub fn add_flags(&mut self, flags: u8) {
-        self.lo |= flags as u64;
+    pub fn add_flags(&mut self, flags: u16) {
+        self.set_flags(self.flags() | flags);
     }
     #[inline]
-    pub fn clear_flags(&mut self, flags: u8) {
-        self.lo &= !(flags as u64);
+    pub fn clear_flags(&mut self, flags: u16) {
+        self.set_flags(self.flags() & !flags);
     }
     #[inline]
     pub fn owner(&self) -> bool {
@@ -134,7 +146,7 @@ impl Vma {
     }
     #[inline]
     pub fn pages(&self) -> u64 {
-        (self.end - self.start()) / PAGE_SIZE
+        (self.end() - self.start()) / PAGE_SIZE
     }
     #[inline]
     pub fn state(&self) -> State {
@@ -150,7 +162,7 @@ impl Vma {
     }
     /// Flags that must be equal for a VMA merge (`VM_SOFTDIRTY` is not modelled).
     #[inline]
-    pub fn merge_flags(&self) -> u8 {
+    pub fn merge_flags(&self) -> u16 {
         self.flags() & vm::USER
     }
     #[inline]
@@ -175,14 +187,14 @@ impl Mm {
     pub fn touch(&self) {
         let (v, n) = (&self.vmas, self.vmas.len());
         if n >= 16 {
-            let at = |k: usize| v[k * n / 8].end;
+            let at = |k: usize| v[k * n / 8].hi;
             std::hint::black_box((at(1), at(2), at(3), at(4), at(5), at(6), at(7)));
         }
     }
     /// Index of the VMA containing `addr`.
     #[inline]
     pub fn find(&self, addr: u64) -> Option<usize> {
-        let i = self.vmas.partition_point(|v| v.end <= addr);
+        let i = self.vmas.partition_point(|v| v.end() <= addr);
         (i < self.vmas.len() && self.vmas[i].start() <= addr).then_some(i)
     }
     /// `find`, trying index `near` first: the other model of a `Pair` has just found the
@@ -191,7 +203,7 @@ impl Mm {
     #[inline]
     pub fn find_near(&self, addr: u64, near: usize) -> Option<usize> {
         match self.vmas.get(near) {
-            Some(v) if v.start() <= addr && addr < v.end => Some(near),
+            Some(v) if v.start() <= addr && addr < v.end() => Some(near),
             _ => self.find(addr),
         }
     }
@@ -199,13 +211,13 @@ impl Mm {
     #[inline]
     pub fn is_lower_bound(&self, addr: u64, i: usize) -> bool {
         i <= self.vmas.len()
-            && (i == 0 || self.vmas[i - 1].end <= addr)
-            && self.vmas.get(i).is_none_or(|v| v.end > addr)
+            && (i == 0 || self.vmas[i - 1].end() <= addr)
+            && self.vmas.get(i).is_none_or(|v| v.end() > addr)
     }
     /// Index of the first VMA ending after `addr` (the insertion point for `addr`).
     #[inline]
     pub fn lower_bound(&self, addr: u64) -> usize {
-        self.vmas.partition_point(|v| v.end <= addr)
+        self.vmas.partition_point(|v| v.end() <= addr)
     }
 }
 
@@ -232,7 +244,10 @@ mod tests {
         let mut v = Vma::new(top, ADDR_LIMIT, top / PAGE_SIZE, vm::USER | LAZY_FOLIOS);
         v.set_owner(true);
         v.set_pins(u16::MAX);
-        assert_eq!((v.start(), v.end, v.pgoff(), v.flags(), v.owner(), v.pins()), (top, ADDR_LIMIT, top / PAGE_SIZE, 0xff, true, u16::MAX));
+        assert_eq!((v.start(), v.end(), v.pgoff(), v.flags(), v.owner(), v.pins()), (top, ADDR_LIMIT, top / PAGE_SIZE, 0x7fff, true, u16::MAX));
+        v.set_end(ADDR_LIMIT - PAGE_SIZE);
+        v.set_end(ADDR_LIMIT);
+        assert_eq!((v.end(), v.flags()), (ADDR_LIMIT, 0x7fff));
         v.set_start(PAGE_SIZE);
         v.set_pgoff(7);
         v.clear_flags(LAZY_FOLIOS);
@@ -249,7 +264,7 @@ mod tests {
         v.set_pins(u16::MAX);
         for h in [0x3f, 0x2a, 0x15, 0] {
             v.set_hist(h);
-            assert_eq!((v.start(), v.end, v.pgoff(), v.flags(), v.owner(), v.pins(), v.hist()), (top, ADDR_LIMIT, PGOFF_MASK, 0xff, true, u16::MAX, h));
+            assert_eq!((v.start(), v.end(), v.pgoff(), v.flags(), v.owner(), v.pins(), v.hist()), (top, ADDR_LIMIT, PGOFF_MASK, 0x7fff, true, u16::MAX, h));
         }
         v.set_hist(0x3f);
         v.set_pgoff(1);

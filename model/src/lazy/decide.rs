@@ -101,7 +101,8 @@ impl Core {
                 continue;
             }
             vmas += 1;
-            let mut cv = Vma::new(pv.start(), pv.end, pv.pgoff(), pv.merge_flags());
+            // dup_mmap: a child's VMAs are never mlocked (VM_LOCKED_MASK cleared).
+            let mut cv = Vma::new(pv.start(), pv.end(), pv.pgoff(), pv.merge_flags() & !(vm::LOCKED | vm::LOCKONFAULT));
             if pv.flags() & vm::WIPEONFORK != 0 {
                 self.fire(Rule::L4);
                 child.vmas.push(cv);

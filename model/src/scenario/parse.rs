@@ -100,7 +100,7 @@ fn pid(s: &str) -> R<Pid> {
     u32::try_from(v).map_err(|_| format!("pid `{s}` does not fit in 32 bits"))
 }
 
-fn prot(s: &str) -> R<u8> {
+fn prot(s: &str) -> R<u16> {
     if s == "none" || s.chars().all(|c| c == '-') {
         return Ok(0);
     }
@@ -162,8 +162,10 @@ fn event(words: &[&str]) -> R<Option<Event>> {
         "exec" => "exec PID [stack ADDR]",
         "mprotect" => "mprotect PID ADDR PAGES PROT",
         "munmap" => "munmap PID ADDR PAGES",
-        "mremap" => "mremap PID OLD PAGES NEW [dontunmap]",
-        "madvise" => "madvise PID ADDR PAGES mergeable|unmergeable|dontfork|dofork|wipeonfork|keeponfork|guard_install",
+        "mremap" => "mremap PID OLD PAGES NEW [dontunmap | size NEW_PAGES]",
+        "mlock" => "mlock PID ADDR PAGES [onfault]",
+        "munlock" => "munlock PID ADDR PAGES",
+        "madvise" => "madvise PID ADDR PAGES mergeable|unmergeable|dontfork|dofork|wipeonfork|keeponfork|guard_install|hugepage|nohugepage|normal|random|sequential|dontdump|dodump",
         "ksm" => "ksm merge PID ADDR [PAGES] | ksm cleanup",
         "collapse" => "collapse PID ADDR",
         "rmap" => "rmap PID ADDR CALLER",
@@ -237,12 +239,25 @@ fn event(words: &[&str]) -> R<Option<Event>> {
             let old = num(a.next("the old address")?, "the old address")?;
             let pages = num(a.next("a page count")?, "a page count")?;
             let new = num(a.next("the new address")?, "the new address")?;
-            let dontunmap = match a.opt() {
-                None => false,
-                Some("dontunmap") => true,
-                Some(w) => return Err(format!("expected `dontunmap`, found `{w}`")),
+            match a.opt() {
+                None => Event::Mremap { pid, old, pages, new, dontunmap: false },
+                Some("dontunmap") => Event::Mremap { pid, old, pages, new, dontunmap: true },
+                Some("size") => Event::MremapResize { pid, old, pages, new, new_pages: num(a.next("the new page count")?, "a page count")? },
+                Some(w) => return Err(format!("expected `dontunmap` or `size N`, found `{w}`")),
+            }
+        }
+        "mlock" | "munlock" => {
+            let pid = pid(a.next("a pid")?)?;
+            let start = num(a.next("an address")?, "an address")?;
+            let pages = num(a.next("a page count")?, "a page count")?;
+            let flags = match (words[0], a.opt()) {
+                ("munlock", None) => 0,
+                ("mlock", None) => vm::LOCKED,
+                ("mlock", Some("onfault")) => vm::LOCKED | vm::LOCKONFAULT,
+                (_, Some(w)) => return Err(format!("expected `onfault` or nothing, found `{w}`")),
+                _ => unreachable!(),
             };
-            Event::Mremap { pid, old, pages, new, dontunmap }
+            Event::Mlock { pid, start, pages, flags }
         }
         "madvise" => {
             let pid = pid(a.next("a pid")?)?;
@@ -256,6 +271,13 @@ fn event(words: &[&str]) -> R<Option<Event>> {
                 "wipeonfork" => Advice::WipeOnFork,
                 "keeponfork" => Advice::KeepOnFork,
                 "guard_install" => Advice::GuardInstall,
+                "hugepage" => Advice::Hugepage,
+                "nohugepage" => Advice::NoHugepage,
+                "normal" => Advice::Normal,
+                "random" => Advice::Random,
+                "sequential" => Advice::Sequential,
+                "dontdump" => Advice::DontDump,
+                "dodump" => Advice::DoDump,
                 w => return Err(format!("unknown advice `{w}`: `{usage}`")),
             };
             Event::Madvise { pid, start, pages, advice }
@@ -401,6 +423,8 @@ fn actor(ev: &mut Event) -> Option<&mut Pid> {
         | Event::Madvise { pid, .. }
         | Event::Munmap { pid, .. }
         | Event::Mremap { pid, .. }
+            | Event::MremapResize { pid, .. }
+            | Event::Mlock { pid, .. }
         | Event::KsmMerge { pid, .. }
         | Event::ThpCollapse { pid, .. }
         | Event::RmapWalk { pid, .. } => Some(pid),

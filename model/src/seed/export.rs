@@ -6,7 +6,7 @@ use crate::event::Pid;
 use crate::pair::Pair;
 use crate::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
 
-fn kernel_flags(flags: u8) -> u64 {
+fn kernel_flags(flags: u16) -> u64 {
     VM_FLAGS.iter().filter(|(_, m)| flags & m != 0).fold(0, |f, (k, _)| f | k)
 }
 
@@ -41,7 +41,7 @@ pub fn to_topology(pair: &Pair) -> Topology {
                 }
                 VmaTopo {
                     start: v.start(),
-                    end: v.end,
+                    end: v.end(),
                     pgoff: v.pgoff(),
                     flags: kernel_flags(v.merge_flags()),
                     anon_vma: (v.av != NIL).then(|| addr(v.av)),

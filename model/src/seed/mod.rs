@@ -100,17 +100,24 @@ impl Pair {
 }
 
 /// kernel vm_flags → the model's flags (include/linux/mm.h, the same on 6.1 and 6.18).
-pub const VM_FLAGS: [(u64, u8); 7] = [
+pub const VM_FLAGS: [(u64, u16); 14] = [
     (0x1, vm::READ),
     (0x2, vm::WRITE),
     (0x4, vm::EXEC),
     (0x8, vm::SHARED),
+    (0x2000, vm::LOCKED),
+    (0x8000, vm::SEQ_READ),
+    (0x10000, vm::RAND_READ),
     (0x20000, vm::DONTCOPY),
+    (0x80000, vm::LOCKONFAULT),
     (0x2000000, vm::WIPEONFORK),
+    (0x4000000, vm::DONTDUMP),
+    (0x20000000, vm::HUGEPAGE),
+    (0x40000000, vm::NOHUGEPAGE),
     (0x80000000, vm::MERGEABLE),
 ];
 
-pub fn model_flags(vm_flags: u64) -> u8 {
+pub fn model_flags(vm_flags: u64) -> u16 {
     VM_FLAGS.iter().filter(|(k, _)| vm_flags & k != 0).fold(0, |f, (_, m)| f | m)
 }
 

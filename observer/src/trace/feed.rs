@@ -68,26 +68,24 @@ const EXEC_STACK: u64 = (1 << 56) - PAGE_SIZE;
 /// are free; with 5-level paging (57-bit) a tag could meet a real pgoff bit.
 const PGOFF_FILE: u64 = 1 << 43;
 const PGOFF_NORESERVE: u64 = 1 << 42;
-const PGOFF_NOHUGE: u64 = 1 << 41;
+/// `VM_GROWSDOWN` (a stack): the model has no bit for it.
+const PGOFF_GROWSDOWN: u64 = 1 << 41;
 /// Arch flags (vm_flags bits 32-40: arm64's VM_MTE_ALLOWED on anonymous mmaps, x86's pkey
 /// bits), seen only in a VMA the kernel showed us: brk never sets them, so on arm64 the
 /// heap does not merge into an exec'd .bss that has them.
 const PGOFF_ARCH: u64 = 1 << 40;
-const _: () = assert!((PGOFF_FILE | PGOFF_NORESERVE | PGOFF_NOHUGE | PGOFF_ARCH) >> lazyvma_model::event::PGOFF_BITS == 0, "the model drops pgoff bits above PGOFF_BITS");
+const _: () = assert!((PGOFF_FILE | PGOFF_NORESERVE | PGOFF_GROWSDOWN | PGOFF_ARCH) >> lazyvma_model::event::PGOFF_BITS == 0, "the model drops pgoff bits above PGOFF_BITS");
 const VM_HIGH_ARCH: u64 = 0x1ff << 32;
 
 // vm_flags (include/linux/mm.h; the same on 6.1 and 6.18).
+#[cfg(test)]
 const VM_READ: u64 = 0x1;
+#[cfg(test)]
 const VM_WRITE: u64 = 0x2;
-const VM_EXEC: u64 = 0x4;
 const VM_SHARED: u64 = 0x8;
 const VM_GROWSDOWN: u64 = 0x100;
-const VM_DONTCOPY: u64 = 0x20000;
 const VM_NORESERVE: u64 = 0x200000;
-const VM_WIPEONFORK: u64 = 0x2000000;
-const VM_HUGEPAGE: u64 = 0x20000000;
 const VM_NOHUGEPAGE: u64 = 0x40000000;
-const VM_MERGEABLE: u64 = 0x80000000;
 
 // mmap(2) flags (x86_64 and arm64 share them).
 const MAP_SHARED: u64 = 0x1;
@@ -98,6 +96,12 @@ const MAP_NORESERVE: u64 = 0x4000;
 const MAP_STACK: u64 = 0x20000;
 const MAP_HUGETLB: u64 = 0x40000;
 const MREMAP_DONTUNMAP: u64 = 4;
+const MLOCK_ONFAULT: u64 = 1;
+const MCL_CURRENT: u64 = 1;
+const MCL_FUTURE: u64 = 2;
+const MCL_ONFAULT: u64 = 4;
+/// Above every user address (57-bit x86 included) and the exec'd stack's stand-in.
+const USER_TOP: u64 = 1 << 56;
 
 /// Per (process, phase): what each model allocated and freed there.
 #[derive(Clone, Debug)]
@@ -171,6 +175,9 @@ struct Pairing {
 struct Proc {
     /// `mm->brk`, page-aligned, once a brk call told it.
     brk: Option<u64>,
+    /// `mm->def_flags`' lock bits (mlockall MCL_FUTURE): every later mmap and brk has them.
+    /// A fork's or exec's new mm starts without (`VM_INIT_DEF_MASK`).
+    locked: u16,
 }
 
 pub struct Feed {
@@ -257,8 +264,8 @@ fn pages(len: u64) -> u64 {
     len.div_ceil(PAGE_SIZE)
 }
 
-fn prot_bits(prot: u64) -> u8 {
-    (prot & 7) as u8 // PROT_READ/WRITE/EXEC are vm::READ/WRITE/EXEC
+fn prot_bits(prot: u64) -> u16 {
+    (prot & 7) as u16 // PROT_READ/WRITE/EXEC are vm::READ/WRITE/EXEC
 }
 
 fn is_err(ret: i64) -> bool {
@@ -437,7 +444,7 @@ impl Feed {
             self.ever.insert(child);
             return;
         }
-        self.procs.insert(child, Proc { brk: self.procs[&parent].brk });
+        self.procs.insert(child, Proc { brk: self.procs[&parent].brk, locked: 0 });
         if let Some(why) = self.partial.get(&parent).cloned() {
             self.partial.insert(child, format!("forked by a process {}", why.trim_start_matches("seeded ")));
         }
@@ -491,6 +498,11 @@ impl Feed {
     pub fn exit(&mut self, tree: &Tree, proc: usize, ktime: u64) {
         self.touched(tree.get(proc).tgid, "an exit");
         self.barrier(proc, ktime);
+        // Another mm's munmap that ended before this exit unlinked first: who frees a
+        // shared anon_vma (the last to drop it) depends on it.
+        for (mm, item) in self.order.before(ktime) {
+            self.run(mm, item);
+        }
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
         self.borrowed.remove(&proc);
         if self.procs.remove(&proc).is_none() {
@@ -662,19 +674,15 @@ impl Feed {
     }
 
     /// The model's flags and the pgoff tag for a kernel VMA's vm_flags.
-    fn vm_flags(&self, f: u64, file: bool) -> (u8, u64) {
-        let mut flags = 0;
-        for (k, m) in [(VM_READ, vm::READ), (VM_WRITE, vm::WRITE), (VM_EXEC, vm::EXEC), (VM_SHARED, vm::SHARED), (VM_DONTCOPY, vm::DONTCOPY), (VM_WIPEONFORK, vm::WIPEONFORK), (VM_MERGEABLE, vm::MERGEABLE)] {
-            if f & k != 0 {
-                flags |= m;
-            }
-        }
+    fn vm_flags(&self, f: u64, file: bool) -> (u16, u64) {
+        // The model's bits (madvise's and mlock's too) are the seed's, read from the same vm_flags.
+        let flags = lazyvma_model::seed::model_flags(f);
         let mut tag = if file || f & VM_SHARED != 0 { PGOFF_FILE } else { 0 };
         if f & VM_NORESERVE != 0 {
             tag |= PGOFF_NORESERVE;
         }
-        if f & (VM_NOHUGEPAGE | VM_HUGEPAGE | VM_GROWSDOWN) != 0 {
-            tag |= PGOFF_NOHUGE;
+        if f & VM_GROWSDOWN != 0 {
+            tag |= PGOFF_GROWSDOWN;
         }
         if f & VM_HIGH_ARCH != 0 {
             tag |= PGOFF_ARCH;
@@ -730,10 +738,14 @@ impl Feed {
                 if flags & MAP_NORESERVE != 0 {
                     vmf |= VM_NORESERVE;
                 }
-                if flags & MAP_GROWSDOWN != 0 || (flags & MAP_STACK != 0 && self.stack_nohuge) {
+                if flags & MAP_GROWSDOWN != 0 {
+                    vmf |= VM_GROWSDOWN;
+                }
+                if flags & MAP_STACK != 0 && self.stack_nohuge {
                     vmf |= VM_NOHUGEPAGE;
                 }
-                let (mflags, tag) = self.vm_flags(vmf, !anon);
+                let (mut mflags, tag) = self.vm_flags(vmf, !anon);
+                mflags |= self.procs.get(&mm).map_or(0, |p| p.locked);
                 let pgoff = if anon && !shared { start / PAGE_SIZE } else { off / PAGE_SIZE };
                 self.apply(Event::MapPgoff { pid, start, pages: pages(len), flags: mflags, pgoff: pgoff | tag }, at);
             }
@@ -759,8 +771,9 @@ impl Feed {
                         self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at)
                     }
                     (true, Ordering::Equal) => {}
-                    (true, Ordering::Greater) => self.unmodelled("mremap grow in place"),
-                    (false, _) => self.unmodelled("mremap move with a new size"),
+                    (_, Ordering::Less | Ordering::Greater) => {
+                        self.apply(Event::MremapResize { pid, old, pages: old_len, new, new_pages: new_len }, at)
+                    }
                 }
             }
             SYS_MADVISE => {
@@ -772,8 +785,13 @@ impl Feed {
                     18 => Advice::WipeOnFork,
                     19 => Advice::KeepOnFork,
                     102 => Advice::GuardInstall,
-                    // Advice that changes vm_flags the model does not keep (splits, merges).
-                    0 | 1 | 2 | 14 | 15 | 16 | 17 => return self.unmodelled(format!("madvise {}", a[2])),
+                    14 => Advice::Hugepage,
+                    15 => Advice::NoHugepage,
+                    0 => Advice::Normal,
+                    1 => Advice::Random,
+                    2 => Advice::Sequential,
+                    16 => Advice::DontDump,
+                    17 => Advice::DoDump,
                     _ => return,
                 };
                 if a[1] > 0 {
@@ -781,6 +799,31 @@ impl Feed {
                 }
             }
             SYS_BRK => self.brk(mm, ev.ret as u64, at),
+            // mlock_fixup's flags; the pages it populates are prepares placed where they land.
+            SYS_MLOCK | SYS_MLOCK2 | SYS_MUNLOCK if a[1] > 0 => {
+                let flags = match slot {
+                    SYS_MUNLOCK => 0,
+                    SYS_MLOCK2 if a[2] & MLOCK_ONFAULT != 0 => vm::LOCKED | vm::LOCKONFAULT,
+                    _ => vm::LOCKED,
+                };
+                let start = a[0] & !(PAGE_SIZE - 1);
+                self.apply(Event::Mlock { pid, start, pages: pages(a[1] + (a[0] - start)), flags }, at)
+            }
+            SYS_MLOCK | SYS_MLOCK2 | SYS_MUNLOCK => {}
+            // apply_mlockall_flags: the future mappings' lock bits, then (unless only
+            // MCL_FUTURE) every VMA's; munlockall is mlockall(0).
+            SYS_MLOCKALL | SYS_MUNLOCKALL => {
+                let f = if slot == SYS_MLOCKALL { a[0] } else { 0 };
+                let onfault = if f & MCL_ONFAULT != 0 { vm::LOCKONFAULT } else { 0 };
+                if let Some(p) = self.procs.get_mut(&mm) {
+                    p.locked = if f & MCL_FUTURE != 0 { vm::LOCKED | onfault } else { 0 };
+                }
+                if f & (MCL_FUTURE | MCL_CURRENT) == MCL_FUTURE {
+                    return;
+                }
+                let flags = if f & MCL_CURRENT != 0 { vm::LOCKED | onfault } else { 0 };
+                self.apply(Event::Mlock { pid, start: 0, pages: USER_TOP / PAGE_SIZE, flags }, at)
+            }
             SYS_EXECVE | SYS_EXECVEAT => {}
             SYS_PRCTL if a[0] != PR_SET_VMA => {}
             // VM_LOCKED, VM_SEALED, a VMA mempolicy, an anon name: vm state the model has no
@@ -816,8 +859,9 @@ impl Feed {
         let new = ret.next_multiple_of(PAGE_SIZE);
         let Some(p) = self.procs.get_mut(&proc) else { return };
         let Some(old) = p.brk.replace(new) else { return };
+        let flags = vm::READ | vm::WRITE | p.locked;
         if new > old {
-            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags: vm::READ | vm::WRITE }, at);
+            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags }, at);
         } else if new < old {
             self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
         }
@@ -978,7 +1022,7 @@ mod tests {
         assert_eq!(f.kernel(), Kernel::V6_1);
         tree.exec(100);
         f.exec(&tree, 100, 0);
-        f.syscall(&tree, &sys(100, SYS_MADVISE, [0x1000, 0x1000, 14, 0, 0, 0], 0));
+        // Growing in place a range the model has no VMA for is a model error.
         f.syscall(&tree, &sys(100, SYS_MREMAP, [0x1000, 0x1000, 0x3000, 1, 0, 0], 0x1000));
         // A failed syscall changes nothing; a fault with no VMA found is not placed.
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], -22));
@@ -987,12 +1031,11 @@ mod tests {
         prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
         f.syscall(&tree, &sys(100, SYS_MUNMAP, [0x1000, 0x1000, 0, 0, 0, 0], 0));
         let c = &f.coverage;
-        assert_eq!(c.unmodelled.get("madvise 14"), Some(&1));
-        assert_eq!(c.unmodelled.get("mremap grow in place"), Some(&1));
         assert_eq!((c.faults_not_placed, c.prepares_outside_fault, c.find_vma_errors.as_slice()), (2, 1, &[11][..]));
         assert!(matches!(f.events.last(), Some(Event::Munmap { .. })));
-        // vm_flags the model has no field for; a prctl other than PR_SET_VMA changes no VMA.
-        f.syscall(&tree, &sys(100, SYS_MLOCK, [0x1000, 0x1000, 0, 0, 0, 0], 0));
+        // vm_flags the model has no field for (mlockall's future mappings, an anon name); a
+        // prctl other than PR_SET_VMA changes no VMA.
+        f.syscall(&tree, &sys(100, SYS_MSEAL, [0x1000, 0x1000, 0, 0, 0, 0], 0));
         f.syscall(&tree, &sys(100, SYS_PRCTL, [15, 0, 0, 0, 0, 0], 0));
         f.syscall(&tree, &sys(100, SYS_PRCTL, [PR_SET_VMA, 0, 0x1000, 0x1000, 0, 0], 0));
         // A move of a range the model has no VMA for is a model error.
@@ -1000,7 +1043,7 @@ mod tests {
         f.finish(&tree, 0, &[]);
         // None of it may look exact.
         let why = f.coverage.incomplete.join("; ");
-        for part in ["1 model errors (first: Mremap", "1 unmodelled: madvise 14", "1 unmodelled: mremap grow in place", "1 unmodelled: mlock", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
+        for part in ["2 model errors (first: MremapResize", "1 unmodelled: mseal", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
             assert!(why.contains(part), "{part}: {why}");
         }
     }
@@ -1043,6 +1086,45 @@ mod tests {
         assert_eq!((f.eager.anon_vma.alloc, f.eager.anon_vma_chain.alloc, f.coverage.faults_not_placed), (2, 2, 0));
         assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
         assert!(f.pairing.is_empty());
+    }
+
+    /// What cow, mremap_test and mlock2-tests do: MADV_HUGEPAGE on part of a faulted VMA,
+    /// mremap growing it in place and moving it with a new size, mlock2(MLOCK_ONFAULT) and
+    /// munlock: all modelled (splits, merges, the copies' AVCs), nothing left unmodelled.
+    #[test]
+    fn huge_advice_mremap_resizes_and_mlock_are_modelled() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        let a = 0x1_0000_0000u64;
+        f.syscall(&tree, &sys(100, SYS_MMAP, [a, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
+        f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
+        f.prepare(&tree, S, &prep(100, a, Some((a, a + 4 * PAGE_SIZE, VM_READ | VM_WRITE))));
+        let call = |f: &mut Feed, slot, args: [u64; 6], ret: u64| f.syscall(&tree, &sys(100, slot, args, ret as i64));
+        call(&mut f, SYS_MADVISE, [a + PAGE_SIZE, PAGE_SIZE, 14, 0, 0, 0], 0);
+        call(&mut f, SYS_MADVISE, [a, 4 * PAGE_SIZE, 15, 0, 0, 0], 0);
+        call(&mut f, SYS_MREMAP, [a, 4 * PAGE_SIZE, 6 * PAGE_SIZE, 0, 0, 0], a);
+        call(&mut f, SYS_MREMAP, [a, 6 * PAGE_SIZE, 8 * PAGE_SIZE, 1, 0, 0], 2 * a);
+        call(&mut f, SYS_MLOCK2, [2 * a, PAGE_SIZE, 1, 0, 0, 0], 0);
+        call(&mut f, SYS_MUNLOCK, [2 * a, PAGE_SIZE, 0, 0, 0, 0], 0);
+        // mlockall(MCL_CURRENT | MCL_FUTURE): the VMA and a later mmap are locked (the moved
+        // VMA keeps its old pgoff, so they stay apart); munlockall unlocks both.
+        call(&mut f, SYS_MLOCKALL, [3, 0, 0, 0, 0, 0], 0);
+        let b = 2 * a + 8 * PAGE_SIZE;
+        call(&mut f, SYS_MMAP, [b, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], b);
+        call(&mut f, SYS_MUNLOCKALL, [0; 6], 0);
+        f.finish(&tree, 0, &[]);
+        assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
+        let vmas = f.pair.eager().vmas(1).unwrap();
+        assert_eq!(vmas.iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(), [(2 * a, b), (b, b + PAGE_SIZE)]);
+        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "Madvise", "Madvise", "MremapResize", "MremapResize", "Mlock", "Mlock", "Mlock", "MapPgoff", "Mlock"]);
+        // Prepare 1/1; HUGEPAGE's two splits +2 AVC; NOHUGEPAGE merges them (-2); the move's
+        // copy +1 and unmap -1; mlock2's split +1 and munlock's merge -1.
+        let c = f.pair.eager().counts();
+        assert_eq!((c.anon_vma.alloc, c.anon_vma_chain.alloc, c.anon_vma_chain.free), (1, 5, 4));
+        assert_eq!(f.events[8], Event::Mlock { pid: 1, start: 2 * a, pages: 1, flags: vm::LOCKED | vm::LOCKONFAULT });
     }
 
     /// mremap_test's multi-VMA move (6.17+): two faulted VMAs with a gap, moved at once,

@@ -110,6 +110,25 @@ impl<T> Order<T> {
         items.into_values().collect()
     }
 
+    /// Every mm's records keyed before `at`, for an event that reaches across mms (an exit
+    /// drops anon_vmas its relatives share): each already arrived, so its syscall ended
+    /// before that event was recorded. A record of such an mm keyed below what this applies
+    /// and arriving later is counted out of order, as any other.
+    pub fn before(&mut self, at: u64) -> Vec<(usize, T)> {
+        let mut out = Vec::new();
+        for (&mm, q) in self.queues.iter_mut() {
+            let due: Vec<(u64, u64)> = q.range(..(at, 0)).map(|(k, _)| *k).collect();
+            let mark = self.marks.entry(mm).or_default();
+            for k in due {
+                mark.floor = mark.floor.max(k.0);
+                self.reordered += mark.applied(k.1);
+                out.push((mm, q.remove(&k).unwrap()));
+            }
+        }
+        self.queues.retain(|_, q| !q.is_empty());
+        out
+    }
+
     /// Every mm, at the end.
     pub fn drain(&mut self) -> Vec<(usize, T)> {
         let mms: Vec<usize> = self.queues.keys().copied().collect();
@@ -122,6 +141,18 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    #[test]
+    fn an_exit_takes_every_mms_records_keyed_before_it() {
+        let mut o = Order::<&str>::default();
+        assert!(o.push(1, 10 * MS, "a munmap").is_ok());
+        assert!(o.push(2, 30 * MS, "b mprotect").is_ok());
+        assert_eq!(o.before(20 * MS), [(1, "a munmap")]);
+        // A record of mm 1 keyed before what was applied is late, and counted.
+        assert!(o.push(1, 5 * MS, "a fault").is_err());
+        assert_eq!(o.out_of_order, 1);
+        assert_eq!(o.drain(), [(2, "b mprotect")]);
+    }
 
     #[test]
     fn records_come_out_in_key_order_once_the_window_has_passed() {

@@ -127,11 +127,19 @@ impl Apt {
             .collect())
     }
 
-    /// The .deb of `name=version` in `dir`, downloaded unless it is already there.
+    /// Names of the packages the lists know that start with `prefix` (`linux-source-`).
+    pub fn names(&self, prefix: &str) -> Result<Vec<String>> {
+        let out = output(self.cmd("apt-cache").args(["pkgnames", prefix]), "apt-cache pkgnames")?;
+        Ok(out.lines().map(str::to_string).collect())
+    }
+
+    /// The .deb of `name=version` in `dir`, downloaded unless it is already there. An
+    /// `Architecture: all` package (linux-source-*) is named `_all.deb` whatever `arch` asked.
     pub fn download(&self, name: &str, arch: &str, version: &str, dir: &Path) -> Result<PathBuf> {
-        let deb = dir.join(format!("{name}_{}_{arch}.deb", version.replace(':', "%3a")));
-        if deb.is_file() {
-            return Ok(deb);
+        let deb = |a: &str| dir.join(format!("{name}_{}_{a}.deb", version.replace(':', "%3a")));
+        let found = || [deb(arch), deb("all")].into_iter().find(|d| d.is_file());
+        if let Some(d) = found() {
+            return Ok(d);
         }
         fs::create_dir_all(dir)?;
         eprintln!("vm: downloading {name}:{arch} {version}");
@@ -139,8 +147,7 @@ impl Apt {
             self.cmd("apt-get").current_dir(dir).args(["-q", "download", &format!("{name}:{arch}={version}")]),
             "apt-get download",
         )?;
-        ensure!(deb.is_file(), "apt-get download left no {}", deb.display());
-        Ok(deb)
+        found().with_context(|| format!("apt-get download left no {}", deb(arch).display()))
     }
 }
 

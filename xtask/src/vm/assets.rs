@@ -41,6 +41,13 @@ impl Cache {
         Ok(Cache { dir, apt, _lock: lock })
     }
 
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn apt(&self) -> &debian::Apt {
+        &self.apt
+    }
+
     /// The newest cloud kernel of `series`, resolved through the `linux-image-cloud-<arch>`
     /// metapackage each time; the `-unsigned` image because it is the same kernel
     /// without the signing wrapper. When the newest cannot be fetched (a mirror without
@@ -104,7 +111,7 @@ impl Cache {
 
 /// Extracts into a temporary sibling, then renames, so an interrupted run leaves no
 /// half-unpacked kernel behind.
-fn unpack(deb: &Path, pattern: &str, dest: &Path) -> Result<()> {
+pub fn unpack(deb: &Path, pattern: &str, dest: &Path) -> Result<()> {
     let tmp = dest.with_extension(format!("tmp{}", std::process::id()));
     let _ = fs::remove_dir_all(&tmp);
     debian::extract(deb, pattern, &tmp)?;
