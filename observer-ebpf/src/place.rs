@@ -15,8 +15,6 @@ use aya_ebpf::{
     helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_get_stack, bpf_loop},
     macros::map,
     maps::{LruHashMap, PerCpuArray},
-    programs::TracePointContext,
-    EbpfContext,
 };
 use lazyvma_model::trace_abi::FOUND_NOT_IN_FAULT;
 
@@ -33,7 +31,7 @@ static PLACE_STACK: PerCpuArray<[u64; DEPTH]> = PerCpuArray::with_max_entries(1,
 
 /// Is this tracepoint (a prepare's slab allocation) inside a page fault's handler?
 #[inline(always)]
-pub fn in_fault(ctx: &TracePointContext) -> bool {
+pub fn in_fault(ctx: *mut c_void) -> bool {
     // SAFETY: a read-only global patched by the loader.
     let [start, end] = unsafe { core::ptr::read_volatile(&PLACE_FAULT_FN) };
     if start == 0 || end <= start {
@@ -41,7 +39,7 @@ pub fn in_fault(ctx: &TracePointContext) -> bool {
     }
     let Some(buf) = PLACE_STACK.get_ptr_mut(0) else { return false };
     // SAFETY: `buf` is this CPU's DEPTH u64s; flags 0: the kernel stack.
-    let n = unsafe { bpf_get_stack(ctx.as_ptr(), buf.cast(), (DEPTH * 8) as u32, 0) };
+    let n = unsafe { bpf_get_stack(ctx, buf.cast(), (DEPTH * 8) as u32, 0) };
     if n <= 0 {
         return false;
     }
