@@ -119,7 +119,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         offsets,
         ranges,
         stack_fns,
-        ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(scoped)) << 20,
+        ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(!stacks)) << 20,
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
         locks: None,

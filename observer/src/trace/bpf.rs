@@ -166,12 +166,25 @@ fn reason_syscalls(forks: [u64; 4]) -> Vec<(u64, u64)> {
     v
 }
 
-/// Default ring buffer size: 4 MiB per CPU (a system-wide trace and serve see every
-/// CPU's slab traffic), 8 MiB at least, 256 MiB at most; a scoped trace half of that.
-pub fn default_ringbuf_mb(scoped: bool) -> u32 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let mb = (cpus * 4).next_power_of_two().clamp(8, 256);
-    if scoped { (mb / 2).max(8) } else { mb }
+/// Default ring buffer size in MiB, from the machine's online CPUs (the producers: BPF runs
+/// wherever a traced task or the system's slab traffic runs, whatever lazyvma's own
+/// affinity or quota) and what the ring carries.
+/// * `trace`, any scope: 4 MiB per CPU, 16 at least, 256 at most. A scope's processes can
+///   run on every CPU as well as the whole system can, and a fed model makes the reader
+///   slower per record, so a scope gets no less. The fork+exit loop at full speed streams
+///   ~60 MB/s from one CPU (33 KB per fork); 16 MiB holds ~270 ms of it while the reader is
+///   off CPU (measured on 2 CPUs: 0 lost at 8 MiB even with the reader at nice 19).
+/// * `serve` (`aggregated`): its certain slab events are counted in the kernel, the ring
+///   carries process events and the rare uncertain frees: 1 MiB per CPU, 8 to 64.
+pub fn default_ringbuf_mb(aggregated: bool) -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    ringbuf_mb_for(if online > 0 { online as u32 } else { 1 }, aggregated)
+}
+
+fn ringbuf_mb_for(cpus: u32, aggregated: bool) -> u32 {
+    let (per_cpu, min, max) = if aggregated { (1, 8, 64) } else { (4, 16, 256) };
+    cpus.saturating_mul(per_cpu).next_power_of_two().clamp(min, max)
 }
 
 /// Wake the reader when a quarter of the ring waits (it also polls every few ms).
@@ -483,5 +496,30 @@ impl Loaded {
     /// untraced contexts went unseen.
     pub fn objects_full(&self) -> u64 {
         self.counter(CTR_OBJECTS_FULL).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_grows_with_cpus_within_bounds() {
+        assert_eq!(ringbuf_mb_for(1, false), 16);
+        assert_eq!(ringbuf_mb_for(2, false), 16);
+        assert_eq!(ringbuf_mb_for(8, false), 32);
+        assert_eq!(ringbuf_mb_for(48, false), 256);
+        assert_eq!(ringbuf_mb_for(1024, false), 256);
+        assert_eq!(ringbuf_mb_for(2, true), 8);
+        assert_eq!(ringbuf_mb_for(32, true), 32);
+        assert_eq!(ringbuf_mb_for(512, true), 64);
+    }
+
+    #[test]
+    fn reason_syscalls_fit_and_are_distinct() {
+        let v = reason_syscalls([1, 2, 3, NO_SYSCALL]);
+        assert!(v.len() <= CTX_SYSCALLS, "{} syscalls, {CTX_SYSCALLS} slots", v.len());
+        let ids: std::collections::HashSet<u64> = v.iter().map(|(n, _)| *n).collect();
+        assert_eq!(ids.len(), v.len());
     }
 }
