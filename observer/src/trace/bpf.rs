@@ -319,6 +319,31 @@ fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
     }
 }
 
+/// Every `tp_btf` program and the tracepoint it attaches to (`doctor` loads them).
+pub const BTF_PROGRAMS: &[(&str, &str)] = &[
+    ("trace_fork_btf", "sched_process_fork"),
+    ("trace_newtask_btf", "task_newtask"),
+    ("trace_exec_btf", "sched_process_exec"),
+    ("trace_exit_btf", "sched_process_exit"),
+    ("trace_exit_btf_dead", "sched_process_exit"),
+    ("trace_sys_enter_btf", "sys_enter"),
+    ("trace_sys_exit_btf", "sys_exit"),
+    ("trace_user_fault_btf", "page_fault_user"),
+    ("trace_kernel_fault_btf", "page_fault_kernel"),
+    ("trace_prepare_vma_btf", "kmem_cache_alloc"),
+];
+
+/// Why `trace` would not try `tp_btf` program `prog` on this kernel (another prototype), if so.
+pub fn btf_unused(prog: &str) -> Option<String> {
+    let has = |tp: &str, f: &str| super::format::Format::read(tp).is_ok_and(|fmt| fmt.get(f).is_some());
+    match prog {
+        "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into()),
+        "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into()),
+        "trace_prepare_vma_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
+        _ => None,
+    }
+}
+
 /// `prog` (its `tp_btf` variant first, given the kernel's BTF), else its older kernels'
 /// variant; the error names every refusal. A refused `tp_btf` falls back to the classic
 /// tracepoint silently: the records are the same.
