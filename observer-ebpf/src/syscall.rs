@@ -170,12 +170,16 @@ pub fn trace_mmap_lock(ctx: TracePointContext) -> u32 {
     if write == NO_FIELD || success == NO_FIELD {
         return 0;
     }
-    // Only traced threads have an entry (sys_enter filters), so this is the filter.
-    let Some(v) = SYSCALL_ARGS.get_ptr_mut(&tid()) else { return 0 };
+    // Read locks and failed tries (most of the machine's acquisitions) before any map work.
     let (w, ok): (u8, u8) = (field(&ctx, write), field(&ctx, success));
+    if w == 0 || ok == 0 {
+        return 0;
+    }
+    // Only traced threads have an entry (sys_enter filters), so this is the scope filter.
+    let Some(v) = SYSCALL_ARGS.get_ptr_mut(&tid()) else { return 0 };
     // SAFETY: the map's value for this thread, only this thread writes it.
     unsafe {
-        if w != 0 && ok != 0 && (*v)[7] == 0 {
+        if (*v)[7] == 0 {
             (*v)[7] = now();
         }
     }
