@@ -187,6 +187,23 @@ pub const WHY_FUNCTION: u32 = 0;
 pub const WHY_FORK: u32 = 1;
 /// unlink_anon_vmas / __put_anon_vma in a task that is exiting (PF_EXITING): exit_mmap.
 pub const WHY_EXIT: u32 = 2;
+/// A teardown inside execve/execveat: the old mm's exit_mmap.
+pub const WHY_EXEC: u32 = 3;
+/// A teardown inside munmap/brk.
+pub const WHY_MUNMAP: u32 = 4;
+/// A clone or teardown inside mremap (its splits and the old range's unmap included).
+pub const WHY_MREMAP: u32 = 5;
+/// unlink_anon_vmas inside a syscall that changes vm_flags or policy (mprotect, madvise,
+/// mlock, mbind, prctl, mseal): only a merge removes a VMA there.
+pub const WHY_MERGE: u32 = 6;
+/// anon_vma_clone inside munmap/brk: only a split clones there.
+pub const WHY_SPLIT: u32 = 7;
+/// anon_vma_clone inside mmap or a vm_flags syscall: a split or a merge's dup_anon_vma,
+/// which only the kernel stack (`--stacks`) tells apart.
+pub const WHY_SPLIT_OR_MERGE: u32 = 8;
+/// A teardown inside mmap: a MAP_FIXED unmap of what was there, or a merge.
+pub const WHY_MUNMAP_OR_MERGE: u32 = 9;
+pub const WHY_COUNT: u32 = 10;
 
 /// One slab event without a stack: the context (the task's syscall, whether it is exiting)
 /// told why, so no `bpf_get_stack` was needed. Read as a [`TraceEvent`] without frames.
@@ -230,26 +247,76 @@ impl SlabEvent {
     }
 }
 
-/// What the slab programs read to tell a fork's clone or an exit's unlink without a stack,
-/// injected as the `TRACE_CONTEXT` global: `task_struct.flags` and the syscall number's
-/// place in `pt_regs` (`orig_ax`, arm64 `syscallno`) from BTF, this architecture's fork
-/// syscall numbers. [`NO_FIELD`] where unknown: then the stack is taken, as before.
+/// What the slab programs read to tell why without a stack, injected as the
+/// `TRACE_CONTEXT` global: `task_struct.flags` and the syscall number's place in `pt_regs`
+/// (`orig_ax`, arm64 `syscallno`) from BTF, this architecture's fork syscall numbers, and
+/// the syscalls that name a reason with their class (`SC_*`). [`NO_FIELD`] where unknown:
+/// then the reason is the function's.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextOffsets {
     pub task_flags: u64,
     pub regs_syscall: u64,
     pub fork_ids: [u64; 4],
+    /// Syscall numbers ([`NO_SYSCALL`]: unused slot) and each one's `SC_*` class.
+    pub syscalls: [u64; CTX_SYSCALLS],
+    pub classes: [u64; CTX_SYSCALLS],
+    /// `task_struct.pid` and `kmem_cache.object_size`: what the `tp_btf` programs read
+    /// from their pointer arguments where the classic record had a field.
+    pub task_pid: u64,
+    pub cache_object_size: u64,
 }
 
 impl ContextOffsets {
-    pub const UNSET: ContextOffsets = ContextOffsets { task_flags: NO_FIELD, regs_syscall: NO_FIELD, fork_ids: [NO_SYSCALL; 4] };
+    pub const UNSET: ContextOffsets = ContextOffsets {
+        task_flags: NO_FIELD,
+        regs_syscall: NO_FIELD,
+        fork_ids: [NO_SYSCALL; 4],
+        syscalls: [NO_SYSCALL; CTX_SYSCALLS],
+        classes: [SC_NONE; CTX_SYSCALLS],
+        task_pid: NO_FIELD,
+        cache_object_size: NO_FIELD,
+    };
+}
+
+/// Slots of [`ContextOffsets::syscalls`].
+pub const CTX_SYSCALLS: usize = 24;
+/// Classes of the syscall a task is in, for [`ContextOffsets::classes`].
+pub const SC_NONE: u64 = 0;
+/// clone, clone3, fork, vfork.
+pub const SC_FORK: u64 = 1;
+/// execve, execveat.
+pub const SC_EXEC: u64 = 2;
+/// munmap, brk.
+pub const SC_MUNMAP: u64 = 3;
+pub const SC_MREMAP: u64 = 4;
+/// mprotect, pkey_mprotect, madvise, process_madvise, mlock, mlock2, munlock, mlockall,
+/// munlockall, mseal, mbind, prctl, set_mempolicy_home_node: vm_flags / policy changes.
+pub const SC_MODIFY: u64 = 5;
+pub const SC_MMAP: u64 = 6;
+
+/// The reason a syscall class gives an anon_vma_clone (`alloc`) or an unlink_anon_vmas /
+/// __put_anon_vma (`!alloc`, `put`: the function is __put_anon_vma) outside an exit.
+pub const fn why_of_class(class: u64, alloc: bool, put: bool) -> u32 {
+    match (class, alloc) {
+        (SC_FORK, true) => WHY_FORK,
+        (SC_MUNMAP, true) => WHY_SPLIT,
+        (SC_MREMAP, _) => WHY_MREMAP,
+        (SC_MODIFY | SC_MMAP, true) => WHY_SPLIT_OR_MERGE,
+        (SC_EXEC, false) => WHY_EXEC,
+        (SC_MUNMAP, false) => WHY_MUNMAP,
+        // A merge's survivor keeps the anon_vma: an anon_vma freed there is KSM's (madvise
+        // MADV_UNMERGEABLE), not a merge's.
+        (SC_MODIFY, false) if !put => WHY_MERGE,
+        (SC_MMAP, false) => WHY_MUNMAP_OR_MERGE,
+        _ => WHY_FUNCTION,
+    }
 }
 
 /// `serve`'s slab counts kept in the kernel (`SLAB_COUNTS`, per CPU): one slot per
 /// (function, alloc/free, kind, `WHY_*`); kinds 0 anon_vma, 1 anon_vma_chain.
 pub const AGG_KINDS: u32 = 2;
-pub const AGG_WHYS: u32 = 3;
+pub const AGG_WHYS: u32 = WHY_COUNT;
 pub const AGG_SLOTS: u32 = FN_COUNT as u32 * 2 * AGG_KINDS * AGG_WHYS;
 
 pub const fn agg_slot(func: u32, alloc: bool, kind: u32, why: u32) -> u32 {

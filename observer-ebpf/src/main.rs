@@ -14,6 +14,7 @@ mod lock;
 mod marker;
 mod sched;
 mod slab;
+mod why;
 // what the model is fed: VMA syscalls and the VMA each prepare works on.
 mod syscall;
 mod place;

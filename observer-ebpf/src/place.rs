@@ -1,8 +1,10 @@
 //! Whether a prepare may be placed at the thread's last fault address: only when it runs
 //! inside that fault's handler. GUP (MADV_POPULATE_WRITE, mlock's populate, a FOLL_FORCE
 //! write through /proc/PID/mem, process_vm_writev) and uprobes prepare with no fault of
-//! their own, and the address left by an earlier fault would name another VMA. The
-//! kernel stack tells: a fault handler's prepare has `exc_page_fault` below it. A prepare
+//! their own, and the address left by an earlier fault would name another VMA. A user
+//! page fault's prepare is told by the task's entry (an exception: no syscall number in its
+//! user `pt_regs`), with no stack; inside a syscall the kernel stack tells: a kernel
+//! fault's prepare has `exc_page_fault` below it. A prepare
 //! outside a fault inside a VMA syscall is placed at that syscall's exit by the
 //! anon_vma_chain it allocated (`avc->vma`); any other one is sent unplaced.
 use crate::{
@@ -12,11 +14,9 @@ use crate::{
 };
 use aya_ebpf::{
     cty::c_void,
-    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_get_stack, bpf_loop},
+    helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_get_stack, bpf_loop, bpf_task_pt_regs},
     macros::map,
     maps::{LruHashMap, PerCpuArray},
-    programs::TracePointContext,
-    EbpfContext,
 };
 use lazyvma_model::trace_abi::FOUND_NOT_IN_FAULT;
 
@@ -33,7 +33,29 @@ static PLACE_STACK: PerCpuArray<[u64; DEPTH]> = PerCpuArray::with_max_entries(1,
 
 /// Is this tracepoint (a prepare's slab allocation) inside a page fault's handler?
 #[inline(always)]
-pub fn in_fault(ctx: &TracePointContext) -> bool {
+pub fn in_fault(ctx: *mut c_void) -> bool {
+    user_exception() || fault_below(ctx)
+}
+
+/// The task entered the kernel from user mode by an exception, not a syscall: its user
+/// `pt_regs` carry no syscall number (x86 `orig_ax`, arm64 `syscallno`: -1), and the only
+/// exception that prepares an anon_vma is a page fault, whose address
+/// `exceptions:page_fault_user` recorded on entry. No stack is needed for the common case;
+/// a syscall's prepares (GUP, or a kernel fault such as exec's `padzero`) are told by it.
+#[inline(always)]
+fn user_exception() -> bool {
+    let at = crate::why::context(|c| &c.regs_syscall);
+    if at == u64::MAX {
+        return false;
+    }
+    // SAFETY: the current task (a trusted BTF pointer); the read tolerates any address.
+    let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf().cast()) } as u64;
+    regs != 0 && read::<i32>(regs, at) == -1
+}
+
+/// The kernel stack has `exc_page_fault` below this tracepoint.
+#[inline(always)]
+fn fault_below(ctx: *mut c_void) -> bool {
     // SAFETY: a read-only global patched by the loader.
     let [start, end] = unsafe { core::ptr::read_volatile(&PLACE_FAULT_FN) };
     if start == 0 || end <= start {
@@ -41,7 +63,7 @@ pub fn in_fault(ctx: &TracePointContext) -> bool {
     }
     let Some(buf) = PLACE_STACK.get_ptr_mut(0) else { return false };
     // SAFETY: `buf` is this CPU's DEPTH u64s; flags 0: the kernel stack.
-    let n = unsafe { bpf_get_stack(ctx.as_ptr(), buf.cast(), (DEPTH * 8) as u32, 0) };
+    let n = unsafe { bpf_get_stack(ctx, buf.cast(), (DEPTH * 8) as u32, 0) };
     if n <= 0 {
         return false;
     }

@@ -7,8 +7,8 @@
 use crate::emit::{emit, field, free_in_scope, global, is_traced, offset, own_object, scoped, TRACE_SELF_TGID};
 use aya_ebpf::{
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
-        generated::{bpf_get_current_task, bpf_get_current_task_btf, bpf_get_stack, bpf_task_pt_regs},
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        generated::bpf_get_stack,
     },
     macros::{map, tracepoint},
     maps::PerCpuArray,
@@ -16,8 +16,8 @@ use aya_ebpf::{
     EbpfContext,
 };
 use lazyvma_model::trace_abi::{
-    agg_slot, ContextOffsets, SlabEvent, AGG_KINDS, AGG_SLOTS, TraceEvent, CTR_LOST, CTR_SENT, EV_ALLOC, EV_FREE, EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_PUT,
-    FN_UNLINK, NO_FIELD, PF_EXITING, STACK_DEPTH, WHY_EXIT, WHY_FORK, WHY_FUNCTION,
+    agg_slot, SlabEvent, AGG_KINDS, AGG_SLOTS, TraceEvent, CTR_LOST, CTR_SENT, EV_ALLOC, EV_FREE, EV_SLAB_ALLOC, EV_SLAB_FREE, FN_COUNT, FN_PUT,
+    FN_UNLINK, NO_FIELD, STACK_DEPTH,
 };
 
 /// [start, end) of each function, from /proc/kallsyms; 0/0 never matches.
@@ -75,39 +75,6 @@ fn alloc_kind(bytes_req: u64) -> u32 {
     if bytes_req == av { 0 } else if bytes_req == avc { 1 } else { AGG_KINDS }
 }
 
-/// `task_struct.flags`, the syscall number in `pt_regs` and the fork syscalls, set by userspace.
-#[unsafe(no_mangle)]
-static TRACE_CONTEXT: ContextOffsets = ContextOffsets::UNSET;
-
-#[inline(always)]
-fn context() -> ContextOffsets {
-    // SAFETY: a read-only global patched by the loader.
-    unsafe { core::ptr::read_volatile(&TRACE_CONTEXT) }
-}
-
-/// Why, from the task's context, when that is certain without a stack: a clone inside a
-/// fork syscall is anon_vma_fork's; a teardown in an exiting task is its exit_mmap.
-#[inline(always)]
-fn why(alloc: bool, func: u32, regs: bool) -> u32 {
-    let c = context();
-    if alloc && func == FN_CLONE && regs && c.regs_syscall != NO_FIELD {
-        // SAFETY: the current task (a trusted BTF pointer); the read tolerates any address.
-        let regs = unsafe { bpf_task_pt_regs(bpf_get_current_task_btf().cast()) } as u64;
-        let nr = unsafe { bpf_probe_read_kernel((regs + c.regs_syscall) as *const i32) }.unwrap_or(-1) as i64 as u64;
-        if regs != 0 && (nr == c.fork_ids[0] || nr == c.fork_ids[1] || nr == c.fork_ids[2] || nr == c.fork_ids[3]) {
-            return WHY_FORK;
-        }
-    } else if !alloc && (func == FN_UNLINK || func == FN_PUT) && c.task_flags != NO_FIELD {
-        // SAFETY: as above.
-        let task = unsafe { bpf_get_current_task() };
-        let flags = unsafe { bpf_probe_read_kernel((task + c.task_flags) as *const u32) }.unwrap_or(0);
-        if flags & PF_EXITING != 0 {
-            return WHY_EXIT;
-        }
-    }
-    WHY_FUNCTION
-}
-
 /// Whether this event's reason needs the kernel stack (its function's caller tells why).
 #[inline(always)]
 fn wants_stack(func: u32) -> bool {
@@ -156,7 +123,7 @@ pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
     slab_alloc(&ctx, true)
 }
 
-/// Where `bpf_task_pt_regs` is refused (before 5.15): a fork's clones take the stack.
+/// Where `bpf_task_pt_regs` is refused (before 5.15): a clone's reason only with `--stacks`.
 #[tracepoint]
 pub fn trace_slab_alloc_plain(ctx: TracePointContext) -> u32 {
     slab_alloc(&ctx, false)
@@ -179,8 +146,8 @@ fn slab_alloc(ctx: &TracePointContext, regs: bool) -> u32 {
         own_object(ptr, tgid);
     }
     let bytes_alloc = field(&ctx, offset(|o| &o.alloc_bytes_alloc));
-    let why = if wants_stack(func) { why(true, func, regs) } else { WHY_FUNCTION };
-    if why != WHY_FUNCTION || !wants_stack(func) {
+    let why = crate::why::why(true, func, regs);
+    if !wants_stack(func) || !crate::why::stack_tells_more(why) {
         if aggregated(func, true, alloc_kind(bytes_req), why) {
             return 0;
         }
@@ -200,6 +167,18 @@ fn slab_alloc(ctx: &TracePointContext, regs: bool) -> u32 {
 
 #[tracepoint]
 pub fn trace_slab_free(ctx: TracePointContext) -> u32 {
+    slab_free(&ctx, true)
+}
+
+/// Where `bpf_task_pt_regs` is refused (before 5.15): only an exit's teardown is told.
+#[tracepoint]
+pub fn trace_slab_free_plain(ctx: TracePointContext) -> u32 {
+    slab_free(&ctx, false)
+}
+
+#[inline(always)]
+fn slab_free(ctx: &TracePointContext, regs: bool) -> u32 {
+    let ctx = TracePointContext::new(ctx.as_ptr());
     let call_site: u64 = field(&ctx, offset(|o| &o.free_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
     let ptr: u64 = field(&ctx, offset(|o| &o.free_ptr));
@@ -214,8 +193,8 @@ pub fn trace_slab_free(ctx: TracePointContext) -> u32 {
     } else if (bpf_get_current_pid_tgid() >> 32) as u32 == global(&TRACE_SELF_TGID) {
         return 0;
     }
-    let why = if wants_stack(func) { why(false, func, false) } else { WHY_FUNCTION };
-    if why != WHY_FUNCTION || !wants_stack(func) {
+    let why = crate::why::why(false, func, regs);
+    if !wants_stack(func) || !crate::why::stack_tells_more(why) {
         // anon_vmas are freed only by __put_anon_vma, unlink_anon_vmas frees chains; the
         // rest (a lost race, error paths) go to userspace, whose pointer map knows.
         let kind = if func == FN_PUT { 0 } else if func == FN_UNLINK { 1 } else { AGG_KINDS };

@@ -12,9 +12,10 @@ use crate::{
 use aya_ebpf::{
     cty::c_void,
     helpers::{bpf_get_current_pid_tgid, generated::{bpf_find_vma, bpf_get_current_task_btf}},
-    macros::{map, tracepoint},
+    macros::{btf_tracepoint, map, tracepoint},
     maps::LruHashMap,
-    programs::TracePointContext,
+    programs::{BtfTracePointContext, TracePointContext},
+    EbpfContext,
 };
 use lazyvma_model::trace_abi::{FOUND_NOT_IN_FAULT, PrepareVma, SyscallEvent, CTR_LOST, CTR_SENT, EV_PREPARE_VMA, EV_SYSCALL, FN_PREPARE, SYS_ENTER, NO_FIELD, NO_SYSCALL, SYSCALL_EVENT_SIZE, SYS_COUNT, SYS_EXECVE, SYS_EXECVEAT};
 
@@ -70,9 +71,33 @@ fn slot_of(id: u64) -> Option<usize> {
 #[tracepoint]
 pub fn trace_sys_enter(ctx: TracePointContext) -> u32 {
     let id: u64 = field(&ctx, 8);
-    let Some(slot) = slot_of(id) else { return 0 };
+    if let Some(slot) = slot_of(id) {
+        sys_enter(slot, |i| field(&ctx, 16 + 8 * i as u64));
+    }
+    0
+}
+
+/// `sys_enter(struct pt_regs *regs, long id)`: the classic record copies the six
+/// arguments of every syscall on the machine; this reads them only for a recorded one.
+#[btf_tracepoint]
+pub fn trace_sys_enter_btf(ctx: BtfTracePointContext) -> i32 {
+    if let Some(slot) = slot_of(ctx.arg(1)) {
+        let regs: u64 = ctx.arg(0);
+        // SAFETY: a read-only global patched by the loader.
+        sys_enter(slot, |i| read::<u64>(regs, unsafe { core::ptr::read_volatile(&FEED_ARG_REGS[i]) }));
+    }
+    0
+}
+
+/// Where each syscall argument is in `pt_regs` (BTF: x86 di, si, dx, r10, r8, r9; arm64
+/// regs[0..6]), set by userspace for `trace_sys_enter_btf`.
+#[unsafe(no_mangle)]
+static FEED_ARG_REGS: [u64; 6] = [NO_FIELD; 6];
+
+#[inline(always)]
+fn sys_enter(slot: usize, arg: impl Fn(usize) -> u64) {
     if !traced() {
-        return 0;
+        return;
     }
     let mut v = [slot as u64, 0, 0, 0, 0, 0, 0, 0];
     if slot == SYS_EXECVE || slot == SYS_EXECVEAT {
@@ -80,45 +105,58 @@ pub fn trace_sys_enter(ctx: TracePointContext) -> u32 {
         let _ = FAULT_ADDR.remove(&tid());
         send(v[0] as u32 | SYS_ENTER, [0; 6], 0, now());
         let _ = SYSCALL_ARGS.insert(&tid(), &v, 0);
-        return 0;
+        return;
     }
     let mut i = 0;
     while i < 6 {
-        v[i + 1] = field(&ctx, 16 + 8 * i as u64);
+        v[i + 1] = arg(i);
         i += 1;
     }
     let _ = SYSCALL_ARGS.insert(&tid(), &v, 0);
-    0
 }
 
-/// `raw_syscalls:sys_exit`: `long id` at 8, `long ret` at 16.
+/// `raw_syscalls:sys_exit`: `long id` at 8, `long ret` at 16. The id is the enter's
+/// (`syscall_get_nr`, orig_ax / syscallno, which the syscall does not change).
 #[tracepoint]
 pub fn trace_sys_exit(ctx: TracePointContext) -> u32 {
-    sys_exit(&ctx, true)
+    sys_exit(field(&ctx, 8), field(&ctx, 16), true);
+    0
 }
 
 /// Where `bpf_loop` is refused (before 5.17): no prepare was deferred to the exit there
 /// (the feed's prepare program needs `bpf_find_vma`, 5.17 too), so none is placed.
 #[tracepoint]
 pub fn trace_sys_exit_plain(ctx: TracePointContext) -> u32 {
-    sys_exit(&ctx, false)
+    sys_exit(field(&ctx, 8), field(&ctx, 16), false);
+    0
+}
+
+/// `sys_exit(struct pt_regs *regs, long ret)`: the number from `regs` (`TRACE_CONTEXT`'s
+/// orig_ax / syscallno, an int on arm64, the low half of orig_ax on x86).
+#[btf_tracepoint]
+pub fn trace_sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
+    let id = read::<i32>(ctx.arg(0), crate::why::context(|c| &c.regs_syscall)) as i64 as u64;
+    sys_exit(id, ctx.arg(1), true);
+    0
 }
 
 #[inline(always)]
-fn sys_exit(ctx: &TracePointContext, place: bool) -> u32 {
+fn sys_exit(id: u64, ret: i64, place: bool) {
+    // Only a recorded syscall has an entry: the number first, before any map work.
+    if slot_of(id).is_none() {
+        return;
+    }
     let t = tid();
     // SAFETY: the value is copied out before the entry is removed.
-    let Some(v) = (unsafe { SYSCALL_ARGS.get(&t) }).copied() else { return 0 };
+    let Some(v) = (unsafe { SYSCALL_ARGS.get(&t) }).copied() else { return };
     let _ = SYSCALL_ARGS.remove(&t);
     // Its prepares outside a fault, placed before the syscall's own record.
     if place {
         crate::place::resolve(t);
     }
-    let ret: i64 = field(ctx, 16);
     // A syscall that never took mmap_lock for write changed no VMA: its exit orders it.
     let key = if v[7] != 0 { v[7] } else { now() };
     send(v[0] as u32, [v[1], v[2], v[3], v[4], v[5], v[6]], ret, key);
-    0
 }
 
 /// `mmap_lock:mmap_lock_acquire_returned`: a traced thread inside a VMA syscall took
@@ -132,12 +170,16 @@ pub fn trace_mmap_lock(ctx: TracePointContext) -> u32 {
     if write == NO_FIELD || success == NO_FIELD {
         return 0;
     }
-    // Only traced threads have an entry (sys_enter filters), so this is the filter.
-    let Some(v) = SYSCALL_ARGS.get_ptr_mut(&tid()) else { return 0 };
+    // Read locks and failed tries (most of the machine's acquisitions) before any map work.
     let (w, ok): (u8, u8) = (field(&ctx, write), field(&ctx, success));
+    if w == 0 || ok == 0 {
+        return 0;
+    }
+    // Only traced threads have an entry (sys_enter filters), so this is the scope filter.
+    let Some(v) = SYSCALL_ARGS.get_ptr_mut(&tid()) else { return 0 };
     // SAFETY: the map's value for this thread, only this thread writes it.
     unsafe {
-        if w != 0 && ok != 0 && (*v)[7] == 0 {
+        if (*v)[7] == 0 {
             (*v)[7] = now();
         }
     }
@@ -160,23 +202,44 @@ const _: () = assert!(SYSCALL_EVENT_SIZE == 80);
 /// `exceptions:page_fault_user` (x86): `unsigned long address` at 8.
 #[tracepoint]
 pub fn trace_user_fault(ctx: TracePointContext) -> u32 {
-    if !traced() {
-        return 0;
-    }
-    let addr: u64 = field(&ctx, 8);
-    let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
+    user_fault(field(&ctx, 8));
     0
+}
+
+/// `page_fault_user(unsigned long address, struct pt_regs *regs, unsigned long error_code)`.
+#[btf_tracepoint]
+pub fn trace_user_fault_btf(ctx: BtfTracePointContext) -> i32 {
+    user_fault(ctx.arg(0));
+    0
+}
+
+#[inline(always)]
+fn user_fault(addr: u64) {
+    if traced() {
+        let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
+    }
 }
 
 /// `exceptions:page_fault_kernel`: the kernel writing user memory (exec's `padzero` of the
 /// .data tail prepares that VMA). Kernel addresses are not the model's business.
 #[tracepoint]
 pub fn trace_kernel_fault(ctx: TracePointContext) -> u32 {
-    let addr: u64 = field(&ctx, 8);
+    kernel_fault(field(&ctx, 8));
+    0
+}
+
+/// `page_fault_kernel`, the same prototype as `page_fault_user`.
+#[btf_tracepoint]
+pub fn trace_kernel_fault_btf(ctx: BtfTracePointContext) -> i32 {
+    kernel_fault(ctx.arg(0));
+    0
+}
+
+#[inline(always)]
+fn kernel_fault(addr: u64) {
     if addr < USER_TOP && traced() {
         let _ = FAULT_ADDR.insert(&tid(), &addr, 0);
     }
-    0
 }
 
 /// Above every user address (x86-64 5-level paging's 2^56).
@@ -223,19 +286,36 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     if function_of(call_site) != Some(FN_PREPARE) || !traced() {
         return 0;
     }
-    let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
+    prepare(ctx.as_ptr(), field(&ctx, offset(|o| &o.alloc_ptr)), field(&ctx, offset(|o| &o.alloc_bytes_req)));
+    0
+}
+
+/// The same from `kmem_cache_alloc(call_site, ptr, struct kmem_cache *s, gfp, node)` (6.1+):
+/// no trace record is built for the machine's every allocation, only the arguments read.
+#[btf_tracepoint]
+pub fn trace_prepare_vma_btf(ctx: BtfTracePointContext) -> i32 {
+    let call_site: u64 = ctx.arg(0);
+    if function_of(call_site) != Some(FN_PREPARE) || !traced() {
+        return 0;
+    }
+    let bytes_req = read::<u32>(ctx.arg::<u64>(2), crate::why::context(|c| &c.cache_object_size)) as u64;
+    prepare(ctx.as_ptr(), ctx.arg(1), bytes_req);
+    0
+}
+
+#[inline(always)]
+fn prepare(ctx: *mut c_void, ptr: u64, bytes_req: u64) {
     // SAFETY: the value is copied out.
     let last = unsafe { FAULT_ADDR.get(&tid()) }.copied().unwrap_or(0);
-    if !crate::place::in_fault(&ctx) {
+    if !crate::place::in_fault(ctx) {
         // SAFETY: the slot is copied out.
         let slot = unsafe { SYSCALL_ARGS.get(&tid()) }.map(|v| v[0] as usize);
         let exec = slot == Some(SYS_EXECVE) || slot == Some(SYS_EXECVEAT);
-        let ptr: u64 = field(&ctx, offset(|o| &o.alloc_ptr));
         if slot.is_some() && !exec && crate::place::defer(tid(), ptr, bytes_req, now()) {
-            return 0;
+            return;
         }
         send_prepare(if last != 0 { FOUND_NOT_IN_FAULT } else { 0 }, 0, bytes_req, now(), &Found::default());
-        return 0;
+        return;
     }
     let addr = last;
     let mut f = Found::default();
@@ -249,7 +329,6 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
         if r == 0 { 1 } else { ((-r) as u32) << 8 }
     };
     send_prepare(found, addr, bytes_req, now(), &f);
-    0
 }
 
 /// `vm_area_struct.vm_file`'s offset (`FEED_VM_FILE`).

@@ -57,9 +57,14 @@ fn trace_json(scenario: &str, n: i64) -> Value {
     panic!("trace {scenario} -n {n}: events lost in each of 3 runs");
 }
 
+/// Scenarios whose reasons only the kernel stack tells: `split`'s clones inside mprotect
+/// are a split's, which the syscall alone leaves `split/merge`.
+const STACKS: &[&str] = &["split"];
+
 fn trace_once(scenario: &str, n: i64) -> (Value, String) {
     let n = n.to_string();
-    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events", "--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
+    let stacks: &[&str] = if STACKS.contains(&scenario) { &["--stacks"] } else { &[] };
+    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events"]).args(stacks).args(["--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
     let stderr = String::from_utf8_lossy(&out.stderr);
     // --model-events lines are for model_matches' message, not every failure's.
     let stderr: String = stderr.lines().filter(|l| !l.starts_with("model proc")).collect::<Vec<_>>().join("\n");
@@ -257,9 +262,9 @@ scenario!(munmap, "munmap");
 scenario!(munmap_hole, "munmap-hole");
 scenario!(threads, "threads");
 scenario!(noop, "noop");
-// §5 E, and the reason of each clone told from the kernel stack.
+// §5 E, and the reason of each clone told from the kernel stack (`--stacks`).
 scenario!(split_then_merge_with_reasons, "split");
-// §1.7, with the reasons.
+// §1.7, with the reasons (from the syscall: no stack).
 scenario!(mremap_with_reasons, "mremap");
 
 /// GUP prepares (place.rs): each placed at madvise's exit by its anon_vma_chain, never at

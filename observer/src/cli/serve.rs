@@ -38,8 +38,13 @@ pub struct Args {
     /// Period of the snapshot pass behind the object gauges (e.g. 10s, 500ms, 1m).
     #[arg(short = 'i', long, value_name = "INTERVAL", default_value = "10s", value_parser = parse_duration)]
     pub interval: Duration,
-    /// Do not take kernel stacks (clone/unlink reasons then unknown).
+    /// Take the kernel stack where the task's context leaves a clone's or teardown's reason
+    /// ambiguous (a split or a merge inside mprotect, mmap, madvise..., an mmput outside
+    /// exit), as `split`/`merge`/... instead of `split/merge`; costs ~0.3-1 µs per such event.
     #[arg(long)]
+    pub stacks: bool,
+    /// No kernel stacks: the default (kept for old command lines).
+    #[arg(long, hide = true, conflicts_with = "stacks")]
     pub no_stacks: bool,
     /// Ring buffer size in MiB (a power of two; default: from the CPU count and the scope).
     #[arg(long, value_name = "MIB")]
@@ -102,7 +107,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let sizes = slab_sizes()?;
     // Phase markers are trace's; serve counts the whole system and does without them.
     let (offsets, _) = format::offsets()?;
-    let stacks = !args.no_stacks;
+    let stacks = args.stacks;
     let (kernel, arch) = sys::uname();
     let mut info = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch)];
     info.extend(backends(btf_path, stacks)?);
@@ -114,7 +119,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         offsets,
         ranges,
         stack_fns,
-        ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(scoped)) << 20,
+        ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(!stacks)) << 20,
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,
         locks: None,
@@ -128,6 +133,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
         // serve only sums: what needs no stack is counted in the kernel.
         aggregate: Some((sizes.anon_vma, sizes.anon_vma_chain)),
+        kernel_btf: probe::kernel_btf(btf_path)?.ok(),
+        arg_regs: [lazyvma_model::trace_abi::NO_FIELD; 6],
     })?;
     // Members read again once the programs are attached: a fork in between is not missed.
     let scope = Arc::new(if scoped {

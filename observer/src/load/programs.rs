@@ -68,6 +68,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::FEntry(_) | Program::FExit(_) if i.force_kprobes => Some("not used: -k (kprobes instead of fentry)".into()),
             Program::FEntry(_) => unusable(AttachType::Fentry),
             Program::FExit(_) => unusable(AttachType::Fexit),
+            Program::BtfTracePoint(_) => unusable(AttachType::TpBtf).or_else(|| crate::trace::bpf::btf_unused(&name)),
             _ => None,
         };
         let present = |f: &str| i.kallsyms.contains_key(f);
@@ -87,6 +88,13 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::FEntry(p) => p.load(function.expect("checked"), i.btf),
             Program::FExit(p) => p.load(function.expect("checked"), i.btf),
             Program::Iter(p) => p.load("task_vma", i.btf),
+            Program::BtfTracePoint(p) => match crate::trace::bpf::BTF_PROGRAMS.iter().find(|(n, _)| *n == name) {
+                Some((_, tp)) => p.load(tp, i.btf),
+                None => {
+                    out.push(Checked { program: name, kind, loaded: None, reason: Some("not checked: no tracepoint known for it".into()) });
+                    continue;
+                }
+            },
             _ => {
                 out.push(Checked { program: name, kind, loaded: None, reason: Some("not checked: a program type doctor does not know".into()) });
                 continue;

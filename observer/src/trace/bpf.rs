@@ -6,10 +6,10 @@ use crate::load::ebpf;
 use anyhow::{bail, Context};
 use aya::{
     maps::{MapData, PerCpuArray, RingBuf},
-    programs::TracePoint,
-    Ebpf, EbpfLoader,
+    programs::{BtfTracePoint, TracePoint},
+    Btf, Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{AGG_SLOTS, ContextOffsets, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
+use lazyvma_model::trace_abi::{AGG_SLOTS, ContextOffsets, CTX_SYSCALLS, NO_SYSCALL, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
 use std::{
     os::fd::AsRawFd,
     sync::{
@@ -95,6 +95,24 @@ pub struct Config {
     /// Count stackless slab events in the kernel (`SLAB_COUNTS`) instead of sending them
     /// (`serve`), with the two caches' object_size to tell their kinds.
     pub aggregate: Option<(u64, u64)>,
+    /// The running kernel's BTF: the `tp_btf` programs are tried with it (classic
+    /// tracepoints without it).
+    pub kernel_btf: Option<Btf>,
+    /// Each syscall argument's offset in `pt_regs` (`arg_regs`), for the `tp_btf` sys_enter.
+    pub arg_regs: [u64; 6],
+}
+
+/// Where the six syscall arguments are in `pt_regs`: x86-64 di, si, dx, r10, r8, r9 (BTF);
+/// arm64 regs[0..6], the struct's first member.
+pub fn arg_regs(btf: Option<&crate::load::btf::Btf>) -> [u64; 6] {
+    let Some(btf) = btf else { return [NO_FIELD; 6] };
+    #[cfg(target_arch = "x86_64")]
+    return ["di", "si", "dx", "r10", "r8", "r9"].map(|r| btf.offset("pt_regs", r).unwrap_or(NO_FIELD));
+    #[cfg(not(target_arch = "x86_64"))]
+    return match btf.offset_any("pt_regs", &["orig_x0"]) {
+        Ok(_) => [0, 8, 16, 24, 32, 40],
+        Err(_) => [NO_FIELD; 6],
+    };
 }
 
 #[derive(Clone, Copy)]
@@ -104,26 +122,69 @@ struct PodContext(ContextOffsets);
 unsafe impl aya::Pod for PodContext {}
 
 /// `task_struct.flags`, the syscall number's place in `pt_regs` (BTF) and this
-/// architecture's fork syscalls; unknown pieces leave the stack to tell why.
+/// architecture's syscalls that name a reason; unknown pieces leave the function's reason.
 pub fn context_offsets(btf: Option<&crate::load::btf::Btf>) -> ContextOffsets {
     let Some(btf) = btf else { return ContextOffsets::UNSET };
     #[cfg(target_arch = "x86_64")]
     let forks = [libc::SYS_clone, libc::SYS_clone3, libc::SYS_fork, libc::SYS_vfork].map(|n| n as u64);
     #[cfg(not(target_arch = "x86_64"))]
-    let forks = [libc::SYS_clone as u64, libc::SYS_clone3 as u64, lazyvma_model::trace_abi::NO_SYSCALL, lazyvma_model::trace_abi::NO_SYSCALL];
-    ContextOffsets {
+    let forks = [libc::SYS_clone as u64, libc::SYS_clone3 as u64, NO_SYSCALL, NO_SYSCALL];
+    let mut c = ContextOffsets {
         task_flags: btf.offset("task_struct", "flags").unwrap_or(NO_FIELD),
         regs_syscall: btf.offset_any("pt_regs", &["orig_ax", "syscallno"]).unwrap_or(NO_FIELD),
         fork_ids: forks,
+        task_pid: btf.offset("task_struct", "pid").unwrap_or(NO_FIELD),
+        cache_object_size: btf.offset("kmem_cache", "object_size").unwrap_or(NO_FIELD),
+        ..ContextOffsets::UNSET
+    };
+    for (i, (nr, class)) in reason_syscalls(forks).into_iter().take(CTX_SYSCALLS).enumerate() {
+        (c.syscalls[i], c.classes[i]) = (nr, class);
     }
+    c
 }
 
-/// Default ring buffer size: 4 MiB per CPU (a system-wide trace and serve see every
-/// CPU's slab traffic), 8 MiB at least, 256 MiB at most; a scoped trace half of that.
-pub fn default_ringbuf_mb(scoped: bool) -> u32 {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-    let mb = (cpus * 4).next_power_of_two().clamp(8, 256);
-    if scoped { (mb / 2).max(8) } else { mb }
+/// The syscalls whose context names a slab event's reason (`trace_abi::why_of_class`).
+fn reason_syscalls(forks: [u64; 4]) -> Vec<(u64, u64)> {
+    let mut v: Vec<(u64, u64)> = forks.iter().filter(|n| **n != NO_SYSCALL).map(|n| (*n, SC_FORK)).collect();
+    let modify = [
+        libc::SYS_mprotect,
+        libc::SYS_pkey_mprotect,
+        libc::SYS_madvise,
+        libc::SYS_mlock,
+        libc::SYS_mlock2,
+        libc::SYS_munlock,
+        libc::SYS_mlockall,
+        libc::SYS_munlockall,
+        libc::SYS_mbind,
+        libc::SYS_prctl,
+    ];
+    v.extend(modify.iter().map(|n| (*n as u64, SC_MODIFY)));
+    // process_madvise, set_mempolicy_home_node, mseal: one number on every architecture
+    // since 424 (older libc crates lack the names).
+    v.extend([440, 450, 462].map(|n| (n, SC_MODIFY)));
+    v.extend([(libc::SYS_execve, SC_EXEC), (libc::SYS_execveat, SC_EXEC), (libc::SYS_munmap, SC_MUNMAP), (libc::SYS_brk, SC_MUNMAP), (libc::SYS_mremap, SC_MREMAP), (libc::SYS_mmap, SC_MMAP)].map(|(n, c)| (n as u64, c)));
+    v
+}
+
+/// Default ring buffer size in MiB, from the machine's online CPUs (the producers: BPF runs
+/// wherever a traced task or the system's slab traffic runs, whatever lazyvma's own
+/// affinity or quota) and what the ring carries.
+/// * `trace`, any scope: 4 MiB per CPU, 16 at least, 256 at most. A scope's processes can
+///   run on every CPU as well as the whole system can, and a fed model makes the reader
+///   slower per record, so a scope gets no less. The fork+exit loop at full speed streams
+///   ~60 MB/s from one CPU (33 KB per fork); 16 MiB holds ~270 ms of it while the reader is
+///   off CPU (measured on 2 CPUs: 0 lost at 8 MiB even with the reader at nice 19).
+/// * `serve` (`aggregated`): its certain slab events are counted in the kernel, the ring
+///   carries process events and the rare uncertain frees: 1 MiB per CPU, 8 to 64.
+pub fn default_ringbuf_mb(aggregated: bool) -> u32 {
+    // SAFETY: sysconf has no preconditions.
+    let online = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    ringbuf_mb_for(if online > 0 { online as u32 } else { 1 }, aggregated)
+}
+
+fn ringbuf_mb_for(cpus: u32, aggregated: bool) -> u32 {
+    let (per_cpu, min, max) = if aggregated { (1, 8, 64) } else { (4, 16, 256) };
+    cpus.saturating_mul(per_cpu).next_power_of_two().clamp(min, max)
 }
 
 /// Wake the reader when a quarter of the ring waits (it also polls every few ms).
@@ -177,6 +238,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("FEED_VM_FILE", &cfg.vm_file, true)
         .override_global("FEED_LOCK_FIELDS", &lock_fields, true)
         .override_global("PLACE_FAULT_FN", &fault_fn, true)
+        .override_global("FEED_ARG_REGS", &cfg.arg_regs, true)
         .map_max_entries("TRACE_EVENTS", cfg.ringbuf_bytes);
     let scope = if cfg.traced.is_some() { SCOPE_TRACED } else { SCOPE_SYSTEM };
     let self_tgid = std::process::id();
@@ -201,7 +263,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let mut missing = Vec::new();
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
-        match attach(&mut bpf, prog, cat, name) {
+        match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
             Ok(()) => attached.push(tp),
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
             Err(e) => missing.push((tp, e)),
@@ -217,7 +279,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             missing.push((tp, format!("{why}; the model is not fed what it needs")));
             continue;
         }
-        match attach(&mut bpf, prog, cat, name) {
+        match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
             Ok(()) => attached.push(tp),
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
         }
@@ -229,15 +291,86 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
 }
 
 /// Programs with a variant for older kernels, attached when the kernel refuses the first:
-/// slab alloc without `bpf_task_pt_regs` (5.15), sys_exit without `bpf_loop` (5.17).
-const OLDER_KERNEL_VARIANTS: &[(&str, &str)] = &[("trace_slab_alloc", "trace_slab_alloc_plain"), ("trace_sys_exit", "trace_sys_exit_plain")];
+/// slab alloc and free without `bpf_task_pt_regs` (5.15), sys_exit without `bpf_loop` (5.17).
+const OLDER_KERNEL_VARIANTS: &[(&str, &str)] =
+    &[("trace_slab_alloc", "trace_slab_alloc_plain"), ("trace_slab_free", "trace_slab_free_plain"), ("trace_sys_exit", "trace_sys_exit_plain")];
 
-/// `prog`, else its older kernels' variant; the error names both refusals.
-fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
+/// The `tp_btf` program tried before classic tracepoint program `prog`, where this kernel's
+/// prototype is the one it reads (`sched.rs`, `syscall.rs`) and its BTF offsets are known.
+fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
+    let pid = cfg.context.task_pid != NO_FIELD;
+    match prog {
+        "trace_fork" if pid => Some("trace_fork_btf"),
+        "trace_newtask" if pid => Some("trace_newtask_btf"),
+        "trace_exec" => Some("trace_exec_btf"),
+        "trace_sys_enter" if cfg.arg_regs.iter().all(|o| *o != NO_FIELD) => Some("trace_sys_enter_btf"),
+        "trace_sys_exit" if cfg.context.regs_syscall != NO_FIELD => Some("trace_sys_exit_btf"),
+        "trace_user_fault" => Some("trace_user_fault_btf"),
+        "trace_kernel_fault" => Some("trace_kernel_fault_btf"),
+        // The classic record has `group_dead` exactly when the prototype has the argument.
+        "trace_exit" if cfg.offsets.exit_group_dead != NO_FIELD => Some("trace_exit_btf_dead"),
+        "trace_exit" => Some("trace_exit_btf"),
+        // 6.1+: `kmem_cache_alloc(call_site, ptr, s, gfp, node)`; before, bytes_req was an
+        // argument (and the record had no `node`).
+        "trace_prepare_vma" if cfg.context.cache_object_size != NO_FIELD && super::format::Format::read("kmem:kmem_cache_alloc").is_ok_and(|f| f.get("node").is_some()) => {
+            Some("trace_prepare_vma_btf")
+        }
+        _ => None,
+    }
+}
+
+/// Every `tp_btf` program and the tracepoint it attaches to (`doctor` loads them).
+pub const BTF_PROGRAMS: &[(&str, &str)] = &[
+    ("trace_fork_btf", "sched_process_fork"),
+    ("trace_newtask_btf", "task_newtask"),
+    ("trace_exec_btf", "sched_process_exec"),
+    ("trace_exit_btf", "sched_process_exit"),
+    ("trace_exit_btf_dead", "sched_process_exit"),
+    ("trace_sys_enter_btf", "sys_enter"),
+    ("trace_sys_exit_btf", "sys_exit"),
+    ("trace_user_fault_btf", "page_fault_user"),
+    ("trace_kernel_fault_btf", "page_fault_kernel"),
+    ("trace_prepare_vma_btf", "kmem_cache_alloc"),
+];
+
+/// Why `trace` would not try `tp_btf` program `prog` on this kernel (another prototype), if so.
+pub fn btf_unused(prog: &str) -> Option<String> {
+    let has = |tp: &str, f: &str| super::format::Format::read(tp).is_ok_and(|fmt| fmt.get(f).is_some());
+    match prog {
+        "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into()),
+        "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into()),
+        "trace_prepare_vma_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
+        _ => None,
+    }
+}
+
+/// `prog` (its `tp_btf` variant first, given the kernel's BTF), else its older kernels'
+/// variant; the error names every refusal. A refused `tp_btf` falls back to the classic
+/// tracepoint silently: the records are the same.
+fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, &Btf)>) -> Result<(), String> {
+    if let Some((variant, btf)) = btf {
+        if attach_btf(bpf, variant, name, btf).is_ok() {
+            return Ok(());
+        }
+    }
     attach_one(bpf, prog, cat, name).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {
         Some((_, variant)) => attach_one(bpf, variant, cat, name).map_err(|e2| format!("{e}; its variant for older kernels: {e2}")),
         None => Err(e),
     })
+}
+
+fn attach_btf(bpf: &mut Ebpf, prog: &str, name: &str, btf: &Btf) -> Result<(), String> {
+    let p: &mut BtfTracePoint = bpf
+        .program_mut(prog)
+        .ok_or_else(|| format!("program {prog} missing from the BPF object"))?
+        .try_into()
+        .map_err(|e| format!("program {prog}: {e}"))?;
+    p.load(name, btf).map_err(|e| format!("loading {prog}: {}", chain(&e)))?;
+    if let Err(e) = p.attach() {
+        let _ = p.unload();
+        return Err(format!("attaching {prog}: {}", chain(&e)));
+    }
+    Ok(())
 }
 
 fn attach_one(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
@@ -388,5 +521,30 @@ impl Loaded {
     /// untraced contexts went unseen.
     pub fn objects_full(&self) -> u64 {
         self.counter(CTR_OBJECTS_FULL).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_size_grows_with_cpus_within_bounds() {
+        assert_eq!(ringbuf_mb_for(1, false), 16);
+        assert_eq!(ringbuf_mb_for(2, false), 16);
+        assert_eq!(ringbuf_mb_for(8, false), 32);
+        assert_eq!(ringbuf_mb_for(48, false), 256);
+        assert_eq!(ringbuf_mb_for(1024, false), 256);
+        assert_eq!(ringbuf_mb_for(2, true), 8);
+        assert_eq!(ringbuf_mb_for(32, true), 32);
+        assert_eq!(ringbuf_mb_for(512, true), 64);
+    }
+
+    #[test]
+    fn reason_syscalls_fit_and_are_distinct() {
+        let v = reason_syscalls([1, 2, 3, NO_SYSCALL]);
+        assert!(v.len() <= CTX_SYSCALLS, "{} syscalls, {CTX_SYSCALLS} slots", v.len());
+        let ids: std::collections::HashSet<u64> = v.iter().map(|(n, _)| *n).collect();
+        assert_eq!(ids.len(), v.len());
     }
 }

@@ -106,7 +106,7 @@ pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, Outcome)]) -
                 } else {
                     c.backend = Backend::Unavailable;
                     c.note = None;
-                    c.reason = Some(if stacks { "anon_vma_clone is not observable".into() } else { "kernel stacks off (--no-stacks)".into() });
+                    c.reason = Some(if stacks { "anon_vma_clone is not observable".into() } else { "kernel stacks off (without --stacks)".into() });
                 }
             }
             c

@@ -1,8 +1,13 @@
 //! Why the kernel allocated or freed an object, told from the function of the call site and,
-//! for anon_vma_clone / unlink_anon_vmas / __put_anon_vma, from the kernel stack: on a
-//! tracepoint-only kernel that is the only way to see a clone's caller (split, mremap, merge).
+//! for anon_vma_clone / unlink_anon_vmas / __put_anon_vma, from the task's context (the
+//! syscall it is in, exiting or not: `with_context`) or, with `--stacks`, from the kernel
+//! stack: on a tracepoint-only kernel the stack is the only way to tell a split's clone
+//! from a merge's inside one syscall.
 use super::symbols::Symbols;
-use lazyvma_model::trace_abi::{FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXIT, WHY_FORK};
+use lazyvma_model::trace_abi::{
+    FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXEC, WHY_EXIT, WHY_FORK, WHY_MERGE, WHY_MREMAP, WHY_MUNMAP, WHY_MUNMAP_OR_MERGE, WHY_SPLIT,
+    WHY_SPLIT_OR_MERGE,
+};
 
 /// Callers of anon_vma_clone (the first frame above it), 6.1 and 6.18 names. `dup_anon_vma`
 /// is inlined into the merge functions on 6.18, so they show up instead.
@@ -38,14 +43,23 @@ fn teardown(frames: &[&str]) -> Option<&'static str> {
     })
 }
 
-/// The reason the slab program told from the task's context (`SlabEvent::why`), the
-/// same key the stack would have given: a fork syscall's clone, an exiting task's teardown.
+/// The reason the slab program told from the task's context (`SlabEvent::why`: the syscall
+/// it is in, whether it is exiting), the same key the stack gives where the context is
+/// certain; where it is not, both candidates (`split/merge`, `munmap/merge`), which only
+/// `--stacks` tells apart.
 pub fn with_context(why: u32) -> Option<&'static str> {
-    match why {
-        WHY_FORK => Some("fork"),
-        WHY_EXIT => Some("exit"),
-        _ => None,
-    }
+    Some(match why {
+        WHY_FORK => "fork",
+        WHY_EXIT => "exit",
+        WHY_EXEC => "exec",
+        WHY_MUNMAP => "munmap",
+        WHY_MREMAP => "mremap",
+        WHY_MERGE => "merge",
+        WHY_SPLIT => "split",
+        WHY_SPLIT_OR_MERGE => "split/merge",
+        WHY_MUNMAP_OR_MERGE => "munmap/merge",
+        _ => return None,
+    })
 }
 
 /// The reason key for one event. Unrecognised callers are named (`clone:<caller>`) rather
@@ -99,6 +113,18 @@ mod tests {
         let s = Symbols::parse(&text).unwrap();
         let addr = move |n: &str| 0xffffffff81000000u64 + 0x100 * names.iter().position(|x| *x == n).unwrap() as u64 + 8;
         (s, addr)
+    }
+
+    #[test]
+    fn every_context_code_has_a_name_and_agrees_with_the_stack_names() {
+        use lazyvma_model::trace_abi::{WHY_COUNT, WHY_FUNCTION};
+        assert_eq!(with_context(WHY_FUNCTION), None);
+        let names: Vec<&str> = (1..WHY_COUNT).map(|w| with_context(w).unwrap_or_else(|| panic!("WHY {w} unnamed"))).collect();
+        for n in &names {
+            // A certain reason is one the stack classifier can give; an ambiguous one names two.
+            assert!(n.split('/').all(|p| ["fork", "exit", "exec", "munmap", "mremap", "merge", "split"].contains(&p)), "{n}");
+        }
+        assert_eq!(names.iter().collect::<std::collections::HashSet<_>>().len(), names.len());
     }
 
     #[test]
