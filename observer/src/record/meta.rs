@@ -89,9 +89,11 @@ pub fn configure(t: &mut Tracer, h: &Header) {
 
 /// After the last record: the model's coverage from what the header and trailer say.
 pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
-    let Tracer { feed, tree, .. } = t;
+    let Tracer { feed, tree, failed_forks, .. } = t;
+    let failed = failed_forks.finish();
     if let Some(f) = feed.as_mut() {
         f.finish(tree, trailer.map_or(0, |tr| tr.lost), &h.missing);
+        f.coverage.incomplete.extend(failed);
         if trailer.is_none() {
             f.coverage.incomplete.push("recording cut short: the model saw the records up to its last complete chunk".into());
         }

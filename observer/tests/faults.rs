@@ -1,0 +1,88 @@
+//! Faults a loaded or limited machine puts on a trace: forks refused by a pids limit, a full
+//! disk, signals at each stage. Each checks that nothing is lost silently: the report says
+//! what it could not see, the recording replays, the kernel is left as it was.
+use serde_json::Value;
+use std::path::PathBuf;
+
+mod common;
+use common::*;
+
+/// A pids cgroup for one test (v1 `pids` hierarchy, or cgroup2 where its root delegates
+/// `pids`), removed on drop. None when this host has neither.
+struct PidsCgroup(PathBuf);
+
+impl PidsCgroup {
+    fn new(tag: &str) -> Option<PidsCgroup> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let mount = info.lines().find_map(|l| {
+            let (left, right) = l.split_once(" - ")?;
+            let point = PathBuf::from(left.split_ascii_whitespace().nth(4)?);
+            let mut f = right.split_ascii_whitespace();
+            let (fs, opts) = (f.next()?, f.nth(1)?);
+            let v1 = fs == "cgroup" && opts.split(',').any(|o| o == "pids");
+            let v2 = fs == "cgroup2" && std::fs::read_to_string(point.join("cgroup.subtree_control")).is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
+            (v1 || v2).then_some(point)
+        })?;
+        let dir = mount.join(format!("lazyvma-test-{}-{tag}", std::process::id()));
+        std::fs::create_dir(&dir).unwrap();
+        Some(PidsCgroup(dir))
+    }
+}
+
+impl Drop for PidsCgroup {
+    fn drop(&mut self) {
+        for _ in 0..100 {
+            if std::fs::remove_dir(&self.0).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        eprintln!("could not remove {}", self.0.display());
+    }
+}
+
+fn counts(v: &Value) -> [u64; 2] {
+    [v["anon_vma"]["alloc"].as_u64().unwrap(), v["anon_vma_chain"]["alloc"].as_u64().unwrap()]
+}
+
+/// The failed-fork line of a report's model, and the anon_vma / chain counts it names.
+fn failed_forks(v: &Value) -> (String, [u64; 2]) {
+    let why = v["model"]["incomplete"].as_array().unwrap();
+    let line = why.iter().filter_map(Value::as_str).find(|l| l.contains("forks failed")).unwrap_or_else(|| panic!("no failed forks in {why:?}"));
+    let n = |after: &str| line.split(after).next().unwrap().rsplit(' ').next().unwrap().parse::<u64>().unwrap();
+    (line.to_string(), [n(" anon_vma and"), n(" anon_vma_chain allocations")])
+}
+
+/// A fork refused by `pids.max` after `dup_mmap` allocates and frees the child's anon_vmas
+/// in the parent, and no fork event comes: the model must not call itself complete, and the
+/// objects it names are exactly what observed has over eager.
+#[test]
+fn forks_refused_by_pids_max_are_named_not_silently_missing() {
+    if !root_or_skip("forks_refused_by_pids_max_are_named_not_silently_missing") {
+        return;
+    }
+    let Some(cg) = PidsCgroup::new("failfork") else {
+        eprintln!("forks_refused_by_pids_max_are_named_not_silently_missing: skipped (no pids cgroup controller)");
+        return;
+    };
+    std::fs::write(cg.0.join("pids.max"), "1").unwrap();
+    let dir = Dir::new("failfork");
+    let rec = dir.file("rec.lzv");
+    // Alone in the cgroup, every fork is refused after the copy.
+    let script = format!(
+        "echo $$ > {}/cgroup.procs && exec perl -e 'my $x = \"a\" x 1000000; my $f = 0; for (1..20) {{ my $p = fork; if (!defined $p) {{ $f++; next }} if ($p == 0) {{ exit 0 }} waitpid($p, 0) }} print STDERR \"failed $f\\n\"'",
+        cg.0.display()
+    );
+    let out = lazyvma(&["trace", "-j", "-o", &rec, "--", "sh", "-c", &script]);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed 20"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["model"]["complete"], false);
+    let (line, named) = failed_forks(&v);
+    assert!(line.starts_with("20 forks failed after copying their parent's VMAs"), "{line}");
+    let (obs, eager) = (counts(&v["observed"]), counts(&v["eager"]));
+    assert_eq!([obs[0] - eager[0], obs[1] - eager[1]], named, "observed {obs:?} eager {eager:?}: {line}");
+    assert!(named[0] >= 20, "{line}");
+    // The replay tells the same.
+    let r: Value = serde_json::from_str(&ok(&lazyvma(&["replay", "-j", &rec]))).unwrap();
+    assert_eq!(failed_forks(&r).0, line);
+}
