@@ -201,6 +201,18 @@ fn hostile_reports_are_refused_before_allocating_or_wrapping() {
     let mut src = minimal("src");
     src["source"] = json!("telepathy");
     assert_refused(&lazyvma(&["merge", &put("src.json", &src)]), &["src.json", "unknown source `telepathy`"]);
+    // Knobs this lazyvma does not model: a name, a value, a sweep row.
+    let mut knob = minimal("knob");
+    knob["knobs"] = json!({"lazy_enabled": "true", "fork_of_tree_parnet": "share"});
+    assert_refused(&lazyvma(&["merge", &put("knob.json", &knob)]), &["knob.json", "unknown knob `fork_of_tree_parnet`", "fork_of_tree_parent"]);
+    knob["knobs"] = json!({"lazy_enabled": "maybe"});
+    assert_refused(&lazyvma(&["report", &put("knob.json", &knob)]), &["knob.json", "unknown value of knob `lazy_enabled` `maybe` (known: true, false)"]);
+    knob["knobs"] = json!({});
+    let mut sweep = serde_json::to_value(lazyvma_model::sweep::Sweep::default()).unwrap();
+    sweep["sweep"]["warp_drive"] = json!({});
+    knob["rules_that_matter"] = sweep;
+    let res = lazyvma(&["report", &put("knob.json", &knob)]);
+    assert_refused(&res, &["knob.json", "unknown knob `warp_drive`"]);
 
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
     h.record(100).unwrap();
