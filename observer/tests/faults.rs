@@ -86,3 +86,52 @@ fn forks_refused_by_pids_max_are_named_not_silently_missing() {
     let r: Value = serde_json::from_str(&ok(&lazyvma(&["replay", "-j", &rec]))).unwrap();
     assert_eq!(failed_forks(&r).0, line);
 }
+
+/// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
+struct SmallFs(Dir);
+
+impl SmallFs {
+    fn new(tag: &str, kib: u32) -> SmallFs {
+        let d = Dir::new(tag);
+        let size = format!("size={kib}k");
+        let st = std::process::Command::new("mount").args(["-t", "tmpfs", "-o", &size, "tmpfs"]).arg(&d.0).status().unwrap();
+        assert!(st.success(), "mount tmpfs");
+        SmallFs(d)
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0 .0).status();
+    }
+}
+
+/// Disk full while recording: one line says so, the trace goes on and prints its report,
+/// and the recording replays to its last whole chunk, saying it was cut short.
+#[test]
+fn a_full_disk_cuts_the_recording_not_the_report() {
+    if !root_or_skip("a_full_disk_cuts_the_recording_not_the_report") {
+        return;
+    }
+    let fs = SmallFs::new("diskfull", 256);
+    let rec = fs.0.file("rec.lzv");
+    let cmd = format!("{} fork-loop --loops 500 >/dev/null", env!("CARGO_BIN_EXE_lazyvma-workload"));
+    let out = lazyvma(&["trace", "-j", "-o", &rec, "--", "sh", "-c", &cmd]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap_or_else(|e| panic!("no report on stdout ({e}): {err}"));
+    let full: Vec<&str> = err.lines().filter(|l| l.contains("No space left on device") && l.contains("the trace goes on")).collect();
+    assert_eq!(full.len(), 1, "{err}");
+    assert!(full[0].starts_with("lazyvma: writing recording ") && full[0].contains("ends at its last whole chunk"), "{err}");
+    // fork-loop's 500 forks: every one observed, whatever the disk did.
+    let traced = counts(&v["observed"]);
+    assert!(traced[0] >= 500, "{traced:?}");
+    assert!(std::fs::metadata(&rec).unwrap().len() <= 256 * 1024);
+    let r = lazyvma(&["replay", "-j", &rec]);
+    let rerr = String::from_utf8_lossy(&r.stderr);
+    let rv: Value = serde_json::from_str(&ok(&r)).unwrap();
+    assert!(rerr.contains("recording cut short after chunk"), "{rerr}");
+    let why = rv["model"]["incomplete"].to_string();
+    assert!(why.contains("recording cut short"), "{why}");
+    let replayed = counts(&rv["observed"]);
+    assert!(replayed[0] < traced[0] && replayed[1] < traced[1], "replayed {replayed:?} of {traced:?}");
+}
