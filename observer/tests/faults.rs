@@ -135,3 +135,82 @@ fn a_full_disk_cuts_the_recording_not_the_report() {
     let replayed = counts(&rv["observed"]);
     assert!(replayed[0] < traced[0] && replayed[1] < traced[1], "replayed {replayed:?} of {traced:?}");
 }
+
+/// Whether `pid` has a handler for `sig` (its SigCgt bit): a signal sent before the handler
+/// is in place would kill it instead of being counted.
+fn catches(pid: u32, sig: i32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let cgt = status.lines().find_map(|l| l.strip_prefix("SigCgt:")).map(|v| u64::from_str_radix(v.trim(), 16).unwrap()).unwrap_or(0);
+    cgt & (1 << (sig - 1)) != 0
+}
+
+fn wait_with_timeout(mut child: std::process::Child, secs: u64) -> std::process::Output {
+    let t0 = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t0.elapsed() > std::time::Duration::from_secs(secs) {
+            let _ = child.kill();
+            panic!("still running {secs} s after the signal");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `replay` stops at SIGINT: in its record pass with one line, exit 130 and no report (nor
+/// --report file); in the knob sweep (which says it starts when it is big) the sweep is
+/// skipped, the report printed and `model.knob_sweep` says why. Text output does not wait
+/// for a sweep it does not show.
+#[test]
+fn replay_stops_at_sigint_and_sigint_skips_the_sweep() {
+    if !root_or_skip("replay_stops_at_sigint_and_sigint_skips_the_sweep") {
+        return;
+    }
+    use std::io::BufRead;
+    use std::process::{Command, Stdio};
+    let dir = Dir::new("replay-sigint");
+    let rec = dir.file("rec.lzv");
+    // ~58k model events: a sweep of 15 runs over them is announced (and takes ~1 s).
+    let cmd = format!("{} fault-loop -n 64 --loops 300 >/dev/null", env!("CARGO_BIN_EXE_lazyvma-workload"));
+    ok(&lazyvma(&["trace", "-o", &rec, "--", "sh", "-c", &cmd]));
+    let replay = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_lazyvma")).arg("replay").args(extra).arg(&rec).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    };
+
+    // In the record pass: the handler is in place before the file is read.
+    let report = dir.file("r.json");
+    let child = replay(&["-j", "--report", &report]);
+    let pid = child.id();
+    while !catches(pid, libc::SIGINT) {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    unsafe { libc::kill(pid as i32, libc::SIGINT) };
+    let out = wait_with_timeout(child, 10);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{err}");
+    assert!(err.starts_with("lazyvma: replay of ") && err.contains("stopped by a signal after 0 of ") && err.lines().count() == 1, "{err}");
+    assert!(out.stdout.is_empty() && !std::path::Path::new(&report).exists());
+
+    // In the sweep: skipped, the rest of the report as always.
+    let mut child = replay(&["-j"]);
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("knob sweep: 15 runs over ") {
+        line.clear();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the sweep was not announced");
+    }
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let out = wait_with_timeout(child, 10);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(out.status.success(), "{rest}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let why = v["model"]["knob_sweep"].as_str().unwrap_or_default();
+    assert!(why.starts_with("not run: stopped by a signal after "), "{why} / {rest}");
+    assert!(v["rules_that_matter"].is_null());
+    assert_eq!(v["model"]["complete"], true, "{}", v["model"]["incomplete"]);
+
+    // Text output: no sweep, so no announcement.
+    let out = lazyvma(&["replay", &rec]);
+    ok(&out);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("knob sweep"));
+}
