@@ -102,6 +102,39 @@ pub enum SweepError {
     EagerDiffers { knob: String, value: String },
     #[error("the base knobs' start: {0}")]
     Start(String),
+    #[error("stopped after {done} of {runs} runs")]
+    Stopped { done: usize, runs: usize },
+}
+
+/// Where a sweep is, for a progress line; the caller's answer `false` stops it
+/// ([`SweepError::Stopped`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Runs finished, of `runs` (the base run, then one per value other than the base's).
+    pub done: usize,
+    pub runs: usize,
+    /// Events applied in the current run, of `events`.
+    pub event: usize,
+    pub events: usize,
+}
+
+impl Progress {
+    pub fn fraction(&self) -> f64 {
+        let total = (self.runs * self.events).max(1);
+        (self.done * self.events + self.event) as f64 / total as f64
+    }
+}
+
+/// How often within a run the caller is asked (a run over millions of events takes seconds).
+const TICK_EVENTS: usize = 1 << 15;
+
+/// The caller's view of a sweep: told where it is, it says whether to go on.
+pub type Tick<'a> = &'a mut dyn FnMut(Progress) -> bool;
+
+/// Runs in a sweep from `base`: the base run and every other value of every knob.
+pub fn runs(base: &Knobs) -> usize {
+    let held = base.pairs();
+    1 + KNOBS.iter().map(|(n, values)| values.iter().filter(|v| !held.contains(&(*n, **v))).count()).sum::<usize>()
 }
 
 struct Run {
@@ -121,9 +154,12 @@ fn since(end: &Counts, start: &Counts) -> Objects {
     }
 }
 
-fn run(mut p: Pair, events: &[Event]) -> Result<Run, SweepError> {
+fn run(mut p: Pair, events: &[Event], done: usize, runs: usize, tick: Tick) -> Result<Run, SweepError> {
     let (e0, l0) = p.counts();
     for (index, ev) in events.iter().enumerate() {
+        if index % TICK_EVENTS == 0 && !tick(Progress { done, runs, event: index, events: events.len() }) {
+            return Err(SweepError::Stopped { done, runs });
+        }
         p.apply(ev).map_err(|source| SweepError::Event { index, event: format!("{ev:?}"), source })?;
     }
     let (e, l) = p.counts();
@@ -132,7 +168,12 @@ fn run(mut p: Pair, events: &[Event]) -> Result<Run, SweepError> {
 
 /// Every value of every knob in `KNOBS`, the others held at `base`, from an empty model.
 pub fn sweep(events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, SweepError> {
-    sweep_from(|k| Ok::<_, core::convert::Infallible>(Pair::new(kernel, k)), events, base)
+    sweep_with(events, kernel, base, &mut |_| true)
+}
+
+/// [`sweep`], telling `tick` where it is (and stopping when it says so).
+pub fn sweep_with(events: &[Event], kernel: Kernel, base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
+    sweep_from(|k| Ok::<_, core::convert::Infallible>(Pair::new(kernel, k)), events, base, tick)
 }
 
 /// [`sweep`] for a model seeded from a snapshot (`trace -p`): each knob value's run
@@ -140,15 +181,23 @@ pub fn sweep(events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, Sw
 /// the lazy state a seed gives depends on the knobs. A value the seed refuses is in
 /// `not_run`; the base knobs' refusal is an error.
 pub fn sweep_seeded(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kernel: Kernel, base: &Knobs) -> Result<Sweep, SweepError> {
+    sweep_seeded_with(topo, pids, events, kernel, base, &mut |_| true)
+}
+
+/// [`sweep_seeded`], telling `tick` where it is (and stopping when it says so).
+pub fn sweep_seeded_with(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kernel: Kernel, base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
     let seed = |knobs| {
         Seed { kernel, knobs, skip_bad: false }.run_mapped(topo, pids).map(|(p, _)| p).map_err(|e| format!("the seed cannot start under it: {e}"))
     };
-    sweep_from(seed, events, base)
+    sweep_from(seed, events, base, tick)
 }
 
 /// The sweep with each run's model from `start(knobs)`.
-pub fn sweep_from<E: core::fmt::Display>(start: impl Fn(Knobs) -> Result<Pair, E>, events: &[Event], base: &Knobs) -> Result<Sweep, SweepError> {
-    let first = run(start(*base).map_err(|e| SweepError::Start(e.to_string()))?, events)?;
+pub fn sweep_from<E: core::fmt::Display>(start: impl Fn(Knobs) -> Result<Pair, E>, events: &[Event], base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
+    let runs = runs(base);
+    let mut done = 0;
+    let first = run(start(*base).map_err(|e| SweepError::Start(e.to_string()))?, events, done, runs, tick)?;
+    done += 1;
     let (eager, base_lazy) = (first.eager, first.lazy);
     let held = base.pairs();
     let mut out = Sweep { eager, sweep: BTreeMap::new(), lazy_vma_history: first.history, not_run: BTreeMap::new() };
@@ -164,11 +213,13 @@ pub fn sweep_from<E: core::fmt::Display>(start: impl Fn(Knobs) -> Result<Pair, E
                 let p = match start(k) {
                     Ok(p) => p,
                     Err(e) => {
+                        done += 1;
                         out.not_run.entry(name.to_string()).or_default().insert(value.to_string(), e.to_string());
                         continue;
                     }
                 };
-                let r = run(p, events)?;
+                let r = run(p, events, done, runs, tick)?;
+                done += 1;
                 if r.eager != first.eager {
                     return Err(SweepError::EagerDiffers { knob: name.to_string(), value: value.to_string() });
                 }
@@ -220,5 +271,35 @@ impl Sweep {
             KNOBS.iter().filter_map(|(n, _)| self.sweep.get_key_value(*n).map(|(k, r)| (k.as_str(), r))).collect();
         v.extend(self.sweep.iter().filter(|(k, _)| !KNOBS.iter().any(|(n, _)| n == k)).map(|(k, r)| (k.as_str(), r)));
         v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events() -> Vec<Event> {
+        vec![Event::Spawn { pid: 1 }, Event::Map { pid: 1, start: 0x1000_0000, pages: 4, flags: crate::event::vm::READ | crate::event::vm::WRITE }, Event::Fork { parent: 1, child: 2 }]
+    }
+
+    #[test]
+    fn every_run_is_told_and_a_no_stops_the_sweep() {
+        let base = Knobs::default();
+        assert_eq!(runs(&base), 1 + KNOBS.iter().map(|(_, v)| v.len() - 1).sum::<usize>());
+        let mut seen = vec![];
+        let s = sweep_with(&events(), Kernel::V6_18, &base, &mut |p| {
+            seen.push(p.done);
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, (0..runs(&base)).collect::<Vec<_>>());
+        assert_eq!(s, sweep(&events(), Kernel::V6_18, &base).unwrap());
+        let mut asked = 0;
+        let e = sweep_with(&events(), Kernel::V6_18, &base, &mut |p| {
+            asked += 1;
+            p.done < 3
+        });
+        assert_eq!(e.unwrap_err(), SweepError::Stopped { done: 3, runs: runs(&base) });
+        assert_eq!(asked, 4);
     }
 }

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 mod cgroup;
 mod cli;
 mod escape;
+mod interrupt;
 mod load;
 mod record;
 mod report;

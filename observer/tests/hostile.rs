@@ -160,6 +160,31 @@ fn lazyvma_capped(args: &[&str]) -> std::process::Output {
     c.output().unwrap()
 }
 
+/// `model -j` of a big scenario is written as it is serialised: 200,000 steps (2.6 GB
+/// before, as one `Value` tree and one string; a million took 13 GB) fit under the 1 GiB cap,
+/// and the text of 100,000 processes too.
+#[test]
+fn model_json_of_a_huge_scenario_is_bounded() {
+    let dir = Dir::new("huge-model");
+    let mut text = String::from("process 1\nmmap 1 0x100000000 4\nwrite 1 0x100000000\n");
+    for _ in 0..100_000 {
+        text.push_str("mprotect 1 0x100001000 1 r\nmprotect 1 0x100001000 1 rw\n");
+    }
+    std::fs::write(dir.path("steps.lzs"), &text).unwrap();
+    let out = lazyvma_capped(&["model", "-j", &dir.file("steps.lzs")]);
+    let v: serde_json::Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert_eq!(v["steps"].as_array().unwrap().len(), 200_003);
+    assert_eq!(v["steps"][200_002]["event"], "mprotect 1 0x100001000 1 rw");
+
+    let mut text = String::from("process 1\nmmap 1 0x100000000 4\nwrite 1 0x100000000\n");
+    for pid in 2..100_002 {
+        text.push_str(&format!("fork 1 {pid}\n"));
+    }
+    std::fs::write(dir.path("procs.lzs"), &text).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&ok(&lazyvma_capped(&["model", "-j", &dir.file("procs.lzs")]))).unwrap();
+    assert_eq!(v["total"]["eager"]["anon_vma"]["live"], 100_001);
+}
+
 fn assert_refused(out: &std::process::Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -201,6 +226,18 @@ fn hostile_reports_are_refused_before_allocating_or_wrapping() {
     let mut src = minimal("src");
     src["source"] = json!("telepathy");
     assert_refused(&lazyvma(&["merge", &put("src.json", &src)]), &["src.json", "unknown source `telepathy`"]);
+    // Knobs this lazyvma does not model: a name, a value, a sweep row.
+    let mut knob = minimal("knob");
+    knob["knobs"] = json!({"lazy_enabled": "true", "fork_of_tree_parnet": "share"});
+    assert_refused(&lazyvma(&["merge", &put("knob.json", &knob)]), &["knob.json", "unknown knob `fork_of_tree_parnet`", "fork_of_tree_parent"]);
+    knob["knobs"] = json!({"lazy_enabled": "maybe"});
+    assert_refused(&lazyvma(&["report", &put("knob.json", &knob)]), &["knob.json", "unknown value of knob `lazy_enabled` `maybe` (known: true, false)"]);
+    knob["knobs"] = json!({});
+    let mut sweep = serde_json::to_value(lazyvma_model::sweep::Sweep::default()).unwrap();
+    sweep["sweep"]["warp_drive"] = json!({});
+    knob["rules_that_matter"] = sweep;
+    let res = lazyvma(&["report", &put("knob.json", &knob)]);
+    assert_refused(&res, &["knob.json", "unknown knob `warp_drive`"]);
 
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
     h.record(100).unwrap();

@@ -72,7 +72,7 @@ pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
     let report = scenario::run(&sc, kernel, &args.knobs).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
     let sizes = super::model_sizes::find(btf).map_err(bad)?;
     if args.json {
-        emit(&(serde_json::to_string_pretty(&to_json(&report, &sizes))? + "\n"))?;
+        emit_json(&to_json(&report, &sizes))?;
     } else {
         emit(&tables(&name, &report, &sizes))?;
     }
@@ -84,6 +84,47 @@ pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
         anyhow::bail!("{} of {} expectations failed", failed.len(), report.checks.len());
     }
     Ok(())
+}
+
+/// Print a JSON document as it is serialised: a scenario of a million steps is never held
+/// as a `Value` tree nor as one string (that took 13 GB); a reader that went away ends it
+/// quietly, as in [`emit`].
+pub(super) fn emit_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let done = serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+    match done {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
+/// `model -j`'s document, keys in the order serde_json's maps print them (sorted).
+#[derive(serde::Serialize)]
+struct Doc<'a> {
+    expectations: Vec<Value>,
+    kernel: &'static str,
+    knobs: serde_json::Map<String, Value>,
+    rmap: serde_json::Map<String, Value>,
+    rules: Value,
+    sizes: &'a Sizes,
+    sizes_source: Value,
+    steps: Steps<'a>,
+    total: Value,
+}
+
+/// The steps, each made a `Value` only while it is written.
+struct Steps<'a>(&'a [scenario::StepReport]);
+
+impl serde::Serialize for Steps<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = ser.serialize_seq(Some(self.0.len()))?;
+        for s in self.0 {
+            seq.serialize_element(&json!({"line": s.line, "event": s.text, "phase": s.phase, "eager": deltas_json(&s.eager), "lazy": deltas_json(&s.lazy)}))?;
+        }
+        seq.end()
+    }
 }
 
 fn counter_json(c: &Counter) -> Value {
@@ -108,13 +149,8 @@ fn deltas_json(d: &Deltas) -> Value {
     })
 }
 
-fn to_json(r: &Report, found: &Found) -> Value {
+fn to_json<'a>(r: &'a Report, found: &'a Found) -> Doc<'a> {
     let sizes = &found.sizes;
-    let steps: Vec<Value> = r
-        .steps
-        .iter()
-        .map(|s| json!({"line": s.line, "event": s.text, "phase": s.phase, "eager": deltas_json(&s.eager), "lazy": deltas_json(&s.lazy)}))
-        .collect();
     let rules = crate::report::lazy_rules::json(&r.rules);
     let knobs: serde_json::Map<String, Value> = r.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let rmap: serde_json::Map<String, Value> = r
@@ -125,17 +161,17 @@ fn to_json(r: &Report, found: &Found) -> Value {
         .collect();
     let checks: Vec<Value> =
         r.checks.iter().map(|c| json!({"line": c.line, "expect": c.text, "ok": c.failure.is_none(), "failure": c.failure})).collect();
-    json!({
-        "kernel": r.kernel.name(),
-        "sizes": sizes,
-        "sizes_source": {"anon_vma": found.source[0], "anon_vma_chain": found.source[1], "vm_area_struct": found.source[2]},
-        "steps": steps,
-        "total": {"eager": counts_json(&r.eager, sizes), "lazy": counts_json(&r.lazy, sizes)},
-        "rules": rules,
-        "knobs": knobs,
-        "rmap": rmap,
-        "expectations": checks,
-    })
+    Doc {
+        expectations: checks,
+        kernel: r.kernel.name(),
+        knobs,
+        rmap,
+        rules,
+        sizes,
+        sizes_source: json!({"anon_vma": found.source[0], "anon_vma_chain": found.source[1], "vm_area_struct": found.source[2]}),
+        steps: Steps(&r.steps),
+        total: json!({"eager": counts_json(&r.eager, sizes), "lazy": counts_json(&r.lazy, sizes)}),
+    }
 }
 
 fn pm(d: &lazyvma_model::counts::Delta) -> String {

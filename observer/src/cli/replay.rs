@@ -29,6 +29,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    crate::interrupt::catch();
     let mut knobs = lazyvma_model::knobs::Knobs::default();
     for k in &args.knobs {
         knobs.set(k).map_err(|e| anyhow::Error::from(e).context(ExitCode(2)))?;
@@ -53,7 +54,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => {}
         }
     }
-    crate::trace::timeline::replay(&mut tracer, &rec);
+    if let Err(n) = crate::trace::timeline::replay(&mut tracer, &rec, || crate::interrupt::count() > 0) {
+        // Nothing half-counted is printed or written as if it were the recording's report.
+        return Err(anyhow::anyhow!("replay of {path} stopped by a signal after {n} of {} records: no report", rec.record_count()).context(ExitCode(130)));
+    }
     tracer.finish();
     match &rec.trailer {
         None => eprintln!(

@@ -127,6 +127,7 @@ static STOP: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
     STOP.store(true, Ordering::SeqCst);
+    crate::interrupt::note();
 }
 
 fn catch_signals() {

@@ -13,6 +13,8 @@ pub enum BtfError {
     /// The file to load cannot be read or parsed: worded by [`problem`], as every command words it.
     #[error("{}", problem(.given.as_deref(), .why))]
     Unusable { given: Option<PathBuf>, why: String },
+    #[error("cannot open {path}: {why}: out of file descriptors (raise the open-file limit, ulimit -n)")]
+    NoFds { path: PathBuf, why: String },
     #[error("{path} is not valid BTF: {why}")]
     Format { path: PathBuf, why: String },
     #[error("BTF {path} has no struct `{ty}`")]
@@ -80,7 +82,11 @@ impl Btf {
             Ok(m) if !m.is_file() && !m.is_dir() => return Err(unusable("not a regular file".into())),
             _ => {}
         }
-        let data = std::fs::read(&path).map_err(|e| unusable(e.to_string()))?;
+        let data = std::fs::read(&path).map_err(|e| match e.raw_os_error() {
+            // Not a kernel without BTF: this process (or the system) is out of descriptors.
+            Some(libc::EMFILE | libc::ENFILE) => BtfError::NoFds { path: path.clone(), why: e.to_string() },
+            _ => unusable(e.to_string()),
+        })?;
         Btf::parse(&data, path).map_err(|e| match e {
             BtfError::Format { why, .. } => unusable(format!("not BTF: {why}")),
             e => e,

@@ -89,9 +89,11 @@ pub fn configure(t: &mut Tracer, h: &Header) {
 
 /// After the last record: the model's coverage from what the header and trailer say.
 pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
-    let Tracer { feed, tree, .. } = t;
+    let Tracer { feed, tree, failed_forks, .. } = t;
+    let failed = failed_forks.finish();
     if let Some(f) = feed.as_mut() {
         f.finish(tree, trailer.map_or(0, |tr| tr.lost), &h.missing);
+        f.coverage.incomplete.extend(failed);
         if trailer.is_none() {
             f.coverage.incomplete.push("recording cut short: the model saw the records up to its last complete chunk".into());
         }
@@ -100,20 +102,50 @@ pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
 
 /// "Rules that matter": the lazy model re-run under every knob value over the events the
 /// trace fed it (those it refused left out: they changed nothing), from an empty model or,
-/// seeded (-p), from a seed per knob value. Null when not run (`"model"."knob_sweep"`).
-fn rules_that_matter(t: &Tracer) -> Value {
-    let Some(f) = &t.feed else { return Value::Null };
+/// seeded (-p), from a seed per knob value. Null when not run (`"model"."knob_sweep"`), and
+/// then why, if the model view does not already say it. A big sweep says so on stderr as it
+/// starts, and how far it is every two seconds; a signal during it (trace's stop came
+/// before) skips it.
+fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
+    let Some(f) = &t.feed else { return (Value::Null, None) };
     if sweep_not_run(f).is_some() {
-        return Value::Null;
+        return (Value::Null, None);
     }
     let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
+    let signals = crate::interrupt::count();
+    let runs = sweep::runs(&t.knobs);
+    // Over half a million events applied (about a second): said before it starts.
+    if runs * events.len() >= 500_000 {
+        eprintln!("lazyvma: knob sweep: {runs} runs over {} model events; SIGINT (Ctrl-C) skips it", events.len());
+    }
+    let (start, mut shown) = (std::time::Instant::now(), std::time::Duration::ZERO);
+    let mut tick = |p: sweep::Progress| {
+        let at = start.elapsed();
+        if at >= std::time::Duration::from_secs(1) && at >= shown + std::time::Duration::from_secs(2) {
+            shown = at;
+            eprintln!(
+                "lazyvma: knob sweep {:.0}% (run {} of {} over {} model events, {:.0} s so far); SIGINT (Ctrl-C) skips it",
+                100.0 * p.fraction(),
+                p.done + 1,
+                p.runs,
+                p.events,
+                at.as_secs_f64()
+            );
+        }
+        crate::interrupt::count() == signals
+    };
     let s = match &f.seed_start {
-        Some(st) => sweep::sweep_seeded(&st.topo, &st.pids, &events, f.kernel(), &t.knobs),
-        None => sweep::sweep(&events, f.kernel(), &t.knobs),
+        Some(st) => sweep::sweep_seeded_with(&st.topo, &st.pids, &events, f.kernel(), &t.knobs, &mut tick),
+        None => sweep::sweep_with(&events, f.kernel(), &t.knobs, &mut tick),
     };
     match s {
-        Ok(s) => serde_json::to_value(s).unwrap_or(Value::Null),
-        Err(e) => json!({ "error": e.to_string() }),
+        Ok(s) => (serde_json::to_value(s).unwrap_or(Value::Null), None),
+        Err(sweep::SweepError::Stopped { done, runs }) => {
+            let why = format!("not run: stopped by a signal after {done} of {runs} runs (replay the recording for it)");
+            eprintln!("lazyvma: knob sweep {why}");
+            (Value::Null, Some(why))
+        }
+        Err(e) => (json!({ "error": e.to_string() }), None),
     }
 }
 
@@ -184,7 +216,14 @@ pub fn print(
     }
     if t.feed.is_some() {
         j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
-        j["rules_that_matter"] = rules_that_matter(t);
+        // Only JSON and the report document show the sweep: text output does not wait for it.
+        if json || live.report.is_some() {
+            let (rules, why) = rules_that_matter(t);
+            j["rules_that_matter"] = rules;
+            if let Some(why) = why {
+                j["model"]["knob_sweep"] = why.into();
+            }
+        }
     }
     j["arch"] = h.arch.clone().into();
     j["start_unix_ms"] = h.start_unix_ms.into();

@@ -75,6 +75,21 @@ fn sane(doc: &Doc) -> Result<(), String> {
     for (name, h) in &doc.histograms.series {
         known(&format!("unit of histogram `{}`", crate::escape::ctl(name)), &h.unit, &UNITS)?;
     }
+    // A knob this lazyvma does not model would be compared and merged as if it did.
+    let mut knobs: Vec<(&String, Vec<&String>)> = doc.knobs.iter().map(|(k, v)| (k, vec![v])).collect();
+    if let Some(s) = &doc.rules_that_matter {
+        knobs.extend(s.sweep.iter().map(|(k, values)| (k, values.keys().collect())));
+        knobs.extend(s.not_run.iter().map(|(k, values)| (k, values.keys().collect())));
+    }
+    for (name, given) in knobs {
+        let Some((_, values)) = lazyvma_model::knobs::KNOBS.iter().find(|(n, _)| n == name) else {
+            let names: Vec<&str> = lazyvma_model::knobs::KNOBS.iter().map(|(n, _)| *n).collect();
+            return Err(format!("unknown knob `{}` (known: {})", crate::escape::ctl(name), names.join(", ")));
+        };
+        for value in given {
+            known(&format!("value of knob `{name}`"), value, values)?;
+        }
+    }
     fn rows(o: &super::schema::Objects) -> Vec<(&'static str, &'static str, Option<super::schema::Side>)> {
         o.rows().into_iter().flat_map(|(name, r)| [("observed", &r.observed), ("eager", &r.eager), ("lazy", &r.lazy)].map(|(side, s)| (name, side, s.clone()))).collect()
     }

@@ -7,8 +7,8 @@ use hyper::{
     body::{Bytes, Incoming},
     header, server::conn::http1, service::service_fn, Method, Request, Response, StatusCode,
 };
-use hyper_util::rt::TokioIo;
-use std::{convert::Infallible, future::Future, sync::Arc};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -46,9 +46,21 @@ fn respond(metrics: &Metrics, req: &Request<Incoming>) -> Response<Full<Bytes>> 
     }
 }
 
+/// Connections held at once. Past it a new one is closed at once: held connections (idle
+/// keep-alives, a flood) never take the fds the snapshot pass needs.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A request's headers must arrive within this (slowloris), and an idle keep-alive
+/// connection waiting for its next request is closed after it.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// No connection lives longer (a scrape takes milliseconds; Prometheus reconnects).
+pub const LIFETIME: Duration = Duration::from_secs(60);
+
 /// Accepts connections until `stop` completes; connections in flight finish on their own.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, stop: impl Future<Output = ()>) {
     tokio::pin!(stop);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // One line per episode of refusals, not one per connection.
+    let mut refusing = false;
     loop {
         let stream = tokio::select! {
             _ = &mut stop => return,
@@ -62,14 +74,25 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, sto
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            if !refusing {
+                eprintln!("lazyvma: {MAX_CONNECTIONS} connections held: new ones are closed until some end (idle ones after {} s)", HEADER_TIMEOUT.as_secs());
+                refusing = true;
+            }
+            drop(stream);
+            continue;
+        };
+        refusing = false;
         let m = metrics.clone();
         tokio::spawn(async move {
+            let _slot = slot;
             let svc = service_fn(move |req| {
                 let r = respond(&m, &req);
                 async move { Ok::<_, Infallible>(r) }
             });
             // A client that hangs up mid-request is its own problem, not the server's.
-            let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            let conn = http1::Builder::new().timer(TokioTimer::new()).header_read_timeout(HEADER_TIMEOUT).serve_connection(TokioIo::new(stream), svc);
+            let _ = tokio::time::timeout(LIFETIME, conn).await;
         });
     }
 }

@@ -6,6 +6,7 @@ pub mod attach;
 pub mod bpf;
 pub mod bycgroup;
 pub mod command;
+pub mod failed_fork;
 pub mod feed;
 pub mod order;
 pub mod format;
@@ -61,6 +62,7 @@ pub struct Tracer {
     pub feed: Option<feed::Feed>,
     /// KSM merges / rmap_item removals and THP faults per process and phase.
     pub kernel_events: ksm::KernelEvents,
+    pub failed_forks: failed_fork::FailedForks,
 }
 
 impl Tracer {
@@ -85,6 +87,7 @@ impl Tracer {
             timeline: Default::default(),
             feed: None,
             kernel_events: Default::default(),
+            failed_forks: Default::default(),
         }
     }
 
@@ -180,12 +183,14 @@ impl Tracer {
             EV_ALLOC => self.alloc(ev, WHY_FUNCTION),
             EV_FREE => self.free(ev, WHY_FUNCTION),
             EV_NEWTASK => {
+                self.failed_forks.forked(ev.pid);
                 self.tree.newtask(ev.arg, ev.ptr);
                 if let Some(f) = self.feed.as_mut() {
                     f.newtask(&self.tree, ev.tgid, ev.arg, ev.ptr);
                 }
             }
             EV_FORK => {
+                self.failed_forks.forked(ev.pid);
                 let n = self.tree.procs.len();
                 self.tree.fork(ev.tgid, ev.arg);
                 if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
@@ -232,6 +237,7 @@ impl Tracer {
         let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
         let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, true, self.frames(ev), &self.syms), String::from);
+        self.failed_forks.alloc(ev.pid, &why, kind);
         self.count(kind, true, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.arg, kind) {
             let p = self.tree.get(proc);
@@ -248,6 +254,7 @@ impl Tracer {
         // An object of the traced tree freed from elsewhere (ksmd, a /proc reader's mmput)
         // still counts, in its allocating process.
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
+        self.failed_forks.free(ev.pid);
         let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, false, self.frames(ev), &self.syms), String::from);
         self.count(kind, false, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {

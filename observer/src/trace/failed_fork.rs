@@ -1,0 +1,95 @@
+//! Forks that failed after `dup_mmap` (a cgroup's `pids.max`, a fatal signal, -ENOMEM
+//! late in `copy_process`): the child's anon_vmas and chains are allocated and freed in the
+//! parent's thread, and no `sched_process_fork` ever comes, so the model never sees them.
+//! Told apart per thread: a fork's allocations are pending until the thread's
+//! `task_newtask` / `sched_process_fork`; a free by the same thread first is the failed
+//! child's teardown (nothing in a successful `copy_process` frees anon_vma objects).
+use super::slab::{Counts, Kind};
+use std::collections::HashMap;
+
+#[derive(Default)]
+pub struct FailedForks {
+    /// Thread id → what its fork in progress allocated so far.
+    pending: HashMap<u32, Counts>,
+    /// Forks that failed, and what they allocated (all freed by their teardown).
+    pub failed: u64,
+    pub allocated: Counts,
+    /// Of `failed`: still pending when the trace ended (in flight, or freed unseen).
+    pub unfinished: u64,
+}
+
+impl FailedForks {
+    /// An allocation the reason classifier put on a fork (`anon_vma_fork`, or a clone
+    /// inside a fork syscall).
+    pub fn alloc(&mut self, tid: u32, reason: &str, kind: Kind) {
+        if reason == "fork" {
+            self.pending.entry(tid).or_default().add(kind, true);
+        }
+    }
+
+    /// The thread's fork made a child (`task_newtask`, `sched_process_fork`).
+    pub fn forked(&mut self, tid: u32) {
+        self.pending.remove(&tid);
+    }
+
+    pub fn free(&mut self, tid: u32) {
+        if let Some(c) = self.pending.remove(&tid) {
+            self.fail(c);
+        }
+    }
+
+    fn fail(&mut self, c: Counts) {
+        self.failed += 1;
+        self.allocated.anon_vma.alloc += c.anon_vma.alloc;
+        self.allocated.anon_vma_chain.alloc += c.anon_vma_chain.alloc;
+        self.allocated.unclassified.alloc += c.unclassified.alloc;
+    }
+
+    /// After the last record; the line for the model's `incomplete`, if any fork failed.
+    pub fn finish(&mut self) -> Option<String> {
+        let left: Vec<Counts> = self.pending.drain().map(|(_, c)| c).collect();
+        self.unfinished += left.len() as u64;
+        for c in left {
+            self.fail(c);
+        }
+        if self.failed == 0 {
+            return None;
+        }
+        let (a, u) = (self.allocated, self.unfinished);
+        let unfinished = if u > 0 { format!(", {u} of them still copying when the trace ended") } else { String::new() };
+        Some(format!(
+            "{} forks failed after copying their parent's VMAs (e.g. a cgroup's pids.max){unfinished}: their {} anon_vma and {} anon_vma_chain allocations are observed, not modelled",
+            self.failed, a.anon_vma.alloc, a.anon_vma_chain.alloc
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_fork_freeing_before_its_child_exists_failed() {
+        let mut f = FailedForks::default();
+        // Thread 10: a successful fork; thread 11: a failed one, then a good one.
+        f.alloc(10, "fork", Kind::AnonVma);
+        f.alloc(11, "fork", Kind::AnonVma);
+        f.alloc(11, "fork", Kind::AnonVmaChain);
+        f.alloc(11, "prepare", Kind::AnonVma);
+        f.forked(10);
+        f.free(10);
+        f.free(11);
+        f.free(11);
+        f.alloc(11, "fork", Kind::AnonVmaChain);
+        f.forked(11);
+        assert_eq!(f.finish().unwrap(), "1 forks failed after copying their parent's VMAs (e.g. a cgroup's pids.max): their 1 anon_vma and 1 anon_vma_chain allocations are observed, not modelled");
+    }
+
+    #[test]
+    fn a_fork_cut_by_the_end_is_named() {
+        let mut f = FailedForks::default();
+        assert_eq!(f.finish(), None);
+        f.alloc(12, "fork", Kind::AnonVmaChain);
+        assert!(f.finish().unwrap().contains("1 of them still copying when the trace ended"));
+    }
+}
