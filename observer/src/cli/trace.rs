@@ -341,7 +341,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut loaded = bpf::load(&cfg)?;
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
     loaded.keep_draining();
-    let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked };
+    let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked, unreadable: attach::unreadable(&hook_offsets) };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
     let mut backend = hooks::used(&facts, stacks, &outcomes);
     let lock_outcome = lock_setup.and_then(|_| locks::attach(loaded.ebpf_mut(), btf.as_ref().ok()));

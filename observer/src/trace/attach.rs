@@ -98,6 +98,8 @@ impl Outcome {
 /// BTF; a field this kernel lacks stays absent (u64::MAX) and reads as 0.
 pub fn hook_offsets(btf: &crate::load::btf::Btf) -> lazyvma_model::hook_abi::HookOffsets {
     let get = |ty: &str, f: &[&str]| btf.offset_any(ty, f).unwrap_or(u64::MAX);
+    // KSM's item is `struct rmap_item` on 5.10, `ksm_rmap_item` by 6.1.
+    let item = |f: &str| btf.offset_any("ksm_rmap_item", &[f]).or_else(|_| btf.offset_any("rmap_item", &[f])).unwrap_or(u64::MAX);
     lazyvma_model::hook_abi::HookOffsets {
         folio_mapping: get("folio", &["mapping"]),
         vmg_prev: get("vma_merge_struct", &["prev"]),
@@ -105,14 +107,32 @@ pub fn hook_offsets(btf: &crate::load::btf::Btf) -> lazyvma_model::hook_abi::Hoo
         vmg_vma: get("vma_merge_struct", &["vma", "middle"]),
         vmg_start: get("vma_merge_struct", &["start"]),
         vmg_end: get("vma_merge_struct", &["end"]),
-        rmap_item_mm: get("ksm_rmap_item", &["mm"]),
-        rmap_item_address: get("ksm_rmap_item", &["address"]),
-        rmap_item_anon_vma: get("ksm_rmap_item", &["anon_vma"]),
+        rmap_item_mm: item("mm"),
+        rmap_item_address: item("address"),
+        rmap_item_anon_vma: item("anon_vma"),
         mm_owner: get("mm_struct", &["owner"]),
         vmf_vma: get("vm_fault", &["vma"]),
         vmf_address: get("vm_fault", &["address"]),
         vmf_flags: get("vm_fault", &["flags"]),
     }
+}
+
+/// Hooks that would attach but read fields this kernel's BTF lacks (their records then
+/// carry zeros): (hook, what is missing), said in the hook's problems.
+pub fn unreadable(o: &lazyvma_model::hook_abi::HookOffsets) -> Vec<(&'static str, String)> {
+    let absent = |fields: &[(&str, u64)]| -> Option<String> {
+        let names: Vec<&str> = fields.iter().filter(|(_, v)| *v == u64::MAX).map(|(n, _)| *n).collect();
+        (!names.is_empty()).then(|| format!("{} not in the kernel's BTF: its records cannot be attributed", names.join(", ")))
+    };
+    let mut out = Vec::new();
+    let ksm = [("rmap_item.mm", o.rmap_item_mm), ("rmap_item.address", o.rmap_item_address), ("rmap_item.anon_vma", o.rmap_item_anon_vma), ("mm_struct.owner", o.mm_owner)];
+    if let Some(why) = absent(&ksm) {
+        out.push(("ksm", why));
+    }
+    if let Some(why) = absent(&[("vm_fault.vma", o.vmf_vma), ("vm_fault.address", o.vmf_address), ("vm_fault.flags", o.vmf_flags)]) {
+        out.push(("thp_fault", why));
+    }
+    out
 }
 
 /// What attaching needs besides the object.
@@ -122,6 +142,8 @@ pub struct Setup<'a> {
     pub vmg: bool,
     /// Why no function hook can work at all (no BTF offsets), if so.
     pub blocked: Option<String>,
+    /// `unreadable`'s answer for this kernel.
+    pub unreadable: Vec<(&'static str, String)>,
 }
 
 /// Attach every function hook `backend::choose` gives fentry or kprobe; returns, per hook
@@ -170,6 +192,9 @@ pub fn attach(bpf: &mut Ebpf, facts: &Facts<'_>, setup: &Setup<'_>) -> Vec<(&'st
         }
         if o.functions.is_empty() && o.problems.is_empty() {
             o.problems.push("none of its functions is in kallsyms for this kernel's shape".into());
+        }
+        if !o.functions.is_empty() {
+            o.problems.extend(setup.unreadable.iter().filter(|(hook, _)| *hook == h.name).map(|(_, why)| why.clone()));
         }
         out.push((h.name, o));
     }

@@ -119,7 +119,14 @@ pub struct Counts {
     /// node's teardown removes (never its last item); hooks: every stable one.
     pub ksm_rmap_items_removed: u64,
     pub thp_faults: u64,
+    /// `do_huge_pmd_anonymous_page` calls that returned VM_FAULT_FALLBACK: the fault went on
+    /// to the PTE path, so it is no THP fault (5.10 calls it for every first fault of a PMD
+    /// while THP is `always`, the VMA's size checked inside; a failed allocation falls back too).
+    pub thp_fallbacks: u64,
 }
+
+/// `vm_fault_t` VM_FAULT_FALLBACK (include/linux/mm_types.h, the same since 4.x).
+const VM_FAULT_FALLBACK: u32 = 0x800;
 
 impl Counts {
     fn add(&mut self, op: &KernelOp) {
@@ -127,6 +134,7 @@ impl Counts {
             KernelOp::KsmMerge { err: 0, .. } => self.ksm_merges += 1,
             KernelOp::KsmMerge { .. } => self.ksm_merge_failures += 1,
             KernelOp::KsmRemoveRmapItem { stable: true, .. } => self.ksm_rmap_items_removed += 1,
+            KernelOp::ThpFault { ret, .. } if ret & VM_FAULT_FALLBACK != 0 => self.thp_fallbacks += 1,
             KernelOp::ThpFault { .. } => self.thp_faults += 1,
             _ => {}
         }
@@ -204,8 +212,8 @@ impl KernelEvents {
         let t = &self.total;
         (*t != Counts::default() || self.unattributed > 0).then(|| {
             format!(
-                "kernel events: ksm merges {} (failed {}), ksm rmap items removed {}, thp faults {}, unattributed ksm records {}",
-                t.ksm_merges, t.ksm_merge_failures, t.ksm_rmap_items_removed, t.thp_faults, self.unattributed
+                "kernel events: ksm merges {} (failed {}), ksm rmap items removed {}, thp faults {} (fell back {}), unattributed ksm records {}",
+                t.ksm_merges, t.ksm_merge_failures, t.ksm_rmap_items_removed, t.thp_faults, t.thp_fallbacks, self.unattributed
             )
         })
     }
@@ -238,9 +246,17 @@ mod tests {
         // After the exit the mm has no owner: still the traced process's.
         run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x100, 0, 0) }, &mut tree, &mut k);
         run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x300, 0, 0) }, &mut tree, &mut k);
-        assert_eq!(k.total, Counts { ksm_merges: 1, ksm_merge_failures: 1, ksm_rmap_items_removed: 1, thp_faults: 0 });
+        assert_eq!(k.total, Counts { ksm_merges: 1, ksm_merge_failures: 1, ksm_rmap_items_removed: 1, thp_faults: 0, thp_fallbacks: 0 });
         assert_eq!(k.unattributed, 1);
         assert_eq!(k.rows.len(), 1);
+    }
+
+    #[test]
+    fn a_thp_fallback_is_no_thp_fault() {
+        let mut c = Counts::default();
+        c.add(&KernelOp::ThpFault { vma: Default::default(), address: 0x1_0000_0000, write: true, ret: 0 });
+        c.add(&KernelOp::ThpFault { vma: Default::default(), address: 0x2_0000_0000, write: true, ret: VM_FAULT_FALLBACK });
+        assert_eq!((c.thp_faults, c.thp_fallbacks), (1, 1));
     }
 
     #[test]

@@ -23,9 +23,46 @@ fn advise_all(c: &Ctx, len: usize, advice: i32, what: &str, missing: &str) -> Re
     Ok(())
 }
 
-/// Pages merged by KSM in this mm (`/proc/self/ksm_merging_pages`, Linux 5.19+).
-fn ksm_merged() -> Option<u64> {
-    read_u64(c"/proc/self/ksm_merging_pages")
+/// Pages merged by KSM in this mm: `/proc/self/ksm_merging_pages` (Linux 5.19+), else the
+/// test pages whose frame has KPF_KSM in `/proc/kpageflags` (`kpf`: pagemap and kpageflags
+/// fds, root only); `None` when neither can be read.
+fn ksm_merged(c: &Ctx, kpf: Option<(i32, i32)>) -> Option<u64> {
+    if let Some(n) = read_u64(c"/proc/self/ksm_merging_pages") {
+        return Some(n);
+    }
+    let (pm, flags) = kpf?;
+    const KPF_KSM: u64 = 1 << 21;
+    let mut n = 0;
+    for i in 0..c.n {
+        for p in 0..PAGES {
+            let e = pagemap(pm, addr(i) + p * page()).ok()?;
+            let pfn = e & ((1 << 55) - 1);
+            if e & (1 << 63) == 0 || pfn == 0 {
+                continue;
+            }
+            let mut f = 0u64;
+            if unsafe { libc::pread(flags, (&mut f as *mut u64).cast(), 8, (pfn * 8) as libc::off_t) } != 8 {
+                return None;
+            }
+            n += (f & KPF_KSM != 0) as u64;
+        }
+    }
+    Some(n)
+}
+
+/// The fds `ksm_merged` needs before 5.19, when this kernel lacks ksm_merging_pages.
+fn ksm_kpageflags() -> Option<(i32, i32)> {
+    if sysfs::exists(c"/proc/self/ksm_merging_pages") {
+        return None;
+    }
+    let pm = open(c"/proc/self/pagemap", libc::O_RDONLY).ok()?;
+    match open(c"/proc/kpageflags", libc::O_RDONLY) {
+        Ok(f) => Some((pm, f)),
+        Err(_) => {
+            unsafe { libc::close(pm) };
+            None
+        }
+    }
 }
 
 /// Every page gets the same byte (vma::write_pages), so all 4N pages can merge into one
@@ -35,25 +72,37 @@ pub fn ksm(c: &Ctx) -> Res<Done> {
     let Some(run) = sysfs::read(c"/sys/kernel/mm/ksm/run", &mut buf).map(|s| s == "1") else {
         return Err(unavailable("KSM is absent: no /sys/kernel/mm/ksm/run (kernel built without CONFIG_KSM)"));
     };
+    let kpf = ksm_kpageflags();
     let pages = setup(c, true)?;
     marker(Phase::Ksm);
     advise_all(c, PAGES * page(), libc::MADV_MERGEABLE, "MADV_MERGEABLE", "MADV_MERGEABLE refused: KSM is not built in")?;
     let want = pages as u64;
+    let counted = ksm_merged(c, kpf).is_some();
     if !run {
         warn!("ksm: ksmd is stopped (/sys/kernel/mm/ksm/run is not 1): pages are mergeable but will not merge unless the caller starts it");
-    } else if want > 0 {
+    } else if !counted {
+        // Before 5.19 without root: nothing says when ksmd is done, so wait the whole time.
+        warn!("ksm: merges cannot be counted (no /proc/self/ksm_merging_pages before Linux 5.19, /proc/kpageflags needs root): waiting {KSM_WAIT_MS} ms");
+    }
+    if run && want > 0 {
         let mut waited = 0;
-        while ksm_merged().unwrap_or(0) < want && waited < KSM_WAIT_MS {
+        while ksm_merged(c, kpf).unwrap_or(0) < want && waited < KSM_WAIT_MS {
             sysfs::sleep_ms(50);
             waited += 50;
         }
     }
     hold(c.hold, c.role);
-    let merged = ksm_merged().unwrap_or(0);
-    if run && merged < want {
-        warn!("ksm: only {merged} of {want} pages merged");
+    let merged = ksm_merged(c, kpf);
+    if let Some((pm, f)) = kpf {
+        unsafe {
+            libc::close(pm);
+            libc::close(f);
+        }
     }
-    Ok(Done { pages, extra: Some(("merged", merged)) })
+    if run && counted && merged.unwrap_or(0) < want {
+        warn!("ksm: only {} of {want} pages merged", merged.unwrap_or(0));
+    }
+    Ok(Done { pages, extra: merged.map(|m| ("merged", m)) })
 }
 
 /// The PMD size THP would use, if THP is enabled for MADV_HUGEPAGE regions.
