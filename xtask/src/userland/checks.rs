@@ -134,36 +134,30 @@ impl Run {
         }
     }
 
-    /// The whole system: A's objects reachable from VMAs + the trace's net (its last
-    /// `observed_live`) == B's, but for lazyvma's own trace process, alive at the trace's
-    /// end and gone at B (bounded by the `lazyvma` processes' objects at A). Per process the
-    /// slab events count at the process in whose context they ran (a fork's at the parent,
-    /// an exec's frees at the child), so a per-process comparison needs the model's live
-    /// objects per process, which `trace -j` does not report yet.
+    /// State B (but lazyvma's own snapshot process) == the model's live objects at the
+    /// trace's end (its last eager_live: the seed plus everything fed since), within what
+    /// the rows the model could not match account for (flagged and unmodelled processes'
+    /// net) and lazyvma's own objects at A (what moves in the seconds between the trace's
+    /// end and B). A + the trace's observed net is printed beside it: processes forked while
+    /// the programs attached (run.sh's tail | grep) are in the seed but their allocations
+    /// are not in the net, so that sum falls short by theirs.
     fn b_agrees(&self) -> Verdict {
         let get = |v: &Value, k: &str| v[k].as_i64().unwrap_or(0);
         let (a, b) = (&self.snap_a["total"]["eager"], &self.snap_b["total"]["eager"]);
-        let net = self.trace["timeline"].as_array().and_then(|t| t.last()).map(|p| p["observed_live"].clone()).unwrap_or(Value::Null);
-        let own = self.snap_a["processes"].as_array().into_iter().flatten().filter(|p| p["comm"] == "lazyvma");
-        let (mut own_av, mut own_avc) = (0, 0);
-        for p in own {
-            own_av += get(&p["eager"], "anon_vma");
-            own_avc += get(&p["eager"], "anon_vma_chain");
+        let last = self.trace["timeline"].as_array().and_then(|t| t.last()).cloned().unwrap_or(Value::Null);
+        let (net, model) = (&last["observed_live"], &last["eager_live"]);
+        let own = |snap: &Value, k: &str| snap["processes"].as_array().into_iter().flatten().filter(|p| p["comm"] == "lazyvma").map(|p| get(&p["eager"], k)).sum::<i64>();
+        let x = exactness(&self.trace);
+        let mut parts = Vec::new();
+        let mut ok = !model.is_null();
+        for (i, k) in ["anon_vma", "anon_vma_chain"].into_iter().enumerate() {
+            let b_k = get(b, k) - own(&self.snap_b, k);
+            let d = get(model, k) - b_k;
+            let bound = x.off[i] + own(&self.snap_a, k);
+            ok &= d.abs() <= bound;
+            parts.push(format!("{k}: model {} vs B {b_k} (diff {d}, bound {bound}); A + observed net {} + {} = {}", get(model, k), get(a, k) - own(&self.snap_a, k), get(net, k), get(a, k) - own(&self.snap_a, k) + get(net, k)));
         }
-        let d = |k: &str| get(a, k) + get(&net, k) - get(b, k);
-        let (dav, davc) = (d("anon_vma"), d("anon_vma_chain"));
-        Verdict {
-            ok: !net.is_null() && dav.abs() <= own_av && davc.abs() <= own_avc,
-            what: format!(
-                "A + trace net == B (objects reachable from VMAs): AV {} + {} vs {} (diff {dav}), AVC {} + {} vs {} (diff {davc}); lazyvma's own at A: {own_av} AV / {own_avc} AVC",
-                get(a, "anon_vma"),
-                get(&net, "anon_vma"),
-                get(b, "anon_vma"),
-                get(a, "anon_vma_chain"),
-                get(&net, "anon_vma_chain"),
-                get(b, "anon_vma_chain")
-            ),
-        }
+        Verdict { ok, what: format!("B == the model's live objects at the trace's end (lazyvma's own snapshot process left out): {}", parts.join("; ")) }
     }
 
     /// Both levels, side by side: the slab holds more than VMAs reach (objects freed after
@@ -201,6 +195,8 @@ pub struct Exactness {
     pub unmodelled: BTreeMap<String, usize>,
     /// Neither exact nor flagged with a reason.
     pub wrong: Vec<String>,
+    /// |observed net - model net| (AV, AVC) over the processes not exact (flagged, unmodelled).
+    pub off: [i64; 2],
 }
 
 pub fn exactness(trace: &Value) -> Exactness {
@@ -228,6 +224,9 @@ pub fn exactness(trace: &Value) -> Exactness {
     let mut x = Exactness::default();
     for (proc, (obs, model, modelled, flag, tgid)) in procs {
         let flag = flag.filter(|w| !w.is_empty());
+        for i in 0..2 {
+            x.off[i] += ((obs[2 * i] - obs[2 * i + 1]) - (model[2 * i] - model[2 * i + 1])).abs();
+        }
         if !modelled {
             match why_not.get(&proc).filter(|w| !w.is_empty()) {
                 Some(why) => *x.unmodelled.entry(why.clone()).or_default() += 1,
