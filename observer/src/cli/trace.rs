@@ -396,7 +396,6 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     sight(&tracer);
     tracer.print_ops = args.ops;
-    tracer.exit_context = cfg.context.task_flags != lazyvma_model::trace_abi::NO_FIELD;
     meta::configure(&mut tracer, &about);
     if let Some(f) = tracer.feed.as_mut() {
         f.print = args.model_events;

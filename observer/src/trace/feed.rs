@@ -443,23 +443,6 @@ impl Feed {
         }
     }
 
-    /// The task of `freer` freed objects of `owner`'s mm in its teardown (a deferred mmput):
-    /// the slab counts them at `freer`, the model at the exit of the process whose mm it
-    /// was. Both rows say so; neither process's later rows or forks are touched.
-    pub fn foreign_teardown(&mut self, tree: &Tree, freer: usize, owner: usize) {
-        const WHY: &str = "an mm torn down in another task's context (exit_mmap under a deferred mmput: systemd or a /proc reader held it): the slab counts its frees at that task, the model at the process's exit";
-        for p in [freer, owner] {
-            self.row(Self::at(tree, p));
-            for r in self.rows.iter_mut().filter(|r| r.proc == p) {
-                match &mut r.not_modelled {
-                    None => r.not_modelled = Some(WHY.to_string()),
-                    Some(w) if !w.contains(WHY) && w.len() < 400 => *w = format!("{w}; {WHY}"),
-                    Some(_) => {}
-                }
-            }
-        }
-    }
-
     /// `task_newtask` in `parent`: a task sharing the mm without being a thread (vfork,
     /// posix_spawn) of a traced process.
     pub fn newtask(&mut self, tree: &Tree, parent: u32, pid: u32, clone_flags: u64) {

@@ -49,9 +49,6 @@ pub struct Tracer {
     pub op_stats: opstats::OpStats,
     /// `--ops`: print each counted op on stderr.
     pub print_ops: bool,
-    /// The slab program tells an exiting task's teardown (WHY_EXIT): task_struct's flags
-    /// offset is known. Without it a teardown in another task's context cannot be told.
-    pub exit_context: bool,
     /// `-o`: every record goes to the recording, as received, before it is counted.
     pub tap: Option<crate::record::writer::Writer>,
     /// Lazy-model knobs (`replay --knob`), for the model once trace feeds it.
@@ -82,7 +79,6 @@ impl Tracer {
             decoder: ops::Decoder::default(),
             op_stats: opstats::OpStats::default(),
             print_ops: false,
-            exit_context: false,
             tap: None,
             knobs: Default::default(),
             locks: locks::Locks::default(),
@@ -114,7 +110,7 @@ impl Tracer {
             Some(Record::Ksm(ev)) => self.kernel_event(ksm::tracepoint_op(&ev)),
             Some(Record::Slab(ev, _)) if ev.arg as usize >= FN_COUNT => self.malformed += 1,
             Some(Record::Slab(ev, why)) if ev.kind == EV_ALLOC => self.alloc(&ev, why),
-            Some(Record::Slab(ev, why)) => self.free(&ev, why, true),
+            Some(Record::Slab(ev, why)) => self.free(&ev, why),
             None => self.malformed += 1,
         }
     }
@@ -182,7 +178,7 @@ impl Tracer {
         match ev.kind {
             EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => self.malformed += 1,
             EV_ALLOC => self.alloc(ev, WHY_FUNCTION),
-            EV_FREE => self.free(ev, WHY_FUNCTION, false),
+            EV_FREE => self.free(ev, WHY_FUNCTION),
             EV_NEWTASK => {
                 self.tree.newtask(ev.arg, ev.ptr);
                 if let Some(f) = self.feed.as_mut() {
@@ -243,8 +239,7 @@ impl Tracer {
         }
     }
 
-    /// `context`: the record says whether the task was exiting (`ctx` WHY_EXIT).
-    fn free(&mut self, ev: &TraceEvent, ctx: u32, context: bool) {
+    fn free(&mut self, ev: &TraceEvent, ctx: u32) {
         let (kind, owner) = self.live.free(ev.ptr, ev.arg);
         if owner.is_none() && self.tree.is_launcher(ev.tgid) {
             self.launcher_frees += 1;
@@ -254,14 +249,6 @@ impl Tracer {
         // still counts, in its allocating process.
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
         let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, false, self.frames(ev), &self.syms), String::from);
-        // exit_mmap in a task that is not exiting: another process's mm, its last mmput
-        // here (systemd or a /proc reader held it). Counted here; the model counts it at
-        // that process's exit.
-        if let (true, Some(f), Some(o)) = (context && self.exit_context && ctx != lazyvma_model::trace_abi::WHY_EXIT && why == "exit", self.feed.as_mut(), owner) {
-            if o != proc {
-                f.foreign_teardown(&self.tree, proc, o);
-            }
-        }
         self.count(kind, false, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {
             let p = self.tree.get(proc);
