@@ -22,15 +22,47 @@ fn a_busy_tree_is_seeded_per_process_and_modelled_exactly() {
         return;
     }
     // dash: the parent waits; `sleep` rests; two workers fork (vfork + exec) the workload,
-    // which maps and writes, and fork a subshell, for 5 s.
-    let script = r#"w() { end=$(( $(date +%s) + 5 )); while [ $(date +%s) -lt $end ]; do "$0" touch -n 2 >/dev/null; x=$(echo a); done; }
-sleep 7 & w & w & wait"#;
-    let mut tree = Command::new("sh").args(["-c", script, env!("CARGO_BIN_EXE_lazyvma-workload")]).spawn().unwrap();
+    // which maps and writes, and fork a subshell, until the trace has been live for a
+    // second (a stop file: a loaded machine may take many seconds to attach and seed).
+    let dir = Dir::new("seed-busy");
+    let stop = dir.path("stop");
+    let script = r#"w() { while [ ! -e "$1" ]; do "$0" touch -n 2 >/dev/null; x=$(echo a); done; }
+sleep 600 & s=$!; w "$1" & a=$!; w "$1" & b=$!; wait $a $b; kill $s; wait"#;
+    let mut tree = Command::new("sh").args(["-c", script, env!("CARGO_BIN_EXE_lazyvma-workload")]).arg(&stop).spawn().unwrap();
     let (parent, me) = (tree.id(), std::process::id());
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let out = Command::new(LAZYVMA).args(["trace", "-j", "-p", &parent.to_string()]).output().unwrap();
+    let mut trace = Command::new(LAZYVMA)
+        .args(["trace", "-j", "-p", &parent.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // -j: the live rows go to stderr, the first once the running processes are seeded.
+    let err = trace.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(err).lines();
+        let mut text = String::new();
+        let mut stop = Some(stop);
+        while let Some(Ok(l)) = lines.next() {
+            if l.contains("AV alloc") {
+                if let Some(s) = stop.take() {
+                    std::thread::sleep(std::time::Duration::from_secs(1));
+                    std::fs::write(s, "").unwrap();
+                }
+            }
+            text.push_str(&l);
+            text.push('\n');
+        }
+        if let Some(s) = stop {
+            let _ = std::fs::write(s, "");
+        }
+        text
+    });
+    let out = trace.wait_with_output().unwrap();
+    let stderr = reader.join().unwrap();
     assert!(tree.wait().unwrap().success());
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
     let j: Value = serde_json::from_slice(&out.stdout).unwrap();
     let m = &j["model"];
     assert_eq!((j["lost_events"].as_u64(), m["model_errors"].as_u64(), m["faults_not_placed"].as_u64()), (Some(0), Some(0), Some(0)), "{m}");

@@ -127,6 +127,8 @@ pub struct Coverage {
     /// Processes fed to the model / traced but not modelled (tgids).
     pub modelled: u64,
     pub not_modelled: Vec<u32>,
+    /// Why each process of `not_modelled` is not, by `proc` (tgid, why).
+    pub not_modelled_why: BTreeMap<usize, (u32, String)>,
     pub events_fed: u64,
     /// Syscalls that change VMAs in ways the model does not take, by name.
     pub unmodelled: BTreeMap<String, u64>,
@@ -230,6 +232,12 @@ pub struct Feed {
     /// Processes forked before the seed's TRACED marker, and their descendants: maybe
     /// never in FEED_TRACED (their VMA records not sent), so never modelled, exec or not.
     unfollowed: HashSet<usize>,
+    /// Processes whose execve entered once every program was attached (after the seed's
+    /// TRACED marker, or with no seed): their exec's prepares are all seen, so the exec
+    /// models them from scratch even if they were forked before.
+    whole_exec: HashSet<usize>,
+    /// A seed's end marker (or the trace's end) came: `seed` is gone, the trace was seeded.
+    seed_done: bool,
     /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
     pub seeded_live: [i64; 4],
     /// What the seed started from, for a knob sweep to re-seed per knob value.
@@ -304,6 +312,8 @@ impl Feed {
             ever: HashSet::new(),
             seed: None,
             unfollowed: HashSet::new(),
+            whole_exec: HashSet::new(),
+            seed_done: false,
             partial: HashMap::new(),
             seeded_live: [0; 4],
             seed_start: None,
@@ -359,6 +369,7 @@ impl Feed {
                 }
                 self.coverage.model_errors += 1;
                 self.coverage.first_error.get_or_insert_with(|| format!("{ev:?}: {err}"));
+                self.inexact(at.proc, at, &format!("the model refused {ev:?}: {err}"));
             }
         }
         if self.print {
@@ -414,6 +425,31 @@ impl Feed {
         *self.coverage.unmodelled.entry(what.into()).or_default() += 1;
     }
 
+    /// `unmodelled` in mm `mm`, by the process at `at`: their rows are not exact by construction.
+    fn unmodelled_at(&mut self, mm: usize, at: At, what: impl Into<String>) {
+        let what = what.into();
+        self.inexact(mm, at, &format!("{what} not modelled (vm state the model has no field for)"));
+        self.unmodelled(what);
+    }
+
+    /// What the model holds for `mm` (changed by the process at `at`) is no longer known
+    /// exact: every row of both says why, and so do the later ones and the forks' (until
+    /// an exec starts the process afresh).
+    fn inexact(&mut self, mm: usize, at: At, why: &str) {
+        self.row(at);
+        for r in self.rows.iter_mut().filter(|r| r.proc == mm || r.proc == at.proc) {
+            match &mut r.not_modelled {
+                None => r.not_modelled = Some(why.to_string()),
+                // Each kind of reason once, and a bound: a row's flag names what it has.
+                Some(w) if !w.contains(why) && w.len() < 400 => *w = format!("{w}; {why}"),
+                Some(_) => {}
+            }
+        }
+        for p in [mm, at.proc] {
+            self.partial.entry(p).or_insert_with(|| why.to_string());
+        }
+    }
+
     /// `task_newtask` in `parent`: a task sharing the mm without being a thread (vfork,
     /// posix_spawn) of a traced process.
     pub fn newtask(&mut self, tree: &Tree, parent: u32, pid: u32, clone_flags: u64) {
@@ -446,7 +482,11 @@ impl Feed {
         }
         self.procs.insert(child, Proc { brk: self.procs[&parent].brk, locked: 0 });
         if let Some(why) = self.partial.get(&parent).cloned() {
-            self.partial.insert(child, format!("forked by a process {}", why.trim_start_matches("seeded ")));
+            let why = match why.strip_prefix("seeded ") {
+                Some(rest) => format!("forked by a process {rest}"),
+                None => format!("forked by tgid {} whose model was inexact: {why}", tree.get(parent).tgid),
+            };
+            self.partial.insert(child, why);
         }
         self.ever.insert(child);
         self.coverage.modelled += 1;
@@ -458,9 +498,16 @@ impl Feed {
     pub fn exec(&mut self, tree: &Tree, tgid: u32, ktime: u64) {
         self.touched(tgid, "an exec");
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited) else { return };
-        if self.unfollowed.contains(&proc) {
+        // An execve that entered before every program was attached (before the seed's
+        // TRACED marker) may have prepared its new stack unseen: it starts no model. One
+        // that entered after does, even in a process forked before (`unfollowed`).
+        let whole = self.whole_exec.remove(&proc);
+        if !whole && (self.unfollowed.contains(&proc) || self.seeding() && !self.ever.contains(&proc)) {
+            self.unfollowed.insert(proc);
+            self.in_exec.remove(&proc);
             return;
         }
+        self.unfollowed.remove(&proc);
         self.barrier(proc, ktime);
         let at = Self::at(tree, proc);
         // A new image: brk unknown until its first call.
@@ -504,18 +551,22 @@ impl Feed {
             self.run(mm, item);
         }
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
+        self.whole_exec.remove(&proc);
         self.borrowed.remove(&proc);
         if self.procs.remove(&proc).is_none() {
             return;
         }
-        let borrowers = self.borrowed.iter().filter(|(_, &mm)| mm == proc).count();
-        if borrowers > 0 {
+        let borrowers: Vec<usize> = self.borrowed.iter().filter(|(_, &mm)| mm == proc).map(|(b, _)| *b).collect();
+        if !borrowers.is_empty() {
             // CLONE_VM without CLONE_VFORK: the mm outlives this exit in the kernel, not in
             // the model; the borrowers' later work is not modelled.
             self.borrowed.retain(|_, mm| *mm != proc);
-            for _ in 0..borrowers {
-                self.unmodelled("a CLONE_VM child outliving its mm's owner");
+            for b in borrowers {
+                self.unmodelled_at(b, Self::at(tree, b), "a CLONE_VM child outliving its mm's owner");
             }
+        }
+        if stray > 0 {
+            self.inexact(proc, Self::at(tree, proc), &format!("{stray} prepares of an exec it did not finish before its exit not placed"));
         }
         self.coverage.faults_not_placed += stray as u64;
         self.apply(Event::Exit { pid: Self::pid(proc) }, Self::at(tree, proc));
@@ -640,6 +691,7 @@ impl Feed {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
             self.coverage.prepares_outside_fault += (ev.found == FOUND_NOT_IN_FAULT) as u64;
+            self.inexact(proc, at, "a prepare not placed on a VMA (no fault address: GUP, uprobes)");
             return;
         }
         let pid = Self::pid(proc);
@@ -651,18 +703,21 @@ impl Feed {
                 // bpf_find_vma changes nothing here).
                 if ev.found == 1 && (v.start, v.end) != (ev.start, ev.end) {
                     self.coverage.layout_mismatches += 1;
+                    self.inexact(proc, at, "a prepare's kernel VMA had other bounds than the model's");
                 }
             }
             None if ev.found != 1 => {
                 // bpf_find_vma failed (mmap_lock contended) on a VMA the model never saw.
                 self.coverage.faults_not_placed += 1;
                 self.coverage.find_vma_errors.push(ev.found >> 8);
+                self.inexact(proc, at, "a prepare not placed on a VMA (bpf_find_vma failed)");
                 return;
             }
             None => {
                 if vmas.iter().any(|v| v.start < ev.end && ev.start < v.end) {
                     self.coverage.layout_mismatches += 1;
                     self.coverage.faults_not_placed += 1;
+                    self.inexact(proc, at, "a prepare not placed: its kernel VMA overlaps the model's VMAs");
                     return;
                 }
                 let (flags, tag) = self.vm_flags(ev.flags, ev.file != 0);
@@ -698,6 +753,11 @@ impl Feed {
             // execve began: any process of the tree, modelled or about to be.
             if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
                 self.in_exec.insert(p, Vec::new());
+                if self.seed.as_ref().is_none_or(|s| s.followed) {
+                    self.whole_exec.insert(p);
+                } else {
+                    self.whole_exec.remove(&p);
+                }
             }
             return;
         }
@@ -705,7 +765,12 @@ impl Feed {
         if (slot == SYS_EXECVE || slot == SYS_EXECVEAT) && is_err(ev.ret) {
             // A failed exec: what it prepared went with its unused mm.
             if let Some(p) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) {
-                self.coverage.faults_not_placed += self.in_exec.remove(&p).map_or(0, |v| v.len()) as u64;
+                self.whole_exec.remove(&p);
+                let n = self.in_exec.remove(&p).map_or(0, |v| v.len());
+                self.coverage.faults_not_placed += n as u64;
+                if n > 0 && self.mm_of(p).is_some() {
+                    self.inexact(p, Self::at(tree, p), &format!("{n} prepares of a failed exec not placed"));
+                }
             }
             return;
         }
@@ -727,7 +792,7 @@ impl Feed {
             SYS_MMAP => {
                 let (start, len, prot, flags, off) = (ev.ret as u64, a[1], a[2], a[3], a[5]);
                 if flags & MAP_HUGETLB != 0 {
-                    return self.unmodelled("mmap MAP_HUGETLB");
+                    return self.unmodelled_at(mm, at, "mmap MAP_HUGETLB");
                 }
                 let shared = matches!(flags & MAP_SHARED_VALIDATE, MAP_SHARED | MAP_SHARED_VALIDATE);
                 let anon = flags & MAP_ANONYMOUS != 0;
@@ -828,8 +893,8 @@ impl Feed {
             SYS_PRCTL if a[0] != PR_SET_VMA => {}
             // VM_LOCKED, VM_SEALED, a VMA mempolicy, an anon name: vm state the model has no
             // field for, which splits VMAs and blocks merges.
-            SYS_PRCTL => self.unmodelled("prctl PR_SET_VMA"),
-            _ => self.unmodelled(name),
+            SYS_PRCTL => self.unmodelled_at(mm, at, "prctl PR_SET_VMA"),
+            _ => self.unmodelled_at(mm, at, name),
         }
     }
 
@@ -899,6 +964,7 @@ impl Feed {
         if let Some(mut p) = self.seed.take() {
             p.unseeded("the snapshot's end marker was not seen (ring buffer records lost?)");
             self.coverage.not_seeded = p.reasons;
+            self.seed_done = true;
         }
         self.coverage.not_modelled = tree
             .procs
@@ -906,6 +972,7 @@ impl Feed {
             .filter(|p| !self.ever.contains(&p.proc))
             .map(|p| p.tgid)
             .collect();
+        self.coverage.not_modelled_why = tree.procs.iter().filter(|p| !self.ever.contains(&p.proc)).map(|p| (p.proc, (p.tgid, self.why_not(tree, p.proc)))).collect();
         if lost > 0 {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
@@ -924,6 +991,32 @@ impl Feed {
 
 // Seeding from a snapshot at the start (`trace/seed.rs`).
 impl Feed {
+    /// The trace seeds (or seeded) running processes from a snapshot.
+    fn seeding(&self) -> bool {
+        self.seed.is_some() || self.seed_done
+    }
+
+    /// Why `proc`, never modelled, is not.
+    fn why_not(&self, tree: &Tree, proc: usize) -> String {
+        let p = tree.get(proc);
+        if let Some(why) = self.coverage.not_seeded.get(&p.tgid) {
+            return format!("running before the trace and not seeded: {why}");
+        }
+        if self.unfollowed.contains(&proc) {
+            return match p.execs {
+                0 => "forked while the trace's programs were attaching (before the seed's TRACED marker), never exec'd after: what it did then was not all recorded".into(),
+                _ => "forked while the trace's programs were attaching (before the seed's TRACED marker); its exec too began before them".into(),
+            };
+        }
+        match p.parent {
+            Some(parent) if !self.ever.contains(&parent) => {
+                format!("forked by tgid {}, itself not modelled, and never exec'd", tree.get(parent).tgid)
+            }
+            // A vfork child of a modelled parent is modelled (`borrowed`).
+            _ => "neither forked by a modelled process nor exec'd since the trace began".into(),
+        }
+    }
+
     fn touched(&mut self, tgid: u32, what: &str) {
         if let Some(p) = self.seed.as_mut() {
             p.touched(tgid, what);
@@ -946,6 +1039,7 @@ impl Feed {
             self.run(mm, item);
         }
         let p = self.seed.take().expect("pending");
+        self.seed_done = true;
         self.coverage.seed_pass_us = p.pass_us;
         let ever = std::mem::take(&mut self.ever);
         let out = p.end(tree, self.kernel, &mut self.pair, |proc| ever.contains(&proc));
@@ -955,6 +1049,8 @@ impl Feed {
         self.seed_start = out.start;
         for (proc, tgid) in out.seeded {
             self.procs.insert(proc, Proc::default());
+            // An exec before the pass started no model (`exec`): the snapshot holds its image.
+            self.unfollowed.remove(&proc);
             self.ever.insert(proc);
             self.coverage.modelled += 1;
             self.coverage.seeded.push(tgid);
@@ -1046,6 +1142,38 @@ mod tests {
         for part in ["2 model errors (first: MremapResize", "1 unmodelled: mseal", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
             assert!(why.contains(part), "{part}: {why}");
         }
+    }
+
+    /// An unmodelled syscall flags its process's rows, the ones before and after it, and
+    /// its later forks' rows; an exec starts the process's rows afresh.
+    #[test]
+    fn what_the_model_cannot_take_flags_the_rows_it_may_change() {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
+        prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
+        f.syscall(&tree, &sys(100, SYS_MADVISE, [0x1_0000_0000, PAGE_SIZE, 16, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_MLOCK, [0x1_0000_0000, PAGE_SIZE, 0, 0, 0, 0], 0));
+        tree.marker(100, 2);
+        tree.fork(100, 101);
+        f.fork(&tree, 1, 0);
+        let flag = |f: &Feed, proc: usize, phase: Option<u32>| f.rows.iter().find(|r| (r.proc, r.phase) == (proc, phase)).and_then(|r| r.not_modelled.clone());
+        assert_eq!(flag(&f, 0, None).as_deref(), Some("madvise 16 not modelled (vm state the model has no field for); mlock not modelled (vm state the model has no field for)"));
+        assert!(flag(&f, 0, Some(2)).is_some_and(|w| w.starts_with("madvise 16")), "the fork's row, in the next phase");
+        tree.exit(101, 101, 1);
+        f.exit(&tree, 1, 0);
+        assert!(flag(&f, 1, Some(2)).is_some_and(|w| w.starts_with("forked by tgid 100 whose model was inexact: madvise 16")));
+        // A new image: what follows is exact again.
+        tree.marker(100, 3);
+        f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        tree.marker(100, 4);
+        f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
+        prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
+        assert_eq!(flag(&f, 0, Some(4)), None);
     }
 
     /// Another thread's phase marker between the slab count and the VMA record of one

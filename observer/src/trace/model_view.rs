@@ -55,6 +55,8 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "incomplete": c.incomplete,
         "processes_modelled": c.modelled,
         "not_modelled": c.not_modelled,
+        // Why each is not: a row with observed counts and no model is flagged here.
+        "not_modelled_why": c.not_modelled_why.iter().map(|(proc, (tgid, why))| json!({ "proc": proc, "tgid": tgid, "why": why })).collect::<Vec<_>>(),
         // -p / --cgroup: processes seeded from the snapshot at the start, and why not others.
         "seeded": c.seeded,
         "not_seeded": c.not_seeded,

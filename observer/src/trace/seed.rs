@@ -255,12 +255,15 @@ impl Pending {
         // before its parent was in FEED_TRACED (then none of its records come), and its
         // threads were not checked for syscalls in flight. It stays not modelled.
         for &t in &self.candidates {
-            let proc = tree.procs.iter().rposition(|p| p.tgid == t && !p.exited);
+            // The candidate's own entry, gone or not: one modelled from an exec since (and
+            // maybe exited) is not refused.
+            let entry = tree.procs.iter().rposition(|p| p.tgid == t);
+            if entry.is_some_and(&modelled) {
+                self.reasons.remove(&t);
+                continue;
+            }
+            let proc = entry.filter(|&p| !tree.get(p).exited);
             let why = match proc {
-                Some(p) if modelled(p) => {
-                    self.reasons.remove(&t);
-                    continue;
-                }
                 _ if self.reasons.contains_key(&t) => continue,
                 None => "exited before the snapshot was placed".to_string(),
                 Some(_) if !present.contains(&t) => "not in the snapshot (a kernel thread, or gone)".into(),
@@ -331,7 +334,7 @@ mod tests {
     use super::*;
     use crate::trace::feed::Feed;
     use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, VmaTopo};
-    use lazyvma_model::trace_abi::{SyscallEvent, EV_SYSCALL, SYS_MUNMAP};
+    use lazyvma_model::trace_abi::{SyscallEvent, EV_SYSCALL, SYS_ENTER, SYS_EXECVE, SYS_MUNMAP};
 
     const ME: u32 = 7;
 
@@ -378,7 +381,9 @@ mod tests {
         let mut f = Feed::new("6.18.44", Knobs::default());
         f.seed = Some(pending());
         f.seed_marker(&tree, &[], ME, TRACED);
-        // 100 execs before the pass: modelled from its exec, not seeded, not refused.
+        // 100 execs before the pass (its execve entered once everything was attached):
+        // modelled from its exec, not seeded, not refused.
+        f.syscall(&tree, &execve_enter(100));
         tree.exec(100);
         f.exec(&tree, 100, 0);
         f.seed_marker(&tree, &[], ME, START);
@@ -396,28 +401,62 @@ mod tests {
         assert_eq!((f.eager.anon_vma.free, f.coverage.model_errors), (1, 0));
     }
 
+    fn execve_enter(tgid: u32) -> SyscallEvent {
+        SyscallEvent { slot: SYS_EXECVE as u32 | SYS_ENTER, ..munmap(tgid) }
+    }
+
+    /// A fork record means the child joined FEED_TRACED at its fork; what it did before
+    /// every program was attached (the TRACED marker) may be missing, an exec that entered
+    /// after the marker starts it afresh.
     #[test]
-    fn a_child_forked_before_the_scope_was_followed_is_not_modelled_from_its_exec() {
+    fn a_child_forked_before_the_scope_was_followed_is_modelled_from_an_exec_that_entered_after_it() {
         let mut tree = Tree::roots(&[100]);
         let mut f = Feed::new("6.18.44", Knobs::default());
         f.seed = Some(pending());
         tree.fork(100, 101);
         f.fork(&tree, 1, 0);
-        f.seed_marker(&tree, &[], ME, TRACED);
-        // 101's child, after the marker: its parent was not followed, nor is it.
-        tree.fork(101, 103);
+        tree.fork(100, 104);
         f.fork(&tree, 2, 0);
-        tree.fork(100, 102);
+        f.syscall(&tree, &execve_enter(104));
+        f.seed_marker(&tree, &[], ME, TRACED);
+        tree.fork(101, 103);
         f.fork(&tree, 3, 0);
+        tree.fork(100, 102);
+        f.fork(&tree, 4, 0);
         for t in [101, 103, 102] {
+            f.syscall(&tree, &execve_enter(t));
+        }
+        for t in [101, 103, 102, 104] {
             tree.exec(t);
             f.exec(&tree, t, 0);
         }
-        assert_eq!(f.coverage.modelled, 1);
+        assert_eq!(f.coverage.modelled, 3);
         f.finish(&tree, 0, &[]);
-        assert_eq!(f.coverage.not_modelled, [100, 101, 103]);
-        // No row claims a model for 101 or 103.
-        assert!(f.rows.iter().all(|r| r.proc == 3), "{:?}", f.rows);
+        assert_eq!(f.coverage.not_modelled, [100, 104]);
+        let why: Vec<&str> = f.coverage.not_modelled_why.values().map(|(_, w)| w.as_str()).collect();
+        assert!(why[0].contains("end marker was not seen") && why[1].contains("its exec too began before them"), "{why:?}");
+        // 101, 103 and 102 exec'd an image the model never saw: their rows say so.
+        for r in &f.rows {
+            assert!([1, 3, 4].contains(&r.proc) && r.not_modelled.as_deref().is_some_and(|w| w.contains("entered the model at its exec")), "{r:?}");
+        }
+    }
+
+    #[test]
+    fn an_exec_that_entered_before_the_programs_were_attached_leaves_the_process_to_the_seed() {
+        let mut tree = Tree::roots(&[100, 200]);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        f.seed = Some(pending());
+        f.syscall(&tree, &execve_enter(100));
+        f.seed_marker(&tree, &[], ME, TRACED);
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        f.seed_marker(&tree, &[], ME, START);
+        f.seed_marker(&tree, &[], ME, END);
+        assert_eq!((f.coverage.seeded.as_slice(), f.coverage.modelled), (&[100, 200][..], 2), "{:?}", f.coverage.not_seeded);
+        // Its forks are followed as any seeded process's.
+        tree.fork(100, 101);
+        f.fork(&tree, 2, 0);
+        assert_eq!(f.coverage.modelled, 3);
     }
 
     #[test]

@@ -36,10 +36,10 @@ stamp snapshot_a
 lazyvma trace -p 1 -j --by-cgroup --cgroup-cap 64 --report "$R/trace-report.json" $TRACE_ARGS \
   >"$R/trace.json" 2>"$R/trace.err" &
 tp=$!
-while ! grep -q 'AV alloc' "$R/trace.err" 2>/dev/null; do
-  kill -0 $tp 2>/dev/null || break
-  sleep 0.2
-done
+# Waiting quietly: this shell is in the trace's scope, and a fork of it while lazyvma
+# seeds races the snapshot (it and what it starts later would not be seeded); one tail
+# and one grep, blocked in reads, are seeded. tail ends with the trace if it fails.
+tail -n +1 -f --pid=$tp "$R/trace.err" 2>/dev/null | grep -q 'AV alloc'
 stamp trace_live
 say "trace live; starting: $UNITS"
 
