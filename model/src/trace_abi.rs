@@ -80,7 +80,9 @@ pub const CTR_LOST: u32 = 1;
 /// A scoped trace's object set was full: that object's free is seen only if a traced
 /// process frees it (not from ksmd or another process's mmput).
 pub const CTR_OBJECTS_FULL: u32 = 2;
-pub const CTR_COUNT: u32 = 3;
+/// `TRACE_TALLY` was full: that event streamed instead (counted all the same).
+pub const CTR_TALLY_FULL: u32 = 3;
+pub const CTR_COUNT: u32 = 4;
 
 /// `TRACE_SCOPE`: every process but lazyvma's own.
 pub const SCOPE_SYSTEM: u32 = 0;
@@ -262,6 +264,26 @@ pub const fn agg_key(slot: u32) -> (u32, bool, u32, u32) {
     let kind = (slot / AGG_WHYS) % AGG_KINDS;
     let fa = slot / AGG_WHYS / AGG_KINDS;
     (fa / 2, fa % 2 == 1, kind, why)
+}
+
+/// `TRACE_AGGREGATE` bits. `serve`: per-slot totals (`SLAB_COUNTS`), no process.
+pub const AGG_SERVE: u32 = 1;
+/// `trace`: per (process, marker generation, slot) counts (`TRACE_TALLY`), so each
+/// process's phase is told exactly however late userspace reads them.
+pub const AGG_TRACE: u32 = 2;
+/// With `AGG_TRACE`: `__anon_vma_prepare`'s events still stream (the model pairs each
+/// prepare's chain with its VMA record, and counts a lost race's spares).
+pub const AGG_STREAM_PREPARE: u32 = 4;
+
+/// A `TRACE_TALLY` key: the process counted at (the allocating one for a scoped trace's
+/// free from elsewhere), the `agg_slot`, and the marker generation when it happened: the
+/// number of phase markers sent before it (`TRACE_GEN`; a marker record's `call_site`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TallyKey {
+    pub tgid: u32,
+    pub slot: u32,
+    pub gen: u64,
 }
 
 /// `PF_EXITING` (include/linux/sched.h), the same on every kernel lazyvma runs on.

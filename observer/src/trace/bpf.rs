@@ -5,11 +5,11 @@ use crate::load::probe::chain;
 use crate::load::ebpf;
 use anyhow::{bail, Context};
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::TracePoint,
     Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{AGG_SLOTS, ContextOffsets, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
+use lazyvma_model::trace_abi::{TallyKey, AGG_STREAM_PREPARE, AGG_TRACE, CTR_TALLY_FULL, AGG_SLOTS, ContextOffsets, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
 use std::{
     os::fd::AsRawFd,
     sync::{
@@ -92,10 +92,56 @@ pub struct Config {
     pub wake_shift: u32,
     /// What lets the slab programs tell a fork's clone or an exit's teardown without a stack.
     pub context: ContextOffsets,
-    /// Count stackless slab events in the kernel (`SLAB_COUNTS`) instead of sending them
-    /// (`serve`), with the two caches' object_size to tell their kinds.
-    pub aggregate: Option<(u64, u64)>,
+    /// Count slab events in the kernel instead of sending them: `serve`'s totals, `trace`'s
+    /// per-process counts. `None`: every event is sent (`-o`).
+    pub aggregate: Option<Aggregate>,
+    /// `kmem_cache.object_size` and `.size` where the kmem tracepoints' `tp_btf` flavour
+    /// gets the cache (`slab_btf`): then it is attached, else the classic tracepoint.
+    pub cache_fields: Option<(u64, u64)>,
 }
+
+#[derive(Clone, Copy)]
+pub struct Aggregate {
+    /// The two caches' object_size, to tell an allocation's kind.
+    pub sizes: (u64, u64),
+    /// `AGG_*` bits.
+    pub mode: u32,
+    /// `TRACE_TALLY`'s size (`AGG_TRACE`).
+    pub tally_entries: u32,
+}
+
+impl Aggregate {
+    /// `trace`'s: per-process counts; prepares stream when the model is fed.
+    pub fn trace(sizes: (u64, u64), feed: bool) -> Aggregate {
+        let mode = AGG_TRACE | if feed { AGG_STREAM_PREPARE } else { 0 };
+        Aggregate { sizes, mode, tally_entries: tally_entries() }
+    }
+}
+
+/// `TRACE_TALLY` entries (a process uses a few, one per slot and phase): 64 Ki, fewer on
+/// machines with many CPUs so the per-CPU values stay within 64 MiB.
+fn tally_entries() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    ((64 << 20) / (cpus * 8)).clamp(4096, 65536) as u32
+}
+
+/// `kmem_cache.object_size` / `.size` if the kmem tracepoints pass the cache (6.1+); the
+/// `tp_btf` programs read their argument 2 as one.
+pub fn slab_btf(btf: Option<&crate::load::btf::Btf>) -> Option<(u64, u64)> {
+    let btf = btf?;
+    let cache = |tp| btf.tracepoint_arg(tp, 2).as_deref() == Some("kmem_cache");
+    if !cache("kmem_cache_alloc") || !cache("kmem_cache_free") {
+        return None;
+    }
+    Some((btf.offset("kmem_cache", "object_size").ok()?, btf.offset("kmem_cache", "size").ok()?))
+}
+
+/// A `TRACE_TALLY` key as the loader wants it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct PodKey(pub TallyKey);
+// SAFETY: TallyKey is #[repr(C)], two u32 and a u64, no padding.
+unsafe impl aya::Pod for PodKey {}
 
 #[derive(Clone, Copy)]
 #[repr(transparent)]
@@ -142,6 +188,8 @@ pub struct Loaded {
     backlog: Vec<Box<[u8]>>,
     counters: PerCpuArray<MapData, u64>,
     slab_counts: PerCpuArray<MapData, u64>,
+    /// `trace`'s kernel counts (`AGG_TRACE`), until the tracer takes them.
+    tally: Option<Tally>,
     /// `category:name` of each tracepoint attached.
     pub attached: Vec<String>,
     /// Optional tracepoints that did not attach, with why.
@@ -182,8 +230,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let self_tgid = std::process::id();
     let ring_bytes = cfg.ringbuf_bytes as u64;
     let context = PodContext(cfg.context);
-    let aggregate = cfg.aggregate.is_some() as u32;
-    let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |(av, avc)| [av, avc]);
+    let aggregate = cfg.aggregate.map_or(0, |a| a.mode);
+    let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |a| [a.sizes.0, a.sizes.1]);
+    let cache_fields: [u64; 2] = cfg.cache_fields.map_or([NO_FIELD; 2], |(o, s)| [o, s]);
     loader
         .override_global("TRACE_SCOPE", &scope, true)
         .override_global("TRACE_SELF_TGID", &self_tgid, true)
@@ -192,6 +241,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_CONTEXT", &context, true)
         .override_global("TRACE_AGGREGATE", &aggregate, true)
         .override_global("TRACE_SIZES", &sizes, true)
+        .override_global("TRACE_CACHE_FIELDS", &cache_fields, true)
+        .map_max_entries("TRACE_TALLY", cfg.aggregate.map_or(1, |a| a.tally_entries.max(1)))
         .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 });
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     if let Some(t) = &cfg.traced {
@@ -201,6 +252,13 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let mut missing = Vec::new();
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
+        let btf_first = BTF_VARIANTS.iter().find(|(p, _)| *p == prog).filter(|_| cfg.cache_fields.is_some());
+        if let Some(r) = btf_first.and_then(|(_, v)| attach_btf(&mut bpf, v, name).err()) {
+            eprintln!("lazyvma: tp_btf/{name}: {r}; the classic tracepoint instead");
+        } else if btf_first.is_some() {
+            attached.push(tp);
+            continue;
+        }
         match attach(&mut bpf, prog, cat, name) {
             Ok(()) => attached.push(tp),
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
@@ -225,12 +283,30 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
     let counters = PerCpuArray::try_from(bpf.take_map("TRACE_COUNTERS").context("map TRACE_COUNTERS missing from the BPF object")?)?;
     let slab_counts = PerCpuArray::try_from(bpf.take_map("SLAB_COUNTS").context("map SLAB_COUNTS missing from the BPF object")?)?;
-    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, attached, missing })
+    let tally = bpf.take_map("TRACE_TALLY").context("map TRACE_TALLY missing from the BPF object")?;
+    let tally = (aggregate & AGG_TRACE != 0).then(|| PerCpuHashMap::try_from(tally)).transpose()?;
+    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, attached, missing })
 }
 
 /// Programs with a variant for older kernels, attached when the kernel refuses the first:
 /// slab alloc without `bpf_task_pt_regs` (5.15), sys_exit without `bpf_loop` (5.17).
 const OLDER_KERNEL_VARIANTS: &[(&str, &str)] = &[("trace_slab_alloc", "trace_slab_alloc_plain"), ("trace_sys_exit", "trace_sys_exit_plain")];
+
+/// Programs with a `tp_btf` flavour, tried first where the kernel passes what it reads
+/// (`Config::cache_fields`): no tracepoint record is built for them.
+const BTF_VARIANTS: &[(&str, &str)] = &[("trace_slab_alloc", "trace_slab_alloc_btf"), ("trace_slab_free", "trace_slab_free_btf")];
+
+fn attach_btf(bpf: &mut Ebpf, prog: &str, name: &str) -> Result<(), String> {
+    let btf = aya::Btf::from_sys_fs().map_err(|e| format!("kernel BTF: {e}"))?;
+    let p: &mut aya::programs::BtfTracePoint = bpf
+        .program_mut(prog)
+        .ok_or_else(|| format!("program {prog} missing from the BPF object"))?
+        .try_into()
+        .map_err(|e| format!("program {prog}: {e}"))?;
+    p.load(name, &btf).map_err(|e| format!("loading {prog}: {}", chain(&e)))?;
+    p.attach().map_err(|e| format!("attaching {prog}: {}", chain(&e)))?;
+    Ok(())
+}
 
 /// `prog`, else its older kernels' variant; the error names both refusals.
 fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
@@ -384,9 +460,28 @@ impl Loaded {
         (0..AGG_SLOTS).map(|s| Ok(self.slab_counts.get(&s, 0).context("reading SLAB_COUNTS")?.iter().sum())).collect()
     }
 
+    /// `trace`'s kernel counts, for the tracer to read as it goes.
+    pub fn take_tally(&mut self) -> Option<Tally> {
+        self.tally.take()
+    }
+
+    /// Slab events sent because `TRACE_TALLY` was full (counted all the same).
+    pub fn tally_full(&self) -> u64 {
+        self.counter(CTR_TALLY_FULL).unwrap_or(0)
+    }
+
     /// Objects a scoped trace could not remember (its set was full): their frees from
     /// untraced contexts went unseen.
     pub fn objects_full(&self) -> u64 {
         self.counter(CTR_OBJECTS_FULL).unwrap_or(0)
     }
+}
+
+/// `TRACE_TALLY`: the kernel's per (process, slot, marker generation) slab counts.
+pub type Tally = PerCpuHashMap<MapData, PodKey, u64>;
+
+/// Every key and its count summed over CPUs. Keys are never deleted while the programs
+/// run, so a walk racing with inserts misses none that existed when it began.
+pub fn read_tally(map: &Tally) -> Vec<(TallyKey, u64)> {
+    map.iter().filter_map(Result::ok).map(|(k, v)| (k.0, v.iter().sum())).collect()
 }

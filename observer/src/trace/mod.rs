@@ -61,6 +61,12 @@ pub struct Tracer {
     pub feed: Option<feed::Feed>,
     /// KSM merges / rmap_item removals and THP faults per process and phase.
     pub kernel_events: ksm::KernelEvents,
+    /// The kernel's slab counts (`trace` without `-o`), read at markers, live rows, a
+    /// recycled tgid's fork and the end (`sync`).
+    pub kernel_tally: Option<bpf::Tally>,
+    pub kernel_counts: slab::KernelCounts,
+    /// The generation of the last marker handled.
+    gen_seen: u64,
 }
 
 impl Tracer {
@@ -85,7 +91,38 @@ impl Tracer {
             timeline: Default::default(),
             feed: None,
             kernel_events: Default::default(),
+            kernel_tally: None,
+            kernel_counts: Default::default(),
+            gen_seen: 0,
         }
+    }
+
+    /// Adds to the tally what the kernel counted (`TRACE_TALLY`) in generations below
+    /// `below`, for the processes the tree knows; `last`: the end, every tgid is taken.
+    pub fn sync(&mut self, below: u64, last: bool) {
+        let Some(map) = self.kernel_tally.as_ref() else { return };
+        let keys = bpf::read_tally(map);
+        for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(keys, below) {
+            if !last && !self.tree.known(key.tgid) {
+                continue;
+            }
+            let Some(proc) = self.tree.traced(key.tgid) else {
+                self.kernel_counts.unattributed += n;
+                self.kernel_counts.taken(key, n);
+                continue;
+            };
+            let p = self.tree.get(proc);
+            let at = At { proc, tgid: p.tgid, phase: self.kernel_counts.log.at(proc, key.gen, p.phase) };
+            let reason = reason::with_context(why).map_or_else(|| reason::classify(func, alloc, &[], &self.syms), String::from);
+            self.tally.add_n(kind, alloc, func, reason, at, n);
+            self.interval.add_n(kind, alloc, n);
+            self.kernel_counts.taken(key, n);
+        }
+    }
+
+    /// `sync` of what every marker handled so far places.
+    pub fn sync_seen(&mut self) {
+        self.sync(self.gen_seen + 1, false);
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
@@ -186,6 +223,10 @@ impl Tracer {
                 }
             }
             EV_FORK => {
+                // A recycled tgid: what the kernel counted so far is the old process's.
+                if self.kernel_tally.is_some() && self.tree.known(ev.arg) {
+                    self.sync_seen();
+                }
                 let n = self.tree.procs.len();
                 self.tree.fork(ev.tgid, ev.arg);
                 if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
@@ -209,6 +250,15 @@ impl Tracer {
             }
             EV_MARKER => {
                 let id = (ev.ptr - MARKER_BASE) as u32;
+                // The kernel's counts before this marker, in the phases before it.
+                let gen = ev.call_site;
+                if gen > 0 {
+                    self.sync(gen, false);
+                    if let Some(p) = self.tree.traced(ev.tgid) {
+                        self.kernel_counts.log.marker(p, self.tree.get(p).phase, gen, id);
+                    }
+                    self.gen_seen = self.gen_seen.max(gen);
+                }
                 if let Some(f) = self.feed.as_mut() {
                     f.seed_marker(&self.tree, &self.tally.phases, ev.tgid, id);
                 }
