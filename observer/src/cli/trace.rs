@@ -503,6 +503,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     loaded.drain(&mut sink);
     // Detached and drained: the kernel's counts are final, and every marker is in.
     tracer.sync(u64::MAX, true);
+    sight(&tracer);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
     let objects_full = loaded.objects_full();

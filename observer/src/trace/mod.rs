@@ -312,8 +312,9 @@ impl Tracer {
         self.interval.add(kind, alloc);
     }
 
-    /// Objects allocated during the trace and still live.
-    pub fn live_objects(&self) -> usize {
-        self.live.len()
+    /// Objects allocated during the trace and still live; `None` when the kernel counted
+    /// the slab events (no pointer reached userspace: the timeline's net counts remain).
+    pub fn live_objects(&self) -> Option<usize> {
+        self.kernel_tally.is_none().then(|| self.live.len())
     }
 }
