@@ -526,6 +526,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     if tracer.kernel_counts.unattributed > 0 {
         eprintln!("lazyvma: {} slab events the kernel counted for a process the trace never saw start (not in the per-process counts)", tracer.kernel_counts.unattributed);
     }
+    if tracer.kernel_counts.recycled_unsynced > 0 {
+        eprintln!("lazyvma: {} forks reused a tgid too soon after the last read of the kernel's counts: the old and new process's slab counts of one phase may be merged", tracer.kernel_counts.recycled_unsynced);
+    }
     if objects_full > 0 {
         eprintln!("lazyvma: {objects_full} objects of the traced processes did not fit the kernel's set: a free of one of them from outside the scope (ksmd, another process's mmput) was not seen");
     }

@@ -102,6 +102,7 @@ impl Tracer {
     pub fn sync(&mut self, below: u64, last: bool) {
         let Some(map) = self.kernel_tally.as_ref() else { return };
         let keys = bpf::read_tally(map);
+        self.kernel_counts.last_walk = Some(std::time::Instant::now());
         for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(keys, below) {
             if !last && !self.tree.known(key.tgid) {
                 continue;
@@ -223,9 +224,15 @@ impl Tracer {
                 }
             }
             EV_FORK => {
-                // A recycled tgid: what the kernel counted so far is the old process's.
-                if self.kernel_tally.is_some() && self.tree.known(ev.arg) {
-                    self.sync_seen();
+                // A recycled tgid: what the kernel counted so far is the old process's. A map
+                // walk per fork would stall a long system-wide trace once pids wrap: at most
+                // one per 10 ms, and the forks left unseparated are counted.
+                if self.kernel_tally.is_some() && self.tree.known(ev.arg) && self.tree.traced(ev.arg).is_some_and(|p| self.tree.get(p).exited) {
+                    if self.kernel_counts.last_walk.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(10)) {
+                        self.sync_seen();
+                    } else {
+                        self.kernel_counts.recycled_unsynced += 1;
+                    }
                 }
                 let n = self.tree.procs.len();
                 self.tree.fork(ev.tgid, ev.arg);

@@ -142,8 +142,13 @@ pub struct KernelCounts {
     /// Per key, what is already in the tally.
     counted: HashMap<TallyKey, u64>,
     pub log: PhaseLog,
-    /// Counts of a tgid the tree does not know (yet): taken once it does.
+    /// Counts of a tgid the tree never knew (seen at the end).
     pub unattributed: u64,
+    /// When the map was last read.
+    pub last_walk: Option<std::time::Instant>,
+    /// Forks of a recycled tgid not preceded by a read (too soon after the last): the old
+    /// and new process's counts in one phase generation may have merged.
+    pub recycled_unsynced: u64,
 }
 
 /// Per process, the phase from each of its markers on: (generation, phase).
