@@ -18,7 +18,7 @@ use crate::kernel::Kernel;
 use crate::knobs::{Knobs, KNOBS};
 use crate::lazy::History;
 use crate::pair::Pair;
-use crate::seed::Seed;
+use crate::seed::{Seed, SeedError};
 use crate::topology::Topology;
 
 /// Allocations, frees and the most ever live of one object kind over the stream.
@@ -186,8 +186,19 @@ pub fn sweep_seeded(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kern
 
 /// [`sweep_seeded`], telling `tick` where it is (and stopping when it says so).
 pub fn sweep_seeded_with(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kernel: Kernel, base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
+    // What the seed reads off the pass whatever the knobs, once (1 M VMAs: seconds a run).
+    let prep = Seed { kernel, knobs: *base, skip_bad: false }.prepare(topo, pids);
     let seed = |knobs| {
-        Seed { kernel, knobs, skip_bad: false }.run_mapped(topo, pids).map(|(p, _)| p).map_err(|e| format!("the seed cannot start under it: {e}"))
+        let s = Seed { kernel, knobs, skip_bad: false };
+        let why = |e: &SeedError| format!("the seed cannot start under it: {e}");
+        match &prep {
+            Ok(p) => s.run_prepared(p).map(|(p, _)| p).map_err(|e| why(&e)),
+            // A knob the seed refuses is named before what the pass itself lacks.
+            Err(e) => Err(match s.check_knobs() {
+                Err(k) => why(&k),
+                Ok(()) => why(e),
+            }),
+        }
     };
     sweep_from(seed, events, base, tick)
 }

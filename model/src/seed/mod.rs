@@ -161,11 +161,22 @@ impl Seed {
     /// from the fork of one are never in the snapshot's candidates); on an error `pair` is
     /// unchanged.
     pub fn run_into(&self, pair: &mut Pair, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<SeedReport, SeedError> {
-        // The knobs a snapshot's classification supports.
-        snapshot::estimate(&Topology::default(), &self.knobs)?;
+        self.check_knobs()?;
         if let Some(&(pid, m)) = pids.iter().find(|(_, m)| pair.parts_mut().2.contains_key(m)) {
             return Err(SeedError::Process { pid, what: format!("model pid {m} is already in the model") });
         }
+        Ok(self.prepare(topo, pids)?.apply(pair, self.knobs.lazy_enabled))
+    }
+
+    /// The knobs a snapshot's classification supports.
+    pub fn check_knobs(&self) -> Result<(), SeedError> {
+        snapshot::estimate(&Topology::default(), &self.knobs)?;
+        Ok(())
+    }
+
+    /// What a seed of `pids` reads off `topo` whatever the knobs (checks, the eager
+    /// structure, the lazy states): a knob sweep does it once, not once per knob value.
+    pub fn prepare(&self, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<Prepared, SeedError> {
         let mut states: HashMap<Pid, Vec<LazyState>> =
             topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).collect();
         let mut topo = topo.clone();
@@ -186,17 +197,43 @@ impl Seed {
             }
         };
         let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
-        let mut report = SeedReport { skipped, ..Default::default() };
-        let lazy = lazy_avs(&built, &topo, &states, self.knobs.lazy_enabled);
+        Ok(Prepared { topo, pids: pids.to_vec(), states, built, skipped })
+    }
+
+    /// A new model seeded from `prep` under these knobs: `run_mapped` without redoing
+    /// what does not depend on them.
+    pub fn run_prepared(&self, prep: &Prepared) -> Result<(Pair, SeedReport), SeedError> {
+        self.check_knobs()?;
+        let mut pair = Pair::new(self.kernel, self.knobs);
+        let report = prep.apply(&mut pair, self.knobs.lazy_enabled);
+        Ok((pair, report))
+    }
+}
+
+/// A seed's knob-independent part ([`Seed::prepare`]).
+pub struct Prepared {
+    topo: Topology,
+    pids: Vec<(Pid, Pid)>,
+    states: Vec<Vec<LazyState>>,
+    built: Built,
+    skipped: Vec<(Pid, String)>,
+}
+
+impl Prepared {
+    /// Both halves' objects and VMAs into `pair`, whose model pids `pids` must be free.
+    fn apply(&self, pair: &mut Pair, lazy_enabled: bool) -> SeedReport {
+        let (topo, built, states, pids) = (&self.topo, &self.built, &self.states, &self.pids);
+        let mut report = SeedReport { skipped: self.skipped.clone(), ..Default::default() };
+        let lazy = lazy_avs(built, topo, states, lazy_enabled);
         report.pinned = built.seen.iter().filter(|s| s.pinned).count() as u64;
         let (eager_m, lazy_m, procs) = pair.parts_mut();
         let eager_ids = eager_m.core.avs.seed(&built.eager);
         let lazy_ids = lazy_m.core.avs.seed(&lazy.avs);
         let (mut avc_e, mut avc_l) = (0u64, 0u64);
-        for ((p, vmas), st) in topo.processes.iter().zip(&built.vmas).zip(&states) {
+        for ((p, vmas), st) in topo.processes.iter().zip(&built.vmas).zip(states) {
             let mut mms = [Mm::default(), Mm::default()];
             for ((v, &(head, av)), &s) in p.vmas.iter().zip(vmas).zip(st) {
-                let s = if self.knobs.lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
+                let s = if lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
                 report.states[s as usize] += 1;
                 let plain = Vma::new(v.start, v.end, v.pgoff, model_flags(v.flags));
                 let mut e = plain;
@@ -214,7 +251,7 @@ impl Seed {
                         l.set_owner(true);
                     }
                     LazyState::Tree | LazyState::TreeParent => {
-                        let (h, a) = lazy.chain_of(&built, head, av, s);
+                        let (h, a) = lazy.chain_of(built, head, av, s);
                         l.chain = h.map_or(NIL, |h| lazy_ids[h]);
                         l.av = a.map_or(NIL, |a| lazy_ids[a]);
                         avc_l += h.map_or(0, |h| lazy.len[h]);
@@ -232,7 +269,7 @@ impl Seed {
             m.core.avs.avc.add(avc);
             m.core.vma.add(report.vmas);
         }
-        Ok(report)
+        report
     }
 }
 

@@ -1154,17 +1154,17 @@ mod tests {
         f.exec(&tree, 100, 0);
         f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
         prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
-        f.syscall(&tree, &sys(100, SYS_MADVISE, [0x1_0000_0000, PAGE_SIZE, 16, 0, 0, 0], 0));
-        f.syscall(&tree, &sys(100, SYS_MLOCK, [0x1_0000_0000, PAGE_SIZE, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_MSEAL, [0x1_0000_0000, PAGE_SIZE, 0, 0, 0, 0], 0));
+        f.syscall(&tree, &sys(100, SYS_PRCTL, [PR_SET_VMA, 0, 0x1_0000_0000, PAGE_SIZE, 0, 0], 0));
         tree.marker(100, 2);
         tree.fork(100, 101);
         f.fork(&tree, 1, 0);
         let flag = |f: &Feed, proc: usize, phase: Option<u32>| f.rows.iter().find(|r| (r.proc, r.phase) == (proc, phase)).and_then(|r| r.not_modelled.clone());
-        assert_eq!(flag(&f, 0, None).as_deref(), Some("madvise 16 not modelled (vm state the model has no field for); mlock not modelled (vm state the model has no field for)"));
-        assert!(flag(&f, 0, Some(2)).is_some_and(|w| w.starts_with("madvise 16")), "the fork's row, in the next phase");
+        assert_eq!(flag(&f, 0, None).as_deref(), Some("mseal not modelled (vm state the model has no field for); prctl PR_SET_VMA not modelled (vm state the model has no field for)"));
+        assert!(flag(&f, 0, Some(2)).is_some_and(|w| w.starts_with("mseal")), "the fork's row, in the next phase");
         tree.exit(101, 101, 1);
         f.exit(&tree, 1, 0);
-        assert!(flag(&f, 1, Some(2)).is_some_and(|w| w.starts_with("forked by tgid 100 whose model was inexact: madvise 16")));
+        assert!(flag(&f, 1, Some(2)).is_some_and(|w| w.starts_with("forked by tgid 100 whose model was inexact: mseal")));
         // A new image: what follows is exact again.
         tree.marker(100, 3);
         f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
