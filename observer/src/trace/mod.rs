@@ -104,8 +104,10 @@ impl Tracer {
     /// `below`, for the processes the tree knows; `last`: the end, every tgid is taken.
     pub fn sync(&mut self, below: u64, last: bool) {
         let Some(map) = self.kernel_tally.as_ref() else { return };
+        let t0 = std::time::Instant::now();
         let keys = bpf::read_tally(map);
         self.kernel_counts.last_walk = Some(std::time::Instant::now());
+        self.kernel_counts.walk_cost = t0.elapsed();
         for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(keys, below) {
             if !last && !self.tree.known(key.tgid) {
                 continue;
@@ -233,7 +235,7 @@ impl Tracer {
                 // walk per fork would stall a long system-wide trace once pids wrap: at most
                 // one per 10 ms, and the forks left unseparated are counted.
                 if self.kernel_tally.is_some() && self.tree.known(ev.arg) && self.tree.traced(ev.arg).is_some_and(|p| self.tree.get(p).exited) {
-                    if self.kernel_counts.last_walk.is_none_or(|t| t.elapsed() >= std::time::Duration::from_millis(10)) {
+                    if self.kernel_counts.walk_due() {
                         self.sync_seen();
                     } else {
                         self.kernel_counts.recycled_unsynced += 1;
@@ -265,7 +267,11 @@ impl Tracer {
                 // The kernel's counts before this marker, in the phases before it.
                 let gen = ev.call_site;
                 if gen > 0 {
-                    self.sync(gen, false);
+                    // Counts read later still land in their phases (`PhaseLog`): a walk per
+                    // marker would grow with the map and stall a tree that marks often.
+                    if seed::is_seed_marker(id) || self.kernel_counts.walk_due() {
+                        self.sync(gen, false);
+                    }
                     if let Some(p) = self.tree.traced(ev.tgid) {
                         self.kernel_counts.log.marker(p, self.tree.get(p).phase, gen, id);
                     }

@@ -144,8 +144,9 @@ pub struct KernelCounts {
     pub log: PhaseLog,
     /// Counts of a tgid the tree never knew (seen at the end).
     pub unattributed: u64,
-    /// When the map was last read.
+    /// When the map was last read, and how long that read took.
     pub last_walk: Option<std::time::Instant>,
+    pub walk_cost: std::time::Duration,
     /// Forks of a recycled tgid not preceded by a read (too soon after the last): the old
     /// and new process's counts in one phase generation may have merged.
     pub recycled_unsynced: u64,
@@ -174,6 +175,12 @@ impl PhaseLog {
 pub type Grown = (Kind, bool, u32, u32, TallyKey, u64);
 
 impl KernelCounts {
+    /// Whether an optional read (a marker's, a recycled tgid's fork's) may walk the map now:
+    /// 10 ms after the last, and never more than a tenth of the reader's time.
+    pub fn walk_due(&self) -> bool {
+        self.last_walk.is_none_or(|t| t.elapsed() >= (self.walk_cost * 10).max(std::time::Duration::from_millis(10)))
+    }
+
     /// What grew since the last call among `keys` whose generation is below `below`:
     /// the caller attributes each (`Tracer::sync`).
     pub fn grown(&mut self, keys: Vec<(TallyKey, u64)>, below: u64) -> Vec<Grown> {
