@@ -292,7 +292,7 @@ fn slab_alloc(ctx: *mut c_void, ev: &Slab, regs: bool) -> u32 {
     let why = crate::why::why(true, func, regs);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
         if aggregated(tgid, func, true, alloc_kind(bytes_req), why, true, syscall_known(regs)) {
-            if why == WHY_FORK || func == FN_FORK {
+            if (why == WHY_FORK || func == FN_FORK) && global(&TRACE_AGGREGATE) & AGG_SERVE == 0 {
                 tallied_fork(current_tid());
             }
             return 0;
