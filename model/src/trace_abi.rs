@@ -80,7 +80,9 @@ pub const CTR_LOST: u32 = 1;
 /// A scoped trace's object set was full: that object's free is seen only if a traced
 /// process frees it (not from ksmd or another process's mmput).
 pub const CTR_OBJECTS_FULL: u32 = 2;
-pub const CTR_COUNT: u32 = 3;
+/// `TRACE_TALLY` was full: that event streamed instead (counted all the same).
+pub const CTR_TALLY_FULL: u32 = 3;
+pub const CTR_COUNT: u32 = 4;
 
 /// `TRACE_SCOPE`: every process but lazyvma's own.
 pub const SCOPE_SYSTEM: u32 = 0;
@@ -183,7 +185,8 @@ pub const EV_SLAB_FREE: u32 = 16;
 
 /// [`SlabEvent::why`]: the function names the reason (no context was needed or known).
 pub const WHY_FUNCTION: u32 = 0;
-/// anon_vma_clone inside a fork syscall (clone, clone3, fork, vfork): from anon_vma_fork.
+/// anon_vma_clone inside a fork syscall (clone, clone3, fork, vfork): from anon_vma_fork;
+/// a free there: a failed fork's teardown.
 pub const WHY_FORK: u32 = 1;
 /// unlink_anon_vmas / __put_anon_vma in a task that is exiting (PF_EXITING): exit_mmap.
 pub const WHY_EXIT: u32 = 2;
@@ -204,6 +207,10 @@ pub const WHY_SPLIT_OR_MERGE: u32 = 8;
 /// A teardown inside mmap: a MAP_FIXED unmap of what was there, or a merge.
 pub const WHY_MUNMAP_OR_MERGE: u32 = 9;
 pub const WHY_COUNT: u32 = 10;
+/// A bit on `SlabEvent::why` (never a slot's): the first free of a failed fork's teardown
+/// (a free inside a fork syscall) whose allocations `TRACE_TALLY` counted, so userspace,
+/// which saw none of them, tells one failed fork from the next of the same thread.
+pub const WHY_FAILED_FORK: u32 = 1 << 16;
 
 /// One slab event without a stack: the context (the task's syscall, whether it is exiting)
 /// told why, so no `bpf_get_stack` was needed. Read as a [`TraceEvent`] without frames.
@@ -300,6 +307,9 @@ pub const SC_MMAP: u64 = 6;
 pub const fn why_of_class(class: u64, alloc: bool, put: bool) -> u32 {
     match (class, alloc) {
         (SC_FORK, true) => WHY_FORK,
+        // Nothing in a successful copy_process frees anon_vma objects: a free inside a fork
+        // syscall is a failed child's teardown (`pids.max` after dup_mmap).
+        (SC_FORK, false) => WHY_FORK,
         (SC_MUNMAP, true) => WHY_SPLIT,
         (SC_MREMAP, _) => WHY_MREMAP,
         (SC_MODIFY | SC_MMAP, true) => WHY_SPLIT_OR_MERGE,
@@ -329,6 +339,26 @@ pub const fn agg_key(slot: u32) -> (u32, bool, u32, u32) {
     let kind = (slot / AGG_WHYS) % AGG_KINDS;
     let fa = slot / AGG_WHYS / AGG_KINDS;
     (fa / 2, fa % 2 == 1, kind, why)
+}
+
+/// `TRACE_AGGREGATE` bits. `serve`: per-slot totals (`SLAB_COUNTS`), no process.
+pub const AGG_SERVE: u32 = 1;
+/// `trace`: per (process, marker generation, slot) counts (`TRACE_TALLY`), so each
+/// process's phase is told exactly however late userspace reads them.
+pub const AGG_TRACE: u32 = 2;
+/// With `AGG_TRACE`: `__anon_vma_prepare`'s events still stream (the model pairs each
+/// prepare's chain with its VMA record, and counts a lost race's spares).
+pub const AGG_STREAM_PREPARE: u32 = 4;
+
+/// A `TRACE_TALLY` key: the process counted at (the allocating one for a scoped trace's
+/// free from elsewhere), the `agg_slot`, and the marker generation when it happened: the
+/// number of phase markers sent before it (`TRACE_GEN`; a marker record's `call_site`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TallyKey {
+    pub tgid: u32,
+    pub slot: u32,
+    pub gen: u64,
 }
 
 /// `PF_EXITING` (include/linux/sched.h), the same on every kernel lazyvma runs on.

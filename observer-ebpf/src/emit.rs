@@ -87,13 +87,19 @@ pub fn own_object(ptr: u64, tgid: u32) {
     }
 }
 
-/// A free in a scoped trace: of the scope if the freeing process is traced or the object
-/// was allocated by one. Either way the object leaves the set.
+/// A free in a scoped trace: where it counts, and whether a traced process allocated the
+/// object during the trace; `None`: not the scope's. The freeing process counts if traced,
+/// else the allocating one (ksmd, a /proc reader's mmput). Either way the object leaves the set.
 #[inline(always)]
-pub fn free_in_scope(ptr: u64) -> bool {
+pub fn free_owner(ptr: u64) -> Option<(u32, bool)> {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
-    let owned = TRACE_OBJECTS.remove(&ptr).is_ok();
-    owned || (tgid != global(&TRACE_SELF_TGID) && is_traced(tgid))
+    if tgid != global(&TRACE_SELF_TGID) && is_traced(tgid) {
+        return Some((tgid, TRACE_OBJECTS.remove(&ptr).is_ok()));
+    }
+    // SAFETY: the value is copied out at once.
+    let owner = unsafe { TRACE_OBJECTS.get(&ptr) }.copied()?;
+    let _ = TRACE_OBJECTS.remove(&ptr);
+    Some((owner, true))
 }
 
 /// Submit flags: no wakeup until enough waits for a batch (BPF_RB_NO_WAKEUP), then a

@@ -13,6 +13,11 @@ pub fn trace_marker(ctx: TracePointContext) -> u32 {
     if (behavior as i64) < MARKER_BASE as i64 || !(in_scope() || is_self()) {
         return 0;
     }
-    emit(EV_MARKER, |ev| ev.ptr = behavior as u64);
+    // Its generation orders the kernel's slab counts against it (`slab.rs` TRACE_TALLY).
+    let gen = crate::slab::next_gen();
+    emit(EV_MARKER, |ev| {
+        ev.ptr = behavior as u64;
+        ev.call_site = gen;
+    });
     0
 }

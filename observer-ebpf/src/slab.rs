@@ -3,21 +3,25 @@
 //! the anon_vma_chain cache is merged with other 64-byte caches. Userspace tells anon_vma
 //! from anon_vma_chain by `bytes_req` and by function. anon_vmas also enter and leave
 //! `lock.rs`'s set here. Scope first: after the call-site check (no map work), a scoped
-//! trace drops any other process's event with one lookup.
-use crate::emit::{emit, field, free_in_scope, global, is_traced, offset, own_object, scoped, TRACE_SELF_TGID};
+//! trace drops any other process's event with one lookup. `trace` counts in the kernel
+//! (`TRACE_TALLY`) what userspace only sums; only what the model, a recording or a stack
+//! needs goes through the ring buffer. `tp_btf` where the kernel has it (no tracepoint
+//! record is built, and the cache tells a free's kind), classic tracepoints otherwise.
+use crate::emit::{emit, field, free_owner, global, is_traced, offset, own_object, scoped, TRACE_SELF_TGID};
 use aya_ebpf::{
+    cty::c_void,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
         generated::bpf_get_stack,
     },
-    macros::{map, tracepoint},
-    maps::PerCpuArray,
-    programs::TracePointContext,
+    macros::{btf_tracepoint, map, tracepoint},
+    maps::{Array, LruHashMap, PerCpuArray, PerCpuHashMap},
+    programs::{BtfTracePointContext, TracePointContext},
     EbpfContext,
 };
 use lazyvma_model::trace_abi::{
-    agg_slot, SlabEvent, AGG_KINDS, AGG_SLOTS, TraceEvent, CTR_LOST, CTR_SENT, EV_ALLOC, EV_FREE, EV_SLAB_ALLOC, EV_SLAB_FREE, FN_COUNT, FN_PUT,
-    FN_UNLINK, NO_FIELD, STACK_DEPTH,
+    agg_slot, SlabEvent, TallyKey, AGG_KINDS, AGG_SERVE, AGG_SLOTS, AGG_STREAM_PREPARE, TraceEvent, CTR_LOST, CTR_SENT, CTR_TALLY_FULL, EV_ALLOC, EV_FREE,
+    EV_SLAB_ALLOC, EV_SLAB_FREE, FN_COUNT, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, NO_FIELD, STACK_DEPTH, WHY_FAILED_FORK, WHY_FORK,
 };
 
 /// [start, end) of each function, from /proc/kallsyms; 0/0 never matches.
@@ -43,29 +47,118 @@ pub(crate) fn function_of(call_site: u64) -> Option<u32> {
     None
 }
 
-/// Count in `SLAB_COUNTS` what needs no stack and whose kind is certain, send nothing
-/// for it (`serve`: it only sums). 0: send every event.
+/// `AGG_*` bits: count in the kernel what needs no stack and whose kind is certain, send
+/// nothing for it. 0: send every event (`-o`, `--ops`).
 #[unsafe(no_mangle)]
 static TRACE_AGGREGATE: u32 = 0;
 /// object_size of anon_vma and anon_vma_chain (the kind of an allocation).
 #[unsafe(no_mangle)]
 static TRACE_SIZES: [u64; 2] = [NO_FIELD; 2];
+/// `kmem_cache.object_size` and `.size` from BTF, for the `tp_btf` programs.
+#[unsafe(no_mangle)]
+static TRACE_CACHE_FIELDS: [u64; 2] = [NO_FIELD; 2];
 
+/// `serve`'s totals (`AGG_SERVE`).
 #[map]
 static SLAB_COUNTS: PerCpuArray<u64> = PerCpuArray::with_max_entries(AGG_SLOTS, 0);
 
-/// Counted in the kernel if aggregating and the kind is known (`kind` < 2).
+/// `trace`'s counts (`AGG_TRACE`): (process, slot, marker generation) → count on this CPU.
+/// Preallocated, sized by `trace`; a full map sends the event instead (`CTR_TALLY_FULL`).
+#[map]
+static TRACE_TALLY: PerCpuHashMap<TallyKey, u64> = PerCpuHashMap::with_max_entries(1, 0);
+
+/// Phase markers sent so far (`marker.rs`): a `TRACE_TALLY` key's generation orders its
+/// counts against the markers, so userspace tells each count's phase exactly.
+#[map]
+pub static TRACE_GEN: Array<u64> = Array::with_max_entries(1, 0);
+
+/// The generation a new marker starts. Markers are rare (a workload's phases, a seed's
+/// brackets); two on two CPUs in the same instant may share one, each naming only its own
+/// process's phase.
 #[inline(always)]
-fn aggregated(func: u32, alloc: bool, kind: u32, why: u32) -> bool {
-    // SAFETY: a read-only global patched by the loader.
-    if unsafe { core::ptr::read_volatile(&TRACE_AGGREGATE) } == 0 || kind >= AGG_KINDS {
+pub fn next_gen() -> u64 {
+    let Some(p) = TRACE_GEN.get_ptr_mut(0) else { return 0 };
+    // SAFETY: the array's one slot.
+    unsafe {
+        let g = *p + 1;
+        *p = g;
+        g
+    }
+}
+
+/// Threads whose fork allocations `TRACE_TALLY` counted since their last failed fork's
+/// teardown: that teardown's first free (a free inside a fork syscall, streamed) carries
+/// `WHY_FAILED_FORK`, so userspace, which saw none of the allocations, counts each failed
+/// fork once. A successful fork leaves its thread here: the next teardown of that thread
+/// follows its next fork's allocations all the same.
+#[map]
+static FORK_TALLIED: LruHashMap<u32, u8> = LruHashMap::with_max_entries(16384, 0);
+
+const BPF_NOEXIST: u64 = 1;
+const EEXIST: i64 = 17;
+
+/// Counted in the kernel: the kind is known (`kind` < 2) and the mode counts it. `at`: the
+/// process it counts at; `owned`: a scoped trace's object allocated inside the trace (a
+/// free of one from before goes to userspace, which knows the command's launcher);
+/// `regs`: the syscall in progress is known (`bpf_task_pt_regs`, 5.15+, and its offset).
+#[inline(always)]
+fn aggregated(at: u32, func: u32, alloc: bool, kind: u32, why: u32, owned: bool, regs: bool) -> bool {
+    let mode = global(&TRACE_AGGREGATE);
+    if mode == 0 || kind >= AGG_KINDS {
         return false;
     }
-    if let Some(p) = SLAB_COUNTS.get_ptr_mut(agg_slot(func, alloc, kind, why)) {
-        // SAFETY: this CPU's slot; a BPF program does not migrate while it runs.
-        unsafe { *p += 1 };
+    let slot = agg_slot(func, alloc, kind, why);
+    if mode & AGG_SERVE != 0 {
+        if let Some(p) = SLAB_COUNTS.get_ptr_mut(slot) {
+            // SAFETY: this CPU's slot; a BPF program does not migrate while it runs.
+            unsafe { *p += 1 };
+        }
+        return true;
     }
-    true
+    // Without the syscall a failed fork's teardown (`WHY_FORK` free) is not told from the
+    // rest: `trace` streams, its userspace tracker pairing the thread's fork allocations
+    // with its frees. The teardown itself always streams (rare, and told per thread).
+    if !owned || (func == FN_PREPARE && mode & AGG_STREAM_PREPARE != 0) || !regs || (!alloc && why == WHY_FORK) {
+        return false;
+    }
+    // SAFETY: the array's one slot, read only.
+    let gen = TRACE_GEN.get(0).map_or(0, |g| unsafe { core::ptr::read_volatile(g) });
+    let key = TallyKey { tgid: at, slot, gen };
+    for _ in 0..2 {
+        if let Some(p) = TRACE_TALLY.get_ptr_mut(&key) {
+            // SAFETY: this CPU's value; a BPF program does not migrate while it runs.
+            unsafe { *p += 1 };
+            return true;
+        }
+        match TRACE_TALLY.insert(&key, &1, BPF_NOEXIST) {
+            Ok(()) => return true,
+            // Another CPU made the key first: count in this CPU's value.
+            Err(e) if e as i64 == -EEXIST => continue,
+            Err(_) => break,
+        }
+    }
+    crate::emit::bump(CTR_TALLY_FULL);
+    false
+}
+
+/// Whether `why` can tell the syscall in progress (else a teardown in a fork is `WHY_FUNCTION`).
+#[inline(always)]
+fn syscall_known(regs: bool) -> bool {
+    regs && crate::why::context(|c| &c.regs_syscall) != NO_FIELD
+}
+
+#[inline(always)]
+fn current_tid() -> u32 {
+    bpf_get_current_pid_tgid() as u32
+}
+
+/// This thread's fork allocation went to `TRACE_TALLY` (one lookup once it is marked).
+#[inline(always)]
+fn tallied_fork(tid: u32) {
+    // SAFETY: only presence is read.
+    if unsafe { FORK_TALLIED.get(&tid) }.is_none() {
+        let _ = FORK_TALLIED.insert(&tid, &1, 0);
+    }
 }
 
 #[inline(always)]
@@ -84,15 +177,16 @@ fn wants_stack(func: u32) -> bool {
 }
 
 #[inline(always)]
-fn stack(ctx: &TracePointContext, ev: &mut TraceEvent) {
+fn stack(ctx: *mut c_void, ev: &mut TraceEvent) {
     let buf = ev.frames.as_mut_ptr().cast();
     // SAFETY: `frames` is STACK_DEPTH u64s of ring buffer memory; flags 0 = kernel stack.
-    ev.stack_bytes = unsafe { bpf_get_stack(ctx.as_ptr(), buf, (STACK_DEPTH * 8) as u32, 0) };
+    ev.stack_bytes = unsafe { bpf_get_stack(ctx, buf, (STACK_DEPTH * 8) as u32, 0) };
 }
 
-/// The slim record: a third of the full one, no stack.
+/// The slim record: a third of the full one, no stack. `tgid`: where it counts (a scoped
+/// trace's free from elsewhere names the allocating process).
 #[inline(always)]
-fn emit_slim(alloc: bool, func: u32, why: u32, ptr: u64, call_site: u64, bytes_req: u64, bytes_alloc: u64) {
+fn emit_slim(alloc: bool, tgid: u32, func: u32, why: u32, ptr: u64, call_site: u64, bytes_req: u64, bytes_alloc: u64) {
     let Some(mut slot) = crate::emit::TRACE_EVENTS.reserve::<SlabEvent>(0) else {
         crate::emit::bump(CTR_LOST);
         return;
@@ -103,7 +197,7 @@ fn emit_slim(alloc: bool, func: u32, why: u32, ptr: u64, call_site: u64, bytes_r
     slot.write(SlabEvent {
         kind: if alloc { EV_SLAB_ALLOC } else { EV_SLAB_FREE },
         pid: id as u32,
-        tgid: (id >> 32) as u32,
+        tgid,
         func,
         ktime,
         ptr,
@@ -117,98 +211,188 @@ fn emit_slim(alloc: bool, func: u32, why: u32, ptr: u64, call_site: u64, bytes_r
     crate::emit::bump(CTR_SENT);
 }
 
+/// One `kmem_cache_alloc` / `kmem_cache_free`, from whichever tracepoint flavour.
+#[derive(Clone, Copy)]
+struct Slab {
+    call_site: u64,
+    ptr: u64,
+    /// The cache's object_size and size (an alloc, or a `tp_btf` free); 0 unknown.
+    bytes_req: u64,
+    bytes_alloc: u64,
+}
+
 /// With the fork check (`bpf_task_pt_regs`, 5.15+).
 #[tracepoint]
 pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
-    slab_alloc(&ctx, true)
+    let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
+    if function_of(call_site).is_none() {
+        return 0;
+    }
+    let ev = Slab {
+        call_site,
+        ptr: field(&ctx, offset(|o| &o.alloc_ptr)),
+        bytes_req: field(&ctx, offset(|o| &o.alloc_bytes_req)),
+        bytes_alloc: field(&ctx, offset(|o| &o.alloc_bytes_alloc)),
+    };
+    slab_alloc(ctx.as_ptr(), &ev, true)
 }
 
 /// Where `bpf_task_pt_regs` is refused (before 5.15): a clone's reason only with `--stacks`.
 #[tracepoint]
 pub fn trace_slab_alloc_plain(ctx: TracePointContext) -> u32 {
-    slab_alloc(&ctx, false)
+    let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
+    if function_of(call_site).is_none() {
+        return 0;
+    }
+    let ev = Slab {
+        call_site,
+        ptr: field(&ctx, offset(|o| &o.alloc_ptr)),
+        bytes_req: field(&ctx, offset(|o| &o.alloc_bytes_req)),
+        bytes_alloc: field(&ctx, offset(|o| &o.alloc_bytes_alloc)),
+    };
+    slab_alloc(ctx.as_ptr(), &ev, false)
+}
+
+/// The cache's object_size and size, through the `kmem_cache *` a `tp_btf` program gets.
+#[inline(always)]
+fn cache_sizes(s: u64) -> (u64, u64) {
+    let [object_size, size] = global(&TRACE_CACHE_FIELDS);
+    // SAFETY: reads tolerate any address; a failed one yields 0 (an unknown kind).
+    let read = |off: u64| unsafe { bpf_probe_read_kernel((s + off) as *const u32) }.unwrap_or(0) as u64;
+    (read(object_size), read(size))
+}
+
+/// `tp_btf/kmem_cache_alloc` (6.1+: call_site, ptr, kmem_cache *s, gfp, node): no
+/// tracepoint record is built for it, the cheapest hook the tracepoint has.
+#[btf_tracepoint(function = "kmem_cache_alloc")]
+pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
+    let call_site: u64 = ctx.arg(0);
+    if function_of(call_site).is_none() {
+        return 0;
+    }
+    let (bytes_req, bytes_alloc) = cache_sizes(ctx.arg(2));
+    let ev = Slab { call_site, ptr: ctx.arg(1), bytes_req, bytes_alloc };
+    // 6.1+ only (see `trace_slab_free_btf`): `bpf_task_pt_regs` is there.
+    slab_alloc(ctx.as_ptr(), &ev, true)
 }
 
 #[inline(always)]
-fn slab_alloc(ctx: &TracePointContext, regs: bool) -> u32 {
-    let ctx = TracePointContext::new(ctx.as_ptr());
-    let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
+fn slab_alloc(ctx: *mut c_void, ev: &Slab, regs: bool) -> u32 {
+    let Slab { call_site, ptr, bytes_req, bytes_alloc } = *ev;
     let Some(func) = function_of(call_site) else { return 0 };
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let scoped = scoped();
     if tgid == global(&TRACE_SELF_TGID) || (scoped && !is_traced(tgid)) {
         return 0;
     }
-    let ptr: u64 = field(&ctx, offset(|o| &o.alloc_ptr));
-    let bytes_req: u64 = field(&ctx, offset(|o| &o.alloc_bytes_req));
     crate::lock::remember(ptr, bytes_req, tgid);
     if scoped {
         own_object(ptr, tgid);
     }
-    let bytes_alloc = field(&ctx, offset(|o| &o.alloc_bytes_alloc));
     let why = crate::why::why(true, func, regs);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
-        if aggregated(func, true, alloc_kind(bytes_req), why) {
+        if aggregated(tgid, func, true, alloc_kind(bytes_req), why, true, syscall_known(regs)) {
+            if (why == WHY_FORK || func == FN_FORK) && global(&TRACE_AGGREGATE) & AGG_SERVE == 0 {
+                tallied_fork(current_tid());
+            }
             return 0;
         }
-        emit_slim(true, func, why, ptr, call_site, bytes_req, bytes_alloc);
+        emit_slim(true, tgid, func, why, ptr, call_site, bytes_req, bytes_alloc);
         return 0;
     }
-    emit(EV_ALLOC, |ev| {
-        ev.arg = func;
-        ev.call_site = call_site;
-        ev.ptr = ptr;
-        ev.bytes_req = bytes_req;
-        ev.bytes_alloc = bytes_alloc;
-        stack(&ctx, ev);
+    emit(EV_ALLOC, |e| {
+        e.arg = func;
+        e.call_site = call_site;
+        e.ptr = ptr;
+        e.bytes_req = bytes_req;
+        e.bytes_alloc = bytes_alloc;
+        stack(ctx, e);
     });
     0
 }
 
 #[tracepoint]
 pub fn trace_slab_free(ctx: TracePointContext) -> u32 {
-    slab_free(&ctx, true)
+    slab_free_tp(&ctx, true)
 }
 
 /// Where `bpf_task_pt_regs` is refused (before 5.15): only an exit's teardown is told.
 #[tracepoint]
 pub fn trace_slab_free_plain(ctx: TracePointContext) -> u32 {
-    slab_free(&ctx, false)
+    slab_free_tp(&ctx, false)
 }
 
 #[inline(always)]
-fn slab_free(ctx: &TracePointContext, regs: bool) -> u32 {
-    let ctx = TracePointContext::new(ctx.as_ptr());
-    let call_site: u64 = field(&ctx, offset(|o| &o.free_call_site));
+fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
+    let call_site: u64 = field(ctx, offset(|o| &o.free_call_site));
+    if function_of(call_site).is_none() {
+        return 0;
+    }
+    let ev = Slab { call_site, ptr: field(ctx, offset(|o| &o.free_ptr)), bytes_req: 0, bytes_alloc: 0 };
+    slab_free(ctx.as_ptr(), &ev, regs)
+}
+
+/// `tp_btf/kmem_cache_free` (6.1+: call_site, ptr, kmem_cache *s): the cache tells the
+/// kind of every free, whichever function made it.
+#[btf_tracepoint(function = "kmem_cache_free")]
+pub fn trace_slab_free_btf(ctx: BtfTracePointContext) -> u32 {
+    let call_site: u64 = ctx.arg(0);
+    if function_of(call_site).is_none() {
+        return 0;
+    }
+    let (bytes_req, _) = cache_sizes(ctx.arg(2));
+    let ev = Slab { call_site, ptr: ctx.arg(1), bytes_req, bytes_alloc: 0 };
+    // tp_btf kmem programs attach on 6.1+ only, where `bpf_task_pt_regs` (5.15+) exists.
+    slab_free(ctx.as_ptr(), &ev, true)
+}
+
+#[inline(always)]
+fn slab_free(ctx: *mut c_void, ev: &Slab, regs: bool) -> u32 {
+    let Slab { call_site, ptr, bytes_req, .. } = *ev;
     let Some(func) = function_of(call_site) else { return 0 };
-    let ptr: u64 = field(&ctx, offset(|o| &o.free_ptr));
     // anon_vmas are freed only through __put_anon_vma; unlink_anon_vmas frees chains.
     if func != FN_UNLINK {
         crate::lock::forget(ptr);
     }
-    if scoped() {
-        if !free_in_scope(ptr) {
+    let (at, owned) = if scoped() {
+        match free_owner(ptr) {
+            Some(o) => o,
+            None => return 0,
+        }
+    } else {
+        let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+        if tgid == global(&TRACE_SELF_TGID) {
             return 0;
         }
-    } else if (bpf_get_current_pid_tgid() >> 32) as u32 == global(&TRACE_SELF_TGID) {
-        return 0;
-    }
+        (tgid, true)
+    };
     let why = crate::why::why(false, func, regs);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
-        // anon_vmas are freed only by __put_anon_vma, unlink_anon_vmas frees chains; the
+        // The cache's size where the tracepoint gives it; else what the function frees:
+        // anon_vmas go only through __put_anon_vma, chains through unlink_anon_vmas; the
         // rest (a lost race, error paths) go to userspace, whose pointer map knows.
-        let kind = if func == FN_PUT { 0 } else if func == FN_UNLINK { 1 } else { AGG_KINDS };
-        if aggregated(func, false, kind, why) {
+        let kind = if bytes_req != 0 {
+            alloc_kind(bytes_req)
+        } else if func == FN_PUT {
+            0
+        } else if func == FN_UNLINK {
+            1
+        } else {
+            AGG_KINDS
+        };
+        if aggregated(at, func, false, kind, why, owned, syscall_known(regs)) {
             return 0;
         }
-        emit_slim(false, func, why, ptr, call_site, 0, 0);
+        let flag = if why == WHY_FORK && FORK_TALLIED.remove(&current_tid()).is_ok() { WHY_FAILED_FORK } else { 0 };
+        emit_slim(false, at, func, why | flag, ptr, call_site, bytes_req, 0);
         return 0;
     }
-    emit(EV_FREE, |ev| {
-        ev.arg = func;
-        ev.call_site = call_site;
-        ev.ptr = ptr;
-        stack(&ctx, ev);
+    emit(EV_FREE, |e| {
+        e.tgid = at;
+        e.arg = func;
+        e.call_site = call_site;
+        e.ptr = ptr;
+        stack(ctx, e);
     });
     0
 }

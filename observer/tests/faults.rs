@@ -85,6 +85,16 @@ fn forks_refused_by_pids_max_are_named_not_silently_missing() {
     // The replay tells the same.
     let r: Value = serde_json::from_str(&ok(&lazyvma(&["replay", "-j", &rec]))).unwrap();
     assert_eq!(failed_forks(&r).0, line);
+    // Without -o the kernel counts the forks' allocations (none reaches userspace): the
+    // teardowns, which stream, tell the same forks and objects.
+    let out = lazyvma(&["trace", "-j", "--", "sh", "-c", &script]);
+    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("failed 20"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(v["model"]["complete"], false);
+    let (counted, named) = failed_forks(&v);
+    assert!(counted.starts_with("20 forks failed after copying their parent's VMAs"), "{counted}");
+    let (obs, eager) = (counts(&v["observed"]), counts(&v["eager"]));
+    assert_eq!([obs[0] - eager[0], obs[1] - eager[1]], named, "kernel counts: observed {obs:?} eager {eager:?}: {counted}");
 }
 
 /// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.

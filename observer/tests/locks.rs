@@ -109,9 +109,10 @@ fn stats_count_runs_and_restore_the_sysctl() {
     let j = trace(&["-j", "--stats", "--", WORKLOAD, "fork"]);
     sysctl_untouched(&mut before, "after a normal end");
     let s = &j["bpf_stats"];
-    // The fork program is its tp_btf variant where the kernel takes it (docs/trace.md).
-    let fork = if s["trace_fork_btf"].is_object() { "trace_fork_btf" } else { "trace_fork" };
-    for prog in ["trace_slab_alloc", "trace_slab_free", fork] {
+    // Each program is its tp_btf variant where the kernel takes it (docs/trace.md).
+    let prog = |p: &'static str, btf: &'static str| if s[btf].is_object() { btf } else { p };
+    let progs = [prog("trace_slab_alloc", "trace_slab_alloc_btf"), prog("trace_slab_free", "trace_slab_free_btf"), prog("trace_fork", "trace_fork_btf")];
+    for prog in progs {
         assert!(n(&s[prog]["runs"]) > 0, "{prog}: {s}");
         assert!(n(&s[prog]["mean_ns"]) > 0, "{prog}: {s}");
     }
@@ -152,7 +153,8 @@ fn stats_count_runs_and_restore_the_sysctl() {
     sysctl_untouched(&mut before, "after SIGINT");
     let j = report(rest.join("\n").as_bytes());
     assert_eq!(j["ended_by"], "signal");
-    assert!(n(&j["bpf_stats"]["trace_slab_alloc"]["runs"]) > 0, "{}", j["bpf_stats"]);
+    let alloc = if j["bpf_stats"]["trace_slab_alloc_btf"].is_object() { "trace_slab_alloc_btf" } else { "trace_slab_alloc" };
+    assert!(n(&j["bpf_stats"][alloc]["runs"]) > 0, "{}", j["bpf_stats"]);
 
     // SIGKILL of one run while another counts: the sysctl untouched, the other still counting.
     let held = |json: bool| {
@@ -182,6 +184,7 @@ fn stats_count_runs_and_restore_the_sysctl() {
     assert!(other.wait().unwrap().success());
     drop(other_hold);
     let j = report(rest.join("\n").as_bytes());
-    assert!(n(&j["bpf_stats"]["trace_slab_alloc"]["runs"]) > 0, "{}", j["bpf_stats"]);
+    let alloc = if j["bpf_stats"]["trace_slab_alloc_btf"].is_object() { "trace_slab_alloc_btf" } else { "trace_slab_alloc" };
+    assert!(n(&j["bpf_stats"][alloc]["runs"]) > 0, "{}", j["bpf_stats"]);
     sysctl_untouched(&mut before, "after both");
 }

@@ -21,7 +21,7 @@ use crate::{
     },
 };
 use anyhow::{bail, Context};
-use lazyvma_model::trace_abi::{FN_CLONE, FN_PUT, FN_UNLINK};
+use lazyvma_model::trace_abi::{AGG_SERVE, FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -115,6 +115,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new(info, scope::labels(cgroup_dir.as_deref(), &pids)));
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
+    let kbtf = crate::load::btf::Btf::load(btf_path).ok();
     let mut loaded = bpf::load(&Config {
         offsets,
         ranges,
@@ -130,9 +131,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         traced: scoped.then(|| members(&pids, cgroup_dir.as_deref())).transpose()?,
         objects_max: 1 << 18,
         wake_shift: bpf::WAKE_SHIFT,
-        context: bpf::context_offsets(crate::load::btf::Btf::load(btf_path).ok().as_ref()),
+        context: bpf::context_offsets(kbtf.as_ref()),
         // serve only sums: what needs no stack is counted in the kernel.
-        aggregate: Some((sizes.anon_vma, sizes.anon_vma_chain)),
+        aggregate: Some(bpf::Aggregate { sizes: (sizes.anon_vma, sizes.anon_vma_chain), mode: AGG_SERVE, tally_entries: 1 }),
+        cache_fields: bpf::slab_btf(kbtf.as_ref()),
         kernel_btf: probe::kernel_btf(btf_path)?.ok(),
         arg_regs: [lazyvma_model::trace_abi::NO_FIELD; 6],
     })?;

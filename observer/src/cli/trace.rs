@@ -334,11 +334,14 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         wake_shift: bpf::WAKE_SHIFT,
         context: bpf::context_offsets(kbtf.as_ref().ok()),
         fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)),
-        aggregate: None,
+        // Counted in the kernel unless a recording needs every record for its replay.
+        aggregate: recording.is_none().then(|| bpf::Aggregate::trace((sizes.anon_vma, sizes.anon_vma_chain), feed)),
+        cache_fields: bpf::slab_btf(kbtf.as_ref().ok()),
         kernel_btf: btf.as_ref().ok().cloned(),
         arg_regs: bpf::arg_regs(kbtf.as_ref().ok()),
     };
     let mut loaded = bpf::load(&cfg)?;
+    let kernel_tally = loaded.take_tally();
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
     loaded.keep_draining();
     let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked, unreadable: attach::unreadable(&hook_offsets) };
@@ -390,6 +393,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     // The tracer starts from the recorded tree, as a replay's does.
     let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
+    tracer.kernel_tally = kernel_tally;
     if let Some(mut w) = recording.take() {
         tracer.syms.track();
         w.header(&about)?;
@@ -460,6 +464,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
                 render::live_header(&mut live)?;
             }
             let t_ms = start.elapsed().as_millis();
+            tracer.sync_seen();
             render::live_row(&tracer, t_ms, lost, &mut live)?;
             tracer.interval = Default::default();
             tracer.locks.interval = None;
@@ -504,9 +509,13 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         sight(&tracer);
     };
     loaded.drain(&mut sink);
+    // Detached and drained: the kernel's counts are final, and every marker is in.
+    tracer.sync(u64::MAX, true);
+    sight(&tracer);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;
     let objects_full = loaded.objects_full();
+    let tally_full = loaded.tally_full();
     drop(loaded);
     let status = status.or_else(|| held.as_ref().and_then(|h| h.try_wait()));
     let trailer = Trailer {
@@ -519,6 +528,15 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         records: tracer.received,
         lock_counters,
     };
+    if tally_full > 0 {
+        eprintln!("lazyvma: the kernel's slab count map was full: {tally_full} slab events were sent instead (all counted)");
+    }
+    if tracer.kernel_counts.unattributed > 0 {
+        eprintln!("lazyvma: {} slab events the kernel counted for a process the trace never saw start (not in the per-process counts)", tracer.kernel_counts.unattributed);
+    }
+    if tracer.kernel_counts.recycled_unsynced > 0 {
+        eprintln!("lazyvma: {} forks reused a tgid too soon after the last read of the kernel's counts: the old and new process's slab counts of one phase may be merged", tracer.kernel_counts.recycled_unsynced);
+    }
     if objects_full > 0 {
         eprintln!("lazyvma: {objects_full} objects of the traced processes did not fit the kernel's set: a free of one of them from outside the scope (ksmd, another process's mmput) was not seen");
     }

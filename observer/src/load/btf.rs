@@ -24,6 +24,7 @@ pub enum BtfError {
 }
 
 const KIND_INT: u32 = 1;
+const KIND_PTR: u32 = 2;
 const KIND_ARRAY: u32 = 3;
 const KIND_STRUCT: u32 = 4;
 const KIND_UNION: u32 = 5;
@@ -139,9 +140,17 @@ impl Btf {
                     }
                     12 * vlen
                 }
-                KIND_ENUM | KIND_FUNC_PROTO => 8 * vlen,
+                KIND_FUNC_PROTO => {
+                    // Parameters as members at offset 0: `tracepoint_arg` reads their types.
+                    for i in 0..vlen {
+                        let m = base + at + i * 8;
+                        members.push(Member { name_off: u32_at(m)?, ty: u32_at(m + 4)?, bit_offset: 0 });
+                    }
+                    8 * vlen
+                }
+                KIND_ENUM => 8 * vlen,
                 KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
-                2 | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | 12 | 16 | KIND_TYPE_TAG => 0,
+                KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | 12 | 16 | KIND_TYPE_TAG => 0,
                 k => return Err(bad(&format!("unknown type kind {k} (type id {})", types.len()))),
             };
             at += extra;
@@ -225,6 +234,20 @@ impl Btf {
             }
         }
         Err(BtfError::MissingField { path: self.path.clone(), ty: ty.into(), field: paths.join("` or `") })
+    }
+
+    /// The struct argument `i` of tracepoint `name` points to (`tp_btf` programs get the
+    /// TP_PROTO arguments, which change across kernels where the record's fields do not).
+    pub fn tracepoint_arg(&self, name: &str, i: usize) -> Option<String> {
+        let typedef = format!("btf_trace_{name}");
+        let t = self.types.iter().find(|t| t.kind == KIND_TYPEDEF && self.name(t.name_off) == typedef.as_bytes())?;
+        let ptr = self.types.get(self.strip(t.size_or_type) as usize).filter(|p| p.kind == KIND_PTR)?;
+        let proto = self.types.get(self.strip(ptr.size_or_type) as usize).filter(|p| p.kind == KIND_FUNC_PROTO)?;
+        // The first parameter is the probe's `void *__data`.
+        let arg = self.members[proto.members.clone()].get(i + 1)?;
+        let ptr = self.types.get(self.strip(arg.ty) as usize).filter(|p| p.kind == KIND_PTR)?;
+        let target = self.types.get(self.strip(ptr.size_or_type) as usize).filter(|p| p.kind == KIND_STRUCT)?;
+        Some(String::from_utf8_lossy(self.name(target.name_off)).into_owned())
     }
 
     /// `sizeof(struct ty)`.

@@ -5,11 +5,11 @@ use crate::load::probe::chain;
 use crate::load::ebpf;
 use anyhow::{bail, Context};
 use aya::{
-    maps::{MapData, PerCpuArray, RingBuf},
+    maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use lazyvma_model::trace_abi::{AGG_SLOTS, ContextOffsets, CTX_SYSCALLS, NO_SYSCALL, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
+use lazyvma_model::trace_abi::{TallyKey, AGG_STREAM_PREPARE, AGG_TRACE, CTR_TALLY_FULL, AGG_SLOTS, ContextOffsets, CTX_SYSCALLS, NO_SYSCALL, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
 use std::{
     os::fd::AsRawFd,
     sync::{
@@ -92,9 +92,12 @@ pub struct Config {
     pub wake_shift: u32,
     /// What lets the slab programs tell a fork's clone or an exit's teardown without a stack.
     pub context: ContextOffsets,
-    /// Count stackless slab events in the kernel (`SLAB_COUNTS`) instead of sending them
-    /// (`serve`), with the two caches' object_size to tell their kinds.
-    pub aggregate: Option<(u64, u64)>,
+    /// Count slab events in the kernel instead of sending them: `serve`'s totals, `trace`'s
+    /// per-process counts. `None`: every event is sent (`-o`).
+    pub aggregate: Option<Aggregate>,
+    /// `kmem_cache.object_size` and `.size` where the kmem tracepoints' `tp_btf` flavour
+    /// gets the cache (`slab_btf`): then it is attached, else the classic tracepoint.
+    pub cache_fields: Option<(u64, u64)>,
     /// The running kernel's BTF: the `tp_btf` programs are tried with it (classic
     /// tracepoints without it).
     pub kernel_btf: Option<Btf>,
@@ -114,6 +117,49 @@ pub fn arg_regs(btf: Option<&crate::load::btf::Btf>) -> [u64; 6] {
         Err(_) => [NO_FIELD; 6],
     };
 }
+
+#[derive(Clone, Copy)]
+pub struct Aggregate {
+    /// The two caches' object_size, to tell an allocation's kind.
+    pub sizes: (u64, u64),
+    /// `AGG_*` bits.
+    pub mode: u32,
+    /// `TRACE_TALLY`'s size (`AGG_TRACE`).
+    pub tally_entries: u32,
+}
+
+impl Aggregate {
+    /// `trace`'s: per-process counts; prepares stream when the model is fed.
+    pub fn trace(sizes: (u64, u64), feed: bool) -> Aggregate {
+        let mode = AGG_TRACE | if feed { AGG_STREAM_PREPARE } else { 0 };
+        Aggregate { sizes, mode, tally_entries: tally_entries() }
+    }
+}
+
+/// `TRACE_TALLY` entries (a process uses a few, one per slot and phase): 64 Ki, fewer on
+/// machines with many CPUs so the per-CPU values stay within 64 MiB.
+fn tally_entries() -> u32 {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    ((64 << 20) / (cpus * 8)).clamp(4096, 65536) as u32
+}
+
+/// `kmem_cache.object_size` / `.size` if the kmem tracepoints pass the cache (6.1+); the
+/// `tp_btf` programs read their argument 2 as one.
+pub fn slab_btf(btf: Option<&crate::load::btf::Btf>) -> Option<(u64, u64)> {
+    let btf = btf?;
+    let cache = |tp| btf.tracepoint_arg(tp, 2).as_deref() == Some("kmem_cache");
+    if !cache("kmem_cache_alloc") || !cache("kmem_cache_free") {
+        return None;
+    }
+    Some((btf.offset("kmem_cache", "object_size").ok()?, btf.offset("kmem_cache", "size").ok()?))
+}
+
+/// A `TRACE_TALLY` key as the loader wants it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct PodKey(pub TallyKey);
+// SAFETY: TallyKey is #[repr(C)], two u32 and a u64, no padding.
+unsafe impl aya::Pod for PodKey {}
 
 #[derive(Clone, Copy)]
 #[repr(transparent)]
@@ -203,6 +249,8 @@ pub struct Loaded {
     backlog: Vec<Box<[u8]>>,
     counters: PerCpuArray<MapData, u64>,
     slab_counts: PerCpuArray<MapData, u64>,
+    /// `trace`'s kernel counts (`AGG_TRACE`), until the tracer takes them.
+    tally: Option<Tally>,
     /// `category:name` of each tracepoint attached.
     pub attached: Vec<String>,
     /// Optional tracepoints that did not attach, with why.
@@ -244,8 +292,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let self_tgid = std::process::id();
     let ring_bytes = cfg.ringbuf_bytes as u64;
     let context = PodContext(cfg.context);
-    let aggregate = cfg.aggregate.is_some() as u32;
-    let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |(av, avc)| [av, avc]);
+    let aggregate = cfg.aggregate.map_or(0, |a| a.mode);
+    let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |a| [a.sizes.0, a.sizes.1]);
+    let cache_fields: [u64; 2] = cfg.cache_fields.map_or([NO_FIELD; 2], |(o, s)| [o, s]);
     loader
         .override_global("TRACE_SCOPE", &scope, true)
         .override_global("TRACE_SELF_TGID", &self_tgid, true)
@@ -254,6 +303,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_CONTEXT", &context, true)
         .override_global("TRACE_AGGREGATE", &aggregate, true)
         .override_global("TRACE_SIZES", &sizes, true)
+        .override_global("TRACE_CACHE_FIELDS", &cache_fields, true)
+        .map_max_entries("TRACE_TALLY", cfg.aggregate.map_or(1, |a| a.tally_entries.max(1)))
         .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 });
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     if let Some(t) = &cfg.traced {
@@ -287,7 +338,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let ring = RingBuf::try_from(bpf.take_map("TRACE_EVENTS").context("map TRACE_EVENTS missing from the BPF object")?)?;
     let counters = PerCpuArray::try_from(bpf.take_map("TRACE_COUNTERS").context("map TRACE_COUNTERS missing from the BPF object")?)?;
     let slab_counts = PerCpuArray::try_from(bpf.take_map("SLAB_COUNTS").context("map SLAB_COUNTS missing from the BPF object")?)?;
-    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, attached, missing })
+    let tally = bpf.take_map("TRACE_TALLY").context("map TRACE_TALLY missing from the BPF object")?;
+    let tally = (aggregate & AGG_TRACE != 0).then(|| PerCpuHashMap::try_from(tally)).transpose()?;
+    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, attached, missing })
 }
 
 /// Programs with a variant for older kernels, attached when the kernel refuses the first:
@@ -303,6 +356,9 @@ fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
         "trace_fork" if pid => Some("trace_fork_btf"),
         "trace_newtask" if pid => Some("trace_newtask_btf"),
         "trace_exec" => Some("trace_exec_btf"),
+        // 6.1+ (`Config::cache_fields`): the cache tells every object's kind.
+        "trace_slab_alloc" if cfg.cache_fields.is_some() => Some("trace_slab_alloc_btf"),
+        "trace_slab_free" if cfg.cache_fields.is_some() => Some("trace_slab_free_btf"),
         "trace_sys_enter" if cfg.arg_regs.iter().all(|o| *o != NO_FIELD) => Some("trace_sys_enter_btf"),
         "trace_sys_exit" if cfg.context.regs_syscall != NO_FIELD => Some("trace_sys_exit_btf"),
         "trace_user_fault" => Some("trace_user_fault_btf"),
@@ -331,6 +387,8 @@ pub const BTF_PROGRAMS: &[(&str, &str)] = &[
     ("trace_user_fault_btf", "page_fault_user"),
     ("trace_kernel_fault_btf", "page_fault_kernel"),
     ("trace_prepare_vma_btf", "kmem_cache_alloc"),
+    ("trace_slab_alloc_btf", "kmem_cache_alloc"),
+    ("trace_slab_free_btf", "kmem_cache_free"),
 ];
 
 /// Why `trace` would not try `tp_btf` program `prog` on this kernel (another prototype), if so.
@@ -339,7 +397,7 @@ pub fn btf_unused(prog: &str) -> Option<String> {
     match prog {
         "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into()),
         "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into()),
-        "trace_prepare_vma_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
+        "trace_prepare_vma_btf" | "trace_slab_alloc_btf" | "trace_slab_free_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
         _ => None,
     }
 }
@@ -517,11 +575,30 @@ impl Loaded {
         (0..AGG_SLOTS).map(|s| Ok(self.slab_counts.get(&s, 0).context("reading SLAB_COUNTS")?.iter().sum())).collect()
     }
 
+    /// `trace`'s kernel counts, for the tracer to read as it goes.
+    pub fn take_tally(&mut self) -> Option<Tally> {
+        self.tally.take()
+    }
+
+    /// Slab events sent because `TRACE_TALLY` was full (counted all the same).
+    pub fn tally_full(&self) -> u64 {
+        self.counter(CTR_TALLY_FULL).unwrap_or(0)
+    }
+
     /// Objects a scoped trace could not remember (its set was full): their frees from
     /// untraced contexts went unseen.
     pub fn objects_full(&self) -> u64 {
         self.counter(CTR_OBJECTS_FULL).unwrap_or(0)
     }
+}
+
+/// `TRACE_TALLY`: the kernel's per (process, slot, marker generation) slab counts.
+pub type Tally = PerCpuHashMap<MapData, PodKey, u64>;
+
+/// Every key and its count summed over CPUs. Keys are never deleted while the programs
+/// run, so a walk racing with inserts misses none that existed when it began.
+pub fn read_tally(map: &Tally) -> Vec<(TallyKey, u64)> {
+    map.iter().filter_map(Result::ok).map(|(k, v)| (k.0, v.iter().sum())).collect()
 }
 
 #[cfg(test)]

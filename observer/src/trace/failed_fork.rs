@@ -4,8 +4,12 @@
 //! Told apart per thread: a fork's allocations are pending until the thread's
 //! `task_newtask` / `sched_process_fork`; a free by the same thread first is the failed
 //! child's teardown (nothing in a successful `copy_process` frees anon_vma objects).
+//! Where the kernel counts the allocations (`TRACE_TALLY`), none reaches userspace: the
+//! teardown's frees (inside a fork syscall, `WHY_FORK`) still stream, its first one flagged
+//! (`WHY_FAILED_FORK`), and they tell the allocations (the teardown frees every object the
+//! child had).
 use super::slab::{Counts, Kind};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
 pub struct FailedForks {
@@ -16,6 +20,8 @@ pub struct FailedForks {
     pub allocated: Counts,
     /// Of `failed`: still pending when the trace ended (in flight, or freed unseen).
     pub unfinished: u64,
+    /// Threads in the teardown of a failed fork the kernel counted the allocations of.
+    tearing: HashSet<u32>,
 }
 
 impl FailedForks {
@@ -30,11 +36,23 @@ impl FailedForks {
     /// The thread's fork made a child (`task_newtask`, `sched_process_fork`).
     pub fn forked(&mut self, tid: u32) {
         self.pending.remove(&tid);
+        self.tearing.remove(&tid);
     }
 
-    pub fn free(&mut self, tid: u32) {
-        if let Some(c) = self.pending.remove(&tid) {
+    /// A free by thread `tid`; `teardown`: inside a fork syscall (reason `fork`); `first`:
+    /// the first of a failed fork whose allocations the kernel counted.
+    pub fn free(&mut self, tid: u32, kind: Kind, teardown: bool, first: bool) {
+        let streamed = self.pending.remove(&tid);
+        if first {
+            // Its teardown's frees tell what it allocated, the streamed ones too.
+            self.failed += 1;
+            self.tearing.insert(tid);
+        } else if let Some(c) = streamed {
             self.fail(c);
+            return;
+        }
+        if teardown && self.tearing.contains(&tid) {
+            self.allocated.add(kind, true);
         }
     }
 
@@ -77,12 +95,26 @@ mod tests {
         f.alloc(11, "fork", Kind::AnonVmaChain);
         f.alloc(11, "prepare", Kind::AnonVma);
         f.forked(10);
-        f.free(10);
-        f.free(11);
-        f.free(11);
+        f.free(10, Kind::AnonVma, false, false);
+        f.free(11, Kind::AnonVma, true, false);
+        f.free(11, Kind::AnonVmaChain, true, false);
         f.alloc(11, "fork", Kind::AnonVmaChain);
         f.forked(11);
         assert_eq!(f.finish().unwrap(), "1 forks failed after copying their parent's VMAs (e.g. a cgroup's pids.max): their 1 anon_vma and 1 anon_vma_chain allocations are observed, not modelled");
+    }
+
+    #[test]
+    fn a_failed_fork_the_kernel_counted_is_told_by_its_teardown() {
+        let mut f = FailedForks::default();
+        // Thread 13: two failed forks (allocations counted in the kernel), then a good one.
+        for _ in 0..2 {
+            f.free(13, Kind::AnonVmaChain, true, true);
+            f.free(13, Kind::AnonVmaChain, true, false);
+            f.free(13, Kind::AnonVma, true, false);
+        }
+        f.forked(13);
+        f.free(13, Kind::AnonVma, false, false);
+        assert_eq!(f.finish().unwrap(), "2 forks failed after copying their parent's VMAs (e.g. a cgroup's pids.max): their 2 anon_vma and 4 anon_vma_chain allocations are observed, not modelled");
     }
 
     #[test]

@@ -25,7 +25,7 @@ pub mod stats;
 pub mod symbols;
 pub mod timeline;
 
-use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE, WHY_FUNCTION};
+use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE, WHY_FAILED_FORK, WHY_FUNCTION};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
@@ -63,6 +63,12 @@ pub struct Tracer {
     /// KSM merges / rmap_item removals and THP faults per process and phase.
     pub kernel_events: ksm::KernelEvents,
     pub failed_forks: failed_fork::FailedForks,
+    /// The kernel's slab counts (`trace` without `-o`), read at markers, live rows, a
+    /// recycled tgid's fork and the end (`sync`).
+    pub kernel_tally: Option<bpf::Tally>,
+    pub kernel_counts: slab::KernelCounts,
+    /// The generation of the last marker handled.
+    gen_seen: u64,
 }
 
 impl Tracer {
@@ -88,7 +94,41 @@ impl Tracer {
             feed: None,
             kernel_events: Default::default(),
             failed_forks: Default::default(),
+            kernel_tally: None,
+            kernel_counts: Default::default(),
+            gen_seen: 0,
         }
+    }
+
+    /// Adds to the tally what the kernel counted (`TRACE_TALLY`) in generations below
+    /// `below`, for the processes the tree knows; `last`: the end, every tgid is taken.
+    pub fn sync(&mut self, below: u64, last: bool) {
+        let Some(map) = self.kernel_tally.as_ref() else { return };
+        let t0 = std::time::Instant::now();
+        let keys = bpf::read_tally(map);
+        self.kernel_counts.last_walk = Some(std::time::Instant::now());
+        self.kernel_counts.walk_cost = t0.elapsed();
+        for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(keys, below) {
+            if !last && !self.tree.known(key.tgid) {
+                continue;
+            }
+            let Some(proc) = self.tree.traced(key.tgid) else {
+                self.kernel_counts.unattributed += n;
+                self.kernel_counts.taken(key, n);
+                continue;
+            };
+            let p = self.tree.get(proc);
+            let at = At { proc, tgid: p.tgid, phase: self.kernel_counts.log.at(proc, key.gen, p.phase) };
+            let reason = reason::with_context(why).map_or_else(|| reason::classify(func, alloc, &[], &self.syms), String::from);
+            self.tally.add_n(kind, alloc, func, reason, at, n);
+            self.interval.add_n(kind, alloc, n);
+            self.kernel_counts.taken(key, n);
+        }
+    }
+
+    /// `sync` of what every marker handled so far places.
+    pub fn sync_seen(&mut self) {
+        self.sync(self.gen_seen + 1, false);
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
@@ -191,6 +231,16 @@ impl Tracer {
             }
             EV_FORK => {
                 self.failed_forks.forked(ev.pid);
+                // A recycled tgid: what the kernel counted so far is the old process's. A map
+                // walk per fork would stall a long system-wide trace once pids wrap: at most
+                // one per 10 ms, and the forks left unseparated are counted.
+                if self.kernel_tally.is_some() && self.tree.known(ev.arg) && self.tree.traced(ev.arg).is_some_and(|p| self.tree.get(p).exited) {
+                    if self.kernel_counts.walk_due() {
+                        self.sync_seen();
+                    } else {
+                        self.kernel_counts.recycled_unsynced += 1;
+                    }
+                }
                 let n = self.tree.procs.len();
                 self.tree.fork(ev.tgid, ev.arg);
                 if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
@@ -214,6 +264,19 @@ impl Tracer {
             }
             EV_MARKER => {
                 let id = (ev.ptr - MARKER_BASE) as u32;
+                // The kernel's counts before this marker, in the phases before it.
+                let gen = ev.call_site;
+                if gen > 0 {
+                    // Counts read later still land in their phases (`PhaseLog`): a walk per
+                    // marker would grow with the map and stall a tree that marks often.
+                    if seed::is_seed_marker(id) || self.kernel_counts.walk_due() {
+                        self.sync(gen, false);
+                    }
+                    if let Some(p) = self.tree.traced(ev.tgid) {
+                        self.kernel_counts.log.marker(p, self.tree.get(p).phase, gen, id);
+                    }
+                    self.gen_seen = self.gen_seen.max(gen);
+                }
                 if let Some(f) = self.feed.as_mut() {
                     f.seed_marker(&self.tree, &self.tally.phases, ev.tgid, id);
                 }
@@ -254,8 +317,10 @@ impl Tracer {
         // An object of the traced tree freed from elsewhere (ksmd, a /proc reader's mmput)
         // still counts, in its allocating process.
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
-        self.failed_forks.free(ev.pid);
+        let first = ctx & WHY_FAILED_FORK != 0;
+        let ctx = ctx & !WHY_FAILED_FORK;
         let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, false, self.frames(ev), &self.syms), String::from);
+        self.failed_forks.free(ev.pid, kind, why == "fork", first);
         self.count(kind, false, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {
             let p = self.tree.get(proc);
@@ -269,8 +334,9 @@ impl Tracer {
         self.interval.add(kind, alloc);
     }
 
-    /// Objects allocated during the trace and still live.
-    pub fn live_objects(&self) -> usize {
-        self.live.len()
+    /// Objects allocated during the trace and still live; `None` when the kernel counted
+    /// the slab events (no pointer reached userspace: the timeline's net counts remain).
+    pub fn live_objects(&self) -> Option<usize> {
+        self.kernel_tally.is_none().then(|| self.live.len())
     }
 }

@@ -127,6 +127,11 @@ impl Tree {
         }
     }
 
+    /// Whether a process of the tree had `tgid` (no process is made for it).
+    pub fn known(&self, tgid: u32) -> bool {
+        self.by_tgid.contains_key(&tgid)
+    }
+
     pub fn get(&self, proc: usize) -> &Proc {
         &self.procs[proc]
     }

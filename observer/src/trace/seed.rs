@@ -38,6 +38,11 @@ pub const END: u32 = 0x5e_ed01;
 /// have been forked before its parent was, and then the kernel does not follow it.
 pub const TRACED: u32 = 0x5e_ed02;
 
+/// One of the seed's own markers (the feed reads the counts at each).
+pub fn is_seed_marker(id: u32) -> bool {
+    [START, END, TRACED].contains(&id)
+}
+
 /// Between taking the pass and the feed reaching its end marker.
 pub struct Pending {
     /// lazyvma's own tgid: only its markers count.

@@ -2,7 +2,7 @@
 //! (process, phase) they happened in. At alloc the kind is the object size (the caches'
 //! object_size from /sys/kernel/slab); at free it is what the same pointer was allocated as,
 //! or, for objects allocated before the trace began, what the freeing function frees.
-use lazyvma_model::trace_abi::{FN_COUNT, FN_PUT, FN_UNLINK};
+use lazyvma_model::trace_abi::{agg_key, TallyKey, FN_COUNT, FN_PUT, FN_UNLINK};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,15 +29,19 @@ pub struct Counts {
 
 impl Counts {
     pub fn add(&mut self, kind: Kind, alloc: bool) {
+        self.add_n(kind, alloc, 1);
+    }
+
+    pub fn add_n(&mut self, kind: Kind, alloc: bool, n: u64) {
         let af = match kind {
             Kind::AnonVma => &mut self.anon_vma,
             Kind::AnonVmaChain => &mut self.anon_vma_chain,
             Kind::Unclassified => &mut self.unclassified,
         };
         if alloc {
-            af.alloc += 1;
+            af.alloc += n;
         } else {
-            af.free += 1;
+            af.free += n;
         }
     }
 }
@@ -113,16 +117,95 @@ pub struct Tally {
 
 impl Tally {
     pub fn add(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, at: At) {
+        self.add_n(kind, alloc, func, reason, at, 1);
+    }
+
+    pub fn add_n(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, at: At, n: u64) {
         let At { proc, tgid, phase } = at;
-        self.total.add(kind, alloc);
-        self.by_function[func as usize].add(kind, alloc);
-        self.by_reason.entry(reason).or_default().add(kind, alloc);
+        self.total.add_n(kind, alloc, n);
+        self.by_function[func as usize].add_n(kind, alloc, n);
+        self.by_reason.entry(reason).or_default().add_n(kind, alloc, n);
         let next = self.phases.len();
         let i = *self.phase_index.entry((proc, phase)).or_insert(next);
         if i == next {
             self.phases.push(PhaseRow { proc, tgid, phase, counts: Counts::default() });
         }
-        self.phases[i].counts.add(kind, alloc);
+        self.phases[i].counts.add_n(kind, alloc, n);
+    }
+}
+
+/// What the kernel counted (`TRACE_TALLY`), turned into the tally as it grows: each key's
+/// process is the one its tgid names now, its phase the one that process had in the key's
+/// marker generation (`PhaseLog`).
+#[derive(Default)]
+pub struct KernelCounts {
+    /// Per key, what is already in the tally.
+    counted: HashMap<TallyKey, u64>,
+    pub log: PhaseLog,
+    /// Counts of a tgid the tree never knew (seen at the end).
+    pub unattributed: u64,
+    /// When the map was last read, and how long that read took.
+    pub last_walk: Option<std::time::Instant>,
+    pub walk_cost: std::time::Duration,
+    /// Forks of a recycled tgid not preceded by a read (too soon after the last): the old
+    /// and new process's counts in one phase generation may have merged.
+    pub recycled_unsynced: u64,
+}
+
+/// Per process, the phase from each of its markers on: (generation, phase).
+#[derive(Default)]
+pub struct PhaseLog(HashMap<usize, Vec<(u64, Option<u32>)>>);
+
+impl PhaseLog {
+    /// Process `proc`, in `before` until now, marked phase `phase` at generation `gen`.
+    pub fn marker(&mut self, proc: usize, before: Option<u32>, gen: u64, phase: u32) {
+        self.0.entry(proc).or_insert_with(|| vec![(0, before)]).push((gen, Some(phase)));
+    }
+
+    /// The phase of `proc` in generation `gen`; `now` if it never marked one.
+    pub fn at(&self, proc: usize, gen: u64, now: Option<u32>) -> Option<u32> {
+        match self.0.get(&proc) {
+            None => now,
+            Some(log) => log.iter().rev().find(|(g, _)| *g <= gen).map_or(log[0].1, |(_, p)| *p),
+        }
+    }
+}
+
+/// One kernel count to add: (kind, alloc, function, why, where, how many).
+pub type Grown = (Kind, bool, u32, u32, TallyKey, u64);
+
+impl KernelCounts {
+    /// Whether an optional read (a marker's, a recycled tgid's fork's) may walk the map now:
+    /// 10 ms after the last, and never more than a tenth of the reader's time.
+    pub fn walk_due(&self) -> bool {
+        self.last_walk.is_none_or(|t| t.elapsed() >= (self.walk_cost * 10).max(std::time::Duration::from_millis(10)))
+    }
+
+    /// What grew since the last call among `keys` whose generation is below `below`:
+    /// the caller attributes each (`Tracer::sync`).
+    pub fn grown(&mut self, keys: Vec<(TallyKey, u64)>, below: u64) -> Vec<Grown> {
+        let mut out = Vec::new();
+        for (key, now) in keys {
+            if key.gen >= below {
+                continue;
+            }
+            let was = self.counted.get(&key).copied().unwrap_or(0);
+            if now <= was {
+                continue;
+            }
+            let (func, alloc, kind, why) = agg_key(key.slot);
+            if func as usize >= FN_COUNT {
+                continue;
+            }
+            let kind = if kind == 0 { Kind::AnonVma } else { Kind::AnonVmaChain };
+            out.push((kind, alloc, func, why, key, now - was));
+        }
+        out
+    }
+
+    /// `n` more of `key` are in the tally.
+    pub fn taken(&mut self, key: TallyKey, n: u64) {
+        *self.counted.entry(key).or_default() += n;
     }
 }
 
@@ -146,6 +229,22 @@ mod tests {
         assert_eq!(live.free(0x20, FN_PUT), (Kind::AnonVma, None));
         assert_eq!(live.free(0x30, FN_UNLINK), (Kind::AnonVmaChain, None));
         assert_eq!(live.len(), 0);
+    }
+
+    #[test]
+    fn a_kernel_count_takes_the_phase_of_its_generation() {
+        let mut log = PhaseLog::default();
+        assert_eq!(log.at(0, 5, Some(1)), Some(1));
+        log.marker(0, None, 3, 2);
+        log.marker(0, Some(2), 7, 4);
+        assert_eq!([0, 2, 3, 6, 7, 9].map(|g| log.at(0, g, Some(4))), [None, None, Some(2), Some(2), Some(4), Some(4)]);
+        let mut k = KernelCounts::default();
+        let key = |gen| TallyKey { tgid: 10, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, 2), gen };
+        let got = k.grown(vec![(key(1), 5), (key(4), 2)], 4);
+        assert_eq!(got, [(Kind::AnonVma, false, FN_PUT, 2, key(1), 5)]);
+        k.taken(key(1), 5);
+        assert!(k.grown(vec![(key(1), 5)], 9).is_empty());
+        assert_eq!(k.grown(vec![(key(1), 8)], 9)[0].5, 3);
     }
 
     #[test]
