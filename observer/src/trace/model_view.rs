@@ -34,6 +34,64 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
             phases[i]["not_modelled"] = json!(why);
         }
     }
+    flag_moved_teardowns(phases);
+}
+
+/// [+AV, -AV, +AVC, -AVC] of a phase row's `key` object.
+fn four(v: &Value, key: Option<&str>) -> [i64; 4] {
+    let v = key.map_or(v, |k| &v[k]);
+    let g = |o: &str, d: &str| v[o][d].as_i64().unwrap_or(0);
+    [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")]
+}
+
+/// An mm's teardown runs in the task that drops its last reference: a process that read
+/// /proc/PID/* of an exiting one (systemd does) may free that process's anon_vmas and
+/// chains. The slab counts them at the freer, the model at the owner's exit. Where one
+/// process's frees fall short of its model by exactly what another's exceed theirs (no
+/// allocation differing in either), both are flagged with the move, never left looking
+/// wrong or made to look exact.
+fn flag_moved_teardowns(phases: &mut [Value]) {
+    use std::collections::BTreeMap;
+    // proc -> (tgid, observed, model, modelled)
+    let mut procs: BTreeMap<i64, (i64, [i64; 4], [i64; 4], bool)> = BTreeMap::new();
+    for p in phases.iter() {
+        let e = procs.entry(p["proc"].as_i64().unwrap_or(-1)).or_default();
+        e.0 = p["tgid"].as_i64().unwrap_or(-1);
+        let add = |to: &mut [i64; 4], x: [i64; 4]| to.iter_mut().zip(x).for_each(|(t, x)| *t += x);
+        add(&mut e.1, four(p, None));
+        if p["eager"].is_object() {
+            e.3 = true;
+            for k in ["eager", "prepare_race_spares", "before_seed"] {
+                if p[k].is_object() {
+                    add(&mut e.2, four(p, Some(k)));
+                }
+            }
+        }
+    }
+    // Frees only: (owner's shortfall) and (freer's excess), as [AV, AVC].
+    let frees = |(_, o, m, _): &(i64, [i64; 4], [i64; 4], bool)| (o[0] == m[0] && o[2] == m[2]).then(|| [o[1] - m[1], o[3] - m[3]]);
+    let short: Vec<(i64, i64, [i64; 2])> =
+        procs.iter().filter(|(_, e)| e.3).filter_map(|(p, e)| frees(e).map(|d| (*p, e.0, d))).filter(|(_, _, d)| d[0] <= 0 && d[1] <= 0 && *d != [0, 0]).collect();
+    let mut taken = std::collections::BTreeSet::new();
+    let mut why: BTreeMap<i64, String> = BTreeMap::new();
+    for (owner, owner_tgid, d) in short {
+        let want = [-d[0], -d[1]];
+        let freer = procs.iter().find(|(p, e)| **p != owner && !taken.contains(*p) && frees(e) == Some(want));
+        if let Some((freer, e)) = freer {
+            taken.insert(*freer);
+            let moved = format!("{} anon_vma / {} anon_vma_chain", want[0], want[1]);
+            why.insert(owner, format!("teardown moved: {moved} of this process's mm freed by tgid {} (its last mmput)", e.0));
+            why.insert(*freer, format!("teardown moved: freed {moved} of tgid {owner_tgid}'s mm (its last mmput)"));
+        }
+    }
+    for p in phases.iter_mut() {
+        let Some(w) = why.get(&p["proc"].as_i64().unwrap_or(-1)) else { continue };
+        let flag = match p["not_modelled"].as_str() {
+            Some(old) if !old.is_empty() => format!("{old}; {w}"),
+            _ => w.clone(),
+        };
+        p["not_modelled"] = json!(flag);
+    }
 }
 
 /// `events`: also list every event fed, with the (proc, phase) it counted at.
@@ -177,4 +235,30 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
         writeln!(out, "model events: {} past --model-events-max {} not kept (counted above); knob sweep not run", f.events_dropped, f.events_max)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod moved_teardown_tests {
+    use serde_json::json;
+
+    fn row(proc: i64, obs: [i64; 4], eager: Option<[i64; 4]>) -> serde_json::Value {
+        let c = |v: [i64; 4]| json!({ "anon_vma": { "alloc": v[0], "free": v[1] }, "anon_vma_chain": { "alloc": v[2], "free": v[3] } });
+        let mut r = c(obs);
+        r["proc"] = json!(proc);
+        r["tgid"] = json!(proc + 1000);
+        if let Some(e) = eager {
+            r["eager"] = c(e);
+        }
+        r
+    }
+
+    /// The userland's case: systemd (no model here) ran an exited process's last mmput.
+    #[test]
+    fn a_teardown_run_by_another_task_flags_both_and_nothing_else() {
+        let mut phases = vec![row(1, [16, 14, 26, 42], Some([16, 30, 26, 68])), row(2, [0, 16, 0, 26], None), row(3, [5, 5, 9, 9], Some([5, 5, 9, 9])), row(4, [1, 0, 2, 0], Some([2, 0, 2, 0]))];
+        super::flag_moved_teardowns(&mut phases);
+        assert!(phases[0]["not_modelled"].as_str().unwrap().contains("freed by tgid 1002"));
+        assert!(phases[1]["not_modelled"].as_str().unwrap().contains("of tgid 1001's mm"));
+        assert!(phases[2].get("not_modelled").is_none() && phases[3].get("not_modelled").is_none());
+    }
 }

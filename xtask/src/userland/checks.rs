@@ -228,7 +228,8 @@ pub fn exactness(trace: &Value) -> Exactness {
             x.off[i] += ((obs[2 * i] - obs[2 * i + 1]) - (model[2 * i] - model[2 * i + 1])).abs();
         }
         if !modelled {
-            match why_not.get(&proc).filter(|w| !w.is_empty()) {
+            // Named in not_modelled_why, or its rows flagged (a teardown it ran for another).
+            match why_not.get(&proc).filter(|w| !w.is_empty()).or(flag.as_ref()) {
                 Some(why) => *x.unmodelled.entry(why.clone()).or_default() += 1,
                 None if obs == [0; 4] => {}
                 None => x.wrong.push(format!("tgid {tgid} observed {obs:?}, no model and no reason")),
