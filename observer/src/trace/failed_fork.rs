@@ -42,6 +42,10 @@ impl FailedForks {
     /// A free by thread `tid`; `teardown`: inside a fork syscall (reason `fork`); `first`:
     /// the first of a failed fork whose allocations the kernel counted.
     pub fn free(&mut self, tid: u32, kind: Kind, teardown: bool, first: bool) {
+        // Nearly every free: no fork in progress and none tearing down; no lookup per record.
+        if !first && self.pending.is_empty() && (!teardown || self.tearing.is_empty()) {
+            return;
+        }
         let streamed = self.pending.remove(&tid);
         if first {
             // Its teardown's frees tell what it allocated, the streamed ones too.
