@@ -128,7 +128,6 @@ pub fn tgid_of(pid: i32) -> anyhow::Result<u32> {
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).with_context(|| format!("reading the tgid of pid {pid}"))
 }
 
-/// (tgid, parent tgid) of every process now.
 /// (pid, ppid) of every live process but lazyvma. Zombies are left out: their
 /// `sched_process_exit` has run, so one scanned into a scope would never exit in the trace
 /// (an exit before its FEED_TRACED entry is not sent).
