@@ -33,7 +33,6 @@ use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     io::Write,
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -123,32 +122,12 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 
 const MAX_DURATION_SECS: f64 = 365.0 * 86400.0;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-    crate::interrupt::note();
-}
-
-fn catch_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: the handler only stores an atomic; no SA_RESTART so poll wakes up.
-        unsafe {
-            let mut sa: libc::sigaction = std::mem::zeroed();
-            sa.sa_sigaction = on_signal as *const () as usize;
-            libc::sigemptyset(&mut sa.sa_mask);
-            libc::sigaction(sig, &sa, std::ptr::null_mut());
-        }
-    }
-}
-
 /// The tgid of a `-p` pid (a thread id names its process).
 pub fn tgid_of(pid: i32) -> anyhow::Result<u32> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| anyhow::anyhow!("no such process: {pid}"))?;
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).with_context(|| format!("reading the tgid of pid {pid}"))
 }
 
-/// (tgid, parent tgid) of every process now.
 /// (pid, ppid) of every live process but lazyvma. Zombies are left out: their
 /// `sched_process_exit` has run, so one scanned into a scope would never exit in the trace
 /// (an exit before its FEED_TRACED entry is not sent).
@@ -301,7 +280,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut held = if args.command.is_empty() { None } else { Some(command::spawn_held(&args.command)?) };
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
     // From here a SIGINT/SIGTERM ends the trace through its report, so --stats' sysctl is restored.
-    catch_signals();
+    crate::interrupt::catch();
     // Before load, so every run is counted; restored when this goes out of scope, error or not.
     let stats_on = args.stats.then(stats::Enabled::enable).transpose()?;
     // The model is fed for a command's tree or -p (whose already-running processes it
@@ -483,7 +462,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         if scope != "command" && scope != "system" && tracer.tree.procs.iter().all(|p| gone(p.tgid)) {
             break "all traced processes exited";
         }
-        if STOP.load(Ordering::SeqCst) {
+        if crate::interrupt::count() > 0 {
             break "signal";
         }
         if args.duration.is_some_and(|d| start.elapsed() >= d) {

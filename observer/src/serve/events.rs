@@ -53,7 +53,7 @@ impl Counter {
             let (func, alloc, kind, why) = agg_key(slot as u32);
             let Some(function) = FUNCTIONS.get(func as usize) else { continue };
             let kind = if kind == 0 { Kind::AnonVma } else { Kind::AnonVmaChain };
-            let reason = reason::with_context(why).map_or_else(|| reason::classify(func, alloc, &[], &self.syms), String::from);
+            let reason = reason::of(why, func, alloc, &[], &self.syms);
             self.metrics.count_slab_n(kind, alloc, function, reason, n);
         }
     }
@@ -93,7 +93,7 @@ impl Counter {
             self.metrics.events.stack_errors.inc();
         }
         let n = (ev.stack_bytes.max(0) as usize / 8).min(ev.frames.len());
-        let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, alloc, &ev.frames[..n], &self.syms), String::from);
+        let why = reason::of(ctx, ev.arg, alloc, &ev.frames[..n], &self.syms);
         self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.arg as usize], why);
     }
 }

@@ -1079,6 +1079,20 @@ mod tests {
         PrepareVma { kind: EV_PREPARE_VMA, pid: tgid, tgid, found: vma.is_some() as u32, addr, bytes_req: 64, start, end, pgoff: start / PAGE_SIZE, flags, ..Default::default() }
     }
 
+    /// Command 100 after its exec, modelled from scratch (6.18).
+    fn execed() -> (Tree, Feed) {
+        let mut tree = Tree::command(100);
+        let mut f = Feed::new("6.18.44", Knobs::default());
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        (tree, f)
+    }
+
+    /// The model's events by kind (`MapPgoff`, `Fault`...).
+    fn kinds(f: &Feed) -> Vec<String> {
+        f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect()
+    }
+
     /// The command's exec (argv copy, then a .data prepare inside exec), an anon mmap and
     /// its first write, a fork, both exits: spec §5 B for one VMA plus the image.
     #[test]
@@ -1101,7 +1115,7 @@ mod tests {
         f.exit(&tree, 1, 0);
         tree.exit(100, 100, 1);
         f.exit(&tree, 0, 0);
-        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        let kinds = kinds(&f);
         assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "MapPgoff", "Fault", "Fork", "Exit", "Exit"]);
         assert_eq!(f.events[1], Event::Exec { pid: 1, stack: Some(EXEC_STACK) });
         // stack + .data + the test VMA: 3 AV / 3 AVC; fork: +3 AV, +6 AVC; all freed.
@@ -1148,10 +1162,7 @@ mod tests {
     /// its later forks' rows; an exec starts the process's rows afresh.
     #[test]
     fn what_the_model_cannot_take_flags_the_rows_it_may_change() {
-        let mut tree = Tree::command(100);
-        let mut f = Feed::new("6.18.44", Knobs::default());
-        tree.exec(100);
-        f.exec(&tree, 100, 0);
+        let (mut tree, mut f) = execed();
         f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
         prepare(&mut f, &tree, &prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, VM_READ | VM_WRITE))));
         f.syscall(&tree, &sys(100, SYS_MSEAL, [0x1_0000_0000, PAGE_SIZE, 0, 0, 0, 0], 0));
@@ -1180,10 +1191,7 @@ mod tests {
     /// prepare: the model counts the prepare where the slab did.
     #[test]
     fn a_prepare_counts_in_the_phase_its_slab_record_did() {
-        let mut tree = Tree::command(100);
-        let mut f = Feed::new("6.18.44", Knobs::default());
-        tree.exec(100);
-        f.exec(&tree, 100, 0);
+        let (mut tree, mut f) = execed();
         f.syscall(&tree, &sys(100, SYS_MMAP, [0, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON, u64::MAX, 0], 0x1_0000_0000));
         tree.marker(100, 2);
         f.prepare_counted(&tree, 101, Feed::at(&tree, 0));
@@ -1197,10 +1205,7 @@ mod tests {
     /// tally before the syscall's exit sends their VMAs (`place.rs`); each is placed.
     #[test]
     fn prepares_placed_at_their_syscalls_exit_pair_in_order() {
-        let mut tree = Tree::command(100);
-        let mut f = Feed::new("6.18.44", Knobs::default());
-        tree.exec(100);
-        f.exec(&tree, 100, 0);
+        let (tree, mut f) = execed();
         let (a, b) = (0x1_0000_0000, 0x2_0000_0000);
         for v in [a, b] {
             f.syscall(&tree, &sys(100, SYS_MMAP, [v, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], v as i64));
@@ -1221,10 +1226,7 @@ mod tests {
     /// munlock: all modelled (splits, merges, the copies' AVCs), nothing left unmodelled.
     #[test]
     fn huge_advice_mremap_resizes_and_mlock_are_modelled() {
-        let mut tree = Tree::command(100);
-        let mut f = Feed::new("6.18.44", Knobs::default());
-        tree.exec(100);
-        f.exec(&tree, 100, 0);
+        let (tree, mut f) = execed();
         let a = 0x1_0000_0000u64;
         f.syscall(&tree, &sys(100, SYS_MMAP, [a, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
         f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
@@ -1246,7 +1248,7 @@ mod tests {
         assert!(f.coverage.incomplete.is_empty(), "{:?}", f.coverage.incomplete);
         let vmas = f.pair.eager().vmas(1).unwrap();
         assert_eq!(vmas.iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(), [(2 * a, b), (b, b + PAGE_SIZE)]);
-        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        let kinds = kinds(&f);
         assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "Madvise", "Madvise", "MremapResize", "MremapResize", "Mlock", "Mlock", "Mlock", "MapPgoff", "Mlock"]);
         // Prepare 1/1; HUGEPAGE's two splits +2 AVC; NOHUGEPAGE merges them (-2); the move's
         // copy +1 and unmap -1; mlock2's split +1 and munlock's merge -1.
@@ -1259,10 +1261,7 @@ mod tests {
     /// each cloned to its new place and unlinked from the old (+1/−1 AVC each).
     #[test]
     fn a_move_of_several_vmas_moves_each() {
-        let mut tree = Tree::command(100);
-        let mut f = Feed::new("6.18.44", Knobs::default());
-        tree.exec(100);
-        f.exec(&tree, 100, 0);
+        let (tree, mut f) = execed();
         let (a, b) = (0x1_0000_0000u64, 0x1_0000_2000u64);
         for (v, prot) in [(a, 3), (b, 7)] {
             f.syscall(&tree, &sys(100, SYS_MMAP, [v, PAGE_SIZE, prot, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], v as i64));
@@ -1290,10 +1289,7 @@ mod tests {
     /// already applied is counted, never placed by guess.
     #[test]
     fn syscalls_and_prepares_are_applied_in_lock_order() {
-        let mut tree = Tree::command(100);
-        let mut f = Feed::new("6.18.44", Knobs::default());
-        tree.exec(100);
-        f.exec(&tree, 100, 0);
+        let (tree, mut f) = execed();
         const MS: u64 = 1_000_000;
         let map = |a: u64, key| SyscallEvent { key, ..sys(100, SYS_MMAP, [a, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64) };
         f.syscall(&tree, &map(0x1_0000_0000, MS));
@@ -1307,7 +1303,7 @@ mod tests {
         f.syscall(&tree, &SyscallEvent { key: 10 * MS + super::super::order::WINDOW_NS, ..sys(100, SYS_MPROTECT, [0x1_0000_4000, PAGE_SIZE, 1, 0, 0, 0], 0) });
         f.syscall(&tree, &SyscallEvent { key: 3 * MS + 1, ..sys(100, SYS_MADVISE, [0x1_0000_4000, PAGE_SIZE, 12, 0, 0, 0], 0) });
         f.finish(&tree, 0, &[]);
-        let kinds: Vec<String> = f.events.iter().map(|e| format!("{e:?}").split([' ', '{']).next().unwrap().to_string()).collect();
+        let kinds = kinds(&f);
         assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "MapPgoff", "Munmap", "Fault", "Madvise", "Mprotect"]);
         assert_eq!((f.coverage.out_of_order, f.reordered()), (1, 1));
         assert_eq!(f.coverage.incomplete, ["1 syscalls or prepares arrived after a later one of their mm was applied (out of order)"]);

@@ -119,7 +119,7 @@ impl Tracer {
             };
             let p = self.tree.get(proc);
             let at = At { proc, tgid: p.tgid, phase: self.kernel_counts.log.at(proc, key.gen, p.phase) };
-            let reason = reason::with_context(why).map_or_else(|| reason::classify(func, alloc, &[], &self.syms), String::from);
+            let reason = reason::of(why, func, alloc, &[], &self.syms);
             self.tally.add_n(kind, alloc, func, reason, at, n);
             self.interval.add_n(kind, alloc, n);
             self.kernel_counts.taken(key, n);
@@ -299,7 +299,7 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid) else { return };
         let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
-        let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, true, self.frames(ev), &self.syms), String::from);
+        let why = reason::of(ctx, ev.arg, true, self.frames(ev), &self.syms);
         self.failed_forks.alloc(ev.pid, &why, kind);
         self.count(kind, true, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.arg, kind) {
@@ -319,7 +319,7 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
         let first = ctx & WHY_FAILED_FORK != 0;
         let ctx = ctx & !WHY_FAILED_FORK;
-        let why = reason::with_context(ctx).map_or_else(|| reason::classify(ev.arg, false, self.frames(ev), &self.syms), String::from);
+        let why = reason::of(ctx, ev.arg, false, self.frames(ev), &self.syms);
         self.failed_forks.free(ev.pid, kind, why == "fork", first);
         self.count(kind, false, ev.arg, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {

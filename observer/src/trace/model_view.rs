@@ -259,6 +259,9 @@ mod moved_teardown_tests {
         super::flag_moved_teardowns(&mut phases);
         assert!(phases[0]["not_modelled"].as_str().unwrap().contains("freed by tgid 1002"));
         assert!(phases[1]["not_modelled"].as_str().unwrap().contains("of tgid 1001's mm"));
+        // Exactly what moved: the owner's shortfall (16 AV, 26 AVC), the freer's excess.
+        assert_eq!(phases[0]["not_modelled"], "teardown moved: 16 anon_vma / 26 anon_vma_chain of this process's mm freed by tgid 1002 (its last mmput)");
+        assert_eq!(phases[1]["not_modelled"], "teardown moved: freed 16 anon_vma / 26 anon_vma_chain of tgid 1001's mm (its last mmput)");
         assert!(phases[2].get("not_modelled").is_none() && phases[3].get("not_modelled").is_none());
     }
 }

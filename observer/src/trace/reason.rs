@@ -47,7 +47,7 @@ fn teardown(frames: &[&str]) -> Option<&'static str> {
 /// it is in, whether it is exiting), the same key the stack gives where the context is
 /// certain; where it is not, both candidates (`split/merge`, `munmap/merge`), which only
 /// `--stacks` tells apart.
-pub fn with_context(why: u32) -> Option<&'static str> {
+fn with_context(why: u32) -> Option<&'static str> {
     Some(match why {
         WHY_FORK => "fork",
         WHY_EXIT => "exit",
@@ -60,6 +60,12 @@ pub fn with_context(why: u32) -> Option<&'static str> {
         WHY_MUNMAP_OR_MERGE => "munmap/merge",
         _ => return None,
     })
+}
+
+/// The reason key for one event: the task's context where the slab program told it (`why`),
+/// else the function and its stack (`classify`).
+pub fn of(why: u32, func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
+    with_context(why).map_or_else(|| classify(func, alloc, frames, syms), String::from)
 }
 
 /// The reason key for one event. Unrecognised callers are named (`clone:<caller>`) rather
