@@ -1,4 +1,5 @@
 //! The run's results as the guest left them, and the checks `cargo xtask test` makes on them.
+use crate::trace_rows::{counts, expected};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::{
@@ -204,12 +205,10 @@ pub fn exactness(trace: &Value) -> Exactness {
     for p in trace["phases"].as_array().into_iter().flatten() {
         let e = procs.entry(p["proc"].as_i64().unwrap_or(-1)).or_default();
         e.4 = p["tgid"].as_i64().unwrap_or(-1);
-        add(&mut e.0, p);
-        if p["eager"].is_object() {
+        add(&mut e.0, counts(p));
+        if let Some(model) = expected(p) {
             e.2 = true;
-            for k in ["eager", "prepare_race_spares", "before_seed"] {
-                add(&mut e.1, &p[k]);
-            }
+            add(&mut e.1, model);
         }
         if let Some(why) = p.get("not_modelled") {
             e.3.get_or_insert_with(|| why.as_str().unwrap_or("").to_string());
@@ -249,11 +248,10 @@ pub fn exactness(trace: &Value) -> Exactness {
     x
 }
 
-/// [+AV, -AV, +AVC, -AVC] of a `{anon_vma: {alloc, free}, anon_vma_chain: {..}}`.
-fn add(to: &mut [i64; 4], v: &Value) {
-    let g = |o: &str, k: &str| v[o][k].as_i64().unwrap_or(0);
-    for (i, x) in [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")].into_iter().enumerate() {
-        to[i] += x;
+/// `to` += `v`, element by element.
+fn add(to: &mut [i64; 4], v: [i64; 4]) {
+    for (t, x) in to.iter_mut().zip(v) {
+        *t += x;
     }
 }
 
