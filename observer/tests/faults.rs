@@ -2,44 +2,9 @@
 //! disk, signals at each stage. Each checks that nothing is lost silently: the report says
 //! what it could not see, the recording replays, the kernel is left as it was.
 use serde_json::Value;
-use std::path::PathBuf;
 
 mod common;
 use common::*;
-
-/// A pids cgroup for one test (v1 `pids` hierarchy, or cgroup2 where its root delegates
-/// `pids`), removed on drop. None when this host has neither.
-struct PidsCgroup(PathBuf);
-
-impl PidsCgroup {
-    fn new(tag: &str) -> Option<PidsCgroup> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let mount = info.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = PathBuf::from(left.split_ascii_whitespace().nth(4)?);
-            let mut f = right.split_ascii_whitespace();
-            let (fs, opts) = (f.next()?, f.nth(1)?);
-            let v1 = fs == "cgroup" && opts.split(',').any(|o| o == "pids");
-            let v2 = fs == "cgroup2" && std::fs::read_to_string(point.join("cgroup.subtree_control")).is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
-            (v1 || v2).then_some(point)
-        })?;
-        let dir = mount.join(format!("lazyvma-test-{}-{tag}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        Some(PidsCgroup(dir))
-    }
-}
-
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        eprintln!("could not remove {}", self.0.display());
-    }
-}
 
 fn counts(v: &Value) -> [u64; 2] {
     [v["anon_vma"]["alloc"].as_u64().unwrap(), v["anon_vma_chain"]["alloc"].as_u64().unwrap()]
@@ -61,17 +26,17 @@ fn forks_refused_by_pids_max_are_named_not_silently_missing() {
     if !root_or_skip("forks_refused_by_pids_max_are_named_not_silently_missing") {
         return;
     }
-    let Some(cg) = PidsCgroup::new("failfork") else {
+    let Some(cg) = TestCgroup::pids("failfork") else {
         eprintln!("forks_refused_by_pids_max_are_named_not_silently_missing: skipped (no pids cgroup controller)");
         return;
     };
-    std::fs::write(cg.0.join("pids.max"), "1").unwrap();
+    std::fs::write(cg.dir().join("pids.max"), "1").unwrap();
     let dir = Dir::new("failfork");
     let rec = dir.file("rec.lzv");
     // Alone in the cgroup, every fork is refused after the copy.
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec perl -e 'my $x = \"a\" x 1000000; my $f = 0; for (1..20) {{ my $p = fork; if (!defined $p) {{ $f++; next }} if ($p == 0) {{ exit 0 }} waitpid($p, 0) }} print STDERR \"failed $f\\n\"'",
-        cg.0.display()
+        cg.dir().display()
     );
     let out = lazyvma(&["trace", "-j", "-o", &rec, "--", "sh", "-c", &script]);
     let v: Value = serde_json::from_str(&ok(&out)).unwrap();
