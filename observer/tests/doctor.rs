@@ -125,7 +125,15 @@ fn json_reports_this_machine() {
         match p["type"].as_str().unwrap() {
             "tracepoint" | "iter" => assert_eq!((&p["loaded"], &p["reason"]), (&Value::Bool(true), &Value::Null), "{p}"),
             // The variant for another prototype (sched_process_exit's group_dead) is not used.
-            "tp_btf" if p["loaded"].is_null() => assert!(p["reason"].as_str().is_some_and(|r| r.starts_with("not used: this kernel's")), "{p}"),
+            "tp_btf" if p["loaded"].is_null() => {
+                assert!(p["reason"].as_str().is_some_and(|r| r.starts_with("not used: this kernel's")), "{p}");
+                let other = match name {
+                    "trace_exit_btf" => "has group_dead (trace_exit_btf_dead)",
+                    "trace_exit_btf_dead" => "has no group_dead (trace_exit_btf)",
+                    _ => panic!("only one of the exit pair may be left out: {p}"),
+                };
+                assert_eq!(p["reason"], format!("not used: this kernel's sched_process_exit {other}"), "{p}");
+            }
             "tp_btf" => assert_eq!((&p["loaded"], &p["reason"]), (&Value::Bool(true), &Value::Null), "{p}"),
             t @ ("fentry" | "fexit" | "kprobe") => {
                 assert_eq!(p["loaded"], Value::Null, "{p}");
@@ -137,6 +145,9 @@ fn json_reports_this_machine() {
     for name in ["snapshot_task_vma", "lock_seed_task_vma", "trace_slab_alloc", "trace_slab_free", "trace_fork_btf", "trace_sys_enter_btf", "trace_prepare_vma_btf"] {
         assert!(progs.iter().any(|p| p["program"] == name && p["loaded"] == true), "{name} loads");
     }
+    // Exactly one of the exit pair: the one for this kernel's prototype.
+    let exit = |name: &str| progs.iter().filter(|p| p["program"] == name && p["loaded"] == true).count();
+    assert_eq!(exit("trace_exit_btf") + exit("trace_exit_btf_dead"), 1, "{progs:?}");
 }
 
 /// The cache `anon_vma_chain` is an alias of, as sysfs shows it (e.g. `:A-0000064`).

@@ -2,44 +2,9 @@
 //! disk, signals at each stage. Each checks that nothing is lost silently: the report says
 //! what it could not see, the recording replays, the kernel is left as it was.
 use serde_json::Value;
-use std::path::PathBuf;
 
 mod common;
 use common::*;
-
-/// A pids cgroup for one test (v1 `pids` hierarchy, or cgroup2 where its root delegates
-/// `pids`), removed on drop. None when this host has neither.
-struct PidsCgroup(PathBuf);
-
-impl PidsCgroup {
-    fn new(tag: &str) -> Option<PidsCgroup> {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let mount = info.lines().find_map(|l| {
-            let (left, right) = l.split_once(" - ")?;
-            let point = PathBuf::from(left.split_ascii_whitespace().nth(4)?);
-            let mut f = right.split_ascii_whitespace();
-            let (fs, opts) = (f.next()?, f.nth(1)?);
-            let v1 = fs == "cgroup" && opts.split(',').any(|o| o == "pids");
-            let v2 = fs == "cgroup2" && std::fs::read_to_string(point.join("cgroup.subtree_control")).is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
-            (v1 || v2).then_some(point)
-        })?;
-        let dir = mount.join(format!("lazyvma-test-{}-{tag}", std::process::id()));
-        std::fs::create_dir(&dir).unwrap();
-        Some(PidsCgroup(dir))
-    }
-}
-
-impl Drop for PidsCgroup {
-    fn drop(&mut self) {
-        for _ in 0..100 {
-            if std::fs::remove_dir(&self.0).is_ok() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        eprintln!("could not remove {}", self.0.display());
-    }
-}
 
 fn counts(v: &Value) -> [u64; 2] {
     [v["anon_vma"]["alloc"].as_u64().unwrap(), v["anon_vma_chain"]["alloc"].as_u64().unwrap()]
@@ -61,40 +26,41 @@ fn forks_refused_by_pids_max_are_named_not_silently_missing() {
     if !root_or_skip("forks_refused_by_pids_max_are_named_not_silently_missing") {
         return;
     }
-    let Some(cg) = PidsCgroup::new("failfork") else {
+    let Some(cg) = TestCgroup::pids("failfork") else {
         eprintln!("forks_refused_by_pids_max_are_named_not_silently_missing: skipped (no pids cgroup controller)");
         return;
     };
-    std::fs::write(cg.0.join("pids.max"), "1").unwrap();
+    std::fs::write(cg.dir().join("pids.max"), "1").unwrap();
     let dir = Dir::new("failfork");
     let rec = dir.file("rec.lzv");
     // Alone in the cgroup, every fork is refused after the copy.
     let script = format!(
         "echo $$ > {}/cgroup.procs && exec perl -e 'my $x = \"a\" x 1000000; my $f = 0; for (1..20) {{ my $p = fork; if (!defined $p) {{ $f++; next }} if ($p == 0) {{ exit 0 }} waitpid($p, 0) }} print STDERR \"failed $f\\n\"'",
-        cg.0.display()
+        cg.dir().display()
     );
-    let out = lazyvma(&["trace", "-j", "-o", &rec, "--", "sh", "-c", &script]);
-    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("failed 20"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(v["model"]["complete"], false);
-    let (line, named) = failed_forks(&v);
-    assert!(line.starts_with("20 forks failed after copying their parent's VMAs"), "{line}");
-    let (obs, eager) = (counts(&v["observed"]), counts(&v["eager"]));
-    assert_eq!([obs[0] - eager[0], obs[1] - eager[1]], named, "observed {obs:?} eager {eager:?}: {line}");
+    // One traced run: the forks named as failed, and exactly what observed has over eager.
+    let traced = |how: &str, extra: &[&str]| {
+        let out = lazyvma(&[&["trace", "-j"][..], extra, &["--", "sh", "-c", &script]].concat());
+        let v: Value = serde_json::from_str(&ok(&out)).unwrap();
+        assert!(String::from_utf8_lossy(&out.stderr).contains("failed 20"), "{how}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(v["model"]["complete"], false, "{how}");
+        let (line, named) = failed_forks(&v);
+        assert!(line.starts_with("20 forks failed after copying their parent's VMAs"), "{how}: {line}");
+        let (obs, eager) = (counts(&v["observed"]), counts(&v["eager"]));
+        assert_eq!([obs[0] - eager[0], obs[1] - eager[1]], named, "{how}: observed {obs:?} eager {eager:?}: {line}");
+        (line, named)
+    };
+    let (line, named) = traced("recorded", &["-o", &rec]);
     assert!(named[0] >= 20, "{line}");
+    // Every refused fork copies the same VMAs of a parent that was exec'd and never forked:
+    // per VMA the child's anon_vma and two chains (to the parent's anon_vma and its own).
+    assert_eq!((named[0] % 20, named[1]), (0, 2 * named[0]), "{line}");
     // The replay tells the same.
     let r: Value = serde_json::from_str(&ok(&lazyvma(&["replay", "-j", &rec]))).unwrap();
     assert_eq!(failed_forks(&r).0, line);
     // Without -o the kernel counts the forks' allocations (none reaches userspace): the
     // teardowns, which stream, tell the same forks and objects.
-    let out = lazyvma(&["trace", "-j", "--", "sh", "-c", &script]);
-    let v: Value = serde_json::from_str(&ok(&out)).unwrap();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("failed 20"), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(v["model"]["complete"], false);
-    let (counted, named) = failed_forks(&v);
-    assert!(counted.starts_with("20 forks failed after copying their parent's VMAs"), "{counted}");
-    let (obs, eager) = (counts(&v["observed"]), counts(&v["eager"]));
-    assert_eq!([obs[0] - eager[0], obs[1] - eager[1]], named, "kernel counts: observed {obs:?} eager {eager:?}: {counted}");
+    assert_eq!(traced("kernel counts", &[]).1, named);
 }
 
 /// A tmpfs of `kib` KiB mounted on a fresh directory, unmounted on drop.
@@ -135,6 +101,13 @@ fn a_full_disk_cuts_the_recording_not_the_report() {
     // fork-loop's 500 forks: every one observed, whatever the disk did.
     let traced = counts(&v["observed"]);
     assert!(traced[0] >= 500, "{traced:?}");
+    // The model followed every one: the recording's end is not the trace's.
+    assert_eq!(v["model"]["complete"], true, "{}", v["model"]["incomplete"]);
+    assert_eq!(v["observed"], v["eager"]);
+    // In fork-loop's fork phase (3) its parent alone allocates: per fork the same anon_vmas,
+    // two chains each (the parent was exec'd and never forked before).
+    let forks: Vec<[u64; 2]> = v["phases"].as_array().unwrap().iter().filter(|r| r["phase"] == 3 && r["anon_vma"]["alloc"].as_u64() > Some(0)).map(counts).collect();
+    assert!(matches!(forks[..], [[av, avc]] if av > 0 && av % 500 == 0 && avc == 2 * av), "{forks:?}");
     assert!(std::fs::metadata(&rec).unwrap().len() <= 256 * 1024);
     let r = lazyvma(&["replay", "-j", &rec]);
     let rerr = String::from_utf8_lossy(&r.stderr);

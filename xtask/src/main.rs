@@ -7,6 +7,7 @@ mod fidelity;
 mod initramfs;
 mod selftests;
 mod setup;
+mod trace_rows;
 mod userland;
 mod util;
 mod vm;

@@ -103,24 +103,45 @@ impl Drop for Dir {
 }
 
 /// A cgroup made for one test in the cgroup2 hierarchy (found in /proc/self/mountinfo:
-/// /sys/fs/cgroup/unified on hybrid hosts); dropping it moves anything left to the root and
-/// removes it.
+/// /sys/fs/cgroup/unified on hybrid hosts), or in one with the pids controller
+/// ([`TestCgroup::pids`]); dropping it moves anything left to the root and removes it.
 pub struct TestCgroup {
     pub root: std::path::PathBuf,
     /// Relative to the cgroup2 mount.
     pub name: String,
 }
 
+/// The mount point of the first cgroup hierarchy in /proc/self/mountinfo that `pick(fs, super
+/// options, mount point)` takes.
+fn cgroup_mount(pick: impl Fn(&str, &str, &std::path::Path) -> bool) -> Option<std::path::PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines().find_map(|l| {
+        let (left, right) = l.split_once(" - ")?;
+        let point = std::path::PathBuf::from(left.split_ascii_whitespace().nth(4)?);
+        let mut f = right.split_ascii_whitespace();
+        let (fs, opts) = (f.next()?, f.nth(1)?);
+        pick(fs, opts, &point).then_some(point)
+    })
+}
+
 impl TestCgroup {
     pub fn new(test: &str) -> TestCgroup {
-        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        let root = info
-            .lines()
-            .find_map(|l| {
-                let (left, right) = l.split_once(" - ")?;
-                right.starts_with("cgroup2 ").then(|| std::path::PathBuf::from(left.split_ascii_whitespace().nth(4).unwrap()))
-            })
-            .expect("no cgroup2 mount on this host");
+        let root = cgroup_mount(|fs, _, _| fs == "cgroup2").expect("no cgroup2 mount on this host");
+        TestCgroup::make(root, test)
+    }
+
+    /// One with the `pids` controller: the v1 `pids` hierarchy, or cgroup2 where its root
+    /// delegates `pids`. None when this host has neither.
+    pub fn pids(test: &str) -> Option<TestCgroup> {
+        let root = cgroup_mount(|fs, opts, point| {
+            let v1 = fs == "cgroup" && opts.split(',').any(|o| o == "pids");
+            let v2 = fs == "cgroup2" && std::fs::read_to_string(point.join("cgroup.subtree_control")).is_ok_and(|c| c.split_whitespace().any(|c| c == "pids"));
+            v1 || v2
+        })?;
+        Some(TestCgroup::make(root, test))
+    }
+
+    fn make(root: std::path::PathBuf, test: &str) -> TestCgroup {
         let name = format!("lazyvma-test-{}-{test}", std::process::id());
         let cg = TestCgroup { root, name };
         std::fs::create_dir(cg.dir()).unwrap_or_else(|e| panic!("mkdir {}: {e}", cg.dir().display()));

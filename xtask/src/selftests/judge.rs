@@ -2,6 +2,7 @@
 //! the trace allocated and freed what the slab saw), flagged (not exact, and the report
 //! says why: `complete: false` with its reasons, or the row's own `not_modelled`), or
 //! wrong (not exact while the report claims to be: the one thing the suite fails on).
+use crate::trace_rows::{counts, expected};
 use serde_json::Value;
 
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -16,12 +17,6 @@ pub struct Verdict {
     pub lost: u64,
 }
 
-/// [AV alloc, AV free, AVC alloc, AVC free] of a counts object (absent = 0).
-fn four(c: &Value) -> [u64; 4] {
-    let n = |o: &str, k: &str| c[o][k].as_u64().unwrap_or(0);
-    [n("anon_vma", "alloc"), n("anon_vma", "free"), n("anon_vma_chain", "alloc"), n("anon_vma_chain", "free")]
-}
-
 pub fn judge(report: &Value) -> Result<Verdict, String> {
     let model = &report["model"];
     let complete = model["complete"].as_bool().ok_or("the report has no model.complete (was the model fed?)")?;
@@ -34,10 +29,7 @@ pub fn judge(report: &Value) -> Result<Verdict, String> {
         ..Verdict::default()
     };
     for r in rows {
-        // Observed = eager + a lost prepare race's spares + what a seeded process did before.
-        let (e, s, b) = (four(&r["eager"]), four(&r["prepare_race_spares"]), four(&r["before_seed"]));
-        let expect: Vec<u64> = (0..4).map(|k| e[k] + s[k] + b[k]).collect();
-        if r.get("eager").is_some() && four(r).to_vec() == expect {
+        if expected(r).is_some_and(|e| e == counts(r)) {
             v.exact += 1;
         } else if !complete || r.get("not_modelled").is_some_and(|w| w.is_string()) {
             v.flagged += 1;

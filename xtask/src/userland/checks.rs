@@ -1,4 +1,5 @@
-//! The run's results as the guest left them, and the checks `cargo xtask test` makes on them.
+//! The run's results as the guest left them, and the checks `cargo xtask userland` makes on them.
+use crate::trace_rows::{counts, expected};
 use anyhow::{Context, Result};
 use serde_json::Value;
 use std::{
@@ -55,7 +56,8 @@ impl Run {
     }
 
     pub fn checks(&self) -> Vec<Verdict> {
-        vec![self.services_active(), self.nothing_lost(), self.seeded(), self.model_exact(), self.b_agrees(), self.slab_and_objects()]
+        let x = exactness(&self.trace);
+        vec![self.services_active(), self.nothing_lost(), self.seeded(), self.model_exact(&x), self.b_agrees(&x), self.slab_and_objects()]
     }
 
     fn services_active(&self) -> Verdict {
@@ -109,8 +111,7 @@ impl Run {
     /// the process says why not (`not_modelled`); a process with slab rows and no model is
     /// named in `not_modelled_why`. A mismatch nothing flags fails, and so does a flag
     /// with no reason.
-    fn model_exact(&self) -> Verdict {
-        let e = exactness(&self.trace);
+    fn model_exact(&self, e: &Exactness) -> Verdict {
         let m = &self.trace["model"];
         let incomplete: Vec<String> = m["incomplete"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect();
         // complete: false must say why.
@@ -141,13 +142,12 @@ impl Run {
     /// end and B). A + the trace's observed net is printed beside it: processes forked while
     /// the programs attached (run.sh's tail | grep) are in the seed but their allocations
     /// are not in the net, so that sum falls short by theirs.
-    fn b_agrees(&self) -> Verdict {
+    fn b_agrees(&self, x: &Exactness) -> Verdict {
         let get = |v: &Value, k: &str| v[k].as_i64().unwrap_or(0);
         let (a, b) = (&self.snap_a["total"]["eager"], &self.snap_b["total"]["eager"]);
         let last = self.trace["timeline"].as_array().and_then(|t| t.last()).cloned().unwrap_or(Value::Null);
         let (net, model) = (&last["observed_live"], &last["eager_live"]);
         let own = |snap: &Value, k: &str| snap["processes"].as_array().into_iter().flatten().filter(|p| p["comm"] == "lazyvma").map(|p| get(&p["eager"], k)).sum::<i64>();
-        let x = exactness(&self.trace);
         let mut parts = Vec::new();
         let mut ok = !model.is_null();
         for (i, k) in ["anon_vma", "anon_vma_chain"].into_iter().enumerate() {
@@ -178,13 +178,13 @@ impl Run {
 }
 
 /// A seed's reason that is a race or an end, not a failure of the seed.
-pub fn accepted(why: &str) -> bool {
+fn accepted(why: &str) -> bool {
     ["running when the snapshot", "in syscall", "outside a syscall", "in a VMA syscall across", "raced the snapshot", "exited before the snapshot", "not in the snapshot"].iter().any(|w| why.contains(w))
 }
 
 /// Per process (the trace's `proc`) over all its rows: exact, flagged, or neither.
 #[derive(Default)]
-pub struct Exactness {
+struct Exactness {
     pub modelled: usize,
     pub exact: usize,
     /// Exact though a row is flagged.
@@ -199,17 +199,15 @@ pub struct Exactness {
     pub off: [i64; 2],
 }
 
-pub fn exactness(trace: &Value) -> Exactness {
+fn exactness(trace: &Value) -> Exactness {
     let mut procs: BTreeMap<i64, ([i64; 4], [i64; 4], bool, Option<String>, i64)> = BTreeMap::new();
     for p in trace["phases"].as_array().into_iter().flatten() {
         let e = procs.entry(p["proc"].as_i64().unwrap_or(-1)).or_default();
         e.4 = p["tgid"].as_i64().unwrap_or(-1);
-        add(&mut e.0, p);
-        if p["eager"].is_object() {
+        add(&mut e.0, counts(p));
+        if let Some(model) = expected(p) {
             e.2 = true;
-            for k in ["eager", "prepare_race_spares", "before_seed"] {
-                add(&mut e.1, &p[k]);
-            }
+            add(&mut e.1, model);
         }
         if let Some(why) = p.get("not_modelled") {
             e.3.get_or_insert_with(|| why.as_str().unwrap_or("").to_string());
@@ -249,11 +247,10 @@ pub fn exactness(trace: &Value) -> Exactness {
     x
 }
 
-/// [+AV, -AV, +AVC, -AVC] of a `{anon_vma: {alloc, free}, anon_vma_chain: {..}}`.
-fn add(to: &mut [i64; 4], v: &Value) {
-    let g = |o: &str, k: &str| v[o][k].as_i64().unwrap_or(0);
-    for (i, x) in [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")].into_iter().enumerate() {
-        to[i] += x;
+/// `to` += `v`, element by element.
+fn add(to: &mut [i64; 4], v: [i64; 4]) {
+    for (t, x) in to.iter_mut().zip(v) {
+        *t += x;
     }
 }
 

@@ -45,19 +45,6 @@ pub struct Args {
     pub rerender: bool,
 }
 
-/// `cargo xtask test`'s run: x86_64 6.12 with every default (the issue: one kernel is
-/// enough for CI). A machine whose cache has no rootfs builds it first (~9 min once).
-// Out of `cargo xtask test` until its checks hold run after run (docs/userland.md).
-#[allow(dead_code)]
-pub fn suite() -> Result<()> {
-    #[derive(clap::Parser)]
-    struct Defaults {
-        #[command(flatten)]
-        a: Args,
-    }
-    run(<Defaults as clap::Parser>::parse_from(["userland"]).a)
-}
-
 pub fn run(a: Args) -> Result<()> {
     if a.rerender {
         return finish(&a);
