@@ -75,59 +75,12 @@ pub const AVC_RECORD_SIZE: usize = core::mem::size_of::<AvcRecord>();
 
 const _: () = assert!(VMA_RECORD_SIZE == 96 && AVC_RECORD_SIZE == 64 && AV_RECORD_SIZE == 16);
 
-#[cfg(feature = "std")]
-fn read<T: Copy>(bytes: &[u8]) -> Option<T> {
-    // SAFETY: length checked; the records are plain integers valid for any bit pattern.
-    (bytes.len() >= core::mem::size_of::<T>()).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
-}
-
-/// One decoded record of the `iter/task_vma` stream.
-#[cfg(feature = "std")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Record {
-    Vma(VmaRecord),
-    Avc(AvcRecord),
-    Av(AvRecord),
-}
-
-/// Split a byte stream into records. An unknown tag or a partial record at the end is an
-/// error naming the byte offset: the stream is never silently cut.
-#[cfg(feature = "std")]
-pub fn decode(mut bytes: &[u8]) -> Result<Vec<Record>, String> {
-    let total = bytes.len();
-    let mut out = Vec::with_capacity(total / AVC_RECORD_SIZE);
-    while !bytes.is_empty() {
-        let at = total - bytes.len();
-        let kind: u32 = read(bytes).ok_or_else(|| format!("{} stray bytes at offset {at}", bytes.len()))?;
-        let (rec, size) = match kind {
-            REC_VMA => (read(bytes).map(Record::Vma), VMA_RECORD_SIZE),
-            REC_AVC => (read(bytes).map(Record::Avc), AVC_RECORD_SIZE),
-            REC_AV => (read(bytes).map(Record::Av), AV_RECORD_SIZE),
-            k => return Err(format!("unknown record kind {k} at offset {at}")),
-        };
-        out.push(rec.ok_or_else(|| format!("record cut short at offset {at}"))?);
-        bytes = &bytes[size..];
-    }
-    Ok(out)
-}
-
-#[cfg(all(test, feature = "std"))]
-mod tests {
-    use super::*;
-
-    fn bytes<T>(v: &T) -> &[u8] {
-        // SAFETY: plain integer records.
-        unsafe { core::slice::from_raw_parts((v as *const T).cast::<u8>(), core::mem::size_of::<T>()) }
-    }
-
-    #[test]
-    fn decodes_a_mixed_stream_and_rejects_garbage() {
-        let a = AvcRecord { kind: REC_AVC, refcount: 2, vma: 7, anon_vma: 8, ..Default::default() };
-        let v = VmaRecord { kind: REC_VMA, pid: 1, chain_len: 1, vma: 7, ..Default::default() };
-        let mut s = bytes(&a).to_vec();
-        s.extend_from_slice(bytes(&v));
-        assert_eq!(decode(&s).unwrap(), vec![Record::Avc(a), Record::Vma(v)]);
-        assert!(decode(&s[..s.len() - 1]).unwrap_err().contains("offset 64"));
-        assert!(decode(&[9, 0, 0, 0]).unwrap_err().contains("unknown record kind 9"));
+/// The size of a record whose first u32 is `kind`; `None` for an unknown tag.
+pub const fn record_size(kind: u32) -> Option<usize> {
+    match kind {
+        REC_VMA => Some(VMA_RECORD_SIZE),
+        REC_AVC => Some(AVC_RECORD_SIZE),
+        REC_AV => Some(AV_RECORD_SIZE),
+        _ => None,
     }
 }

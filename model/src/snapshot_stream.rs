@@ -193,12 +193,14 @@ impl Links {
     pub fn state(&self, mm: u64, anon_vma: Option<u64>, chain_len: u32) -> LazyState {
         let Some(av) = anon_vma else { return LazyState::None };
         let m = self.mms.get(&mm).copied().unwrap_or(NONE);
-        let shared = self.index.get(av).is_some_and(|i| {
-            let f = self.avs[i as usize];
-            f & MM != MM && (f & MULTI != 0 || f & MM != m)
-        });
-        crate::snapshot::state_of(shared, chain_len)
+        crate::snapshot::state_of(self.index.get(av).is_some_and(|i| shared(self.avs[i as usize], m)), chain_len)
     }
+}
+
+/// Whether an anon_vma whose flags are `f` is linked from the chains of an mm other than
+/// process `m`'s.
+fn shared(f: u32, m: u32) -> bool {
+    f & MM != MM && (f & MULTI != 0 || f & MM != m)
 }
 
 impl Streamed {
@@ -357,10 +359,6 @@ impl Stream {
             p.seen = None;
         }
         let n = self.procs.len();
-        let shared = |avs: &[u32], a: u32, m: u32| {
-            let f = avs[a as usize];
-            f & MM != MM && (f & MULTI != 0 || f & MM != m)
-        };
         let mut est = Estimate::default();
         let mut truncated = Vec::with_capacity(n);
         let mut states = vec![[0u64; 4]; n];
@@ -386,14 +384,9 @@ impl Stream {
                     continue;
                 }
                 let a = rec & IDX;
-                let tree = shared(&self.avs, a, m) || !knobs.lazy_enabled;
-                let s = if tree {
-                    LazyState::Tree
-                } else if rec & LONG != 0 {
-                    LazyState::TreeParent
-                } else {
-                    LazyState::Lazy
-                };
+                let tree = shared(self.avs[a as usize], m) || !knobs.lazy_enabled;
+                // Only LONG (chain_len > 1) matters to the state beyond `tree`.
+                let s = crate::snapshot::state_of(tree, 1 + u32::from(rec & LONG != 0));
                 states[mi][s as usize] += 1;
                 if tree {
                     // What TREE adds to TREE_PARENT's (or LAZY's) chain: its head.

@@ -439,10 +439,7 @@ impl Machine {
                 let (os, oe) = range(old, pages)?;
                 let (ns, ne) = range(new, new_pages)?;
                 if ns == os {
-                    let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
-                    if mm.vmas[i].end() < oe {
-                        return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
-                    }
+                    let i = Self::mremap_source(pid, mm, os, oe)?;
                     if ne < oe {
                         self.core.munmap(mm, ne, oe);
                     } else if ne > oe {
@@ -494,11 +491,16 @@ impl Machine {
         if ns < oe && os < ne {
             return Err(ModelError::BadRange(format!("mremap {os:#x}..{oe:#x} overlaps its target {ns:#x}..{ne:#x}")));
         }
+        Self::mremap_source(pid, mm, os, oe).map(|_| ())
+    }
+
+    /// The index of the one VMA holding an mremap's source `[os, oe)`.
+    fn mremap_source(pid: Pid, mm: &Mm, os: u64, oe: u64) -> Result<usize, ModelError> {
         let i = mm.find(os).ok_or(ModelError::NoVma { pid, addr: os })?;
         if mm.vmas[i].end() < oe {
             return Err(ModelError::BadRange(format!("mremap range {os:#x}..{oe:#x} is not inside one VMA")));
         }
-        Ok(())
+        Ok(i)
     }
 
     /// ksmd drops the rmap_items whose VMA is gone or no longer VM_MERGEABLE; only now

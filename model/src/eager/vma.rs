@@ -65,6 +65,12 @@ impl Vma {
         debug_assert!(end & PAGE_BITS == 0);
         self.hi = end | (self.hi & PAGE_BITS);
     }
+    /// `end() <= addr` without unpacking `end` (the binary searches' compare): the flag
+    /// bits below a page boundary never reach the next one.
+    #[inline]
+    pub fn ends_by(&self, addr: u64) -> bool {
+        self.hi <= addr | PAGE_BITS
+    }
     #[inline]
     pub fn start(&self) -> u64 {
         self.lo & !PAGE_BITS
@@ -117,11 +123,13 @@ impl Vma {
     }
     #[inline]
     pub fn add_flags(&mut self, flags: u16) {
-        self.set_flags(self.flags() | flags);
+        self.lo |= (flags & 0xff) as u64;
+        self.hi |= (flags >> 8) as u64;
     }
     #[inline]
     pub fn clear_flags(&mut self, flags: u16) {
-        self.set_flags(self.flags() & !flags);
+        self.lo &= !((flags & 0xff) as u64);
+        self.hi &= !((flags >> 8) as u64);
     }
     #[inline]
     pub fn owner(&self) -> bool {
@@ -194,7 +202,7 @@ impl Mm {
     /// Index of the VMA containing `addr`.
     #[inline]
     pub fn find(&self, addr: u64) -> Option<usize> {
-        let i = self.vmas.partition_point(|v| v.end() <= addr);
+        let i = self.lower_bound(addr);
         (i < self.vmas.len() && self.vmas[i].start() <= addr).then_some(i)
     }
     /// `find`, trying index `near` first: the other model of a `Pair` has just found the
@@ -211,13 +219,13 @@ impl Mm {
     #[inline]
     pub fn is_lower_bound(&self, addr: u64, i: usize) -> bool {
         i <= self.vmas.len()
-            && (i == 0 || self.vmas[i - 1].end() <= addr)
-            && self.vmas.get(i).is_none_or(|v| v.end() > addr)
+            && (i == 0 || self.vmas[i - 1].ends_by(addr))
+            && self.vmas.get(i).is_none_or(|v| !v.ends_by(addr))
     }
     /// Index of the first VMA ending after `addr` (the insertion point for `addr`).
     #[inline]
     pub fn lower_bound(&self, addr: u64) -> usize {
-        self.vmas.partition_point(|v| v.end() <= addr)
+        self.vmas.partition_point(|v| v.ends_by(addr))
     }
 }
 
@@ -231,6 +239,13 @@ mod tests {
             let mm = Mm { vmas: (0..n).map(|i| Vma::new((2 * i + 1) * PAGE_SIZE, (2 * i + 2) * PAGE_SIZE, 0, 0)).collect() };
             for a in 0..(2 * n + 3) * 2 {
                 let addr = a * PAGE_SIZE / 2;
+                for v in &mm.vmas {
+                    for f in [0, vm::READ, vm::USER | LAZY_FOLIOS] {
+                        let mut w = *v;
+                        w.set_flags(f);
+                        assert_eq!(w.ends_by(addr), w.end() <= addr, "end {:#x} flags {f:#x} addr {addr:#x}", w.end());
+                    }
+                }
                 for i in 0..n as usize + 3 {
                     assert_eq!(mm.is_lower_bound(addr, i), i == mm.lower_bound(addr), "n {n} addr {addr:#x} i {i}");
                 }

@@ -423,8 +423,8 @@ fn actor(ev: &mut Event) -> Option<&mut Pid> {
         | Event::Madvise { pid, .. }
         | Event::Munmap { pid, .. }
         | Event::Mremap { pid, .. }
-            | Event::MremapResize { pid, .. }
-            | Event::Mlock { pid, .. }
+        | Event::MremapResize { pid, .. }
+        | Event::Mlock { pid, .. }
         | Event::KsmMerge { pid, .. }
         | Event::ThpCollapse { pid, .. }
         | Event::RmapWalk { pid, .. } => Some(pid),

@@ -170,8 +170,7 @@ impl Seed {
 
     /// The knobs a snapshot's classification supports.
     pub fn check_knobs(&self) -> Result<(), SeedError> {
-        snapshot::estimate(&Topology::default(), &self.knobs)?;
-        Ok(())
+        Ok(snapshot::check_knobs(&self.knobs)?)
     }
 
     /// What a seed of `pids` reads off `topo` whatever the knobs (checks, the eager

@@ -1,7 +1,7 @@
 //! The record stream of one pass, read in chunks as the kernel writes it (never held
 //! whole: ≥ 1 M VMAs are ~200 MB of records), handed on one VMA at a time with its chain;
 //! and the [`Topology`] built from it for what needs every VMA (`--topology`, the seed).
-use lazyvma_model::abi::{AvRecord, AvcRecord, VmaRecord, AVC_RECORD_SIZE, AV_RECORD_SIZE, FIELD_ABSENT, REC_AV, REC_AVC, REC_VMA, VMA_RECORD_SIZE};
+use lazyvma_model::abi::{record_size, AvRecord, AvcRecord, VmaRecord, FIELD_ABSENT, REC_AV, REC_AVC};
 use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -46,12 +46,7 @@ pub fn each_vma(mut src: impl Read, stats: &mut PassStats, mut ahead: impl FnMut
         have += n;
         let mut at_rec = 0;
         while have - at_rec >= 4 {
-            let size = match read::<u32>(&buf[at_rec..]) {
-                REC_VMA => VMA_RECORD_SIZE,
-                REC_AVC => AVC_RECORD_SIZE,
-                REC_AV => AV_RECORD_SIZE,
-                _ => break,
-            };
+            let Some(size) = record_size(read::<u32>(&buf[at_rec..])) else { break };
             if have - at_rec < size {
                 break;
             }
@@ -66,11 +61,8 @@ pub fn each_vma(mut src: impl Read, stats: &mut PassStats, mut ahead: impl FnMut
         while have - off >= 4 {
             let rec = &buf[off..have];
             let kind = read::<u32>(rec);
-            let size = match kind {
-                REC_VMA => VMA_RECORD_SIZE,
-                REC_AVC => AVC_RECORD_SIZE,
-                REC_AV => AV_RECORD_SIZE,
-                k => return Err(err(format!("unknown record kind {k} at offset {}", at + off))),
+            let Some(size) = record_size(kind) else {
+                return Err(err(format!("unknown record kind {kind} at offset {}", at + off)));
             };
             if rec.len() < size {
                 break;
@@ -163,6 +155,7 @@ pub fn topology(src: impl Read) -> anyhow::Result<(Topology, PassStats)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use lazyvma_model::abi::REC_VMA;
 
     fn bytes<T>(v: &T) -> &[u8] {
         // SAFETY: plain integer records.
@@ -200,5 +193,14 @@ mod tests {
         assert!(topology(&[9u8, 0, 0, 0][..]).unwrap_err().to_string().contains("unknown record kind 9 at offset 0"));
         assert!(topology(&s[..66]).unwrap_err().to_string().contains("2 stray bytes at offset 64"));
         assert!(topology(bytes(&a)).unwrap_err().to_string().contains("ends with 1 chain entries"));
+        // A VMA is handed on with the entries before it, each record whole (an AvRecord
+        // as an AvcRecord holding the address alone).
+        let av = AvRecord { kind: REC_AV, anon_vma: 9, ..Default::default() };
+        let mut s = bytes(&a).to_vec();
+        s.extend_from_slice(bytes(&av));
+        s.extend_from_slice(bytes(&v));
+        let mut got = vec![];
+        each_vma(&s[..], &mut PassStats::default(), |_| {}, |v, c| got.push((*v, c.to_vec()))).unwrap();
+        assert_eq!(got, vec![(v, vec![a, AvcRecord { kind: REC_AV, anon_vma: 9, ..Default::default() }])]);
     }
 }
