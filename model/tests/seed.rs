@@ -117,6 +117,14 @@ fn round_trip(kernel: Kernel, before: &[Event], after: &[Event]) -> Result<(), T
     let lazy_exact = layout(&a, true) == layout(&b, true) && live(&la)[..2] == live(&lb)[..2];
     for (n, ev) in after.iter().enumerate() {
         let (ra, rb) = (a.apply(ev), b.apply(ev));
+        if !lazy_exact && ra.is_ok() != rb.is_ok() {
+            // The seed rebuilds lazy from the kernel's (eager) layout; where the original's lazy
+            // half had a layout of its own (e.g. pieces that VM_HUGEPAGE kept from merging), only
+            // its lazy half may fail differently. Eager applies first (`Pair::apply_both`), and
+            // identically.
+            prop_assert_eq!(layout(&a, false), layout(&b, false), "eager after event {} {:?}: {:?} vs {:?}", n, ev, ra, rb);
+            continue;
+        }
         prop_assert_eq!(ra.is_ok(), rb.is_ok(), "event {} {:?}: {:?} vs {:?}", n, ev, ra, rb);
         let (Ok((da, dla)), Ok((db, dlb))) = (ra, rb) else { continue };
         prop_assert_eq!(da, db, "eager deltas of event {} {:?}", n, ev);
@@ -264,4 +272,17 @@ fn processes_can_be_renamed_for_the_model() {
     assert!(p.eager().vmas(10).is_none() && p.eager().vmas(2).is_some());
     let (e, _) = p.apply(&Event::Exit { pid: 2 }).unwrap();
     assert_eq!((e.anon_vma.free, e.anon_vma_chain.free), (3, 6));
+}
+
+/// proptest's shrunk case: VM_HUGEPAGE on one page, a fork, VM_HUGEPAGE on two: eager merges
+/// the pieces, the original's lazy half keeps them apart (each got its own anon_vma at the
+/// fork), so its mremap of both fails where the seeded pair's (lazy from eager's layout) moves.
+#[test]
+fn a_lazy_only_layout_may_fail_only_in_lazy() {
+    let hugepage = |pages| Event::Madvise { pid: 1, start: addr(2, 0), pages, advice: Advice::Hugepage };
+    let before = [hugepage(1), Event::Fork { parent: 1, child: 2 }, hugepage(2)];
+    let after = [Event::Mremap { pid: 1, old: addr(2, 0), pages: 2, new: addr(0, 2), dontunmap: false }];
+    for kernel in [Kernel::V6_18, Kernel::V6_1, Kernel::Pre6_0] {
+        round_trip(kernel, &before, &after).unwrap();
+    }
 }
