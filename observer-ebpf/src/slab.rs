@@ -231,10 +231,10 @@ fn slab_alloc_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     slab_alloc(ctx.as_ptr(), func, call_site, regs, rest)
 }
 
-/// One field of the `kmem_cache *` a `tp_btf` program gets (`TRACE_CACHE_FIELDS`: 0
+/// One field of the `kmem_cache *` a `tp_btf` kmem program gets (`TRACE_CACHE_FIELDS`: 0
 /// object_size, 1 size); 0 if unread (an unknown kind).
 #[inline(always)]
-fn cache_field(s: u64, i: usize) -> u64 {
+pub(crate) fn cache_field(s: u64, i: usize) -> u64 {
     let off = global(&TRACE_CACHE_FIELDS[i]);
     // SAFETY: the read tolerates any address.
     unsafe { bpf_probe_read_kernel((s + off) as *const u32) }.unwrap_or(0) as u64
