@@ -240,6 +240,14 @@ pub(crate) fn cache_field(s: u64, i: usize) -> u64 {
     unsafe { bpf_probe_read_kernel((s + off) as *const u32) }.unwrap_or(0) as u64
 }
 
+/// `tp_btf` argument `i` read through `bpf_probe_read_kernel`, not a context load: 6.1's
+/// verifier refuses a load of kmem_cache_alloc/free's `const void *ptr` ("arg1 type UNKNOWN
+/// is not a struct"; later kernels take it), and the whole program with it.
+#[inline(always)]
+pub(crate) fn void_ptr_arg(ctx: &BtfTracePointContext, i: u64) -> u64 {
+    crate::hook::read::<u64>(ctx.as_ptr() as u64, 8 * i)
+}
+
 /// `tp_btf/kmem_cache_alloc` (6.1+: call_site, ptr, kmem_cache *s, gfp, node): no
 /// tracepoint record is built for it, the cheapest hook the tracepoint has.
 #[btf_tracepoint(function = "kmem_cache_alloc")]
@@ -248,7 +256,7 @@ pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
     let Some(func) = function_of(call_site) else { return 0 };
     let rest = || {
         let s: u64 = ctx.arg(2);
-        (ctx.arg(1), cache_field(s, 0), cache_field(s, 1))
+        (void_ptr_arg(&ctx, 1), cache_field(s, 0), cache_field(s, 1))
     };
     // 6.1+ only (see `trace_slab_free_btf`): `bpf_task_pt_regs` is there.
     slab_alloc(ctx.as_ptr(), func, call_site, true, rest)
@@ -314,7 +322,7 @@ pub fn trace_slab_free_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
     let Some(func) = function_of(call_site) else { return 0 };
     // tp_btf kmem programs attach on 6.1+ only, where `bpf_task_pt_regs` (5.15+) exists.
-    slab_free(ctx.as_ptr(), func, call_site, ctx.arg(1), true, || cache_field(ctx.arg(2), 0))
+    slab_free(ctx.as_ptr(), func, call_site, void_ptr_arg(&ctx, 1), true, || cache_field(ctx.arg(2), 0))
 }
 
 /// `bytes_req`: the cache's object_size where the tracepoint gives it, else 0; read once

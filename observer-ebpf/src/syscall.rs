@@ -299,7 +299,7 @@ pub fn trace_prepare_vma_btf(ctx: BtfTracePointContext) -> i32 {
         return 0;
     }
     let bytes_req = crate::slab::cache_field(ctx.arg(2), 0);
-    prepare(ctx.as_ptr(), ctx.arg(1), bytes_req);
+    prepare(ctx.as_ptr(), crate::slab::void_ptr_arg(&ctx, 1), bytes_req);
     0
 }
 
