@@ -256,33 +256,29 @@ impl SlabEvent {
 
 /// What the slab programs read to tell why without a stack, injected as the
 /// `TRACE_CONTEXT` global: `task_struct.flags` and the syscall number's place in `pt_regs`
-/// (`orig_ax`, arm64 `syscallno`) from BTF, this architecture's fork syscall numbers, and
-/// the syscalls that name a reason with their class (`SC_*`). [`NO_FIELD`] where unknown:
+/// (`orig_ax`, arm64 `syscallno`) from BTF, and the syscalls that name a reason with their
+/// class (`SC_*`). [`NO_FIELD`] where unknown:
 /// then the reason is the function's.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ContextOffsets {
     pub task_flags: u64,
     pub regs_syscall: u64,
-    pub fork_ids: [u64; 4],
     /// Syscall numbers ([`NO_SYSCALL`]: unused slot) and each one's `SC_*` class.
     pub syscalls: [u64; CTX_SYSCALLS],
     pub classes: [u64; CTX_SYSCALLS],
-    /// `task_struct.pid` and `kmem_cache.object_size`: what the `tp_btf` programs read
-    /// from their pointer arguments where the classic record had a field.
+    /// `task_struct.pid`: what the sched `tp_btf` programs read from their task argument
+    /// where the classic record had a field.
     pub task_pid: u64,
-    pub cache_object_size: u64,
 }
 
 impl ContextOffsets {
     pub const UNSET: ContextOffsets = ContextOffsets {
         task_flags: NO_FIELD,
         regs_syscall: NO_FIELD,
-        fork_ids: [NO_SYSCALL; 4],
         syscalls: [NO_SYSCALL; CTX_SYSCALLS],
         classes: [SC_NONE; CTX_SYSCALLS],
         task_pid: NO_FIELD,
-        cache_object_size: NO_FIELD,
     };
 }
 

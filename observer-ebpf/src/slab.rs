@@ -211,55 +211,41 @@ fn emit_slim(alloc: bool, tgid: u32, func: u32, why: u32, ptr: u64, call_site: u
     crate::emit::bump(CTR_SENT);
 }
 
-/// One `kmem_cache_alloc` / `kmem_cache_free`, from whichever tracepoint flavour.
-#[derive(Clone, Copy)]
-struct Slab {
-    call_site: u64,
-    ptr: u64,
-    /// The cache's object_size and size (an alloc, or a `tp_btf` free); 0 unknown.
-    bytes_req: u64,
-    bytes_alloc: u64,
-}
-
 /// With the fork check (`bpf_task_pt_regs`, 5.15+).
 #[tracepoint]
 pub fn trace_slab_alloc(ctx: TracePointContext) -> u32 {
-    let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
-    if function_of(call_site).is_none() {
-        return 0;
-    }
-    let ev = Slab {
-        call_site,
-        ptr: field(&ctx, offset(|o| &o.alloc_ptr)),
-        bytes_req: field(&ctx, offset(|o| &o.alloc_bytes_req)),
-        bytes_alloc: field(&ctx, offset(|o| &o.alloc_bytes_alloc)),
-    };
-    slab_alloc(ctx.as_ptr(), &ev, true)
+    slab_alloc_tp(&ctx, true)
 }
 
 /// Where `bpf_task_pt_regs` is refused (before 5.15): a clone's reason only with `--stacks`.
 #[tracepoint]
 pub fn trace_slab_alloc_plain(ctx: TracePointContext) -> u32 {
-    let call_site: u64 = field(&ctx, offset(|o| &o.alloc_call_site));
-    if function_of(call_site).is_none() {
-        return 0;
-    }
-    let ev = Slab {
-        call_site,
-        ptr: field(&ctx, offset(|o| &o.alloc_ptr)),
-        bytes_req: field(&ctx, offset(|o| &o.alloc_bytes_req)),
-        bytes_alloc: field(&ctx, offset(|o| &o.alloc_bytes_alloc)),
-    };
-    slab_alloc(ctx.as_ptr(), &ev, false)
+    slab_alloc_tp(&ctx, false)
 }
 
-/// The cache's object_size and size, through the `kmem_cache *` a `tp_btf` program gets.
 #[inline(always)]
-fn cache_sizes(s: u64) -> (u64, u64) {
-    let [object_size, size] = global(&TRACE_CACHE_FIELDS);
-    // SAFETY: reads tolerate any address; a failed one yields 0 (an unknown kind).
-    let read = |off: u64| unsafe { bpf_probe_read_kernel((s + off) as *const u32) }.unwrap_or(0) as u64;
-    (read(object_size), read(size))
+fn slab_alloc_tp(ctx: &TracePointContext, regs: bool) -> u32 {
+    let call_site: u64 = field(ctx, offset(|o| &o.alloc_call_site));
+    let Some(func) = function_of(call_site) else { return 0 };
+    let rest = || (field(ctx, offset(|o| &o.alloc_ptr)), field(ctx, offset(|o| &o.alloc_bytes_req)), field(ctx, offset(|o| &o.alloc_bytes_alloc)));
+    slab_alloc(ctx.as_ptr(), func, call_site, regs, rest)
+}
+
+/// One field of the `kmem_cache *` a `tp_btf` kmem program gets (`TRACE_CACHE_FIELDS`: 0
+/// object_size, 1 size); 0 if unread (an unknown kind).
+#[inline(always)]
+pub(crate) fn cache_field(s: u64, i: usize) -> u64 {
+    let off = global(&TRACE_CACHE_FIELDS[i]);
+    // SAFETY: the read tolerates any address.
+    unsafe { bpf_probe_read_kernel((s + off) as *const u32) }.unwrap_or(0) as u64
+}
+
+/// `tp_btf` argument `i` read through `bpf_probe_read_kernel`, not a context load: 6.1's
+/// verifier refuses a load of kmem_cache_alloc/free's `const void *ptr` ("arg1 type UNKNOWN
+/// is not a struct"; later kernels take it), and the whole program with it.
+#[inline(always)]
+pub(crate) fn void_ptr_arg(ctx: &BtfTracePointContext, i: u64) -> u64 {
+    crate::hook::read::<u64>(ctx.as_ptr() as u64, 8 * i)
 }
 
 /// `tp_btf/kmem_cache_alloc` (6.1+: call_site, ptr, kmem_cache *s, gfp, node): no
@@ -267,24 +253,24 @@ fn cache_sizes(s: u64) -> (u64, u64) {
 #[btf_tracepoint(function = "kmem_cache_alloc")]
 pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
-    if function_of(call_site).is_none() {
-        return 0;
-    }
-    let (bytes_req, bytes_alloc) = cache_sizes(ctx.arg(2));
-    let ev = Slab { call_site, ptr: ctx.arg(1), bytes_req, bytes_alloc };
+    let Some(func) = function_of(call_site) else { return 0 };
+    let rest = || {
+        let s: u64 = ctx.arg(2);
+        (void_ptr_arg(&ctx, 1), cache_field(s, 0), cache_field(s, 1))
+    };
     // 6.1+ only (see `trace_slab_free_btf`): `bpf_task_pt_regs` is there.
-    slab_alloc(ctx.as_ptr(), &ev, true)
+    slab_alloc(ctx.as_ptr(), func, call_site, true, rest)
 }
 
+/// `rest`: the event's ptr, bytes_req and bytes_alloc, read once the scope keeps it.
 #[inline(always)]
-fn slab_alloc(ctx: *mut c_void, ev: &Slab, regs: bool) -> u32 {
-    let Slab { call_site, ptr, bytes_req, bytes_alloc } = *ev;
-    let Some(func) = function_of(call_site) else { return 0 };
+fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, rest: impl Fn() -> (u64, u64, u64)) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let scoped = scoped();
     if tgid == global(&TRACE_SELF_TGID) || (scoped && !is_traced(tgid)) {
         return 0;
     }
+    let (ptr, bytes_req, bytes_alloc) = rest();
     crate::lock::remember(ptr, bytes_req, tgid);
     if scoped {
         own_object(ptr, tgid);
@@ -325,11 +311,8 @@ pub fn trace_slab_free_plain(ctx: TracePointContext) -> u32 {
 #[inline(always)]
 fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     let call_site: u64 = field(ctx, offset(|o| &o.free_call_site));
-    if function_of(call_site).is_none() {
-        return 0;
-    }
-    let ev = Slab { call_site, ptr: field(ctx, offset(|o| &o.free_ptr)), bytes_req: 0, bytes_alloc: 0 };
-    slab_free(ctx.as_ptr(), &ev, regs)
+    let Some(func) = function_of(call_site) else { return 0 };
+    slab_free(ctx.as_ptr(), func, call_site, field(ctx, offset(|o| &o.free_ptr)), regs, || 0)
 }
 
 /// `tp_btf/kmem_cache_free` (6.1+: call_site, ptr, kmem_cache *s): the cache tells the
@@ -337,19 +320,15 @@ fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
 #[btf_tracepoint(function = "kmem_cache_free")]
 pub fn trace_slab_free_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
-    if function_of(call_site).is_none() {
-        return 0;
-    }
-    let (bytes_req, _) = cache_sizes(ctx.arg(2));
-    let ev = Slab { call_site, ptr: ctx.arg(1), bytes_req, bytes_alloc: 0 };
+    let Some(func) = function_of(call_site) else { return 0 };
     // tp_btf kmem programs attach on 6.1+ only, where `bpf_task_pt_regs` (5.15+) exists.
-    slab_free(ctx.as_ptr(), &ev, true)
+    slab_free(ctx.as_ptr(), func, call_site, void_ptr_arg(&ctx, 1), true, || cache_field(ctx.arg(2), 0))
 }
 
+/// `bytes_req`: the cache's object_size where the tracepoint gives it, else 0; read once
+/// the scope keeps the event.
 #[inline(always)]
-fn slab_free(ctx: *mut c_void, ev: &Slab, regs: bool) -> u32 {
-    let Slab { call_site, ptr, bytes_req, .. } = *ev;
-    let Some(func) = function_of(call_site) else { return 0 };
+fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: u64, regs: bool, bytes_req: impl Fn() -> u64) -> u32 {
     // anon_vmas are freed only through __put_anon_vma; unlink_anon_vmas frees chains.
     if func != FN_UNLINK {
         crate::lock::forget(ptr);
@@ -368,6 +347,7 @@ fn slab_free(ctx: *mut c_void, ev: &Slab, regs: bool) -> u32 {
     };
     let why = crate::why::why(false, func, regs);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
+        let bytes_req = bytes_req();
         // The cache's size where the tracepoint gives it; else what the function frees:
         // anon_vmas go only through __put_anon_vma, chains through unlink_anon_vmas; the
         // rest (a lost race, error paths) go to userspace, whose pointer map knows.

@@ -298,8 +298,8 @@ pub fn trace_prepare_vma_btf(ctx: BtfTracePointContext) -> i32 {
     if function_of(call_site) != Some(FN_PREPARE) || !traced() {
         return 0;
     }
-    let bytes_req = read::<u32>(ctx.arg::<u64>(2), crate::why::context(|c| &c.cache_object_size)) as u64;
-    prepare(ctx.as_ptr(), ctx.arg(1), bytes_req);
+    let bytes_req = crate::slab::cache_field(ctx.arg(2), 0);
+    prepare(ctx.as_ptr(), crate::slab::void_ptr_arg(&ctx, 1), bytes_req);
     0
 }
 

@@ -178,9 +178,7 @@ pub fn context_offsets(btf: Option<&crate::load::btf::Btf>) -> ContextOffsets {
     let mut c = ContextOffsets {
         task_flags: btf.offset("task_struct", "flags").unwrap_or(NO_FIELD),
         regs_syscall: btf.offset_any("pt_regs", &["orig_ax", "syscallno"]).unwrap_or(NO_FIELD),
-        fork_ids: forks,
         task_pid: btf.offset("task_struct", "pid").unwrap_or(NO_FIELD),
-        cache_object_size: btf.offset("kmem_cache", "object_size").unwrap_or(NO_FIELD),
         ..ContextOffsets::UNSET
     };
     for (i, (nr, class)) in reason_syscalls(forks).into_iter().take(CTX_SYSCALLS).enumerate() {
@@ -356,9 +354,11 @@ fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
         "trace_fork" if pid => Some("trace_fork_btf"),
         "trace_newtask" if pid => Some("trace_newtask_btf"),
         "trace_exec" => Some("trace_exec_btf"),
-        // 6.1+ (`Config::cache_fields`): the cache tells every object's kind.
+        // 6.1+ (`Config::cache_fields`): the cache tells every object's kind; before, bytes_req
+        // was an argument of kmem_cache_alloc (and the record had no `node`).
         "trace_slab_alloc" if cfg.cache_fields.is_some() => Some("trace_slab_alloc_btf"),
         "trace_slab_free" if cfg.cache_fields.is_some() => Some("trace_slab_free_btf"),
+        "trace_prepare_vma" if cfg.cache_fields.is_some() => Some("trace_prepare_vma_btf"),
         "trace_sys_enter" if cfg.arg_regs.iter().all(|o| *o != NO_FIELD) => Some("trace_sys_enter_btf"),
         "trace_sys_exit" if cfg.context.regs_syscall != NO_FIELD => Some("trace_sys_exit_btf"),
         "trace_user_fault" => Some("trace_user_fault_btf"),
@@ -366,11 +366,6 @@ fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
         // The classic record has `group_dead` exactly when the prototype has the argument.
         "trace_exit" if cfg.offsets.exit_group_dead != NO_FIELD => Some("trace_exit_btf_dead"),
         "trace_exit" => Some("trace_exit_btf"),
-        // 6.1+: `kmem_cache_alloc(call_site, ptr, s, gfp, node)`; before, bytes_req was an
-        // argument (and the record had no `node`).
-        "trace_prepare_vma" if cfg.context.cache_object_size != NO_FIELD && super::format::Format::read("kmem:kmem_cache_alloc").is_ok_and(|f| f.get("node").is_some()) => {
-            Some("trace_prepare_vma_btf")
-        }
         _ => None,
     }
 }
