@@ -389,7 +389,11 @@ pub const BTF_PROGRAMS: &[(&str, &str)] = &[
 /// Why `trace` would not try `tp_btf` program `prog` on this kernel (another prototype), if so.
 pub fn btf_unused(prog: &str) -> Option<String> {
     let has = |tp: &str, f: &str| super::format::Format::read(tp).is_ok_and(|fmt| fmt.get(f).is_some());
+    let absent = |tp: &str| !crate::load::probe::has_tracepoint(tp);
     match prog {
+        "trace_user_fault_btf" | "trace_kernel_fault_btf" if absent("exceptions:page_fault_user") => {
+            Some("not used: this kernel has no exceptions:page_fault_* tracepoints (x86 only; prepares come from the __anon_vma_prepare hook)".into())
+        }
         "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into()),
         "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into()),
         "trace_prepare_vma_btf" | "trace_slab_alloc_btf" | "trace_slab_free_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
