@@ -1,7 +1,7 @@
 //! anon_vma root rwsem contention: `lock:contention_begin/end` reported only when the lock is
-//! `&anon_vma->rwsem` of an anon_vma in `LOCK_ANON_VMAS`. The set is filled by the slab
-//! programs (allocations of anon_vma size, frees) and, at start, by `lock_seed_task_vma`
-//! for the anon_vmas that already exist. Begin and end are paired in userspace.
+//! `&anon_vma->rwsem` of a root anon_vma in `LOCK_ANON_VMAS`. The set is filled by the slab
+//! programs (`__anon_vma_prepare`'s allocations, the roots' frees) and, at start, by
+//! `lock_seed_task_vma` for the roots that already exist. Begin and end are paired in userspace.
 use crate::emit::{emit, field};
 use crate::offsets::{AV_ROOT, TASK_TGID, VMA_ANON_VMA};
 use aya_ebpf::{
@@ -10,7 +10,7 @@ use aya_ebpf::{
     maps::{HashMap, PerCpuArray},
     programs::TracePointContext,
 };
-use lazyvma_model::trace_abi::{LockOffsets, EV_LOCK_BEGIN, EV_LOCK_END, LOCK_CTR_COUNT, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL, NO_FIELD};
+use lazyvma_model::trace_abi::{LockOffsets, FN_PREPARE, EV_LOCK_BEGIN, EV_LOCK_END, LOCK_CTR_COUNT, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL, NO_FIELD};
 
 /// anon_vma address → tgid that allocated it (or was first seen using it). Not preallocated
 /// (tracing programs may use such maps since 6.1): a host with a million anon_vmas pays for
@@ -55,24 +55,33 @@ fn insert(av: u64, owner: u32, flags: u64) -> bool {
     }
 }
 
-/// Called by `trace_slab_alloc` for every object allocated from the rmap.c functions.
+/// Called by `trace_slab_alloc` for every object allocated from the rmap.c functions. Only
+/// roots enter the set: rmap locks `anon_vma->root->rwsem`, always, and only
+/// `__anon_vma_prepare` allocates a root (`anon_vma_fork`'s new anon_vma takes its parent's
+/// root). A fork of a 64-VMA process so inserts nothing, where it inserted 64.
 #[inline(always)]
-pub fn remember(ptr: u64, bytes_req: u64, tgid: u32) {
+pub fn remember(ptr: u64, func: u32, bytes_req: u64, tgid: u32) {
     let size = lo(|o| &o.av_size);
-    if size != NO_FIELD && bytes_req == size {
+    if func == FN_PREPARE && size != NO_FIELD && bytes_req == size {
         insert(ptr, tgid, 0);
     }
 }
 
-/// Called by `trace_slab_free`; removing what is not there is harmless. Without the lock
-/// programs' offsets (serve, or trace where they are unavailable) the set stays empty, so
-/// the hash delete on every free is skipped.
+/// Called by `trace_slab_free` before the object is freed (its fields are intact): only a
+/// root can be in the set (`remember`), so a non-root's free costs one read, not a hash
+/// delete. Removing what is not there is harmless. Without the lock programs' offsets
+/// (serve, or trace where they are unavailable) the set stays empty: nothing is done.
 #[inline(always)]
 pub fn forget(ptr: u64) {
     if lo(|o| &o.av_size) == NO_FIELD {
         return;
     }
-    let _ = LOCK_ANON_VMAS.remove(ptr);
+    let root: u64 = read(ptr, AV_ROOT.load());
+    // A read that failed (0) or a root: delete; an anon_vma whose root is another never
+    // entered the set (the start-up seed adds each VMA's anon_vma, but locks only find roots).
+    if root == 0 || root == ptr {
+        let _ = LOCK_ANON_VMAS.remove(ptr);
+    }
 }
 
 /// The anon_vma whose rwsem is `lock`, with its owner, if the set knows it.
@@ -133,9 +142,9 @@ fn read<T: Copy + Default>(base: u64, off: u64) -> T {
     unsafe { bpf_probe_read_kernel((base + off) as *const T) }.unwrap_or_default()
 }
 
-/// One pass at start: every VMA's anon_vma and its root enter the set. A root shared by
-/// several processes keeps the first tgid seen (BPF_NOEXIST). The task's mmap_lock is held
-/// during the walk, so none of these anon_vmas can be freed under us.
+/// One pass at start: every VMA's root anon_vma enters the set (only roots are locked, see
+/// `remember`). A root shared by several processes keeps the first tgid seen (BPF_NOEXIST).
+/// The task's mmap_lock is held during the walk, so none of these can be freed under us.
 #[unsafe(link_section = "iter/task_vma")]
 #[unsafe(no_mangle)]
 pub extern "C" fn lock_seed_task_vma(ctx: *const u64) -> i32 {
@@ -150,11 +159,8 @@ pub extern "C" fn lock_seed_task_vma(ctx: *const u64) -> i32 {
         return 0;
     }
     let tgid = read::<i32>(task, TASK_TGID.load()) as u32;
-    if insert(av, tgid, BPF_NOEXIST) {
-        bump(LOCK_CTR_SEEDED);
-    }
     let root: u64 = read(av, AV_ROOT.load());
-    if root != 0 && root != av && insert(root, tgid, BPF_NOEXIST) {
+    if insert(if root != 0 { root } else { av }, tgid, BPF_NOEXIST) {
         bump(LOCK_CTR_SEEDED);
     }
     0

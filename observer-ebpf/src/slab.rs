@@ -271,7 +271,7 @@ fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, rest: imp
         return 0;
     }
     let (ptr, bytes_req, bytes_alloc) = rest();
-    crate::lock::remember(ptr, bytes_req, tgid);
+    crate::lock::remember(ptr, func, bytes_req, tgid);
     if scoped {
         own_object(ptr, tgid);
     }
