@@ -259,8 +259,19 @@ pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
         (void_ptr_arg(&ctx, 1), cache_field(s, 0), cache_field(s, 1))
     };
     // 6.1+ only (see `trace_slab_free_btf`): `bpf_task_pt_regs` is there.
-    slab_alloc(ctx.as_ptr(), func, call_site, true, rest)
+    slab_alloc(ctx.as_ptr(), func, call_site, true, rest);
+    // The feed's prepared VMA, after the allocation's own record (as the separate program
+    // attached after this one ordered it).
+    if func == FN_PREPARE && global(&TRACE_SLAB_PREPARE) != 0 {
+        crate::syscall::prepare_vma_btf(&ctx);
+    }
+    0
 }
+
+/// Set when the model is fed and the kmem programs are `tp_btf`: `trace_slab_alloc_btf`
+/// also does `trace_prepare_vma`'s work (`syscall.rs`).
+#[unsafe(no_mangle)]
+static TRACE_SLAB_PREPARE: u32 = 0;
 
 /// `rest`: the event's ptr, bytes_req and bytes_alloc, read once the scope keeps it.
 #[inline(always)]

@@ -290,17 +290,15 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
     0
 }
 
-/// The same from `kmem_cache_alloc(call_site, ptr, struct kmem_cache *s, gfp, node)` (6.1+):
-/// no trace record is built for the machine's every allocation, only the arguments read.
-#[btf_tracepoint]
-pub fn trace_prepare_vma_btf(ctx: BtfTracePointContext) -> i32 {
-    let call_site: u64 = ctx.arg(0);
-    if function_of(call_site) != Some(FN_PREPARE) || !traced() {
-        return 0;
+/// The same from `trace_slab_alloc_btf` (6.1+), which found the call site in
+/// `__anon_vma_prepare`: one program on the machine's every allocation, not two.
+#[inline(always)]
+pub fn prepare_vma_btf(ctx: &BtfTracePointContext) {
+    if !traced() {
+        return;
     }
     let bytes_req = crate::slab::cache_field(ctx.arg(2), 0);
-    prepare(ctx.as_ptr(), crate::slab::void_ptr_arg(&ctx, 1), bytes_req);
-    0
+    prepare(ctx.as_ptr(), crate::slab::void_ptr_arg(ctx, 1), bytes_req);
 }
 
 #[inline(always)]

@@ -142,7 +142,7 @@ fn json_reports_this_machine() {
             other => panic!("unexpected program type {other}: {p}"),
         }
     }
-    for name in ["snapshot_task_vma", "lock_seed_task_vma", "trace_slab_alloc", "trace_slab_free", "trace_fork_btf", "trace_sys_enter_btf", "trace_prepare_vma_btf"] {
+    for name in ["snapshot_task_vma", "lock_seed_task_vma", "trace_slab_alloc", "trace_slab_free", "trace_fork_btf", "trace_sys_enter_btf"] {
         assert!(progs.iter().any(|p| p["program"] == name && p["loaded"] == true), "{name} loads");
     }
     // Exactly one of the exit pair: the one for this kernel's prototype.

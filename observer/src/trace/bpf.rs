@@ -293,6 +293,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let aggregate = cfg.aggregate.map_or(0, |a| a.mode);
     let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |a| [a.sizes.0, a.sizes.1]);
     let cache_fields: [u64; 2] = cfg.cache_fields.map_or([NO_FIELD; 2], |(o, s)| [o, s]);
+    // The feed's prepare inside `trace_slab_alloc_btf`, if that one attaches (else the
+    // classic `trace_prepare_vma`, below).
+    let slab_prepare = u32::from(cfg.feed && cfg.cache_fields.is_some());
     loader
         .override_global("TRACE_SCOPE", &scope, true)
         .override_global("TRACE_SELF_TGID", &self_tgid, true)
@@ -302,6 +305,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_AGGREGATE", &aggregate, true)
         .override_global("TRACE_SIZES", &sizes, true)
         .override_global("TRACE_CACHE_FIELDS", &cache_fields, true)
+        .override_global("TRACE_SLAB_PREPARE", &slab_prepare, true)
         .map_max_entries("TRACE_TALLY", cfg.aggregate.map_or(1, |a| a.tally_entries.max(1)))
         .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 });
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
@@ -310,10 +314,14 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     }
     let mut attached = Vec::new();
     let mut missing = Vec::new();
+    let mut prepare_in_slab = false;
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
         match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
-            Ok(()) => attached.push(tp),
+            Ok(btf) => {
+                prepare_in_slab |= btf && prog == "trace_slab_alloc" && slab_prepare != 0;
+                attached.push(tp)
+            }
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
             Err(e) => missing.push((tp, e)),
         }
@@ -328,8 +336,12 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             missing.push((tp, format!("{why}; the model is not fed what it needs")));
             continue;
         }
+        if prog == "trace_prepare_vma" && prepare_in_slab {
+            attached.push(tp);
+            continue;
+        }
         match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
-            Ok(()) => attached.push(tp),
+            Ok(_) => attached.push(tp),
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
         }
     }
@@ -358,7 +370,6 @@ fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
         // was an argument of kmem_cache_alloc (and the record had no `node`).
         "trace_slab_alloc" if cfg.cache_fields.is_some() => Some("trace_slab_alloc_btf"),
         "trace_slab_free" if cfg.cache_fields.is_some() => Some("trace_slab_free_btf"),
-        "trace_prepare_vma" if cfg.cache_fields.is_some() => Some("trace_prepare_vma_btf"),
         "trace_sys_enter" if cfg.arg_regs.iter().all(|o| *o != NO_FIELD) => Some("trace_sys_enter_btf"),
         "trace_sys_exit" if cfg.context.regs_syscall != NO_FIELD => Some("trace_sys_exit_btf"),
         "trace_user_fault" => Some("trace_user_fault_btf"),
@@ -381,7 +392,6 @@ pub const BTF_PROGRAMS: &[(&str, &str)] = &[
     ("trace_sys_exit_btf", "sys_exit"),
     ("trace_user_fault_btf", "page_fault_user"),
     ("trace_kernel_fault_btf", "page_fault_kernel"),
-    ("trace_prepare_vma_btf", "kmem_cache_alloc"),
     ("trace_slab_alloc_btf", "kmem_cache_alloc"),
     ("trace_slab_free_btf", "kmem_cache_free"),
 ];
@@ -396,22 +406,22 @@ pub fn btf_unused(prog: &str) -> Option<String> {
         }
         "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into()),
         "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into()),
-        "trace_prepare_vma_btf" | "trace_slab_alloc_btf" | "trace_slab_free_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
+        "trace_slab_alloc_btf" | "trace_slab_free_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
         _ => None,
     }
 }
 
 /// `prog` (its `tp_btf` variant first, given the kernel's BTF), else its older kernels'
 /// variant; the error names every refusal. A refused `tp_btf` falls back to the classic
-/// tracepoint silently: the records are the same.
-fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, &Btf)>) -> Result<(), String> {
+/// tracepoint silently: the records are the same. `Ok(true)`: the `tp_btf` variant.
+fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, &Btf)>) -> Result<bool, String> {
     if let Some((variant, btf)) = btf {
         if attach_btf(bpf, variant, name, btf).is_ok() {
-            return Ok(());
+            return Ok(true);
         }
     }
-    attach_one(bpf, prog, cat, name).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {
-        Some((_, variant)) => attach_one(bpf, variant, cat, name).map_err(|e2| format!("{e}; its variant for older kernels: {e2}")),
+    attach_one(bpf, prog, cat, name).map(|()| false).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {
+        Some((_, variant)) => attach_one(bpf, variant, cat, name).map(|()| false).map_err(|e2| format!("{e}; its variant for older kernels: {e2}")),
         None => Err(e),
     })
 }
