@@ -44,7 +44,7 @@ fn exec(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// The BPF crate's nightly, from the file observer/build.rs reads too.
-fn bpf_toolchain() -> &'static str {
+pub(crate) fn bpf_toolchain() -> &'static str {
     include_str!("../../observer-ebpf/rust-toolchain.toml")
         .lines()
         .find_map(|l| l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"'))
