@@ -431,3 +431,21 @@ fn doctor_escapes_what_it_prints() {
     let v: Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["btf"]["path"], btf);
 }
+
+/// A cgroup's name is chosen by whoever may create it (a delegated subtree): `trace
+/// --by-cgroup`'s text row shows it as one escaped field. (The kernel refuses a newline in a
+/// cgroup name, EINVAL; the other control characters it takes.)
+#[test]
+fn a_hostile_cgroup_name_is_one_escaped_field() {
+    if !root_or_skip("a_hostile_cgroup_name_is_one_escaped_field") {
+        return;
+    }
+    let name = PWN.trim_end_matches('\n');
+    let cg = TestCgroup::new(name);
+    let esc = format!("/{}", cg.name.replace(name, "\\x1b]0;pwn\\x07|<b>"));
+    // The sleep is forked after the move: first seen in the cgroup.
+    let script = format!("echo $$ > '{}/cgroup.procs' && sleep 0.5; exit 0", cg.dir().display());
+    let text = ok(&lazyvma(&["trace", "--by-cgroup", "--", "sh", "-c", &script]));
+    assert_no_control("trace", &text);
+    assert!(text.lines().any(|l| l.starts_with(&format!("{esc} ")) && l.split_whitespace().nth(1) == Some("1")), "{esc} in:\n{text}");
+}
