@@ -111,6 +111,60 @@ impl<W: Write> Drop for Terminal<W> {
     }
 }
 
+/// JSON for a terminal or a scraper: serde_json escapes C0, `"` and `\\` only; DEL, C1 and
+/// the bidi overrides are written `\\uXXXX` here too. The parsed strings stay exact.
+pub fn json_pretty<T: serde::Serialize + ?Sized>(v: &T) -> serde_json::Result<String> {
+    let mut out = Vec::with_capacity(4096);
+    json_to(&mut out, v)?;
+    // The serializer writes UTF-8 only.
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+/// As [`json_pretty`], into a writer (a huge document never held as a string).
+pub fn json_to<W: Write, T: serde::Serialize + ?Sized>(w: W, v: &T) -> serde_json::Result<()> {
+    v.serialize(&mut serde_json::Serializer::with_formatter(w, Json(serde_json::ser::PrettyFormatter::new())))
+}
+
+/// As [`json_pretty`], on one line (as `Value`'s Display).
+pub fn json_line<T: serde::Serialize + ?Sized>(v: &T) -> serde_json::Result<String> {
+    let mut out = Vec::with_capacity(4096);
+    v.serialize(&mut serde_json::Serializer::with_formatter(&mut out, Json(serde_json::ser::CompactFormatter)))?;
+    Ok(String::from_utf8(out).expect("serde_json writes UTF-8"))
+}
+
+struct Json<F>(F);
+
+/// Delegates what PrettyFormatter overrides; the string fragments are escaped.
+macro_rules! delegate {
+    ($($f:ident),*) => {$(
+        fn $f<W: ?Sized + Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+            self.0.$f(w)
+        }
+    )*};
+}
+
+impl<F: serde_json::ser::Formatter> serde_json::ser::Formatter for Json<F> {
+    delegate!(begin_array, end_array, end_array_value, begin_object, end_object, begin_object_value, end_object_value);
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.0.begin_array_value(w, first)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        self.0.begin_object_key(w, first)
+    }
+
+    fn write_string_fragment<W: ?Sized + Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut rest = fragment;
+        while let Some((i, c)) = rest.char_indices().find(|(_, c)| is_control(*c)) {
+            w.write_all(rest[..i].as_bytes())?;
+            write!(w, "\\u{:04x}", c as u32)?;
+            rest = &rest[i + c.len_utf8()..];
+        }
+        w.write_all(rest.as_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,6 +178,16 @@ mod tests {
         assert_eq!(md(PWN), "\\\\x1b\\]0;pwn\\\\x07\\|&lt;script&gt;\\\\x9b31m\\\\u{202e}\\\\x7f\\\\x0a");
         assert_eq!(md("anon_vma _x_ *b* [l](u) `c`"), "anon_vma \\_x\\_ \\*b\\* \\[l\\](u) \\`c\\`");
         assert!(matches!(ctl("bash"), Cow::Borrowed("bash")));
+    }
+
+    #[test]
+    fn json_escapes_what_a_terminal_would_take_and_keeps_the_string() {
+        let v = serde_json::json!({ "comm": PWN, "k": ["a", 1] });
+        let j = json_pretty(&v).unwrap();
+        assert_eq!(j, "{\n  \"comm\": \"\\u001b]0;pwn\\u0007|<script>\\u009b31m\\u202e\\u007f\\n\",\n  \"k\": [\n    \"a\",\n    1\n  ]\n}");
+        assert_eq!(serde_json::from_str::<serde_json::Value>(&j).unwrap(), v);
+        assert_eq!(json_line(&v).unwrap(), "{\"comm\":\"\\u001b]0;pwn\\u0007|<script>\\u009b31m\\u202e\\u007f\\n\",\"k\":[\"a\",1]}");
+        assert_eq!(json_pretty(&serde_json::json!({"a": [1, {"b": "anon_vma"}]})).unwrap(), serde_json::to_string_pretty(&serde_json::json!({"a": [1, {"b": "anon_vma"}]})).unwrap());
     }
 
     #[test]

@@ -328,3 +328,124 @@ fn a_fifo_input_is_refused_and_a_closed_stdout_is_an_error() {
     let out = lazyvma_bounded(&["report", &a, "-o", &dir.file("r.txt")], closed);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A child of this test that names itself `comm` with prctl(PR_SET_NAME), as any user can,
+/// and waits to be killed. Fork without exec: exec would rename it after its file.
+struct Named(libc::pid_t);
+
+impl Named {
+    fn spawn(comm: &str) -> Named {
+        let name = std::ffi::CString::new(comm).unwrap();
+        // SAFETY: the child calls only async-signal-safe functions (prctl, pause, _exit).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        let want = format!("{comm}\n");
+        for _ in 0..200 {
+            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == want) {
+                return Named(pid);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("the child never took its name");
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
+
+const PWN: &str = "\x1b]0;pwn\x07|<b>\n";
+
+/// A comm set by prctl, newline included (it would start a forged row), through the real
+/// commands: one escaped field in text, escaped markdown, and exact but all-escaped JSON.
+#[test]
+fn a_prctl_comm_is_one_escaped_field_everywhere() {
+    if !root_or_skip("a_prctl_comm_is_one_escaped_field_everywhere") {
+        return;
+    }
+    let child = Named::spawn(PWN);
+    let pid = child.0.to_string();
+    let text = ok(&lazyvma(&["snapshot", "-p", &pid]));
+    assert_no_control("snapshot", &text);
+    let row = text.lines().find(|l| l.starts_with(&format!("{pid} | "))).unwrap_or_else(|| panic!("no row for {pid}:\n{text}"));
+    assert!(row.starts_with(&format!("{pid} | \\x1b]0;pwn\\x07|<b>\\x0a | ")), "{row}");
+
+    let json = ok(&lazyvma(&["snapshot", "-j", "-p", &pid]));
+    assert!(json.contains(r#""comm":"\u001b]0;pwn\u0007|<b>\n""#), "{json}");
+    let dir = Dir::new("prctl-comm");
+    let a = dir.file("a.json");
+    std::fs::write(&a, &json).unwrap();
+    let text = ok(&lazyvma(&["report", &a]));
+    assert_no_control("report", &text);
+    let row = text.lines().find(|l| l.starts_with(&format!("{pid} | "))).unwrap_or_else(|| panic!("{text}"));
+    assert!(row.starts_with(&format!("{pid} | \\x1b]0;pwn\\x07|<b>\\x0a | ")), "{row}");
+    let md = ok(&lazyvma(&["report", "-O", "markdown", &a]));
+    assert_no_control("markdown", &md);
+    let row = md.lines().find(|l| l.starts_with(&format!("| {pid} | "))).unwrap_or_else(|| panic!("{md}"));
+    assert!(row.starts_with(&format!("| {pid} | \\\\x1b\\]0;pwn\\\\x07\\|&lt;b&gt;\\\\x0a | ")), "{row}");
+    // report -j and merge: the same string, every control character as \uXXXX.
+    let rj = ok(&lazyvma(&["report", "-O", "json", &a]));
+    assert!(rj.contains(r#""comm": "\u001b]0;pwn\u0007|<b>\n""#), "{rj}");
+    let v: Value = serde_json::from_str(&rj).unwrap();
+    assert!(v["processes"].as_array().unwrap().iter().any(|p| p["comm"] == PWN));
+}
+
+/// doctor prints kernel strings and what it was given; a `--btf` file named like a comm
+/// above (any user can leave one in /tmp) shows in the btf row, the error line and -j.
+#[test]
+fn doctor_escapes_what_it_prints() {
+    if !root_or_skip("doctor_escapes_what_it_prints") {
+        return;
+    }
+    let dir = Dir::new("doctor-escape");
+    let btf = dir.path(PWN);
+    std::fs::write(&btf, "not BTF").unwrap();
+    let btf = btf.to_str().unwrap();
+    let res = lazyvma(&["--btf", btf, "doctor"]);
+    let text = String::from_utf8_lossy(&res.stdout);
+    let err = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{err}");
+    assert_no_control("doctor", &text);
+    let esc = btf.replace(PWN, "\\x1b]0;pwn\\x07|<b>\\x0a");
+    let row = text.lines().find(|l| l.trim_start().starts_with("btf ")).unwrap();
+    assert_eq!(row, format!("  btf       ABSENT — no usable kernel BTF: --btf {esc}: not BTF: shorter than the 24-byte header (without --btf lazyvma reads /sys/kernel/btf/vmlinux)"));
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with(&format!("lazyvma: no usable kernel BTF: --btf {esc}: ")), "{err}");
+    let res = lazyvma(&["--btf", btf, "doctor", "-j"]);
+    let json = String::from_utf8_lossy(&res.stdout);
+    let jesc = btf.replace(PWN, r"\u001b]0;pwn\u0007|<b>\n");
+    assert!(json.contains(&format!(r#""path": "{jesc}""#)), "{json}");
+    let v: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(v["btf"]["path"], btf);
+}
+
+/// A cgroup's name is chosen by whoever may create it (a delegated subtree): `trace
+/// --by-cgroup`'s text row shows it as one escaped field. (The kernel refuses a newline in a
+/// cgroup name, EINVAL; the other control characters it takes.)
+#[test]
+fn a_hostile_cgroup_name_is_one_escaped_field() {
+    if !root_or_skip("a_hostile_cgroup_name_is_one_escaped_field") {
+        return;
+    }
+    let name = PWN.trim_end_matches('\n');
+    let cg = TestCgroup::new(name);
+    let esc = format!("/{}", cg.name.replace(name, "\\x1b]0;pwn\\x07|<b>"));
+    // The sleep is forked after the move: first seen in the cgroup.
+    let script = format!("echo $$ > '{}/cgroup.procs' && sleep 0.5; exit 0", cg.dir().display());
+    let text = ok(&lazyvma(&["trace", "--by-cgroup", "--", "sh", "-c", &script]));
+    assert_no_control("trace", &text);
+    assert!(text.lines().any(|l| l.starts_with(&format!("{esc} ")) && l.split_whitespace().nth(1) == Some("1")), "{esc} in:\n{text}");
+}

@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod debian;
 mod fidelity;
+mod fuzz;
 mod initramfs;
 mod selftests;
 mod setup;
@@ -49,6 +50,8 @@ enum Cmd {
     /// The kernel's mm selftests under `lazyvma trace -j` on this host: every row exact or
     /// flagged (also run by `test`, before the guests).
     Selftests(selftests::Args),
+    /// The libFuzzer targets (recording, report, scenario): saved crashes, then N s each.
+    Fuzz(fuzz::Args),
     /// Benchmarks (not tests): `bench overhead`, what tracing costs the traced machine.
     Bench(bench::Args),
     /// A booted Debian userland (systemd + 24 services) measured from inside (docs/userland.md).
@@ -101,6 +104,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         Cmd::Selftests(a) => {
             setup::run()?;
             selftests::run(a)
+        }
+        Cmd::Fuzz(a) => {
+            setup::run()?;
+            fuzz::run(a)
         }
         Cmd::Bench(a) => {
             setup::run()?;

@@ -7,6 +7,9 @@ use std::process::Command;
 /// bpf-linker release known to build here; its LLVM feature must match nightly's LLVM major.
 const BPF_LINKER: &str = "0.10.4";
 
+/// cargo-fuzz for the libFuzzer targets in fuzz/ (run with the BPF nightly: -Zsanitizer).
+const CARGO_FUZZ: &str = "0.13.2";
+
 /// The step's name is printed before it runs (a 1.5 min install shows what it waits on)
 /// and its outcome ends the same line: one line per step, the installers' own output kept
 /// for the error.
@@ -41,7 +44,7 @@ fn exec(cmd: &mut Command) -> anyhow::Result<()> {
 }
 
 /// The BPF crate's nightly, from the file observer/build.rs reads too.
-fn bpf_toolchain() -> &'static str {
+pub(crate) fn bpf_toolchain() -> &'static str {
     include_str!("../../observer-ebpf/rust-toolchain.toml")
         .lines()
         .find_map(|l| l.trim().strip_prefix("channel")?.trim().strip_prefix('=')?.trim().strip_prefix('"')?.strip_suffix('"'))
@@ -115,6 +118,13 @@ pub fn run() -> anyhow::Result<()> {
         }
         exec(&mut cmd)?;
         std::fs::write(linker_note(), major.to_string())?;
+        Ok("installed")
+    })?;
+    step("cargo-fuzz", || {
+        if stdout(Command::new("cargo").args(["fuzz", "--version"])).trim() == format!("cargo-fuzz {CARGO_FUZZ}") {
+            return Ok("present");
+        }
+        exec(Command::new("cargo").args(["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked", "--force"]))?;
         Ok("installed")
     })?;
     for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {

@@ -462,7 +462,9 @@ impl Machine {
             Event::KsmMerge { addr, pages, .. } => {
                 let i = mm.find(addr).ok_or(ModelError::NoVma { pid, addr })?;
                 if let Some(av) = self.core.ksm_merge(mm, i) {
-                    self.core.avs.ksm_get(av, pages.max(1));
+                    if !self.core.avs.ksm_get(av, pages.max(1)) {
+                        return Err(ModelError::BadRange(format!("ksm merge of {pages} pages at {addr:#x}: the anon_vma's refcount would pass {}", i32::MAX)));
+                    }
                     self.ksm.push(KsmItem { pid, addr, av, n: pages.max(1) });
                 }
             }

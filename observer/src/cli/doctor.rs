@@ -10,6 +10,7 @@ use crate::{
     },
     sys,
 };
+use crate::escape::ctl;
 use anyhow::bail;
 use serde_json::{json, Value};
 use std::{collections::HashMap, path::Path};
@@ -85,12 +86,12 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         programs,
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&to_json(&r))?);
+        println!("{}", crate::escape::json_pretty(&to_json(&r))?);
     } else {
         print_text(&r);
     }
     if let Some(e) = r.btf_error {
-        bail!("{e}");
+        bail!("{}", ctl(&e));
     }
     Ok(())
 }
@@ -246,7 +247,7 @@ fn print_text(r: &Report) {
 
     let title = "\nthe real programs (loaded by the kernel's verifier, not attached)";
     match &r.programs {
-        Err(e) => println!("{title}\n  {e}"),
+        Err(e) => println!("{title}\n  {}", ctl(e)),
         Ok(p) => {
             let rows: Vec<_> = p
                 .iter()
@@ -271,13 +272,15 @@ fn print_text(r: &Report) {
             }
             for (kind, n) in unused {
                 let why = p.iter().find(|c| c.kind == kind && c.loaded.is_none()).and_then(|c| c.reason.clone()).unwrap_or_default();
-                println!("  {n} {kind} programs {why}");
+                println!("  {n} {kind} programs {}", ctl(&why));
             }
         }
     }
 }
 
-/// Columns padded to the widest cell; the last column is left ragged.
+/// Columns padded to the widest cell; the last column is left ragged. Cells hold kernel
+/// strings (the release, verifier and attach errors, slab cache names, a `--btf` path):
+/// each is one escaped field.
 fn table(title: &str, head: &[&str], rows: &[Vec<String>]) {
     if !title.is_empty() {
         println!("{title}");
@@ -286,7 +289,7 @@ fn table(title: &str, head: &[&str], rows: &[Vec<String>]) {
     if !head.is_empty() {
         all.push(head.iter().map(|s| s.to_string()).collect());
     }
-    all.extend(rows.iter().cloned());
+    all.extend(rows.iter().map(|r| r.iter().map(|c| ctl(c).into_owned()).collect()));
     let cols = all.iter().map(Vec::len).max().unwrap_or(0);
     let width: Vec<usize> = (0..cols).map(|i| all.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
     for row in &all {

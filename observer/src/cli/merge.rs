@@ -21,12 +21,12 @@ pub fn load_all(files: &[PathBuf]) -> anyhow::Result<Doc> {
     }
     let doc = merge::merge(&docs)?;
     for (host, n) in merge::repeated_hosts(&doc) {
-        eprintln!("lazyvma: host {host} appears in {n} inputs: the totals add them as if they were {n} machines");
+        eprintln!("lazyvma: host {} appears in {n} inputs: the totals add them as if they were {n} machines", crate::escape::ctl(&host));
     }
     Ok(doc)
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let doc = load_all(&args.files)?;
-    write::output(args.out.as_deref(), &(serde_json::to_string_pretty(&doc)? + "\n"))
+    write::output(args.out.as_deref(), &(crate::escape::json_pretty(&doc)? + "\n"))
 }

@@ -44,11 +44,12 @@ fn read(file: &std::path::Path, name: &str) -> anyhow::Result<String> {
     })
 }
 
-/// Print to stdout; a reader that went away (`| head`) ends the output quietly.
+/// Print to stdout; a reader that went away (`| head`) ends the output quietly. The
+/// scenario's own lines are in it: no control character is sent.
 pub(super) fn emit(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
-    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+    match out.write_all(crate::escape::lines(text).as_bytes()).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),
     }
@@ -79,7 +80,9 @@ pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
     let failed: Vec<_> = report.checks.iter().filter(|c| c.failure.is_some()).collect();
     if !failed.is_empty() {
         for c in &failed {
-            eprintln!("{name}:{}: expectation failed: `{}`: {}", c.line, c.text, c.failure.as_deref().unwrap_or(""));
+            // The scenario is a user's file: its text escaped as one field.
+            let ctl = crate::escape::ctl;
+            eprintln!("{}:{}: expectation failed: `{}`: {}", ctl(&name), c.line, ctl(&c.text), ctl(c.failure.as_deref().unwrap_or("")));
         }
         anyhow::bail!("{} of {} expectations failed", failed.len(), report.checks.len());
     }
@@ -92,7 +95,7 @@ pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
 pub(super) fn emit_json(v: &impl serde::Serialize) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
-    let done = serde_json::to_writer_pretty(&mut out, v).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
+    let done = crate::escape::json_to(&mut out, v).map_err(std::io::Error::from).and_then(|()| out.write_all(b"\n")).and_then(|()| out.flush());
     match done {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
         _ => Ok(()),

@@ -40,7 +40,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let text = match args.format {
         Format::Text => render_text::render(&doc, render_text::Style::Text, args.top) + &slab(render_text::Style::Text)?,
         Format::Markdown => render_text::render(&doc, render_text::Style::Markdown, args.top) + &slab(render_text::Style::Markdown)?,
-        Format::Json => serde_json::to_string_pretty(&doc)? + "\n",
+        Format::Json => crate::escape::json_pretty(&doc)? + "\n",
         Format::Html => render_html::render(&doc, args.top),
     };
     write::output(args.out.as_deref(), &text)

@@ -71,7 +71,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     if args.json {
         let mut v = snapshot::render::json(&snap, args.top);
         report::from_snapshot::extend(&mut v, &snap, cgroups);
-        println!("{v}");
+        println!("{}", crate::escape::json_line(&v)?);
     } else {
         print!("{}", crate::escape::lines(&snapshot::render::text(&snap, args.top)));
         if args.by_cgroup {

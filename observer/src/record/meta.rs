@@ -239,7 +239,7 @@ pub fn print(
         j["recording"] = s.json();
     }
     if json {
-        writeln!(std::io::stdout().lock(), "{}", serde_json::to_string_pretty(&j)?)?;
+        writeln!(std::io::stdout().lock(), "{}", crate::escape::json_pretty(&j)?)?;
     } else {
         // Text to a terminal: the comms and paths in it cannot drive it.
         let mut out = crate::escape::Terminal::new(std::io::stdout().lock());
@@ -259,7 +259,7 @@ pub fn print(
     // After the report is out: a file that cannot be written loses nothing shown.
     if let Some(path) = &live.report {
         let doc = crate::report::from_trace::convert(&j).map_err(|e| anyhow::anyhow!("--report {}: {e}", path.display()))?;
-        crate::report::write::output(Some(path), &serde_json::to_string_pretty(&doc)?)?;
+        crate::report::write::output(Some(path), &crate::escape::json_pretty(&doc)?)?;
     }
     Ok(())
 }

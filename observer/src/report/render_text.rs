@@ -194,7 +194,7 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
     let mut o = String::new();
     match style {
         Style::Text => {
-            let _ = writeln!(o, "{}", title(d));
+            let _ = writeln!(o, "{}", field(style, &title(d)));
         }
         Style::Markdown => {
             let _ = writeln!(o, "# {}", field(style, &title(d)));

@@ -188,3 +188,34 @@ impl Metrics {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Label values come from the kernel (release, symbols of a reason) and from a cgroup's
+    /// name, which a delegated user chooses: `\`, `"` and newline are escaped as both
+    /// exposition formats require (prometheus-client's label encoder), so no value can end
+    /// its label, forge a sample or end the exposition. Other characters are valid as they are.
+    #[test]
+    fn hostile_label_values_cannot_forge_a_sample() {
+        let evil = "a\"} 1\nlazyvma_forged 2\n# EOF\\";
+        let m = Metrics::new(vec![("kernel".into(), evil.into())], labels_of(evil));
+        m.count_slab(Kind::AnonVma, true, "anon_vma_fork", evil.into());
+        let want_value = r#"a\"} 1\nlazyvma_forged 2\n# EOF\\"#;
+        let om = m.encode();
+        for line in [
+            format!("lazyvma_build_info{{kernel=\"{want_value}\"}} 1"),
+            format!("lazyvma_scope{{kind=\"cgroup\",cgroup=\"{want_value}\"}} 1"),
+            format!("lazyvma_anon_vma_allocations_total{{function=\"anon_vma_fork\",reason=\"{want_value}\"}} 1"),
+        ] {
+            assert!(om.lines().any(|l| l == line), "{line} not in:\n{om}");
+            assert!(super::super::text::from_openmetrics(&om).lines().any(|l| l == line), "text format");
+        }
+        assert!(!om.lines().any(|l| l.starts_with("lazyvma_forged")) && om.lines().filter(|l| *l == "# EOF").count() == 1, "{om}");
+    }
+
+    fn labels_of(cgroup: &str) -> Vec<(String, String)> {
+        super::super::scope::labels(Some(std::path::Path::new(cgroup)), &[])
+    }
+}

@@ -101,7 +101,7 @@ pub fn text(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
     writeln!(out, "\n{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", "by cgroup (at first sight)", "procs", "AV alloc", "free", "AVC alloc", "free")?;
     for r in rows {
         let (a, c) = (r.observed.anon_vma, r.observed.anon_vma_chain);
-        writeln!(out, "{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", r.path, r.procs.len(), a.alloc, a.free, c.alloc, c.free)?;
+        writeln!(out, "{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", crate::escape::ctl(&r.path), r.procs.len(), a.alloc, a.free, c.alloc, c.free)?;
     }
     Ok(())
 }

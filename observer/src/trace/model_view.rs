@@ -219,7 +219,7 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
     if !c.seeded.is_empty() || !c.not_seeded.is_empty() {
         writeln!(out, "seeded from the snapshot at the start: {:?}", c.seeded)?;
         for (tgid, why) in &c.not_seeded {
-            writeln!(out, "not seeded: {tgid}: {why}")?;
+            writeln!(out, "not seeded: {tgid}: {}", crate::escape::ctl(why))?;
         }
     }
     if !c.unmodelled.is_empty() {
@@ -229,7 +229,7 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
         writeln!(out, "model errors: {} (first: {})", c.model_errors, c.first_error.as_deref().unwrap_or(""))?;
     }
     for why in &c.incomplete {
-        writeln!(out, "model incomplete: {why}")?;
+        writeln!(out, "model incomplete: {}", crate::escape::ctl(why))?;
     }
     if f.events_dropped > 0 {
         writeln!(out, "model events: {} past --model-events-max {} not kept (counted above); knob sweep not run", f.events_dropped, f.events_max)?;

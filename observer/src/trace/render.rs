@@ -141,7 +141,10 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         ("cgroup", _) => format!("cgroup {} ({} processes at start) and descendants (ended by {})", r.cgroup.map_or("?".into(), |c| c.display().to_string()), r.pids.len(), r.ended_by),
         _ => format!("whole system (ended by {})", r.ended_by),
     };
-    writeln!(out, "lazyvma trace: {what}; {} ms on {}", r.elapsed_ms, r.kernel)?;
+    // A replay's argv, cgroup, kernel, reasons and missing tracepoints come from the
+    // recording (a file from anyone): each one escaped field, newlines included.
+    let ctl = crate::escape::ctl;
+    writeln!(out, "lazyvma trace: {}; {} ms on {}", ctl(&what), r.elapsed_ms, ctl(&r.kernel))?;
     let sizes: &Sizes = &t.sizes;
     writeln!(out, "objects by call_site; anon_vma {} B, anon_vma_chain {} B (object_size)", sizes.anon_vma, sizes.anon_vma_chain)?;
     writeln!(out, "\n{:<28} {HEAD}", "observed")?;
@@ -156,7 +159,7 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
     }
     writeln!(out, "\n{:<28} {HEAD}", "by reason")?;
     for (k, c) in &t.tally.by_reason {
-        writeln!(out, "{k:<28} {}", af(c))?;
+        writeln!(out, "{:<28} {}", ctl(k), af(c))?;
     }
     let rows: Vec<_> = t.tally.phases.iter().filter(|p| shown(r, p.phase)).collect();
     if !rows.is_empty() {
@@ -174,7 +177,7 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         writeln!(out, "not counted: {} frees of lazyvma's own image torn down by the command's exec", t.launcher_frees)?;
     }
     for (tp, why) in r.missing {
-        writeln!(out, "missing: {tp}: {why}")?;
+        writeln!(out, "missing: {}: {}", ctl(tp), ctl(why))?;
     }
     for b in ["fentry", "kprobe", "tracepoint-only", "unavailable"] {
         let hooks: Vec<&str> = r.backend.iter().filter(|c| c.backend.name() == b).map(|c| c.hook).collect();
