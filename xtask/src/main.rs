@@ -107,6 +107,7 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
         }
         Cmd::Fuzz(a) => {
             setup::run()?;
+            setup::cargo_fuzz()?;
             fuzz::run(a)
         }
         Cmd::Bench(a) => {

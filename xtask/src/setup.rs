@@ -86,6 +86,18 @@ fn install_root() -> std::path::PathBuf {
         .unwrap_or_else(|| "/root/.cargo".into())
 }
 
+/// cargo-fuzz, for `cargo xtask fuzz` only (the test suite does not fuzz: a CI machine
+/// would build it for nothing).
+pub fn cargo_fuzz() -> anyhow::Result<()> {
+    step("cargo-fuzz", || {
+        if stdout(Command::new("cargo").args(["fuzz", "--version"])).trim() == format!("cargo-fuzz {CARGO_FUZZ}") {
+            return Ok("present");
+        }
+        exec(Command::new("cargo").args(["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked", "--force"]))?;
+        Ok("installed")
+    })
+}
+
 pub fn run() -> anyhow::Result<()> {
     let nightly = bpf_toolchain();
     let plus = format!("+{nightly}");
@@ -118,13 +130,6 @@ pub fn run() -> anyhow::Result<()> {
         }
         exec(&mut cmd)?;
         std::fs::write(linker_note(), major.to_string())?;
-        Ok("installed")
-    })?;
-    step("cargo-fuzz", || {
-        if stdout(Command::new("cargo").args(["fuzz", "--version"])).trim() == format!("cargo-fuzz {CARGO_FUZZ}") {
-            return Ok("present");
-        }
-        exec(Command::new("cargo").args(["install", &format!("cargo-fuzz@{CARGO_FUZZ}"), "--locked", "--force"]))?;
         Ok("installed")
     })?;
     for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
