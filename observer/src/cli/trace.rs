@@ -509,7 +509,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     loaded.drain(&mut sink);
     // Detached and drained: the kernel's counts are final, and every marker is in.
-    tracer.sync(tracer.ended.map_or(u64::MAX, |e| e.0), true);
+    tracer.sync_end();
     sight(&tracer);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;

@@ -133,6 +133,23 @@ impl Tracer {
         }
     }
 
+    /// The end: the kernel's counts before the end marker (or all, without one). A process
+    /// the kernel counted after it (its exit's teardown, which 6.16+ runs after the exit
+    /// record, or anything the detaching programs still saw) is flagged as the streamed
+    /// records after it are (`after_the_end`).
+    pub fn sync_end(&mut self) {
+        let Some((gen, _)) = self.ended else { return self.sync(u64::MAX, true) };
+        self.sync(gen, true);
+        let Some(map) = self.kernel_tally.as_ref() else { return };
+        let after: std::collections::BTreeSet<u32> = bpf::read_tally(map).into_iter().filter(|(k, n)| k.gen >= gen && *n > 0).map(|(k, _)| k.tgid).collect();
+        for tgid in after {
+            if let (Some(f), Some(proc)) = (self.feed.as_mut(), self.tree.traced(tgid)) {
+                let p = self.tree.get(proc);
+                f.across_the_end(proc, At { proc, tgid: p.tgid, phase: p.phase }, "slab events counted by the kernel");
+            }
+        }
+    }
+
     /// `sync` of what every marker handled so far places.
     pub fn sync_seen(&mut self) {
         self.sync(self.gen_seen + 1, false);
