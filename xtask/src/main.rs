@@ -25,11 +25,10 @@ enum Cmd {
     /// Install what lazyvma needs to build (idempotent, one line per step).
     Setup,
     /// Set up, then run the whole test suite (as root: the privileged tests too), then the
-    /// VM smoke matrix (amd64/arm64 x 5.10/6.1/6.12) and the fidelity suite on those kernels.
-    /// The booted userland's checks are `cargo xtask userland` (not yet reliable enough to gate:
-    /// docs/userland.md).
+    /// VM smoke matrix (amd64/arm64 x 5.10/6.1/6.12), the fidelity suite on those kernels
+    /// and the booted userland's checks (amd64 6.12, docs/userland.md).
     Test {
-        /// Skip the VM smoke matrix and the fidelity suite.
+        /// Skip the VM smoke matrix, the fidelity suite and the userland run.
         #[arg(long)]
         no_vm: bool,
         /// Extra arguments for `cargo test` (after `--`).
@@ -79,6 +78,9 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             if !no_vm {
                 vm::matrix::run(Default::default())?;
                 fidelity::run(fidelity::Args::default())?;
+                // A booted Debian userland under `trace -p 1` (docs/userland.md): ~5 min,
+                // ~9 more once on a machine whose cache has no rootfs.
+                userland::suite()?;
             }
             Ok(())
         }

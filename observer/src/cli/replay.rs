@@ -23,6 +23,12 @@ pub struct Args {
     /// Print the final report as one JSON object.
     #[arg(short = 'j', long)]
     pub json: bool,
+    /// Print every kernel operation the function hooks decoded, one per line, on stderr (as `trace --ops`).
+    #[arg(long)]
+    pub ops: bool,
+    /// Print every event fed to the model, one per line, on stderr (as `trace --model-events`).
+    #[arg(long)]
+    pub model_events: bool,
     /// Also write the final report as a lazyvma-report document (docs/report-schema.md).
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
@@ -41,8 +47,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let backend = h.backend.iter().map(|c| c.choice()).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("recording {path}: header: {e}"))?;
     let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), meta::sizes(h));
     tracer.knobs = knobs;
+    tracer.print_ops = args.ops;
     meta::configure(&mut tracer, h);
     if let Some(f) = tracer.feed.as_mut() {
+        f.print = args.model_events;
         f.events_max = args.model_events_max;
         // -p / --cgroup: re-seeded from the recorded pass, under this replay's knobs.
         match &rec.seed {

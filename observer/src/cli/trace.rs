@@ -482,6 +482,26 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         s
     });
     let lock_counters = locks::counters(loaded.ebpf_mut());
+    // The end as one point: the programs detach one by one (each link's release waits for
+    // the kernel, ~180 ms in all on 2 CPUs), and a process busy meanwhile would have part of
+    // an operation counted and part not (seen: a brk trim's anon_vma_chain clone counted,
+    // its unlink and syscall record gone). Nothing after the end marker counts; what was in
+    // flight across it is flagged. A short grace lets such operations finish while every
+    // program still sees them.
+    if markers {
+        crate::trace::seed::marker(crate::trace::seed::END_OF_TRACE);
+        let until = Instant::now() + Duration::from_secs(2);
+        let mut grace: Option<Instant> = None;
+        while grace.is_none_or(|g| Instant::now() < g) && Instant::now() < until {
+            loaded.poll(Duration::from_millis(20), |b| {
+                tracer.record(b);
+                sight(&tracer);
+            });
+            if tracer.ended.is_some() && grace.is_none() {
+                grace = Some(Instant::now() + Duration::from_millis(100));
+            }
+        }
+    }
     loaded.detach();
     let mut sink = |b: &[u8]| {
         tracer.record(b);
@@ -489,7 +509,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     loaded.drain(&mut sink);
     // Detached and drained: the kernel's counts are final, and every marker is in.
-    tracer.sync(u64::MAX, true);
+    tracer.sync_end();
     sight(&tracer);
     tracer.finish();
     let (sent, lost) = loaded.counters()?;

@@ -432,6 +432,13 @@ impl Feed {
         self.unmodelled(what);
     }
 
+    /// `proc` did something across the trace's end marker (`Tracer::after_the_end`): its
+    /// rows say so, since only the part before the end is counted, observed and modelled.
+    pub fn across_the_end(&mut self, proc: usize, at: At, what: &str) {
+        let mm = self.borrowed.get(&proc).copied().unwrap_or(proc);
+        self.inexact(mm, at, &format!("{what} across the trace's end (counted up to the end marker only)"));
+    }
+
     /// What the model holds for `mm` (changed by the process at `at`) is no longer known
     /// exact: every row of both says why, and so do the later ones and the forks' (until
     /// an exec starts the process afresh).

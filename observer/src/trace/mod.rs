@@ -69,6 +69,11 @@ pub struct Tracer {
     pub kernel_counts: slab::KernelCounts,
     /// The generation of the last marker handled.
     gen_seen: u64,
+    /// The end marker's (generation, ktime), once handled: later records are not counted
+    /// (`seed::END_OF_TRACE`).
+    pub ended: Option<(u64, u64)>,
+    /// Records that arrived after the end marker (not counted).
+    pub after_end: u64,
 }
 
 impl Tracer {
@@ -97,6 +102,8 @@ impl Tracer {
             kernel_tally: None,
             kernel_counts: Default::default(),
             gen_seen: 0,
+            ended: None,
+            after_end: 0,
         }
     }
 
@@ -126,6 +133,23 @@ impl Tracer {
         }
     }
 
+    /// The end: the kernel's counts before the end marker (or all, without one). A process
+    /// the kernel counted after it (its exit's teardown, which 6.16+ runs after the exit
+    /// record, or anything the detaching programs still saw) is flagged as the streamed
+    /// records after it are (`after_the_end`).
+    pub fn sync_end(&mut self) {
+        let Some((gen, _)) = self.ended else { return self.sync(u64::MAX, true) };
+        self.sync(gen, true);
+        let Some(map) = self.kernel_tally.as_ref() else { return };
+        let after: std::collections::BTreeSet<u32> = bpf::read_tally(map).into_iter().filter(|(k, n)| k.gen >= gen && *n > 0).map(|(k, _)| k.tgid).collect();
+        for tgid in after {
+            if let (Some(f), Some(proc)) = (self.feed.as_mut(), self.tree.traced(tgid)) {
+                let p = self.tree.get(proc);
+                f.across_the_end(proc, At { proc, tgid: p.tgid, phase: p.phase }, "slab events counted by the kernel");
+            }
+        }
+    }
+
     /// `sync` of what every marker handled so far places.
     pub fn sync_seen(&mut self) {
         self.sync(self.gen_seen + 1, false);
@@ -137,6 +161,11 @@ impl Tracer {
             w.record(bytes, &self.syms);
         }
         self.tap_point();
+        if let Some((_, end)) = self.ended {
+            self.after_end += 1;
+            self.after_the_end(bytes, end);
+            return;
+        }
         match lazyvma_model::trace_abi::decode_any(bytes) {
             Some(Record::Trace(ev)) => self.handle(&ev),
             Some(Record::Hook(ev)) => self.hook(&ev),
@@ -155,6 +184,27 @@ impl Tracer {
             Some(Record::Slab(ev, why)) if ev.kind == EV_ALLOC => self.alloc(&ev, why),
             Some(Record::Slab(ev, why)) => self.free(&ev, why),
             None => self.malformed += 1,
+        }
+    }
+
+    /// A record after the end marker (the programs detaching): not counted. One that ends
+    /// or continues an operation that may have begun before the end (a VMA syscall that
+    /// took effect before it, a fork, exec or exit, a prepare's allocation or VMA, a streamed
+    /// slab event) flags its process: part of what it did is counted, part is not.
+    fn after_the_end(&mut self, bytes: &[u8], end: u64) {
+        let what = match lazyvma_model::trace_abi::decode_any(bytes) {
+            Some(Record::Syscall(ev)) if ev.key < end => (ev.tgid, "a VMA syscall"),
+            Some(Record::Trace(ev)) if ev.kind == EV_FORK => (ev.tgid, "a fork"),
+            Some(Record::Trace(ev)) if ev.kind == EV_EXEC => (ev.tgid, "an exec"),
+            Some(Record::Trace(ev)) if ev.kind == EV_EXIT => (ev.tgid, "an exit"),
+            Some(Record::Trace(ev)) if matches!(ev.kind, EV_ALLOC | EV_FREE) => (ev.tgid, "a slab event"),
+            Some(Record::Slab(ev, _)) => (ev.tgid, "a slab event"),
+            Some(Record::Prepare(ev)) => (ev.tgid, "a first fault (anon_vma_prepare)"),
+            _ => return,
+        };
+        if let (Some(f), Some(proc)) = (self.feed.as_mut(), self.tree.traced(what.0)) {
+            let p = self.tree.get(proc);
+            f.across_the_end(proc, At { proc, tgid: p.tgid, phase: p.phase }, what.1);
         }
     }
 
@@ -279,6 +329,10 @@ impl Tracer {
                 }
                 if let Some(f) = self.feed.as_mut() {
                     f.seed_marker(&self.tree, &self.tally.phases, ev.tgid, id);
+                }
+                if id == seed::END_OF_TRACE {
+                    self.ended = Some((gen, ev.ktime));
+                    return;
                 }
                 self.tree.marker(ev.tgid, id);
             }

@@ -37,6 +37,9 @@ pub const END: u32 = 0x5e_ed01;
 /// Sent once every process of the scope is in FEED_TRACED: a child forked before it may
 /// have been forked before its parent was, and then the kernel does not follow it.
 pub const TRACED: u32 = 0x5e_ed02;
+/// Sent once before the programs detach: the trace's end as one point in the record stream
+/// (`Tracer::ended`); they detach one by one, some still counting after others are gone.
+pub const END_OF_TRACE: u32 = 0x5e_ed03;
 
 /// One of the seed's own markers (the feed reads the counts at each).
 pub fn is_seed_marker(id: u32) -> bool {
@@ -80,7 +83,7 @@ pub struct Outcome {
     pub reasons: BTreeMap<u32, String>,
 }
 
-fn marker(id: u32) {
+pub fn marker(id: u32) {
     // SAFETY: an invalid advice on an empty range: EINVAL, nothing changes.
     unsafe { libc::syscall(libc::SYS_madvise, 0usize, 0usize, (MARKER_BASE + u64::from(id)) as libc::c_long) };
 }

@@ -43,6 +43,29 @@ pub struct Args {
     /// No boot: render and check the last run's results (target/userland/<debarch>-<kernel>/) again.
     #[arg(long)]
     pub rerender: bool,
+    /// Also record the trace (`trace -o`, results/trace.rec, ~85 MB) for `lazyvma replay
+    /// --model-events --ops`; every event then streams instead of being counted in the kernel.
+    #[arg(long)]
+    pub record: bool,
+}
+
+/// What `cargo xtask test` runs: `cargo xtask userland` with every default (x86_64 6.12).
+pub fn suite() -> Result<()> {
+    run(defaults()?)
+}
+
+/// The flags' defaults, from clap itself: the suite runs exactly `cargo xtask userland`.
+fn defaults() -> Result<Args> {
+    use clap::{Args as _, FromArgMatches};
+    let m = Args::augment_args(clap::Command::new("userland")).try_get_matches_from(["userland"])?;
+    Ok(Args::from_arg_matches(&m)?)
+}
+
+#[cfg(test)]
+#[test]
+fn the_suite_runs_the_command_s_defaults() {
+    let a = defaults().unwrap();
+    assert_eq!((a.arch.deb(), a.kernel.name(), a.apps, a.docs, a.rerender, a.record), ("amd64", "6.12", 24, false, false, false));
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -147,7 +170,7 @@ fn exchange_disk(out: &Path, bins: &[PathBuf], a: &Args) -> Result<PathBuf> {
     fs::create_dir_all(&stage)?;
     fs::write(stage.join("run.sh"), RUN_SH)?;
     let units: Vec<&str> = services::SERVICES[..a.apps as usize].iter().map(|s| s.1).collect();
-    fs::write(stage.join("config"), format!("UNITS='{}'\nSETTLE={}\nTRACE_ARGS=''\nZYGOTE_N=256\nZYGOTE_APPS={}\n", units.join(" "), a.settle, a.apps))?;
+    fs::write(stage.join("config"), format!("UNITS='{}'\nSETTLE={}\nTRACE_ARGS='{}'\nZYGOTE_N=256\nZYGOTE_APPS={}\n", units.join(" "), a.settle, if a.record { "-o /run/lazyvma/results/trace.rec" } else { "" }, a.apps))?;
     for b in bins {
         fs::copy(b, stage.join(b.file_name().unwrap())).with_context(|| format!("cannot copy {}", b.display()))?;
     }
