@@ -87,7 +87,8 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::KProbe(p) => p.load(),
             Program::FEntry(p) => p.load(function.expect("checked"), i.btf),
             Program::FExit(p) => p.load(function.expect("checked"), i.btf),
-            Program::Iter(p) => p.load("task_vma", i.btf),
+            // The pass of kernels without iter/task_vma (reader.rs) iterates tasks.
+            Program::Iter(p) => p.load(if name == "snapshot_task" { "task" } else { "task_vma" }, i.btf),
             Program::BtfTracePoint(p) => match crate::trace::bpf::BTF_PROGRAMS.iter().find(|(n, _)| *n == name) {
                 Some((_, tp)) => p.load(tp, i.btf),
                 None => {
