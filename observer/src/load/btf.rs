@@ -287,10 +287,6 @@ impl Offsets {
             ("TASK_PID", btf.offset("task_struct", "pid")?),
             ("TASK_TGID", btf.offset("task_struct", "tgid")?),
             ("TASK_COMM", btf.offset("task_struct", "comm")?),
-            ("TASK_MM", btf.offset("task_struct", "mm")?),
-            ("TASK_FILES", btf.offset("task_struct", "files")?),
-            ("TASK_GROUP_LEADER", btf.offset("task_struct", "group_leader")?),
-            ("MM_MAP_COUNT", btf.offset("mm_struct", "map_count")?),
         ];
         let absent = lazyvma_model::abi::FIELD_ABSENT;
         // 6.0 split `degree` into num_children + num_active_vmas (commit 2555283eb40d).
@@ -301,11 +297,21 @@ impl Offsets {
                 g.extend([("AV_NUM_CHILDREN", absent), ("AV_NUM_ACTIVE_VMAS", absent), ("AV_DEGREE", d)]);
             }
         }
-        // The VMA list the iter/task pass walks; 6.1 replaced it with the maple tree, where
-        // only iter/task_vma can take a pass.
-        match (btf.offset("mm_struct", "mmap"), vma("vm_next")) {
-            (Ok(m), Ok(n)) => g.extend([("MM_MMAP", m), ("VMA_VM_NEXT", n)]),
-            _ => g.extend([("MM_MMAP", absent), ("VMA_VM_NEXT", absent)]),
+        // What the iter/task pass walks (kernels before iter/task_vma): all or none. 6.1
+        // replaced the VMA list with the maple tree, where only iter/task_vma takes a pass.
+        let walk = [
+            ("TASK_MM", "task_struct", "mm"),
+            ("TASK_FILES", "task_struct", "files"),
+            ("TASK_GROUP_LEADER", "task_struct", "group_leader"),
+            ("MM_MAP_COUNT", "mm_struct", "map_count"),
+            ("MM_MMAP", "mm_struct", "mmap"),
+            ("VMA_VM_NEXT", "vm_area_struct", "vm_next"),
+        ];
+        let found: Vec<_> = walk.iter().map(|(n, t, f)| btf.offset(t, f).map(|o| (*n, o))).collect::<Result<_, _>>().unwrap_or_default();
+        if found.len() == walk.len() {
+            g.extend(found);
+        } else {
+            g.extend(walk.iter().map(|(n, _, _)| (*n, absent)));
         }
         Ok(Offsets {
             globals: g,
