@@ -32,17 +32,43 @@ impl std::error::Error for NoTaskVmaIter {}
 /// The object with the iterator program loaded (the verifier's part), ready to `open`.
 /// `fields`: chain entries carry their anon_vma's fields (a topology), else its address alone.
 pub fn load(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow::Result<Ebpf> {
-    let (btf, sys_btf);
+    let (mut bpf, btf) = object(offsets, btf_path, fields, None)?;
+    let prog: &mut Iter = bpf
+        .program_mut(PROGRAM)
+        .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
+        .try_into()?;
+    let r = prog.load("task_vma", &btf).map_err(|e| match e {
+        // 5.10 and 5.11: the iter/task walk, or say what is missing (not aya's "unknown BTF type").
+        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => None,
+        e => Some(anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e))),
+    });
+    match r {
+        Ok(()) => Ok(bpf),
+        Err(Some(e)) => Err(e),
+        Err(None) => {
+            drop((bpf, btf));
+            load_task(offsets, btf_path, fields)
+        }
+    }
+}
+
+/// The BPF object with this kernel's offsets, and the BTF its iterators load against.
+/// `level`: the verifier log's, when not aya's default.
+fn object(offsets: &Offsets, btf_path: Option<&Path>, fields: bool, level: Option<aya::VerifierLogLevel>) -> anyhow::Result<(Ebpf, aya::Btf)> {
+    let sys_btf;
     let mut loader = aya::EbpfLoader::new();
     // The loader's own parse of vmlinux's BTF goes at once: one parsed copy (~25 MB) at a time.
     loader.btf(None);
+    if let Some(level) = level {
+        loader.verifier_log_level(level);
+    }
     for (name, value) in &offsets.globals {
         loader.override_global(name, value, true);
     }
     let fields = u64::from(fields);
     loader.override_global("ITER_AV_FIELDS", &fields, true);
     // Our parser already read this file (snapshot::run): only aya's own refusal is left.
-    btf = match btf_path {
+    let btf = match btf_path {
         Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
         None => aya::Btf::from_sys_fs(),
     }
@@ -54,34 +80,24 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow:
         sys_btf = aya::Btf::from_sys_fs().ok();
         loader.btf(sys_btf.as_ref());
     }
-    let mut bpf = loader.load(ebpf::object()).context("loading the BPF object")?;
-    let prog: &mut Iter = bpf
-        .program_mut(PROGRAM)
-        .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
-        .try_into()?;
-    let r = prog.load("task_vma", &btf).map_err(|e| match e {
-        // 5.10 and 5.11: say what is missing, not aya's "unknown BTF type".
-        aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => None,
-        e => Some(anyhow::anyhow!("loading iter/task_vma: {}; {STILL_WORKS}", probe::chain(&e))),
-    });
-    match r {
-        Ok(()) => Ok(bpf),
-        Err(Some(e)) => Err(e),
-        Err(None) => load_task(bpf, offsets, &btf),
-    }
+    let bpf = loader.load(ebpf::object()).context("loading the BPF object")?;
+    Ok((bpf, btf))
 }
 
 /// The kernel has no `iter/task_vma`: the `iter/task` walk, if this kernel still keeps the
 /// VMA list (`mm->mmap`, gone in 6.1 with the maple tree, which came long after the iterator).
-fn load_task(mut bpf: Ebpf, offsets: &Offsets, btf: &aya::Btf) -> anyhow::Result<Ebpf> {
+fn load_task(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow::Result<Ebpf> {
     if offsets.globals.iter().any(|(n, v)| *n == "MM_MMAP" && *v == lazyvma_model::abi::FIELD_ABSENT) {
         return Err(anyhow::Error::new(NoTaskVmaIter));
     }
+    // The verifier's messages and totals only: its instruction trace of a loop it checks
+    // step by step outgrows any log buffer (ENOSPC would hide why it refused).
+    let (mut bpf, btf) = object(offsets, btf_path, fields, Some(aya::VerifierLogLevel::STATS))?;
     let prog: &mut Iter = bpf
         .program_mut(PROGRAM_TASK)
         .with_context(|| format!("BPF program `{PROGRAM_TASK}` missing from the object"))?
         .try_into()?;
-    prog.load("task", btf).map_err(|e| match e {
+    prog.load("task", &btf).map_err(|e| match e {
         aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => anyhow::Error::new(NoTaskVmaIter),
         e => anyhow::anyhow!("loading iter/task (this kernel has no iter/task_vma): {}; {STILL_WORKS}", probe::chain(&e)),
     })?;
