@@ -21,7 +21,7 @@ pub const REC_CUT: u32 = 4;
 
 /// Steps of the `iter/task` pass's walk per process: one per chain entry and two per VMA.
 /// Bounded by what 5.10's verifier accepts (it checks every step of the loop).
-pub const WALK_STEPS: u32 = 1024;
+pub const WALK_STEPS: u32 = 768;
 
 /// One VMA, written after the walk of its `anon_vma_chain` (so after its [`AvcRecord`]s).
 #[repr(C)]
@@ -83,7 +83,8 @@ pub struct CutRecord {
     pub kind: u32,
     pub pid: u32,
     pub tid: u32,
-    /// 1: a VMA no longer named this mm (the list changed under the walk); 0: out of steps.
+    /// 0: out of steps; 1: a VMA no longer named this mm (the list changed under the walk);
+    /// 2: the task's records filled the seq_file buffer (32 KiB per object).
     pub raced: u32,
     pub mm: u64,
     /// VMA records written for this mm.

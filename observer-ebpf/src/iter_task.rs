@@ -8,8 +8,9 @@
 //! the verifier checks once per step. The walk's state lives in a per-CPU map value read with
 //! volatile loads: the verifier cannot know those values, so the paths of one step meet
 //! again as equal states instead of one state per (VMA, chain position) pair.
-//! A process whose list outlasts the steps ends with a [`CutRecord`] (`mm->map_count` beside
-//! the VMAs written): never cut silently.
+//! A process whose list outlasts the steps, or whose records would outgrow the seq_file
+//! buffer one object's output must fit (32 KiB, ~330 VMAs), ends with a [`CutRecord`]
+//! (`mm->map_count` beside the VMAs written): never cut silently.
 //!
 //! Unlike `iter/task_vma` no mmap_lock is held: a VMA may change or go during the walk.
 //! Each VMA must still name this mm (`vm_mm`) or the walk stops there, said as a cut.
@@ -35,7 +36,15 @@ pub struct Walk {
     /// `vma`'s chain walk has begun (head and node are set).
     inside: u64,
     vmas: u64,
+    /// Bytes written for this task: all of one task's records must fit the seq_file buffer.
+    bytes: u64,
 }
+
+/// The kernel's buffer for one object's output (bpf_seq_read: PAGE_SIZE << 3 with 4 KiB
+/// pages); a task writing more fails the whole read with E2BIG.
+const SEQ_BUDGET: u64 = 32768;
+/// Kept free after every record: the VMA record of a chain cut short, and the cut record.
+const RESERVE: u64 = (core::mem::size_of::<VmaRecord>() + core::mem::size_of::<CutRecord>()) as u64;
 
 #[map]
 static TASK_WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
@@ -99,8 +108,10 @@ pub extern "C" fn snapshot_task(ctx: *const u64) -> i32 {
         put(&mut (*w).vma, read(mm, MM_MMAP.load()));
         put(&mut (*w).inside, 0);
         put(&mut (*w).vmas, 0);
+        put(&mut (*w).bytes, 0);
     }
     let mut raced = 0u32;
+    let avc_size = if fields == 0 { core::mem::size_of::<AvRecord>() } else { core::mem::size_of::<AvcRecord>() } as u64;
     for _ in 0..WALK_STEPS {
         // SAFETY: as above.
         unsafe {
@@ -124,13 +135,25 @@ pub extern "C" fn snapshot_task(ctx: *const u64) -> i32 {
             let len = get(&(*w).len);
             if node != get(&(*w).head) && node != 0 && len < CHAIN_COUNT_MAX as u64 {
                 if len < CHAIN_EMIT_MAX as u64 {
+                    let bytes = get(&(*w).bytes);
+                    if bytes + avc_size + RESERVE > SEQ_BUDGET {
+                        raced = 2;
+                        break;
+                    }
                     chain_entry(seq, vma, node, fields);
+                    put(&mut (*w).bytes, bytes + avc_size);
                 }
                 put(&mut (*w).len, len + 1);
                 put(&mut (*w).node, read(node, 0));
                 continue;
             }
+            let bytes = get(&(*w).bytes);
+            if bytes + RESERVE + core::mem::size_of::<VmaRecord>() as u64 > SEQ_BUDGET {
+                raced = 2;
+                break;
+            }
             vma_record(seq, pid, tid, &comm, mm, vma, node != get(&(*w).head) && node != 0, len);
+            put(&mut (*w).bytes, bytes + core::mem::size_of::<VmaRecord>() as u64);
             put(&mut (*w).vmas, get(&(*w).vmas) + 1);
             put(&mut (*w).inside, 0);
             put(&mut (*w).vma, read(vma, VMA_VM_NEXT.load()));
@@ -142,9 +165,10 @@ pub extern "C" fn snapshot_task(ctx: *const u64) -> i32 {
         if vma == 0 && raced == 0 {
             return 0;
         }
-        // Out of steps inside a chain: its VMA is written, its chain counted as cut.
-        if raced == 0 && get(&(*w).inside) != 0 {
-            vma_record(seq, pid, tid, &comm, mm, vma, true, get(&(*w).len));
+        // Stopped with a VMA at hand (steps or buffer): it is written, its chain cut if unfinished.
+        if raced != 1 && get(&(*w).inside) != 0 {
+            let node = get(&(*w).node);
+            vma_record(seq, pid, tid, &comm, mm, vma, node != get(&(*w).head) && node != 0, get(&(*w).len));
             put(&mut (*w).vmas, get(&(*w).vmas) + 1);
         }
         let rec = CutRecord {

@@ -27,13 +27,18 @@ pub struct Cut {
     pub vmas_seen: u64,
     pub map_count: u64,
     /// `steps`: the walk's bound ([`lazyvma_model::abi::WALK_STEPS`]); `changed`: a VMA left
-    /// the mm during the walk (no mmap_lock is held).
+    /// the mm during the walk (no mmap_lock is held); `buffer`: one task's records fill the
+    /// kernel's 32 KiB seq_file buffer.
     pub why: &'static str,
 }
 
 impl From<&CutRecord> for Cut {
     fn from(c: &CutRecord) -> Cut {
-        Cut { pid: c.pid, tid: c.tid, vmas_seen: c.vmas, map_count: c.map_count, why: if c.raced != 0 { "changed" } else { "steps" } }
+        Cut { pid: c.pid, tid: c.tid, vmas_seen: c.vmas, map_count: c.map_count, why: match c.raced {
+            0 => "steps",
+            1 => "changed",
+            _ => "buffer",
+        } }
     }
 }
 
