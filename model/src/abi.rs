@@ -15,6 +15,13 @@ pub const REC_VMA: u32 = 1;
 pub const REC_AVC: u32 = 2;
 /// A chain entry as its anon_vma's address alone ([`AvRecord`]): what the estimate needs.
 pub const REC_AV: u32 = 3;
+/// The `iter/task` pass (kernels without `iter/task_vma`) stopped walking a process's VMA
+/// list before its end ([`CutRecord`]).
+pub const REC_CUT: u32 = 4;
+
+/// Steps of the `iter/task` pass's walk per process: one per chain entry and two per VMA.
+/// Bounded by what 5.10's verifier accepts (it checks every step of the loop).
+pub const WALK_STEPS: u32 = 768;
 
 /// One VMA, written after the walk of its `anon_vma_chain` (so after its [`AvcRecord`]s).
 #[repr(C)]
@@ -69,11 +76,29 @@ pub struct AvRecord {
     pub anon_vma: u64,
 }
 
+/// Written after a process's VMA records when its walk stopped before the list's end.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CutRecord {
+    pub kind: u32,
+    pub pid: u32,
+    pub tid: u32,
+    /// 0: out of steps; 1: a VMA no longer named this mm (the list changed under the walk);
+    /// 2: the task's records filled the seq_file buffer (32 KiB per object).
+    pub raced: u32,
+    pub mm: u64,
+    /// VMA records written for this mm.
+    pub vmas: u64,
+    /// `mm->map_count`: VMAs the mm has.
+    pub map_count: u64,
+}
+
+pub const CUT_RECORD_SIZE: usize = core::mem::size_of::<CutRecord>();
 pub const AV_RECORD_SIZE: usize = core::mem::size_of::<AvRecord>();
 pub const VMA_RECORD_SIZE: usize = core::mem::size_of::<VmaRecord>();
 pub const AVC_RECORD_SIZE: usize = core::mem::size_of::<AvcRecord>();
 
-const _: () = assert!(VMA_RECORD_SIZE == 96 && AVC_RECORD_SIZE == 64 && AV_RECORD_SIZE == 16);
+const _: () = assert!(VMA_RECORD_SIZE == 96 && AVC_RECORD_SIZE == 64 && AV_RECORD_SIZE == 16 && CUT_RECORD_SIZE == 40);
 
 /// The size of a record whose first u32 is `kind`; `None` for an unknown tag.
 pub const fn record_size(kind: u32) -> Option<usize> {
@@ -81,6 +106,7 @@ pub const fn record_size(kind: u32) -> Option<usize> {
         REC_VMA => Some(VMA_RECORD_SIZE),
         REC_AVC => Some(AVC_RECORD_SIZE),
         REC_AV => Some(AV_RECORD_SIZE),
+        REC_CUT => Some(CUT_RECORD_SIZE),
         _ => None,
     }
 }

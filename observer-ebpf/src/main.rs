@@ -6,6 +6,7 @@
 #![no_main]
 
 mod iter;
+mod iter_task;
 mod offsets;
 mod probe;
 // trace's always-on programs.

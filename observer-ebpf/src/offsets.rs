@@ -32,4 +32,11 @@ offsets!(
     TASK_PID,
     TASK_TGID,
     TASK_COMM,
+    // The iter/task pass (kernels before iter/task_vma); absent where the list is gone (6.1+).
+    TASK_MM,
+    TASK_FILES,
+    TASK_GROUP_LEADER,
+    MM_MMAP,
+    MM_MAP_COUNT,
+    VMA_VM_NEXT,
 );

@@ -297,6 +297,22 @@ impl Offsets {
                 g.extend([("AV_NUM_CHILDREN", absent), ("AV_NUM_ACTIVE_VMAS", absent), ("AV_DEGREE", d)]);
             }
         }
+        // What the iter/task pass walks (kernels before iter/task_vma): all or none. 6.1
+        // replaced the VMA list with the maple tree, where only iter/task_vma takes a pass.
+        let walk = [
+            ("TASK_MM", "task_struct", "mm"),
+            ("TASK_FILES", "task_struct", "files"),
+            ("TASK_GROUP_LEADER", "task_struct", "group_leader"),
+            ("MM_MAP_COUNT", "mm_struct", "map_count"),
+            ("MM_MMAP", "mm_struct", "mmap"),
+            ("VMA_VM_NEXT", "vm_area_struct", "vm_next"),
+        ];
+        let found: Vec<_> = walk.iter().map(|(n, t, f)| btf.offset(t, f).map(|o| (*n, o))).collect::<Result<_, _>>().unwrap_or_default();
+        if found.len() == walk.len() {
+            g.extend(found);
+        } else {
+            g.extend(walk.iter().map(|(n, _, _)| (*n, absent)));
+        }
         Ok(Offsets {
             globals: g,
             size_anon_vma: btf.size("anon_vma")?,

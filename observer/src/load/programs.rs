@@ -60,6 +60,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
     let mut out = Vec::new();
     let mut names: Vec<String> = bpf.programs().map(|(n, _)| n.to_string()).filter(|n| !n.starts_with("probe_")).collect();
     names.sort();
+    let no_vma_list = i.offsets.globals.iter().any(|(n, v)| *n == "MM_MMAP" && *v == lazyvma_model::abi::FIELD_ABSENT);
     for name in names {
         let p = bpf.program_mut(&name).expect("listed");
         let kind = kind(p);
@@ -69,6 +70,10 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::FEntry(_) => unusable(AttachType::Fentry),
             Program::FExit(_) => unusable(AttachType::Fexit),
             Program::BtfTracePoint(_) => unusable(AttachType::TpBtf).or_else(|| crate::trace::bpf::btf_unused(&name)),
+            // The pass of kernels without iter/task_vma walks mm->mmap, which 6.1's maple tree replaced.
+            Program::Iter(_) if name == "snapshot_task" && no_vma_list => {
+                Some("not used: no VMA list (mm->mmap) on this kernel; snapshot_task_vma takes the pass".into())
+            }
             _ => None,
         };
         let present = |f: &str| i.kallsyms.contains_key(f);
@@ -87,7 +92,8 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::KProbe(p) => p.load(),
             Program::FEntry(p) => p.load(function.expect("checked"), i.btf),
             Program::FExit(p) => p.load(function.expect("checked"), i.btf),
-            Program::Iter(p) => p.load("task_vma", i.btf),
+            // The pass of kernels without iter/task_vma (reader.rs) iterates tasks.
+            Program::Iter(p) => p.load(if name == "snapshot_task" { "task" } else { "task_vma" }, i.btf),
             Program::BtfTracePoint(p) => match crate::trace::bpf::BTF_PROGRAMS.iter().find(|(n, _)| *n == name) {
                 Some((_, tp)) => p.load(tp, i.btf),
                 None => {

@@ -1,17 +1,45 @@
 //! The record stream of one pass, read in chunks as the kernel writes it (never held
 //! whole: ≥ 1 M VMAs are ~200 MB of records), handed on one VMA at a time with its chain;
 //! and the [`Topology`] built from it for what needs every VMA (`--topology`, the seed).
-use lazyvma_model::abi::{record_size, AvRecord, AvcRecord, VmaRecord, FIELD_ABSENT, REC_AV, REC_AVC};
+use lazyvma_model::abi::{record_size, AvRecord, AvcRecord, CutRecord, VmaRecord, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT};
 use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 #[derive(Debug, Default, serde::Serialize)]
 pub struct PassStats {
+    /// `iter/task_vma`, or `iter/task` on kernels without it.
+    pub program: &'static str,
     pub bytes: usize,
     pub records: usize,
     /// The same VMA reported by more than one task (kept once).
     pub duplicate_vmas: usize,
+    /// Processes whose VMA list the pass did not walk to its end (`iter/task` only).
+    pub cut: Vec<Cut>,
+}
+
+/// A process the `iter/task` pass stopped walking early: its estimate is incomplete.
+#[derive(Clone, Debug, serde::Serialize, PartialEq, Eq)]
+pub struct Cut {
+    pub pid: u32,
+    pub tid: u32,
+    /// VMA records written for it, and `mm->map_count` (the VMAs it has).
+    pub vmas_seen: u64,
+    pub map_count: u64,
+    /// `steps`: the walk's bound ([`lazyvma_model::abi::WALK_STEPS`]); `changed`: a VMA left
+    /// the mm during the walk (no mmap_lock is held); `buffer`: one task's records fill the
+    /// kernel's 32 KiB seq_file buffer.
+    pub why: &'static str,
+}
+
+impl From<&CutRecord> for Cut {
+    fn from(c: &CutRecord) -> Cut {
+        Cut { pid: c.pid, tid: c.tid, vmas_seen: c.vmas, map_count: c.map_count, why: match c.raced {
+            0 => "steps",
+            1 => "changed",
+            _ => "buffer",
+        } }
+    }
 }
 
 pub fn comm(raw: &[u8; 16]) -> String {
@@ -70,6 +98,7 @@ pub fn each_vma(mut src: impl Read, stats: &mut PassStats, mut ahead: impl FnMut
             match kind {
                 REC_AVC => chain.push(read(rec)),
                 REC_AV => chain.push(AvcRecord { kind, anon_vma: read::<AvRecord>(rec).anon_vma, ..Default::default() }),
+                REC_CUT => stats.cut.push(Cut::from(&read::<CutRecord>(rec))),
                 _ => {
                     f(&read(rec), &chain);
                     chain.clear();

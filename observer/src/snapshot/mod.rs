@@ -115,7 +115,7 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topol
     // mm → the VMAs of a process to list.
     let mut kept: HashMap<u64, Vec<VmaTopo>> = HashMap::new();
     let keep = |pid: u32| with_vmas && pids.is_none_or(|p| p.contains(&pid));
-    let mut stats = decode::PassStats::default();
+    let mut stats = decode::PassStats { program: reader::pass_name(&bpf), ..Default::default() };
     let mut chain = Vec::with_capacity(lazyvma_model::abi::CHAIN_EMIT_MAX as usize);
     let stream_ref = std::cell::RefCell::new(&mut stream);
     decode::each_vma(reader::open(&mut bpf)?, &mut stats, |a| stream_ref.borrow().ahead(a), |v, avcs| {

@@ -36,6 +36,10 @@ fn process_json(p: &ProcessEstimate, r: &Report) -> Value {
         "eager": counts_json(&p.eager, s), "lazy": counts_json(&p.lazy, s),
         "saved_kb": savings(p, s) as f64 / 1024.0,
     });
+    // The iter/task pass stopped before the end of its VMA list: its counts are a part.
+    if let Some(c) = r.stats.cut.iter().find(|c| c.pid == p.pid) {
+        v["incomplete"] = json!({ "vmas_seen": c.vmas_seen, "map_count": c.map_count, "why": c.why });
+    }
     if let Some(vmas) = r.vmas.get(&p.pid) {
         v["vmas"] = vmas
             .iter()
@@ -65,6 +69,7 @@ pub fn json(r: &Report, top: Option<usize>) -> Value {
         },
         "vma_states": {"none": e.states[0], "lazy": e.states[1], "tree": e.states[2], "tree_parent": e.states[3]},
         "truncated_vmas": e.truncated_vmas,
+        "incomplete_processes": r.stats.cut.len(),
         "sizes": s,
         "slab": r.slab,
         "pass": r.stats,
@@ -81,10 +86,11 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
     let mut o = String::new();
     let _ = writeln!(
         o,
-        "lazyvma snapshot: kernel {}, {} processes, {} VMAs, one iter/task_vma pass in {:.1} ms ({})",
+        "lazyvma snapshot: kernel {}, {} processes, {} VMAs, one {} pass in {:.1} ms ({})",
         r.kernel,
         e.processes.len(),
         e.vmas,
+        r.stats.program,
         r.elapsed_ms,
         r.phases_ms.iter().map(|(k, v)| format!("{k} {v:.1}")).collect::<Vec<_>>().join(", ")
     );
@@ -161,6 +167,16 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
             "- {} VMAs have chains longer than the {} entries read per VMA: their unseen anon_vmas are missing from the distinct counts",
             e.truncated_vmas,
             lazyvma_model::abi::CHAIN_EMIT_MAX
+        );
+    }
+    if !r.stats.cut.is_empty() {
+        let list: Vec<String> = r.stats.cut.iter().map(|c| format!("{} ({} of {} VMAs{})", c.pid, c.vmas_seen, c.map_count, match c.why { "changed" => ", the list changed under the walk", "buffer" => ", 32 KiB of records", _ => "" })).collect();
+        let _ = writeln!(
+            o,
+            "- INCOMPLETE: {} processes' VMA lists were not walked to the end (no iter/task_vma on this kernel: {} steps and 32 KiB of records per process): {}; their counts are partial",
+            list.len(),
+            lazyvma_model::abi::WALK_STEPS,
+            list.join(", ")
         );
     }
     if r.stats.duplicate_vmas > 0 {

@@ -156,7 +156,14 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
     marker(END);
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
-        Ok((topo, _)) => p.topo = topo,
+        Ok((topo, stats)) => {
+            p.topo = topo;
+            // iter/task (no iter/task_vma): a process walked in part cannot be seeded.
+            for c in stats.cut.iter().filter(|c| p.candidates.contains(&c.pid)) {
+                let why = format!("the snapshot pass (iter/task) saw {} of its {} VMAs ({})", c.vmas_seen, c.map_count, c.why);
+                p.reasons.entry(c.pid).or_insert(why);
+            }
+        }
         Err(e) => {
             let why = format!("the snapshot pass failed: {e:#}");
             for &t in &p.candidates {

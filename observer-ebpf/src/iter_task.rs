@@ -1,0 +1,237 @@
+//! `iter/task` (5.8+): the snapshot pass where the kernel has no `iter/task_vma` (5.10,
+//! 5.11). Per task that owns its view of an mm (the rule `iter/task_vma` applies), it walks
+//! `mm->mmap` / `vma->vm_next` and writes the records [`crate::iter`] writes, so userspace
+//! decodes one stream whichever pass ran.
+//!
+//! No `bpf_loop` before 5.17: the VMA list and each VMA's chain are one bounded loop of
+//! [`WALK_STEPS`] steps (a step is one chain entry, or one VMA once its chain is seen), which
+//! the verifier checks once per step. The walk's state lives in a per-CPU map value read with
+//! volatile loads: the verifier cannot know those values, so the paths of one step meet
+//! again as equal states instead of one state per (VMA, chain position) pair.
+//! A process whose list outlasts the steps, or whose records would outgrow the seq_file
+//! buffer one object's output must fit (32 KiB, ~330 VMAs), ends with a [`CutRecord`]
+//! (`mm->map_count` beside the VMAs written): never cut silently.
+//!
+//! Unlike `iter/task_vma` no mmap_lock is held: a VMA may change or go during the walk.
+//! Each VMA must still name this mm (`vm_mm`) or the walk stops there, said as a cut.
+use aya_ebpf::helpers::{bpf_probe_read_kernel, generated::{self as gen, bpf_seq_write}};
+use core::ffi::c_void;
+use aya_ebpf::macros::map;
+use aya_ebpf::maps::PerCpuArray;
+use core::ptr::{read_volatile as get, write_volatile as put};
+use lazyvma_model::abi::{AvRecord, AvcRecord, CutRecord, VmaRecord, CHAIN_COUNT_MAX, CHAIN_EMIT_MAX, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT, REC_VMA};
+use lazyvma_model::abi::WALK_STEPS;
+
+use crate::iter::ITER_AV_FIELDS;
+use crate::offsets::*;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct Walk {
+    vma: u64,
+    head: u64,
+    node: u64,
+    /// Chain entries of `vma` seen so far.
+    len: u64,
+    /// `vma`'s chain walk has begun (head and node are set).
+    inside: u64,
+    vmas: u64,
+    /// Bytes written for this task: all of one task's records must fit the seq_file buffer.
+    bytes: u64,
+}
+
+/// The kernel's buffer for one object's output (bpf_seq_read: PAGE_SIZE << 3 with 4 KiB
+/// pages); a task writing more fails the whole read with E2BIG.
+const SEQ_BUDGET: u64 = 32768;
+/// Kept free after every record: the VMA record of a chain cut short, and the cut record.
+const RESERVE: u64 = (core::mem::size_of::<VmaRecord>() + core::mem::size_of::<CutRecord>()) as u64;
+
+#[map]
+static TASK_WALK: PerCpuArray<Walk> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn read<T: Copy + Default>(base: u64, off: u64) -> T {
+    if off == FIELD_ABSENT {
+        return T::default();
+    }
+    let mut v = T::default();
+    // SAFETY: probe_read_kernel tolerates any address and zeroes `v` on a fault. Its return
+    // is not tested: every branch here is one more state the 5.10 verifier keeps per step.
+    unsafe { gen::bpf_probe_read_kernel((&mut v as *mut T).cast(), core::mem::size_of::<T>() as u32, (base + off) as *const c_void) };
+    v
+}
+
+#[inline(always)]
+fn emit<T>(seq: *mut aya_ebpf::bindings::seq_file, rec: &T) {
+    // SAFETY: `seq` is the verifier-typed meta->seq; `rec` lives on our stack.
+    unsafe { bpf_seq_write(seq.cast(), (rec as *const T).cast(), core::mem::size_of::<T>() as u32) };
+}
+
+#[inline(always)]
+fn read_or_absent<T: Copy + Default + Into<u64>>(base: u64, off: u64) -> u64 {
+    if off == FIELD_ABSENT { FIELD_ABSENT } else { read::<T>(base, off).into() }
+}
+
+#[unsafe(link_section = "iter/task")]
+#[unsafe(no_mangle)]
+pub extern "C" fn snapshot_task(ctx: *const u64) -> i32 {
+    // ctx[0] = struct bpf_iter_meta * (seq first), ctx[1] = task (see iter.rs for why so).
+    let seq = unsafe { *(*ctx as *const *mut aya_ebpf::bindings::seq_file) };
+    let task: u64 = unsafe { bpf_probe_read_kernel(ctx.add(1)) }.unwrap_or(0);
+    if task == 0 {
+        return 0;
+    }
+    let mm: u64 = read(task, TASK_MM.load());
+    if mm == 0 {
+        return 0;
+    }
+    let pid = read::<i32>(task, TASK_TGID.load()) as u32;
+    let tid = read::<i32>(task, TASK_PID.load()) as u32;
+    // task_vma's rule (task_seq_get_next's skip_if_dup_files): a thread sharing its
+    // leader's files is the leader's view already. What else shares the mm the model folds.
+    if pid != tid {
+        let leader: u64 = read(task, TASK_GROUP_LEADER.load());
+        if read::<u64>(task, TASK_FILES.load()) == read::<u64>(leader, TASK_FILES.load()) {
+            return 0;
+        }
+    }
+    let Some(w) = TASK_WALK.get_ptr_mut(0) else { return 0 };
+    let mut comm = [0u8; 16];
+    let off = TASK_COMM.load();
+    if off != FIELD_ABSENT {
+        // SAFETY: as `read`; comm is TASK_COMM_LEN (16) bytes.
+        comm = unsafe { bpf_probe_read_kernel((task + off) as *const [u8; 16]) }.unwrap_or([0; 16]);
+    }
+    let fields = ITER_AV_FIELDS.load();
+    // SAFETY: `w` is this CPU's slot of TASK_WALK; iterator programs do not nest.
+    unsafe {
+        put(&mut (*w).vma, read(mm, MM_MMAP.load()));
+        put(&mut (*w).inside, 0);
+        put(&mut (*w).vmas, 0);
+        put(&mut (*w).bytes, 0);
+    }
+    let mut raced = 0u32;
+    let avc_size = if fields == 0 { core::mem::size_of::<AvRecord>() } else { core::mem::size_of::<AvcRecord>() } as u64;
+    for _ in 0..WALK_STEPS {
+        // SAFETY: as above.
+        unsafe {
+            let vma = get(&(*w).vma);
+            if vma == 0 {
+                break;
+            }
+            if get(&(*w).inside) == 0 {
+                if read::<u64>(vma, VMA_VM_MM.load()) != mm {
+                    raced = 1;
+                    break;
+                }
+                let head = vma + VMA_ANON_VMA_CHAIN.load();
+                put(&mut (*w).head, head);
+                put(&mut (*w).node, read(head, 0));
+                put(&mut (*w).len, 0);
+                put(&mut (*w).inside, 1);
+                continue;
+            }
+            let node = get(&(*w).node);
+            let len = get(&(*w).len);
+            if node != get(&(*w).head) && node != 0 && len < CHAIN_COUNT_MAX as u64 {
+                if len < CHAIN_EMIT_MAX as u64 {
+                    let bytes = get(&(*w).bytes);
+                    if bytes + avc_size + RESERVE > SEQ_BUDGET {
+                        raced = 2;
+                        break;
+                    }
+                    chain_entry(seq, vma, node, fields);
+                    put(&mut (*w).bytes, bytes + avc_size);
+                }
+                put(&mut (*w).len, len + 1);
+                put(&mut (*w).node, read(node, 0));
+                continue;
+            }
+            let bytes = get(&(*w).bytes);
+            if bytes + RESERVE + core::mem::size_of::<VmaRecord>() as u64 > SEQ_BUDGET {
+                raced = 2;
+                break;
+            }
+            vma_record(seq, pid, tid, &comm, mm, vma, node != get(&(*w).head) && node != 0, len);
+            put(&mut (*w).bytes, bytes + core::mem::size_of::<VmaRecord>() as u64);
+            put(&mut (*w).vmas, get(&(*w).vmas) + 1);
+            put(&mut (*w).inside, 0);
+            put(&mut (*w).vma, read(vma, VMA_VM_NEXT.load()));
+        }
+    }
+    // SAFETY: as above.
+    unsafe {
+        let vma = get(&(*w).vma);
+        if vma == 0 && raced == 0 {
+            return 0;
+        }
+        // Stopped with a VMA at hand (steps or buffer): it is written, its chain cut if unfinished.
+        if raced != 1 && get(&(*w).inside) != 0 {
+            let node = get(&(*w).node);
+            vma_record(seq, pid, tid, &comm, mm, vma, node != get(&(*w).head) && node != 0, get(&(*w).len));
+            put(&mut (*w).vmas, get(&(*w).vmas) + 1);
+        }
+        let rec = CutRecord {
+            kind: REC_CUT,
+            pid,
+            tid,
+            raced,
+            mm,
+            vmas: get(&(*w).vmas),
+            map_count: read::<i32>(mm, MM_MAP_COUNT.load()) as u32 as u64,
+        };
+        emit(seq, &rec);
+    }
+    0
+}
+
+#[inline(always)]
+fn chain_entry(seq: *mut aya_ebpf::bindings::seq_file, vma: u64, node: u64, fields: u64) {
+    let avc = node - AVC_SAME_VMA.load();
+    let av: u64 = read(avc, AVC_ANON_VMA.load());
+    if fields == 0 {
+        emit(seq, &AvRecord { kind: REC_AV, _pad: 0, anon_vma: av });
+        return;
+    }
+    let rec = AvcRecord {
+        kind: REC_AVC,
+        refcount: read(av, AV_REFCOUNT.load()),
+        vma,
+        anon_vma: av,
+        root: read(av, AV_ROOT.load()),
+        parent: read(av, AV_PARENT.load()),
+        num_children: read_or_absent::<u64>(av, AV_NUM_CHILDREN.load()),
+        num_active_vmas: read_or_absent::<u64>(av, AV_NUM_ACTIVE_VMAS.load()),
+        degree: read_or_absent::<u32>(av, AV_DEGREE.load()),
+    };
+    emit(seq, &rec);
+}
+
+/// `cut`: the chain walk stopped before the head (the count bound, or the steps ran out).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn vma_record(seq: *mut aya_ebpf::bindings::seq_file, pid: u32, tid: u32, comm: &[u8; 16], mm: u64, vma: u64, cut: bool, len: u64) {
+    let truncated = if cut {
+        2
+    } else if len > CHAIN_EMIT_MAX as u64 {
+        1
+    } else {
+        0
+    };
+    let rec = VmaRecord {
+        kind: REC_VMA,
+        pid,
+        tid,
+        truncated,
+        comm: *comm,
+        vma,
+        mm,
+        vm_start: read(vma, VMA_VM_START.load()),
+        vm_end: read(vma, VMA_VM_END.load()),
+        vm_pgoff: read(vma, VMA_VM_PGOFF.load()),
+        vm_flags: read(vma, VMA_VM_FLAGS.load()),
+        anon_vma: read(vma, VMA_ANON_VMA.load()),
+        chain_len: len,
+    };
+    emit(seq, &rec);
+}
