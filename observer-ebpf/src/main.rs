@@ -5,6 +5,7 @@
 #![no_std]
 #![no_main]
 
+mod floor;
 mod iter;
 mod iter_task;
 mod offsets;

@@ -1,7 +1,8 @@
 //! `doctor`'s check of the real programs: every program of the embedded object that
 //! snapshot, trace or serve loads on this kernel is loaded (verified, not attached) with
 //! this kernel's offsets, and reported loadable or not with the kernel's reason in one
-//! line. The attach probes' stand-ins (`probe_*`) are not among them.
+//! line. The attach probes' stand-ins (`probe_*`) and the bench's empty programs
+//! (`floor_*`) are not among them.
 use aya::{programs::Program, Btf, EbpfLoader};
 use std::collections::HashMap;
 
@@ -58,7 +59,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
         (!o.ok).then(|| format!("not used: {} is not usable on this kernel (see attach types)", t.name()))
     };
     let mut out = Vec::new();
-    let mut names: Vec<String> = bpf.programs().map(|(n, _)| n.to_string()).filter(|n| !n.starts_with("probe_")).collect();
+    let mut names: Vec<String> = bpf.programs().map(|(n, _)| n.to_string()).filter(|n| !n.starts_with("probe_") && !n.starts_with("floor_")).collect();
     names.sort();
     let no_vma_list = i.offsets.globals.iter().any(|(n, v)| *n == "MM_MMAP" && *v == lazyvma_model::abi::FIELD_ABSENT);
     for name in names {

@@ -158,9 +158,9 @@ fn overhead(mut o: Overhead) -> Result<()> {
     ensure!(o.rounds >= 1, "--rounds must be at least 1");
     let guests = o.guests.iter().map(|g| guest::parse(g)).collect::<Result<Vec<_>>>()?;
     if o.lazyvma.is_empty() {
-        crate::util::cargo(&["build", "--release", "--bin", "lazyvma", "--bin", "lazyvma-workload"], &[])?;
+        crate::util::cargo(&["build", "--release", "--bin", "lazyvma", "--bin", "lazyvma-workload", "--bin", "lazyvma-floor"], &[])?;
     } else {
-        crate::util::cargo(&["build", "--release", "--bin", "lazyvma-workload"], &[])?;
+        crate::util::cargo(&["build", "--release", "--bin", "lazyvma-workload", "--bin", "lazyvma-floor"], &[])?;
     }
     let builds = builds(&o)?;
     let workload = crate::util::workspace_root().join("target/release/lazyvma-workload");
@@ -203,8 +203,9 @@ fn host(o: &Overhead, builds: &[(String, PathBuf)], workload: &std::path::Path, 
         eprintln!("bench: bpftrace is not installed (`cargo xtask setup` installs it): no bpftrace rows");
         None
     };
-    let h = modes::Host { workload: workload.to_path_buf(), bpftrace_script: script.clone() };
-    let mut order = vec![Mode::Bare, Mode::Trace, Mode::TraceCmd, Mode::Serve];
+    let floor = workload.with_file_name("lazyvma-floor");
+    let h = modes::Host { workload: workload.to_path_buf(), floor, bpftrace_script: script.clone() };
+    let mut order = vec![Mode::Bare, Mode::Floor, Mode::Trace, Mode::TraceCmd, Mode::Serve];
     if script.is_some() {
         order.push(Mode::Bpftrace);
     }

@@ -2,7 +2,7 @@
 //! `trace -- CMD`, `serve`, bpftrace. What is compared is the loop's own elapsed time (the
 //! workload's `elapsed_ns=`); tracers are started and ready before it, stopped after it.
 use super::proc::{self, Bg, Stream};
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -18,6 +18,8 @@ pub enum Mode {
     TraceCmd,
     Serve,
     Bpftrace,
+    /// Empty programs on the kmem tracepoints (`lazyvma-floor`): the dispatch alone.
+    Floor,
 }
 
 impl Mode {
@@ -28,6 +30,7 @@ impl Mode {
             Mode::TraceCmd => "trace -- CMD",
             Mode::Serve => "serve",
             Mode::Bpftrace => "bpftrace",
+            Mode::Floor => "floor (empty kmem programs)",
         }
     }
     /// Modes that run a lazyvma build (once per build in a round).
@@ -70,6 +73,8 @@ pub enum Outcome {
 
 pub struct Host {
     pub workload: PathBuf,
+    /// `lazyvma-floor`, built beside the workload.
+    pub floor: PathBuf,
     pub bpftrace_script: Option<String>,
 }
 
@@ -178,12 +183,27 @@ fn bpftrace(host: &Host, script: &str, w: &Workload) -> Result<Outcome> {
     Ok(Outcome::Ran(Sample { elapsed_ns: ns, lost, counted: Some(counted), round: 0 }))
 }
 
+fn floor(host: &Host, w: &Workload) -> Result<Outcome> {
+    // It holds its programs until its stdin closes (or the stop's SIGINT).
+    let mut bg = Bg::spawn_with_stdin(&mut Command::new(&host.floor), Stream::Out)?;
+    bg.wait_line(READY, |l| l.trim() == "attached")?;
+    let d = proc::run(&mut workload_cmd(host, w))?;
+    ensure!(bg.running(), "lazyvma-floor stopped during the run: {}", bg.stop()?.1.trim());
+    bg.stop()?;
+    let ns = match parse_workload(&d, "floor")? {
+        Ok(ns) => ns,
+        Err(why) => bail!("floor: the workload ran bare but not now: {why}"),
+    };
+    Ok(Outcome::Ran(Sample { elapsed_ns: ns, ..Default::default() }))
+}
+
 pub fn run(host: &Host, mode: Mode, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
     match mode {
         Mode::Bare => bare(host, w),
         Mode::Trace => trace(host, lazyvma, w),
         Mode::TraceCmd => Ok(Outcome::Ran(trace_cmd(host, lazyvma, w, &[])?.0)),
         Mode::Serve => serve(host, lazyvma, w),
+        Mode::Floor => floor(host, w),
         Mode::Bpftrace => match &host.bpftrace_script {
             Some(s) => bpftrace(host, s, w),
             None => bail!("bpftrace is not installed"),
