@@ -30,7 +30,7 @@ impl Mode {
             Mode::TraceCmd => "trace -- CMD",
             Mode::Serve => "serve",
             Mode::Bpftrace => "bpftrace",
-            Mode::Floor => "floor (empty kmem programs)",
+            Mode::Floor => "floor",
         }
     }
     /// Modes that run a lazyvma build (once per build in a round).
