@@ -14,7 +14,8 @@ use common::*;
 
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
-const RECORDS: u8 = 3;
+/// Records chunks, LZ4 (format 3.0).
+const RECORDS: u8 = 6;
 
 /// The JSON object after the command's own output on stdout.
 fn report(stdout: &[u8]) -> Value {
@@ -85,7 +86,7 @@ fn replay_prints_the_live_report_and_survives_cuts_and_damage() {
     let out = replay(&[&f]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.trim_end().ends_with(&format!("recording: {f} ({received} records in {} chunks, {} bytes, format 2.0), complete", cs.len(), data.len())), "{text}");
+    assert!(text.trim_end().ends_with(&format!("recording: {f} ({received} records in {} chunks, {} bytes, format 3.0), complete", cs.len(), data.len())), "{text}");
 
     // Cut: at the last chunk boundary (the trailer lost), inside the last records chunk, and
     // one byte short of the end.

@@ -13,7 +13,10 @@ pub struct ReadError {
 }
 
 pub struct Recording {
+    /// The file's bytes, then the compressed records chunks' plain bodies.
     data: Vec<u8>,
+    /// The file's length.
+    file_bytes: usize,
     pub major: u16,
     pub minor: u16,
     pub header: Header,
@@ -43,7 +46,7 @@ impl Recording {
     }
 
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.file_bytes
     }
 
     pub fn complete(&self) -> bool {
@@ -111,6 +114,7 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
     let header: Header = serde_json::from_slice(&data[body.clone()]).map_err(|e| err(at, format!("header undecodable: {e}")))?;
     let mut rec = Recording {
         data: Vec::new(),
+        file_bytes: data.len(),
         major,
         minor,
         header,
@@ -123,6 +127,17 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
         lost_bytes: cut.map_or(0, |c| data.len() - c),
         stamps: Vec::new(),
     };
+    // Compressed records go back to plain bodies after the file's bytes, so a record is a
+    // range of `data` either way.
+    let mut data = data;
+    for (i, (at, kind, body)) in chunks.iter_mut().enumerate().skip(1) {
+        if *kind == format::RECORDS_LZ4 && major >= 3 {
+            let plain = format::decompress(&data[body.clone()]).ok_or_else(|| err(*at, format!("records chunk {} does not decompress", i + 1)))?;
+            *body = data.len()..data.len() + plain.len();
+            *kind = format::RECORDS;
+            data.extend_from_slice(&plain);
+        }
+    }
     for (i, (at, kind, body)) in chunks.iter().enumerate().skip(1) {
         let (at, b) = (*at, body.clone());
         if rec.trailer.is_some() {
@@ -277,8 +292,8 @@ mod tests {
         bad[0] = b'X';
         assert_eq!(msg(bad), "recording f.rec: not a lazyvma recording (bad magic) at offset 0");
         let mut bad = d.clone();
-        bad[8] = 3;
-        assert_eq!(msg(bad), "recording f.rec: format version 3.0; this lazyvma reads 1.x to 2.x at offset 8");
+        bad[8] = 4;
+        assert_eq!(msg(bad), "recording f.rec: format version 4.0; this lazyvma reads 1.x to 3.x at offset 8");
         // A 1.x file (before the slim slab records) is read.
         let mut old = d.clone();
         old[8] = 1;
@@ -291,6 +306,29 @@ mod tests {
         hdr.extend_from_slice(&format::chunk(format::HEADER, b"{}"));
         assert!(msg(hdr).contains("header undecodable"));
         assert!(msg(b"hello world, not a recording".to_vec()).contains("bad magic"));
+    }
+
+    #[test]
+    fn compressed_records_are_bounded_and_checked() {
+        let plain: Vec<u8> = (0..4000u32).map(|i| (i % 7) as u8).collect();
+        let z = format::compress(&plain);
+        assert!(z.len() < plain.len() / 4, "{} bytes", z.len());
+        assert_eq!(format::decompress(&z).as_deref(), Some(&plain[..]));
+        // A stated length over MAX_CHUNK is refused before it is allocated.
+        let mut big = z.clone();
+        big[..4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(format::decompress(&big), None);
+        // A block that decodes to less than it states, and a body too short for the length.
+        let mut short = z.clone();
+        short[..4].copy_from_slice(&4001u32.to_le_bytes());
+        assert_eq!(format::decompress(&short), None);
+        assert_eq!(format::decompress(&[1, 2]), None);
+        // In a file: the chunk is named.
+        let mut d = format::preamble().to_vec();
+        d.extend_from_slice(&format::chunk(format::HEADER, &serde_json::to_vec(&header()).unwrap()));
+        d.extend_from_slice(&format::chunk(format::RECORDS_LZ4, &short));
+        let e = read("f.rec", d).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.starts_with("recording f.rec: records chunk 2 does not decompress at offset"), "{e}");
     }
 
     #[test]

@@ -128,7 +128,7 @@ impl Writer {
             let ms = self.start.elapsed().as_millis() as u64;
             let mut body = std::mem::replace(&mut self.body, vec![0; STAMP]);
             body[..STAMP].copy_from_slice(&ms.to_le_bytes());
-            self.chunk(format::RECORDS, &body)?;
+            self.chunk(format::RECORDS_LZ4, &format::compress(&body))?;
             if self.failed.is_none() {
                 self.records += std::mem::take(&mut self.body_records);
                 self.flushed = Some(ms);
