@@ -68,6 +68,7 @@ fn column(cmd: &str) -> &'static str {
         "snapshot" => "`snapshot -j`",
         "trace" => "`trace -p 1`",
         "serve" => "`serve`",
+        "many-vmas" => "2,000 VMAs",
         _ => "`report`",
     }
 }
