@@ -629,5 +629,11 @@ mod tests {
         assert_eq!(rows.len(), 2);
         assert!(rows[0].starts_with("| 5.10 | amd64 | `5.10.0-1-cloud-amd64` | ok | ok | ok | ok | **no** [1] | ok | ok |"), "{}", rows[0]);
         assert!(t.contains("1. amd64 5.10 `serve`: exit status 1: a/b\n"), "{t}");
+        assert!(!t.contains("– :"), "{t}");
+        // A row run before many-vmas existed: a dash, not a failure.
+        let mut old = cell("6.1");
+        old["commands"].as_object_mut().unwrap().remove("many-vmas");
+        let t = readme::table(&json!({"cells": [old]}));
+        assert!(t.contains("| ok | ok | ok | ok | **no** [1] | ok | – |") && t.contains("\n– : not in that row's run"), "{t}");
     }
 }
