@@ -80,3 +80,42 @@ impl Passes {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{decode::{Cut, PassStats}, Size, Sizes};
+    use lazyvma_model::snapshot::{Estimate, ProcessEstimate};
+
+    fn report(selected: bool) -> Report {
+        let p = |pid| ProcessEstimate { pid, comm: String::new(), vmas: 256, eager: Counts::default(), lazy: Counts::default() };
+        let cut = |pid, vmas_seen, map_count| Cut { pid, tid: pid, vmas_seen, map_count, why: "steps" };
+        let size = || Size { bytes: 64, source: String::new() };
+        let estimate = Estimate { processes: vec![p(10), p(20), p(30)], ..Default::default() };
+        Report {
+            shown: if selected { vec![p(10), p(30)] } else { estimate.processes.clone() },
+            estimate,
+            selected,
+            sizes: Sizes { anon_vma: size(), anon_vma_chain: size(), vm_area_struct: size() },
+            slab: vec![],
+            stats: PassStats { cut: vec![cut(10, 256, 2013), cut(20, 300, 400)], ..Default::default() },
+            elapsed_ms: 0.0,
+            phases_ms: [("btf", 0.0), ("load", 0.0), ("iterate_and_estimate", 0.0)],
+            kernel: String::new(),
+            vmas: Default::default(),
+            chain_lens: Default::default(),
+            topology: None,
+            states: vec![[0; 4]; 3],
+            truncated: vec![0; 3],
+        }
+    }
+
+    /// 5.10's cut processes: every one for the whole system, the scope's own with -p/--cgroup.
+    #[test]
+    fn incomplete_processes_follow_the_scope() {
+        let g = gauges(&report(false));
+        assert_eq!((g.incomplete_processes, g.unseen_vmas), (2, 1757 + 100));
+        let g = gauges(&report(true));
+        assert_eq!((g.incomplete_processes, g.unseen_vmas, g.processes), (1, 1757, 2));
+    }
+}
