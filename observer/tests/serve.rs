@@ -259,6 +259,11 @@ fn serve_with_prometheus() {
         assert!(om.contains(&format!("\n{family}")), "{family} missing from:\n{om}");
     }
     assert!(om.contains("# UNIT lazyvma_object_bytes bytes"), "{om}");
+    // This kernel has iter/task_vma: every process is walked whole (5.10's walk limit is the matrix's).
+    for gap in ["lazyvma_snapshot_incomplete_processes", "lazyvma_snapshot_unseen_vmas"] {
+        assert!(om.lines().any(|l| l == format!("{gap} 0")), "{gap} is not 0:\n{om}");
+        assert!(om.contains(&format!("# HELP {gap} ")), "{gap} has no HELP");
+    }
 
     let (ttype, text) = get(serve_port, "/metrics", "text/plain;version=0.0.4").unwrap();
     assert_eq!(ttype, "text/plain; version=0.0.4; charset=utf-8");

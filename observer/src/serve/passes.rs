@@ -26,13 +26,16 @@ pub struct Passes {
 /// and chains, each VMA's lazy state read off the whole-system topology.
 fn gauges(r: &Report) -> Gauges {
     let e = &r.estimate;
+    // Processes the iter/task pass walked in part, in the scope: the count and their VMAs unseen.
+    let cut = r.stats.cut.iter().filter(|c| !r.selected || r.shown.iter().any(|p| p.pid == c.pid));
+    let (incomplete_processes, unseen_vmas) = cut.fold((0, 0), |(n, v), c| (n + 1, v + c.map_count.saturating_sub(c.vmas_seen)));
     if !r.selected {
-        return Gauges { eager: e.eager, lazy: e.lazy, states: e.states, truncated_vmas: e.truncated_vmas, processes: e.processes.len() as u64 };
+        return Gauges { eager: e.eager, lazy: e.lazy, states: e.states, truncated_vmas: e.truncated_vmas, incomplete_processes, unseen_vmas, processes: e.processes.len() as u64 };
     }
     let sum = |f: fn(&lazyvma_model::snapshot::ProcessEstimate) -> Counts| {
         r.shown.iter().map(f).fold(Counts::default(), |a, c| Counts { anon_vma: a.anon_vma + c.anon_vma, anon_vma_chain: a.anon_vma_chain + c.anon_vma_chain })
     };
-    let mut g = Gauges { eager: sum(|p| p.eager), lazy: sum(|p| p.lazy), states: [0; 4], truncated_vmas: 0, processes: r.shown.len() as u64 };
+    let mut g = Gauges { eager: sum(|p| p.eager), lazy: sum(|p| p.lazy), states: [0; 4], truncated_vmas: 0, incomplete_processes, unseen_vmas, processes: r.shown.len() as u64 };
     for i in r.shown.iter().filter_map(|p| r.index(p.pid)) {
         for (g, s) in g.states.iter_mut().zip(r.states[i]) {
             *g += s;
@@ -75,5 +78,44 @@ impl Passes {
                 eprintln!("lazyvma: snapshot pass failed (gauges keep the last good pass): {e:#}");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{decode::{Cut, PassStats}, Size, Sizes};
+    use lazyvma_model::snapshot::{Estimate, ProcessEstimate};
+
+    fn report(selected: bool) -> Report {
+        let p = |pid| ProcessEstimate { pid, comm: String::new(), vmas: 256, eager: Counts::default(), lazy: Counts::default() };
+        let cut = |pid, vmas_seen, map_count| Cut { pid, tid: pid, vmas_seen, map_count, why: "steps" };
+        let size = || Size { bytes: 64, source: String::new() };
+        let estimate = Estimate { processes: vec![p(10), p(20), p(30)], ..Default::default() };
+        Report {
+            shown: if selected { vec![p(10), p(30)] } else { estimate.processes.clone() },
+            estimate,
+            selected,
+            sizes: Sizes { anon_vma: size(), anon_vma_chain: size(), vm_area_struct: size() },
+            slab: vec![],
+            stats: PassStats { cut: vec![cut(10, 256, 2013), cut(20, 300, 400)], ..Default::default() },
+            elapsed_ms: 0.0,
+            phases_ms: [("btf", 0.0), ("load", 0.0), ("iterate_and_estimate", 0.0)],
+            kernel: String::new(),
+            vmas: Default::default(),
+            chain_lens: Default::default(),
+            topology: None,
+            states: vec![[0; 4]; 3],
+            truncated: vec![0; 3],
+        }
+    }
+
+    /// 5.10's cut processes: every one for the whole system, the scope's own with -p/--cgroup.
+    #[test]
+    fn incomplete_processes_follow_the_scope() {
+        let g = gauges(&report(false));
+        assert_eq!((g.incomplete_processes, g.unseen_vmas), (2, 1757 + 100));
+        let g = gauges(&report(true));
+        assert_eq!((g.incomplete_processes, g.unseen_vmas, g.processes), (1, 1757, 2));
     }
 }

@@ -30,7 +30,10 @@ pub(super) fn table(results: &Value) -> String {
         let mut row = format!("| {kernel} | {arch} | `{}` |", c["release"].as_str().unwrap_or("?"));
         for cmd in COMMANDS {
             let r = &c["commands"][cmd];
-            if r["verdict"] == "ok" {
+            if r.is_null() {
+                // A row from before the command was added to the matrix.
+                row += " – |";
+            } else if r["verdict"] == "ok" {
                 row += " ok |";
             } else {
                 notes.push(format!("{arch} {kernel} `{cmd}`: {}", r["why"].as_str().unwrap_or("").replace('|', "/")));
@@ -52,6 +55,9 @@ pub(super) fn table(results: &Value) -> String {
     if !absent.is_empty() {
         s += &format!("\nNot in these results (never run since the results file was started): {}.\n", absent.join(", "));
     }
+    if cells_lacking(results) {
+        s += "\n– : not in that row's run (the command is newer than the row).\n";
+    }
     if !notes.is_empty() {
         s += "\n";
         for (i, n) in notes.iter().enumerate() {
@@ -61,6 +67,10 @@ pub(super) fn table(results: &Value) -> String {
     s
 }
 
+fn cells_lacking(results: &Value) -> bool {
+    results["cells"].as_array().into_iter().flatten().any(|c| COMMANDS.iter().any(|cmd| c["commands"][cmd].is_null()))
+}
+
 fn column(cmd: &str) -> &'static str {
     match cmd {
         "doctor" => "`doctor`",
@@ -68,6 +78,7 @@ fn column(cmd: &str) -> &'static str {
         "snapshot" => "`snapshot -j`",
         "trace" => "`trace -p 1`",
         "serve" => "`serve`",
+        "many-vmas" => "2,000 VMAs",
         _ => "`report`",
     }
 }
