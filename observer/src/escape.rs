@@ -23,6 +23,22 @@ pub fn ctl(s: &str) -> Cow<'_, str> {
     escape_if(s, is_control)
 }
 
+/// A command-line argument: as `ctl`, and bytes that are not UTF-8 as `\xNN`.
+pub fn os(s: &std::ffi::OsStr) -> Cow<'_, str> {
+    use std::os::unix::ffi::OsStrExt;
+    if let Some(s) = s.to_str() {
+        return ctl(s);
+    }
+    let mut o = String::with_capacity(s.len() + 8);
+    for chunk in s.as_bytes().utf8_chunks() {
+        o.push_str(&ctl(chunk.valid()));
+        for b in chunk.invalid() {
+            o.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    Cow::Owned(o)
+}
+
 /// A whole output: as `ctl`, but its own newlines and tabs kept.
 pub fn lines(s: &str) -> Cow<'_, str> {
     escape_if(s, |c| c != '\n' && c != '\t' && is_control(c))

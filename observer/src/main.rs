@@ -1,5 +1,5 @@
 //! `lazyvma`: what would ANON_VMA_LAZY save on this workload, measured on an unpatched kernel.
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod cgroup;
 mod cli;
@@ -60,7 +60,7 @@ static CHECK_STDOUT: extern "C" fn() = {
 };
 
 fn main() {
-    let cli = Cli::try_parse().unwrap_or_else(|e| cli::usage_error(e));
+    let cli = Cli::try_parse().unwrap_or_else(|e| cli::usage_error(e, Cli::command()));
     // A report piped into `head` ends as other Unix tools do, not with a "failed printing
     // to stdout" panic. Not trace and serve: a peer that closes their pipes and sockets is
     // an error for them to handle, not a reason to die.
@@ -91,9 +91,7 @@ fn main() {
     };
     if let Err(e) = res {
         let code = e.downcast_ref::<cli::ExitCode>().map_or(1, |c| c.0);
-        // An ExitCode context only chooses the status (its Display is empty); the message is what it wraps.
-        let msg: Vec<String> = e.chain().map(|c| c.to_string()).filter(|m| !m.is_empty()).collect();
-        eprintln!("lazyvma: {}", escape::lines(&msg.join(": ")));
+        eprintln!("lazyvma: {}", cli::error_line(&e));
         std::process::exit(code);
     }
 }

@@ -94,6 +94,40 @@ fn bad_flags_are_one_line_exit_2() {
     }
 }
 
+/// clap echoes the argument it refuses; its own rendering drops escape sequences from it
+/// (the argument was shown as `''`). Every control character is an escape on the line, and
+/// an argument that is not UTF-8 is named.
+#[test]
+fn flag_errors_escape_what_was_typed() {
+    use std::os::unix::ffi::OsStrExt;
+    let osc = "\x1b]0;pwn\x07";
+    for (args, needle) in [
+        (vec![osc], "unrecognized subcommand '\\x1b]0;pwn\\x07'"),
+        (vec!["trace", "--\x1b[2J\nUsage: x"], "unexpected argument '--\\x1b[2J\\x0aUsage: x' found"),
+        (vec!["trace", "-d", osc], "invalid value '\\x1b]0;pwn\\x07' for '--duration <DURATION>': `\\x1b]0;pwn\\x07` is not a duration"),
+        (vec!["trace", "-p", "\u{9b}31m"], "invalid value '\\x9b31m' for '--pid"),
+        (vec!["report", "--format", "x\ny"], "invalid value 'x\\x0ay' for '--format <FORMAT>'"),
+        (vec!["trace", "--bogus"], "unexpected argument '--bogus' found"),
+        (vec!["-d", "x"], "unexpected argument '-d' found"),
+    ] {
+        assert_one_line(&run(&args), 2, &[needle]);
+    }
+    let out = Command::new(LAZYVMA).args(["trace", "--"]).arg(std::ffi::OsStr::from_bytes(b"a\xffb\x1b")).output().unwrap();
+    assert_one_line(&out, 2, &["argument 3 is not UTF-8: 'a\\xffb\\x1b'"]);
+}
+
+/// The generic error line stays one line when a cause has newlines (a path here; aya's load
+/// errors carry the whole verifier log: `cli::tests` checks it goes to a file).
+#[test]
+fn an_error_with_a_newline_is_one_escaped_line() {
+    let bad = std::path::Path::new("/nonexistent-lazyvma/a\nlazyvma: forged\x1b[31m");
+    // `model`: 2, as any error in the scenario.
+    for (cmd, code) in [("report", 1), ("model", 2), ("replay", 1), ("merge", 1)] {
+        let out = Command::new(LAZYVMA).arg(cmd).arg(bad).output().unwrap();
+        assert_one_line(&out, code, &["a\\x0alazyvma: forged\\x1b[31m"]);
+    }
+}
+
 #[test]
 fn unknown_pids_and_cgroups_are_named() {
     if !root_or_skip("unknown_pids_and_cgroups_are_named") {

@@ -238,6 +238,16 @@ fn hostile_reports_are_refused_before_allocating_or_wrapping() {
     knob["rules_that_matter"] = sweep;
     let res = lazyvma(&["report", &put("knob.json", &knob)]);
     assert_refused(&res, &["knob.json", "unknown knob `warp_drive`"]);
+    // Found by the suite's fuzz run (fuzz/regressions/report/): a span that ends before it
+    // starts made merge's span length wrap (a panic with overflow checks); a trace JSON whose
+    // start + elapsed passes u64 likewise.
+    let mut span = minimal("span");
+    span["span"] = json!({"start_unix_ms": 1010, "end_unix_ms": 1000, "elapsed_ms": 10.0});
+    assert_refused(&lazyvma(&["merge", &put("span.json", &span)]), &["span.json", "span ends (end_unix_ms 1000) before it starts (start_unix_ms 1010)"]);
+    let trace = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../fuzz/seeds/report/trace-j.json")).unwrap();
+    let mut trace: Value = serde_json::from_str(&trace).unwrap();
+    trace["start_unix_ms"] = json!(u64::MAX);
+    assert_refused(&lazyvma(&["report", &put("late.json", &trace)]), &["late.json", "`start_unix_ms` + `elapsed_ms` is past the end of time"]);
 
     let mut h = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).unwrap();
     h.record(100).unwrap();

@@ -24,9 +24,10 @@ struct Cli {
 enum Cmd {
     /// Install what lazyvma needs to build (idempotent, one line per step).
     Setup,
-    /// Set up, then run the whole test suite (as root: the privileged tests too), then the
-    /// VM smoke matrix (amd64/arm64 x 5.10/6.1/6.12), the fidelity suite on those kernels
-    /// and the booted userland's checks (amd64 6.12, docs/userland.md).
+    /// Set up, then run the whole test suite (as root: the privileged tests too) and 10 s of
+    /// each fuzz target, then the VM smoke matrix (amd64/arm64 x 5.10/6.1/6.12), the
+    /// fidelity suite on those kernels and the booted userland's checks (amd64 6.12,
+    /// docs/userland.md).
     Test {
         /// Skip the VM smoke matrix, the fidelity suite and the userland run.
         #[arg(long)]
@@ -73,6 +74,8 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             // Privileged tests skip for a developer without root, but fail in the suite.
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
             util::cargo(&["test", "--workspace", "--release"], &args)?;
+            // libFuzzer on the readers of recordings, reports and scenarios, seconds each.
+            fuzz::suite()?;
             bench::quick()?;
             selftests::run(Default::default())?;
             if !no_vm {

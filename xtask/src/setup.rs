@@ -86,8 +86,8 @@ fn install_root() -> std::path::PathBuf {
         .unwrap_or_else(|| "/root/.cargo".into())
 }
 
-/// cargo-fuzz, for `cargo xtask fuzz` only (the test suite does not fuzz: a CI machine
-/// would build it for nothing).
+/// cargo-fuzz, for `cargo xtask fuzz` and the short fuzz runs of `test` (not a `setup` step:
+/// building lazyvma does not need it).
 pub fn cargo_fuzz() -> anyhow::Result<()> {
     step("cargo-fuzz", || {
         if stdout(Command::new("cargo").args(["fuzz", "--version"])).trim() == format!("cargo-fuzz {CARGO_FUZZ}") {

@@ -186,6 +186,10 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         .unwrap_or_default();
     let elapsed_ms = u(v, &["elapsed_ms"])?;
     let start = at(v, &["start_unix_ms"]).and_then(Value::as_u64);
+    let end = match start {
+        Some(s) => Some(s.checked_add(elapsed_ms).ok_or("`start_unix_ms` + `elapsed_ms` is past the end of time")?),
+        None => None,
+    };
     if start.is_none() {
         notes.push("the trace JSON has no wall-clock start: timeline times are ms since the trace started".into());
     }
@@ -232,7 +236,7 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         kernel: v.get("kernel").and_then(Value::as_str).unwrap_or("unknown").into(),
         arch: at(v, &["arch"]).and_then(Value::as_str).unwrap_or("unknown").into(),
         backend,
-        span: Span { start_unix_ms: start, end_unix_ms: start.map(|s| s + elapsed_ms), elapsed_ms: elapsed_ms as f64 },
+        span: Span { start_unix_ms: start, end_unix_ms: end, elapsed_ms: elapsed_ms as f64 },
         objects: Objects {
             vm_area_struct: ObjectRow::default(),
             anon_vma_chain: row("anon_vma_chain", sizes.anon_vma_chain, &observed, &eager, &lazy),

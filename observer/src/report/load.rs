@@ -93,6 +93,15 @@ fn sane(doc: &Doc) -> Result<(), String> {
     fn rows(o: &super::schema::Objects) -> Vec<(&'static str, &'static str, Option<super::schema::Side>)> {
         o.rows().into_iter().flat_map(|(name, r)| [("observed", &r.observed), ("eager", &r.eager), ("lazy", &r.lazy)].map(|(side, s)| (name, side, s.clone()))).collect()
     }
+    // A span that ends before it starts: the merged one's length would be negative (a
+    // subtraction that wrapped, found by the fuzzer).
+    for span in std::iter::once(&doc.span).chain(doc.hosts.iter().map(|h| &h.span)) {
+        if let (Some(s), Some(e)) = (span.start_unix_ms, span.end_unix_ms) {
+            if e < s {
+                return Err(format!("span ends (end_unix_ms {e}) before it starts (start_unix_ms {s})"));
+            }
+        }
+    }
     let mut all = rows(&doc.objects);
     for h in &doc.hosts {
         all.extend(rows(&h.objects));
