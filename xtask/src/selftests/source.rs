@@ -1,7 +1,10 @@
 //! The kernel's mm selftests from Debian's `linux-source-X.Y` (fetched once into the
 //! cache, never copied into this repository) and the uapi headers of the same version
-//! (`linux-libc-dev`), built with the host's gcc.
-use crate::{debian, vm::assets};
+//! (`linux-libc-dev`), built with the host's gcc (a Debian cross gcc for an arm64 guest).
+use crate::{
+    debian,
+    vm::{assets, Arch},
+};
 use anyhow::{bail, ensure, Context, Result};
 use std::{
     fs,
@@ -75,7 +78,7 @@ impl Source {
 
     /// Builds `test` into `out` (skipped when the binary is newer than the source): gcc as
     /// the selftests' Makefile does, against this version's uapi headers, no liburing.
-    pub fn build(&self, test: &str, out: &Path) -> Result<PathBuf> {
+    pub fn build(&self, test: &str, out: &Path, target: Target) -> Result<PathBuf> {
         let mm = self.mm();
         let src = mm.join(format!("{test}.c"));
         let bin = out.join(test);
@@ -89,7 +92,10 @@ impl Source {
         fs::create_dir_all(&cfg)?;
         fs::write(cfg.join("local_config.h"), "")?;
         let inc = self.headers.join("usr/include");
-        let mut cmd = Command::new("gcc");
+        // linux-libc-dev is arch:all from 6.12 on (every arch's asm/); 6.1's is amd64 only.
+        let asm = inc.join(target.triplet());
+        ensure!(asm.join("asm").is_dir(), "linux-libc-dev of {} has no {}/asm", self.series, target.triplet());
+        let mut cmd = Command::new(target.gcc());
         cmd.args(["-O2", "-w"])
             .arg("-I")
             .arg(&self.root)
@@ -98,21 +104,49 @@ impl Source {
             .arg("-isystem")
             .arg(&inc)
             .arg("-isystem")
-            .arg(inc.join("x86_64-linux-gnu"))
+            .arg(&asm)
             .arg(&src);
         for helper in ["vm_util.c", "thp_settings.c"] {
             if mm.join(helper).is_file() {
                 cmd.arg(mm.join(helper));
             }
         }
+        if let Target::Guest(_) = target {
+            // The guest's initramfs has no libc, and it is gunzipped under TCG: small helps.
+            cmd.args(["-static", "-s"]);
+        }
         cmd.arg("-o").arg(&bin).args(["-lrt", "-lpthread", "-lm"]);
-        let o = cmd.output().context("cannot run gcc (apt-get install gcc)")?;
+        let o = cmd.output().with_context(|| format!("cannot run {} (cargo xtask setup installs it)", target.gcc()))?;
         if !o.status.success() {
             let err = String::from_utf8_lossy(&o.stderr);
             let first = err.lines().find(|l| l.contains("error")).unwrap_or("").trim();
             bail!("building {test} from linux-source-{series} failed: {first}", series = self.series);
         }
         Ok(bin)
+    }
+}
+
+/// Where a selftest binary runs: on this host (dynamic, the host's gcc), or in a guest of
+/// that arch (static, built by the gcc for that arch: the host's for amd64, Debian's
+/// `gcc-aarch64-linux-gnu` for arm64).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Host,
+    Guest(Arch),
+}
+
+impl Target {
+    fn gcc(self) -> &'static str {
+        match self {
+            Target::Guest(Arch::Aarch64) => "aarch64-linux-gnu-gcc",
+            _ => "gcc",
+        }
+    }
+    fn triplet(self) -> &'static str {
+        match self {
+            Target::Guest(Arch::Aarch64) => "aarch64-linux-gnu",
+            _ => "x86_64-linux-gnu",
+        }
     }
 }
 
