@@ -22,8 +22,18 @@ pub struct Source {
     headers: PathBuf,
 }
 
-/// What a selftest build needs of the tree; the rest of its 150 MB stays in the tarball.
-const MEMBERS: [&str; 4] = ["tools/testing/selftests/mm/*", "tools/testing/selftests/kselftest*", "tools/include/*", "mm/gup_test.h"];
+/// What a selftest build needs of the tree besides [`mm_dir`]; the rest of its 150 MB stays
+/// in the tarball.
+const MEMBERS: [&str; 3] = ["tools/testing/selftests/kselftest*", "tools/include/*", "mm/gup_test.h"];
+
+/// The mm selftests' folder: `vm/` before 6.3 renamed it.
+fn mm_dir(series: &str) -> &'static str {
+    if major_minor(series).is_some_and(|v| v < (6, 3)) {
+        "tools/testing/selftests/vm"
+    } else {
+        "tools/testing/selftests/mm"
+    }
+}
 
 /// `X.Y` of a release string (`6.18.44-...` → (6, 18)).
 pub fn major_minor(release: &str) -> Option<(u32, u32)> {
@@ -54,7 +64,7 @@ impl Source {
         let version = apt.offers(&pkg, "amd64")?.remove(0).version;
         let dir = cache.dir().join("selftests").join(format!("{pkg}_{}", version.replace(':', "%3a")));
         let root = dir.join("tree");
-        if !root.join("tools/testing/selftests/mm").is_dir() {
+        if !root.join(mm_dir(&series)).is_dir() {
             let deb = apt.download(&pkg, "amd64", &version, &cache.dir().join("debs"))?;
             unpack_tree(&deb, &series, &root)?;
         }
@@ -68,7 +78,7 @@ impl Source {
     }
 
     pub fn mm(&self) -> PathBuf {
-        self.root.join("tools/testing/selftests/mm")
+        self.root.join(mm_dir(&self.series))
     }
 
     /// Is `test` in this tree (`merge` is 6.16+)?
@@ -174,16 +184,20 @@ fn unpack_tree(deb: &Path, series: &str, root: &Path) -> Result<()> {
     let xz = tmp.join(&tarball);
     let tree = tmp.join("tree");
     fs::create_dir_all(&tree)?;
-    eprintln!("selftests: unpacking {} from {}", MEMBERS.join(" "), xz.display());
+    let members: Vec<String> = [format!("{}/*", mm_dir(series))].into_iter().chain(MEMBERS.map(String::from)).collect();
+    eprintln!("selftests: unpacking {} from {}", members.join(" "), xz.display());
     let o = Command::new("tar")
         .arg("-xJf")
         .arg(&xz)
         .arg("-C")
         .arg(&tree)
         .args(["--strip-components=1", "--wildcards"])
-        .args(MEMBERS.map(|m| format!("linux-source-{series}/{m}")))
+        .args(members.iter().map(|m| format!("linux-source-{series}/{m}")))
         .output()
         .context("cannot run tar")?;
+    if !o.status.success() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
     ensure!(o.status.success(), "unpacking {}: {}", xz.display(), String::from_utf8_lossy(&o.stderr).trim());
     let _ = fs::remove_dir_all(root);
     fs::rename(&tree, root).with_context(|| format!("cannot move {} into place", tree.display()))?;
@@ -203,5 +217,7 @@ mod tests {
         assert_eq!(pick_series(&names, (6, 11)).as_deref(), Some("6.1"));
         assert_eq!(pick_series(&names, (5, 4)), None);
         assert_eq!(major_minor("6.18.44-cloud"), Some((6, 18)));
+        assert_eq!(mm_dir("6.1"), "tools/testing/selftests/vm");
+        assert_eq!(mm_dir("6.12"), "tools/testing/selftests/mm");
     }
 }
