@@ -105,7 +105,7 @@ pub fn run(g: Guest, wanted: &[&str], timeout: u64) -> Result<Vec<String>> {
     let bins = assets::build_binaries(g.arch)?;
     let cache = assets::Cache::open(false)?;
     let kernel = cache.kernel(g.arch, g.series)?;
-    let src = source::Source::fetch(&cache, source::major_minor(g.series.name()).expect("a series is X.Y"))?;
+    let src = source::Source::fetch(&cache, source::major_minor(g.series.name()).expect("a series is X.Y"), g.arch)?;
     let busybox = cache.busybox(g.arch)?;
     drop(cache);
     ensure!(src.series == g.series.name(), "{place}: Debian has no linux-source-{} (closest: {})", g.series.name(), src.series);
@@ -124,7 +124,10 @@ pub fn run(g: Guest, wanted: &[&str], timeout: u64) -> Result<Vec<String>> {
     let mut c = Console::default();
     // The guest's own timeout kills a hung test; this one catches a hung guest.
     let limit = Duration::from_secs(120 + tests.len() as u64 * (timeout + 60));
-    let boot = qemu::boot_with(g.arch, &kernel.vmlinuz, &initrd, limit, &mut |l| c.take(l));
+    // 3 GiB: mremap_test's 2 GB moves need a 2 GB mapping past the overcommit heuristic
+    // (RAM + swap); it touches only 4 MB of it, so QEMU allocates little of this.
+    let opts = qemu::Opts { mem_mib: 3072, ..Default::default() };
+    let boot = qemu::boot_opts(g.arch, &kernel.vmlinuz, &initrd, limit, &opts, &mut |l| c.take(l));
     let _ = std::fs::remove_file(&initrd);
     let secs = t.elapsed().as_secs_f64();
     let boot = boot?;

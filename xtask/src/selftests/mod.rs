@@ -84,7 +84,7 @@ fn host(args: &Args, wanted: &[&str]) -> Result<Vec<String>> {
     let release = util::stdout(Command::new("uname").arg("-r")).trim().to_string();
     let kernel = source::major_minor(&release).with_context(|| format!("cannot read X.Y from uname -r {release:?}"))?;
     let cache = assets::Cache::open(false)?;
-    let src = source::Source::fetch(&cache, kernel)?;
+    let src = source::Source::fetch(&cache, kernel, crate::vm::Arch::X86_64)?;
     drop(cache);
     let lazyvma = match &args.lazyvma {
         Some(p) => fs::canonicalize(p).with_context(|| format!("no lazyvma at {}", p.display()))?,

@@ -54,8 +54,9 @@ pub fn pick_series(names: &[String], kernel: (u32, u32)) -> Option<String> {
 }
 
 impl Source {
-    /// The source matching `kernel` (X.Y), downloaded and unpacked unless cached.
-    pub fn fetch(cache: &assets::Cache, kernel: (u32, u32)) -> Result<Source> {
+    /// The source matching `kernel` (X.Y) and its headers for `arch`, downloaded and
+    /// unpacked unless cached.
+    pub fn fetch(cache: &assets::Cache, kernel: (u32, u32), arch: Arch) -> Result<Source> {
         let apt = cache.apt();
         let Some(series) = pick_series(&apt.names("linux-source-")?, kernel) else {
             bail!("Debian's archive has no linux-source-X.Y at or below {}.{}", kernel.0, kernel.1);
@@ -68,10 +69,12 @@ impl Source {
             let deb = apt.download(&pkg, "amd64", &version, &cache.dir().join("debs"))?;
             unpack_tree(&deb, &series, &root)?;
         }
-        let headers = dir.join("headers");
+        // One package per arch up to 6.1 (its asm/ alone); arch:all with every arch's from 6.12.
+        let a = arch.deb();
+        let headers = dir.join(if arch == Arch::X86_64 { "headers".to_string() } else { format!("headers-{a}") });
         if !headers.join("usr/include/linux/mman.h").is_file() {
-            let hv = headers_version(&apt.offers("linux-libc-dev", "amd64")?, &version, &series)?;
-            let deb = apt.download("linux-libc-dev", "amd64", &hv, &cache.dir().join("debs"))?;
+            let hv = headers_version(&apt.offers("linux-libc-dev", a)?, &version, &series)?;
+            let deb = apt.download("linux-libc-dev", a, &hv, &cache.dir().join("debs"))?;
             assets::unpack(&deb, "./usr/include/*", &headers)?;
         }
         Ok(Source { series, version, root, headers })
@@ -102,7 +105,6 @@ impl Source {
         fs::create_dir_all(&cfg)?;
         fs::write(cfg.join("local_config.h"), "")?;
         let inc = self.headers.join("usr/include");
-        // linux-libc-dev is arch:all from 6.12 on (every arch's asm/); 6.1's is amd64 only.
         let asm = inc.join(target.triplet());
         ensure!(asm.join("asm").is_dir(), "linux-libc-dev of {} has no {}/asm", self.series, target.triplet());
         let mut cmd = Command::new(target.gcc());
