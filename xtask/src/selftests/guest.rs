@@ -77,13 +77,14 @@ impl Console {
 /// and the TAP totals come back. The timeout is a watchdog outside the traced tree, not
 /// busybox's `timeout`: that one vforks a child which forks the watcher, a topology the
 /// host's coreutils `timeout` does not have (and which the model gets wrong: docs/trace.md).
-fn script(tests: &[&str], timeout: u64) -> String {
+fn script(tests: &[&str], timeout: u64, kprobes: bool) -> String {
+    let k = if kprobes { " -k" } else { "" };
     format!(
         r#"up() {{ cut -d' ' -f1 /proc/uptime; }}
 for t in {}; do
   t0=$(up)
   (sleep {timeout}; killall -9 $t) & w=$!
-  lazyvma trace -j -- sh -c "exec $t >/tmp/$t.log 2>&1" >/tmp/out 2>/tmp/err; rc=$?
+  lazyvma trace -j{k} -- sh -c "exec $t >/tmp/$t.log 2>&1" >/tmp/out 2>/tmp/err; rc=$?
   kill $w 2>/dev/null
   echo "LZS-RUN $t $rc $t0 $(up)"
   grep -E '^lazyvma' /tmp/err | head -3 | sed "s/^/LZS-ERR $t /"
@@ -97,8 +98,9 @@ echo LZS-END
 }
 
 /// One boot of `g` running every test of `wanted` its source has; returns what fails the suite.
-pub fn run(g: Guest, wanted: &[&str], timeout: u64) -> Result<Vec<String>> {
-    let place = format!("guest {} {}", g.arch.deb(), g.series.name());
+/// `kprobes`: trace with `-k` (kprobes where fentry would attach).
+pub fn run(g: Guest, wanted: &[&str], timeout: u64, kprobes: bool) -> Result<Vec<String>> {
+    let place = format!("guest {} {}{}", g.arch.deb(), g.series.name(), if kprobes { " -k" } else { "" });
     // Tried: its tree has no mm/gup_test.h (5.11+), which vm_util.c and the tests include.
     ensure!(g.series != Series::V5_10, "{place}: not built: linux-source-5.10's selftests predate mm/gup_test.h (and MADV_POPULATE_*)");
     if g.arch == Arch::Aarch64 {
@@ -119,7 +121,7 @@ pub fn run(g: Guest, wanted: &[&str], timeout: u64) -> Result<Vec<String>> {
             tests.push(test);
         }
     }
-    let cmd = vec!["sh".to_string(), "-c".to_string(), script(&tests, timeout)];
+    let cmd = vec!["sh".to_string(), "-c".to_string(), script(&tests, timeout, kprobes)];
     let initrd = vm::initrd(g.arch, &vm::initramfs(&busybox, &bins, &built, &cmd)?)?;
     eprintln!("selftests: booting {place} ({}) for {}", kernel.release, tests.join(" "));
     let t = std::time::Instant::now();
@@ -135,6 +137,9 @@ pub fn run(g: Guest, wanted: &[&str], timeout: u64) -> Result<Vec<String>> {
     let boot = boot?;
     eprintln!("selftests: {place} ({}): {secs:.0} s in QEMU", boot.release);
     ensure!(c.ended, "{place}: the guest script ended early (exit status {})", boot.status);
+    // The binaries are shared; the -k reports go beside the fentry ones, not over them.
+    let out = if kprobes { out.join("kprobes") } else { out };
+    std::fs::create_dir_all(&out)?;
     for &test in wanted {
         if !src.has(test) {
             results.push(Outcome::missing(test, &src));

@@ -38,12 +38,15 @@ pub struct Args {
     /// docs/trace.md for which kernels the sources build for.
     #[arg(long = "guest", value_name = "ARCH:X.Y")]
     guests: Vec<guest::Guest>,
+    /// In the guests, trace with `lazyvma trace -k` (kprobes instead of fentry).
+    #[arg(long, requires = "guests")]
+    kprobes: bool,
 }
 
 /// `cargo xtask test`'s run: every test, the kselftest timeout.
 impl Default for Args {
     fn default() -> Args {
-        Args { tests: Vec::new(), timeout: TIMEOUT, lazyvma: None, guests: Vec::new() }
+        Args { tests: Vec::new(), timeout: TIMEOUT, lazyvma: None, guests: Vec::new(), kprobes: false }
     }
 }
 
@@ -70,7 +73,7 @@ pub fn run(args: Args) -> Result<()> {
         bad.extend(host(&args, &wanted)?);
     }
     for g in &args.guests {
-        bad.extend(guest::run(*g, &wanted, args.timeout)?);
+        bad.extend(guest::run(*g, &wanted, args.timeout, args.kprobes)?);
     }
     eprintln!("selftests: {:.0} s", t0.elapsed().as_secs_f64());
     if !bad.is_empty() {
