@@ -69,13 +69,21 @@ impl Source {
             let deb = apt.download(&pkg, "amd64", &version, &cache.dir().join("debs"))?;
             unpack_tree(&deb, &series, &root)?;
         }
-        // One package per arch up to 6.1 (its asm/ alone); arch:all with every arch's from 6.12.
-        let a = arch.deb();
-        let headers = dir.join(if arch == Arch::X86_64 { "headers".to_string() } else { format!("headers-{a}") });
-        if !headers.join("usr/include/linux/mman.h").is_file() {
-            let hv = headers_version(&apt.offers("linux-libc-dev", a)?, &version, &series)?;
-            let deb = apt.download("linux-libc-dev", a, &hv, &cache.dir().join("debs"))?;
-            assets::unpack(&deb, "./usr/include/*", &headers)?;
+        // amd64's first: arch:all from 6.12 on, with every arch's asm/ (and then the only
+        // one the arm64 lists offer); up to 6.1 one package per arch, with its asm/ alone.
+        let mut headers = dir.join("headers");
+        for a in ["amd64", arch.deb()] {
+            if a != "amd64" {
+                headers = dir.join(format!("headers-{a}"));
+            }
+            if !headers.join("usr/include/linux/mman.h").is_file() {
+                let hv = headers_version(&apt.offers("linux-libc-dev", a)?, &version, &series)?;
+                let deb = apt.download("linux-libc-dev", a, &hv, &cache.dir().join("debs"))?;
+                assets::unpack(&deb, "./usr/include/*", &headers)?;
+            }
+            if headers.join("usr/include").join(Target::Guest(arch).triplet()).join("asm").is_dir() {
+                break;
+            }
         }
         Ok(Source { series, version, root, headers })
     }
