@@ -47,8 +47,8 @@ enum Cmd {
     VmMatrix(vm::matrix::Args),
     /// `lazyvma trace` vs the spec on every kernel (also run by `test` after the matrix).
     Fidelity(fidelity::Args),
-    /// The kernel's mm selftests under `lazyvma trace -j` on this host: every row exact or
-    /// flagged (also run by `test`, before the guests).
+    /// The kernel's mm selftests under `lazyvma trace -j` on this host (or `--guest`s): every
+    /// row exact or flagged (the host run is also run by `test`, before the guests).
     Selftests(selftests::Args),
     /// The libFuzzer targets (recording, report, scenario): saved crashes, then N s each.
     Fuzz(fuzz::Args),

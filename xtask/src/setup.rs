@@ -162,6 +162,12 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Debian's cross gcc and static glibc for arm64, for `cargo xtask selftests --guest
+/// aarch64:...` only (≈ 100 MB the rest of the suite does not need).
+pub fn cross_gcc() -> anyhow::Result<()> {
+    step("gcc-aarch64-linux-gnu (arm64 selftests)", || apt_install(&["gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross"], &mut false))
+}
+
 fn deb_installed(pkg: &str) -> bool {
     stdout(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg])).trim() == "install ok installed"
 }

@@ -1,7 +1,10 @@
 //! The kernel's mm selftests from Debian's `linux-source-X.Y` (fetched once into the
 //! cache, never copied into this repository) and the uapi headers of the same version
-//! (`linux-libc-dev`), built with the host's gcc.
-use crate::{debian, vm::assets};
+//! (`linux-libc-dev`), built with the host's gcc (a Debian cross gcc for an arm64 guest).
+use crate::{
+    debian,
+    vm::{assets, Arch},
+};
 use anyhow::{bail, ensure, Context, Result};
 use std::{
     fs,
@@ -19,8 +22,18 @@ pub struct Source {
     headers: PathBuf,
 }
 
-/// What a selftest build needs of the tree; the rest of its 150 MB stays in the tarball.
-const MEMBERS: [&str; 4] = ["tools/testing/selftests/mm/*", "tools/testing/selftests/kselftest*", "tools/include/*", "mm/gup_test.h"];
+/// What a selftest build needs of the tree besides [`mm_dir`]; the rest of its 150 MB stays
+/// in the tarball.
+const MEMBERS: [&str; 3] = ["tools/testing/selftests/kselftest*", "tools/include/*", "mm/gup_test.h"];
+
+/// The mm selftests' folder: `vm/` before 6.3 renamed it.
+fn mm_dir(series: &str) -> &'static str {
+    if major_minor(series).is_some_and(|v| v < (6, 3)) {
+        "tools/testing/selftests/vm"
+    } else {
+        "tools/testing/selftests/mm"
+    }
+}
 
 /// `X.Y` of a release string (`6.18.44-...` → (6, 18)).
 pub fn major_minor(release: &str) -> Option<(u32, u32)> {
@@ -41,8 +54,9 @@ pub fn pick_series(names: &[String], kernel: (u32, u32)) -> Option<String> {
 }
 
 impl Source {
-    /// The source matching `kernel` (X.Y), downloaded and unpacked unless cached.
-    pub fn fetch(cache: &assets::Cache, kernel: (u32, u32)) -> Result<Source> {
+    /// The source matching `kernel` (X.Y) and its headers for `arch`, downloaded and
+    /// unpacked unless cached.
+    pub fn fetch(cache: &assets::Cache, kernel: (u32, u32), arch: Arch) -> Result<Source> {
         let apt = cache.apt();
         let Some(series) = pick_series(&apt.names("linux-source-")?, kernel) else {
             bail!("Debian's archive has no linux-source-X.Y at or below {}.{}", kernel.0, kernel.1);
@@ -51,21 +65,31 @@ impl Source {
         let version = apt.offers(&pkg, "amd64")?.remove(0).version;
         let dir = cache.dir().join("selftests").join(format!("{pkg}_{}", version.replace(':', "%3a")));
         let root = dir.join("tree");
-        if !root.join("tools/testing/selftests/mm").is_dir() {
+        if !root.join(mm_dir(&series)).is_dir() {
             let deb = apt.download(&pkg, "amd64", &version, &cache.dir().join("debs"))?;
             unpack_tree(&deb, &series, &root)?;
         }
-        let headers = dir.join("headers");
-        if !headers.join("usr/include/linux/mman.h").is_file() {
-            let hv = headers_version(&apt.offers("linux-libc-dev", "amd64")?, &version, &series)?;
-            let deb = apt.download("linux-libc-dev", "amd64", &hv, &cache.dir().join("debs"))?;
-            assets::unpack(&deb, "./usr/include/*", &headers)?;
+        // amd64's first: arch:all from 6.12 on, with every arch's asm/ (and then the only
+        // one the arm64 lists offer); up to 6.1 one package per arch, with its asm/ alone.
+        let mut headers = dir.join("headers");
+        for a in ["amd64", arch.deb()] {
+            if a != "amd64" {
+                headers = dir.join(format!("headers-{a}"));
+            }
+            if !headers.join("usr/include/linux/mman.h").is_file() {
+                let hv = headers_version(&apt.offers("linux-libc-dev", a)?, &version, &series)?;
+                let deb = apt.download("linux-libc-dev", a, &hv, &cache.dir().join("debs"))?;
+                assets::unpack(&deb, "./usr/include/*", &headers)?;
+            }
+            if headers.join("usr/include").join(Target::Guest(arch).triplet()).join("asm").is_dir() {
+                break;
+            }
         }
         Ok(Source { series, version, root, headers })
     }
 
     pub fn mm(&self) -> PathBuf {
-        self.root.join("tools/testing/selftests/mm")
+        self.root.join(mm_dir(&self.series))
     }
 
     /// Is `test` in this tree (`merge` is 6.16+)?
@@ -75,7 +99,7 @@ impl Source {
 
     /// Builds `test` into `out` (skipped when the binary is newer than the source): gcc as
     /// the selftests' Makefile does, against this version's uapi headers, no liburing.
-    pub fn build(&self, test: &str, out: &Path) -> Result<PathBuf> {
+    pub fn build(&self, test: &str, out: &Path, target: Target) -> Result<PathBuf> {
         let mm = self.mm();
         let src = mm.join(format!("{test}.c"));
         let bin = out.join(test);
@@ -89,7 +113,9 @@ impl Source {
         fs::create_dir_all(&cfg)?;
         fs::write(cfg.join("local_config.h"), "")?;
         let inc = self.headers.join("usr/include");
-        let mut cmd = Command::new("gcc");
+        let asm = inc.join(target.triplet());
+        ensure!(asm.join("asm").is_dir(), "linux-libc-dev of {} has no {}/asm", self.series, target.triplet());
+        let mut cmd = Command::new(target.gcc());
         cmd.args(["-O2", "-w"])
             .arg("-I")
             .arg(&self.root)
@@ -98,21 +124,49 @@ impl Source {
             .arg("-isystem")
             .arg(&inc)
             .arg("-isystem")
-            .arg(inc.join("x86_64-linux-gnu"))
+            .arg(&asm)
             .arg(&src);
         for helper in ["vm_util.c", "thp_settings.c"] {
             if mm.join(helper).is_file() {
                 cmd.arg(mm.join(helper));
             }
         }
+        if let Target::Guest(_) = target {
+            // The guest's initramfs has no libc, and it is gunzipped under TCG: small helps.
+            cmd.args(["-static", "-s"]);
+        }
         cmd.arg("-o").arg(&bin).args(["-lrt", "-lpthread", "-lm"]);
-        let o = cmd.output().context("cannot run gcc (apt-get install gcc)")?;
+        let o = cmd.output().with_context(|| format!("cannot run {} (cargo xtask setup installs it)", target.gcc()))?;
         if !o.status.success() {
             let err = String::from_utf8_lossy(&o.stderr);
             let first = err.lines().find(|l| l.contains("error")).unwrap_or("").trim();
             bail!("building {test} from linux-source-{series} failed: {first}", series = self.series);
         }
         Ok(bin)
+    }
+}
+
+/// Where a selftest binary runs: on this host (dynamic, the host's gcc), or in a guest of
+/// that arch (static, built by the gcc for that arch: the host's for amd64, Debian's
+/// `gcc-aarch64-linux-gnu` for arm64).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Host,
+    Guest(Arch),
+}
+
+impl Target {
+    fn gcc(self) -> &'static str {
+        match self {
+            Target::Guest(Arch::Aarch64) => "aarch64-linux-gnu-gcc",
+            _ => "gcc",
+        }
+    }
+    fn triplet(self) -> &'static str {
+        match self {
+            Target::Guest(Arch::Aarch64) => "aarch64-linux-gnu",
+            _ => "x86_64-linux-gnu",
+        }
     }
 }
 
@@ -140,16 +194,20 @@ fn unpack_tree(deb: &Path, series: &str, root: &Path) -> Result<()> {
     let xz = tmp.join(&tarball);
     let tree = tmp.join("tree");
     fs::create_dir_all(&tree)?;
-    eprintln!("selftests: unpacking {} from {}", MEMBERS.join(" "), xz.display());
+    let members: Vec<String> = [format!("{}/*", mm_dir(series))].into_iter().chain(MEMBERS.map(String::from)).collect();
+    eprintln!("selftests: unpacking {} from {}", members.join(" "), xz.display());
     let o = Command::new("tar")
         .arg("-xJf")
         .arg(&xz)
         .arg("-C")
         .arg(&tree)
         .args(["--strip-components=1", "--wildcards"])
-        .args(MEMBERS.map(|m| format!("linux-source-{series}/{m}")))
+        .args(members.iter().map(|m| format!("linux-source-{series}/{m}")))
         .output()
         .context("cannot run tar")?;
+    if !o.status.success() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
     ensure!(o.status.success(), "unpacking {}: {}", xz.display(), String::from_utf8_lossy(&o.stderr).trim());
     let _ = fs::remove_dir_all(root);
     fs::rename(&tree, root).with_context(|| format!("cannot move {} into place", tree.display()))?;
@@ -169,5 +227,7 @@ mod tests {
         assert_eq!(pick_series(&names, (6, 11)).as_deref(), Some("6.1"));
         assert_eq!(pick_series(&names, (5, 4)), None);
         assert_eq!(major_minor("6.18.44-cloud"), Some((6, 18)));
+        assert_eq!(mm_dir("6.1"), "tools/testing/selftests/vm");
+        assert_eq!(mm_dir("6.12"), "tools/testing/selftests/mm");
     }
 }
