@@ -80,6 +80,8 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             selftests::run(Default::default())?;
             if !no_vm {
                 vm::matrix::run(Default::default())?;
+                // The kernel's mm selftests in a real 6.12 kernel with fentry (issue 14).
+                selftests::run(selftests::suite_guest())?;
                 fidelity::run(fidelity::Args::default())?;
                 // A booted Debian userland under `trace -p 1` (docs/userland.md): ~5 min,
                 // ~9 more once on a machine whose cache has no rootfs.
