@@ -6,6 +6,10 @@
 use aya::{programs::BtfTracePoint, Btf, EbpfLoader};
 use std::io::Read;
 
+// The object lazyvma embeds, by the same module (a bin's crate root names its path).
+#[path = "../load/ebpf.rs"]
+mod ebpf;
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("lazyvma-floor: {}", format!("{e:#}").replace('\n', " "));
@@ -15,8 +19,7 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let btf = Btf::from_sys_fs().map_err(|e| anyhow::anyhow!("the kernel's BTF (/sys/kernel/btf/vmlinux): {e}"))?;
-    let object = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/lazyvma-ebpf.o"));
-    let mut bpf = EbpfLoader::new().btf(Some(&btf)).load(object)?;
+    let mut bpf = EbpfLoader::new().btf(Some(&btf)).load(ebpf::object())?;
     for (prog, tp) in [("floor_slab_alloc", "kmem_cache_alloc"), ("floor_slab_free", "kmem_cache_free")] {
         let p: &mut BtfTracePoint = bpf.program_mut(prog).ok_or_else(|| anyhow::anyhow!("{prog} is not in the object"))?.try_into()?;
         p.load(tp, &btf).map_err(|e| anyhow::anyhow!("{prog}: {e}"))?;
