@@ -248,12 +248,29 @@ pub(crate) fn void_ptr_arg(ctx: &BtfTracePointContext, i: u64) -> u64 {
     crate::hook::read::<u64>(ctx.as_ptr() as u64, 8 * i)
 }
 
+/// `s->object_size` of a kmem `tp_btf` program's `struct kmem_cache *s` (argument 2) by a
+/// direct load at an offset the verifier knows (a frozen read-only global), no helper call.
+/// Experiment: loaded on 6.18; 6.1 and 6.12 unproven.
+#[inline(always)]
+fn object_size_btf(ctx: &BtfTracePointContext) -> u64 {
+    let s: u64 = ctx.arg(2);
+    let off = global(&TRACE_CACHE_FIELDS[0]);
+    if off == NO_FIELD {
+        return 0;
+    }
+    // SAFETY: a tp_btf argument is a trusted BTF pointer; the verifier checks the access.
+    unsafe { core::ptr::read_volatile((s + off) as *const u32) as u64 }
+}
+
 /// `tp_btf/kmem_cache_alloc` (6.1+: call_site, ptr, kmem_cache *s, gfp, node): no
 /// tracepoint record is built for it, the cheapest hook the tracepoint has.
 #[btf_tracepoint(function = "kmem_cache_alloc")]
 pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
     let Some(func) = function_of(call_site) else { return 0 };
+    if serve_alloc(func, || object_size_btf(&ctx)) {
+        return 0;
+    }
     let rest = || {
         let s: u64 = ctx.arg(2);
         (void_ptr_arg(&ctx, 1), cache_field(s, 0), cache_field(s, 1))
@@ -272,6 +289,24 @@ pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
 /// also does `trace_prepare_vma`'s work (`syscall.rs`).
 #[unsafe(no_mangle)]
 static TRACE_SLAB_PREPARE: u32 = 0;
+
+/// `serve` system-wide keeps a count and nothing else: only the cache's object_size (the
+/// kind) is read, not the object's address nor the slot size. False: `slab_alloc` decides.
+#[inline(always)]
+fn serve_alloc(func: u32, object_size: impl Fn() -> u64) -> bool {
+    if global(&TRACE_AGGREGATE) & AGG_SERVE == 0 || scoped() {
+        return false;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == global(&TRACE_SELF_TGID) {
+        return true;
+    }
+    let why = crate::why::why(true, func, true);
+    if wants_stack(func) && crate::why::stack_tells_more(why) {
+        return false;
+    }
+    aggregated(tgid, func, true, alloc_kind(object_size()), why, true, true)
+}
 
 /// `rest`: the event's ptr, bytes_req and bytes_alloc, read once the scope keeps it.
 #[inline(always)]
@@ -332,8 +367,10 @@ fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
 pub fn trace_slab_free_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
     let Some(func) = function_of(call_site) else { return 0 };
+    // serve system-wide: the object's address is never used.
+    let ptr = if global(&TRACE_AGGREGATE) & AGG_SERVE != 0 && !scoped() { 0 } else { void_ptr_arg(&ctx, 1) };
     // tp_btf kmem programs attach on 6.1+ only, where `bpf_task_pt_regs` (5.15+) exists.
-    slab_free(ctx.as_ptr(), func, call_site, void_ptr_arg(&ctx, 1), true, || cache_field(ctx.arg(2), 0))
+    slab_free(ctx.as_ptr(), func, call_site, ptr, true, || object_size_btf(&ctx))
 }
 
 /// `bytes_req`: the cache's object_size where the tracepoint gives it, else 0; read once
