@@ -320,6 +320,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         arg_regs: bpf::arg_regs(kbtf.as_ref().ok()),
     };
     let mut loaded = bpf::load(&cfg)?;
+    bpf::say_fallbacks(&loaded);
     let kernel_tally = loaded.take_tally();
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
     loaded.keep_draining();

@@ -309,6 +309,12 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
     if let Some(l) = m.iter().find(|l| l.starts_with("lazyvma_events_lost") && !l.ends_with(" 0")) {
         anyhow::bail!("events lost: {l}");
     }
+    // doctor loads serve's programs with serve's branches pruned (its globals unset): only
+    // serve's own note tells whether this kernel took them as tp_btf.
+    let older = REFUSED_WITH_FALLBACK.iter().any(|(k, _)| *k == kernel);
+    if let Some(l) = g.errors.get("serve").and_then(|e| e.iter().find(|l| l.contains("tp_btf program was refused"))).filter(|_| !older) {
+        anyhow::bail!("{l}");
+    }
     Ok(())
 }
 
