@@ -326,9 +326,11 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
 
 /// Programs a kernel may refuse because something else serves: `trace_sys_exit_plain` and
 /// the slab `_plain` variants before 5.17 (no `bpf_loop`), and on 5.10 the per-hook kprobe
-/// backend where fentry/fexit is refused (the fidelity suite checks the backends it chose;
-/// why 5.10 refuses these fentry/fexit programs is not yet known). `type:T`: every program
-/// of attach type T.
+/// backend where fentry/fexit is refused (the fidelity suite checks the backends it chose):
+/// the fexit programs read the return value with `bpf_get_func_ret` (5.17; "invalid func
+/// unknown#184" on 5.10), and a hook's fentry half goes with its fexit half. Reading the
+/// return from the context at the function's argument count (BTF) would let 5.10 keep
+/// fentry. `type:T`: every program of attach type T.
 /// On 5.10 the iter/task_vma programs have no iterator to load for: `snapshot_task` (iter/task)
 /// takes the pass, and `lock_seed_task_vma` seeds lock contention, which needs 5.19's tracepoints.
 const REFUSED_WITH_FALLBACK: &[(&str, &[&str])] = &[(
