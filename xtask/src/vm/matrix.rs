@@ -328,7 +328,8 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
 /// the slab `_plain` variants before 5.17 (no `bpf_loop`), and on 5.10 the per-hook kprobe
 /// backend where fentry/fexit is refused (the fidelity suite checks the backends it chose):
 /// the fexit programs read the return value with `bpf_get_func_ret` (5.17; "invalid func
-/// unknown#184" on 5.10), and a hook's fentry half goes with its fexit half. Reading the
+/// unknown#184" on 5.10; another program's log there says "number of funcs in func_info
+/// doesn't match number of subprogs", not yet looked into). Reading the
 /// return from the context at the function's argument count (BTF) would let 5.10 keep
 /// fentry. `type:T`: every program of attach type T.
 /// On 5.10 the iter/task_vma programs have no iterator to load for: `snapshot_task` (iter/task)
