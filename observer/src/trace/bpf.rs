@@ -9,6 +9,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
+use lazyvma_model::hook_abi::{FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS};
 use lazyvma_model::trace_abi::{TallyKey, AGG_STREAM_PREPARE, AGG_TRACE, CTR_TALLY_FULL, AGG_SLOTS, ContextOffsets, CTX_SYSCALLS, NO_SYSCALL, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
 use std::{
     os::fd::AsRawFd,
@@ -103,6 +104,18 @@ pub struct Config {
     pub kernel_btf: Option<Btf>,
     /// Each syscall argument's offset in `pt_regs` (`arg_regs`), for the `tp_btf` sys_enter.
     pub arg_regs: [u64; 6],
+    /// `FEXIT_ARGS` (observer-ebpf/src/hook.rs): `fexit_args`' answer.
+    pub fexit_args: [u64; FEXIT_RET_PROGRAMS.len()],
+}
+
+/// Where the kernel has no `bpf_get_func_ret` (5.17), each return-reading fexit program's
+/// function's argument count from BTF: the return value sits right after the arguments in
+/// the trampoline's context. Elsewhere (and for a function BTF does not describe) the helper.
+pub fn fexit_args(btf: Option<&crate::load::btf::Btf>, has_func_ret: bool, function_of: impl Fn(&str) -> Option<&'static str>) -> [u64; FEXIT_RET_PROGRAMS.len()] {
+    FEXIT_RET_PROGRAMS.map(|prog| match (has_func_ret, btf) {
+        (false, Some(btf)) => function_of(prog).and_then(|f| btf.func_args(f)).map_or(FEXIT_RET_HELPER, |n| n as u64),
+        _ => FEXIT_RET_HELPER,
+    })
 }
 
 /// Where the six syscall arguments are in `pt_regs`: x86-64 di, si, dx, r10, r8, r9 (BTF);
@@ -292,6 +305,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_FN_START", &starts, true)
         .override_global("TRACE_FN_END", &ends, true)
         .override_global("TRACE_FN_SPAN", &span, true)
+        .override_global("FEXIT_ARGS", &cfg.fexit_args, true)
         .override_global("TRACE_STACK_FNS", &cfg.stack_fns, true)
         .override_global("SYSCALL_IDS", &syscall_ids, true)
         .override_global("FEED_VM_FILE", &cfg.vm_file, true)
