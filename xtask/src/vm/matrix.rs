@@ -329,9 +329,10 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
 /// backend where fentry/fexit is refused (the fidelity suite checks the backends it chose):
 /// the fexit programs read the return value with `bpf_get_func_ret` (5.17; "invalid func
 /// unknown#184" on 5.10; another program's log there says "number of funcs in func_info
-/// doesn't match number of subprogs", not yet looked into). Reading the
-/// return from the context at the function's argument count (BTF) would let 5.10 keep
-/// fentry. `type:T`: every program of attach type T.
+/// doesn't match number of subprogs", not yet looked into). `trace` reads the return from
+/// the context at the function's BTF argument count there (`FEXIT_ARGS`) and keeps fentry;
+/// doctor loads with the globals unset, so its fexit refusals stay. `type:T`: every program
+/// of attach type T.
 /// On 5.10 the iter/task_vma programs have no iterator to load for: `snapshot_task` (iter/task)
 /// takes the pass, and `lock_seed_task_vma` seeds lock contention, which needs 5.19's tracepoints.
 const REFUSED_WITH_FALLBACK: &[(&str, &[&str])] = &[(
