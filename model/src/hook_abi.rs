@@ -183,3 +183,27 @@ impl core::fmt::Display for VmaSnap {
         write!(f, "vma={:#x}[{:#x}-{:#x} pgoff={:#x} flags={:#x}] mm={:#x} av={:#x} L={}", self.vma, self.start, self.end, self.pgoff, self.flags, self.mm, self.anon_vma, self.chain_len)
     }
 }
+
+/// The fexit programs that read the traced function's return value, in the order of
+/// `FEXIT_ARGS` (observer-ebpf/src/hook.rs): where the kernel lacks `bpf_get_func_ret`
+/// (before 5.17) userspace sets each one's function's argument count from BTF, and the
+/// program reads the return value from the context right after the arguments.
+pub const FEXIT_RET_PROGRAMS: [&str; 15] = [
+    "hk_prepare_fexit",
+    "hk_mergeable_fexit",
+    "hk_fork_fexit",
+    "hk_clone_fexit",
+    "hk_ksm_merge_fexit",
+    "hk_thp_fexit",
+    "hk_lock_fexit",
+    "hk_split_fexit",
+    "hk_copy_vma_fexit",
+    "hk_merge_vma_merge_fexit",
+    "hk_merge_adjust_fexit",
+    "hk_merge_expand_fexit",
+    "hk_merge_expand_vmg_fexit",
+    "hk_merge_new_range_fexit",
+    "hk_merge_commit_fexit",
+];
+/// `FEXIT_ARGS` value: read the return value with `bpf_get_func_ret` (5.17+).
+pub const FEXIT_RET_HELPER: u64 = u64::MAX;

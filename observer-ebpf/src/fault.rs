@@ -16,7 +16,7 @@ fn vma_exit(hook: u16, backend: u8, vma: u64, ret: u64) {
 
 #[fexit]
 pub fn hk_prepare_fexit(ctx: FExitContext) -> i32 {
-    vma_exit(HK_PREPARE, BK_FENTRY, ctx.arg(0), ctx.ret().unwrap_or(0));
+    vma_exit(HK_PREPARE, BK_FENTRY, ctx.arg(0), crate::hook::fexit_ret(&ctx, 0));
     0
 }
 
@@ -36,7 +36,7 @@ pub fn hk_prepare_kretprobe(ctx: RetProbeContext) -> u32 {
 
 #[fexit]
 pub fn hk_mergeable_fexit(ctx: FExitContext) -> i32 {
-    vma_exit(HK_MERGEABLE, BK_FENTRY, ctx.arg(0), ctx.ret().unwrap_or(0));
+    vma_exit(HK_MERGEABLE, BK_FENTRY, ctx.arg(0), crate::hook::fexit_ret(&ctx, 1));
     0
 }
 

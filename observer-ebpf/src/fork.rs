@@ -28,7 +28,7 @@ pub fn hk_fork_fentry(_ctx: FEntryContext) -> i32 {
 
 #[fexit]
 pub fn hk_fork_fexit(ctx: FExitContext) -> i32 {
-    fork_exit(BK_FENTRY, ctx.arg(0), ctx.arg(1), ctx.ret().unwrap_or(0));
+    fork_exit(BK_FENTRY, ctx.arg(0), ctx.arg(1), crate::hook::fexit_ret(&ctx, 2));
     0
 }
 
@@ -58,7 +58,7 @@ fn clone_exit(backend: u8, dst: u64, src: u64, ret: u64) {
 
 #[fexit]
 pub fn hk_clone_fexit(ctx: FExitContext) -> i32 {
-    clone_exit(BK_FENTRY, ctx.arg(0), ctx.arg(1), ctx.ret().unwrap_or(0));
+    clone_exit(BK_FENTRY, ctx.arg(0), ctx.arg(1), crate::hook::fexit_ret(&ctx, 3));
     0
 }
 

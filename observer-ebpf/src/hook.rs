@@ -5,7 +5,7 @@ use aya_ebpf::{
     macros::map,
     maps::HashMap,
 };
-use lazyvma_model::hook_abi::{HookEvent, HookOffsets, VmaSnap, EV_HOOK, HOOK_CHAIN_MAX};
+use lazyvma_model::hook_abi::{HookEvent, HookOffsets, VmaSnap, EV_HOOK, FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS, HOOK_CHAIN_MAX};
 
 use crate::{emit, offsets::*};
 
@@ -42,6 +42,24 @@ pub fn read<T: Copy + Default>(base: u64, off: u64) -> T {
     }
     // SAFETY: probe_read_kernel tolerates any address; a fault yields the default.
     unsafe { bpf_probe_read_kernel((base + off) as *const T) }.unwrap_or_default()
+}
+
+/// Per `FEXIT_RET_PROGRAMS` entry: `FEXIT_RET_HELPER`, or the traced function's argument
+/// count (set by userspace from BTF where `bpf_get_func_ret` is missing, before 5.17).
+#[unsafe(no_mangle)]
+static FEXIT_ARGS: [u64; FEXIT_RET_PROGRAMS.len()] = [FEXIT_RET_HELPER; FEXIT_RET_PROGRAMS.len()];
+
+/// The traced function's return value in fexit program `i` of `FEXIT_RET_PROGRAMS`: the
+/// trampoline stores it in the context right after the arguments, which is where
+/// `bpf_get_func_ret` reads it; the helper's branch is pruned where it is missing.
+#[inline(always)]
+pub fn fexit_ret<T: Copy + Default + aya_ebpf::Argument>(ctx: &aya_ebpf::programs::FExitContext, i: usize) -> T {
+    // SAFETY: a read-only global patched by the loader.
+    let n = unsafe { core::ptr::read_volatile(&FEXIT_ARGS[i]) };
+    if n == FEXIT_RET_HELPER {
+        return ctx.ret().unwrap_or_default();
+    }
+    read::<T>(aya_ebpf::EbpfContext::as_ptr(ctx) as u64, 8 * n)
 }
 
 pub fn callers() -> u64 {

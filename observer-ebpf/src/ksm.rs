@@ -85,7 +85,7 @@ fn item_hook(hook: u16, phase: u8, backend: u8, item: u64, kpage: u64, ret: u64)
 
 #[fexit]
 pub fn hk_ksm_merge_fexit(ctx: FExitContext) -> i32 {
-    let ret: i32 = ctx.ret().unwrap_or(0);
+    let ret: i32 = crate::hook::fexit_ret(&ctx, 4);
     item_hook(HK_KSM_MERGE, PH_EXIT, BK_FENTRY, ctx.arg(0), ctx.arg(2), ret as i64 as u64);
     0
 }
@@ -128,7 +128,7 @@ fn thp_exit(backend: u8, vmf: u64, ret: u64) {
 
 #[fexit]
 pub fn hk_thp_fexit(ctx: FExitContext) -> i32 {
-    let ret: u32 = ctx.ret().unwrap_or(0);
+    let ret: u32 = crate::hook::fexit_ret(&ctx, 5);
     thp_exit(BK_FENTRY, ctx.arg(0), ret as u64);
     0
 }

@@ -125,7 +125,7 @@ fn lock_exit(backend: u8, ret: u64) {
 
 #[fexit]
 pub fn hk_lock_fexit(ctx: FExitContext) -> i32 {
-    lock_exit(BK_FENTRY, ctx.ret().unwrap_or(0));
+    lock_exit(BK_FENTRY, crate::hook::fexit_ret(&ctx, 6));
     0
 }
 

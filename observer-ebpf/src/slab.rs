@@ -29,12 +29,21 @@ use lazyvma_model::trace_abi::{
 static TRACE_FN_START: [u64; FN_COUNT] = [0; FN_COUNT];
 #[unsafe(no_mangle)]
 static TRACE_FN_END: [u64; FN_COUNT] = [0; FN_COUNT];
+/// [lowest start, highest end) of those functions (all in mm/rmap.c): most slab events of
+/// a machine come from elsewhere and leave after two compares instead of the whole table.
+#[unsafe(no_mangle)]
+static TRACE_FN_SPAN: [u64; 2] = [0; 2];
 /// Bit i set: take the kernel stack for events from function i (its caller tells why).
 #[unsafe(no_mangle)]
 static TRACE_STACK_FNS: u32 = 0;
 
 #[inline(always)]
 pub(crate) fn function_of(call_site: u64) -> Option<u32> {
+    // SAFETY: read-only global patched by the loader.
+    let [lo, hi] = unsafe { core::ptr::read_volatile(&TRACE_FN_SPAN) };
+    if call_site < lo || call_site >= hi {
+        return None;
+    }
     let mut i = 0;
     while i < FN_COUNT {
         // SAFETY: read-only globals patched by the loader.
@@ -228,7 +237,7 @@ fn slab_alloc_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     let call_site: u64 = field(ctx, offset(|o| &o.alloc_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
     let rest = || (field(ctx, offset(|o| &o.alloc_ptr)), field(ctx, offset(|o| &o.alloc_bytes_req)), field(ctx, offset(|o| &o.alloc_bytes_alloc)));
-    slab_alloc(ctx.as_ptr(), func, call_site, regs, rest)
+    slab_alloc(ctx.as_ptr(), func, call_site, regs, false, rest)
 }
 
 /// One field of the `kmem_cache *` a `tp_btf` kmem program gets (`TRACE_CACHE_FIELDS`: 0
@@ -248,18 +257,37 @@ pub(crate) fn void_ptr_arg(ctx: &BtfTracePointContext, i: u64) -> u64 {
     crate::hook::read::<u64>(ctx.as_ptr() as u64, 8 * i)
 }
 
+/// `cache_field` of a kmem `tp_btf` program's `struct kmem_cache *s` (argument 2) by a
+/// direct load at an offset the verifier knows (a frozen read-only global), no helper call.
+/// Loaded by the 6.1, 6.12 and 6.18 verifiers (tp_btf kmem programs attach on 6.1+ only).
+#[inline(always)]
+fn cache_field_btf(ctx: &BtfTracePointContext, i: usize) -> u64 {
+    let s: u64 = ctx.arg(2);
+    let off = global(&TRACE_CACHE_FIELDS[i]);
+    if off == NO_FIELD {
+        return 0;
+    }
+    // SAFETY: a tp_btf argument is a trusted BTF pointer; the verifier checks the access.
+    unsafe { core::ptr::read_volatile((s + off) as *const u32) as u64 }
+}
+
+#[inline(always)]
+fn object_size_btf(ctx: &BtfTracePointContext) -> u64 {
+    cache_field_btf(ctx, 0)
+}
+
 /// `tp_btf/kmem_cache_alloc` (6.1+: call_site, ptr, kmem_cache *s, gfp, node): no
 /// tracepoint record is built for it, the cheapest hook the tracepoint has.
 #[btf_tracepoint(function = "kmem_cache_alloc")]
 pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
     let Some(func) = function_of(call_site) else { return 0 };
-    let rest = || {
-        let s: u64 = ctx.arg(2);
-        (void_ptr_arg(&ctx, 1), cache_field(s, 0), cache_field(s, 1))
-    };
+    if serve_alloc(func, || object_size_btf(&ctx)) {
+        return 0;
+    }
+    let rest = || (void_ptr_arg(&ctx, 1), cache_field_btf(&ctx, 0), cache_field_btf(&ctx, 1));
     // 6.1+ only (see `trace_slab_free_btf`): `bpf_task_pt_regs` is there.
-    slab_alloc(ctx.as_ptr(), func, call_site, true, rest);
+    slab_alloc(ctx.as_ptr(), func, call_site, true, true, rest);
     // The feed's prepared VMA, after the allocation's own record (as the separate program
     // attached after this one ordered it).
     if func == FN_PREPARE && global(&TRACE_SLAB_PREPARE) != 0 {
@@ -273,9 +301,33 @@ pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
 #[unsafe(no_mangle)]
 static TRACE_SLAB_PREPARE: u32 = 0;
 
+/// `serve` with no scope: slab events are counted in the kernel, nothing else is kept.
+#[inline(always)]
+pub(crate) fn serve_system() -> bool {
+    global(&TRACE_AGGREGATE) & AGG_SERVE != 0 && !scoped()
+}
+
+/// `serve` system-wide keeps a count and nothing else: only the cache's object_size (the
+/// kind) is read, not the object's address nor the slot size. False: `slab_alloc` decides.
+#[inline(always)]
+fn serve_alloc(func: u32, object_size: impl Fn() -> u64) -> bool {
+    if !serve_system() {
+        return false;
+    }
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    if tgid == global(&TRACE_SELF_TGID) {
+        return true;
+    }
+    let why = crate::why::why(true, func, true, true);
+    if wants_stack(func) && crate::why::stack_tells_more(why) {
+        return false;
+    }
+    aggregated(tgid, func, true, alloc_kind(object_size()), why, true, true)
+}
+
 /// `rest`: the event's ptr, bytes_req and bytes_alloc, read once the scope keeps it.
 #[inline(always)]
-fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, rest: impl Fn() -> (u64, u64, u64)) -> u32 {
+fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, btf: bool, rest: impl Fn() -> (u64, u64, u64)) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let scoped = scoped();
     if tgid == global(&TRACE_SELF_TGID) || (scoped && !is_traced(tgid)) {
@@ -286,7 +338,7 @@ fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, rest: imp
     if scoped {
         own_object(ptr, tgid);
     }
-    let why = crate::why::why(true, func, regs);
+    let why = crate::why::why(true, func, regs, btf);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
         if aggregated(tgid, func, true, alloc_kind(bytes_req), why, true, syscall_known(regs)) {
             if (why == WHY_FORK || func == FN_FORK) && global(&TRACE_AGGREGATE) & AGG_SERVE == 0 {
@@ -323,7 +375,7 @@ pub fn trace_slab_free_plain(ctx: TracePointContext) -> u32 {
 fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     let call_site: u64 = field(ctx, offset(|o| &o.free_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
-    slab_free(ctx.as_ptr(), func, call_site, field(ctx, offset(|o| &o.free_ptr)), regs, || 0)
+    slab_free(ctx.as_ptr(), func, call_site, field(ctx, offset(|o| &o.free_ptr)), regs, false, || 0)
 }
 
 /// `tp_btf/kmem_cache_free` (6.1+: call_site, ptr, kmem_cache *s): the cache tells the
@@ -332,14 +384,18 @@ fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
 pub fn trace_slab_free_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
     let Some(func) = function_of(call_site) else { return 0 };
+    // serve system-wide counts by the cache's size: the object's address is needed only
+    // where a stack is sent (userspace matches it to the allocation's record).
+    let counted_only = serve_system() && !wants_stack(func);
+    let ptr = if counted_only { 0 } else { void_ptr_arg(&ctx, 1) };
     // tp_btf kmem programs attach on 6.1+ only, where `bpf_task_pt_regs` (5.15+) exists.
-    slab_free(ctx.as_ptr(), func, call_site, void_ptr_arg(&ctx, 1), true, || cache_field(ctx.arg(2), 0))
+    slab_free(ctx.as_ptr(), func, call_site, ptr, true, true, || object_size_btf(&ctx))
 }
 
 /// `bytes_req`: the cache's object_size where the tracepoint gives it, else 0; read once
 /// the scope keeps the event.
 #[inline(always)]
-fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: u64, regs: bool, bytes_req: impl Fn() -> u64) -> u32 {
+fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: u64, regs: bool, btf: bool, bytes_req: impl Fn() -> u64) -> u32 {
     // anon_vmas are freed only through __put_anon_vma; unlink_anon_vmas frees chains.
     if func != FN_UNLINK {
         crate::lock::forget(ptr);
@@ -356,7 +412,7 @@ fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: u64, regs: bool, 
         }
         (tgid, true)
     };
-    let why = crate::why::why(false, func, regs);
+    let why = crate::why::why(false, func, regs, btf);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
         let bytes_req = bytes_req();
         // The cache's size where the tracepoint gives it; else what the function frees:

@@ -40,7 +40,7 @@ pub fn hk_split_fentry(ctx: FEntryContext) -> i32 {
 
 #[fexit]
 pub fn hk_split_fexit(ctx: FExitContext) -> i32 {
-    split_exit(BK_FENTRY, ctx.arg(1), ctx.ret().unwrap_or(0));
+    split_exit(BK_FENTRY, ctx.arg(1), crate::hook::fexit_ret(&ctx, 7));
     0
 }
 
@@ -103,7 +103,7 @@ fn merge_exit(backend: u8, func: u64, ret: u64) {
 /// One fentry/fexit/kprobe/kretprobe quartet per merge function and argument shape
 /// (fentry may only read the arguments a function has).
 macro_rules! merge_hooks {
-    ($func:expr, $vmg:expr, $fentry:ident, $fexit:ident, $kprobe:ident, $kret:ident) => {
+    ($func:expr, $ret:expr, $vmg:expr, $fentry:ident, $fexit:ident, $kprobe:ident, $kret:ident) => {
         #[fentry]
         pub fn $fentry(ctx: FEntryContext) -> i32 {
             let raw = if $vmg {
@@ -117,7 +117,7 @@ macro_rules! merge_hooks {
 
         #[fexit]
         pub fn $fexit(ctx: FExitContext) -> i32 {
-            merge_exit(BK_FENTRY, $func, ctx.ret().unwrap_or(0));
+            merge_exit(BK_FENTRY, $func, crate::hook::fexit_ret(&ctx, $ret));
             0
         }
 
@@ -137,12 +137,12 @@ macro_rules! merge_hooks {
 }
 
 // Indices into MERGE_FUNCTIONS.
-merge_hooks!(0, false, hk_merge_vma_merge_fentry, hk_merge_vma_merge_fexit, hk_merge_vma_merge_kprobe, hk_merge_vma_merge_kretprobe);
-merge_hooks!(1, false, hk_merge_adjust_fentry, hk_merge_adjust_fexit, hk_merge_adjust_kprobe, hk_merge_adjust_kretprobe);
-merge_hooks!(2, false, hk_merge_expand_fentry, hk_merge_expand_fexit, hk_merge_expand_kprobe, hk_merge_expand_kretprobe);
-merge_hooks!(2, true, hk_merge_expand_vmg_fentry, hk_merge_expand_vmg_fexit, hk_merge_expand_vmg_kprobe, hk_merge_expand_vmg_kretprobe);
-merge_hooks!(3, true, hk_merge_new_range_fentry, hk_merge_new_range_fexit, hk_merge_new_range_kprobe, hk_merge_new_range_kretprobe);
-merge_hooks!(4, true, hk_merge_commit_fentry, hk_merge_commit_fexit, hk_merge_commit_kprobe, hk_merge_commit_kretprobe);
+merge_hooks!(0, 9, false, hk_merge_vma_merge_fentry, hk_merge_vma_merge_fexit, hk_merge_vma_merge_kprobe, hk_merge_vma_merge_kretprobe);
+merge_hooks!(1, 10, false, hk_merge_adjust_fentry, hk_merge_adjust_fexit, hk_merge_adjust_kprobe, hk_merge_adjust_kretprobe);
+merge_hooks!(2, 11, false, hk_merge_expand_fentry, hk_merge_expand_fexit, hk_merge_expand_kprobe, hk_merge_expand_kretprobe);
+merge_hooks!(2, 12, true, hk_merge_expand_vmg_fentry, hk_merge_expand_vmg_fexit, hk_merge_expand_vmg_kprobe, hk_merge_expand_vmg_kretprobe);
+merge_hooks!(3, 13, true, hk_merge_new_range_fentry, hk_merge_new_range_fexit, hk_merge_new_range_kprobe, hk_merge_new_range_kretprobe);
+merge_hooks!(4, 14, true, hk_merge_commit_fentry, hk_merge_commit_fexit, hk_merge_commit_kprobe, hk_merge_commit_kretprobe);
 
 fn copy_vma_entry(backend: u8, vmap: u64, addr: u64, len: u64, pgoff: u64) {
     emit_hook(HK_COPY_VMA, PH_ENTRY, backend, |ev| {
@@ -176,7 +176,7 @@ pub fn hk_copy_vma_fentry(ctx: FEntryContext) -> i32 {
 
 #[fexit]
 pub fn hk_copy_vma_fexit(ctx: FExitContext) -> i32 {
-    copy_vma_exit(BK_FENTRY, ctx.ret().unwrap_or(0));
+    copy_vma_exit(BK_FENTRY, crate::hook::fexit_ret(&ctx, 8));
     0
 }
 

@@ -56,6 +56,23 @@ fn resolves_this_kernel() {
     assert_eq!(vma.len(), 7, "seven distinct vm_area_struct fields");
 }
 
+/// The fexit programs' return slot on kernels without `bpf_get_func_ret`: each hooked
+/// function's parameter count, as this kernel's BTF gives it.
+#[test]
+fn counts_this_kernel_s_function_arguments() {
+    let btf = match Btf::load(None) {
+        Ok(b) => b,
+        Err(e) if std::env::var_os("LAZYVMA_REQUIRE_ROOT").is_none() => return eprintln!("skipped: {e}"),
+        Err(e) => panic!("{e}"),
+    };
+    // int __anon_vma_prepare(struct vm_area_struct *); int anon_vma_fork(vma, pvma);
+    // void unlink_anon_vmas(struct vm_area_struct *); the same on 5.10 through 6.18.
+    assert_eq!(btf.func_args("__anon_vma_prepare"), Some(1));
+    assert_eq!(btf.func_args("anon_vma_fork"), Some(2));
+    assert_eq!(btf.func_args("unlink_anon_vmas"), Some(1));
+    assert_eq!(btf.func_args("no_such_function_here"), None);
+}
+
 #[test]
 fn resolves_through_anonymous_unions_and_typedefs() {
     let o = Offsets::resolve(&fixture(AnonVma::Split, true)).unwrap();

@@ -137,7 +137,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         cache_fields: bpf::slab_btf(kbtf.as_ref()),
         kernel_btf: probe::kernel_btf(btf_path)?.ok(),
         arg_regs: [lazyvma_model::trace_abi::NO_FIELD; 6],
+        fexit_args: [lazyvma_model::hook_abi::FEXIT_RET_HELPER; lazyvma_model::hook_abi::FEXIT_RET_PROGRAMS.len()],
     })?;
+    bpf::say_fallbacks(&loaded);
     // Members read again once the programs are attached: a fork in between is not missed.
     let scope = Arc::new(if scoped {
         let now = members(&pids, cgroup_dir.as_deref())?;

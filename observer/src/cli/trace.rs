@@ -318,8 +318,12 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         cache_fields: bpf::slab_btf(kbtf.as_ref().ok()),
         kernel_btf: btf.as_ref().ok().cloned(),
         arg_regs: bpf::arg_regs(kbtf.as_ref().ok()),
+        fexit_args: bpf::fexit_args(kbtf.as_ref().ok(), kallsyms.contains_key("get_func_ret"), |prog| {
+            attach::fentry_function(prog, vmg, &|f| kallsyms.contains_key(f))
+        }),
     };
     let mut loaded = bpf::load(&cfg)?;
+    bpf::say_fallbacks(&loaded);
     let kernel_tally = loaded.take_tally();
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
     loaded.keep_draining();

@@ -33,6 +33,7 @@ const KIND_TYPEDEF: u32 = 8;
 const KIND_VOLATILE: u32 = 9;
 const KIND_CONST: u32 = 10;
 const KIND_RESTRICT: u32 = 11;
+const KIND_FUNC: u32 = 12;
 const KIND_FUNC_PROTO: u32 = 13;
 const KIND_VAR: u32 = 14;
 const KIND_DATASEC: u32 = 15;
@@ -150,7 +151,7 @@ impl Btf {
                 }
                 KIND_ENUM => 8 * vlen,
                 KIND_DATASEC | KIND_ENUM64 => 12 * vlen,
-                KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | 12 | 16 | KIND_TYPE_TAG => 0,
+                KIND_PTR | 7 | KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_FUNC | 16 | KIND_TYPE_TAG => 0,
                 k => return Err(bad(&format!("unknown type kind {k} (type id {})", types.len()))),
             };
             at += extra;
@@ -248,6 +249,13 @@ impl Btf {
         let ptr = self.types.get(self.strip(arg.ty) as usize).filter(|p| p.kind == KIND_PTR)?;
         let target = self.types.get(self.strip(ptr.size_or_type) as usize).filter(|p| p.kind == KIND_STRUCT)?;
         Some(String::from_utf8_lossy(self.name(target.name_off)).into_owned())
+    }
+
+    /// The parameter count of kernel function `name` (its BTF `FUNC`'s prototype).
+    pub fn func_args(&self, name: &str) -> Option<usize> {
+        let f = self.types.iter().find(|t| t.kind == KIND_FUNC && self.name(t.name_off) == name.as_bytes())?;
+        let proto = self.types.get(f.size_or_type as usize).filter(|p| p.kind == KIND_FUNC_PROTO)?;
+        Some(proto.members.len())
     }
 
     /// `sizeof(struct ty)`.

@@ -9,6 +9,7 @@ use aya::{
     programs::{BtfTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
+use lazyvma_model::hook_abi::{FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS};
 use lazyvma_model::trace_abi::{TallyKey, AGG_STREAM_PREPARE, AGG_TRACE, CTR_TALLY_FULL, AGG_SLOTS, ContextOffsets, CTX_SYSCALLS, NO_SYSCALL, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
 use std::{
     os::fd::AsRawFd,
@@ -103,6 +104,18 @@ pub struct Config {
     pub kernel_btf: Option<Btf>,
     /// Each syscall argument's offset in `pt_regs` (`arg_regs`), for the `tp_btf` sys_enter.
     pub arg_regs: [u64; 6],
+    /// `FEXIT_ARGS` (observer-ebpf/src/hook.rs): `fexit_args`' answer.
+    pub fexit_args: [u64; FEXIT_RET_PROGRAMS.len()],
+}
+
+/// Where the kernel has no `bpf_get_func_ret` (5.17), each return-reading fexit program's
+/// function's argument count from BTF: the return value sits right after the arguments in
+/// the trampoline's context. Elsewhere (and for a function BTF does not describe) the helper.
+pub fn fexit_args(btf: Option<&crate::load::btf::Btf>, has_func_ret: bool, function_of: impl Fn(&str) -> Option<&'static str>) -> [u64; FEXIT_RET_PROGRAMS.len()] {
+    FEXIT_RET_PROGRAMS.map(|prog| match (has_func_ret, btf) {
+        (false, Some(btf)) => function_of(prog).and_then(|f| btf.func_args(f)).map_or(FEXIT_RET_HELPER, |n| n as u64),
+        _ => FEXIT_RET_HELPER,
+    })
 }
 
 /// Where the six syscall arguments are in `pt_regs`: x86-64 di, si, dx, r10, r8, r9 (BTF);
@@ -253,11 +266,23 @@ pub struct Loaded {
     pub attached: Vec<String>,
     /// Optional tracepoints that did not attach, with why.
     pub missing: Vec<(String, String)>,
+    /// (tracepoint, why): its `tp_btf` program was refused and the classic one attached
+    /// instead (the same records at more cost an event), said by `say_fallbacks`.
+    pub fallbacks: Vec<(String, String)>,
+}
+
+/// [lowest start, highest end) of the functions found; [0, 0) (nothing) if none was.
+fn fn_span(ranges: &[(u64, u64); FN_COUNT]) -> [u64; 2] {
+    let found = ranges.iter().filter(|r| r.1 > r.0);
+    let lo = found.clone().map(|r| r.0).min();
+    let hi = found.map(|r| r.1).max();
+    lo.zip(hi).map_or([0, 0], |(lo, hi)| [lo, hi])
 }
 
 pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let starts: [u64; FN_COUNT] = cfg.ranges.map(|r| r.0);
     let ends: [u64; FN_COUNT] = cfg.ranges.map(|r| r.1);
+    let span = fn_span(&cfg.ranges);
     let offsets = PodOffsets(cfg.offsets);
     let hook_offsets = PodHookOffsets(cfg.hook_offsets);
     let syscall_ids = super::feed::syscall_ids();
@@ -279,6 +304,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_TP_OFFSETS", &offsets, true)
         .override_global("TRACE_FN_START", &starts, true)
         .override_global("TRACE_FN_END", &ends, true)
+        .override_global("TRACE_FN_SPAN", &span, true)
+        .override_global("FEXIT_ARGS", &cfg.fexit_args, true)
         .override_global("TRACE_STACK_FNS", &cfg.stack_fns, true)
         .override_global("SYSCALL_IDS", &syscall_ids, true)
         .override_global("FEED_VM_FILE", &cfg.vm_file, true)
@@ -313,13 +340,15 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         insert_traced(&mut bpf, t)?;
     }
     let mut attached = Vec::new();
+    let mut fallbacks = Vec::new();
     let mut missing = Vec::new();
     let mut prepare_in_slab = false;
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
         match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
-            Ok(btf) => {
+            Ok(Attached { btf, refused }) => {
                 prepare_in_slab |= btf && prog == "trace_slab_alloc" && slab_prepare != 0;
+                fallbacks.extend(refused.map(|why| (tp.clone(), why)));
                 attached.push(tp)
             }
             Err(e) if required => bail!("tracepoint {tp}: {e}"),
@@ -341,7 +370,10 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             continue;
         }
         match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
-            Ok(_) => attached.push(tp),
+            Ok(Attached { refused, .. }) => {
+                fallbacks.extend(refused.map(|why| (tp.clone(), why)));
+                attached.push(tp)
+            }
             Err(e) => missing.push((tp, format!("{e}; the model is not fed what it needs"))),
         }
     }
@@ -350,7 +382,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let slab_counts = PerCpuArray::try_from(bpf.take_map("SLAB_COUNTS").context("map SLAB_COUNTS missing from the BPF object")?)?;
     let tally = bpf.take_map("TRACE_TALLY").context("map TRACE_TALLY missing from the BPF object")?;
     let tally = (aggregate & AGG_TRACE != 0).then(|| PerCpuHashMap::try_from(tally)).transpose()?;
-    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, attached, missing })
+    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, attached, missing, fallbacks })
 }
 
 /// Programs with a variant for older kernels, attached when the kernel refuses the first:
@@ -411,19 +443,38 @@ pub fn btf_unused(prog: &str) -> Option<String> {
     }
 }
 
+/// What `attach` attached: the `tp_btf` variant, or the classic program and why the
+/// `tp_btf` one (if tried) was refused.
+struct Attached {
+    btf: bool,
+    refused: Option<String>,
+}
+
 /// `prog` (its `tp_btf` variant first, given the kernel's BTF), else its older kernels'
 /// variant; the error names every refusal. A refused `tp_btf` falls back to the classic
-/// tracepoint silently: the records are the same. `Ok(true)`: the `tp_btf` variant.
-fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, &Btf)>) -> Result<bool, String> {
+/// tracepoint (the records are the same) and says why in `Attached::refused`.
+fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, &Btf)>) -> Result<Attached, String> {
+    let mut refused = None;
     if let Some((variant, btf)) = btf {
-        if attach_btf(bpf, variant, name, btf).is_ok() {
-            return Ok(true);
+        match attach_btf(bpf, variant, name, btf) {
+            Ok(()) => return Ok(Attached { btf: true, refused: None }),
+            Err(e) => refused = Some(e),
         }
     }
-    attach_one(bpf, prog, cat, name).map(|()| false).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {
-        Some((_, variant)) => attach_one(bpf, variant, cat, name).map(|()| false).map_err(|e2| format!("{e}; its variant for older kernels: {e2}")),
+    let classic = attach_one(bpf, prog, cat, name).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {
+        Some((_, variant)) => attach_one(bpf, variant, cat, name).map_err(|e2| format!("{e}; its variant for older kernels: {e2}")),
         None => Err(e),
-    })
+    });
+    classic.map(|()| Attached { btf: false, refused })
+}
+
+/// One line on stderr for each `tp_btf` program this kernel refused: the run goes on with
+/// the classic tracepoint (same records), but every event costs more than it should.
+pub fn say_fallbacks(loaded: &Loaded) {
+    for (tp, why) in &loaded.fallbacks {
+        let why = why.lines().next().unwrap_or("");
+        eprintln!("lazyvma: note: {tp}: the tp_btf program was refused ({}); its classic tracepoint program runs instead (the same records, more cost an event)", crate::escape::ctl(why));
+    }
 }
 
 fn attach_btf(bpf: &mut Ebpf, prog: &str, name: &str, btf: &Btf) -> Result<(), String> {
