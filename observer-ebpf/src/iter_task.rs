@@ -26,7 +26,7 @@ use core::ffi::c_void;
 use aya_ebpf::macros::map;
 use aya_ebpf::maps::{Array, HashMap, PerCpuArray};
 use core::ptr::{read_volatile as get, write_volatile as put};
-use lazyvma_model::abi::{AvRecord, AvcRecord, CutRecord, VmaRecord, CHAIN_COUNT_MAX, CHAIN_EMIT_MAX, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT, REC_VMA};
+use lazyvma_model::abi::{AvRecord, AvcRecord, CutRecord, VmaRecord, CHAIN_COUNT_MAX, CHAIN_EMIT_MAX, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT};
 use lazyvma_model::abi::{Resume, RB_DEPTH, RESUME_DONE, TRUNC_RESUMED, WALK_STEPS};
 
 use crate::iter::ITER_AV_FIELDS;
@@ -314,21 +314,7 @@ fn vma_record(seq: *mut aya_ebpf::bindings::seq_file, pid: u32, tid: u32, comm: 
     } else {
         0
     };
-    let rec = VmaRecord {
-        kind: REC_VMA,
-        pid,
-        tid,
-        truncated,
-        comm: *comm,
-        vma,
-        mm,
-        vm_start: read(vma, VMA_VM_START.load()),
-        vm_end: read(vma, VMA_VM_END.load()),
-        vm_pgoff: read(vma, VMA_VM_PGOFF.load()),
-        vm_flags: read(vma, VMA_VM_FLAGS.load()),
-        anon_vma: read(vma, VMA_ANON_VMA.load()),
-        chain_len: len,
-    };
+    let rec = crate::iter::vma_record(|b, o| read(b, o), pid, tid, truncated, *comm, mm, vma, len);
     emit(seq, &rec);
     rec.vm_end
 }
