@@ -23,6 +23,48 @@ pub const REC_CUT: u32 = 4;
 /// Bounded by what 5.10's verifier accepts (it checks every step of the loop).
 pub const WALK_STEPS: u32 = 768;
 
+/// Passes of the `iter/task` walk one snapshot takes at most: a process cut by the steps or
+/// the buffer is resumed in the next pass (from [`Resume::next`]) until its list ends. Each
+/// pass writes at least one VMA of it (~150-250 typically): 512 reach `vm.max_map_count`'s
+/// default (65,530). A process still unfinished after the last is cut ([`CUT_PASSES`]).
+pub const WALK_PASSES: u32 = 512;
+/// Levels of `mm->mm_rb` a resumed walk descends to find its next VMA: a red-black tree of
+/// n nodes is at most 2·log2(n + 1) deep (64 covers 2^32 VMAs).
+pub const RB_DEPTH: u32 = 64;
+/// [`VmaRecord::truncated`] of a VMA the `iter/task` pass stopped in, part of its chain
+/// written: the next pass writes it again, whole; the decoder drops this record and the
+/// chain entries before it.
+pub const TRUNC_RESUMED: u32 = 3;
+/// [`Resume::next`] of a walk that reached the list's end (or was cut for good).
+pub const RESUME_DONE: u64 = u64::MAX;
+/// [`CutRecord::raced`]: still unfinished after [`WALK_PASSES`] passes (written by userspace).
+pub const CUT_PASSES: u32 = 3;
+
+/// Where one task's `iter/task` walk resumes (a BPF hash map keyed by `task->pid`): the
+/// vm_end of the last VMA it wrote. Also what a re-show of the same task in the same pass
+/// (the kernel's seq_file retries a task whose output did not fit beside others') starts
+/// from again, so a retry writes what the discarded try wrote.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// The pass (0-based) that wrote this entry.
+    pub pass: u64,
+    /// Where that pass started: 0 = `mm->mmap`, else the first VMA ending above this.
+    pub from: u64,
+    /// Where the next pass starts; [`RESUME_DONE`] when there is nothing left.
+    pub next: u64,
+    /// VMA records written in the passes before `pass`, and up to `next`.
+    pub before: u64,
+    pub total: u64,
+    pub mm: u64,
+    /// `task->tgid`, for the cut userspace writes when the passes run out.
+    pub tgid: u64,
+    /// `mm->map_count` when the entry was written.
+    pub map_count: u64,
+}
+
+pub const RESUME_SIZE: usize = core::mem::size_of::<Resume>();
+
 /// One VMA, written after the walk of its `anon_vma_chain` (so after its [`AvcRecord`]s).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -33,7 +75,8 @@ pub struct VmaRecord {
     /// `task->pid`.
     pub tid: u32,
     /// 0 = every chain entry was written; 1 = only the first [`CHAIN_EMIT_MAX`] were
-    /// (`chain_len` is exact); 2 = the count itself stopped at [`CHAIN_COUNT_MAX`].
+    /// (`chain_len` is exact); 2 = the count itself stopped at [`CHAIN_COUNT_MAX`];
+    /// [`TRUNC_RESUMED`]: not a VMA of the snapshot (see there).
     pub truncated: u32,
     pub comm: [u8; 16],
     pub vma: u64,
@@ -84,7 +127,10 @@ pub struct CutRecord {
     pub pid: u32,
     pub tid: u32,
     /// 0: out of steps; 1: a VMA no longer named this mm (the list changed under the walk);
-    /// 2: the task's records filled the seq_file buffer (32 KiB per object).
+    /// 2: the task's records filled the seq_file buffer (32 KiB per object); 3
+    /// ([`CUT_PASSES`]): resumed [`WALK_PASSES`] times and still unfinished. 0 and 2 are
+    /// written only where no resume entry could be stored (the map full). Userspace writes
+    /// 1 for a task cut in one pass and not seen in the next (it exited, or exec'd).
     pub raced: u32,
     pub mm: u64,
     /// VMA records written for this mm.

@@ -123,23 +123,33 @@ pub extern "C" fn snapshot_task_vma(ctx: *const u64) -> i32 {
         // SAFETY: as `read`; comm is TASK_COMM_LEN (16) bytes.
         comm = unsafe { bpf_probe_read_kernel((task + off) as *const [u8; 16]) }.unwrap_or([0; 16]);
     }
-    let rec = VmaRecord {
+    let (pid, tid) = (read::<i32>(task, TASK_TGID.load()) as u32, read::<i32>(task, TASK_PID.load()) as u32);
+    let rec = vma_record(|b, o| read(b, o), pid, tid, truncated, comm, read(vma, VMA_VM_MM.load()), vma, w.len);
+    emit(seq, &rec);
+    0
+}
+
+/// One VMA's record as both passes write it (`iter/task` in iter_task.rs too): the VMA's own
+/// fields read at `vma` with the caller's `read` (each pass keeps the read its verifier
+/// prefers: iter_task.rs's ignores the helper's return, a branch fewer per field).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn vma_record(read: impl Fn(u64, u64) -> u64, pid: u32, tid: u32, truncated: u32, comm: [u8; 16], mm: u64, vma: u64, chain_len: u64) -> VmaRecord {
+    VmaRecord {
         kind: REC_VMA,
-        pid: read::<i32>(task, TASK_TGID.load()) as u32,
-        tid: read::<i32>(task, TASK_PID.load()) as u32,
+        pid,
+        tid,
         truncated,
         comm,
         vma,
-        mm: read(vma, VMA_VM_MM.load()),
+        mm,
         vm_start: read(vma, VMA_VM_START.load()),
         vm_end: read(vma, VMA_VM_END.load()),
         vm_pgoff: read(vma, VMA_VM_PGOFF.load()),
         vm_flags: read(vma, VMA_VM_FLAGS.load()),
         anon_vma: read(vma, VMA_ANON_VMA.load()),
-        chain_len: w.len,
-    };
-    emit(seq, &rec);
-    0
+        chain_len,
+    }
 }
 
 /// A field that may be missing on this kernel stays [`FIELD_ABSENT`] in the record.

@@ -39,4 +39,9 @@ offsets!(
     MM_MMAP,
     MM_MAP_COUNT,
     VMA_VM_NEXT,
+    // Where a resumed iter/task walk finds its next VMA: find_vma's descent of mm->mm_rb.
+    MM_MM_RB,
+    VMA_VM_RB,
+    RB_LEFT,
+    RB_RIGHT,
 );

@@ -314,6 +314,10 @@ impl Offsets {
             ("MM_MAP_COUNT", "mm_struct", "map_count"),
             ("MM_MMAP", "mm_struct", "mmap"),
             ("VMA_VM_NEXT", "vm_area_struct", "vm_next"),
+            ("MM_MM_RB", "mm_struct", "mm_rb.rb_node"),
+            ("VMA_VM_RB", "vm_area_struct", "vm_rb"),
+            ("RB_LEFT", "rb_node", "rb_left"),
+            ("RB_RIGHT", "rb_node", "rb_right"),
         ];
         let found: Vec<_> = walk.iter().map(|(n, t, f)| btf.offset(t, f).map(|o| (*n, o))).collect::<Result<_, _>>().unwrap_or_default();
         if found.len() == walk.len() {

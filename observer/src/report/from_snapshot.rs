@@ -61,7 +61,8 @@ pub fn document(r: &Report, cgroups: Vec<Cgroup>) -> Doc {
         host: host.clone(),
         kernel: r.kernel.clone(),
         arch: crate::sys::uname().1,
-        backend: BTreeMap::from([("topology".to_string(), "iter/task_vma".to_string())]),
+        // The pass that took the topology: iter/task where the kernel predates iter/task_vma.
+        backend: BTreeMap::from([("topology".to_string(), if r.stats.program.is_empty() { "iter/task_vma" } else { r.stats.program }.to_string())]),
         span: Span { start_unix_ms: Some(end.saturating_sub(r.elapsed_ms as u64)), end_unix_ms: Some(end), elapsed_ms: r.elapsed_ms },
         objects: Objects {
             vm_area_struct: row(&s.vm_area_struct, e.vmas, e.vmas),

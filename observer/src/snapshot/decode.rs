@@ -1,7 +1,7 @@
 //! The record stream of one pass, read in chunks as the kernel writes it (never held
 //! whole: ≥ 1 M VMAs are ~200 MB of records), handed on one VMA at a time with its chain;
 //! and the [`Topology`] built from it for what needs every VMA (`--topology`, the seed).
-use lazyvma_model::abi::{record_size, AvRecord, AvcRecord, CutRecord, VmaRecord, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT};
+use lazyvma_model::abi::{record_size, AvRecord, AvcRecord, CutRecord, VmaRecord, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT, TRUNC_RESUMED};
 use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -16,6 +16,9 @@ pub struct PassStats {
     pub duplicate_vmas: usize,
     /// Processes whose VMA list the pass did not walk to its end (`iter/task` only).
     pub cut: Vec<Cut>,
+    /// `iter/task`: the passes taken (a process cut in one is resumed in the next).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passes: Option<u64>,
 }
 
 /// A process the `iter/task` pass stopped walking early: its estimate is incomplete.
@@ -27,8 +30,10 @@ pub struct Cut {
     pub vmas_seen: u64,
     pub map_count: u64,
     /// `steps`: the walk's bound ([`lazyvma_model::abi::WALK_STEPS`]); `changed`: a VMA left
-    /// the mm during the walk (no mmap_lock is held); `buffer`: one task's records fill the
-    /// kernel's 32 KiB seq_file buffer.
+    /// the mm during the walk (no mmap_lock is held), or the task was cut in one pass and
+    /// gone (exited, exec'd) by the next; `buffer`: one task's records fill the kernel's
+    /// 32 KiB seq_file buffer (`steps` and `buffer` only where no resume entry could be
+    /// stored); `passes`: still unfinished after [`lazyvma_model::abi::WALK_PASSES`] passes.
     pub why: &'static str,
 }
 
@@ -37,7 +42,8 @@ impl From<&CutRecord> for Cut {
         Cut { pid: c.pid, tid: c.tid, vmas_seen: c.vmas, map_count: c.map_count, why: match c.raced {
             0 => "steps",
             1 => "changed",
-            _ => "buffer",
+            2 => "buffer",
+            _ => "passes",
         } }
     }
 }
@@ -99,6 +105,8 @@ pub fn each_vma(mut src: impl Read, stats: &mut PassStats, mut ahead: impl FnMut
                 REC_AVC => chain.push(read(rec)),
                 REC_AV => chain.push(AvcRecord { kind, anon_vma: read::<AvRecord>(rec).anon_vma, ..Default::default() }),
                 REC_CUT => stats.cut.push(Cut::from(&read::<CutRecord>(rec))),
+                // A VMA the iter/task pass stopped in: the next pass writes it whole.
+                _ if read::<VmaRecord>(rec).truncated == TRUNC_RESUMED => chain.clear(),
                 _ => {
                     f(&read(rec), &chain);
                     chain.clear();
@@ -231,5 +239,13 @@ mod tests {
         let mut got = vec![];
         each_vma(&s[..], &mut PassStats::default(), |_| {}, |v, c| got.push((*v, c.to_vec()))).unwrap();
         assert_eq!(got, vec![(v, vec![a, AvcRecord { kind: REC_AV, anon_vma: 9, ..Default::default() }])]);
+        // A VMA an iter/task pass stopped in goes, with its entries; the next pass's copy stays.
+        let mut s = bytes(&a).to_vec();
+        s.extend_from_slice(bytes(&VmaRecord { truncated: TRUNC_RESUMED, ..v }));
+        s.extend_from_slice(bytes(&av));
+        s.extend_from_slice(bytes(&v));
+        let mut got = vec![];
+        each_vma(&s[..], &mut PassStats::default(), |_| {}, |v, c| got.push((*v, c.len()))).unwrap();
+        assert_eq!(got, vec![(v, 1)]);
     }
 }

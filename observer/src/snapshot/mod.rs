@@ -118,7 +118,8 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topol
     let mut stats = decode::PassStats { program: reader::pass_name(&bpf), ..Default::default() };
     let mut chain = Vec::with_capacity(lazyvma_model::abi::CHAIN_EMIT_MAX as usize);
     let stream_ref = std::cell::RefCell::new(&mut stream);
-    decode::each_vma(reader::open(&mut bpf)?, &mut stats, |a| stream_ref.borrow().ahead(a), |v, avcs| {
+    let mut passes = reader::open(&mut bpf)?;
+    decode::each_vma(&mut passes, &mut stats, |a| stream_ref.borrow().ahead(a), |v, avcs| {
         if let Some(b) = &mut whole {
             b.vma(v, avcs);
         }
@@ -148,6 +149,10 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topol
             }
         }
     })?;
+    if stats.program == "iter/task" {
+        stats.passes = Some(passes.passes());
+    }
+    drop(passes);
     drop((bpf, stream_ref));
     stats.duplicate_vmas = stream.duplicates() as usize;
     let streamed = stream.finish(&lazyvma_model::knobs::Knobs::default())?;

@@ -170,12 +170,13 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
         );
     }
     if !r.stats.cut.is_empty() {
-        let list: Vec<String> = r.stats.cut.iter().map(|c| format!("{} ({} of {} VMAs{})", c.pid, c.vmas_seen, c.map_count, match c.why { "changed" => ", the list changed under the walk", "buffer" => ", 32 KiB of records", _ => "" })).collect();
+        let list: Vec<String> = r.stats.cut.iter().map(|c| format!("{} ({} of {} VMAs{})", c.pid, c.vmas_seen, c.map_count, match c.why { "changed" => ", the list changed under the walk", "buffer" => ", 32 KiB of records", "passes" => ", still unfinished after the last pass", _ => "" })).collect();
         let _ = writeln!(
             o,
-            "- INCOMPLETE: {} processes' VMA lists were not walked to the end (no iter/task_vma on this kernel: {} steps and 32 KiB of records per process): {}; their counts are partial",
+            "- INCOMPLETE: {} processes' VMA lists were not walked to the end (no iter/task_vma on this kernel: {} steps and 32 KiB of records per process and pass, {} passes at most): {}; their counts are partial",
             list.len(),
             lazyvma_model::abi::WALK_STEPS,
+            lazyvma_model::abi::WALK_PASSES,
             list.join(", ")
         );
     }
