@@ -26,6 +26,8 @@ mod rmap;
 mod single;
 #[path = "workload/sysfs.rs"]
 mod sysfs;
+#[path = "workload/vfork.rs"]
+mod vfork;
 #[path = "workload/vma.rs"]
 mod vma;
 #[path = "workload/zygote.rs"]
@@ -52,6 +54,8 @@ pub enum Scenario {
     Adjacent,
     /// P→C→G; C exits; G forks H, whose VMAs reuse C's orphaned anon_vma.
     Reuse,
+    /// Write, vfork; the vfork child forks a watcher and exits; P execs noop (busybox timeout).
+    VforkFork,
     /// Write, mprotect the middle page PROT_READ (2 splits), then restore (merge).
     Split,
     /// Write, mremap each whole VMA to a non-adjacent address.
@@ -104,6 +108,7 @@ impl Scenario {
             ForkExec => "fork-exec",
             Adjacent => "adjacent",
             Reuse => "reuse",
+            VforkFork => "vfork-fork",
             Split => "split",
             Mremap => "mremap",
             Munmap => "munmap",
@@ -128,7 +133,7 @@ impl Scenario {
 
     fn forks(self) -> bool {
         use Scenario::*;
-        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend | ForkLoop | Manyvmas | Zygote)
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | VforkFork | Contend | ForkLoop | Manyvmas | Zygote)
     }
 
     /// `--loops` when not given.
@@ -211,6 +216,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         ForkChain => forks::chain(c),
         ForkExec => forks::exec(c),
         Reuse => forks::reuse(c),
+        VforkFork => vfork::vfork_fork(c),
         Ksm => rmap::ksm(c),
         Thp => rmap::thp(c),
         Pageout => rmap::pageout(c),

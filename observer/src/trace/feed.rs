@@ -480,15 +480,17 @@ impl Feed {
             self.touched(c.tgid, "its fork");
             self.barrier(p, ktime);
         }
-        let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
+        // The mm the parent runs in: its own, or the one a vfork child borrows (busybox
+        // `timeout`'s vfork child forks its watcher: dup_mmap copies the shared mm).
+        let Some((parent, mm)) = c.parent.and_then(|p| Some((p, self.mm_of(p)?))) else { return };
         if self.shared_mm.remove(&c.tgid) {
-            // No dup_mmap: it acts on the parent's mm until its exec (modelled from there).
-            self.borrowed.insert(child, parent);
+            // No dup_mmap: it acts on that mm until its exec (modelled from there).
+            self.borrowed.insert(child, mm);
             self.ever.insert(child);
             return;
         }
-        self.procs.insert(child, Proc { brk: self.procs[&parent].brk, locked: 0 });
-        if let Some(why) = self.partial.get(&parent).cloned() {
+        self.procs.insert(child, Proc { brk: self.procs[&mm].brk, locked: 0 });
+        if let Some(why) = self.partial.get(&mm).or(self.partial.get(&parent)).cloned() {
             let why = match why.strip_prefix("seeded ") {
                 Some(rest) => format!("forked by a process {rest}"),
                 None => format!("forked by tgid {} whose model was inexact: {why}", tree.get(parent).tgid),
@@ -497,7 +499,8 @@ impl Feed {
         }
         self.ever.insert(child);
         self.coverage.modelled += 1;
-        self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
+        // Counted where the slab counts it: at the task that ran dup_mmap.
+        self.apply(Event::Fork { parent: Self::pid(mm), child: Self::pid(child) }, Self::at(tree, parent));
     }
 
     /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
