@@ -54,7 +54,10 @@ pub enum Scenario {
     Adjacent,
     /// P→C→G; C exits; G forks H, whose VMAs reuse C's orphaned anon_vma.
     Reuse,
-    /// Write, vfork; the vfork child forks a watcher and exits; P execs noop (busybox timeout).
+    /// Write, vfork; the vfork child forks a watcher and exits; P execs noop, held until the
+    /// watcher leaves (busybox timeout's shape: the watcher's fork, run by the vfork child,
+    /// copies the mm the vfork child shares with P; P's exec then tears its image down while
+    /// the watcher's anon_vmas still pin P's).
     VforkFork,
     /// Write, mprotect the middle page PROT_READ (2 splits), then restore (merge).
     Split,

@@ -1319,6 +1319,40 @@ mod tests {
         assert_eq!(f.coverage.incomplete, ["1 syscalls or prepares arrived after a later one of their mm was applied (out of order)"]);
     }
 
+    /// busybox `timeout`: the vfork child (CLONE_VM | CLONE_VFORK) forks the watcher, which
+    /// copies the borrowed mm (its parent's), counted at the vfork child; the vfork child's
+    /// exit tears down nothing; the parent's exec frees only the chains the watcher does
+    /// not pin; the watcher's exit frees its own and the parent's old anon_vmas.
+    #[test]
+    fn a_vfork_child_s_fork_copies_the_mm_it_borrows() {
+        let (mut tree, mut f) = execed();
+        let a = 0x1_0000_0000u64;
+        f.syscall(&tree, &sys(100, SYS_MMAP, [a, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
+        prepare(&mut f, &tree, &prep(100, a, Some((a, a + PAGE_SIZE, VM_READ | VM_WRITE))));
+        f.newtask(&tree, 100, 101, 0x4100 | 17);
+        tree.newtask(101, 0x4100 | 17);
+        tree.fork(100, 101);
+        f.fork(&tree, 1, 0);
+        f.newtask(&tree, 101, 102, 17);
+        tree.newtask(102, 17);
+        tree.fork(101, 102);
+        f.fork(&tree, 2, 0);
+        tree.exit(101, 101, 1);
+        f.exit(&tree, 1, 0);
+        f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        tree.exit(102, 102, 1);
+        f.exit(&tree, 2, 0);
+        f.finish(&tree, 0, &[]);
+        assert_eq!(f.events[4], Event::Fork { parent: 1, child: 3 });
+        let four = |c: &Counts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
+        let rows: Vec<_> = f.rows.iter().map(|r| (r.proc, four(&r.eager))).collect();
+        // The prepare +1/+1 and the exec −0/−1; the fork +1/+2; the watcher's exit −2/−2.
+        assert_eq!(rows, [(0, [1, 0, 1, 1]), (1, [1, 0, 2, 0]), (2, [0, 2, 0, 2])]);
+        assert!(f.coverage.incomplete.is_empty() && f.coverage.not_modelled.is_empty(), "{:?}", f.coverage);
+    }
+
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).
     fn prepare(f: &mut Feed, tree: &Tree, ev: &PrepareVma) {
         f.prepare(tree, S, ev);
