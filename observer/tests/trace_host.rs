@@ -258,6 +258,7 @@ scenario!(fork_chain, "fork-chain");
 scenario!(fork_exec, "fork-exec");
 scenario!(adjacent, "adjacent");
 scenario!(reuse, "reuse");
+scenario!(vfork_fork, "vfork-fork");
 scenario!(munmap, "munmap");
 scenario!(munmap_hole, "munmap-hole");
 scenario!(threads, "threads");
@@ -281,7 +282,7 @@ fn populate_is_placed_like_a_fault() {
 /// Every scenario the table marks for this host has a test above.
 #[test]
 fn table_scenarios_are_all_tested_here() {
-    let tested = ["touch", "touch-read", "fork", "fork-untouched", "fork-chain", "fork-exec", "adjacent", "reuse", "munmap", "munmap-hole", "threads", "noop", "split", "mremap"];
+    let tested = ["touch", "touch-read", "fork", "fork-untouched", "fork-chain", "fork-exec", "adjacent", "reuse", "vfork-fork", "munmap", "munmap-hole", "threads", "noop", "split", "mremap"];
     let t = table();
     for e in t["scenarios"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();

@@ -18,6 +18,7 @@ const PLAIN: &[(&str, usize)] = &[
     ("fork-exec", PAGES),
     ("adjacent", 2 * PAGES),
     ("reuse", PAGES),
+    ("vfork-fork", PAGES),
     ("split", PAGES),
     ("mremap", PAGES),
     ("munmap", PAGES),

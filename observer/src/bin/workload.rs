@@ -26,6 +26,8 @@ mod rmap;
 mod single;
 #[path = "workload/sysfs.rs"]
 mod sysfs;
+#[path = "workload/vfork.rs"]
+mod vfork;
 #[path = "workload/vma.rs"]
 mod vma;
 #[path = "workload/zygote.rs"]
@@ -52,6 +54,11 @@ pub enum Scenario {
     Adjacent,
     /// P→C→G; C exits; G forks H, whose VMAs reuse C's orphaned anon_vma.
     Reuse,
+    /// Write, vfork; the vfork child forks a watcher and exits; P execs noop, held until the
+    /// watcher leaves (busybox timeout's shape: the watcher's fork, run by the vfork child,
+    /// copies the mm the vfork child shares with P; P's exec then tears its image down while
+    /// the watcher's anon_vmas still pin P's).
+    VforkFork,
     /// Write, mprotect the middle page PROT_READ (2 splits), then restore (merge).
     Split,
     /// Write, mremap each whole VMA to a non-adjacent address.
@@ -104,6 +111,7 @@ impl Scenario {
             ForkExec => "fork-exec",
             Adjacent => "adjacent",
             Reuse => "reuse",
+            VforkFork => "vfork-fork",
             Split => "split",
             Mremap => "mremap",
             Munmap => "munmap",
@@ -128,7 +136,7 @@ impl Scenario {
 
     fn forks(self) -> bool {
         use Scenario::*;
-        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | Contend | ForkLoop | Manyvmas | Zygote)
+        matches!(self, Fork | ForkUntouched | ForkChain | ForkExec | Reuse | VforkFork | Contend | ForkLoop | Manyvmas | Zygote)
     }
 
     /// `--loops` when not given.
@@ -211,6 +219,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         ForkChain => forks::chain(c),
         ForkExec => forks::exec(c),
         Reuse => forks::reuse(c),
+        VforkFork => vfork::vfork_fork(c),
         Ksm => rmap::ksm(c),
         Thp => rmap::thp(c),
         Pageout => rmap::pageout(c),

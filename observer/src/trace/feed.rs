@@ -180,6 +180,9 @@ struct Proc {
     /// `mm->def_flags`' lock bits (mlockall MCL_FUTURE): every later mmap and brk has them.
     /// A fork's or exec's new mm starts without (`VM_INIT_DEF_MASK`).
     locked: u16,
+    /// The exec whose image this mm was forked from (a count of the trace's execs; 0:
+    /// unknown, seeded): processes with the same one may share anon_vmas.
+    image: u64,
 }
 
 pub struct Feed {
@@ -209,6 +212,8 @@ pub struct Feed {
     pub coverage: Coverage,
     /// Modelled processes by `proc` (the model's pid is `proc + 1`).
     procs: HashMap<usize, Proc>,
+    /// Execs modelled so far (`Proc::image`).
+    images: u64,
     /// Processes inside execve (enter seen, `sched_process_exec` not yet) and the prepares
     /// they made meanwhile: in the new mm, so applied after the model's exec.
     in_exec: HashMap<usize, Vec<PrepareVma>>,
@@ -305,6 +310,7 @@ impl Feed {
             spares: Counts::default(),
             coverage: Coverage::default(),
             procs: HashMap::new(),
+            images: 0,
             in_exec: HashMap::new(),
             pairing: HashMap::new(),
             shared_mm: HashSet::new(),
@@ -480,15 +486,17 @@ impl Feed {
             self.touched(c.tgid, "its fork");
             self.barrier(p, ktime);
         }
-        let Some(parent) = c.parent.filter(|p| self.procs.contains_key(p)) else { return };
+        // The mm the parent runs in: its own, or the one a vfork child borrows (busybox
+        // `timeout`'s vfork child forks its watcher: dup_mmap copies the shared mm).
+        let Some((parent, mm)) = c.parent.and_then(|p| Some((p, self.mm_of(p)?))) else { return };
         if self.shared_mm.remove(&c.tgid) {
-            // No dup_mmap: it acts on the parent's mm until its exec (modelled from there).
-            self.borrowed.insert(child, parent);
+            // No dup_mmap: it acts on that mm until its exec (modelled from there).
+            self.borrowed.insert(child, mm);
             self.ever.insert(child);
             return;
         }
-        self.procs.insert(child, Proc { brk: self.procs[&parent].brk, locked: 0 });
-        if let Some(why) = self.partial.get(&parent).cloned() {
+        self.procs.insert(child, Proc { brk: self.procs[&mm].brk, locked: 0, image: self.procs[&mm].image });
+        if let Some(why) = self.partial.get(&mm).or(self.partial.get(&parent)).cloned() {
             let why = match why.strip_prefix("seeded ") {
                 Some(rest) => format!("forked by a process {rest}"),
                 None => format!("forked by tgid {} whose model was inexact: {why}", tree.get(parent).tgid),
@@ -497,7 +505,8 @@ impl Feed {
         }
         self.ever.insert(child);
         self.coverage.modelled += 1;
-        self.apply(Event::Fork { parent: Self::pid(parent), child: Self::pid(child) }, Self::at(tree, parent));
+        // Counted where the slab counts it: at the task that ran dup_mmap.
+        self.apply(Event::Fork { parent: Self::pid(mm), child: Self::pid(child) }, Self::at(tree, parent));
     }
 
     /// `sched_process_exec`: the old mm is gone, the new image's stack was prepared by the
@@ -532,6 +541,10 @@ impl Feed {
             self.coverage.modelled += 1;
             self.apply(Event::Spawn { pid: Self::pid(proc) }, at);
         }
+        self.images += 1;
+        if let Some(p) = self.procs.get_mut(&proc) {
+            p.image = self.images;
+        }
         self.borrowed.remove(&proc);
         let during = self.in_exec.remove(&proc).unwrap_or_default();
         // The first prepare of an exec is the argv copy into the new stack (by GUP: its
@@ -560,8 +573,15 @@ impl Feed {
         let stray = self.in_exec.remove(&proc).map_or(0, |v| v.len());
         self.whole_exec.remove(&proc);
         self.borrowed.remove(&proc);
-        if self.procs.remove(&proc).is_none() {
-            return;
+        let Some(gone) = self.procs.remove(&proc) else { return };
+        // A process of the same image inside execve: the kernel tears the old mm down
+        // before `sched_process_exec`, so an exit between the two freed the anon_vmas they
+        // share after the teardown, which the records (exit, then exec) do not show.
+        let racing: Vec<usize> = self.in_exec.keys().copied().filter(|p| self.procs.get(p).is_some_and(|q| gone.image != 0 && q.image == gone.image)).collect();
+        for p in racing {
+            let what = "an exit while a process of the same image was inside execve (which freed the anon_vmas they share is not in the records)";
+            self.unmodelled_at(p, Self::at(tree, p), what);
+            self.unmodelled_at(proc, Self::at(tree, proc), what);
         }
         let borrowers: Vec<usize> = self.borrowed.iter().filter(|(_, &mm)| mm == proc).map(|(b, _)| *b).collect();
         if !borrowers.is_empty() {
@@ -1314,6 +1334,72 @@ mod tests {
         assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "MapPgoff", "Munmap", "Fault", "Madvise", "Mprotect"]);
         assert_eq!((f.coverage.out_of_order, f.reordered()), (1, 1));
         assert_eq!(f.coverage.incomplete, ["1 syscalls or prepares arrived after a later one of their mm was applied (out of order)"]);
+    }
+
+    /// busybox `timeout`: the vfork child (CLONE_VM | CLONE_VFORK) forks the watcher, which
+    /// copies the borrowed mm (its parent's), counted at the vfork child; the vfork child's
+    /// exit tears down nothing; the parent's exec frees only the chains the watcher does
+    /// not pin; the watcher's exit frees its own and the parent's old anon_vmas.
+    #[test]
+    fn a_vfork_child_s_fork_copies_the_mm_it_borrows() {
+        let (mut tree, mut f) = execed();
+        let a = 0x1_0000_0000u64;
+        f.syscall(&tree, &sys(100, SYS_MMAP, [a, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
+        prepare(&mut f, &tree, &prep(100, a, Some((a, a + PAGE_SIZE, VM_READ | VM_WRITE))));
+        f.newtask(&tree, 100, 101, 0x4100 | 17);
+        tree.newtask(101, 0x4100 | 17);
+        tree.fork(100, 101);
+        f.fork(&tree, 1, 0);
+        f.newtask(&tree, 101, 102, 17);
+        tree.newtask(102, 17);
+        tree.fork(101, 102);
+        f.fork(&tree, 2, 0);
+        tree.exit(101, 101, 1);
+        f.exit(&tree, 1, 0);
+        f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        tree.exit(102, 102, 1);
+        f.exit(&tree, 2, 0);
+        f.finish(&tree, 0, &[]);
+        assert_eq!(f.events[4], Event::Fork { parent: 1, child: 3 });
+        let four = |c: &Counts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
+        let rows: Vec<_> = f.rows.iter().map(|r| (r.proc, four(&r.eager))).collect();
+        // The prepare +1/+1 and the exec −0/−1; the fork +1/+2; the watcher's exit −2/−2.
+        assert_eq!(rows, [(0, [1, 0, 1, 1]), (1, [1, 0, 2, 0]), (2, [0, 2, 0, 2])]);
+        assert!(f.coverage.incomplete.is_empty() && f.coverage.not_modelled.is_empty(), "{:?}", f.coverage);
+    }
+
+    /// A child exits while its parent is inside execve: the parent's old mm may be gone
+    /// already (the kernel tears it down before `sched_process_exec`), so which of the two
+    /// freed their shared anon_vmas is unknown: both rows say so and the model is incomplete.
+    /// A process of another image exiting meanwhile is no such case.
+    #[test]
+    fn an_exit_inside_an_exec_of_the_same_image_is_flagged() {
+        let (mut tree, mut f) = execed();
+        let a = 0x1_0000_0000u64;
+        f.syscall(&tree, &sys(100, SYS_MMAP, [a, PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
+        prepare(&mut f, &tree, &prep(100, a, Some((a, a + PAGE_SIZE, VM_READ | VM_WRITE))));
+        for c in [101, 102] {
+            tree.fork(100, c);
+            f.fork(&tree, tree.procs.len() - 1, 0);
+        }
+        // 102 starts an image of its own first.
+        f.syscall(&tree, &with_enter(sys(102, SYS_EXECVE, [0; 6], 0)));
+        tree.exec(102);
+        f.exec(&tree, 102, 0);
+        f.syscall(&tree, &with_enter(sys(100, SYS_EXECVE, [0; 6], 0)));
+        tree.exit(102, 102, 1);
+        f.exit(&tree, 2, 0);
+        assert!(f.coverage.unmodelled.is_empty(), "{:?}", f.coverage.unmodelled);
+        tree.exit(101, 101, 1);
+        f.exit(&tree, 1, 0);
+        tree.exec(100);
+        f.exec(&tree, 100, 0);
+        f.finish(&tree, 0, &[]);
+        let flagged: Vec<usize> = f.rows.iter().filter(|r| r.not_modelled.as_deref().is_some_and(|w| w.contains("inside execve"))).map(|r| r.proc).collect();
+        assert_eq!(flagged, [0, 1]);
+        assert!(f.coverage.incomplete.iter().any(|w| w.contains("inside execve")), "{:?}", f.coverage.incomplete);
     }
 
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).

@@ -298,6 +298,7 @@ impl Tracer {
                 }
             }
             EV_EXEC => {
+                self.decoder.exec(ev.pid);
                 self.tree.exec(ev.tgid);
                 if let Some(f) = self.feed.as_mut() {
                     f.exec(&self.tree, ev.tgid, ev.ktime);

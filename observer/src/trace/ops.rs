@@ -143,6 +143,13 @@ fn int(ret: u64) -> i32 {
 const FOLIO_MAPPING_ANON: u64 = 1;
 
 impl Decoder {
+    /// `sched_process_exec` in task `pid`: the old mm's teardown (its exit_mmap) is over.
+    /// Its key goes, or a later mm of the task at the freed address (a second exec's new
+    /// mm, seen on arm64) would have its munmaps called "exit".
+    pub fn exec(&mut self, pid: u32) {
+        self.exiting.retain(|(p, _)| *p != pid);
+    }
+
     /// Turn one record into zero or more finished operations.
     pub fn feed(&mut self, ev: &HookEvent, syms: &Symbols, out: &mut Vec<Op>) {
         let mk = |op| Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: ev.backend, op };
@@ -400,6 +407,23 @@ mod tests {
         assert!(matches!(got[2], KernelOp::Clone { reason: "fork", .. }));
         assert!(matches!(got[3], KernelOp::Fork { reused_ancestor: false, .. }));
         assert!(matches!(got[4], KernelOp::Fork { reused_ancestor: true, .. }));
+    }
+
+    /// An exec's teardown unlinks are "exit"; after the exec, a munmap in a new mm at the
+    /// old one's address (arm64: a second exec's mm) is a munmap again.
+    #[test]
+    fn an_exec_ends_its_old_mm_s_teardown() {
+        let (mut d, mut out) = (Decoder::default(), vec![]);
+        let mut x = ev(HK_EXIT_MMAP, PH_ENTRY);
+        x.args[0] = 0x100;
+        d.feed_(&x, &mut out);
+        let mut u = ev(HK_UNLINK, PH_ENTRY);
+        u.a = vma(1, 0xa0, 1);
+        d.feed_(&u, &mut out);
+        d.exec(7);
+        d.feed_(&u, &mut out);
+        let reasons: Vec<_> = out.iter().filter_map(|o| match o.op { KernelOp::Unlink { reason, .. } => Some(reason), _ => None }).collect();
+        assert_eq!(reasons, ["exit", "munmap"]);
     }
 
     #[test]

@@ -76,7 +76,8 @@ impl Console {
 /// Each test under `lazyvma trace -j`, its own output to a log of which only the failures
 /// and the TAP totals come back. The timeout is a watchdog outside the traced tree, not
 /// busybox's `timeout`: that one vforks a child which forks the watcher, a topology the
-/// host's coreutils `timeout` does not have (and which the model gets wrong: docs/trace.md).
+/// host's coreutils `timeout` does not have (the model follows it since 2026-12-07, but the
+/// watcher would be part of each test's trace: docs/trace.md).
 fn script(tests: &[&str], timeout: u64, kprobes: bool) -> String {
     let k = if kprobes { " -k" } else { "" };
     format!(
