@@ -401,7 +401,16 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
-        h.release()?;
+        // A SIGINT/SIGTERM while loading (Ctrl-C also reaches the held child, whose pipe then
+        // breaks) stops here: the command is never run, nothing traced, no report.
+        let stopped = || crate::interrupt::count() > 0;
+        if let Err(e) = if stopped() { Err(anyhow::anyhow!("")) } else { h.release() } {
+            if !stopped() {
+                return Err(e);
+            }
+            let cmd = args.command.join(" ");
+            return Err(anyhow::anyhow!("stopped by a signal before `{cmd}` started: it was not run, nothing traced").context(super::ExitCode(130)));
+        }
     }
     // Started: only now may the recording replace a file at its path.
     if let Some(w) = tracer.tap.as_mut() {

@@ -66,6 +66,9 @@ pub fn spawn_held(argv: &[String]) -> anyhow::Result<Held> {
     match unsafe { libc::fork() } {
         -1 => bail!("fork: {}", std::io::Error::last_os_error()),
         0 => unsafe {
+            // Its copy of the write end would keep the pipe open: never released (lazyvma's
+            // error or signal before the start), it would wait forever, and lazyvma for it.
+            libc::close(go_w.as_raw_fd());
             let mut b = 0u8;
             let n = loop {
                 let n = libc::read(go_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
