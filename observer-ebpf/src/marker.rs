@@ -13,6 +13,12 @@ pub fn trace_marker(ctx: TracePointContext) -> u32 {
     if (behavior as i64) < MARKER_BASE as i64 || !(in_scope() || is_self()) {
         return 0;
     }
+    // lazyvma's own ids (trace/seed.rs, 0x5e_edXX) count only from this lazyvma: another's
+    // end of trace or seeding pass, in scope system-wide, ended this trace (nothing counted
+    // after it) or re-marked its seed.
+    if (behavior as i64 - MARKER_BASE as i64) >> 8 == 0x5eed && !is_self() {
+        return 0;
+    }
     // Its generation orders the kernel's slab counts against it (`slab.rs` TRACE_TALLY).
     let gen = crate::slab::next_gen();
     emit(EV_MARKER, |ev| {

@@ -11,6 +11,13 @@ pub fn require_root(what: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A /proc file that carries a comm (`stat`, `status`, `comm`): any user names a process
+/// with any bytes (`prctl(PR_SET_NAME)`), so invalid UTF-8 becomes U+FFFD instead of making
+/// the process look gone (read_to_string's error).
+pub fn proc_text(path: impl AsRef<Path>) -> std::io::Result<String> {
+    fs::read(path).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 /// `/proc/kallsyms` symbol → (address, type letter). Addresses are 0 unless root.
 pub fn kallsyms() -> anyhow::Result<HashMap<String, (u64, char)>> {
     let text = fs::read_to_string("/proc/kallsyms").context("reading /proc/kallsyms")?;

@@ -112,8 +112,11 @@ fn flag_errors_escape_what_was_typed() {
     ] {
         assert_one_line(&run(&args), 2, &[needle]);
     }
-    let out = Command::new(LAZYVMA).args(["trace", "--"]).arg(std::ffi::OsStr::from_bytes(b"a\xffb\x1b")).output().unwrap();
+    let out = Command::new(LAZYVMA).args(["trace", "-d"]).arg(std::ffi::OsStr::from_bytes(b"a\xffb\x1b")).output().unwrap();
     assert_one_line(&out, 2, &["argument 3 is not UTF-8: 'a\\xffb\\x1b'"]);
+    // A command is bytes (a file name): looked up as given, named lossily (non_utf8.rs).
+    let out = Command::new(LAZYVMA).args(["trace", "--"]).arg(std::ffi::OsStr::from_bytes(b"a\xffb\x1b")).output().unwrap();
+    assert_one_line(&out, 1, &["command not found: a\u{fffd}b\\x1b (not in PATH)"]);
 }
 
 /// The generic error line stays one line when a cause has newlines (a path here; aya's load

@@ -96,7 +96,7 @@ pub struct Args {
     pub report: Option<std::path::PathBuf>,
     /// Start CMD once the programs are attached and trace it and its descendants.
     #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
+    pub command: Vec<std::ffi::OsString>,
 }
 
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -124,7 +124,7 @@ const MAX_DURATION_SECS: f64 = 365.0 * 86400.0;
 
 /// The tgid of a `-p` pid (a thread id names its process).
 pub fn tgid_of(pid: i32) -> anyhow::Result<u32> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).map_err(|_| anyhow::anyhow!("no such process: {pid}"))?;
+    let status = sys::proc_text(format!("/proc/{pid}/status")).map_err(|_| anyhow::anyhow!("no such process: {pid}"))?;
     status.lines().find_map(|l| l.strip_prefix("Tgid:")).and_then(|v| v.trim().parse().ok()).with_context(|| format!("reading the tgid of pid {pid}"))
 }
 
@@ -151,7 +151,7 @@ fn gone(tgid: u32) -> bool {
 
 /// `/proc/PID/stat`'s state and ppid (the fields after the command's closing parenthesis).
 fn state_ppid(pid: u32) -> Option<(char, u32)> {
-    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let st = sys::proc_text(format!("/proc/{pid}/stat")).ok()?;
     let mut rest = st.rsplit_once(')')?.1.split_ascii_whitespace();
     let state = rest.next()?.chars().next()?;
     Some((state, rest.next()?.parse().ok()?))
@@ -359,7 +359,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         pids: roots.clone(),
         cgroup: cgroup_dir.as_ref().map(|d| d.display().to_string()),
         locks_unavailable: lock_outcome.as_ref().err().cloned(),
-        argv: args.command.clone(),
+        // A non-UTF-8 argument (a file name is bytes) is recorded and shown lossily.
+        argv: args.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
         tree: meta::initial(&tree),
         stacks,
         backend: backend.iter().map(record::format::ChoiceRec::of).collect(),
@@ -405,7 +406,16 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
-        h.release()?;
+        // A SIGINT/SIGTERM while loading (Ctrl-C also reaches the held child, whose pipe then
+        // breaks) stops here: the command is never run, nothing traced, no report.
+        let stopped = || crate::interrupt::count() > 0;
+        if let Err(e) = if stopped() { Err(anyhow::anyhow!("")) } else { h.release() } {
+            if !stopped() {
+                return Err(e);
+            }
+            let cmd = about.argv.join(" ");
+            return Err(anyhow::anyhow!("stopped by a signal before `{cmd}` started: it was not run, nothing traced").context(super::ExitCode(130)));
+        }
     }
     // Started: only now may the recording replace a file at its path.
     if let Some(w) = tracer.tap.as_mut() {

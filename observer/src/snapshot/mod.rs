@@ -171,7 +171,7 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topol
             .map(|&pid| {
                 estimate.processes.iter().find(|p| p.pid == pid).cloned().unwrap_or_else(|| ProcessEstimate {
                     pid,
-                    comm: std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default().trim().into(),
+                    comm: crate::sys::proc_text(format!("/proc/{pid}/comm")).unwrap_or_default().trim().into(),
                     vmas: 0,
                     eager: Counts::default(),
                     lazy: Counts::default(),

@@ -2,7 +2,7 @@
 //! CMD once they are attached, so CMD's first fault is already observed.
 use anyhow::{bail, Context};
 use std::{
-    ffi::CString,
+    ffi::{CString, OsStr, OsString},
     os::{fd::{AsRawFd, FromRawFd, OwnedFd}, unix::ffi::OsStrExt},
     path::{Path, PathBuf},
 };
@@ -23,24 +23,26 @@ pub enum Status {
     Signaled(i32),
 }
 
-fn resolve(cmd: &str) -> anyhow::Result<PathBuf> {
+/// `cmd` need not be UTF-8 (a file name is bytes): messages show it lossily.
+fn resolve(cmd: &OsStr) -> anyhow::Result<PathBuf> {
+    let shown = cmd.to_string_lossy();
     let executable = |p: &Path| {
         let c = CString::new(p.as_os_str().as_bytes()).ok();
         // SAFETY: a NUL-terminated path.
         p.is_file() && c.is_some_and(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0)
     };
-    if cmd.contains('/') {
+    if cmd.as_bytes().contains(&b'/') {
         let p = PathBuf::from(cmd);
         if !p.exists() {
-            bail!("command not found: {cmd}");
+            bail!("command not found: {shown}");
         }
         if !executable(&p) {
-            bail!("command is not an executable file: {cmd}");
+            bail!("command is not an executable file: {shown}");
         }
         return Ok(p);
     }
     let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| executable(p)).with_context(|| format!("command not found: {cmd} (not in PATH)"))
+    std::env::split_paths(&path).map(|d| d.join(cmd)).find(|p| executable(p)).with_context(|| format!("command not found: {shown} (not in PATH)"))
 }
 
 fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
@@ -54,7 +56,7 @@ fn pipe() -> anyhow::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// Fork the child that will exec `argv` once released. Call before anything starts threads.
-pub fn spawn_held(argv: &[String]) -> anyhow::Result<Held> {
+pub fn spawn_held(argv: &[OsString]) -> anyhow::Result<Held> {
     let path = resolve(&argv[0])?;
     let c_path = CString::new(path.as_os_str().as_bytes()).context("command path contains NUL")?;
     let c_args: Vec<CString> = argv.iter().map(|a| CString::new(a.as_bytes())).collect::<Result<_, _>>().context("argument contains NUL")?;
@@ -66,6 +68,9 @@ pub fn spawn_held(argv: &[String]) -> anyhow::Result<Held> {
     match unsafe { libc::fork() } {
         -1 => bail!("fork: {}", std::io::Error::last_os_error()),
         0 => unsafe {
+            // Its copy of the write end would keep the pipe open: never released (lazyvma's
+            // error or signal before the start), it would wait forever, and lazyvma for it.
+            libc::close(go_w.as_raw_fd());
             let mut b = 0u8;
             let n = loop {
                 let n = libc::read(go_r.as_raw_fd(), (&mut b as *mut u8).cast(), 1);
@@ -81,7 +86,7 @@ pub fn spawn_held(argv: &[String]) -> anyhow::Result<Held> {
             libc::write(err_w.as_raw_fd(), (&e as *const i32).cast(), 4);
             libc::_exit(127)
         },
-        pid => Ok(Held { pid, go: Some(go_w), exec_err: err_r, name: argv[0].clone() }),
+        pid => Ok(Held { pid, go: Some(go_w), exec_err: err_r, name: argv[0].to_string_lossy().into_owned() }),
     }
 }
 

@@ -303,7 +303,7 @@ impl Locks {
 /// PF_KTHREAD in `/proc/PID/stat`'s flags; a task already gone counts as a user task.
 fn is_kthread(pid: u32) -> bool {
     const PF_KTHREAD: u64 = 0x0020_0000;
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let Ok(stat) = crate::sys::proc_text(format!("/proc/{pid}/stat")) else { return false };
     let flags = stat.rsplit_once(')').and_then(|(_, r)| r.split_ascii_whitespace().nth(6)?.parse::<u64>().ok());
     flags.is_some_and(|f| f & PF_KTHREAD != 0)
 }
