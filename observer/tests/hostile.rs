@@ -345,43 +345,6 @@ fn a_fifo_input_is_refused_and_a_closed_stdout_is_an_error() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-/// A child of this test that names itself `comm` with prctl(PR_SET_NAME), as any user can,
-/// and waits to be killed. Fork without exec: exec would rename it after its file.
-struct Named(libc::pid_t);
-
-impl Named {
-    fn spawn(comm: &str) -> Named {
-        let name = std::ffi::CString::new(comm).unwrap();
-        // SAFETY: the child calls only async-signal-safe functions (prctl, pause, _exit).
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-                loop {
-                    libc::pause();
-                }
-            }
-        }
-        let want = format!("{comm}\n");
-        for _ in 0..200 {
-            if std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c == want) {
-                return Named(pid);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        panic!("the child never took its name");
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), 0);
-        }
-    }
-}
 
 const PWN: &str = "\x1b]0;pwn\x07|<b>\n";
 
@@ -392,7 +355,7 @@ fn a_prctl_comm_is_one_escaped_field_everywhere() {
     if !root_or_skip("a_prctl_comm_is_one_escaped_field_everywhere") {
         return;
     }
-    let child = Named::spawn(PWN);
+    let child = common::Named::spawn(PWN.as_bytes());
     let pid = child.0.to_string();
     let text = ok(&lazyvma(&["snapshot", "-p", &pid]));
     assert_no_control("snapshot", &text);

@@ -76,43 +76,6 @@ fn non_utf8_paths_are_used_as_bytes_and_shown_lossily() {
     assert_eq!(names(&dir).len(), 3, "a failed run left a file");
 }
 
-/// A process whose comm is not UTF-8 (any user may name itself so).
-struct Named(libc::pid_t);
-
-impl Named {
-    fn spawn(comm: &[u8]) -> Named {
-        let name = std::ffi::CString::new(comm).unwrap();
-        // SAFETY: the child calls only async-signal-safe functions (prctl, pause).
-        let pid = unsafe { libc::fork() };
-        assert!(pid >= 0);
-        if pid == 0 {
-            unsafe {
-                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
-                loop {
-                    libc::pause();
-                }
-            }
-        }
-        let want = [comm, b"\n"].concat();
-        for _ in 0..200 {
-            if std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c == want) {
-                return Named(pid);
-            }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-        }
-        panic!("the child never took its name");
-    }
-}
-
-impl Drop for Named {
-    fn drop(&mut self) {
-        // SAFETY: our own child, killed and reaped.
-        unsafe {
-            libc::kill(self.0, libc::SIGKILL);
-            libc::waitpid(self.0, std::ptr::null_mut(), 0);
-        }
-    }
-}
 
 /// `trace -p` of a process named `bad\xff\xfe`: traced until the duration (it was "no such
 /// process": its /proc/PID/status was read as UTF-8); snapshot shows its comm with U+FFFD.
@@ -121,7 +84,7 @@ fn a_non_utf8_comm_is_a_live_process_shown_lossily() {
     if !root_or_skip("a_non_utf8_comm_is_a_live_process_shown_lossily") {
         return;
     }
-    let child = Named::spawn(b"bad\xff\xfe");
+    let child = common::Named::spawn(b"bad\xff\xfe");
     let pid = child.0.to_string();
     let out = lazyvma(&["trace", "-j", "-d", "1", "-p", &pid]);
     let j: Value = serde_json::from_str(&ok(&out)).unwrap();

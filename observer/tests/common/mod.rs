@@ -188,3 +188,43 @@ pub fn minimal(host: &str) -> serde_json::Value {
         "knobs": {"lazy_enabled": "true"},
     })
 }
+
+/// A child of this test that names itself `comm` with prctl(PR_SET_NAME), as any user can
+/// (bytes: a comm need not be UTF-8), and waits to be killed. Fork without exec: exec would
+/// rename it after its file. Killed and reaped when dropped.
+pub struct Named(pub libc::pid_t);
+
+impl Named {
+    pub fn spawn(comm: &[u8]) -> Named {
+        let name = std::ffi::CString::new(comm).unwrap();
+        // SAFETY: the child calls only async-signal-safe functions (prctl, pause).
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0);
+        if pid == 0 {
+            unsafe {
+                libc::prctl(libc::PR_SET_NAME, name.as_ptr());
+                loop {
+                    libc::pause();
+                }
+            }
+        }
+        let want = [comm, b"\n"].concat();
+        for _ in 0..200 {
+            if std::fs::read(format!("/proc/{pid}/comm")).is_ok_and(|c| c == want) {
+                return Named(pid);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("the child never took its name");
+    }
+}
+
+impl Drop for Named {
+    fn drop(&mut self) {
+        // SAFETY: our own child, killed and reaped.
+        unsafe {
+            libc::kill(self.0, libc::SIGKILL);
+            libc::waitpid(self.0, std::ptr::null_mut(), 0);
+        }
+    }
+}
