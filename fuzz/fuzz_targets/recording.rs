@@ -22,6 +22,8 @@ mod trace {
     pub mod locks;
     pub mod pids;
 }
+#[path = "../../observer/src/sys.rs"]
+mod sys;
 #[path = "../../observer/src/report"]
 mod report {
     pub mod hist;
