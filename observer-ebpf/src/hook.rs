@@ -44,6 +44,15 @@ pub fn read<T: Copy + Default>(base: u64, off: u64) -> T {
     unsafe { bpf_probe_read_kernel((base + off) as *const T) }.unwrap_or_default()
 }
 
+/// A `u32` at `off` in a BTF-typed kernel object (`tp_btf` programs only: a trusted
+/// pointer, `off` a frozen read-only global the verifier sees as a constant): a plain load
+/// instead of `read`'s `bpf_probe_read_kernel` call.
+#[inline(always)]
+pub fn load_btf(base: u64, off: u64) -> u32 {
+    // SAFETY: the verifier checks the access against the object's BTF type.
+    unsafe { core::ptr::read_volatile((base + off) as *const u32) }
+}
+
 /// Per `FEXIT_RET_PROGRAMS` entry: `FEXIT_RET_HELPER`, or the traced function's argument
 /// count (set by userspace from BTF where `bpf_get_func_ret` is missing, before 5.17).
 #[unsafe(no_mangle)]

@@ -11,7 +11,7 @@ use crate::emit::{emit, field, free_owner, global, is_traced, offset, own_object
 use aya_ebpf::{
     cty::c_void,
     helpers::{
-        bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel,
+        bpf_get_current_pid_tgid, bpf_ktime_get_ns,
         generated::bpf_get_stack,
     },
     macros::{btf_tracepoint, map, tracepoint},
@@ -240,15 +240,6 @@ fn slab_alloc_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     slab_alloc(ctx.as_ptr(), func, call_site, regs, false, rest)
 }
 
-/// One field of the `kmem_cache *` a `tp_btf` kmem program gets (`TRACE_CACHE_FIELDS`: 0
-/// object_size, 1 size); 0 if unread (an unknown kind).
-#[inline(always)]
-pub(crate) fn cache_field(s: u64, i: usize) -> u64 {
-    let off = global(&TRACE_CACHE_FIELDS[i]);
-    // SAFETY: the read tolerates any address.
-    unsafe { bpf_probe_read_kernel((s + off) as *const u32) }.unwrap_or(0) as u64
-}
-
 /// `tp_btf` argument `i` read through `bpf_probe_read_kernel`, not a context load: 6.1's
 /// verifier refuses a load of kmem_cache_alloc/free's `const void *ptr` ("arg1 type UNKNOWN
 /// is not a struct"; later kernels take it), and the whole program with it.
@@ -257,18 +248,16 @@ pub(crate) fn void_ptr_arg(ctx: &BtfTracePointContext, i: u64) -> u64 {
     crate::hook::read::<u64>(ctx.as_ptr() as u64, 8 * i)
 }
 
-/// `cache_field` of a kmem `tp_btf` program's `struct kmem_cache *s` (argument 2) by a
-/// direct load at an offset the verifier knows (a frozen read-only global), no helper call.
-/// Loaded by the 6.1, 6.12 and 6.18 verifiers (tp_btf kmem programs attach on 6.1+ only).
+/// One field of the `struct kmem_cache *s` a kmem `tp_btf` program gets (argument 2;
+/// `TRACE_CACHE_FIELDS`: 0 object_size, 1 size) by a direct load; 0 if unknown (an unknown
+/// kind). Loaded by the 6.1, 6.12 and 6.18 verifiers (tp_btf kmem programs are 6.1+ only).
 #[inline(always)]
-fn cache_field_btf(ctx: &BtfTracePointContext, i: usize) -> u64 {
-    let s: u64 = ctx.arg(2);
+pub(crate) fn cache_field_btf(ctx: &BtfTracePointContext, i: usize) -> u64 {
     let off = global(&TRACE_CACHE_FIELDS[i]);
     if off == NO_FIELD {
         return 0;
     }
-    // SAFETY: a tp_btf argument is a trusted BTF pointer; the verifier checks the access.
-    unsafe { core::ptr::read_volatile((s + off) as *const u32) as u64 }
+    u64::from(crate::hook::load_btf(ctx.arg(2), off))
 }
 
 #[inline(always)]

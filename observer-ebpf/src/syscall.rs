@@ -297,7 +297,7 @@ pub fn prepare_vma_btf(ctx: &BtfTracePointContext) {
     if !traced() {
         return;
     }
-    let bytes_req = crate::slab::cache_field(ctx.arg(2), 0);
+    let bytes_req = crate::slab::cache_field_btf(ctx, 0);
     prepare(ctx.as_ptr(), crate::slab::void_ptr_arg(ctx, 1), bytes_req);
 }
 

@@ -20,15 +20,6 @@ pub fn context<T: Copy>(f: impl FnOnce(&ContextOffsets) -> &T) -> T {
     unsafe { core::ptr::read_volatile(f(&TRACE_CONTEXT)) }
 }
 
-/// A `u32` at `off` in a BTF-typed kernel object (`tp_btf` programs only: a trusted
-/// pointer, `off` a frozen read-only global the verifier sees as a constant): a plain load
-/// instead of a `bpf_probe_read_kernel` call.
-#[inline(always)]
-fn load_btf(base: u64, off: u64) -> u32 {
-    // SAFETY: the verifier checks the access against the object's BTF type.
-    unsafe { core::ptr::read_volatile((base + off) as *const u32) }
-}
-
 /// The `WHY_*` of an event of function `func`; `regs`: `bpf_task_pt_regs` may be called
 /// (5.15+), else only an exit is told; `btf`: a `tp_btf` program (6.1+), which reads the
 /// task's flags and syscall number by direct loads.
@@ -42,7 +33,7 @@ pub fn why(alloc: bool, func: u32, regs: bool, btf: bool) -> u32 {
     if teardown && task_flags != NO_FIELD {
         let flags = if btf {
             // SAFETY: the current task as a trusted BTF pointer.
-            load_btf(unsafe { bpf_get_current_task_btf() } as u64, task_flags)
+            crate::hook::load_btf(unsafe { bpf_get_current_task_btf() } as u64, task_flags)
         } else {
             // SAFETY: the current task; the read tolerates any address.
             let task = unsafe { bpf_get_current_task() };
@@ -62,7 +53,7 @@ pub fn why(alloc: bool, func: u32, regs: bool, btf: bool) -> u32 {
         return WHY_FUNCTION;
     }
     // The low half of x86's `orig_ax`, all of arm64's `s32 syscallno`.
-    let nr = if btf { load_btf(regs, at) as i32 } else { unsafe { bpf_probe_read_kernel((regs + at) as *const i32) }.unwrap_or(-1) } as i64 as u64;
+    let nr = if btf { crate::hook::load_btf(regs, at) as i32 } else { unsafe { bpf_probe_read_kernel((regs + at) as *const i32) }.unwrap_or(-1) } as i64 as u64;
     let mut class = SC_NONE;
     let mut i = 0;
     while i < CTX_SYSCALLS {

@@ -18,13 +18,22 @@ fn fixture(av: AnonVma, with_task: bool) -> Btf {
     Btf::parse(&kernel_like(av, with_task), PathBuf::from("fixture.btf")).unwrap()
 }
 
+/// This kernel's BTF; None (the test skipped, said) where it is unreadable, unless the suite
+/// demands root (`LAZYVMA_REQUIRE_ROOT`): then that is a failure.
+fn this_kernel() -> Option<Btf> {
+    match Btf::load(None) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var_os("LAZYVMA_REQUIRE_ROOT").is_none() => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
 #[test]
 fn resolves_this_kernel() {
-    let btf = match Btf::load(None) {
-        Ok(b) => b,
-        Err(e) if std::env::var_os("LAZYVMA_REQUIRE_ROOT").is_none() => return eprintln!("skipped: {e}"),
-        Err(e) => panic!("{e}"),
-    };
+    let Some(btf) = this_kernel() else { return };
     let o = Offsets::resolve(&btf).unwrap();
     // struct anon_vma / anon_vma_chain are identical on 6.1 and 6.18 without lock
     // debugging (spec §0, §4.3): root 8 + rw_semaphore 40 + refcount 4 (+4) + ...
@@ -60,11 +69,7 @@ fn resolves_this_kernel() {
 /// function's parameter count, as this kernel's BTF gives it.
 #[test]
 fn counts_this_kernel_s_function_arguments() {
-    let btf = match Btf::load(None) {
-        Ok(b) => b,
-        Err(e) if std::env::var_os("LAZYVMA_REQUIRE_ROOT").is_none() => return eprintln!("skipped: {e}"),
-        Err(e) => panic!("{e}"),
-    };
+    let Some(btf) = this_kernel() else { return };
     // int __anon_vma_prepare(struct vm_area_struct *); int anon_vma_fork(vma, pvma);
     // void unlink_anon_vmas(struct vm_area_struct *); the same on 5.10 through 6.18.
     assert_eq!(btf.func_args("__anon_vma_prepare"), Some(1));
