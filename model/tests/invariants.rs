@@ -2,6 +2,7 @@
 //! more anon_vmas than EAGER under the default knobs.
 
 use lazyvma_model::event::{vm, Advice, Event, FaultKind, RmapCaller, PAGE_SIZE};
+use lazyvma_model::eager::Half;
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::knobs::Knobs;
 use lazyvma_model::pair::Pair;
@@ -80,15 +81,28 @@ fn event() -> impl Strategy<Value = Event> {
     ]
 }
 
+/// The chains' total L of one mm (None if it does not live), or of every mm.
+fn chain_sum(m: &Half<'_>, pid: Option<u32>) -> Option<u64> {
+    let sum = |p: u32| m.vmas(p).map(|v| v.iter().map(|v| u64::from(v.chain_len)).sum::<u64>());
+    match pid {
+        Some(p) => sum(p),
+        None => Some((1..=PIDS).filter_map(sum).sum()),
+    }
+}
+
 fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) -> Result<(), TestCaseError> {
+    let downgrade = knobs.downgrade;
     let mut pair = Pair::new(kernel, knobs);
     pair.apply(&Event::Spawn { pid: 1 }).unwrap();
     for (n, ev) in events.iter().enumerate() {
         let before = pair.counts();
         // Spec §1.8: unlinking a VMA frees exactly L(vma) AVCs. An exit unlinks every VMA
-        // of its mm and allocates nothing, in both models.
+        // of its mm and allocates nothing, in both models. With K_DOWNGRADE (L17) the last
+        // sharer's exit also drops its parent's VMA back to LAZY, freeing that chain too:
+        // so the frees are checked against every mm's chains, and against the exiting mm's
+        // alone when nothing downgrades.
         let exit_l = match ev {
-            Event::Exit { pid } => [pair.eager(), pair.lazy()].map(|m| m.vmas(*pid).map(|v| v.iter().map(|v| u64::from(v.chain_len)).sum::<u64>())),
+            Event::Exit { pid } => [pair.eager(), pair.lazy()].map(|m| chain_sum(&m, Some(*pid)).map(|own| (own, chain_sum(&m, None).unwrap_or(0)))),
             _ => [None, None],
         };
         let r = pair.apply(ev);
@@ -103,10 +117,15 @@ fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) ->
             }
         }
         let (e, l) = pair.counts();
-        for (side, (l_sum, (now, was))) in ["eager", "lazy"].iter().zip(exit_l.iter().zip([(e, before.0), (l, before.1)])) {
-            if let Some(l_sum) = l_sum {
+        let models = [pair.eager(), pair.lazy()];
+        for (i, (side, (now, was))) in ["eager", "lazy"].iter().zip([(e, before.0), (l, before.1)]).enumerate() {
+            if let Some((own, all_before)) = exit_l[i] {
                 let d = now.since(&was).anon_vma_chain;
-                prop_assert_eq!((d.alloc, d.free), (0, *l_sum), "{} exit {:?}: AVC frees vs the chains' total L", side, ev);
+                let all_after = chain_sum(&models[i], None).unwrap_or(0);
+                prop_assert_eq!((d.alloc, d.free), (0, all_before - all_after), "{} exit {:?}: AVC frees vs every mm's chains", side, ev);
+                if !(models[i].is_lazy() && downgrade) {
+                    prop_assert_eq!(d.free, own, "{} exit {:?}: AVC frees vs the exiting mm's chains", side, ev);
+                }
             }
         }
         // Allocations, not live objects: with upgrade_first a forking TREE_PARENT VMA keeps
