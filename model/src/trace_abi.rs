@@ -431,6 +431,10 @@ pub const SYSCALL_EVENT_SIZE_V0: usize = 72;
 /// MADV_POPULATE_WRITE, mlock's populate, /proc/PID/mem, process_vm_writev; uprobes), so
 /// the thread's last fault address says nothing about its VMA: `addr` is 0.
 pub const FOUND_NOT_IN_FAULT: u32 = 2;
+/// [`PrepareVma::found`]: such a prepare inside a VMA syscall, held to the syscall's exit
+/// and not placed there (its anon_vma or chain already gone). Sent after the prepare hook's
+/// exit, unlike the others: that hook's VMA is not this record's to take.
+pub const FOUND_HELD: u32 = 3;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -440,7 +444,7 @@ pub struct PrepareVma {
     pub pid: u32,
     pub tgid: u32,
     /// 1: a VMA was found at `addr`; 0: no fault address (exec's argv copy);
-    /// [`FOUND_NOT_IN_FAULT`]; else `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there,
+    /// [`FOUND_NOT_IN_FAULT`], [`FOUND_HELD`]; else `bpf_find_vma`'s errno << 8 (ENOENT: no VMA there,
     /// EBUSY: mmap_lock contended).
     pub found: u32,
     /// The thread's last `exceptions:page_fault_user` address (0: none since its exec).

@@ -1,7 +1,9 @@
 //! First anonymous fault: `__anon_vma_prepare` (exit: the vma with its anon_vma, the
 //! return) and `find_mergeable_anon_vma` (exit: the neighbour's anon_vma it lends, or 0).
-use crate::hook::{emit_hook, snap, stash, unstash};
+use crate::hook::{emit_hook, read, snap, stash, unstash};
+use crate::offsets::TASK_MM;
 use aya_ebpf::{
+    helpers::generated::bpf_get_current_task,
     macros::{fexit, kprobe, kretprobe},
     programs::{FExitContext, ProbeContext, RetProbeContext},
 };
@@ -11,6 +13,12 @@ fn vma_exit(hook: u16, backend: u8, vma: u64, ret: u64) {
     emit_hook(hook, PH_EXIT, backend, |ev| {
         ev.ret = ret;
         snap(&mut ev.a, vma);
+        if hook == HK_PREPARE {
+            // The task's own mm: a prepare with no fault address (GUP) is placed on this
+            // VMA only when it is in the task's mm (not /proc/PID/mem of another process).
+            // SAFETY: no preconditions; the read tolerates any address.
+            ev.args[0] = read(unsafe { bpf_get_current_task() } as u64, TASK_MM.load());
+        }
     });
 }
 

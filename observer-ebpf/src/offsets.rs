@@ -32,8 +32,8 @@ offsets!(
     TASK_PID,
     TASK_TGID,
     TASK_COMM,
-    // The iter/task pass (kernels before iter/task_vma); absent where the list is gone (6.1+).
     TASK_MM,
+    // The iter/task pass (kernels before iter/task_vma); absent where the list is gone (6.1+).
     TASK_FILES,
     TASK_GROUP_LEADER,
     MM_MMAP,

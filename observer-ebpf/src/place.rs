@@ -18,7 +18,7 @@ use aya_ebpf::{
     macros::map,
     maps::{LruHashMap, PerCpuArray},
 };
-use lazyvma_model::trace_abi::FOUND_NOT_IN_FAULT;
+use lazyvma_model::trace_abi::FOUND_HELD;
 
 /// [start, end) of the page fault entry (`exc_page_fault`), from /proc/kallsyms; 0/0 when
 /// unknown: then no prepare is placed by a fault address.
@@ -167,7 +167,7 @@ extern "C" fn resolve_one(i: u64, ctx: *mut c_void) -> i64 {
     if placed {
         send_prepare(1, s.start, bytes_req, key, &s);
     } else {
-        send_prepare(FOUND_NOT_IN_FAULT, 0, bytes_req, key, &Found::default());
+        send_prepare(FOUND_HELD, 0, bytes_req, key, &Found::default());
     }
     0
 }

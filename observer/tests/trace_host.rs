@@ -279,6 +279,32 @@ fn populate_is_placed_like_a_fault() {
     check_as("populate", "touch");
 }
 
+/// A write through /proc/self/mem prepares inside write(2): no fault address, and no VMA
+/// syscall's exit to place it at. Where the `__anon_vma_prepare` hook attaches (the guests:
+/// `cargo xtask fidelity`, scenario proc-mem) its VMA places each exactly; on a host without
+/// that hook (this one: fentry refused, no kprobes) each is counted not placed and the model
+/// says it is incomplete: never placed at the thread's stale fault address.
+#[test]
+fn proc_mem_prepares_need_the_hook() {
+    if !root_or_skip("proc_mem_prepares_need_the_hook") || !workload_ready("proc_mem_prepares_need_the_hook") {
+        return;
+    }
+    let j = (1..=3).map(|_| trace_once("proc-mem", N).0).find(|j| j["lost_events"] == 0).expect("proc-mem: records lost in 3 runs");
+    assert_eq!(j["command"]["exit_status"], 0, "proc-mem: {j}");
+    let m = &j["model"];
+    if matches!(j["backend"]["__anon_vma_prepare"].as_str(), Some("fentry" | "kprobe")) {
+        assert_eq!(m["prepares_placed_by_hook"], N, "{m}");
+        model_matches("proc-mem", &j, &[]);
+        return;
+    }
+    let counted = [&m["faults_not_placed"], &m["prepares_outside_fault"], &m["prepares_placed_by_hook"]].map(|v| v.as_i64());
+    assert_eq!(counted, [Some(N), Some(N), Some(0)], "proc-mem: not placed, outside a fault, placed by the hook: {m}");
+    assert_eq!(m["complete"], false, "{m}");
+    // What the model lacks is exactly those N prepares (the image's own are placed).
+    let (e, o) = (four(&j["eager"]), four(&j["observed"]));
+    assert_eq!([o[0] - e[0], o[1] - e[1], o[2] - e[2], o[3] - e[3]], [N; 4], "proc-mem: observed - eager: {}", j["observed"]);
+}
+
 /// Every scenario the table marks for this host has a test above.
 #[test]
 fn table_scenarios_are_all_tested_here() {

@@ -83,6 +83,9 @@ pub enum Scenario {
     Noop,
     /// Map, then MADV_POPULATE_WRITE each VMA: prepares by GUP, with no user fault of their own.
     Populate,
+    /// Map, then write each VMA through /proc/self/mem: prepares by GUP (FOLL_FORCE) inside
+    /// write(2), outside any VMA syscall: placed only where the prepare hook attaches.
+    ProcMem,
     /// Write, fork 32 children that split/merge the VMAs and fork/exit for 1 s: root rwsem contention.
     Contend,
     /// Benchmark loops (`--loops`, elapsed_ns= on the done line): fork+exit of the written VMAs.
@@ -124,6 +127,7 @@ impl Scenario {
             Migrate => "migrate",
             Noop => "noop",
             Populate => "populate",
+            ProcMem => "proc-mem",
             Contend => "contend",
             ForkLoop => "fork-loop",
             FaultLoop => "fault-loop",
@@ -206,6 +210,7 @@ fn run(s: Scenario, c: &Ctx) -> Res<Done> {
         TouchRead => single::touch_read(c),
         Noop => single::noop(c),
         Populate => single::populate(c),
+        ProcMem => single::proc_mem(c),
         Contend => contend::contend(c),
         Zygote => zygote::zygote(c, c.apps),
         Adjacent => single::adjacent(c),

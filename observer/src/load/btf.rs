@@ -295,6 +295,9 @@ impl Offsets {
             ("TASK_PID", btf.offset("task_struct", "pid")?),
             ("TASK_TGID", btf.offset("task_struct", "tgid")?),
             ("TASK_COMM", btf.offset("task_struct", "comm")?),
+            // The prepare hook's task mm (a GUP prepare in the task's own mm takes the
+            // hook's VMA), and the iter/task pass.
+            ("TASK_MM", btf.offset("task_struct", "mm")?),
         ];
         let absent = lazyvma_model::abi::FIELD_ABSENT;
         // 6.0 split `degree` into num_children + num_active_vmas (commit 2555283eb40d).
@@ -308,7 +311,6 @@ impl Offsets {
         // What the iter/task pass walks (kernels before iter/task_vma): all or none. 6.1
         // replaced the VMA list with the maple tree, where only iter/task_vma takes a pass.
         let walk = [
-            ("TASK_MM", "task_struct", "mm"),
             ("TASK_FILES", "task_struct", "files"),
             ("TASK_GROUP_LEADER", "task_struct", "group_leader"),
             ("MM_MAP_COUNT", "mm_struct", "map_count"),

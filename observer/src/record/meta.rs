@@ -83,6 +83,7 @@ pub fn configure(t: &mut Tracer, h: &Header) {
     if h.feed {
         let mut f = Feed::new(&h.kernel, t.knobs);
         f.from_hooks = h.feed_from_hooks;
+        f.prepare_hooked = h.backend.iter().any(|c| c.hook == "__anon_vma_prepare" && matches!(c.backend.as_str(), "fentry" | "kprobe"));
         t.feed = Some(f);
     }
 }

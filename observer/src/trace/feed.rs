@@ -137,6 +137,9 @@ pub struct Coverage {
     /// Of those: prepares outside a page fault's handler (GUP, uprobes), whose VMA the
     /// thread's last fault address does not name (`PrepareVma::found`).
     pub prepares_outside_fault: u64,
+    /// Prepares outside a page fault placed on the `__anon_vma_prepare` hook's VMA (kernels
+    /// where that hook attaches), not counted in the two above.
+    pub prepares_placed_by_hook: u64,
     /// Prepares whose kernel VMA had other bounds than the model's VMA there.
     pub layout_mismatches: u64,
     /// errnos of `bpf_find_vma` that left a prepare without its VMA.
@@ -197,6 +200,11 @@ pub struct Feed {
     /// Prepares come from the `__anon_vma_prepare` hook, not the fault tracepoints (a
     /// kernel without `exceptions:page_fault_user`, e.g. arm64).
     pub from_hooks: bool,
+    /// Prepares come from the fault tracepoints, and the `__anon_vma_prepare` hook's exit
+    /// follows each one's records (fentry or kprobes attached): a prepare with no fault
+    /// address waits for it, by thread, and takes its VMA.
+    pub prepare_hooked: bool,
+    awaiting_hook: HashMap<u32, (PrepareVma, Option<At>)>,
     /// The events fed, in order: what `replay --knob` and a knob sweep re-run.
     pub events: Vec<Event>,
     /// Indices in `events` of those the model refused (they changed nothing).
@@ -300,6 +308,8 @@ impl Feed {
             multi_vma_mremap: version(release) >= (6, 17),
             print: false,
             from_hooks: false,
+            prepare_hooked: false,
+            awaiting_hook: HashMap::new(),
             events: Vec::new(),
             refused: Vec::new(),
             fed_at: Vec::new(),
@@ -646,8 +656,15 @@ impl Feed {
     /// No fault address: the VMA itself says where. No vm_file either: a pgoff other than
     /// the address's marks a file.
     /// `ktime`: the hook's exit, inside the fault's mmap_lock read section.
-    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32, ktime: u64) {
-        if !self.from_hooks || ret != 0 {
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32, task_mm: u64, ktime: u64) {
+        if !self.from_hooks {
+            if let Some((ev, at)) = self.awaiting_hook.remove(&pid) {
+                self.hooked(tree, ev, at, vma, ret, task_mm);
+            }
+            return;
+        }
+        if ret != 0 {
             return;
         }
         self.touched(tgid, "a first fault (anon_vma_prepare)");
@@ -669,7 +686,45 @@ impl Feed {
         self.prepared(tree, &ev, None);
     }
 
+    /// A prepare with no fault address meets its hook's exit: placed on the hook's VMA if
+    /// it is in the task's own mm (GUP in its own mm: MADV_POPULATE_WRITE outside a VMA
+    /// syscall, a write to /proc/self/mem, O_DIRECT reads); else (another process's mm, a
+    /// failed prepare) left unplaced, as without the hook.
+    fn hooked(&mut self, tree: &Tree, ev: PrepareVma, at: Option<At>, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32, task_mm: u64) {
+        let own = ret == 0 && vma.vma != 0 && task_mm != 0 && vma.mm == task_mm && vma.start < vma.end;
+        if !own {
+            return self.prepared_now(tree, &ev, at);
+        }
+        self.coverage.prepares_placed_by_hook += 1;
+        let placed = PrepareVma {
+            found: 1,
+            addr: vma.start,
+            start: vma.start,
+            end: vma.end,
+            pgoff: vma.pgoff,
+            flags: vma.flags,
+            // The hook reads no vm_file: a pgoff other than the address's marks a file.
+            file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
+            anon_vma: vma.anon_vma,
+            ..ev
+        };
+        self.prepared_now(tree, &placed, at);
+    }
+
+    /// A prepare's two records are in: to the model, unless it has no fault address and
+    /// its hook's exit is still to come.
     fn prepared(&mut self, tree: &Tree, ev: &PrepareVma, at: Option<At>) {
+        if self.prepare_hooked && !self.from_hooks && ev.addr == 0 && (ev.found == 0 || ev.found == FOUND_NOT_IN_FAULT) {
+            if let Some((old, old_at)) = self.awaiting_hook.insert(ev.pid, (*ev, at)) {
+                // Its hook never came (lost?): unplaced, as without the hook.
+                self.prepared_now(tree, &old, old_at);
+            }
+            return;
+        }
+        self.prepared_now(tree, ev, at);
+    }
+
+    fn prepared_now(&mut self, tree: &Tree, ev: &PrepareVma, at: Option<At>) {
         let Some(proc) = tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited) else { return };
         if let Some(during) = self.in_exec.get_mut(&proc) {
             during.push(*ev);
@@ -717,7 +772,7 @@ impl Feed {
     fn place(&mut self, proc: usize, ev: &PrepareVma, at: At) {
         if ev.addr == 0 {
             self.coverage.faults_not_placed += 1;
-            self.coverage.prepares_outside_fault += (ev.found == FOUND_NOT_IN_FAULT) as u64;
+            self.coverage.prepares_outside_fault += matches!(ev.found, FOUND_NOT_IN_FAULT | FOUND_HELD) as u64;
             self.inexact(proc, at, "a prepare not placed on a VMA (no fault address: GUP, uprobes)");
             return;
         }
@@ -981,6 +1036,9 @@ impl Feed {
     /// Processes of the tree never modelled (running before the trace, or vfork children
     /// that did not exec).
     pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
+        for (_, (ev, at)) in std::mem::take(&mut self.awaiting_hook) {
+            self.prepared_now(tree, &ev, at);
+        }
         for (mm, item) in self.order.drain() {
             self.run(mm, item);
         }
@@ -1400,6 +1458,32 @@ mod tests {
         let flagged: Vec<usize> = f.rows.iter().filter(|r| r.not_modelled.as_deref().is_some_and(|w| w.contains("inside execve"))).map(|r| r.proc).collect();
         assert_eq!(flagged, [0, 1]);
         assert!(f.coverage.incomplete.iter().any(|w| w.contains("inside execve")), "{:?}", f.coverage.incomplete);
+    }
+
+    /// With the prepare hook attached, a prepare with no fault address waits for the hook's
+    /// exit: placed on its VMA in the task's own mm, never on another mm's (a write to
+    /// /proc/PID/mem of another process) or by a record held to a syscall's exit.
+    #[test]
+    fn a_prepare_outside_a_fault_takes_its_hooks_vma() {
+        let (tree, mut f) = execed();
+        f.prepare_hooked = true;
+        let snap = |mm: u64| lazyvma_model::hook_abi::VmaSnap { vma: 0xffff_8880_0000_1000, mm, start: 0x1_0000_0000, end: 0x1_0000_4000, pgoff: 0x1_0000_0000 / PAGE_SIZE, flags: 0x73, anon_vma: 0xffff_8880_0000_2000, chain_len: 1 };
+        // Own mm: the model maps the kernel's VMA and faults it.
+        prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
+        assert!(f.events.iter().all(|e| !matches!(e, Event::Fault { .. })), "no fault before the hook: {:?}", f.events);
+        f.prepare_hook(&tree, 100, 100, &snap(0xaa), 0, 0xaa, 5);
+        assert!(matches!(f.events.last(), Some(Event::Fault { addr: 0x1_0000_0000, .. })), "{:?}", f.events);
+        // Another mm's VMA: not placed.
+        prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
+        f.prepare_hook(&tree, 100, 100, &snap(0xbb), 0, 0xaa, 6);
+        // Held to a syscall's exit (its hook came before): never waits for the next hook.
+        prepare(&mut f, &tree, &PrepareVma { found: FOUND_HELD, ..prep(100, 0, None) });
+        // Its hook lost: unplaced at the end.
+        prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
+        f.finish(&tree, 0, &[]);
+        let c = &f.coverage;
+        assert_eq!((c.prepares_placed_by_hook, c.faults_not_placed, c.prepares_outside_fault), (1, 3, 3));
+        assert_eq!(f.eager.anon_vma.alloc, 1);
     }
 
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).

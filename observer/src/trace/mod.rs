@@ -243,8 +243,8 @@ impl Tracer {
             self.op_stats.launcher += 1;
             return;
         }
-        if let (Some(f), ops::KernelOp::Prepare { vma, ret, .. }) = (self.feed.as_mut(), &op.op) {
-            f.prepare_hook(&self.tree, op.tgid, op.pid, vma, *ret, op.ktime);
+        if let (Some(f), ops::KernelOp::Prepare { vma, ret, task_mm, .. }) = (self.feed.as_mut(), &op.op) {
+            f.prepare_hook(&self.tree, op.tgid, op.pid, vma, *ret, *task_mm, op.ktime);
         }
         if self.print_ops {
             eprintln!("op {op}");

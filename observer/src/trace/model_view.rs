@@ -123,6 +123,8 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "unmodelled_syscalls": c.unmodelled,
         "faults_not_placed": c.faults_not_placed,
         "prepares_outside_fault": c.prepares_outside_fault,
+        // Outside a fault, placed on the prepare hook's VMA (guest kernels with fentry/kprobes).
+        "prepares_placed_by_hook": c.prepares_placed_by_hook,
         "layout_mismatches": c.layout_mismatches,
         // Syscalls / prepares that came after a later one of their mm was applied (trace/order.rs).
         "out_of_order": c.out_of_order,

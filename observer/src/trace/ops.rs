@@ -12,7 +12,14 @@ pub type Vma = VmaSnap;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum KernelOp {
     /// `__anon_vma_prepare` returned: `vma` as it is after (anon_vma set, chain 1).
-    Prepare { vma: Vma, ret: i32, reused_neighbour: bool },
+    /// `task_mm`: the preparing task's own mm (0 where the hook did not read it).
+    Prepare {
+        vma: Vma,
+        ret: i32,
+        reused_neighbour: bool,
+        #[serde(skip)]
+        task_mm: u64,
+    },
     /// `anon_vma_fork(vma, pvma)` returned. `reused_ancestor`: the child's anon_vma is an
     /// existing one of pvma's chain (its parent is not pvma's anon_vma), no AV allocated.
     Fork { vma: Vma, pvma: Vma, ret: i32, reused_ancestor: bool },
@@ -166,7 +173,7 @@ impl Decoder {
             (HK_PREPARE, PH_EXIT) => {
                 let vma = ev.a;
                 let lent = t.mergeable.take().unwrap_or(0);
-                out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma }));
+                out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma, task_mm: ev.args[0] }));
             }
             (HK_FORK, PH_EXIT) => {
                 let (vma, pvma) = (ev.a, ev.b);
@@ -331,7 +338,7 @@ impl fmt::Display for Op {
         };
         write!(f, "{:>14} {:>7}/{:<7} {bk:<6} {:<12} ", self.ktime, self.tgid, self.pid, self.op.name())?;
         match &self.op {
-            KernelOp::Prepare { vma, ret, reused_neighbour } => write!(f, "{vma} ret={ret} reused_neighbour={reused_neighbour}"),
+            KernelOp::Prepare { vma, ret, reused_neighbour, .. } => write!(f, "{vma} ret={ret} reused_neighbour={reused_neighbour}"),
             KernelOp::Fork { vma, pvma, ret, reused_ancestor } => write!(f, "{vma} parent {pvma} ret={ret} reused_ancestor={reused_ancestor}"),
             KernelOp::Clone { dst, src, ret, reason } => write!(f, "reason={reason} dst {dst} src {src} ret={ret}"),
             KernelOp::Unlink { vma, reason } => write!(f, "reason={reason} {vma}"),

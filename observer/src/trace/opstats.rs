@@ -69,7 +69,7 @@ impl OpStats {
         let i = &mut self.implied;
         let sat = |l: u64| l >= lazyvma_model::hook_abi::HOOK_CHAIN_MAX;
         match &op.op {
-            KernelOp::Prepare { vma, ret, reused_neighbour } => match (*ret, vma.anon_vma) {
+            KernelOp::Prepare { vma, ret, reused_neighbour, .. } => match (*ret, vma.anon_vma) {
                 (0, av) if av != 0 && *reused_neighbour => i.prepare_reused_neighbour += 1,
                 (0, av) if av != 0 => i.prepare_new_anon_vma += 1,
                 _ => self.failed += 1,

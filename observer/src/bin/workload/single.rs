@@ -1,5 +1,5 @@
 //! Single-process scenarios: faults, VMA surgery (split, mremap, munmap) and threads.
-use crate::fail::{os, Res};
+use crate::fail::{os, Fail, Res};
 use crate::out::{hold, marker, Phase};
 use crate::vma::{self, addr, page, PAGES};
 use crate::{Ctx, Done};
@@ -46,6 +46,22 @@ pub fn populate(c: &Ctx) -> Res<Done> {
     marker(Phase::Touch);
     for i in 0..c.n {
         vma::madvise(addr(i), PAGES * page(), libc::MADV_POPULATE_WRITE, "MADV_POPULATE_WRITE")?;
+    }
+    hold(c.hold, c.role);
+    Ok(Done::pages(c.n * PAGES))
+}
+
+/// The VMAs written through /proc/self/mem (a debugger's write): GUP with FOLL_FORCE inside
+/// write(2), not a VMA syscall, so no syscall exit places these prepares; the thread's last
+/// fault address names another VMA. Same objects as `touch` (spec §5 A).
+pub fn proc_mem(c: &Ctx) -> Res<Done> {
+    use std::os::unix::fs::FileExt;
+    setup(c, false)?;
+    let mem = std::fs::OpenOptions::new().read(true).write(true).open("/proc/self/mem").map_err(|e| Fail::Broken(format!("open /proc/self/mem: {e}")))?;
+    let data = vec![0x5au8; PAGES * page()];
+    marker(Phase::Touch);
+    for i in 0..c.n {
+        mem.write_all_at(&data, addr(i) as u64).map_err(|e| Fail::Broken(format!("write /proc/self/mem at {:#x}: {e}", addr(i))))?;
     }
     hold(c.hold, c.role);
     Ok(Done::pages(c.n * PAGES))
