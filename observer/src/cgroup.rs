@@ -120,10 +120,20 @@ pub fn parse_membership(text: &str, m: &Mounts) -> Membership {
     Membership { path: format!("{ctl}:{path}"), id: dir.map_or(0, |h| inode(&h.dir, path)) }
 }
 
-/// `None` when the process is gone.
+/// `None` when the process is gone. A cgroup's name is bytes: a non-UTF-8 one is shown
+/// lossily and found (its id) by its bytes, never taken for a gone process.
 pub fn of_pid(pid: u32, m: &Mounts) -> Option<Membership> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
-    Some(parse_membership(&text, m))
+    let bytes = std::fs::read(format!("/proc/{pid}/cgroup")).ok()?;
+    let text = String::from_utf8_lossy(&bytes);
+    let mut got = parse_membership(&text, m);
+    if let (std::borrow::Cow::Owned(_), Some(v2)) = (&text, m.v2.as_deref()) {
+        use std::os::unix::ffi::OsStrExt;
+        if let Some(raw) = bytes.split(|&b| b == b'\n').find_map(|l| l.strip_prefix(b"0::")) {
+            let rel = std::ffi::OsStr::from_bytes(raw.strip_prefix(b"/").unwrap_or(raw));
+            got.id = std::fs::metadata(v2.join(rel)).map_or(0, |m| m.ino());
+        }
+    }
+    Some(got)
 }
 
 /// Rows already sorted, most important first: the first `cap` keep their own row, the rest

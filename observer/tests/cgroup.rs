@@ -211,6 +211,59 @@ fn trace_by_cgroup_rows_sum_to_the_totals() {
     assert_eq!(mine["processes"], 1);
 }
 
+/// A cgroup whose name is not UTF-8 (a name is bytes; any root-made cgroup may have one):
+/// the process in it gets that cgroup's row, shown lossily with its real id, not its
+/// parent's row as if /proc/PID/cgroup could not be read.
+#[test]
+fn a_non_utf8_cgroup_keeps_its_own_row() {
+    use std::os::unix::ffi::OsStrExt;
+    if !root_or_skip("a_non_utf8_cgroup_keeps_its_own_row") {
+        return;
+    }
+    let cg = TestCgroup::new("bytes");
+    let sub = cg.dir().join(std::ffi::OsStr::from_bytes(b"n\xffme"));
+    std::fs::create_dir(&sub).unwrap();
+    struct Rmdir(PathBuf);
+    impl Drop for Rmdir {
+        fn drop(&mut self) {
+            for _ in 0..100 {
+                if std::fs::remove_dir(&self.0).is_ok() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+    let _rm = Rmdir(sub.clone());
+    let script = "echo $$ > \"$1\"/cgroup.procs && shift && exec \"$0\" \"$@\"";
+    let mut trace = Command::new(BIN)
+        .args(["trace", "-j", "--by-cgroup", "--", "sh", "-c", script, WORKLOAD])
+        .arg(&sub)
+        .args(["fork", "-n", "3", "--hold"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(trace.stdout.take().unwrap());
+    let mut text = String::new();
+    while !text.contains("ready role=child") {
+        assert!(stdout.read_line(&mut text).unwrap() > 0, "trace ended before the child was ready: {text}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    drop(trace.stdin.take());
+    stdout.read_to_string(&mut text).unwrap();
+    assert!(trace.wait().unwrap().success());
+    let j = report(text.as_bytes());
+    assert_eq!((j["command"]["exit_status"].as_i64(), j["lost_events"].as_i64()), (Some(0), Some(0)));
+    let rows = j["by_cgroup"].as_array().unwrap();
+    let want = format!("/{}/n\u{fffd}me", cg.name);
+    let mine = rows.iter().find(|r| r["path"] == want.as_str()).unwrap_or_else(|| panic!("no row {want:?}: {rows:?}"));
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(mine["id"].as_u64(), Some(std::fs::metadata(&sub).unwrap().ino()), "{mine}");
+    assert_eq!(mine["processes"], 1, "the forked child, first seen in the cgroup: {rows:?}");
+}
+
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
