@@ -179,7 +179,7 @@ fn model_json_of_a_huge_scenario_is_bounded() {
     // of 400k steps took 1.3 GB; this one, 173 MB).
     let text = ok(&lazyvma_capped(&["model", &dir.file("steps.lzs")]));
     assert!(text.lines().nth(1) == Some("200003 steps: the step table in plain columns, written as it goes"), "{}", &text[..200]);
-    let last_step = text.lines().filter(|l| l.starts_with("200003 ")).last().expect("the last step's row");
+    let last_step = text.lines().rfind(|l| l.starts_with("200003 ")).expect("the last step's row");
     assert!(last_step.contains("mprotect 1 0x100001000 1 rw"), "{last_step}");
 
     let mut text = String::from("process 1\nmmap 1 0x100000000 4\nwrite 1 0x100000000\n");

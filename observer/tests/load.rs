@@ -12,6 +12,8 @@ const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
 /// `trace -j -- lazyvma-workload fork-loop --loops N`: (peak RSS in KiB from wait4, report).
 fn storm(n: u32) -> (i64, Value) {
+    // Reaped below by wait4 (for its rusage), not by std's wait.
+    #[allow(clippy::zombie_processes)]
     let child = Command::new(BIN)
         .args(["trace", "-j", "--", WORKLOAD, "fork-loop", "-n", "3", "--loops", &n.to_string()])
         .stdout(Stdio::piped())

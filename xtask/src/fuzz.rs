@@ -56,8 +56,8 @@ fn fuzz_run(target: &str, inputs: &[std::path::PathBuf], flags: &[String]) -> an
 /// The input libFuzzer saved for a crash, a timeout or an out-of-memory ("Test unit written
 /// to PATH"); else, when it ran given files, the last one it started.
 fn failing_input(text: &str) -> Option<&str> {
-    let written = text.lines().filter_map(|l| l.split_once("Test unit written to ").map(|(_, p)| p.trim())).last();
-    written.or_else(|| text.lines().filter_map(|l| l.strip_prefix("Running: ").map(str::trim)).last())
+    let written = text.lines().rev().find_map(|l| l.split_once("Test unit written to ").map(|(_, p)| p.trim()));
+    written.or_else(|| text.lines().rev().find_map(|l| l.strip_prefix("Running: ").map(str::trim)))
 }
 
 /// The part of `cargo xtask test`: cargo-fuzz installed if absent, then SUITE_SECONDS per target.

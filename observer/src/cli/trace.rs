@@ -297,7 +297,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let traced = feed.then(|| tree.procs.iter().map(|p| p.tgid).collect::<Vec<_>>());
     let ringbuf_mb = args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(false));
     // Preallocated (~64 B an entry): the machine's live chains, 64 Ki to 256 Ki entries.
-    let objects_max = sys::slab_cache("anon_vma_chain").ok().and_then(|c| c.objects).map_or(1 << 18, |n| (n as u64).clamp(1 << 16, 1 << 18) as u32);
+    let objects_max = sys::slab_cache("anon_vma_chain").ok().and_then(|c| c.objects).map_or(1 << 18, |n| n.clamp(1 << 16, 1 << 18) as u32);
     let cfg = Config {
         offsets,
         ranges,

@@ -505,9 +505,12 @@ fn attach_one(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), S
 /// How often the `keep_draining` thread looks at the ring when nothing woke it.
 const DRAIN_TICK: Duration = Duration::from_millis(5);
 
+/// What the drain thread hands back: the ring and the records it read.
+type Drained = Option<(RingBuf<MapData>, Vec<Box<[u8]>>)>;
+
 struct Draining {
     stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Option<(RingBuf<MapData>, Vec<Box<[u8]>>)>>,
+    thread: std::thread::JoinHandle<Drained>,
 }
 
 /// Wait up to `timeout` for the ring to have records (or a signal).

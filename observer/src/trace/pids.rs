@@ -259,7 +259,11 @@ mod tests {
             v
         };
         let mut sent = vec![];
-        let t = Tree::scan(&[10], 99, ppids, |n| Ok(sent.push(n.to_vec())), 5).unwrap();
+        let t = Tree::scan(&[10], 99, ppids, |n| {
+            sent.push(n.to_vec());
+            Ok(())
+        }, 5)
+        .unwrap();
         assert_eq!(sent, [vec![10, 11], vec![13]]);
         assert_eq!(t.procs.iter().map(|p| p.tgid).collect::<Vec<_>>(), [10, 11, 13]);
         assert_eq!(scans.get(), 3);

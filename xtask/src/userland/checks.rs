@@ -232,9 +232,9 @@ fn gone_before_b(trace: &Value, snap_a: &Value, snap_b: &Value) -> Gone {
         }
         if seeded.contains(&tgid) {
             let a = at_a.get(&tgid).copied().unwrap_or_default();
-            for i in 0..2 {
-                g.live[i] += a[i];
-                g.seeded_at_a[i] += a[i];
+            for (i, a) in a.iter().enumerate().take(2) {
+                g.live[i] += a;
+                g.seeded_at_a[i] += a;
             }
         }
     }
@@ -263,8 +263,11 @@ struct Exactness {
     pub off: [i64; 2],
 }
 
+/// Per process: observed, eager, flagged, why not modelled, tgid.
+type ProcRow = ([i64; 4], [i64; 4], bool, Option<String>, i64);
+
 fn exactness(trace: &Value) -> Exactness {
-    let mut procs: BTreeMap<i64, ([i64; 4], [i64; 4], bool, Option<String>, i64)> = BTreeMap::new();
+    let mut procs: BTreeMap<i64, ProcRow> = BTreeMap::new();
     for p in trace["phases"].as_array().into_iter().flatten() {
         let e = procs.entry(p["proc"].as_i64().unwrap_or(-1)).or_default();
         e.4 = p["tgid"].as_i64().unwrap_or(-1);
