@@ -84,3 +84,21 @@ fn the_base_knobs_refused_by_the_seed_is_an_error() {
     let e = sweep_seeded(&topology(), &[(1, 1), (2, 2)], &events(), K, &k).unwrap_err();
     assert!(e.to_string().starts_with("the base knobs' start:"), "{e}");
 }
+
+/// `trace -p` seeds from the pass itself (`prepare_owned`, no copy) and sweeps from what
+/// that seed read: the same model and the same sweep as from a copy, whole or in part.
+#[test]
+fn a_seed_from_the_pass_itself_is_the_seed_from_a_copy_and_so_is_its_sweep() {
+    for (pids, evs) in [(&[(1, 1), (2, 2)][..], events()), (&[(1, 7)], vec![]), (&[(2, 2)], events()[..1].to_vec())] {
+        let s = Seed { kernel: K, knobs: Knobs::default(), skip_bad: true };
+        let mut copied = Pair::new(K, Knobs::default());
+        let want = s.run_into(&mut copied, &topology(), pids).unwrap();
+        let prep = s.prepare_owned(topology(), pids).unwrap();
+        let mut owned = Pair::new(K, Knobs::default());
+        assert_eq!(s.apply_into(&mut owned, &prep).unwrap(), want);
+        assert_eq!(owned.counts(), copied.counts(), "{pids:?}");
+        assert!(prep.refused().processes.is_empty());
+        let swept = lazyvma_model::sweep::sweep_prepared_with(&prep, &evs, K, &Knobs::default(), &mut |_| true).unwrap();
+        assert_eq!(swept, sweep_seeded(&topology(), pids, &evs, K, &Knobs::default()).unwrap(), "{pids:?}");
+    }
+}

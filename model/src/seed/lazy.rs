@@ -32,7 +32,8 @@ pub(super) fn lazy_avs(b: &Built, topo: &Topology, states: &[Vec<LazyState>], en
     let mut heads = vec![0u32; n];
     let mut active = vec![0u32; n];
     for ((vmas, st), p) in b.vmas.iter().zip(states).zip(&topo.processes) {
-        for ((&(h, a), &s), _) in vmas.iter().zip(st).zip(&p.vmas) {
+        for ((link, &s), _) in vmas.iter().zip(st).zip(&p.vmas) {
+            let (h, a) = link.get();
             let s = if enabled || s == LazyState::None { s } else { LazyState::Tree };
             match (s, h, a) {
                 (LazyState::Tree, Some(h), Some(a)) => {
