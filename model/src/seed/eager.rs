@@ -192,7 +192,7 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
             refs: heads[x] + nexts[x] + u32::from(outside),
         });
     }
-    Ok(Built { eager, vmas, seen })
+    Ok(Built { eager, addrs: ix.addrs, vmas, seen })
 }
 
 

@@ -34,7 +34,7 @@ pub use export::to_topology;
 use eager::{build, check_processes, SeenCounts};
 use lazy::lazy_avs;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::eager::anon_vma::{SeedAv, NIL};
 use crate::eager::vma::{Mm, Vma, LAZY_FOLIOS};
@@ -144,6 +144,8 @@ impl Link {
 /// anon_vma (indices).
 struct Built {
     eager: Vec<SeedAv>,
+    /// Per anon_vma: its address.
+    addrs: Vec<u64>,
     /// Per process, per VMA: (chain head, vma->anon_vma).
     vmas: Vec<Vec<Link>>,
     /// Per anon_vma: what the topology itself shows of it.
@@ -256,7 +258,10 @@ impl Seed {
             }
         };
         let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
-        Ok(Prepared { topo, pids: pids.to_vec(), states, built, skipped, refused })
+        // What the model takes of each VMA, one process at a time (the topology's VMAs,
+        // chains and anon_vma map go before the model is built).
+        let procs = topo.processes.into_iter().map(|p| (p.pid, p.vmas.iter().map(SeedVma::from).collect())).collect();
+        Ok(Prepared { procs, pids: pids.to_vec(), states, built, skipped, refused })
     }
 
     /// A new model seeded from `prep` under these knobs: `run_mapped` without redoing
@@ -269,9 +274,26 @@ impl Seed {
     }
 }
 
+/// What the model takes of a [`VmaTopo`](crate::topology::VmaTopo): 32 bytes, not ~120
+/// (its chain is in [`Built`]).
+struct SeedVma {
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    chain_len: u32,
+    flags: u16,
+}
+
+impl From<&crate::topology::VmaTopo> for SeedVma {
+    fn from(v: &crate::topology::VmaTopo) -> SeedVma {
+        SeedVma { start: v.start, end: v.end, pgoff: v.pgoff, chain_len: v.chain_len, flags: model_flags(v.flags) }
+    }
+}
+
 /// A seed's knob-independent part ([`Seed::prepare`]).
 pub struct Prepared {
-    topo: Topology,
+    /// The processes seeded, in topology order: pid, VMAs.
+    procs: Vec<(Pid, Vec<SeedVma>)>,
     pids: Vec<(Pid, Pid)>,
     states: Vec<Vec<LazyState>>,
     built: Built,
@@ -281,9 +303,12 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// The processes seeded, and the anon_vmas they reach.
-    pub fn topology(&self) -> &Topology {
-        &self.topo
+    /// The roots of the anon_vma trees seeded process `pid` links (addresses).
+    pub fn roots(&self, pid: Pid) -> Option<HashSet<u64>> {
+        let at = self.procs.iter().position(|p| p.0 == pid)?;
+        let b = &self.built;
+        // Checked: every anon_vma of a chain has the chain's root.
+        Some(b.vmas[at].iter().filter_map(|l| l.get().0).map(|h| b.addrs[b.eager[h].root]).collect())
     }
 
     /// The processes the seed refused ([`Seed::skip_bad`]), and the anon_vmas they link.
@@ -298,22 +323,22 @@ impl Prepared {
 
     /// Both halves' objects and VMAs into `pair`, whose model pids `pids` must be free.
     fn apply(&self, pair: &mut Pair, lazy_enabled: bool) -> SeedReport {
-        let (topo, built, states, pids) = (&self.topo, &self.built, &self.states, &self.pids);
+        let (built, states, pids) = (&self.built, &self.states, &self.pids);
         let mut report = SeedReport { skipped: self.skipped.clone(), ..Default::default() };
-        let lazy = lazy_avs(built, topo, states, lazy_enabled);
+        let lazy = lazy_avs(built, states, lazy_enabled);
         report.pinned = built.seen.iter().filter(|s| s.pinned).count() as u64;
         let (eager_m, lazy_m, procs) = pair.parts_mut();
         let eager_ids = eager_m.core.avs.seed(&built.eager);
         let lazy_ids = lazy_m.core.avs.seed(&lazy.avs);
         let (mut avc_e, mut avc_l) = (0u64, 0u64);
-        for ((p, vmas), st) in topo.processes.iter().zip(&built.vmas).zip(states) {
+        for (((pid, pvmas), vmas), st) in self.procs.iter().zip(&built.vmas).zip(states) {
             // Exact: the model's arrays are most of what a seed of ≥ 1 M VMAs holds.
-            let mut mms = [(); 2].map(|()| Mm { vmas: Vec::with_capacity(p.vmas.len()) });
-            for ((v, link), &s) in p.vmas.iter().zip(vmas).zip(st) {
+            let mut mms = [(); 2].map(|()| Mm { vmas: Vec::with_capacity(pvmas.len()) });
+            for ((v, link), &s) in pvmas.iter().zip(vmas).zip(st) {
                 let (head, av) = link.get();
                 let s = if lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
                 report.states[s as usize] += 1;
-                let plain = Vma::new(v.start, v.end, v.pgoff, model_flags(v.flags));
+                let plain = Vma::new(v.start, v.end, v.pgoff, v.flags);
                 let mut e = plain;
                 if let (Some(h), Some(a)) = (head, av) {
                     e.chain = eager_ids[h];
@@ -338,9 +363,9 @@ impl Prepared {
                 mms[EAGER].vmas.push(e);
                 mms[LAZY].vmas.push(l);
             }
-            report.vmas += p.vmas.len() as u64;
-            report.seeded.push(p.pid);
-            let model_pid = pids.iter().find(|&&(t, _)| t == p.pid).map_or(p.pid, |&(_, m)| m);
+            report.vmas += pvmas.len() as u64;
+            report.seeded.push(*pid);
+            let model_pid = pids.iter().find(|&&(t, _)| t == *pid).map_or(*pid, |&(_, m)| m);
             procs.insert(model_pid, mms);
         }
         for (m, avc) in [(eager_m, avc_e), (lazy_m, avc_l)] {

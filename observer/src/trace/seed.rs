@@ -152,6 +152,8 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
     }
     // Read as the kernel writes it, straight into the topology (never the raw stream whole).
     let pass = loaded_iter.and_then(|mut bpf| decode::topology(reader::open(&mut bpf)?));
+    // What the pass freed (the iter program's BTF, the reader's buffers) goes back now.
+    trim();
     marker(END);
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
@@ -184,6 +186,15 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
                 p.reasons.entry(t).or_insert_with(|| why.clone());
             }
         }
+    }
+}
+
+/// Hands the pages of freed memory back to the kernel (glibc keeps them, per arena).
+fn trim() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no argument but the pad to keep; glibc walks its own arenas under their locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -296,7 +307,12 @@ impl Pending {
             // keeps only the processes it seeds: a pass of ≥ 1 M VMAs is not held twice).
             let others = others(&self.topo, &pids);
             let topo = std::mem::take(&mut self.topo);
-            let r = seed.check_knobs().and_then(|()| seed.prepare_owned(topo, &pids)).and_then(|prep| Ok((seed.apply_into(pair, &prep)?, prep)));
+            let r = seed.check_knobs().and_then(|()| seed.prepare_owned(topo, &pids)).and_then(|prep| {
+                // The pass was read on the seeding thread, so into its own malloc arena:
+                // what the model allocates here could not reuse it.
+                trim();
+                Ok((seed.apply_into(pair, &prep)?, prep))
+            });
             match r {
                 Ok((report, prep)) => {
                     for (t, why) in report.skipped {
@@ -352,11 +368,10 @@ fn shared(prep: &Prepared, mut others: HashMap<u64, u32>, seeded: &[(usize, u32)
             others.entry(r).or_insert(p.pid);
         }
     }
-    let topo = prep.topology();
     let mut out = Vec::new();
     for &(proc, tgid) in seeded {
-        let Some(p) = topo.processes.iter().find(|p| p.pid == tgid) else { continue };
-        if let Some(other) = roots(topo, p).iter().find_map(|r| others.get(r)) {
+        let Some(roots) = prep.roots(tgid) else { continue };
+        if let Some(other) = roots.iter().find_map(|r| others.get(r)) {
             out.push((proc, format!("seeded sharing anon_vmas with pid {other}, not seeded: what the kernel frees once that process lets go is not modelled")));
         }
     }
