@@ -18,7 +18,7 @@ use crate::kernel::Kernel;
 use crate::knobs::{Knobs, KNOBS};
 use crate::lazy::History;
 use crate::pair::Pair;
-use crate::seed::{Seed, SeedError};
+use crate::seed::{Prepared, Seed, SeedError};
 use crate::topology::Topology;
 
 /// Allocations, frees and the most ever live of one object kind over the stream.
@@ -200,6 +200,13 @@ pub fn sweep_seeded_with(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event],
             }),
         }
     };
+    sweep_from(seed, events, base, tick)
+}
+
+/// [`sweep_seeded_with`] from the seed's own [`Prepared`] (`trace -p` keeps it, not the
+/// pass: what the seed left out of the model is not held to the end).
+pub fn sweep_prepared_with(prep: &Prepared, events: &[Event], kernel: Kernel, base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
+    let seed = |knobs| Seed { kernel, knobs, skip_bad: false }.run_prepared(prep).map(|(p, _)| p).map_err(|e| format!("the seed cannot start under it: {e}"));
     sweep_from(seed, events, base, tick)
 }
 

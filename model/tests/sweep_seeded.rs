@@ -84,3 +84,42 @@ fn the_base_knobs_refused_by_the_seed_is_an_error() {
     let e = sweep_seeded(&topology(), &[(1, 1), (2, 2)], &events(), K, &k).unwrap_err();
     assert!(e.to_string().starts_with("the base knobs' start:"), "{e}");
 }
+
+/// `trace -p` seeds from the pass itself (`prepare_owned`, no copy) and sweeps from what
+/// that seed read: the same model and the same sweep as from a copy, whole or in part.
+#[test]
+fn a_seed_from_the_pass_itself_is_the_seed_from_a_copy_and_so_is_its_sweep() {
+    for (pids, evs) in [(&[(1, 1), (2, 2)][..], events()), (&[(1, 7)], vec![]), (&[(2, 2)], events()[..1].to_vec())] {
+        let s = Seed { kernel: K, knobs: Knobs::default(), skip_bad: true };
+        let mut copied = Pair::new(K, Knobs::default());
+        let want = s.run_into(&mut copied, &topology(), pids).unwrap();
+        let prep = s.prepare_owned(topology(), pids).unwrap();
+        let mut owned = Pair::new(K, Knobs::default());
+        assert_eq!(s.apply_into(&mut owned, &prep).unwrap(), want);
+        assert_eq!(owned.counts(), copied.counts(), "{pids:?}");
+        assert!(prep.refused().processes.is_empty());
+        let swept = lazyvma_model::sweep::sweep_prepared_with(&prep, &evs, K, &Knobs::default(), &mut |_| true).unwrap();
+        assert_eq!(swept, sweep_seeded(&topology(), pids, &evs, K, &Knobs::default()).unwrap(), "{pids:?}");
+    }
+}
+
+/// A process the seed refuses is kept aside with what it links (`trace -p` names the seeded
+/// processes sharing an anon_vma tree with it), and a seeded one's roots are its chains'.
+#[test]
+fn a_refused_process_is_kept_with_its_anon_vmas_and_the_seeded_roots_are_the_chains_roots() {
+    let mut topo = topology();
+    let child = topo.processes.iter_mut().find(|p| p.pid == 2).unwrap();
+    child.vmas[0].chain_len += 1;
+    let want_roots: std::collections::HashSet<u64> = topo.processes[0].vmas.iter().filter_map(|v| v.chain.last().copied()).collect();
+    let child_avs: Vec<u64> = topo.processes[1].vmas.iter().flat_map(|v| v.chain.clone()).collect();
+    let s = Seed { kernel: K, knobs: Knobs::default(), skip_bad: true };
+    let prep = s.prepare_owned(topo, &[(1, 1), (2, 2)]).unwrap();
+    let mut p = Pair::new(K, Knobs::default());
+    let report = s.apply_into(&mut p, &prep).unwrap();
+    assert_eq!((report.seeded.as_slice(), report.skipped.len()), (&[1][..], 1));
+    let refused = prep.refused();
+    assert_eq!(refused.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [2]);
+    assert!(child_avs.iter().all(|a| refused.anon_vmas.contains_key(a)));
+    assert_eq!(prep.roots(1), Some(want_roots));
+    assert_eq!(prep.roots(2), None);
+}

@@ -2,7 +2,7 @@
 //! (`check_processes`), and indexed with what the topology accounts for (`build`).
 use std::collections::HashMap;
 
-use super::{Built, SeedError};
+use super::{Built, Link, SeedError};
 use crate::eager::anon_vma::SeedAv;
 use crate::eager::vma::ADDR_LIMIT;
 use crate::event::{Pid, PAGE_SIZE, PGOFF_BITS};
@@ -94,12 +94,12 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
     let mut heads = vec![0u32; n];
     let mut active = vec![0u32; n];
     let mut vmas = Vec::with_capacity(topo.processes.len());
-    let mut chain_of_av: HashMap<usize, &[u64]> = HashMap::new();
+    let mut chain_of_av: Vec<Option<&[u64]>> = vec![None; n];
     for p in &topo.processes {
         let mut pv = Vec::with_capacity(p.vmas.len());
         for v in &p.vmas {
             if v.chain.is_empty() {
-                pv.push((None, None));
+                pv.push(Link::NONE);
                 continue;
             }
             let idx: Vec<usize> = v.chain.iter().map(|a| ix.of[a]).collect();
@@ -115,18 +115,16 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
                 }
             }
             let av = ix.of[&v.anon_vma.expect("checked")];
-            match chain_of_av.get(&av) {
-                Some(c) if *c != v.chain.as_slice() => {
+            match chain_of_av[av] {
+                Some(c) if c != v.chain.as_slice() => {
                     let what = format!("shares anon_vma {:#x} with a VMA of another chain", ix.addrs[av]);
                     return Err(SeedError::Vma { pid: p.pid, start: v.start, what });
                 }
-                _ => {
-                    chain_of_av.insert(av, &v.chain);
-                }
+                _ => chain_of_av[av] = Some(&v.chain),
             }
             heads[idx[0]] += 1;
             active[av] += 1;
-            pv.push((Some(idx[0]), Some(av)));
+            pv.push(Link::new(idx[0], av));
         }
         vmas.push(pv);
     }
@@ -194,7 +192,7 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
             refs: heads[x] + nexts[x] + u32::from(outside),
         });
     }
-    Ok(Built { eager, vmas, seen })
+    Ok(Built { eager, addrs: ix.addrs, vmas, seen })
 }
 
 

@@ -3,7 +3,6 @@
 use super::Built;
 use crate::eager::anon_vma::SeedAv;
 use crate::snapshot::LazyState;
-use crate::topology::Topology;
 
 /// The lazy side's anon_vmas: those its chains still link, renumbered.
 pub(super) struct LazyAvs {
@@ -27,12 +26,13 @@ impl LazyAvs {
     }
 }
 
-pub(super) fn lazy_avs(b: &Built, topo: &Topology, states: &[Vec<LazyState>], enabled: bool) -> LazyAvs {
+pub(super) fn lazy_avs(b: &Built, states: &[Vec<LazyState>], enabled: bool) -> LazyAvs {
     let n = b.eager.len();
     let mut heads = vec![0u32; n];
     let mut active = vec![0u32; n];
-    for ((vmas, st), p) in b.vmas.iter().zip(states).zip(&topo.processes) {
-        for ((&(h, a), &s), _) in vmas.iter().zip(st).zip(&p.vmas) {
+    for (vmas, st) in b.vmas.iter().zip(states) {
+        for (link, &s) in vmas.iter().zip(st) {
+            let (h, a) = link.get();
             let s = if enabled || s == LazyState::None { s } else { LazyState::Tree };
             match (s, h, a) {
                 (LazyState::Tree, Some(h), Some(a)) => {

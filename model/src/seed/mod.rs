@@ -34,7 +34,7 @@ pub use export::to_topology;
 use eager::{build, check_processes, SeenCounts};
 use lazy::lazy_avs;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::eager::anon_vma::{SeedAv, NIL};
 use crate::eager::vma::{Mm, Vma, LAZY_FOLIOS};
@@ -45,7 +45,7 @@ use crate::knobs::Knobs;
 use crate::lazy::history::bit;
 use crate::pair::Pair;
 use crate::snapshot::{self, LazyState, SnapshotError};
-use crate::topology::{AnonVmaInfo, Topology};
+use crate::topology::{ProcessTopo, Topology};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SeedError {
@@ -121,12 +121,33 @@ pub fn model_flags(vm_flags: u64) -> u16 {
     VM_FLAGS.iter().filter(|(k, _)| vm_flags & k != 0).fold(0, |f, (_, m)| f | m)
 }
 
+/// A VMA's (chain head, anon_vma) as anon_vma indices, both or neither: 8 bytes, not a
+/// pair of `Option<usize>`'s 32 (held per VMA of the seed until the trace ends).
+#[derive(Clone, Copy)]
+struct Link(u32, u32);
+
+impl Link {
+    const NONE: Link = Link(u32::MAX, u32::MAX);
+
+    fn new(head: usize, av: usize) -> Link {
+        let ix = |i: usize| u32::try_from(i).ok().filter(|&i| i != u32::MAX).expect("fewer than 2^32 - 1 anon_vmas");
+        Link(ix(head), ix(av))
+    }
+
+    fn get(self) -> (Option<usize>, Option<usize>) {
+        let ix = |i: u32| (i != u32::MAX).then_some(i as usize);
+        (ix(self.0), ix(self.1))
+    }
+}
+
 /// The eager structure of a topology: anon_vmas by index, and per VMA its chain head and
 /// anon_vma (indices).
 struct Built {
     eager: Vec<SeedAv>,
+    /// Per anon_vma: its address.
+    addrs: Vec<u64>,
     /// Per process, per VMA: (chain head, vma->anon_vma).
-    vmas: Vec<Vec<(Option<usize>, Option<usize>)>>,
+    vmas: Vec<Vec<Link>>,
     /// Per anon_vma: what the topology itself shows of it.
     seen: Vec<SeenCounts>,
 }
@@ -161,11 +182,22 @@ impl Seed {
     /// from the fork of one are never in the snapshot's candidates); on an error `pair` is
     /// unchanged.
     pub fn run_into(&self, pair: &mut Pair, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<SeedReport, SeedError> {
+        self.check_into(pair, pids)?;
+        Ok(self.prepare(topo, pids)?.apply(pair, self.knobs.lazy_enabled))
+    }
+
+    /// `run_into` from what [`Seed::prepare_owned`] (or `prepare`) read.
+    pub fn apply_into(&self, pair: &mut Pair, prep: &Prepared) -> Result<SeedReport, SeedError> {
+        self.check_into(pair, &prep.pids)?;
+        Ok(prep.apply(pair, self.knobs.lazy_enabled))
+    }
+
+    fn check_into(&self, pair: &mut Pair, pids: &[(Pid, Pid)]) -> Result<(), SeedError> {
         self.check_knobs()?;
         if let Some(&(pid, m)) = pids.iter().find(|(_, m)| pair.parts_mut().2.contains_key(m)) {
             return Err(SeedError::Process { pid, what: format!("model pid {m} is already in the model") });
         }
-        Ok(self.prepare(topo, pids)?.apply(pair, self.knobs.lazy_enabled))
+        Ok(())
     }
 
     /// The knobs a snapshot's classification supports.
@@ -175,28 +207,61 @@ impl Seed {
 
     /// What a seed of `pids` reads off `topo` whatever the knobs (checks, the eager
     /// structure, the lazy states): a knob sweep does it once, not once per knob value.
+    /// Copies the processes seeded and the anon_vmas they reach ([`Seed::prepare_owned`]
+    /// copies nothing).
     pub fn prepare(&self, topo: &Topology, pids: &[(Pid, Pid)]) -> Result<Prepared, SeedError> {
-        let mut states: HashMap<Pid, Vec<LazyState>> =
-            topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).collect();
-        let mut topo = topo.clone();
-        topo.processes.retain(|p| pids.iter().any(|&(t, _)| t == p.pid));
-        topo.anon_vmas = reachable(&topo);
+        let states = classified(topo, pids);
+        let processes: Vec<ProcessTopo> = topo.processes.iter().filter(|p| seeds(pids, p.pid)).cloned().collect();
+        let mut anon_vmas = BTreeMap::new();
+        for a in processes.iter().flat_map(|p| &p.vmas).flat_map(|v| &v.chain) {
+            if let Some(i) = topo.anon_vmas.get(a) {
+                anon_vmas.entry(*a).or_insert_with(|| i.clone());
+            }
+        }
+        self.prepare_some(Topology { processes, anon_vmas }, states, pids)
+    }
+
+    /// [`Seed::prepare`] from a pass the caller no longer needs (`trace -p`: ≥ 1 M VMAs):
+    /// the processes not seeded and the anon_vmas only they reach are dropped in place.
+    pub fn prepare_owned(&self, mut topo: Topology, pids: &[(Pid, Pid)]) -> Result<Prepared, SeedError> {
+        let states = classified(&topo, pids);
+        topo.processes.retain(|p| seeds(pids, p.pid));
+        retain_reachable(&mut topo);
+        self.prepare_some(topo, states, pids)
+    }
+
+    /// `topo`: the processes of `pids` and the anon_vmas they reach; `states`: theirs,
+    /// classified over the whole pass.
+    fn prepare_some(&self, mut topo: Topology, mut states: HashMap<Pid, Vec<LazyState>>, pids: &[(Pid, Pid)]) -> Result<Prepared, SeedError> {
         let mut skipped = Vec::new();
+        let mut refused = Topology::default();
         let built = loop {
             match check_processes(&topo).and_then(|()| build(&topo, self.kernel)) {
                 Ok(b) => break b,
                 Err(e) => match e.pid().filter(|&pid| self.skip_bad && topo.processes.iter().any(|p| p.pid == pid)) {
                     Some(pid) => {
                         skipped.push((pid, e.to_string()));
-                        topo.processes.retain(|p| p.pid != pid);
-                        topo.anon_vmas = reachable(&topo);
+                        // Kept with what it links, for the caller to tell who shares with it.
+                        while let Some(at) = topo.processes.iter().position(|p| p.pid == pid) {
+                            let p = topo.processes.remove(at);
+                            for a in p.vmas.iter().flat_map(|v| &v.chain) {
+                                if let Some(i) = topo.anon_vmas.get(a) {
+                                    refused.anon_vmas.entry(*a).or_insert_with(|| i.clone());
+                                }
+                            }
+                            refused.processes.push(p);
+                        }
+                        retain_reachable(&mut topo);
                     }
                     None => return Err(e),
                 },
             }
         };
         let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
-        Ok(Prepared { topo, pids: pids.to_vec(), states, built, skipped })
+        // What the model takes of each VMA, one process at a time (the topology's VMAs,
+        // chains and anon_vma map go before the model is built).
+        let procs = topo.processes.into_iter().map(|p| (p.pid, p.vmas.iter().map(SeedVma::from).collect())).collect();
+        Ok(Prepared { procs, pids: pids.to_vec(), states, built, skipped, refused })
     }
 
     /// A new model seeded from `prep` under these knobs: `run_mapped` without redoing
@@ -209,32 +274,71 @@ impl Seed {
     }
 }
 
+/// What the model takes of a [`VmaTopo`](crate::topology::VmaTopo): 32 bytes, not ~120
+/// (its chain is in [`Built`]).
+struct SeedVma {
+    start: u64,
+    end: u64,
+    pgoff: u64,
+    chain_len: u32,
+    flags: u16,
+}
+
+impl From<&crate::topology::VmaTopo> for SeedVma {
+    fn from(v: &crate::topology::VmaTopo) -> SeedVma {
+        SeedVma { start: v.start, end: v.end, pgoff: v.pgoff, chain_len: v.chain_len, flags: model_flags(v.flags) }
+    }
+}
+
 /// A seed's knob-independent part ([`Seed::prepare`]).
 pub struct Prepared {
-    topo: Topology,
+    /// The processes seeded, in topology order: pid, VMAs.
+    procs: Vec<(Pid, Vec<SeedVma>)>,
     pids: Vec<(Pid, Pid)>,
     states: Vec<Vec<LazyState>>,
     built: Built,
     skipped: Vec<(Pid, String)>,
+    /// The processes `skipped`, with the anon_vmas they link.
+    refused: Topology,
 }
 
 impl Prepared {
+    /// The roots of the anon_vma trees seeded process `pid` links (addresses).
+    pub fn roots(&self, pid: Pid) -> Option<HashSet<u64>> {
+        let at = self.procs.iter().position(|p| p.0 == pid)?;
+        let b = &self.built;
+        // Checked: every anon_vma of a chain has the chain's root.
+        Some(b.vmas[at].iter().filter_map(|l| l.get().0).map(|h| b.addrs[b.eager[h].root]).collect())
+    }
+
+    /// The processes the seed refused ([`Seed::skip_bad`]), and the anon_vmas they link.
+    pub fn refused(&self) -> &Topology {
+        &self.refused
+    }
+
+    /// (topology pid, model pid) of every process asked for, seeded or refused.
+    pub fn pids(&self) -> &[(Pid, Pid)] {
+        &self.pids
+    }
+
     /// Both halves' objects and VMAs into `pair`, whose model pids `pids` must be free.
     fn apply(&self, pair: &mut Pair, lazy_enabled: bool) -> SeedReport {
-        let (topo, built, states, pids) = (&self.topo, &self.built, &self.states, &self.pids);
+        let (built, states, pids) = (&self.built, &self.states, &self.pids);
         let mut report = SeedReport { skipped: self.skipped.clone(), ..Default::default() };
-        let lazy = lazy_avs(built, topo, states, lazy_enabled);
+        let lazy = lazy_avs(built, states, lazy_enabled);
         report.pinned = built.seen.iter().filter(|s| s.pinned).count() as u64;
         let (eager_m, lazy_m, procs) = pair.parts_mut();
         let eager_ids = eager_m.core.avs.seed(&built.eager);
         let lazy_ids = lazy_m.core.avs.seed(&lazy.avs);
         let (mut avc_e, mut avc_l) = (0u64, 0u64);
-        for ((p, vmas), st) in topo.processes.iter().zip(&built.vmas).zip(states) {
-            let mut mms = [Mm::default(), Mm::default()];
-            for ((v, &(head, av)), &s) in p.vmas.iter().zip(vmas).zip(st) {
+        for (((pid, pvmas), vmas), st) in self.procs.iter().zip(&built.vmas).zip(states) {
+            // Exact: the model's arrays are most of what a seed of ≥ 1 M VMAs holds.
+            let mut mms = [(); 2].map(|()| Mm { vmas: Vec::with_capacity(pvmas.len()) });
+            for ((v, link), &s) in pvmas.iter().zip(vmas).zip(st) {
+                let (head, av) = link.get();
                 let s = if lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
                 report.states[s as usize] += 1;
-                let plain = Vma::new(v.start, v.end, v.pgoff, model_flags(v.flags));
+                let plain = Vma::new(v.start, v.end, v.pgoff, v.flags);
                 let mut e = plain;
                 if let (Some(h), Some(a)) = (head, av) {
                     e.chain = eager_ids[h];
@@ -259,9 +363,9 @@ impl Prepared {
                 mms[EAGER].vmas.push(e);
                 mms[LAZY].vmas.push(l);
             }
-            report.vmas += p.vmas.len() as u64;
-            report.seeded.push(p.pid);
-            let model_pid = pids.iter().find(|&&(t, _)| t == p.pid).map_or(p.pid, |&(_, m)| m);
+            report.vmas += pvmas.len() as u64;
+            report.seeded.push(*pid);
+            let model_pid = pids.iter().find(|&&(t, _)| t == *pid).map_or(*pid, |&(_, m)| m);
             procs.insert(model_pid, mms);
         }
         for (m, avc) in [(eager_m, avc_e), (lazy_m, avc_l)] {
@@ -272,16 +376,20 @@ impl Prepared {
     }
 }
 
-/// Every anon_vma the topology's chains still reach.
-fn reachable(topo: &Topology) -> BTreeMap<u64, AnonVmaInfo> {
-    let mut out = BTreeMap::new();
-    for v in topo.processes.iter().flat_map(|p| &p.vmas) {
-        for a in &v.chain {
-            if let Some(i) = topo.anon_vmas.get(a) {
-                out.insert(*a, i.clone());
-            }
-        }
-    }
-    out
+fn seeds(pids: &[(Pid, Pid)], pid: Pid) -> bool {
+    pids.iter().any(|&(t, _)| t == pid)
 }
 
+/// The lazy states of the processes of `pids`, read off the whole topology, as `snapshot`
+/// does: a parent whose child is not seeded is still TREE.
+fn classified(topo: &Topology, pids: &[(Pid, Pid)]) -> HashMap<Pid, Vec<LazyState>> {
+    topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).filter(|(p, _)| seeds(pids, *p)).collect()
+}
+
+/// Drops every anon_vma the topology's chains no longer reach.
+fn retain_reachable(topo: &mut Topology) {
+    let mut reached: Vec<u64> = topo.processes.iter().flat_map(|p| &p.vmas).flat_map(|v| v.chain.iter().copied()).collect();
+    reached.sort_unstable();
+    reached.dedup();
+    topo.anon_vmas.retain(|a, _| reached.binary_search(a).is_ok());
+}

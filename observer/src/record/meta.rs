@@ -136,7 +136,7 @@ fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
         crate::interrupt::count() == signals
     };
     let s = match &f.seed_start {
-        Some(st) => sweep::sweep_seeded_with(&st.topo, &st.pids, &events, f.kernel(), &t.knobs, &mut tick),
+        Some(st) => sweep::sweep_prepared_with(&st.prep, &events, f.kernel(), &t.knobs, &mut tick),
         None => sweep::sweep_with(&events, f.kernel(), &t.knobs, &mut tick),
     };
     match s {

@@ -186,6 +186,10 @@ pub fn topology(src: impl Read) -> anyhow::Result<(Topology, PassStats)> {
     let mut b = TopoBuilder::default();
     each_vma(src, &mut stats, |_| {}, |v, c| b.vma(v, c))?;
     stats.duplicate_vmas = b.duplicates;
+    // A doubling array is up to half idle; the seed holds these until the trace ends.
+    for p in &mut b.topo.processes {
+        p.vmas.shrink_to_fit();
+    }
     Ok((b.topo, stats))
 }
 

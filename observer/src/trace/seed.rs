@@ -20,11 +20,11 @@ use lazyvma_model::{
     kernel::Kernel,
     knobs::Knobs,
     pair::Pair,
-    seed::Seed,
-    topology::Topology,
+    seed::{Prepared, Seed},
+    topology::{ProcessTopo, Topology},
     trace_abi::{MARKER_BASE, SYS_COUNT},
 };
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use super::{bpf::Loaded, feed::syscall_ids, pids::Tree};
@@ -63,11 +63,10 @@ pub struct Pending {
     pub pass_us: Option<u64>,
 }
 
-/// What a knob sweep re-seeds from: the pass and the processes seeded (topology pid,
-/// model pid), the same for every knob value.
+/// What a knob sweep re-seeds from: what the seed read off the pass (the processes it
+/// seeded, no others), the same for every knob value.
 pub struct Start {
-    pub topo: Topology,
-    pub pids: Vec<(Pid, Pid)>,
+    pub prep: Prepared,
 }
 
 /// What the end marker gave the feed.
@@ -153,6 +152,8 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
     }
     // Read as the kernel writes it, straight into the topology (never the raw stream whole).
     let pass = loaded_iter.and_then(|mut bpf| decode::topology(reader::open(&mut bpf)?));
+    // What the pass freed (the iter program's BTF, the reader's buffers) goes back now.
+    trim();
     marker(END);
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
@@ -185,6 +186,15 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
                 p.reasons.entry(t).or_insert_with(|| why.clone());
             }
         }
+    }
+}
+
+/// Hands the pages of freed memory back to the kernel (glibc keeps them, per arena).
+fn trim() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: no argument but the pad to keep; glibc walks its own arenas under their locks.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
@@ -293,8 +303,18 @@ impl Pending {
         if !pids.is_empty() {
             let seed = Seed { kernel, knobs: self.knobs, skip_bad: true };
             let (e0, l0) = pair.counts();
-            match seed.run_into(pair, &self.topo, &pids) {
-                Ok(report) => {
+            // Who else links each anon_vma tree, before the pass goes into the seed (which
+            // keeps only the processes it seeds: a pass of ≥ 1 M VMAs is not held twice).
+            let others = others(&self.topo, &pids);
+            let topo = std::mem::take(&mut self.topo);
+            let r = seed.check_knobs().and_then(|()| seed.prepare_owned(topo, &pids)).and_then(|prep| {
+                // The pass was read on the seeding thread, so into its own malloc arena:
+                // what the model allocates here could not reuse it.
+                trim();
+                Ok((seed.apply_into(pair, &prep)?, prep))
+            });
+            match r {
+                Ok((report, prep)) => {
                     for (t, why) in report.skipped {
                         self.reasons.insert(t, format!("refused by the seed: {why}"));
                     }
@@ -306,9 +326,8 @@ impl Pending {
                         l.anon_vma_chain.live as i64 - l0.anon_vma_chain.live as i64,
                     ];
                     out.seeded = procs.into_iter().filter(|(_, t)| report.seeded.contains(t)).collect();
-                    out.partial = shared(&self.topo, &out.seeded);
-                    pids.retain(|(t, _)| report.seeded.contains(t));
-                    out.start = Some(Start { topo: std::mem::take(&mut self.topo), pids });
+                    out.partial = shared(&prep, others, &out.seeded);
+                    out.start = Some(Start { prep });
                 }
                 Err(e) => {
                     for (t, _) in pids {
@@ -322,22 +341,37 @@ impl Pending {
     }
 }
 
-/// Seeded processes whose anon_vma trees (roots) a process of the pass not seeded also
-/// links: the seed pins those anon_vmas (`lazyvma_model::seed`), so when the kernel frees one
-/// after the other process lets go, the model does not.
-fn shared(topo: &Topology, seeded: &[(usize, u32)]) -> Vec<(usize, String)> {
-    let root = |a: &u64| topo.anon_vmas.get(a).map_or(*a, |i| i.root);
-    let roots = |p: &lazyvma_model::topology::ProcessTopo| p.vmas.iter().flat_map(|v| v.chain.iter().map(root)).collect::<HashSet<u64>>();
-    let mut others: BTreeMap<u64, u32> = BTreeMap::new();
-    for p in topo.processes.iter().filter(|p| !seeded.iter().any(|s| s.1 == p.pid)) {
-        for r in roots(p) {
+/// The root of every anon_vma tree a process of the pass not asked to be seeded links,
+/// with the first such process.
+fn others(topo: &Topology, pids: &[(Pid, Pid)]) -> HashMap<u64, u32> {
+    let mut out = HashMap::new();
+    for p in topo.processes.iter().filter(|p| !pids.iter().any(|s| s.0 == p.pid)) {
+        for r in roots(topo, p) {
+            out.entry(r).or_insert(p.pid);
+        }
+    }
+    out
+}
+
+fn roots(topo: &Topology, p: &ProcessTopo) -> HashSet<u64> {
+    p.vmas.iter().flat_map(|v| v.chain.iter().map(|a| topo.anon_vmas.get(a).map_or(*a, |i| i.root))).collect()
+}
+
+/// Seeded processes whose anon_vma trees (roots) a process of the pass not seeded (`others`,
+/// or one the seed refused) also links: the seed pins those anon_vmas
+/// (`lazyvma_model::seed`), so when the kernel frees one after the other process lets go,
+/// the model does not.
+fn shared(prep: &Prepared, mut others: HashMap<u64, u32>, seeded: &[(usize, u32)]) -> Vec<(usize, String)> {
+    let refused = prep.refused();
+    for p in &refused.processes {
+        for r in roots(refused, p) {
             others.entry(r).or_insert(p.pid);
         }
     }
     let mut out = Vec::new();
     for &(proc, tgid) in seeded {
-        let Some(p) = topo.processes.iter().find(|p| p.pid == tgid) else { continue };
-        if let Some(other) = roots(p).iter().find_map(|r| others.get(r)) {
+        let Some(roots) = prep.roots(tgid) else { continue };
+        if let Some(other) = roots.iter().find_map(|r| others.get(r)) {
             out.push((proc, format!("seeded sharing anon_vmas with pid {other}, not seeded: what the kernel frees once that process lets go is not modelled")));
         }
     }
@@ -514,7 +548,7 @@ mod tests {
         f.seed = Some(pending());
         f.seed_marker(&tree, &[], ME, START);
         f.seed_marker(&tree, &[], ME, END);
-        assert_eq!(f.seed_start.as_ref().map(|s| s.pids.clone()), Some(vec![(100, 1), (200, 2)]));
+        assert_eq!(f.seed_start.as_ref().map(|s| s.prep.pids().to_vec()), Some(vec![(100, 1), (200, 2)]));
         assert_eq!(crate::record::meta::sweep_not_run(&f), None);
         f.syscall(&tree, &munmap(100));
         f.syscall(&tree, &munmap(200));
