@@ -71,6 +71,23 @@ pub fn fexit_ret<T: Copy + Default + aya_ebpf::Argument>(ctx: &aya_ebpf::program
     read::<T>(aya_ebpf::EbpfContext::as_ptr(ctx) as u64, 8 * n)
 }
 
+/// Argument `n` of an fentry program as a plain value (the verifier refuses a direct ctx
+/// read of a pointer to a pointer: "arg0 type PTR is not a struct"): `bpf_get_func_arg`
+/// where the kernel has it (5.17, with `bpf_get_func_ret`: `FEXIT_ARGS[i]` says, `i` the
+/// function's fexit program), else the trampoline's context, where the helper reads it.
+#[inline(always)]
+pub fn fentry_arg(ctx: &aya_ebpf::programs::FEntryContext, i: usize, n: u32) -> u64 {
+    let ctx = aya_ebpf::EbpfContext::as_ptr(ctx);
+    // SAFETY: a read-only global patched by the loader.
+    if unsafe { core::ptr::read_volatile(&FEXIT_ARGS[i]) } == FEXIT_RET_HELPER {
+        let mut v = 0u64;
+        // SAFETY: ctx is this fentry program's context; v a u64 on our stack.
+        unsafe { aya_ebpf::helpers::generated::bpf_get_func_arg(ctx, n, &mut v) };
+        return v;
+    }
+    read::<u64>(ctx as u64, 8 * n as u64)
+}
+
 pub fn callers() -> u64 {
     let id = bpf_get_current_pid_tgid();
     // SAFETY: a plain u64 value; copied out at once.

@@ -140,6 +140,15 @@ pub fn trace_sys_exit_btf(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `trace_sys_exit_btf` where `bpf_loop` is missing (5.17; 5.10 refuses its callback as
+/// "number of funcs in func_info doesn't match number of subprogs"): as `_plain`.
+#[btf_tracepoint]
+pub fn trace_sys_exit_btf_plain(ctx: BtfTracePointContext) -> i32 {
+    let id = read::<i32>(ctx.arg(0), crate::why::context(|c| &c.regs_syscall)) as i64 as u64;
+    sys_exit(id, ctx.arg(1), false);
+    0
+}
+
 #[inline(always)]
 fn sys_exit(id: u64, ret: i64, place: bool) {
     // Only a recorded syscall has an entry: the number first, before any map work.

@@ -2,12 +2,10 @@
 //! kernel (6.1: vma_merge / __vma_adjust / vma_expand with plain arguments; 6.12:
 //! vma_merge_new_range / vma_expand / commit_merge on a `vma_merge_struct`) and `copy_vma`
 //! (mremap). Each is a caller frame, so the clones and unlinks inside carry it.
-use crate::hook::{emit_hook, hook_offset, pop, push, read, snap, stash, unstash};
+use crate::hook::{emit_hook, fentry_arg, hook_offset, pop, push, read, snap, stash, unstash};
 use aya_ebpf::{
-    helpers::generated::bpf_get_func_arg,
     macros::{fentry, fexit, kprobe, kretprobe},
     programs::{FEntryContext, FExitContext, ProbeContext, RetProbeContext},
-    EbpfContext,
 };
 use lazyvma_model::hook_abi::{
     BK_FENTRY, BK_KPROBE, CALLER_COPY_VMA, CALLER_MERGE, CALLER_SPLIT, HK_COPY_VMA, HK_MERGE, HK_SPLIT, PH_ENTRY, PH_EXIT, VMG_SHAPE,
@@ -165,12 +163,8 @@ fn copy_vma_exit(backend: u8, new: u64) {
 // (struct vm_area_struct **vmap, addr, len, pgoff, bool *need_rmap_locks[, keep_source])
 #[fentry]
 pub fn hk_copy_vma_fentry(ctx: FEntryContext) -> i32 {
-    // The verifier refuses a direct ctx read of a pointer-to-pointer argument ("arg0 type
-    // PTR is not a struct"); bpf_get_func_arg reads it as the plain value it is.
-    let mut vmap = 0u64;
-    // SAFETY: ctx is this fentry program's context; vmap a u64 on our stack.
-    unsafe { bpf_get_func_arg(ctx.as_ptr(), 0, &mut vmap) };
-    copy_vma_entry(BK_FENTRY, vmap, ctx.arg(1), ctx.arg(2), ctx.arg(3));
+    // 8: hk_copy_vma_fexit in FEXIT_RET_PROGRAMS.
+    copy_vma_entry(BK_FENTRY, fentry_arg(&ctx, 8, 0), ctx.arg(1), ctx.arg(2), ctx.arg(3));
     0
 }
 

@@ -40,8 +40,7 @@ const ON_DEMAND: &[(Arch, Series, &str)] = &[(
     Arch::Aarch64,
     Series::V5_10,
     "arm64 5.10: kprobes only (no arm64 fentry before 6.0), amd64 5.10's -k runs cover that path; on demand to keep the suite \
-     under an hour; (e) is 2 AVC allocs / 1 free short in the launch phase of every scenario there (2026-12-06, docs/trace.md: \
-     around musl's heap, whose brk VMA carries VM_MTE_ALLOWED there; cause not yet confirmed)",
+     under an hour (every scenario passed there on 2026-12-07, docs/trace.md)",
 )];
 
 #[derive(clap::Args, Default)]

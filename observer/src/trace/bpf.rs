@@ -390,6 +390,10 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
 const OLDER_KERNEL_VARIANTS: &[(&str, &str)] =
     &[("trace_slab_alloc", "trace_slab_alloc_plain"), ("trace_slab_free", "trace_slab_free_plain"), ("trace_sys_exit", "trace_sys_exit_plain")];
 
+/// `tp_btf` programs with a variant for older kernels, tried when the kernel refuses the
+/// first: sys_exit without `bpf_loop` (5.17).
+const BTF_OLDER_VARIANTS: &[(&str, &str)] = &[("trace_sys_exit_btf", "trace_sys_exit_btf_plain")];
+
 /// The `tp_btf` program tried before classic tracepoint program `prog`, where this kernel's
 /// prototype is the one it reads (`sched.rs`, `syscall.rs`) and its BTF offsets are known.
 fn btf_variant(prog: &str, cfg: &Config) -> Option<&'static str> {
@@ -422,6 +426,7 @@ pub const BTF_PROGRAMS: &[(&str, &str)] = &[
     ("trace_exit_btf_dead", "sched_process_exit"),
     ("trace_sys_enter_btf", "sys_enter"),
     ("trace_sys_exit_btf", "sys_exit"),
+    ("trace_sys_exit_btf_plain", "sys_exit"),
     ("trace_user_fault_btf", "page_fault_user"),
     ("trace_kernel_fault_btf", "page_fault_kernel"),
     ("trace_slab_alloc_btf", "kmem_cache_alloc"),
@@ -459,6 +464,12 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, 
         match attach_btf(bpf, variant, name, btf) {
             Ok(()) => return Ok(Attached { btf: true, refused: None }),
             Err(e) => refused = Some(e),
+        }
+        if let Some((_, older)) = BTF_OLDER_VARIANTS.iter().find(|(p, _)| *p == variant) {
+            match attach_btf(bpf, older, name, btf) {
+                Ok(()) => return Ok(Attached { btf: true, refused: None }),
+                Err(e) => refused = refused.map(|r| format!("{r}; its variant for older kernels: {e}")),
+            }
         }
     }
     let classic = attach_one(bpf, prog, cat, name).or_else(|e| match OLDER_KERNEL_VARIANTS.iter().find(|(p, _)| *p == prog) {

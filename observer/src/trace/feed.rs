@@ -70,9 +70,9 @@ const PGOFF_FILE: u64 = 1 << 43;
 const PGOFF_NORESERVE: u64 = 1 << 42;
 /// `VM_GROWSDOWN` (a stack): the model has no bit for it.
 const PGOFF_GROWSDOWN: u64 = 1 << 41;
-/// Arch flags (vm_flags bits 32-40: arm64's VM_MTE_ALLOWED on anonymous mmaps, x86's pkey
-/// bits), seen only in a VMA the kernel showed us: brk never sets them, so on arm64 the
-/// heap does not merge into an exec'd .bss that has them.
+/// Arch flags (vm_flags bits 32-40: arm64's VM_MTE_ALLOWED on anonymous mmaps with MTE
+/// and on every brk VMA, x86's pkey bits), seen only in a VMA the kernel showed us; a brk
+/// extension takes the .bss tail's (`Proc::brk_tag`).
 const PGOFF_ARCH: u64 = 1 << 40;
 const _: () = assert!((PGOFF_FILE | PGOFF_NORESERVE | PGOFF_GROWSDOWN | PGOFF_ARCH) >> lazyvma_model::event::PGOFF_BITS == 0, "the model drops pgoff bits above PGOFF_BITS");
 const VM_HIGH_ARCH: u64 = 0x1ff << 32;
@@ -186,6 +186,14 @@ struct Proc {
     /// The exec whose image this mm was forked from (a count of the trace's execs; 0:
     /// unknown, seeded): processes with the same one may share anon_vmas.
     image: u64,
+    /// (end, pgoff tag) of each anonymous VMA of the exec image learnt from a prepare: the
+    /// ELF loader's .bss tails, which `vm_brk_flags` made with the heap's vm_flags.
+    image_anon: Vec<(u64, u64)>,
+    /// The arch tag of the heap's VMAs: `do_brk_flags` adds `VM_DATA_DEFAULT_FLAGS`, which
+    /// on arm64 holds `VM_MTE_ALLOWED` (bit 33), so before 6.1 an extension merges into the
+    /// .bss tail it follows (`brk_merges_below`). Taken from that tail when the first
+    /// extension meets it; 0 (untagged) otherwise, which on arm64 6.1+ keeps them apart.
+    brk_tag: u64,
 }
 
 pub struct Feed {
@@ -195,6 +203,10 @@ pub struct Feed {
     stack_nohuge: bool,
     /// Kernel 6.17+: mremap moves a range spanning several VMAs.
     multi_vma_mremap: bool,
+    /// Before 6.1, brk's `do_brk_flags` merged an extension into whatever VMA ended at the
+    /// old brk (`vma_merge` with prev: the .bss tail); since the maple tree (6.1) it only
+    /// expands a VMA at or above `mm->start_brk`.
+    brk_merges_below: bool,
     /// `--model-events`: print each event fed on stderr.
     pub print: bool,
     /// Prepares come from the `__anon_vma_prepare` hook, not the fault tracepoints (a
@@ -306,6 +318,7 @@ impl Feed {
             kernel,
             stack_nohuge: version(release) >= (6, 7),
             multi_vma_mremap: version(release) >= (6, 17),
+            brk_merges_below: version(release) < (6, 1),
             print: false,
             from_hooks: false,
             prepare_hooked: false,
@@ -505,7 +518,9 @@ impl Feed {
             self.ever.insert(child);
             return;
         }
-        self.procs.insert(child, Proc { brk: self.procs[&mm].brk, locked: 0, image: self.procs[&mm].image });
+        let p = &self.procs[&mm];
+        let p = Proc { brk: p.brk, locked: 0, image: p.image, image_anon: p.image_anon.clone(), brk_tag: p.brk_tag };
+        self.procs.insert(child, p);
         if let Some(why) = self.partial.get(&mm).or(self.partial.get(&parent)).cloned() {
             let why = match why.strip_prefix("seeded ") {
                 Some(rest) => format!("forked by a process {rest}"),
@@ -804,6 +819,11 @@ impl Feed {
                 }
                 let (flags, tag) = self.vm_flags(ev.flags, ev.file != 0);
                 let pgoff = ev.pgoff | tag;
+                if tag & !PGOFF_ARCH == 0 {
+                    if let Some(p) = self.procs.get_mut(&proc) {
+                        p.image_anon.push((ev.end, tag));
+                    }
+                }
                 self.apply(Event::MapPgoff { pid, start: ev.start, pages: (ev.end - ev.start) / PAGE_SIZE, flags, pgoff }, at);
             }
         }
@@ -1008,7 +1028,15 @@ impl Feed {
         let Some(old) = p.brk.replace(new) else { return };
         let flags = vm::READ | vm::WRITE | p.locked;
         if new > old {
-            self.apply(Event::Map { pid, start: old, pages: (new - old) / PAGE_SIZE, flags }, at);
+            if let Some(&(_, tag)) = p.image_anon.iter().find(|(end, _)| *end == old).filter(|_| self.brk_merges_below) {
+                p.brk_tag = tag;
+            }
+            let (pages, tag) = ((new - old) / PAGE_SIZE, p.brk_tag);
+            if tag == 0 {
+                self.apply(Event::Map { pid, start: old, pages, flags }, at);
+            } else {
+                self.apply(Event::MapPgoff { pid, start: old, pages, flags, pgoff: old / PAGE_SIZE | tag }, at);
+            }
         } else if new < old {
             self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
         }
@@ -1484,6 +1512,31 @@ mod tests {
         let c = &f.coverage;
         assert_eq!((c.prepares_placed_by_hook, c.faults_not_placed, c.prepares_outside_fault), (1, 3, 3));
         assert_eq!(f.eager.anon_vma.alloc, 1);
+    }
+
+    /// musl's first malloc on arm64 (VM_MTE_ALLOWED on every brk VMA): brk grows the heap
+    /// by 2 pages past the exec's .bss tail, then maps a PROT_NONE page at the old brk.
+    /// Before 6.1 the extension merged into the tail, whose anon_vma both splits clone
+    /// (+2 AVCs, the guard's −1); since 6.1 it is a VMA of its own and the splits are free.
+    #[test]
+    fn an_arm64_brk_extension_merges_into_the_bss_tail_before_6_1() {
+        const VM_ACCOUNT: u64 = 0x100000;
+        const VM_MTE_ALLOWED: u64 = 1 << 33;
+        let (bss, brk) = (0x30d000, 0x30e000);
+        for (release, avc) in [("5.10.0-32-cloud-arm64", [3, 1]), ("6.12.118", [1, 0])] {
+            let mut tree = Tree::command(100);
+            let mut f = Feed::new(release, Knobs::default());
+            tree.exec(100);
+            f.exec(&tree, 100, 0);
+            prepare(&mut f, &tree, &prep(100, bss, Some((bss, brk, VM_READ | VM_WRITE | VM_ACCOUNT | VM_MTE_ALLOWED))));
+            f.syscall(&tree, &sys(100, SYS_BRK, [0; 6], brk as i64));
+            f.syscall(&tree, &sys(100, SYS_BRK, [brk + 2 * PAGE_SIZE, 0, 0, 0, 0, 0], (brk + 2 * PAGE_SIZE) as i64));
+            f.syscall(&tree, &sys(100, SYS_MMAP, [brk, PAGE_SIZE, 0, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], brk as i64));
+            f.finish(&tree, 0, &[]);
+            let e = &f.eager;
+            assert_eq!([e.anon_vma_chain.alloc, e.anon_vma_chain.free], avc, "{release}: {:?}", f.events);
+            assert!(f.coverage.incomplete.is_empty(), "{release}: {:?}", f.coverage.incomplete);
+        }
     }
 
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).

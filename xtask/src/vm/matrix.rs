@@ -302,8 +302,9 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
 /// the slab `_plain` variants before 5.17 (no `bpf_loop`), and on 5.10 the per-hook kprobe
 /// backend where fentry/fexit is refused (the fidelity suite checks the backends it chose):
 /// the fexit programs read the return value with `bpf_get_func_ret` (5.17; "invalid func
-/// unknown#184" on 5.10; another program's log there says "number of funcs in func_info
-/// doesn't match number of subprogs", not yet looked into). `trace` reads the return from
+/// unknown#184" on 5.10), and 5.10 refuses a `bpf_loop` or `bpf_find_vma` callback as
+/// "number of funcs in func_info doesn't match number of subprogs" (`trace_sys_exit_btf`:
+/// `trace_sys_exit_btf_plain` serves; `trace_prepare_vma`). `trace` reads the return from
 /// the context at the function's BTF argument count there (`FEXIT_ARGS`) and keeps fentry;
 /// doctor loads with the globals unset, so its fexit refusals stay. `type:T`: every program
 /// of attach type T.
