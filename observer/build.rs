@@ -9,9 +9,7 @@ fn fail(msg: &str) -> ! {
 }
 
 fn on_path(bin: &str) -> bool {
-    env::var_os("PATH")
-        .map(|p| env::split_paths(&p).any(|d| d.join(bin).is_file()))
-        .unwrap_or(false)
+    env::var_os("PATH").map(|p| env::split_paths(&p).any(|d| d.join(bin).is_file())).unwrap_or(false)
 }
 
 /// `channel` of observer-ebpf/rust-toolchain.toml: the one place the BPF nightly is named.
@@ -47,12 +45,7 @@ fn main() {
     }
     let toolchain = bpf_toolchain(&ebpf_dir);
 
-    let rustflags = [
-        format!("--cfg=bpf_target_arch=\"{arch}\""),
-        "-Cdebuginfo=2".to_string(),
-        "-Clink-arg=--btf".to_string(),
-    ]
-    .join("\x1f");
+    let rustflags = [format!("--cfg=bpf_target_arch=\"{arch}\""), "-Cdebuginfo=2".to_string(), "-Clink-arg=--btf".to_string()].join("\x1f");
     let mut cmd = Command::new("rustup");
     cmd.args(["run", &toolchain, "cargo", "build", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
         .arg("--manifest-path")
@@ -62,9 +55,18 @@ fn main() {
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags);
     // The outer (stable) cargo's settings must not leak into the nightly BPF build.
     for var in [
-        "RUSTC", "RUSTC_WRAPPER", "RUSTC_WORKSPACE_WRAPPER", "RUSTFLAGS", "CARGO_TARGET_DIR",
-        "CARGO_BUILD_TARGET", "CARGO_BUILD_RUSTFLAGS", "RUSTDOC", "CARGO_MAKEFLAGS", "RUSTUP_TOOLCHAIN",
-        "CARGO_ENCODED_RUSTDOCFLAGS", "CARGO",
+        "RUSTC",
+        "RUSTC_WRAPPER",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "RUSTFLAGS",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTDOC",
+        "CARGO_MAKEFLAGS",
+        "RUSTUP_TOOLCHAIN",
+        "CARGO_ENCODED_RUSTDOCFLAGS",
+        "CARGO",
     ] {
         cmd.env_remove(var);
     }
@@ -83,6 +85,5 @@ fn main() {
         fail("building observer-ebpf failed (output above).");
     }
     let obj = target_dir.join("bpfel-unknown-none/release/lazyvma-ebpf");
-    std::fs::copy(&obj, out_dir.join("lazyvma-ebpf.o"))
-        .unwrap_or_else(|e| fail(&format!("BPF object {} missing after build: {e}", obj.display())));
+    std::fs::copy(&obj, out_dir.join("lazyvma-ebpf.o")).unwrap_or_else(|e| fail(&format!("BPF object {} missing after build: {e}", obj.display())));
 }

@@ -10,10 +10,10 @@
 //!   end state.
 
 use criterion::{Criterion, Throughput};
-use lazyvma_model::pair::Pair;
 use lazyvma_model::event::{vm, Event, FaultKind, RmapCaller, PAGE_SIZE};
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::knobs::Knobs;
+use lazyvma_model::pair::Pair;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Instant;
@@ -74,17 +74,8 @@ impl Gen {
         self.rng
     }
     fn new(procs: usize, burst: u32, out: &mut Vec<Event>) -> Gen {
-        let mut g = Gen {
-            rng: 0x9e37_79b9_7f4a_7c15,
-            live: vec![],
-            mapped: vec![0; 1 << 20],
-            depth: vec![0; 1 << 20],
-            next_pid: 2,
-            procs,
-            burst,
-            cur: 0,
-            left: 0,
-        };
+        let mut g =
+            Gen { rng: 0x9e37_79b9_7f4a_7c15, live: vec![], mapped: vec![0; 1 << 20], depth: vec![0; 1 << 20], next_pid: 2, procs, burst, cur: 0, left: 0 };
         out.push(Event::Spawn { pid: 1 });
         for s in 0..SLOTS {
             out.push(Event::Map { pid: 1, start: slot(s), pages: PAGES, flags: vm::READ | vm::WRITE });

@@ -156,44 +156,111 @@ impl RmapCaller {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
     /// A process with an empty mm (its own stack/.data/heap are not modelled: test VMAs only).
-    Spawn { pid: Pid },
+    Spawn {
+        pid: Pid,
+    },
     /// mmap/brk of a private anonymous range; merges with neighbours as the kernel does.
-    Map { pid: Pid, start: u64, pages: u64, flags: u16 },
+    Map {
+        pid: Pid,
+        start: u64,
+        pages: u64,
+        flags: u16,
+    },
     /// `Map` with the VMA's `vm_pgoff` as the kernel set it (a file mapping's page offset,
     /// an mremap-moved range's old one) instead of `start >> 12`. Two VMAs merge or lend
     /// their anon_vma only with contiguous pgoffs, so a caller puts what else must match
     /// and the model has no field for (`vm_file`, flags it has no bit for) in high bits
     /// below [`PGOFF_BITS`] that its address space leaves free (bits 40..44 for 48-bit ones).
-    MapPgoff { pid: Pid, start: u64, pages: u64, flags: u16, pgoff: u64 },
-    Fault { pid: Pid, addr: u64, kind: FaultKind },
+    MapPgoff {
+        pid: Pid,
+        start: u64,
+        pages: u64,
+        flags: u16,
+        pgoff: u64,
+    },
+    Fault {
+        pid: Pid,
+        addr: u64,
+        kind: FaultKind,
+    },
     /// fork: `dup_mmap` walks the parent's VMAs in address order.
-    Fork { parent: Pid, child: Pid },
-    Exit { pid: Pid },
+    Fork {
+        parent: Pid,
+        child: Pid,
+    },
+    Exit {
+        pid: Pid,
+    },
     /// Tear the old mm down; with `stack`, the new image's stack VMA (one page) is written
     /// by the argv copy.
-    Exec { pid: Pid, stack: Option<u64> },
+    Exec {
+        pid: Pid,
+        stack: Option<u64>,
+    },
     /// New protection (`vm::ACCESS` bits) of a range: split or merge as the kernel does.
-    Mprotect { pid: Pid, start: u64, pages: u64, prot: u16 },
-    Madvise { pid: Pid, start: u64, pages: u64, advice: Advice },
-    Munmap { pid: Pid, start: u64, pages: u64 },
+    Mprotect {
+        pid: Pid,
+        start: u64,
+        pages: u64,
+        prot: u16,
+    },
+    Madvise {
+        pid: Pid,
+        start: u64,
+        pages: u64,
+        advice: Advice,
+    },
+    Munmap {
+        pid: Pid,
+        start: u64,
+        pages: u64,
+    },
     /// mremap move of `[old, old+pages)` (inside one VMA) to `new` (MREMAP_FIXED|MAYMOVE).
-    Mremap { pid: Pid, old: u64, pages: u64, new: u64, dontunmap: bool },
+    Mremap {
+        pid: Pid,
+        old: u64,
+        pages: u64,
+        new: u64,
+        dontunmap: bool,
+    },
     /// mremap to a new size, `[old, old+pages)` (inside one VMA) → `new_pages`: at `new ==
     /// old` a shrink unmaps the tail and a grow expands the VMA in place (merging with the
     /// next one as `vma_merge_extend` does); elsewhere the tail beyond `new_pages` is
     /// unmapped and the rest moved, its copy `new_pages` long (`copy_vma` of the new length).
-    MremapResize { pid: Pid, old: u64, pages: u64, new: u64, new_pages: u64 },
+    MremapResize {
+        pid: Pid,
+        old: u64,
+        pages: u64,
+        new: u64,
+        new_pages: u64,
+    },
     /// mlock / munlock (`flags` = `vm::LOCKED | vm::LOCKONFAULT` or a part, 0 to unlock) of
     /// `[start, start+pages)`: the flags change as `mlock_fixup` does; the pages it
     /// populates come as their own faults.
-    Mlock { pid: Pid, start: u64, pages: u64, flags: u16 },
+    Mlock {
+        pid: Pid,
+        start: u64,
+        pages: u64,
+        flags: u16,
+    },
     /// ksmd merges `pages` pages of the VMA at `addr` into the stable tree.
-    KsmMerge { pid: Pid, addr: u64, pages: u32 },
+    KsmMerge {
+        pid: Pid,
+        addr: u64,
+        pages: u32,
+    },
     /// A ksmd scan drops the rmap_items of VMAs that are gone or no longer mergeable.
     KsmCleanup,
     /// khugepaged collapses a PMD range of the VMA at `addr`.
-    ThpCollapse { pid: Pid, addr: u64 },
-    RmapWalk { pid: Pid, addr: u64, caller: RmapCaller },
+    ThpCollapse {
+        pid: Pid,
+        addr: u64,
+    },
+    RmapWalk {
+        pid: Pid,
+        addr: u64,
+        caller: RmapCaller,
+    },
     SetKernel(Kernel),
     /// A phase marker (no effect on the model; reports group by it).
     Phase(String),

@@ -180,7 +180,11 @@ impl HookOffsets {
 #[cfg(feature = "std")]
 impl core::fmt::Display for VmaSnap {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "vma={:#x}[{:#x}-{:#x} pgoff={:#x} flags={:#x}] mm={:#x} av={:#x} L={}", self.vma, self.start, self.end, self.pgoff, self.flags, self.mm, self.anon_vma, self.chain_len)
+        write!(
+            f,
+            "vma={:#x}[{:#x}-{:#x} pgoff={:#x} flags={:#x}] mm={:#x} av={:#x} L={}",
+            self.vma, self.start, self.end, self.pgoff, self.flags, self.mm, self.anon_vma, self.chain_len
+        )
     }
 }
 

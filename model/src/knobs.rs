@@ -124,9 +124,7 @@ impl Knobs {
         let on = value == "true";
         match name.as_str() {
             "lazy_enabled" => self.lazy_enabled = on,
-            "fork_of_tree_parent" => {
-                self.fork_of_tree_parent = if value == "share" { ForkOfTreeParent::Share } else { ForkOfTreeParent::UpgradeFirst }
-            }
+            "fork_of_tree_parent" => self.fork_of_tree_parent = if value == "share" { ForkOfTreeParent::Share } else { ForkOfTreeParent::UpgradeFirst },
             "cow_in_tree_parent" => {
                 self.cow_in_tree_parent = match value {
                     "parent_av" => CowInTreeParent::ParentAv,
@@ -135,12 +133,8 @@ impl Knobs {
                 }
             }
             "split_upgrades" => self.split_upgrades = on,
-            "merge_lazy_lazy" => {
-                self.merge_lazy_lazy = if value == "never" { MergeLazyLazy::Never } else { MergeLazyLazy::SameBase }
-            }
-            "merge_lazy_tree" => {
-                self.merge_lazy_tree = if value == "upgrade" { MergeLazyTree::Upgrade } else { MergeLazyTree::Refuse }
-            }
+            "merge_lazy_lazy" => self.merge_lazy_lazy = if value == "never" { MergeLazyLazy::Never } else { MergeLazyLazy::SameBase },
+            "merge_lazy_tree" => self.merge_lazy_tree = if value == "upgrade" { MergeLazyTree::Upgrade } else { MergeLazyTree::Refuse },
             "mremap_upgrades" => self.mremap_upgrades = on,
             "ksm_upgrades" => self.ksm_upgrades = on,
             "thp_upgrades" => self.thp_upgrades = on,
@@ -158,24 +152,36 @@ impl Knobs {
         let b = |v: bool| if v { "true" } else { "false" };
         vec![
             ("lazy_enabled", b(self.lazy_enabled)),
-            ("fork_of_tree_parent", match self.fork_of_tree_parent {
-                ForkOfTreeParent::UpgradeFirst => "upgrade_first",
-                ForkOfTreeParent::Share => "share",
-            }),
-            ("cow_in_tree_parent", match self.cow_in_tree_parent {
-                CowInTreeParent::LazyToVma => "lazy_to_vma",
-                CowInTreeParent::ParentAv => "parent_av",
-                CowInTreeParent::Upgrade => "upgrade",
-            }),
+            (
+                "fork_of_tree_parent",
+                match self.fork_of_tree_parent {
+                    ForkOfTreeParent::UpgradeFirst => "upgrade_first",
+                    ForkOfTreeParent::Share => "share",
+                },
+            ),
+            (
+                "cow_in_tree_parent",
+                match self.cow_in_tree_parent {
+                    CowInTreeParent::LazyToVma => "lazy_to_vma",
+                    CowInTreeParent::ParentAv => "parent_av",
+                    CowInTreeParent::Upgrade => "upgrade",
+                },
+            ),
             ("split_upgrades", b(self.split_upgrades)),
-            ("merge_lazy_lazy", match self.merge_lazy_lazy {
-                MergeLazyLazy::SameBase => "same_base",
-                MergeLazyLazy::Never => "never",
-            }),
-            ("merge_lazy_tree", match self.merge_lazy_tree {
-                MergeLazyTree::Refuse => "refuse",
-                MergeLazyTree::Upgrade => "upgrade",
-            }),
+            (
+                "merge_lazy_lazy",
+                match self.merge_lazy_lazy {
+                    MergeLazyLazy::SameBase => "same_base",
+                    MergeLazyLazy::Never => "never",
+                },
+            ),
+            (
+                "merge_lazy_tree",
+                match self.merge_lazy_tree {
+                    MergeLazyTree::Refuse => "refuse",
+                    MergeLazyTree::Upgrade => "upgrade",
+                },
+            ),
             ("mremap_upgrades", b(self.mremap_upgrades)),
             ("ksm_upgrades", b(self.ksm_upgrades)),
             ("thp_upgrades", b(self.thp_upgrades)),

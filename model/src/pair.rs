@@ -1,8 +1,8 @@
 //! Eager and lazy side by side: every event goes to both; per-step deltas come out.
 
 use crate::counts::{Counter, Counts, Delta, Deltas};
-use crate::eager::{Half, Machine, ModelError, Procs, EAGER, LAZY};
 use crate::eager::vma::Mm;
+use crate::eager::{Half, Machine, ModelError, Procs, EAGER, LAZY};
 use crate::event::Event;
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;

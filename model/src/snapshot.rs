@@ -212,12 +212,8 @@ mod tests {
 
     #[test]
     fn d_fork_chain_depth_three() {
-        let e = run(vec![
-            three(1, 0xa0, &[0xa0]),
-            three(2, 0xb0, &[0xb0, 0xa0]),
-            three(3, 0xc0, &[0xc0, 0xb0, 0xa0]),
-            three(4, 0xd0, &[0xd0, 0xc0, 0xb0, 0xa0]),
-        ]);
+        let e =
+            run(vec![three(1, 0xa0, &[0xa0]), three(2, 0xb0, &[0xb0, 0xa0]), three(3, 0xc0, &[0xc0, 0xb0, 0xa0]), three(4, 0xd0, &[0xd0, 0xc0, 0xb0, 0xa0])]);
         assert_eq!((e.eager, e.lazy), (counts(12, 30), counts(9, 27)));
         assert_eq!(e.processes[3].lazy, counts(0, 9));
         assert_eq!(e.states, [0, 0, 9, 3]);
@@ -237,11 +233,7 @@ mod tests {
     #[test]
     fn ancestor_reuse_keeps_totals() {
         // P(A) → C(B) → G(D); C exited; G forked H, which reused B (spec §1.4).
-        let e = run(vec![
-            proc(1, vec![vma(0xa, &[0xa])]),
-            proc(3, vec![vma(0xd, &[0xd, 0xb, 0xa])]),
-            proc(4, vec![vma(0xb, &[0xd, 0xb, 0xa])]),
-        ]);
+        let e = run(vec![proc(1, vec![vma(0xa, &[0xa])]), proc(3, vec![vma(0xd, &[0xd, 0xb, 0xa])]), proc(4, vec![vma(0xb, &[0xd, 0xb, 0xa])])]);
         assert_eq!((e.eager, e.lazy), (counts(3, 7), counts(3, 7)));
     }
 

@@ -453,7 +453,8 @@ mod tests {
             let half = if split { p.vmas.len() / 2 } else { p.vmas.len() };
             let feed = |s: &mut Stream, tid: u32, vmas: &[(usize, &VmaTopo)]| {
                 for &(j, v) in vmas {
-                    let vi = VmaIn { tid, mm, vma: mm + j as u64 * 8, start: v.start, end: v.end, anon_vma: v.anon_vma, chain: &v.chain, chain_len: v.chain_len };
+                    let vi =
+                        VmaIn { tid, mm, vma: mm + j as u64 * 8, start: v.start, end: v.end, anon_vma: v.anon_vma, chain: &v.chain, chain_len: v.chain_len };
                     s.vma(&vi, || (p.pid, p.comm.clone()));
                 }
             };
@@ -534,7 +535,15 @@ mod tests {
         let v = |vma: u64, start: u64, av: u64| (vma, start, av);
         // Task 1 walks A B C, the walk restarts at B (grown), then D; task 2 (same mm) is
         // seen later with B and a new E.
-        let walk = [(1, v(0xa, 0x1000, 0x10)), (1, v(0xb, 0x3000, 0x20)), (1, v(0xc, 0x5000, 0x30)), (1, v(0xb, 0x2000, 0x20)), (1, v(0xd, 0x9000, 0x40)), (2, v(0xb, 0x3000, 0x20)), (2, v(0xe, 0xb000, 0x50))];
+        let walk = [
+            (1, v(0xa, 0x1000, 0x10)),
+            (1, v(0xb, 0x3000, 0x20)),
+            (1, v(0xc, 0x5000, 0x30)),
+            (1, v(0xb, 0x2000, 0x20)),
+            (1, v(0xd, 0x9000, 0x40)),
+            (2, v(0xb, 0x3000, 0x20)),
+            (2, v(0xe, 0xb000, 0x50)),
+        ];
         let mut s = Stream::new(0);
         let kept: Vec<bool> = walk
             .iter()

@@ -285,8 +285,7 @@ impl Sweep {
 
     /// Knobs in `KNOBS` order (the spec's), then any this build does not know.
     pub fn knobs(&self) -> Vec<(&str, &BTreeMap<String, Row>)> {
-        let mut v: Vec<(&str, &BTreeMap<String, Row>)> =
-            KNOBS.iter().filter_map(|(n, _)| self.sweep.get_key_value(*n).map(|(k, r)| (k.as_str(), r))).collect();
+        let mut v: Vec<(&str, &BTreeMap<String, Row>)> = KNOBS.iter().filter_map(|(n, _)| self.sweep.get_key_value(*n).map(|(k, r)| (k.as_str(), r))).collect();
         v.extend(self.sweep.iter().filter(|(k, _)| !KNOBS.iter().any(|(n, _)| n == k)).map(|(k, r)| (k.as_str(), r)));
         v
     }
@@ -297,7 +296,11 @@ mod tests {
     use super::*;
 
     fn events() -> Vec<Event> {
-        vec![Event::Spawn { pid: 1 }, Event::Map { pid: 1, start: 0x1000_0000, pages: 4, flags: crate::event::vm::READ | crate::event::vm::WRITE }, Event::Fork { parent: 1, child: 2 }]
+        vec![
+            Event::Spawn { pid: 1 },
+            Event::Map { pid: 1, start: 0x1000_0000, pages: 4, flags: crate::event::vm::READ | crate::event::vm::WRITE },
+            Event::Fork { parent: 1, child: 2 },
+        ]
     }
 
     #[test]

@@ -362,7 +362,24 @@ pub const PF_EXITING: u32 = 0x4;
 
 /// Every record kind: distinct, or two programs' records would be read as each other's.
 const _: () = {
-    let kinds = [EV_SLAB_ALLOC, EV_SLAB_FREE, EV_ALLOC, EV_FREE, EV_FORK, EV_NEWTASK, EV_EXEC, EV_EXIT, EV_MARKER, EV_HOOK, EV_SYSCALL, EV_LOCK_BEGIN, EV_LOCK_END, EV_PREPARE_VMA, EV_KSM_MERGE, EV_KSM_REMOVE];
+    let kinds = [
+        EV_SLAB_ALLOC,
+        EV_SLAB_FREE,
+        EV_ALLOC,
+        EV_FREE,
+        EV_FORK,
+        EV_NEWTASK,
+        EV_EXEC,
+        EV_EXIT,
+        EV_MARKER,
+        EV_HOOK,
+        EV_SYSCALL,
+        EV_LOCK_BEGIN,
+        EV_LOCK_END,
+        EV_PREPARE_VMA,
+        EV_KSM_MERGE,
+        EV_KSM_REMOVE,
+    ];
     let mut i = 0;
     while i < kinds.len() {
         let mut j = i + 1;

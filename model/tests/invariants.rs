@@ -1,8 +1,8 @@
 //! Random event streams keep spec §0's invariants in both models, and LAZY never holds
 //! more anon_vmas than EAGER under the default knobs.
 
-use lazyvma_model::event::{vm, Advice, Event, FaultKind, RmapCaller, PAGE_SIZE};
 use lazyvma_model::eager::Half;
+use lazyvma_model::event::{vm, Advice, Event, FaultKind, RmapCaller, PAGE_SIZE};
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::knobs::Knobs;
 use lazyvma_model::pair::Pair;
@@ -134,7 +134,14 @@ fn check(kernel: Kernel, knobs: Knobs, events: &[Event], lazy_le_eager: bool) ->
         // against spec §3.2/§3.3 in model/scenarios/lazy-live-above-eager.lzs (eager live 3
         // AV, lazy 4): a consequence of the knob's definition, not a model bug.
         if lazy_le_eager {
-            prop_assert!(l.anon_vma.alloc <= e.anon_vma.alloc, "after event {} {:?}: lazy allocated {} AVs > eager {}", n, ev, l.anon_vma.alloc, e.anon_vma.alloc);
+            prop_assert!(
+                l.anon_vma.alloc <= e.anon_vma.alloc,
+                "after event {} {:?}: lazy allocated {} AVs > eager {}",
+                n,
+                ev,
+                l.anon_vma.alloc,
+                e.anon_vma.alloc
+            );
         }
     }
     Ok(())

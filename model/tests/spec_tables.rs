@@ -30,10 +30,29 @@ fn rule_tags_are_the_specs() {
     // §3.2's status column. L2: the upgrade and "no child AV" are stated (the child's AVC
     // count is inferred); L4 "as eager" and L17/L18 are inferred; the knob-only rows open.
     let spec = [
-        ("L1", Stated), ("L1b", Stated), ("L2", Stated), ("L3", Inferred), ("L4", Inferred), ("L5", Open),
-        ("L6", Open), ("L7", Inferred), ("L7b", Inferred), ("L8", Inferred), ("L8b", Open), ("L9", Inferred),
-        ("L9b", Inferred), ("L10", Inferred), ("L10b", Inferred), ("L11", Inferred), ("L12", Inferred),
-        ("L13", Stated), ("L13b", Stated), ("L14", Inferred), ("L15", Open), ("L16", Inferred), ("L17", Inferred),
+        ("L1", Stated),
+        ("L1b", Stated),
+        ("L2", Stated),
+        ("L3", Inferred),
+        ("L4", Inferred),
+        ("L5", Open),
+        ("L6", Open),
+        ("L7", Inferred),
+        ("L7b", Inferred),
+        ("L8", Inferred),
+        ("L8b", Open),
+        ("L9", Inferred),
+        ("L9b", Inferred),
+        ("L10", Inferred),
+        ("L10b", Inferred),
+        ("L11", Inferred),
+        ("L12", Inferred),
+        ("L13", Stated),
+        ("L13b", Stated),
+        ("L14", Inferred),
+        ("L15", Open),
+        ("L16", Inferred),
+        ("L17", Inferred),
         ("L18", Inferred),
     ];
     let got: Vec<(&str, Status)> = Rule::ALL.iter().map(|r| (r.name(), r.status())).collect();

@@ -40,7 +40,8 @@ pub fn parse_mounts(mountinfo: &str) -> Mounts {
             Some("cgroup2") if m.v2.is_none() => m.v2 = Some(dir.into()),
             Some("cgroup") => {
                 let opts = r.nth(1).unwrap_or("");
-                let controllers = opts.split(',').filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("xattr") && *o != "noprefix").map(String::from).collect();
+                let controllers =
+                    opts.split(',').filter(|o| !matches!(*o, "rw" | "ro") && !o.contains("xattr") && *o != "noprefix").map(String::from).collect();
                 m.v1.push(V1 { dir: dir.into(), controllers });
             }
             _ => {}

@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(j, "{\n  \"comm\": \"\\u001b]0;pwn\\u0007|<script>\\u009b31m\\u202e\\u007f\\n\",\n  \"k\": [\n    \"a\",\n    1\n  ]\n}");
         assert_eq!(serde_json::from_str::<serde_json::Value>(&j).unwrap(), v);
         assert_eq!(json_line(&v).unwrap(), "{\"comm\":\"\\u001b]0;pwn\\u0007|<script>\\u009b31m\\u202e\\u007f\\n\",\"k\":[\"a\",1]}");
-        assert_eq!(json_pretty(&serde_json::json!({"a": [1, {"b": "anon_vma"}]})).unwrap(), serde_json::to_string_pretty(&serde_json::json!({"a": [1, {"b": "anon_vma"}]})).unwrap());
+        assert_eq!(
+            json_pretty(&serde_json::json!({"a": [1, {"b": "anon_vma"}]})).unwrap(),
+            serde_json::to_string_pretty(&serde_json::json!({"a": [1, {"b": "anon_vma"}]})).unwrap()
+        );
     }
 
     #[test]

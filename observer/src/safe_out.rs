@@ -109,7 +109,15 @@ pub fn read(path: &Path) -> std::io::Result<Vec<u8>> {
     let m = file.metadata()?;
     if !m.is_file() {
         let t = m.file_type();
-        let what = if t.is_fifo() { "a FIFO" } else if m.is_dir() { "a directory" } else if t.is_char_device() { "a character device" } else { "not a regular file" };
+        let what = if t.is_fifo() {
+            "a FIFO"
+        } else if m.is_dir() {
+            "a directory"
+        } else if t.is_char_device() {
+            "a character device"
+        } else {
+            "not a regular file"
+        };
         return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("is {what}, not a regular file")));
     }
     let mut out = Vec::with_capacity(m.len() as usize);
@@ -165,9 +173,7 @@ fn in_place(path: &Path) -> anyhow::Result<(File, Pending)> {
 fn create_excl(path: &Path) -> std::io::Result<File> {
     let c = cstr(path).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
     // SAFETY: `c` is a valid C string; the result is checked.
-    let fd = unsafe {
-        libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o666 as libc::c_uint)
-    };
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o666 as libc::c_uint) };
     if fd < 0 {
         return Err(std::io::Error::last_os_error());
     }

@@ -19,7 +19,6 @@ use common::*;
 const BIN: &str = env!("CARGO_BIN_EXE_lazyvma");
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-
 fn json_of(out: &Output) -> Value {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     serde_json::from_slice(&out.stdout).unwrap()
@@ -32,7 +31,9 @@ fn per_pid(v: &Value) -> BTreeMap<u64, [u64; 4]> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|p| (p["pid"].as_u64().unwrap(), [n(p, "eager", "anon_vma"), n(p, "eager", "anon_vma_chain"), n(p, "lazy", "anon_vma"), n(p, "lazy", "anon_vma_chain")]))
+        .map(|p| {
+            (p["pid"].as_u64().unwrap(), [n(p, "eager", "anon_vma"), n(p, "eager", "anon_vma_chain"), n(p, "lazy", "anon_vma"), n(p, "lazy", "anon_vma_chain")])
+        })
         .collect()
 }
 
@@ -59,7 +60,8 @@ fn snapshot_cgroup_relative_and_absolute() {
         assert_eq!(per_pid(&v), by_pid, "snapshot --cgroup {path}: the workload's processes, exactly");
         let rows = v["cgroups"].as_array().unwrap();
         let row = rows.iter().find(|r| r["path"] == format!("/{}", cg.name)).unwrap_or_else(|| panic!("no row for the test cgroup: {rows:?}"));
-        let got = [&row["eager"]["anon_vma"], &row["eager"]["anon_vma_chain"], &row["lazy"]["anon_vma"], &row["lazy"]["anon_vma_chain"]].map(|x| x.as_u64().unwrap());
+        let got =
+            [&row["eager"]["anon_vma"], &row["eager"]["anon_vma_chain"], &row["lazy"]["anon_vma"], &row["lazy"]["anon_vma_chain"]].map(|x| x.as_u64().unwrap());
         assert_eq!((row["processes"].as_u64(), got), (Some(2), s), "{row}");
         let id = std::fs::metadata(cg.dir()).map(|m| std::os::unix::fs::MetadataExt::ino(&m)).unwrap();
         assert_eq!(row["id"].as_u64(), Some(id), "the cgroup id is its directory's inode");
@@ -76,7 +78,13 @@ fn four(v: &Value) -> [u64; 4] {
 /// (proc, phase) → counts of the rows after the workload's first marker: what the
 /// scenario did, the same however the process was started.
 fn marked(j: &Value) -> BTreeMap<(u64, u64), [u64; 4]> {
-    j["phases"].as_array().unwrap().iter().filter(|p| !p["phase"].is_null()).map(|p| ((p["proc"].as_u64().unwrap(), p["phase"].as_u64().unwrap()), four(p))).collect()
+    j["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p["phase"].is_null())
+        .map(|p| ((p["proc"].as_u64().unwrap(), p["phase"].as_u64().unwrap()), four(p)))
+        .collect()
 }
 
 fn no_aslr(cmd: &mut Command) -> &mut Command {
@@ -203,7 +211,8 @@ fn trace_by_cgroup_rows_sum_to_the_totals() {
     assert_eq!(total, four(&j["observed"]), "{rows:?}");
     assert_eq!(rows.iter().map(|r| r["processes"].as_u64().unwrap()).sum::<u64>(), 2);
     let mine = rows.iter().find(|r| r["path"] == format!("/{}", cg.name)).unwrap_or_else(|| panic!("{rows:?}"));
-    let child: [u64; 4] = j["phases"].as_array().unwrap().iter().filter(|p| p["proc"] == 1).map(four).fold([0; 4], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2], a[3] + v[3]]);
+    let child: [u64; 4] =
+        j["phases"].as_array().unwrap().iter().filter(|p| p["proc"] == 1).map(four).fold([0; 4], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2], a[3] + v[3]]);
     assert_eq!(four(mine), child);
     // Spec §5 B: the child forked with 3 written VMAs frees 3 AV and 6 AVC at its exit, more
     // for its base layout.
@@ -374,7 +383,9 @@ fn serve_cgroup_exposes_the_workloads_objects() {
     assert!(out.status.success());
     std::thread::sleep(Duration::from_millis(1500));
     let outside = scrape(port).unwrap();
-    for f in ["lazyvma_anon_vma_allocations_total", "lazyvma_anon_vma_chain_allocations_total", "lazyvma_anon_vma_frees_total", "lazyvma_anon_vma_chain_frees_total"] {
+    for f in
+        ["lazyvma_anon_vma_allocations_total", "lazyvma_anon_vma_chain_allocations_total", "lazyvma_anon_vma_frees_total", "lazyvma_anon_vma_chain_frees_total"]
+    {
         assert_eq!(family(&outside, f), 0.0, "{f}: the held fork is idle, the other workload is outside the scope");
     }
     // The held fork exits: every anon_vma and chain it held is freed, in the scope.

@@ -83,7 +83,21 @@ fn json_reports_this_machine() {
 
     // anon-vma-semantics.md §4.2, 6.18.44 column.
     let sym = |n: &str| j["symbols"][n].as_str().unwrap().to_string();
-    for n in ["__anon_vma_prepare", "anon_vma_clone", "anon_vma_fork", "unlink_anon_vmas", "__put_anon_vma", "find_mergeable_anon_vma", "dup_mmap", "exit_mmap", "copy_vma", "rmap_walk", "folio_lock_anon_vma_read", "vma_merge_new_range", "vma_expand"] {
+    for n in [
+        "__anon_vma_prepare",
+        "anon_vma_clone",
+        "anon_vma_fork",
+        "unlink_anon_vmas",
+        "__put_anon_vma",
+        "find_mergeable_anon_vma",
+        "dup_mmap",
+        "exit_mmap",
+        "copy_vma",
+        "rmap_walk",
+        "folio_lock_anon_vma_read",
+        "vma_merge_new_range",
+        "vma_expand",
+    ] {
         assert_eq!(sym(n), "T", "{n}");
     }
     for n in ["__split_vma", "commit_merge", "vma_complete", "move_vma", "rmap_walk_anon"] {
@@ -103,14 +117,33 @@ fn json_reports_this_machine() {
     assert!(!avc["merged_with"].as_array().unwrap().is_empty());
 
     let backend = |h: &str| j["backend"][h]["backend"].as_str().unwrap().to_string();
-    for h in ["__anon_vma_prepare", "anon_vma_fork", "anon_vma_clone", "unlink_anon_vmas", "__put_anon_vma", "find_mergeable_anon_vma", "copy_vma", "dup_mmap", "exit_mmap", "rmap"] {
+    for h in [
+        "__anon_vma_prepare",
+        "anon_vma_fork",
+        "anon_vma_clone",
+        "unlink_anon_vmas",
+        "__put_anon_vma",
+        "find_mergeable_anon_vma",
+        "copy_vma",
+        "dup_mmap",
+        "exit_mmap",
+        "rmap",
+    ] {
         assert_eq!(backend(h), "tracepoint-only", "{h}");
     }
     for h in ["split", "merge"] {
         assert_eq!(backend(h), "unavailable", "{h}");
         assert_eq!(j["backend"][h]["reason"], "fentry not usable; kprobe not usable; no tracepoint covers it");
     }
-    for h in ["kmem:kmem_cache_alloc", "kmem:kmem_cache_free", "sched:sched_process_fork", "sched:sched_process_exec", "sched:sched_process_exit", "lock:contention_begin", "lock:contention_end"] {
+    for h in [
+        "kmem:kmem_cache_alloc",
+        "kmem:kmem_cache_free",
+        "sched:sched_process_fork",
+        "sched:sched_process_exec",
+        "sched:sched_process_exit",
+        "lock:contention_begin",
+        "lock:contention_end",
+    ] {
         assert_eq!(backend(h), "tracepoint", "{h}");
     }
     assert_eq!(j["backend"]["__anon_vma_prepare"]["tracepoints"], serde_json::json!(["kmem:kmem_cache_alloc", "kmem:kmem_cache_free"]));

@@ -106,7 +106,8 @@ fn a_full_disk_cuts_the_recording_not_the_report() {
     assert_eq!(v["observed"], v["eager"]);
     // In fork-loop's fork phase (3) its parent alone allocates: per fork the same anon_vmas,
     // two chains each (the parent was exec'd and never forked before).
-    let forks: Vec<[u64; 2]> = v["phases"].as_array().unwrap().iter().filter(|r| r["phase"] == 3 && r["anon_vma"]["alloc"].as_u64() > Some(0)).map(counts).collect();
+    let forks: Vec<[u64; 2]> =
+        v["phases"].as_array().unwrap().iter().filter(|r| r["phase"] == 3 && r["anon_vma"]["alloc"].as_u64() > Some(0)).map(counts).collect();
     assert!(matches!(forks[..], [[av, avc]] if av > 0 && av % 500 == 0 && avc == 2 * av), "{forks:?}");
     assert!(std::fs::metadata(&rec).unwrap().len() <= 256 * 1024);
     let r = lazyvma(&["replay", "-j", &rec]);

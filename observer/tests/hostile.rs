@@ -7,7 +7,6 @@ use std::process::Command;
 mod common;
 use common::*;
 
-
 /// `sh -c script` as the unprivileged user nobody.
 fn as_nobody(script: &str) {
     let st = Command::new("setpriv").args(["--reuid=65534", "--regid=65534", "--clear-groups", "sh", "-c", script]).status().unwrap();
@@ -335,7 +334,12 @@ fn a_fifo_input_is_refused_and_a_closed_stdout_is_an_error() {
     let closed = |c: &mut Command| {
         use std::os::unix::process::CommandExt;
         // SAFETY: close is async-signal-safe.
-        unsafe { c.pre_exec(|| { libc::close(1); Ok(()) }) };
+        unsafe {
+            c.pre_exec(|| {
+                libc::close(1);
+                Ok(())
+            })
+        };
     };
     let out = lazyvma_bounded(&["report", &a], closed);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -344,7 +348,6 @@ fn a_fifo_input_is_refused_and_a_closed_stdout_is_an_error() {
     let out = lazyvma_bounded(&["report", &a, "-o", &dir.file("r.txt")], closed);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 }
-
 
 const PWN: &str = "\x1b]0;pwn\x07|<b>\n";
 

@@ -8,8 +8,6 @@ use common::*;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-
-
 fn fired(rules: &Value) -> BTreeMap<String, u64> {
     rules.as_object().expect("lazy_rules is an object").iter().map(|(k, r)| (k.clone(), r["fired"].as_u64().unwrap())).collect()
 }

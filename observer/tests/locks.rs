@@ -86,7 +86,9 @@ fn sysctl() -> String {
 
 /// Whether `pid` holds the kernel's run-time stats on by a BPF_ENABLE_STATS fd.
 fn holds_stats_fd(pid: u32) -> bool {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().any(|e| std::fs::read_link(e.unwrap().path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-stats"))
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .any(|e| std::fs::read_link(e.unwrap().path()).is_ok_and(|l| l.to_string_lossy() == "anon_inode:bpf-stats"))
 }
 
 /// lazyvma never writes the sysctl (kernels with BPF_ENABLE_STATS), but other engineers'

@@ -61,7 +61,10 @@ fn every_bad_scenario_class_names_file_and_line() {
     }
 
     std::fs::create_dir(d.path("dir.lzs")).unwrap();
-    fails(&lazyvma().arg("model").arg(d.path("dir.lzs")).output().unwrap(), &format!("{}: cannot read the scenario: is a directory, not a regular file", d.file("dir.lzs")));
+    fails(
+        &lazyvma().arg("model").arg(d.path("dir.lzs")).output().unwrap(),
+        &format!("{}: cannot read the scenario: is a directory, not a regular file", d.file("dir.lzs")),
+    );
     fails(&lazyvma().arg("model").arg(d.path("absent.lzs")).output().unwrap(), &format!("{}: cannot read the scenario: No such file", d.file("absent.lzs")));
 
     let ok = d.file("verb.lzs");
@@ -78,13 +81,7 @@ fn every_bad_scenario_class_names_file_and_line() {
 fn closed_stdout_is_not_a_panic() {
     let file = concat!(env!("CARGO_MANIFEST_DIR"), "/../model/scenarios/d-fork-chain.lzs");
     for extra in [&[][..], &["-j"], &["--sweep"]] {
-        let mut child = lazyvma()
-            .args(["model", file])
-            .args(extra)
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child = lazyvma().args(["model", file]).args(extra).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).spawn().unwrap();
         drop(child.stdout.take());
         let out = child.wait_with_output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);

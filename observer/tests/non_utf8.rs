@@ -72,10 +72,13 @@ fn non_utf8_paths_are_used_as_bytes_and_shown_lossily() {
         1,
         "lazyvma: cannot create recording /nonexistent/\u{fffd}.lzr: No such file or directory (os error 2)".into(),
     );
-    one_line(&[os(b"replay"), path(b"\xfd.lzr").as_os_str()], 1, format!("lazyvma: cannot read recording {}: No such file or directory (os error 2)", shown("\u{fffd}.lzr")));
+    one_line(
+        &[os(b"replay"), path(b"\xfd.lzr").as_os_str()],
+        1,
+        format!("lazyvma: cannot read recording {}: No such file or directory (os error 2)", shown("\u{fffd}.lzr")),
+    );
     assert_eq!(names(&dir).len(), 3, "a failed run left a file");
 }
-
 
 /// `trace -p` of a process named `bad\xff\xfe`: traced until the duration (it was "no such
 /// process": its /proc/PID/status was read as UTF-8); snapshot shows its comm with U+FFFD.

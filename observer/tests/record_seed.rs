@@ -60,12 +60,8 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
     std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let rec = dir.file("seed.rec");
     let (mut w, pids) = held();
-    let mut t = Command::new(LAZYVMA)
-        .args(["trace", "-j", "-o", &rec, "-p", &pids[0].to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut t =
+        Command::new(LAZYVMA).args(["trace", "-j", "-o", &rec, "-p", &pids[0].to_string()]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     // The first live row: the snapshot is taken by then. Then the chain exits.
     let mut err = BufReader::new(t.stderr.take().unwrap()).lines();
     err.next().expect("trace ended before its first row").unwrap();

@@ -86,7 +86,10 @@ fn replay_prints_the_live_report_and_survives_cuts_and_damage() {
     let out = replay(&[&f]);
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.trim_end().ends_with(&format!("recording: {f} ({received} records in {} chunks, {} bytes, format 3.0), complete", cs.len(), data.len())), "{text}");
+    assert!(
+        text.trim_end().ends_with(&format!("recording: {f} ({received} records in {} chunks, {} bytes, format 3.0), complete", cs.len(), data.len())),
+        "{text}"
+    );
 
     // Cut: at the last chunk boundary (the trailer lost), inside the last records chunk, and
     // one byte short of the end.
@@ -100,7 +103,10 @@ fn replay_prints_the_live_report_and_survives_cuts_and_damage() {
         assert!(out.status.success(), "cut at {cut}: {}", stderr(&out));
         assert_eq!(stderr(&out).trim_end(), cut_warning(complete_chunks, cut - cs[complete_chunks - 1].2));
         let j = report(&out.stdout);
-        assert_eq!((j["recording"]["complete"].clone(), j["ended_by"].clone(), j["lost_events"].clone()), (Value::Bool(false), "recording cut short".into(), Value::Null));
+        assert_eq!(
+            (j["recording"]["complete"].clone(), j["ended_by"].clone(), j["lost_events"].clone()),
+            (Value::Bool(false), "recording cut short".into(), Value::Null)
+        );
         assert_eq!(j["events"]["sent"], Value::Null);
         let got = j["events"]["received"].as_u64().unwrap();
         if all {
@@ -117,7 +123,10 @@ fn replay_prints_the_live_report_and_survives_cuts_and_damage() {
     let c = dir.file("cut-header.rec");
     std::fs::write(&c, &data[..40]).unwrap();
     let out = replay(&[&c]);
-    assert_eq!((out.status.code(), stderr(&out).trim_end()), (Some(1), format!("lazyvma: recording {c}: no complete header chunk (cut short?) at offset 12").as_str()));
+    assert_eq!(
+        (out.status.code(), stderr(&out).trim_end()),
+        (Some(1), format!("lazyvma: recording {c}: no complete header chunk (cut short?) at offset 12").as_str())
+    );
 
     // Damage in the middle: one byte of the first records chunk.
     let first = cs.iter().find(|c| c.1 == RECORDS).unwrap();
@@ -163,7 +172,10 @@ fn replay_refuses_bad_input() {
     let junk = dir.file("junk.rec");
     std::fs::write(&junk, "{\"not\": \"a recording\"}\n").unwrap();
     let out = Command::new(BIN).args(["replay", &junk]).output().unwrap();
-    assert_eq!((out.status.code(), stderr(&out).trim_end()), (Some(1), format!("lazyvma: recording {junk}: not a lazyvma recording (bad magic) at offset 0").as_str()));
+    assert_eq!(
+        (out.status.code(), stderr(&out).trim_end()),
+        (Some(1), format!("lazyvma: recording {junk}: not a lazyvma recording (bad magic) at offset 0").as_str())
+    );
     let out = Command::new(BIN).args(["replay", "--knob", "nope=1", &junk]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(stderr(&out).contains("nope"), "{}", stderr(&out));

@@ -12,8 +12,6 @@ use common::*;
 
 const WORKLOAD: &str = env!("CARGO_BIN_EXE_lazyvma-workload");
 
-
-
 /// A failure is exit 1 with one line on stderr containing every needle.
 fn assert_one_line_error(out: &Output, needles: &[&str]) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -73,7 +71,8 @@ fn report_of_a_real_snapshot_with_cgroups() {
     use std::os::unix::fs::MetadataExt;
     assert_eq!(row["id"].as_u64(), Some(std::fs::metadata(cg.dir()).unwrap().ino()));
     assert_eq!(row["processes"], 2);
-    let procs: Vec<&Value> = snap["processes"].as_array().unwrap().iter().filter(|p| [w.parent, w.child].contains(&(p["pid"].as_u64().unwrap() as u32))).collect();
+    let procs: Vec<&Value> =
+        snap["processes"].as_array().unwrap().iter().filter(|p| [w.parent, w.child].contains(&(p["pid"].as_u64().unwrap() as u32))).collect();
     assert_eq!(procs.len(), 2);
     for (side, obj) in [("eager", "anon_vma"), ("eager", "anon_vma_chain"), ("lazy", "anon_vma"), ("lazy", "anon_vma_chain")] {
         assert_eq!(n(&row[side][obj]), procs.iter().map(|p| n(&p[side][obj])).sum::<i64>(), "{side}.{obj}");
@@ -171,13 +170,18 @@ fn merge_of_two_real_snapshots() {
     );
     assert_eq!(text.lines().filter(|l| l.contains(" | snapshot | ")).count(), 2, "{text}");
     let pass = decode(&f["histograms"]["series"]["snapshot_pass_ns"]);
-    let want = format!("snapshot_pass_ns | ns | 2 | {} | {} | {} | {}", pass.value_at_quantile(0.5), pass.value_at_quantile(0.9), pass.value_at_quantile(0.99), pass.max());
+    let want = format!(
+        "snapshot_pass_ns | ns | 2 | {} | {} | {} | {}",
+        pass.value_at_quantile(0.5),
+        pass.value_at_quantile(0.9),
+        pass.value_at_quantile(0.99),
+        pass.max()
+    );
     assert!(text.contains(&want), "`{want}` not in:\n{text}");
     // `report A B` renders the same fleet as `report merge(A, B)`.
     let direct = ok(&lazyvma(&["report", &dir.file("a.json"), &dir.file("b.json")]));
     assert_eq!(direct.replace(&dir.file(""), ""), text.replace(&dir.file(""), ""));
 }
-
 
 #[test]
 fn bad_input_names_the_file_and_writes_nothing() {
@@ -217,7 +221,9 @@ fn bad_input_names_the_file_and_writes_nothing() {
     let hist = write("hist.json", &h.to_string());
     let out_file = dir.path("out.txt");
     std::fs::write(&out_file, "before").unwrap();
-    for (file, others, needles) in cases.iter().map(|(f, o, n)| (f.clone(), o.clone(), *n)).chain([(hist, vec![], &["hist.json", "not the report's contract"][..])]) {
+    for (file, others, needles) in
+        cases.iter().map(|(f, o, n)| (f.clone(), o.clone(), *n)).chain([(hist, vec![], &["hist.json", "not the report's contract"][..])])
+    {
         // Bad file last so the good one is read first (mixed-version and contract cases).
         let mut files: Vec<&str> = others.clone();
         files.push(&file);
@@ -297,7 +303,12 @@ fn rules_that_matter_renders_merges_and_refuses_other_bases() {
     assert!(text.contains("\nfork_of_tree_parent | upgrade_first | yes | 9 | 27 | 9 | 27 | 12 | 3 | 3\n"), "{text}");
     assert!(text.contains("\nlazy (all) | 3 | 0\n"), "{text}");
     let md = ok(&lazyvma(&["report", "-O", "markdown", &a]));
-    assert!(md.contains("## Lazy VMAs before their first share\n\n| Lazy VMAs that were | then shared (fork) | never shared |\n|---|---|---|\n| lazy (all) | 3 | 0 |"), "{md}");
+    assert!(
+        md.contains(
+            "## Lazy VMAs before their first share\n\n| Lazy VMAs that were | then shared (fork) | never shared |\n|---|---|---|\n| lazy (all) | 3 | 0 |"
+        ),
+        "{md}"
+    );
 
     // Merge sums every count; the base marks stay.
     let f: Value = serde_json::from_str(&ok(&lazyvma(&["merge", &a, &b]))).unwrap();

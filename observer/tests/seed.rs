@@ -14,8 +14,6 @@ use serde_json::Value;
 mod common;
 use common::*;
 
-
-
 /// One snapshot pass: the JSON rows of `pids` and the whole topology.
 fn snapshot(pids: &[u32], dir: &Dir, name: &str) -> (Vec<Value>, Topology) {
     let list = pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",");

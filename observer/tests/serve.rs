@@ -164,7 +164,8 @@ fn check_counters(port: u16) {
 /// Each series with the least the held fork (3 written VMAs, one child) alone gives it:
 /// eager parent 3/3 + child 3/6, lazy parent 3/3 + child 0/3. A CI host may run nothing
 /// else that ever forked, so the test brings its own sharing.
-const OBJECTS: [(&str, &str, f64); 4] = [("anon_vma", "eager", 6.0), ("anon_vma", "lazy", 3.0), ("anon_vma_chain", "eager", 9.0), ("anon_vma_chain", "lazy", 6.0)];
+const OBJECTS: [(&str, &str, f64); 4] =
+    [("anon_vma", "eager", 6.0), ("anon_vma", "lazy", 3.0), ("anon_vma_chain", "eager", 9.0), ("anon_vma_chain", "lazy", 6.0)];
 
 fn objects_key(object: &str, model: &str) -> String {
     format!("lazyvma_objects{{object=\"{object}\",model=\"{model}\"}}")
@@ -269,11 +270,14 @@ fn serve_with_prometheus() {
     assert_eq!(ttype, "text/plain; version=0.0.4; charset=utf-8");
     let lint = Command::new("promtool")
         .args(["check", "metrics"])
-        .stdin(std::fs::File::open({
-            let p = dir.join("metrics.txt");
-            std::fs::write(&p, &text).unwrap();
-            p
-        }).unwrap())
+        .stdin(
+            std::fs::File::open({
+                let p = dir.join("metrics.txt");
+                std::fs::write(&p, &text).unwrap();
+                p
+            })
+            .unwrap(),
+        )
         .output()
         .expect("running promtool (cargo xtask setup installs Debian's prometheus)");
     assert!(lint.status.success(), "promtool check metrics: {}{}", String::from_utf8_lossy(&lint.stdout), String::from_utf8_lossy(&lint.stderr));

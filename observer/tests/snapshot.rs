@@ -14,7 +14,6 @@ use common::*;
 const LAZYVMA: &str = env!("CARGO_BIN_EXE_lazyvma");
 const PAGE: usize = 4096;
 
-
 /// A failure is exit 1 with exactly one line on stderr containing `needle`.
 fn assert_one_line_error(out: &Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);

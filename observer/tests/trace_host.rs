@@ -37,12 +37,13 @@ fn workload_ready(test: &str) -> bool {
 /// out the same in the N=3 and N=0 runs and the difference is the test VMAs' alone.
 fn no_aslr(cmd: &mut Command) -> &mut Command {
     // SAFETY: personality is async-signal-safe.
-    unsafe { cmd.pre_exec(|| {
-        libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
-        Ok(())
-    }) }
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::personality(libc::ADDR_NO_RANDOMIZE as libc::c_ulong);
+            Ok(())
+        })
+    }
 }
-
 
 /// A trace that lost ring-buffer records (its reader starved of CPU on a loaded machine; the
 /// report says how many) cannot be compared exactly: it is run again, up to three times.
@@ -64,7 +65,9 @@ const STACKS: &[&str] = &["split"];
 fn trace_once(scenario: &str, n: i64) -> (Value, String) {
     let n = n.to_string();
     let stacks: &[&str] = if STACKS.contains(&scenario) { &["--stacks"] } else { &[] };
-    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events"]).args(stacks).args(["--", &workload(), scenario, "-n", &n])).output().expect("running lazyvma");
+    let out = no_aslr(Command::new(BIN).args(["trace", "-j", "--model-events"]).args(stacks).args(["--", &workload(), scenario, "-n", &n]))
+        .output()
+        .expect("running lazyvma");
     let stderr = String::from_utf8_lossy(&out.stderr);
     // --model-events lines are for model_matches' message, not every failure's.
     let stderr: String = stderr.lines().filter(|l| !l.starts_with("model proc")).collect::<Vec<_>>().join("\n");
@@ -80,7 +83,11 @@ fn check_trace(scenario: &str, n: i64, j: Value, stderr: &str) -> Value {
     let what = format!("{scenario} -n {n}");
     match scenario_entry(scenario)["model_inexact"].as_str() {
         // Fed, and complete or saying why not (never silently inexact).
-        Some(_) => assert!(j["model"]["fed"] == true && (j["model"]["complete"] == true || j["model"]["incomplete"].as_array().is_some_and(|v| !v.is_empty())), "{what}: {}", j["model"]),
+        Some(_) => assert!(
+            j["model"]["fed"] == true && (j["model"]["complete"] == true || j["model"]["incomplete"].as_array().is_some_and(|v| !v.is_empty())),
+            "{what}: {}",
+            j["model"]
+        ),
         None => model_matches(&what, &j, &combined(scenario)),
     }
     j
@@ -308,7 +315,23 @@ fn proc_mem_prepares_need_the_hook() {
 /// Every scenario the table marks for this host has a test above.
 #[test]
 fn table_scenarios_are_all_tested_here() {
-    let tested = ["touch", "touch-read", "fork", "fork-untouched", "fork-chain", "fork-exec", "adjacent", "reuse", "vfork-fork", "munmap", "munmap-hole", "threads", "noop", "split", "mremap"];
+    let tested = [
+        "touch",
+        "touch-read",
+        "fork",
+        "fork-untouched",
+        "fork-chain",
+        "fork-exec",
+        "adjacent",
+        "reuse",
+        "vfork-fork",
+        "munmap",
+        "munmap-hole",
+        "threads",
+        "noop",
+        "split",
+        "mremap",
+    ];
     let t = table();
     for e in t["scenarios"].as_array().unwrap() {
         let name = e["name"].as_str().unwrap();
@@ -441,7 +464,9 @@ fn posix_spawn_child_prepares_in_its_parents_mm() {
     if !root_or_skip("posix_spawn_child_prepares_in_its_parents_mm") {
         return;
     }
-    let python = ["/usr/bin/python3", "/usr/local/bin/python3"].into_iter().find(|p| std::path::Path::new(p).exists())
+    let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
         .expect("this test needs a python3 (its os.posix_spawn is glibc's)");
     let prog = "import os\nfor i in range(3):\n    os.waitpid(os.posix_spawn('/bin/true', ['true'], {}), 0)\n";
     let out = Command::new(BIN).args(["trace", "-j", "--model-events", "--", python, "-c", prog]).output().expect("running lazyvma");

@@ -137,7 +137,10 @@ fn a_running_process_s_merge_after_the_snapshot_is_modelled() {
     // The seeded objects are live in the model from the start: its timeline never goes
     // below zero, and the report reads it.
     let first = &j["timeline"][0]["eager_live"];
-    assert_eq!((first["anon_vma"].as_u64(), first["anon_vma_chain"].as_u64()), (j["model"]["seeded_live"]["eager"]["anon_vma"].as_u64(), j["model"]["seeded_live"]["eager"]["anon_vma_chain"].as_u64()));
+    assert_eq!(
+        (first["anon_vma"].as_u64(), first["anon_vma_chain"].as_u64()),
+        (j["model"]["seeded_live"]["eager"]["anon_vma"].as_u64(), j["model"]["seeded_live"]["eager"]["anon_vma_chain"].as_u64())
+    );
     let dir = Dir::new("trace-seed");
     std::fs::write(dir.path("t.json"), j.to_string()).unwrap();
     let out = Command::new(LAZYVMA).args(["report", "-O", "json", &dir.file("t.json")]).output().unwrap();

@@ -102,5 +102,11 @@ sleep 600 & s=$!; w "$1" & a=$!; w "$1" & b=$!; wait $a $b; kill $s; wait"#;
     }
     assert_eq!(wrong, Vec::<Value>::new(), "{exact} exact, {flagged} flagged");
     assert!(exact > 20, "{exact} exact rows");
-    eprintln!("{} processes, {} seeded, {:?} not seeded, {exact} exact rows, {flagged} flagged, pass {} µs", procs.len(), seeded.len(), m["not_seeded"], m["seed_pass_us"]);
+    eprintln!(
+        "{} processes, {} seeded, {:?} not seeded, {exact} exact rows, {flagged} flagged, pass {} µs",
+        procs.len(),
+        seeded.len(),
+        m["not_seeded"],
+        m["seed_pass_us"]
+    );
 }

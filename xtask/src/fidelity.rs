@@ -377,7 +377,13 @@ fn check(table: &Value, kernel: &str, s: &str, g: &Guest) -> Result<Option<Strin
         for (caller, k) in per {
             let (x, y) = (walks(a).get(caller).copied().unwrap_or(0), walks(b).get(caller).copied().unwrap_or(0));
             let want = k.as_i64().unwrap_or(0) * (m3 - m0);
-            ensure!(x - y == want, "(d) rmap walks by {caller}, N={N} minus N=0: got {}, want {want} ({key} {} pages; walks by caller {})", x - y, m3 - m0, a["rmap"]["by_caller"]);
+            ensure!(
+                x - y == want,
+                "(d) rmap walks by {caller}, N={N} minus N=0: got {}, want {want} ({key} {} pages; walks by caller {})",
+                x - y,
+                m3 - m0,
+                a["rmap"]["by_caller"]
+            );
         }
     }
     Ok(model_gap)
@@ -434,9 +440,13 @@ fn model_matches(j: &Value, kernel: &str, combine: &[i64], exact: bool) -> Resul
     }
     if let Some(d) = first_difference(&got, &want) {
         let row = got.keys().chain(want.keys()).find(|k| got.get(k).copied().unwrap_or_default() != want.get(k).copied().unwrap_or_default());
-        let events: Vec<String> = m["events"].as_array().into_iter().flatten()
+        let events: Vec<String> = m["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
             .filter(|e| row.is_some_and(|r| e["proc"].as_i64() == Some(r.0) && key(e).1 == r.1))
-            .filter_map(|e| e["event"].as_str().map(String::from)).collect();
+            .filter_map(|e| e["event"].as_str().map(String::from))
+            .collect();
         bail!("(proc, phase) [+AV, -AV, +AVC, -AVC] {d} (got = model eager, want = slab); events there: {}", events.join("; "));
     }
     let total = plus(four(&j["eager"]), four(&m["prepare_race_spares"]));

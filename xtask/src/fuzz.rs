@@ -85,9 +85,8 @@ pub fn run(a: Args) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     build()?;
     for t in targets {
-        let regressions: Vec<_> = std::fs::read_dir(root.join("fuzz/regressions").join(t))
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
+        let regressions: Vec<_> =
+            std::fs::read_dir(root.join("fuzz/regressions").join(t)).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
         if !regressions.is_empty() {
             fuzz_run(t, &regressions, &[])?;
         }
@@ -99,7 +98,12 @@ pub fn run(a: Args) -> anyhow::Result<()> {
         let flags = [format!("-max_total_time={}", a.seconds), "-timeout=5".into(), "-print_final_stats=1".into()];
         let text = fuzz_run(t, &[corpus.clone(), root.join("fuzz/seeds").join(t)], &flags)?;
         let execs = text.lines().find_map(|l| l.strip_prefix("stat::number_of_executed_units:")).map_or("?", str::trim);
-        println!("fuzz: {t:<10} {execs} inputs in {} s, {} regression inputs, no crash ({:.0} s wall)", a.seconds, regressions.len(), t0.elapsed().as_secs_f64());
+        println!(
+            "fuzz: {t:<10} {execs} inputs in {} s, {} regression inputs, no crash ({:.0} s wall)",
+            a.seconds,
+            regressions.len(),
+            t0.elapsed().as_secs_f64()
+        );
     }
     println!("fuzz: {:.0} s in all", start.elapsed().as_secs_f64());
     Ok(())

@@ -73,6 +73,10 @@ fn dispatch(cmd: Cmd) -> anyhow::Result<()> {
             setup::run()?;
             // Privileged tests skip for a developer without root, but fail in the suite.
             std::env::set_var("LAZYVMA_REQUIRE_ROOT", "1");
+            // Style first (rustfmt.toml; seconds): an hour of tests is not spent on a tree
+            // that fails them.
+            util::cargo(&["fmt", "--all", "--check"], &[])?;
+            util::cargo(&["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"], &[])?;
             util::cargo(&["test", "--workspace", "--release"], &args)?;
             // libFuzzer on the readers of recordings, reports and scenarios, seconds each.
             fuzz::suite()?;

@@ -80,10 +80,7 @@ fn linker_note() -> std::path::PathBuf {
 
 fn install_root() -> std::path::PathBuf {
     let var = |k| std::env::var_os(k).filter(|v| !v.is_empty()).map(std::path::PathBuf::from);
-    var("CARGO_INSTALL_ROOT")
-        .or_else(|| var("CARGO_HOME"))
-        .or_else(|| var("HOME").map(|h| h.join(".cargo")))
-        .unwrap_or_else(|| "/root/.cargo".into())
+    var("CARGO_INSTALL_ROOT").or_else(|| var("CARGO_HOME")).or_else(|| var("HOME").map(|h| h.join(".cargo"))).unwrap_or_else(|| "/root/.cargo".into())
 }
 
 /// cargo-fuzz, for `cargo xtask fuzz` and the short fuzz runs of `test` (not a `setup` step:
@@ -106,6 +103,16 @@ pub fn run() -> anyhow::Result<()> {
             return Ok("present");
         }
         exec(Command::new("rustup").args(["toolchain", "install", nightly, "--profile", "minimal", "--component", "rust-src"]))?;
+        Ok("installed")
+    })?;
+    // The suite's style checks run on the stable toolchain (rust-toolchain pins none).
+    step("rustfmt, clippy", || {
+        let installed = stdout(Command::new("rustup").args(["component", "list", "--installed"]));
+        let missing: Vec<&str> = ["rustfmt", "clippy"].into_iter().filter(|c| !installed.lines().any(|l| l.starts_with(c))).collect();
+        if missing.is_empty() {
+            return Ok("present");
+        }
+        exec(Command::new("rustup").arg("component").arg("add").args(&missing))?;
         Ok("installed")
     })?;
     step(&format!("{nightly} rust-src"), || {
@@ -183,12 +190,7 @@ fn apt_install(pkgs: &[&str], updated: &mut bool) -> anyhow::Result<&'static str
         exec(Command::new("apt-get").args(["-q", "update"]).env("DEBIAN_FRONTEND", "noninteractive"))?;
         *updated = true;
     }
-    exec(
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends"])
-            .args(&missing)
-            .env("DEBIAN_FRONTEND", "noninteractive"),
-    )?;
+    exec(Command::new("apt-get").args(["install", "-y", "-q", "--no-install-recommends"]).args(&missing).env("DEBIAN_FRONTEND", "noninteractive"))?;
     Ok("installed")
 }
 

@@ -110,7 +110,11 @@ impl AnonVmas {
 
     #[inline]
     pub fn len(&self, chain: u32) -> u32 {
-        if chain == NIL { 0 } else { self.avs.get(chain).len }
+        if chain == NIL {
+            0
+        } else {
+            self.avs.get(chain).len
+        }
     }
     /// AVs of a chain, newest first.
     pub fn chain(&self, mut chain: u32) -> impl Iterator<Item = u32> + '_ {
@@ -199,11 +203,7 @@ impl AnonVmas {
         let mut x = pchain;
         while x != NIL {
             let a = self.get(x);
-            let ok = if kernel.uses_degree() {
-                x != pav && a.degree() < 2
-            } else {
-                a.num_children < 2 && a.num_active_vmas == 0
-            };
+            let ok = if kernel.uses_degree() { x != pav && a.degree() < 2 } else { a.num_children < 2 && a.num_active_vmas == 0 };
             if ok {
                 reused = x;
             }

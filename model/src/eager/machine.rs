@@ -157,9 +157,7 @@ impl Core {
     fn find_mergeable_anon_vma(&self, mm: &Mm, i: usize) -> Option<u32> {
         let v = &mm.vmas[i];
         let reusable = |old: &Vma, a: &Vma, b: &Vma| {
-            let compatible = a.end() == b.start()
-                && (a.merge_flags() ^ b.merge_flags()) & !vm::ACCESS == 0
-                && b.pgoff() == a.pgoff() + a.pages();
+            let compatible = a.end() == b.start() && (a.merge_flags() ^ b.merge_flags()) & !vm::ACCESS == 0 && b.pgoff() == a.pgoff() + a.pages();
             (compatible && old.av != NIL && self.avs.len(old.chain) == 1).then_some(old.chain)
         };
         if let Some(next) = mm.vmas.get(i + 1) {
@@ -478,12 +476,9 @@ impl Machine {
                 let v = mm.vmas[i];
                 self.core.walk(caller, &v);
             }
-            Event::Spawn { .. }
-            | Event::Fork { .. }
-            | Event::Exit { .. }
-            | Event::KsmCleanup
-            | Event::SetKernel(_)
-            | Event::Phase(_) => unreachable!("not an event on one mm: {ev:?}"),
+            Event::Spawn { .. } | Event::Fork { .. } | Event::Exit { .. } | Event::KsmCleanup | Event::SetKernel(_) | Event::Phase(_) => {
+                unreachable!("not an event on one mm: {ev:?}")
+            }
         }
         Ok(false)
     }
@@ -512,9 +507,7 @@ impl Machine {
         let mut items = std::mem::take(&mut self.ksm);
         items.retain(|it| {
             let mm = procs.get(&it.pid).map(|p| &p[side]);
-            let alive = mm.and_then(|mm| mm.find(it.addr).map(|i| mm.vmas[i])).is_some_and(|v| {
-                v.av == it.av && v.flags() & vm::MERGEABLE != 0
-            });
+            let alive = mm.and_then(|mm| mm.find(it.addr).map(|i| mm.vmas[i])).is_some_and(|v| v.av == it.av && v.flags() & vm::MERGEABLE != 0);
             if !alive {
                 self.core.avs.ksm_put(it.av, it.n);
             }
@@ -589,13 +582,7 @@ impl<'a> Half<'a> {
         Some(
             mm.vmas
                 .iter()
-                .map(|v| VmaView {
-                    start: v.start(),
-                    end: v.end(),
-                    state: v.state(),
-                    chain_len: avs.len(v.chain),
-                    anon_vma: (v.av != NIL).then_some(v.av),
-                })
+                .map(|v| VmaView { start: v.start(), end: v.end(), state: v.state(), chain_len: avs.len(v.chain), anon_vma: (v.av != NIL).then_some(v.av) })
                 .collect(),
         )
     }
@@ -643,9 +630,7 @@ impl<'a> Half<'a> {
                     }
                     *active.entry(v.av).or_default() += 1;
                     match by_av.get(&v.av) {
-                        Some(c) if *c != chain => {
-                            return Err(format!("pid {pid} {:#x}: VMAs sharing anon_vma {} have different chains", v.start(), v.av))
-                        }
+                        Some(c) if *c != chain => return Err(format!("pid {pid} {:#x}: VMAs sharing anon_vma {} have different chains", v.start(), v.av)),
                         _ => {
                             by_av.insert(v.av, chain);
                         }

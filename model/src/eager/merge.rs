@@ -96,14 +96,18 @@ impl Core {
         let prop = copy.map_or(Prop::New, Prop::Copy);
         let prev = (i > 0 && mm.vmas[i - 1].end() == s).then(|| i - 1);
         let next = (i < mm.vmas.len() && mm.vmas[i].start() == e).then_some(i);
-        let prev_fits = |mm: &Mm| prev.is_some_and(|p| {
-            let v = &mm.vmas[p];
-            v.merge_flags() == flags && v.pgoff() + v.pages() == pgoff
-        });
-        let next_fits = |mm: &Mm| next.is_some_and(|n| {
-            let v = &mm.vmas[n];
-            v.merge_flags() == flags && v.pgoff() == pgoff + pages
-        });
+        let prev_fits = |mm: &Mm| {
+            prev.is_some_and(|p| {
+                let v = &mm.vmas[p];
+                v.merge_flags() == flags && v.pgoff() + v.pages() == pgoff
+            })
+        };
+        let next_fits = |mm: &Mm| {
+            next.is_some_and(|n| {
+                let v = &mm.vmas[n];
+                v.merge_flags() == flags && v.pgoff() == pgoff + pages
+            })
+        };
         if prev_fits(mm) && next_fits(mm) {
             self.upgrade_for_merge(mm, prev.unwrap(), i);
         }
@@ -183,14 +187,18 @@ impl Core {
         let pages = (re - rs) / PAGE_SIZE;
         let prev = (left_side && i > 0 && mm.vmas[i - 1].end() == v0.start()).then(|| i - 1);
         let next = (right_side && i + 1 < mm.vmas.len() && mm.vmas[i + 1].start() == v0.end()).then(|| i + 1);
-        let prev_fits = |mm: &Mm| prev.is_some_and(|p| {
-            let v = &mm.vmas[p];
-            v.merge_flags() == nf && v.pgoff() + v.pages() == pgoff
-        });
-        let next_fits = |mm: &Mm| next.is_some_and(|n| {
-            let v = &mm.vmas[n];
-            v.merge_flags() == nf && v.pgoff() == pgoff + pages
-        });
+        let prev_fits = |mm: &Mm| {
+            prev.is_some_and(|p| {
+                let v = &mm.vmas[p];
+                v.merge_flags() == nf && v.pgoff() + v.pages() == pgoff
+            })
+        };
+        let next_fits = |mm: &Mm| {
+            next.is_some_and(|n| {
+                let v = &mm.vmas[n];
+                v.merge_flags() == nf && v.pgoff() == pgoff + pages
+            })
+        };
         if prev_fits(mm) {
             self.upgrade_for_merge(mm, prev.unwrap(), i);
         }

@@ -9,6 +9,6 @@ mod slab;
 pub(crate) mod vma;
 
 pub(crate) use machine::{Core, Procs, EAGER, LAZY};
-pub(crate) use merge::Prop;
 pub use machine::{Half, Machine, ModelError, VmaView};
+pub(crate) use merge::Prop;
 pub use vma::State;

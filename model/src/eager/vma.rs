@@ -218,9 +218,7 @@ impl Mm {
     /// Is `i` what `lower_bound(addr)` returns?
     #[inline]
     pub fn is_lower_bound(&self, addr: u64, i: usize) -> bool {
-        i <= self.vmas.len()
-            && (i == 0 || self.vmas[i - 1].ends_by(addr))
-            && self.vmas.get(i).is_none_or(|v| !v.ends_by(addr))
+        i <= self.vmas.len() && (i == 0 || self.vmas[i - 1].ends_by(addr)) && self.vmas.get(i).is_none_or(|v| !v.ends_by(addr))
     }
     /// Index of the first VMA ending after `addr` (the insertion point for `addr`).
     #[inline]

@@ -303,9 +303,7 @@ impl Core {
         match (prev.state(), next.state()) {
             (State::Lazy | State::None, State::Lazy | State::None) => true,
             (State::TreeParent, State::TreeParent) => self.same_chain(prev.chain, next.chain),
-            (State::Tree | State::None, State::Tree | State::None) => {
-                prev.av == NIL || next.av == NIL || prev.av == next.av
-            }
+            (State::Tree | State::None, State::Tree | State::None) => prev.av == NIL || next.av == NIL || prev.av == next.av,
             _ => false,
         }
     }

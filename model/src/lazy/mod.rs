@@ -2,9 +2,9 @@
 //! the rules L1..L18 with the knobs of §3.3. The kernel mechanics a TREE VMA goes through
 //! are the eager ones (`crate::eager`); this module decides when a VMA leaves them.
 
+mod decide;
 pub mod history;
 pub mod rule;
-mod decide;
 
 pub use history::{History, Outcome};
 pub use rule::{Rule, RuleCounts, Status};

@@ -66,7 +66,10 @@ pub enum Item {
     Expect(Expect),
     /// A line that changes no mm (a step of zeros): `vfork` (`child` shares `owner`'s mm, no
     /// `dup_mmap`), or the exit of a child still sharing it (the mm is not its to tear down).
-    SharesMm { child: Pid, owner: Pid },
+    SharesMm {
+        child: Pid,
+        owner: Pid,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -352,10 +355,7 @@ fn expect(words: &[&str], base: &Knobs) -> R<Expect> {
     }
     let scope_word = *words.get(2).ok_or_else(|| format!("expected a scope: `{USAGE}`"))?;
     let pairs = |from: usize| -> R<Vec<(&str, &str)>> {
-        words[from..]
-            .iter()
-            .map(|w| w.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, found `{w}`")))
-            .collect()
+        words[from..].iter().map(|w| w.split_once('=').ok_or_else(|| format!("expected NAME=VALUE, found `{w}`"))).collect()
     };
     let mut items = Vec::new();
     let scope = match scope_word {

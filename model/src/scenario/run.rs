@@ -154,10 +154,7 @@ fn run_config(sc: &Scenario, kernel: Kernel, knobs: Knobs, want: impl Fn(&Expect
                     st.phase = name.clone();
                     st.phase_start = st.pair.counts();
                 }
-                st.last = st
-                    .pair
-                    .apply(ev)
-                    .map_err(|e| RunError { file: sc.file.clone(), line: l.line, msg: e.to_string() })?;
+                st.last = st.pair.apply(ev).map_err(|e| RunError { file: sc.file.clone(), line: l.line, msg: e.to_string() })?;
                 if !matches!(ev, Event::Phase(_)) {
                     steps.push(StepReport { line: l.line, text: l.text.clone(), phase: st.phase.clone(), eager: st.last.0, lazy: st.last.1 });
                 }

@@ -108,7 +108,11 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
                 match next[x] {
                     None => next[x] = Some(after),
                     Some(seen) if seen != after => {
-                        let what = format!("chain continues with {:#x} here but {:#x} elsewhere", v.chain.get(k + 1).copied().unwrap_or(0), seen.map_or(0, |s| ix.addrs[s]));
+                        let what = format!(
+                            "chain continues with {:#x} here but {:#x} elsewhere",
+                            v.chain.get(k + 1).copied().unwrap_or(0),
+                            seen.map_or(0, |s| ix.addrs[s])
+                        );
                         return Err(SeedError::Vma { pid: p.pid, start: v.start, what });
                     }
                     Some(_) => {}
@@ -195,7 +199,6 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
     Ok(Built { eager, addrs: ix.addrs, vmas, seen })
 }
 
-
 /// What the topology itself shows of one eager anon_vma.
 pub(super) struct SeenCounts {
     /// `num_children` the topology accounts for (the root's self link included).
@@ -208,4 +211,3 @@ pub(super) struct SeenCounts {
     /// Linked from outside the topology: its chain node never empties here.
     pub pinned: bool,
 }
-

@@ -10,7 +10,6 @@ fn kernel_flags(flags: u16) -> u64 {
     VM_FLAGS.iter().filter(|(_, m)| flags & m != 0).fold(0, |f, (k, _)| f | k)
 }
 
-
 /// The eager half of `pair` as a snapshot would read it: anon_vma "addresses" are made up
 /// from the model's ids (kernel-like, distinct), processes in pid order.
 pub fn to_topology(pair: &Pair) -> Topology {
@@ -54,4 +53,3 @@ pub fn to_topology(pair: &Pair) -> Topology {
     }
     topo
 }
-

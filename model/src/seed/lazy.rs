@@ -101,4 +101,3 @@ pub(super) fn lazy_avs(b: &Built, states: &[Vec<LazyState>], enabled: bool) -> L
     }
     LazyAvs { avs, of, len }
 }
-

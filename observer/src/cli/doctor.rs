@@ -1,6 +1,7 @@
 //! `lazyvma doctor`: what this kernel lets lazyvma observe, found by trying.
 //! A missing BTF is itself a finding: the report is printed in full, then doctor
 //! fails with the error, since `trace` and `snapshot` cannot run without it.
+use crate::escape::ctl;
 use crate::{
     load::{
         backend::{self, Backend, Choice, Facts},
@@ -10,7 +11,6 @@ use crate::{
     },
     sys,
 };
-use crate::escape::ctl;
 use anyhow::bail;
 use serde_json::{json, Value};
 use std::{collections::HashMap, path::Path};
@@ -29,15 +29,52 @@ use crate::load::btf::DEFAULT_PATH as DEFAULT_BTF;
 
 /// anon-vma-semantics.md §4.2, both 6.1 and 6.18 names.
 const SYMBOLS: &[&str] = &[
-    "__anon_vma_prepare", "anon_vma_clone", "anon_vma_fork", "unlink_anon_vmas", "__put_anon_vma",
-    "find_mergeable_anon_vma", "__vmf_anon_prepare", "dup_mmap", "exit_mmap", "free_pgtables", "__split_vma",
-    "vma_merge", "__vma_adjust", "vma_expand", "vma_merge_new_range", "vma_merge_existing_range", "commit_merge",
-    "vma_complete", "dup_anon_vma", "copy_vma", "move_vma", "vm_area_dup", "vm_area_free",
-    "folio_lock_anon_vma_read", "folio_get_anon_vma", "rmap_walk", "rmap_walk_locked", "rmap_walk_ksm",
-    "rmap_walk_anon", "folio_referenced", "try_to_unmap", "try_to_migrate", "remove_migration_ptes",
-    "page_add_new_anon_rmap", "folio_add_new_anon_rmap", "page_move_anon_rmap", "folio_move_anon_rmap",
-    "try_to_merge_with_ksm_page", "remove_rmap_item_from_tree", "break_cow", "stable_tree_append",
-    "damon_pa_mkold", "damon_pa_young", "damon_folio_mkold", "damon_folio_young", "page_idle_clear_pte_refs",
+    "__anon_vma_prepare",
+    "anon_vma_clone",
+    "anon_vma_fork",
+    "unlink_anon_vmas",
+    "__put_anon_vma",
+    "find_mergeable_anon_vma",
+    "__vmf_anon_prepare",
+    "dup_mmap",
+    "exit_mmap",
+    "free_pgtables",
+    "__split_vma",
+    "vma_merge",
+    "__vma_adjust",
+    "vma_expand",
+    "vma_merge_new_range",
+    "vma_merge_existing_range",
+    "commit_merge",
+    "vma_complete",
+    "dup_anon_vma",
+    "copy_vma",
+    "move_vma",
+    "vm_area_dup",
+    "vm_area_free",
+    "folio_lock_anon_vma_read",
+    "folio_get_anon_vma",
+    "rmap_walk",
+    "rmap_walk_locked",
+    "rmap_walk_ksm",
+    "rmap_walk_anon",
+    "folio_referenced",
+    "try_to_unmap",
+    "try_to_migrate",
+    "remove_migration_ptes",
+    "page_add_new_anon_rmap",
+    "folio_add_new_anon_rmap",
+    "page_move_anon_rmap",
+    "folio_move_anon_rmap",
+    "try_to_merge_with_ksm_page",
+    "remove_rmap_item_from_tree",
+    "break_cow",
+    "stable_tree_append",
+    "damon_pa_mkold",
+    "damon_pa_young",
+    "damon_folio_mkold",
+    "damon_folio_young",
+    "page_idle_clear_pte_refs",
     "collect_procs_anon",
 ];
 
@@ -184,12 +221,16 @@ fn print_text(r: &Report) {
         Some(e) => format!("ABSENT — {e}"),
     };
     let tracefs = r.tracefs_error.clone().unwrap_or_else(|| "/sys/kernel/tracing".into());
-    table("", &[], &[
-        vec!["kernel".into(), format!("{} {}", r.kernel, r.arch)],
-        vec!["btf".into(), btf],
-        vec!["lockdown".into(), r.lockdown.clone()],
-        vec!["tracefs".into(), tracefs],
-    ]);
+    table(
+        "",
+        &[],
+        &[
+            vec!["kernel".into(), format!("{} {}", r.kernel, r.arch)],
+            vec!["btf".into(), btf],
+            vec!["lockdown".into(), r.lockdown.clone()],
+            vec!["tracefs".into(), tracefs],
+        ],
+    );
 
     let rows: Vec<_> = AttachType::ALL
         .iter()

@@ -38,12 +38,8 @@ pub fn usage_error(e: clap::Error, cmd: clap::Command) -> ! {
     // Escaping changed nothing clap checks (it always should): clap's own words, escaped.
     let e = plain.filter(|p| p.kind() == e.kind()).unwrap_or(e);
     let text = e.render().ansi().to_string();
-    let parts: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
-        .filter(|l| !l.is_empty())
-        .collect();
+    let parts: Vec<&str> =
+        text.lines().map(str::trim).take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information")).filter(|l| !l.is_empty()).collect();
     eprintln!("lazyvma: {}", crate::escape::ctl(parts.join(" ").trim_start_matches("error: ")));
     std::process::exit(2)
 }
@@ -82,7 +78,10 @@ mod tests {
     #[test]
     fn a_verifier_log_in_the_error_goes_to_a_file_not_the_line() {
         let log = "0: (b7) r0 = 0\n1: (95) exit\nR0 \x1b[2Jbad\nprocessed 2 insns\n";
-        let e = aya::programs::ProgramError::LoadError { io_error: std::io::Error::from_raw_os_error(libc::EACCES), verifier_log: aya_obj::VerifierLog::new(log.into()) };
+        let e = aya::programs::ProgramError::LoadError {
+            io_error: std::io::Error::from_raw_os_error(libc::EACCES),
+            verifier_log: aya_obj::VerifierLog::new(log.into()),
+        };
         let line = super::error_line(&anyhow::Error::new(e).context("loading the BPF object"));
         assert!(line.starts_with("loading the BPF object: the kernel refused it (EACCES: verifier: processed 2 insns); verifier log saved to "), "{line}");
         assert!(!line.chars().any(char::is_control), "{line}");

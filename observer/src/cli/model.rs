@@ -1,13 +1,13 @@
 //! `lazyvma model FILE`: a scenario through the eager and lazy models, step by step.
+use super::model_sizes::Found;
 use super::ExitCode;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use super::model_sizes::Found;
 use lazyvma_model::counts::{Counter, Counts, Deltas, Sizes};
-use std::fmt::Write;
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::lazy::Rule;
 use lazyvma_model::scenario::{self, Report};
 use serde_json::{json, Value};
+use std::fmt::Write;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -164,8 +164,7 @@ fn to_json<'a>(r: &'a Report, found: &'a Found) -> Doc<'a> {
         .filter(|(_, e, l)| e.walks + e.no_folio + l.walks + l.no_folio > 0)
         .map(|(c, e, l)| (c.name().to_string(), json!({"eager": e, "lazy": l})))
         .collect();
-    let checks: Vec<Value> =
-        r.checks.iter().map(|c| json!({"line": c.line, "expect": c.text, "ok": c.failure.is_none(), "failure": c.failure})).collect();
+    let checks: Vec<Value> = r.checks.iter().map(|c| json!({"line": c.line, "expect": c.text, "ok": c.failure.is_none(), "failure": c.failure})).collect();
     Doc {
         expectations: checks,
         kernel: r.kernel.name(),
@@ -212,7 +211,11 @@ fn head_line(name: &str, r: &Report) -> String {
     format!("{name}: kernel {} rules; lazy knobs differing from the defaults: {}\n", r.kernel.name(), {
         let d = lazyvma_model::knobs::Knobs::default().pairs();
         let v: Vec<String> = r.knobs.pairs().into_iter().filter(|p| !d.contains(p)).map(|(k, v)| format!("{k}={v}")).collect();
-        if v.is_empty() { "none".to_string() } else { v.join(" ") }
+        if v.is_empty() {
+            "none".to_string()
+        } else {
+            v.join(" ")
+        }
     })
 }
 

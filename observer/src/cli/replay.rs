@@ -55,10 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // -p / --cgroup: re-seeded from the recorded pass, under this replay's knobs.
         match &rec.seed {
             Some(s) => f.seed = Some(crate::trace::seed::Pending::replayed(s, knobs)),
-            None if matches!(h.scope.as_str(), "pids" | "cgroup") => f
-                .coverage
-                .incomplete
-                .push(format!("the recording (format {}.{}) keeps no snapshot: the processes running at the start are not seeded in this replay", rec.major, rec.minor)),
+            None if matches!(h.scope.as_str(), "pids" | "cgroup") => f.coverage.incomplete.push(format!(
+                "the recording (format {}.{}) keeps no snapshot: the processes running at the start are not seeded in this replay",
+                rec.major, rec.minor
+            )),
             None => {}
         }
     }
@@ -87,5 +87,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         lost_bytes: rec.lost_bytes,
     };
     meta::finish(&mut tracer, h, rec.trailer.as_ref());
-    meta::print(&tracer, h, &backend, rec.trailer.as_ref(), rec.last_ms, args.json, Some(&source), &meta::Live { report: args.report.clone(), ..Default::default() })
+    meta::print(
+        &tracer,
+        h,
+        &backend,
+        rec.trailer.as_ref(),
+        rec.last_ms,
+        args.json,
+        Some(&source),
+        &meta::Live { report: args.report.clone(), ..Default::default() },
+    )
 }

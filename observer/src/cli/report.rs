@@ -45,4 +45,3 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     write::output(args.out.as_deref(), &text)
 }
-

@@ -1,7 +1,6 @@
 //! `lazyvma serve [--listen ADDR] [-i INTERVAL] [-p PID,.. | --cgroup PATH]`: the trace,
 //! continuously, and a snapshot pass every interval, of the whole system or of a scope, as
 //! OpenMetrics on `/metrics` until SIGINT/SIGTERM.
-use lazyvma_model::hook_abi::HookOffsets;
 use crate::{
     cgroup,
     cli::trace::{parse_duration, ppids, slab_sizes, tgid_of},
@@ -10,7 +9,13 @@ use crate::{
         ebpf,
         probe::{self, Prereqs},
     },
-    serve::{events::Counter, follow, http, metrics::Metrics, passes::Passes, scope::{self, Scope}},
+    serve::{
+        events::Counter,
+        follow, http,
+        metrics::Metrics,
+        passes::Passes,
+        scope::{self, Scope},
+    },
     snapshot::reader::NoTaskVmaIter,
     sys,
     trace::{
@@ -21,6 +26,7 @@ use crate::{
     },
 };
 use anyhow::{bail, Context};
+use lazyvma_model::hook_abi::HookOffsets;
 use lazyvma_model::trace_abi::{AGG_SERVE, FN_CLONE, FN_PUT, FN_UNLINK};
 use std::{
     net::SocketAddr,

@@ -63,11 +63,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
         crate::safe_out::write(path, &json).with_context(|| format!("writing the topology to {}", path.display()))?;
     }
     // Cgroups of every process the pass saw, not only the listed ones.
-    let cgroups = if args.by_cgroup {
-        report::cgroup::attribute(&snap.estimate.processes, &snap.sizes, args.cgroup_cap as usize)
-    } else {
-        vec![]
-    };
+    let cgroups = if args.by_cgroup { report::cgroup::attribute(&snap.estimate.processes, &snap.sizes, args.cgroup_cap as usize) } else { vec![] };
     if args.json {
         let mut v = snapshot::render::json(&snap, args.top);
         report::from_snapshot::extend(&mut v, &snap, cgroups);

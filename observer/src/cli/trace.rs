@@ -18,8 +18,7 @@ use crate::{
         attach,
         bpf::{self, Config},
         bycgroup::ByCgroup,
-        command,
-        format, hooks, locks,
+        command, format, hooks, locks,
         pids::Tree,
         render,
         slab::Sizes,
@@ -371,7 +370,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         feed,
         // Without a fault tracepoint (arm64), or without the feed's prepare program (5.10:
         // no bpf_find_vma before 5.17), the prepare hook says which VMA was prepared.
-        feed_from_hooks: (!loaded.attached.iter().any(|t| t == "exceptions:page_fault_user") || loaded.missing.iter().any(|(t, _)| t == "kmem:kmem_cache_alloc"))
+        feed_from_hooks: (!loaded.attached.iter().any(|t| t == "exceptions:page_fault_user")
+            || loaded.missing.iter().any(|(t, _)| t == "kmem:kmem_cache_alloc"))
             && hooked("__anon_vma_prepare"),
         start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
     };
@@ -423,7 +423,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
 
     let live_to_stderr = args.json;
-    let mut live: Box<dyn Write> = if live_to_stderr { Box::new(crate::escape::Terminal::new(std::io::stderr())) } else { Box::new(crate::escape::Terminal::new(std::io::stdout())) };
+    let mut live: Box<dyn Write> =
+        if live_to_stderr { Box::new(crate::escape::Terminal::new(std::io::stderr())) } else { Box::new(crate::escape::Terminal::new(std::io::stdout())) };
     let mut header = false;
     let mut next_row = start + args.interval;
     let mut status = None;
@@ -533,8 +534,14 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let status = status.or_else(|| held.as_ref().and_then(|h| h.try_wait()));
     let trailer = Trailer {
         ended_by: ended_by.into(),
-        exit_status: match status { Some(command::Status::Exited(c)) => Some(c), _ => None },
-        signal: match status { Some(command::Status::Signaled(s)) => Some(s), _ => None },
+        exit_status: match status {
+            Some(command::Status::Exited(c)) => Some(c),
+            _ => None,
+        },
+        signal: match status {
+            Some(command::Status::Signaled(s)) => Some(s),
+            _ => None,
+        },
         elapsed_ms: elapsed_ms as u64,
         sent,
         lost,
@@ -545,7 +552,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         eprintln!("lazyvma: the kernel's slab count map was full: {tally_full} slab events were sent instead (all counted)");
     }
     if tracer.kernel_counts.unattributed > 0 {
-        eprintln!("lazyvma: {} slab events the kernel counted for a process the trace never saw start (not in the per-process counts)", tracer.kernel_counts.unattributed);
+        eprintln!(
+            "lazyvma: {} slab events the kernel counted for a process the trace never saw start (not in the per-process counts)",
+            tracer.kernel_counts.unattributed
+        );
     }
     if tracer.kernel_counts.recycled_unsynced > 0 {
         eprintln!("lazyvma: {} forks reused a tgid too soon after the last read of the kernel's counts: the old and new process's slab counts of one phase may be merged", tracer.kernel_counts.recycled_unsynced);
@@ -561,7 +571,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         eprintln!("lazyvma: {}", w.summary());
     }
     meta::finish(&mut tracer, &about, Some(&trailer));
-    let live = meta::Live { groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }), bpf_stats: prog_stats, report: args.report.clone() };
+    let live = meta::Live {
+        groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }),
+        bpf_stats: prog_stats,
+        report: args.report.clone(),
+    };
     meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
     Ok(())
 }

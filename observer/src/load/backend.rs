@@ -38,7 +38,11 @@ pub struct Fallback {
 
 pub enum Kind {
     /// Kernel functions (alternatives across versions; every one present is attached).
-    Function { functions: &'static [&'static str], needs_exit: bool, fallback: Option<Fallback> },
+    Function {
+        functions: &'static [&'static str],
+        needs_exit: bool,
+        fallback: Option<Fallback>,
+    },
     Tracepoint(&'static str),
 }
 
@@ -89,7 +93,11 @@ pub const HOOKS: &[Hook] = &[
         "dup_mmap",
         &["dup_mmap"],
         true,
-        Some(Fallback { tracepoints: &["sched:sched_process_fork", "task:task_newtask"], call_sites: &[], what: "forks; CLONE_VM (no dup_mmap) from task_newtask" }),
+        Some(Fallback {
+            tracepoints: &["sched:sched_process_fork", "task:task_newtask"],
+            call_sites: &[],
+            what: "forks; CLONE_VM (no dup_mmap) from task_newtask",
+        }),
     ),
     func("exit_mmap", &["exit_mmap"], false, Some(Fallback { tracepoints: &["mmap:exit_mmap"], call_sites: &[], what: "mm teardown" })),
     func(
@@ -106,11 +114,7 @@ pub const HOOKS: &[Hook] = &[
         "ksm",
         &["try_to_merge_with_ksm_page", "remove_rmap_item_from_tree"],
         true,
-        Some(Fallback {
-            tracepoints: KSM_TRACEPOINTS,
-            call_sites: &[],
-            what: "merges; rmap_item removals only when a stable node is torn down",
-        }),
+        Some(Fallback { tracepoints: KSM_TRACEPOINTS, call_sites: &[], what: "merges; rmap_item removals only when a stable node is torn down" }),
     ),
     func("thp_fault", &["do_huge_pmd_anonymous_page"], true, None),
     tp("kmem:kmem_cache_alloc"),
@@ -226,7 +230,9 @@ mod tests {
         Probes(
             AttachType::ALL
                 .iter()
-                .map(|t| (*t, if ok.contains(t) { Outcome { ok: true, error: None } } else { Outcome { ok: false, error: Some(format!("{} refused", t.name())) } }))
+                .map(|t| {
+                    (*t, if ok.contains(t) { Outcome { ok: true, error: None } } else { Outcome { ok: false, error: Some(format!("{} refused", t.name())) } })
+                })
                 .collect(),
         )
     }

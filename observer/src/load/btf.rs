@@ -97,9 +97,8 @@ impl Btf {
 
     pub fn parse(data: &[u8], path: PathBuf) -> Result<Btf, BtfError> {
         let bad = |why: &str| BtfError::Format { path: path.clone(), why: why.to_string() };
-        let u32_at = |at: usize| -> Result<u32, BtfError> {
-            data.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| bad("truncated"))
-        };
+        let u32_at =
+            |at: usize| -> Result<u32, BtfError> { data.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).ok_or_else(|| bad("truncated")) };
         if data.len() < 24 {
             return Err(bad("shorter than the 24-byte header"));
         }
@@ -180,9 +179,7 @@ impl Btf {
     fn strip(&self, mut id: u32) -> u32 {
         for _ in 0..32 {
             match self.types.get(id as usize) {
-                Some(t) if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => {
-                    id = t.size_or_type
-                }
+                Some(t) if matches!(t.kind, KIND_TYPEDEF | KIND_VOLATILE | KIND_CONST | KIND_RESTRICT | KIND_TYPE_TAG) => id = t.size_or_type,
                 _ => break,
             }
         }

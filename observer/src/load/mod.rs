@@ -3,5 +3,5 @@ pub mod backend;
 pub mod btf;
 pub mod ebpf;
 pub mod probe;
-pub mod refusal;
 pub mod programs;
+pub mod refusal;

@@ -30,17 +30,8 @@ pub enum AttachType {
 }
 
 impl AttachType {
-    pub const ALL: [AttachType; 9] = [
-        Self::Fentry,
-        Self::Fexit,
-        Self::Kprobe,
-        Self::Kretprobe,
-        Self::Tracepoint,
-        Self::RawTp,
-        Self::TpBtf,
-        Self::IterTaskVma,
-        Self::Ringbuf,
-    ];
+    pub const ALL: [AttachType; 9] =
+        [Self::Fentry, Self::Fexit, Self::Kprobe, Self::Kretprobe, Self::Tracepoint, Self::RawTp, Self::TpBtf, Self::IterTaskVma, Self::Ringbuf];
 
     pub fn name(self) -> &'static str {
         match self {

@@ -58,12 +58,7 @@ fn save(log: &str) -> std::io::Result<PathBuf> {
     let mut last = None;
     for _ in 0..4 {
         let path = dir.join(format!("lazyvma-verifier-{:016x}.log", random()?));
-        let file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path);
+        let file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).open(&path);
         match file {
             Ok(mut f) => {
                 f.write_all(log.as_bytes())?;

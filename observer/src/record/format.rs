@@ -154,7 +154,8 @@ impl ChoiceRec {
     /// strings are leaked rather than the report's types made generic.
     pub fn choice(&self) -> Result<Choice, String> {
         let leak = |s: &String| -> &'static str { Box::leak(s.clone().into_boxed_str()) };
-        let backend = BACKENDS.into_iter().find(|b| b.name() == self.backend).ok_or_else(|| format!("unknown backend `{}` for hook {}", self.backend, self.hook))?;
+        let backend =
+            BACKENDS.into_iter().find(|b| b.name() == self.backend).ok_or_else(|| format!("unknown backend `{}` for hook {}", self.backend, self.hook))?;
         Ok(Choice {
             hook: leak(&self.hook),
             backend,

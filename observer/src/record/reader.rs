@@ -69,7 +69,11 @@ fn u64_at(d: &[u8], at: usize) -> u64 {
 pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
     let err = |offset: usize, what: String| ReadError { path: path.into(), offset, what };
     if data.len() < PREAMBLE || &data[..8] != format::MAGIC {
-        let what = if format::MAGIC.starts_with(&data[..data.len().min(8)]) { "not a lazyvma recording (cut short before its header)" } else { "not a lazyvma recording (bad magic)" };
+        let what = if format::MAGIC.starts_with(&data[..data.len().min(8)]) {
+            "not a lazyvma recording (cut short before its header)"
+        } else {
+            "not a lazyvma recording (bad magic)"
+        };
         return Err(err(0, what.into()));
     }
     let (major, minor) = (u16_at(&data, 8), u16_at(&data, 10));

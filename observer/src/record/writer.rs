@@ -74,7 +74,11 @@ impl Writer {
         if let Err(e) = self.out.write_all(bytes) {
             let _ = self.out.set_len(self.bytes);
             self.failed = Some(format!("writing recording {}: {e}", self.path.display()));
-            eprintln!("lazyvma: {}; the recording ends at its last whole chunk ({} bytes), the trace goes on", self.failed.as_deref().unwrap_or(""), self.bytes);
+            eprintln!(
+                "lazyvma: {}; the recording ends at its last whole chunk ({} bytes), the trace goes on",
+                self.failed.as_deref().unwrap_or(""),
+                self.bytes
+            );
             return;
         }
         self.bytes += bytes.len() as u64;

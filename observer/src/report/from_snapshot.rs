@@ -12,13 +12,7 @@ use crate::snapshot::{Report, Size};
 fn row(size: &Size, eager: u64, lazy: u64) -> ObjectRow {
     let side = |n: u64| Side { objects: n as i64, bytes: (n * size.bytes) as i64, allocs: None, frees: None };
     // The running kernel is today's (eager) kernel: what it shows is the eager column.
-    ObjectRow {
-        size: Some(size.bytes),
-        size_source: Some(size.source.clone()),
-        observed: Some(side(eager)),
-        eager: Some(side(eager)),
-        lazy: Some(side(lazy)),
-    }
+    ObjectRow { size: Some(size.bytes), size_source: Some(size.source.clone()), observed: Some(side(eager)), eager: Some(side(eager)), lazy: Some(side(lazy)) }
 }
 
 fn histograms(r: &Report) -> Histograms {

@@ -293,7 +293,10 @@ mod tests {
         // (6 − 2) × 96 + (12 − 4) × 64 = 896 bytes.
         assert_eq!((d.cgroups[0].id, d.cgroups[0].saved_kb), (7, 0.875));
         let p = &d.timeline[0];
-        assert_eq!((p.t_unix_ms, p.eager, p.lazy, p.observed), (1010, Some(Pair { anon_vma: 3, anon_vma_chain: 5 }), None, Some(Net { anon_vma: -1, anon_vma_chain: 2 })));
+        assert_eq!(
+            (p.t_unix_ms, p.eager, p.lazy, p.observed),
+            (1010, Some(Pair { anon_vma: 3, anon_vma_chain: 5 }), None, Some(Net { anon_vma: -1, anon_vma_chain: 2 }))
+        );
         // A replay cut short: lost events unknown, said so rather than shown as a clean 0.
         assert!(d.notes.iter().any(|n| n.starts_with("lost events unknown")), "{:?}", d.notes);
     }

@@ -92,8 +92,7 @@ pub fn decode(name: &str, h: &Hist, contract: Contract) -> Result<Histogram<u64>
     }
     let bytes = STANDARD.decode(&h.data).map_err(|e| HistError::Decode(name.into(), format!("base64: {e}")))?;
     check_claims(name, &bytes)?;
-    let hist: Histogram<u64> =
-        Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HistError::Decode(name.into(), format!("{e:?}")))?;
+    let hist: Histogram<u64> = Deserializer::new().deserialize(&mut bytes.as_slice()).map_err(|e| HistError::Decode(name.into(), format!("{e:?}")))?;
     let got = contract_of(&hist);
     if got != contract {
         return Err(HistError::Contract { name: name.into(), got, want: contract });
@@ -106,12 +105,7 @@ pub fn decode(name: &str, h: &Hist, contract: Contract) -> Result<Histogram<u64>
 
 /// p50, p90, p99, max: always read off one histogram (a merged one for a fleet), never averaged.
 pub fn summary(h: &Histogram<u64>) -> [(&'static str, u64); 4] {
-    [
-        ("p50", h.value_at_quantile(0.5)),
-        ("p90", h.value_at_quantile(0.9)),
-        ("p99", h.value_at_quantile(0.99)),
-        ("max", h.max()),
-    ]
+    [("p50", h.value_at_quantile(0.5)), ("p90", h.value_at_quantile(0.9)), ("p99", h.value_at_quantile(0.99)), ("max", h.max())]
 }
 
 #[cfg(test)]

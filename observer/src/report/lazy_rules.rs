@@ -25,9 +25,7 @@ pub fn status_name(s: Status) -> &'static str {
 }
 
 pub fn from_counts(c: &RuleCounts) -> LazyRules {
-    c.iter()
-        .map(|(r, n)| (r.name().to_string(), LazyRule { fired: n, status: status_name(r.status()).into(), what: r.what().into() }))
-        .collect()
+    c.iter().map(|(r, n)| (r.name().to_string(), LazyRule { fired: n, status: status_name(r.status()).into(), what: r.what().into() })).collect()
 }
 
 pub fn json(c: &RuleCounts) -> serde_json::Value {

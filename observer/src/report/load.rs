@@ -91,7 +91,10 @@ fn sane(doc: &Doc) -> Result<(), String> {
         }
     }
     fn rows(o: &super::schema::Objects) -> Vec<(&'static str, &'static str, Option<super::schema::Side>)> {
-        o.rows().into_iter().flat_map(|(name, r)| [("observed", &r.observed), ("eager", &r.eager), ("lazy", &r.lazy)].map(|(side, s)| (name, side, s.clone()))).collect()
+        o.rows()
+            .into_iter()
+            .flat_map(|(name, r)| [("observed", &r.observed), ("eager", &r.eager), ("lazy", &r.lazy)].map(|(side, s)| (name, side, s.clone())))
+            .collect()
     }
     // A span that ends before it starts: the merged one's length would be negative (a
     // subtraction that wrapped, found by the fuzzer).

@@ -195,7 +195,10 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
             match hists.get_mut(name) {
                 Some((_, total)) => {
                     if sum(file, &format!("histogram {name}"), total.len(), decoded.len())? > hist::MAX_SAMPLES {
-                        return Err(MergeError::Hist { file: file.clone(), problem: format!("histogram `{name}`: over {} samples in the sum", hist::MAX_SAMPLES) });
+                        return Err(MergeError::Hist {
+                            file: file.clone(),
+                            problem: format!("histogram `{name}`: over {} samples in the sum", hist::MAX_SAMPLES),
+                        });
                     }
                     total.add(&decoded).map_err(|e| MergeError::Hist { file: file.clone(), problem: format!("{name}: {e:?}") })?
                 }
@@ -266,8 +269,7 @@ pub fn merge(inputs: &[(String, Doc)]) -> Result<Doc, MergeError> {
 /// Sweeps and histories add up when every input has one (`check` refused differing
 /// knobs); a fleet sum missing some hosts would read as whole, so then there is none.
 fn rules_that_matter(inputs: &[(String, Doc)], notes: &mut Vec<String>) -> Result<Option<lazyvma_model::sweep::Sweep>, MergeError> {
-    let have: Vec<(&String, &lazyvma_model::sweep::Sweep)> =
-        inputs.iter().filter_map(|(f, d)| d.rules_that_matter.as_ref().map(|s| (f, s))).collect();
+    let have: Vec<(&String, &lazyvma_model::sweep::Sweep)> = inputs.iter().filter_map(|(f, d)| d.rules_that_matter.as_ref().map(|s| (f, s))).collect();
     let Some(&(fa, first)) = have.first() else { return Ok(None) };
     // The rows' `base` marks are the knobs each sweep held: they must agree even where a
     // document's `knobs` is empty.

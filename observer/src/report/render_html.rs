@@ -82,10 +82,8 @@ fn distribution(d: &Doc, name: &str, id: &str, absent: &str) -> String {
 fn rules_that_matter(s: &lazyvma_model::sweep::Sweep) -> String {
     use super::render_rules::{history_rows, saved_bars, sweep_rows, Row, HISTORY_HEAD, SWEEP_HEAD};
     let rows = |id: &str, h: &[&str], rows: Vec<Row>| {
-        let body: String = rows
-            .iter()
-            .map(|r| row(&r.iter().map(|(k, v)| if k.is_empty() { "<td></td>".into() } else { cell(k, v) }).collect::<Vec<_>>()))
-            .collect();
+        let body: String =
+            rows.iter().map(|r| row(&r.iter().map(|(k, v)| if k.is_empty() { "<td></td>".into() } else { cell(k, v) }).collect::<Vec<_>>())).collect();
         format!("<table id=\"{id}\">{}{body}</table>", head(h))
     };
     format!(
@@ -169,7 +167,11 @@ pub fn render(d: &Doc, top: usize) -> String {
         let _ = write!(o, "<h3>{}</h3>{}", esc(name), distribution(d, name, &format!("chart-hist-{name}"), "no samples"));
     }
     if !d.hosts.is_empty() {
-        let _ = write!(o, "<h2>Hosts</h2><table id=\"hosts\">{}", head(&["Host", "File", "Source", "Kernel", "anon_vma Before (KB)", "After (KB)", "anon_vma_chain Before (KB)", "After (KB)", "Lost events"]));
+        let _ = write!(
+            o,
+            "<h2>Hosts</h2><table id=\"hosts\">{}",
+            head(&["Host", "File", "Source", "Kernel", "anon_vma Before (KB)", "After (KB)", "anon_vma_chain Before (KB)", "After (KB)", "Lost events"])
+        );
         let mut rows: Vec<(String, String, String, String, &super::schema::Objects, u64)> =
             d.hosts.iter().map(|h| (h.host.clone(), h.file.clone(), h.source.clone(), h.kernel.clone(), &h.objects, h.lost_events)).collect();
         rows.push(("TOTAL".into(), String::new(), String::new(), String::new(), &d.objects, d.lost_events));
@@ -199,7 +201,11 @@ pub fn render(d: &Doc, top: usize) -> String {
     if !d.processes.is_empty() {
         let mut procs: Vec<_> = d.processes.iter().collect();
         procs.sort_by(|a, b| b.saved_kb.total_cmp(&a.saved_kb).then(a.pid.cmp(&b.pid)));
-        let _ = write!(o, "<h2>Top processes</h2><table id=\"processes\">{}", head(&["PID", "COMM", "Host", "anon_vma before", "after", "anon_vma_chain before", "after", "saved (KB)"]));
+        let _ = write!(
+            o,
+            "<h2>Top processes</h2><table id=\"processes\">{}",
+            head(&["PID", "COMM", "Host", "anon_vma before", "after", "anon_vma_chain before", "after", "saved (KB)"])
+        );
         for p in procs.iter().take(top) {
             let k = |c: &str| format!("processes.{}.{c}", p.pid);
             let _ = write!(
@@ -220,7 +226,11 @@ pub fn render(d: &Doc, top: usize) -> String {
         let _ = write!(o, "</table>");
     }
     if !d.cgroups.is_empty() {
-        let _ = write!(o, "<h2>Top cgroups</h2><table id=\"cgroups\">{}", head(&["ID", "Cgroup", "Host", "Processes", "anon_vma before", "after", "anon_vma_chain before", "after", "saved (KB)"]));
+        let _ = write!(
+            o,
+            "<h2>Top cgroups</h2><table id=\"cgroups\">{}",
+            head(&["ID", "Cgroup", "Host", "Processes", "anon_vma before", "after", "anon_vma_chain before", "after", "saved (KB)"])
+        );
         for (i, c) in d.cgroups.iter().take(top).enumerate() {
             let k = |f: &str| format!("cgroups.{i}.{f}");
             let _ = write!(

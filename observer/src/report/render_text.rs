@@ -208,9 +208,7 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
         .objects
         .rows()
         .iter()
-        .map(|(name, r)| {
-            vec![name.to_string(), opt(before(r).map(|s| s.objects)), opt(r.lazy.as_ref().map(|s| s.objects)), opt(r.size)]
-        })
+        .map(|(name, r)| vec![name.to_string(), opt(before(r).map(|s| s.objects)), opt(r.lazy.as_ref().map(|s| s.objects)), opt(r.size)])
         .collect();
     table(&mut o, style, &["Object", "Before (objects)", "After (objects)", "bytes each"], &objects);
 
@@ -221,10 +219,8 @@ pub fn render(d: &Doc, style: Style, top: usize) -> String {
     let hists = hist_rows(d);
     if !hists.is_empty() {
         let _ = writeln!(o);
-        let rows: Vec<Vec<String>> = hists
-            .iter()
-            .map(|(n, u, c, s)| [n.clone(), u.clone(), c.to_string()].into_iter().chain(s.iter().map(|(_, v)| v.to_string())).collect())
-            .collect();
+        let rows: Vec<Vec<String>> =
+            hists.iter().map(|(n, u, c, s)| [n.clone(), u.clone(), c.to_string()].into_iter().chain(s.iter().map(|(_, v)| v.to_string())).collect()).collect();
         table(&mut o, style, &["Histogram", "unit", "count", "p50", "p90", "p99", "max"], &rows);
     }
 

@@ -86,7 +86,14 @@ pub fn lines(id: &str, title: &str, x_label: &str, series: &[Series<'_>]) -> Str
                 fmt(y)
             );
         }
-        let _ = write!(o, "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>", PAD + 8.0 + 190.0 * (i % 3) as f64, PAD - 29.0 + 13.0 * (i / 3) as f64, s.color, esc(s.name));
+        let _ = write!(
+            o,
+            "<text x=\"{}\" y=\"{}\" font-size=\"11\" fill=\"{}\">{}</text>",
+            PAD + 8.0 + 190.0 * (i % 3) as f64,
+            PAD - 29.0 + 13.0 * (i / 3) as f64,
+            s.color,
+            esc(s.name)
+        );
     }
     o + "</svg>"
 }

@@ -7,7 +7,9 @@ use crate::trace::{
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
-use lazyvma_model::trace_abi::{agg_key, decode_any, Record, TraceEvent, WHY_FUNCTION, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS};
+use lazyvma_model::trace_abi::{
+    agg_key, decode_any, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS, WHY_FUNCTION,
+};
 use std::{collections::HashSet, sync::Arc};
 
 /// `Live`'s owner mark: allocated by a process in the scope.

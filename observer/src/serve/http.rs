@@ -5,7 +5,10 @@ use super::{metrics::Metrics, text};
 use http_body_util::Full;
 use hyper::{
     body::{Bytes, Incoming},
-    header, server::conn::http1, service::service_fn, Method, Request, Response, StatusCode,
+    header,
+    server::conn::http1,
+    service::service_fn,
+    Method, Request, Response, StatusCode,
 };
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};

@@ -2,8 +2,8 @@
 //! updated lock-free as events arrive; the snapshot gauges change together under `pass`,
 //! which the encoder also takes, so one exposition never mixes two snapshot generations.
 use crate::snapshot::Sizes;
-use lazyvma_model::snapshot::Counts;
 use crate::trace::slab::Kind;
+use lazyvma_model::snapshot::Counts;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -123,10 +123,18 @@ impl Metrics {
         let sc: Family<Vec<(String, String)>, Gauge> = Family::default();
         sc.get_or_create(&scope).set(1);
         r.register("scope", "What the counters and object gauges cover: kind (system, pids, cgroup), the cgroup and pids given; always 1", sc);
-        r.register("scope_processes", "Processes of the scope in the last snapshot pass (members at start and their descendants, alive)", m.scope_processes.clone());
+        r.register(
+            "scope_processes",
+            "Processes of the scope in the last snapshot pass (members at start and their descendants, alive)",
+            m.scope_processes.clone(),
+        );
         let kinds = [("anon_vma", &m.anon_vma), ("anon_vma_chain", &m.anon_vma_chain), ("unclassified_slab", &m.unclassified)];
         for (name, f) in kinds {
-            let what = if name == "unclassified_slab" { "slab objects of an anon_vma function whose kind is unknown (neither size, or freed unseen on an error path)" } else { name };
+            let what = if name == "unclassified_slab" {
+                "slab objects of an anon_vma function whose kind is unknown (neither size, or freed unseen on an error path)"
+            } else {
+                name
+            };
             r.register(format!("{name}_allocations"), format!("Observed {what} allocations, by allocating function and reason"), f.alloc.clone());
             r.register(format!("{name}_frees"), format!("Observed {what} frees, by freeing function and reason"), f.free.clone());
         }
@@ -139,13 +147,26 @@ impl Metrics {
         r.register("objects", "Objects held now by the scope (eager: the kernel; lazy: ANON_VMA_LAZY's estimate for the same topology)", m.objects.clone());
         r.register_with_unit("object", "Slab bytes of `lazyvma_objects` (objects times the cache's slab slot size)", Unit::Bytes, m.bytes.clone());
         r.register("vmas", "VMAs of the last snapshot by the state ANON_VMA_LAZY would give them", m.vmas.clone());
-        r.register("snapshot_truncated_vmas", "VMAs of the last snapshot whose chain walk was cut short (their chain entries partly unseen)", m.truncated_vmas.clone());
+        r.register(
+            "snapshot_truncated_vmas",
+            "VMAs of the last snapshot whose chain walk was cut short (their chain entries partly unseen)",
+            m.truncated_vmas.clone(),
+        );
         // Before 5.12 (no iter/task_vma) an iter/task walk fits ~200-330 VMAs per process.
         r.register("snapshot_incomplete_processes", "Processes of the last snapshot pass whose VMA list was walked only in part (the iter/task pass of kernels without iter/task_vma, before 5.12: a bounded walk and 32 KiB of records per process); the objects of their unseen VMAs are missing from lazyvma_objects and lazyvma_vmas, which then read low for both models. Always 0 where iter/task_vma exists", m.incomplete_processes.clone());
-        r.register("snapshot_unseen_vmas", "VMAs of lazyvma_snapshot_incomplete_processes the pass did not see (mm->map_count minus the VMAs walked): how much of the estimate is missing", m.unseen_vmas.clone());
+        r.register(
+            "snapshot_unseen_vmas",
+            "VMAs of lazyvma_snapshot_incomplete_processes the pass did not see (mm->map_count minus the VMAs walked): how much of the estimate is missing",
+            m.unseen_vmas.clone(),
+        );
         r.register("snapshot_generation", "Number of the snapshot pass the object gauges come from (1 = first)", m.generation.clone());
         r.register_with_unit("snapshot_timestamp", "Unix time the last snapshot pass ended", Unit::Seconds, m.pass_time.clone());
-        r.register_with_unit("snapshot_duration", "Wall time of one snapshot pass (BTF, BPF load, iterate, estimate, slab sizes)", Unit::Seconds, m.pass_seconds.clone());
+        r.register_with_unit(
+            "snapshot_duration",
+            "Wall time of one snapshot pass (BTF, BPF load, iterate, estimate, slab sizes)",
+            Unit::Seconds,
+            m.pass_seconds.clone(),
+        );
         r.register("snapshot_failures", "Snapshot passes that failed (the gauges keep the last good pass)", m.pass_failures.clone());
         r.register("scrapes", "Requests for /metrics by exposition format (openmetrics or text 0.0.4), this one included", m.scrapes.clone());
         Metrics { registry: r, ..m }
@@ -233,7 +254,15 @@ mod tests {
         let m = Metrics::new(vec![], vec![]);
         let size = |bytes| crate::snapshot::Size { bytes, source: String::new() };
         let sizes = Sizes { anon_vma: size(88), anon_vma_chain: size(64), vm_area_struct: size(200) };
-        let g = Gauges { eager: Counts::default(), lazy: Counts::default(), states: [0; 4], truncated_vmas: 0, incomplete_processes: 1, unseen_vmas: 1801, processes: 3 };
+        let g = Gauges {
+            eager: Counts::default(),
+            lazy: Counts::default(),
+            states: [0; 4],
+            truncated_vmas: 0,
+            incomplete_processes: 1,
+            unseen_vmas: 1801,
+            processes: 3,
+        };
         m.set_snapshot(&g, &sizes, 1, 0.1, 0.0);
         let om = m.encode();
         for line in ["lazyvma_snapshot_incomplete_processes 1", "lazyvma_snapshot_unseen_vmas 1801"] {

@@ -30,12 +30,28 @@ fn gauges(r: &Report) -> Gauges {
     let cut = r.stats.cut.iter().filter(|c| !r.selected || r.shown.iter().any(|p| p.pid == c.pid));
     let (incomplete_processes, unseen_vmas) = cut.fold((0, 0), |(n, v), c| (n + 1, v + c.map_count.saturating_sub(c.vmas_seen)));
     if !r.selected {
-        return Gauges { eager: e.eager, lazy: e.lazy, states: e.states, truncated_vmas: e.truncated_vmas, incomplete_processes, unseen_vmas, processes: e.processes.len() as u64 };
+        return Gauges {
+            eager: e.eager,
+            lazy: e.lazy,
+            states: e.states,
+            truncated_vmas: e.truncated_vmas,
+            incomplete_processes,
+            unseen_vmas,
+            processes: e.processes.len() as u64,
+        };
     }
     let sum = |f: fn(&lazyvma_model::snapshot::ProcessEstimate) -> Counts| {
         r.shown.iter().map(f).fold(Counts::default(), |a, c| Counts { anon_vma: a.anon_vma + c.anon_vma, anon_vma_chain: a.anon_vma_chain + c.anon_vma_chain })
     };
-    let mut g = Gauges { eager: sum(|p| p.eager), lazy: sum(|p| p.lazy), states: [0; 4], truncated_vmas: 0, incomplete_processes, unseen_vmas, processes: r.shown.len() as u64 };
+    let mut g = Gauges {
+        eager: sum(|p| p.eager),
+        lazy: sum(|p| p.lazy),
+        states: [0; 4],
+        truncated_vmas: 0,
+        incomplete_processes,
+        unseen_vmas,
+        processes: r.shown.len() as u64,
+    };
     for i in r.shown.iter().filter_map(|p| r.index(p.pid)) {
         for (g, s) in g.states.iter_mut().zip(r.states[i]) {
             *g += s;
@@ -84,7 +100,10 @@ impl Passes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{decode::{Cut, PassStats}, Size, Sizes};
+    use crate::snapshot::{
+        decode::{Cut, PassStats},
+        Size, Sizes,
+    };
     use lazyvma_model::snapshot::{Estimate, ProcessEstimate};
 
     fn report(selected: bool) -> Report {

@@ -39,12 +39,18 @@ pub struct Cut {
 
 impl From<&CutRecord> for Cut {
     fn from(c: &CutRecord) -> Cut {
-        Cut { pid: c.pid, tid: c.tid, vmas_seen: c.vmas, map_count: c.map_count, why: match c.raced {
-            0 => "steps",
-            1 => "changed",
-            2 => "buffer",
-            _ => "passes",
-        } }
+        Cut {
+            pid: c.pid,
+            tid: c.tid,
+            vmas_seen: c.vmas,
+            map_count: c.map_count,
+            why: match c.raced {
+                0 => "steps",
+                1 => "changed",
+                2 => "buffer",
+                _ => "passes",
+            },
+        }
     }
 }
 

@@ -119,36 +119,41 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topol
     let mut chain = Vec::with_capacity(lazyvma_model::abi::CHAIN_EMIT_MAX as usize);
     let stream_ref = std::cell::RefCell::new(&mut stream);
     let mut passes = reader::open(&mut bpf)?;
-    decode::each_vma(&mut passes, &mut stats, |a| stream_ref.borrow().ahead(a), |v, avcs| {
-        if let Some(b) = &mut whole {
-            b.vma(v, avcs);
-        }
-        chain.clear();
-        chain.extend(avcs.iter().map(|a| a.anon_vma));
-        let vi = VmaIn {
-            tid: v.tid,
-            mm: v.mm,
-            vma: v.vma,
-            start: v.vm_start,
-            end: v.vm_end,
-            anon_vma: (v.anon_vma != 0).then_some(v.anon_vma),
-            chain: &chain,
-            chain_len: v.chain_len as u32,
-        };
-        let mut new = None;
-        let fresh = stream_ref.borrow_mut().vma(&vi, || {
-            new = Some(v.pid);
-            (v.pid, decode::comm(&v.comm))
-        });
-        if new.is_some_and(keep) {
-            kept.insert(v.mm, vec![]);
-        }
-        if fresh {
-            if let Some(k) = kept.get_mut(&v.mm) {
-                k.push(decode::vma_topo(v, avcs));
+    decode::each_vma(
+        &mut passes,
+        &mut stats,
+        |a| stream_ref.borrow().ahead(a),
+        |v, avcs| {
+            if let Some(b) = &mut whole {
+                b.vma(v, avcs);
             }
-        }
-    })?;
+            chain.clear();
+            chain.extend(avcs.iter().map(|a| a.anon_vma));
+            let vi = VmaIn {
+                tid: v.tid,
+                mm: v.mm,
+                vma: v.vma,
+                start: v.vm_start,
+                end: v.vm_end,
+                anon_vma: (v.anon_vma != 0).then_some(v.anon_vma),
+                chain: &chain,
+                chain_len: v.chain_len as u32,
+            };
+            let mut new = None;
+            let fresh = stream_ref.borrow_mut().vma(&vi, || {
+                new = Some(v.pid);
+                (v.pid, decode::comm(&v.comm))
+            });
+            if new.is_some_and(keep) {
+                kept.insert(v.mm, vec![]);
+            }
+            if fresh {
+                if let Some(k) = kept.get_mut(&v.mm) {
+                    k.push(decode::vma_topo(v, avcs));
+                }
+            }
+        },
+    )?;
     if stats.program == "iter/task" {
         stats.passes = Some(passes.passes());
     }

@@ -35,10 +35,7 @@ impl std::error::Error for NoTaskVmaIter {}
 /// `fields`: chain entries carry their anon_vma's fields (a topology), else its address alone.
 pub fn load(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow::Result<Ebpf> {
     let (mut bpf, btf) = object(offsets, btf_path, fields, None)?;
-    let prog: &mut Iter = bpf
-        .program_mut(PROGRAM)
-        .with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?
-        .try_into()?;
+    let prog: &mut Iter = bpf.program_mut(PROGRAM).with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?.try_into()?;
     let r = prog.load("task_vma", &btf).map_err(|e| match e {
         // 5.10 and 5.11: the iter/task walk, or say what is missing (not aya's "unknown BTF type").
         aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => None,
@@ -95,10 +92,7 @@ fn load_task(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow
     // The verifier's messages and totals only: its instruction trace of a loop it checks
     // step by step outgrows any log buffer (ENOSPC would hide why it refused).
     let (mut bpf, btf) = object(offsets, btf_path, fields, Some(aya::VerifierLogLevel::STATS))?;
-    let prog: &mut Iter = bpf
-        .program_mut(PROGRAM_TASK)
-        .with_context(|| format!("BPF program `{PROGRAM_TASK}` missing from the object"))?
-        .try_into()?;
+    let prog: &mut Iter = bpf.program_mut(PROGRAM_TASK).with_context(|| format!("BPF program `{PROGRAM_TASK}` missing from the object"))?.try_into()?;
     prog.load("task", &btf).map_err(|e| match e {
         aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => anyhow::Error::new(NoTaskVmaIter),
         e => anyhow::anyhow!("loading iter/task (this kernel has no iter/task_vma): {}; {STILL_WORKS}", probe::chain(&e)),
@@ -108,7 +102,11 @@ fn load_task(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow
 
 /// Which pass a loaded object takes: `iter/task_vma`, or `iter/task` where it is missing.
 pub fn pass_name(bpf: &Ebpf) -> &'static str {
-    if bpf.program(PROGRAM).is_some_and(|p| p.fd().is_ok()) { "iter/task_vma" } else { "iter/task" }
+    if bpf.program(PROGRAM).is_some_and(|p| p.fd().is_ok()) {
+        "iter/task_vma"
+    } else {
+        "iter/task"
+    }
 }
 
 /// The stream of a snapshot (`decode::each_vma`): one `iter/task_vma` pass; or `iter/task`
@@ -165,7 +163,8 @@ impl Passes<'_> {
         let pending = entries.iter().any(|(_, r)| r.pass == self.pass && r.next != RESUME_DONE);
         if pending && self.pass + 1 < u64::from(WALK_PASSES) {
             self.pass += 1;
-            let mut arr: aya::maps::Array<_, u64> = aya::maps::Array::try_from(self.bpf.map_mut("ITER_PASS").context("the ITER_PASS map is missing from the object")?)?;
+            let mut arr: aya::maps::Array<_, u64> =
+                aya::maps::Array::try_from(self.bpf.map_mut("ITER_PASS").context("the ITER_PASS map is missing from the object")?)?;
             arr.set(0, self.pass, 0).context("setting the pass number")?;
             self.file = Some(attach(self.bpf)?);
             return Ok(());

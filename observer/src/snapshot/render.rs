@@ -109,12 +109,11 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
     for ((name, before, after, _), size) in rows.iter().zip([&s.vm_area_struct, &s.anon_vma_chain, &s.anon_vma]) {
         let _ = writeln!(o, "{name} | {before} | {after} | {} ({})", size.bytes, size.source);
     }
+    let _ = writeln!(o, "\nVMAs by lazy state: none {}, lazy {}, tree {}, tree_parent {}", e.states[0], e.states[1], e.states[2], e.states[3]);
     let _ = writeln!(
         o,
-        "\nVMAs by lazy state: none {}, lazy {}, tree {}, tree_parent {}",
-        e.states[0], e.states[1], e.states[2], e.states[3]
+        "Cross-check with /sys/kernel/slab (reads higher: it counts objects no VMA links, e.g. pinned by KSM or migration, and whole per-CPU slabs as in use):"
     );
-    let _ = writeln!(o, "Cross-check with /sys/kernel/slab (reads higher: it counts objects no VMA links, e.g. pinned by KSM or migration, and whole per-CPU slabs as in use):");
     for c in &r.slab {
         let ours = match c.cache.as_str() {
             "anon_vma" => e.eager.anon_vma,
@@ -170,7 +169,25 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
         );
     }
     if !r.stats.cut.is_empty() {
-        let list: Vec<String> = r.stats.cut.iter().map(|c| format!("{} ({} of {} VMAs{})", c.pid, c.vmas_seen, c.map_count, match c.why { "changed" => ", the list changed under the walk", "buffer" => ", 32 KiB of records", "passes" => ", still unfinished after the last pass", _ => "" })).collect();
+        let list: Vec<String> = r
+            .stats
+            .cut
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} ({} of {} VMAs{})",
+                    c.pid,
+                    c.vmas_seen,
+                    c.map_count,
+                    match c.why {
+                        "changed" => ", the list changed under the walk",
+                        "buffer" => ", 32 KiB of records",
+                        "passes" => ", still unfinished after the last pass",
+                        _ => "",
+                    }
+                )
+            })
+            .collect();
         let _ = writeln!(
             o,
             "- INCOMPLETE: {} processes' VMA lists were not walked to the end (no iter/task_vma on this kernel: {} steps and 32 KiB of records per process and pass, {} passes at most): {}; their counts are partial",

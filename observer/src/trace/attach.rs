@@ -45,8 +45,20 @@ const TARGETS: &[Target] = &[
     t("merge", "vma_merge", Legacy, &["hk_merge_vma_merge_fentry", "hk_merge_vma_merge_fexit"], &["hk_merge_vma_merge_kprobe", "hk_merge_vma_merge_kretprobe"]),
     t("merge", "__vma_adjust", Legacy, &["hk_merge_adjust_fentry", "hk_merge_adjust_fexit"], &["hk_merge_adjust_kprobe", "hk_merge_adjust_kretprobe"]),
     t("merge", "vma_expand", Legacy, &["hk_merge_expand_fentry", "hk_merge_expand_fexit"], &["hk_merge_expand_kprobe", "hk_merge_expand_kretprobe"]),
-    t("merge", "vma_expand", Vmg, &["hk_merge_expand_vmg_fentry", "hk_merge_expand_vmg_fexit"], &["hk_merge_expand_vmg_kprobe", "hk_merge_expand_vmg_kretprobe"]),
-    t("merge", "vma_merge_new_range", Vmg, &["hk_merge_new_range_fentry", "hk_merge_new_range_fexit"], &["hk_merge_new_range_kprobe", "hk_merge_new_range_kretprobe"]),
+    t(
+        "merge",
+        "vma_expand",
+        Vmg,
+        &["hk_merge_expand_vmg_fentry", "hk_merge_expand_vmg_fexit"],
+        &["hk_merge_expand_vmg_kprobe", "hk_merge_expand_vmg_kretprobe"],
+    ),
+    t(
+        "merge",
+        "vma_merge_new_range",
+        Vmg,
+        &["hk_merge_new_range_fentry", "hk_merge_new_range_fexit"],
+        &["hk_merge_new_range_kprobe", "hk_merge_new_range_kretprobe"],
+    ),
     t("merge", "commit_merge", Vmg, &["hk_merge_commit_fentry", "hk_merge_commit_fexit"], &["hk_merge_commit_kprobe", "hk_merge_commit_kretprobe"]),
     t("copy_vma", "copy_vma", Any, &["hk_copy_vma_fentry", "hk_copy_vma_fexit"], &["hk_copy_vma_kprobe", "hk_copy_vma_kretprobe"]),
     // mremap's frame, so the old range's unlink after copy_vma is "mremap" (observer-ebpf mremap.rs).
@@ -125,7 +137,12 @@ pub fn unreadable(o: &lazyvma_model::hook_abi::HookOffsets) -> Vec<(&'static str
         (!names.is_empty()).then(|| format!("{} not in the kernel's BTF: its records cannot be attributed", names.join(", ")))
     };
     let mut out = Vec::new();
-    let ksm = [("rmap_item.mm", o.rmap_item_mm), ("rmap_item.address", o.rmap_item_address), ("rmap_item.anon_vma", o.rmap_item_anon_vma), ("mm_struct.owner", o.mm_owner)];
+    let ksm = [
+        ("rmap_item.mm", o.rmap_item_mm),
+        ("rmap_item.address", o.rmap_item_address),
+        ("rmap_item.anon_vma", o.rmap_item_anon_vma),
+        ("mm_struct.owner", o.mm_owner),
+    ];
     if let Some(why) = absent(&ksm) {
         out.push(("ksm", why));
     }
@@ -256,8 +273,7 @@ fn kind(prog: &str) -> &str {
 /// An error and its sources on one line, ENOTSUPP spelled out.
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     // ENOTSUPP (524) has no name in libc's strerror: say what it means here.
-    crate::load::probe::chain(e)
-        .replace("os error 524", "os error 524, ENOTSUPP: no trampoline for this function (arguments? arch?)")
+    crate::load::probe::chain(e).replace("os error 524", "os error 524, ENOTSUPP: no trampoline for this function (arguments? arch?)")
 }
 
 #[cfg(test)]

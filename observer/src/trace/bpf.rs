@@ -1,8 +1,8 @@
 //! Loading and attaching `trace`'s always-on programs (observer-ebpf `slab.rs`, `sched.rs`,
 //! `marker.rs`) from the embedded object, with the BTF offsets the function hooks read
 //! (attached by `trace::attach`), reading its ring buffer and lost-event counters.
-use crate::load::probe::chain;
 use crate::load::ebpf;
+use crate::load::probe::chain;
 use anyhow::{bail, Context};
 use aya::{
     maps::{MapData, PerCpuArray, PerCpuHashMap, RingBuf},
@@ -10,7 +10,10 @@ use aya::{
     Btf, Ebpf, EbpfLoader,
 };
 use lazyvma_model::hook_abi::{FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS};
-use lazyvma_model::trace_abi::{TallyKey, AGG_STREAM_PREPARE, AGG_TRACE, CTR_TALLY_FULL, AGG_SLOTS, ContextOffsets, CTX_SYSCALLS, NO_SYSCALL, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP, NO_FIELD, HookOffsets, LockOffsets, TpOffsets, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT, FN_COUNT, SCOPE_SYSTEM, SCOPE_TRACED};
+use lazyvma_model::trace_abi::{
+    ContextOffsets, HookOffsets, LockOffsets, TallyKey, TpOffsets, AGG_SLOTS, AGG_STREAM_PREPARE, AGG_TRACE, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT,
+    CTR_TALLY_FULL, CTX_SYSCALLS, FN_COUNT, NO_FIELD, NO_SYSCALL, SCOPE_SYSTEM, SCOPE_TRACED, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP,
+};
 use std::{
     os::fd::AsRawFd,
     sync::{
@@ -111,7 +114,11 @@ pub struct Config {
 /// Where the kernel has no `bpf_get_func_ret` (5.17), each return-reading fexit program's
 /// function's argument count from BTF: the return value sits right after the arguments in
 /// the trampoline's context. Elsewhere (and for a function BTF does not describe) the helper.
-pub fn fexit_args(btf: Option<&crate::load::btf::Btf>, has_func_ret: bool, function_of: impl Fn(&str) -> Option<&'static str>) -> [u64; FEXIT_RET_PROGRAMS.len()] {
+pub fn fexit_args(
+    btf: Option<&crate::load::btf::Btf>,
+    has_func_ret: bool,
+    function_of: impl Fn(&str) -> Option<&'static str>,
+) -> [u64; FEXIT_RET_PROGRAMS.len()] {
     FEXIT_RET_PROGRAMS.map(|prog| match (has_func_ret, btf) {
         (false, Some(btf)) => function_of(prog).and_then(|f| btf.func_args(f)).map_or(FEXIT_RET_HELPER, |n| n as u64),
         _ => FEXIT_RET_HELPER,
@@ -219,7 +226,17 @@ fn reason_syscalls(forks: [u64; 4]) -> Vec<(u64, u64)> {
     // process_madvise, set_mempolicy_home_node, mseal: one number on every architecture
     // since 424 (older libc crates lack the names).
     v.extend([440, 450, 462].map(|n| (n, SC_MODIFY)));
-    v.extend([(libc::SYS_execve, SC_EXEC), (libc::SYS_execveat, SC_EXEC), (libc::SYS_munmap, SC_MUNMAP), (libc::SYS_brk, SC_MUNMAP), (libc::SYS_mremap, SC_MREMAP), (libc::SYS_mmap, SC_MMAP)].map(|(n, c)| (n as u64, c)));
+    v.extend(
+        [
+            (libc::SYS_execve, SC_EXEC),
+            (libc::SYS_execveat, SC_EXEC),
+            (libc::SYS_munmap, SC_MUNMAP),
+            (libc::SYS_brk, SC_MUNMAP),
+            (libc::SYS_mremap, SC_MREMAP),
+            (libc::SYS_mmap, SC_MMAP),
+        ]
+        .map(|(n, c)| (n as u64, c)),
+    );
     v
 }
 
@@ -441,9 +458,15 @@ pub fn btf_unused(prog: &str) -> Option<String> {
         "trace_user_fault_btf" | "trace_kernel_fault_btf" if absent("exceptions:page_fault_user") => {
             Some("not used: this kernel has no exceptions:page_fault_* tracepoints (x86 only; prepares come from the __anon_vma_prepare hook)".into())
         }
-        "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into()),
-        "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into()),
-        "trace_slab_alloc_btf" | "trace_slab_free_btf" if !has("kmem:kmem_cache_alloc", "node") => Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into()),
+        "trace_exit_btf" if has("sched:sched_process_exit", "group_dead") => {
+            Some("not used: this kernel's sched_process_exit has group_dead (trace_exit_btf_dead)".into())
+        }
+        "trace_exit_btf_dead" if !has("sched:sched_process_exit", "group_dead") => {
+            Some("not used: this kernel's sched_process_exit has no group_dead (trace_exit_btf)".into())
+        }
+        "trace_slab_alloc_btf" | "trace_slab_free_btf" if !has("kmem:kmem_cache_alloc", "node") => {
+            Some("not used: kmem_cache_alloc's arguments before 6.1 (the classic trace_prepare_vma)".into())
+        }
         _ => None,
     }
 }
@@ -484,16 +507,16 @@ fn attach(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str, btf: Option<(&str, 
 pub fn say_fallbacks(loaded: &Loaded) {
     for (tp, why) in &loaded.fallbacks {
         let why = why.lines().next().unwrap_or("");
-        eprintln!("lazyvma: note: {tp}: the tp_btf program was refused ({}); its classic tracepoint program runs instead (the same records, more cost an event)", crate::escape::ctl(why));
+        eprintln!(
+            "lazyvma: note: {tp}: the tp_btf program was refused ({}); its classic tracepoint program runs instead (the same records, more cost an event)",
+            crate::escape::ctl(why)
+        );
     }
 }
 
 fn attach_btf(bpf: &mut Ebpf, prog: &str, name: &str, btf: &Btf) -> Result<(), String> {
-    let p: &mut BtfTracePoint = bpf
-        .program_mut(prog)
-        .ok_or_else(|| format!("program {prog} missing from the BPF object"))?
-        .try_into()
-        .map_err(|e| format!("program {prog}: {e}"))?;
+    let p: &mut BtfTracePoint =
+        bpf.program_mut(prog).ok_or_else(|| format!("program {prog} missing from the BPF object"))?.try_into().map_err(|e| format!("program {prog}: {e}"))?;
     p.load(name, btf).map_err(|e| format!("loading {prog}: {}", chain(&e)))?;
     if let Err(e) = p.attach() {
         let _ = p.unload();
@@ -503,11 +526,8 @@ fn attach_btf(bpf: &mut Ebpf, prog: &str, name: &str, btf: &Btf) -> Result<(), S
 }
 
 fn attach_one(bpf: &mut Ebpf, prog: &str, cat: &str, name: &str) -> Result<(), String> {
-    let p: &mut TracePoint = bpf
-        .program_mut(prog)
-        .ok_or_else(|| format!("program {prog} missing from the BPF object"))?
-        .try_into()
-        .map_err(|e| format!("program {prog}: {e}"))?;
+    let p: &mut TracePoint =
+        bpf.program_mut(prog).ok_or_else(|| format!("program {prog} missing from the BPF object"))?.try_into().map_err(|e| format!("program {prog}: {e}"))?;
     p.load().map_err(|e| format!("loading {prog}: {}", chain(&e)))?;
     p.attach(cat, name).map_err(|e| format!("attaching {prog}: {}", chain(&e)))?;
     Ok(())

@@ -3,7 +3,10 @@
 use anyhow::{bail, Context};
 use std::{
     ffi::{CString, OsStr, OsString},
-    os::{fd::{AsRawFd, FromRawFd, OwnedFd}, unix::ffi::OsStrExt},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::ffi::OsStrExt,
+    },
     path::{Path, PathBuf},
 };
 

@@ -53,8 +53,25 @@ pub fn syscall_ids() -> [u64; SYS_COUNT] {
     ids
 }
 
-const SYSCALL_NAMES: [&str; SYS_COUNT] =
-    ["mmap", "munmap", "mprotect", "pkey_mprotect", "mremap", "madvise", "brk", "execve", "execveat", "mlock", "mlock2", "munlock", "mlockall", "munlockall", "mseal", "mbind", "prctl"];
+const SYSCALL_NAMES: [&str; SYS_COUNT] = [
+    "mmap",
+    "munmap",
+    "mprotect",
+    "pkey_mprotect",
+    "mremap",
+    "madvise",
+    "brk",
+    "execve",
+    "execveat",
+    "mlock",
+    "mlock2",
+    "munlock",
+    "mlockall",
+    "munlockall",
+    "mseal",
+    "mbind",
+    "prctl",
+];
 const PR_SET_VMA: u64 = 0x53564d41;
 
 /// The exec'd stack's place in the model: above every user address, so no syscall range
@@ -74,7 +91,10 @@ const PGOFF_GROWSDOWN: u64 = 1 << 41;
 /// and on every brk VMA, x86's pkey bits), seen only in a VMA the kernel showed us; a brk
 /// extension takes the .bss tail's (`Proc::brk_tag`).
 const PGOFF_ARCH: u64 = 1 << 40;
-const _: () = assert!((PGOFF_FILE | PGOFF_NORESERVE | PGOFF_GROWSDOWN | PGOFF_ARCH) >> lazyvma_model::event::PGOFF_BITS == 0, "the model drops pgoff bits above PGOFF_BITS");
+const _: () = assert!(
+    (PGOFF_FILE | PGOFF_NORESERVE | PGOFF_GROWSDOWN | PGOFF_ARCH) >> lazyvma_model::event::PGOFF_BITS == 0,
+    "the model drops pgoff bits above PGOFF_BITS"
+);
 const VM_HIGH_ARCH: u64 = 0x1ff << 32;
 
 // vm_flags (include/linux/mm.h; the same on 6.1 and 6.18).
@@ -434,8 +454,14 @@ impl Feed {
     }
 
     fn count(&mut self, e: &Deltas, l: &Deltas, at: At) {
-        if e.anon_vma.alloc + e.anon_vma.free + e.anon_vma_chain.alloc + e.anon_vma_chain.free
-            + l.anon_vma.alloc + l.anon_vma.free + l.anon_vma_chain.alloc + l.anon_vma_chain.free
+        if e.anon_vma.alloc
+            + e.anon_vma.free
+            + e.anon_vma_chain.alloc
+            + e.anon_vma_chain.free
+            + l.anon_vma.alloc
+            + l.anon_vma.free
+            + l.anon_vma_chain.alloc
+            + l.anon_vma_chain.free
             == 0
         {
             return;
@@ -559,7 +585,9 @@ impl Feed {
             // The image this exec frees was never modelled (a child of an unmodelled parent,
             // or a process the seed refused): its frees are observed here, not modelled.
             let i = self.row(at);
-            self.rows[i].not_modelled.get_or_insert_with(|| "entered the model at its exec: the image the exec freed (and what the process did before) was never modelled".into());
+            self.rows[i]
+                .not_modelled
+                .get_or_insert_with(|| "entered the model at its exec: the image the exec freed (and what the process did before) was never modelled".into());
         }
         if self.procs.insert(proc, Proc::default()).is_none() {
             self.ever.insert(proc);
@@ -917,9 +945,7 @@ impl Feed {
                 self.apply(Event::MapPgoff { pid, start, pages: pages(len), flags: mflags, pgoff: pgoff | tag }, at);
             }
             SYS_MUNMAP => self.apply(Event::Munmap { pid, start: a[0], pages: pages(a[1]) }, at),
-            SYS_MPROTECT | SYS_PKEY_MPROTECT => {
-                self.apply(Event::Mprotect { pid, start: a[0], pages: pages(a[1]), prot: prot_bits(a[2]) }, at)
-            }
+            SYS_MPROTECT | SYS_PKEY_MPROTECT => self.apply(Event::Mprotect { pid, start: a[0], pages: pages(a[1]), prot: prot_bits(a[2]) }, at),
             SYS_MREMAP => {
                 let (old, old_len, new_len, flags, new) = (a[0], pages(a[1]), pages(a[2]), a[3], ev.ret as u64);
                 match (new == old, new_len.cmp(&old_len)) {
@@ -934,13 +960,9 @@ impl Feed {
                             _ => self.apply(Event::Mremap { pid, old, pages: old_len, new, dontunmap }, at),
                         }
                     }
-                    (true, Ordering::Less) => {
-                        self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at)
-                    }
+                    (true, Ordering::Less) => self.apply(Event::Munmap { pid, start: old + new_len * PAGE_SIZE, pages: old_len - new_len }, at),
                     (true, Ordering::Equal) => {}
-                    (_, Ordering::Less | Ordering::Greater) => {
-                        self.apply(Event::MremapResize { pid, old, pages: old_len, new, new_pages: new_len }, at)
-                    }
+                    (_, Ordering::Less | Ordering::Greater) => self.apply(Event::MremapResize { pid, old, pages: old_len, new, new_pages: new_len }, at),
                 }
             }
             SYS_MADVISE => {
@@ -1035,7 +1057,7 @@ impl Feed {
             if tag == 0 {
                 self.apply(Event::Map { pid, start: old, pages, flags }, at);
             } else {
-                self.apply(Event::MapPgoff { pid, start: old, pages, flags, pgoff: old / PAGE_SIZE | tag }, at);
+                self.apply(Event::MapPgoff { pid, start: old, pages, flags, pgoff: (old / PAGE_SIZE) | tag }, at);
             }
         } else if new < old {
             self.apply(Event::Munmap { pid, start: new, pages: (old - new) / PAGE_SIZE }, at);
@@ -1054,7 +1076,10 @@ impl Feed {
         }
         if c.faults_not_placed > 0 {
             let outside = c.prepares_outside_fault;
-            c.incomplete.push(format!("{} prepares not placed on a VMA ({outside} outside a page fault: GUP such as MADV_POPULATE_WRITE, mlock, /proc/PID/mem, or uprobes)", c.faults_not_placed));
+            c.incomplete.push(format!(
+                "{} prepares not placed on a VMA ({outside} outside a page fault: GUP such as MADV_POPULATE_WRITE, mlock, /proc/PID/mem, or uprobes)",
+                c.faults_not_placed
+            ));
         }
         if c.layout_mismatches > 0 {
             c.incomplete.push(format!("{} prepares whose kernel VMA had other bounds than the model's", c.layout_mismatches));
@@ -1079,13 +1104,9 @@ impl Feed {
             self.coverage.not_seeded = p.reasons;
             self.seed_done = true;
         }
-        self.coverage.not_modelled = tree
-            .procs
-            .iter()
-            .filter(|p| !self.ever.contains(&p.proc))
-            .map(|p| p.tgid)
-            .collect();
-        self.coverage.not_modelled_why = tree.procs.iter().filter(|p| !self.ever.contains(&p.proc)).map(|p| (p.proc, (p.tgid, self.why_not(tree, p.proc)))).collect();
+        self.coverage.not_modelled = tree.procs.iter().filter(|p| !self.ever.contains(&p.proc)).map(|p| p.tgid).collect();
+        self.coverage.not_modelled_why =
+            tree.procs.iter().filter(|p| !self.ever.contains(&p.proc)).map(|p| (p.proc, (p.tgid, self.why_not(tree, p.proc)))).collect();
         if lost > 0 {
             self.coverage.incomplete.push(format!("{lost} ring buffer records lost"));
         }
@@ -1189,7 +1210,19 @@ mod tests {
 
     fn prep(tgid: u32, addr: u64, vma: Option<(u64, u64, u64)>) -> PrepareVma {
         let (start, end, flags) = vma.unwrap_or_default();
-        PrepareVma { kind: EV_PREPARE_VMA, pid: tgid, tgid, found: vma.is_some() as u32, addr, bytes_req: 64, start, end, pgoff: start / PAGE_SIZE, flags, ..Default::default() }
+        PrepareVma {
+            kind: EV_PREPARE_VMA,
+            pid: tgid,
+            tgid,
+            found: vma.is_some() as u32,
+            addr,
+            bytes_req: 64,
+            start,
+            end,
+            pgoff: start / PAGE_SIZE,
+            flags,
+            ..Default::default()
+        }
     }
 
     /// Command 100 after its exec, modelled from scratch (6.18).
@@ -1266,7 +1299,12 @@ mod tests {
         f.finish(&tree, 0, &[]);
         // None of it may look exact.
         let why = f.coverage.incomplete.join("; ");
-        for part in ["2 model errors (first: MremapResize", "1 unmodelled: mseal", "1 unmodelled: prctl PR_SET_VMA", "2 prepares not placed on a VMA (1 outside a page fault"] {
+        for part in [
+            "2 model errors (first: MremapResize",
+            "1 unmodelled: mseal",
+            "1 unmodelled: prctl PR_SET_VMA",
+            "2 prepares not placed on a VMA (1 outside a page fault",
+        ] {
             assert!(why.contains(part), "{part}: {why}");
         }
     }
@@ -1284,7 +1322,10 @@ mod tests {
         tree.fork(100, 101);
         f.fork(&tree, 1, 0);
         let flag = |f: &Feed, proc: usize, phase: Option<u32>| f.rows.iter().find(|r| (r.proc, r.phase) == (proc, phase)).and_then(|r| r.not_modelled.clone());
-        assert_eq!(flag(&f, 0, None).as_deref(), Some("mseal not modelled (vm state the model has no field for); prctl PR_SET_VMA not modelled (vm state the model has no field for)"));
+        assert_eq!(
+            flag(&f, 0, None).as_deref(),
+            Some("mseal not modelled (vm state the model has no field for); prctl PR_SET_VMA not modelled (vm state the model has no field for)")
+        );
         assert!(flag(&f, 0, Some(2)).is_some_and(|w| w.starts_with("mseal")), "the fork's row, in the next phase");
         tree.exit(101, 101, 1);
         f.exit(&tree, 1, 0);
@@ -1362,7 +1403,10 @@ mod tests {
         let vmas = f.pair.eager().vmas(1).unwrap();
         assert_eq!(vmas.iter().map(|v| (v.start, v.end)).collect::<Vec<_>>(), [(2 * a, b), (b, b + PAGE_SIZE)]);
         let kinds = kinds(&f);
-        assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "Madvise", "Madvise", "MremapResize", "MremapResize", "Mlock", "Mlock", "Mlock", "MapPgoff", "Mlock"]);
+        assert_eq!(
+            kinds,
+            ["Spawn", "Exec", "MapPgoff", "Fault", "Madvise", "Madvise", "MremapResize", "MremapResize", "Mlock", "Mlock", "Mlock", "MapPgoff", "Mlock"]
+        );
         // Prepare 1/1; HUGEPAGE's two splits +2 AVC; NOHUGEPAGE merges them (-2); the move's
         // copy +1 and unmap -1; mlock2's split +1 and munlock's merge -1.
         let c = f.pair.eager().counts();
@@ -1495,7 +1539,16 @@ mod tests {
     fn a_prepare_outside_a_fault_takes_its_hooks_vma() {
         let (tree, mut f) = execed();
         f.prepare_hooked = true;
-        let snap = |mm: u64| lazyvma_model::hook_abi::VmaSnap { vma: 0xffff_8880_0000_1000, mm, start: 0x1_0000_0000, end: 0x1_0000_4000, pgoff: 0x1_0000_0000 / PAGE_SIZE, flags: 0x73, anon_vma: 0xffff_8880_0000_2000, chain_len: 1 };
+        let snap = |mm: u64| lazyvma_model::hook_abi::VmaSnap {
+            vma: 0xffff_8880_0000_1000,
+            mm,
+            start: 0x1_0000_0000,
+            end: 0x1_0000_4000,
+            pgoff: 0x1_0000_0000 / PAGE_SIZE,
+            flags: 0x73,
+            anon_vma: 0xffff_8880_0000_2000,
+            chain_len: 1,
+        };
         // Own mm: the model maps the kernel's VMA and faults it.
         prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
         assert!(f.events.iter().all(|e| !matches!(e, Event::Fault { .. })), "no fault before the hook: {:?}", f.events);

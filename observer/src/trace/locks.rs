@@ -258,15 +258,7 @@ impl Locks {
         }
         let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
         let line = |w: &Waits| {
-            format!(
-                "{:>8} {:>6} {:>6} {:>10.1} {:>10.1} {:>10.1}",
-                w.contentions,
-                w.read,
-                w.write,
-                us(&w.ns, 0.5),
-                us(&w.ns, 0.99),
-                w.ns.max() as f64 / 1e3
-            )
+            format!("{:>8} {:>6} {:>6} {:>10.1} {:>10.1} {:>10.1}", w.contentions, w.read, w.write, us(&w.ns, 0.5), us(&w.ns, 0.99), w.ns.max() as f64 / 1e3)
         };
         writeln!(out, "\n{:<28} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10}", "anon_vma root rwsem waits", "count", "read", "write", "p50 us", "p99 us", "max us")?;
         writeln!(out, "{:<28} {}", "total", line(&self.total))?;

@@ -8,7 +8,6 @@ pub mod bycgroup;
 pub mod command;
 pub mod failed_fork;
 pub mod feed;
-pub mod order;
 pub mod format;
 pub mod hooks;
 pub mod ksm;
@@ -16,6 +15,7 @@ pub mod locks;
 pub mod model_view;
 pub mod ops;
 pub mod opstats;
+pub mod order;
 pub mod pids;
 pub mod reason;
 pub mod render;
@@ -25,7 +25,10 @@ pub mod stats;
 pub mod symbols;
 pub mod timeline;
 
-use lazyvma_model::trace_abi::{HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE, WHY_FAILED_FORK, WHY_FUNCTION};
+use lazyvma_model::trace_abi::{
+    HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE,
+    WHY_FAILED_FORK, WHY_FUNCTION,
+};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;

@@ -70,8 +70,12 @@ fn flag_moved_teardowns(phases: &mut [Value]) {
     }
     // Frees only: (owner's shortfall) and (freer's excess), as [AV, AVC].
     let frees = |(_, o, m, _): &(i64, [i64; 4], [i64; 4], bool)| (o[0] == m[0] && o[2] == m[2]).then(|| [o[1] - m[1], o[3] - m[3]]);
-    let short: Vec<(i64, i64, [i64; 2])> =
-        procs.iter().filter(|(_, e)| e.3).filter_map(|(p, e)| frees(e).map(|d| (*p, e.0, d))).filter(|(_, _, d)| d[0] <= 0 && d[1] <= 0 && *d != [0, 0]).collect();
+    let short: Vec<(i64, i64, [i64; 2])> = procs
+        .iter()
+        .filter(|(_, e)| e.3)
+        .filter_map(|(p, e)| frees(e).map(|d| (*p, e.0, d)))
+        .filter(|(_, _, d)| d[0] <= 0 && d[1] <= 0 && *d != [0, 0])
+        .collect();
     let mut taken = std::collections::BTreeSet::new();
     let mut why: BTreeMap<i64, String> = BTreeMap::new();
     for (owner, owner_tgid, d) in short {
@@ -138,7 +142,9 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     if !c.seeded.is_empty() {
         let b = f.seeded_live;
         v["seeded_live"] = json!({ "eager": { "anon_vma": b[0], "anon_vma_chain": b[1] }, "lazy": { "anon_vma": b[2], "anon_vma_chain": b[3] } });
-        v["knob_sweep"] = json!("run on the seeded model: each knob value's run starts from its own seed of the snapshot (rules_that_matter.not_run: values the seed refuses)");
+        v["knob_sweep"] = json!(
+            "run on the seeded model: each knob value's run starts from its own seed of the snapshot (rules_that_matter.not_run: values the seed refuses)"
+        );
     }
     // The events kept for the sweep and `--model-events`; past the cap, said, never silent.
     v["events_kept"] = f.events.len().into();
@@ -210,7 +216,12 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
             writeln!(out, "{:<5} {:<7} {:<6} {}  {}", r.proc, r.tgid, ph, af(&r.eager), af(&r.lazy))?;
         }
     }
-    let fired: Vec<String> = f.lazy_rules().iter().filter(|(_, n)| *n > 0).map(|(r, n)| format!("{} {n} ({})", r.name(), crate::report::lazy_rules::status_name(r.status()))).collect();
+    let fired: Vec<String> = f
+        .lazy_rules()
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{} {n} ({})", r.name(), crate::report::lazy_rules::status_name(r.status())))
+        .collect();
     writeln!(out, "lazy rules fired: {}", if fired.is_empty() { "none".to_string() } else { fired.join(", ") })?;
     let c = &f.coverage;
     writeln!(
@@ -257,7 +268,12 @@ mod moved_teardown_tests {
     /// The userland's case: systemd (no model here) ran an exited process's last mmput.
     #[test]
     fn a_teardown_run_by_another_task_flags_both_and_nothing_else() {
-        let mut phases = vec![row(1, [16, 14, 26, 42], Some([16, 30, 26, 68])), row(2, [0, 16, 0, 26], None), row(3, [5, 5, 9, 9], Some([5, 5, 9, 9])), row(4, [1, 0, 2, 0], Some([2, 0, 2, 0]))];
+        let mut phases = vec![
+            row(1, [16, 14, 26, 42], Some([16, 30, 26, 68])),
+            row(2, [0, 16, 0, 26], None),
+            row(3, [5, 5, 9, 9], Some([5, 5, 9, 9])),
+            row(4, [1, 0, 2, 0], Some([2, 0, 2, 0])),
+        ];
         super::flag_moved_teardowns(&mut phases);
         assert!(phases[0]["not_modelled"].as_str().unwrap().contains("freed by tgid 1002"));
         assert!(phases[1]["not_modelled"].as_str().unwrap().contains("of tgid 1001's mm"));

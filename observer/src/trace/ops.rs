@@ -22,36 +22,109 @@ pub enum KernelOp {
     },
     /// `anon_vma_fork(vma, pvma)` returned. `reused_ancestor`: the child's anon_vma is an
     /// existing one of pvma's chain (its parent is not pvma's anon_vma), no AV allocated.
-    Fork { vma: Vma, pvma: Vma, ret: i32, reused_ancestor: bool },
+    Fork {
+        vma: Vma,
+        pvma: Vma,
+        ret: i32,
+        reused_ancestor: bool,
+    },
     /// `anon_vma_clone(dst, src)` returned; `reason` = the operation it ran in.
-    Clone { dst: Vma, src: Vma, ret: i32, reason: &'static str },
+    Clone {
+        dst: Vma,
+        src: Vma,
+        ret: i32,
+        reason: &'static str,
+    },
     /// `unlink_anon_vmas(vma)` called: it frees `vma.chain_len` AVCs.
-    Unlink { vma: Vma, reason: &'static str },
+    Unlink {
+        vma: Vma,
+        reason: &'static str,
+    },
     /// `__put_anon_vma(av)`: frees av, and its root too when `root_freed`.
-    PutAnonVma { av: u64, root: u64, root_freed: bool },
+    PutAnonVma {
+        av: u64,
+        root: u64,
+        root_freed: bool,
+    },
     /// `__split_vma(vma, addr, new_below)`: `vma` before, `after` once it returned.
-    Split { vma: Vma, addr: u64, new_below: bool, ret: i32, after: Vma },
+    Split {
+        vma: Vma,
+        addr: u64,
+        new_below: bool,
+        ret: i32,
+        after: Vma,
+    },
     /// One merge function call. `vma`/`other`: the VMAs its arguments name (see HK_MERGE);
     /// `caller`: the operation around it ("" at top level, "merge" when nested in another).
-    Merge { function: &'static str, caller: &'static str, vma: Vma, other: Vma, start: u64, end: u64, ret: u64, merged: bool },
+    Merge {
+        function: &'static str,
+        caller: &'static str,
+        vma: Vma,
+        other: Vma,
+        start: u64,
+        end: u64,
+        ret: u64,
+        merged: bool,
+    },
     /// `copy_vma` (mremap's move): `src` from *vmap, `new` = the VMA returned (vma 0: failed).
-    CopyVma { src: Vma, addr: u64, len: u64, pgoff: u64, new: Vma },
-    DupMmap { mm: u64, oldmm: u64 },
-    ExitMmap { mm: u64 },
+    CopyVma {
+        src: Vma,
+        addr: u64,
+        len: u64,
+        pgoff: u64,
+        new: Vma,
+    },
+    DupMmap {
+        mm: u64,
+        oldmm: u64,
+    },
+    ExitMmap {
+        mm: u64,
+    },
     /// One rmap walk: an rmap_walk[_locked] call, or a folio_lock_anon_vma_read whose walk
     /// was inlined into its caller (try_to_migrate's). `caller`: the hooked caller around
     /// it, else named from the return address ("other:FUNC" when no caller of §2).
     /// `anon_vma`: what folio_lock_anon_vma_read locked (0: not called, or try-lock failed).
-    RmapWalk { caller: String, folio: u64, anon: bool, locked: bool, anon_vma: u64, wait_ns: u64, contended: bool },
+    RmapWalk {
+        caller: String,
+        folio: u64,
+        anon: bool,
+        locked: bool,
+        anon_vma: u64,
+        wait_ns: u64,
+        contended: bool,
+    },
     /// ksmd merged (`err` 0: +1 reference on `anon_vma`) the page at `address` of `mm` into
     /// `ksm_page` (0: the page itself became the KSM page). `owner`: the mm's tgid then (0:
     /// none). Tracepoint records carry `pfn` but no anon_vma; hook records the reverse.
-    KsmMerge { mm: u64, owner: u32, rmap_item: u64, address: u64, anon_vma: u64, ksm_page: u64, pfn: u64, err: i32 },
+    KsmMerge {
+        mm: u64,
+        owner: u32,
+        rmap_item: u64,
+        address: u64,
+        anon_vma: u64,
+        ksm_page: u64,
+        pfn: u64,
+        err: i32,
+    },
     /// An rmap_item leaves KSM's trees; `stable`: it held an anon_vma reference, dropped now.
-    KsmRemoveRmapItem { mm: u64, owner: u32, rmap_item: u64, address: u64, anon_vma: u64, pfn: u64, stable: bool },
+    KsmRemoveRmapItem {
+        mm: u64,
+        owner: u32,
+        rmap_item: u64,
+        address: u64,
+        anon_vma: u64,
+        pfn: u64,
+        stable: bool,
+    },
     /// `do_huge_pmd_anonymous_page` returned: `vma` after (its anon_vma prepared even for a
     /// read fault), `ret` the vm_fault_t.
-    ThpFault { vma: Vma, address: u64, write: bool, ret: u32 },
+    ThpFault {
+        vma: Vma,
+        address: u64,
+        write: bool,
+        ret: u32,
+    },
 }
 
 impl KernelOp {
@@ -76,7 +149,19 @@ impl KernelOp {
 }
 
 pub const OP_NAMES: [&str; 14] = [
-    "prepare", "fork", "clone", "unlink", "put_anon_vma", "split", "merge", "copy_vma", "dup_mmap", "exit_mmap", "rmap_walk", "ksm_merge", "ksm_remove_rmap_item",
+    "prepare",
+    "fork",
+    "clone",
+    "unlink",
+    "put_anon_vma",
+    "split",
+    "merge",
+    "copy_vma",
+    "dup_mmap",
+    "exit_mmap",
+    "rmap_walk",
+    "ksm_merge",
+    "ksm_remove_rmap_item",
     "thp_fault",
 ];
 
@@ -288,15 +373,7 @@ fn walk_caller(ev: &HookEvent, syms: &Symbols, text: (u64, u64)) -> String {
 }
 
 fn walk_op(w: Walk, anon_vma: u64, wait_ns: u64, contended: bool) -> KernelOp {
-    KernelOp::RmapWalk {
-        caller: w.caller,
-        folio: w.folio,
-        anon: w.mapping & FOLIO_MAPPING_ANON != 0,
-        locked: w.locked,
-        anon_vma,
-        wait_ns,
-        contended,
-    }
+    KernelOp::RmapWalk { caller: w.caller, folio: w.folio, anon: w.mapping & FOLIO_MAPPING_ANON != 0, locked: w.locked, anon_vma, wait_ns, contended }
 }
 
 fn complete(entry: &HookEvent, exit: &HookEvent) -> KernelOp {
@@ -315,16 +392,7 @@ fn complete(entry: &HookEvent, exit: &HookEvent) -> KernelOp {
                 // vma_merge(mm, prev, addr, end, ..), vma_expand(mas, vma, start, end, ..)
                 _ => (entry.args[2], entry.args[3]),
             };
-            KernelOp::Merge {
-                function,
-                caller: innermost(entry.callers),
-                vma: entry.a,
-                other: entry.b,
-                start,
-                end,
-                ret: exit.ret,
-                merged,
-            }
+            KernelOp::Merge { function, caller: innermost(entry.callers), vma: entry.a, other: entry.b, start, end, ret: exit.ret, merged }
         }
     }
 }
@@ -343,7 +411,9 @@ impl fmt::Display for Op {
             KernelOp::Clone { dst, src, ret, reason } => write!(f, "reason={reason} dst {dst} src {src} ret={ret}"),
             KernelOp::Unlink { vma, reason } => write!(f, "reason={reason} {vma}"),
             KernelOp::PutAnonVma { av, root, root_freed } => write!(f, "av={av:#x} root={root:#x} root_freed={root_freed}"),
-            KernelOp::Split { vma, addr, new_below, ret, after } => write!(f, "{vma} addr={addr:#x} new_below={new_below} ret={ret} after [{:#x}-{:#x}]", after.start, after.end),
+            KernelOp::Split { vma, addr, new_below, ret, after } => {
+                write!(f, "{vma} addr={addr:#x} new_below={new_below} ret={ret} after [{:#x}-{:#x}]", after.start, after.end)
+            }
             KernelOp::Merge { function, caller, vma, other, start, end, merged, .. } => {
                 write!(f, "{function} caller={caller:?} merged={merged} range={start:#x}-{end:#x} {vma} other {other}")
             }
@@ -429,7 +499,13 @@ mod tests {
         d.feed_(&u, &mut out);
         d.exec(7);
         d.feed_(&u, &mut out);
-        let reasons: Vec<_> = out.iter().filter_map(|o| match o.op { KernelOp::Unlink { reason, .. } => Some(reason), _ => None }).collect();
+        let reasons: Vec<_> = out
+            .iter()
+            .filter_map(|o| match o.op {
+                KernelOp::Unlink { reason, .. } => Some(reason),
+                _ => None,
+            })
+            .collect();
         assert_eq!(reasons, ["exit", "munmap"]);
     }
 
@@ -501,10 +577,23 @@ mod tests {
         d.feed_(&w, &mut out);
         d.flush(&mut out);
         let walks: Vec<_> = out[1..].iter().map(|o| o.op.clone()).collect();
-        let walk = |caller: &str, anon_vma, wait_ns| KernelOp::RmapWalk { caller: caller.into(), folio: 0xf0, anon: true, locked: false, anon_vma, wait_ns, contended: false };
+        let walk = |caller: &str, anon_vma, wait_ns| KernelOp::RmapWalk {
+            caller: caller.into(),
+            folio: 0xf0,
+            anon: true,
+            locked: false,
+            anon_vma,
+            wait_ns,
+            contended: false,
+        };
         assert_eq!(
             walks,
-            vec![walk("try_to_migrate", 0xa0, 50), walk("remove_migration_ptes", 0, 0), KernelOp::RmapWalk { caller: "try_to_migrate".into(), folio: 0xf8, anon: true, locked: false, anon_vma: 0, wait_ns: 0, contended: false }, walk("other:other_fn", 0, 0)]
+            vec![
+                walk("try_to_migrate", 0xa0, 50),
+                walk("remove_migration_ptes", 0, 0),
+                KernelOp::RmapWalk { caller: "try_to_migrate".into(), folio: 0xf8, anon: true, locked: false, anon_vma: 0, wait_ns: 0, contended: false },
+                walk("other:other_fn", 0, 0)
+            ]
         );
     }
 }

@@ -77,7 +77,13 @@ impl Tree {
     /// scope), each new tgid handed to `traced` (the feed's FEED_TRACED) until a scan finds
     /// none: a child forked between a scan and its parent's entry there was not followed in
     /// the kernel, the next scan finds it. Gives up adding after `rounds` scans.
-    pub fn scan(roots: &[u32], me: u32, ppids: impl Fn() -> Vec<(u32, u32)>, mut traced: impl FnMut(&[u32]) -> anyhow::Result<()>, rounds: usize) -> anyhow::Result<Tree> {
+    pub fn scan(
+        roots: &[u32],
+        me: u32,
+        ppids: impl Fn() -> Vec<(u32, u32)>,
+        mut traced: impl FnMut(&[u32]) -> anyhow::Result<()>,
+        rounds: usize,
+    ) -> anyhow::Result<Tree> {
         let roots: Vec<u32> = roots.iter().copied().filter(|&r| r != me).collect();
         let mut known: HashSet<u32> = HashSet::new();
         let mut t = Tree::roots(&roots);
@@ -259,10 +265,16 @@ mod tests {
             v
         };
         let mut sent = vec![];
-        let t = Tree::scan(&[10], 99, ppids, |n| {
-            sent.push(n.to_vec());
-            Ok(())
-        }, 5)
+        let t = Tree::scan(
+            &[10],
+            99,
+            ppids,
+            |n| {
+                sent.push(n.to_vec());
+                Ok(())
+            },
+            5,
+        )
         .unwrap();
         assert_eq!(sent, [vec![10, 11], vec![13]]);
         assert_eq!(t.procs.iter().map(|p| p.tgid).collect::<Vec<_>>(), [10, 11, 13]);

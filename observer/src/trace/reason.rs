@@ -5,8 +5,8 @@
 //! from a merge's inside one syscall.
 use super::symbols::Symbols;
 use lazyvma_model::trace_abi::{
-    FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXEC, WHY_EXIT, WHY_FORK, WHY_MERGE, WHY_MREMAP, WHY_MUNMAP, WHY_MUNMAP_OR_MERGE, WHY_SPLIT,
-    WHY_SPLIT_OR_MERGE,
+    FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXEC, WHY_EXIT, WHY_FORK, WHY_MERGE, WHY_MREMAP, WHY_MUNMAP, WHY_MUNMAP_OR_MERGE,
+    WHY_SPLIT, WHY_SPLIT_OR_MERGE,
 };
 
 /// Callers of anon_vma_clone (the first frame above it), 6.1 and 6.18 names. `dup_anon_vma`
@@ -16,8 +16,15 @@ fn clone_caller(f: &str) -> Option<&'static str> {
         "anon_vma_fork" | "dup_mmap" => "fork",
         "__split_vma" | "split_vma" => "split",
         "copy_vma" | "copy_vma_and_data" | "move_vma" => "mremap",
-        "dup_anon_vma" | "vma_expand" | "commit_merge" | "vma_merge" | "vma_merge_new_range" | "vma_merge_existing_range"
-        | "__vma_adjust" | "vma_modify" | "vma_shrink" => "merge",
+        "dup_anon_vma"
+        | "vma_expand"
+        | "commit_merge"
+        | "vma_merge"
+        | "vma_merge_new_range"
+        | "vma_merge_existing_range"
+        | "__vma_adjust"
+        | "vma_modify"
+        | "vma_shrink" => "merge",
         _ => return None,
     })
 }
@@ -111,9 +118,24 @@ mod tests {
 
     fn syms() -> (Symbols, impl Fn(&str) -> u64) {
         let names = [
-            "kmem_cache_alloc_noprof", "anon_vma_clone", "__split_vma", "copy_vma", "vma_expand", "unlink_anon_vmas",
-            "free_pgtables", "exit_mmap", "mmput", "exec_mmap", "begin_new_exec", "vms_complete_munmap_vmas", "do_vmi_munmap",
-            "vma_complete", "commit_merge", "__do_sys_mremap", "mystery", "zz_end",
+            "kmem_cache_alloc_noprof",
+            "anon_vma_clone",
+            "__split_vma",
+            "copy_vma",
+            "vma_expand",
+            "unlink_anon_vmas",
+            "free_pgtables",
+            "exit_mmap",
+            "mmput",
+            "exec_mmap",
+            "begin_new_exec",
+            "vms_complete_munmap_vmas",
+            "do_vmi_munmap",
+            "vma_complete",
+            "commit_merge",
+            "__do_sys_mremap",
+            "mystery",
+            "zz_end",
         ];
         let text: String = names.iter().enumerate().map(|(i, n)| format!("{:x} t {n}\n", 0xffffffff81000000u64 + 0x100 * i as u64)).collect();
         let s = Symbols::parse(&text).unwrap();

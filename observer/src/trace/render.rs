@@ -124,10 +124,7 @@ fn kernel_events(t: &Tracer, r: &Run<'_>) -> Value {
 }
 
 fn af(c: &Counts) -> String {
-    format!(
-        "{:>8} {:>8} {:>10} {:>8}",
-        c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free
-    )
+    format!("{:>8} {:>8} {:>10} {:>8}", c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free)
 }
 
 const HEAD: &str = "AV alloc     free  AVC alloc     free";
@@ -138,7 +135,12 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         ("command", Some(Status::Signaled(s))) => format!("command `{}` was killed by signal {s}", r.argv.join(" ")),
         ("command", None) => format!("command `{}` still running (trace stopped: {})", r.argv.join(" "), r.ended_by),
         ("pids", _) => format!("pids {:?} and descendants (ended by {})", r.pids, r.ended_by),
-        ("cgroup", _) => format!("cgroup {} ({} processes at start) and descendants (ended by {})", r.cgroup.map_or("?".into(), |c| c.display().to_string()), r.pids.len(), r.ended_by),
+        ("cgroup", _) => format!(
+            "cgroup {} ({} processes at start) and descendants (ended by {})",
+            r.cgroup.map_or("?".into(), |c| c.display().to_string()),
+            r.pids.len(),
+            r.ended_by
+        ),
         _ => format!("whole system (ended by {})", r.ended_by),
     };
     // A replay's argv, cgroup, kernel, reasons and missing tracepoints come from the
@@ -204,7 +206,6 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         writeln!(out, "rmap: {} walks by caller {}; lock wait ns {}; contended {}", j["walks"], j["by_caller"], j["wait_ns"], j["contended"])?;
     }
     super::model_view::text(t.feed.as_ref(), &t.sizes, r.scope, out)
-
 }
 
 /// One live row: what happened in the last interval, and the totals so far.
@@ -212,7 +213,16 @@ pub fn live_header(out: &mut impl Write) -> std::io::Result<()> {
     writeln!(
         out,
         "{:>8}  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}  {}",
-        "time", "AV alloc", "free", "AVC alloc", "free", "AV net", "AVC net", "lost", "lock p50/p99/max us", super::model_view::LIVE_HEAD
+        "time",
+        "AV alloc",
+        "free",
+        "AVC alloc",
+        "free",
+        "AV net",
+        "AVC net",
+        "lost",
+        "lock p50/p99/max us",
+        super::model_view::LIVE_HEAD
     )
 }
 

@@ -107,7 +107,16 @@ impl Running {
 /// every candidate unseeded with the reason; nothing here stops the trace.
 pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, markers: bool) -> Running {
     let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
-    let mut p = Pending { tgid: std::process::id(), topo: Topology::default(), knobs, candidates, reasons: BTreeMap::new(), inside: false, followed: false, pass_us: None };
+    let mut p = Pending {
+        tgid: std::process::id(),
+        topo: Topology::default(),
+        knobs,
+        candidates,
+        reasons: BTreeMap::new(),
+        inside: false,
+        followed: false,
+        pass_us: None,
+    };
     // A handle of its own on the feed's map: the thread reads it right after the end marker.
     let args = syscall_args(loaded);
     if markers {
@@ -224,9 +233,7 @@ fn busy(tgid: u32) -> Option<String> {
         match first.parse::<i64>() {
             _ if first == "running" => return Some(format!("thread {tid} was running when the snapshot began (its syscall unknown)")),
             Ok(-1) => return Some(format!("thread {tid} was in the kernel outside a syscall (a fault?) when the snapshot began")),
-            Ok(n) if ids[..SYS_COUNT].contains(&(n as u64)) => {
-                return Some(format!("thread {tid} was in syscall {n} (a VMA syscall) when the snapshot began"))
-            }
+            Ok(n) if ids[..SYS_COUNT].contains(&(n as u64)) => return Some(format!("thread {tid} was in syscall {n} (a VMA syscall) when the snapshot began")),
             _ => {}
         }
     }
@@ -246,7 +253,16 @@ impl Pending {
 
     /// A replay's pending seed: the recorded pass under the replay's knobs.
     pub fn replayed(r: &SeedRec, knobs: Knobs) -> Pending {
-        Pending { tgid: r.tgid, topo: r.topology.clone(), knobs, candidates: r.candidates.clone(), reasons: r.reasons.clone(), inside: false, followed: false, pass_us: r.pass_us }
+        Pending {
+            tgid: r.tgid,
+            topo: r.topology.clone(),
+            knobs,
+            candidates: r.candidates.clone(),
+            reasons: r.reasons.clone(),
+            inside: false,
+            followed: false,
+            pass_us: r.pass_us,
+        }
     }
 
     /// Every candidate not yet refused is refused for `why`.

@@ -133,7 +133,8 @@ fn summarise(name: &str, release: &str, rounds: usize, wls: &[(&'static str, Str
         let mut rows = Vec::new();
         let mut bare = None;
         for mode in ["bare", "trace", "trace-cmd", "serve"] {
-            let runs: Vec<&String> = lines.iter().filter(|l| l.starts_with("bench-guest ") && field(l, "mode") == Some(mode) && field(l, "wl") == Some(wl)).collect();
+            let runs: Vec<&String> =
+                lines.iter().filter(|l| l.starts_with("bench-guest ") && field(l, "mode") == Some(mode) && field(l, "wl") == Some(wl)).collect();
             let ns: Vec<f64> = runs.iter().filter_map(|l| field(l, "elapsed_ns")?.parse().ok()).collect();
             let lost: Vec<Option<u64>> = runs.iter().map(|l| field(l, "lost").and_then(|v| v.parse().ok())).collect();
             let m = super::median_f(&ns);

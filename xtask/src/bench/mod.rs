@@ -183,9 +183,10 @@ fn overhead(mut o: Overhead) -> Result<()> {
         }
         doc["guests"] = Value::Array(g);
     }
-    let path = o.json.clone().unwrap_or_else(|| {
-        crate::util::workspace_root().join(format!("target/bench/overhead-{}.json", doc["start_unix_s"].as_u64().unwrap_or(0)))
-    });
+    let path = o
+        .json
+        .clone()
+        .unwrap_or_else(|| crate::util::workspace_root().join(format!("target/bench/overhead-{}.json", doc["start_unix_s"].as_u64().unwrap_or(0))));
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
     }
@@ -220,7 +221,14 @@ fn host(o: &Overhead, builds: &[(String, PathBuf)], workload: &std::path::Path, 
                     match modes::run(&h, mode, bin, &w) {
                         Ok(Outcome::Ran(mut s)) => {
                             s.round = round;
-                            eprintln!("bench: round {round} {} {}{}: {:.3} s, lost {}", w.name, mode.name(), tag(label, builds), s.elapsed_ns as f64 / 1e9, opt(s.lost));
+                            eprintln!(
+                                "bench: round {round} {} {}{}: {:.3} s, lost {}",
+                                w.name,
+                                mode.name(),
+                                tag(label, builds),
+                                s.elapsed_ns as f64 / 1e9,
+                                opt(s.lost)
+                            );
                             r.row(mode, label).samples.push(s)
                         }
                         Ok(Outcome::Unavailable(why)) => {
@@ -262,7 +270,10 @@ fn host(o: &Overhead, builds: &[(String, PathBuf)], workload: &std::path::Path, 
             let _ = std::fs::remove_file(&file);
             match out {
                 Ok((s, _)) => {
-                    recs.insert(label.clone(), json!({"forks": fork.w.loops, "bytes": bytes, "bytes_per_fork": bytes.map(|b| b / fork.w.loops.max(1) as u64), "lost": s.lost}));
+                    recs.insert(
+                        label.clone(),
+                        json!({"forks": fork.w.loops, "bytes": bytes, "bytes_per_fork": bytes.map(|b| b / fork.w.loops.max(1) as u64), "lost": s.lost}),
+                    );
                 }
                 Err(e) => eprintln!("bench: -o run of {label} FAILED: {e:#}"),
             }
@@ -315,15 +326,16 @@ fn summarise(r: &WlResult, builds: &[(String, PathBuf)], table: &mut String) -> 
     let bare = bare_row.and_then(med);
     // Each run over its own round's bare run: robust to the load drifting between rounds.
     let paired = |row: &Row| {
-        let ratios: Vec<f64> = row
-            .samples
-            .iter()
-            .filter_map(|s| Some(s.elapsed_ns as f64 / bare_row?.samples.iter().find(|b| b.round == s.round)?.elapsed_ns as f64))
-            .collect();
+        let ratios: Vec<f64> =
+            row.samples.iter().filter_map(|s| Some(s.elapsed_ns as f64 / bare_row?.samples.iter().find(|b| b.round == s.round)?.elapsed_ns as f64)).collect();
         median_f(&ratios)
     };
     let _ = writeln!(table, "\n{} ({} -n {} --loops {}): median of the loop's elapsed time", w.name, w.scenario, w.n, w.loops);
-    let _ = writeln!(table, "  {:<14} {:<22} {:>5} {:>10} {:>8} {:>9}  lost records (runs with loss / runs, max)", "mode", "build", "runs", "median s", "× bare", "per-round");
+    let _ = writeln!(
+        table,
+        "  {:<14} {:<22} {:>5} {:>10} {:>8} {:>9}  lost records (runs with loss / runs, max)",
+        "mode", "build", "runs", "median s", "× bare", "per-round"
+    );
     let mut rows = Vec::new();
     for row in &r.rows {
         let m = med(row);
@@ -366,19 +378,29 @@ fn stats_text(stats: &serde_json::Map<String, Value>, recs: &serde_json::Map<Str
     for (label, s) in stats {
         let mut progs: Vec<(&String, &Value)> = s["bpf_stats"].as_object().map(|m| m.iter().collect()).unwrap_or_default();
         progs.sort_by_key(|(_, v)| std::cmp::Reverse(v["runs"].as_u64().unwrap_or(0)));
-        let list: Vec<String> = progs.iter().map(|(p, v)| format!("{p} {} ns ({})", v["mean_ns"].as_u64().map_or("-".into(), |n| n.to_string()), opt(v["runs"].as_u64()))).collect();
+        let list: Vec<String> = progs
+            .iter()
+            .map(|(p, v)| format!("{p} {} ns ({})", v["mean_ns"].as_u64().map_or("-".into(), |n| n.to_string()), opt(v["runs"].as_u64())))
+            .collect();
         let _ = writeln!(t, "  {label}: lost {}; {}", opt(s["lost"].as_u64()), list.join(", "));
     }
     let _ = writeln!(t, "recording of the fork loop (`trace -o FILE -- CMD`):");
     for (label, r) in recs {
-        let _ = writeln!(t, "  {label}: {} bytes, {} bytes per fork, lost {}", opt(r["bytes"].as_u64()), opt(r["bytes_per_fork"].as_u64()), opt(r["lost"].as_u64()));
+        let _ = writeln!(
+            t,
+            "  {label}: {} bytes, {} bytes per fork, lost {}",
+            opt(r["bytes"].as_u64()),
+            opt(r["bytes_per_fork"].as_u64()),
+            opt(r["lost"].as_u64())
+        );
     }
     t
 }
 
 fn snapshot_text(s: &Value) -> String {
     use std::fmt::Write;
-    let mut t = format!("\nsnapshot -j of a machine with {} VMAs ({}), median of {} runs:\n", s["machine_vmas"], s["workload"].as_str().unwrap_or(""), s["rounds"]);
+    let mut t =
+        format!("\nsnapshot -j of a machine with {} VMAs ({}), median of {} runs:\n", s["machine_vmas"], s["workload"].as_str().unwrap_or(""), s["rounds"]);
     for b in s["builds"].as_array().into_iter().flatten() {
         let _ = writeln!(
             t,

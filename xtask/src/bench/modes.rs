@@ -155,9 +155,8 @@ fn serve(host: &Host, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
         Ok(ns) => ns,
         Err(why) => bail!("serve: the workload ran bare but not now: {why}"),
     };
-    let lost = metrics.as_deref().and_then(|m| {
-        m.lines().find_map(|l| l.strip_prefix("lazyvma_events_lost_total")?.split_whitespace().last()?.parse::<f64>().ok())
-    });
+    let lost =
+        metrics.as_deref().and_then(|m| m.lines().find_map(|l| l.strip_prefix("lazyvma_events_lost_total")?.split_whitespace().last()?.parse::<f64>().ok()));
     if metrics.is_none() {
         eprintln!("bench: serve's /metrics did not answer after the run: {}", err.trim());
     }

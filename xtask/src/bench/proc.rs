@@ -71,11 +71,7 @@ impl Bg {
 
     fn start(cmd: &mut Command, watch: Stream) -> Result<Bg> {
         let what = format!("{:?}", cmd.get_program());
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .with_context(|| format!("cannot run {what}"))?;
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().with_context(|| format!("cannot run {what}"))?;
         let (tx, lines) = mpsc::channel();
         let (o, e) = (child.stdout.take().unwrap(), child.stderr.take().unwrap());
         let (otx, etx) = match watch {

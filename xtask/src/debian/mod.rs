@@ -120,11 +120,7 @@ impl Apt {
     pub fn depends(&self, name: &str, arch: &str, version: &str) -> Result<Vec<String>> {
         let out = output(self.cmd("apt-cache").args(["show", &format!("{name}:{arch}={version}")]), "apt-cache show")?;
         let line = out.lines().find_map(|l| l.strip_prefix("Depends:")).unwrap_or("");
-        Ok(line
-            .split([',', '|'])
-            .filter_map(|d| d.split_whitespace().next())
-            .map(|d| d.split(':').next().unwrap_or(d).to_string())
-            .collect())
+        Ok(line.split([',', '|']).filter_map(|d| d.split_whitespace().next()).map(|d| d.split(':').next().unwrap_or(d).to_string()).collect())
     }
 
     /// Names of the packages the lists know that start with `prefix` (`linux-source-`).
@@ -143,10 +139,7 @@ impl Apt {
         }
         fs::create_dir_all(dir)?;
         eprintln!("vm: downloading {name}:{arch} {version}");
-        output(
-            self.cmd("apt-get").current_dir(dir).args(["-q", "download", &format!("{name}:{arch}={version}")]),
-            "apt-get download",
-        )?;
+        output(self.cmd("apt-get").current_dir(dir).args(["-q", "download", &format!("{name}:{arch}={version}")]), "apt-get download")?;
         found().with_context(|| format!("apt-get download left no {}", deb(arch).display()))
     }
 }
@@ -154,12 +147,7 @@ impl Apt {
 /// Unpacks the members of `deb` matching `pattern` (e.g. `./boot/*`) into `dest`.
 pub fn extract(deb: &Path, pattern: &str, dest: &Path) -> Result<()> {
     fs::create_dir_all(dest)?;
-    let mut dpkg = Command::new("dpkg-deb")
-        .arg("--fsys-tarfile")
-        .arg(deb)
-        .stdout(Stdio::piped())
-        .spawn()
-        .context("cannot run dpkg-deb")?;
+    let mut dpkg = Command::new("dpkg-deb").arg("--fsys-tarfile").arg(deb).stdout(Stdio::piped()).spawn().context("cannot run dpkg-deb")?;
     let tar = Command::new("tar")
         .arg("-x")
         .arg("-C")

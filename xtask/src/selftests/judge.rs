@@ -54,8 +54,10 @@ mod tests {
 
     #[test]
     fn a_wrong_row_is_flagged_only_by_a_reason() {
-        let rep = |complete: bool| json!({"model": {"complete": complete, "incomplete": ["2 unmodelled: mremap grow in place"]},
-            "phases": [row([3, 4], [3, 4]), row([3, 5], [3, 4])], "lost_events": 0});
+        let rep = |complete: bool| {
+            json!({"model": {"complete": complete, "incomplete": ["2 unmodelled: mremap grow in place"]},
+            "phases": [row([3, 4], [3, 4]), row([3, 5], [3, 4])], "lost_events": 0})
+        };
         let v = judge(&rep(false)).unwrap();
         assert_eq!((v.rows, v.exact, v.flagged, v.wrong), (2, 1, 1, 0));
         assert_eq!(v.reasons, ["2 unmodelled: mremap grow in place"]);

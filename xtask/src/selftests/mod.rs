@@ -7,12 +7,7 @@
 use crate::{util, vm::assets};
 use anyhow::{bail, ensure, Context, Result};
 use serde_json::{json, Value};
-use std::{
-    fs,
-    path::Path,
-    process::Command,
-    time::Instant,
-};
+use std::{fs, path::Path, process::Command, time::Instant};
 
 mod guest;
 mod judge;
@@ -193,10 +188,9 @@ fn print(place: &str, release: &str, src: &source::Source, results: &[Outcome]) 
     println!("{:<22} {:<10} {:>5} {:>6} {:>8} {:>6} {:>9} {:>7}", "test", "selftest", "rows", "exact", "flagged", "wrong", "complete", "secs");
     for r in results {
         match &r.verdict {
-            Some(v) => println!(
-                "{:<22} {:<10} {:>5} {:>6} {:>8} {:>6} {:>9} {:>7.1}",
-                r.test, r.status, v.rows, v.exact, v.flagged, v.wrong, v.complete, r.secs
-            ),
+            Some(v) => {
+                println!("{:<22} {:<10} {:>5} {:>6} {:>8} {:>6} {:>9} {:>7.1}", r.test, r.status, v.rows, v.exact, v.flagged, v.wrong, v.complete, r.secs)
+            }
             None => println!("{:<22} {:<10} {}", r.test, r.status, r.error.as_deref().unwrap_or("")),
         }
         for why in r.verdict.iter().flat_map(|v| &v.reasons) {

@@ -116,16 +116,7 @@ impl Source {
         let asm = inc.join(target.triplet());
         ensure!(asm.join("asm").is_dir(), "linux-libc-dev of {} has no {}/asm", self.series, target.triplet());
         let mut cmd = Command::new(target.gcc());
-        cmd.args(["-O2", "-w"])
-            .arg("-I")
-            .arg(&self.root)
-            .arg("-I")
-            .arg(&cfg)
-            .arg("-isystem")
-            .arg(&inc)
-            .arg("-isystem")
-            .arg(&asm)
-            .arg(&src);
+        cmd.args(["-O2", "-w"]).arg("-I").arg(&self.root).arg("-I").arg(&cfg).arg("-isystem").arg(&inc).arg("-isystem").arg(&asm).arg(&src);
         for helper in ["vm_util.c", "thp_settings.c"] {
             if mm.join(helper).is_file() {
                 cmd.arg(mm.join(helper));

@@ -28,7 +28,8 @@ fn json(dir: &Path, name: &str) -> Result<Value> {
     let p = dir.join(name);
     let text = fs::read_to_string(&p).with_context(|| format!("the guest left no {}", p.display()))?;
     let err = fs::read_to_string(dir.join(name.replace(".json", ".err"))).unwrap_or_default();
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON (stderr: {})", p.display(), err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")))
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not JSON (stderr: {})", p.display(), err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("")))
 }
 
 impl Run {
@@ -48,7 +49,14 @@ impl Run {
                 Some((k.to_string(), v.trim().parse().ok()?))
             })
             .collect();
-        Ok(Run { dir: dir.to_path_buf(), services, trace: json(dir, "trace.json")?, snap_a: json(dir, "snapshot-A.json")?, snap_b: json(dir, "snapshot-B.json")?, times })
+        Ok(Run {
+            dir: dir.to_path_buf(),
+            services,
+            trace: json(dir, "trace.json")?,
+            snap_a: json(dir, "snapshot-A.json")?,
+            snap_b: json(dir, "snapshot-B.json")?,
+            times,
+        })
     }
 
     pub fn time(&self, step: &str) -> Option<f64> {
@@ -72,10 +80,7 @@ impl Run {
     fn nothing_lost(&self) -> Verdict {
         let lost = self.trace["lost_events"].as_u64().unwrap_or(u64::MAX);
         let ev = &self.trace["events"];
-        Verdict {
-            ok: lost == 0,
-            what: format!("trace lost {lost} records (sent {}, received {}; default settings)", ev["sent"], ev["received"]),
-        }
+        Verdict { ok: lost == 0, what: format!("trace lost {lost} records (sent {}, received {}; default settings)", ev["sent"], ev["received"]) }
     }
 
     /// Every process the trace found running is seeded, or named with a reason that is a
@@ -152,7 +157,9 @@ impl Run {
         let (a, b) = (&self.snap_a["total"]["eager"], &self.snap_b["total"]["eager"]);
         let last = self.trace["timeline"].as_array().and_then(|t| t.last()).cloned().unwrap_or(Value::Null);
         let (net, model) = (&last["observed_live"], &last["eager_live"]);
-        let own = |snap: &Value, k: &str| snap["processes"].as_array().into_iter().flatten().filter(|p| p["comm"] == "lazyvma").map(|p| get(&p["eager"], k)).sum::<i64>();
+        let own = |snap: &Value, k: &str| {
+            snap["processes"].as_array().into_iter().flatten().filter(|p| p["comm"] == "lazyvma").map(|p| get(&p["eager"], k)).sum::<i64>()
+        };
         let gone = gone_before_b(&self.trace, &self.snap_a, &self.snap_b);
         let mut parts = Vec::new();
         let mut ok = !model.is_null();
@@ -171,11 +178,20 @@ impl Run {
         }
         let gone_text = match gone.tgids.is_empty() {
             true => "none".to_string(),
-            false => format!("{} (tgid {}; their {} AV, {} AVC taken off the model's side)", gone.tgids.len(), gone.tgids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "), gone.live[0], gone.live[1]),
+            false => format!(
+                "{} (tgid {}; their {} AV, {} AVC taken off the model's side)",
+                gone.tgids.len(),
+                gone.tgids.iter().map(i64::to_string).collect::<Vec<_>>().join(", "),
+                gone.live[0],
+                gone.live[1]
+            ),
         };
         Verdict {
             ok,
-            what: format!("B == the model's live objects at the trace's end (lazyvma's own snapshot process left out; exited between the end and B: {gone_text}): {}", parts.join("; ")),
+            what: format!(
+                "B == the model's live objects at the trace's end (lazyvma's own snapshot process left out; exited between the end and B: {gone_text}): {}",
+                parts.join("; ")
+            ),
         }
     }
 
@@ -243,7 +259,17 @@ fn gone_before_b(trace: &Value, snap_a: &Value, snap_b: &Value) -> Gone {
 
 /// A seed's reason that is a race or an end, not a failure of the seed.
 fn accepted(why: &str) -> bool {
-    ["running when the snapshot", "in syscall", "outside a syscall", "in a VMA syscall across", "raced the snapshot", "exited before the snapshot", "not in the snapshot"].iter().any(|w| why.contains(w))
+    [
+        "running when the snapshot",
+        "in syscall",
+        "outside a syscall",
+        "in a VMA syscall across",
+        "raced the snapshot",
+        "exited before the snapshot",
+        "not in the snapshot",
+    ]
+    .iter()
+    .any(|w| why.contains(w))
 }
 
 /// Per process (the trace's `proc`) over all its rows: exact, flagged, or neither.
@@ -341,7 +367,8 @@ mod tests {
     }
 
     fn snap(procs: &[(i64, &str, i64, i64)]) -> Value {
-        let p: Vec<Value> = procs.iter().map(|&(pid, comm, av, avc)| json!({ "pid": pid, "comm": comm, "eager": { "anon_vma": av, "anon_vma_chain": avc } })).collect();
+        let p: Vec<Value> =
+            procs.iter().map(|&(pid, comm, av, avc)| json!({ "pid": pid, "comm": comm, "eager": { "anon_vma": av, "anon_vma_chain": avc } })).collect();
         let (av, avc) = procs.iter().fold((0, 0), |s, p| (s.0 + p.2, s.1 + p.3));
         json!({ "processes": p, "total": { "eager": { "anon_vma": av, "anon_vma_chain": avc } } })
     }
@@ -362,7 +389,8 @@ mod tests {
             "timeline": [{ "t_ms": 1, "observed_live": { "anon_vma": 97, "anon_vma_chain": 192 }, "eager_live": { "anon_vma": 102, "anon_vma_chain": 200 } }],
         });
         let run = |b: Value| {
-            let r = Run { dir: PathBuf::new(), services: BTreeMap::new(), trace: trace.clone(), snap_a: snap(&[(1, "systemd", 5, 8)]), snap_b: b, times: vec![] };
+            let r =
+                Run { dir: PathBuf::new(), services: BTreeMap::new(), trace: trace.clone(), snap_a: snap(&[(1, "systemd", 5, 8)]), snap_b: b, times: vec![] };
             let x = exactness(&r.trace);
             r.b_agrees(&x)
         };

@@ -92,15 +92,12 @@ pub fn run(a: Args) -> Result<()> {
     eprintln!("userland: booting {} {} with {} services (QEMU TCG; minutes)", a.arch.deb(), kernel.release, units.len());
     let opts = qemu::Opts {
         mem_mib: 2048,
-        args: [
-            format!("file={},if=virtio,format=raw,snapshot=on", image.root.display()),
-            format!("file={},if=virtio,format=raw,cache=unsafe", xchg.display()),
-        ]
-        .into_iter()
-        .flat_map(|d| ["-drive".to_string(), d])
-        // A NIC for the daemons that bind to an interface; restrict=on: no way out.
-        .chain(["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0,romfile="].map(String::from))
-        .collect(),
+        args: [format!("file={},if=virtio,format=raw,snapshot=on", image.root.display()), format!("file={},if=virtio,format=raw,cache=unsafe", xchg.display())]
+            .into_iter()
+            .flat_map(|d| ["-drive".to_string(), d])
+            // A NIC for the daemons that bind to an interface; restrict=on: no way out.
+            .chain(["-netdev", "user,id=n0,restrict=on", "-device", "virtio-net-pci,netdev=n0,romfile="].map(String::from))
+            .collect(),
         append: "root=/dev/vda rw slab_nomerge systemd.show_status=error".into(),
     };
     let t_boot = Instant::now();
@@ -110,12 +107,8 @@ pub fn run(a: Args) -> Result<()> {
     let tar = Command::new("tar").arg("-xf").arg(&xchg).arg("-C").arg(&results).output().context("cannot run tar")?;
     ensure!(tar.status.success(), "cannot read the results from {}: {}", xchg.display(), String::from_utf8_lossy(&tar.stderr).trim());
     let _ = fs::remove_file(&xchg);
-    let host = format!(
-        "rootfs_image_build_s {:.1}\nqemu_s {boot_s:.1}\ntotal_s {:.1}\nrelease {}\n",
-        image.built_s,
-        t_all.elapsed().as_secs_f64(),
-        kernel.release
-    );
+    let host =
+        format!("rootfs_image_build_s {:.1}\nqemu_s {boot_s:.1}\ntotal_s {:.1}\nrelease {}\n", image.built_s, t_all.elapsed().as_secs_f64(), kernel.release);
     fs::write(results.join("host-times.txt"), &host)?;
     finish(&a)
 }
@@ -170,7 +163,16 @@ fn exchange_disk(out: &Path, bins: &[PathBuf], a: &Args) -> Result<PathBuf> {
     fs::create_dir_all(&stage)?;
     fs::write(stage.join("run.sh"), RUN_SH)?;
     let units: Vec<&str> = services::SERVICES[..a.apps as usize].iter().map(|s| s.1).collect();
-    fs::write(stage.join("config"), format!("UNITS='{}'\nSETTLE={}\nTRACE_ARGS='{}'\nZYGOTE_N=256\nZYGOTE_APPS={}\n", units.join(" "), a.settle, if a.record { "-o /run/lazyvma/results/trace.rec" } else { "" }, a.apps))?;
+    fs::write(
+        stage.join("config"),
+        format!(
+            "UNITS='{}'\nSETTLE={}\nTRACE_ARGS='{}'\nZYGOTE_N=256\nZYGOTE_APPS={}\n",
+            units.join(" "),
+            a.settle,
+            if a.record { "-o /run/lazyvma/results/trace.rec" } else { "" },
+            a.apps
+        ),
+    )?;
     for b in bins {
         fs::copy(b, stage.join(b.file_name().unwrap())).with_context(|| format!("cannot copy {}", b.display()))?;
     }
@@ -183,4 +185,3 @@ fn exchange_disk(out: &Path, bins: &[PathBuf], a: &Args) -> Result<PathBuf> {
     let _ = fs::remove_dir_all(&stage);
     Ok(img)
 }
-

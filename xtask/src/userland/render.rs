@@ -18,7 +18,11 @@ pub fn markdown(run: &Run, a: &Args, release: &str, built_s: f64, boot_s: f64) -
     for v in run.checks() {
         writeln!(o, "- {} {}", if v.ok { "ok:" } else { "**FAILED**:" }, v.what.replace('|', "\\|"))?;
     }
-    writeln!(o, "\nServices (unit, state, MainPID at B): {}\n", run.services.iter().map(|(u, s)| format!("{u} {} {}", s.0, s.1)).collect::<Vec<_>>().join(", "))?;
+    writeln!(
+        o,
+        "\nServices (unit, state, MainPID at B): {}\n",
+        run.services.iter().map(|(u, s)| format!("{u} {} {}", s.0, s.1)).collect::<Vec<_>>().join(", ")
+    )?;
     for (state, what) in [("A", "after boot, before the services start"), ("B", "after the services started and settled")] {
         writeln!(o, "## State {state}: {what} (`lazyvma snapshot -j --by-cgroup`)\n")?;
         o += &report(&lazyvma, &[d.join(format!("snapshot-{state}.json"))], Some(&d.join(format!("slabinfo-{state}.txt"))))?;

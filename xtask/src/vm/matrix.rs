@@ -243,7 +243,6 @@ fn no_fallback(g: &Guest, cmd: &str, kernel: &str) -> Result<()> {
     }
 }
 
-
 /// The held process of MANY_VMAS written VMAs in `snapshot -j -p`, `trace -p 1` and the serve
 /// scrape, on every kernel (5.10's iter/task passes resume a long list): walked whole (no
 /// `incomplete`, exactly the VMAs /proc/PID/maps lists, one chain entry per anon_vma),
@@ -286,10 +285,7 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
     // in one line that the object gauges are missing.
     let no_iter = UNSUPPORTED.iter().any(|(k, c, _)| *k == kernel && *c == "snapshot");
     let said = g.errors.get("serve").is_some_and(|e| e.iter().any(|l| l.contains("no object gauges on this kernel, trace counters only")));
-    ensure!(
-        m.iter().any(|l| l.starts_with("lazyvma_objects")) || (no_iter && said),
-        "the scrape has no lazyvma_objects gauge"
-    );
+    ensure!(m.iter().any(|l| l.starts_with("lazyvma_objects")) || (no_iter && said), "the scrape has no lazyvma_objects gauge");
     if let Some(l) = m.iter().find(|l| l.starts_with("lazyvma_events_lost") && !l.ends_with(" 0")) {
         anyhow::bail!("events lost: {l}");
     }
@@ -310,10 +306,8 @@ fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
 /// of attach type T.
 /// On 5.10 the iter/task_vma programs have no iterator to load for: `snapshot_task` (iter/task)
 /// takes the pass, and `lock_seed_task_vma` seeds lock contention, which needs 5.19's tracepoints.
-const REFUSED_WITH_FALLBACK: &[(&str, &[&str])] = &[(
-    "5.10",
-    &["trace_prepare_vma", "trace_sys_exit", "trace_sys_exit_btf", "type:fentry", "type:fexit", "snapshot_task_vma", "lock_seed_task_vma"],
-)];
+const REFUSED_WITH_FALLBACK: &[(&str, &[&str])] =
+    &[("5.10", &["trace_prepare_vma", "trace_sys_exit", "trace_sys_exit_btf", "type:fentry", "type:fexit", "snapshot_task_vma", "lock_seed_task_vma"])];
 
 /// `doctor -j`: every program of the object loads, or is "not used" with its reason (an attach
 /// type or tracepoint prototype this kernel lacks), or is refused for a gap the matrix already
@@ -455,7 +449,14 @@ fn print(cells: &[Value]) -> usize {
     let mut failed = 0;
     println!("vm matrix:");
     for c in cells {
-        println!("  {:<6} {:<5} {:<28} {:>6.1} s  boot {}", c["arch"].as_str().unwrap_or(""), c["kernel"].as_str().unwrap_or(""), c["release"].as_str().unwrap_or(""), c["secs"].as_f64().unwrap_or(0.0), c["boot"].as_str().unwrap_or(""));
+        println!(
+            "  {:<6} {:<5} {:<28} {:>6.1} s  boot {}",
+            c["arch"].as_str().unwrap_or(""),
+            c["kernel"].as_str().unwrap_or(""),
+            c["release"].as_str().unwrap_or(""),
+            c["secs"].as_f64().unwrap_or(0.0),
+            c["boot"].as_str().unwrap_or("")
+        );
         failed += (c["boot"] != "ok") as usize;
         for cmd in COMMANDS {
             let r = &c["commands"][cmd];
@@ -558,7 +559,10 @@ mod tests {
     fn many_vmas_is_whole_and_exact_on_every_kernel() {
         let snap = |p: Value| format!("LZM-JSON snapshot {}", json!({ "processes": [p] }));
         let trace = |seeded: Value, not_seeded: Value| {
-            format!("LZM-JSON trace {}", json!({"lost_events": 0, "events": {"sent": 1, "received": 1}, "model": {"fed": true, "seeded": seeded, "not_seeded": not_seeded}}))
+            format!(
+                "LZM-JSON trace {}",
+                json!({"lost_events": 0, "events": {"sent": 1, "received": 1}, "model": {"fed": true, "seeded": seeded, "not_seeded": not_seeded}})
+            )
         };
         let lines = |s: &str, t: &str, inc: &str, unseen: &str| {
             let mut g = guest(&["LZM-HELD 10,11,20,21", "LZM-BIG 30 2011", "LZM-RC snapshot 0 1 2", s, "LZM-RC trace 0 2 9", t, "LZM-SCRAPE serve 1"]);
@@ -593,7 +597,9 @@ mod tests {
 
     #[test]
     fn doctor_fails_on_a_refused_program_unless_a_fallback_serves() {
-        let doc = |p: Value| format!("LZM-JSON doctor {}", json!({ "programs": [{"program": "trace_exit_btf", "type": "tp_btf", "loaded": true, "reason": null}, p] }));
+        let doc = |p: Value| {
+            format!("LZM-JSON doctor {}", json!({ "programs": [{"program": "trace_exit_btf", "type": "tp_btf", "loaded": true, "reason": null}, p] }))
+        };
         let refused = |name: &str, ty: &str| json!({"program": name, "type": ty, "loaded": false, "reason": "the kernel refused it (EINVAL)"});
         let g = guest(&["LZM-RC doctor 0 1 2", &doc(refused("trace_slab_alloc_btf", "tp_btf"))]);
         let (v, why) = verdict(&g, "6.1", "doctor");
@@ -607,7 +613,10 @@ mod tests {
 
     #[test]
     fn a_command_the_script_never_reached_fails() {
-        let g = guest(&["LZM-RC doctor 0 1 2", r#"LZM-JSON doctor {"programs": [{"program": "trace_fork_btf", "type": "tp_btf", "loaded": true, "reason": null}]}"#]);
+        let g = guest(&[
+            "LZM-RC doctor 0 1 2",
+            r#"LZM-JSON doctor {"programs": [{"program": "trace_fork_btf", "type": "tp_btf", "loaded": true, "reason": null}]}"#,
+        ]);
         assert_eq!(verdict(&g, "6.1", "doctor").0, "ok");
         assert!(verdict(&g, "6.1", "workload").1.contains("did not run"));
         assert!(verdict(&g, "6.1", "serve").1.contains("did not run"));

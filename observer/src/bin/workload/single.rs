@@ -108,9 +108,7 @@ pub fn mremap(c: &Ctx) -> Res<Done> {
     marker(Phase::Mremap);
     for i in 0..c.n {
         let to = vma::moved(i);
-        let p = unsafe {
-            libc::mremap(addr(i) as *mut libc::c_void, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, to)
-        };
+        let p = unsafe { libc::mremap(addr(i) as *mut libc::c_void, len, len, libc::MREMAP_MAYMOVE | libc::MREMAP_FIXED, to) };
         if p == libc::MAP_FAILED {
             return Err(os(format_args!("mremap {len:#x} bytes from {:#x} to {to:#x}", addr(i))));
         }

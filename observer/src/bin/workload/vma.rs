@@ -24,16 +24,7 @@ pub fn moved(i: usize) -> usize {
 }
 
 pub fn map(at: usize, len: usize, prot: i32) -> Res<()> {
-    let p = unsafe {
-        libc::mmap(
-            at as *mut libc::c_void,
-            len,
-            prot,
-            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
-            -1,
-            0,
-        )
-    };
+    let p = unsafe { libc::mmap(at as *mut libc::c_void, len, prot, libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE, -1, 0) };
     if p == libc::MAP_FAILED {
         return Err(os(format_args!("mmap {len:#x} bytes at {at:#x}")));
     }
