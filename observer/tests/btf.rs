@@ -55,8 +55,10 @@ fn resolves_this_kernel() {
     if std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().starts_with("6.18.") {
         assert_eq!(o.size_vm_area_struct, 192);
         assert_eq!((get(&o, "VMA_VM_START"), get(&o, "VMA_VM_END")), (0, 8));
-        // The maple tree (6.1+): no VMA list for the iter/task pass, none of its fields set.
-        assert_eq!((get(&o, "MM_MMAP"), get(&o, "VMA_VM_NEXT"), get(&o, "TASK_MM")), (FIELD_ABSENT, FIELD_ABSENT, FIELD_ABSENT));
+        // The maple tree (6.1+): no VMA list for the iter/task pass, none of its fields set;
+        // task_struct.mm is, for the prepare hook.
+        assert_eq!((get(&o, "MM_MMAP"), get(&o, "VMA_VM_NEXT")), (FIELD_ABSENT, FIELD_ABSENT));
+        assert_ne!(get(&o, "TASK_MM"), FIELD_ABSENT);
     }
     let mut vma: Vec<u64> = o.globals.iter().filter(|(n, v)| n.starts_with("VMA_") && *v != FIELD_ABSENT).map(|g| g.1).collect();
     assert!(vma.iter().all(|&v| v < o.size_vm_area_struct));

@@ -292,11 +292,11 @@ impl Offsets {
             ("TASK_PID", btf.offset("task_struct", "pid")?),
             ("TASK_TGID", btf.offset("task_struct", "tgid")?),
             ("TASK_COMM", btf.offset("task_struct", "comm")?),
-            // The prepare hook's task mm (a GUP prepare in the task's own mm takes the
-            // hook's VMA), and the iter/task pass.
-            ("TASK_MM", btf.offset("task_struct", "mm")?),
         ];
         let absent = lazyvma_model::abi::FIELD_ABSENT;
+        // The prepare hook's task mm (a GUP prepare in the task's own mm takes the hook's
+        // VMA; without it none does), and the iter/task pass.
+        g.push(("TASK_MM", btf.offset("task_struct", "mm").unwrap_or(absent)));
         // 6.0 split `degree` into num_children + num_active_vmas (commit 2555283eb40d).
         match (av("num_children"), av("num_active_vmas")) {
             (Ok(c), Ok(a)) => g.extend([("AV_NUM_CHILDREN", c), ("AV_NUM_ACTIVE_VMAS", a), ("AV_DEGREE", absent)]),
