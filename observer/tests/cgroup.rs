@@ -174,20 +174,16 @@ fn trace_cgroup_follows_a_workload_like_a_command() {
     assert_eq!(four(&rows[0]), four(&c["observed"]));
 }
 
-/// `trace --by-cgroup -- sh -c 'move into the cgroup; exec fork -n 3'`: the shell is seen
-/// first in the test's cgroup, its forked child first in the test cgroup, so the child's
-/// counts are the test cgroup's row, and the rows sum to the totals.
-#[test]
-fn trace_by_cgroup_rows_sum_to_the_totals() {
-    if !root_or_skip("trace_by_cgroup_rows_sum_to_the_totals") {
-        return;
-    }
-    let cg = TestCgroup::new("bycg");
-    let script = format!("echo $$ > {}/cgroup.procs && exec \"$0\" \"$@\"", cg.dir().display());
-    // The child holds (stdin) until well after its fork was decoded: a child already gone
-    // when trace first sees it can only be given its parent's cgroup as first seen.
+/// `trace -j --by-cgroup -- sh -c 'move into cgroup DIR; exec fork -n 3 --hold'`: the child
+/// holds (stdin) until well after its fork was decoded (a child already gone when trace
+/// first sees it can only be given its parent's cgroup as first seen). Its report, the
+/// trace and the command successful, nothing lost.
+fn trace_fork_in(dir: &Path) -> Value {
+    let script = "echo $$ > \"$1\"/cgroup.procs && shift && exec \"$0\" \"$@\"";
     let mut trace = Command::new(BIN)
-        .args(["trace", "-j", "--by-cgroup", "--", "sh", "-c", &script, WORKLOAD, "fork", "-n", "3", "--hold"])
+        .args(["trace", "-j", "--by-cgroup", "--", "sh", "-c", script, WORKLOAD])
+        .arg(dir)
+        .args(["fork", "-n", "3", "--hold"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -201,11 +197,22 @@ fn trace_by_cgroup_rows_sum_to_the_totals() {
     std::thread::sleep(Duration::from_secs(1));
     drop(trace.stdin.take());
     stdout.read_to_string(&mut text).unwrap();
-    let out = trace.wait_with_output().unwrap();
-    assert!(out.status.success());
+    assert!(trace.wait().unwrap().success());
     let j = report(text.as_bytes());
-    assert_eq!(j["command"]["exit_status"], 0);
-    assert_eq!(j["lost_events"], 0);
+    assert_eq!((j["command"]["exit_status"].as_i64(), j["lost_events"].as_i64()), (Some(0), Some(0)), "{}", j["events"]);
+    j
+}
+
+/// `trace --by-cgroup -- sh -c 'move into the cgroup; exec fork -n 3'`: the shell is seen
+/// first in the test's cgroup, its forked child first in the test cgroup, so the child's
+/// counts are the test cgroup's row, and the rows sum to the totals.
+#[test]
+fn trace_by_cgroup_rows_sum_to_the_totals() {
+    if !root_or_skip("trace_by_cgroup_rows_sum_to_the_totals") {
+        return;
+    }
+    let cg = TestCgroup::new("bycg");
+    let j = trace_fork_in(&cg.dir());
     let rows = j["by_cgroup"].as_array().unwrap();
     let total = rows.iter().map(four).fold([0; 4], |a, v| [a[0] + v[0], a[1] + v[1], a[2] + v[2], a[3] + v[3]]);
     assert_eq!(total, four(&j["observed"]), "{rows:?}");
@@ -244,27 +251,7 @@ fn a_non_utf8_cgroup_keeps_its_own_row() {
         }
     }
     let _rm = Rmdir(sub.clone());
-    let script = "echo $$ > \"$1\"/cgroup.procs && shift && exec \"$0\" \"$@\"";
-    let mut trace = Command::new(BIN)
-        .args(["trace", "-j", "--by-cgroup", "--", "sh", "-c", script, WORKLOAD])
-        .arg(&sub)
-        .args(["fork", "-n", "3", "--hold"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(trace.stdout.take().unwrap());
-    let mut text = String::new();
-    while !text.contains("ready role=child") {
-        assert!(stdout.read_line(&mut text).unwrap() > 0, "trace ended before the child was ready: {text}");
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    drop(trace.stdin.take());
-    stdout.read_to_string(&mut text).unwrap();
-    assert!(trace.wait().unwrap().success());
-    let j = report(text.as_bytes());
-    assert_eq!((j["command"]["exit_status"].as_i64(), j["lost_events"].as_i64()), (Some(0), Some(0)));
+    let j = trace_fork_in(&sub);
     let rows = j["by_cgroup"].as_array().unwrap();
     let want = format!("/{}/n\u{fffd}me", cg.name);
     let mine = rows.iter().find(|r| r["path"] == want.as_str()).unwrap_or_else(|| panic!("no row {want:?}: {rows:?}"));

@@ -321,6 +321,22 @@ fn prot_bits(prot: u64) -> u16 {
     (prot & 7) as u16 // PROT_READ/WRITE/EXEC are vm::READ/WRITE/EXEC
 }
 
+/// `ev` (its thread, time, slab size) placed on the `__anon_vma_prepare` hook's VMA. The hook
+/// reads no vm_file: a pgoff other than the address's marks a file.
+fn on_hook_vma(vma: &lazyvma_model::hook_abi::VmaSnap, ev: PrepareVma) -> PrepareVma {
+    PrepareVma {
+        found: 1,
+        addr: vma.start,
+        start: vma.start,
+        end: vma.end,
+        pgoff: vma.pgoff,
+        flags: vma.flags,
+        file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
+        anon_vma: vma.anon_vma,
+        ..ev
+    }
+}
+
 fn is_err(ret: i64) -> bool {
     (-4095..0).contains(&ret)
 }
@@ -711,21 +727,7 @@ impl Feed {
             return;
         }
         self.touched(tgid, "a first fault (anon_vma_prepare)");
-        let ev = PrepareVma {
-            kind: EV_PREPARE_VMA,
-            pid,
-            tgid,
-            found: 1,
-            addr: vma.start,
-            bytes_req: 0,
-            start: vma.start,
-            end: vma.end,
-            pgoff: vma.pgoff,
-            flags: vma.flags,
-            file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
-            anon_vma: vma.anon_vma,
-            key: ktime,
-        };
+        let ev = on_hook_vma(vma, PrepareVma { kind: EV_PREPARE_VMA, pid, tgid, key: ktime, ..Default::default() });
         self.prepared(tree, &ev, None);
     }
 
@@ -739,19 +741,7 @@ impl Feed {
             return self.prepared_now(tree, &ev, at);
         }
         self.coverage.prepares_placed_by_hook += 1;
-        let placed = PrepareVma {
-            found: 1,
-            addr: vma.start,
-            start: vma.start,
-            end: vma.end,
-            pgoff: vma.pgoff,
-            flags: vma.flags,
-            // The hook reads no vm_file: a pgoff other than the address's marks a file.
-            file: (vma.pgoff != vma.start / PAGE_SIZE) as u64,
-            anon_vma: vma.anon_vma,
-            ..ev
-        };
-        self.prepared_now(tree, &placed, at);
+        self.prepared_now(tree, &on_hook_vma(vma, ev), at);
     }
 
     /// A prepare's two records are in: to the model, unless it has no fault address and
