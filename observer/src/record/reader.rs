@@ -135,7 +135,12 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
     // range of `data` either way.
     let mut data = data;
     for (i, (at, kind, body)) in chunks.iter_mut().enumerate().skip(1) {
-        if *kind == format::RECORDS_LZ4 && major >= 3 {
+        // The preamble is outside every crc: a 3.x file whose major was damaged to 1 or 2
+        // would skip its records as a newer minor's chunks and read as complete.
+        if *kind == format::RECORDS_LZ4 && major < 3 {
+            return Err(err(*at, format!("chunk {} holds LZ4 records, which format {major}.{minor} does not have (a damaged version?)", i + 1)));
+        }
+        if *kind == format::RECORDS_LZ4 {
             let plain = format::decompress(&data[body.clone()]).ok_or_else(|| err(*at, format!("records chunk {} does not decompress", i + 1)))?;
             *body = data.len()..data.len() + plain.len();
             *kind = format::RECORDS;
@@ -298,10 +303,26 @@ mod tests {
         let mut bad = d.clone();
         bad[8] = 4;
         assert_eq!(msg(bad), "recording f.rec: format version 4.0; this lazyvma reads 1.x to 3.x at offset 8");
-        // A 1.x file (before the slim slab records) is read.
-        let mut old = d.clone();
+        // A 1.x file (before the slim slab records and LZ4: plain records chunks) is read.
+        let mut old = format::preamble().to_vec();
         old[8] = 1;
-        assert_eq!(read("f.rec", old).map(|r| r.major).ok(), Some(1));
+        let mut p = PREAMBLE;
+        while p < d.len() {
+            let end = p + CHUNK_HEAD + u32_at(&d, p) as usize;
+            old.extend_from_slice(&match d[p + CHUNK_HEAD] {
+                format::RECORDS_LZ4 => format::chunk(format::RECORDS, &format::decompress(&d[p + CHUNK_HEAD + 1..end]).unwrap()),
+                _ => d[p..end].to_vec(),
+            });
+            p = end;
+        }
+        assert_eq!(read("f.rec", old).map(|r| (r.major, r.record_count(), r.complete())).ok(), Some((1, 5, true)));
+        // This 3.x file with its major damaged to 1 or 2 (the preamble has no crc): its LZ4
+        // records are no 1.x or 2.x chunk, never skipped as a newer minor's.
+        for major in [1, 2] {
+            let mut damaged = d.clone();
+            damaged[8] = major;
+            assert!(msg(damaged).contains(&format!("holds LZ4 records, which format {major}.0 does not have")));
+        }
         assert!(msg(d[..PREAMBLE + 3].to_vec()).contains("no complete header chunk"));
         let mut more = d.clone();
         more.extend_from_slice(&format::chunk(format::RECORDS, &[0; 8]));
