@@ -187,27 +187,30 @@ pub fn sweep_seeded(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kern
 /// [`sweep_seeded`], telling `tick` where it is (and stopping when it says so).
 pub fn sweep_seeded_with(topo: &Topology, pids: &[(Pid, Pid)], events: &[Event], kernel: Kernel, base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
     // What the seed reads off the pass whatever the knobs, once (1 M VMAs: seconds a run).
-    let prep = Seed { kernel, knobs: *base, skip_bad: false }.prepare(topo, pids);
-    let seed = |knobs| {
-        let s = Seed { kernel, knobs, skip_bad: false };
-        let why = |e: &SeedError| format!("the seed cannot start under it: {e}");
-        match &prep {
-            Ok(p) => s.run_prepared(p).map(|(p, _)| p).map_err(|e| why(&e)),
-            // A knob the seed refuses is named before what the pass itself lacks.
-            Err(e) => Err(match s.check_knobs() {
-                Err(k) => why(&k),
-                Ok(()) => why(e),
-            }),
-        }
+    let e = match (Seed { kernel, knobs: *base, skip_bad: false }).prepare(topo, pids) {
+        Ok(prep) => return sweep_prepared_with(&prep, events, kernel, base, tick),
+        Err(e) => e,
     };
-    sweep_from(seed, events, base, tick)
+    // A knob the seed refuses is named before what the pass itself lacks.
+    let refused = |knobs| {
+        let why = match (Seed { kernel, knobs, skip_bad: false }).check_knobs() {
+            Err(k) => seed_refused(&k),
+            Ok(()) => seed_refused(&e),
+        };
+        Err::<Pair, _>(why)
+    };
+    sweep_from(refused, events, base, tick)
 }
 
 /// [`sweep_seeded_with`] from the seed's own [`Prepared`] (`trace -p` keeps it, not the
 /// pass: what the seed left out of the model is not held to the end).
 pub fn sweep_prepared_with(prep: &Prepared, events: &[Event], kernel: Kernel, base: &Knobs, tick: Tick) -> Result<Sweep, SweepError> {
-    let seed = |knobs| Seed { kernel, knobs, skip_bad: false }.run_prepared(prep).map(|(p, _)| p).map_err(|e| format!("the seed cannot start under it: {e}"));
+    let seed = |knobs| Seed { kernel, knobs, skip_bad: false }.run_prepared(prep).map(|(p, _)| p).map_err(|e| seed_refused(&e));
     sweep_from(seed, events, base, tick)
+}
+
+fn seed_refused(e: &SeedError) -> String {
+    format!("the seed cannot start under it: {e}")
 }
 
 /// The sweep with each run's model from `start(knobs)`.

@@ -13,18 +13,24 @@ fn vma_exit(hook: u16, backend: u8, vma: u64, ret: u64) {
     emit_hook(hook, PH_EXIT, backend, |ev| {
         ev.ret = ret;
         snap(&mut ev.a, vma);
-        if hook == HK_PREPARE {
-            // The task's own mm: a prepare with no fault address (GUP) is placed on this
-            // VMA only when it is in the task's mm (not /proc/PID/mem of another process).
-            // SAFETY: no preconditions; the read tolerates any address.
-            ev.args[0] = read(unsafe { bpf_get_current_task() } as u64, TASK_MM.load());
-        }
+    });
+}
+
+/// `__anon_vma_prepare`'s exit, with the task's own mm (`args[0]`): a prepare with no fault
+/// address (GUP) is placed on this VMA only when it is in the task's mm (not a write to
+/// another process's /proc/PID/mem).
+fn prepare_exit(backend: u8, vma: u64, ret: u64) {
+    emit_hook(HK_PREPARE, PH_EXIT, backend, |ev| {
+        ev.ret = ret;
+        snap(&mut ev.a, vma);
+        // SAFETY: no preconditions; the read tolerates any address.
+        ev.args[0] = read(unsafe { bpf_get_current_task() } as u64, TASK_MM.load());
     });
 }
 
 #[fexit]
 pub fn hk_prepare_fexit(ctx: FExitContext) -> i32 {
-    vma_exit(HK_PREPARE, BK_FENTRY, ctx.arg(0), crate::hook::fexit_ret(&ctx, 0));
+    prepare_exit(BK_FENTRY, ctx.arg(0), crate::hook::fexit_ret(&ctx, 0));
     0
 }
 
@@ -37,7 +43,7 @@ pub fn hk_prepare_kprobe(ctx: ProbeContext) -> u32 {
 #[kretprobe]
 pub fn hk_prepare_kretprobe(ctx: RetProbeContext) -> u32 {
     if let Some(a) = unstash(HK_PREPARE as u64) {
-        vma_exit(HK_PREPARE, BK_KPROBE, a[0], ctx.ret());
+        prepare_exit(BK_KPROBE, a[0], ctx.ret());
     }
     0
 }

@@ -714,20 +714,21 @@ impl Feed {
     /// `__anon_vma_prepare` returned (function hooks; where no fault tracepoint exists).
     /// No fault address: the VMA itself says where. No vm_file either: a pgoff other than
     /// the address's marks a file.
-    /// `ktime`: the hook's exit, inside the fault's mmap_lock read section.
-    #[allow(clippy::too_many_arguments)]
-    pub fn prepare_hook(&mut self, tree: &Tree, tgid: u32, pid: u32, vma: &lazyvma_model::hook_abi::VmaSnap, ret: i32, task_mm: u64, ktime: u64) {
+    /// `op.ktime`: the hook's exit, inside the fault's mmap_lock read section. Otherwise
+    /// (the fault tracepoints feed) it places a prepare that waits for it, if any.
+    pub fn prepare_hook(&mut self, tree: &Tree, op: &super::ops::Op) {
+        let super::ops::KernelOp::Prepare { vma, ret, task_mm, .. } = &op.op else { return };
         if !self.from_hooks {
-            if let Some((ev, at)) = self.awaiting_hook.remove(&pid) {
-                self.hooked(tree, ev, at, vma, ret, task_mm);
+            if let Some((ev, at)) = self.awaiting_hook.remove(&op.pid) {
+                self.hooked(tree, ev, at, vma, *ret, *task_mm);
             }
             return;
         }
-        if ret != 0 {
+        if *ret != 0 {
             return;
         }
-        self.touched(tgid, "a first fault (anon_vma_prepare)");
-        let ev = on_hook_vma(vma, PrepareVma { kind: EV_PREPARE_VMA, pid, tgid, key: ktime, ..Default::default() });
+        self.touched(op.tgid, "a first fault (anon_vma_prepare)");
+        let ev = on_hook_vma(vma, PrepareVma { kind: EV_PREPARE_VMA, pid: op.pid, tgid: op.tgid, key: op.ktime, ..Default::default() });
         self.prepared(tree, &ev, None);
     }
 
@@ -1529,6 +1530,8 @@ mod tests {
     fn a_prepare_outside_a_fault_takes_its_hooks_vma() {
         let (tree, mut f) = execed();
         f.prepare_hooked = true;
+        use crate::trace::ops::{KernelOp, Op};
+        let exit = |vma, task_mm, ktime| Op { tgid: 100, pid: 100, ktime, backend: 0, op: KernelOp::Prepare { vma, ret: 0, reused_neighbour: false, task_mm } };
         let snap = |mm: u64| lazyvma_model::hook_abi::VmaSnap {
             vma: 0xffff_8880_0000_1000,
             mm,
@@ -1542,11 +1545,11 @@ mod tests {
         // Own mm: the model maps the kernel's VMA and faults it.
         prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
         assert!(f.events.iter().all(|e| !matches!(e, Event::Fault { .. })), "no fault before the hook: {:?}", f.events);
-        f.prepare_hook(&tree, 100, 100, &snap(0xaa), 0, 0xaa, 5);
+        f.prepare_hook(&tree, &exit(snap(0xaa), 0xaa, 5));
         assert!(matches!(f.events.last(), Some(Event::Fault { addr: 0x1_0000_0000, .. })), "{:?}", f.events);
         // Another mm's VMA: not placed.
         prepare(&mut f, &tree, &PrepareVma { found: FOUND_NOT_IN_FAULT, ..prep(100, 0, None) });
-        f.prepare_hook(&tree, 100, 100, &snap(0xbb), 0, 0xaa, 6);
+        f.prepare_hook(&tree, &exit(snap(0xbb), 0xaa, 6));
         // Held to a syscall's exit (its hook came before): never waits for the next hook.
         prepare(&mut f, &tree, &PrepareVma { found: FOUND_HELD, ..prep(100, 0, None) });
         // Its hook lost: unplaced at the end.

@@ -246,8 +246,8 @@ impl Tracer {
             self.op_stats.launcher += 1;
             return;
         }
-        if let (Some(f), ops::KernelOp::Prepare { vma, ret, task_mm, .. }) = (self.feed.as_mut(), &op.op) {
-            f.prepare_hook(&self.tree, op.tgid, op.pid, vma, *ret, *task_mm, op.ktime);
+        if let Some(f) = self.feed.as_mut() {
+            f.prepare_hook(&self.tree, &op);
         }
         if self.print_ops {
             eprintln!("op {op}");
