@@ -21,7 +21,7 @@ use crate::{
         command, format, hooks, locks,
         pids::Tree,
         render,
-        slab::Sizes,
+        slab::{MapStats, Sizes},
         stats,
         symbols::Symbols,
         Tracer,
@@ -451,6 +451,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
                 next_row = next_row.max(Instant::now());
             }
         }
+        if seeding.is_none() && tracer.kernel_counts.retire_due() {
+            tracer.sync_seen();
+        }
         // The first live row comes once the processes running are seeded.
         if seeding.is_none() && Instant::now() >= next_row {
             let (_, lost) = loaded.counters()?;
@@ -547,6 +550,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         lost,
         records: tracer.received,
         lock_counters,
+        kernel_counts: tracer.kernel_tally.is_some().then_some(MapStats { full: tally_full, retired: tracer.kernel_counts.retired }),
     };
     if tally_full > 0 {
         eprintln!("lazyvma: the kernel's slab count map was full: {tally_full} slab events were sent instead (all counted)");
@@ -556,6 +560,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             "lazyvma: {} slab events the kernel counted for a process the trace never saw start (not in the per-process counts)",
             tracer.kernel_counts.unattributed
         );
+    }
+    if let Some(e) = &tracer.kernel_counts.retire_error {
+        eprintln!("lazyvma: deleting an exited process's counts from the kernel's slab count map failed ({e}): the map kept them and could fill");
     }
     if tracer.kernel_counts.recycled_unsynced > 0 {
         eprintln!("lazyvma: {} forks reused a tgid too soon after the last read of the kernel's counts: the old and new process's slab counts of one phase may be merged", tracer.kernel_counts.recycled_unsynced);

@@ -196,6 +196,9 @@ pub struct Trailer {
     /// The lock programs' own counters (seeded, set full, lost), when they were loaded.
     #[serde(default)]
     pub lock_counters: Option<crate::trace::locks::Counters>,
+    /// The kernel's slab count map, when `trace` counted there (never in a recording).
+    #[serde(default)]
+    pub kernel_counts: Option<crate::trace::slab::MapStats>,
 }
 
 /// A plain header for tests.

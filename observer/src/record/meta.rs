@@ -209,6 +209,9 @@ pub fn print(
     };
     let lock_counters = trailer.and_then(|tr| tr.lock_counters);
     let mut j = render::json(t, &run);
+    if let Some(k) = trailer.and_then(|tr| tr.kernel_counts) {
+        j["kernel_counts"] = json!(k);
+    }
     j["locks"] = t.locks.json(&t.tree, lock_counters);
     let (rules, why) = crate::trace::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
     j["lazy_rules"] = rules;

@@ -225,7 +225,17 @@ mod tests {
     }
 
     fn trailer() -> Trailer {
-        Trailer { ended_by: "command exit".into(), exit_status: Some(0), signal: None, elapsed_ms: 7, sent: 5, lost: 0, records: 0, lock_counters: None }
+        Trailer {
+            ended_by: "command exit".into(),
+            exit_status: Some(0),
+            signal: None,
+            elapsed_ms: 7,
+            sent: 5,
+            lost: 0,
+            records: 0,
+            lock_counters: None,
+            kernel_counts: None,
+        }
     }
 
     /// A recording made by the real writer: 5 records over 2 record chunks, with symbols.

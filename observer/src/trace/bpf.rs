@@ -695,6 +695,11 @@ pub fn read_tally(map: &Tally) -> Vec<(TallyKey, u64)> {
     map.iter().filter_map(Result::ok).map(|(k, v)| (k.0, v.iter().sum())).collect()
 }
 
+/// One key's count summed over CPUs; None if the map has no such key.
+pub fn tally_count(map: &Tally, key: TallyKey) -> Option<u64> {
+    map.get(&PodKey(key), 0).ok().map(|v| v.iter().sum())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -25,6 +25,7 @@ pub mod stats;
 pub mod symbols;
 pub mod timeline;
 
+use lazyvma_model::trace_abi::TallyKey;
 use lazyvma_model::trace_abi::{
     HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE,
     WHY_FAILED_FORK, WHY_FUNCTION,
@@ -116,9 +117,8 @@ impl Tracer {
         let Some(map) = self.kernel_tally.as_ref() else { return };
         let t0 = std::time::Instant::now();
         let keys = bpf::read_tally(map);
-        self.kernel_counts.last_walk = Some(std::time::Instant::now());
-        self.kernel_counts.walk_cost = t0.elapsed();
-        for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(keys, below) {
+        self.kernel_counts.walked(t0);
+        for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(&keys, below) {
             if !last && !self.tree.known(key.tgid) {
                 continue;
             }
@@ -133,6 +133,32 @@ impl Tracer {
             self.tally.add_n(kind, alloc, func, reason, at, n);
             self.interval.add_n(kind, alloc, n);
             self.kernel_counts.taken(key, n);
+        }
+        if !last && self.kernel_counts.retire_error.is_none() {
+            self.retire(&keys, below);
+        }
+    }
+
+    /// Deletes from the map the keys of processes gone (`KernelCounts::retirable`).
+    fn retire(&mut self, keys: &[(TallyKey, u64)], below: u64) {
+        let tree = &self.tree;
+        let gone = self.kernel_counts.retirable(keys, below, |tgid| tree.exited(tgid), std::time::Instant::now());
+        let Some(map) = self.kernel_tally.as_mut() else { return };
+        for (key, n) in gone {
+            // Read again just before: a count since the walk (a recycled tgid's new process,
+            // not yet read) keeps the key. What remains is a count landing between these
+            // two syscalls, a microsecond, long after its process exited.
+            if bpf::tally_count(map, key) != Some(n) {
+                continue;
+            }
+            match map.remove(&bpf::PodKey(key)) {
+                Ok(()) => self.kernel_counts.retired(key),
+                // The map then fills as before this existed (its overflow is counted).
+                Err(e) => {
+                    self.kernel_counts.retire_error = Some(e.to_string());
+                    break;
+                }
+            }
         }
     }
 
@@ -284,10 +310,11 @@ impl Tracer {
             }
             EV_FORK => {
                 self.failed_forks.forked(ev.pid);
-                // A recycled tgid: what the kernel counted so far is the old process's. A map
-                // walk per fork would stall a long system-wide trace once pids wrap: at most
-                // one per 10 ms, and the forks left unseparated are counted.
-                if self.kernel_tally.is_some() && self.tree.known(ev.arg) && self.tree.traced(ev.arg).is_some_and(|p| self.tree.get(p).exited) {
+                // A recycled tgid: what the kernel counted so far is the old process's, unless
+                // its keys are retired already. A map walk per fork would stall a long
+                // system-wide trace once pids wrap: at most one per 10 ms, and the forks left
+                // unseparated are counted.
+                if self.kernel_tally.is_some() && self.tree.exited(ev.arg) && !self.kernel_counts.clean(ev.arg) {
                     if self.kernel_counts.walk_due() {
                         self.sync_seen();
                     } else {
@@ -310,6 +337,9 @@ impl Tracer {
             EV_EXIT => {
                 let live = self.tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited);
                 self.tree.exit(ev.tgid, ev.pid, ev.arg);
+                if self.kernel_tally.is_some() && self.tree.exited(ev.tgid) {
+                    self.kernel_counts.exited(ev.tgid);
+                }
                 if let (Some(f), Some(p)) = (self.feed.as_mut(), live) {
                     if self.tree.get(p).exited {
                         f.exit(&self.tree, p, ev.ktime);

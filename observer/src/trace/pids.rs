@@ -138,6 +138,11 @@ impl Tree {
         self.by_tgid.contains_key(&tgid)
     }
 
+    /// Whether the process `tgid` names now has exited (its last thread's exit was read).
+    pub fn exited(&self, tgid: u32) -> bool {
+        self.by_tgid.get(&tgid).is_some_and(|p| self.procs[*p].exited)
+    }
+
     pub fn get(&self, proc: usize) -> &Proc {
         &self.procs[proc]
     }

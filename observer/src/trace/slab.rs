@@ -150,7 +150,33 @@ pub struct KernelCounts {
     /// Forks of a recycled tgid not preceded by a read (too soon after the last): the old
     /// and new process's counts in one phase generation may have merged.
     pub recycled_unsynced: u64,
+    /// Keys of exited processes wholly in the tally, with the count and when it was first
+    /// seen so (`retirable`).
+    idle: HashMap<TallyKey, (u64, std::time::Instant)>,
+    /// Keys deleted from the map so far.
+    pub retired: u64,
+    /// Why a delete failed (no more are tried).
+    pub retire_error: Option<String>,
+    /// Keys in `counted` per tgid, and the walks so far with, per exited tgid, the walk
+    /// count its exit was read at: a recycled tgid's fork needs no walk of its own when the
+    /// old process's keys are all retired (`clean`).
+    keys_of: HashMap<u32, u32>,
+    walks: u64,
+    exit_walk: HashMap<u32, u64>,
 }
+
+/// The kernel's slab count map over a run, in `trace -j`'s `kernel_counts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MapStats {
+    /// Slab events sent to userspace because the map was full (counted all the same).
+    pub full: u64,
+    /// Keys of exited processes deleted from the map.
+    pub retired: u64,
+}
+
+/// How long an exited process's key stays unchanged before it is deleted: its exit's
+/// teardown (which 6.16+ runs after the exit record) is over long before.
+pub const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Per process, the phase from each of its markers on: (generation, phase).
 #[derive(Default)]
@@ -181,11 +207,17 @@ impl KernelCounts {
         self.last_walk.is_none_or(|t| t.elapsed() >= (self.walk_cost * 10).max(std::time::Duration::from_millis(10)))
     }
 
+    /// Whether to read the map between live rows, to retire the exited processes' keys
+    /// before the map fills: every `RETIRE_AFTER`, within `walk_due`'s bound.
+    pub fn retire_due(&self) -> bool {
+        self.retire_error.is_none() && self.walk_due() && self.last_walk.is_some_and(|t| t.elapsed() >= RETIRE_AFTER)
+    }
+
     /// What grew since the last call among `keys` whose generation is below `below`:
     /// the caller attributes each (`Tracer::sync`).
-    pub fn grown(&mut self, keys: Vec<(TallyKey, u64)>, below: u64) -> Vec<Grown> {
+    pub fn grown(&mut self, keys: &[(TallyKey, u64)], below: u64) -> Vec<Grown> {
         let mut out = Vec::new();
-        for (key, now) in keys {
+        for &(key, now) in keys {
             if key.gen >= below {
                 continue;
             }
@@ -205,7 +237,69 @@ impl KernelCounts {
 
     /// `n` more of `key` are in the tally.
     pub fn taken(&mut self, key: TallyKey, n: u64) {
-        *self.counted.entry(key).or_default() += n;
+        let c = self.counted.entry(key).or_insert_with(|| {
+            *self.keys_of.entry(key.tgid).or_default() += 1;
+            0
+        });
+        *c += n;
+    }
+
+    /// The map was just read (its time and cost).
+    pub fn walked(&mut self, started: std::time::Instant) {
+        self.last_walk = Some(std::time::Instant::now());
+        self.walk_cost = started.elapsed();
+        self.walks += 1;
+    }
+
+    /// The process `tgid` exited (its last thread's exit was read).
+    pub fn exited(&mut self, tgid: u32) {
+        self.exit_walk.insert(tgid, self.walks);
+    }
+
+    /// Whether the map holds nothing of the exited process `tgid`, about to be reused: a
+    /// walk came after its exit and its keys are all retired since.
+    pub fn clean(&mut self, tgid: u32) -> bool {
+        let walked = self.exit_walk.remove(&tgid).is_some_and(|w| self.walks > w);
+        walked && !self.keys_of.contains_key(&tgid)
+    }
+
+    /// The keys to delete from the map: an exited process's, wholly in the tally and
+    /// unchanged for `RETIRE_AFTER`. Keys are never deleted otherwise, so without this a
+    /// long system-wide trace fills the map with the dead (a CI fork storm did: 25k
+    /// processes, 3 M events then streamed, 235k records lost). A count after the delete
+    /// (a late free charged to its owner) makes the key anew, from 0 (`retired`).
+    pub fn retirable(&mut self, keys: &[(TallyKey, u64)], below: u64, exited: impl Fn(u32) -> bool, now: std::time::Instant) -> Vec<(TallyKey, u64)> {
+        let mut idle = HashMap::with_capacity(self.idle.len());
+        let mut out = Vec::new();
+        for &(key, n) in keys {
+            if key.gen >= below || self.counted.get(&key) != Some(&n) || !exited(key.tgid) {
+                continue;
+            }
+            let since = match self.idle.get(&key) {
+                Some(&(was, since)) if was == n => since,
+                _ => now,
+            };
+            if now.duration_since(since) >= RETIRE_AFTER {
+                out.push((key, n));
+            } else {
+                idle.insert(key, (n, since));
+            }
+        }
+        self.idle = idle;
+        out
+    }
+
+    /// `key` is gone from the map: a count under it again starts from 0.
+    pub fn retired(&mut self, key: TallyKey) {
+        if self.counted.remove(&key).is_some() {
+            if let Some(n) = self.keys_of.get_mut(&key.tgid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.keys_of.remove(&key.tgid);
+                }
+            }
+        }
+        self.retired += 1;
     }
 }
 
@@ -240,11 +334,53 @@ mod tests {
         assert_eq!([0, 2, 3, 6, 7, 9].map(|g| log.at(0, g, Some(4))), [None, None, Some(2), Some(2), Some(4), Some(4)]);
         let mut k = KernelCounts::default();
         let key = |gen| TallyKey { tgid: 10, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, 2), gen };
-        let got = k.grown(vec![(key(1), 5), (key(4), 2)], 4);
+        let got = k.grown(&[(key(1), 5), (key(4), 2)], 4);
         assert_eq!(got, [(Kind::AnonVma, false, FN_PUT, 2, key(1), 5)]);
         k.taken(key(1), 5);
-        assert!(k.grown(vec![(key(1), 5)], 9).is_empty());
-        assert_eq!(k.grown(vec![(key(1), 8)], 9)[0].5, 3);
+        assert!(k.grown(&[(key(1), 5)], 9).is_empty());
+        assert_eq!(k.grown(&[(key(1), 8)], 9)[0].5, 3);
+    }
+
+    #[test]
+    fn an_exited_processs_keys_retire_once_wholly_counted_and_unchanged() {
+        use std::time::Instant;
+        let mut k = KernelCounts::default();
+        let key = |tgid, gen| TallyKey { tgid, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, 2), gen };
+        let (dead, alive, later) = (key(10, 1), key(11, 1), key(10, 5));
+        let exited = |tgid| tgid == 10;
+        let t0 = Instant::now();
+        let map = [(dead, 5), (alive, 3), (later, 1)];
+        for (key, n) in k.grown(&map, 4).into_iter().map(|g| (g.4, g.5)) {
+            k.taken(key, n);
+        }
+        // First seen idle: not yet. A live process's key and one above `below` never.
+        assert!(k.retirable(&map, 4, exited, t0).is_empty());
+        assert!(k.retirable(&map, 4, exited, t0 + RETIRE_AFTER / 2).is_empty());
+        assert_eq!(k.retirable(&map, 4, exited, t0 + RETIRE_AFTER), [(dead, 5)]);
+        // A count since the last walk starts the wait again, as does one not yet taken.
+        let mut k2 = KernelCounts::default();
+        k2.taken(dead, 5);
+        assert!(k2.retirable(&[(dead, 5)], 4, exited, t0).is_empty());
+        assert!(k2.retirable(&[(dead, 6)], 4, exited, t0 + RETIRE_AFTER).is_empty());
+        k2.taken(dead, 1);
+        assert!(k2.retirable(&[(dead, 6)], 4, exited, t0 + RETIRE_AFTER).is_empty());
+        assert_eq!(k2.retirable(&[(dead, 6)], 4, exited, t0 + RETIRE_AFTER * 2), [(dead, 6)]);
+        // A recycled tgid 10 needs a walk of its own until every key of it is retired,
+        // and a walk came after the exit.
+        k2.exited(10);
+        assert!(!k2.clean(10));
+        k2.exited(10);
+        k2.walked(t0);
+        assert!(!k2.clean(10), "its key is still counted");
+        // Deleted: a late count makes the key anew, from 0, and is counted once.
+        k2.retired(dead);
+        k2.exited(10);
+        assert!(!k2.clean(10), "no walk since the exit");
+        k2.exited(10);
+        k2.walked(t0);
+        assert!(k2.clean(10));
+        assert_eq!(k2.grown(&[(dead, 1)], 4)[0].5, 1);
+        assert_eq!(k2.retired, 1);
     }
 
     #[test]
