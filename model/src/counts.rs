@@ -60,40 +60,7 @@ impl Counts {
     }
 }
 
-/// Bytes per object. The caller passes the running kernel's sizes; the defaults are
-/// spec §4.3's x86_64/arm64 values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Sizes {
-    pub anon_vma: u64,
-    pub anon_vma_chain: u64,
-    pub vm_area_struct: u64,
-}
-
-impl Sizes {
-    /// What each object costs in its slab: anon_vma's free pointer sits outside the
-    /// object (ctor + TYPESAFE_BY_RCU), so a slot is 104 B for a 96 B object.
-    pub const SLAB_X86_64: Sizes = Sizes { anon_vma: 104, anon_vma_chain: 64, vm_area_struct: 192 };
-    /// `sizeof` per BTF (6.18.44 x86_64; arm64 computes the same for anon_vma/avc).
-    pub const OBJECT_X86_64: Sizes = Sizes { anon_vma: 96, anon_vma_chain: 64, vm_area_struct: 192 };
-
-    pub fn bytes(&self, c: &Counts) -> Bytes {
-        Bytes {
-            anon_vma: c.anon_vma.live * self.anon_vma,
-            anon_vma_chain: c.anon_vma_chain.live * self.anon_vma_chain,
-            vm_area_struct: c.vm_area_struct.live * self.vm_area_struct,
-            peak_anon_vma: c.anon_vma.peak * self.anon_vma,
-            peak_anon_vma_chain: c.anon_vma_chain.peak * self.anon_vma_chain,
-            peak_vm_area_struct: c.vm_area_struct.peak * self.vm_area_struct,
-        }
-    }
-}
-
-impl Default for Sizes {
-    fn default() -> Self {
-        Sizes::SLAB_X86_64
-    }
-}
-
+/// Live and peak bytes per kind, at `sizes::Sizes`' slab slots.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Bytes {
     pub anon_vma: u64,

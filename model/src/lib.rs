@@ -7,7 +7,8 @@
 //! * [`event`] — the model's input language; [`eager`] reproduces today's kernel
 //!   (spec §1), [`lazy`] the ANON_VMA_LAZY rules (spec §3) with [`knobs`];
 //!   [`pair`] runs both side by side; [`scenario`] reads scenario files; [`sweep`]
-//!   re-runs an event stream under every knob value.
+//!   re-runs an event stream under every knob value; [`sizes`] is what each object kind
+//!   weighs (object_size tells the kind, slab_size is the bytes).
 #![cfg_attr(not(feature = "std"), no_std)]
 
 pub mod abi;
@@ -32,6 +33,8 @@ pub mod pair;
 pub mod scenario;
 #[cfg(feature = "std")]
 pub mod seed;
+#[cfg(feature = "std")]
+pub mod sizes;
 #[cfg(feature = "std")]
 pub mod snapshot;
 #[cfg(feature = "std")]

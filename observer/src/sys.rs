@@ -48,6 +48,16 @@ pub struct SlabCache {
     pub merged_with: Vec<String>,
 }
 
+/// `/sys/kernel/slab/<name>`'s (object_size, slab_size) alone: no `objects`, no alias scan.
+pub fn slab_sizes(name: &str) -> anyhow::Result<(u64, u64)> {
+    let dir = Path::new("/sys/kernel/slab").join(name);
+    let read = |f: &str| -> anyhow::Result<u64> {
+        let s = fs::read_to_string(dir.join(f)).with_context(|| format!("reading {}", dir.join(f).display()))?;
+        s.trim().parse().with_context(|| format!("parsing {}", dir.join(f).display()))
+    };
+    Ok((read("object_size")?, read("slab_size")?))
+}
+
 pub fn slab_cache(name: &str) -> anyhow::Result<SlabCache> {
     let dir = Path::new("/sys/kernel/slab").join(name);
     let read = |f: &str| -> anyhow::Result<u64> {

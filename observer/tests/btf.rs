@@ -49,11 +49,12 @@ fn resolves_this_kernel() {
     ] {
         assert_eq!(get(&o, name), want, "{name}");
     }
-    assert_eq!((o.size_anon_vma, o.size_anon_vma_chain), (96, 64));
+    let size = |t: &str| btf.size(t).unwrap();
+    assert_eq!((size("anon_vma"), size("anon_vma_chain")), (96, 64));
     // vm_area_struct moves between versions; on 6.18.44 x86_64 it is 192 bytes with
     // vm_start/vm_end first (inside anonymous unions).
     if std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap().starts_with("6.18.") {
-        assert_eq!(o.size_vm_area_struct, 192);
+        assert_eq!(size("vm_area_struct"), 192);
         assert_eq!((get(&o, "VMA_VM_START"), get(&o, "VMA_VM_END")), (0, 8));
         // The maple tree (6.1+): no VMA list for the iter/task pass, none of its fields set;
         // task_struct.mm is, for the prepare hook.
@@ -61,7 +62,7 @@ fn resolves_this_kernel() {
         assert_ne!(get(&o, "TASK_MM"), FIELD_ABSENT);
     }
     let mut vma: Vec<u64> = o.globals.iter().filter(|(n, v)| n.starts_with("VMA_") && *v != FIELD_ABSENT).map(|g| g.1).collect();
-    assert!(vma.iter().all(|&v| v < o.size_vm_area_struct));
+    assert!(vma.iter().all(|&v| v < size("vm_area_struct")));
     vma.sort();
     vma.dedup();
     assert_eq!(vma.len(), 7, "seven distinct vm_area_struct fields");
@@ -82,7 +83,8 @@ fn counts_this_kernel_s_function_arguments() {
 
 #[test]
 fn resolves_through_anonymous_unions_and_typedefs() {
-    let o = Offsets::resolve(&fixture(AnonVma::Split, true)).unwrap();
+    let b = fixture(AnonVma::Split, true);
+    let o = Offsets::resolve(&b).unwrap();
     for (name, want) in [
         ("VMA_VM_START", 0),
         ("VMA_VM_END", 8),
@@ -102,7 +104,8 @@ fn resolves_through_anonymous_unions_and_typedefs() {
     ] {
         assert_eq!(get(&o, name), want, "{name}");
     }
-    assert_eq!((o.size_anon_vma, o.size_anon_vma_chain, o.size_vm_area_struct), (48, 32, 64));
+    let size = |t: &str| b.size(t).unwrap();
+    assert_eq!((size("anon_vma"), size("anon_vma_chain"), size("vm_area_struct")), (48, 32, 64));
 }
 
 #[test]

@@ -260,6 +260,14 @@ fn serve_with_prometheus() {
         assert!(om.contains(&format!("\n{family}")), "{family} missing from:\n{om}");
     }
     assert!(om.contains("# UNIT lazyvma_object_bytes bytes"), "{om}");
+    // One size source: serve prices an object at its slab slot, as snapshot and trace do
+    // (tests/report.rs), from one pass's gauges.
+    let s = samples(&om);
+    for object in ["anon_vma", "anon_vma_chain"] {
+        let slot: f64 = std::fs::read_to_string(format!("/sys/kernel/slab/{object}/slab_size")).unwrap().trim().parse().unwrap();
+        let bytes = format!("lazyvma_object_bytes{{object=\"{object}\",model=\"eager\"}}");
+        assert_eq!(s.get(&bytes).copied(), s.get(&objects_key(object, "eager")).map(|n| n * slot), "{bytes} in:\n{om}");
+    }
     // This kernel has iter/task_vma: every process is walked whole (5.10's walk limit is the matrix's).
     for gap in ["lazyvma_snapshot_incomplete_processes", "lazyvma_snapshot_unseen_vmas"] {
         assert!(om.lines().any(|l| l == format!("{gap} 0")), "{gap} is not 0:\n{om}");

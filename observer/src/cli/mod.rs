@@ -2,7 +2,6 @@
 pub mod doctor;
 pub mod merge;
 pub mod model;
-pub mod model_sizes;
 pub mod model_sweep;
 pub mod replay;
 pub mod report;

@@ -1,11 +1,11 @@
 //! `lazyvma model FILE`: a scenario through the eager and lazy models, step by step.
-use super::model_sizes::Found;
 use super::ExitCode;
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
-use lazyvma_model::counts::{Counter, Counts, Deltas, Sizes};
+use lazyvma_model::counts::{Counter, Counts, Deltas};
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::lazy::Rule;
 use lazyvma_model::scenario::{self, Report};
+use lazyvma_model::sizes::Sizes;
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -71,7 +71,7 @@ pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
         return super::model_sweep::run(&name, &sc, kernel, &args.knobs, args.json).map_err(bad);
     }
     let report = scenario::run(&sc, kernel, &args.knobs).map_err(|e| bad(anyhow::anyhow!("{e}")))?;
-    let sizes = super::model_sizes::find(btf).map_err(bad)?;
+    let sizes = crate::load::sizes::load(btf, btf.is_none()).map_err(bad)?;
     if args.json {
         emit_json(&to_json(&report, &sizes))?;
     } else if report.steps.len() > STEP_TABLE_MAX {
@@ -112,7 +112,8 @@ struct Doc<'a> {
     knobs: serde_json::Map<String, Value>,
     rmap: serde_json::Map<String, Value>,
     rules: Value,
-    sizes: &'a Sizes,
+    /// Slab bytes per kind (this command's shape since before `Sizes` had both numbers).
+    sizes: Value,
     sizes_source: Value,
     steps: Steps<'a>,
     total: Value,
@@ -154,8 +155,7 @@ fn deltas_json(d: &Deltas) -> Value {
     })
 }
 
-fn to_json<'a>(r: &'a Report, found: &'a Found) -> Doc<'a> {
-    let sizes = &found.sizes;
+fn to_json<'a>(r: &'a Report, sizes: &'a Sizes) -> Doc<'a> {
     let rules = crate::report::lazy_rules::json(&r.rules);
     let knobs: serde_json::Map<String, Value> = r.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let rmap: serde_json::Map<String, Value> = r
@@ -171,8 +171,8 @@ fn to_json<'a>(r: &'a Report, found: &'a Found) -> Doc<'a> {
         knobs,
         rmap,
         rules,
-        sizes,
-        sizes_source: json!({"anon_vma": found.source[0], "anon_vma_chain": found.source[1], "vm_area_struct": found.source[2]}),
+        sizes: json!({"anon_vma": sizes.anon_vma.slab_size, "anon_vma_chain": sizes.anon_vma_chain.slab_size, "vm_area_struct": sizes.vm_area_struct.slab_size}),
+        sizes_source: json!({"anon_vma": sizes.anon_vma.source, "anon_vma_chain": sizes.anon_vma_chain.source, "vm_area_struct": sizes.vm_area_struct.source}),
         steps: Steps(&r.steps),
         total: json!({"eager": counts_json(&r.eager, sizes), "lazy": counts_json(&r.lazy, sizes)}),
     }
@@ -221,7 +221,7 @@ fn head_line(name: &str, r: &Report) -> String {
 
 /// The text output of a scenario over `STEP_TABLE_MAX` steps: the column widths from one
 /// pass over the steps, then each row escaped and written (nothing held but the steps).
-fn emit_streamed(name: &str, r: &Report, found: &Found) -> anyhow::Result<()> {
+fn emit_streamed(name: &str, r: &Report, sizes: &Sizes) -> anyhow::Result<()> {
     use std::io::Write;
     let cells = |s| step_cells(s).map(|c| crate::escape::ctl(&c).into_owned());
     let mut w = STEP_HEAD.map(|h| h.chars().count());
@@ -243,7 +243,7 @@ fn emit_streamed(name: &str, r: &Report, found: &Found) -> anyhow::Result<()> {
             let c = cells(s);
             row(&mut out, &c.iter().map(String::as_str).collect::<Vec<_>>())?;
         }
-        out.write_all(crate::escape::lines(&summary_tables(r, found)).as_bytes())?;
+        out.write_all(crate::escape::lines(&summary_tables(r, sizes)).as_bytes())?;
         out.flush()
     })();
     match done {
@@ -252,7 +252,7 @@ fn emit_streamed(name: &str, r: &Report, found: &Found) -> anyhow::Result<()> {
     }
 }
 
-fn tables(name: &str, r: &Report, found: &Found) -> String {
+fn tables(name: &str, r: &Report, sizes: &Sizes) -> String {
     let mut o = head_line(name, r);
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -261,12 +261,11 @@ fn tables(name: &str, r: &Report, found: &Found) -> String {
         t.add_row(step_cells(s).to_vec());
     }
     let _ = writeln!(o, "{t}");
-    o + &summary_tables(r, found)
+    o + &summary_tables(r, sizes)
 }
 
 /// The tables after the steps: totals, bytes per object, rules fired, rmap walks, expectations.
-fn summary_tables(r: &Report, found: &Found) -> String {
-    let sizes = &found.sizes;
+fn summary_tables(r: &Report, sizes: &Sizes) -> String {
     let mut o = String::new();
     let mut t = Table::new();
     t.load_preset(UTF8_FULL_CONDENSED);
@@ -285,10 +284,9 @@ fn summary_tables(r: &Report, found: &Found) -> String {
         }
     }
     let _ = writeln!(o, "{t}");
-    let b = [sizes.anon_vma, sizes.anon_vma_chain, sizes.vm_area_struct];
     let _ = writeln!(o, "bytes per object:");
-    for ((kind, n), src) in ["anon_vma", "anon_vma_chain", "vm_area_struct"].iter().zip(b).zip(&found.source) {
-        let _ = writeln!(o, "  {kind:<15} {n:>4} B  from {src}");
+    for (kind, s) in lazyvma_model::sizes::CACHES.iter().zip(sizes.each()) {
+        let _ = writeln!(o, "  {kind:<15} {:>4} B  from {}", s.slab_size, s.source);
     }
     let fired: Vec<(Rule, u64)> = r.rules.iter().filter(|(_, n)| *n > 0).collect();
     if !fired.is_empty() {

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let rec = reader::read(&path, data)?;
     let h = &rec.header;
     let backend = h.backend.iter().map(|c| c.choice()).collect::<Result<Vec<_>, _>>().map_err(|e| anyhow::anyhow!("recording {path}: header: {e}"))?;
-    let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), meta::sizes(h));
+    let mut tracer = Tracer::new(meta::tree(h), Symbols::from_entries(rec.symbols.clone()), h.sizes());
     tracer.knobs = knobs;
     tracer.print_ops = args.ops;
     meta::configure(&mut tracer, h);

@@ -3,7 +3,7 @@
 //! OpenMetrics on `/metrics` until SIGINT/SIGTERM.
 use crate::{
     cgroup,
-    cli::trace::{parse_duration, ppids, slab_sizes, tgid_of},
+    cli::trace::{parse_duration, ppids, tgid_of},
     load::{
         backend::Facts,
         ebpf,
@@ -110,7 +110,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::ensure_tracefs()?;
     let syms = Symbols::load()?;
     let ranges = syms.function_ranges()?;
-    let sizes = slab_sizes()?;
+    // Once per run: the Counter classifies by them, every snapshot pass prices with them.
+    let sizes = crate::load::sizes::load_classifying(btf_path)?;
     // Phase markers are trace's; serve counts the whole system and does without them.
     let (offsets, _) = format::offsets()?;
     let stacks = args.stacks;
@@ -139,7 +140,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         wake_shift: bpf::WAKE_SHIFT,
         context: bpf::context_offsets(kbtf.as_ref()),
         // serve only sums: what needs no stack is counted in the kernel.
-        aggregate: Some(bpf::Aggregate { sizes: (sizes.anon_vma, sizes.anon_vma_chain), mode: AGG_SERVE, tally_entries: 1 }),
+        aggregate: Some(bpf::Aggregate { sizes: (sizes.anon_vma.object_size, sizes.anon_vma_chain.object_size), mode: AGG_SERVE, tally_entries: 1 }),
         cache_fields: bpf::slab_btf(kbtf.as_ref()),
         kernel_btf: probe::kernel_btf(btf_path)?.ok(),
         arg_regs: [lazyvma_model::trace_abi::NO_FIELD; 6],
@@ -156,7 +157,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     });
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
-    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), args.interval, metrics.clone(), scope.clone());
+    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), sizes.clone(), args.interval, metrics.clone(), scope.clone());
     // A kernel without the iterator still gets the trace counters, said once; any other
     // failure of the first pass stops here.
     let with_gauges = match passes.pass() {

@@ -161,15 +161,6 @@ fn exited(state: char) -> bool {
     state == 'Z' || state == 'X'
 }
 
-pub fn slab_sizes() -> anyhow::Result<Sizes> {
-    let av = sys::slab_cache("anon_vma").context("the anon_vma slab cache")?.object_size;
-    let avc = sys::slab_cache("anon_vma_chain").context("the anon_vma_chain slab cache")?.object_size;
-    if av == avc {
-        bail!("anon_vma and anon_vma_chain have the same object_size ({av}): allocations cannot be told apart");
-    }
-    Ok(Sizes { anon_vma: av, anon_vma_chain: avc })
-}
-
 /// Records read while the seeding pass runs, in order; once it is in, fed a slice per
 /// loop turn (`feed`), the ring buffer drained between slices, until none is left.
 #[derive(Default)]
@@ -252,7 +243,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut recording = args.output.as_deref().map(record::writer::Writer::create).transpose()?;
     let syms = Symbols::load()?;
     let ranges = syms.function_ranges()?;
-    let sizes = slab_sizes()?;
+    let sizes: Sizes = crate::load::sizes::load_classifying(btf_path)?;
     let (offsets, marker_problem) = format::offsets()?;
 
     // What the kernel allows, by trying (as doctor does), for the report's backend per hook.
@@ -272,7 +263,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF: {e}")), Err(format!("kernel BTF: {e}"))),
     };
     let live_avs = sys::slab_cache("anon_vma").ok().and_then(|c| c.objects);
-    let lock_setup = locks::setup(rwsem, sizes.anon_vma, live_avs);
+    let lock_setup = locks::setup(rwsem, sizes.anon_vma.object_size, live_avs);
     let vmg = hook_offsets.vmg_start != u64::MAX;
 
     // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
@@ -313,7 +304,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         context: bpf::context_offsets(kbtf.as_ref().ok()),
         fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)),
         // Counted in the kernel unless a recording needs every record for its replay.
-        aggregate: recording.is_none().then(|| bpf::Aggregate::trace((sizes.anon_vma, sizes.anon_vma_chain), feed)),
+        aggregate: recording.is_none().then(|| bpf::Aggregate::trace((sizes.anon_vma.object_size, sizes.anon_vma_chain.object_size), feed)),
         cache_fields: bpf::slab_btf(kbtf.as_ref().ok()),
         kernel_btf: btf.as_ref().ok().cloned(),
         arg_regs: bpf::arg_regs(kbtf.as_ref().ok()),
@@ -353,7 +344,8 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         host: Some(crate::report::host()),
         kernel,
         arch,
-        sizes: record::format::Sizes { anon_vma: sizes.anon_vma, anon_vma_chain: sizes.anon_vma_chain },
+        sizes: record::format::ObjectSizes { anon_vma: sizes.anon_vma.object_size, anon_vma_chain: sizes.anon_vma_chain.object_size },
+        caches: Some(sizes.clone()),
         scope: scope.into(),
         pids: roots.clone(),
         cgroup: cgroup_dir.as_ref().map(|d| d.display().to_string()),
@@ -579,7 +571,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     }
     meta::finish(&mut tracer, &about, Some(&trailer));
     let live = meta::Live {
-        groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, tracer.sizes), cap: args.cgroup_cap }),
+        groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, &tracer.sizes), cap: args.cgroup_cap }),
         bpf_stats: prog_stats,
         report: args.report.clone(),
     };

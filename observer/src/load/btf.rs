@@ -265,10 +265,6 @@ impl Btf {
 /// `FIELD_ABSENT` marks a field missing here, which only the pre-6.0 / 6.0+ pair may be.
 pub struct Offsets {
     pub globals: Vec<(&'static str, u64)>,
-    /// `sizeof` of the objects the estimate prices.
-    pub size_anon_vma: u64,
-    pub size_anon_vma_chain: u64,
-    pub size_vm_area_struct: u64,
 }
 
 impl Offsets {
@@ -324,11 +320,7 @@ impl Offsets {
         } else {
             g.extend(walk.iter().map(|(n, _, _)| (*n, absent)));
         }
-        Ok(Offsets {
-            globals: g,
-            size_anon_vma: btf.size("anon_vma")?,
-            size_anon_vma_chain: btf.size("anon_vma_chain")?,
-            size_vm_area_struct: btf.size("vm_area_struct")?,
-        })
+        // The sizes the estimate prices with come from `load::sizes`, slab slot first.
+        Ok(Offsets { globals: g })
     }
 }

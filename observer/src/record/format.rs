@@ -89,7 +89,14 @@ pub struct Header {
     pub host: Option<String>,
     pub kernel: String,
     pub arch: String,
-    pub sizes: Sizes,
+    /// The object_sizes allocations were told apart by: every recording has them (and a
+    /// reader from before `caches` needs them).
+    pub sizes: ObjectSizes,
+    /// The traced kernel's sizes as `load::sizes` read them (object_size, slab_size and the
+    /// source per cache): the bytes a replay prices with. Absent before 2026-12-07: then
+    /// `sizes`' object_sizes are the bytes, as the trace of that file reported them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caches: Option<lazyvma_model::sizes::Sizes>,
     /// "command", "pids", "cgroup" or "system".
     pub scope: String,
     pub pids: Vec<u32>,
@@ -118,10 +125,33 @@ pub struct Header {
     pub start_unix_ms: u64,
 }
 
+/// `kmem_cache.object_size` of the two caches, as the header has always kept them.
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Sizes {
+pub struct ObjectSizes {
     pub anon_vma: u64,
     pub anon_vma_chain: u64,
+}
+
+impl Header {
+    /// The sizes the trace classified and priced with: `caches`, or for an older file the
+    /// recorded object_sizes, priced at those and said to be so.
+    pub fn sizes(&self) -> lazyvma_model::sizes::Sizes {
+        if let Some(c) = &self.caches {
+            return c.clone();
+        }
+        use lazyvma_model::sizes::{Size, Sizes};
+        let old = |object_size: u64, cache: &str| Size {
+            object_size,
+            slab_size: object_size,
+            source: format!("/sys/kernel/slab/{cache}/object_size (recording before slab sizes were kept: the object, not its slab slot)"),
+        };
+        // vm_area_struct was never recorded and a trace does not count it: the spec's.
+        Sizes {
+            anon_vma: old(self.sizes.anon_vma, "anon_vma"),
+            anon_vma_chain: old(self.sizes.anon_vma_chain, "anon_vma_chain"),
+            vm_area_struct: Sizes::spec_x86_64().vm_area_struct,
+        }
+    }
 }
 
 /// `load::backend::Choice` with owned strings.
@@ -209,7 +239,8 @@ pub fn tests_header() -> Header {
         host: None,
         kernel: "6.18.44".into(),
         arch: "x86_64".into(),
-        sizes: Sizes { anon_vma: 96, anon_vma_chain: 64 },
+        sizes: ObjectSizes { anon_vma: 96, anon_vma_chain: 64 },
+        caches: Some(lazyvma_model::sizes::Sizes::spec_x86_64()),
         scope: "command".into(),
         pids: vec![],
         cgroup: None,
@@ -225,5 +256,27 @@ pub fn tests_header() -> Header {
         feed: false,
         feed_from_hooks: false,
         start_unix_ms: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A header from before `caches` (every recording until 2026-12-07) still reads, and its
+    /// replay prices at the recorded object_sizes, as its trace did, saying so; a newer
+    /// header's `caches` are the trace's own sizes.
+    #[test]
+    fn a_header_without_caches_prices_at_its_object_sizes() {
+        let mut v = serde_json::to_value(tests_header()).unwrap();
+        assert_eq!(v["caches"]["anon_vma"]["slab_size"], 104);
+        assert_eq!(tests_header().sizes(), lazyvma_model::sizes::Sizes::spec_x86_64());
+        v.as_object_mut().unwrap().remove("caches");
+        let old: Header = serde_json::from_value(v).unwrap();
+        let s = old.sizes();
+        assert_eq!((s.anon_vma.object_size, s.anon_vma.slab_size, s.anon_vma_chain.slab_size), (96, 96, 64));
+        assert!(s.anon_vma.source.starts_with("/sys/kernel/slab/anon_vma/object_size (recording before slab sizes"), "{}", s.anon_vma.source);
+        // An older reader's view: the object_sizes stay where they always were.
+        assert_eq!(serde_json::to_value(&old).unwrap()["sizes"], serde_json::json!({ "anon_vma": 96, "anon_vma_chain": 64 }));
     }
 }

@@ -3,7 +3,7 @@
 use super::format::{Header, Trailer};
 use crate::{
     load::backend::Choice,
-    trace::{bycgroup, command::Status, feed::Feed, pids::Tree, render, slab, stats, Tracer},
+    trace::{bycgroup, command::Status, feed::Feed, pids::Tree, render, stats, Tracer},
 };
 use lazyvma_model::sweep;
 use serde_json::{json, Value};
@@ -24,10 +24,6 @@ pub fn tree(h: &Header) -> Tree {
         }
         _ => Tree::system(),
     }
-}
-
-pub fn sizes(h: &Header) -> slab::Sizes {
-    slab::Sizes { anon_vma: h.sizes.anon_vma, anon_vma_chain: h.sizes.anon_vma_chain }
 }
 
 /// Where a replayed report came from; shown as `"recording"` (JSON) or one line (text).

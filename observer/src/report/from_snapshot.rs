@@ -7,12 +7,19 @@ use std::collections::BTreeMap;
 use super::cgroup::pair;
 use super::schema::{Cgroup, Doc, Histograms, ObjectRow, Objects, Point, Side, Span, SCHEMA, VERSION};
 use super::{hist, host, now_unix_ms};
-use crate::snapshot::{Report, Size};
+use crate::snapshot::Report;
+use lazyvma_model::sizes::Size;
 
 fn row(size: &Size, eager: u64, lazy: u64) -> ObjectRow {
-    let side = |n: u64| Side { objects: n as i64, bytes: (n * size.bytes) as i64, allocs: None, frees: None };
+    let side = |n: u64| Side { objects: n as i64, bytes: (n * size.slab_size) as i64, allocs: None, frees: None };
     // The running kernel is today's (eager) kernel: what it shows is the eager column.
-    ObjectRow { size: Some(size.bytes), size_source: Some(size.source.clone()), observed: Some(side(eager)), eager: Some(side(eager)), lazy: Some(side(lazy)) }
+    ObjectRow {
+        size: Some(size.slab_size),
+        size_source: Some(size.source.clone()),
+        observed: Some(side(eager)),
+        eager: Some(side(eager)),
+        lazy: Some(side(lazy)),
+    }
 }
 
 fn histograms(r: &Report) -> Histograms {

@@ -51,7 +51,20 @@ fn side(f: &Flow, size: u64) -> Side {
     Side { objects: n, bytes: n * size as i64, allocs: Some(f.alloc), frees: Some(f.free) }
 }
 
-fn row(kind: &str, size: u64, observed: &Flows, eager: &Option<Flows>, lazy: &Option<Flows>) -> ObjectRow {
+/// Bytes per `kind` and where they came from: `sizes.KIND` is `lazyvma_model::sizes::Size`
+/// (`{object_size, slab_size, source}`, bytes = slab_size, as a snapshot prices them); a
+/// trace JSON from before it has the bare object_size there, which was its bytes then.
+fn size(v: &Value, kind: &str) -> Result<(u64, String), String> {
+    match at(v, &["sizes", kind]) {
+        None => return Err(format!("no `sizes.{kind}`")),
+        Some(n) if n.is_number() => return Ok((u(v, &["sizes", kind])?, format!("/sys/kernel/slab/{kind}/object_size (trace)"))),
+        Some(_) => {}
+    }
+    let source = at(v, &["sizes", kind, "source"]).and_then(Value::as_str).ok_or_else(|| format!("no `sizes.{kind}.source`"))?;
+    Ok((u(v, &["sizes", kind, "slab_size"])?, source.to_string()))
+}
+
+fn row(kind: &str, (size, source): (u64, String), observed: &Flows, eager: &Option<Flows>, lazy: &Option<Flows>) -> ObjectRow {
     let pick = |f: &Flows| {
         if kind == "anon_vma" {
             f.anon_vma
@@ -61,7 +74,7 @@ fn row(kind: &str, size: u64, observed: &Flows, eager: &Option<Flows>, lazy: &Op
     };
     ObjectRow {
         size: Some(size),
-        size_source: Some(format!("/sys/kernel/slab/{kind}/object_size (trace)")),
+        size_source: Some(source),
         observed: Some(side(&pick(observed), size)),
         eager: eager.as_ref().map(|f| side(&pick(f), size)),
         lazy: lazy.as_ref().map(|f| side(&pick(f), size)),
@@ -194,7 +207,8 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         notes.push("the trace JSON has no wall-clock start: timeline times are ms since the trace started".into());
     }
     let host = at(v, &["host"]).and_then(Value::as_str).unwrap_or("unknown (not recorded)").to_string();
-    let sizes = Pair { anon_vma: u(v, &["sizes", "anon_vma"])?, anon_vma_chain: u(v, &["sizes", "anon_vma_chain"])? };
+    let (av_size, avc_size) = (size(v, "anon_vma")?, size(v, "anon_vma_chain")?);
+    let sizes = Pair { anon_vma: av_size.0, anon_vma_chain: avc_size.0 };
     let observed = flows(v, "observed")?.ok_or("no `observed`")?;
     let (eager, lazy) = (flows(v, "eager")?, flows(v, "lazy")?);
     if eager.is_none() && lazy.is_none() {
@@ -239,8 +253,8 @@ pub fn convert(v: &Value) -> Result<Value, String> {
         span: Span { start_unix_ms: start, end_unix_ms: end, elapsed_ms: elapsed_ms as f64 },
         objects: Objects {
             vm_area_struct: ObjectRow::default(),
-            anon_vma_chain: row("anon_vma_chain", sizes.anon_vma_chain, &observed, &eager, &lazy),
-            anon_vma: row("anon_vma", sizes.anon_vma, &observed, &eager, &lazy),
+            anon_vma_chain: row("anon_vma_chain", avc_size, &observed, &eager, &lazy),
+            anon_vma: row("anon_vma", av_size, &observed, &eager, &lazy),
         },
         rules,
         rmap: BTreeMap::from([("walks".into(), rmap_walks), ("lock_wait_events".into(), lock_waits)]),
@@ -279,6 +293,22 @@ mod tests {
             "by_cgroup": [{ "path": "/a", "id": 7, "processes": 2, "anon_vma": af(6, 6), "anon_vma_chain": af(12, 12),
                             "eager": { "anon_vma": af(6, 6), "anon_vma_chain": af(12, 12) }, "lazy": { "anon_vma": af(2, 2), "anon_vma_chain": af(4, 4) } }],
         })
+    }
+
+    /// Today's `sizes`: bytes are the slab slot with its source, as a snapshot's rows say;
+    /// the test above keeps an older trace JSON's bare object_size readable.
+    #[test]
+    fn sizes_are_slab_slots_with_their_source() {
+        let af = |a: u64, f: u64| json!({ "alloc": a, "free": f });
+        let mut t = trace(json!({ "anon_vma": af(6, 6), "anon_vma_chain": af(12, 12) }), Value::Null);
+        t["sizes"] = serde_json::to_value(lazyvma_model::sizes::Sizes::spec_x86_64()).unwrap();
+        let d: Doc = serde_json::from_value(convert(&t).unwrap()).unwrap();
+        let av = &d.objects.anon_vma;
+        assert_eq!((av.size, av.observed.as_ref().map(|s| s.bytes)), (Some(104), Some(6 * 104)));
+        assert_eq!(av.size_source.as_deref(), Some("spec §4.3 (x86_64 slab slot; no slab or BTF readable)"));
+        assert_eq!(d.objects.anon_vma_chain.size, Some(64));
+        t["sizes"]["anon_vma"] = json!({ "slab_size": 104 });
+        assert_eq!(convert(&t).unwrap_err(), "no `sizes.anon_vma.source`");
     }
 
     #[test]

@@ -66,7 +66,7 @@ impl Counter {
                 self.metrics.events.malformed.inc();
             }
             EV_ALLOC => {
-                let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
+                let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
                 let ours = self.scope.contains(ev.tgid);
                 self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
                 if ours {

@@ -189,7 +189,7 @@ impl Metrics {
     /// Sets every snapshot gauge from one pass, as one step for the encoder.
     pub fn set_snapshot(&self, e: &Gauges, sizes: &Sizes, generation: i64, seconds: f64, unix_secs: f64) {
         let _g = self.pass.lock().unwrap_or_else(|e| e.into_inner());
-        let size = [("anon_vma", sizes.anon_vma.bytes), ("anon_vma_chain", sizes.anon_vma_chain.bytes)];
+        let size = [("anon_vma", sizes.anon_vma.slab_size), ("anon_vma_chain", sizes.anon_vma_chain.slab_size)];
         for (model, c) in [("eager", e.eager), ("lazy", e.lazy)] {
             for ((object, bytes), n) in size.into_iter().zip([c.anon_vma, c.anon_vma_chain]) {
                 let l = ObjectLabels { object, model };
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn incomplete_processes_are_exposed() {
         let m = Metrics::new(vec![], vec![]);
-        let size = |bytes| crate::snapshot::Size { bytes, source: String::new() };
+        let size = |slab_size| lazyvma_model::sizes::Size { object_size: slab_size, slab_size, source: String::new() };
         let sizes = Sizes { anon_vma: size(88), anon_vma_chain: size(64), vm_area_struct: size(200) };
         let g = Gauges {
             eager: Counts::default(),

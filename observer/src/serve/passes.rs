@@ -4,6 +4,7 @@ use super::{
     scope::Scope,
 };
 use crate::snapshot::{self, Report};
+use lazyvma_model::sizes::Sizes;
 use lazyvma_model::snapshot::Counts;
 use std::{
     path::PathBuf,
@@ -16,6 +17,8 @@ use std::{
 
 pub struct Passes {
     pub btf: Option<PathBuf>,
+    /// Read once at serve's start: every pass prices with them.
+    sizes: Sizes,
     pub interval: Duration,
     pub metrics: Arc<Metrics>,
     scope: Arc<Scope>,
@@ -62,8 +65,8 @@ fn gauges(r: &Report) -> Gauges {
 }
 
 impl Passes {
-    pub fn new(btf: Option<PathBuf>, interval: Duration, metrics: Arc<Metrics>, scope: Arc<Scope>) -> Passes {
-        Passes { btf, interval, metrics, scope, generation: 0 }
+    pub fn new(btf: Option<PathBuf>, sizes: Sizes, interval: Duration, metrics: Arc<Metrics>, scope: Arc<Scope>) -> Passes {
+        Passes { btf, sizes, interval, metrics, scope, generation: 0 }
     }
 
     /// One whole-system pass, restricted to the scope; the gauges change only if it succeeds.
@@ -71,7 +74,7 @@ impl Passes {
         let t0 = Instant::now();
         let pids = self.scope.pids();
         // Streamed: no VMA is kept, the scope's states come per process.
-        let snap = snapshot::run(self.btf.as_deref(), pids.as_deref(), false, false)?;
+        let snap = snapshot::run(self.btf.as_deref(), &self.sizes, pids.as_deref(), false, false)?;
         let secs = t0.elapsed().as_secs_f64();
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.generation += 1;
@@ -100,22 +103,18 @@ impl Passes {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{
-        decode::{Cut, PassStats},
-        Size, Sizes,
-    };
+    use crate::snapshot::decode::{Cut, PassStats};
     use lazyvma_model::snapshot::{Estimate, ProcessEstimate};
 
     fn report(selected: bool) -> Report {
         let p = |pid| ProcessEstimate { pid, comm: String::new(), vmas: 256, eager: Counts::default(), lazy: Counts::default() };
         let cut = |pid, vmas_seen, map_count| Cut { pid, tid: pid, vmas_seen, map_count, why: "steps" };
-        let size = || Size { bytes: 64, source: String::new() };
         let estimate = Estimate { processes: vec![p(10), p(20), p(30)], ..Default::default() };
         Report {
             shown: if selected { vec![p(10), p(30)] } else { estimate.processes.clone() },
             estimate,
             selected,
-            sizes: Sizes { anon_vma: size(), anon_vma_chain: size(), vm_area_struct: size() },
+            sizes: Sizes::spec_x86_64(),
             slab: vec![],
             stats: PassStats { cut: vec![cut(10, 256, 2013), cut(20, 300, 400)], ..Default::default() },
             elapsed_ms: 0.0,

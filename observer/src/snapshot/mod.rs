@@ -14,19 +14,7 @@ use std::path::Path;
 use crate::load::btf::{Btf, Offsets};
 use crate::sys;
 
-/// Bytes per object and where the number came from.
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Size {
-    pub bytes: u64,
-    pub source: String,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Sizes {
-    pub anon_vma: Size,
-    pub anon_vma_chain: Size,
-    pub vm_area_struct: Size,
-}
+pub use lazyvma_model::sizes::Sizes;
 
 /// What `/sys/kernel/slab` says, beside our count.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -68,15 +56,6 @@ impl Report {
     }
 }
 
-/// Slot size of the slab cache when readable (what /proc/slabinfo's "active KB" uses),
-/// else `sizeof` from BTF.
-fn size(cache: &str, btf_size: u64) -> Size {
-    match sys::slab_cache(cache) {
-        Ok(c) => Size { bytes: c.slab_size, source: format!("/sys/kernel/slab/{cache}/slab_size") },
-        Err(_) => Size { bytes: btf_size, source: format!("BTF sizeof(struct {cache})") },
-    }
-}
-
 fn slab_check(cache: &str) -> SlabCheck {
     match sys::slab_cache(cache) {
         Ok(c) => SlabCheck {
@@ -91,14 +70,14 @@ fn slab_check(cache: &str) -> SlabCheck {
 
 /// Bytes the lazy design would not hold for this process.
 pub fn savings(p: &ProcessEstimate, s: &Sizes) -> i64 {
-    let b = |c: &Counts| (c.anon_vma * s.anon_vma.bytes + c.anon_vma_chain * s.anon_vma_chain.bytes) as i64;
+    let b = |c: &Counts| s.rmap_bytes(c.anon_vma, c.anon_vma_chain) as i64;
     b(&p.eager) - b(&p.lazy)
 }
 
 /// `pids`: `None` = every process. A selected pid the pass did not see (a kernel thread,
 /// or gone meanwhile) is listed with zeros. `with_vmas`: keep the shown processes' VMAs;
-/// `topology`: keep the whole topology.
-pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topology: bool) -> anyhow::Result<Report> {
+/// `topology`: keep the whole topology. `sizes`: `load::sizes::load`'s, read once per run.
+pub fn run(btf_path: Option<&Path>, sizes: &Sizes, pids: Option<&[u32]>, with_vmas: bool, topology: bool) -> anyhow::Result<Report> {
     let t0 = std::time::Instant::now();
     // Our BTF parse is gone before aya's: one copy of vmlinux's BTF at a time.
     let offsets = Offsets::resolve(&Btf::load(btf_path)?)?;
@@ -164,11 +143,7 @@ pub fn run(btf_path: Option<&Path>, pids: Option<&[u32]>, with_vmas: bool, topol
     let estimate = streamed.estimate.clone();
     let elapsed_ms = t0.elapsed().as_secs_f64() * 1e3;
 
-    let sizes = Sizes {
-        anon_vma: size("anon_vma", offsets.size_anon_vma),
-        anon_vma_chain: size("anon_vma_chain", offsets.size_anon_vma_chain),
-        vm_area_struct: size("vm_area_struct", offsets.size_vm_area_struct),
-    };
+    let sizes = sizes.clone();
     let mut shown: Vec<ProcessEstimate> = match pids {
         None => estimate.processes.clone(),
         Some(pids) => pids

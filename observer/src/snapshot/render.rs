@@ -24,8 +24,8 @@ fn counts_json(c: &Counts, s: &Sizes) -> Value {
     json!({
         "anon_vma": c.anon_vma,
         "anon_vma_chain": c.anon_vma_chain,
-        "anon_vma_kb": kb(c.anon_vma, s.anon_vma.bytes),
-        "anon_vma_chain_kb": kb(c.anon_vma_chain, s.anon_vma_chain.bytes),
+        "anon_vma_kb": kb(c.anon_vma, s.anon_vma.slab_size),
+        "anon_vma_chain_kb": kb(c.anon_vma_chain, s.anon_vma_chain.slab_size),
     })
 }
 
@@ -65,7 +65,7 @@ pub fn json(r: &Report, top: Option<usize>) -> Value {
             "eager": counts_json(&e.eager, s),
             "lazy": counts_json(&e.lazy, s),
             "vm_area_struct": e.vmas,
-            "vm_area_struct_kb": kb(e.vmas, s.vm_area_struct.bytes),
+            "vm_area_struct_kb": kb(e.vmas, s.vm_area_struct.slab_size),
         },
         "vma_states": {"none": e.states[0], "lazy": e.states[1], "tree": e.states[2], "tree_parent": e.states[3]},
         "truncated_vmas": e.truncated_vmas,
@@ -97,9 +97,9 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
     let _ = writeln!(o, "Whole system, now (EAGER) and under ANON_VMA_LAZY (default knobs):\n");
     let _ = writeln!(o, "Object | Before (KB) | After (KB) | Change");
     let rows = [
-        ("vm_area_struct", e.vmas, e.vmas, s.vm_area_struct.bytes),
-        ("anon_vma_chain", e.eager.anon_vma_chain, e.lazy.anon_vma_chain, s.anon_vma_chain.bytes),
-        ("anon_vma", e.eager.anon_vma, e.lazy.anon_vma, s.anon_vma.bytes),
+        ("vm_area_struct", e.vmas, e.vmas, s.vm_area_struct.slab_size),
+        ("anon_vma_chain", e.eager.anon_vma_chain, e.lazy.anon_vma_chain, s.anon_vma_chain.slab_size),
+        ("anon_vma", e.eager.anon_vma, e.lazy.anon_vma, s.anon_vma.slab_size),
     ];
     for (name, before, after, bytes) in rows {
         let (b, a) = (kb(before, bytes), kb(after, bytes));
@@ -107,7 +107,7 @@ pub fn text(r: &Report, top: Option<usize>) -> String {
     }
     let _ = writeln!(o, "\nObject | Before (objects) | After (objects) | bytes each (from)");
     for ((name, before, after, _), size) in rows.iter().zip([&s.vm_area_struct, &s.anon_vma_chain, &s.anon_vma]) {
-        let _ = writeln!(o, "{name} | {before} | {after} | {} ({})", size.bytes, size.source);
+        let _ = writeln!(o, "{name} | {before} | {after} | {} ({})", size.slab_size, size.source);
     }
     let _ = writeln!(o, "\nVMAs by lazy state: none {}, lazy {}, tree {}, tree_parent {}", e.states[0], e.states[1], e.states[2], e.states[3]);
     let _ = writeln!(

@@ -59,7 +59,7 @@ impl ByCgroup {
 
     /// Rows by bytes allocated, largest first; past the cap summed into `other`. Every
     /// counted event is in one (process, phase) row, so the rows sum to the totals.
-    pub fn rows(&self, tally: &Tally, sizes: Sizes) -> Vec<Row> {
+    pub fn rows(&self, tally: &Tally, sizes: &Sizes) -> Vec<Row> {
         let mut rows: Vec<Row> = self.cgroups.iter().map(|m| Row { path: m.path.clone(), id: m.id, procs: vec![], observed: Counts::default() }).collect();
         for (proc, &i) in self.of_proc.iter().enumerate() {
             rows[i].procs.push(proc);
@@ -67,7 +67,7 @@ impl ByCgroup {
         for ph in &tally.phases {
             add(&mut rows[self.of_proc[ph.proc]].observed, &ph.counts);
         }
-        let bytes = |r: &Row| r.observed.anon_vma.alloc * sizes.anon_vma + r.observed.anon_vma_chain.alloc * sizes.anon_vma_chain;
+        let bytes = |r: &Row| sizes.rmap_bytes(r.observed.anon_vma.alloc, r.observed.anon_vma_chain.alloc);
         rows.sort_by(|a, b| bytes(b).cmp(&bytes(a)).then_with(|| a.path.cmp(&b.path)));
         let other = Row { path: OTHER.into(), id: 0, procs: vec![], observed: Counts::default() };
         cgroup::fold_other(rows, self.cap, other, |o, r| {
@@ -131,7 +131,7 @@ mod tests {
                 t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), At { proc, tgid: 10 + proc as u32, phase: None });
             }
         }
-        let rows = by.rows(&t, Sizes { anon_vma: 96, anon_vma_chain: 64 });
+        let rows = by.rows(&t, &Sizes::spec_x86_64());
         let v: Vec<(&str, usize, u64)> = rows.iter().map(|r| (r.path.as_str(), r.procs.len(), r.observed.anon_vma.alloc)).collect();
         assert_eq!(v, [("/a", 2, 3), ("other", 2, 2)]);
         assert_eq!(rows.iter().map(|r| r.observed.anon_vma.alloc).sum::<u64>(), t.total.anon_vma.alloc);

@@ -670,10 +670,10 @@ impl Feed {
 
     /// A `kmem_cache_alloc` from `__anon_vma_prepare` and the VMA it prepares (x86: the
     /// fault address comes from the `exceptions` tracepoints).
-    pub fn prepare(&mut self, tree: &Tree, sizes: Sizes, ev: &PrepareVma) {
+    pub fn prepare(&mut self, tree: &Tree, sizes: &Sizes, ev: &PrepareVma) {
         self.touched(ev.tgid, "a first fault (anon_vma_prepare)");
         // One prepare allocates its anon_vma_chain first, then maybe an anon_vma.
-        if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
+        if self.from_hooks || ev.bytes_req != sizes.anon_vma_chain.object_size || !tree.procs.iter().any(|p| p.tgid == ev.tgid && !p.exited) {
             return;
         }
         let p = self.pairing.entry(ev.pid).or_default();
@@ -1192,7 +1192,10 @@ impl Feed {
 mod tests {
     use super::*;
 
-    const S: Sizes = Sizes { anon_vma: 96, anon_vma_chain: 64 };
+    /// Spec §4.3's x86_64 sizes: object_size 96/64, slab_size 104/64.
+    fn s() -> Sizes {
+        Sizes::spec_x86_64()
+    }
     const MAP_PRIVATE_ANON: u64 = 0x22;
 
     fn sys(tgid: u32, slot: usize, args: [u64; 6], ret: i64) -> SyscallEvent {
@@ -1341,7 +1344,7 @@ mod tests {
         tree.marker(100, 2);
         f.prepare_counted(&tree, 101, Feed::at(&tree, 0));
         tree.marker(100, 3);
-        f.prepare(&tree, S, &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
+        f.prepare(&tree, &s(), &PrepareVma { pid: 101, ..prep(100, 0x1_0000_0000, Some((0x1_0000_0000, 0x1_0000_4000, 3))) });
         let rows: Vec<_> = f.rows.iter().map(|r| (r.phase, r.eager.anon_vma.alloc)).collect();
         assert_eq!(rows, [(Some(2), 1)]);
     }
@@ -1358,7 +1361,7 @@ mod tests {
         f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
         f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
         for v in [a, b] {
-            f.prepare(&tree, S, &prep(100, v, Some((v, v + PAGE_SIZE, VM_READ | VM_WRITE))));
+            f.prepare(&tree, &s(), &prep(100, v, Some((v, v + PAGE_SIZE, VM_READ | VM_WRITE))));
         }
         f.finish(&tree, 0, &[]);
         assert_eq!((f.eager.anon_vma.alloc, f.eager.anon_vma_chain.alloc, f.coverage.faults_not_placed), (2, 2, 0));
@@ -1375,7 +1378,7 @@ mod tests {
         let a = 0x1_0000_0000u64;
         f.syscall(&tree, &sys(100, SYS_MMAP, [a, 4 * PAGE_SIZE, 3, MAP_PRIVATE_ANON | 0x10, u64::MAX, 0], a as i64));
         f.prepare_counted(&tree, 100, Feed::at(&tree, 0));
-        f.prepare(&tree, S, &prep(100, a, Some((a, a + 4 * PAGE_SIZE, VM_READ | VM_WRITE))));
+        f.prepare(&tree, &s(), &prep(100, a, Some((a, a + 4 * PAGE_SIZE, VM_READ | VM_WRITE))));
         let call = |f: &mut Feed, slot, args: [u64; 6], ret: u64| f.syscall(&tree, &sys(100, slot, args, ret as i64));
         call(&mut f, SYS_MADVISE, [a + PAGE_SIZE, PAGE_SIZE, 14, 0, 0, 0], 0);
         call(&mut f, SYS_MADVISE, [a, 4 * PAGE_SIZE, 15, 0, 0, 0], 0);
@@ -1587,8 +1590,8 @@ mod tests {
 
     /// Both records of one prepare: the VMA, then the slab tally's count (AVC only).
     fn prepare(f: &mut Feed, tree: &Tree, ev: &PrepareVma) {
-        f.prepare(tree, S, ev);
-        if ev.bytes_req == S.anon_vma_chain {
+        f.prepare(tree, &s(), ev);
+        if ev.bytes_req == s().anon_vma_chain.object_size {
             let proc = tree.procs.iter().rposition(|p| p.tgid == ev.tgid).unwrap();
             f.prepare_counted(tree, ev.pid, Feed::at(tree, proc));
         }

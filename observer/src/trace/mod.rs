@@ -205,7 +205,7 @@ impl Tracer {
             }
             Some(Record::Prepare(ev)) => {
                 if let Some(f) = self.feed.as_mut() {
-                    f.prepare(&self.tree, self.sizes, &ev);
+                    f.prepare(&self.tree, &self.sizes, &ev);
                 }
             }
             Some(Record::Ksm(ev)) => self.kernel_event(ksm::tracepoint_op(&ev)),
@@ -385,7 +385,7 @@ impl Tracer {
 
     fn alloc(&mut self, ev: &TraceEvent, ctx: u32) {
         let Some(proc) = self.tree.traced(ev.tgid) else { return };
-        let kind = Live::alloc_kind(self.sizes, ev.bytes_req);
+        let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
         let why = reason::of(ctx, ev.arg, true, self.frames(ev), &self.syms);
         self.failed_forks.alloc(ev.pid, &why, kind);

@@ -178,7 +178,7 @@ pub fn live_now(f: &Feed) -> [i64; 4] {
 /// Bytes of live anon_vma + anon_vma_chain objects eager holds beyond lazy.
 fn saved(f: &Feed, s: &Sizes) -> i64 {
     let l = live_now(f);
-    (l[0] - l[2]) * s.anon_vma as i64 + (l[1] - l[3]) * s.anon_vma_chain as i64
+    (l[0] - l[2]) * s.anon_vma.slab_size as i64 + (l[1] - l[3]) * s.anon_vma_chain.slab_size as i64
 }
 
 pub const LIVE_HEAD: &str = "eager AV   AVC   lazy AV   AVC   saved B";
@@ -206,7 +206,7 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
         out,
         "{:<28} {av} anon_vma + {avc} anon_vma_chain allocations ({} B); {} B of live objects now",
         "lazy saves",
-        av * sizes.anon_vma as i64 + avc * sizes.anon_vma_chain as i64,
+        av * sizes.anon_vma.slab_size as i64 + avc * sizes.anon_vma_chain.slab_size as i64,
         saved(f, sizes)
     )?;
     if !f.rows.is_empty() {

@@ -148,7 +148,17 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
     let ctl = crate::escape::ctl;
     writeln!(out, "lazyvma trace: {}; {} ms on {}", ctl(&what), r.elapsed_ms, ctl(&r.kernel))?;
     let sizes: &Sizes = &t.sizes;
-    writeln!(out, "objects by call_site; anon_vma {} B, anon_vma_chain {} B (object_size)", sizes.anon_vma, sizes.anon_vma_chain)?;
+    // Kinds are told by object_size (bytes_req); bytes are slab slots, as every command prices them.
+    let (av, avc) = (&sizes.anon_vma, &sizes.anon_vma_chain);
+    writeln!(
+        out,
+        "objects by call_site; bytes per slab slot: anon_vma {} B ({}), anon_vma_chain {} B; kinds by object_size {} B, {} B",
+        av.slab_size,
+        ctl(&av.source),
+        avc.slab_size,
+        av.object_size,
+        avc.object_size
+    )?;
     writeln!(out, "\n{:<28} {HEAD}", "observed")?;
     writeln!(out, "{:<28} {}", "total", af(&t.tally.total))?;
     let u = t.tally.total.unclassified;

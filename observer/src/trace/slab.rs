@@ -1,6 +1,6 @@
 //! Attribution of slab events to anon_vma / anon_vma_chain, to a function, a reason and the
-//! (process, phase) they happened in. At alloc the kind is the object size (the caches'
-//! object_size from /sys/kernel/slab); at free it is what the same pointer was allocated as,
+//! (process, phase) they happened in. At alloc the kind is `bytes_req`, the caches'
+//! object_size (`lazyvma_model::sizes`; bytes are priced at slab_size); at free it is what the same pointer was allocated as,
 //! or, for objects allocated before the trace began, what the freeing function frees.
 use lazyvma_model::trace_abi::{agg_key, TallyKey, FN_COUNT, FN_PUT, FN_UNLINK};
 use std::collections::{BTreeMap, HashMap};
@@ -46,22 +46,18 @@ impl Counts {
     }
 }
 
-/// `object_size` of the two caches (96 and 64 on x86_64 and arm64).
-#[derive(Clone, Copy, Debug, serde::Serialize)]
-pub struct Sizes {
-    pub anon_vma: u64,
-    pub anon_vma_chain: u64,
-}
+pub use lazyvma_model::sizes::Sizes;
 
 /// The objects allocated during the trace and not yet freed: pointer → (kind, process).
 #[derive(Default)]
 pub struct Live(HashMap<u64, (Kind, usize)>);
 
 impl Live {
-    pub fn alloc_kind(sizes: Sizes, bytes_req: u64) -> Kind {
+    /// By `object_size` (what `bytes_req` is), never slab_size: 96 and 104 differ for anon_vma.
+    pub fn alloc_kind(sizes: &Sizes, bytes_req: u64) -> Kind {
         match bytes_req {
-            b if b == sizes.anon_vma => Kind::AnonVma,
-            b if b == sizes.anon_vma_chain => Kind::AnonVmaChain,
+            b if b == sizes.anon_vma.object_size => Kind::AnonVma,
+            b if b == sizes.anon_vma_chain.object_size => Kind::AnonVmaChain,
             _ => Kind::Unclassified,
         }
     }
@@ -308,14 +304,17 @@ mod tests {
     use super::*;
     use lazyvma_model::trace_abi::{FN_CLONE, FN_PREPARE};
 
-    const S: Sizes = Sizes { anon_vma: 96, anon_vma_chain: 64 };
+    /// Spec §4.3's x86_64 sizes: object_size 96/64, slab_size 104/64.
+    fn s() -> Sizes {
+        Sizes::spec_x86_64()
+    }
 
     #[test]
     fn kinds_by_size_then_by_pointer_then_by_function() {
         let mut live = Live::default();
-        assert_eq!(Live::alloc_kind(S, 96), Kind::AnonVma);
-        assert_eq!(Live::alloc_kind(S, 64), Kind::AnonVmaChain);
-        assert_eq!(Live::alloc_kind(S, 128), Kind::Unclassified);
+        assert_eq!(Live::alloc_kind(&s(), 96), Kind::AnonVma);
+        assert_eq!(Live::alloc_kind(&s(), 64), Kind::AnonVmaChain);
+        assert_eq!(Live::alloc_kind(&s(), 128), Kind::Unclassified);
         live.alloc(0x10, Kind::AnonVmaChain, 2);
         // A free in __anon_vma_prepare (lost race) of a seen object keeps its kind.
         assert_eq!(live.free(0x10, FN_PREPARE), (Kind::AnonVmaChain, Some(2)));
