@@ -197,3 +197,42 @@ fn stats_count_runs_and_restore_the_sysctl() {
     assert!(n(&j["bpf_stats"][&alloc]["runs"]) > 0, "{}", j["bpf_stats"]);
     sysctl_untouched(&mut before, "after both");
 }
+
+/// Over 1 M VMAs on the machine (manyvmas: 60,000 written VMAs and 16 children): the lock
+/// set's seeding pass, which outputs nothing, and `-p`'s seeding pass, which keeps nothing
+/// of the others' VMAs, walk 1 M objects without a byte and the kernel says EAGAIN
+/// (`MAX_ITER_OBJECTS`): read on. Both failed ("running the seeding pass: Resource
+/// temporarily unavailable").
+#[test]
+fn seeding_passes_read_on_past_a_million_vmas() {
+    if !common::root_or_skip("seeding_passes_read_on_past_a_million_vmas") {
+        return;
+    }
+    let mut many =
+        Command::new(WORKLOAD).args(["manyvmas", "-n", "0", "--loops", "60000", "--hold"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    let lines = BufReader::new(many.stdout.take().unwrap()).lines();
+    let mut ready = 0;
+    for l in lines {
+        if l.unwrap().starts_with("ready ") {
+            ready += 1;
+            if ready == 17 {
+                break;
+            }
+        }
+    }
+    let vmas: usize =
+        std::fs::read_dir("/proc").unwrap().filter_map(|e| std::fs::read_to_string(e.ok()?.path().join("maps")).ok()).map(|m| m.lines().count()).sum();
+    assert!(vmas > 1_000_000, "{vmas} VMAs on the machine");
+    let mut sleep = Command::new("sleep").arg("60").spawn().unwrap();
+    let out = Command::new(BIN).args(["trace", "-j", "-d", "1", "-p", &sleep.id().to_string()]).output().unwrap();
+    sleep.kill().unwrap();
+    sleep.wait().unwrap();
+    drop(many.stdin.take());
+    many.wait().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let j = report(&out.stdout);
+    assert_eq!(j["locks"]["available"], true, "{}", j["locks"]);
+    assert!(n(&j["locks"]["anon_vmas_seeded"]) > 0, "{}", j["locks"]);
+    assert_eq!(j["model"]["not_seeded"].as_object().map_or(0, |o| o.len()), 0, "{}", j["model"]);
+    assert_eq!(j["model"]["seeded"].as_array().map(Vec::len), Some(1), "{}", j["model"]);
+}

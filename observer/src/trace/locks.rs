@@ -16,10 +16,7 @@ use aya::{
 use hdrhistogram::Histogram;
 use lazyvma_model::trace_abi::{LockOffsets, TraceEvent, EV_LOCK_BEGIN, LCB_F_READ, LCB_F_WRITE, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL};
 use serde_json::{json, Value};
-use std::{
-    collections::{BTreeMap, HashMap},
-    io::Read,
-};
+use std::collections::{BTreeMap, HashMap};
 
 /// What `trace::bpf::load` injects for the lock programs.
 #[derive(Clone, Copy)]
@@ -67,8 +64,8 @@ pub fn attach(bpf: &mut Ebpf, btf: Option<&aya::Btf>) -> Result<(), String> {
     let link = it.attach().map_err(|e| format!("attaching the seeding pass: {e}"))?;
     let link = it.take_link(link).map_err(|e| format!("{e}"))?;
     let mut file = link.into_file().map_err(|e| format!("creating the seeding iterator: {e}"))?;
-    let mut sink = Vec::new();
-    file.read_to_end(&mut sink).map_err(|e| format!("running the seeding pass: {e}"))?;
+    let mut sink = [0u8; 4096];
+    while crate::snapshot::reader::read_iter(&mut file, &mut sink).map_err(|e| format!("running the seeding pass: {e}"))? > 0 {}
     Ok(())
 }
 
