@@ -3,6 +3,9 @@
 //! Field offsets come from the running kernel's BTF, injected as globals at load
 //! (Rust BPF gets no CO-RE relocations), see `offsets.rs`.
 #![no_std]
+// `atomic_cxchg`: core's atomics offer no compare-and-swap on the BPF target.
+#![feature(core_intrinsics)]
+#![allow(internal_features)]
 #![no_main]
 
 mod floor;

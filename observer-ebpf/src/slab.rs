@@ -325,7 +325,8 @@ fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, btf: bool
     let (ptr, bytes_req, bytes_alloc) = rest();
     crate::lock::remember(ptr, func, bytes_req, tgid);
     if scoped {
-        own_object(ptr, tgid);
+        // Claiming a slot takes `cmpxchg` (5.12+): the `tp_btf` programs, 6.1+.
+        own_object(ptr, tgid, btf);
     }
     let why = crate::why::why(true, func, regs, btf);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {

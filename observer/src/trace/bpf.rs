@@ -156,6 +156,16 @@ impl Aggregate {
     }
 }
 
+/// `OBJECT_SLOTS`' size and `TRACE_OBJECT_SHIFT`: twice the object set's size in slots
+/// (a power of two), where the `tp_btf` kmem programs (6.1+) claim them; else none.
+fn object_slots(used: bool, objects_max: u32) -> (u32, u64) {
+    if !used {
+        return (1, 0);
+    }
+    let slots = (u64::from(objects_max) * 2).next_power_of_two().clamp(1 << 10, 1 << 22);
+    (slots as u32, 64 - u64::from(slots.trailing_zeros()))
+}
+
 /// `TRACE_TALLY` entries (a process uses a few, one per slot and phase): 64 Ki, fewer on
 /// machines with many CPUs so the per-CPU values stay within 64 MiB.
 fn tally_entries() -> u32 {
@@ -340,6 +350,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     // The feed's prepare inside `trace_slab_alloc_btf`, if that one attaches (else the
     // classic `trace_prepare_vma`, below).
     let slab_prepare = u32::from(cfg.feed && cfg.cache_fields.is_some());
+    let (object_slots, object_shift) = object_slots(cfg.traced.is_some() && cfg.cache_fields.is_some(), cfg.objects_max);
     loader
         .override_global("TRACE_SCOPE", &scope, true)
         .override_global("TRACE_SELF_TGID", &self_tgid, true)
@@ -351,7 +362,10 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_CACHE_FIELDS", &cache_fields, true)
         .override_global("TRACE_SLAB_PREPARE", &slab_prepare, true)
         .map_max_entries("TRACE_TALLY", cfg.aggregate.map_or(1, |a| a.tally_entries.max(1)))
-        .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 });
+        .map_max_entries("TRACE_OBJECTS", if cfg.traced.is_some() { cfg.objects_max.max(1) } else { 1 })
+        .override_global("TRACE_OBJECT_SHIFT", &object_shift, true)
+        .map_max_entries("OBJECT_SLOTS", object_slots)
+        .map_max_entries("OBJECT_OWNERS", object_slots);
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
     if let Some(t) = &cfg.traced {
         insert_traced(&mut bpf, t)?;
@@ -714,6 +728,14 @@ mod tests {
         assert_eq!(ringbuf_mb_for(2, true), 8);
         assert_eq!(ringbuf_mb_for(32, true), 32);
         assert_eq!(ringbuf_mb_for(512, true), 64);
+    }
+
+    #[test]
+    fn object_slots_are_a_power_of_two_with_its_shift() {
+        assert_eq!(object_slots(false, 1 << 18), (1, 0));
+        assert_eq!(object_slots(true, 1 << 18), (1 << 19, 45));
+        assert_eq!(object_slots(true, 100_000), (1 << 18, 46));
+        assert_eq!(object_slots(true, 1), (1 << 10, 54));
     }
 
     #[test]
