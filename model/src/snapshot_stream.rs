@@ -61,9 +61,23 @@ impl Index {
         Index { keys: vec![0; slots], vals: vec![0; slots], len: 0 }
     }
 
-    /// The hash's high bits scaled to the slot count (no power of two needed).
+    /// The hash of the key's 4 KiB page, its high bits scaled to the slot count (no power of
+    /// two needed), then the key's place in its page in 64-byte steps: the keys of one page
+    /// share a window of 64 slots. anon_vmas are slab objects (104 bytes here, 39 to a page)
+    /// allocated together for VMAs next to each other (one after the other as a process
+    /// writes them, all at once at fork), and the pass meets them in the same order: a page's
+    /// lookups fall in a few cache lines instead of one miss each. Objects of one page
+    /// ≥ 64 bytes apart never share a slot; a probe goes on past the window as before.
     fn slot(&self, key: u64) -> usize {
-        ((u128::from(key.wrapping_mul(0x9E37_79B9_7F4A_7C15)) * self.keys.len() as u128) >> 64) as usize
+        let n = self.keys.len();
+        let page = ((u128::from((key >> 12).wrapping_mul(0x9E37_79B9_7F4A_7C15)) * n as u128) >> 64) as usize;
+        let i = page + ((key & 0xfff) >> 6) as usize;
+        // n ≥ 1024 > 63: one wrap at most.
+        if i >= n {
+            i - n
+        } else {
+            i
+        }
     }
 
     fn next(&self, i: usize) -> usize {
@@ -256,8 +270,13 @@ impl Stream {
     /// One VMA; `who` names its process (pid, comm) if its mm is new. Returns false for a
     /// duplicate (dropped).
     pub fn vma(&mut self, v: &VmaIn, who: impl FnOnce() -> (u32, String)) -> bool {
-        let (m, new) = match self.mms.get(&v.mm) {
-            Some(&m) => (m, false),
+        // The current run's mm (most VMAs) needs no hashing: its process is the run's.
+        let known = match (self.cur, self.runs.last()) {
+            (Some((_, mm, _)), Some(&(m, _))) if mm == v.mm => Some(m),
+            _ => self.mms.get(&v.mm).copied(),
+        };
+        let (m, new) = match known {
+            Some(m) => (m, false),
             None => {
                 let (pid, comm) = who();
                 self.procs.push(Proc { pid, comm, vmas: 0, eager_avc: 0, lazy_avc: 0, truncated: 0, seen: None });
