@@ -60,6 +60,10 @@ enum Cmd {
 
 /// One line per error, whatever RUST_BACKTRACE says: the cause chain is the message.
 fn main() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == bench::proc::PEAK_RSS) {
+        bench::proc::peak_rss_main(&args[2..]);
+    }
     if let Err(e) = dispatch(Cli::parse().cmd) {
         eprintln!("xtask: {e:#}");
         std::process::exit(1);

@@ -74,15 +74,107 @@ fn read<T: Copy>(bytes: &[u8]) -> T {
 ///
 /// `ahead` is shown every chain entry's anon_vma of a read before any of its VMAs is
 /// handed on: a hash index can prefetch them (its lookups are the pass's cache misses).
-pub fn each_vma(mut src: impl Read, stats: &mut PassStats, mut ahead: impl FnMut(u64), mut f: impl FnMut(&VmaRecord, &[AvcRecord])) -> anyhow::Result<()> {
+///
+/// `src` is read on a thread of its own while the records already read are decoded here:
+/// a read of the iterator runs the BPF program over the next VMAs (the pass's kernel time,
+/// ~3/4 of it at 1 M VMAs), so the two overlap on a machine with a CPU to spare instead of
+/// adding up. At most [`CHUNKS`] reads wait, so the memory stays a few chunks whatever the
+/// pass's size.
+pub fn each_vma(src: impl Read + Send, stats: &mut PassStats, ahead: impl FnMut(u64), f: impl FnMut(&VmaRecord, &[AvcRecord])) -> anyhow::Result<()> {
+    let (full_tx, full) = std::sync::mpsc::sync_channel::<std::io::Result<(Vec<u8>, usize)>>(CHUNKS);
+    let (empty_tx, empty) = std::sync::mpsc::channel::<Vec<u8>>();
+    for _ in 0..CHUNKS + 1 {
+        // Cannot fail: the receiver is alive.
+        let _ = empty_tx.send(vec![0u8; CHUNK]);
+    }
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            let mut src = src;
+            // Ends when the stream does, on an error, or when the decoder stopped (its
+            // channel ends closed). A chunk takes several reads: one hand-over (a wake-up of
+            // the other thread) per chunk, not per 32 KiB.
+            while let Ok(mut b) = empty.recv() {
+                let (mut got, mut end) = (0, false);
+                let r = loop {
+                    match src.read(&mut b[got..]) {
+                        Ok(0) => {
+                            end = true;
+                            break Ok(got);
+                        }
+                        Ok(n) => {
+                            got += n;
+                            if b.len() - got < READ {
+                                break Ok(got);
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                };
+                let last = r.is_err() || (end && got == 0);
+                if full_tx.send(r.map(|n| (b, n))).is_err() || last {
+                    return;
+                }
+                if end {
+                    let _ = full_tx.send(Ok((Vec::new(), 0)));
+                    return;
+                }
+            }
+        });
+        // Dropped before the scope joins the reader: a decoder that stopped early (a bad
+        // record) must not leave it waiting for a buffer.
+        let (full, empty_tx) = (full, empty_tx);
+        let r = decode_chunks(|| full.recv().unwrap_or(Ok((Vec::new(), 0))), |b| drop(empty_tx.send(b)), stats, ahead, f);
+        drop((full, empty_tx));
+        r
+    })
+}
+
+/// Chunks in flight between [`each_vma`]'s reader and its decoder, and their size.
+const CHUNKS: usize = 4;
+const CHUNK: usize = 256 << 10;
+/// A read of the iterator returns at most the kernel's seq_file buffer (32 KiB); the decoder
+/// takes a chunk in pieces of this size, so the entries `ahead` prefetched are still cached
+/// when their VMAs come.
+const READ: usize = 32 << 10;
+
+/// [`each_vma`]'s decoder: `next` gives the next read (`(buffer, bytes)`, 0 bytes at the
+/// end), `done` takes its buffer back.
+fn decode_chunks(
+    mut next: impl FnMut() -> std::io::Result<(Vec<u8>, usize)>,
+    mut done: impl FnMut(Vec<u8>),
+    stats: &mut PassStats,
+    mut ahead: impl FnMut(u64),
+    mut f: impl FnMut(&VmaRecord, &[AvcRecord]),
+) -> anyhow::Result<()> {
     let err = |e: String| anyhow::anyhow!("iter/task_vma stream: {e}");
-    // The kernel hands a bpf_iter's output out a seq_file buffer (32 KB) per read.
-    let mut buf = vec![0u8; 256 << 10];
+    // A piece of a chunk, after what the previous piece left of a record (less than one).
+    let mut buf = vec![0u8; READ + 256];
     let (mut have, mut at) = (0usize, 0usize);
     let mut chain: Vec<AvcRecord> = Vec::with_capacity(lazyvma_model::abi::CHAIN_EMIT_MAX as usize);
+    // The chunk being taken: its buffer, its bytes, how far it was taken.
+    let mut cur: Option<(Vec<u8>, usize, usize)> = None;
     loop {
-        let n = src.read(&mut buf[have..]).map_err(|e| anyhow::anyhow!("reading the iter/task_vma stream: {e}"))?;
-        // What one read added (≤ 32 KB, ~2,000 entries: their lines stay in cache).
+        let n = loop {
+            match &mut cur {
+                Some((b, len, from)) if *from < *len => {
+                    let k = (*len - *from).min(READ);
+                    buf[have..have + k].copy_from_slice(&b[*from..*from + k]);
+                    *from += k;
+                    break k;
+                }
+                _ => {
+                    if let Some((b, _, _)) = cur.take() {
+                        done(b);
+                    }
+                    let (b, len) = next().map_err(|e| anyhow::anyhow!("reading the iter/task_vma stream: {e}"))?;
+                    if len == 0 {
+                        break 0;
+                    }
+                    cur = Some((b, len, 0));
+                }
+            }
+        };
+        // What one piece added (≤ 32 KB, ~2,000 entries: their lines stay in cache).
         have += n;
         let mut at_rec = 0;
         while have - at_rec >= 4 {
@@ -187,7 +279,7 @@ pub fn vma_topo(v: &VmaRecord, avcs: &[AvcRecord]) -> VmaTopo {
 }
 
 /// The whole [`Topology`] of a pass read from `src`.
-pub fn topology(src: impl Read) -> anyhow::Result<(Topology, PassStats)> {
+pub fn topology(src: impl Read + Send) -> anyhow::Result<(Topology, PassStats)> {
     let mut stats = PassStats::default();
     let mut b = TopoBuilder::default();
     each_vma(src, &mut stats, |_| {}, |v, c| b.vma(v, c))?;

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 mod bpftrace;
 mod guest;
 mod modes;
-mod proc;
+pub mod proc;
 mod snapshot;
 
 use modes::{Mode, Outcome, Sample, Workload};

@@ -155,7 +155,7 @@ pub struct Done {
     pub wall: Duration,
 }
 
-/// Runs to completion; the peak RSS is the child's own (wait4's ru_maxrss), not its children's.
+/// Runs to completion; the peak RSS is wait4's ru_maxrss: at least xtask's own (see [`run_peak`]), so only [`run_peak`]'s is the command's.
 pub fn run(cmd: &mut Command) -> Result<Done> {
     let t = Instant::now();
     let mut bg = Bg::spawn(cmd, Stream::Out)?;
@@ -178,6 +178,67 @@ pub fn run(cmd: &mut Command) -> Result<Done> {
     std::mem::forget(bg);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
     Ok(Done { code, out, err, maxrss_kib: ru.ru_maxrss as u64, wall })
+}
+
+/// The hidden argument that makes xtask [`peak_rss_main`].
+pub const PEAK_RSS: &str = "__peak-rss";
+const PEAK_LINE: &str = "xtask-peak-rss: ";
+
+/// [`run`] of `bin ARGS` with its own peak RSS. `Command::spawn` is a vfork: the child
+/// shares xtask's mm until its exec, and exec records the old mm's high-water RSS in the
+/// child's `ru_maxrss` (the kernel's exec_mmap: `setmax_mm_hiwater_rss`), so every command
+/// [`run`] started reported at least xtask's own ~120 MB (`snapshot -j` at 1 M VMAs: 121,544
+/// KiB in every run, for 58 MB of its own). Here a fresh xtask ([`peak_rss_main`], a few MB)
+/// fork()s the command, whose pre-exec copy holds only that process's anonymous pages, and
+/// reports its `ru_maxrss` and wall time on its last stderr line.
+pub fn run_peak(bin: &std::path::Path, args: &[&str]) -> Result<Done> {
+    let me = std::env::current_exe().context("xtask's own path")?;
+    let mut d = run(Command::new(me).arg(PEAK_RSS).arg(bin).args(args))?;
+    let at = d.err.rfind(PEAK_LINE).with_context(|| format!("no peak line from {}: {}", bin.display(), d.err.trim()))?;
+    let line = d.err[at + PEAK_LINE.len()..].trim().to_string();
+    d.err.truncate(at);
+    let num = |k: &str| line.split_whitespace().find_map(|w| w.strip_prefix(k)?.parse::<u64>().ok());
+    d.maxrss_kib = num("maxrss_kib=").context("maxrss_kib")?;
+    d.wall = Duration::from_nanos(num("wall_ns=").context("wall_ns")?);
+    Ok(d)
+}
+
+/// `xtask __peak-rss BIN ARGS..`: fork + exec BIN, wait4 it, print its peak RSS and wall
+/// time on stderr, exit with its status (see [`run_peak`]).
+pub fn peak_rss_main(args: &[std::ffi::OsString]) -> ! {
+    use std::os::unix::ffi::OsStrExt;
+    let argv: Vec<std::ffi::CString> = args.iter().filter_map(|a| std::ffi::CString::new(a.as_bytes()).ok()).collect();
+    if argv.is_empty() || argv.len() != args.len() {
+        eprintln!("{PEAK_RSS}: a program and its arguments, without NUL bytes");
+        std::process::exit(2);
+    }
+    let mut ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    ptrs.push(std::ptr::null());
+    let t = Instant::now();
+    // SAFETY: this process has one thread; the child calls only execv and _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            libc::execv(ptrs[0], ptrs.as_ptr());
+            libc::_exit(127);
+        }
+    }
+    if pid < 0 {
+        eprintln!("{PEAK_RSS}: fork: {}", std::io::Error::last_os_error());
+        std::process::exit(2);
+    }
+    let mut status = 0;
+    // SAFETY: a zeroed rusage is valid; wait4 fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    while unsafe { libc::wait4(pid, &mut status, 0, &mut ru) } != pid {
+        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            eprintln!("{PEAK_RSS}: wait4: {}", std::io::Error::last_os_error());
+            std::process::exit(2);
+        }
+    }
+    let wall = t.elapsed();
+    eprintln!("{PEAK_LINE}maxrss_kib={} wall_ns={}", ru.ru_maxrss, wall.as_nanos());
+    std::process::exit(if libc::WIFEXITED(status) { libc::WEXITSTATUS(status) } else { 128 + libc::WTERMSIG(status) });
 }
 
 /// `key=value` of a `done ...` line.

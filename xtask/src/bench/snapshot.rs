@@ -57,7 +57,7 @@ pub fn measure(builds: &[(String, PathBuf)], workload: &Path, vmas: usize, round
     let mut err = None;
     'rounds: for _ in 0..rounds {
         for ((_, bin), row) in builds.iter().zip(per.iter_mut()) {
-            let d = proc::run(Command::new(bin).args(["snapshot", "-j"]))?;
+            let d = proc::run_peak(bin, &["snapshot", "-j"])?;
             if d.code != Some(0) {
                 err = Some(format!("{} snapshot -j failed ({:?}): {}", bin.display(), d.code, d.err.trim()));
                 break 'rounds;
