@@ -105,7 +105,15 @@ impl Running {
 
 /// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
 /// every candidate unseeded with the reason; nothing here stops the trace.
-pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, markers: bool) -> Running {
+/// What the pass loads its iterator with, from the trace's `load::facts` (no parse of its own).
+pub struct Facts {
+    /// The offset globals; `Err`: why our BTF parse gave none.
+    pub offsets: Result<crate::load::btf::Offsets, String>,
+    /// aya's parse; `None`: the reader parses (and words the failure) itself.
+    pub btf: Option<std::sync::Arc<aya::Btf>>,
+}
+
+pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, facts: Facts, markers: bool) -> Running {
     let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
     let mut p = Pending {
         tgid: std::process::id(),
@@ -126,7 +134,7 @@ pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&P
     let handle = std::thread::Builder::new()
         .name("lazyvma-seed".into())
         .spawn(move || {
-            pass(&mut p, args, btf_path.as_deref(), markers);
+            pass(&mut p, args, btf_path.as_deref(), facts, markers);
             p
         })
         .expect("spawning the seeding thread");
@@ -144,14 +152,14 @@ fn syscall_args(loaded: &mut Loaded) -> Args {
     Ok(aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(aya::maps::MapData::from_id(id)?)?)?)
 }
 
-fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
+fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, markers: bool) {
     if !markers {
         let why = "syscalls:sys_enter_madvise not attached: the snapshot cannot be placed in the record stream";
         p.reasons = p.candidates.iter().map(|&t| (t, why.to_string())).collect();
         return;
     }
     // The verifier's part before the start marker: the window holds only the pass itself.
-    let loaded_iter = load(btf_path);
+    let loaded_iter = load(btf_path, facts);
     let t0 = std::time::Instant::now();
     marker(START);
     for &t in &p.candidates {
@@ -207,10 +215,11 @@ fn trim() {
     }
 }
 
-fn load(btf_path: Option<&Path>) -> anyhow::Result<aya::Ebpf> {
-    let offsets = crate::load::btf::Offsets::resolve(&crate::load::btf::Btf::load(btf_path)?)?;
+/// `facts` goes when this returns: the BTF is not held through the pass.
+fn load(btf_path: Option<&Path>, facts: Facts) -> anyhow::Result<aya::Ebpf> {
+    let offsets = facts.offsets.map_err(|e| anyhow::anyhow!("{e}"))?;
     // The seed builds its model from the anon_vmas' fields.
-    reader::load(&offsets, btf_path, true)
+    reader::load(&offsets, btf_path, facts.btf.as_deref(), true)
 }
 
 /// Why a thread of `tgid` may be inside a VMA change the feed will never report, if so.
