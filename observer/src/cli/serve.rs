@@ -23,6 +23,7 @@ use crate::{
         bpf::{self, Config},
         hooks,
         pids::Tree,
+        symbols::Symbols,
     },
 };
 use anyhow::{bail, Context};
@@ -145,6 +146,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         fexit_args: [lazyvma_model::hook_abi::FEXIT_RET_HELPER; lazyvma_model::hook_abi::FEXIT_RET_PROGRAMS.len()],
     })?;
     bpf::say_fallbacks(&loaded);
+    // Only --stacks' records have frames to name: otherwise the table (~10 MB) goes now.
+    let syms = std::mem::replace(&mut kf.syms, Symbols::empty());
+    let syms = if stacks { syms } else { Symbols::empty() };
     // Members read again once the programs are attached: a fork in between is not missed.
     let scope = Arc::new(if scoped {
         let now = members(&pids, cgroup_dir.as_deref())?;
@@ -171,7 +175,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let tracer = {
-        let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), kf.syms, sizes, scope));
+        let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), syms, sizes, scope));
         std::thread::Builder::new().name("trace".into()).spawn(move || follow::run(loaded, c, m, s))?
     };
     let snapshots = with_gauges

@@ -23,7 +23,9 @@ use crate::{
         pids::Tree,
         render,
         slab::{MapStats, Sizes},
-        stats, Tracer,
+        stats,
+        symbols::Symbols,
+        Tracer,
     },
 };
 use anyhow::{bail, Context};
@@ -318,6 +320,12 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut backend = hooks::used(&facts, stacks, &outcomes);
     let lock_outcome = lock_setup.and_then(|_| locks::attach(loaded.ebpf_mut(), btf.as_deref().ok()));
     hooks::locks(&mut backend, &lock_outcome);
+    // Frames are named only for --stacks' records and the function hooks' (the rmap walk's
+    // caller), and a recording carries the symbols a replay asks for: otherwise nothing asks
+    // a name from here on, and the table (~10 MB) goes before the seeding pass.
+    let hooks_attached = outcomes.iter().any(|(_, o)| !o.functions.is_empty() || !o.tracepoints.is_empty());
+    let syms = std::mem::replace(&mut kf.syms, Symbols::empty());
+    let syms = if stacks || hooks_attached || recording.is_some() { syms } else { Symbols::empty() };
     let hooked = |name: &str| backend.iter().any(|c| c.hook == name && matches!(c.backend, Backend::Fentry | Backend::Kprobe));
     let (any_hook, rmap_hook) = (backend.iter().any(|c| matches!(c.backend, Backend::Fentry | Backend::Kprobe)), hooked("rmap"));
     let mut missing = loaded.missing.clone();
@@ -367,7 +375,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // The seeding thread takes aya's parse (this one is done with it) and drops it once its
     // iterator is loaded; without a pass it goes now.
     let seed_facts = kf.seed(btf.ok());
-    let mut tracer = Tracer::new(meta::tree(&about), kf.syms, sizes);
+    let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
     tracer.kernel_tally = kernel_tally;
     if let Some(mut w) = recording.take() {
         tracer.syms.track();

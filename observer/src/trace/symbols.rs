@@ -77,6 +77,11 @@ impl Symbols {
         Ok(Symbols { table, text: funcs, by_name, init, image, used: None })
     }
 
+    /// No symbols: for a run that never names a frame (`KernelFacts::names_frames`).
+    pub fn empty() -> Symbols {
+        Symbols { table: vec![], text: vec![], by_name: vec![], init: None, image: None, used: None }
+    }
+
     /// A replay's table: the entries a recording carried, all text symbols (only text
     /// symbols name frames) plus the section markers and the image's end. Each lookup of
     /// the recorded run answers the same: its text symbol, the next one that bounds it, and
@@ -89,7 +94,7 @@ impl Symbols {
                 s.image = s.image.and_then(|(start, _)| Some((start, image_end?)));
                 s
             }
-            Err(_) => Symbols { table: vec![], text: vec![], by_name: vec![], init: None, image: None, used: None },
+            Err(_) => Symbols::empty(),
         }
     }
 
