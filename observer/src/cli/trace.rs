@@ -372,9 +372,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
     };
     // The tracer starts from the recorded tree, as a replay's does.
-    // The seeding thread takes aya's parse (this one is done with it) and drops it once its
-    // iterator is loaded; without a pass it goes now.
-    let seed_facts = kf.seed(btf.ok());
+    // Attached: aya's parse goes before the seeding pass (`trace::seed::Facts` says why).
+    drop(btf);
+    let seed_facts = kf.seed();
     let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
     tracer.kernel_tally = kernel_tally;
     if let Some(mut w) = recording.take() {
@@ -402,8 +402,6 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let mut seeding: Seeding = None;
     if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
         seeding = Some((Some(crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, seed_facts, markers)), Held::default()));
-    } else {
-        drop(seed_facts);
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {

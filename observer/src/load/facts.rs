@@ -3,10 +3,10 @@
 //! tracepoints' record formats, and the BTF answers, ours ([`BtfFacts`]) and aya's parse.
 //!
 //! Our BTF parse is resolved into [`BtfFacts`] and dropped before aya parses the file: one
-//! parsed copy of vmlinux's BTF (~25 MB) at a time, and none of ours for the rest of the run.
-//! aya's parse is kept (`Arc`: the seeding thread loads its iterator against the same one).
+//! parsed copy at a time, and none of ours for the rest of the run. aya's parse is shared
+//! (`Arc`, never cloned) by the probes, the program load and the attaches, then dropped.
 //! Each `aya::EbpfLoader::new` still parses the running kernel's BTF once on its own (aya
-//! 0.14 has no constructor without it); every loader here swaps it for this one at once.
+//! 0.14 has no constructor without it), dropped once the object is loaded.
 use super::btf::{Btf, BtfError, Offsets};
 use crate::trace::{attach, bpf, format, symbols::Symbols};
 use lazyvma_model::{
@@ -98,10 +98,9 @@ impl KernelFacts {
         std::mem::replace(&mut self.aya_btf, Err("taken".into()))
     }
 
-    /// What the seeding pass loads its iterator with: the offsets, aya's parse shared.
-    pub fn seed(&self, btf: Option<Arc<aya::Btf>>) -> crate::trace::seed::Facts {
-        let offsets = self.btf.as_ref().map_err(Clone::clone).and_then(|b| b.offsets.clone());
-        crate::trace::seed::Facts { offsets, btf }
+    /// What the seeding pass loads its iterator with (`trace::seed::Facts`).
+    pub fn seed(&self) -> crate::trace::seed::Facts {
+        crate::trace::seed::Facts { offsets: self.btf.as_ref().map_err(Clone::clone).and_then(|b| b.offsets.clone()) }
     }
 
     pub fn context(&self) -> ContextOffsets {

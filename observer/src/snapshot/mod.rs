@@ -87,7 +87,7 @@ pub fn run(btf_path: Option<&Path>, offsets: Option<&Offsets>, sizes: &Sizes, pi
     };
     let btf_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = std::time::Instant::now();
-    let mut bpf = reader::load(&offsets, btf_path, None, topology)?;
+    let mut bpf = reader::load(&offsets, btf_path, topology)?;
     let load_ms = t1.elapsed().as_secs_f64() * 1e3;
     let anon_vma = sys::slab_cache("anon_vma").ok();
     // The slab's count sizes the index once (a merged cache counts foreign objects).

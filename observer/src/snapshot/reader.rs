@@ -33,10 +33,8 @@ impl std::error::Error for NoTaskVmaIter {}
 
 /// The object with the iterator program loaded (the verifier's part), ready to `open`.
 /// `fields`: chain entries carry their anon_vma's fields (a topology), else its address alone.
-/// `parsed`: aya's parse of `btf_path` (else the running kernel's BTF) if the caller has it
-/// (`load::facts`), else it is parsed here.
-pub fn load(offsets: &Offsets, btf_path: Option<&Path>, parsed: Option<&aya::Btf>, fields: bool) -> anyhow::Result<Ebpf> {
-    let (mut bpf, btf) = object(offsets, btf_path, parsed, fields, None)?;
+pub fn load(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow::Result<Ebpf> {
+    let (mut bpf, btf) = object(offsets, btf_path, fields, None)?;
     let prog: &mut Iter = bpf.program_mut(PROGRAM).with_context(|| format!("BPF program `{PROGRAM}` missing from the object"))?.try_into()?;
     let r = prog.load("task_vma", &btf).map_err(|e| match e {
         // 5.10 and 5.11: the iter/task walk, or say what is missing (not aya's "unknown BTF type").
@@ -48,20 +46,14 @@ pub fn load(offsets: &Offsets, btf_path: Option<&Path>, parsed: Option<&aya::Btf
         Err(Some(e)) => Err(e),
         Err(None) => {
             drop((bpf, btf));
-            load_task(offsets, btf_path, parsed, fields)
+            load_task(offsets, btf_path, fields)
         }
     }
 }
 
 /// The BPF object with this kernel's offsets, and the BTF its iterators load against.
 /// `level`: the verifier log's, when not aya's default.
-fn object<'b>(
-    offsets: &Offsets,
-    btf_path: Option<&Path>,
-    parsed: Option<&'b aya::Btf>,
-    fields: bool,
-    level: Option<aya::VerifierLogLevel>,
-) -> anyhow::Result<(Ebpf, std::borrow::Cow<'b, aya::Btf>)> {
+fn object(offsets: &Offsets, btf_path: Option<&Path>, fields: bool, level: Option<aya::VerifierLogLevel>) -> anyhow::Result<(Ebpf, aya::Btf)> {
     let sys_btf;
     let mut loader = aya::EbpfLoader::new();
     // The loader's own parse of vmlinux's BTF goes at once: one parsed copy (~25 MB) at a time.
@@ -75,16 +67,11 @@ fn object<'b>(
     let fields = u64::from(fields);
     loader.override_global("ITER_AV_FIELDS", &fields, true);
     // Our parser already read this file (snapshot::run): only aya's own refusal is left.
-    let btf = match parsed {
-        Some(b) => std::borrow::Cow::Borrowed(b),
-        None => std::borrow::Cow::Owned(
-            match btf_path {
-                Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
-                None => aya::Btf::from_sys_fs(),
-            }
-            .map_err(|e| anyhow::anyhow!(btf::problem(btf_path, &probe::chain(&e))))?,
-        ),
-    };
+    let btf = match btf_path {
+        Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
+        None => aya::Btf::from_sys_fs(),
+    }
+    .map_err(|e| anyhow::anyhow!(btf::problem(btf_path, &probe::chain(&e))))?;
     // Relocations read the running kernel's BTF, as `EbpfLoader::new` would.
     if btf_path.is_none() {
         loader.btf(Some(&btf));
@@ -98,13 +85,13 @@ fn object<'b>(
 
 /// The kernel has no `iter/task_vma`: the `iter/task` walk, if this kernel still keeps the
 /// VMA list (`mm->mmap`, gone in 6.1 with the maple tree, which came long after the iterator).
-fn load_task(offsets: &Offsets, btf_path: Option<&Path>, parsed: Option<&aya::Btf>, fields: bool) -> anyhow::Result<Ebpf> {
+fn load_task(offsets: &Offsets, btf_path: Option<&Path>, fields: bool) -> anyhow::Result<Ebpf> {
     if offsets.globals.iter().any(|(n, v)| *n == "MM_MMAP" && *v == lazyvma_model::abi::FIELD_ABSENT) {
         return Err(anyhow::Error::new(NoTaskVmaIter));
     }
     // The verifier's messages and totals only: its instruction trace of a loop it checks
     // step by step outgrows any log buffer (ENOSPC would hide why it refused).
-    let (mut bpf, btf) = object(offsets, btf_path, parsed, fields, Some(aya::VerifierLogLevel::STATS))?;
+    let (mut bpf, btf) = object(offsets, btf_path, fields, Some(aya::VerifierLogLevel::STATS))?;
     let prog: &mut Iter = bpf.program_mut(PROGRAM_TASK).with_context(|| format!("BPF program `{PROGRAM_TASK}` missing from the object"))?.try_into()?;
     prog.load("task", &btf).map_err(|e| match e {
         aya::programs::ProgramError::Btf(aya::BtfError::UnknownBtfTypeName { .. }) => anyhow::Error::new(NoTaskVmaIter),

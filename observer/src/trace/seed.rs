@@ -105,12 +105,13 @@ impl Running {
 
 /// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
 /// every candidate unseeded with the reason; nothing here stops the trace.
-/// What the pass loads its iterator with, from the trace's `load::facts` (no parse of its own).
+/// What the pass loads its iterator with, from the trace's `load::facts`: the offsets (our
+/// parse is not made again). aya's parse is not shared: the reader's `EbpfLoader::new`
+/// parses the BTF anyway, and the reader parses it after that copy is gone (one at a time),
+/// where a shared one would be held beside it (8 MB more at `trace -p`'s peak).
 pub struct Facts {
     /// The offset globals; `Err`: why our BTF parse gave none.
     pub offsets: Result<crate::load::btf::Offsets, String>,
-    /// aya's parse; `None`: the reader parses (and words the failure) itself.
-    pub btf: Option<std::sync::Arc<aya::Btf>>,
 }
 
 pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, facts: Facts, markers: bool) -> Running {
@@ -215,11 +216,10 @@ fn trim() {
     }
 }
 
-/// `facts` goes when this returns: the BTF is not held through the pass.
 fn load(btf_path: Option<&Path>, facts: Facts) -> anyhow::Result<aya::Ebpf> {
     let offsets = facts.offsets.map_err(|e| anyhow::anyhow!("{e}"))?;
     // The seed builds its model from the anon_vmas' fields.
-    reader::load(&offsets, btf_path, facts.btf.as_deref(), true)
+    reader::load(&offsets, btf_path, true)
 }
 
 /// Why a thread of `tgid` may be inside a VMA change the feed will never report, if so.
