@@ -242,7 +242,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     sys::ensure_tracefs()?;
     let mut recording = args.output.as_deref().map(record::writer::Writer::create).transpose()?;
-    // Read once: kallsyms, sizes, tracepoint formats, BTF (ours resolved, aya's kept).
+    // Read once: kallsyms, sizes, tracepoint formats, BTF (ours resolved, aya's parsed).
     let mut kf = KernelFacts::load(btf_path)?;
     let (offsets, marker_problem) = kf.formats.clone();
     let sizes: Sizes = kf.sizes.clone();
@@ -371,10 +371,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             && hooked("__anon_vma_prepare"),
         start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
     };
-    // The tracer starts from the recorded tree, as a replay's does.
     // Attached: aya's parse goes before the seeding pass (`trace::seed::Facts` says why).
     drop(btf);
     let seed_facts = kf.seed();
+    // The tracer starts from the recorded tree, as a replay's does.
     let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
     tracer.kernel_tally = kernel_tally;
     if let Some(mut w) = recording.take() {

@@ -103,8 +103,6 @@ impl Running {
     }
 }
 
-/// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
-/// every candidate unseeded with the reason; nothing here stops the trace.
 /// What the pass loads its iterator with, from the trace's `load::facts`: the offsets (our
 /// parse is not made again). aya's parse is not shared: the reader's `EbpfLoader::new`
 /// parses the BTF anyway, and the reader parses it after that copy is gone (one at a time),
@@ -114,6 +112,8 @@ pub struct Facts {
     pub offsets: Result<crate::load::btf::Offsets, String>,
 }
 
+/// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
+/// every candidate unseeded with the reason; nothing here stops the trace.
 pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, facts: Facts, markers: bool) -> Running {
     let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
     let mut p = Pending {
