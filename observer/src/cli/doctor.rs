@@ -6,6 +6,7 @@ use crate::{
     load::{
         backend::{self, Backend, Choice, Facts},
         ebpf,
+        facts::BtfFacts,
         probe::{self, AttachType, Prereqs, Probes},
         programs,
     },
@@ -99,16 +100,24 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("doctor")?;
     let (kernel, arch) = sys::uname();
     let path = btf_path.unwrap_or(Path::new(DEFAULT_BTF));
-    let btf = probe::parse_kernel_btf(btf_path);
+    // Our parse once, resolved and dropped before aya's: one parsed copy at a time.
+    let ours = crate::load::btf::Btf::load(btf_path);
+    let unusable = match &ours {
+        Err(e @ crate::load::btf::BtfError::Unusable { .. }) => Some(e.to_string()),
+        _ => None,
+    };
+    let resolved = ours.map(|b| BtfFacts::resolve(&b, &|_| false)).map_err(|e| format!("not loaded: {e}"));
+    let btf = probe::parse_kernel_btf_after(btf_path, unusable);
     let tracefs = sys::ensure_tracefs().map_err(|e| format!("{e:#}"));
     let pre = Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: tracefs.clone() };
     let probes = probe::probe_all(ebpf::object(), &pre);
     let kallsyms = sys::kallsyms()?;
     let symbols = SYMBOLS.iter().map(|n| (*n, symbol_kind(&kallsyms, n))).collect();
     let slab = SLABS.iter().map(|n| (*n, sys::slab_cache(n).map_err(|e| format!("{e:#}")))).collect();
-    let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &crate::load::probe::has_tracepoint, force_kprobes: args.kprobes };
+    let has = |n: &str| kallsyms.contains_key(n);
+    let facts = Facts { probes: &probes, kallsyms: &has, has_tracepoint: &crate::load::probe::has_tracepoint, force_kprobes: args.kprobes };
     let backend = backend::choose_all(&facts);
-    let programs = real_programs(btf_path, btf.as_ref(), &probes, &kallsyms, args.kprobes);
+    let programs = real_programs(btf.as_ref(), resolved, &probes, &has, args.kprobes);
     let r = Report {
         kernel,
         arch,
@@ -134,17 +143,17 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
 }
 
 fn real_programs(
-    btf_path: Option<&Path>,
     aya_btf: Result<&aya::Btf, &String>,
+    ours: Result<BtfFacts, String>,
     probes: &Probes,
-    kallsyms: &HashMap<String, (u64, char)>,
+    kallsyms: &dyn Fn(&str) -> bool,
     force_kprobes: bool,
 ) -> Result<Vec<programs::Checked>, String> {
     let aya_btf = aya_btf.map_err(|e| format!("not loaded: {e}"))?;
-    let btf = crate::load::btf::Btf::load(btf_path).map_err(|e| format!("not loaded: {e}"))?;
-    let offsets = crate::load::btf::Offsets::resolve(&btf).map_err(|e| format!("not loaded: {e}"))?;
-    let vmg = crate::trace::attach::hook_offsets(&btf).vmg_start != u64::MAX;
-    programs::check_all(&programs::Inputs { btf: aya_btf, offsets: &offsets, probes, kallsyms, vmg, force_kprobes })
+    let ours = ours?;
+    let offsets = ours.offsets.map_err(|e| format!("not loaded: {e}"))?;
+    // Where the offsets resolve, so do the hooks' (`BtfFacts::resolve`).
+    programs::check_all(&programs::Inputs { btf: aya_btf, offsets: &offsets, probes, kallsyms, vmg: ours.vmg, force_kprobes })
 }
 
 fn symbol_kind(k: &HashMap<String, (u64, char)>, name: &str) -> &'static str {

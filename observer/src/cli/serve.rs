@@ -7,6 +7,7 @@ use crate::{
     load::{
         backend::Facts,
         ebpf,
+        facts::KernelFacts,
         probe::{self, Prereqs},
     },
     serve::{
@@ -20,7 +21,7 @@ use crate::{
     sys,
     trace::{
         bpf::{self, Config},
-        format, hooks,
+        hooks,
         pids::Tree,
         symbols::Symbols,
     },
@@ -80,13 +81,12 @@ fn backend_label(hook: &str) -> String {
 }
 
 /// The backend each hook has in this run, as trace reports it.
-fn backends(btf_path: Option<&Path>, stacks: bool) -> anyhow::Result<Vec<(String, String)>> {
-    let btf = probe::kernel_btf(btf_path)?;
-    let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
-    let kallsyms = sys::kallsyms()?;
+fn backends(kf: &KernelFacts, stacks: bool) -> Vec<(String, String)> {
+    let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: kf.aya_btf.as_deref().map_err(Clone::clone), tracefs: Ok(()) });
+    let kallsyms = |n: &str| kf.syms.has(n);
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &probe::has_tracepoint, force_kprobes: false };
     // serve attaches the always-on programs only: every function hook reports "not attached".
-    Ok(hooks::used(&facts, stacks, &[]).iter().map(|c| (backend_label(c.hook), c.backend.name().to_string())).collect())
+    hooks::used(&facts, stacks, &[]).iter().map(|c| (backend_label(c.hook), c.backend.name().to_string())).collect()
 }
 
 pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
@@ -108,24 +108,23 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let listener = std::net::TcpListener::bind(args.listen).with_context(|| format!("--listen {}: cannot listen there", args.listen))?;
     listener.set_nonblocking(true)?;
     sys::ensure_tracefs()?;
-    let syms = Symbols::load()?;
-    let ranges = syms.function_ranges()?;
-    // Once per run: the Counter classifies by them, every snapshot pass prices with them.
-    let sizes = crate::load::sizes::load_classifying(btf_path)?;
+    // Once per run: kallsyms, the sizes (the Counter classifies by them, every snapshot pass
+    // prices with them), the tracepoint formats, BTF.
+    let mut kf = KernelFacts::load(btf_path)?;
+    let sizes = kf.sizes.clone();
     // Phase markers are trace's; serve counts the whole system and does without them.
-    let (offsets, _) = format::offsets()?;
+    let (offsets, _) = kf.formats.clone();
     let stacks = args.stacks;
     let (kernel, arch) = sys::uname();
     let mut info = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch)];
-    info.extend(backends(btf_path, stacks)?);
+    info.extend(backends(&kf, stacks));
     let scoped = cgroup_dir.is_some() || !pids.is_empty();
     let metrics = Arc::new(Metrics::new(info, scope::labels(cgroup_dir.as_deref(), &pids)));
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
-    let kbtf = crate::load::btf::Btf::load(btf_path).ok();
     let mut loaded = bpf::load(&Config {
         offsets,
-        ranges,
+        ranges: kf.ranges,
         stack_fns,
         ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(!stacks)) << 20,
         btf_globals: Vec::new(),
@@ -138,15 +137,18 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         traced: scoped.then(|| members(&pids, cgroup_dir.as_deref())).transpose()?,
         objects_max: 1 << 18,
         wake_shift: bpf::WAKE_SHIFT,
-        context: bpf::context_offsets(kbtf.as_ref()),
+        context: kf.context(),
         // serve only sums: what needs no stack is counted in the kernel.
         aggregate: Some(bpf::Aggregate { sizes: (sizes.anon_vma.object_size, sizes.anon_vma_chain.object_size), mode: AGG_SERVE, tally_entries: 1 }),
-        cache_fields: bpf::slab_btf(kbtf.as_ref()),
-        kernel_btf: probe::kernel_btf(btf_path)?.ok(),
+        cache_fields: kf.cache_fields(),
+        kernel_btf: kf.take_aya_btf().ok(),
         arg_regs: [lazyvma_model::trace_abi::NO_FIELD; 6],
         fexit_args: [lazyvma_model::hook_abi::FEXIT_RET_HELPER; lazyvma_model::hook_abi::FEXIT_RET_PROGRAMS.len()],
     })?;
     bpf::say_fallbacks(&loaded);
+    // Only --stacks' records have frames to name: otherwise the table (~10 MB) goes now.
+    let syms = std::mem::replace(&mut kf.syms, Symbols::empty());
+    let syms = if stacks { syms } else { Symbols::empty() };
     // Members read again once the programs are attached: a fork in between is not missed.
     let scope = Arc::new(if scoped {
         let now = members(&pids, cgroup_dir.as_deref())?;
@@ -157,7 +159,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     });
     // The first pass runs before the port answers: every scrape sees object gauges, and a
     // kernel the snapshot cannot read fails here, not in the background.
-    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), sizes.clone(), args.interval, metrics.clone(), scope.clone());
+    // Where our parse gave no offsets, each pass tries again and says why it cannot.
+    let offsets = kf.btf.as_ref().ok().and_then(|b| b.offsets.as_ref().ok()).cloned();
+    let mut passes = Passes::new(btf_path.map(Path::to_path_buf), offsets, sizes.clone(), args.interval, metrics.clone(), scope.clone());
     // A kernel without the iterator still gets the trace counters, said once; any other
     // failure of the first pass stops here.
     let with_gauges = match passes.pass() {

@@ -58,7 +58,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     sys::require_root("snapshot")?;
     let pids = selection(&args)?;
     let sizes = crate::load::sizes::load(btf, true)?;
-    let snap = snapshot::run(btf, &sizes, pids.as_deref(), args.vmas, args.topology.is_some())?;
+    let snap = snapshot::run(btf, None, &sizes, pids.as_deref(), args.vmas, args.topology.is_some())?;
     if let (Some(path), Some(topology)) = (&args.topology, &snap.topology) {
         let json = serde_json::to_vec(topology)?;
         crate::safe_out::write(path, &json).with_context(|| format!("writing the topology to {}", path.display()))?;

@@ -6,6 +6,7 @@ use crate::{
     load::{
         backend::{Backend, Facts},
         ebpf,
+        facts::KernelFacts,
         probe::{self, Prereqs},
     },
     record::{
@@ -18,7 +19,7 @@ use crate::{
         attach,
         bpf::{self, Config},
         bycgroup::ByCgroup,
-        command, format, hooks, locks,
+        command, hooks, locks,
         pids::Tree,
         render,
         slab::{MapStats, Sizes},
@@ -241,24 +242,22 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     };
     sys::ensure_tracefs()?;
     let mut recording = args.output.as_deref().map(record::writer::Writer::create).transpose()?;
-    let syms = Symbols::load()?;
-    let ranges = syms.function_ranges()?;
-    let sizes: Sizes = crate::load::sizes::load_classifying(btf_path)?;
-    let (offsets, marker_problem) = format::offsets()?;
+    // Read once: kallsyms, sizes, tracepoint formats, BTF (ours resolved, aya's parsed).
+    let mut kf = KernelFacts::load(btf_path)?;
+    let (offsets, marker_problem) = kf.formats.clone();
+    let sizes: Sizes = kf.sizes.clone();
 
     // What the kernel allows, by trying (as doctor does), for the report's backend per hook.
-    let btf = probe::kernel_btf(btf_path)?;
-    let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_ref().map_err(Clone::clone), tracefs: Ok(()) });
-    let kallsyms = syms.by_name();
+    let btf = kf.take_aya_btf();
+    let probes = probe::probe_all(ebpf::object(), &Prereqs { btf: btf.as_deref().map_err(Clone::clone), tracefs: Ok(()) });
+    let kallsyms = |f: &str| kf.syms.has(f);
     let facts = Facts { probes: &probes, kallsyms: &kallsyms, has_tracepoint: &probe::has_tracepoint, force_kprobes: args.kprobes };
     let stacks = args.stacks;
     // Offsets the function hooks read; without them no hook is attached (slab still works).
-    // Our own parse of the kernel's BTF, once: hook offsets, vm_file, the slab programs' context.
-    let kbtf = crate::load::btf::Btf::load(btf_path);
-    let (btf_globals, hook_offsets, blocked, rwsem) = match &kbtf {
-        Ok(b) => match crate::load::btf::Offsets::resolve(b) {
-            Ok(o) => (o.globals, attach::hook_offsets(b), None, b.offset("anon_vma", "rwsem").map_err(|e| e.to_string())),
-            Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF offsets: {e}")), Err(format!("kernel BTF offsets: {e}"))),
+    let (btf_globals, hook_offsets, blocked, rwsem) = match &kf.btf {
+        Ok(b) => match &b.offsets {
+            Ok(o) => (o.globals.clone(), b.hook_offsets, None, b.rwsem.clone()),
+            Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF offsets: {e}")), b.rwsem.clone()),
         },
         Err(e) => (vec![], HookOffsets::UNSET, Some(format!("kernel BTF: {e}")), Err(format!("kernel BTF: {e}"))),
     };
@@ -276,7 +275,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // The model is fed for a command's tree or -p (whose already-running processes it
     // cannot see built), never for the whole system.
     let feed = !args.command.is_empty() || !roots.is_empty();
-    let vm_file = kbtf.as_ref().ok().and_then(|b| b.offset_any("vm_area_struct", &["vm_file"]).ok()).unwrap_or(u64::MAX);
+    let vm_file = kf.btf.as_ref().map_or(u64::MAX, |b| b.vm_file);
     // The scope is known before anything attaches: a scoped trace's kernel side sends only
     // its processes' records from the first one on.
     let (scope, tree) = match (&held, roots.is_empty()) {
@@ -290,7 +289,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let objects_max = sys::slab_cache("anon_vma_chain").ok().and_then(|c| c.objects).map_or(1 << 18, |n| n.clamp(1 << 16, 1 << 18) as u32);
     let cfg = Config {
         offsets,
-        ranges,
+        ranges: kf.ranges,
         stack_fns,
         ringbuf_bytes: ringbuf_mb << 20,
         btf_globals,
@@ -301,27 +300,32 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         traced,
         objects_max,
         wake_shift: bpf::WAKE_SHIFT,
-        context: bpf::context_offsets(kbtf.as_ref().ok()),
-        fault_fn: syms.range("exc_page_fault").unwrap_or((0, 0)),
+        context: kf.context(),
+        fault_fn: kf.syms.range("exc_page_fault").unwrap_or((0, 0)),
         // Counted in the kernel unless a recording needs every record for its replay.
         aggregate: recording.is_none().then(|| bpf::Aggregate::trace((sizes.anon_vma.object_size, sizes.anon_vma_chain.object_size), feed)),
-        cache_fields: bpf::slab_btf(kbtf.as_ref().ok()),
+        cache_fields: kf.cache_fields(),
         kernel_btf: btf.as_ref().ok().cloned(),
-        arg_regs: bpf::arg_regs(kbtf.as_ref().ok()),
-        fexit_args: bpf::fexit_args(kbtf.as_ref().ok(), kallsyms.contains_key("get_func_ret"), |prog| {
-            attach::fentry_function(prog, vmg, &|f| kallsyms.contains_key(f))
-        }),
+        arg_regs: kf.arg_regs(),
+        fexit_args: kf.fexit_args(),
     };
     let mut loaded = bpf::load(&cfg)?;
+    drop(cfg);
     bpf::say_fallbacks(&loaded);
     let kernel_tally = loaded.take_tally();
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
     loaded.keep_draining();
-    let setup = attach::Setup { btf: btf.as_ref().ok(), vmg, blocked, unreadable: attach::unreadable(&hook_offsets) };
+    let setup = attach::Setup { btf: btf.as_deref().ok(), vmg, blocked, unreadable: attach::unreadable(&hook_offsets) };
     let outcomes = attach::attach(loaded.ebpf_mut(), &facts, &setup);
     let mut backend = hooks::used(&facts, stacks, &outcomes);
-    let lock_outcome = lock_setup.and_then(|_| locks::attach(loaded.ebpf_mut(), btf.as_ref().ok()));
+    let lock_outcome = lock_setup.and_then(|_| locks::attach(loaded.ebpf_mut(), btf.as_deref().ok()));
     hooks::locks(&mut backend, &lock_outcome);
+    // Frames are named only for --stacks' records and the function hooks' (the rmap walk's
+    // caller), and a recording carries the symbols a replay asks for: otherwise nothing asks
+    // a name from here on, and the table (~10 MB) goes before the seeding pass.
+    let hooks_attached = outcomes.iter().any(|(_, o)| !o.functions.is_empty() || !o.tracepoints.is_empty());
+    let syms = std::mem::replace(&mut kf.syms, Symbols::empty());
+    let syms = if stacks || hooks_attached || recording.is_some() { syms } else { Symbols::empty() };
     let hooked = |name: &str| backend.iter().any(|c| c.hook == name && matches!(c.backend, Backend::Fentry | Backend::Kprobe));
     let (any_hook, rmap_hook) = (backend.iter().any(|c| matches!(c.backend, Backend::Fentry | Backend::Kprobe)), hooked("rmap"));
     let mut missing = loaded.missing.clone();
@@ -367,6 +371,9 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             && hooked("__anon_vma_prepare"),
         start_unix_ms: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64),
     };
+    // Attached: aya's parse goes before the seeding pass (`trace::seed::Facts` says why).
+    drop(btf);
+    let seed_facts = kf.seed();
     // The tracer starts from the recorded tree, as a replay's does.
     let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
     tracer.kernel_tally = kernel_tally;
@@ -394,7 +401,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // this one drains the ring buffer into `seeding`, fed once the pass is in.
     let mut seeding: Seeding = None;
     if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
-        seeding = Some((Some(crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, markers)), Held::default()));
+        seeding = Some((Some(crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, seed_facts, markers)), Held::default()));
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {

@@ -2,7 +2,6 @@
 //! fentry/fexit → kprobe/kretprobe → tracepoint-only → unavailable, chosen from what the
 //! attach probes found (`load::probe`) and which functions kallsyms lists.
 use super::probe::{AttachType, Probes};
-use std::collections::HashMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -143,7 +142,8 @@ pub struct Choice {
 /// What the choice depends on, gathered by the caller.
 pub struct Facts<'a> {
     pub probes: &'a Probes,
-    pub kallsyms: &'a HashMap<String, (u64, char)>,
+    /// Whether /proc/kallsyms lists a name.
+    pub kallsyms: &'a dyn Fn(&str) -> bool,
     /// Whether a tracepoint `category:name` exists on this kernel (tracefs `events/`).
     pub has_tracepoint: &'a dyn Fn(&str) -> bool,
     /// `-k`: skip fentry even where it works.
@@ -165,7 +165,7 @@ pub fn choose(h: &Hook, f: &Facts<'_>) -> Choice {
             Some(why) => c.reason = Some(why),
         },
         Kind::Function { functions, needs_exit, fallback } => {
-            let present: Vec<&'static str> = functions.iter().copied().filter(|n| f.kallsyms.contains_key(*n)).collect();
+            let present: Vec<&'static str> = functions.iter().copied().filter(|n| (f.kallsyms)(n)).collect();
             let mut why = Vec::new();
             if present.is_empty() {
                 why.push(format!("{} absent from kallsyms (inlined)", functions.join(", ")));
@@ -190,7 +190,7 @@ pub fn choose(h: &Hook, f: &Facts<'_>) -> Choice {
             match fallback {
                 None => why.push("no tracepoint covers it".into()),
                 Some(fb) => {
-                    let missing: Vec<_> = fb.call_sites.iter().filter(|n| !f.kallsyms.contains_key(**n)).copied().collect();
+                    let missing: Vec<_> = fb.call_sites.iter().filter(|n| !(f.kallsyms)(n)).copied().collect();
                     if !missing.is_empty() {
                         why.push(format!("call_site attribution needs {} in kallsyms", missing.join(", ")));
                     } else if let Some(p) = tracepoint_problem(f, fb.tracepoints) {
@@ -225,6 +225,7 @@ fn tracepoint_problem(f: &Facts<'_>, tps: &[&str]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::load::probe::Outcome;
+    use std::collections::HashMap;
 
     fn probes(ok: &[AttachType]) -> Probes {
         Probes(
@@ -245,7 +246,8 @@ mod tests {
         let p = probes(ok);
         let k = syms(present);
         let all = |_: &str| true;
-        let f = Facts { probes: &p, kallsyms: &k, has_tracepoint: &all, force_kprobes };
+        let has = |n: &str| k.contains_key(n);
+        let f = Facts { probes: &p, kallsyms: &has, has_tracepoint: &all, force_kprobes };
         choose(HOOKS.iter().find(|h| h.name == hook).unwrap(), &f)
     }
 

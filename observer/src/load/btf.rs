@@ -263,6 +263,7 @@ impl Btf {
 
 /// Every offset global of `observer-ebpf/src/offsets.rs` with its value on this kernel.
 /// `FIELD_ABSENT` marks a field missing here, which only the pre-6.0 / 6.0+ pair may be.
+#[derive(Clone)]
 pub struct Offsets {
     pub globals: Vec<(&'static str, u64)>,
 }

@@ -338,11 +338,12 @@ pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 /// aya's parse of the kernel BTF (`--btf PATH` or the running kernel's), a failure worded
-/// by [`btf::problem`]. Our own parser reads the file first: its causes ("No such file",
-/// "bad magic") say more than aya's "error parsing BTF header".
-pub fn parse_kernel_btf(given: Option<&std::path::Path>) -> Result<aya::Btf, String> {
-    if let Err(e @ btf::BtfError::Unusable { .. }) = btf::Btf::load(given) {
-        return Err(e.to_string());
+/// by [`btf::problem`]. Our own parser reads the file first (`load::facts`): its causes
+/// ("No such file", "bad magic") say more than aya's "error parsing BTF header"; `unusable`
+/// is its `BtfError::Unusable` words, if that is how it failed.
+pub fn parse_kernel_btf_after(given: Option<&std::path::Path>, unusable: Option<String>) -> Result<aya::Btf, String> {
+    if let Some(e) = unusable {
+        return Err(e);
     }
     match given {
         Some(p) => aya::Btf::parse_file(p, aya::Endianness::default()),
@@ -352,9 +353,10 @@ pub fn parse_kernel_btf(given: Option<&std::path::Path>) -> Result<aya::Btf, Str
 }
 
 /// The kernel BTF the probes and hooks need: `--btf PATH` (an unusable one is an error) or
-/// the running kernel's (its absence is a finding, kept as the `Err` text).
-pub fn kernel_btf(given: Option<&std::path::Path>) -> anyhow::Result<Result<aya::Btf, String>> {
-    let btf = parse_kernel_btf(given);
+/// the running kernel's (its absence is a finding, kept as the `Err` text). `unusable`: as
+/// for [`parse_kernel_btf_after`].
+pub fn kernel_btf_after(given: Option<&std::path::Path>, unusable: Option<String>) -> anyhow::Result<Result<aya::Btf, String>> {
+    let btf = parse_kernel_btf_after(given, unusable);
     if let (Some(_), Err(e)) = (given, &btf) {
         anyhow::bail!("{e}");
     }

@@ -4,7 +4,6 @@
 //! line. The attach probes' stand-ins (`probe_*`) and the bench's empty programs
 //! (`floor_*`) are not among them.
 use aya::{programs::Program, Btf, EbpfLoader};
-use std::collections::HashMap;
 
 use super::{
     btf::Offsets,
@@ -28,7 +27,8 @@ pub struct Inputs<'a> {
     pub btf: &'a Btf,
     pub offsets: &'a Offsets,
     pub probes: &'a Probes,
-    pub kallsyms: &'a HashMap<String, (u64, char)>,
+    /// Whether /proc/kallsyms lists a name.
+    pub kallsyms: &'a dyn Fn(&str) -> bool,
     /// The kernel passes merge state in a `vma_merge_struct` (6.12+).
     pub vmg: bool,
     /// `-k`: fentry is not used.
@@ -77,7 +77,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             }
             _ => None,
         };
-        let present = |f: &str| i.kallsyms.contains_key(f);
+        let present = |f: &str| (i.kallsyms)(f);
         let function = crate::trace::attach::fentry_function(&name, i.vmg, &present);
         let skip = skip.or_else(|| {
             (matches!(p, Program::FEntry(_) | Program::FExit(_)) && function.is_none())

@@ -3,6 +3,7 @@ use super::{
     metrics::{Gauges, Metrics},
     scope::Scope,
 };
+use crate::load::btf::Offsets;
 use crate::snapshot::{self, Report};
 use lazyvma_model::sizes::Sizes;
 use lazyvma_model::snapshot::Counts;
@@ -17,6 +18,8 @@ use std::{
 
 pub struct Passes {
     pub btf: Option<PathBuf>,
+    /// Resolved once at serve's start (`load::facts`): no pass parses the BTF for them.
+    offsets: Option<Offsets>,
     /// Read once at serve's start: every pass prices with them.
     sizes: Sizes,
     pub interval: Duration,
@@ -65,8 +68,8 @@ fn gauges(r: &Report) -> Gauges {
 }
 
 impl Passes {
-    pub fn new(btf: Option<PathBuf>, sizes: Sizes, interval: Duration, metrics: Arc<Metrics>, scope: Arc<Scope>) -> Passes {
-        Passes { btf, sizes, interval, metrics, scope, generation: 0 }
+    pub fn new(btf: Option<PathBuf>, offsets: Option<Offsets>, sizes: Sizes, interval: Duration, metrics: Arc<Metrics>, scope: Arc<Scope>) -> Passes {
+        Passes { btf, offsets, sizes, interval, metrics, scope, generation: 0 }
     }
 
     /// One whole-system pass, restricted to the scope; the gauges change only if it succeeds.
@@ -74,7 +77,7 @@ impl Passes {
         let t0 = Instant::now();
         let pids = self.scope.pids();
         // Streamed: no VMA is kept, the scope's states come per process.
-        let snap = snapshot::run(self.btf.as_deref(), &self.sizes, pids.as_deref(), false, false)?;
+        let snap = snapshot::run(self.btf.as_deref(), self.offsets.as_ref(), &self.sizes, pids.as_deref(), false, false)?;
         let secs = t0.elapsed().as_secs_f64();
         let now = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         self.generation += 1;

@@ -77,10 +77,14 @@ pub fn savings(p: &ProcessEstimate, s: &Sizes) -> i64 {
 /// `pids`: `None` = every process. A selected pid the pass did not see (a kernel thread,
 /// or gone meanwhile) is listed with zeros. `with_vmas`: keep the shown processes' VMAs;
 /// `topology`: keep the whole topology. `sizes`: `load::sizes::load`'s, read once per run.
-pub fn run(btf_path: Option<&Path>, sizes: &Sizes, pids: Option<&[u32]>, with_vmas: bool, topology: bool) -> anyhow::Result<Report> {
+/// `offsets`: resolved once per run by a caller that passes many times (serve), else here.
+pub fn run(btf_path: Option<&Path>, offsets: Option<&Offsets>, sizes: &Sizes, pids: Option<&[u32]>, with_vmas: bool, topology: bool) -> anyhow::Result<Report> {
     let t0 = std::time::Instant::now();
     // Our BTF parse is gone before aya's: one copy of vmlinux's BTF at a time.
-    let offsets = Offsets::resolve(&Btf::load(btf_path)?)?;
+    let offsets = match offsets {
+        Some(o) => std::borrow::Cow::Borrowed(o),
+        None => std::borrow::Cow::Owned(Offsets::resolve(&Btf::load(btf_path)?)?),
+    };
     let btf_ms = t0.elapsed().as_secs_f64() * 1e3;
     let t1 = std::time::Instant::now();
     let mut bpf = reader::load(&offsets, btf_path, topology)?;

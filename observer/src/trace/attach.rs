@@ -181,7 +181,7 @@ pub fn attach(bpf: &mut Ebpf, facts: &Facts<'_>, setup: &Setup<'_>) -> Vec<(&'st
         }
         let shape_ok = |s: Shape| s == Any || (s == Vmg) == setup.vmg;
         for tg in TARGETS.iter().filter(|tg| tg.hook == h.name && shape_ok(tg.shape)) {
-            if !facts.kallsyms.contains_key(tg.function) {
+            if !(facts.kallsyms)(tg.function) {
                 continue;
             }
             let mut fentry_err = None;

@@ -103,8 +103,8 @@ pub struct Config {
     /// gets the cache (`slab_btf`): then it is attached, else the classic tracepoint.
     pub cache_fields: Option<(u64, u64)>,
     /// The running kernel's BTF: the `tp_btf` programs are tried with it (classic
-    /// tracepoints without it).
-    pub kernel_btf: Option<Btf>,
+    /// tracepoints without it). `load::facts`' parse, shared, not copied.
+    pub kernel_btf: Option<std::sync::Arc<Btf>>,
     /// Each syscall argument's offset in `pt_regs` (`arg_regs`), for the `tp_btf` sys_enter.
     pub arg_regs: [u64; 6],
     /// `FEXIT_ARGS` (observer-ebpf/src/hook.rs): `fexit_args`' answer.
@@ -367,6 +367,8 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .map_max_entries("OBJECT_SLOTS", object_slots)
         .map_max_entries("OBJECT_OWNERS", object_slots);
     let mut bpf = loader.load(ebpf::object()).map_err(|e| anyhow::anyhow!("loading the BPF object: {}", chain(&e)))?;
+    // Its own parse of the kernel's BTF (`EbpfLoader::new`) goes now, not after attaching.
+    drop(loader);
     if let Some(t) = &cfg.traced {
         insert_traced(&mut bpf, t)?;
     }
@@ -376,7 +378,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let mut prepare_in_slab = false;
     for &(prog, cat, name, required) in PROGRAMS {
         let tp = format!("{cat}:{name}");
-        match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
+        match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_deref())) {
             Ok(Attached { btf, refused }) => {
                 prepare_in_slab |= btf && prog == "trace_slab_alloc" && slab_prepare != 0;
                 fallbacks.extend(refused.map(|why| (tp.clone(), why)));
@@ -400,7 +402,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
             attached.push(tp);
             continue;
         }
-        match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_ref())) {
+        match attach(&mut bpf, prog, cat, name, btf_variant(prog, cfg).zip(cfg.kernel_btf.as_deref())) {
             Ok(Attached { refused, .. }) => {
                 fallbacks.extend(refused.map(|why| (tp.clone(), why)));
                 attached.push(tp)

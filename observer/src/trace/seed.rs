@@ -103,9 +103,18 @@ impl Running {
     }
 }
 
+/// What the pass loads its iterator with, from the trace's `load::facts`: the offsets (our
+/// parse is not made again). aya's parse is not shared: the reader's `EbpfLoader::new`
+/// parses the BTF anyway, and the reader parses it after that copy is gone (one at a time),
+/// where a shared one would be held beside it (8 MB more at `trace -p`'s peak).
+pub struct Facts {
+    /// The offset globals; `Err`: why our BTF parse gave none.
+    pub offsets: Result<crate::load::btf::Offsets, String>,
+}
+
 /// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
 /// every candidate unseeded with the reason; nothing here stops the trace.
-pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, markers: bool) -> Running {
+pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, facts: Facts, markers: bool) -> Running {
     let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
     let mut p = Pending {
         tgid: std::process::id(),
@@ -126,7 +135,7 @@ pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&P
     let handle = std::thread::Builder::new()
         .name("lazyvma-seed".into())
         .spawn(move || {
-            pass(&mut p, args, btf_path.as_deref(), markers);
+            pass(&mut p, args, btf_path.as_deref(), facts, markers);
             p
         })
         .expect("spawning the seeding thread");
@@ -144,14 +153,14 @@ fn syscall_args(loaded: &mut Loaded) -> Args {
     Ok(aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(aya::maps::MapData::from_id(id)?)?)?)
 }
 
-fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, markers: bool) {
+fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, markers: bool) {
     if !markers {
         let why = "syscalls:sys_enter_madvise not attached: the snapshot cannot be placed in the record stream";
         p.reasons = p.candidates.iter().map(|&t| (t, why.to_string())).collect();
         return;
     }
     // The verifier's part before the start marker: the window holds only the pass itself.
-    let loaded_iter = load(btf_path);
+    let loaded_iter = load(btf_path, facts);
     let t0 = std::time::Instant::now();
     marker(START);
     for &t in &p.candidates {
@@ -207,8 +216,8 @@ fn trim() {
     }
 }
 
-fn load(btf_path: Option<&Path>) -> anyhow::Result<aya::Ebpf> {
-    let offsets = crate::load::btf::Offsets::resolve(&crate::load::btf::Btf::load(btf_path)?)?;
+fn load(btf_path: Option<&Path>, facts: Facts) -> anyhow::Result<aya::Ebpf> {
+    let offsets = facts.offsets.map_err(|e| anyhow::anyhow!("{e}"))?;
     // The seed builds its model from the anon_vmas' fields.
     reader::load(&offsets, btf_path, true)
 }

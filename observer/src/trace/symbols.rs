@@ -12,6 +12,9 @@ pub struct Symbols {
     /// what a return address may be named after: (address, is a function, index in
     /// `table`). Markers sort first so a function at the same address wins.
     text: Vec<(u64, bool, u32)>,
+    /// Indices in `table` sorted by name, for `has` (4 bytes a symbol, where a by-name map
+    /// copied every name).
+    by_name: Vec<u32>,
     /// [_sinittext, _einittext): init text, freed after boot, so no live frame is in it.
     init: Option<(u64, u64)>,
     /// [_stext, highest symbol not in a module]: the kernel image (text, data, init).
@@ -68,8 +71,15 @@ impl Symbols {
         funcs.sort_unstable();
         let at = |n: &str| funcs.iter().find(|(_, f, i)| !f && table[*i as usize].1 == n).map(|(a, _, _)| *a);
         let (init, image) = (at("_sinittext").zip(at("_einittext")), at("_stext").map(|s| (s, image_end)));
-        let table = table.into_iter().map(|(a, n, _)| (a, n)).collect();
-        Ok(Symbols { table, text: funcs, init, image, used: None })
+        let table: Vec<(u64, String)> = table.into_iter().map(|(a, n, _)| (a, n)).collect();
+        let mut by_name: Vec<u32> = (0..table.len() as u32).collect();
+        by_name.sort_unstable_by(|a, b| table[*a as usize].1.cmp(&table[*b as usize].1));
+        Ok(Symbols { table, text: funcs, by_name, init, image, used: None })
+    }
+
+    /// No symbols: for a run that never names a frame (`KernelFacts::names_frames`).
+    pub fn empty() -> Symbols {
+        Symbols { table: vec![], text: vec![], by_name: vec![], init: None, image: None, used: None }
     }
 
     /// A replay's table: the entries a recording carried, all text symbols (only text
@@ -84,7 +94,7 @@ impl Symbols {
                 s.image = s.image.and_then(|(start, _)| Some((start, image_end?)));
                 s
             }
-            Err(_) => Symbols { table: vec![], text: vec![], init: None, image: None, used: None },
+            Err(_) => Symbols::empty(),
         }
     }
 
@@ -120,15 +130,10 @@ impl Symbols {
         }
     }
 
-    /// Every name, for `backend::Facts::kallsyms` (which only asks whether a name is
-    /// there): saves a second read of /proc/kallsyms, slow under emulation. The kind is
-    /// not kept, so it is '?'.
-    pub fn by_name(&self) -> std::collections::HashMap<String, (u64, char)> {
-        let mut m = std::collections::HashMap::with_capacity(self.table.len());
-        for (addr, name) in &self.table {
-            m.entry(name.clone()).or_insert((*addr, '?'));
-        }
-        m
+    /// Whether kallsyms lists `name` (module symbols too), for `backend::Facts::kallsyms`:
+    /// saves a second read of /proc/kallsyms, slow under emulation.
+    pub fn has(&self, name: &str) -> bool {
+        self.by_name.binary_search_by(|i| self.table[*i as usize].1.as_str().cmp(name)).is_ok()
     }
 
     /// [start, end) of `name`, end being the next higher symbol address.
@@ -191,6 +196,7 @@ mod tests {
         assert_eq!(s.range("alias").unwrap(), (0xffffffff81000010, 0xffffffff81000030));
         assert!(s.range("data").unwrap_err().to_string().contains("last symbol"));
         assert!(s.range("nope").unwrap_err().to_string().contains("not in /proc/kallsyms"));
+        assert!(s.has("alias") && s.has("data") && s.has("b.isra.0") && !s.has("b") && !s.has("hidden"));
         assert_eq!(s.name(0xffffffff81000005), Some("a"));
         assert_eq!(s.name(0xffffffff81000000 - 1), None);
         assert!(matches!(s.name(0xffffffff81000011), Some("b") | Some("alias")));
