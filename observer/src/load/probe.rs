@@ -6,7 +6,7 @@ use aya::{
     programs::{BtfTracePoint, FEntry, FExit, Iter, KProbe, Program, ProgramError, RawTracePoint, TracePoint},
     Btf, Ebpf, EbpfLoader,
 };
-use std::{io::Read, path::Path};
+use std::path::Path;
 
 use super::btf;
 
@@ -201,8 +201,9 @@ fn try_one(ebpf: &mut Ebpf, t: AttachType, btf: Option<&Btf>) -> Result<(), Stri
             let link = p.take_link(id).map_err(attach)?;
             // Reading the iterator runs the program over every task's VMAs.
             let mut file = link.into_file().map_err(|e| format!("iter: opening the link: {e}"))?;
-            let mut sink = Vec::new();
-            file.read_to_end(&mut sink).map_err(|e| format!("iter: reading: {e}"))?;
+            // A probe program outputs nothing: past 1 M VMAs a read says EAGAIN (`read_iter`).
+            let mut sink = [0u8; 4096];
+            while crate::snapshot::reader::read_iter(&mut file, &mut sink).map_err(|e| format!("iter: reading: {e}"))? > 0 {}
         }
         AttachType::Ringbuf => ringbuf(ebpf, t)?,
     }
