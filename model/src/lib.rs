@@ -4,8 +4,8 @@
 //! * [`topology`] — what a `snapshot` reads from the live kernel; [`snapshot`] — the
 //!   eager/lazy estimate a snapshot's topology allows; [`seed`] builds a [`pair::Pair`]
 //!   from a topology (processes already running).
-//! * [`event`] — the model's input language; [`eager`] reproduces today's kernel
-//!   (spec §1), [`lazy`] the ANON_VMA_LAZY rules (spec §3) with [`knobs`];
+//! * [`event`] — the model's input language; [`engine`] reproduces today's kernel
+//!   (spec §1) for both halves, [`lazy`] the ANON_VMA_LAZY rules (spec §3) with [`knobs`];
 //!   [`pair`] runs both side by side; [`scenario`] reads scenario files; [`sweep`]
 //!   re-runs an event stream under every knob value; [`sizes`] is what each object kind
 //!   weighs (object_size tells the kind, slab_size is the bytes).
@@ -18,7 +18,7 @@ pub mod trace_abi;
 #[cfg(feature = "std")]
 pub mod counts;
 #[cfg(feature = "std")]
-pub mod eager;
+pub mod engine;
 #[cfg(feature = "std")]
 pub mod event;
 #[cfg(feature = "std")]

@@ -1,8 +1,8 @@
 //! Eager and lazy side by side: every event goes to both; per-step deltas come out.
 
 use crate::counts::{Counter, Counts, Delta, Deltas};
-use crate::eager::vma::Mm;
-use crate::eager::{Half, Machine, ModelError, Procs, EAGER, LAZY};
+use crate::engine::vma::Mm;
+use crate::engine::{Half, Machine, ModelError, Procs, EAGER, LAZY};
 use crate::event::Event;
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
@@ -142,7 +142,7 @@ impl Marks {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eager::vma::ADDR_LIMIT;
+    use crate::engine::vma::ADDR_LIMIT;
     use crate::event::{vm, PAGE_SIZE};
 
     #[test]

@@ -38,8 +38,10 @@ pub enum LazyState {
     TreeParent,
 }
 
+/// Objects live at one instant (a snapshot sees no allocations or frees, unlike
+/// `counts::Counts`' counters).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
+pub struct LiveObjects {
     pub anon_vma: u64,
     pub anon_vma_chain: u64,
 }
@@ -49,8 +51,8 @@ pub struct ProcessEstimate {
     pub pid: u32,
     pub comm: String,
     pub vmas: u64,
-    pub eager: Counts,
-    pub lazy: Counts,
+    pub eager: LiveObjects,
+    pub lazy: LiveObjects,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
@@ -58,8 +60,8 @@ pub struct Estimate {
     /// In topology order.
     pub processes: Vec<ProcessEstimate>,
     /// Distinct objects system-wide.
-    pub eager: Counts,
-    pub lazy: Counts,
+    pub eager: LiveObjects,
+    pub lazy: LiveObjects,
     pub vmas: u64,
     /// VMAs per lazy state: none, lazy, tree, tree_parent.
     pub states: [u64; 4],
@@ -133,7 +135,8 @@ pub fn estimate(topo: &Topology, knobs: &Knobs) -> Result<Estimate, SnapshotErro
     let (mut eager_avs, mut lazy_avs) = (BTreeSet::new(), BTreeSet::new());
     for (p, states) in topo.processes.iter().zip(&states) {
         let (mut own_eager, mut own_lazy) = (BTreeSet::new(), BTreeSet::new());
-        let mut pe = ProcessEstimate { pid: p.pid, comm: p.comm.clone(), vmas: p.vmas.len() as u64, eager: Counts::default(), lazy: Counts::default() };
+        let mut pe =
+            ProcessEstimate { pid: p.pid, comm: p.comm.clone(), vmas: p.vmas.len() as u64, eager: LiveObjects::default(), lazy: LiveObjects::default() };
         for (v, &s) in p.vmas.iter().zip(states) {
             let s = if knobs.lazy_enabled || s == LazyState::None { s } else { LazyState::Tree };
             est.states[s as usize] += 1;
@@ -180,8 +183,8 @@ mod tests {
         proc(pid, (0..3).map(|k| vma(av + k, &chain.iter().map(|a| a + k).collect::<Vec<_>>())).collect())
     }
 
-    fn counts(anon_vma: u64, anon_vma_chain: u64) -> Counts {
-        Counts { anon_vma, anon_vma_chain }
+    fn counts(anon_vma: u64, anon_vma_chain: u64) -> LiveObjects {
+        LiveObjects { anon_vma, anon_vma_chain }
     }
 
     fn run(processes: Vec<ProcessTopo>) -> Estimate {

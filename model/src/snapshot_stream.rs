@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use crate::knobs::Knobs;
-use crate::snapshot::{check_knobs, Counts, Estimate, LazyState, ProcessEstimate, SnapshotError};
+use crate::snapshot::{check_knobs, Estimate, LazyState, LiveObjects, ProcessEstimate, SnapshotError};
 
 /// One VMA record of the pass, its chain as far as the walk wrote it.
 pub struct VmaIn<'a> {
@@ -530,8 +530,8 @@ impl Stream {
                 pid: p.pid,
                 comm: p.comm,
                 vmas: p.vmas,
-                eager: Counts { anon_vma: own_eager[i], anon_vma_chain: p.eager_avc },
-                lazy: Counts { anon_vma: own_lazy[i], anon_vma_chain: p.lazy_avc + lazy_avc[i] },
+                eager: LiveObjects { anon_vma: own_eager[i], anon_vma_chain: p.eager_avc },
+                lazy: LiveObjects { anon_vma: own_lazy[i], anon_vma_chain: p.lazy_avc + lazy_avc[i] },
             };
             for (t, s) in est.states.iter_mut().zip(states[i]) {
                 *t += s;
@@ -670,7 +670,7 @@ mod tests {
             .collect();
         assert_eq!(kept, [true, true, true, false, true, false, true]);
         let e = s.finish(&Knobs::default()).unwrap();
-        assert_eq!((e.duplicates, e.estimate.vmas, e.estimate.eager), (2, 5, Counts { anon_vma: 5, anon_vma_chain: 5 }));
+        assert_eq!((e.duplicates, e.estimate.vmas, e.estimate.eager), (2, 5, LiveObjects { anon_vma: 5, anon_vma_chain: 5 }));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::counts::{Counter, Counts};
-use crate::eager::ModelError;
+use crate::engine::ModelError;
 use crate::event::{Event, Pid};
 use crate::kernel::Kernel;
 use crate::knobs::{Knobs, KNOBS};

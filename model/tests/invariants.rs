@@ -1,7 +1,7 @@
 //! Random event streams keep spec §0's invariants in both models, and LAZY never holds
 //! more anon_vmas than EAGER under the default knobs.
 
-use lazyvma_model::eager::Half;
+use lazyvma_model::engine::Half;
 use lazyvma_model::event::{vm, Advice, Event, FaultKind, RmapCaller, PAGE_SIZE};
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::knobs::Knobs;

@@ -7,7 +7,7 @@
 //! LAZY): its live counts equal the snapshot estimate always, and it follows the original
 //! exactly when the original's lazy VMAs are where classify puts them.
 use lazyvma_model::counts::Counts;
-use lazyvma_model::eager::State;
+use lazyvma_model::engine::State;
 use lazyvma_model::event::{vm, Advice, Event, FaultKind, RmapCaller, PAGE_SIZE};
 use lazyvma_model::kernel::Kernel;
 use lazyvma_model::knobs::Knobs;

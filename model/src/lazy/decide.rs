@@ -1,11 +1,13 @@
-//! Where LAZY departs from eager: the decisions of spec §3.2, on the eager engine.
+//! Where LAZY departs from eager: the decisions of spec §3.2, on the shared engine
+//! (`crate::engine`). The EAGER half's fault path is here too: `Core::fault` when `Core::lz`
+//! is `None`.
 
 use super::history::bit;
 use super::Rule;
-use crate::eager::anon_vma::{Allocs, NIL};
-use crate::eager::vma::{Mm, State, Vma, LAZY_FOLIOS};
-use crate::eager::Core;
-use crate::eager::Prop;
+use crate::engine::anon_vma::{Allocs, NIL};
+use crate::engine::vma::{Mm, State, Vma, LAZY_FOLIOS};
+use crate::engine::Core;
+use crate::engine::Prop;
 use crate::event::{vm, FaultKind, RmapCaller};
 use crate::knobs::{CowInTreeParent, ForkOfTreeParent, Knobs, MergeLazyLazy, MergeLazyTree};
 

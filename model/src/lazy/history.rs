@@ -44,15 +44,15 @@ impl Outcome {
 /// VMAs settled per combination of history bits: one increment on the model's hot paths
 /// (fork, teardown); [`History`] is decoded from it when read.
 #[derive(Clone, Debug)]
-pub(crate) struct Tally([[u64; 2]; 64]);
+pub(crate) struct HistoryTally([[u64; 2]; 64]);
 
-impl Default for Tally {
+impl Default for HistoryTally {
     fn default() -> Self {
-        Tally([[0; 2]; 64])
+        HistoryTally([[0; 2]; 64])
     }
 }
 
-impl Tally {
+impl HistoryTally {
     #[inline]
     pub(crate) fn settle(&mut self, h: u8, shared: bool) {
         self.0[h as usize & 63][shared as usize] += 1;

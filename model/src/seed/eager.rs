@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 
 use super::{Built, Link, SeedError};
-use crate::eager::anon_vma::SeedAv;
-use crate::eager::vma::ADDR_LIMIT;
+use crate::engine::anon_vma::SeedAv;
+use crate::engine::vma::ADDR_LIMIT;
 use crate::event::{Pid, PAGE_SIZE, PGOFF_BITS};
 use crate::kernel::Kernel;
 use crate::topology::{AnonVmaInfo, Topology};

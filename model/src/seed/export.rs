@@ -1,7 +1,7 @@
 //! A model's eager half as a snapshot would read it: the round trip `seed` is tested by.
 use super::VM_FLAGS;
-use crate::eager::anon_vma::NIL;
-use crate::eager::EAGER;
+use crate::engine::anon_vma::NIL;
+use crate::engine::EAGER;
 use crate::event::Pid;
 use crate::pair::Pair;
 use crate::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};

@@ -1,7 +1,7 @@
 //! The lazy side of a seed: the anon_vmas `snapshot::classify`'s states still link, with
 //! their fields recomputed over the lazy chains.
 use super::Built;
-use crate::eager::anon_vma::SeedAv;
+use crate::engine::anon_vma::SeedAv;
 use crate::snapshot::LazyState;
 
 /// The lazy side's anon_vmas: those its chains still link, renumbered.

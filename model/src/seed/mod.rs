@@ -36,9 +36,9 @@ use lazy::lazy_avs;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::eager::anon_vma::{SeedAv, NIL};
-use crate::eager::vma::{Mm, Vma, LAZY_FOLIOS};
-use crate::eager::{EAGER, LAZY};
+use crate::engine::anon_vma::{SeedAv, NIL};
+use crate::engine::vma::{Mm, Vma, LAZY_FOLIOS};
+use crate::engine::{EAGER, LAZY};
 use crate::event::{vm, Pid};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;

@@ -12,7 +12,7 @@ pub const OTHER: &str = "other";
 /// A process that exited between the pass and the /proc read.
 pub const GONE: &str = "(exited)";
 
-pub fn pair(c: &lazyvma_model::snapshot::Counts) -> Pair {
+pub fn pair(c: &lazyvma_model::snapshot::LiveObjects) -> Pair {
     Pair { anon_vma: c.anon_vma, anon_vma_chain: c.anon_vma_chain }
 }
 

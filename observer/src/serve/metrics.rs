@@ -3,7 +3,7 @@
 //! which the encoder also takes, so one exposition never mixes two snapshot generations.
 use crate::snapshot::Sizes;
 use crate::trace::slab::Kind;
-use lazyvma_model::snapshot::Counts;
+use lazyvma_model::snapshot::LiveObjects;
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -79,8 +79,8 @@ const STATES: [&str; 4] = ["none", "lazy", "tree", "tree_parent"];
 
 /// What one snapshot pass sets, already restricted to the scope.
 pub struct Gauges {
-    pub eager: Counts,
-    pub lazy: Counts,
+    pub eager: LiveObjects,
+    pub lazy: LiveObjects,
     /// VMAs per lazy state: none, lazy, tree, tree_parent.
     pub states: [u64; 4],
     pub truncated_vmas: u64,
@@ -255,8 +255,8 @@ mod tests {
         let size = |slab_size| lazyvma_model::sizes::Size { object_size: slab_size, slab_size, source: String::new() };
         let sizes = Sizes { anon_vma: size(88), anon_vma_chain: size(64), vm_area_struct: size(200) };
         let g = Gauges {
-            eager: Counts::default(),
-            lazy: Counts::default(),
+            eager: LiveObjects::default(),
+            lazy: LiveObjects::default(),
             states: [0; 4],
             truncated_vmas: 0,
             incomplete_processes: 1,

@@ -6,7 +6,7 @@ use super::{
 use crate::load::btf::Offsets;
 use crate::snapshot::{self, Report};
 use lazyvma_model::sizes::Sizes;
-use lazyvma_model::snapshot::Counts;
+use lazyvma_model::snapshot::LiveObjects;
 use std::{
     path::PathBuf,
     sync::{
@@ -46,8 +46,11 @@ fn gauges(r: &Report) -> Gauges {
             processes: e.processes.len() as u64,
         };
     }
-    let sum = |f: fn(&lazyvma_model::snapshot::ProcessEstimate) -> Counts| {
-        r.shown.iter().map(f).fold(Counts::default(), |a, c| Counts { anon_vma: a.anon_vma + c.anon_vma, anon_vma_chain: a.anon_vma_chain + c.anon_vma_chain })
+    let sum = |f: fn(&lazyvma_model::snapshot::ProcessEstimate) -> LiveObjects| {
+        r.shown
+            .iter()
+            .map(f)
+            .fold(LiveObjects::default(), |a, c| LiveObjects { anon_vma: a.anon_vma + c.anon_vma, anon_vma_chain: a.anon_vma_chain + c.anon_vma_chain })
     };
     let mut g = Gauges {
         eager: sum(|p| p.eager),
@@ -110,7 +113,7 @@ mod tests {
     use lazyvma_model::snapshot::{Estimate, ProcessEstimate};
 
     fn report(selected: bool) -> Report {
-        let p = |pid| ProcessEstimate { pid, comm: String::new(), vmas: 256, eager: Counts::default(), lazy: Counts::default() };
+        let p = |pid| ProcessEstimate { pid, comm: String::new(), vmas: 256, eager: LiveObjects::default(), lazy: LiveObjects::default() };
         let cut = |pid, vmas_seen, map_count| Cut { pid, tid: pid, vmas_seen, map_count, why: "steps" };
         let estimate = Estimate { processes: vec![p(10), p(20), p(30)], ..Default::default() };
         Report {

@@ -5,7 +5,7 @@ pub mod decode;
 pub mod reader;
 pub mod render;
 
-use lazyvma_model::snapshot::{Counts, Estimate, LazyState, ProcessEstimate};
+use lazyvma_model::snapshot::{Estimate, LazyState, LiveObjects, ProcessEstimate};
 use lazyvma_model::snapshot_stream::{Stream, VmaIn};
 use lazyvma_model::topology::{Topology, VmaTopo};
 use std::collections::{BTreeMap, HashMap};
@@ -70,7 +70,7 @@ fn slab_check(cache: &str) -> SlabCheck {
 
 /// Bytes the lazy design would not hold for this process.
 pub fn savings(p: &ProcessEstimate, s: &Sizes) -> i64 {
-    let b = |c: &Counts| s.rmap_bytes(c.anon_vma, c.anon_vma_chain) as i64;
+    let b = |c: &LiveObjects| s.rmap_bytes(c.anon_vma, c.anon_vma_chain) as i64;
     b(&p.eager) - b(&p.lazy)
 }
 
@@ -157,8 +157,8 @@ pub fn run(btf_path: Option<&Path>, offsets: Option<&Offsets>, sizes: &Sizes, pi
                     pid,
                     comm: crate::sys::proc_text(format!("/proc/{pid}/comm")).unwrap_or_default().trim().into(),
                     vmas: 0,
-                    eager: Counts::default(),
-                    lazy: Counts::default(),
+                    eager: LiveObjects::default(),
+                    lazy: LiveObjects::default(),
                 })
             })
             .collect(),

@@ -1,5 +1,5 @@
 //! Text (the cover letter's own table layout) and JSON for a snapshot [`Report`].
-use lazyvma_model::snapshot::{Counts, ProcessEstimate};
+use lazyvma_model::snapshot::{LiveObjects, ProcessEstimate};
 use serde_json::{json, Value};
 use std::fmt::Write;
 
@@ -20,7 +20,7 @@ fn change(before: f64, after: f64) -> String {
     format!("{:+.1}%", (after - before) / before * 100.0)
 }
 
-fn counts_json(c: &Counts, s: &Sizes) -> Value {
+fn counts_json(c: &LiveObjects, s: &Sizes) -> Value {
     json!({
         "anon_vma": c.anon_vma,
         "anon_vma_chain": c.anon_vma_chain,

@@ -8,7 +8,7 @@ use crate::counts::{Counter, Counts, RmapStat};
 use crate::event::{vm, Event, FaultKind, Pid, RmapCaller, PAGE_SIZE};
 use crate::kernel::Kernel;
 use crate::knobs::Knobs;
-use crate::lazy::history::Tally;
+use crate::lazy::history::HistoryTally;
 use crate::lazy::{History, Rule, RuleCounts};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -32,7 +32,7 @@ pub(crate) struct Core {
     pub vma: Counter,
     pub rules: RuleCounts,
     /// Lazy-VMA histories settled so far (VMAs still mapped are added when read).
-    pub history: Tally,
+    pub history: HistoryTally,
     /// An mremap is unmapping its source: the history moved with the copy.
     pub moving: bool,
     pub rmap: [RmapStat; RmapCaller::ALL.len()],
@@ -324,7 +324,7 @@ impl Machine {
                 avs: AnonVmas::default(),
                 vma: Counter::default(),
                 rules: RuleCounts::default(),
-                history: Tally::default(),
+                history: HistoryTally::default(),
                 moving: false,
                 rmap: [RmapStat::default(); RmapCaller::ALL.len()],
                 bounds: Bounds::default(),
