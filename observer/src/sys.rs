@@ -107,3 +107,19 @@ pub fn uname() -> (String, String) {
     let s = |f: &[libc::c_char]| unsafe { std::ffi::CStr::from_ptr(f.as_ptr()) }.to_string_lossy().into_owned();
     (s(&u.release), s(&u.machine))
 }
+
+/// One read of a BPF iterator's file. A read that walks `MAX_ITER_OBJECTS` (1 M) objects
+/// without output (a pass that keeps nothing of another process's VMAs, or the lock set's
+/// seed, which outputs nothing) fails with EAGAIN and stops where it was: read on. A
+/// machine with more than 1 M VMAs failed `trace`'s seeding so.
+/// A bound all the same (4 G objects), should a kernel restart the walk instead.
+pub fn read_iter(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut again = 0;
+    loop {
+        match f.read(buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && again < 4096 => again += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => return r,
+        }
+    }
+}

@@ -11,7 +11,7 @@ use crate::{
     },
     record::{
         self,
-        format::{Header, Trailer},
+        format::{Header, MapStats, Trailer},
         meta,
     },
     sys,
@@ -22,7 +22,7 @@ use crate::{
         command, hooks, locks,
         pids::Tree,
         render,
-        slab::{MapStats, Sizes},
+        slab::Sizes,
         stats,
         symbols::Symbols,
         Tracer,

@@ -203,7 +203,7 @@ fn try_one(ebpf: &mut Ebpf, t: AttachType, btf: Option<&Btf>) -> Result<(), Stri
             let mut file = link.into_file().map_err(|e| format!("iter: opening the link: {e}"))?;
             // A probe program outputs nothing: past 1 M VMAs a read says EAGAIN (`read_iter`).
             let mut sink = [0u8; 4096];
-            while crate::snapshot::reader::read_iter(&mut file, &mut sink).map_err(|e| format!("iter: reading: {e}"))? > 0 {}
+            while crate::sys::read_iter(&mut file, &mut sink).map_err(|e| format!("iter: reading: {e}"))? > 0 {}
         }
         AttachType::Ringbuf => ringbuf(ebpf, t)?,
     }

@@ -228,7 +228,16 @@ pub struct Trailer {
     pub lock_counters: Option<crate::trace::locks::Counters>,
     /// The kernel's slab count map, when `trace` counted there (never in a recording).
     #[serde(default)]
-    pub kernel_counts: Option<crate::trace::slab::MapStats>,
+    pub kernel_counts: Option<MapStats>,
+}
+
+/// The kernel's slab count map over a run, in `trace -j`'s `kernel_counts`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct MapStats {
+    /// Slab events sent to userspace because the map was full (counted all the same).
+    pub full: u64,
+    /// Keys of exited processes deleted from the map.
+    pub retired: u64,
 }
 
 /// A plain header for tests.

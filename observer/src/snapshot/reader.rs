@@ -179,26 +179,10 @@ impl Passes<'_> {
     }
 }
 
-/// One read of a BPF iterator's file. A read that walks `MAX_ITER_OBJECTS` (1 M) objects
-/// without output (a pass that keeps nothing of another process's VMAs, or the lock set's
-/// seed, which outputs nothing) fails with EAGAIN and stops where it was: read on. A
-/// machine with more than 1 M VMAs failed `trace`'s seeding so.
-/// A bound all the same (4 G objects), should a kernel restart the walk instead.
-pub fn read_iter(f: &mut impl std::io::Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut again = 0;
-    loop {
-        match f.read(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock && again < 4096 => again += 1,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            r => return r,
-        }
-    }
-}
-
 impl std::io::Read for Passes<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         while let Some(f) = self.file.as_mut() {
-            let n = read_iter(f, buf)?;
+            let n = crate::sys::read_iter(f, buf)?;
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }

@@ -65,7 +65,7 @@ pub fn attach(bpf: &mut Ebpf, btf: Option<&aya::Btf>) -> Result<(), String> {
     let link = it.take_link(link).map_err(|e| format!("{e}"))?;
     let mut file = link.into_file().map_err(|e| format!("creating the seeding iterator: {e}"))?;
     let mut sink = [0u8; 4096];
-    while crate::snapshot::reader::read_iter(&mut file, &mut sink).map_err(|e| format!("running the seeding pass: {e}"))? > 0 {}
+    while crate::sys::read_iter(&mut file, &mut sink).map_err(|e| format!("running the seeding pass: {e}"))? > 0 {}
     Ok(())
 }
 

@@ -161,15 +161,6 @@ pub struct KernelCounts {
     exit_walk: HashMap<u32, u64>,
 }
 
-/// The kernel's slab count map over a run, in `trace -j`'s `kernel_counts`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct MapStats {
-    /// Slab events sent to userspace because the map was full (counted all the same).
-    pub full: u64,
-    /// Keys of exited processes deleted from the map.
-    pub retired: u64,
-}
-
 /// How long an exited process's key stays unchanged before it is deleted: its exit's
 /// teardown (which 6.16+ runs after the exit record) is over long before.
 pub const RETIRE_AFTER: std::time::Duration = std::time::Duration::from_millis(200);
