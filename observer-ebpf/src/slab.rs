@@ -280,7 +280,7 @@ pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
     // The feed's prepared VMA, after the allocation's own record (as the separate program
     // attached after this one ordered it).
     if func == FN_PREPARE && global(&TRACE_SLAB_PREPARE) != 0 {
-        crate::syscall::prepare_vma_btf(&ctx);
+        crate::syscall::prepare_vma_btf(ctx.as_ptr());
     }
     0
 }
