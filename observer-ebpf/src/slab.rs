@@ -161,13 +161,55 @@ fn current_tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
-/// This thread's fork allocation went to `TRACE_TALLY` (one lookup once it is marked).
+/// Bumped by every `FORK_TALLIED` removal (a failed fork's teardown, rare).
+#[map]
+static FORK_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+/// This CPU's last thread marked in `FORK_TALLIED`, and the epoch it was marked in: a
+/// fork's hundreds of allocations mark their thread once, with no hash lookup after.
+#[map]
+static FORK_MARKED: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn fork_epoch() -> u64 {
+    // SAFETY: the array's one slot, read only.
+    FORK_EPOCH.get(0).map_or(0, |e| unsafe { core::ptr::read_volatile(e) })
+}
+
+/// This thread's fork allocation went to `TRACE_TALLY`. A removal bumps the epoch before
+/// any later mark can be remembered, so a remembered mark is always still in the map: the
+/// thread's own teardown (the only remover of its entry) runs on one CPU at a time.
 #[inline(always)]
 fn tallied_fork(tid: u32) {
-    // SAFETY: only presence is read.
-    if unsafe { FORK_TALLIED.get(&tid) }.is_none() {
-        let _ = FORK_TALLIED.insert(&tid, &1, 0);
+    let epoch = fork_epoch();
+    let marked = FORK_MARKED.get_ptr_mut(0);
+    if let Some(m) = marked {
+        // SAFETY: this CPU's value.
+        if unsafe { (*m)[0] == u64::from(tid) + 1 && (*m)[1] == epoch } {
+            return;
+        }
     }
+    // SAFETY: only presence is read.
+    if unsafe { FORK_TALLIED.get(&tid) }.is_none() && FORK_TALLIED.insert(&tid, &1, 0).is_err() {
+        return;
+    }
+    if let Some(m) = marked {
+        // SAFETY: this CPU's value.
+        unsafe { *m = [u64::from(tid) + 1, epoch] };
+    }
+}
+
+/// A failed fork's teardown: whether the thread's fork allocations were tallied (its
+/// mark is taken, and every CPU's remembered mark forgotten).
+#[inline(always)]
+fn untally_fork(tid: u32) -> bool {
+    if FORK_TALLIED.remove(&tid).is_err() {
+        return false;
+    }
+    if let Some(e) = FORK_EPOCH.get_ptr_mut(0) {
+        // SAFETY: the array's one slot; concurrent removals each add one.
+        unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(e, 1) };
+    }
+    true
 }
 
 #[inline(always)]
@@ -429,7 +471,7 @@ fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: impl Fn() -> u64,
         if aggregated(at, func, false, kind, why, owned, syscall_known(regs)) {
             return 0;
         }
-        let flag = if why == WHY_FORK && FORK_TALLIED.remove(&current_tid()).is_ok() { WHY_FAILED_FORK } else { 0 };
+        let flag = if why == WHY_FORK && untally_fork(current_tid()) { WHY_FAILED_FORK } else { 0 };
         emit_slim(false, at, func, why | flag, ptr(), call_site, bytes_req, 0);
         return 0;
     }
