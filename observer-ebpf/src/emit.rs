@@ -82,9 +82,36 @@ pub fn is_self() -> bool {
 
 #[inline(always)]
 pub fn is_traced(tgid: u32) -> bool {
+    // A CPU runs one process's events in a row (a fork's hundreds of allocations): its last
+    // member found answers without the hash lookup. Members are never removed here (only
+    // the LRU evicts, the least used first), so a remembered one stays right; every
+    // `TRACED_RECHECK` hits the map is asked again, which keeps the member fresh in the
+    // LRU and forgets one evicted all the same.
+    let Some(seen) = TRACED_SEEN.get_ptr_mut(0) else { return lookup_traced(tgid) };
+    // SAFETY: this CPU's value; one 8-byte load and store, never torn.
+    let s = unsafe { core::ptr::read_volatile(seen) };
+    let hits = s >> 32;
+    if s as u32 == tgid.wrapping_add(1) && hits < TRACED_RECHECK {
+        // SAFETY: as above.
+        unsafe { core::ptr::write_volatile(seen, s + (1 << 32)) };
+        return true;
+    }
+    let traced = lookup_traced(tgid);
+    // SAFETY: as above; 0 (no tgid + 1) remembers nothing.
+    unsafe { core::ptr::write_volatile(seen, if traced { u64::from(tgid.wrapping_add(1)) } else { 0 }) };
+    traced
+}
+
+#[inline(always)]
+fn lookup_traced(tgid: u32) -> bool {
     // SAFETY: only presence is read.
     unsafe { FEED_TRACED.get(&tgid) }.is_some()
 }
+
+/// This CPU's last `FEED_TRACED` member found: (tgid + 1) | hits since << 32.
+#[map]
+static TRACED_SEEN: PerCpuArray<u64> = PerCpuArray::with_max_entries(1, 0);
+const TRACED_RECHECK: u64 = 256;
 
 #[inline(always)]
 pub fn scoped() -> bool {

@@ -67,6 +67,13 @@ pub fn remember(ptr: u64, func: u32, bytes_req: u64, tgid: u32) {
     }
 }
 
+/// Whether the lock programs' set is kept (their offsets were given): only then do
+/// `remember` and `forget` need the object's address.
+#[inline(always)]
+pub fn tracks() -> bool {
+    lo(|o| &o.av_size) != NO_FIELD
+}
+
 /// Called by `trace_slab_free` before the object is freed (its fields are intact): only a
 /// root can be in the set (`remember`), so a non-root's free costs one read, not a hash
 /// delete. Removing what is not there is harmless. Without the lock programs' offsets

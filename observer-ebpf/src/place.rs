@@ -16,7 +16,7 @@ use aya_ebpf::{
     cty::c_void,
     helpers::generated::{bpf_find_vma, bpf_get_current_task_btf, bpf_get_stack, bpf_loop, bpf_task_pt_regs},
     macros::map,
-    maps::{LruHashMap, PerCpuArray},
+    maps::{Array, LruHashMap, PerCpuArray},
 };
 use lazyvma_model::trace_abi::FOUND_HELD;
 
@@ -100,13 +100,19 @@ pub struct Pending {
 #[map]
 static PLACE_PENDING: LruHashMap<u32, Pending> = LruHashMap::with_max_entries(4096, 0);
 
+/// A zeroed `Pending`, never written: a thread's first entry is copied from it, not built
+/// on the stack (392 bytes, most of the 512 the verifier allows a program's frames).
+#[map]
+static PLACE_EMPTY: Array<Pending> = Array::with_max_entries(1, 0);
+
 /// Keep a prepare's allocation for the syscall's exit; false when there is no room (then
 /// it is sent unplaced at once).
 #[inline(always)]
 pub fn defer(tid: u32, ptr: u64, bytes_req: u64, key: u64) -> bool {
     if PLACE_PENDING.get_ptr_mut(&tid).is_none() {
-        let empty = Pending { n: 0, ptr: [0; PENDING], bytes_req: [0; PENDING], key: [0; PENDING] };
-        if PLACE_PENDING.insert(&tid, &empty, 0).is_err() {
+        // SAFETY: the map's one value, only read (copied by the insert).
+        let Some(empty) = (unsafe { PLACE_EMPTY.get(0) }) else { return false };
+        if PLACE_PENDING.insert(&tid, empty, 0).is_err() {
             return false;
         }
     }

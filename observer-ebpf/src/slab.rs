@@ -161,13 +161,55 @@ fn current_tid() -> u32 {
     bpf_get_current_pid_tgid() as u32
 }
 
-/// This thread's fork allocation went to `TRACE_TALLY` (one lookup once it is marked).
+/// Bumped by every `FORK_TALLIED` removal (a failed fork's teardown, rare).
+#[map]
+static FORK_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
+/// This CPU's last thread marked in `FORK_TALLIED`, and the epoch it was marked in: a
+/// fork's hundreds of allocations mark their thread once, with no hash lookup after.
+#[map]
+static FORK_MARKED: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+
+#[inline(always)]
+fn fork_epoch() -> u64 {
+    // SAFETY: the array's one slot, read only.
+    FORK_EPOCH.get(0).map_or(0, |e| unsafe { core::ptr::read_volatile(e) })
+}
+
+/// This thread's fork allocation went to `TRACE_TALLY`. A removal bumps the epoch before
+/// any later mark can be remembered, so a remembered mark is always still in the map: the
+/// thread's own teardown (the only remover of its entry) runs on one CPU at a time.
 #[inline(always)]
 fn tallied_fork(tid: u32) {
-    // SAFETY: only presence is read.
-    if unsafe { FORK_TALLIED.get(&tid) }.is_none() {
-        let _ = FORK_TALLIED.insert(&tid, &1, 0);
+    let epoch = fork_epoch();
+    let marked = FORK_MARKED.get_ptr_mut(0);
+    if let Some(m) = marked {
+        // SAFETY: this CPU's value.
+        if unsafe { (*m)[0] == u64::from(tid) + 1 && (*m)[1] == epoch } {
+            return;
+        }
     }
+    // SAFETY: only presence is read.
+    if unsafe { FORK_TALLIED.get(&tid) }.is_none() && FORK_TALLIED.insert(&tid, &1, 0).is_err() {
+        return;
+    }
+    if let Some(m) = marked {
+        // SAFETY: this CPU's value.
+        unsafe { *m = [u64::from(tid) + 1, epoch] };
+    }
+}
+
+/// A failed fork's teardown: whether the thread's fork allocations were tallied (its
+/// mark is taken, and every CPU's remembered mark forgotten).
+#[inline(always)]
+fn untally_fork(tid: u32) -> bool {
+    if FORK_TALLIED.remove(&tid).is_err() {
+        return false;
+    }
+    if let Some(e) = FORK_EPOCH.get_ptr_mut(0) {
+        // SAFETY: the array's one slot; concurrent removals each add one.
+        unsafe { core::intrinsics::atomic_xadd::<u64, u64, { core::intrinsics::AtomicOrdering::SeqCst }>(e, 1) };
+    }
+    true
 }
 
 #[inline(always)]
@@ -236,8 +278,9 @@ pub fn trace_slab_alloc_plain(ctx: TracePointContext) -> u32 {
 fn slab_alloc_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     let call_site: u64 = field(ctx, offset(|o| &o.alloc_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
-    let rest = || (field(ctx, offset(|o| &o.alloc_ptr)), field(ctx, offset(|o| &o.alloc_bytes_req)), field(ctx, offset(|o| &o.alloc_bytes_alloc)));
-    slab_alloc(ctx.as_ptr(), func, call_site, regs, false, rest)
+    let ptr = || field(ctx, offset(|o| &o.alloc_ptr));
+    let sizes = || (field(ctx, offset(|o| &o.alloc_bytes_req)), field(ctx, offset(|o| &o.alloc_bytes_alloc)));
+    slab_alloc(ctx.as_ptr(), func, call_site, regs, false, ptr, sizes)
 }
 
 /// `tp_btf` argument `i` read through `bpf_probe_read_kernel`, not a context load: 6.1's
@@ -274,13 +317,13 @@ pub fn trace_slab_alloc_btf(ctx: BtfTracePointContext) -> u32 {
     if serve_alloc(func, || object_size_btf(&ctx)) {
         return 0;
     }
-    let rest = || (void_ptr_arg(&ctx, 1), cache_field_btf(&ctx, 0), cache_field_btf(&ctx, 1));
+    let sizes = || (cache_field_btf(&ctx, 0), cache_field_btf(&ctx, 1));
     // 6.1+ only (see `trace_slab_free_btf`): `bpf_task_pt_regs` is there.
-    slab_alloc(ctx.as_ptr(), func, call_site, true, true, rest);
+    slab_alloc(ctx.as_ptr(), func, call_site, true, true, || void_ptr_arg(&ctx, 1), sizes);
     // The feed's prepared VMA, after the allocation's own record (as the separate program
     // attached after this one ordered it).
     if func == FN_PREPARE && global(&TRACE_SLAB_PREPARE) != 0 {
-        crate::syscall::prepare_vma_btf(&ctx);
+        crate::syscall::prepare_vma_btf(ctx.as_ptr());
     }
     0
 }
@@ -314,19 +357,25 @@ fn serve_alloc(func: u32, object_size: impl Fn() -> u64) -> bool {
     aggregated(tgid, func, true, alloc_kind(object_size()), why, true, true)
 }
 
-/// `rest`: the event's ptr, bytes_req and bytes_alloc, read once the scope keeps it.
+/// `sizes`: the event's bytes_req and bytes_alloc, read once the scope keeps it; `ptr`: the
+/// object's address, read only where it is used (a `tp_btf` program's is a
+/// `bpf_probe_read_kernel`): the lock set's roots, a scoped trace's owners, a record sent.
 #[inline(always)]
-fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, btf: bool, rest: impl Fn() -> (u64, u64, u64)) -> u32 {
+fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, btf: bool, ptr: impl Fn() -> u64, sizes: impl Fn() -> (u64, u64)) -> u32 {
     let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
     let scoped = scoped();
     if tgid == global(&TRACE_SELF_TGID) || (scoped && !is_traced(tgid)) {
         return 0;
     }
-    let (ptr, bytes_req, bytes_alloc) = rest();
-    crate::lock::remember(ptr, func, bytes_req, tgid);
+    let (bytes_req, bytes_alloc) = sizes();
+    // Only a prepare's anon_vma enters the lock set (`remember`).
+    let known = scoped || func == FN_PREPARE;
+    let addr = if known { ptr() } else { 0 };
+    crate::lock::remember(addr, func, bytes_req, tgid);
+    let ptr = || if known { addr } else { ptr() };
     if scoped {
         // Claiming a slot takes `cmpxchg` (5.12+): the `tp_btf` programs, 6.1+.
-        own_object(ptr, tgid, btf);
+        own_object(addr, tgid, btf);
     }
     let why = crate::why::why(true, func, regs, btf);
     if !wants_stack(func) || !crate::why::stack_tells_more(why) {
@@ -336,13 +385,13 @@ fn slab_alloc(ctx: *mut c_void, func: u32, call_site: u64, regs: bool, btf: bool
             }
             return 0;
         }
-        emit_slim(true, tgid, func, why, ptr, call_site, bytes_req, bytes_alloc);
+        emit_slim(true, tgid, func, why, ptr(), call_site, bytes_req, bytes_alloc);
         return 0;
     }
     emit(EV_ALLOC, |e| {
         e.arg = func;
         e.call_site = call_site;
-        e.ptr = ptr;
+        e.ptr = ptr();
         e.bytes_req = bytes_req;
         e.bytes_alloc = bytes_alloc;
         stack(ctx, e);
@@ -365,7 +414,7 @@ pub fn trace_slab_free_plain(ctx: TracePointContext) -> u32 {
 fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
     let call_site: u64 = field(ctx, offset(|o| &o.free_call_site));
     let Some(func) = function_of(call_site) else { return 0 };
-    slab_free(ctx.as_ptr(), func, call_site, field(ctx, offset(|o| &o.free_ptr)), regs, false, || 0)
+    slab_free(ctx.as_ptr(), func, call_site, || field(ctx, offset(|o| &o.free_ptr)), regs, false, || 0)
 }
 
 /// `tp_btf/kmem_cache_free` (6.1+: call_site, ptr, kmem_cache *s): the cache tells the
@@ -374,24 +423,26 @@ fn slab_free_tp(ctx: &TracePointContext, regs: bool) -> u32 {
 pub fn trace_slab_free_btf(ctx: BtfTracePointContext) -> u32 {
     let call_site: u64 = ctx.arg(0);
     let Some(func) = function_of(call_site) else { return 0 };
-    // serve system-wide counts by the cache's size: the object's address is needed only
-    // where a stack is sent (userspace matches it to the allocation's record).
-    let counted_only = serve_system() && !wants_stack(func);
-    let ptr = if counted_only { 0 } else { void_ptr_arg(&ctx, 1) };
     // tp_btf kmem programs attach on 6.1+ only, where `bpf_task_pt_regs` (5.15+) exists.
-    slab_free(ctx.as_ptr(), func, call_site, ptr, true, true, || object_size_btf(&ctx))
+    slab_free(ctx.as_ptr(), func, call_site, || void_ptr_arg(&ctx, 1), true, true, || object_size_btf(&ctx))
 }
 
 /// `bytes_req`: the cache's object_size where the tracepoint gives it, else 0; read once
-/// the scope keeps the event.
+/// the scope keeps the event. `ptr`: the object's address, read only where it is used: the
+/// lock set's roots (anon_vmas are freed only through __put_anon_vma, unlink_anon_vmas
+/// frees chains), a scoped trace's owners, a record sent (userspace matches it to the
+/// allocation's). serve and a system-wide trace count an exit's chains without it.
 #[inline(always)]
-fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: u64, regs: bool, btf: bool, bytes_req: impl Fn() -> u64) -> u32 {
-    // anon_vmas are freed only through __put_anon_vma; unlink_anon_vmas frees chains.
+fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: impl Fn() -> u64, regs: bool, btf: bool, bytes_req: impl Fn() -> u64) -> u32 {
+    let scoped = scoped();
+    let known = scoped || (func != FN_UNLINK && crate::lock::tracks());
+    let addr = if known { ptr() } else { 0 };
+    let ptr = || if known { addr } else { ptr() };
     if func != FN_UNLINK {
-        crate::lock::forget(ptr);
+        crate::lock::forget(addr);
     }
-    let (at, owned) = if scoped() {
-        match free_owner(ptr) {
+    let (at, owned) = if scoped {
+        match free_owner(addr) {
             Some(o) => o,
             None => return 0,
         }
@@ -420,15 +471,15 @@ fn slab_free(ctx: *mut c_void, func: u32, call_site: u64, ptr: u64, regs: bool, 
         if aggregated(at, func, false, kind, why, owned, syscall_known(regs)) {
             return 0;
         }
-        let flag = if why == WHY_FORK && FORK_TALLIED.remove(&current_tid()).is_ok() { WHY_FAILED_FORK } else { 0 };
-        emit_slim(false, at, func, why | flag, ptr, call_site, bytes_req, 0);
+        let flag = if why == WHY_FORK && untally_fork(current_tid()) { WHY_FAILED_FORK } else { 0 };
+        emit_slim(false, at, func, why | flag, ptr(), call_site, bytes_req, 0);
         return 0;
     }
     emit(EV_FREE, |e| {
         e.tgid = at;
         e.arg = func;
         e.call_site = call_site;
-        e.ptr = ptr;
+        e.ptr = ptr();
         stack(ctx, e);
     });
     0

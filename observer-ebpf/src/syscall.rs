@@ -300,9 +300,12 @@ pub fn trace_prepare_vma(ctx: TracePointContext) -> u32 {
 }
 
 /// The same from `trace_slab_alloc_btf` (6.1+), which found the call site in
-/// `__anon_vma_prepare`: one program on the machine's every allocation, not two.
-#[inline(always)]
-pub fn prepare_vma_btf(ctx: &BtfTracePointContext) {
+/// `__anon_vma_prepare`: one program on the machine's every allocation, not two. Its own
+/// frame (a BPF subprogram), not inlined: the allocation program's stack stays small for
+/// what it does on every event (the verifier caps a call chain's frames at 512 bytes).
+#[inline(never)]
+pub fn prepare_vma_btf(ctx: *mut c_void) {
+    let ctx = &BtfTracePointContext::new(ctx);
     if !traced() {
         return;
     }

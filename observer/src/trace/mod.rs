@@ -25,10 +25,9 @@ pub mod stats;
 pub mod symbols;
 pub mod timeline;
 
-use lazyvma_model::trace_abi::TallyKey;
 use lazyvma_model::trace_abi::{
-    HookEvent, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT, MARKER_BASE,
-    WHY_FAILED_FORK, WHY_FUNCTION,
+    HookEvent, Record, TallyKey, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT,
+    MARKER_BASE, WHY_FAILED_FORK, WHY_FUNCTION,
 };
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
