@@ -340,3 +340,59 @@ fn serve_refuses_bad_input() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.starts_with(&format!("lazyvma: --listen {addr}: cannot listen there: ")), "{err}");
 }
+
+/// `serve --snapshot-only -p PARENT`: no program is left in the kernel between passes (the
+/// process holds no BPF program or link), no counter is kept (`trace="off"`), and the
+/// gauges of the held fork (the parent and its child, a descendant found at start) equal
+/// `snapshot -p` of the same two processes, object for object: both read the same
+/// unchanging VMAs.
+#[test]
+fn serve_snapshot_only_holds_nothing_in_the_kernel() {
+    if !root_or_skip("serve_snapshot_only_holds_nothing_in_the_kernel") {
+        return;
+    }
+    let dir = Dir::new("serve-snapshot-only");
+    let held = HeldFork::start(3);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let parent = held.parent.to_string();
+    // One pass (before the port answers) and none after within the test: -i 1h.
+    let mut serve = Running::spawn(
+        "lazyvma serve --snapshot-only",
+        Command::new(BIN).args(["serve", "--snapshot-only", "-p", &parent, "--listen", &listen, "-i", "1h"]),
+        dir.path("serve.log"),
+    );
+    let t0 = Instant::now();
+    let (_, om) = loop {
+        if let Ok(r) = get(port, "/metrics", "*/*") {
+            break r;
+        }
+        serve.assert_alive();
+        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer within 60 s:\n{}", serve.log());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let s = samples(&om);
+    assert!(om.lines().any(|l| l.starts_with("lazyvma_build_info{") && l.contains("trace=\"off\"")), "{om}");
+    assert!(!om.contains("backend_"), "no hook is attached, none is named:\n{om}");
+
+    // Every fd of the serve process: no BPF program, no link (a tp_btf attach is a link).
+    let fds = std::fs::read_dir(format!("/proc/{}/fdinfo", serve.child.id())).unwrap();
+    let bpf: Vec<String> = fds
+        .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+        .filter(|info| info.lines().any(|l| l.starts_with("prog_type:") || l.starts_with("link_type:")))
+        .collect();
+    assert!(bpf.is_empty(), "serve --snapshot-only holds BPF programs or links between passes:\n{}", bpf.join("\n"));
+
+    let out = Command::new(BIN).args(["snapshot", "-j", "-p", &format!("{},{}", held.parent, held.child)]).output().unwrap();
+    assert!(out.status.success(), "snapshot: {}", String::from_utf8_lossy(&out.stderr));
+    let snap: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let procs = snap["processes"].as_array().unwrap();
+    assert_eq!(procs.len(), 2, "{procs:?}");
+    for (object, model, least) in OBJECTS {
+        let want: f64 = procs.iter().map(|p| p[model][object].as_f64().unwrap()).sum();
+        assert!(want >= least, "snapshot: {object} {model} {want} < the held fork's {least}");
+        assert_eq!(s.get(&objects_key(object, model)).copied(), Some(want), "{object} {model} in:\n{om}");
+    }
+    let st = serve.term();
+    assert!(st.success(), "serve exited with {st} on SIGTERM:\n{}", serve.log());
+}

@@ -63,6 +63,13 @@ pub struct Args {
     /// Absolute, or relative to the cgroup2 mount, else to a v1 hierarchy.
     #[arg(long, value_name = "PATH")]
     pub cgroup: Option<PathBuf>,
+    /// No tracing: only the snapshot pass every interval (the object gauges and the lazy
+    /// estimate). No program runs in the kernel between passes, so the machine pays for
+    /// the passes alone; the slab counters stay absent (`lazyvma_build_info{trace="off"}`).
+    /// A scope is read again at each pass (the pids and their descendants, the cgroup's
+    /// processes then).
+    #[arg(long, conflicts_with_all = ["stacks", "ringbuf_mb"])]
+    pub snapshot_only: bool,
 }
 
 /// The scope's members now: the pids, the cgroup's processes, and their descendants.
@@ -116,10 +123,27 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     let (offsets, _) = kf.formats.clone();
     let stacks = args.stacks;
     let (kernel, arch) = sys::uname();
-    let mut info = vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch)];
-    info.extend(backends(&kf, stacks));
+    let trace = if args.snapshot_only { "off" } else { "on" };
+    let mut info =
+        vec![("version".to_string(), env!("CARGO_PKG_VERSION").to_string()), ("kernel".into(), kernel), ("arch".into(), arch), ("trace".into(), trace.into())];
+    if !args.snapshot_only {
+        info.extend(backends(&kf, stacks));
+    }
     let scoped = cgroup_dir.is_some() || !pids.is_empty();
     let metrics = Arc::new(Metrics::new(info, scope::labels(cgroup_dir.as_deref(), &pids)));
+    if args.snapshot_only {
+        let scope = Arc::new(if scoped { Scope::of(members(&pids, cgroup_dir.as_deref())?) } else { Scope::system() });
+        let offsets = kf.btf.as_ref().ok().and_then(|b| b.offsets.as_ref().ok()).cloned();
+        let mut passes = Passes::new(btf_path.map(Path::to_path_buf), offsets, sizes, args.interval, metrics.clone(), scope);
+        if scoped {
+            let cgroup_dir = cgroup_dir.clone();
+            passes = passes.refreshed_by(Box::new(move || members(&pids, cgroup_dir.as_deref())));
+        }
+        // Without the iterator there is nothing to serve: no counters either.
+        passes.pass().context("the first snapshot pass (--snapshot-only serves nothing else)")?;
+        drop(kf);
+        return serve(listener, &args, metrics, None, Some(passes));
+    }
 
     let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
     let mut loaded = bpf::load(&Config {
@@ -173,18 +197,34 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         Err(e) => return Err(e.context("the first snapshot pass")),
     };
 
+    let counter = Counter::new(metrics.clone(), syms, sizes, scope);
+    serve(listener, &args, metrics, Some((loaded, counter)), with_gauges.then_some(passes))
+}
+
+/// Serves until SIGINT/SIGTERM (or the trace thread's error): the trace thread (unless
+/// --snapshot-only), the snapshot thread (where the kernel has the iterator), the port.
+fn serve(
+    listener: std::net::TcpListener,
+    args: &Args,
+    metrics: Arc<Metrics>,
+    trace: Option<(bpf::Loaded, Counter)>,
+    passes: Option<Passes>,
+) -> anyhow::Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
-    let tracer = {
-        let (m, s, c) = (metrics.clone(), stop.clone(), Counter::new(metrics.clone(), syms, sizes, scope));
-        std::thread::Builder::new().name("trace".into()).spawn(move || follow::run(loaded, c, m, s))?
-    };
-    let snapshots = with_gauges
-        .then(|| {
+    let tracer = trace
+        .map(|(loaded, c)| {
+            let (m, s) = (metrics.clone(), stop.clone());
+            std::thread::Builder::new().name("trace".into()).spawn(move || follow::run(loaded, c, m, s))
+        })
+        .transpose()?;
+    let snapshots = passes
+        .map(|passes| {
             let s = stop.clone();
             std::thread::Builder::new().name("snapshot".into()).spawn(move || passes.run(s))
         })
         .transpose()?;
-    eprintln!("lazyvma: serving OpenMetrics on http://{}/metrics (snapshot every {:?}); SIGINT/SIGTERM to stop", args.listen, args.interval);
+    let what = if tracer.is_some() { "" } else { ", no tracing" };
+    eprintln!("lazyvma: serving OpenMetrics on http://{}/metrics (snapshot every {:?}{what}); SIGINT/SIGTERM to stop", args.listen, args.interval);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let served = rt.block_on(async {
@@ -194,7 +234,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         let stopped = async {
             // The trace thread ends early only on an error: then stop serving too.
             let watch = async {
-                while !tracer.is_finished() {
+                while !tracer.as_ref().is_some_and(|t| t.is_finished()) {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             };
@@ -208,12 +248,12 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         anyhow::Ok(())
     });
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let traced = tracer.join().map_err(|_| anyhow::anyhow!("the trace thread panicked"))?;
+    let traced = tracer.map(|t| t.join().map_err(|_| anyhow::anyhow!("the trace thread panicked"))).transpose()?;
     if let Some(s) = snapshots {
         s.join().map_err(|_| anyhow::anyhow!("the snapshot thread panicked"))?;
     }
     served?;
-    traced.context("tracing")?;
+    traced.transpose().context("tracing")?;
     let lost = metrics.events.lost.get();
     if lost > 0 {
         eprintln!("lazyvma: {lost} events were lost over the run (ring buffer full); they were exposed as lazyvma_events_lost_total");

@@ -26,6 +26,8 @@ pub struct Passes {
     pub metrics: Arc<Metrics>,
     scope: Arc<Scope>,
     generation: i64,
+    /// The scope's members now (`refreshed_by`).
+    refresh: Option<Box<dyn FnMut() -> anyhow::Result<Vec<u32>> + Send>>,
 }
 
 /// The whole system's totals, or the sum over the scope's processes: their own anon_vmas
@@ -72,12 +74,22 @@ fn gauges(r: &Report) -> Gauges {
 
 impl Passes {
     pub fn new(btf: Option<PathBuf>, offsets: Option<Offsets>, sizes: Sizes, interval: Duration, metrics: Arc<Metrics>, scope: Arc<Scope>) -> Passes {
-        Passes { btf, offsets, sizes, interval, metrics, scope, generation: 0 }
+        Passes { btf, offsets, sizes, interval, metrics, scope, generation: 0, refresh: None }
+    }
+
+    /// Each pass first adds the scope's members as `refresh` finds them then (serve
+    /// --snapshot-only: no trace follows the forks).
+    pub fn refreshed_by(mut self, refresh: Box<dyn FnMut() -> anyhow::Result<Vec<u32>> + Send>) -> Passes {
+        self.refresh = Some(refresh);
+        self
     }
 
     /// One whole-system pass, restricted to the scope; the gauges change only if it succeeds.
     pub fn pass(&mut self) -> anyhow::Result<()> {
         let t0 = Instant::now();
+        if let Some(refresh) = self.refresh.as_mut() {
+            self.scope.join(&refresh()?);
+        }
         let pids = self.scope.pids();
         // Streamed: no VMA is kept, the scope's states come per process.
         let snap = snapshot::run(self.btf.as_deref(), self.offsets.as_ref(), &self.sizes, pids.as_deref(), false, false)?;

@@ -72,6 +72,13 @@ impl Scope {
         }
     }
 
+    /// Processes found to be members (serve --snapshot-only's pass, which no fork reaches).
+    pub fn join(&self, tgids: &[u32]) {
+        if let Some(mut m) = self.lock() {
+            m.tgids.extend(tgids);
+        }
+    }
+
     pub fn newtask(pid: u32, clone_flags: u64, threads: &mut HashSet<u32>) {
         if clone_flags & CLONE_THREAD != 0 {
             threads.insert(pid);

@@ -206,7 +206,7 @@ fn host(o: &Overhead, builds: &[(String, PathBuf)], workload: &std::path::Path, 
     };
     let floor = workload.with_file_name("lazyvma-floor");
     let h = modes::Host { workload: workload.to_path_buf(), floor, bpftrace_script: script.clone() };
-    let mut order = vec![Mode::Bare, Mode::Floor, Mode::Trace, Mode::TraceCmd, Mode::Serve];
+    let mut order = vec![Mode::Bare, Mode::Floor, Mode::Trace, Mode::TraceCmd, Mode::Serve, Mode::ServeSnapshot];
     if script.is_some() {
         order.push(Mode::Bpftrace);
     }
@@ -215,7 +215,8 @@ fn host(o: &Overhead, builds: &[(String, PathBuf)], workload: &std::path::Path, 
         for r in res.iter_mut().filter(|r| r.unavailable.is_none()) {
             let w = r.w.clone();
             for &mode in &order {
-                let bs: Vec<&(String, PathBuf)> = if mode.per_build() { builds.iter().collect() } else { builds.iter().take(1).collect() };
+                // Modes run once use the newest build (the last given): only ServeSnapshot runs one.
+                let bs: Vec<&(String, PathBuf)> = if mode.per_build() { builds.iter().collect() } else { builds.iter().rev().take(1).collect() };
                 for (label, bin) in bs {
                     let label = if mode.per_build() { label.as_str() } else { "" };
                     match modes::run(&h, mode, bin, &w) {

@@ -17,6 +17,9 @@ pub enum Mode {
     Trace,
     TraceCmd,
     Serve,
+    /// `serve --snapshot-only` of the build under test (the newest): no program between
+    /// passes; the baseline may not have the flag.
+    ServeSnapshot,
     Bpftrace,
     /// Empty programs on the kmem tracepoints (`lazyvma-floor`): the dispatch alone.
     Floor,
@@ -29,6 +32,7 @@ impl Mode {
             Mode::Trace => "trace",
             Mode::TraceCmd => "trace -- CMD",
             Mode::Serve => "serve",
+            Mode::ServeSnapshot => "serve --snapshot-only",
             Mode::Bpftrace => "bpftrace",
             Mode::Floor => "floor",
         }
@@ -142,10 +146,10 @@ pub fn trace_cmd(host: &Host, lazyvma: &Path, w: &Workload, extra: &[&str]) -> R
     Ok((Sample { elapsed_ns: ns, lost: j["lost_events"].as_u64(), counted: None, round: 0 }, j))
 }
 
-fn serve(host: &Host, lazyvma: &Path, w: &Workload) -> Result<Outcome> {
+fn serve(host: &Host, lazyvma: &Path, w: &Workload, extra: &[&str]) -> Result<Outcome> {
     let port = proc::free_port()?;
     let listen = format!("127.0.0.1:{port}");
-    let mut bg = Bg::spawn(Command::new(lazyvma).args(["serve", "--listen", &listen]), Stream::Err)?;
+    let mut bg = Bg::spawn(Command::new(lazyvma).args(["serve", "--listen", &listen]).args(extra), Stream::Err)?;
     // The port answers once the programs are attached and the first pass is done.
     bg.wait_until(READY, || proc::http_get(port, "/metrics").is_some())?;
     let d = proc::run(&mut workload_cmd(host, w))?;
@@ -201,7 +205,9 @@ pub fn run(host: &Host, mode: Mode, lazyvma: &Path, w: &Workload) -> Result<Outc
         Mode::Bare => bare(host, w),
         Mode::Trace => trace(host, lazyvma, w),
         Mode::TraceCmd => Ok(Outcome::Ran(trace_cmd(host, lazyvma, w, &[])?.0)),
-        Mode::Serve => serve(host, lazyvma, w),
+        Mode::Serve => serve(host, lazyvma, w, &[]),
+        // The default interval (10 s): a pass may fall inside the loop, as it would.
+        Mode::ServeSnapshot => serve(host, lazyvma, w, &["--snapshot-only"]),
         Mode::Floor => floor(host, w),
         Mode::Bpftrace => match &host.bpftrace_script {
             Some(s) => bpftrace(host, s, w),
