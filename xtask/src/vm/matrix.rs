@@ -15,7 +15,7 @@ use std::{
 pub(crate) mod readme;
 
 /// The commands in the order the guest runs them (and the README's columns).
-pub const COMMANDS: [&str; 7] = ["doctor", "workload", "snapshot", "trace", "serve", "report", "many-vmas"];
+pub const COMMANDS: [&str; 8] = ["doctor", "workload", "snapshot", "trace", "serve", "serve-snapshot", "report", "many-vmas"];
 pub const RESULTS: &str = "target/vm-matrix/results.json";
 
 /// Written anon VMAs of the held `touch` process `many-vmas` judges: far more than 5.10's
@@ -92,6 +92,21 @@ kill -TERM $sp 2>/dev/null; wait $sp; rc=$?
 echo "LZM-SCRAPE serve $got"
 [ $got = 1 ] && grep -E '^(lazyvma_objects|lazyvma_events_lost|lazyvma_snapshot_incomplete_processes|lazyvma_snapshot_unseen_vmas|# EOF)' /tmp/metrics | head -20 | sed 's/^/LZM-METRIC serve /'
 grep -v '^lazyvma: serving' /tmp/e >/tmp/e2; errs serve /tmp/e2; res serve $rc
+
+# --snapshot-only of the held fork -n 3 (its child a descendant): one pass (-i 1h) before
+# the port answers, then no BPF program or link among its fds.
+begin; lazyvma serve --snapshot-only -p $(pid /tmp/w3 parent) --listen 127.0.0.1:9465 -i 1h >/dev/null 2>/tmp/e & sp=$!
+got=0; i=0
+while [ $i -lt 240 ]; do
+  wget -q -O /tmp/metrics2 http://127.0.0.1:9465/metrics 2>/dev/null && {{ got=1; break; }}
+  kill -0 $sp 2>/dev/null || break
+  sleep 0.5; i=$((i+1))
+done
+bpf=$(cat /proc/$sp/fdinfo/* 2>/dev/null | grep -cE '^(prog_type|link_type):')
+kill -TERM $sp 2>/dev/null; wait $sp; rc=$?
+echo "LZM-SCRAPE serve-snapshot $got $bpf"
+[ $got = 1 ] && grep -E '^(lazyvma_build_info|lazyvma_objects|# EOF)' /tmp/metrics2 | head -20 | sed 's/^/LZM-METRIC serve-snapshot /'
+grep -v '^lazyvma: serving' /tmp/e >/tmp/e2; errs serve-snapshot /tmp/e2; res serve-snapshot $rc
 exec 9>&-; wait
 
 begin; rc=0
@@ -114,7 +129,8 @@ struct Guest {
     secs: BTreeMap<String, f64>,
     errors: BTreeMap<String, Vec<String>>,
     json: BTreeMap<String, Result<Value, String>>,
-    /// The lines of a command's own tag (LZM-HELD, LZM-BIG, LZM-SCRAPE, LZM-METRIC, LZM-REPORT).
+    /// The lines of a command's own tag (LZM-HELD, LZM-BIG, LZM-REPORT; LZM-SCRAPE and
+    /// LZM-METRIC by command: "LZM-SCRAPE serve").
     lines: BTreeMap<String, Vec<String>>,
     ended: bool,
 }
@@ -139,7 +155,8 @@ impl Guest {
             }
             "LZM-HELD" => self.lines.entry("held".into()).or_default().push(cmd.into()),
             "LZM-BIG" => self.lines.entry("big".into()).or_default().push(rest.into()),
-            "LZM-SCRAPE" | "LZM-METRIC" | "LZM-REPORT" => self.lines.entry(tag.into()).or_default().push(tail.into()),
+            "LZM-SCRAPE" | "LZM-METRIC" => self.lines.entry(format!("{tag} {cmd}")).or_default().push(tail.into()),
+            "LZM-REPORT" => self.lines.entry(tag.into()).or_default().push(tail.into()),
             "LZM-END" => self.ended = true,
             _ => return false,
         }
@@ -179,9 +196,9 @@ impl Guest {
         }
     }
 
-    /// A gauge of the scrape, e.g. `lazyvma_snapshot_incomplete_processes`.
-    fn metric(&self, name: &str) -> Option<f64> {
-        let m = self.lines.get("LZM-METRIC")?;
+    /// A gauge of `cmd`'s scrape, e.g. `lazyvma_snapshot_incomplete_processes`.
+    fn metric(&self, cmd: &str, name: &str) -> Option<f64> {
+        let m = self.lines.get(&format!("LZM-METRIC {cmd}"))?;
         m.iter().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
     }
 }
@@ -256,7 +273,7 @@ fn check_many_vmas(g: &Guest) -> Result<()> {
     let model = &g.json("trace").context("trace")?["model"];
     let why = model["not_seeded"][big.to_string()].as_str();
     let seeded = model["seeded"].as_array().into_iter().flatten().any(|s| *s == big);
-    let gauges = (g.metric("lazyvma_snapshot_incomplete_processes"), g.metric("lazyvma_snapshot_unseen_vmas"));
+    let gauges = (g.metric("serve", "lazyvma_snapshot_incomplete_processes"), g.metric("serve", "lazyvma_snapshot_unseen_vmas"));
     ensure!(p.get("incomplete").is_none(), "snapshot: pid {big} incomplete: {}", p["incomplete"]);
     ensure!(maps >= MANY_VMAS as u64, "pid {big} has {maps} VMAs in /proc, fewer than the {MANY_VMAS} it wrote");
     let vmas = p["vmas"].as_u64().unwrap_or(0);
@@ -273,13 +290,13 @@ fn check_many_vmas(g: &Guest) -> Result<()> {
 /// One scrape of `serve`: OpenMetrics with its `# EOF`, object gauges, no event lost;
 /// SIGTERM then exits 0.
 fn check_serve(g: &Guest, kernel: &str) -> Result<()> {
-    let scraped = g.lines.get("LZM-SCRAPE").and_then(|l| l.first()).is_some_and(|l| l.trim() == "1");
+    let scraped = g.lines.get("LZM-SCRAPE serve").and_then(|l| l.first()).is_some_and(|l| l.trim() == "1");
     if !scraped {
         g.exited_ok("serve")?;
         anyhow::bail!("no scrape answered within 120 s");
     }
     g.exited_ok("serve").context("after SIGTERM")?;
-    let m = g.lines.get("LZM-METRIC").cloned().unwrap_or_default();
+    let m = g.lines.get("LZM-METRIC serve").cloned().unwrap_or_default();
     ensure!(m.iter().any(|l| l == "# EOF"), "the scrape has no `# EOF`");
     // Without the iterator (UNSUPPORTED's snapshot), serve keeps its trace counters and says
     // in one line that the object gauges are missing.
@@ -346,6 +363,36 @@ fn check_report(g: &Guest) -> Result<()> {
     Ok(())
 }
 
+/// `serve --snapshot-only -p PARENT` of the held fork -n 3: a scrape, no BPF program or
+/// link among its fds after the first pass, `trace="off"`, and each `lazyvma_objects`
+/// gauge equal to the sum of snapshot's two processes (held, unchanged since).
+fn check_serve_snapshot(g: &Guest) -> Result<()> {
+    let scrape = g.lines.get("LZM-SCRAPE serve-snapshot").and_then(|l| l.first()).cloned().unwrap_or_default();
+    let w: Vec<&str> = scrape.split_whitespace().collect();
+    if w.first() != Some(&"1") {
+        g.exited_ok("serve-snapshot")?;
+        anyhow::bail!("no scrape answered within 120 s");
+    }
+    g.exited_ok("serve-snapshot").context("after SIGTERM")?;
+    ensure!(w.get(1) == Some(&"0"), "{} BPF program or link fds held after the first pass, want 0", w.get(1).unwrap_or(&"?"));
+    let m = g.lines.get("LZM-METRIC serve-snapshot").cloned().unwrap_or_default();
+    ensure!(m.iter().any(|l| l == "# EOF"), "the scrape has no `# EOF`");
+    ensure!(m.iter().any(|l| l.starts_with("lazyvma_build_info{") && l.contains("trace=\"off\"")), "lazyvma_build_info does not say trace=\"off\"");
+    g.exited_ok("snapshot").context("snapshot")?;
+    let v = g.json("snapshot").context("snapshot")?;
+    let [_, _, p3, c3] = g.held()?;
+    let procs: Vec<&Value> = v["processes"].as_array().into_iter().flatten().filter(|p| p["pid"] == p3 || p["pid"] == c3).collect();
+    ensure!(procs.len() == 2, "snapshot has {} of the held fork's two processes", procs.len());
+    for model in ["eager", "lazy"] {
+        for object in ["anon_vma", "anon_vma_chain"] {
+            let want: f64 = procs.iter().map(|p| p[model][object].as_f64().unwrap_or(-1.0)).sum();
+            let got = g.metric("serve-snapshot", &format!("lazyvma_objects{{object=\"{object}\",model=\"{model}\"}}"));
+            ensure!(got == Some(want), "{model} {object}: serve --snapshot-only {got:?}, snapshot {want}");
+        }
+    }
+    Ok(())
+}
+
 /// What a kernel cannot give, said by lazyvma in one line: (kernel, command, a phrase that
 /// line must hold). Such a command is `unsupported` (a **no** in the README, with the line),
 /// not a failure; it fails like any other when its error says something else.
@@ -358,6 +405,7 @@ fn verdict(g: &Guest, kernel: &str, cmd: &str) -> (String, String) {
         "snapshot" => check_snapshot(g),
         "trace" => check_trace(g, kernel),
         "serve" => check_serve(g, kernel),
+        "serve-snapshot" => check_serve_snapshot(g),
         "report" => check_report(g),
         "doctor" => check_doctor(g, kernel),
         "many-vmas" => check_many_vmas(g),
@@ -612,6 +660,32 @@ mod tests {
     }
 
     #[test]
+    fn serve_snapshot_only_must_hold_nothing_and_match_the_snapshot() {
+        let snap = r#"LZM-JSON snapshot {"processes": [{"pid": 20, "eager": {"anon_vma": 9, "anon_vma_chain": 12}, "lazy": {"anon_vma": 5, "anon_vma_chain": 8}}, {"pid": 21, "eager": {"anon_vma": 3, "anon_vma_chain": 6}, "lazy": {"anon_vma": 0, "anon_vma_chain": 3}}, {"pid": 10, "eager": {"anon_vma": 1, "anon_vma_chain": 1}, "lazy": {"anon_vma": 1, "anon_vma_chain": 1}}]}"#;
+        let gauges = |av: u32| {
+            [
+                "LZM-METRIC serve-snapshot lazyvma_build_info{version=\"0.1.0\",trace=\"off\"} 1".to_string(),
+                format!("LZM-METRIC serve-snapshot lazyvma_objects{{object=\"anon_vma\",model=\"eager\"}} {av}"),
+                "LZM-METRIC serve-snapshot lazyvma_objects{object=\"anon_vma_chain\",model=\"eager\"} 18".to_string(),
+                "LZM-METRIC serve-snapshot lazyvma_objects{object=\"anon_vma\",model=\"lazy\"} 5".to_string(),
+                "LZM-METRIC serve-snapshot lazyvma_objects{object=\"anon_vma_chain\",model=\"lazy\"} 11".to_string(),
+                "LZM-METRIC serve-snapshot # EOF".to_string(),
+            ]
+        };
+        let run = |scrape: &str, av: u32| {
+            let mut lines =
+                vec!["LZM-HELD 10,11,20,21".to_string(), "LZM-RC snapshot 0 1 2".into(), snap.into(), scrape.into(), "LZM-RC serve-snapshot 0 2 3".into()];
+            lines.extend(gauges(av));
+            let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+            verdict(&guest(&refs), "6.1", "serve-snapshot")
+        };
+        assert_eq!(run("LZM-SCRAPE serve-snapshot 1 0", 12).0, "ok");
+        assert_eq!(run("LZM-SCRAPE serve-snapshot 1 2", 12).1, "2 BPF program or link fds held after the first pass, want 0");
+        assert_eq!(run("LZM-SCRAPE serve-snapshot 1 0", 11).1, "eager anon_vma: serve --snapshot-only Some(11.0), snapshot 12");
+        assert!(run("LZM-SCRAPE serve-snapshot 0 0", 12).1.contains("no scrape answered"));
+    }
+
+    #[test]
     fn a_command_the_script_never_reached_fails() {
         let g = guest(&[
             "LZM-RC doctor 0 1 2",
@@ -631,13 +705,13 @@ mod tests {
         let t = readme::table(&json!({"cells": [cell("6.12"), cell("5.10")]}));
         let rows: Vec<&str> = t.lines().filter(|l| l.starts_with("| 5.10") || l.starts_with("| 6.12")).collect();
         assert_eq!(rows.len(), 2);
-        assert!(rows[0].starts_with("| 5.10 | amd64 | `5.10.0-1-cloud-amd64` | ok | ok | ok | ok | **no** [1] | ok | ok |"), "{}", rows[0]);
+        assert!(rows[0].starts_with("| 5.10 | amd64 | `5.10.0-1-cloud-amd64` | ok | ok | ok | ok | **no** [1] | ok | ok | ok |"), "{}", rows[0]);
         assert!(t.contains("1. amd64 5.10 `serve`: exit status 1: a/b\n"), "{t}");
         assert!(!t.contains("– :"), "{t}");
         // A row run before many-vmas existed: a dash, not a failure.
         let mut old = cell("6.1");
         old["commands"].as_object_mut().unwrap().remove("many-vmas");
         let t = readme::table(&json!({"cells": [old]}));
-        assert!(t.contains("| ok | ok | ok | ok | **no** [1] | ok | – |") && t.contains("\n– : not in that row's run"), "{t}");
+        assert!(t.contains("| ok | ok | ok | ok | **no** [1] | ok | ok | – |") && t.contains("\n– : not in that row's run"), "{t}");
     }
 }

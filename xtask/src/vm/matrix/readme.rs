@@ -78,6 +78,7 @@ fn column(cmd: &str) -> &'static str {
         "snapshot" => "`snapshot -j`",
         "trace" => "`trace -p 1`",
         "serve" => "`serve`",
+        "serve-snapshot" => "`serve --snapshot-only`",
         "many-vmas" => "2,000 VMAs",
         _ => "`report`",
     }
