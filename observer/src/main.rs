@@ -1,18 +1,7 @@
 //! `lazyvma`: what would ANON_VMA_LAZY save on this workload, measured on an unpatched kernel.
+//! A thin main: the flags, then the library's command (`lazyvma::cli`).
 use clap::{CommandFactory, Parser, Subcommand};
-
-mod cgroup;
-mod cli;
-mod escape;
-mod interrupt;
-mod load;
-mod record;
-mod report;
-mod safe_out;
-mod serve;
-mod snapshot;
-mod sys;
-mod trace;
+use lazyvma::cli;
 
 #[derive(Parser)]
 #[command(name = "lazyvma", version, about, propagate_version = true)]

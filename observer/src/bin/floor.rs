@@ -4,11 +4,9 @@
 //! until stdin closes or a signal ends it. What the traced loop then loses is the kernel's
 //! per-event dispatch alone: no lazyvma program can cost less on these tracepoints.
 use aya::{programs::BtfTracePoint, Btf, EbpfLoader};
+// The object lazyvma embeds.
+use lazyvma::load::ebpf;
 use std::io::Read;
-
-// The object lazyvma embeds, by the same module (a bin's crate root names its path).
-#[path = "../load/ebpf.rs"]
-mod ebpf;
 
 fn main() {
     if let Err(e) = run() {
