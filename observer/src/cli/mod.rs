@@ -70,6 +70,17 @@ pub fn error_line(e: &anyhow::Error) -> String {
     crate::escape::ctl(&msg.join(": ")).into_owned()
 }
 
+/// Print to stdout; a reader that went away (`| head`) ends the output quietly. The
+/// scenario's own lines are in it: no control character is sent.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(crate::escape::lines(text).as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// aya's message for a refused program is the whole verifier log: the line keeps the

@@ -44,17 +44,6 @@ fn read(file: &std::path::Path, name: &str) -> anyhow::Result<String> {
     })
 }
 
-/// Print to stdout; a reader that went away (`| head`) ends the output quietly. The
-/// scenario's own lines are in it: no control character is sent.
-pub(super) fn emit(text: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    match out.write_all(crate::escape::lines(text).as_bytes()).and_then(|()| out.flush()) {
-        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
-        _ => Ok(()),
-    }
-}
-
 pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
     let kernel = match &args.kernel {
         None => None,
@@ -77,7 +66,7 @@ pub fn run(args: Args, btf: Option<&std::path::Path>) -> anyhow::Result<()> {
     } else if report.steps.len() > STEP_TABLE_MAX {
         emit_streamed(&name, &report, &sizes)?;
     } else {
-        emit(&tables(&name, &report, &sizes))?;
+        super::emit(&tables(&name, &report, &sizes))?;
     }
     let failed: Vec<_> = report.checks.iter().filter(|c| c.failure.is_some()).collect();
     if !failed.is_empty() {

@@ -22,9 +22,9 @@ pub fn run(name: &str, sc: &Scenario, kernel: Option<Kernel>, settings: &[String
         let mut v = serde_json::to_value(&s)?;
         v["kernel"] = json!(kernel.name());
         v["knobs"] = knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<String, Value>>().into();
-        super::model::emit(&(crate::escape::json_pretty(&v)? + "\n"))
+        super::emit(&(crate::escape::json_pretty(&v)? + "\n"))
     } else {
-        super::model::emit(&text(name, kernel, &s))
+        super::emit(&text(name, kernel, &s))
     }
 }
 

@@ -277,14 +277,14 @@ fn describe(t: AttachType, stage: Stage, e: ProgramError) -> String {
     match e {
         ProgramError::LoadError { io_error, verifier_log } => {
             let last = verifier_log.to_string().lines().rev().find(|l| !l.trim().is_empty()).map(str::to_string);
-            let mut s = format!("{} {stage_s} refused ({}): {io_error}", t.name(), errno_name(errno));
+            let mut s = format!("{} {stage_s} refused ({}): {io_error}", t.name(), super::refusal::errno_name(errno));
             if let Some(l) = last {
                 s += &format!("; verifier: {l}");
             }
             s
         }
         ProgramError::SyscallError(se) => {
-            format!("{} {stage_s}: {} failed ({}): {}", t.name(), se.call, errno_name(errno), se.io_error)
+            format!("{} {stage_s}: {} failed ({}): {}", t.name(), se.call, super::refusal::errno_name(errno), se.io_error)
         }
         other => format!("{} {stage_s}: {}", t.name(), chain(&other)),
     }
@@ -294,25 +294,6 @@ fn kprobes_not_built() -> bool {
     !Path::new("/sys/bus/event_source/devices/kprobe").exists()
         && !Path::new("/sys/kernel/tracing/kprobe_events").exists()
         && !Path::new("/sys/kernel/debug/tracing/kprobe_events").exists()
-}
-
-pub(crate) fn errno_name(errno: Option<i32>) -> String {
-    let n = match errno {
-        Some(libc::EPERM) => "EPERM",
-        Some(libc::ENOENT) => "ENOENT",
-        Some(libc::ESRCH) => "ESRCH",
-        Some(libc::EBADF) => "EBADF",
-        Some(libc::ENOMEM) => "ENOMEM",
-        Some(libc::EACCES) => "EACCES",
-        Some(libc::EBUSY) => "EBUSY",
-        Some(libc::EINVAL) => "EINVAL",
-        Some(libc::E2BIG) => "E2BIG",
-        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
-        Some(524) => "ENOTSUPP",
-        Some(n) => return format!("errno {n}"),
-        None => "no errno",
-    };
-    n.into()
 }
 
 /// An error and its sources on one line.

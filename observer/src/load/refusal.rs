@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 /// The one-line refusal of a `BPF_PROG_LOAD` that failed with `io_error` and `log`.
 pub fn describe(io_error: &std::io::Error, log: &str) -> String {
-    let errno = super::probe::errno_name(io_error.raw_os_error());
+    let errno = errno_name(io_error.raw_os_error());
     let mut s = format!("the kernel refused it ({errno}");
     if let Some(limit) = limit(log) {
         s += &format!(": {limit}");
@@ -81,6 +81,25 @@ fn random() -> std::io::Result<u64> {
         return Err(std::io::Error::last_os_error());
     }
     Ok(u64::from_ne_bytes(b))
+}
+
+pub(crate) fn errno_name(errno: Option<i32>) -> String {
+    let n = match errno {
+        Some(libc::EPERM) => "EPERM",
+        Some(libc::ENOENT) => "ENOENT",
+        Some(libc::ESRCH) => "ESRCH",
+        Some(libc::EBADF) => "EBADF",
+        Some(libc::ENOMEM) => "ENOMEM",
+        Some(libc::EACCES) => "EACCES",
+        Some(libc::EBUSY) => "EBUSY",
+        Some(libc::EINVAL) => "EINVAL",
+        Some(libc::E2BIG) => "E2BIG",
+        Some(libc::EOPNOTSUPP) => "EOPNOTSUPP",
+        Some(524) => "ENOTSUPP",
+        Some(n) => return format!("errno {n}"),
+        None => "no errno",
+    };
+    n.into()
 }
 
 #[cfg(test)]

@@ -105,7 +105,7 @@ pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
 /// before) skips it.
 fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
     let Some(f) = &t.feed else { return (Value::Null, None) };
-    if sweep_not_run(f).is_some() {
+    if crate::trace::model_view::sweep_not_run(f).is_some() {
         return (Value::Null, None);
     }
     let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
@@ -144,18 +144,6 @@ fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
         }
         Err(e) => (json!({ "error": e.to_string() }), None),
     }
-}
-
-/// Why the knob sweep is not run, if so.
-pub fn sweep_not_run(f: &Feed) -> Option<String> {
-    if f.events_dropped > 0 {
-        return Some(format!(
-            "not run: {} model events past --model-events-max {} were not kept (the sweep needs every event)",
-            f.events_dropped, f.events_max
-        ));
-    }
-    // Seeded processes without the seed's input (cannot happen today; never a sweep from nothing).
-    (!f.coverage.seeded.is_empty() && f.seed_start.is_none()).then(|| "not run: the seed's input was not kept".to_string())
 }
 
 /// The final report. `trailer` None: the recording was cut short, the end is unknown and

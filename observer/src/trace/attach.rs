@@ -1,10 +1,11 @@
 //! Attaching the function hooks (observer-ebpf `fault.rs`, `fork.rs`, `teardown.rs`,
 //! `vma.rs`, `rmap.rs`) with the backend `load::backend` chose per hook: fentry/fexit, or
 //! kprobe/kretprobe (with `-k`, or where fentry attach fails for one function, e.g. more
-//! arguments than the trampoline takes). What really attached is the report's truth.
-use crate::load::backend::{self, Backend, Facts, Kind};
+//! arguments than the trampoline takes), and the KSM tracepoints where no KSM function
+//! was hooked. What really attached is the report's truth.
+use crate::load::backend::{self, Backend, Facts, Kind, KSM_TRACEPOINTS};
 use aya::{
-    programs::{FEntry, FExit, KProbe, ProgramError},
+    programs::{FEntry, FExit, KProbe, ProgramError, TracePoint},
     Btf, Ebpf,
 };
 
@@ -215,7 +216,7 @@ pub fn attach(bpf: &mut Ebpf, facts: &Facts<'_>, setup: &Setup<'_>) -> Vec<(&'st
         }
         out.push((h.name, o));
     }
-    super::ksm::attach_tracepoints(bpf, &mut out);
+    attach_ksm_tracepoints(bpf, &mut out);
     out
 }
 
@@ -274,6 +275,50 @@ fn kind(prog: &str) -> &str {
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     // ENOTSUPP (524) has no name in libc's strerror: say what it means here.
     crate::load::probe::chain(e).replace("os error 524", "os error 524, ENOTSUPP: no trampoline for this function (arguments? arch?)")
+}
+
+const KSM_PROGRAMS: [&str; 2] = ["trace_ksm_merge", "trace_ksm_remove"];
+/// The "ksm" hook's functions (load::backend::HOOKS).
+const KSM_FUNCTIONS: [&str; 2] = ["try_to_merge_with_ksm_page", "remove_rmap_item_from_tree"];
+
+/// The KSM tracepoints, when no KSM function was hooked (one source only: the two would
+/// count every merge twice). What attached goes into the "ksm" hook's outcome.
+fn attach_ksm_tracepoints(bpf: &mut Ebpf, out: &mut Vec<(&'static str, Outcome)>) {
+    let i = match out.iter().position(|(n, _)| *n == "ksm") {
+        Some(i) => i,
+        None => {
+            out.push(("ksm", Default::default()));
+            out.len() - 1
+        }
+    };
+    let o = &mut out[i].1;
+    if !o.functions.is_empty() {
+        // A KSM function kallsyms lacks (inlined) was skipped silently by attach: say so.
+        for f in KSM_FUNCTIONS {
+            if !o.functions.iter().any(|(n, _)| *n == f) && !o.problems.iter().any(|p| p.starts_with(f)) {
+                o.problems.push(format!("{f}: absent from kallsyms (inlined): its records are missing"));
+            }
+        }
+        return;
+    }
+    for (prog, tp) in KSM_PROGRAMS.iter().zip(KSM_TRACEPOINTS) {
+        match attach_ksm_one(bpf, prog, tp) {
+            Ok(()) => o.tracepoints.push(tp),
+            Err(e) => o.problems.push(format!("tracepoint {tp}: {e}")),
+        }
+    }
+}
+
+fn attach_ksm_one(bpf: &mut Ebpf, prog: &str, tp: &str) -> Result<(), String> {
+    let (cat, name) = tp.split_once(':').expect("category:name");
+    if !crate::load::probe::has_tracepoint(tp) {
+        return Err("absent on this kernel (no include/trace/events/ksm.h before 6.4)".into());
+    }
+    let p: &mut TracePoint =
+        bpf.program_mut(prog).ok_or_else(|| format!("program {prog} missing from the BPF object"))?.try_into().map_err(|e| format!("program {prog}: {e}"))?;
+    p.load().map_err(|e| format!("loading {prog}: {}", crate::load::probe::chain(&e)))?;
+    p.attach(cat, name).map_err(|e| format!("attaching {prog}: {}", crate::load::probe::chain(&e)))?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -12,7 +12,6 @@ use super::{
     slab::At,
 };
 use crate::load::backend::KSM_TRACEPOINTS;
-use aya::{programs::TracePoint, Ebpf};
 use lazyvma_model::{
     hook_abi::{HookEvent, HK_KSM_MERGE, KSM_STABLE_FLAG},
     trace_abi::{KsmEvent, KsmOffsets, EV_KSM_MERGE, NO_FIELD},
@@ -42,50 +41,6 @@ pub fn offsets() -> KsmOffsets {
     o.remove_rmap_item = get(&remove, "rmap_item");
     o.remove_mm = get(&remove, "mm");
     o
-}
-
-const PROGRAMS: [&str; 2] = ["trace_ksm_merge", "trace_ksm_remove"];
-/// The "ksm" hook's functions (load::backend::HOOKS).
-const KSM_FUNCTIONS: [&str; 2] = ["try_to_merge_with_ksm_page", "remove_rmap_item_from_tree"];
-
-/// The KSM tracepoints, when no KSM function was hooked (one source only: the two would
-/// count every merge twice). What attached goes into the "ksm" hook's outcome.
-pub fn attach_tracepoints(bpf: &mut Ebpf, out: &mut Vec<(&'static str, super::attach::Outcome)>) {
-    let i = match out.iter().position(|(n, _)| *n == "ksm") {
-        Some(i) => i,
-        None => {
-            out.push(("ksm", Default::default()));
-            out.len() - 1
-        }
-    };
-    let o = &mut out[i].1;
-    if !o.functions.is_empty() {
-        // A KSM function kallsyms lacks (inlined) was skipped silently by attach: say so.
-        for f in KSM_FUNCTIONS {
-            if !o.functions.iter().any(|(n, _)| *n == f) && !o.problems.iter().any(|p| p.starts_with(f)) {
-                o.problems.push(format!("{f}: absent from kallsyms (inlined): its records are missing"));
-            }
-        }
-        return;
-    }
-    for (prog, tp) in PROGRAMS.iter().zip(KSM_TRACEPOINTS) {
-        match attach_one(bpf, prog, tp) {
-            Ok(()) => o.tracepoints.push(tp),
-            Err(e) => o.problems.push(format!("tracepoint {tp}: {e}")),
-        }
-    }
-}
-
-fn attach_one(bpf: &mut Ebpf, prog: &str, tp: &str) -> Result<(), String> {
-    let (cat, name) = tp.split_once(':').expect("category:name");
-    if !crate::load::probe::has_tracepoint(tp) {
-        return Err("absent on this kernel (no include/trace/events/ksm.h before 6.4)".into());
-    }
-    let p: &mut TracePoint =
-        bpf.program_mut(prog).ok_or_else(|| format!("program {prog} missing from the BPF object"))?.try_into().map_err(|e| format!("program {prog}: {e}"))?;
-    p.load().map_err(|e| format!("loading {prog}: {}", crate::load::probe::chain(&e)))?;
-    p.attach(cat, name).map_err(|e| format!("attaching {prog}: {}", crate::load::probe::chain(&e)))?;
-    Ok(())
 }
 
 /// A KSM tracepoint record as an op. `ksm_remove_rmap_item` fires only for stable items.

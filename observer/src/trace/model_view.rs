@@ -150,7 +150,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
     v["events_kept"] = f.events.len().into();
     v["events_max"] = f.events_max.into();
     v["events_dropped"] = f.events_dropped.into();
-    if let Some(why) = crate::record::meta::sweep_not_run(f) {
+    if let Some(why) = sweep_not_run(f) {
         v["knob_sweep"] = why.into();
     }
     v
@@ -248,6 +248,18 @@ pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Writ
         writeln!(out, "model events: {} past --model-events-max {} not kept (counted above); knob sweep not run", f.events_dropped, f.events_max)?;
     }
     Ok(())
+}
+
+/// Why the knob sweep is not run, if so.
+pub fn sweep_not_run(f: &Feed) -> Option<String> {
+    if f.events_dropped > 0 {
+        return Some(format!(
+            "not run: {} model events past --model-events-max {} were not kept (the sweep needs every event)",
+            f.events_dropped, f.events_max
+        ));
+    }
+    // Seeded processes without the seed's input (cannot happen today; never a sweep from nothing).
+    (!f.coverage.seeded.is_empty() && f.seed_start.is_none()).then(|| "not run: the seed's input was not kept".to_string())
 }
 
 #[cfg(test)]

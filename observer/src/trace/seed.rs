@@ -574,13 +574,13 @@ mod tests {
         f.seed_marker(&tree, &[], ME, START);
         f.seed_marker(&tree, &[], ME, END);
         assert_eq!(f.seed_start.as_ref().map(|s| s.prep.pids().to_vec()), Some(vec![(100, 1), (200, 2)]));
-        assert_eq!(crate::record::meta::sweep_not_run(&f), None);
+        assert_eq!(crate::trace::model_view::sweep_not_run(&f), None);
         f.syscall(&tree, &munmap(100));
         f.syscall(&tree, &munmap(200));
         // Both applied and counted; one kept.
         assert_eq!((f.coverage.events_fed, f.events.len(), f.events_dropped), (2, 1, 1));
         assert_eq!((f.eager.anon_vma.free, f.lazy.anon_vma.free), (2, 0));
-        let why = crate::record::meta::sweep_not_run(&f).unwrap();
+        let why = crate::trace::model_view::sweep_not_run(&f).unwrap();
         assert!(why.contains("1 model events past --model-events-max 1"), "{why}");
     }
 
