@@ -2,7 +2,7 @@
 //! kept at enter, one record at exit with the return value) and, at each
 //! `__anon_vma_prepare` allocation inside a fault handler, the VMA at the thread's last
 //! fault address (`place.rs`). Thin:
-//! userspace decides what any of it means (`observer/src/trace/feed.rs`).
+//! userspace decides what any of it means (`observer/src/trace/feed/`).
 use crate::{
     emit::{bump, field, offset},
     hook::read,
