@@ -3,6 +3,8 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod debian;
+#[cfg(test)]
+mod deps;
 mod fidelity;
 mod fuzz;
 mod initramfs;

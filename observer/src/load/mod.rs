@@ -9,3 +9,4 @@ pub mod probe;
 pub mod programs;
 pub mod refusal;
 pub mod sizes;
+pub mod syscalls;

@@ -312,7 +312,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let span = fn_span(&cfg.ranges);
     let offsets = PodOffsets(cfg.offsets);
     let hook_offsets = PodHookOffsets(cfg.hook_offsets);
-    let syscall_ids = super::feed::syscall_ids();
+    let syscall_ids = crate::load::syscalls::syscall_ids();
     let lock_fields = super::order::lock_fields();
     let fault_fn = [cfg.fault_fn.0, cfg.fault_fn.1];
     let mut loader = EbpfLoader::new();

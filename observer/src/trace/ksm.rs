@@ -12,10 +12,7 @@ use super::{
     slab::At,
 };
 use crate::load::backend::KSM_TRACEPOINTS;
-use lazyvma_model::{
-    hook_abi::{HookEvent, HK_KSM_MERGE, KSM_STABLE_FLAG},
-    trace_abi::{KsmEvent, KsmOffsets, EV_KSM_MERGE, NO_FIELD},
-};
+use lazyvma_model::trace_abi::{KsmEvent, KsmOffsets, EV_KSM_MERGE, NO_FIELD};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -52,16 +49,6 @@ pub fn tracepoint_op(ev: &KsmEvent) -> Op {
         KernelOp::KsmRemoveRmapItem { mm, owner, rmap_item, address, anon_vma: 0, pfn, stable: true }
     };
     Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: 0, op }
-}
-
-/// A KSM hook record (`HK_KSM_MERGE` exit or `HK_KSM_REMOVE` entry) as its op.
-pub fn hook_op(ev: &HookEvent) -> KernelOp {
-    let [rmap_item, mm, address, kpage, owner, anon_vma] = ev.args;
-    if ev.hook == HK_KSM_MERGE {
-        KernelOp::KsmMerge { mm, owner: owner as u32, rmap_item, address, anon_vma, ksm_page: kpage, pfn: 0, err: ev.ret as u32 as i32 }
-    } else {
-        KernelOp::KsmRemoveRmapItem { mm, owner: owner as u32, rmap_item, address, anon_vma, pfn: 0, stable: address & KSM_STABLE_FLAG != 0 }
-    }
 }
 
 /// Per (process, phase) counts.
@@ -218,12 +205,12 @@ mod tests {
     fn hook_records_decode_to_the_same_ops() {
         let mut ev = HookEvent { kind: EV_HOOK, hook: HK_KSM_MERGE, phase: PH_EXIT, backend: BK_KPROBE, ..Default::default() };
         ev.args = [0x10, 0x100, 0x7000_0000_1000 | KSM_STABLE_FLAG, 0, 10, 0xa0];
-        assert!(matches!(hook_op(&ev), KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. }));
+        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. }));
         ev.ret = (-14i64) as u64;
-        assert!(matches!(hook_op(&ev), KernelOp::KsmMerge { err: -14, .. }));
+        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmMerge { err: -14, .. }));
         ev.hook = HK_KSM_REMOVE;
-        assert!(matches!(hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: true, .. }));
+        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: true, .. }));
         ev.args[2] = 0x7000_0000_1000 | KSM_UNSTABLE_FLAG;
-        assert!(matches!(hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: false, .. }));
+        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: false, .. }));
     }
 }

@@ -2,7 +2,6 @@
 //! (totals, per (process, phase), live rows) and what the model covered.
 use super::{
     feed::Feed,
-    render::counts,
     slab::{AllocFree, Counts, Sizes},
 };
 use serde_json::{json, Value};
@@ -22,13 +21,13 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
                 phases.len() - 1
             }
         };
-        phases[i]["eager"] = counts(&row.eager);
-        phases[i]["lazy"] = counts(&row.lazy);
+        phases[i]["eager"] = row.eager.json();
+        phases[i]["lazy"] = row.lazy.json();
         if row.spares != Counts::default() {
-            phases[i]["prepare_race_spares"] = counts(&row.spares);
+            phases[i]["prepare_race_spares"] = row.spares.json();
         }
         if row.before_seed != Counts::default() {
-            phases[i]["before_seed"] = counts(&row.before_seed);
+            phases[i]["before_seed"] = row.before_seed.json();
         }
         if let Some(why) = &row.not_modelled {
             phases[i]["not_modelled"] = json!(why);
@@ -134,7 +133,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         "out_of_order": c.out_of_order,
         "reordered": f.reordered(),
         // Allocated and freed by threads that lost a prepare race: observed = eager + these.
-        "prepare_race_spares": counts(&f.spares),
+        "prepare_race_spares": f.spares.json(),
         "find_vma_errors": c.find_vma_errors,
         "model_errors": c.model_errors,
         "first_model_error": c.first_error,

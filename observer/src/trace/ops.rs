@@ -283,7 +283,7 @@ impl Decoder {
                 self.exiting.insert((ev.pid, ev.args[0]));
                 out.push(mk(KernelOp::ExitMmap { mm: ev.args[0] }));
             }
-            (HK_KSM_MERGE, PH_EXIT) | (HK_KSM_REMOVE, PH_ENTRY) => out.push(mk(super::ksm::hook_op(ev))),
+            (HK_KSM_MERGE, PH_EXIT) | (HK_KSM_REMOVE, PH_ENTRY) => out.push(mk(hook_op(ev))),
             (HK_THP_FAULT, PH_EXIT) => {
                 const FAULT_FLAG_WRITE: u64 = 1;
                 out.push(mk(KernelOp::ThpFault { vma: ev.a, address: ev.args[0], write: ev.args[1] & FAULT_FLAG_WRITE != 0, ret: ev.ret as u32 }));
@@ -431,6 +431,16 @@ impl fmt::Display for Op {
             }
             KernelOp::ThpFault { vma, address, write, ret } => write!(f, "{vma} addr={address:#x} write={write} ret={ret:#x}"),
         }
+    }
+}
+
+/// A KSM hook record (`HK_KSM_MERGE` exit or `HK_KSM_REMOVE` entry) as its op.
+pub fn hook_op(ev: &HookEvent) -> KernelOp {
+    let [rmap_item, mm, address, kpage, owner, anon_vma] = ev.args;
+    if ev.hook == HK_KSM_MERGE {
+        KernelOp::KsmMerge { mm, owner: owner as u32, rmap_item, address, anon_vma, ksm_page: kpage, pfn: 0, err: ev.ret as u32 as i32 }
+    } else {
+        KernelOp::KsmRemoveRmapItem { mm, owner: owner as u32, rmap_item, address, anon_vma, pfn: 0, stable: address & KSM_STABLE_FLAG != 0 }
     }
 }
 

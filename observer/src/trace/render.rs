@@ -33,14 +33,6 @@ pub struct Run<'a> {
     pub rmap: bool,
 }
 
-pub(super) fn counts(c: &Counts) -> Value {
-    let mut v = json!({ "anon_vma": c.anon_vma, "anon_vma_chain": c.anon_vma_chain });
-    if c.unclassified.alloc + c.unclassified.free > 0 {
-        v["unclassified"] = json!(c.unclassified);
-    }
-    v
-}
-
 /// Whole-system traces keep per-phase rows and process entries only for processes that
 /// emitted phase markers: everything else is in the totals, not in a row per process.
 fn shown(r: &Run<'_>, phase: Option<u32>) -> bool {
@@ -49,8 +41,8 @@ fn shown(r: &Run<'_>, phase: Option<u32>) -> bool {
 
 pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
     let backend: Map<String, Value> = r.backend.iter().map(|c| (c.hook.to_string(), json!(c.backend.name()))).collect();
-    let by_function: Map<String, Value> = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), counts(c))).collect();
-    let by_reason: Map<String, Value> = t.tally.by_reason.iter().map(|(k, c)| (k.clone(), counts(c))).collect();
+    let by_function: Map<String, Value> = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), c.json())).collect();
+    let by_reason: Map<String, Value> = t.tally.by_reason.iter().map(|(k, c)| (k.clone(), c.json())).collect();
     let mut phases: Vec<Value> = t
         .tally
         .phases
@@ -58,7 +50,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         .filter(|p| shown(r, p.phase))
         .map(|p| {
             let mut v = json!({ "proc": p.proc, "tgid": p.tgid, "phase": p.phase });
-            let c = counts(&p.counts);
+            let c = p.counts.json();
             for (k, x) in c.as_object().expect("object") {
                 v[k] = x.clone();
             }
@@ -91,7 +83,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "missing_tracepoints": r.missing.iter().map(|(tp, why)| json!({ "tracepoint": tp, "error": why })).collect::<Vec<_>>(),
         "kernel_stacks": r.stacks,
         "sizes": t.sizes,
-        "observed": counts(&t.tally.total),
+        "observed": t.tally.total.json(),
         "by_function": by_function,
         "by_reason": by_reason,
         "phases": phases,
@@ -107,8 +99,8 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "live_objects": t.live_objects(),
         "timeline": t.timeline_json(r.elapsed_ms as u64),
         // The model fed with this trace (command and -p scopes), for the traced tree only.
-        "eager": t.feed.as_ref().map(|f| counts(&f.eager)),
-        "lazy": t.feed.as_ref().map(|f| counts(&f.lazy)),
+        "eager": t.feed.as_ref().map(|f| f.eager.json()),
+        "lazy": t.feed.as_ref().map(|f| f.lazy.json()),
         "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
         "model": super::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
     })

@@ -27,7 +27,8 @@ use lazyvma_model::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use super::{bpf::Loaded, feed::syscall_ids, pids::Tree};
+use super::{bpf::Loaded, pids::Tree};
+use crate::load::syscalls::syscall_ids;
 use crate::record::format::SeedRec;
 use crate::snapshot::{decode, reader};
 

@@ -28,6 +28,18 @@ pub struct Counts {
 }
 
 impl Counts {
+    /// As the report's JSON has it: anon_vma and anon_vma_chain, unclassified only where
+    /// something was.
+    pub fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({ "anon_vma": self.anon_vma, "anon_vma_chain": self.anon_vma_chain });
+        if self.unclassified.alloc + self.unclassified.free > 0 {
+            v["unclassified"] = serde_json::json!(self.unclassified);
+        }
+        v
+    }
+}
+
+impl Counts {
     pub fn add(&mut self, kind: Kind, alloc: bool) {
         self.add_n(kind, alloc, 1);
     }

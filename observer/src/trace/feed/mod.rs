@@ -25,7 +25,6 @@ mod seeded;
 mod syscalls;
 
 pub use coverage::{Coverage, Row, EVENTS_MAX};
-pub use syscalls::syscall_ids;
 
 use super::{
     order::Order,

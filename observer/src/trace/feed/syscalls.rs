@@ -1,5 +1,5 @@
-//! VMA syscalls: the raw syscall ids the BPF side filters on, and each syscall record
-//! turned into model events (mmap's flags, mremap's moves, brk, mlock...), apart from
+//! VMA syscalls: each syscall record (the ids the BPF side filters on are
+//! `load::syscalls`) turned into model events (mmap's flags, mremap's moves, brk, mlock...), apart from
 //! when they run (`queue.rs`) and the bits they map (`flags.rs`).
 use super::{flags::*, queue::Queued, Feed};
 use crate::trace::{pids::Tree, slab::At};
@@ -8,29 +8,6 @@ use lazyvma_model::{
     trace_abi::*,
 };
 use std::cmp::Ordering;
-
-/// `SYSCALL_IDS` for this architecture.
-pub fn syscall_ids() -> [u64; SYS_COUNT] {
-    let mut ids = [NO_SYSCALL; SYS_COUNT];
-    ids[SYS_MMAP] = libc::SYS_mmap as u64;
-    ids[SYS_MUNMAP] = libc::SYS_munmap as u64;
-    ids[SYS_MPROTECT] = libc::SYS_mprotect as u64;
-    ids[SYS_PKEY_MPROTECT] = libc::SYS_pkey_mprotect as u64;
-    ids[SYS_MREMAP] = libc::SYS_mremap as u64;
-    ids[SYS_MADVISE] = libc::SYS_madvise as u64;
-    ids[SYS_BRK] = libc::SYS_brk as u64;
-    ids[SYS_EXECVE] = libc::SYS_execve as u64;
-    ids[SYS_EXECVEAT] = libc::SYS_execveat as u64;
-    ids[SYS_MLOCK] = libc::SYS_mlock as u64;
-    ids[SYS_MLOCK2] = libc::SYS_mlock2 as u64;
-    ids[SYS_MUNLOCK] = libc::SYS_munlock as u64;
-    ids[SYS_MLOCKALL] = libc::SYS_mlockall as u64;
-    ids[SYS_MUNLOCKALL] = libc::SYS_munlockall as u64;
-    ids[SYS_MSEAL] = 462; // the same on every architecture since 424
-    ids[SYS_MBIND] = libc::SYS_mbind as u64;
-    ids[SYS_PRCTL] = libc::SYS_prctl as u64;
-    ids
-}
 
 const SYSCALL_NAMES: [&str; SYS_COUNT] = [
     "mmap",
