@@ -231,6 +231,19 @@ fn compare_with_prometheus(prom: &mut Running, serve: &mut Running, serve_port: 
     assert!(om.first().map(value).unwrap_or(0.0) >= 2.0, "Prometheus did not scrape OpenMetrics: {om:?}");
 }
 
+/// The first answer of serve's /metrics: (content type, body), within 60 s.
+fn first_scrape(serve: &mut Running, port: u16) -> (String, String) {
+    let t0 = Instant::now();
+    loop {
+        if let Ok(r) = get(port, "/metrics", "*/*") {
+            return r;
+        }
+        serve.assert_alive();
+        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer within 60 s:\n{}", serve.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn serve_with_prometheus() {
     if !root_or_skip("serve_with_prometheus") {
@@ -245,15 +258,7 @@ fn serve_with_prometheus() {
     let mut serve = Running::spawn("lazyvma serve", Command::new(BIN).args(["serve", "--listen", &listen, "-i", "1s"]), dir.join("serve.log"));
 
     // BPF load and the first snapshot pass come before the port answers.
-    let t0 = Instant::now();
-    let (ctype, om) = loop {
-        if let Ok(r) = get(serve_port, "/metrics", "*/*") {
-            break r;
-        }
-        serve.assert_alive();
-        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer within 60 s:\n{}", serve.log());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (ctype, om) = first_scrape(&mut serve, serve_port);
     assert_eq!(ctype, OPENMETRICS);
     assert!(om.ends_with("# EOF\n"), "an OpenMetrics exposition ends with # EOF");
     for family in ["lazyvma_build_info", "lazyvma_objects", "lazyvma_object_bytes", "lazyvma_snapshot_duration_seconds_bucket", "lazyvma_events_lost_total"] {
@@ -362,15 +367,7 @@ fn serve_snapshot_only_holds_nothing_in_the_kernel() {
         Command::new(BIN).args(["serve", "--snapshot-only", "-p", &parent, "--listen", &listen, "-i", "1h"]),
         dir.path("serve.log"),
     );
-    let t0 = Instant::now();
-    let (_, om) = loop {
-        if let Ok(r) = get(port, "/metrics", "*/*") {
-            break r;
-        }
-        serve.assert_alive();
-        assert!(t0.elapsed() < Duration::from_secs(60), "serve did not answer within 60 s:\n{}", serve.log());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let (_, om) = first_scrape(&mut serve, port);
     let s = samples(&om);
     assert!(om.lines().any(|l| l.starts_with("lazyvma_build_info{") && l.contains("trace=\"off\"")), "{om}");
     assert!(!om.contains("backend_"), "no hook is attached, none is named:\n{om}");

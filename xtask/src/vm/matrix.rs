@@ -81,13 +81,18 @@ errs trace /tmp/e; json trace /tmp/trace.json; res trace $rc
 
 exec 7>&- 8>&-
 
+# scrape PORT FILE: wait (<= 120 s) for serve ($sp) to answer on PORT; got=1 if it did.
+scrape() {{
+  got=0; i=0
+  while [ $i -lt 240 ]; do
+    wget -q -O $2 http://127.0.0.1:$1/metrics 2>/dev/null && {{ got=1; break; }}
+    kill -0 $sp 2>/dev/null || break
+    sleep 0.5; i=$((i+1))
+  done
+}}
+
 begin; lazyvma serve -i 2s >/dev/null 2>/tmp/e & sp=$!
-got=0; i=0
-while [ $i -lt 240 ]; do
-  wget -q -O /tmp/metrics http://127.0.0.1:9464/metrics 2>/dev/null && {{ got=1; break; }}
-  kill -0 $sp 2>/dev/null || break
-  sleep 0.5; i=$((i+1))
-done
+scrape 9464 /tmp/metrics
 kill -TERM $sp 2>/dev/null; wait $sp; rc=$?
 echo "LZM-SCRAPE serve $got"
 [ $got = 1 ] && grep -E '^(lazyvma_objects|lazyvma_events_lost|lazyvma_snapshot_incomplete_processes|lazyvma_snapshot_unseen_vmas|# EOF)' /tmp/metrics | head -20 | sed 's/^/LZM-METRIC serve /'
@@ -96,12 +101,7 @@ grep -v '^lazyvma: serving' /tmp/e >/tmp/e2; errs serve /tmp/e2; res serve $rc
 # --snapshot-only of the held fork -n 3 (its child a descendant): one pass (-i 1h) before
 # the port answers, then no BPF program or link among its fds.
 begin; lazyvma serve --snapshot-only -p $(pid /tmp/w3 parent) --listen 127.0.0.1:9465 -i 1h >/dev/null 2>/tmp/e & sp=$!
-got=0; i=0
-while [ $i -lt 240 ]; do
-  wget -q -O /tmp/metrics2 http://127.0.0.1:9465/metrics 2>/dev/null && {{ got=1; break; }}
-  kill -0 $sp 2>/dev/null || break
-  sleep 0.5; i=$((i+1))
-done
+scrape 9465 /tmp/metrics2
 bpf=$(cat /proc/$sp/fdinfo/* 2>/dev/null | grep -cE '^(prog_type|link_type):')
 kill -TERM $sp 2>/dev/null; wait $sp; rc=$?
 echo "LZM-SCRAPE serve-snapshot $got $bpf"
