@@ -164,10 +164,13 @@ fn current_tid() -> u32 {
 /// Bumped by every `FORK_TALLIED` removal (a failed fork's teardown, rare).
 #[map]
 static FORK_EPOCH: Array<u64> = Array::with_max_entries(1, 0);
-/// This CPU's last thread marked in `FORK_TALLIED`, and the epoch it was marked in: a
-/// fork's hundreds of allocations mark their thread once, with no hash lookup after.
+/// This CPU's last thread marked in `FORK_TALLIED`, the epoch it was marked in, and the
+/// hits since: a fork's hundreds of allocations mark their thread once, with no hash
+/// lookup after, but every `FORK_RECHECK`th: that lookup keeps the entry fresh in the LRU
+/// (a thread forking only on this CPU would otherwise age out under others' forks).
 #[map]
-static FORK_MARKED: PerCpuArray<[u64; 2]> = PerCpuArray::with_max_entries(1, 0);
+static FORK_MARKED: PerCpuArray<[u64; 3]> = PerCpuArray::with_max_entries(1, 0);
+const FORK_RECHECK: u64 = 256;
 
 #[inline(always)]
 fn fork_epoch() -> u64 {
@@ -184,8 +187,11 @@ fn tallied_fork(tid: u32) {
     let marked = FORK_MARKED.get_ptr_mut(0);
     if let Some(m) = marked {
         // SAFETY: this CPU's value.
-        if unsafe { (*m)[0] == u64::from(tid) + 1 && (*m)[1] == epoch } {
-            return;
+        unsafe {
+            if (*m)[0] == u64::from(tid) + 1 && (*m)[1] == epoch && (*m)[2] < FORK_RECHECK {
+                (*m)[2] += 1;
+                return;
+            }
         }
     }
     // SAFETY: only presence is read.
@@ -194,7 +200,7 @@ fn tallied_fork(tid: u32) {
     }
     if let Some(m) = marked {
         // SAFETY: this CPU's value.
-        unsafe { *m = [u64::from(tid) + 1, epoch] };
+        unsafe { *m = [u64::from(tid) + 1, epoch, 0] };
     }
 }
 
