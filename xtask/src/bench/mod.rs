@@ -411,5 +411,31 @@ fn snapshot_text(s: &Value) -> String {
             b["median_peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0
         );
     }
+    match s["seeding"].as_array() {
+        Some(rows) => {
+            let _ = writeln!(
+                t,
+                "trace -p PARENT -d 1 -j of the same 17 processes (the seeding pass, then the model holding them), median of {} runs:",
+                s["rounds"]
+            );
+            for b in rows {
+                let first = &b["runs"][0];
+                let _ = writeln!(
+                    t,
+                    "  {}: {:.2} s wall, {:.0} MB peak RSS; seeded {} (not {}), pass {:.2} s, lost {}",
+                    b["build"].as_str().unwrap_or(""),
+                    b["median_wall_s"].as_f64().unwrap_or(f64::NAN),
+                    b["median_peak_rss_kib"].as_f64().unwrap_or(f64::NAN) / 1024.0,
+                    first["seeded"],
+                    first["not_seeded"],
+                    first["seed_pass_us"].as_f64().unwrap_or(f64::NAN) / 1e6,
+                    first["lost"]
+                );
+            }
+        }
+        None => {
+            let _ = writeln!(t, "trace -p seeding: not measured ({})", s["seeding"]["error"]);
+        }
+    }
     t
 }
