@@ -588,6 +588,6 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         bpf_stats: prog_stats,
         report: args.report.clone(),
     };
-    meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
+    meta::print(&mut tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
     Ok(())
 }
