@@ -357,6 +357,28 @@ pub struct TallyKey {
     pub gen: u64,
 }
 
+/// One entry of `TALLY_FRONT`, a per-CPU direct-mapped cache in front of `TRACE_TALLY`:
+/// `count` events of `key` not yet added to the map (0: empty). A fork's hundreds of
+/// allocations touch the hash map a few times instead of once each. The programs add an
+/// entry to the map when another key takes its place, when it reaches [`FRONT_BATCH`], and
+/// on lazyvma's [`MARKER_FLUSH_FRONT`] on that CPU; userspace reads the entries only once
+/// the programs are detached (a per-CPU value may be read half-written while one runs).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TallyFront {
+    pub key: TallyKey,
+    pub count: u64,
+}
+
+/// `TALLY_FRONT`'s entries per CPU (a power of two).
+pub const FRONT_SLOTS: u32 = 16;
+/// An entry goes to the map at this count: what a live row or a marker's read can miss of
+/// one key on one CPU is below it.
+pub const FRONT_BATCH: u64 = 64;
+/// Marker id (behavior − [`MARKER_BASE`]) by which lazyvma asks the CPU it runs on to add
+/// its `TALLY_FRONT` entries to the map; no record is sent and no generation starts.
+pub const MARKER_FLUSH_FRONT: u32 = 0x5e_ed04;
+
 /// `PF_EXITING` (include/linux/sched.h), the same on every kernel lazyvma runs on.
 pub const PF_EXITING: u32 = 0x4;
 

@@ -2,7 +2,7 @@
 //! so the call changes nothing; only behaviors >= MARKER_BASE are sent.
 use crate::emit::{emit, field, in_scope, is_self, offset};
 use aya_ebpf::{macros::tracepoint, programs::TracePointContext};
-use lazyvma_model::trace_abi::{EV_MARKER, MARKER_BASE};
+use lazyvma_model::trace_abi::{EV_MARKER, MARKER_BASE, MARKER_FLUSH_FRONT};
 
 /// `syscalls:sys_enter_madvise`.
 #[tracepoint]
@@ -17,6 +17,10 @@ pub fn trace_marker(ctx: TracePointContext) -> u32 {
     // end of trace or seeding pass, in scope system-wide, ended this trace (nothing counted
     // after it) or re-marked its seed.
     if (behavior as i64 - MARKER_BASE as i64) >> 8 == 0x5eed && !is_self() {
+        return 0;
+    }
+    if behavior as i64 - MARKER_BASE as i64 == i64::from(MARKER_FLUSH_FRONT) {
+        crate::slab::flush_front();
         return 0;
     }
     // Its generation orders the kernel's slab counts against it (`slab.rs` TRACE_TALLY).

@@ -20,7 +20,7 @@ use aya_ebpf::{
     EbpfContext,
 };
 use lazyvma_model::trace_abi::{
-    agg_slot, SlabEvent, TallyKey, AGG_KINDS, AGG_SERVE, AGG_SLOTS, AGG_STREAM_PREPARE, TraceEvent, CTR_LOST, CTR_SENT, CTR_TALLY_FULL, EV_ALLOC, EV_FREE,
+    agg_slot, SlabEvent, TallyFront, TallyKey, AGG_KINDS, FRONT_BATCH, FRONT_SLOTS, AGG_SERVE, AGG_SLOTS, AGG_STREAM_PREPARE, TraceEvent, CTR_LOST, CTR_SENT, CTR_TALLY_FULL, EV_ALLOC, EV_FREE,
     EV_SLAB_ALLOC, EV_SLAB_FREE, FN_COUNT, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, NO_FIELD, STACK_DEPTH, WHY_FAILED_FORK, WHY_FORK,
 };
 
@@ -133,21 +133,95 @@ fn aggregated(at: u32, func: u32, alloc: bool, kind: u32, why: u32, owned: bool,
     // SAFETY: the array's one slot, read only.
     let gen = TRACE_GEN.get(0).map_or(0, |g| unsafe { core::ptr::read_volatile(g) });
     let key = TallyKey { tgid: at, slot, gen };
-    for _ in 0..2 {
-        if let Some(p) = TRACE_TALLY.get_ptr_mut(&key) {
-            // SAFETY: this CPU's value; a BPF program does not migrate while it runs.
-            unsafe { *p += 1 };
+    if if global(&TRACE_FRONT) != 0 { front_add(key) } else { tally_add(&key, 1) } {
+        return true;
+    }
+    crate::emit::bump(CTR_TALLY_FULL);
+    false
+}
+
+/// Whether `TALLY_FRONT` is used: lazyvma can run on every online CPU to flush it.
+#[unsafe(no_mangle)]
+static TRACE_FRONT: u32 = 0;
+
+/// `TRACE_TALLY`'s front on this CPU (`TallyFront`).
+#[map]
+static TALLY_FRONT: PerCpuArray<TallyFront> = PerCpuArray::with_max_entries(FRONT_SLOTS, 0);
+
+/// The key's entry in the front: its process and slot mixed, so a parent's fork
+/// allocations and its children's exit frees mostly keep entries of their own.
+#[inline(always)]
+fn front_index(key: &TallyKey) -> u32 {
+    ((key.tgid.wrapping_mul(0x9e37_79b1) >> 28) ^ key.slot) & (FRONT_SLOTS - 1)
+}
+
+/// One event of `key`, counted in the front; false: neither the front nor the map has
+/// room (the map is full and the entry's key is another), the event is to be sent.
+#[inline(always)]
+fn front_add(key: TallyKey) -> bool {
+    let Some(f) = TALLY_FRONT.get_ptr_mut(front_index(&key)) else { return tally_add(&key, 1) };
+    // SAFETY: this CPU's entry; a BPF program does not migrate while it runs, and no other
+    // runs on this CPU meanwhile (tracepoints run with preemption off; none of these
+    // functions frees or allocates in interrupts).
+    unsafe {
+        let count = (*f).count;
+        if count != 0 && (*f).key == key {
+            // At the batch the map takes it; if full, the front keeps counting.
+            if count + 1 >= FRONT_BATCH && tally_add(&key, count + 1) {
+                (*f).count = 0;
+            } else {
+                (*f).count = count + 1;
+            }
             return true;
         }
-        match TRACE_TALLY.insert(&key, &1, BPF_NOEXIST) {
+        if count != 0 {
+            let old = (*f).key;
+            if !tally_add(&old, count) {
+                return false;
+            }
+        }
+        (*f).key = key;
+        (*f).count = 1;
+    }
+    true
+}
+
+/// `n` more of `key` in `TRACE_TALLY`; false: the map is full.
+#[inline(always)]
+fn tally_add(key: &TallyKey, n: u64) -> bool {
+    for _ in 0..2 {
+        if let Some(p) = TRACE_TALLY.get_ptr_mut(key) {
+            // SAFETY: this CPU's value; a BPF program does not migrate while it runs.
+            unsafe { *p += n };
+            return true;
+        }
+        match TRACE_TALLY.insert(key, &n, BPF_NOEXIST) {
             Ok(()) => return true,
             // Another CPU made the key first: count in this CPU's value.
             Err(e) if e as i64 == -EEXIST => continue,
             Err(_) => break,
         }
     }
-    crate::emit::bump(CTR_TALLY_FULL);
     false
+}
+
+/// Every entry of this CPU's front into the map (`MARKER_FLUSH_FRONT`); one the full map
+/// cannot take stays, for userspace to read once the programs are detached.
+#[inline(never)]
+pub fn flush_front() {
+    let mut i = 0;
+    while i < FRONT_SLOTS {
+        if let Some(f) = TALLY_FRONT.get_ptr_mut(i) {
+            // SAFETY: this CPU's entry (see `front_add`).
+            unsafe {
+                let (key, count) = ((*f).key, (*f).count);
+                if count != 0 && tally_add(&key, count) {
+                    (*f).count = 0;
+                }
+            }
+        }
+        i += 1;
+    }
 }
 
 /// Whether `why` can tell the syscall in progress (else a teardown in a fork is `WHY_FUNCTION`).

@@ -88,7 +88,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     meta::finish(&mut tracer, h, rec.trailer.as_ref());
     meta::print(
-        &tracer,
+        &mut tracer,
         h,
         &backend,
         rec.trailer.as_ref(),

@@ -313,6 +313,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     drop(cfg);
     bpf::say_fallbacks(&loaded);
     let kernel_tally = loaded.take_tally();
+    let kernel_front = loaded.take_front();
     // Attaching the function hooks and seeding take long: the ring is drained meanwhile.
     loaded.keep_draining();
     let setup = attach::Setup { btf: btf.as_deref().ok(), vmg, blocked, unreadable: attach::unreadable(&hook_offsets) };
@@ -377,6 +378,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // The tracer starts from the recorded tree, as a replay's does.
     let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
     tracer.kernel_tally = kernel_tally;
+    tracer.kernel_front = kernel_front;
     if let Some(mut w) = recording.take() {
         tracer.syms.track();
         w.header(&about)?;
@@ -460,6 +462,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
                 render::live_header(&mut live)?;
             }
             let t_ms = start.elapsed().as_millis();
+            // The row holds what every CPU counted so far, not only what left its front.
+            if tracer.kernel_front.is_some() {
+                crate::trace::front::flush();
+            }
             tracer.sync_seen();
             render::live_row(&tracer, t_ms, lost, &mut live)?;
             tracer.interval = Default::default();
@@ -582,6 +588,6 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         bpf_stats: prog_stats,
         report: args.report.clone(),
     };
-    meta::print(&tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
+    meta::print(&mut tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, args.json, None, &live)?;
     Ok(())
 }

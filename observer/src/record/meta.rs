@@ -150,7 +150,7 @@ fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
 /// `last_ms` (its last chunk's time) stands for the elapsed time.
 #[allow(clippy::too_many_arguments)]
 pub fn print(
-    t: &Tracer,
+    t: &mut Tracer,
     h: &Header,
     backend: &[Choice],
     trailer: Option<&Trailer>,
@@ -204,14 +204,6 @@ pub fn print(
     }
     if t.feed.is_some() {
         j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
-        // Only JSON and the report document show the sweep: text output does not wait for it.
-        if json || live.report.is_some() {
-            let (rules, why) = rules_that_matter(t);
-            j["rules_that_matter"] = rules;
-            if let Some(why) = why {
-                j["model"]["knob_sweep"] = why.into();
-            }
-        }
     }
     j["arch"] = h.arch.clone().into();
     j["start_unix_ms"] = h.start_unix_ms.into();
@@ -226,9 +218,7 @@ pub fn print(
     if let Some(s) = source {
         j["recording"] = s.json();
     }
-    if json {
-        writeln!(std::io::stdout().lock(), "{}", crate::escape::json_pretty(&j)?)?;
-    } else {
+    if !json {
         // Text to a terminal: the comms and paths in it cannot drive it.
         let mut out = crate::escape::Terminal::new(std::io::stdout().lock());
         render::text(t, &run, &mut out)?;
@@ -243,6 +233,21 @@ pub fn print(
             writeln!(out, "{}", s.text())?;
         }
         out.flush()?;
+    }
+    // Only JSON and the report document show the sweep: text output does not wait for it.
+    // Everything else read the model already: its state goes before the sweep's own.
+    if t.feed.is_some() && (json || live.report.is_some()) {
+        if let Some(f) = t.feed.as_mut() {
+            f.release_model();
+        }
+        let (rules, why) = rules_that_matter(t);
+        j["rules_that_matter"] = rules;
+        if let Some(why) = why {
+            j["model"]["knob_sweep"] = why.into();
+        }
+    }
+    if json {
+        writeln!(std::io::stdout().lock(), "{}", crate::escape::json_pretty(&j)?)?;
     }
     // After the report is out: a file that cannot be written loses nothing shown.
     if let Some(path) = &live.report {

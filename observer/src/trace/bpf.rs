@@ -11,8 +11,9 @@ use aya::{
 };
 use lazyvma_model::hook_abi::{FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS};
 use lazyvma_model::trace_abi::{
-    ContextOffsets, HookOffsets, LockOffsets, TallyKey, TpOffsets, AGG_SLOTS, AGG_STREAM_PREPARE, AGG_TRACE, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT,
-    CTR_TALLY_FULL, CTX_SYSCALLS, FN_COUNT, NO_FIELD, NO_SYSCALL, SCOPE_SYSTEM, SCOPE_TRACED, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP, SC_MUNMAP,
+    ContextOffsets, HookOffsets, LockOffsets, TallyFront, TallyKey, TpOffsets, AGG_SLOTS, AGG_STREAM_PREPARE, AGG_TRACE, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT,
+    CTR_TALLY_FULL, CTX_SYSCALLS, FN_COUNT, FRONT_SLOTS, NO_FIELD, NO_SYSCALL, SCOPE_SYSTEM, SCOPE_TRACED, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP,
+    SC_MUNMAP,
 };
 use std::{
     os::fd::AsRawFd,
@@ -289,6 +290,7 @@ pub struct Loaded {
     slab_counts: PerCpuArray<MapData, u64>,
     /// `trace`'s kernel counts (`AGG_TRACE`), until the tracer takes them.
     tally: Option<Tally>,
+    front: Option<Front>,
     /// `category:name` of each tracepoint attached.
     pub attached: Vec<String>,
     /// Optional tracepoints that did not attach, with why.
@@ -345,6 +347,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let ring_bytes = cfg.ringbuf_bytes as u64;
     let context = PodContext(cfg.context);
     let aggregate = cfg.aggregate.map_or(0, |a| a.mode);
+    let front = u32::from(aggregate & AGG_TRACE != 0 && super::front::usable());
     let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |a| [a.sizes.0, a.sizes.1]);
     let cache_fields: [u64; 2] = cfg.cache_fields.map_or([NO_FIELD; 2], |(o, s)| [o, s]);
     // The feed's prepare inside `trace_slab_alloc_btf`, if that one attaches (else the
@@ -358,6 +361,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
         .override_global("TRACE_RING_BYTES", &ring_bytes, true)
         .override_global("TRACE_CONTEXT", &context, true)
         .override_global("TRACE_AGGREGATE", &aggregate, true)
+        .override_global("TRACE_FRONT", &front, true)
         .override_global("TRACE_SIZES", &sizes, true)
         .override_global("TRACE_CACHE_FIELDS", &cache_fields, true)
         .override_global("TRACE_SLAB_PREPARE", &slab_prepare, true)
@@ -415,7 +419,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let slab_counts = PerCpuArray::try_from(bpf.take_map("SLAB_COUNTS").context("map SLAB_COUNTS missing from the BPF object")?)?;
     let tally = bpf.take_map("TRACE_TALLY").context("map TRACE_TALLY missing from the BPF object")?;
     let tally = (aggregate & AGG_TRACE != 0).then(|| PerCpuHashMap::try_from(tally)).transpose()?;
-    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, attached, missing, fallbacks })
+    let front = bpf.take_map("TALLY_FRONT").context("map TALLY_FRONT missing from the BPF object")?;
+    let front = (aggregate & AGG_TRACE != 0).then(|| PerCpuArray::try_from(front)).transpose()?;
+    Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, front, attached, missing, fallbacks })
 }
 
 /// Programs with a variant for older kernels, attached when the kernel refuses the first:
@@ -690,6 +696,10 @@ impl Loaded {
         self.tally.take()
     }
 
+    pub fn take_front(&mut self) -> Option<Front> {
+        self.front.take()
+    }
+
     /// Slab events sent because `TRACE_TALLY` was full (counted all the same).
     pub fn tally_full(&self) -> u64 {
         self.counter(CTR_TALLY_FULL).unwrap_or(0)
@@ -709,6 +719,27 @@ pub type Tally = PerCpuHashMap<MapData, PodKey, u64>;
 /// run, so a walk racing with inserts misses none that existed when it began.
 pub fn read_tally(map: &Tally) -> Vec<(TallyKey, u64)> {
     map.iter().filter_map(Result::ok).map(|(k, v)| (k.0, v.iter().sum())).collect()
+}
+
+/// `TALLY_FRONT`: what each CPU counted of a key and has not yet added to `TRACE_TALLY`.
+pub type Front = PerCpuArray<MapData, PodFront>;
+
+/// A `TALLY_FRONT` entry as aya reads it.
+#[derive(Clone, Copy)]
+#[repr(transparent)]
+pub struct PodFront(pub TallyFront);
+// SAFETY: TallyFront is #[repr(C)], a TallyKey and a u64, no padding.
+unsafe impl aya::Pod for PodFront {}
+
+/// Every CPU's entries that hold a count. Only once the programs are detached: while one
+/// runs, its CPU's entry may be read half-written.
+pub fn read_front(front: &Front) -> Vec<(TallyKey, u64)> {
+    let mut out = Vec::new();
+    for i in 0..FRONT_SLOTS {
+        let Ok(per_cpu) = front.get(&i, 0) else { continue };
+        out.extend(per_cpu.iter().filter(|e| e.0.count > 0).map(|e| (e.0.key, e.0.count)));
+    }
+    out
 }
 
 /// One key's count summed over CPUs; None if the map has no such key.

@@ -9,6 +9,7 @@ pub mod command;
 pub mod failed_fork;
 pub mod feed;
 pub mod format;
+pub mod front;
 pub mod hooks;
 pub mod ksm;
 pub mod locks;
@@ -69,6 +70,8 @@ pub struct Tracer {
     /// The kernel's slab counts (`trace` without `-o`), read at markers, live rows, a
     /// recycled tgid's fork and the end (`sync`).
     pub kernel_tally: Option<bpf::Tally>,
+    /// `TRACE_TALLY`'s per-CPU front, read only at the end (`front`).
+    pub kernel_front: Option<bpf::Front>,
     pub kernel_counts: slab::KernelCounts,
     /// The generation of the last marker handled.
     gen_seen: u64,
@@ -103,6 +106,7 @@ impl Tracer {
             kernel_events: Default::default(),
             failed_forks: Default::default(),
             kernel_tally: None,
+            kernel_front: None,
             kernel_counts: Default::default(),
             gen_seen: 0,
             ended: None,
@@ -113,9 +117,11 @@ impl Tracer {
     /// Adds to the tally what the kernel counted (`TRACE_TALLY`) in generations below
     /// `below`, for the processes the tree knows; `last`: the end, every tgid is taken.
     pub fn sync(&mut self, below: u64, last: bool) {
-        let Some(map) = self.kernel_tally.as_ref() else { return };
+        if self.kernel_tally.is_none() {
+            return;
+        }
         let t0 = std::time::Instant::now();
-        let keys = bpf::read_tally(map);
+        let keys = self.kernel_keys(last);
         self.kernel_counts.walked(t0);
         for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(&keys, below) {
             if !last && !self.tree.known(key.tgid) {
@@ -136,6 +142,26 @@ impl Tracer {
         if !last && self.kernel_counts.retire_error.is_none() {
             self.retire(&keys, below);
         }
+    }
+
+    /// Every key of the kernel's counts and its count; `last` (the programs detached):
+    /// with what their per-CPU fronts still hold.
+    fn kernel_keys(&self, last: bool) -> Vec<(TallyKey, u64)> {
+        let Some(map) = self.kernel_tally.as_ref() else { return Vec::new() };
+        let mut keys = bpf::read_tally(map);
+        if let (true, Some(front)) = (last, self.kernel_front.as_ref()) {
+            let mut at: std::collections::HashMap<TallyKey, usize> = keys.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
+            for (key, n) in bpf::read_front(front) {
+                match at.get(&key) {
+                    Some(&i) => keys[i].1 += n,
+                    None => {
+                        at.insert(key, keys.len());
+                        keys.push((key, n));
+                    }
+                }
+            }
+        }
+        keys
     }
 
     /// Deletes from the map the keys of processes gone (`KernelCounts::retirable`).
@@ -168,8 +194,10 @@ impl Tracer {
     pub fn sync_end(&mut self) {
         let Some((gen, _)) = self.ended else { return self.sync(u64::MAX, true) };
         self.sync(gen, true);
-        let Some(map) = self.kernel_tally.as_ref() else { return };
-        let after: std::collections::BTreeSet<u32> = bpf::read_tally(map).into_iter().filter(|(k, n)| k.gen >= gen && *n > 0).map(|(k, _)| k.tgid).collect();
+        if self.kernel_tally.is_none() {
+            return;
+        }
+        let after: std::collections::BTreeSet<u32> = self.kernel_keys(true).into_iter().filter(|(k, n)| k.gen >= gen && *n > 0).map(|(k, _)| k.tgid).collect();
         for tgid in after {
             if let (Some(f), Some(proc)) = (self.feed.as_mut(), self.tree.traced(tgid)) {
                 let p = self.tree.get(proc);

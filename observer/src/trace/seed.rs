@@ -174,6 +174,10 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
     // What the pass freed (the iter program's BTF, the reader's buffers) goes back now.
     trim();
     marker(END);
+    // Every count before the end marker into the map before the feed reads it there (the
+    // main thread handles the marker only after this thread is joined): a seeded process's
+    // counts before the seed are what its model does not hold.
+    super::front::flush();
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
         Ok((topo, stats)) => {
