@@ -427,3 +427,65 @@ impl Tracer {
         self.kernel_tally.is_none().then(|| self.live.len())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lazyvma_model::trace_abi::{
+        SlabEvent, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, EV_SLAB_ALLOC, EV_SLAB_FREE,
+        FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, LCB_F_WRITE, MARKER_BASE, WHY_MUNMAP, WHY_SPLIT,
+    };
+    use slab::AllocFree;
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: plain integer records.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+    }
+
+    fn sizes() -> Sizes {
+        let size = |object_size| lazyvma_model::sizes::Size { object_size, slab_size: object_size, source: String::new() };
+        Sizes { anon_vma: size(88), anon_vma_chain: size(64), vm_area_struct: size(200) }
+    }
+
+    /// Every kind `Tracer` reads from the slab, sched, marker and lock programs, in both slab
+    /// shapes: what each one counts, and which are malformed (a function index out of range
+    /// in either shape, an unknown kind, a cut record). After the end marker nothing counts.
+    #[test]
+    fn each_record_kind_is_counted_or_malformed() {
+        let mut t = Tracer::new(Tree::roots(&[7]), Symbols::empty(), sizes());
+        let ev = TraceEvent { pid: 7, tgid: 7, ..Default::default() };
+        let slim = SlabEvent { pid: 7, tgid: 7, ..Default::default() };
+        let child = TraceEvent { pid: 8, tgid: 8, ..ev };
+        let records = [
+            bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_FORK, ptr: 0xa0, bytes_req: 88, stack_bytes: -14, ..ev }),
+            bytes(&SlabEvent { kind: EV_SLAB_ALLOC, func: FN_CLONE, ptr: 0xb0, bytes_req: 64, why: WHY_SPLIT, ..slim }),
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0xb0, why: WHY_MUNMAP, ..slim }),
+            bytes(&TraceEvent { kind: EV_FREE, arg: FN_PUT, ptr: 0xa0, ..ev }),
+            bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_COUNT as u32, ptr: 0xd0, bytes_req: 88, ..ev }),
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: 99, ptr: 0xb0, ..slim }),
+            bytes(&TraceEvent { kind: EV_NEWTASK, arg: 8, ..ev }),
+            bytes(&TraceEvent { kind: EV_FORK, arg: 8, ktime: 5, ..ev }),
+            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + 3, ..ev }),
+            bytes(&TraceEvent { kind: EV_EXEC, arg: 8, ..child }),
+            bytes(&TraceEvent { kind: EV_EXIT, arg: 1, ..child }),
+            bytes(&TraceEvent { kind: EV_LOCK_BEGIN, ptr: 0xc0, arg: LCB_F_WRITE, ktime: 10, ..ev }),
+            bytes(&TraceEvent { kind: EV_LOCK_END, ptr: 0xc0, ktime: 30, ..ev }),
+            bytes(&TraceEvent { kind: 8, ..ev }),
+            bytes(&ev)[..100].to_vec(),
+            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + u64::from(seed::END_OF_TRACE), ktime: 40, ..ev }),
+            bytes(&TraceEvent { kind: EV_FORK, arg: 9, ..ev }),
+        ];
+        for r in &records {
+            t.record(r);
+        }
+        assert_eq!((t.received, t.malformed, t.stack_errors, t.after_end), (17, 4, 1, 1));
+        assert_eq!(t.tally.total.anon_vma, AllocFree { alloc: 1, free: 1 });
+        assert_eq!(t.tally.total.anon_vma_chain, AllocFree { alloc: 1, free: 1 });
+        assert_eq!(t.tally.total.unclassified, AllocFree::default());
+        assert!(t.tally.by_reason.contains_key("split") && t.tally.by_reason.contains_key("munmap"), "{:?}", t.tally.by_reason.keys());
+        assert_eq!((t.locks.begins, t.locks.ends, t.locks.paired), (1, 1, 1));
+        assert_eq!(t.ended, Some((0, 40)));
+        let procs: Vec<_> = t.tree.procs.iter().map(|p| (p.tgid, p.parent, p.phase, p.execs, p.exited)).collect();
+        assert_eq!(procs, [(7, None, Some(3), 0, false), (8, Some(0), None, 1, true)]);
+    }
+}
