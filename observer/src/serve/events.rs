@@ -7,9 +7,7 @@ use crate::trace::{
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
-use lazyvma_model::trace_abi::{
-    agg_key, decode_any, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS, WHY_FUNCTION,
-};
+use lazyvma_model::trace_abi::{agg_key, decode_any, Record, Slab, FUNCTIONS};
 use std::{collections::HashSet, sync::Arc};
 
 /// `Live`'s owner mark: allocated by a process in the scope.
@@ -35,9 +33,28 @@ impl Counter {
     pub fn record(&mut self, bytes: &[u8]) {
         self.metrics.events.received.inc();
         match decode_any(bytes) {
-            Some(Record::Trace(ev)) => self.handle(&ev, WHY_FUNCTION),
-            Some(Record::Slab(ev, why)) => self.handle(&ev, why),
-            _ => {
+            Some(Record::Alloc(ev)) => {
+                let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
+                let ours = self.scope.contains(ev.tgid);
+                self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
+                if ours {
+                    self.count(&ev, kind, true);
+                }
+            }
+            Some(Record::Free(ev)) => {
+                // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
+                let (kind, owner) = self.live.free(ev.ptr, ev.func);
+                if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
+                    self.count(&ev, kind, false);
+                }
+            }
+            Some(Record::NewTask { child_pid, clone_flags, .. }) if self.scope.scoped() => Scope::newtask(child_pid, clone_flags, &mut self.threads),
+            Some(Record::Fork { tgid, child_pid, .. }) if self.scope.scoped() => self.scope.fork(tgid, child_pid, &mut self.threads),
+            // The scope needs forks only; the whole system needs no tree at all.
+            Some(Record::NewTask { .. } | Record::Fork { .. } | Record::Exec { .. } | Record::Exit { .. } | Record::Marker { .. }) => {}
+            // serve loads no lock, hook, syscall, prepare or KSM program: such a record, like
+            // one that did not decode, is not one of its own.
+            Some(Record::LockBegin { .. } | Record::LockEnd { .. } | Record::Hook(_) | Record::Syscall(_) | Record::Prepare(_) | Record::Ksm(_)) | None => {
                 self.metrics.events.malformed.inc();
             }
         }
@@ -60,43 +77,12 @@ impl Counter {
         }
     }
 
-    fn handle(&mut self, ev: &TraceEvent, why: u32) {
-        match ev.kind {
-            EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => {
-                self.metrics.events.malformed.inc();
-            }
-            EV_ALLOC => {
-                let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
-                let ours = self.scope.contains(ev.tgid);
-                self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
-                if ours {
-                    self.count(ev, kind, true, why);
-                }
-            }
-            EV_FREE => {
-                // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
-                let (kind, owner) = self.live.free(ev.ptr, ev.arg);
-                if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
-                    self.count(ev, kind, false, why);
-                }
-            }
-            EV_NEWTASK if self.scope.scoped() => Scope::newtask(ev.arg, ev.ptr, &mut self.threads),
-            EV_FORK if self.scope.scoped() => self.scope.fork(ev.tgid, ev.arg, &mut self.threads),
-            // The scope needs forks only; the whole system needs no tree at all.
-            EV_NEWTASK | EV_FORK | EV_EXEC | EV_EXIT | EV_MARKER => {}
-            _ => {
-                self.metrics.events.malformed.inc();
-            }
-        }
-    }
-
-    fn count(&mut self, ev: &TraceEvent, kind: Kind, alloc: bool, ctx: u32) {
-        if ev.stack_bytes < 0 {
+    fn count(&mut self, ev: &Slab, kind: Kind, alloc: bool) {
+        if ev.stack_failed() {
             self.metrics.events.stack_errors.inc();
         }
-        let n = (ev.stack_bytes.max(0) as usize / 8).min(ev.frames.len());
-        let why = reason::of(ctx, ev.arg, alloc, &ev.frames[..n], &self.syms);
-        self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.arg as usize], why);
+        let why = reason::of(ev.why, ev.func, alloc, ev.stack(), &self.syms);
+        self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.func as usize], why);
     }
 }
 
