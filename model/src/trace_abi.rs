@@ -559,17 +559,160 @@ impl KsmOffsets {
     };
 }
 
-/// One ring buffer record of either shape, told apart by its first u32 (`kind`).
+/// One ring buffer record, decoded: what its `kind` and fields mean in the kernel's terms, so
+/// no consumer reads `EV_*` numbers or overloaded fields (`arg`, `ptr`) itself. Every
+/// program's record is here; `decode_any` returns `None` for the rest.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Record {
-    Trace(TraceEvent),
+    /// `kmem:kmem_cache_alloc` from one of [`FUNCTIONS`].
+    Alloc(Slab),
+    /// `kmem:kmem_cache_free` from one of [`FUNCTIONS`].
+    Free(Slab),
+    /// `task:task_newtask`, in the parent (`pid`, `tgid`): the new task and its clone flags.
+    NewTask {
+        pid: u32,
+        tgid: u32,
+        child_pid: u32,
+        clone_flags: u64,
+    },
+    /// `sched:sched_process_fork`, in the parent (`pid`, `tgid`).
+    Fork {
+        pid: u32,
+        tgid: u32,
+        child_pid: u32,
+        ktime: u64,
+    },
+    /// `sched:sched_process_exec`.
+    Exec {
+        pid: u32,
+        tgid: u32,
+        old_pid: u32,
+        ktime: u64,
+    },
+    /// `sched:sched_process_exit`: `group_dead` 0/1, 2 when the kernel has no such field.
+    Exit {
+        pid: u32,
+        tgid: u32,
+        group_dead: u32,
+        ktime: u64,
+    },
+    /// A phase marker (`madvise(0, 0, MARKER_BASE + id)`), `id` relative to [`MARKER_BASE`];
+    /// `gen`: the markers sent before it (`TRACE_GEN`, [`TallyKey::gen`]).
+    Marker {
+        pid: u32,
+        tgid: u32,
+        id: u32,
+        gen: u64,
+        ktime: u64,
+    },
+    /// `lock:contention_begin`: `flags` the `LCB_F_*` bits.
+    LockBegin {
+        lock: Contention,
+        flags: u32,
+    },
+    /// `lock:contention_end`: `ret` 0 acquired, else a negative errno as u32.
+    LockEnd {
+        lock: Contention,
+        ret: u32,
+    },
     Hook(HookEvent),
     Syscall(SyscallEvent),
     Prepare(PrepareVma),
     Ksm(KsmEvent),
-    /// A slab event without a stack, and the context's `WHY_*`.
-    Slab(TraceEvent, u32),
+}
+
+/// A slab event on an anon_vma or anon_vma_chain, from either record: the full
+/// [`TraceEvent`] (`EV_ALLOC` / `EV_FREE`, with the kernel stack if one was taken) or the
+/// slim [`SlabEvent`] (no stack: the context's `WHY_*` instead).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slab {
+    pub pid: u32,
+    pub tgid: u32,
+    /// Index in [`FUNCTIONS`]: below [`FN_COUNT`], or the record was not decoded.
+    pub func: u32,
+    pub ktime: u64,
+    /// The object.
+    pub ptr: u64,
+    pub call_site: u64,
+    pub bytes_req: u64,
+    pub bytes_alloc: u64,
+    /// [`SlabEvent::why`] as sent ([`WHY_FAILED_FORK`] included); [`WHY_FUNCTION`] for a
+    /// full record, whose reason is the function's and its stack's.
+    pub why: u32,
+    /// Sent as a [`SlabEvent`] (no stack was taken).
+    pub slim: bool,
+    /// [`TraceEvent::stack_bytes`] and `frames` (0 and none for a slim record).
+    pub stack_bytes: i64,
+    pub frames: [u64; STACK_DEPTH],
+}
+
+#[cfg(feature = "std")]
+impl Slab {
+    /// The kernel return addresses `bpf_get_stack` wrote (none when it failed).
+    pub fn stack(&self) -> &[u64] {
+        let n = (self.stack_bytes.max(0) as usize / 8).min(self.frames.len());
+        &self.frames[..n]
+    }
+
+    /// `bpf_get_stack` failed (the reason then falls back to the function's).
+    pub fn stack_failed(&self) -> bool {
+        self.stack_bytes < 0
+    }
+}
+
+/// A `lock:contention_*` record's common part: `&anon_vma->rwsem` of an anon_vma the BPF set
+/// knows (only a root's rwsem is ever taken).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Contention {
+    /// The waiter.
+    pub pid: u32,
+    pub tgid: u32,
+    pub ktime: u64,
+    pub anon_vma: u64,
+    /// The tgid that allocated (or was first seen holding) the anon_vma, 0 if unknown.
+    pub owner_tgid: u32,
+}
+
+#[cfg(feature = "std")]
+impl Record {
+    /// A full [`TraceEvent`] (or a slim one widened by [`SlabEvent::full`]) by its kind;
+    /// `None` for a kind this build does not know or a function index out of [`FUNCTIONS`].
+    fn of(ev: &TraceEvent, why: u32, slim: bool) -> Option<Record> {
+        let slab = || Slab {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            func: ev.arg,
+            ktime: ev.ktime,
+            ptr: ev.ptr,
+            call_site: ev.call_site,
+            bytes_req: ev.bytes_req,
+            bytes_alloc: ev.bytes_alloc,
+            why,
+            slim,
+            stack_bytes: ev.stack_bytes,
+            frames: ev.frames,
+        };
+        let (pid, tgid, ktime) = (ev.pid, ev.tgid, ev.ktime);
+        let lock = || Contention { pid, tgid, ktime, anon_vma: ev.ptr, owner_tgid: ev.bytes_req as u32 };
+        Some(match ev.kind {
+            EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => return None,
+            EV_ALLOC => Record::Alloc(slab()),
+            EV_FREE => Record::Free(slab()),
+            EV_NEWTASK => Record::NewTask { pid, tgid, child_pid: ev.arg, clone_flags: ev.ptr },
+            EV_FORK => Record::Fork { pid, tgid, child_pid: ev.arg, ktime },
+            EV_EXEC => Record::Exec { pid, tgid, old_pid: ev.arg, ktime },
+            EV_EXIT => Record::Exit { pid, tgid, group_dead: ev.arg, ktime },
+            // The program sends only behaviors >= MARKER_BASE; a crafted recording's smaller
+            // one wraps (as the release build always did) instead of panicking.
+            EV_MARKER => Record::Marker { pid, tgid, id: ev.ptr.wrapping_sub(MARKER_BASE) as u32, gen: ev.call_site, ktime },
+            EV_LOCK_BEGIN => Record::LockBegin { lock: lock(), flags: ev.arg },
+            EV_LOCK_END => Record::LockEnd { lock: lock(), ret: ev.arg },
+            _ => return None,
+        })
+    }
 }
 
 /// A record of `N` bytes, or one of the older `old` bytes (the same fields without the
@@ -585,7 +728,8 @@ fn widened<T: Copy, const N: usize>(bytes: &[u8], old: usize) -> Option<T> {
     Some(unsafe { core::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }
 
-/// `None` when the length does not match the kind's record.
+/// `None` when the length does not match the kind's record, the kind is unknown, or a slab
+/// event's function index is out of [`FUNCTIONS`]: each a malformed record to its reader.
 #[cfg(feature = "std")]
 pub fn decode_any(bytes: &[u8]) -> Option<Record> {
     let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
@@ -597,14 +741,12 @@ pub fn decode_any(bytes: &[u8]) -> Option<Record> {
     } else if kind == EV_PREPARE_VMA {
         widened::<PrepareVma, PREPARE_VMA_SIZE>(bytes, PREPARE_VMA_SIZE_V0).map(Record::Prepare)
     } else if kind == EV_SLAB_ALLOC || kind == EV_SLAB_FREE {
-        (bytes.len() == SLAB_EVENT_SIZE).then(|| {
-            let ev = unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SlabEvent>()) };
-            Record::Slab(ev.full(), ev.why)
-        })
+        let ev = (bytes.len() == SLAB_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SlabEvent>()) })?;
+        Record::of(&ev.full(), ev.why, true)
     } else if kind == EV_KSM_MERGE || kind == EV_KSM_REMOVE {
         (bytes.len() == KSM_EVENT_SIZE).then(|| Record::Ksm(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KsmEvent>()) }))
     } else {
-        decode(bytes).map(Record::Trace)
+        decode(bytes).and_then(|ev| Record::of(&ev, WHY_FUNCTION, false))
     }
 }
 
@@ -621,7 +763,7 @@ mod tests {
     fn records_are_told_apart_by_kind_and_length() {
         let t = TraceEvent { kind: EV_FORK, arg: 7, ..Default::default() };
         let h = HookEvent { kind: EV_HOOK, hook: HK_PREPARE, phase: PH_EXIT, ..Default::default() };
-        assert_eq!(decode_any(&bytes(&t)), Some(Record::Trace(t)));
+        assert_eq!(decode_any(&bytes(&t)), Some(Record::Fork { pid: 0, tgid: 0, child_pid: 7, ktime: 0 }));
         assert_eq!(decode_any(&bytes(&h)), Some(Record::Hook(h)));
         // A hook kind with a slab record's length, and a cut record, are refused.
         let mut wrong = bytes(&t);
@@ -646,8 +788,50 @@ mod tests {
         assert_eq!(decode_any(&bytes(&KsmEvent { kind: EV_KSM_REMOVE, ..k })), Some(Record::Ksm(KsmEvent { kind: EV_KSM_REMOVE, ..k })));
         assert_eq!(decode_any(&bytes(&k)[..64]), None);
         let sl = SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0x40, bytes_req: 64, why: WHY_EXIT, ..Default::default() };
-        let full = TraceEvent { kind: EV_FREE, arg: FN_UNLINK, ptr: 0x40, bytes_req: 64, ..Default::default() };
-        assert_eq!(decode_any(&bytes(&sl)), Some(Record::Slab(full, WHY_EXIT)));
+        let Some(Record::Free(free)) = decode_any(&bytes(&sl)) else { panic!("a slim free") };
+        assert_eq!((free.func, free.ptr, free.bytes_req, free.why, free.slim, free.stack()), (FN_UNLINK, 0x40, 64, WHY_EXIT, true, &[][..]));
         assert_eq!(decode_any(&bytes(&sl)[..56]), None);
+    }
+
+    #[test]
+    fn each_kind_decodes_to_its_fields_and_the_unknown_to_none() {
+        let ev = TraceEvent { pid: 11, tgid: 10, arg: 12, ktime: 99, ptr: 0x1000, call_site: 3, bytes_req: 7, ..Default::default() };
+        // Not `TraceEvent { kind, ..ev }`: that in a closure is an internal compiler error
+        // (broken MIR, rustc 1.95) in this test build.
+        let of = |kind| {
+            let mut e = ev;
+            e.kind = kind;
+            decode_any(&bytes(&e))
+        };
+        assert_eq!(of(EV_NEWTASK), Some(Record::NewTask { pid: 11, tgid: 10, child_pid: 12, clone_flags: 0x1000 }));
+        assert_eq!(of(EV_FORK), Some(Record::Fork { pid: 11, tgid: 10, child_pid: 12, ktime: 99 }));
+        assert_eq!(of(EV_EXEC), Some(Record::Exec { pid: 11, tgid: 10, old_pid: 12, ktime: 99 }));
+        assert_eq!(of(EV_EXIT), Some(Record::Exit { pid: 11, tgid: 10, group_dead: 12, ktime: 99 }));
+        let lock = Contention { pid: 11, tgid: 10, ktime: 99, anon_vma: 0x1000, owner_tgid: 7 };
+        assert_eq!(of(EV_LOCK_BEGIN), Some(Record::LockBegin { lock, flags: 12 }));
+        assert_eq!(of(EV_LOCK_END), Some(Record::LockEnd { lock, ret: 12 }));
+        // The marker's id is relative to MARKER_BASE; its generation rides in call_site.
+        let m = TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + 5, call_site: 2, ..ev };
+        assert_eq!(decode_any(&bytes(&m)), Some(Record::Marker { pid: 11, tgid: 10, id: 5, gen: 2, ktime: 99 }));
+        // A behavior below the base (only a crafted recording has one) wraps, as before.
+        let low = TraceEvent { ptr: 1, ..m };
+        assert!(matches!(decode_any(&bytes(&low)), Some(Record::Marker { id, .. }) if id == u32::MAX - 998));
+        // Kinds no program sends in this shape: malformed.
+        for kind in [0, 8, EV_HOOK, EV_SYSCALL, EV_SLAB_ALLOC, 17] {
+            assert_eq!(of(kind), None, "kind {kind}");
+        }
+        // A slab event's function index is checked once, here, for both shapes.
+        let alloc = TraceEvent { kind: EV_ALLOC, arg: FN_CLONE, stack_bytes: 16, frames: [0xff; STACK_DEPTH], ..ev };
+        let Some(Record::Alloc(a)) = decode_any(&bytes(&alloc)) else { panic!("a full alloc") };
+        assert_eq!((a.func, a.why, a.slim, a.stack(), a.stack_failed()), (FN_CLONE, WHY_FUNCTION, false, &[0xff, 0xff][..], false));
+        let failed = TraceEvent { stack_bytes: -14, ..alloc };
+        let Some(Record::Alloc(a)) = decode_any(&bytes(&failed)) else { panic!("a full alloc") };
+        assert_eq!((a.stack(), a.stack_failed()), (&[][..], true));
+        assert_eq!(decode_any(&bytes(&TraceEvent { arg: FN_COUNT as u32, ..alloc })), None);
+        assert_eq!(decode_any(&bytes(&TraceEvent { kind: EV_FREE, arg: u32::MAX, ..alloc })), None);
+        let slim = SlabEvent { kind: EV_SLAB_ALLOC, func: FN_COUNT as u32, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&slim)), None);
+        let slim = SlabEvent { func: FN_PUT, why: WHY_FORK | WHY_FAILED_FORK, ..slim };
+        assert!(matches!(decode_any(&bytes(&slim)), Some(Record::Alloc(Slab { func: FN_PUT, why, slim: true, .. })) if why == WHY_FORK | WHY_FAILED_FORK));
     }
 }

@@ -7,9 +7,7 @@ use crate::trace::{
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
-use lazyvma_model::trace_abi::{
-    agg_key, decode_any, Record, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_MARKER, EV_NEWTASK, FN_COUNT, FUNCTIONS, WHY_FUNCTION,
-};
+use lazyvma_model::trace_abi::{agg_key, decode_any, Record, Slab, FUNCTIONS};
 use std::{collections::HashSet, sync::Arc};
 
 /// `Live`'s owner mark: allocated by a process in the scope.
@@ -35,9 +33,28 @@ impl Counter {
     pub fn record(&mut self, bytes: &[u8]) {
         self.metrics.events.received.inc();
         match decode_any(bytes) {
-            Some(Record::Trace(ev)) => self.handle(&ev, WHY_FUNCTION),
-            Some(Record::Slab(ev, why)) => self.handle(&ev, why),
-            _ => {
+            Some(Record::Alloc(ev)) => {
+                let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
+                let ours = self.scope.contains(ev.tgid);
+                self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
+                if ours {
+                    self.count(&ev, kind, true);
+                }
+            }
+            Some(Record::Free(ev)) => {
+                // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
+                let (kind, owner) = self.live.free(ev.ptr, ev.func);
+                if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
+                    self.count(&ev, kind, false);
+                }
+            }
+            Some(Record::NewTask { child_pid, clone_flags, .. }) if self.scope.scoped() => Scope::newtask(child_pid, clone_flags, &mut self.threads),
+            Some(Record::Fork { tgid, child_pid, .. }) if self.scope.scoped() => self.scope.fork(tgid, child_pid, &mut self.threads),
+            // The scope needs forks only; the whole system needs no tree at all.
+            Some(Record::NewTask { .. } | Record::Fork { .. } | Record::Exec { .. } | Record::Exit { .. } | Record::Marker { .. }) => {}
+            // serve loads no lock, hook, syscall, prepare or KSM program: such a record, like
+            // one that did not decode, is not one of its own.
+            Some(Record::LockBegin { .. } | Record::LockEnd { .. } | Record::Hook(_) | Record::Syscall(_) | Record::Prepare(_) | Record::Ksm(_)) | None => {
                 self.metrics.events.malformed.inc();
             }
         }
@@ -60,42 +77,99 @@ impl Counter {
         }
     }
 
-    fn handle(&mut self, ev: &TraceEvent, why: u32) {
-        match ev.kind {
-            EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => {
-                self.metrics.events.malformed.inc();
-            }
-            EV_ALLOC => {
-                let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
-                let ours = self.scope.contains(ev.tgid);
-                self.live.alloc(ev.ptr, kind, usize::from(ours) * IN_SCOPE);
-                if ours {
-                    self.count(ev, kind, true, why);
-                }
-            }
-            EV_FREE => {
-                // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
-                let (kind, owner) = self.live.free(ev.ptr, ev.arg);
-                if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
-                    self.count(ev, kind, false, why);
-                }
-            }
-            EV_NEWTASK if self.scope.scoped() => Scope::newtask(ev.arg, ev.ptr, &mut self.threads),
-            EV_FORK if self.scope.scoped() => self.scope.fork(ev.tgid, ev.arg, &mut self.threads),
-            // The scope needs forks only; the whole system needs no tree at all.
-            EV_NEWTASK | EV_FORK | EV_EXEC | EV_EXIT | EV_MARKER => {}
-            _ => {
-                self.metrics.events.malformed.inc();
-            }
-        }
-    }
-
-    fn count(&mut self, ev: &TraceEvent, kind: Kind, alloc: bool, ctx: u32) {
-        if ev.stack_bytes < 0 {
+    fn count(&mut self, ev: &Slab, kind: Kind, alloc: bool) {
+        if ev.stack_failed() {
             self.metrics.events.stack_errors.inc();
         }
-        let n = (ev.stack_bytes.max(0) as usize / 8).min(ev.frames.len());
-        let why = reason::of(ctx, ev.arg, alloc, &ev.frames[..n], &self.syms);
-        self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.arg as usize], why);
+        let why = reason::of(ev.why, ev.func, alloc, ev.stack(), &self.syms);
+        self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.func as usize], why);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lazyvma_model::trace_abi::{
+        HookEvent, KsmEvent, PrepareVma, SlabEvent, SyscallEvent, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_HOOK, EV_KSM_MERGE,
+        EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, EV_PREPARE_VMA, EV_SLAB_ALLOC, EV_SLAB_FREE, EV_SYSCALL, FN_CLONE, FN_COUNT, FN_FORK, FN_PUT,
+        FN_UNLINK, MARKER_BASE, WHY_SPLIT,
+    };
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: plain integer records.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+    }
+
+    fn counter(scope: Scope) -> (Arc<Metrics>, Counter) {
+        let size = |object_size| lazyvma_model::sizes::Size { object_size, slab_size: object_size, source: String::new() };
+        let sizes = Sizes { anon_vma: size(88), anon_vma_chain: size(64), vm_area_struct: size(200) };
+        let m = Arc::new(Metrics::new(vec![], vec![]));
+        (m.clone(), Counter::new(m, Symbols::empty(), sizes, Arc::new(scope)))
+    }
+
+    fn samples(m: &Metrics, family: &str) -> Vec<String> {
+        m.encode().lines().filter(|l| l.starts_with(family)).map(String::from).collect()
+    }
+
+    /// Every record kind once, in both slab shapes: serve counts slab events, follows forks
+    /// in a scope, passes over the other sched and marker records, and calls malformed what
+    /// it has no programs for (lock, hook, syscall, prepare, KSM), a function index out of
+    /// range, an unknown kind and a cut record.
+    #[test]
+    fn each_record_kind_is_counted_or_malformed() {
+        let (m, mut c) = counter(Scope::system());
+        let ev = TraceEvent { pid: 7, tgid: 7, ..Default::default() };
+        let slim = SlabEvent { pid: 7, tgid: 7, ..Default::default() };
+        let records = [
+            bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_FORK, ptr: 0xa0, bytes_req: 88, stack_bytes: -14, ..ev }),
+            bytes(&SlabEvent { kind: EV_SLAB_ALLOC, func: FN_CLONE, ptr: 0xb0, bytes_req: 64, why: WHY_SPLIT, ..slim }),
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0xb0, ..slim }),
+            bytes(&TraceEvent { kind: EV_FREE, arg: FN_PUT, ptr: 0xa0, ..ev }),
+            bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_COUNT as u32, ptr: 0xd0, bytes_req: 88, ..ev }),
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: 99, ptr: 0xb0, ..slim }),
+            bytes(&TraceEvent { kind: EV_NEWTASK, arg: 8, ..ev }),
+            bytes(&TraceEvent { kind: EV_FORK, arg: 8, ..ev }),
+            bytes(&TraceEvent { kind: EV_EXEC, ..ev }),
+            bytes(&TraceEvent { kind: EV_EXIT, arg: 1, ..ev }),
+            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + 3, ..ev }),
+            bytes(&TraceEvent { kind: EV_LOCK_BEGIN, ptr: 0xc0, ..ev }),
+            bytes(&TraceEvent { kind: EV_LOCK_END, ptr: 0xc0, ..ev }),
+            bytes(&HookEvent { kind: EV_HOOK, ..Default::default() }),
+            bytes(&SyscallEvent { kind: EV_SYSCALL, ..Default::default() }),
+            bytes(&PrepareVma { kind: EV_PREPARE_VMA, ..Default::default() }),
+            bytes(&KsmEvent { kind: EV_KSM_MERGE, ..Default::default() }),
+            bytes(&TraceEvent { kind: 8, ..ev }),
+            bytes(&ev)[..100].to_vec(),
+        ];
+        for r in &records {
+            c.record(r);
+        }
+        let e = &m.events;
+        assert_eq!((e.received.get(), e.malformed.get(), e.stack_errors.get()), (19, 10, 1));
+        let av = samples(&m, "lazyvma_anon_vma_allocations_total{");
+        assert!(av.len() == 1 && av[0].starts_with("lazyvma_anon_vma_allocations_total{function=\"anon_vma_fork\"") && av[0].ends_with(" 1"), "{av:?}");
+        let avc = samples(&m, "lazyvma_anon_vma_chain_allocations_total{");
+        assert_eq!(avc, ["lazyvma_anon_vma_chain_allocations_total{function=\"anon_vma_clone\",reason=\"split\"} 1"]);
+        assert_eq!(samples(&m, "lazyvma_anon_vma_frees_total{").len(), 1);
+        assert_eq!(samples(&m, "lazyvma_anon_vma_chain_frees_total{").len(), 1);
+    }
+
+    /// A scope grows by its members' forks, not by their threads (task_newtask's
+    /// CLONE_THREAD), and counts only its members' allocations.
+    #[test]
+    fn a_scope_follows_forks_not_threads() {
+        let (m, mut c) = counter(Scope::of(vec![7]));
+        let ev = TraceEvent { pid: 7, tgid: 7, ..Default::default() };
+        c.record(&bytes(&TraceEvent { kind: EV_NEWTASK, arg: 9, ptr: 0x0001_0000, ..ev }));
+        c.record(&bytes(&TraceEvent { kind: EV_FORK, arg: 9, ..ev }));
+        c.record(&bytes(&TraceEvent { kind: EV_NEWTASK, arg: 8, ..ev }));
+        c.record(&bytes(&TraceEvent { kind: EV_FORK, arg: 8, ..ev }));
+        for tgid in [8, 9] {
+            c.record(&bytes(&TraceEvent { kind: EV_ALLOC, pid: tgid, tgid, arg: FN_FORK, ptr: u64::from(tgid) << 8, bytes_req: 88, ..ev }));
+        }
+        assert_eq!(m.events.malformed.get(), 0);
+        let av = samples(&m, "lazyvma_anon_vma_allocations_total{");
+        assert!(av.len() == 1 && av[0].ends_with(" 1"), "{av:?}");
+        assert!(c.scope.contains(8) && !c.scope.contains(9));
     }
 }

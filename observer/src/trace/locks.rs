@@ -14,7 +14,7 @@ use aya::{
     Ebpf,
 };
 use hdrhistogram::Histogram;
-use lazyvma_model::trace_abi::{LockOffsets, TraceEvent, EV_LOCK_BEGIN, LCB_F_READ, LCB_F_WRITE, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL};
+use lazyvma_model::trace_abi::{Contention, LockOffsets, LCB_F_READ, LCB_F_WRITE, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -161,18 +161,20 @@ pub struct Locks {
 }
 
 impl Locks {
-    pub fn record(&mut self, ev: &TraceEvent, tree: &mut Tree) {
-        if ev.kind == EV_LOCK_BEGIN {
-            self.begins += 1;
-            let b = Begin { ktime: ev.ktime, anon_vma: ev.ptr, flags: ev.arg };
-            if self.pending.insert(ev.pid, b).is_some() {
-                self.unpaired_begins += 1;
-            }
-            return;
+    /// `lock:contention_begin`: `flags` the `LCB_F_*` bits.
+    pub fn begin(&mut self, ev: &Contention, flags: u32) {
+        self.begins += 1;
+        let b = Begin { ktime: ev.ktime, anon_vma: ev.anon_vma, flags };
+        if self.pending.insert(ev.pid, b).is_some() {
+            self.unpaired_begins += 1;
         }
+    }
+
+    /// `lock:contention_end`: `ret` 0 acquired, else a negative errno.
+    pub fn end(&mut self, ev: &Contention, ret: u32, tree: &mut Tree) {
         self.ends += 1;
         let b = match self.pending.remove(&ev.pid) {
-            Some(b) if b.anon_vma == ev.ptr => b,
+            Some(b) if b.anon_vma == ev.anon_vma => b,
             other => {
                 self.unpaired_begins += u64::from(other.is_some());
                 self.unpaired_ends += 1;
@@ -181,12 +183,12 @@ impl Locks {
         };
         self.paired += 1;
         let ns = ev.ktime.saturating_sub(b.ktime);
-        let Some(who) = self.who(ev.tgid, ev.bytes_req as u32, tree) else {
+        let Some(who) = self.who(ev.tgid, ev.owner_tgid, tree) else {
             self.out_of_scope += 1;
             return;
         };
-        self.total.add(b.flags, ev.arg, ns);
-        self.by.entry(who).or_default().add(b.flags, ev.arg, ns);
+        self.total.add(b.flags, ret, ns);
+        self.by.entry(who).or_default().add(b.flags, ret, ns);
         self.interval.get_or_insert_with(hist::new).saturating_record(ns.max(1));
     }
 
@@ -300,22 +302,21 @@ fn is_kthread(pid: u32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lazyvma_model::trace_abi::EV_LOCK_END;
 
-    fn ev(kind: u32, pid: u32, ktime: u64, av: u64, arg: u32) -> TraceEvent {
-        TraceEvent { kind, pid, tgid: pid, ktime, ptr: av, arg, ..Default::default() }
+    fn ev(pid: u32, ktime: u64, anon_vma: u64) -> Contention {
+        Contention { pid, tgid: pid, ktime, anon_vma, owner_tgid: 0 }
     }
 
     #[test]
     fn begins_pair_with_their_task_end_and_strays_are_counted() {
         let mut t = Tree::roots(&[7]);
         let mut l = Locks::default();
-        l.record(&ev(EV_LOCK_END, 7, 5, 0xa0, 0), &mut t); // began before attach
-        l.record(&ev(EV_LOCK_BEGIN, 7, 10, 0xa0, LCB_F_WRITE), &mut t);
-        l.record(&ev(EV_LOCK_BEGIN, 8, 12, 0xa0, LCB_F_READ), &mut t); // untraced waiter
-        l.record(&ev(EV_LOCK_END, 7, 1010, 0xa0, 0), &mut t);
-        l.record(&ev(EV_LOCK_END, 8, 2012, 0xa0, 0), &mut t);
-        l.record(&ev(EV_LOCK_BEGIN, 7, 3000, 0xa0, LCB_F_READ), &mut t);
+        l.end(&ev(7, 5, 0xa0), 0, &mut t); // began before attach
+        l.begin(&ev(7, 10, 0xa0), LCB_F_WRITE);
+        l.begin(&ev(8, 12, 0xa0), LCB_F_READ); // untraced waiter
+        l.end(&ev(7, 1010, 0xa0), 0, &mut t);
+        l.end(&ev(8, 2012, 0xa0), 0, &mut t);
+        l.begin(&ev(7, 3000, 0xa0), LCB_F_READ);
         l.finish();
         assert_eq!((l.begins, l.ends, l.paired, l.unpaired_ends, l.unpaired_begins, l.out_of_scope), (3, 3, 2, 1, 1, 1));
         assert_eq!((l.total.contentions, l.total.write, l.total.read), (1, 1, 0));

@@ -26,10 +26,7 @@ pub mod stats;
 pub mod symbols;
 pub mod timeline;
 
-use lazyvma_model::trace_abi::{
-    HookEvent, Record, TallyKey, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, FN_COUNT,
-    MARKER_BASE, WHY_FAILED_FORK, WHY_FUNCTION,
-};
+use lazyvma_model::trace_abi::{HookEvent, Record, Slab, TallyKey, WHY_FAILED_FORK};
 use pids::Tree;
 use slab::{At, Counts, Live, Sizes, Tally};
 use symbols::Symbols;
@@ -223,22 +220,7 @@ impl Tracer {
             return;
         }
         match lazyvma_model::trace_abi::decode_any(bytes) {
-            Some(Record::Trace(ev)) => self.handle(&ev),
-            Some(Record::Hook(ev)) => self.hook(&ev),
-            Some(Record::Syscall(ev)) => {
-                if let Some(f) = self.feed.as_mut() {
-                    f.syscall(&self.tree, &ev);
-                }
-            }
-            Some(Record::Prepare(ev)) => {
-                if let Some(f) = self.feed.as_mut() {
-                    f.prepare(&self.tree, &self.sizes, &ev);
-                }
-            }
-            Some(Record::Ksm(ev)) => self.kernel_event(ksm::tracepoint_op(&ev)),
-            Some(Record::Slab(ev, _)) if ev.arg as usize >= FN_COUNT => self.malformed += 1,
-            Some(Record::Slab(ev, why)) if ev.kind == EV_ALLOC => self.alloc(&ev, why),
-            Some(Record::Slab(ev, why)) => self.free(&ev, why),
+            Some(rec) => self.handle(rec),
             None => self.malformed += 1,
         }
     }
@@ -250,11 +232,10 @@ impl Tracer {
     fn after_the_end(&mut self, bytes: &[u8], end: u64) {
         let what = match lazyvma_model::trace_abi::decode_any(bytes) {
             Some(Record::Syscall(ev)) if ev.key < end => (ev.tgid, "a VMA syscall"),
-            Some(Record::Trace(ev)) if ev.kind == EV_FORK => (ev.tgid, "a fork"),
-            Some(Record::Trace(ev)) if ev.kind == EV_EXEC => (ev.tgid, "an exec"),
-            Some(Record::Trace(ev)) if ev.kind == EV_EXIT => (ev.tgid, "an exit"),
-            Some(Record::Trace(ev)) if matches!(ev.kind, EV_ALLOC | EV_FREE) => (ev.tgid, "a slab event"),
-            Some(Record::Slab(ev, _)) => (ev.tgid, "a slab event"),
+            Some(Record::Fork { tgid, .. }) => (tgid, "a fork"),
+            Some(Record::Exec { tgid, .. }) => (tgid, "an exec"),
+            Some(Record::Exit { tgid, .. }) => (tgid, "an exit"),
+            Some(Record::Alloc(ev) | Record::Free(ev)) => (ev.tgid, "a slab event"),
             Some(Record::Prepare(ev)) => (ev.tgid, "a first fault (anon_vma_prepare)"),
             _ => return,
         };
@@ -323,25 +304,36 @@ impl Tracer {
         self.decoder.unpaired
     }
 
-    pub fn handle(&mut self, ev: &TraceEvent) {
-        match ev.kind {
-            EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => self.malformed += 1,
-            EV_ALLOC => self.alloc(ev, WHY_FUNCTION),
-            EV_FREE => self.free(ev, WHY_FUNCTION),
-            EV_NEWTASK => {
-                self.failed_forks.forked(ev.pid);
-                self.tree.newtask(ev.arg, ev.ptr);
+    fn handle(&mut self, rec: Record) {
+        match rec {
+            Record::Alloc(ev) => self.alloc(&ev),
+            Record::Free(ev) => self.free(&ev),
+            Record::Hook(ev) => self.hook(&ev),
+            Record::Syscall(ev) => {
                 if let Some(f) = self.feed.as_mut() {
-                    f.newtask(&self.tree, ev.tgid, ev.arg, ev.ptr);
+                    f.syscall(&self.tree, &ev);
                 }
             }
-            EV_FORK => {
-                self.failed_forks.forked(ev.pid);
+            Record::Prepare(ev) => {
+                if let Some(f) = self.feed.as_mut() {
+                    f.prepare(&self.tree, &self.sizes, &ev);
+                }
+            }
+            Record::Ksm(ev) => self.kernel_event(ksm::tracepoint_op(&ev)),
+            Record::NewTask { pid, tgid, child_pid, clone_flags } => {
+                self.failed_forks.forked(pid);
+                self.tree.newtask(child_pid, clone_flags);
+                if let Some(f) = self.feed.as_mut() {
+                    f.newtask(&self.tree, tgid, child_pid, clone_flags);
+                }
+            }
+            Record::Fork { pid, tgid, child_pid, ktime } => {
+                self.failed_forks.forked(pid);
                 // A recycled tgid: what the kernel counted so far is the old process's, unless
                 // its keys are retired already. A map walk per fork would stall a long
                 // system-wide trace once pids wrap: at most one per 10 ms, and the forks left
                 // unseparated are counted.
-                if self.kernel_tally.is_some() && self.tree.exited(ev.arg) && !self.kernel_counts.clean(ev.arg) {
+                if self.kernel_tally.is_some() && self.tree.exited(child_pid) && !self.kernel_counts.clean(child_pid) {
                     if self.kernel_counts.walk_due() {
                         self.sync_seen();
                     } else {
@@ -349,82 +341,79 @@ impl Tracer {
                     }
                 }
                 let n = self.tree.procs.len();
-                self.tree.fork(ev.tgid, ev.arg);
+                self.tree.fork(tgid, child_pid);
                 if let (Some(f), true) = (self.feed.as_mut(), self.tree.procs.len() > n) {
-                    f.fork(&self.tree, n, ev.ktime);
+                    f.fork(&self.tree, n, ktime);
                 }
             }
-            EV_EXEC => {
-                self.decoder.exec(ev.pid);
-                self.tree.exec(ev.tgid);
+            Record::Exec { pid, tgid, ktime, .. } => {
+                self.decoder.exec(pid);
+                self.tree.exec(tgid);
                 if let Some(f) = self.feed.as_mut() {
-                    f.exec(&self.tree, ev.tgid, ev.ktime);
+                    f.exec(&self.tree, tgid, ktime);
                 }
             }
-            EV_EXIT => {
-                let live = self.tree.procs.iter().rposition(|p| p.tgid == ev.tgid && !p.exited);
-                self.tree.exit(ev.tgid, ev.pid, ev.arg);
-                if self.kernel_tally.is_some() && self.tree.exited(ev.tgid) {
-                    self.kernel_counts.exited(ev.tgid);
+            Record::Exit { pid, tgid, group_dead, ktime } => {
+                let live = self.tree.procs.iter().rposition(|p| p.tgid == tgid && !p.exited);
+                self.tree.exit(tgid, pid, group_dead);
+                if self.kernel_tally.is_some() && self.tree.exited(tgid) {
+                    self.kernel_counts.exited(tgid);
                 }
                 if let (Some(f), Some(p)) = (self.feed.as_mut(), live) {
                     if self.tree.get(p).exited {
-                        f.exit(&self.tree, p, ev.ktime);
+                        f.exit(&self.tree, p, ktime);
                     }
                 }
             }
-            EV_MARKER => {
-                let id = (ev.ptr - MARKER_BASE) as u32;
+            Record::Marker { tgid, id, gen, ktime, .. } => {
                 // The kernel's counts before this marker, in the phases before it.
-                let gen = ev.call_site;
                 if gen > 0 {
                     // Counts read later still land in their phases (`PhaseLog`): a walk per
                     // marker would grow with the map and stall a tree that marks often.
                     if seed::is_seed_marker(id) || self.kernel_counts.walk_due() {
                         self.sync(gen, false);
                     }
-                    if let Some(p) = self.tree.traced(ev.tgid) {
+                    if let Some(p) = self.tree.traced(tgid) {
                         self.kernel_counts.log.marker(p, self.tree.get(p).phase, gen, id);
                     }
                     self.gen_seen = self.gen_seen.max(gen);
                 }
                 if let Some(f) = self.feed.as_mut() {
-                    f.seed_marker(&self.tree, &self.tally.phases, ev.tgid, id);
+                    f.seed_marker(&self.tree, &self.tally.phases, tgid, id);
                 }
                 if id == seed::END_OF_TRACE {
-                    self.ended = Some((gen, ev.ktime));
+                    self.ended = Some((gen, ktime));
                     return;
                 }
-                self.tree.marker(ev.tgid, id);
+                self.tree.marker(tgid, id);
             }
-            EV_LOCK_BEGIN | EV_LOCK_END => self.locks.record(ev, &mut self.tree),
-            _ => self.malformed += 1,
+            Record::LockBegin { lock, flags } => self.locks.begin(&lock, flags),
+            Record::LockEnd { lock, ret } => self.locks.end(&lock, ret, &mut self.tree),
         }
     }
 
-    fn frames<'a>(&mut self, ev: &'a TraceEvent) -> &'a [u64] {
-        if ev.stack_bytes < 0 {
+    fn frames<'a>(&mut self, ev: &'a Slab) -> &'a [u64] {
+        if ev.stack_failed() {
             self.stack_errors += 1;
         }
-        let n = (ev.stack_bytes.max(0) as usize / 8).min(ev.frames.len());
-        &ev.frames[..n]
+        ev.stack()
     }
 
-    fn alloc(&mut self, ev: &TraceEvent, ctx: u32) {
+    fn alloc(&mut self, ev: &Slab) {
         let Some(proc) = self.tree.traced(ev.tgid) else { return };
         let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
-        let why = reason::of(ctx, ev.arg, true, self.frames(ev), &self.syms);
+        let why = reason::of(ev.why, ev.func, true, self.frames(ev), &self.syms);
         self.failed_forks.alloc(ev.pid, &why, kind);
-        self.count(kind, true, ev.arg, why, proc);
-        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.arg, kind) {
+        self.count(kind, true, ev.func, why, proc);
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.func, kind) {
             let p = self.tree.get(proc);
             f.prepare_counted(&self.tree, ev.pid, At { proc, tgid: p.tgid, phase: p.phase });
         }
     }
 
-    fn free(&mut self, ev: &TraceEvent, ctx: u32) {
-        let (kind, owner) = self.live.free(ev.ptr, ev.arg);
+    fn free(&mut self, ev: &Slab) {
+        let (kind, owner) = self.live.free(ev.ptr, ev.func);
         if owner.is_none() && self.tree.is_launcher(ev.tgid) {
             self.launcher_frees += 1;
             return;
@@ -432,12 +421,12 @@ impl Tracer {
         // An object of the traced tree freed from elsewhere (ksmd, a /proc reader's mmput)
         // still counts, in its allocating process.
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
-        let first = ctx & WHY_FAILED_FORK != 0;
-        let ctx = ctx & !WHY_FAILED_FORK;
-        let why = reason::of(ctx, ev.arg, false, self.frames(ev), &self.syms);
+        let first = ev.why & WHY_FAILED_FORK != 0;
+        let ctx = ev.why & !WHY_FAILED_FORK;
+        let why = reason::of(ctx, ev.func, false, self.frames(ev), &self.syms);
         self.failed_forks.free(ev.pid, kind, why == "fork", first);
-        self.count(kind, false, ev.arg, why, proc);
-        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.arg) {
+        self.count(kind, false, ev.func, why, proc);
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.func) {
             let p = self.tree.get(proc);
             f.race_spare(kind, At { proc, tgid: p.tgid, phase: p.phase });
         }
@@ -453,5 +442,67 @@ impl Tracer {
     /// the slab events (no pointer reached userspace: the timeline's net counts remain).
     pub fn live_objects(&self) -> Option<usize> {
         self.kernel_tally.is_none().then(|| self.live.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lazyvma_model::trace_abi::{
+        SlabEvent, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, EV_SLAB_ALLOC, EV_SLAB_FREE,
+        FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, LCB_F_WRITE, MARKER_BASE, WHY_MUNMAP, WHY_SPLIT,
+    };
+    use slab::AllocFree;
+
+    fn bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: plain integer records.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), std::mem::size_of::<T>()) }.to_vec()
+    }
+
+    fn sizes() -> Sizes {
+        let size = |object_size| lazyvma_model::sizes::Size { object_size, slab_size: object_size, source: String::new() };
+        Sizes { anon_vma: size(88), anon_vma_chain: size(64), vm_area_struct: size(200) }
+    }
+
+    /// Every kind `Tracer` reads from the slab, sched, marker and lock programs, in both slab
+    /// shapes: what each one counts, and which are malformed (a function index out of range
+    /// in either shape, an unknown kind, a cut record). After the end marker nothing counts.
+    #[test]
+    fn each_record_kind_is_counted_or_malformed() {
+        let mut t = Tracer::new(Tree::roots(&[7]), Symbols::empty(), sizes());
+        let ev = TraceEvent { pid: 7, tgid: 7, ..Default::default() };
+        let slim = SlabEvent { pid: 7, tgid: 7, ..Default::default() };
+        let child = TraceEvent { pid: 8, tgid: 8, ..ev };
+        let records = [
+            bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_FORK, ptr: 0xa0, bytes_req: 88, stack_bytes: -14, ..ev }),
+            bytes(&SlabEvent { kind: EV_SLAB_ALLOC, func: FN_CLONE, ptr: 0xb0, bytes_req: 64, why: WHY_SPLIT, ..slim }),
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0xb0, why: WHY_MUNMAP, ..slim }),
+            bytes(&TraceEvent { kind: EV_FREE, arg: FN_PUT, ptr: 0xa0, ..ev }),
+            bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_COUNT as u32, ptr: 0xd0, bytes_req: 88, ..ev }),
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: 99, ptr: 0xb0, ..slim }),
+            bytes(&TraceEvent { kind: EV_NEWTASK, arg: 8, ..ev }),
+            bytes(&TraceEvent { kind: EV_FORK, arg: 8, ktime: 5, ..ev }),
+            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + 3, ..ev }),
+            bytes(&TraceEvent { kind: EV_EXEC, arg: 8, ..child }),
+            bytes(&TraceEvent { kind: EV_EXIT, arg: 1, ..child }),
+            bytes(&TraceEvent { kind: EV_LOCK_BEGIN, ptr: 0xc0, arg: LCB_F_WRITE, ktime: 10, ..ev }),
+            bytes(&TraceEvent { kind: EV_LOCK_END, ptr: 0xc0, ktime: 30, ..ev }),
+            bytes(&TraceEvent { kind: 8, ..ev }),
+            bytes(&ev)[..100].to_vec(),
+            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + u64::from(seed::END_OF_TRACE), ktime: 40, ..ev }),
+            bytes(&TraceEvent { kind: EV_FORK, arg: 9, ..ev }),
+        ];
+        for r in &records {
+            t.record(r);
+        }
+        assert_eq!((t.received, t.malformed, t.stack_errors, t.after_end), (17, 4, 1, 1));
+        assert_eq!(t.tally.total.anon_vma, AllocFree { alloc: 1, free: 1 });
+        assert_eq!(t.tally.total.anon_vma_chain, AllocFree { alloc: 1, free: 1 });
+        assert_eq!(t.tally.total.unclassified, AllocFree::default());
+        assert!(t.tally.by_reason.contains_key("split") && t.tally.by_reason.contains_key("munmap"), "{:?}", t.tally.by_reason.keys());
+        assert_eq!((t.locks.begins, t.locks.ends, t.locks.paired), (1, 1, 1));
+        assert_eq!(t.ended, Some((0, 40)));
+        let procs: Vec<_> = t.tree.procs.iter().map(|p| (p.tgid, p.parent, p.phase, p.execs, p.exited)).collect();
+        assert_eq!(procs, [(7, None, Some(3), 0, false), (8, Some(0), None, 1, true)]);
     }
 }
