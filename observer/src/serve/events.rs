@@ -3,12 +3,13 @@
 //! grow without bound in a daemon): only the live-object map, bounded by the objects alive.
 use super::{metrics::Metrics, scope::Scope};
 use crate::trace::{
+    pids::Threads,
     reason,
     slab::{Kind, Live, Sizes},
     symbols::Symbols,
 };
 use lazyvma_model::trace_abi::{agg_key, decode_any, Record, Slab, FUNCTIONS};
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 /// `Live`'s owner mark: allocated by a process in the scope.
 const IN_SCOPE: usize = 1;
@@ -20,14 +21,14 @@ pub struct Counter {
     live: Live,
     scope: Arc<Scope>,
     /// Tids announced as threads, until their fork event (scoped only).
-    threads: HashSet<u32>,
+    threads: Threads,
     /// The kernel's slab counts already added (`SLAB_COUNTS`, per slot).
     counted: Vec<u64>,
 }
 
 impl Counter {
     pub fn new(metrics: Arc<Metrics>, syms: Symbols, sizes: Sizes, scope: Arc<Scope>) -> Counter {
-        Counter { metrics, syms, sizes, live: Live::default(), scope, threads: HashSet::new(), counted: Vec::new() }
+        Counter { metrics, syms, sizes, live: Live::default(), scope, threads: Threads::default(), counted: Vec::new() }
     }
 
     pub fn record(&mut self, bytes: &[u8]) {
@@ -48,8 +49,12 @@ impl Counter {
                     self.count(&ev, kind, false);
                 }
             }
-            Some(Record::NewTask { child_pid, clone_flags, .. }) if self.scope.scoped() => Scope::newtask(child_pid, clone_flags, &mut self.threads),
-            Some(Record::Fork { tgid, child_pid, .. }) if self.scope.scoped() => self.scope.fork(tgid, child_pid, &mut self.threads),
+            Some(Record::NewTask { child_pid, clone_flags, .. }) if self.scope.scoped() => self.threads.newtask(child_pid, clone_flags),
+            Some(Record::Fork { tgid, child_pid, .. }) if self.scope.scoped() => {
+                if self.threads.is_process(child_pid) {
+                    self.scope.fork(tgid, child_pid);
+                }
+            }
             // The scope needs forks only; the whole system needs no tree at all.
             Some(Record::NewTask { .. } | Record::Fork { .. } | Record::Exec { .. } | Record::Exit { .. } | Record::Marker { .. }) => {}
             // serve loads no lock, hook, syscall, prepare or KSM program: such a record, like

@@ -18,9 +18,6 @@ struct Members {
     gone: HashSet<u32>,
 }
 
-/// CLONE_THREAD from <linux/sched.h>.
-const CLONE_THREAD: u64 = 0x0001_0000;
-
 /// `lazyvma_scope` labels: kind (system, pids, cgroup), and the cgroup and pids given.
 pub fn labels(cgroup: Option<&std::path::Path>, pids: &[u32]) -> Vec<(String, String)> {
     let kind = match (cgroup, pids.is_empty()) {
@@ -59,12 +56,9 @@ impl Scope {
         self.lock().is_none_or(|m| m.tgids.contains(&tgid))
     }
 
-    /// `sched_process_fork` in `parent`; `threads` holds the tids task_newtask announced
-    /// with CLONE_THREAD (a thread is no new process).
-    pub fn fork(&self, parent: u32, child: u32, threads: &mut HashSet<u32>) {
-        if threads.remove(&child) {
-            return;
-        }
+    /// `sched_process_fork` in `parent` that made process `child` (`Threads` told it from a
+    /// thread).
+    pub fn fork(&self, parent: u32, child: u32) {
         if let Some(mut m) = self.lock() {
             if m.tgids.contains(&parent) {
                 m.tgids.insert(child);
@@ -76,12 +70,6 @@ impl Scope {
     pub fn join(&self, tgids: &[u32]) {
         if let Some(mut m) = self.lock() {
             m.tgids.extend(tgids);
-        }
-    }
-
-    pub fn newtask(pid: u32, clone_flags: u64, threads: &mut HashSet<u32>) {
-        if clone_flags & CLONE_THREAD != 0 {
-            threads.insert(pid);
         }
     }
 
@@ -104,15 +92,18 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::trace::pids::{Threads, CLONE_THREAD};
 
     #[test]
     fn forks_of_members_join_threads_do_not() {
         let s = Scope::of(vec![10]);
-        let mut threads = HashSet::new();
-        Scope::newtask(12, CLONE_THREAD, &mut threads);
-        s.fork(10, 11, &mut threads);
-        s.fork(10, 12, &mut threads);
-        s.fork(99, 100, &mut threads);
+        let mut threads = Threads::default();
+        threads.newtask(12, CLONE_THREAD);
+        for (parent, child) in [(10, 11), (10, 12), (99, 100)] {
+            if threads.is_process(child) {
+                s.fork(parent, child);
+            }
+        }
         assert!(s.contains(10) && s.contains(11));
         assert!(!s.contains(12) && !s.contains(100));
         assert!(Scope::system().contains(12345));

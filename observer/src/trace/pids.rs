@@ -4,7 +4,27 @@
 use std::collections::{HashMap, HashSet};
 
 /// CLONE_THREAD from <linux/sched.h>: the new task joins its parent's tgid.
-const CLONE_THREAD: u64 = 0x0001_0000;
+pub const CLONE_THREAD: u64 = 0x0001_0000;
+
+/// Tids `task_newtask` announced with CLONE_THREAD, until their `sched_process_fork`: a
+/// thread's fork record makes no new process. The one place both the trace's tree and
+/// serve's scope tell a new process from a new thread.
+#[derive(Default)]
+pub struct Threads(HashSet<u32>);
+
+impl Threads {
+    /// `task_newtask` of task `pid`.
+    pub fn newtask(&mut self, pid: u32, clone_flags: u64) {
+        if clone_flags & CLONE_THREAD != 0 {
+            self.0.insert(pid);
+        }
+    }
+
+    /// The fork record of task `child`: whether it made a process (not a thread).
+    pub fn is_process(&mut self, child: u32) -> bool {
+        !self.0.remove(&child)
+    }
+}
 
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct Proc {
@@ -31,7 +51,7 @@ pub struct Tree {
     pub procs: Vec<Proc>,
     by_tgid: HashMap<u32, usize>,
     /// New tasks announced by task_newtask with CLONE_THREAD, until their fork event.
-    threads: HashSet<u32>,
+    threads: Threads,
     /// The command's process before its exec: still lazyvma's forked image.
     launcher: Option<u32>,
     /// The command's process (its exec's frees are lazyvma's image: not counted).
@@ -42,7 +62,15 @@ pub struct Tree {
 
 impl Tree {
     pub fn system() -> Tree {
-        Tree { scope: Scope::System, procs: vec![], by_tgid: HashMap::new(), threads: HashSet::new(), launcher: None, command: None, scanned: HashSet::new() }
+        Tree {
+            scope: Scope::System,
+            procs: vec![],
+            by_tgid: HashMap::new(),
+            threads: Threads::default(),
+            launcher: None,
+            command: None,
+            scanned: HashSet::new(),
+        }
     }
 
     pub fn roots(tgids: &[u32]) -> Tree {
@@ -148,14 +176,12 @@ impl Tree {
     }
 
     pub fn newtask(&mut self, pid: u32, clone_flags: u64) {
-        if clone_flags & CLONE_THREAD != 0 {
-            self.threads.insert(pid);
-        }
+        self.threads.newtask(pid, clone_flags);
     }
 
     /// `sched_process_fork` in the parent `tgid`: the child joins the tree if the parent is in it.
     pub fn fork(&mut self, tgid: u32, child: u32) {
-        if self.threads.remove(&child) {
+        if !self.threads.is_process(child) {
             return;
         }
         let Some(parent) = self.traced(tgid) else { return };
