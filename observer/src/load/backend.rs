@@ -224,7 +224,7 @@ fn tracepoint_problem(f: &Facts<'_>, tps: &[&str]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::load::probe::Outcome;
+    use crate::load::probe::ProbeResult;
     use std::collections::HashMap;
 
     fn probes(ok: &[AttachType]) -> Probes {
@@ -232,7 +232,14 @@ mod tests {
             AttachType::ALL
                 .iter()
                 .map(|t| {
-                    (*t, if ok.contains(t) { Outcome { ok: true, error: None } } else { Outcome { ok: false, error: Some(format!("{} refused", t.name())) } })
+                    (
+                        *t,
+                        if ok.contains(t) {
+                            ProbeResult { ok: true, error: None }
+                        } else {
+                            ProbeResult { ok: false, error: Some(format!("{} refused", t.name())) }
+                        },
+                    )
                 })
                 .collect(),
         )

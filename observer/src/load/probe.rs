@@ -83,17 +83,17 @@ impl AttachType {
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
-pub struct Outcome {
+pub struct ProbeResult {
     pub ok: bool,
     pub error: Option<String>,
 }
 
 /// The outcome per attach type, in [`AttachType::ALL`] order.
 #[derive(Clone, Debug)]
-pub struct Probes(pub Vec<(AttachType, Outcome)>);
+pub struct Probes(pub Vec<(AttachType, ProbeResult)>);
 
 impl Probes {
-    pub fn get(&self, t: AttachType) -> &Outcome {
+    pub fn get(&self, t: AttachType) -> &ProbeResult {
         &self.0.iter().find(|(k, _)| *k == t).expect("every attach type is probed").1
     }
 }
@@ -136,7 +136,7 @@ pub fn probe_all(object: &[u8], pre: &Prereqs<'_>) -> Probes {
                 fail(why.clone())
             } else {
                 match try_one(ebpf.as_mut().expect("loaded above"), t, pre.btf.as_ref().ok().copied()) {
-                    Ok(()) => Outcome { ok: true, error: None },
+                    Ok(()) => ProbeResult { ok: true, error: None },
                     Err(e) => fail(e),
                 }
             };
@@ -146,8 +146,8 @@ pub fn probe_all(object: &[u8], pre: &Prereqs<'_>) -> Probes {
     Probes(outcomes)
 }
 
-fn fail(error: String) -> Outcome {
-    Outcome { ok: false, error: Some(error) }
+fn fail(error: String) -> ProbeResult {
+    ProbeResult { ok: false, error: Some(error) }
 }
 
 fn prog<'a, T>(ebpf: &'a mut Ebpf, t: AttachType) -> Result<&'a mut T, String>

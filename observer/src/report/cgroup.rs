@@ -4,7 +4,7 @@
 use lazyvma_model::snapshot::ProcessEstimate;
 use std::collections::BTreeMap;
 
-use super::schema::{Cgroup, Pair};
+use super::schema::{Cgroup, ObjectCounts};
 use crate::cgroup::{self, Membership};
 use crate::snapshot::{savings, Sizes};
 
@@ -12,16 +12,16 @@ pub const OTHER: &str = "other";
 /// A process that exited between the pass and the /proc read.
 pub const GONE: &str = "(exited)";
 
-pub fn pair(c: &lazyvma_model::snapshot::LiveObjects) -> Pair {
-    Pair { anon_vma: c.anon_vma, anon_vma_chain: c.anon_vma_chain }
+pub fn pair(c: &lazyvma_model::snapshot::LiveObjects) -> ObjectCounts {
+    ObjectCounts { anon_vma: c.anon_vma, anon_vma_chain: c.anon_vma_chain }
 }
 
 fn add(to: &mut Cgroup, p: &ProcessEstimate, sizes: &Sizes) {
     to.processes += 1;
-    let eager = to.eager.get_or_insert_with(Pair::default);
+    let eager = to.eager.get_or_insert_with(ObjectCounts::default);
     eager.anon_vma += p.eager.anon_vma;
     eager.anon_vma_chain += p.eager.anon_vma_chain;
-    let lazy = to.lazy.get_or_insert_with(Pair::default);
+    let lazy = to.lazy.get_or_insert_with(ObjectCounts::default);
     lazy.anon_vma += p.lazy.anon_vma;
     lazy.anon_vma_chain += p.lazy.anon_vma_chain;
     to.saved_kb += savings(p, sizes) as f64 / 1024.0;
@@ -33,10 +33,10 @@ fn empty(id: u64, path: &str) -> Cgroup {
 
 fn fold(other: &mut Cgroup, r: Cgroup) {
     other.processes += r.processes;
-    let (eo, er) = (other.eager.get_or_insert_with(Pair::default), r.eager.unwrap_or_default());
+    let (eo, er) = (other.eager.get_or_insert_with(ObjectCounts::default), r.eager.unwrap_or_default());
     eo.anon_vma += er.anon_vma;
     eo.anon_vma_chain += er.anon_vma_chain;
-    let (lo, lr) = (other.lazy.get_or_insert_with(Pair::default), r.lazy.unwrap_or_default());
+    let (lo, lr) = (other.lazy.get_or_insert_with(ObjectCounts::default), r.lazy.unwrap_or_default());
     lo.anon_vma += lr.anon_vma;
     lo.anon_vma_chain += lr.anon_vma_chain;
     other.saved_kb += r.saved_kb;

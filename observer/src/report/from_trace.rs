@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 use super::lazy_rules::LazyRules;
-use super::schema::{BpfProg, Cgroup, Doc, Flow, Flows, Histograms, Net, ObjectRow, Objects, Pair, Point, Recording, Side, Span, SCHEMA, VERSION};
+use super::schema::{BpfProg, Cgroup, Doc, Flow, Flows, Histograms, Net, ObjectCounts, ObjectRow, Objects, Point, Recording, Side, Span, SCHEMA, VERSION};
 
 /// The series `locks.wait_hist` becomes: anon_vma root rwsem waits, from `lock:contention_*`
 /// (every waiter: rmap walks, fork, unlink), beside the rmap hook's own `rmap_lock_wait_ns`.
@@ -40,8 +40,8 @@ fn flows(v: &Value, key: &str) -> Result<Option<Flows>, String> {
     Ok(Some(Flows { anon_vma: f("anon_vma")?, anon_vma_chain: f("anon_vma_chain")? }))
 }
 
-fn allocs(f: &Flows) -> Pair {
-    Pair { anon_vma: f.anon_vma.alloc, anon_vma_chain: f.anon_vma_chain.alloc }
+fn allocs(f: &Flows) -> ObjectCounts {
+    ObjectCounts { anon_vma: f.anon_vma.alloc, anon_vma_chain: f.anon_vma_chain.alloc }
 }
 
 /// A trace's side: objects allocated during the trace (a traced command frees nearly all it
@@ -103,15 +103,15 @@ fn counts(rules: &mut BTreeMap<String, u64>, prefix: &str, obj: Option<&Value>) 
     }
 }
 
-fn saved_kb(eager: Option<Pair>, lazy: Option<Pair>, sizes: Pair) -> f64 {
-    let bytes = |p: Pair| (p.anon_vma * sizes.anon_vma + p.anon_vma_chain * sizes.anon_vma_chain) as f64;
+fn saved_kb(eager: Option<ObjectCounts>, lazy: Option<ObjectCounts>, sizes: ObjectCounts) -> f64 {
+    let bytes = |p: ObjectCounts| (p.anon_vma * sizes.anon_vma + p.anon_vma_chain * sizes.anon_vma_chain) as f64;
     match (eager, lazy) {
         (Some(e), Some(l)) => (bytes(e) - bytes(l)) / 1024.0,
         _ => 0.0,
     }
 }
 
-fn cgroups(v: &Value, sizes: Pair) -> Result<Vec<Cgroup>, String> {
+fn cgroups(v: &Value, sizes: ObjectCounts) -> Result<Vec<Cgroup>, String> {
     let rows = at(v, &["by_cgroup"]).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     rows.iter()
         .enumerate()
@@ -138,11 +138,11 @@ fn cgroups(v: &Value, sizes: Pair) -> Result<Vec<Cgroup>, String> {
 }
 
 /// A model column of a timeline point (`eager_live` / `lazy_live`), when present.
-fn live_pair(p: &Value, key: &str) -> Result<Option<Pair>, String> {
+fn live_pair(p: &Value, key: &str) -> Result<Option<ObjectCounts>, String> {
     if at(p, &[key]).is_none() {
         return Ok(None);
     }
-    Ok(Some(Pair { anon_vma: u(p, &[key, "anon_vma"])?, anon_vma_chain: u(p, &[key, "anon_vma_chain"])? }))
+    Ok(Some(ObjectCounts { anon_vma: u(p, &[key, "anon_vma"])?, anon_vma_chain: u(p, &[key, "anon_vma_chain"])? }))
 }
 
 fn timeline(v: &Value, host: &str, start: u64) -> Result<Vec<Point>, String> {
@@ -208,7 +208,7 @@ pub fn convert(v: &Value) -> Result<Value, String> {
     }
     let host = at(v, &["host"]).and_then(Value::as_str).unwrap_or("unknown (not recorded)").to_string();
     let (av_size, avc_size) = (size(v, "anon_vma")?, size(v, "anon_vma_chain")?);
-    let sizes = Pair { anon_vma: av_size.0, anon_vma_chain: avc_size.0 };
+    let sizes = ObjectCounts { anon_vma: av_size.0, anon_vma_chain: avc_size.0 };
     let observed = flows(v, "observed")?.ok_or("no `observed`")?;
     let (eager, lazy) = (flows(v, "eager")?, flows(v, "lazy")?);
     if eager.is_none() && lazy.is_none() {
@@ -325,7 +325,7 @@ mod tests {
         let p = &d.timeline[0];
         assert_eq!(
             (p.t_unix_ms, p.eager, p.lazy, p.observed),
-            (1010, Some(Pair { anon_vma: 3, anon_vma_chain: 5 }), None, Some(Net { anon_vma: -1, anon_vma_chain: 2 }))
+            (1010, Some(ObjectCounts { anon_vma: 3, anon_vma_chain: 5 }), None, Some(Net { anon_vma: -1, anon_vma_chain: 2 }))
         );
         // A replay cut short: lost events unknown, said so rather than shown as a clean 0.
         assert!(d.notes.iter().any(|n| n.starts_with("lost events unknown")), "{:?}", d.notes);

@@ -3,7 +3,7 @@
 use std::fmt::Write;
 
 use super::hist;
-use super::schema::{Cgroup, Doc, ObjectRow, Pair, Side};
+use super::schema::{Cgroup, Doc, ObjectCounts, ObjectRow, Side};
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Style {
@@ -144,13 +144,13 @@ pub fn hist_rows(d: &Doc) -> Vec<HistRow> {
         .collect()
 }
 
-fn pair_cells(e: &Option<Pair>, l: &Option<Pair>) -> Vec<String> {
+fn pair_cells(e: &Option<ObjectCounts>, l: &Option<ObjectCounts>) -> Vec<String> {
     vec![opt(e.map(|e| e.anon_vma)), opt(l.map(|l| l.anon_vma)), opt(e.map(|e| e.anon_vma_chain)), opt(l.map(|l| l.anon_vma_chain))]
 }
 
 /// A cgroup's "before": eager where modelled, else what its processes allocated (a trace).
-pub fn cgroup_before(c: &Cgroup) -> Option<Pair> {
-    c.eager.or(c.observed.map(|o| Pair { anon_vma: o.anon_vma.alloc, anon_vma_chain: o.anon_vma_chain.alloc }))
+pub fn cgroup_before(c: &Cgroup) -> Option<ObjectCounts> {
+    c.eager.or(c.observed.map(|o| ObjectCounts { anon_vma: o.anon_vma.alloc, anon_vma_chain: o.anon_vma_chain.alloc }))
 }
 
 fn cgroup_section(o: &mut String, style: Style, cgroups: &[Cgroup], fleet: bool, top: usize) {

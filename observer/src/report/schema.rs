@@ -93,7 +93,7 @@ impl Default for Histograms {
 
 /// anon_vma / anon_vma_chain object counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Pair {
+pub struct ObjectCounts {
     pub anon_vma: u64,
     pub anon_vma_chain: u64,
 }
@@ -126,8 +126,8 @@ pub struct Point {
     pub host: String,
     pub t_unix_ms: u64,
     /// `null`: not modelled (a trace whose model was not fed).
-    pub eager: Option<Pair>,
-    pub lazy: Option<Pair>,
+    pub eager: Option<ObjectCounts>,
+    pub lazy: Option<ObjectCounts>,
     /// A trace's observed live objects (allocated − freed since its start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed: Option<Net>,
@@ -139,8 +139,8 @@ pub struct Process {
     pub host: Option<String>,
     pub pid: u32,
     pub comm: String,
-    pub eager: Pair,
-    pub lazy: Option<Pair>,
+    pub eager: ObjectCounts,
+    pub lazy: Option<ObjectCounts>,
     /// (eager − lazy) bytes / 1024 with the host's sizes.
     pub saved_kb: f64,
 }
@@ -155,8 +155,8 @@ pub struct Cgroup {
     pub path: String,
     pub processes: u64,
     /// `null`: not modelled (a trace whose model was not fed).
-    pub eager: Option<Pair>,
-    pub lazy: Option<Pair>,
+    pub eager: Option<ObjectCounts>,
+    pub lazy: Option<ObjectCounts>,
     pub saved_kb: f64,
     /// `trace --by-cgroup`: what its processes allocated and freed during the trace.
     #[serde(default, skip_serializing_if = "Option::is_none")]

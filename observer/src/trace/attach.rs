@@ -85,7 +85,7 @@ pub(crate) fn fentry_function(prog: &str, vmg: bool, present: &dyn Fn(&str) -> b
 
 /// How one hook's functions attached.
 #[derive(Clone, Debug, Default)]
-pub struct Outcome {
+pub struct HookAttach {
     /// (function, "fentry" | "kprobe") per function attached.
     pub functions: Vec<(&'static str, &'static str)>,
     /// Per function that fell back or failed: why.
@@ -94,7 +94,7 @@ pub struct Outcome {
     pub tracepoints: Vec<&'static str>,
 }
 
-impl Outcome {
+impl HookAttach {
     /// The weakest backend any function of the hook got.
     pub fn backend(&self) -> Option<Backend> {
         if self.functions.is_empty() {
@@ -166,15 +166,15 @@ pub struct Setup<'a> {
 
 /// Attach every function hook `backend::choose` gives fentry or kprobe; returns, per hook
 /// name, what attached. Hooks not in the result were not attempted.
-pub fn attach(bpf: &mut Ebpf, facts: &Facts<'_>, setup: &Setup<'_>) -> Vec<(&'static str, Outcome)> {
-    let mut out: Vec<(&'static str, Outcome)> = Vec::new();
+pub fn attach(bpf: &mut Ebpf, facts: &Facts<'_>, setup: &Setup<'_>) -> Vec<(&'static str, HookAttach)> {
+    let mut out: Vec<(&'static str, HookAttach)> = Vec::new();
     for h in backend::HOOKS {
         let Kind::Function { .. } = h.kind else { continue };
         let choice = backend::choose(h, facts);
         if !matches!(choice.backend, Backend::Fentry | Backend::Kprobe) {
             continue;
         }
-        let mut o = Outcome::default();
+        let mut o = HookAttach::default();
         if let Some(why) = &setup.blocked {
             o.problems.push(why.clone());
             out.push((h.name, o));
@@ -283,7 +283,7 @@ const KSM_FUNCTIONS: [&str; 2] = ["try_to_merge_with_ksm_page", "remove_rmap_ite
 
 /// The KSM tracepoints, when no KSM function was hooked (one source only: the two would
 /// count every merge twice). What attached goes into the "ksm" hook's outcome.
-fn attach_ksm_tracepoints(bpf: &mut Ebpf, out: &mut Vec<(&'static str, Outcome)>) {
+fn attach_ksm_tracepoints(bpf: &mut Ebpf, out: &mut Vec<(&'static str, HookAttach)>) {
     let i = match out.iter().position(|(n, _)| *n == "ksm") {
         Some(i) => i,
         None => {

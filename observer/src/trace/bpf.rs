@@ -289,7 +289,7 @@ pub struct Loaded {
     counters: PerCpuArray<MapData, u64>,
     slab_counts: PerCpuArray<MapData, u64>,
     /// `trace`'s kernel counts (`AGG_TRACE`), until the tracer takes them.
-    tally: Option<Tally>,
+    tally: Option<TallyMap>,
     front: Option<Front>,
     /// `category:name` of each tracepoint attached.
     pub attached: Vec<String>,
@@ -692,7 +692,7 @@ impl Loaded {
     }
 
     /// `trace`'s kernel counts, for the tracer to read as it goes.
-    pub fn take_tally(&mut self) -> Option<Tally> {
+    pub fn take_tally(&mut self) -> Option<TallyMap> {
         self.tally.take()
     }
 
@@ -713,11 +713,11 @@ impl Loaded {
 }
 
 /// `TRACE_TALLY`: the kernel's per (process, slot, marker generation) slab counts.
-pub type Tally = PerCpuHashMap<MapData, PodKey, u64>;
+pub type TallyMap = PerCpuHashMap<MapData, PodKey, u64>;
 
 /// Every key and its count summed over CPUs. Keys are never deleted while the programs
 /// run, so a walk racing with inserts misses none that existed when it began.
-pub fn read_tally(map: &Tally) -> Vec<(TallyKey, u64)> {
+pub fn read_tally(map: &TallyMap) -> Vec<(TallyKey, u64)> {
     map.iter().filter_map(Result::ok).map(|(k, v)| (k.0, v.iter().sum())).collect()
 }
 
@@ -743,7 +743,7 @@ pub fn read_front(front: &Front) -> Vec<(TallyKey, u64)> {
 }
 
 /// One key's count summed over CPUs; None if the map has no such key.
-pub fn tally_count(map: &Tally, key: TallyKey) -> Option<u64> {
+pub fn tally_count(map: &TallyMap, key: TallyKey) -> Option<u64> {
     map.get(&PodKey(key), 0).ok().map(|v| v.iter().sum())
 }
 

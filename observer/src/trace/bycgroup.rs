@@ -3,7 +3,7 @@
 //! any per-process column (the model's eager/lazy) groups the same way as the observed one.
 use super::{
     pids::Tree,
-    slab::{Counts, Sizes, Tally},
+    slab::{Sizes, SlabCounts, SlabTally},
 };
 use crate::cgroup::{self, Membership};
 use crate::report::cgroup::{GONE, OTHER};
@@ -26,10 +26,10 @@ pub struct Row {
     pub id: u64,
     /// The traced processes in it (process indices); `other` holds every folded one.
     pub procs: Vec<usize>,
-    pub observed: Counts,
+    pub observed: SlabCounts,
 }
 
-fn add(to: &mut Counts, c: &Counts) {
+fn add(to: &mut SlabCounts, c: &SlabCounts) {
     for (a, b) in [(&mut to.anon_vma, c.anon_vma), (&mut to.anon_vma_chain, c.anon_vma_chain), (&mut to.unclassified, c.unclassified)] {
         a.alloc += b.alloc;
         a.free += b.free;
@@ -59,8 +59,8 @@ impl ByCgroup {
 
     /// Rows by bytes allocated, largest first; past the cap summed into `other`. Every
     /// counted event is in one (process, phase) row, so the rows sum to the totals.
-    pub fn rows(&self, tally: &Tally, sizes: &Sizes) -> Vec<Row> {
-        let mut rows: Vec<Row> = self.cgroups.iter().map(|m| Row { path: m.path.clone(), id: m.id, procs: vec![], observed: Counts::default() }).collect();
+    pub fn rows(&self, tally: &SlabTally, sizes: &Sizes) -> Vec<Row> {
+        let mut rows: Vec<Row> = self.cgroups.iter().map(|m| Row { path: m.path.clone(), id: m.id, procs: vec![], observed: SlabCounts::default() }).collect();
         for (proc, &i) in self.of_proc.iter().enumerate() {
             rows[i].procs.push(proc);
         }
@@ -69,7 +69,7 @@ impl ByCgroup {
         }
         let bytes = |r: &Row| sizes.rmap_bytes(r.observed.anon_vma.alloc, r.observed.anon_vma_chain.alloc);
         rows.sort_by(|a, b| bytes(b).cmp(&bytes(a)).then_with(|| a.path.cmp(&b.path)));
-        let other = Row { path: OTHER.into(), id: 0, procs: vec![], observed: Counts::default() };
+        let other = Row { path: OTHER.into(), id: 0, procs: vec![], observed: SlabCounts::default() };
         cgroup::fold_other(rows, self.cap, other, |o, r| {
             o.procs.extend(r.procs);
             add(&mut o.observed, &r.observed);
@@ -125,7 +125,7 @@ mod tests {
                 by.of_proc[p] = by.cgroups.len() - 1;
             }
         }
-        let mut t = Tally::default();
+        let mut t = SlabTally::default();
         for (proc, n) in [(0, 2), (1, 1), (2, 1), (3, 1)] {
             for _ in 0..n {
                 t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), At { proc, tgid: 10 + proc as u32, phase: None });

@@ -8,16 +8,16 @@
 //! teardown's frees (inside a fork syscall, `WHY_FORK`) still stream, its first one flagged
 //! (`WHY_FAILED_FORK`), and they tell the allocations (the teardown frees every object the
 //! child had).
-use super::slab::{Counts, Kind};
+use super::slab::{Kind, SlabCounts};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]
 pub struct FailedForks {
     /// Thread id → what its fork in progress allocated so far.
-    pending: HashMap<u32, Counts>,
+    pending: HashMap<u32, SlabCounts>,
     /// Forks that failed, and what they allocated (all freed by their teardown).
     pub failed: u64,
-    pub allocated: Counts,
+    pub allocated: SlabCounts,
     /// Of `failed`: still pending when the trace ended (in flight, or freed unseen).
     pub unfinished: u64,
     /// Threads in the teardown of a failed fork the kernel counted the allocations of.
@@ -60,7 +60,7 @@ impl FailedForks {
         }
     }
 
-    fn fail(&mut self, c: Counts) {
+    fn fail(&mut self, c: SlabCounts) {
         self.failed += 1;
         self.allocated.anon_vma.alloc += c.anon_vma.alloc;
         self.allocated.anon_vma_chain.alloc += c.anon_vma_chain.alloc;
@@ -69,7 +69,7 @@ impl FailedForks {
 
     /// After the last record; the line for the model's `incomplete`, if any fork failed.
     pub fn finish(&mut self) -> Option<String> {
-        let left: Vec<Counts> = self.pending.drain().map(|(_, c)| c).collect();
+        let left: Vec<SlabCounts> = self.pending.drain().map(|(_, c)| c).collect();
         self.unfinished += left.len() as u64;
         for c in left {
             self.fail(c);

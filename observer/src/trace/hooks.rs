@@ -2,10 +2,10 @@
 //! `trace::attach` attached (fentry, or kprobe, per function), else the tracepoint fallback
 //! trace itself attaches (slab events by call_site, clone callers from kernel stacks), else
 //! unavailable, always with why.
-use super::attach::Outcome;
+use super::attach::HookAttach;
 use crate::load::{
     backend::{self, Backend, Choice, Facts},
-    probe::{AttachType, Outcome as ProbeOutcome, Probes},
+    probe::{AttachType, ProbeResult, Probes},
 };
 
 const NOT_WIRED: &str = "its tracepoint fallback is not attached by trace";
@@ -32,14 +32,14 @@ pub fn locks(backend: &mut [Choice], outcome: &Result<(), String>) {
 }
 
 /// `attached`: per function hook tried, what `attach::attach` got.
-pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, Outcome)]) -> Vec<Choice> {
+pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, HookAttach)]) -> Vec<Choice> {
     let no_functions = Probes(
         f.probes
             .0
             .iter()
             .map(|(t, o)| {
                 let function = matches!(t, AttachType::Fentry | AttachType::Fexit | AttachType::Kprobe | AttachType::Kretprobe);
-                (*t, if function { ProbeOutcome { ok: false, error: Some("not attached".into()) } } else { o.clone() })
+                (*t, if function { ProbeResult { ok: false, error: Some("not attached".into()) } } else { o.clone() })
             })
             .collect(),
     );
@@ -51,7 +51,7 @@ pub fn used(f: &Facts<'_>, stacks: bool, attached: &[(&'static str, Outcome)]) -
         .map(|h| {
             let best = backend::choose(h, f);
             let outcome = attached.iter().find(|(n, _)| *n == h.name).map(|(_, o)| o);
-            if let Some(b) = outcome.and_then(Outcome::backend) {
+            if let Some(b) = outcome.and_then(HookAttach::backend) {
                 let o = outcome.expect("has a backend");
                 let mut c = best.clone();
                 c.backend = b;

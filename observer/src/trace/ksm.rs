@@ -53,7 +53,7 @@ pub fn tracepoint_op(ev: &KsmEvent) -> Op {
 
 /// Per (process, phase) counts.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Counts {
+pub struct KernelEventCounts {
     /// Merges that took an anon_vma reference (err 0).
     pub ksm_merges: u64,
     pub ksm_merge_failures: u64,
@@ -70,7 +70,7 @@ pub struct Counts {
 /// `vm_fault_t` VM_FAULT_FALLBACK (include/linux/mm_types.h, the same since 4.x).
 const VM_FAULT_FALLBACK: u32 = 0x800;
 
-impl Counts {
+impl KernelEventCounts {
     fn add(&mut self, op: &KernelOp) {
         match op {
             KernelOp::KsmMerge { err: 0, .. } => self.ksm_merges += 1,
@@ -89,12 +89,12 @@ pub struct Row {
     pub tgid: u32,
     pub phase: Option<u32>,
     #[serde(flatten)]
-    pub counts: Counts,
+    pub counts: KernelEventCounts,
 }
 
 #[derive(Default)]
 pub struct KernelEvents {
-    pub total: Counts,
+    pub total: KernelEventCounts,
     pub rows: Vec<Row>,
     index: HashMap<(usize, Option<u32>), usize>,
     /// mm → the traced process it belongs to, learnt while its owner was alive.
@@ -136,7 +136,7 @@ impl KernelEvents {
         let next = self.rows.len();
         let i = *self.index.entry((at.proc, at.phase)).or_insert(next);
         if i == next {
-            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, counts: Counts::default() });
+            self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, counts: KernelEventCounts::default() });
         }
         self.rows[i].counts.add(op);
     }
@@ -152,7 +152,7 @@ impl KernelEvents {
 
     pub fn text(&self) -> Option<String> {
         let t = &self.total;
-        (*t != Counts::default() || self.unattributed > 0).then(|| {
+        (*t != KernelEventCounts::default() || self.unattributed > 0).then(|| {
             format!(
                 "kernel events: ksm merges {} (failed {}), ksm rmap items removed {}, thp faults {} (fell back {}), unattributed ksm records {}",
                 t.ksm_merges, t.ksm_merge_failures, t.ksm_rmap_items_removed, t.thp_faults, t.thp_fallbacks, self.unattributed
@@ -188,14 +188,14 @@ mod tests {
         // After the exit the mm has no owner: still the traced process's.
         run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x100, 0, 0) }, &mut tree, &mut k);
         run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x300, 0, 0) }, &mut tree, &mut k);
-        assert_eq!(k.total, Counts { ksm_merges: 1, ksm_merge_failures: 1, ksm_rmap_items_removed: 1, thp_faults: 0, thp_fallbacks: 0 });
+        assert_eq!(k.total, KernelEventCounts { ksm_merges: 1, ksm_merge_failures: 1, ksm_rmap_items_removed: 1, thp_faults: 0, thp_fallbacks: 0 });
         assert_eq!(k.unattributed, 1);
         assert_eq!(k.rows.len(), 1);
     }
 
     #[test]
     fn a_thp_fallback_is_no_thp_fault() {
-        let mut c = Counts::default();
+        let mut c = KernelEventCounts::default();
         c.add(&KernelOp::ThpFault { vma: Default::default(), address: 0x1_0000_0000, write: true, ret: 0 });
         c.add(&KernelOp::ThpFault { vma: Default::default(), address: 0x2_0000_0000, write: true, ret: VM_FAULT_FALLBACK });
         assert_eq!((c.thp_faults, c.thp_fallbacks), (1, 1));

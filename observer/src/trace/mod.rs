@@ -28,17 +28,17 @@ pub mod timeline;
 
 use lazyvma_model::trace_abi::{HookEvent, Record, Slab, TallyKey, WHY_FAILED_FORK};
 use pids::Tree;
-use slab::{At, Counts, Live, Sizes, Tally};
+use slab::{At, Live, Sizes, SlabCounts, SlabTally};
 use symbols::Symbols;
 
 pub struct Tracer {
     pub tree: Tree,
-    pub tally: Tally,
+    pub tally: SlabTally,
     live: Live,
     pub syms: Symbols,
     pub sizes: Sizes,
     /// Counts since the last live row.
-    pub interval: Counts,
+    pub interval: SlabCounts,
     /// Records decoded / of a kind or function this build does not know.
     pub received: u64,
     pub malformed: u64,
@@ -66,7 +66,7 @@ pub struct Tracer {
     pub failed_forks: failed_fork::FailedForks,
     /// The kernel's slab counts (`trace` without `-o`), read at markers, live rows, a
     /// recycled tgid's fork and the end (`sync`).
-    pub kernel_tally: Option<bpf::Tally>,
+    pub kernel_tally: Option<bpf::TallyMap>,
     /// `TRACE_TALLY`'s per-CPU front, read only at the end (`front`).
     pub kernel_front: Option<bpf::Front>,
     pub kernel_counts: slab::KernelCounts,
@@ -83,11 +83,11 @@ impl Tracer {
     pub fn new(tree: Tree, syms: Symbols, sizes: Sizes) -> Tracer {
         Tracer {
             tree,
-            tally: Tally::default(),
+            tally: SlabTally::default(),
             live: Live::default(),
             syms,
             sizes,
-            interval: Counts::default(),
+            interval: SlabCounts::default(),
             received: 0,
             malformed: 0,
             stack_errors: 0,

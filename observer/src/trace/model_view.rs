@@ -2,7 +2,7 @@
 //! (totals, per (process, phase), live rows) and what the model covered.
 use super::{
     feed::Feed,
-    slab::{AllocFree, Counts, Sizes},
+    slab::{AllocFree, Sizes, SlabCounts},
 };
 use serde_json::{json, Value};
 use std::io::Write;
@@ -23,10 +23,10 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
         };
         phases[i]["eager"] = row.eager.json();
         phases[i]["lazy"] = row.lazy.json();
-        if row.spares != Counts::default() {
+        if row.spares != SlabCounts::default() {
             phases[i]["prepare_race_spares"] = row.spares.json();
         }
-        if row.before_seed != Counts::default() {
+        if row.before_seed != SlabCounts::default() {
             phases[i]["before_seed"] = row.before_seed.json();
         }
         if let Some(why) = &row.not_modelled {
@@ -189,7 +189,7 @@ pub fn live(feed: Option<&Feed>, s: &Sizes) -> String {
     format!("{:>8} {:>5} {:>9} {:>5} {:>9}", l[0], l[1], l[2], l[3], saved(f, s))
 }
 
-fn af(c: &Counts) -> String {
+fn af(c: &SlabCounts) -> String {
     format!("{:>8} {:>8} {:>10} {:>8}", c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free)
 }
 

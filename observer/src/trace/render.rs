@@ -1,7 +1,7 @@
 //! The live rows and the final report of `lazyvma trace`, as text or one JSON object.
 use super::{
     command::Status,
-    slab::{Counts, Sizes},
+    slab::{Sizes, SlabCounts},
     Tracer,
 };
 use crate::load::backend::Choice;
@@ -115,7 +115,7 @@ fn kernel_events(t: &Tracer, r: &Run<'_>) -> Value {
     v
 }
 
-fn af(c: &Counts) -> String {
+fn af(c: &SlabCounts) -> String {
     format!("{:>8} {:>8} {:>10} {:>8}", c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free)
 }
 

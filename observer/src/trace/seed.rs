@@ -71,7 +71,7 @@ pub struct Start {
 }
 
 /// What the end marker gave the feed.
-pub struct Outcome {
+pub struct SeedEnd {
     pub start: Option<Start>,
     /// Live objects the seed added: eager AV, AVC, lazy AV, AVC.
     pub live: [i64; 4],
@@ -297,8 +297,8 @@ impl Pending {
     /// may already hold processes modelled from an exec since the trace began (`modelled`
     /// tells them by tree index: their exec started them from scratch, so they are neither
     /// seeded nor refused).
-    pub fn end(mut self, tree: &Tree, kernel: Kernel, pair: &mut Pair, modelled: impl Fn(usize) -> bool) -> Outcome {
-        let mut out = Outcome { start: None, seeded: vec![], reasons: BTreeMap::new(), live: [0; 4], partial: vec![] };
+    pub fn end(mut self, tree: &Tree, kernel: Kernel, pair: &mut Pair, modelled: impl Fn(usize) -> bool) -> SeedEnd {
+        let mut out = SeedEnd { start: None, seeded: vec![], reasons: BTreeMap::new(), live: [0; 4], partial: vec![] };
         if !self.inside {
             // Records between the markers could not be checked.
             self.unseeded("the snapshot's start marker was not seen (ring buffer records lost?)");
@@ -466,7 +466,7 @@ mod tests {
         tree.exec(100);
         f.exec(&tree, 100, 0);
         f.seed_marker(&tree, &[], ME, START);
-        let mut counts = crate::trace::slab::Counts::default();
+        let mut counts = crate::trace::slab::SlabCounts::default();
         counts.add(crate::trace::slab::Kind::AnonVma, true);
         let observed = [crate::trace::slab::PhaseRow { proc: 1, tgid: 200, phase: None, counts }];
         f.seed_marker(&tree, &observed, ME, END);

@@ -21,13 +21,13 @@ pub struct AllocFree {
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Counts {
+pub struct SlabCounts {
     pub anon_vma: AllocFree,
     pub anon_vma_chain: AllocFree,
     pub unclassified: AllocFree,
 }
 
-impl Counts {
+impl SlabCounts {
     /// As the report's JSON has it: anon_vma and anon_vma_chain, unclassified only where
     /// something was.
     pub fn json(&self) -> serde_json::Value {
@@ -39,7 +39,7 @@ impl Counts {
     }
 }
 
-impl Counts {
+impl SlabCounts {
     pub fn add(&mut self, kind: Kind, alloc: bool) {
         self.add_n(kind, alloc, 1);
     }
@@ -106,7 +106,7 @@ pub struct PhaseRow {
     pub proc: usize,
     pub tgid: u32,
     pub phase: Option<u32>,
-    pub counts: Counts,
+    pub counts: SlabCounts,
 }
 
 /// Where an event happened: the traced process and its phase then.
@@ -118,16 +118,16 @@ pub struct At {
 }
 
 #[derive(Default)]
-pub struct Tally {
-    pub total: Counts,
-    pub by_function: [Counts; FN_COUNT],
-    pub by_reason: BTreeMap<String, Counts>,
+pub struct SlabTally {
+    pub total: SlabCounts,
+    pub by_function: [SlabCounts; FN_COUNT],
+    pub by_reason: BTreeMap<String, SlabCounts>,
     /// In order of first event.
     pub phases: Vec<PhaseRow>,
     phase_index: HashMap<(usize, Option<u32>), usize>,
 }
 
-impl Tally {
+impl SlabTally {
     pub fn add(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, at: At) {
         self.add_n(kind, alloc, func, reason, at, 1);
     }
@@ -140,7 +140,7 @@ impl Tally {
         let next = self.phases.len();
         let i = *self.phase_index.entry((proc, phase)).or_insert(next);
         if i == next {
-            self.phases.push(PhaseRow { proc, tgid, phase, counts: Counts::default() });
+            self.phases.push(PhaseRow { proc, tgid, phase, counts: SlabCounts::default() });
         }
         self.phases[i].counts.add_n(kind, alloc, n);
     }
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn phases_are_rows_in_order_of_first_event() {
-        let mut t = Tally::default();
+        let mut t = SlabTally::default();
         let at = |phase| At { proc: 0, tgid: 10, phase: Some(phase) };
         t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), at(2));
         t.add(Kind::AnonVmaChain, true, FN_CLONE, "fork".into(), at(3));

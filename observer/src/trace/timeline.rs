@@ -4,7 +4,7 @@
 //! chunk, draws the same timeline. Live = allocations − frees so far in the traced
 //! scope: objects that existed before the trace are not in it, so it can go below zero.
 //! The model's columns count what a seed (-p, --cgroup) gave it too: live objects, never negative.
-use super::slab::Counts;
+use super::slab::SlabCounts;
 use serde_json::{json, Value};
 
 /// anon_vma / anon_vma_chain live counts (signed: see the module comment).
@@ -15,7 +15,7 @@ pub struct Net {
 }
 
 impl Net {
-    pub fn of(c: &Counts) -> Net {
+    pub fn of(c: &SlabCounts) -> Net {
         let net = |a: &super::slab::AllocFree| a.alloc as i64 - a.free as i64;
         Net { anon_vma: net(&c.anon_vma), anon_vma_chain: net(&c.anon_vma_chain) }
     }
@@ -120,7 +120,7 @@ mod tests {
     use crate::trace::slab::AllocFree;
 
     fn point(t_ms: u64, av: (u64, u64), avc: (u64, u64)) -> Point {
-        let c = Counts { anon_vma: AllocFree { alloc: av.0, free: av.1 }, anon_vma_chain: AllocFree { alloc: avc.0, free: avc.1 }, ..Default::default() };
+        let c = SlabCounts { anon_vma: AllocFree { alloc: av.0, free: av.1 }, anon_vma_chain: AllocFree { alloc: avc.0, free: avc.1 }, ..Default::default() };
         Point { t_ms, observed_live: Net::of(&c), model_live: None }
     }
 

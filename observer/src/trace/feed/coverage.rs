@@ -2,7 +2,7 @@
 //! take and why (`Coverage`, a row's `not_modelled`), and the cap on the events kept.
 //! Apart from the translation: it is the bookkeeping every concern reports into.
 use super::Feed;
-use crate::trace::slab::{At, Counts, Kind};
+use crate::trace::slab::{At, Kind, SlabCounts};
 use lazyvma_model::counts::Deltas;
 use std::collections::BTreeMap;
 
@@ -12,14 +12,14 @@ pub struct Row {
     pub proc: usize,
     pub tgid: u32,
     pub phase: Option<u32>,
-    pub eager: Counts,
-    pub lazy: Counts,
+    pub eager: SlabCounts,
+    pub lazy: SlabCounts,
     /// Spare objects a thread that lost a prepare race allocated and freed (spec §1.2: the
     /// model, single-threaded, has no such race). Observed = eager + these + `before_seed`.
-    pub spares: Counts,
+    pub spares: SlabCounts,
     /// What was observed here before the process was seeded: its effects are in the
     /// snapshot the model started from (`trace/seed.rs`).
-    pub before_seed: Counts,
+    pub before_seed: SlabCounts,
     /// Why part of this row's observed counts is not the model's to match, if so.
     pub not_modelled: Option<String>,
 }
@@ -85,7 +85,7 @@ impl Feed {
         let next = self.rows.len();
         let i = *self.row_index.entry((at.proc, at.phase)).or_insert(next);
         if i == next {
-            let zero = Counts::default();
+            let zero = SlabCounts::default();
             let not_modelled = self.partial.get(&at.proc).cloned();
             self.rows.push(Row { proc: at.proc, tgid: at.tgid, phase: at.phase, eager: zero, lazy: zero, spares: zero, before_seed: zero, not_modelled });
         }

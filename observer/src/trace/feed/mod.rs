@@ -30,7 +30,7 @@ use super::{
     order::Order,
     pids::Tree,
     seed::Pending,
-    slab::{At, Counts},
+    slab::{At, SlabCounts},
 };
 use lazyvma_model::{
     event::{Event, Pid, PAGE_SIZE},
@@ -96,10 +96,10 @@ pub struct Feed {
     pub fed_at: Vec<(usize, Option<u32>)>,
     pub rows: Vec<Row>,
     row_index: HashMap<(usize, Option<u32>), usize>,
-    pub eager: Counts,
-    pub lazy: Counts,
+    pub eager: SlabCounts,
+    pub lazy: SlabCounts,
     /// Lost prepare races' spares, in total (per row in `rows`).
-    pub spares: Counts,
+    pub spares: SlabCounts,
     pub coverage: Coverage,
     /// Modelled processes by `proc` (the model's pid is `proc + 1`).
     procs: HashMap<usize, Proc>,
@@ -179,9 +179,9 @@ impl Feed {
             fed_at: Vec::new(),
             rows: Vec::new(),
             row_index: HashMap::new(),
-            eager: Counts::default(),
-            lazy: Counts::default(),
-            spares: Counts::default(),
+            eager: SlabCounts::default(),
+            lazy: SlabCounts::default(),
+            spares: SlabCounts::default(),
             coverage: Coverage::default(),
             procs: HashMap::new(),
             images: 0,
@@ -519,7 +519,7 @@ mod tests {
         assert_eq!(kinds, ["Spawn", "Exec", "MapPgoff", "Fault", "MapPgoff", "Fault", "Fork", "Exit", "Exit"]);
         assert_eq!(f.events[1], Event::Exec { pid: 1, stack: Some(EXEC_STACK) });
         // stack + .data + the test VMA: 3 AV / 3 AVC; fork: +3 AV, +6 AVC; all freed.
-        let four = |c: &Counts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
+        let four = |c: &SlabCounts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
         assert_eq!(four(&f.eager), [6, 6, 9, 9]);
         let c = &f.coverage;
         assert_eq!((c.modelled, c.faults_not_placed, c.layout_mismatches, c.model_errors), (2, 0, 0, 0));
@@ -552,7 +552,7 @@ mod tests {
         f.exit(&tree, 2, 0);
         f.finish(&tree, 0, &[]);
         assert_eq!(f.events[4], Event::Fork { parent: 1, child: 3 });
-        let four = |c: &Counts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
+        let four = |c: &SlabCounts| [c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free];
         let rows: Vec<_> = f.rows.iter().map(|r| (r.proc, four(&r.eager))).collect();
         // The prepare +1/+1 and the exec −0/−1; the fork +1/+2; the watcher's exit −2/−2.
         assert_eq!(rows, [(0, [1, 0, 1, 1]), (1, [1, 0, 2, 0]), (2, [0, 2, 0, 2])]);
