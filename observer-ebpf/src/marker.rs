@@ -9,11 +9,11 @@ use lazyvma_model::trace_abi::{EV_MARKER, MARKER_BASE, MARKER_FLUSH_FRONT};
 pub fn trace_marker(ctx: TracePointContext) -> u32 {
     // Syscall args are stored as 8-byte slots; the advice is the low int.
     let behavior = field::<u64>(&ctx, offset(|o| &o.madvise_behavior)) as u32 as i32;
-    // lazyvma's own markers bracket its snapshot pass (trace/seed.rs): always sent.
+    // lazyvma's own markers bracket its snapshot pass (trace/feed/seed.rs): always sent.
     if (behavior as i64) < MARKER_BASE as i64 || !(in_scope() || is_self()) {
         return 0;
     }
-    // lazyvma's own ids (trace/seed.rs, 0x5e_edXX) count only from this lazyvma: another's
+    // lazyvma's own ids (trace/feed/seed.rs, 0x5e_edXX) count only from this lazyvma: another's
     // end of trace or seeding pass, in scope system-wide, ended this trace (nothing counted
     // after it) or re-marked its seed.
     if (behavior as i64 - MARKER_BASE as i64) >> 8 == 0x5eed && !is_self() {

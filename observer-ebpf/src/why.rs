@@ -1,6 +1,6 @@
 //! Why a slab event happened, from the task's context instead of its kernel stack: the
 //! syscall it is in (`pt_regs`' syscall number, one table lookup) and whether it is
-//! exiting. Userspace names the codes (`observer/src/trace/reason.rs`); what the context
+//! exiting. Userspace names the codes (`observer/src/trace/ingest/reason.rs`); what the context
 //! cannot tell (a split from a merge inside mprotect) stays ambiguous unless `--stacks`.
 use aya_ebpf::helpers::{
     bpf_probe_read_kernel,

@@ -377,7 +377,7 @@ fn pids_follow_existing_descendants() {
     let d = sub(&phases(&a), &phases(&b));
     let want = BTreeMap::from([((1, EXIT), [0, N, 0, 2 * N]), ((0, EXIT), [0, N, 0, N])]);
     assert_eq!(d, want);
-    // Built before the trace: seeded from the snapshot taken at its start (trace/seed.rs),
+    // Built before the trace: seeded from the snapshot taken at its start (trace/feed/seed.rs),
     // then modelled exactly.
     assert_eq!(a["model"]["seeded"].as_array().map(Vec::len), Some(2), "{}", a["model"]);
     assert_eq!(a["model"]["not_modelled"], serde_json::json!([]), "{}", a["model"]);

@@ -161,7 +161,7 @@ fn observer_modules_import_in_one_direction() {
     let src = crate::util::workspace_root().join("observer/src");
     let g = graph(&src);
     assert!(g.len() > 50 && g.values().map(BTreeSet::len).sum::<usize>() > 150, "the graph looks unread: {g:?}");
-    assert!(g["cli::serve"].contains("serve::passes") && g["trace::attach"].contains("load::backend"), "known edges missing: {g:?}");
+    assert!(g["cli::serve"].contains("serve::passes") && g["trace::ingest::attach"].contains("load::backend"), "known edges missing: {g:?}");
     let groups: Vec<String> = circles(&g).iter().map(|c| c.join(" ↔ ")).collect();
     assert!(groups.is_empty(), "{} groups of modules in observer/src import each other: {}", groups.len(), groups.join("; "));
 }

@@ -4,7 +4,7 @@
 use super::ExitCode;
 use crate::{
     record::{meta, reader},
-    trace::{symbols::Symbols, Tracer},
+    trace::{ingest::symbols::Symbols, Tracer},
 };
 use anyhow::Context;
 use std::path::PathBuf;
@@ -54,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         f.events_max = args.model_events_max;
         // -p / --cgroup: re-seeded from the recorded pass, under this replay's knobs.
         match &rec.seed {
-            Some(s) => f.seed = Some(crate::trace::seed::Pending::replayed(s, knobs)),
+            Some(s) => f.seed = Some(crate::trace::feed::seed::Pending::replayed(s, knobs)),
             None if matches!(h.scope.as_str(), "pids" | "cgroup") => f.coverage.incomplete.push(format!(
                 "the recording (format {}.{}) keeps no snapshot: the processes running at the start are not seeded in this replay",
                 rec.major, rec.minor
@@ -62,7 +62,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             None => {}
         }
     }
-    if let Err(n) = crate::trace::timeline::replay(&mut tracer, &rec, || crate::interrupt::count() > 0) {
+    if let Err(n) = crate::trace::counts::timeline::replay(&mut tracer, &rec, || crate::interrupt::count() > 0) {
         // Nothing half-counted is printed or written as if it were the recording's report.
         return Err(anyhow::anyhow!("replay of {path} stopped by a signal after {n} of {} records: no report", rec.record_count()).context(ExitCode(130)));
     }

@@ -20,10 +20,10 @@ use crate::{
     snapshot::reader::NoTaskVmaIter,
     sys,
     trace::{
-        bpf::{self, Config},
-        hooks,
-        pids::Tree,
-        symbols::Symbols,
+        ingest::bpf::{self, Config},
+        ingest::hooks,
+        ingest::symbols::Symbols,
+        tree::pids::Tree,
     },
 };
 use anyhow::{bail, Context};

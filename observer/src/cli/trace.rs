@@ -16,15 +16,17 @@ use crate::{
     },
     sys,
     trace::{
-        attach,
-        bpf::{self, Config},
-        bycgroup::ByCgroup,
-        command, hooks, locks,
-        pids::Tree,
-        render,
-        slab::Sizes,
-        stats,
-        symbols::Symbols,
+        counts::bycgroup::ByCgroup,
+        counts::locks,
+        counts::slab::Sizes,
+        ingest::attach,
+        ingest::bpf::{self, Config},
+        ingest::hooks,
+        ingest::stats,
+        ingest::symbols::Symbols,
+        out::render,
+        tree::command,
+        tree::pids::Tree,
         Tracer,
     },
 };
@@ -192,7 +194,7 @@ impl Held {
 }
 
 /// The seeding pass (while `Some`), and the records held meanwhile.
-type Seeding = Option<(Option<crate::trace::seed::Running>, Held)>;
+type Seeding = Option<(Option<crate::trace::feed::seed::Running>, Held)>;
 
 /// The pass is in: its seed goes to the feed (and the recording, before any record, where a
 /// replay installs it); the held records follow (`Held::feed`).
@@ -341,7 +343,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         missing.push(("syscalls:sys_enter_madvise".into(), format!("{p}; phases unavailable")));
     }
     // Scanned again until FEED_TRACED holds every process of the scope: a child forked
-    // since the scan above was not followed in the kernel (trace/seed.rs's TRACED marker).
+    // since the scan above was not followed in the kernel (trace/feed/seed.rs's TRACED marker).
     let tree = if matches!(scope, "pids" | "cgroup") { Tree::scan(&roots, std::process::id(), ppids, |t| loaded.feed_traced(t), 8)? } else { tree };
     let (kernel, arch) = sys::uname();
     let about = Header {
@@ -399,11 +401,11 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         f.events_max = args.model_events_max;
     }
     // -p / --cgroup: the processes already running are seeded from one snapshot, now that
-    // the feed programs are attached (trace/seed.rs). The pass runs on its own thread while
+    // the feed programs are attached (trace/feed/seed.rs). The pass runs on its own thread while
     // this one drains the ring buffer into `seeding`, fed once the pass is in.
     let mut seeding: Seeding = None;
     if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
-        seeding = Some((Some(crate::trace::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, seed_facts, markers)), Held::default()));
+        seeding = Some((Some(crate::trace::feed::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, seed_facts, markers)), Held::default()));
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {
@@ -464,7 +466,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
             let t_ms = start.elapsed().as_millis();
             // The row holds what every CPU counted so far, not only what left its front.
             if tracer.kernel_front.is_some() {
-                crate::trace::front::flush();
+                crate::trace::ingest::front::flush();
             }
             tracer.sync_seen();
             render::live_row(&tracer, t_ms, lost, &mut live)?;
@@ -512,7 +514,7 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // flight across it is flagged. A short grace lets such operations finish while every
     // program still sees them.
     if markers {
-        crate::trace::seed::marker(crate::trace::seed::END_OF_TRACE);
+        crate::trace::feed::seed::marker(crate::trace::feed::seed::END_OF_TRACE);
         let until = Instant::now() + Duration::from_secs(2);
         let mut grace: Option<Instant> = None;
         while grace.is_none_or(|g| Instant::now() < g) && Instant::now() < until {

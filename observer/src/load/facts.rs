@@ -8,7 +8,7 @@
 //! Each `aya::EbpfLoader::new` still parses the running kernel's BTF once on its own (aya
 //! 0.14 has no constructor without it), dropped once the object is loaded.
 use super::btf::{Btf, BtfError, Offsets};
-use crate::trace::{attach, bpf, format, symbols::Symbols};
+use crate::trace::{ingest::attach, ingest::bpf, ingest::format, ingest::symbols::Symbols};
 use lazyvma_model::{
     hook_abi::{HookOffsets, FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS},
     sizes::Sizes,
@@ -99,8 +99,8 @@ impl KernelFacts {
     }
 
     /// What the seeding pass loads its iterator with (`trace::seed::Facts`).
-    pub fn seed(&self) -> crate::trace::seed::Facts {
-        crate::trace::seed::Facts { offsets: self.btf.as_ref().map_err(Clone::clone).and_then(|b| b.offsets.clone()) }
+    pub fn seed(&self) -> crate::trace::feed::seed::Facts {
+        crate::trace::feed::seed::Facts { offsets: self.btf.as_ref().map_err(Clone::clone).and_then(|b| b.offsets.clone()) }
     }
 
     pub fn context(&self) -> ContextOffsets {

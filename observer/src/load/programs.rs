@@ -70,7 +70,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::FEntry(_) | Program::FExit(_) if i.force_kprobes => Some("not used: -k (kprobes instead of fentry)".into()),
             Program::FEntry(_) => unusable(AttachType::Fentry),
             Program::FExit(_) => unusable(AttachType::Fexit),
-            Program::BtfTracePoint(_) => unusable(AttachType::TpBtf).or_else(|| crate::trace::bpf::btf_unused(&name)),
+            Program::BtfTracePoint(_) => unusable(AttachType::TpBtf).or_else(|| crate::trace::ingest::bpf::btf_unused(&name)),
             // The pass of kernels without iter/task_vma walks mm->mmap, which 6.1's maple tree replaced.
             Program::Iter(_) if name == "snapshot_task" && no_vma_list => {
                 Some("not used: no VMA list (mm->mmap) on this kernel; snapshot_task_vma takes the pass".into())
@@ -78,7 +78,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             _ => None,
         };
         let present = |f: &str| (i.kallsyms)(f);
-        let function = crate::trace::attach::fentry_function(&name, i.vmg, &present);
+        let function = crate::trace::ingest::attach::fentry_function(&name, i.vmg, &present);
         let skip = skip.or_else(|| {
             (matches!(p, Program::FEntry(_) | Program::FExit(_)) && function.is_none())
                 .then(|| "not used: none of its functions is in kallsyms for this kernel's shape".to_string())
@@ -95,7 +95,7 @@ pub fn check_all(i: &Inputs<'_>) -> Result<Vec<Checked>, String> {
             Program::FExit(p) => p.load(function.expect("checked"), i.btf),
             // The pass of kernels without iter/task_vma (reader.rs) iterates tasks.
             Program::Iter(p) => p.load(if name == "snapshot_task" { "task" } else { "task_vma" }, i.btf),
-            Program::BtfTracePoint(p) => match crate::trace::bpf::BTF_PROGRAMS.iter().find(|(n, _)| *n == name) {
+            Program::BtfTracePoint(p) => match crate::trace::ingest::bpf::BTF_PROGRAMS.iter().find(|(n, _)| *n == name) {
                 Some((_, tp)) => p.load(tp, i.btf),
                 None => {
                     out.push(Checked { program: name, kind, loaded: None, reason: Some("not checked: no tracepoint known for it".into()) });

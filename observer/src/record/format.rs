@@ -197,7 +197,7 @@ impl ChoiceRec {
     }
 }
 
-/// The seed's input as `trace/seed.rs::take` left it: a replay installs it where the live
+/// The seed's input as `trace/feed/seed.rs::take` left it: a replay installs it where the live
 /// trace did (before the first record) and meets the same start/end markers in the records.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SeedRec {
@@ -225,7 +225,7 @@ pub struct Trailer {
     pub records: u64,
     /// The lock programs' own counters (seeded, set full, lost), when they were loaded.
     #[serde(default)]
-    pub lock_counters: Option<crate::trace::locks::Counters>,
+    pub lock_counters: Option<crate::trace::counts::locks::Counters>,
     /// The kernel's slab count map, when `trace` counted there (never in a recording).
     #[serde(default)]
     pub kernel_counts: Option<MapStats>,

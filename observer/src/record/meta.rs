@@ -3,7 +3,7 @@
 use super::format::{Header, Trailer};
 use crate::{
     load::backend::Choice,
-    trace::{bycgroup, command::Status, feed::Feed, pids::Tree, render, stats, Tracer},
+    trace::{counts::bycgroup, feed::Feed, ingest::stats, out::render, tree::command::Status, tree::pids::Tree, Tracer},
 };
 use lazyvma_model::sweep;
 use serde_json::{json, Value};
@@ -105,7 +105,7 @@ pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
 /// before) skips it.
 fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
     let Some(f) = &t.feed else { return (Value::Null, None) };
-    if crate::trace::model_view::sweep_not_run(f).is_some() {
+    if crate::trace::out::model_view::sweep_not_run(f).is_some() {
         return (Value::Null, None);
     }
     let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
@@ -197,7 +197,7 @@ pub fn print(
         j["kernel_counts"] = json!(k);
     }
     j["locks"] = t.locks.json(&t.tree, lock_counters);
-    let (rules, why) = crate::trace::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
+    let (rules, why) = crate::trace::out::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
     j["lazy_rules"] = rules;
     if let Some(why) = why {
         j["lazy_rules_why"] = why.into();
@@ -260,7 +260,7 @@ pub fn print(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::symbols::Symbols;
+    use crate::trace::ingest::symbols::Symbols;
 
     #[test]
     fn the_pids_tree_rebuilds_from_its_initial_processes() {

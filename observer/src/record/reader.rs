@@ -217,7 +217,7 @@ fn records(d: &[u8], b: Range<usize>, out: &mut Vec<Range<usize>>) -> Result<u64
 mod tests {
     use super::*;
     use crate::record::writer::Writer;
-    use crate::trace::symbols::Symbols;
+    use crate::trace::ingest::symbols::Symbols;
     use proptest::prelude::*;
 
     fn header() -> Header {

@@ -5,7 +5,7 @@
 //! failed start (a typo'd command, a bad --btf) leaves an existing recording as it was.
 //! A write that fails (disk full) ends the recording at its last whole chunk, not the trace.
 use super::format::{self, Header, Trailer};
-use crate::trace::symbols::Symbols;
+use crate::trace::ingest::symbols::Symbols;
 use anyhow::Context;
 use std::{
     fs::File,

@@ -3,10 +3,10 @@
 //! grow without bound in a daemon): only the live-object map, bounded by the objects alive.
 use super::{metrics::Metrics, scope::Scope};
 use crate::trace::{
-    pids::Threads,
-    reason,
-    slab::{Kind, Live, Sizes},
-    symbols::Symbols,
+    counts::slab::{Kind, Live, Sizes},
+    ingest::reason,
+    ingest::symbols::Symbols,
+    tree::pids::Threads,
 };
 use lazyvma_model::trace_abi::{agg_key, decode_any, Record, Slab, FUNCTIONS};
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! The trace thread: polls the ring buffer into counters until told to stop, then detaches,
 //! drains and accounts for every record the programs sent.
 use super::{events::Counter, metrics::Metrics};
-use crate::trace::bpf::Loaded;
+use crate::trace::ingest::bpf::Loaded;
 use std::{
     sync::{
         atomic::{AtomicBool, Ordering},

@@ -2,7 +2,7 @@
 //! updated lock-free as events arrive; the snapshot gauges change together under `pass`,
 //! which the encoder also takes, so one exposition never mixes two snapshot generations.
 use crate::snapshot::Sizes;
-use crate::trace::slab::Kind;
+use crate::trace::counts::slab::Kind;
 use lazyvma_model::snapshot::LiveObjects;
 use prometheus_client::{
     encoding::EncodeLabelSet,

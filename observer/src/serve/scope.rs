@@ -92,7 +92,7 @@ impl Scope {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::pids::{Threads, CLONE_THREAD};
+    use crate::trace::tree::pids::{Threads, CLONE_THREAD};
 
     #[test]
     fn forks_of_members_join_threads_do_not() {

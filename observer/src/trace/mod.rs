@@ -2,34 +2,16 @@
 //! `kmem:kmem_cache_alloc/free` (attributed by call_site), the process tree from sched
 //! tracepoints, the workload's phase markers, and, where the kernel allows function hooks,
 //! the `KernelOp` stream (`ops`). This file turns decoded events into counts.
-pub mod attach;
-pub mod bpf;
-pub mod bycgroup;
-pub mod command;
-pub mod failed_fork;
+pub mod counts;
 pub mod feed;
-pub mod format;
-pub mod front;
-pub mod hooks;
-pub mod ksm;
-pub mod locks;
-pub mod model_view;
-pub mod ops;
-pub mod opstats;
-pub mod order;
-pub mod pids;
-pub mod reason;
-pub mod render;
-pub mod seed;
-pub mod slab;
-pub mod stats;
-pub mod symbols;
-pub mod timeline;
+pub mod ingest;
+pub mod out;
+pub mod tree;
 
+use counts::slab::{At, Live, Sizes, SlabCounts, SlabTally};
+use ingest::symbols::Symbols;
 use lazyvma_model::trace_abi::{HookEvent, Record, Slab, TallyKey, WHY_FAILED_FORK};
-use pids::Tree;
-use slab::{At, Live, Sizes, SlabCounts, SlabTally};
-use symbols::Symbols;
+use tree::pids::Tree;
 
 pub struct Tracer {
     pub tree: Tree,
@@ -47,8 +29,8 @@ pub struct Tracer {
     /// Frees by the command's process before its exec of objects allocated before the trace:
     /// lazyvma's own forked image, excluded from the counts but shown.
     pub launcher_frees: u64,
-    decoder: ops::Decoder,
-    pub op_stats: opstats::OpStats,
+    decoder: ingest::ops::Decoder,
+    pub op_stats: counts::opstats::OpStats,
     /// `--ops`: print each counted op on stderr.
     pub print_ops: bool,
     /// `-o`: every record goes to the recording, as received, before it is counted.
@@ -56,24 +38,24 @@ pub struct Tracer {
     /// Lazy-model knobs (`replay --knob`), for the model once trace feeds it.
     pub knobs: lazyvma_model::knobs::Knobs,
     /// anon_vma root rwsem contention.
-    pub locks: locks::Locks,
+    pub locks: counts::locks::Locks,
     /// Live objects at each live row (trace) or records chunk (replay).
-    pub timeline: timeline::Timeline,
+    pub timeline: counts::timeline::Timeline,
     /// The model, fed in ring-buffer order (command and -p scopes).
     pub feed: Option<feed::Feed>,
     /// KSM merges / rmap_item removals and THP faults per process and phase.
-    pub kernel_events: ksm::KernelEvents,
-    pub failed_forks: failed_fork::FailedForks,
+    pub kernel_events: counts::ksm::KernelEvents,
+    pub failed_forks: tree::failed_fork::FailedForks,
     /// The kernel's slab counts (`trace` without `-o`), read at markers, live rows, a
     /// recycled tgid's fork and the end (`sync`).
-    pub kernel_tally: Option<bpf::TallyMap>,
+    pub kernel_tally: Option<ingest::bpf::TallyMap>,
     /// `TRACE_TALLY`'s per-CPU front, read only at the end (`front`).
-    pub kernel_front: Option<bpf::Front>,
-    pub kernel_counts: slab::KernelCounts,
+    pub kernel_front: Option<ingest::bpf::Front>,
+    pub kernel_counts: counts::slab::KernelCounts,
     /// The generation of the last marker handled.
     gen_seen: u64,
     /// The end marker's (generation, ktime), once handled: later records are not counted
-    /// (`seed::END_OF_TRACE`).
+    /// (`feed::seed::END_OF_TRACE`).
     pub ended: Option<(u64, u64)>,
     /// Records that arrived after the end marker (not counted).
     pub after_end: u64,
@@ -92,12 +74,12 @@ impl Tracer {
             malformed: 0,
             stack_errors: 0,
             launcher_frees: 0,
-            decoder: ops::Decoder::default(),
-            op_stats: opstats::OpStats::default(),
+            decoder: ingest::ops::Decoder::default(),
+            op_stats: counts::opstats::OpStats::default(),
             print_ops: false,
             tap: None,
             knobs: Default::default(),
-            locks: locks::Locks::default(),
+            locks: counts::locks::Locks::default(),
             timeline: Default::default(),
             feed: None,
             kernel_events: Default::default(),
@@ -131,7 +113,7 @@ impl Tracer {
             };
             let p = self.tree.get(proc);
             let at = At { proc, tgid: p.tgid, phase: self.kernel_counts.log.at(proc, key.gen, p.phase) };
-            let reason = reason::of(why, func, alloc, &[], &self.syms);
+            let reason = ingest::reason::of(why, func, alloc, &[], &self.syms);
             self.tally.add_n(kind, alloc, func, reason, at, n);
             self.interval.add_n(kind, alloc, n);
             self.kernel_counts.taken(key, n);
@@ -145,10 +127,10 @@ impl Tracer {
     /// with what their per-CPU fronts still hold.
     fn kernel_keys(&self, last: bool) -> Vec<(TallyKey, u64)> {
         let Some(map) = self.kernel_tally.as_ref() else { return Vec::new() };
-        let mut keys = bpf::read_tally(map);
+        let mut keys = ingest::bpf::read_tally(map);
         if let (true, Some(front)) = (last, self.kernel_front.as_ref()) {
             let mut at: std::collections::HashMap<TallyKey, usize> = keys.iter().enumerate().map(|(i, (k, _))| (*k, i)).collect();
-            for (key, n) in bpf::read_front(front) {
+            for (key, n) in ingest::bpf::read_front(front) {
                 match at.get(&key) {
                     Some(&i) => keys[i].1 += n,
                     None => {
@@ -170,10 +152,10 @@ impl Tracer {
             // Read again just before: a count since the walk (a recycled tgid's new process,
             // not yet read) keeps the key. What remains is a count landing between these
             // two syscalls, a microsecond, long after its process exited.
-            if bpf::tally_count(map, key) != Some(n) {
+            if ingest::bpf::tally_count(map, key) != Some(n) {
                 continue;
             }
-            match map.remove(&bpf::PodKey(key)) {
+            match map.remove(&ingest::bpf::PodKey(key)) {
                 Ok(()) => self.kernel_counts.retired(key),
                 // The map then fills as before this existed (its overflow is counted).
                 Err(e) => {
@@ -246,7 +228,7 @@ impl Tracer {
     }
 
     /// KSM and THP ops: ksmd's belong to the rmap_item's mm, not to ksmd.
-    fn kernel_event(&mut self, op: ops::Op) {
+    fn kernel_event(&mut self, op: ingest::ops::Op) {
         let Some(proc) = self.kernel_events.attribute(&op, &mut self.tree) else { return };
         if self.print_ops {
             eprintln!("op {op}");
@@ -254,7 +236,7 @@ impl Tracer {
         self.op_stats.add(&op);
         let p = self.tree.get(proc);
         self.kernel_events.add(&op.op, At { proc, tgid: p.tgid, phase: p.phase });
-        if let (Some(f), ops::KernelOp::KsmMerge { err: 0, .. }) = (self.feed.as_mut(), &op.op) {
+        if let (Some(f), ingest::ops::KernelOp::KsmMerge { err: 0, .. }) = (self.feed.as_mut(), &op.op) {
             f.unmodelled("kernel event: ksm merge");
         }
     }
@@ -263,7 +245,7 @@ impl Tracer {
         let mut out = Vec::new();
         self.decoder.feed(ev, &self.syms, &mut out);
         for op in out {
-            if ksm::KernelEvents::is_kernel_event(&op.op) {
+            if counts::ksm::KernelEvents::is_kernel_event(&op.op) {
                 self.kernel_event(op);
             } else {
                 self.op(op);
@@ -271,11 +253,12 @@ impl Tracer {
         }
     }
 
-    fn op(&mut self, op: ops::Op) {
+    fn op(&mut self, op: ingest::ops::Op) {
         if self.tree.traced(op.tgid).is_none() {
             return;
         }
-        let teardown = matches!(op.op, ops::KernelOp::Unlink { .. } | ops::KernelOp::PutAnonVma { .. } | ops::KernelOp::ExitMmap { .. });
+        let teardown =
+            matches!(op.op, ingest::ops::KernelOp::Unlink { .. } | ingest::ops::KernelOp::PutAnonVma { .. } | ingest::ops::KernelOp::ExitMmap { .. });
         if teardown && self.tree.is_launcher(op.tgid) {
             self.op_stats.launcher += 1;
             return;
@@ -319,7 +302,7 @@ impl Tracer {
                     f.prepare(&self.tree, &self.sizes, &ev);
                 }
             }
-            Record::Ksm(ev) => self.kernel_event(ksm::tracepoint_op(&ev)),
+            Record::Ksm(ev) => self.kernel_event(counts::ksm::tracepoint_op(&ev)),
             Record::NewTask { pid, tgid, child_pid, clone_flags } => {
                 self.failed_forks.forked(pid);
                 self.tree.newtask(child_pid, clone_flags);
@@ -370,7 +353,7 @@ impl Tracer {
                 if gen > 0 {
                     // Counts read later still land in their phases (`PhaseLog`): a walk per
                     // marker would grow with the map and stall a tree that marks often.
-                    if seed::is_seed_marker(id) || self.kernel_counts.walk_due() {
+                    if feed::seed::is_seed_marker(id) || self.kernel_counts.walk_due() {
                         self.sync(gen, false);
                     }
                     if let Some(p) = self.tree.traced(tgid) {
@@ -381,7 +364,7 @@ impl Tracer {
                 if let Some(f) = self.feed.as_mut() {
                     f.seed_marker(&self.tree, &self.tally.phases, tgid, id);
                 }
-                if id == seed::END_OF_TRACE {
+                if id == feed::seed::END_OF_TRACE {
                     self.ended = Some((gen, ktime));
                     return;
                 }
@@ -403,10 +386,10 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid) else { return };
         let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
-        let why = reason::of(ev.why, ev.func, true, self.frames(ev), &self.syms);
+        let why = ingest::reason::of(ev.why, ev.func, true, self.frames(ev), &self.syms);
         self.failed_forks.alloc(ev.pid, &why, kind);
         self.count(kind, true, ev.func, why, proc);
-        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.func, kind) {
+        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, counts::slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.func, kind) {
             let p = self.tree.get(proc);
             f.prepare_counted(&self.tree, ev.pid, At { proc, tgid: p.tgid, phase: p.phase });
         }
@@ -423,7 +406,7 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
         let first = ev.why & WHY_FAILED_FORK != 0;
         let ctx = ev.why & !WHY_FAILED_FORK;
-        let why = reason::of(ctx, ev.func, false, self.frames(ev), &self.syms);
+        let why = ingest::reason::of(ctx, ev.func, false, self.frames(ev), &self.syms);
         self.failed_forks.free(ev.pid, kind, why == "fork", first);
         self.count(kind, false, ev.func, why, proc);
         if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.func) {
@@ -432,7 +415,7 @@ impl Tracer {
         }
     }
 
-    fn count(&mut self, kind: slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {
+    fn count(&mut self, kind: counts::slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {
         let p = self.tree.get(proc);
         self.tally.add(kind, alloc, func, why, At { proc, tgid: p.tgid, phase: p.phase });
         self.interval.add(kind, alloc);
@@ -448,11 +431,11 @@ impl Tracer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use counts::slab::AllocFree;
     use lazyvma_model::trace_abi::{
         SlabEvent, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, EV_SLAB_ALLOC, EV_SLAB_FREE,
         FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, LCB_F_WRITE, MARKER_BASE, WHY_MUNMAP, WHY_SPLIT,
     };
-    use slab::AllocFree;
 
     fn bytes<T>(v: &T) -> Vec<u8> {
         // SAFETY: plain integer records.
@@ -489,7 +472,7 @@ mod tests {
             bytes(&TraceEvent { kind: EV_LOCK_END, ptr: 0xc0, ktime: 30, ..ev }),
             bytes(&TraceEvent { kind: 8, ..ev }),
             bytes(&ev)[..100].to_vec(),
-            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + u64::from(seed::END_OF_TRACE), ktime: 40, ..ev }),
+            bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + u64::from(feed::seed::END_OF_TRACE), ktime: 40, ..ev }),
             bytes(&TraceEvent { kind: EV_FORK, arg: 9, ..ev }),
         ];
         for r in &records {

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 const FUNCTIONS: [&str; 5] = ["__anon_vma_prepare", "anon_vma_clone", "anon_vma_fork", "unlink_anon_vmas", "__put_anon_vma"];
 
 /// [start, end) of each function: its address to the next higher symbol's (any kind), as
-/// lazyvma's trace/symbols.rs bounds them.
+/// lazyvma's trace/ingest/symbols.rs bounds them.
 pub fn ranges(kallsyms: &str) -> Result<Vec<(&'static str, u64, u64)>> {
     let mut addrs: Vec<u64> = Vec::new();
     let mut starts = [0u64; FUNCTIONS.len()];

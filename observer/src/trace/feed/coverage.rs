@@ -2,7 +2,7 @@
 //! take and why (`Coverage`, a row's `not_modelled`), and the cap on the events kept.
 //! Apart from the translation: it is the bookkeeping every concern reports into.
 use super::Feed;
-use crate::trace::slab::{At, Kind, SlabCounts};
+use crate::trace::counts::slab::{At, Kind, SlabCounts};
 use lazyvma_model::counts::Deltas;
 use std::collections::BTreeMap;
 
@@ -18,7 +18,7 @@ pub struct Row {
     /// model, single-threaded, has no such race). Observed = eager + these + `before_seed`.
     pub spares: SlabCounts,
     /// What was observed here before the process was seeded: its effects are in the
-    /// snapshot the model started from (`trace/seed.rs`).
+    /// snapshot the model started from (`trace/feed/seed.rs`).
     pub before_seed: SlabCounts,
     /// Why part of this row's observed counts is not the model's to match, if so.
     pub not_modelled: Option<String>,
@@ -50,7 +50,7 @@ pub struct Coverage {
     pub model_errors: u64,
     pub first_error: Option<String>,
     /// Processes running before the trace, seeded from a snapshot at its start (tgids), and
-    /// those that could not be, with why (`trace/seed.rs`).
+    /// those that could not be, with why (`trace/feed/seed.rs`).
     pub seeded: Vec<u32>,
     pub not_seeded: BTreeMap<u32, String>,
     /// µs between the snapshot pass's two markers (what the seeding window took).
@@ -65,7 +65,7 @@ pub struct Coverage {
 /// `Feed::events_max` by default: a few hundred MB at most.
 pub const EVENTS_MAX: usize = 5_000_000;
 
-fn to_counts(d: &lazyvma_model::counts::Delta, e: &mut crate::trace::slab::AllocFree) {
+fn to_counts(d: &lazyvma_model::counts::Delta, e: &mut crate::trace::counts::slab::AllocFree) {
     e.alloc += d.alloc;
     e.free += d.free;
 }
@@ -182,7 +182,7 @@ mod tests {
         syscalls::PR_SET_VMA,
     };
     use super::*;
-    use crate::trace::pids::Tree;
+    use crate::trace::tree::pids::Tree;
     use lazyvma_model::{
         event::{Event, PAGE_SIZE},
         kernel::Kernel,

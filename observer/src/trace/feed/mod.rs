@@ -6,7 +6,7 @@
 //!
 //! A process is modelled once its whole address space has been seen built: from its fork
 //! by a modelled parent, or from its exec, or seeded from the snapshot taken at the start
-//! (-p, --cgroup: `trace/seed.rs`). A child sharing its parent's mm (vfork, CLONE_VM)
+//! (-p, --cgroup: `trace/feed/seed.rs`). A child sharing its parent's mm (vfork, CLONE_VM)
 //! acts on the parent's model until it execs.
 //! The exec image's VMAs (no syscall made them) are learnt from the kernel's own bounds
 //! when a prepare first touches one (`PrepareVma`); nothing here reads /proc, so replaying
@@ -19,18 +19,18 @@
 //! snapshot). Here: the `Feed`, the model it drives, and each process's fork, exec, exit.
 mod coverage;
 mod flags;
+pub mod order;
 mod prepares;
 mod queue;
+pub mod seed;
 mod seeded;
 mod syscalls;
 
 pub use coverage::{Coverage, Row, EVENTS_MAX};
 
-use super::{
-    order::Order,
-    pids::Tree,
-    seed::Pending,
-    slab::{At, SlabCounts},
+use crate::trace::{
+    counts::slab::{At, SlabCounts},
+    tree::pids::Tree,
 };
 use lazyvma_model::{
     event::{Event, Pid, PAGE_SIZE},
@@ -39,8 +39,10 @@ use lazyvma_model::{
     pair::Pair,
     trace_abi::*,
 };
+use order::Order;
 use prepares::Pairing;
 use queue::Queued;
+use seed::Pending;
 use std::collections::{HashMap, HashSet};
 
 /// The exec'd stack's place in the model: above every user address, so no syscall range
@@ -137,7 +139,7 @@ pub struct Feed {
     /// Live objects the seed gave the model: eager AV, AVC, lazy AV, AVC.
     pub seeded_live: [i64; 4],
     /// What the seed started from, for a knob sweep to re-seed per knob value.
-    pub seed_start: Option<super::seed::Start>,
+    pub seed_start: Option<seed::Start>,
     /// `events` keeps at most this many (`--model-events-max`); past it the sweep is not run.
     pub events_max: usize,
     /// Events fed past `events_max` and not kept.
@@ -450,7 +452,7 @@ impl Feed {
 mod tests {
     use super::flags::{VM_READ, VM_WRITE};
     use super::*;
-    use crate::trace::slab::Sizes;
+    use crate::trace::counts::slab::Sizes;
 
     /// Spec §4.3's x86_64 sizes: object_size 96/64, slab_size 104/64.
     pub(super) fn s() -> Sizes {

@@ -4,8 +4,8 @@
 //! the syscalls: a different record, paired and placed by rules of its own.
 use super::{flags::PGOFF_ARCH, queue::Queued, Feed};
 use crate::trace::{
-    pids::Tree,
-    slab::{At, Sizes},
+    counts::slab::{At, Sizes},
+    tree::pids::Tree,
 };
 use lazyvma_model::{
     event::{Event, FaultKind, PAGE_SIZE},
@@ -88,8 +88,8 @@ impl Feed {
     /// the address's marks a file.
     /// `op.ktime`: the hook's exit, inside the fault's mmap_lock read section. Otherwise
     /// (the fault tracepoints feed) it places a prepare that waits for it, if any.
-    pub fn prepare_hook(&mut self, tree: &Tree, op: &crate::trace::ops::Op) {
-        let crate::trace::ops::KernelOp::Prepare { vma, ret, task_mm, .. } = &op.op else { return };
+    pub fn prepare_hook(&mut self, tree: &Tree, op: &crate::trace::ingest::ops::Op) {
+        let crate::trace::ingest::ops::KernelOp::Prepare { vma, ret, task_mm, .. } = &op.op else { return };
         if !self.from_hooks {
             if let Some((ev, at)) = self.awaiting_hook.remove(&op.pid) {
                 self.hooked(tree, ev, at, vma, *ret, *task_mm);
@@ -238,7 +238,7 @@ mod tests {
     fn a_prepare_outside_a_fault_takes_its_hooks_vma() {
         let (tree, mut f) = execed();
         f.prepare_hooked = true;
-        use crate::trace::ops::{KernelOp, Op};
+        use crate::trace::ingest::ops::{KernelOp, Op};
         let exit = |vma, task_mm, ktime| Op { tgid: 100, pid: 100, ktime, backend: 0, op: KernelOp::Prepare { vma, ret: 0, reused_neighbour: false, task_mm } };
         let snap = |mm: u64| lazyvma_model::hook_abi::VmaSnap {
             vma: 0xffff_8880_0000_1000,

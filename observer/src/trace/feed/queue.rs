@@ -1,8 +1,8 @@
-//! Per-mm order: VMA syscalls and prepares wait in their mm's queue (`trace/order.rs`) and
+//! Per-mm order: VMA syscalls and prepares wait in their mm's queue (`trace/feed/order.rs`) and
 //! are applied in the order the mm serialised them; a fork, exec or exit first runs
 //! everything queued before it. Apart because when a record runs is not what it means.
 use super::Feed;
-use crate::trace::slab::At;
+use crate::trace::counts::slab::At;
 use lazyvma_model::trace_abi::{PrepareVma, SyscallEvent};
 
 /// A syscall or prepare waiting for its place in its mm's order, with where it counts
@@ -67,7 +67,10 @@ mod tests {
         f.syscall(&tree, &SyscallEvent { pid: 101, key: 3 * MS, ..sys(100, SYS_MUNMAP, [0x1_0000_0000, 4 * PAGE_SIZE, 0, 0, 0, 0], 0) });
         assert_eq!(f.events.len(), 2, "held back until the window passed");
         // A record far later lets them go; one keyed before an applied one is not placed.
-        f.syscall(&tree, &SyscallEvent { key: 10 * MS + crate::trace::order::WINDOW_NS, ..sys(100, SYS_MPROTECT, [0x1_0000_4000, PAGE_SIZE, 1, 0, 0, 0], 0) });
+        f.syscall(
+            &tree,
+            &SyscallEvent { key: 10 * MS + crate::trace::feed::order::WINDOW_NS, ..sys(100, SYS_MPROTECT, [0x1_0000_4000, PAGE_SIZE, 1, 0, 0, 0], 0) },
+        );
         f.syscall(&tree, &SyscallEvent { key: 3 * MS + 1, ..sys(100, SYS_MADVISE, [0x1_0000_4000, PAGE_SIZE, 12, 0, 0, 0], 0) });
         f.finish(&tree, 0, &[]);
         let kinds = kinds(&f);

@@ -1,8 +1,8 @@
 //! Seeding: processes running before the trace, modelled from the snapshot taken at its
-//! start (`trace/seed.rs` takes it and builds their models; this applies the result when
+//! start (`trace/feed/seed.rs` takes it and builds their models; this applies the result when
 //! the end marker comes). Apart because only -p and --cgroup traces have it.
 use super::{Feed, Proc};
-use crate::trace::{pids::Tree, slab::At};
+use crate::trace::{counts::slab::At, tree::pids::Tree};
 
 impl Feed {
     /// The trace seeds (or seeded) running processes from a snapshot.
@@ -39,14 +39,14 @@ impl Feed {
 
     /// A phase marker from `tgid`: lazyvma's own bracket the snapshot pass. `observed`: the
     /// slab tally's rows so far (what a seeded process did before its seed).
-    pub fn seed_marker(&mut self, tree: &Tree, observed: &[crate::trace::slab::PhaseRow], tgid: u32, id: u32) {
+    pub fn seed_marker(&mut self, tree: &Tree, observed: &[crate::trace::counts::slab::PhaseRow], tgid: u32, id: u32) {
         let Some(p) = self.seed.as_mut().filter(|p| p.tgid == tgid) else { return };
-        if id == crate::trace::seed::TRACED || id == crate::trace::seed::START {
+        if id == crate::trace::feed::seed::TRACED || id == crate::trace::feed::seed::START {
             p.followed = true;
-            p.inside |= id == crate::trace::seed::START;
+            p.inside |= id == crate::trace::feed::seed::START;
             return;
         }
-        if id != crate::trace::seed::END {
+        if id != crate::trace::feed::seed::END {
             return;
         }
         for (mm, item) in self.order.drain() {

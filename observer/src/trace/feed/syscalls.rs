@@ -2,7 +2,7 @@
 //! `load::syscalls`) turned into model events (mmap's flags, mremap's moves, brk, mlock...), apart from
 //! when they run (`queue.rs`) and the bits they map (`flags.rs`).
 use super::{flags::*, queue::Queued, Feed};
-use crate::trace::{pids::Tree, slab::At};
+use crate::trace::{counts::slab::At, tree::pids::Tree};
 use lazyvma_model::{
     event::{vm, Advice, Event, Pid, PAGE_SIZE},
     trace_abi::*,

@@ -8,7 +8,7 @@
 //! teardown's frees (inside a fork syscall, `WHY_FORK`) still stream, its first one flagged
 //! (`WHY_FAILED_FORK`), and they tell the allocations (the teardown frees every object the
 //! child had).
-use super::slab::{Kind, SlabCounts};
+use crate::trace::counts::slab::{Kind, SlabCounts};
 use std::collections::{HashMap, HashSet};
 
 #[derive(Default)]

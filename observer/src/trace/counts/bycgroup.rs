@@ -1,12 +1,12 @@
 //! `trace --by-cgroup`: each traced process's cgroup, read from /proc at first sight, and
 //! the final counts grouped by it. Keyed by the tracer's process index (`Proc::proc`), so
 //! any per-process column (the model's eager/lazy) groups the same way as the observed one.
-use super::{
-    pids::Tree,
-    slab::{Sizes, SlabCounts, SlabTally},
-};
 use crate::cgroup::{self, Membership};
 use crate::report::cgroup::{GONE, OTHER};
+use crate::trace::{
+    counts::slab::{Sizes, SlabCounts, SlabTally},
+    tree::pids::Tree,
+};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
@@ -77,7 +77,7 @@ impl ByCgroup {
     }
 }
 
-fn af(c: &super::slab::AllocFree) -> Value {
+fn af(c: &crate::trace::counts::slab::AllocFree) -> Value {
     json!({ "alloc": c.alloc, "free": c.free })
 }
 
@@ -109,7 +109,7 @@ pub fn text(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::slab::{At, Kind};
+    use crate::trace::counts::slab::{At, Kind};
     use lazyvma_model::trace_abi::FN_PREPARE;
 
     #[test]

@@ -27,10 +27,10 @@ use lazyvma_model::{
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
-use super::{bpf::Loaded, pids::Tree};
 use crate::load::syscalls::syscall_ids;
 use crate::record::format::SeedRec;
 use crate::snapshot::{decode, reader};
+use crate::trace::{ingest::bpf::Loaded, tree::pids::Tree};
 
 /// Marker ids (behavior − MARKER_BASE) bracketing the pass; far above the workload's.
 pub const START: u32 = 0x5e_ed00;
@@ -177,7 +177,7 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
     // Every count before the end marker into the map before the feed reads it there (the
     // main thread handles the marker only after this thread is joined): a seeded process's
     // counts before the seed are what its model does not hold.
-    super::front::flush();
+    crate::trace::ingest::front::flush();
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
         Ok((topo, stats)) => {
@@ -466,9 +466,9 @@ mod tests {
         tree.exec(100);
         f.exec(&tree, 100, 0);
         f.seed_marker(&tree, &[], ME, START);
-        let mut counts = crate::trace::slab::SlabCounts::default();
-        counts.add(crate::trace::slab::Kind::AnonVma, true);
-        let observed = [crate::trace::slab::PhaseRow { proc: 1, tgid: 200, phase: None, counts }];
+        let mut counts = crate::trace::counts::slab::SlabCounts::default();
+        counts.add(crate::trace::counts::slab::Kind::AnonVma, true);
+        let observed = [crate::trace::counts::slab::PhaseRow { proc: 1, tgid: 200, phase: None, counts }];
         f.seed_marker(&tree, &observed, ME, END);
         let c = &f.coverage;
         assert_eq!((c.seeded.as_slice(), c.not_seeded.len(), c.modelled), (&[200][..], 0, 2), "{:?}", c.not_seeded);
@@ -579,13 +579,13 @@ mod tests {
         f.seed_marker(&tree, &[], ME, START);
         f.seed_marker(&tree, &[], ME, END);
         assert_eq!(f.seed_start.as_ref().map(|s| s.prep.pids().to_vec()), Some(vec![(100, 1), (200, 2)]));
-        assert_eq!(crate::trace::model_view::sweep_not_run(&f), None);
+        assert_eq!(crate::trace::out::model_view::sweep_not_run(&f), None);
         f.syscall(&tree, &munmap(100));
         f.syscall(&tree, &munmap(200));
         // Both applied and counted; one kept.
         assert_eq!((f.coverage.events_fed, f.events.len(), f.events_dropped), (2, 1, 1));
         assert_eq!((f.eager.anon_vma.free, f.lazy.anon_vma.free), (2, 0));
-        let why = crate::trace::model_view::sweep_not_run(&f).unwrap();
+        let why = crate::trace::out::model_view::sweep_not_run(&f).unwrap();
         assert!(why.contains("1 model events past --model-events-max 1"), "{why}");
     }
 

@@ -211,7 +211,7 @@ mod tests {
     }
 
     /// Lines of a Debian 6.12.118 cloud amd64 guest's /proc/kallsyms (KALLSYMS_ALL, KASLR).
-    const GUEST: &str = include_str!("../../tests/fixtures/kallsyms-6.12-amd64.txt");
+    const GUEST: &str = include_str!("../../../tests/fixtures/kallsyms-6.12-amd64.txt");
 
     #[test]
     fn only_text_symbols_name_frames() {

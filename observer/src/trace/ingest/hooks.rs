@@ -2,11 +2,11 @@
 //! `trace::attach` attached (fentry, or kprobe, per function), else the tracepoint fallback
 //! trace itself attaches (slab events by call_site, clone callers from kernel stacks), else
 //! unavailable, always with why.
-use super::attach::HookAttach;
 use crate::load::{
     backend::{self, Backend, Choice, Facts},
     probe::{AttachType, ProbeResult, Probes},
 };
+use crate::trace::ingest::attach::HookAttach;
 
 const NOT_WIRED: &str = "its tracepoint fallback is not attached by trace";
 
@@ -19,7 +19,7 @@ const UNWIRED: &[&str] = &["exit_mmap", "rmap", "lock:contention_begin", "lock:c
 /// The lock tracepoints as `trace::locks::attach` left them (they are in `UNWIRED` for
 /// whoever does not attach them, e.g. serve).
 pub fn locks(backend: &mut [Choice], outcome: &Result<(), String>) {
-    for c in backend.iter_mut().filter(|c| super::locks::TRACEPOINTS.contains(&c.hook)) {
+    for c in backend.iter_mut().filter(|c| crate::trace::counts::locks::TRACEPOINTS.contains(&c.hook)) {
         match outcome {
             Ok(()) => {
                 c.backend = Backend::Tracepoint;

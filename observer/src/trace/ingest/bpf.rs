@@ -80,7 +80,7 @@ pub struct Config {
     pub btf_globals: Vec<(&'static str, u64)>,
     pub hook_offsets: HookOffsets,
     /// The lock programs' offsets and set size; None leaves them inert (never attached).
-    pub locks: Option<super::locks::Setup>,
+    pub locks: Option<crate::trace::counts::locks::Setup>,
     /// Attach `FEED_PROGRAMS` (the model is fed).
     pub feed: bool,
     /// `vm_area_struct.vm_file` from BTF (u64::MAX: unknown).
@@ -315,7 +315,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let offsets = PodOffsets(cfg.offsets);
     let hook_offsets = PodHookOffsets(cfg.hook_offsets);
     let syscall_ids = crate::load::syscalls::syscall_ids();
-    let lock_fields = super::order::lock_fields();
+    let lock_fields = crate::trace::feed::order::lock_fields();
     let fault_fn = [cfg.fault_fn.0, cfg.fault_fn.1];
     let mut loader = EbpfLoader::new();
     for (name, value) in &cfg.btf_globals {
@@ -324,7 +324,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     loader.override_global("HOOK_OFFSETS", &hook_offsets, true);
     let lock_offsets = PodLockOffsets(cfg.locks.map_or(LockOffsets::UNSET, |l| l.offsets));
     loader.override_global("LOCK_OFFSETS", &lock_offsets, true);
-    let ksm_offsets = super::ksm::Pod(super::ksm::offsets());
+    let ksm_offsets = crate::trace::counts::ksm::Pod(crate::trace::counts::ksm::offsets());
     loader.override_global("KSM_OFFSETS", &ksm_offsets, true);
     if let Some(l) = cfg.locks {
         loader.map_max_entries("LOCK_ANON_VMAS", l.set_entries);
@@ -347,7 +347,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let ring_bytes = cfg.ringbuf_bytes as u64;
     let context = PodContext(cfg.context);
     let aggregate = cfg.aggregate.map_or(0, |a| a.mode);
-    let front = u32::from(aggregate & AGG_TRACE != 0 && super::front::usable());
+    let front = u32::from(aggregate & AGG_TRACE != 0 && crate::trace::ingest::front::usable());
     let sizes: [u64; 2] = cfg.aggregate.map_or([NO_FIELD; 2], |a| [a.sizes.0, a.sizes.1]);
     let cache_fields: [u64; 2] = cfg.cache_fields.map_or([NO_FIELD; 2], |(o, s)| [o, s]);
     // The feed's prepare inside `trace_slab_alloc_btf`, if that one attaches (else the
@@ -395,7 +395,7 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     for &(prog, cat, name) in FEED_PROGRAMS.iter().filter(|_| cfg.feed) {
         let tp = format!("{cat}:{name}");
         if prog == "trace_mmap_lock" && lock_fields.contains(&lazyvma_model::trace_abi::NO_FIELD) {
-            let why = match super::format::Format::read("mmap_lock:mmap_lock_acquire_returned") {
+            let why = match crate::trace::ingest::format::Format::read("mmap_lock:mmap_lock_acquire_returned") {
                 Err(_) => "tracepoint absent (mmap_lock tracepoints came in 5.11): syscalls are ordered by their exit, not by their mmap_lock",
                 Ok(_) => "no `write`/`success` field in its format",
             };
@@ -474,7 +474,7 @@ pub const BTF_PROGRAMS: &[(&str, &str)] = &[
 
 /// Why `trace` would not try `tp_btf` program `prog` on this kernel (another prototype), if so.
 pub fn btf_unused(prog: &str) -> Option<String> {
-    let has = |tp: &str, f: &str| super::format::Format::read(tp).is_ok_and(|fmt| fmt.get(f).is_some());
+    let has = |tp: &str, f: &str| crate::trace::ingest::format::Format::read(tp).is_ok_and(|fmt| fmt.get(f).is_some());
     let absent = |tp: &str| !crate::load::probe::has_tracepoint(tp);
     match prog {
         "trace_user_fault_btf" | "trace_kernel_fault_btf" if absent("exceptions:page_fault_user") => {

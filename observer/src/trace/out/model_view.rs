@@ -1,8 +1,8 @@
 //! The model's part of `trace`'s report: eager and lazy counts next to the observed ones
 //! (totals, per (process, phase), live rows) and what the model covered.
-use super::{
+use crate::trace::{
+    counts::slab::{AllocFree, Sizes, SlabCounts},
     feed::Feed,
-    slab::{AllocFree, Sizes, SlabCounts},
 };
 use serde_json::{json, Value};
 use std::io::Write;
@@ -129,7 +129,7 @@ pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
         // Outside a fault, placed on the prepare hook's VMA (guest kernels with fentry/kprobes).
         "prepares_placed_by_hook": c.prepares_placed_by_hook,
         "layout_mismatches": c.layout_mismatches,
-        // Syscalls / prepares that came after a later one of their mm was applied (trace/order.rs).
+        // Syscalls / prepares that came after a later one of their mm was applied (trace/feed/order.rs).
         "out_of_order": c.out_of_order,
         "reordered": f.reordered(),
         // Allocated and freed by threads that lost a prepare race: observed = eager + these.

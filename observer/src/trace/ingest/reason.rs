@@ -3,7 +3,7 @@
 //! syscall it is in, exiting or not: `with_context`) or, with `--stacks`, from the kernel
 //! stack: on a tracepoint-only kernel the stack is the only way to tell a split's clone
 //! from a merge's inside one syscall.
-use super::symbols::Symbols;
+use crate::trace::ingest::symbols::Symbols;
 use lazyvma_model::trace_abi::{
     FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXEC, WHY_EXIT, WHY_FORK, WHY_MERGE, WHY_MREMAP, WHY_MUNMAP, WHY_MUNMAP_OR_MERGE,
     WHY_SPLIT, WHY_SPLIT_OR_MERGE,
@@ -182,7 +182,7 @@ mod tests {
     /// The stacks a 6.12 amd64 guest gave, on its real kallsyms (KASLR slide of that boot).
     #[test]
     fn guest_stacks_name_the_caller_past_the_fexit_trampoline() {
-        let s = Symbols::parse(include_str!("../../tests/fixtures/kallsyms-6.12-amd64.txt")).unwrap();
+        let s = Symbols::parse(include_str!("../../../tests/fixtures/kallsyms-6.12-amd64.txt")).unwrap();
         let (alloc, clone, split, tramp) = (0xffffffffbb7bae10, 0xffffffffbb7919a2, 0xffffffffbb79c7c4, 0xffffffffc0201044);
         assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, 0xffffffffbb791955, split], &s), "split");
         assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, split], &s), "split");

@@ -6,8 +6,8 @@
 //! thread; otherwise (kswapd, khugepaged, an untraced process) for the process that owns
 //! the anon_vma (allocated it, or was first seen using it at start) if that one is traced,
 //! as `via_owner`; otherwise, in system scope, under "other", else it is out of scope.
-use super::{format::Format, pids::Tree};
 use crate::report::hist;
+use crate::trace::{ingest::format::Format, tree::pids::Tree};
 use aya::{
     maps::{MapData, PerCpuArray},
     programs::{Iter, TracePoint},

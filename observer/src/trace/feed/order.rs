@@ -6,7 +6,7 @@
 //! every record that could still precede them has arrived: a key older than the newest
 //! seen minus [`WINDOW_NS`]. Only one mm's order matters to its model, so each mm has its
 //! own queue and its own floor.
-use super::format::Format;
+use crate::trace::ingest::format::Format;
 use lazyvma_model::trace_abi::NO_FIELD;
 use std::collections::{BTreeMap, HashMap};
 

@@ -4,7 +4,7 @@
 //! chunk, draws the same timeline. Live = allocations − frees so far in the traced
 //! scope: objects that existed before the trace are not in it, so it can go below zero.
 //! The model's columns count what a seed (-p, --cgroup) gave it too: live objects, never negative.
-use super::slab::SlabCounts;
+use crate::trace::counts::slab::SlabCounts;
 use serde_json::{json, Value};
 
 /// anon_vma / anon_vma_chain live counts (signed: see the module comment).
@@ -16,7 +16,7 @@ pub struct Net {
 
 impl Net {
     pub fn of(c: &SlabCounts) -> Net {
-        let net = |a: &super::slab::AllocFree| a.alloc as i64 - a.free as i64;
+        let net = |a: &crate::trace::counts::slab::AllocFree| a.alloc as i64 - a.free as i64;
         Net { anon_vma: net(&c.anon_vma), anon_vma_chain: net(&c.anon_vma_chain) }
     }
 }
@@ -31,10 +31,10 @@ pub struct Point {
 }
 
 impl Point {
-    fn of(t_ms: u64, t: &super::Tracer) -> Point {
+    fn of(t_ms: u64, t: &crate::trace::Tracer) -> Point {
         // The model's live objects include what a seed (-p) gave it: never below zero.
-        let model = |f: &super::feed::Feed| {
-            let l = super::model_view::live_now(f);
+        let model = |f: &crate::trace::feed::Feed| {
+            let l = crate::trace::out::model_view::live_now(f);
             (Net { anon_vma: l[0], anon_vma_chain: l[1] }, Net { anon_vma: l[2], anon_vma_chain: l[3] })
         };
         Point { t_ms, observed_live: Net::of(&t.tally.total), model_live: t.feed.as_ref().map(model) }
@@ -69,7 +69,7 @@ impl Timeline {
     }
 }
 
-impl super::Tracer {
+impl crate::trace::Tracer {
     pub fn push_point(&mut self, t_ms: u64) {
         let p = Point::of(t_ms, self);
         self.timeline.points.push(p);
@@ -100,7 +100,7 @@ impl super::Tracer {
 
 /// A replay: every recorded record through the tracer, a point after each records chunk.
 /// The records through the tracer, in order; `Err(n)`: `stop()` said so after `n` records.
-pub fn replay(t: &mut super::Tracer, rec: &crate::record::reader::Recording, stop: impl Fn() -> bool) -> Result<(), usize> {
+pub fn replay(t: &mut crate::trace::Tracer, rec: &crate::record::reader::Recording, stop: impl Fn() -> bool) -> Result<(), usize> {
     let mut stamps = rec.stamps.iter().peekable();
     for (i, r) in rec.records().enumerate() {
         if i % 4096 == 0 && stop() {
@@ -117,7 +117,7 @@ pub fn replay(t: &mut super::Tracer, rec: &crate::record::reader::Recording, sto
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::trace::slab::AllocFree;
+    use crate::trace::counts::slab::AllocFree;
 
     fn point(t_ms: u64, av: (u64, u64), avc: (u64, u64)) -> Point {
         let c = SlabCounts { anon_vma: AllocFree { alloc: av.0, free: av.1 }, anon_vma_chain: AllocFree { alloc: avc.0, free: avc.1 }, ..Default::default() };

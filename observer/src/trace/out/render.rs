@@ -1,10 +1,10 @@
 //! The live rows and the final report of `lazyvma trace`, as text or one JSON object.
-use super::{
-    command::Status,
-    slab::{Sizes, SlabCounts},
+use crate::load::backend::Choice;
+use crate::trace::{
+    counts::slab::{Sizes, SlabCounts},
+    tree::command::Status,
     Tracer,
 };
-use crate::load::backend::Choice;
 use lazyvma_model::trace_abi::FUNCTIONS;
 use serde_json::{json, Map, Value};
 use std::io::Write;
@@ -57,7 +57,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
             v
         })
         .collect();
-    super::model_view::add_to_phases(t.feed.as_ref(), &mut phases);
+    crate::trace::out::model_view::add_to_phases(t.feed.as_ref(), &mut phases);
     let status = match r.status {
         Some(Status::Exited(c)) => json!({ "exit_status": c, "signal": null }),
         Some(Status::Signaled(s)) => json!({ "exit_status": null, "signal": s }),
@@ -102,7 +102,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
         "eager": t.feed.as_ref().map(|f| f.eager.json()),
         "lazy": t.feed.as_ref().map(|f| f.lazy.json()),
         "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
-        "model": super::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
+        "model": crate::trace::out::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
     })
 }
 
@@ -207,7 +207,7 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         let j = t.op_stats.rmap_json();
         writeln!(out, "rmap: {} walks by caller {}; lock wait ns {}; contended {}", j["walks"], j["by_caller"], j["wait_ns"], j["contended"])?;
     }
-    super::model_view::text(t.feed.as_ref(), &t.sizes, r.scope, out)
+    crate::trace::out::model_view::text(t.feed.as_ref(), &t.sizes, r.scope, out)
 }
 
 /// One live row: what happened in the last interval, and the totals so far.
@@ -224,14 +224,14 @@ pub fn live_header(out: &mut impl Write) -> std::io::Result<()> {
         "AVC net",
         "lost",
         "lock p50/p99/max us",
-        super::model_view::LIVE_HEAD
+        crate::trace::out::model_view::LIVE_HEAD
     )
 }
 
 pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -> std::io::Result<()> {
     let i = &t.interval;
     let tot = &t.tally.total;
-    let net = |a: &super::slab::AllocFree| a.alloc as i64 - a.free as i64;
+    let net = |a: &crate::trace::counts::slab::AllocFree| a.alloc as i64 - a.free as i64;
     writeln!(
         out,
         "{:>7.1}s  {:>8} {:>8} {:>10} {:>8}  {:>8} {:>8}  {:>6}  {:>20}  {}",
@@ -244,7 +244,7 @@ pub fn live_row(t: &Tracer, elapsed_ms: u128, lost: u64, out: &mut impl Write) -
         net(&tot.anon_vma_chain),
         lost,
         lock_waits(t.locks.interval.as_ref()),
-        super::model_view::live(t.feed.as_ref(), &t.sizes)
+        crate::trace::out::model_view::live(t.feed.as_ref(), &t.sizes)
     )
 }
 

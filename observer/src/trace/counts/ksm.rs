@@ -5,13 +5,13 @@
 //! process's items are removed by ksmd after its exit, when the mm has no owner left).
 //! Not fed to the model: `Event::KsmMerge` would need its KSM cleanup too, which the
 //! tracepoints do not show (the model's coverage lists merges as unmodelled instead).
-use super::{
-    format::Format,
-    ops::{KernelOp, Op},
-    pids::Tree,
-    slab::At,
-};
 use crate::load::backend::KSM_TRACEPOINTS;
+use crate::trace::{
+    counts::slab::At,
+    ingest::format::Format,
+    ingest::ops::{KernelOp, Op},
+    tree::pids::Tree,
+};
 use lazyvma_model::trace_abi::{KsmEvent, KsmOffsets, EV_KSM_MERGE, NO_FIELD};
 use serde::Serialize;
 use std::collections::HashMap;
@@ -205,12 +205,12 @@ mod tests {
     fn hook_records_decode_to_the_same_ops() {
         let mut ev = HookEvent { kind: EV_HOOK, hook: HK_KSM_MERGE, phase: PH_EXIT, backend: BK_KPROBE, ..Default::default() };
         ev.args = [0x10, 0x100, 0x7000_0000_1000 | KSM_STABLE_FLAG, 0, 10, 0xa0];
-        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. }));
+        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. }));
         ev.ret = (-14i64) as u64;
-        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmMerge { err: -14, .. }));
+        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmMerge { err: -14, .. }));
         ev.hook = HK_KSM_REMOVE;
-        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: true, .. }));
+        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: true, .. }));
         ev.args[2] = 0x7000_0000_1000 | KSM_UNSTABLE_FLAG;
-        assert!(matches!(crate::trace::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: false, .. }));
+        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: false, .. }));
     }
 }

@@ -1,7 +1,7 @@
 //! Function-hook records → a typed stream of kernel operations, the input an eager model
 //! replays: every VMA carries its pointer, mm, geometry, flags, anon_vma and chain length as
 //! the hook saw them. Entry and exit records of one call are paired per thread here.
-use super::symbols::Symbols;
+use crate::trace::ingest::symbols::Symbols;
 use lazyvma_model::hook_abi::*;
 use std::{collections::HashMap, fmt};
 

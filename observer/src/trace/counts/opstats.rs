@@ -1,7 +1,7 @@
 //! Counts of the `KernelOp` stream for the report: ops by kind, the object counts they
 //! imply (to hold against the slab ground truth), and rmap walks by caller with the time
 //! spent waiting for the root anon_vma lock.
-use super::ops::{KernelOp, Op, OP_NAMES};
+use crate::trace::ingest::ops::{KernelOp, Op, OP_NAMES};
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
