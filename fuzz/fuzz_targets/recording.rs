@@ -18,9 +18,15 @@ mod load {
 }
 #[path = "../../observer/src/trace"]
 mod trace {
-    pub mod format;
-    pub mod locks;
-    pub mod pids;
+    pub mod counts {
+        pub mod locks;
+    }
+    pub mod ingest {
+        pub mod format;
+    }
+    pub mod tree {
+        pub mod pids;
+    }
 }
 #[path = "../../observer/src/sys.rs"]
 mod sys;
