@@ -486,3 +486,36 @@ fn posix_spawn_child_prepares_in_its_parents_mm() {
     let parent: Vec<[i64; 2]> = rows.iter().filter(|p| p["proc"].as_i64() == Some(0)).map(net).collect();
     assert_eq!(parent, [[-3, -3]], "{}", j["phases"]);
 }
+
+/// The count map's per-CPU front (`TALLY_FRONT`) changes no count: the same fork loop traced
+/// with it and without it (lazyvma held to one CPU by `taskset`, where the front is off)
+/// gives the same rows per (process, phase), and the model's eager counts equal the slab's.
+#[test]
+fn the_count_front_changes_no_count() {
+    if !root_or_skip("the_count_front_changes_no_count") || !workload_ready("the_count_front_changes_no_count") {
+        return;
+    }
+    let run = |pinned: bool| -> Value {
+        let w = workload();
+        let args = ["trace", "-j", "--", w.as_str(), "fork-loop", "-n", "16", "--loops", "200"];
+        let mut cmd = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", BIN]).args(args);
+            c
+        } else {
+            let mut c = Command::new(BIN);
+            c.args(args);
+            c
+        };
+        let out = no_aslr(&mut cmd).output().expect("running lazyvma");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let j = report(&out.stdout).expect("trace -j");
+        assert_eq!(j["lost_events"], 0, "records lost: not comparable");
+        assert_eq!(j["eager"], j["observed"], "model eager != observed (pinned: {pinned})");
+        j
+    };
+    let (front, plain) = (run(false), run(true));
+    assert_eq!(front["observed"], plain["observed"]);
+    assert_eq!(phases(&front), phases(&plain));
+    assert!(four(&front["observed"])[0] >= 200, "{}", front["observed"]);
+}

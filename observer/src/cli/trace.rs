@@ -405,7 +405,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
     // this one drains the ring buffer into `seeding`, fed once the pass is in.
     let mut seeding: Seeding = None;
     if matches!(scope, "pids" | "cgroup") && tracer.feed.is_some() {
-        seeding = Some((Some(crate::trace::feed::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, seed_facts, markers)), Held::default()));
+        seeding = Some((
+            Some(crate::trace::feed::seed::start(&mut loaded, &tracer.tree, tracer.knobs, btf_path, seed_facts, markers, tracer.kernel_front.is_some())),
+            Held::default(),
+        ));
     }
     let start = Instant::now();
     if let Some(h) = held.as_mut() {

@@ -22,7 +22,7 @@ use lazyvma_model::{
     pair::Pair,
     seed::{Prepared, Seed},
     topology::{ProcessTopo, Topology},
-    trace_abi::{MARKER_BASE, SYS_COUNT},
+    trace_abi::SYS_COUNT,
 };
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
@@ -83,10 +83,7 @@ pub struct SeedEnd {
     pub reasons: BTreeMap<u32, String>,
 }
 
-pub fn marker(id: u32) {
-    // SAFETY: an invalid advice on an empty range: EINVAL, nothing changes.
-    unsafe { libc::syscall(libc::SYS_madvise, 0usize, 0usize, (MARKER_BASE + u64::from(id)) as libc::c_long) };
-}
+pub use crate::trace::ingest::front::marker;
 
 /// The pass on its own thread: the caller keeps draining the ring buffer meanwhile (a busy
 /// system fills it in well under a second) and holds what it reads until `join`.
@@ -115,7 +112,8 @@ pub struct Facts {
 
 /// Start the pass for the scope's processes now (see `Running`). A pass that fails leaves
 /// every candidate unseeded with the reason; nothing here stops the trace.
-pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, facts: Facts, markers: bool) -> Running {
+/// `flush_front`: the slab programs count in `TALLY_FRONT`, flushed right after the end marker.
+pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&Path>, facts: Facts, markers: bool, flush_front: bool) -> Running {
     let candidates: Vec<u32> = tree.procs.iter().filter(|p| !p.exited).map(|p| p.tgid).collect();
     let mut p = Pending {
         tgid: std::process::id(),
@@ -136,7 +134,7 @@ pub fn start(loaded: &mut Loaded, tree: &Tree, knobs: Knobs, btf_path: Option<&P
     let handle = std::thread::Builder::new()
         .name("lazyvma-seed".into())
         .spawn(move || {
-            pass(&mut p, args, btf_path.as_deref(), facts, markers);
+            pass(&mut p, args, btf_path.as_deref(), facts, markers, flush_front);
             p
         })
         .expect("spawning the seeding thread");
@@ -154,7 +152,7 @@ fn syscall_args(loaded: &mut Loaded) -> Args {
     Ok(aya::maps::HashMap::try_from(aya::maps::Map::from_map_data(aya::maps::MapData::from_id(id)?)?)?)
 }
 
-fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, markers: bool) {
+fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, markers: bool, flush_front: bool) {
     if !markers {
         let why = "syscalls:sys_enter_madvise not attached: the snapshot cannot be placed in the record stream";
         p.reasons = p.candidates.iter().map(|&t| (t, why.to_string())).collect();
@@ -177,7 +175,9 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
     // Every count before the end marker into the map before the feed reads it there (the
     // main thread handles the marker only after this thread is joined): a seeded process's
     // counts before the seed are what its model does not hold.
-    crate::trace::ingest::front::flush();
+    if flush_front {
+        crate::trace::ingest::front::flush();
+    }
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
         Ok((topo, stats)) => {

@@ -419,8 +419,9 @@ pub fn load(cfg: &Config) -> anyhow::Result<Loaded> {
     let slab_counts = PerCpuArray::try_from(bpf.take_map("SLAB_COUNTS").context("map SLAB_COUNTS missing from the BPF object")?)?;
     let tally = bpf.take_map("TRACE_TALLY").context("map TRACE_TALLY missing from the BPF object")?;
     let tally = (aggregate & AGG_TRACE != 0).then(|| PerCpuHashMap::try_from(tally)).transpose()?;
-    let front = bpf.take_map("TALLY_FRONT").context("map TALLY_FRONT missing from the BPF object")?;
-    let front = (aggregate & AGG_TRACE != 0).then(|| PerCpuArray::try_from(front)).transpose()?;
+    let front_map = bpf.take_map("TALLY_FRONT").context("map TALLY_FRONT missing from the BPF object")?;
+    // Only where the programs use it: nothing to flush or read otherwise.
+    let front = (front != 0).then(|| PerCpuArray::try_from(front_map)).transpose()?;
     Ok(Loaded { ebpf: Some(bpf), ring: Some(ring), draining: None, backlog: Vec::new(), counters, slab_counts, tally, front, attached, missing, fallbacks })
 }
 

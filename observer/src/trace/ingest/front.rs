@@ -3,7 +3,8 @@
 //! run; where a read of the map must hold every count so far (the seed's end marker, a
 //! live row), each online CPU is asked to add its entries to the map first: a thread pinned
 //! to it sends lazyvma's `MARKER_FLUSH_FRONT`, whose program runs there. The end reads the
-//! entries left, once the programs are detached (`bpf::read_front`).
+//! entries left, once the programs are detached (`bpf::read_front`). Also the one sender of
+//! lazyvma's own markers (`marker`).
 use lazyvma_model::trace_abi::{MARKER_BASE, MARKER_FLUSH_FRONT};
 
 /// Whether this process may run on every online CPU: else the front is not used (a CPU
@@ -20,30 +21,27 @@ pub fn usable() -> bool {
     cpus.iter().all(|&c| (c as usize) < 8 * std::mem::size_of::<libc::cpu_set_t>() && unsafe { libc::CPU_ISSET(c as usize, &set) })
 }
 
-/// Every online CPU's front into the map; false if one could not be reached (not allowed
-/// by this process's cpuset, gone offline): its entries come at the end.
-pub fn flush() -> bool {
-    let Ok(cpus) = aya::util::online_cpus() else { return false };
-    // A thread of its own: the caller's CPU affinity stays as it was. Every CPU is tried.
+/// Every online CPU's front into the map. A CPU that cannot be reached (gone offline since
+/// `usable`) keeps its entries until the end, when they are read.
+pub fn flush() {
+    let Ok(cpus) = aya::util::online_cpus() else { return };
+    // A thread of its own: the caller's CPU affinity stays as it was.
     std::thread::scope(|s| {
         s.spawn(|| {
-            let mut all = true;
             for cpu in cpus {
-                all &= pin(cpu) && ask();
+                if pin(cpu) {
+                    marker(MARKER_FLUSH_FRONT);
+                }
             }
-            all
-        })
-        .join()
-        .unwrap_or(false)
-    })
+        });
+    });
 }
 
-/// The flush on this CPU: an invalid advice on an empty range (EINVAL, nothing changes),
-/// seen by `trace_marker`.
-fn ask() -> bool {
+/// `madvise(0, 0, MARKER_BASE + id)` from this thread: an invalid advice on an empty range
+/// (EINVAL, nothing changes), seen by `trace_marker` on the CPU it runs on.
+pub fn marker(id: u32) {
     // SAFETY: madvise of no memory.
-    unsafe { libc::syscall(libc::SYS_madvise, 0usize, 0usize, (MARKER_BASE + u64::from(MARKER_FLUSH_FRONT)) as libc::c_long) };
-    true
+    unsafe { libc::syscall(libc::SYS_madvise, 0usize, 0usize, (MARKER_BASE + u64::from(id)) as libc::c_long) };
 }
 
 /// This thread on `cpu` only.
