@@ -186,6 +186,10 @@ impl Run {
                 gone.live[1]
             ),
         };
+        if !ok {
+            // What the next engineer needs when it fails in CI and the guest is gone.
+            parts.push(b_facts(&self.trace, &self.snap_b));
+        }
         Verdict {
             ok,
             what: format!(
@@ -255,6 +259,30 @@ fn gone_before_b(trace: &Value, snap_a: &Value, snap_b: &Value) -> Gone {
         }
     }
     g
+}
+
+/// When B disagrees: what of B itself could explain it (the model holds no per-process
+/// live count in the trace's JSON, and a slab event belongs to the task that ran it, the
+/// forking parent for its child's objects, so rows are no per-process stand-in). A process
+/// the pass cut or could not finish is missing from B's totals; one B lists and the trace
+/// never saw started after its end.
+fn b_facts(trace: &Value, snap_b: &Value) -> String {
+    let known: std::collections::BTreeSet<i64> = trace["processes"].as_array().into_iter().flatten().filter_map(|p| p["tgid"].as_i64()).collect();
+    let new: Vec<String> = snap_b["processes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["comm"] != "lazyvma" && p["pid"].as_i64().is_some_and(|t| !known.contains(&t)))
+        .map(|p| format!("{} {} ({} AV)", p["pid"], p["comm"].as_str().unwrap_or("?"), p["eager"]["anon_vma"]))
+        .collect();
+    format!(
+        "B's pass: incomplete_processes {}, truncated_vmas {}, cut {}, lost {}; in B, not in the trace: {}",
+        snap_b["incomplete_processes"],
+        snap_b["truncated_vmas"],
+        snap_b["pass"]["cut"],
+        snap_b["lost_events"],
+        if new.is_empty() { "none".to_string() } else { new.join(", ") }
+    )
 }
 
 /// A seed's reason that is a race or an end, not a failure of the seed.
@@ -398,9 +426,10 @@ mod tests {
         assert!(v.ok, "{}", v.what);
         assert!(v.what.contains("exited between the end and B: 1 (tgid 20; their 97 AV, 192 AVC"), "{}", v.what);
         assert!(v.what.contains("anon_vma: model 5 vs B 5 (diff 0, bound 0)"), "{}", v.what);
-        // Alive in B, but holding a different count than the model: a mismatch.
+        // Alive in B, but holding a different count than the model: a mismatch, with B's facts.
         let v = run(snap(&[(1, "systemd", 5, 8), (20, "worker", 90, 192)]));
         assert!(!v.ok, "{}", v.what);
+        assert!(v.what.contains("in B, not in the trace: none"), "{}", v.what);
         // The seeded process gone: its objects at A taken off, and a bound of as much.
         let v = run(snap(&[(20, "worker", 97, 192)]));
         assert!(v.ok && v.what.contains("bound 5)"), "{}", v.what);
