@@ -32,7 +32,7 @@ impl GuestPanic {
     /// serialise finds no patch to emulate and oopses. Most likely QEMU's multi-threaded TCG
     /// running its translation of the old bytes a moment too long: seen once, in the CI's
     /// userland run of 2026-12-07 (6.12 amd64, a daemon's syscall exit on a jump label,
-    /// right after a sync-core IPI), never in the thousands of attaches of the other stages.
+    /// right after a sync-core IPI, while 24 services started), never in the other stages.
     pub fn is_int3(&self) -> bool {
         self.oops.as_deref().is_some_and(|o| o.contains("Oops: int3"))
     }
