@@ -6,6 +6,7 @@
 pub mod cgroup;
 pub mod cli;
 pub mod escape;
+pub mod exit;
 pub mod interrupt;
 pub mod load;
 pub mod record;

@@ -9,10 +9,32 @@ pub mod serve;
 pub mod snapshot;
 pub mod trace;
 
-/// Attach to an error as context to choose the process exit code (default 1); it adds no text.
-#[derive(Debug, thiserror::Error)]
-#[error("")]
-pub struct ExitCode(pub i32);
+pub use crate::exit::ExitCode;
+use std::time::Duration;
+
+/// A flag's duration: 10s, 500ms, 2m, 1h; a bare number is seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, unit) = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).map_or((s, "s"), |i| s.split_at(i));
+    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration (e.g. 10s, 500ms, 2m)"))?;
+    let secs = match unit {
+        "ms" => v / 1000.0,
+        "s" => v,
+        "m" => v * 60.0,
+        "h" => v * 3600.0,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (ms, s, m, h)")),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("`{s}`: a duration must be positive"));
+    }
+    // Bounded both ways: an Instant plus a year cannot overflow, and 1 ms is no busy loop.
+    if !(0.001..=MAX_DURATION_SECS).contains(&secs) {
+        return Err(format!("`{s}`: a duration must be from 1ms to 365 days"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+const MAX_DURATION_SECS: f64 = 365.0 * 86400.0;
 
 /// A flag error as one line (`lazyvma: invalid value 'x' for '--top <N>': ...`), exit 2;
 /// help and version print as clap prints them. clap echoes the user's argument, and its

@@ -3,7 +3,7 @@
 //! OpenMetrics on `/metrics` until SIGINT/SIGTERM.
 use crate::{
     cgroup,
-    cli::trace::{parse_duration, ppids, tgid_of},
+    cli::parse_duration,
     load::{
         backend::Facts,
         ebpf,
@@ -24,6 +24,7 @@ use crate::{
         ingest::hooks,
         ingest::symbols::Symbols,
         tree::pids::Tree,
+        tree::procfs::{ppids, tgid_of},
     },
 };
 use anyhow::{bail, Context};

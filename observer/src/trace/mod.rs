@@ -6,6 +6,7 @@ pub mod counts;
 pub mod feed;
 pub mod ingest;
 pub mod out;
+pub mod session;
 pub mod tree;
 
 use counts::slab::{At, Live, Sizes, SlabCounts, SlabTally};
