@@ -363,3 +363,70 @@ impl HookBackend {
         }
     }
 }
+
+/// The innermost frame of [`HookEvent::callers`] (its low byte) decoded: the operation a
+/// hooked call ran inside, named after the function (or syscall) whose frame it is.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// No frame (0): the call was not inside any of them.
+    TopLevel,
+    /// `anon_vma_fork` ([`CALLER_FORK`]).
+    AnonVmaFork,
+    /// `__split_vma` ([`CALLER_SPLIT`]).
+    SplitVma,
+    /// A merge function ([`CALLER_MERGE`]).
+    Merge,
+    /// `copy_vma` ([`CALLER_COPY_VMA`]).
+    CopyVma,
+    /// `folio_referenced` ([`CALLER_FOLIO_REFERENCED`]).
+    FolioReferenced,
+    /// `try_to_unmap` ([`CALLER_TRY_TO_UNMAP`]).
+    TryToUnmap,
+    /// `try_to_migrate` ([`CALLER_TRY_TO_MIGRATE`]).
+    TryToMigrate,
+    /// `remove_migration_ptes` ([`CALLER_REMOVE_MIGRATION_PTES`]).
+    RemoveMigrationPtes,
+    /// The mremap syscall ([`CALLER_MREMAP`]).
+    Mremap,
+    /// A code this build does not know: kept (the frame is context, not the record's
+    /// identity), named "?".
+    Unknown(u8),
+}
+
+#[cfg(feature = "std")]
+impl Caller {
+    /// The innermost frame of a `callers` stack.
+    pub fn innermost(callers: u64) -> Caller {
+        match (callers & 0xff) as u8 {
+            0 => Caller::TopLevel,
+            CALLER_FORK => Caller::AnonVmaFork,
+            CALLER_SPLIT => Caller::SplitVma,
+            CALLER_MERGE => Caller::Merge,
+            CALLER_COPY_VMA => Caller::CopyVma,
+            CALLER_FOLIO_REFERENCED => Caller::FolioReferenced,
+            CALLER_TRY_TO_UNMAP => Caller::TryToUnmap,
+            CALLER_TRY_TO_MIGRATE => Caller::TryToMigrate,
+            CALLER_REMOVE_MIGRATION_PTES => Caller::RemoveMigrationPtes,
+            CALLER_MREMAP => Caller::Mremap,
+            code => Caller::Unknown(code),
+        }
+    }
+
+    /// Its name in [`CALLERS`] ("" at top level, "?" for an unknown code).
+    pub fn name(self) -> &'static str {
+        match self {
+            Caller::TopLevel => CALLERS[0],
+            Caller::AnonVmaFork => CALLERS[CALLER_FORK as usize],
+            Caller::SplitVma => CALLERS[CALLER_SPLIT as usize],
+            Caller::Merge => CALLERS[CALLER_MERGE as usize],
+            Caller::CopyVma => CALLERS[CALLER_COPY_VMA as usize],
+            Caller::FolioReferenced => CALLERS[CALLER_FOLIO_REFERENCED as usize],
+            Caller::TryToUnmap => CALLERS[CALLER_TRY_TO_UNMAP as usize],
+            Caller::TryToMigrate => CALLERS[CALLER_TRY_TO_MIGRATE as usize],
+            Caller::RemoveMigrationPtes => CALLERS[CALLER_REMOVE_MIGRATION_PTES as usize],
+            Caller::Mremap => CALLERS[CALLER_MREMAP as usize],
+            Caller::Unknown(_) => "?",
+        }
+    }
+}

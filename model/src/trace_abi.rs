@@ -683,10 +683,11 @@ impl Ksm {
     }
 }
 
-/// A function hook record ([`HookEvent`]), decoded: which function, entry or exit, and which
-/// kind of program sent it are enums ([`HookFn`], [`Phase`], [`HookBackend`]), so no consumer
-/// compares `HK_*`, `PH_*` or `BK_*` numbers. The other fields are the record's, whose
-/// meaning per function is documented at each `HK_*`.
+/// A function hook record ([`HookEvent`]), decoded: which function, entry or exit, which
+/// kind of program sent it and the operation it ran inside are enums ([`HookFn`], [`Phase`],
+/// [`HookBackend`], [`Caller`]), so no consumer compares `HK_*`, `PH_*`, `BK_*` or `CALLER_*`
+/// numbers. The other fields are the record's, whose meaning per function is documented at
+/// each `HK_*`.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hook {
@@ -696,8 +697,8 @@ pub struct Hook {
     pub pid: u32,
     pub tgid: u32,
     pub ktime: u64,
-    /// [`HookEvent::callers`].
-    pub callers: u64,
+    /// The innermost frame of [`HookEvent::callers`] (the only one userspace reads).
+    pub caller: Caller,
     pub ret: u64,
     pub args: [u64; 6],
     pub a: VmaSnap,
@@ -717,7 +718,7 @@ impl Hook {
             pid: ev.pid,
             tgid: ev.tgid,
             ktime: ev.ktime,
-            callers: ev.callers,
+            caller: Caller::innermost(ev.callers),
             ret: ev.ret,
             args: ev.args,
             a: ev.a,
@@ -982,6 +983,20 @@ mod tests {
             let Some(Record::Hook(d)) = decode_any(&bytes(&m)) else { panic!("merge {i}") };
             let HookFn::Merge(f) = d.function else { panic!("merge {i}") };
             assert_eq!((f.name(), d.phase, d.backend, d.args[5]), (*name, Phase::Exit, HookBackend::Fentry, i as u64));
+        }
+        // The caller stack's innermost frame (low byte) is decoded; an unknown code is kept.
+        let mut c = HookEvent { hook: HK_CLONE, callers: (u64::from(CALLER_SPLIT) << 8) | u64::from(CALLER_MREMAP), ..h };
+        let caller = |c: &HookEvent| match decode_any(&bytes(c)) {
+            Some(Record::Hook(d)) => d.caller,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((caller(&c), caller(&c).name()), (Caller::Mremap, "mremap"));
+        c.callers = 0;
+        assert_eq!((caller(&c), caller(&c).name()), (Caller::TopLevel, ""));
+        c.callers = 0xfe;
+        assert_eq!((caller(&c), caller(&c).name()), (Caller::Unknown(0xfe), "?"));
+        for (code, name) in CALLERS.iter().enumerate() {
+            assert_eq!(Caller::innermost(code as u64).name(), *name);
         }
         assert!(MergeFn::VmaMerge.returns_vma() && MergeFn::VmaMergeNewRange.returns_vma() && !MergeFn::CommitMerge.returns_vma());
         let mut bad_merge = HookEvent { hook: HK_MERGE, ..h };

@@ -176,17 +176,13 @@ pub struct Op {
     pub op: KernelOp,
 }
 
-/// The innermost caller frame's name ("" if none).
-pub fn innermost(callers: u64) -> &'static str {
-    CALLERS.get((callers & 0xff) as usize).copied().unwrap_or("?")
-}
-
-fn reason(callers: u64, default: &'static str) -> &'static str {
-    match (callers & 0xff) as u8 {
-        CALLER_FORK => "fork",
-        CALLER_SPLIT => "split",
-        CALLER_MERGE => "merge",
-        CALLER_COPY_VMA | CALLER_MREMAP => "mremap",
+/// The reason a clone or unlink inside `caller` has (`default` outside these).
+fn reason(caller: Caller, default: &'static str) -> &'static str {
+    match caller {
+        Caller::AnonVmaFork => "fork",
+        Caller::SplitVma => "split",
+        Caller::Merge => "merge",
+        Caller::CopyVma | Caller::Mremap => "mremap",
         _ => default,
     }
 }
@@ -269,13 +265,13 @@ impl Decoder {
                 out.push(mk(KernelOp::Fork { vma, pvma, ret: int(ev.ret), reused_ancestor: reused }));
             }
             (AnonVmaClone, Exit) => {
-                let r = reason(ev.callers, "other");
+                let r = reason(ev.caller, "other");
                 out.push(mk(KernelOp::Clone { dst: ev.a, src: ev.b, ret: int(ev.ret), reason: r }));
             }
             (UnlinkAnonVmas, Entry) => {
                 let vma = ev.a;
                 let dflt = if self.exiting.contains(&(ev.pid, vma.mm)) { "exit" } else { "munmap" };
-                out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.callers, dflt) }));
+                out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.caller, dflt) }));
             }
             (PutAnonVma, Entry) => {
                 let [av, root, root_ref, ..] = ev.args;
@@ -358,7 +354,7 @@ impl Decoder {
 /// migrate.c calls rmap_walk only from remove_migration_ptes, which both kernels inline
 /// into migrate.c's other functions.
 fn walk_caller(ev: &Hook, syms: &Symbols, text: (u64, u64)) -> String {
-    let frame = innermost(ev.callers);
+    let frame = ev.caller.name();
     if !frame.is_empty() {
         return frame.into();
     }
@@ -400,7 +396,7 @@ fn complete(entry: &Hook, exit: &Hook) -> Option<KernelOp> {
                 // vma_merge(mm, prev, addr, end, ..), vma_expand(mas, vma, start, end, ..)
                 _ => (entry.args[2], entry.args[3]),
             };
-            KernelOp::Merge { function: f.name(), caller: innermost(entry.callers), vma: entry.a, other: entry.b, start, end, ret: exit.ret, merged }
+            KernelOp::Merge { function: f.name(), caller: entry.caller.name(), vma: entry.a, other: entry.b, start, end, ret: exit.ret, merged }
         }
         _ => return None,
     })
@@ -472,7 +468,20 @@ mod tests {
 
     fn ev(function: HookFn, phase: Phase) -> Hook {
         let none = VmaSnap::default();
-        Hook { function, phase, backend: HookBackend::Fentry, pid: 7, tgid: 7, ktime: 0, callers: 0, ret: 0, args: [0; 6], a: none, b: none, stack: [0; 6] }
+        Hook {
+            function,
+            phase,
+            backend: HookBackend::Fentry,
+            pid: 7,
+            tgid: 7,
+            ktime: 0,
+            caller: Caller::TopLevel,
+            ret: 0,
+            args: [0; 6],
+            a: none,
+            b: none,
+            stack: [0; 6],
+        }
     }
 
     /// A split's exit pairs with the split's entry, a merge function's with its own
@@ -515,7 +524,7 @@ mod tests {
         // The next prepare has no find_mergeable result left: not reused.
         d.feed_(&p, &mut out);
         let mut c = ev(AnonVmaClone, Exit);
-        c.callers = CALLER_FORK as u64;
+        c.caller = Caller::AnonVmaFork;
         d.feed_(&c, &mut out);
         let mut f = ev(AnonVmaFork, Exit);
         f.a = vma(2, 0xb0, 2);
@@ -574,9 +583,9 @@ mod tests {
     fn an_unlink_inside_mremap_is_mremap() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
         let mut u = ev(UnlinkAnonVmas, Entry);
-        u.callers = CALLER_MREMAP as u64;
+        u.caller = Caller::Mremap;
         d.feed_(&u, &mut out);
-        u.callers = 0;
+        u.caller = Caller::TopLevel;
         d.feed_(&u, &mut out);
         assert!(matches!(out[0].op, KernelOp::Unlink { reason: "mremap", .. }));
         assert!(matches!(out[1].op, KernelOp::Unlink { reason: "munmap", .. }));
@@ -598,7 +607,7 @@ mod tests {
         assert_eq!(d.unpaired, 1);
 
         let mut w = ev(RmapWalk, Entry);
-        w.callers = CALLER_TRY_TO_MIGRATE as u64;
+        w.caller = Caller::TryToMigrate;
         w.args = [0xf0, 0xa1, 0, 0, 0, 0];
         d.feed_(&w, &mut out);
         let mut l = ev(FolioLockAnonVmaRead, Entry);
@@ -610,13 +619,13 @@ mod tests {
         x.ret = 0xa0;
         d.feed_(&x, &mut out);
         // remove_migration_ptes inlined into migrate_folio_move: named by the return address.
-        w.callers = 0;
+        w.caller = Caller::TopLevel;
         w.stack = [0xffffffff81000010, 0xffffffff81000110, 0, 0, 0, 0];
         d.feed_(&w, &mut out);
         // A lock whose walk was inlined into its (hooked) caller is a walk of its own.
         let mut l2 = ev(FolioLockAnonVmaRead, Entry);
         l2.args = [0xf8, 0xa1, 0, 0, 0, 0];
-        l2.callers = CALLER_TRY_TO_MIGRATE as u64;
+        l2.caller = Caller::TryToMigrate;
         d.feed_(&l2, &mut out);
         // A trampoline address past _etext is skipped.
         w.stack = [0xffffffffc0001000, 0xffffffff81000210, 0, 0, 0, 0];
