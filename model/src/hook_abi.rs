@@ -211,3 +211,222 @@ pub const FEXIT_RET_PROGRAMS: [&str; 15] = [
 ];
 /// `FEXIT_ARGS` value: read the return value with `bpf_get_func_ret` (5.17+).
 pub const FEXIT_RET_HELPER: u64 = u64::MAX;
+
+/// The kernel function a hook record comes from: [`HookEvent::hook`] decoded (and, for
+/// [`HK_MERGE`], `args[5]`), named after the function. Decoded once, by
+/// [`Hook::of`](crate::trace_abi::Hook::of); a number no program sends makes the record
+/// malformed there, so nothing past the decoder compares `HK_*` numbers.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookFn {
+    /// `__anon_vma_prepare` ([`HK_PREPARE`]).
+    AnonVmaPrepare,
+    /// `find_mergeable_anon_vma` ([`HK_MERGEABLE`]).
+    FindMergeableAnonVma,
+    /// `anon_vma_fork` ([`HK_FORK`]).
+    AnonVmaFork,
+    /// `anon_vma_clone` ([`HK_CLONE`]).
+    AnonVmaClone,
+    /// `unlink_anon_vmas` ([`HK_UNLINK`]).
+    UnlinkAnonVmas,
+    /// `__put_anon_vma` ([`HK_PUT`]).
+    PutAnonVma,
+    /// `__split_vma` ([`HK_SPLIT`]).
+    SplitVma,
+    /// One of the merge functions ([`HK_MERGE`]).
+    Merge(MergeFn),
+    /// `copy_vma` ([`HK_COPY_VMA`]).
+    CopyVma,
+    /// `dup_mmap` ([`HK_DUP_MMAP`]).
+    DupMmap,
+    /// `exit_mmap` ([`HK_EXIT_MMAP`]).
+    ExitMmap,
+    /// `rmap_walk` / `rmap_walk_locked` ([`HK_RMAP_WALK`]).
+    RmapWalk,
+    /// `folio_lock_anon_vma_read` ([`HK_FOLIO_LOCK`]).
+    FolioLockAnonVmaRead,
+    /// `try_to_merge_with_ksm_page` ([`HK_KSM_MERGE`]).
+    TryToMergeWithKsmPage,
+    /// `remove_rmap_item_from_tree` ([`HK_KSM_REMOVE`]).
+    RemoveRmapItemFromTree,
+    /// `do_huge_pmd_anonymous_page` ([`HK_THP_FAULT`]).
+    DoHugePmdAnonymousPage,
+}
+
+#[cfg(feature = "std")]
+impl HookFn {
+    /// `hook` and, for a merge, `args[5]`; `None` for a number this build does not know.
+    pub fn of(hook: u16, merge_index: u64) -> Option<HookFn> {
+        Some(match hook {
+            HK_PREPARE => HookFn::AnonVmaPrepare,
+            HK_MERGEABLE => HookFn::FindMergeableAnonVma,
+            HK_FORK => HookFn::AnonVmaFork,
+            HK_CLONE => HookFn::AnonVmaClone,
+            HK_UNLINK => HookFn::UnlinkAnonVmas,
+            HK_PUT => HookFn::PutAnonVma,
+            HK_SPLIT => HookFn::SplitVma,
+            HK_MERGE => HookFn::Merge(MergeFn::of(merge_index)?),
+            HK_COPY_VMA => HookFn::CopyVma,
+            HK_DUP_MMAP => HookFn::DupMmap,
+            HK_EXIT_MMAP => HookFn::ExitMmap,
+            HK_RMAP_WALK => HookFn::RmapWalk,
+            HK_FOLIO_LOCK => HookFn::FolioLockAnonVmaRead,
+            HK_KSM_MERGE => HookFn::TryToMergeWithKsmPage,
+            HK_KSM_REMOVE => HookFn::RemoveRmapItemFromTree,
+            HK_THP_FAULT => HookFn::DoHugePmdAnonymousPage,
+            _ => return None,
+        })
+    }
+}
+
+/// The merge function of an [`HK_MERGE`] record: `args[5]`, the index in
+/// [`MERGE_FUNCTIONS`], decoded.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum MergeFn {
+    /// `vma_merge` (before 6.12): returns the merged VMA.
+    VmaMerge,
+    /// `__vma_adjust` (before 6.3): 0 on success.
+    VmaAdjust,
+    /// `vma_expand`: 0 on success.
+    VmaExpand,
+    /// `vma_merge_new_range` (6.12+): returns the merged VMA.
+    VmaMergeNewRange,
+    /// `commit_merge` (6.12+): 0 on success.
+    CommitMerge,
+}
+
+#[cfg(feature = "std")]
+impl MergeFn {
+    const ALL: [MergeFn; 5] = [MergeFn::VmaMerge, MergeFn::VmaAdjust, MergeFn::VmaExpand, MergeFn::VmaMergeNewRange, MergeFn::CommitMerge];
+
+    pub fn of(index: u64) -> Option<MergeFn> {
+        usize::try_from(index).ok().and_then(|i| MergeFn::ALL.get(i)).copied()
+    }
+
+    /// The kernel function's name ([`MERGE_FUNCTIONS`]).
+    pub fn name(self) -> &'static str {
+        MERGE_FUNCTIONS[self as usize]
+    }
+
+    /// The function returns the merged VMA (NULL: no merge) rather than an int (0: merged).
+    pub fn returns_vma(self) -> bool {
+        matches!(self, MergeFn::VmaMerge | MergeFn::VmaMergeNewRange)
+    }
+}
+
+/// [`HookEvent::phase`] decoded.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Phase {
+    /// [`PH_ENTRY`]: the function was called (its arguments).
+    Entry,
+    /// [`PH_EXIT`]: it returned (`ret`).
+    Exit,
+}
+
+#[cfg(feature = "std")]
+impl Phase {
+    pub fn of(phase: u8) -> Option<Phase> {
+        match phase {
+            PH_ENTRY => Some(Phase::Entry),
+            PH_EXIT => Some(Phase::Exit),
+            _ => None,
+        }
+    }
+}
+
+/// [`HookEvent::backend`] decoded: the kind of program that sent the record.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum HookBackend {
+    /// [`BK_FENTRY`]: fentry/fexit.
+    Fentry,
+    /// [`BK_KPROBE`]: kprobe/kretprobe.
+    Kprobe,
+}
+
+#[cfg(feature = "std")]
+impl HookBackend {
+    pub fn of(backend: u8) -> Option<HookBackend> {
+        match backend {
+            BK_FENTRY => Some(HookBackend::Fentry),
+            BK_KPROBE => Some(HookBackend::Kprobe),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HookBackend::Fentry => "fentry",
+            HookBackend::Kprobe => "kprobe",
+        }
+    }
+}
+
+/// The innermost frame of [`HookEvent::callers`] (its low byte) decoded: the operation a
+/// hooked call ran inside, named after the function (or syscall) whose frame it is.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Caller {
+    /// No frame (0): the call was not inside any of them.
+    TopLevel,
+    /// `anon_vma_fork` ([`CALLER_FORK`]).
+    AnonVmaFork,
+    /// `__split_vma` ([`CALLER_SPLIT`]).
+    SplitVma,
+    /// A merge function ([`CALLER_MERGE`]).
+    Merge,
+    /// `copy_vma` ([`CALLER_COPY_VMA`]).
+    CopyVma,
+    /// `folio_referenced` ([`CALLER_FOLIO_REFERENCED`]).
+    FolioReferenced,
+    /// `try_to_unmap` ([`CALLER_TRY_TO_UNMAP`]).
+    TryToUnmap,
+    /// `try_to_migrate` ([`CALLER_TRY_TO_MIGRATE`]).
+    TryToMigrate,
+    /// `remove_migration_ptes` ([`CALLER_REMOVE_MIGRATION_PTES`]).
+    RemoveMigrationPtes,
+    /// The mremap syscall ([`CALLER_MREMAP`]).
+    Mremap,
+    /// A code this build does not know: kept (the frame is context, not the record's
+    /// identity), named "?".
+    Unknown(u8),
+}
+
+#[cfg(feature = "std")]
+impl Caller {
+    /// The innermost frame of a `callers` stack.
+    pub fn innermost(callers: u64) -> Caller {
+        match (callers & 0xff) as u8 {
+            0 => Caller::TopLevel,
+            CALLER_FORK => Caller::AnonVmaFork,
+            CALLER_SPLIT => Caller::SplitVma,
+            CALLER_MERGE => Caller::Merge,
+            CALLER_COPY_VMA => Caller::CopyVma,
+            CALLER_FOLIO_REFERENCED => Caller::FolioReferenced,
+            CALLER_TRY_TO_UNMAP => Caller::TryToUnmap,
+            CALLER_TRY_TO_MIGRATE => Caller::TryToMigrate,
+            CALLER_REMOVE_MIGRATION_PTES => Caller::RemoveMigrationPtes,
+            CALLER_MREMAP => Caller::Mremap,
+            code => Caller::Unknown(code),
+        }
+    }
+
+    /// Its name in [`CALLERS`] ("" at top level, "?" for an unknown code).
+    pub fn name(self) -> &'static str {
+        match self {
+            Caller::TopLevel => CALLERS[0],
+            Caller::AnonVmaFork => CALLERS[CALLER_FORK as usize],
+            Caller::SplitVma => CALLERS[CALLER_SPLIT as usize],
+            Caller::Merge => CALLERS[CALLER_MERGE as usize],
+            Caller::CopyVma => CALLERS[CALLER_COPY_VMA as usize],
+            Caller::FolioReferenced => CALLERS[CALLER_FOLIO_REFERENCED as usize],
+            Caller::TryToUnmap => CALLERS[CALLER_TRY_TO_UNMAP as usize],
+            Caller::TryToMigrate => CALLERS[CALLER_TRY_TO_MIGRATE as usize],
+            Caller::RemoveMigrationPtes => CALLERS[CALLER_REMOVE_MIGRATION_PTES as usize],
+            Caller::Mremap => CALLERS[CALLER_MREMAP as usize],
+            Caller::Unknown(_) => "?",
+        }
+    }
+}

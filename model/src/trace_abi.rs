@@ -616,10 +616,116 @@ pub enum Record {
         lock: Contention,
         ret: u32,
     },
-    Hook(HookEvent),
+    Hook(Hook),
     Syscall(SyscallEvent),
     Prepare(PrepareVma),
-    Ksm(KsmEvent),
+    Ksm(Ksm),
+}
+
+/// A KSM tracepoint record ([`KsmEvent`]), decoded: the variant is the tracepoint, so no
+/// consumer compares [`EV_KSM_MERGE`] / [`EV_KSM_REMOVE`].
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Ksm {
+    /// `ksm:ksm_merge_with_ksm_page` (ksmd, 6.4+): one `try_to_merge_with_ksm_page`.
+    /// `ksm_page`: the KSM page merged into (0: this page became the KSM page); `err`: the
+    /// kernel's (0: merged, the rmap_item took an anon_vma reference).
+    MergeWithKsmPage { item: KsmItem, ksm_page: u64, err: i32 },
+    /// `ksm:ksm_remove_rmap_item`: a stable node torn down drops one of its rmap_items (not
+    /// the last one: the kernel traces only those) and its anon_vma reference.
+    RemoveRmapItem(KsmItem),
+}
+
+/// What both KSM tracepoints say: the rmap_item, its mm and page, and the task that sent
+/// the record (ksmd, or a task unmerging).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KsmItem {
+    pub pid: u32,
+    pub tgid: u32,
+    pub ktime: u64,
+    pub mm: u64,
+    /// `mm->owner->tgid` (0: no owner, i.e. the mm outlived its tasks, or no CONFIG_MEMCG).
+    pub owner_tgid: u32,
+    pub rmap_item: u64,
+    /// `rmap_item->address` as read (low bits: KSM's tree flags), 0 without its BTF offset.
+    pub address: u64,
+    pub pfn: u64,
+}
+
+#[cfg(feature = "std")]
+impl Ksm {
+    /// `None` for a kind that is not a KSM tracepoint's.
+    pub fn of(ev: &KsmEvent) -> Option<Ksm> {
+        let item = KsmItem {
+            pid: ev.pid,
+            tgid: ev.tgid,
+            ktime: ev.ktime,
+            mm: ev.mm,
+            // A pid_t the program widened; a crafted recording's larger value wraps, as the
+            // observer always read it.
+            owner_tgid: ev.owner_tgid as u32,
+            rmap_item: ev.rmap_item,
+            address: ev.address,
+            pfn: ev.pfn,
+        };
+        match ev.kind {
+            EV_KSM_MERGE => Some(Ksm::MergeWithKsmPage { item, ksm_page: ev.ksm_page, err: ev.err }),
+            EV_KSM_REMOVE => Some(Ksm::RemoveRmapItem(item)),
+            _ => None,
+        }
+    }
+
+    pub fn item(&self) -> &KsmItem {
+        match self {
+            Ksm::MergeWithKsmPage { item, .. } | Ksm::RemoveRmapItem(item) => item,
+        }
+    }
+}
+
+/// A function hook record ([`HookEvent`]), decoded: which function, entry or exit, which
+/// kind of program sent it and the operation it ran inside are enums ([`HookFn`], [`Phase`],
+/// [`HookBackend`], [`Caller`]), so no consumer compares `HK_*`, `PH_*`, `BK_*` or `CALLER_*`
+/// numbers. The other fields are the record's, whose meaning per function is documented at
+/// each `HK_*`.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Hook {
+    pub function: HookFn,
+    pub phase: Phase,
+    pub backend: HookBackend,
+    pub pid: u32,
+    pub tgid: u32,
+    pub ktime: u64,
+    /// The innermost frame of [`HookEvent::callers`] (the only one userspace reads).
+    pub caller: Caller,
+    pub ret: u64,
+    pub args: [u64; 6],
+    pub a: VmaSnap,
+    pub b: VmaSnap,
+    pub stack: [u64; HOOK_STACK_DEPTH],
+}
+
+#[cfg(feature = "std")]
+impl Hook {
+    /// `None` when the function, the phase or the backend is a number this build does not
+    /// know: a malformed record to its reader.
+    pub fn of(ev: &HookEvent) -> Option<Hook> {
+        Some(Hook {
+            function: HookFn::of(ev.hook, ev.args[5])?,
+            phase: Phase::of(ev.phase)?,
+            backend: HookBackend::of(ev.backend)?,
+            pid: ev.pid,
+            tgid: ev.tgid,
+            ktime: ev.ktime,
+            caller: Caller::innermost(ev.callers),
+            ret: ev.ret,
+            args: ev.args,
+            a: ev.a,
+            b: ev.b,
+            stack: ev.stack,
+        })
+    }
 }
 
 /// A slab event on an anon_vma or anon_vma_chain, from either record: the full
@@ -728,14 +834,16 @@ fn widened<T: Copy, const N: usize>(bytes: &[u8], old: usize) -> Option<T> {
     Some(unsafe { core::ptr::read_unaligned(buf.as_ptr().cast::<T>()) })
 }
 
-/// `None` when the length does not match the kind's record, the kind is unknown, or a slab
-/// event's function index is out of [`FUNCTIONS`]: each a malformed record to its reader.
+/// `None` when the length does not match the kind's record, the kind is unknown, a slab
+/// event's function index is out of [`FUNCTIONS`], or a hook record's function, phase or
+/// backend is unknown: each a malformed record to its reader.
 #[cfg(feature = "std")]
 pub fn decode_any(bytes: &[u8]) -> Option<Record> {
     let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
     // SAFETY (each read): length checked; plain integers, valid for any bit pattern.
     if kind == EV_HOOK {
-        (bytes.len() == HOOK_EVENT_SIZE).then(|| Record::Hook(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<HookEvent>()) }))
+        let ev = (bytes.len() == HOOK_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<HookEvent>()) })?;
+        Hook::of(&ev).map(Record::Hook)
     } else if kind == EV_SYSCALL {
         widened::<SyscallEvent, SYSCALL_EVENT_SIZE>(bytes, SYSCALL_EVENT_SIZE_V0).map(Record::Syscall)
     } else if kind == EV_PREPARE_VMA {
@@ -744,7 +852,8 @@ pub fn decode_any(bytes: &[u8]) -> Option<Record> {
         let ev = (bytes.len() == SLAB_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<SlabEvent>()) })?;
         Record::of(&ev.full(), ev.why, true)
     } else if kind == EV_KSM_MERGE || kind == EV_KSM_REMOVE {
-        (bytes.len() == KSM_EVENT_SIZE).then(|| Record::Ksm(unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KsmEvent>()) }))
+        let ev = (bytes.len() == KSM_EVENT_SIZE).then(|| unsafe { core::ptr::read_unaligned(bytes.as_ptr().cast::<KsmEvent>()) })?;
+        Ksm::of(&ev).map(Record::Ksm)
     } else {
         decode(bytes).and_then(|ev| Record::of(&ev, WHY_FUNCTION, false))
     }
@@ -762,9 +871,12 @@ mod tests {
     #[test]
     fn records_are_told_apart_by_kind_and_length() {
         let t = TraceEvent { kind: EV_FORK, arg: 7, ..Default::default() };
-        let h = HookEvent { kind: EV_HOOK, hook: HK_PREPARE, phase: PH_EXIT, ..Default::default() };
+        let h = HookEvent { kind: EV_HOOK, hook: HK_PREPARE, phase: PH_EXIT, backend: BK_FENTRY, ..Default::default() };
         assert_eq!(decode_any(&bytes(&t)), Some(Record::Fork { pid: 0, tgid: 0, child_pid: 7, ktime: 0 }));
-        assert_eq!(decode_any(&bytes(&h)), Some(Record::Hook(h)));
+        assert!(matches!(
+            decode_any(&bytes(&h)),
+            Some(Record::Hook(Hook { function: HookFn::AnonVmaPrepare, phase: Phase::Exit, backend: HookBackend::Fentry, .. }))
+        ));
         // A hook kind with a slab record's length, and a cut record, are refused.
         let mut wrong = bytes(&t);
         wrong[..4].copy_from_slice(&EV_HOOK.to_ne_bytes());
@@ -784,8 +896,10 @@ mod tests {
         assert_eq!(decode_any(&bytes(&keyed)[..PREPARE_VMA_SIZE_V0]), Some(Record::Prepare(pv)));
         assert_eq!(decode_any(&bytes(&keyed)), Some(Record::Prepare(keyed)));
         let k = KsmEvent { kind: EV_KSM_MERGE, mm: 0x100, owner_tgid: 7, err: -14, ..Default::default() };
-        assert_eq!(decode_any(&bytes(&k)), Some(Record::Ksm(k)));
-        assert_eq!(decode_any(&bytes(&KsmEvent { kind: EV_KSM_REMOVE, ..k })), Some(Record::Ksm(KsmEvent { kind: EV_KSM_REMOVE, ..k })));
+        let item = KsmItem { mm: 0x100, owner_tgid: 7, ..Default::default() };
+        assert_eq!(decode_any(&bytes(&k)), Some(Record::Ksm(Ksm::MergeWithKsmPage { item, ksm_page: 0, err: -14 })));
+        // A removal's err and ksm_page are not its own (0 as sent).
+        assert_eq!(decode_any(&bytes(&KsmEvent { kind: EV_KSM_REMOVE, ..k })), Some(Record::Ksm(Ksm::RemoveRmapItem(item))));
         assert_eq!(decode_any(&bytes(&k)[..64]), None);
         let sl = SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0x40, bytes_req: 64, why: WHY_EXIT, ..Default::default() };
         let Some(Record::Free(free)) = decode_any(&bytes(&sl)) else { panic!("a slim free") };
@@ -833,5 +947,72 @@ mod tests {
         assert_eq!(decode_any(&bytes(&slim)), None);
         let slim = SlabEvent { func: FN_PUT, why: WHY_FORK | WHY_FAILED_FORK, ..slim };
         assert!(matches!(decode_any(&bytes(&slim)), Some(Record::Alloc(Slab { func: FN_PUT, why, slim: true, .. })) if why == WHY_FORK | WHY_FAILED_FORK));
+    }
+
+    /// Every hook number a program sends decodes to its function, phase and backend; any
+    /// other number (function, merge function, phase, backend) makes the record malformed.
+    #[test]
+    fn hook_numbers_decode_once_and_the_unknown_is_malformed() {
+        let h = HookEvent { kind: EV_HOOK, pid: 3, tgid: 2, phase: PH_ENTRY, backend: BK_KPROBE, ktime: 9, ret: 5, ..Default::default() };
+        let fns = [
+            (HK_PREPARE, HookFn::AnonVmaPrepare),
+            (HK_MERGEABLE, HookFn::FindMergeableAnonVma),
+            (HK_FORK, HookFn::AnonVmaFork),
+            (HK_CLONE, HookFn::AnonVmaClone),
+            (HK_UNLINK, HookFn::UnlinkAnonVmas),
+            (HK_PUT, HookFn::PutAnonVma),
+            (HK_SPLIT, HookFn::SplitVma),
+            (HK_MERGE, HookFn::Merge(MergeFn::VmaMerge)),
+            (HK_COPY_VMA, HookFn::CopyVma),
+            (HK_DUP_MMAP, HookFn::DupMmap),
+            (HK_EXIT_MMAP, HookFn::ExitMmap),
+            (HK_RMAP_WALK, HookFn::RmapWalk),
+            (HK_FOLIO_LOCK, HookFn::FolioLockAnonVmaRead),
+            (HK_KSM_MERGE, HookFn::TryToMergeWithKsmPage),
+            (HK_KSM_REMOVE, HookFn::RemoveRmapItemFromTree),
+            (HK_THP_FAULT, HookFn::DoHugePmdAnonymousPage),
+        ];
+        assert_eq!(fns.len(), HK_MAX as usize);
+        for (hook, function) in fns {
+            let Some(Record::Hook(d)) = decode_any(&bytes(&HookEvent { hook, ..h })) else { panic!("hook {hook}") };
+            assert_eq!((d.function, d.phase, d.backend, d.pid, d.tgid, d.ktime, d.ret), (function, Phase::Entry, HookBackend::Kprobe, 3, 2, 9, 5));
+        }
+        for (i, name) in MERGE_FUNCTIONS.iter().enumerate() {
+            let mut m = HookEvent { hook: HK_MERGE, phase: PH_EXIT, backend: BK_FENTRY, ..h };
+            m.args[5] = i as u64;
+            let Some(Record::Hook(d)) = decode_any(&bytes(&m)) else { panic!("merge {i}") };
+            let HookFn::Merge(f) = d.function else { panic!("merge {i}") };
+            assert_eq!((f.name(), d.phase, d.backend, d.args[5]), (*name, Phase::Exit, HookBackend::Fentry, i as u64));
+        }
+        // The caller stack's innermost frame (low byte) is decoded; an unknown code is kept.
+        let mut c = HookEvent { hook: HK_CLONE, callers: (u64::from(CALLER_SPLIT) << 8) | u64::from(CALLER_MREMAP), ..h };
+        let caller = |c: &HookEvent| match decode_any(&bytes(c)) {
+            Some(Record::Hook(d)) => d.caller,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((caller(&c), caller(&c).name()), (Caller::Mremap, "mremap"));
+        c.callers = 0;
+        assert_eq!((caller(&c), caller(&c).name()), (Caller::TopLevel, ""));
+        c.callers = 0xfe;
+        assert_eq!((caller(&c), caller(&c).name()), (Caller::Unknown(0xfe), "?"));
+        for (code, name) in CALLERS.iter().enumerate() {
+            assert_eq!(Caller::innermost(code as u64).name(), *name);
+        }
+        assert!(MergeFn::VmaMerge.returns_vma() && MergeFn::VmaMergeNewRange.returns_vma() && !MergeFn::CommitMerge.returns_vma());
+        let mut bad_merge = HookEvent { hook: HK_MERGE, ..h };
+        bad_merge.args[5] = MERGE_FUNCTIONS.len() as u64;
+        for bad in [
+            HookEvent { hook: 0, ..h },
+            HookEvent { hook: HK_MAX + 1, ..h },
+            HookEvent { phase: 0, ..h },
+            HookEvent { phase: 3, ..h },
+            HookEvent { backend: 0, ..h },
+            HookEvent { backend: 3, ..h },
+            bad_merge,
+        ] {
+            assert_eq!(decode_any(&bytes(&bad)), None, "{bad:?}");
+        }
+        // A KSM kind is decoded by its record's length: a hook-sized one is malformed.
+        assert_eq!(Ksm::of(&KsmEvent { kind: EV_HOOK, ..Default::default() }), None);
     }
 }

@@ -95,9 +95,9 @@ impl Counter {
 mod tests {
     use super::*;
     use lazyvma_model::trace_abi::{
-        HookEvent, KsmEvent, PrepareVma, SlabEvent, SyscallEvent, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_HOOK, EV_KSM_MERGE,
+        HookEvent, KsmEvent, PrepareVma, SlabEvent, SyscallEvent, TraceEvent, BK_FENTRY, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_HOOK, EV_KSM_MERGE,
         EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, EV_PREPARE_VMA, EV_SLAB_ALLOC, EV_SLAB_FREE, EV_SYSCALL, FN_CLONE, FN_COUNT, FN_FORK, FN_PUT,
-        FN_UNLINK, MARKER_BASE, WHY_SPLIT,
+        FN_UNLINK, HK_PREPARE, MARKER_BASE, PH_EXIT, WHY_SPLIT,
     };
 
     fn bytes<T>(v: &T) -> Vec<u8> {
@@ -139,7 +139,7 @@ mod tests {
             bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + 3, ..ev }),
             bytes(&TraceEvent { kind: EV_LOCK_BEGIN, ptr: 0xc0, ..ev }),
             bytes(&TraceEvent { kind: EV_LOCK_END, ptr: 0xc0, ..ev }),
-            bytes(&HookEvent { kind: EV_HOOK, ..Default::default() }),
+            bytes(&HookEvent { kind: EV_HOOK, hook: HK_PREPARE, phase: PH_EXIT, backend: BK_FENTRY, ..Default::default() }),
             bytes(&SyscallEvent { kind: EV_SYSCALL, ..Default::default() }),
             bytes(&PrepareVma { kind: EV_PREPARE_VMA, ..Default::default() }),
             bytes(&KsmEvent { kind: EV_KSM_MERGE, ..Default::default() }),

@@ -11,7 +11,7 @@ pub mod tree;
 
 use counts::slab::{At, Live, Sizes, SlabCounts, SlabTally};
 use ingest::symbols::Symbols;
-use lazyvma_model::trace_abi::{HookEvent, Record, Slab, TallyKey, WHY_FAILED_FORK};
+use lazyvma_model::trace_abi::{Hook, Record, Slab, TallyKey, WHY_FAILED_FORK};
 use tree::pids::Tree;
 
 pub struct Tracer {
@@ -242,7 +242,7 @@ impl Tracer {
         }
     }
 
-    fn hook(&mut self, ev: &HookEvent) {
+    fn hook(&mut self, ev: &Hook) {
         let mut out = Vec::new();
         self.decoder.feed(ev, &self.syms, &mut out);
         for op in out {
@@ -434,8 +434,8 @@ mod tests {
     use super::*;
     use counts::slab::AllocFree;
     use lazyvma_model::trace_abi::{
-        SlabEvent, TraceEvent, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK, EV_SLAB_ALLOC, EV_SLAB_FREE,
-        FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, LCB_F_WRITE, MARKER_BASE, WHY_MUNMAP, WHY_SPLIT,
+        HookEvent, SlabEvent, TraceEvent, BK_FENTRY, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_HOOK, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK,
+        EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, HK_MAX, LCB_F_WRITE, MARKER_BASE, PH_EXIT, WHY_MUNMAP, WHY_SPLIT,
     };
 
     fn bytes<T>(v: &T) -> Vec<u8> {
@@ -473,13 +473,16 @@ mod tests {
             bytes(&TraceEvent { kind: EV_LOCK_END, ptr: 0xc0, ktime: 30, ..ev }),
             bytes(&TraceEvent { kind: 8, ..ev }),
             bytes(&ev)[..100].to_vec(),
+            // A hook record of a function number this build does not know.
+            bytes(&HookEvent { kind: EV_HOOK, pid: 7, tgid: 7, hook: HK_MAX + 1, phase: PH_EXIT, backend: BK_FENTRY, ..Default::default() }),
             bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + u64::from(feed::seed::END_OF_TRACE), ktime: 40, ..ev }),
             bytes(&TraceEvent { kind: EV_FORK, arg: 9, ..ev }),
         ];
         for r in &records {
             t.record(r);
         }
-        assert_eq!((t.received, t.malformed, t.stack_errors, t.after_end), (17, 4, 1, 1));
+        assert_eq!((t.received, t.malformed, t.stack_errors, t.after_end), (18, 5, 1, 1));
+        assert_eq!(t.unpaired(), 0);
         assert_eq!(t.tally.total.anon_vma, AllocFree { alloc: 1, free: 1 });
         assert_eq!(t.tally.total.anon_vma_chain, AllocFree { alloc: 1, free: 1 });
         assert_eq!(t.tally.total.unclassified, AllocFree::default());

@@ -12,7 +12,7 @@ use crate::trace::{
     ingest::ops::{KernelOp, Op},
     tree::pids::Tree,
 };
-use lazyvma_model::trace_abi::{KsmEvent, KsmOffsets, EV_KSM_MERGE, NO_FIELD};
+use lazyvma_model::trace_abi::{Ksm, KsmItem, KsmOffsets, NO_FIELD};
 use serde::Serialize;
 use std::collections::HashMap;
 
@@ -41,14 +41,13 @@ pub fn offsets() -> KsmOffsets {
 }
 
 /// A KSM tracepoint record as an op. `ksm_remove_rmap_item` fires only for stable items.
-pub fn tracepoint_op(ev: &KsmEvent) -> Op {
-    let (mm, owner, rmap_item, address, pfn) = (ev.mm, ev.owner_tgid as u32, ev.rmap_item, ev.address, ev.pfn);
-    let op = if ev.kind == EV_KSM_MERGE {
-        KernelOp::KsmMerge { mm, owner, rmap_item, address, anon_vma: 0, ksm_page: ev.ksm_page, pfn, err: ev.err }
-    } else {
-        KernelOp::KsmRemoveRmapItem { mm, owner, rmap_item, address, anon_vma: 0, pfn, stable: true }
+pub fn tracepoint_op(ev: &Ksm) -> Op {
+    let &KsmItem { pid, tgid, ktime, mm, owner_tgid: owner, rmap_item, address, pfn } = ev.item();
+    let op = match *ev {
+        Ksm::MergeWithKsmPage { ksm_page, err, .. } => KernelOp::KsmMerge { mm, owner, rmap_item, address, anon_vma: 0, ksm_page, pfn, err },
+        Ksm::RemoveRmapItem(_) => KernelOp::KsmRemoveRmapItem { mm, owner, rmap_item, address, anon_vma: 0, pfn, stable: true },
     };
-    Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: 0, op }
+    Op { tgid, pid, ktime, backend: None, op }
 }
 
 /// Per (process, phase) counts.
@@ -164,17 +163,21 @@ impl KernelEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lazyvma_model::{hook_abi::*, trace_abi::EV_KSM_REMOVE};
+    use lazyvma_model::{hook_abi::*, trace_abi::Hook};
 
-    fn merge(mm: u64, owner: u64, err: i32) -> KsmEvent {
-        KsmEvent { kind: EV_KSM_MERGE, pid: 40, tgid: 40, mm, owner_tgid: owner, err, ..Default::default() }
+    fn merge(mm: u64, owner: u32, err: i32) -> Ksm {
+        Ksm::MergeWithKsmPage { item: KsmItem { pid: 40, tgid: 40, mm, owner_tgid: owner, ..Default::default() }, ksm_page: 0, err }
+    }
+
+    fn remove(mm: u64) -> Ksm {
+        Ksm::RemoveRmapItem(*merge(mm, 0, 0).item())
     }
 
     #[test]
     fn ksm_records_count_for_the_mm_owner_and_after_it_is_gone() {
         let mut tree = Tree::command(10);
         let mut k = KernelEvents::default();
-        let run = |ev: KsmEvent, tree: &mut Tree, k: &mut KernelEvents| {
+        let run = |ev: Ksm, tree: &mut Tree, k: &mut KernelEvents| {
             let op = tracepoint_op(&ev);
             if let Some(p) = k.attribute(&op, tree) {
                 let at = At { proc: p, tgid: tree.get(p).tgid, phase: tree.get(p).phase };
@@ -186,8 +189,8 @@ mod tests {
         // Another process's mm: not traced, not counted, not "unattributed".
         run(merge(0x200, 99, 0), &mut tree, &mut k);
         // After the exit the mm has no owner: still the traced process's.
-        run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x100, 0, 0) }, &mut tree, &mut k);
-        run(KsmEvent { kind: EV_KSM_REMOVE, ..merge(0x300, 0, 0) }, &mut tree, &mut k);
+        run(remove(0x100), &mut tree, &mut k);
+        run(remove(0x300), &mut tree, &mut k);
         assert_eq!(k.total, KernelEventCounts { ksm_merges: 1, ksm_merge_failures: 1, ksm_rmap_items_removed: 1, thp_faults: 0, thp_fallbacks: 0 });
         assert_eq!(k.unattributed, 1);
         assert_eq!(k.rows.len(), 1);
@@ -203,14 +206,18 @@ mod tests {
 
     #[test]
     fn hook_records_decode_to_the_same_ops() {
-        let mut ev = HookEvent { kind: EV_HOOK, hook: HK_KSM_MERGE, phase: PH_EXIT, backend: BK_KPROBE, ..Default::default() };
-        ev.args = [0x10, 0x100, 0x7000_0000_1000 | KSM_STABLE_FLAG, 0, 10, 0xa0];
-        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. }));
+        let mut raw = HookEvent { kind: EV_HOOK, hook: HK_KSM_MERGE, phase: PH_EXIT, backend: BK_KPROBE, ..Default::default() };
+        raw.args = [0x10, 0x100, 0x7000_0000_1000 | KSM_STABLE_FLAG, 0, 10, 0xa0];
+        let mut ev = Hook::of(&raw).expect("a KSM merge hook record");
+        let op = |ev: &Hook| crate::trace::ingest::ops::ksm_hook_op(ev);
+        assert!(matches!(op(&ev), Some(KernelOp::KsmMerge { mm: 0x100, owner: 10, anon_vma: 0xa0, err: 0, .. })));
         ev.ret = (-14i64) as u64;
-        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmMerge { err: -14, .. }));
-        ev.hook = HK_KSM_REMOVE;
-        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: true, .. }));
+        assert!(matches!(op(&ev), Some(KernelOp::KsmMerge { err: -14, .. })));
+        ev.function = HookFn::RemoveRmapItemFromTree;
+        assert!(matches!(op(&ev), Some(KernelOp::KsmRemoveRmapItem { stable: true, .. })));
         ev.args[2] = 0x7000_0000_1000 | KSM_UNSTABLE_FLAG;
-        assert!(matches!(crate::trace::ingest::ops::hook_op(&ev), KernelOp::KsmRemoveRmapItem { stable: false, .. }));
+        assert!(matches!(op(&ev), Some(KernelOp::KsmRemoveRmapItem { stable: false, .. })));
+        ev.function = HookFn::DoHugePmdAnonymousPage;
+        assert_eq!(op(&ev), None);
     }
 }

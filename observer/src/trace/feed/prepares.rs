@@ -239,7 +239,8 @@ mod tests {
         let (tree, mut f) = execed();
         f.prepare_hooked = true;
         use crate::trace::ingest::ops::{KernelOp, Op};
-        let exit = |vma, task_mm, ktime| Op { tgid: 100, pid: 100, ktime, backend: 0, op: KernelOp::Prepare { vma, ret: 0, reused_neighbour: false, task_mm } };
+        let exit =
+            |vma, task_mm, ktime| Op { tgid: 100, pid: 100, ktime, backend: None, op: KernelOp::Prepare { vma, ret: 0, reused_neighbour: false, task_mm } };
         let snap = |mm: u64| lazyvma_model::hook_abi::VmaSnap {
             vma: 0xffff_8880_0000_1000,
             mm,

@@ -2,7 +2,7 @@
 //! replays: every VMA carries its pointer, mm, geometry, flags, anon_vma and chain length as
 //! the hook saw them. Entry and exit records of one call are paired per thread here.
 use crate::trace::ingest::symbols::Symbols;
-use lazyvma_model::hook_abi::*;
+use lazyvma_model::{hook_abi::*, trace_abi::Hook};
 use std::{collections::HashMap, fmt};
 
 /// One vm_area_struct as the hook read it (the ABI record itself).
@@ -54,7 +54,7 @@ pub enum KernelOp {
         ret: i32,
         after: Vma,
     },
-    /// One merge function call. `vma`/`other`: the VMAs its arguments name (see HK_MERGE);
+    /// One merge function call. `vma`/`other`: the VMAs its arguments name (see `HK_MERGE`);
     /// `caller`: the operation around it ("" at top level, "merge" when nested in another).
     Merge {
         function: &'static str,
@@ -170,22 +170,19 @@ pub struct Op {
     pub tgid: u32,
     pub pid: u32,
     pub ktime: u64,
-    /// BK_FENTRY / BK_KPROBE of the record that completed it.
-    pub backend: u8,
+    /// The program kind of the hook record that completed it (None: a tracepoint's, or a
+    /// walk ended by the trace's end).
+    pub backend: Option<HookBackend>,
     pub op: KernelOp,
 }
 
-/// The innermost caller frame's name ("" if none).
-pub fn innermost(callers: u64) -> &'static str {
-    CALLERS.get((callers & 0xff) as usize).copied().unwrap_or("?")
-}
-
-fn reason(callers: u64, default: &'static str) -> &'static str {
-    match (callers & 0xff) as u8 {
-        CALLER_FORK => "fork",
-        CALLER_SPLIT => "split",
-        CALLER_MERGE => "merge",
-        CALLER_COPY_VMA | CALLER_MREMAP => "mremap",
+/// The reason a clone or unlink inside `caller` has (`default` outside these).
+fn reason(caller: Caller, default: &'static str) -> &'static str {
+    match caller {
+        Caller::AnonVmaFork => "fork",
+        Caller::SplitVma => "split",
+        Caller::Merge => "merge",
+        Caller::CopyVma | Caller::Mremap => "mremap",
         _ => default,
     }
 }
@@ -205,7 +202,7 @@ struct Thread {
     /// find_mergeable_anon_vma's last result, for the prepare it ran in.
     mergeable: Option<u64>,
     /// Entries waiting for their exits (split, merge, copy_vma), innermost last.
-    open: Vec<HookEvent>,
+    open: Vec<Hook>,
     walk: Option<Walk>,
 }
 
@@ -243,66 +240,73 @@ impl Decoder {
     }
 
     /// Turn one record into zero or more finished operations.
-    pub fn feed(&mut self, ev: &HookEvent, syms: &Symbols, out: &mut Vec<Op>) {
-        let mk = |op| Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: ev.backend, op };
+    pub fn feed(&mut self, ev: &Hook, syms: &Symbols, out: &mut Vec<Op>) {
+        use HookFn::*;
+        use Phase::{Entry, Exit};
+        let mk = |op| Op { tgid: ev.tgid, pid: ev.pid, ktime: ev.ktime, backend: Some(ev.backend), op };
         let t = self.threads.entry(ev.pid).or_default();
         // A walk that never locked (remove_migration_ptes, locked walks) ends when its
         // thread does anything else: ops keep their order.
-        if !matches!(ev.hook, HK_RMAP_WALK | HK_FOLIO_LOCK) {
+        if !matches!(ev.function, RmapWalk | FolioLockAnonVmaRead) {
             if let Some(w) = t.walk.take() {
                 out.push(mk(walk_op(w, 0, 0, false)));
             }
         }
-        match (ev.hook, ev.phase) {
-            (HK_MERGEABLE, PH_EXIT) => t.mergeable = Some(ev.ret),
-            (HK_PREPARE, PH_EXIT) => {
+        match (ev.function, ev.phase) {
+            (FindMergeableAnonVma, Exit) => t.mergeable = Some(ev.ret),
+            (AnonVmaPrepare, Exit) => {
                 let vma = ev.a;
                 let lent = t.mergeable.take().unwrap_or(0);
                 out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma, task_mm: ev.args[0] }));
             }
-            (HK_FORK, PH_EXIT) => {
+            (AnonVmaFork, Exit) => {
                 let (vma, pvma) = (ev.a, ev.b);
                 let reused = int(ev.ret) == 0 && vma.anon_vma != 0 && ev.args[0] != pvma.anon_vma;
                 out.push(mk(KernelOp::Fork { vma, pvma, ret: int(ev.ret), reused_ancestor: reused }));
             }
-            (HK_CLONE, PH_EXIT) => {
-                let r = reason(ev.callers, "other");
+            (AnonVmaClone, Exit) => {
+                let r = reason(ev.caller, "other");
                 out.push(mk(KernelOp::Clone { dst: ev.a, src: ev.b, ret: int(ev.ret), reason: r }));
             }
-            (HK_UNLINK, PH_ENTRY) => {
+            (UnlinkAnonVmas, Entry) => {
                 let vma = ev.a;
                 let dflt = if self.exiting.contains(&(ev.pid, vma.mm)) { "exit" } else { "munmap" };
-                out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.callers, dflt) }));
+                out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.caller, dflt) }));
             }
-            (HK_PUT, PH_ENTRY) => {
+            (PutAnonVma, Entry) => {
                 let [av, root, root_ref, ..] = ev.args;
                 out.push(mk(KernelOp::PutAnonVma { av, root, root_freed: root != av && root_ref as i64 == 1 }));
             }
-            (HK_DUP_MMAP, PH_ENTRY) => out.push(mk(KernelOp::DupMmap { mm: ev.args[0], oldmm: ev.args[1] })),
-            (HK_EXIT_MMAP, PH_ENTRY) => {
+            (DupMmap, Entry) => out.push(mk(KernelOp::DupMmap { mm: ev.args[0], oldmm: ev.args[1] })),
+            (ExitMmap, Entry) => {
                 self.exiting.insert((ev.pid, ev.args[0]));
                 out.push(mk(KernelOp::ExitMmap { mm: ev.args[0] }));
             }
-            (HK_KSM_MERGE, PH_EXIT) | (HK_KSM_REMOVE, PH_ENTRY) => out.push(mk(hook_op(ev))),
-            (HK_THP_FAULT, PH_EXIT) => {
+            (TryToMergeWithKsmPage, Exit) | (RemoveRmapItemFromTree, Entry) => out.extend(ksm_hook_op(ev).map(mk)),
+            (DoHugePmdAnonymousPage, Exit) => {
                 const FAULT_FLAG_WRITE: u64 = 1;
                 out.push(mk(KernelOp::ThpFault { vma: ev.a, address: ev.args[0], write: ev.args[1] & FAULT_FLAG_WRITE != 0, ret: ev.ret as u32 }));
             }
-            (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_ENTRY) => t.open.push(*ev),
-            (HK_SPLIT | HK_MERGE | HK_COPY_VMA, PH_EXIT) => {
-                let same = |e: &HookEvent| e.hook == ev.hook && (ev.hook != HK_MERGE || e.args[5] == ev.args[5]);
-                let Some(i) = t.open.iter().rposition(same) else {
+            (SplitVma | Merge(_) | CopyVma, Entry) => t.open.push(*ev),
+            (SplitVma | Merge(_) | CopyVma, Exit) => {
+                // A merge's function is part of `function`: an exit pairs only with an entry of
+                // the same merge function.
+                let Some(i) = t.open.iter().rposition(|e| e.function == ev.function) else {
                     self.unpaired += 1;
                     return;
                 };
                 let entry = t.open.remove(i);
                 // Entries above it never saw their exit (a missed kretprobe): drop them.
                 self.unpaired += t.open.drain(i..).count() as u64;
-                out.push(mk(complete(&entry, ev)));
+                match complete(&entry, ev) {
+                    Some(op) => out.push(mk(op)),
+                    None => self.unpaired += 1,
+                }
             }
-            (HK_RMAP_WALK | HK_FOLIO_LOCK, PH_ENTRY) => {
+            (RmapWalk | FolioLockAnonVmaRead, Entry) => {
+                let lock = ev.function == FolioLockAnonVmaRead;
                 // A lock of the pending walk's folio belongs to it; any other entry starts a walk.
-                if ev.hook == HK_FOLIO_LOCK && t.walk.as_ref().is_some_and(|w| w.lock_entry.is_none() && w.folio == ev.args[0]) {
+                if lock && t.walk.as_ref().is_some_and(|w| w.lock_entry.is_none() && w.folio == ev.args[0]) {
                     t.walk.as_mut().expect("checked").lock_entry = Some(ev.ktime);
                     return;
                 }
@@ -315,10 +319,10 @@ impl Decoder {
                     folio: ev.args[0],
                     mapping: ev.args[1],
                     locked: ev.args[2] != 0,
-                    lock_entry: (ev.hook == HK_FOLIO_LOCK).then_some(ev.ktime),
+                    lock_entry: lock.then_some(ev.ktime),
                 });
             }
-            (HK_FOLIO_LOCK, PH_EXIT) => match t.walk.take() {
+            (FolioLockAnonVmaRead, Exit) => match t.walk.take() {
                 Some(w) if w.lock_entry.is_some() => {
                     let wait = ev.ktime.saturating_sub(w.lock_entry.unwrap_or(ev.ktime));
                     out.push(mk(walk_op(w, ev.ret, wait, ev.ret == 0)));
@@ -328,6 +332,7 @@ impl Decoder {
                     self.unpaired += 1;
                 }
             },
+            // A phase of a function no program sends (e.g. a prepare's entry): malformed.
             _ => self.unpaired += 1,
         }
     }
@@ -339,7 +344,7 @@ impl Decoder {
         for pid in tids {
             let t = self.threads.get_mut(&pid).expect("listed");
             if let Some(w) = t.walk.take() {
-                out.push(Op { tgid: w.tgid, pid, ktime: 0, backend: 0, op: walk_op(w, 0, 0, false) });
+                out.push(Op { tgid: w.tgid, pid, ktime: 0, backend: None, op: walk_op(w, 0, 0, false) });
             }
         }
     }
@@ -348,8 +353,8 @@ impl Decoder {
 /// The hooked caller frame, else the first return address outside the walk itself:
 /// migrate.c calls rmap_walk only from remove_migration_ptes, which both kernels inline
 /// into migrate.c's other functions.
-fn walk_caller(ev: &HookEvent, syms: &Symbols, text: (u64, u64)) -> String {
-    let frame = innermost(ev.callers);
+fn walk_caller(ev: &Hook, syms: &Symbols, text: (u64, u64)) -> String {
+    let frame = ev.caller.name();
     if !frame.is_empty() {
         return frame.into();
     }
@@ -376,34 +381,30 @@ fn walk_op(w: Walk, anon_vma: u64, wait_ns: u64, contended: bool) -> KernelOp {
     KernelOp::RmapWalk { caller: w.caller, folio: w.folio, anon: w.mapping & FOLIO_MAPPING_ANON != 0, locked: w.locked, anon_vma, wait_ns, contended }
 }
 
-fn complete(entry: &HookEvent, exit: &HookEvent) -> KernelOp {
-    match entry.hook {
-        HK_SPLIT => KernelOp::Split { vma: entry.a, addr: entry.args[1], new_below: entry.args[2] != 0, ret: int(exit.ret), after: exit.a },
-        HK_COPY_VMA => KernelOp::CopyVma { src: entry.a, addr: entry.args[0], len: entry.args[1], pgoff: entry.args[2], new: exit.a },
-        _ => {
-            let f = entry.args[5] as usize;
-            let function = MERGE_FUNCTIONS.get(f).copied().unwrap_or("?");
-            // vma_merge / vma_merge_new_range return the merged VMA; the others 0 on success.
-            let merged = if matches!(f, 0 | 3) { exit.ret != 0 } else { int(exit.ret) == 0 };
+/// The op of a paired entry and exit (of the same function: [`Decoder::feed`] pairs them);
+/// `None` for a function whose entries are not held for their exits.
+fn complete(entry: &Hook, exit: &Hook) -> Option<KernelOp> {
+    Some(match entry.function {
+        HookFn::SplitVma => KernelOp::Split { vma: entry.a, addr: entry.args[1], new_below: entry.args[2] != 0, ret: int(exit.ret), after: exit.a },
+        HookFn::CopyVma => KernelOp::CopyVma { src: entry.a, addr: entry.args[0], len: entry.args[1], pgoff: entry.args[2], new: exit.a },
+        HookFn::Merge(f) => {
+            let merged = if f.returns_vma() { exit.ret != 0 } else { int(exit.ret) == 0 };
             let (start, end) = match (entry.args[4] == VMG_SHAPE, f) {
                 (true, _) => (entry.args[1], entry.args[2]),
                 // __vma_adjust(vma, start, end, ..)
-                (false, 1) => (entry.args[1], entry.args[2]),
+                (false, MergeFn::VmaAdjust) => (entry.args[1], entry.args[2]),
                 // vma_merge(mm, prev, addr, end, ..), vma_expand(mas, vma, start, end, ..)
                 _ => (entry.args[2], entry.args[3]),
             };
-            KernelOp::Merge { function, caller: innermost(entry.callers), vma: entry.a, other: entry.b, start, end, ret: exit.ret, merged }
+            KernelOp::Merge { function: f.name(), caller: entry.caller.name(), vma: entry.a, other: entry.b, start, end, ret: exit.ret, merged }
         }
-    }
+        _ => return None,
+    })
 }
 
 impl fmt::Display for Op {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let bk = match self.backend {
-            BK_FENTRY => "fentry",
-            BK_KPROBE => "kprobe",
-            _ => "-",
-        };
+        let bk = self.backend.map_or("-", HookBackend::name);
         write!(f, "{:>14} {:>7}/{:<7} {bk:<6} {:<12} ", self.ktime, self.tgid, self.pid, self.op.name())?;
         match &self.op {
             KernelOp::Prepare { vma, ret, reused_neighbour, .. } => write!(f, "{vma} ret={ret} reused_neighbour={reused_neighbour}"),
@@ -434,13 +435,17 @@ impl fmt::Display for Op {
     }
 }
 
-/// A KSM hook record (`HK_KSM_MERGE` exit or `HK_KSM_REMOVE` entry) as its op.
-pub fn hook_op(ev: &HookEvent) -> KernelOp {
+/// A KSM hook record (`try_to_merge_with_ksm_page` exit or `remove_rmap_item_from_tree`
+/// entry) as its op; `None` for another function's record.
+pub fn ksm_hook_op(ev: &Hook) -> Option<KernelOp> {
     let [rmap_item, mm, address, kpage, owner, anon_vma] = ev.args;
-    if ev.hook == HK_KSM_MERGE {
-        KernelOp::KsmMerge { mm, owner: owner as u32, rmap_item, address, anon_vma, ksm_page: kpage, pfn: 0, err: ev.ret as u32 as i32 }
-    } else {
-        KernelOp::KsmRemoveRmapItem { mm, owner: owner as u32, rmap_item, address, anon_vma, pfn: 0, stable: address & KSM_STABLE_FLAG != 0 }
+    let owner = owner as u32;
+    match ev.function {
+        HookFn::TryToMergeWithKsmPage => Some(KernelOp::KsmMerge { mm, owner, rmap_item, address, anon_vma, ksm_page: kpage, pfn: 0, err: int(ev.ret) }),
+        HookFn::RemoveRmapItemFromTree => {
+            Some(KernelOp::KsmRemoveRmapItem { mm, owner, rmap_item, address, anon_vma, pfn: 0, stable: address & KSM_STABLE_FLAG != 0 })
+        }
+        _ => None,
     }
 }
 
@@ -448,8 +453,11 @@ pub fn hook_op(ev: &HookEvent) -> KernelOp {
 mod tests {
     use super::*;
 
+    use HookFn::*;
+    use Phase::{Entry, Exit};
+
     impl Decoder {
-        fn feed_(&mut self, ev: &HookEvent, out: &mut Vec<Op>) {
+        fn feed_(&mut self, ev: &Hook, out: &mut Vec<Op>) {
             self.feed(ev, &syms(), out)
         }
     }
@@ -458,8 +466,45 @@ mod tests {
         Symbols::parse("ffffffff81000000 T _stext\nffffffff81000000 T rmap_walk\nffffffff81000100 t migrate_folio_move\nffffffff81000200 T other_fn\nffffffff81000300 T _etext\nffffffff81000400 T zz\n").unwrap()
     }
 
-    fn ev(hook: u16, phase: u8) -> HookEvent {
-        HookEvent { kind: EV_HOOK, pid: 7, tgid: 7, hook, phase, backend: BK_FENTRY, ..Default::default() }
+    fn ev(function: HookFn, phase: Phase) -> Hook {
+        let none = VmaSnap::default();
+        Hook {
+            function,
+            phase,
+            backend: HookBackend::Fentry,
+            pid: 7,
+            tgid: 7,
+            ktime: 0,
+            caller: Caller::TopLevel,
+            ret: 0,
+            args: [0; 6],
+            a: none,
+            b: none,
+            stack: [0; 6],
+        }
+    }
+
+    /// A split's exit pairs with the split's entry, a merge function's with its own
+    /// function's entry only (not another merge function's, nor a split's).
+    #[test]
+    fn an_exit_pairs_with_its_own_function_s_entry() {
+        let (mut d, mut out) = (Decoder::default(), vec![]);
+        let mut entry = ev(Merge(MergeFn::VmaExpand), Entry);
+        entry.args = [0, 0, 0x1000, 0x3000, 0, 2];
+        d.feed_(&entry, &mut out);
+        d.feed_(&ev(SplitVma, Entry), &mut out);
+        d.feed_(&ev(Merge(MergeFn::CommitMerge), Exit), &mut out);
+        assert_eq!((out.len(), d.unpaired), (0, 1));
+        // The split's entry above the merge's never saw its exit: dropped, counted.
+        d.feed_(&ev(Merge(MergeFn::VmaExpand), Exit), &mut out);
+        assert_eq!(d.unpaired, 2);
+        assert!(matches!(
+            out[..],
+            [Op { backend: Some(HookBackend::Fentry), op: KernelOp::Merge { function: "vma_expand", start: 0x1000, end: 0x3000, merged: true, .. }, .. }]
+        ));
+        // A phase no program sends for its function.
+        d.feed_(&ev(AnonVmaPrepare, Entry), &mut out);
+        assert_eq!((out.len(), d.unpaired), (1, 3));
     }
 
     fn vma(p: u64, av: u64, l: u64) -> VmaSnap {
@@ -470,18 +515,18 @@ mod tests {
     fn prepare_reuse_fork_reuse_and_clone_reason() {
         let mut d = Decoder::default();
         let mut out = vec![];
-        let mut m = ev(HK_MERGEABLE, PH_EXIT);
+        let mut m = ev(FindMergeableAnonVma, Exit);
         m.ret = 0xa0;
         d.feed_(&m, &mut out);
-        let mut p = ev(HK_PREPARE, PH_EXIT);
+        let mut p = ev(AnonVmaPrepare, Exit);
         p.a = vma(1, 0xa0, 1);
         d.feed_(&p, &mut out);
         // The next prepare has no find_mergeable result left: not reused.
         d.feed_(&p, &mut out);
-        let mut c = ev(HK_CLONE, PH_EXIT);
-        c.callers = CALLER_FORK as u64;
+        let mut c = ev(AnonVmaClone, Exit);
+        c.caller = Caller::AnonVmaFork;
         d.feed_(&c, &mut out);
-        let mut f = ev(HK_FORK, PH_EXIT);
+        let mut f = ev(AnonVmaFork, Exit);
         f.a = vma(2, 0xb0, 2);
         f.b = vma(1, 0xa0, 1);
         f.args[0] = 0xa0;
@@ -501,10 +546,10 @@ mod tests {
     #[test]
     fn an_exec_ends_its_old_mm_s_teardown() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
-        let mut x = ev(HK_EXIT_MMAP, PH_ENTRY);
+        let mut x = ev(ExitMmap, Entry);
         x.args[0] = 0x100;
         d.feed_(&x, &mut out);
-        let mut u = ev(HK_UNLINK, PH_ENTRY);
+        let mut u = ev(UnlinkAnonVmas, Entry);
         u.a = vma(1, 0xa0, 1);
         d.feed_(&u, &mut out);
         d.exec(7);
@@ -522,7 +567,7 @@ mod tests {
     #[test]
     fn a_thp_fault_carries_its_vma_and_fault_type() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
-        let mut t = ev(HK_THP_FAULT, PH_EXIT);
+        let mut t = ev(DoHugePmdAnonymousPage, Exit);
         t.a = vma(1, 0xa0, 1);
         t.args = [0x1_0000_0000, 0, 0, 0, 0, 0];
         d.feed_(&t, &mut out);
@@ -537,10 +582,10 @@ mod tests {
     #[test]
     fn an_unlink_inside_mremap_is_mremap() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
-        let mut u = ev(HK_UNLINK, PH_ENTRY);
-        u.callers = CALLER_MREMAP as u64;
+        let mut u = ev(UnlinkAnonVmas, Entry);
+        u.caller = Caller::Mremap;
         d.feed_(&u, &mut out);
-        u.callers = 0;
+        u.caller = Caller::TopLevel;
         d.feed_(&u, &mut out);
         assert!(matches!(out[0].op, KernelOp::Unlink { reason: "mremap", .. }));
         assert!(matches!(out[1].op, KernelOp::Unlink { reason: "munmap", .. }));
@@ -550,37 +595,37 @@ mod tests {
     fn entries_pair_with_exits_and_walks_take_their_lock() {
         let mut d = Decoder::default();
         let mut out = vec![];
-        let mut s = ev(HK_SPLIT, PH_ENTRY);
+        let mut s = ev(SplitVma, Entry);
         s.a = vma(1, 0xa0, 1);
         s.args = [0, 0x2000, 1, 0, 0, 0];
         d.feed_(&s, &mut out);
-        let mut s2 = ev(HK_SPLIT, PH_EXIT);
+        let mut s2 = ev(SplitVma, Exit);
         s2.a = vma(1, 0xa0, 1);
         d.feed_(&s2, &mut out);
         assert!(matches!(out[0].op, KernelOp::Split { addr: 0x2000, new_below: true, ret: 0, .. }));
         d.feed_(&s2, &mut out);
         assert_eq!(d.unpaired, 1);
 
-        let mut w = ev(HK_RMAP_WALK, PH_ENTRY);
-        w.callers = CALLER_TRY_TO_MIGRATE as u64;
+        let mut w = ev(RmapWalk, Entry);
+        w.caller = Caller::TryToMigrate;
         w.args = [0xf0, 0xa1, 0, 0, 0, 0];
         d.feed_(&w, &mut out);
-        let mut l = ev(HK_FOLIO_LOCK, PH_ENTRY);
+        let mut l = ev(FolioLockAnonVmaRead, Entry);
         l.args = [0xf0, 0xa1, 0, 0, 0, 0];
         l.ktime = 100;
         d.feed_(&l, &mut out);
-        let mut x = ev(HK_FOLIO_LOCK, PH_EXIT);
+        let mut x = ev(FolioLockAnonVmaRead, Exit);
         x.ktime = 150;
         x.ret = 0xa0;
         d.feed_(&x, &mut out);
         // remove_migration_ptes inlined into migrate_folio_move: named by the return address.
-        w.callers = 0;
+        w.caller = Caller::TopLevel;
         w.stack = [0xffffffff81000010, 0xffffffff81000110, 0, 0, 0, 0];
         d.feed_(&w, &mut out);
         // A lock whose walk was inlined into its (hooked) caller is a walk of its own.
-        let mut l2 = ev(HK_FOLIO_LOCK, PH_ENTRY);
+        let mut l2 = ev(FolioLockAnonVmaRead, Entry);
         l2.args = [0xf8, 0xa1, 0, 0, 0, 0];
-        l2.callers = CALLER_TRY_TO_MIGRATE as u64;
+        l2.caller = Caller::TryToMigrate;
         d.feed_(&l2, &mut out);
         // A trampoline address past _etext is skipped.
         w.stack = [0xffffffffc0001000, 0xffffffff81000210, 0, 0, 0, 0];
