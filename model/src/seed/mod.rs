@@ -259,6 +259,11 @@ impl Seed {
                 },
             }
         };
+        if built.eager.len() > 1 << 16 {
+            // build's own arrays went (~44 bytes an anon_vma, beside the whole pass): their
+            // pages back before the VMAs' copy is made.
+            trim();
+        }
         let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
         // What the model takes of each VMA, one process at a time (the topology's VMAs,
         // chains and anon_vma map go before the model is built).
@@ -418,6 +423,20 @@ impl<'a> Avs<'a> {
 
     pub(super) fn get(&self, a: u64) -> Option<&'a AnonVmaInfo> {
         self.pos(a).map(|p| self.info[p])
+    }
+}
+
+/// Hands the pages of freed memory back to the kernel (glibc keeps them, per arena).
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: no argument but the pad to keep; glibc walks its own arenas under their locks.
+        unsafe {
+            malloc_trim(0);
+        }
     }
 }
 
