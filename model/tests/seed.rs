@@ -219,6 +219,26 @@ fn a_partial_topology_pins_what_outside_processes_link() {
     assert_eq!((l.anon_vma.free, l.anon_vma_chain.free), (0, 3));
 }
 
+/// Two chains agreeing on every `next` but starting at different heads, with the same
+/// anon_vma: the seed compares chains by their heads (`seed::eager::build`).
+#[test]
+fn two_chains_with_one_anon_vma_are_refused() {
+    let mut t = fork_b();
+    t.processes[1].vmas[1].chain = vec![0xc00, 0xb00, 0xa00];
+    t.processes[1].vmas[1].chain_len = 3;
+    t.processes[1].vmas[1].anon_vma = Some(0xb00);
+    t.anon_vmas.insert(0xc00, AnonVmaInfo { root: 0xa00, parent: 0xb00, refcount: 1, num_children: 0, num_active_vmas: 0, degree: None });
+    let e = Pair::from_topology(&t, Kernel::V6_18, Knobs::default()).map(|_| ()).unwrap_err();
+    assert!(e.to_string().contains("pid 11 VMA 0x200000000: shares anon_vma 0xb00 with a VMA of another chain"), "{e}");
+    // The same chain twice is one chain.
+    let mut t = fork_b();
+    t.processes[1].vmas[1].chain = vec![0xb00, 0xa00];
+    t.processes[1].vmas[1].anon_vma = Some(0xb00);
+    t.anon_vmas.get_mut(&0xb00).unwrap().num_active_vmas = 2;
+    t.anon_vmas.remove(&0xb01);
+    assert!(Pair::from_topology(&t, Kernel::V6_18, Knobs::default()).is_ok());
+}
+
 #[test]
 fn what_cannot_be_seeded_is_refused_by_name() {
     let seed = |t: &Topology| Pair::from_topology(t, Kernel::V6_18, Knobs::default()).map(|_| ()).unwrap_err();

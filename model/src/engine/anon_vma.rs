@@ -379,19 +379,41 @@ impl AnonVmas {
 }
 
 /// One AV as `crate::seed` found it in a kernel topology; links are indices into the
-/// slice given to [`AnonVmas::seed`].
+/// slice given to [`AnonVmas::seed`]. 28 bytes, not 48 with `usize` links: a seed holds one
+/// per anon_vma of the snapshot (1 M at `trace -p`'s largest) until the trace ends, and its
+/// lazy side as many again while it builds.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SeedAv {
-    pub root: usize,
-    pub parent: usize,
-    /// The next (older) AV of every chain through this one, if any.
-    pub next: Option<usize>,
+    root: u32,
+    parent: u32,
+    /// The next (older) AV of every chain through this one; `NIL` when none.
+    next: u32,
     pub refcount: u32,
     pub num_children: u32,
     pub num_active_vmas: u32,
     /// Holders of this AV's chain node: VMAs whose chain starts here, newer AVs whose
     /// `next` it is, and a pin for links from outside the topology.
     pub refs: u32,
+}
+
+impl SeedAv {
+    /// Links below `NIL` (`crate::seed` indexes fewer than 2^32 - 2 anon_vmas).
+    pub(crate) fn new(root: usize, parent: usize, next: Option<usize>, refcount: u32, num_children: u32, num_active_vmas: u32, refs: u32) -> SeedAv {
+        let ix = |i: usize| u32::try_from(i).ok().filter(|&i| i != NIL).expect("fewer than 2^32 - 1 anon_vmas");
+        SeedAv { root: ix(root), parent: ix(parent), next: next.map_or(NIL, ix), refcount, num_children, num_active_vmas, refs }
+    }
+
+    pub(crate) fn root(&self) -> usize {
+        self.root as usize
+    }
+
+    pub(crate) fn parent(&self) -> usize {
+        self.parent as usize
+    }
+
+    pub(crate) fn next(&self) -> Option<usize> {
+        (self.next != NIL).then_some(self.next as usize)
+    }
 }
 
 // Seeding (`crate::seed`): objects made as a snapshot shows them, not by the rmap.c paths.
@@ -403,12 +425,12 @@ impl AnonVmas {
         let ids: Vec<u32> = avs.iter().map(|_| self.avs.alloc()).collect();
         for (s, &id) in avs.iter().zip(&ids) {
             let a = self.m(id);
-            a.root = ids[s.root];
-            a.parent = ids[s.parent];
+            a.root = ids[s.root()];
+            a.parent = ids[s.parent()];
             a.refcount = s.refcount;
             a.num_children = s.num_children;
             a.num_active_vmas = s.num_active_vmas;
-            a.next = s.next.map_or(NIL, |n| ids[n]);
+            a.next = s.next().map_or(NIL, |n| ids[n]);
             a.refs = s.refs;
             a.len = 0;
         }

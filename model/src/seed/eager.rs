@@ -1,19 +1,17 @@
 //! The eager side of a seed: the kernel's objects as the topology shows them, checked
 //! (`check_processes`), and indexed with what the topology accounts for (`build`).
-use std::collections::HashMap;
-
-use super::{Built, Link, SeedError};
+use super::{Avs, Built, Link, SeedError};
 use crate::engine::anon_vma::SeedAv;
 use crate::engine::vma::ADDR_LIMIT;
 use crate::event::{Pid, PAGE_SIZE, PGOFF_BITS};
 use crate::kernel::Kernel;
-use crate::topology::{AnonVmaInfo, Topology};
+use crate::topology::ProcessTopo;
 
 /// What each process alone must satisfy: VMAs the model can hold, chains seen whole,
 /// anon_vmas present, root last.
-pub(super) fn check_processes(topo: &Topology) -> Result<(), SeedError> {
+pub(super) fn check_processes(procs: &[ProcessTopo], avs: &Avs) -> Result<(), SeedError> {
     let mut pids = std::collections::HashSet::new();
-    for p in &topo.processes {
+    for p in procs {
         if !pids.insert(p.pid) {
             return Err(SeedError::Process { pid: p.pid, what: "listed twice".into() });
         }
@@ -49,7 +47,7 @@ pub(super) fn check_processes(topo: &Topology) -> Result<(), SeedError> {
                 return Err(err(format!("anon_vma {av:#x} is not in its own chain")));
             }
             for (i, a) in v.chain.iter().enumerate() {
-                let info = topo.anon_vmas.get(a).ok_or_else(|| err(format!("anon_vma {a:#x} of its chain is missing from the topology")))?;
+                let info = avs.get(*a).ok_or_else(|| err(format!("anon_vma {a:#x} of its chain is missing from the topology")))?;
                 if info.root != root {
                     return Err(err(format!("anon_vma {a:#x} has root {:#x}, its chain ends at {root:#x}", info.root)));
                 }
@@ -57,7 +55,8 @@ pub(super) fn check_processes(topo: &Topology) -> Result<(), SeedError> {
                     return Err(err(format!("anon_vma {a:#x} twice in its chain")));
                 }
             }
-            if topo.anon_vmas[&root].parent != root {
+            // Present: the loop above looked every entry up.
+            if avs.get(root).is_some_and(|r| r.parent != root) {
                 return Err(err(format!("root {root:#x} has a parent")));
             }
         }
@@ -65,66 +64,95 @@ pub(super) fn check_processes(topo: &Topology) -> Result<(), SeedError> {
     Ok(())
 }
 
-/// anon_vma index by address, with the pid that first linked it.
-struct Index {
-    of: HashMap<u64, usize>,
-    addrs: Vec<u64>,
-    first_pid: Vec<Pid>,
+/// `next` of an anon_vma not yet on any chain, and of one that ends its chains (4 bytes
+/// each, not an `Option<Option<usize>>`'s 16: 1 M anon_vmas at `trace -p`'s peak).
+const UNSET: u32 = u32::MAX;
+const END: u32 = u32::MAX - 1;
+
+fn next_of(n: u32) -> Option<Option<usize>> {
+    match n {
+        UNSET => None,
+        END => Some(None),
+        y => Some(Some(y as usize)),
+    }
 }
 
-pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError> {
-    let mut ix = Index { of: HashMap::new(), addrs: Vec::new(), first_pid: Vec::new() };
-    for p in &topo.processes {
+pub(super) fn build(procs: &[ProcessTopo], avs: &Avs, kernel: Kernel) -> Result<Built, SeedError> {
+    // Indices in the order the chains first reach each anon_vma, as the model numbers them;
+    // found by address through `avs`' sorted keys (no hash map: ~36 MB at 1 M anon_vmas).
+    if avs.len() >= END as usize {
+        let pid = procs.first().map_or(0, |p| p.pid);
+        return Err(SeedError::Process { pid, what: format!("{} anon_vmas: the seed indexes fewer than 2^32 - 2", avs.len()) });
+    }
+    let mut ix_of_pos = vec![UNSET; avs.len()];
+    // At most every anon_vma of `avs` (all when, as the seed keeps it, every one is reached).
+    let (mut pos_of_ix, mut addrs, mut first_pid) = (Vec::with_capacity(avs.len()), Vec::with_capacity(avs.len()), Vec::<Pid>::with_capacity(avs.len()));
+    for p in procs {
         for v in &p.vmas {
             for &a in &v.chain {
-                ix.of.entry(a).or_insert_with(|| {
-                    ix.addrs.push(a);
-                    ix.first_pid.push(p.pid);
-                    ix.addrs.len() - 1
-                });
+                let pos = avs.pos(a).ok_or_else(|| SeedError::Vma {
+                    pid: p.pid,
+                    start: v.start,
+                    what: format!("anon_vma {a:#x} of its chain is missing from the topology"),
+                })?;
+                if ix_of_pos[pos] == UNSET {
+                    ix_of_pos[pos] = addrs.len() as u32;
+                    pos_of_ix.push(pos as u32);
+                    addrs.push(a);
+                    first_pid.push(p.pid);
+                }
             }
         }
     }
-    let n = ix.addrs.len();
-    let info: Vec<&AnonVmaInfo> = ix.addrs.iter().map(|a| &topo.anon_vmas[a]).collect();
-    let av_err = |i: usize, what: String| SeedError::AnonVma { pid: ix.first_pid[i], av: ix.addrs[i], what };
+    let of = |a: u64| avs.pos(a).map(|p| ix_of_pos[p]).filter(|&x| x != UNSET).map(|x| x as usize);
+    let n = addrs.len();
+    let info = |x: usize| avs.info[pos_of_ix[x] as usize];
+    let av_err = |i: usize, what: String| SeedError::AnonVma { pid: first_pid[i], av: addrs[i], what };
     // The chain after each anon_vma is the same in every chain through it (the kernel
     // builds chains by cloning whole chains and putting one new anon_vma in front).
-    let mut next: Vec<Option<Option<usize>>> = vec![None; n];
+    let mut next = vec![UNSET; n];
     let mut heads = vec![0u32; n];
     let mut active = vec![0u32; n];
-    let mut vmas = Vec::with_capacity(topo.processes.len());
-    let mut chain_of_av: Vec<Option<&[u64]>> = vec![None; n];
-    for p in &topo.processes {
+    let mut vmas = Vec::with_capacity(procs.len());
+    // The head of the first chain seen with each anon_vma as its VMA's: with every `next`
+    // agreeing, two chains are equal exactly when their heads are.
+    let mut chain_of_av = vec![UNSET; n];
+    let mut idx: Vec<usize> = Vec::new();
+    for p in procs {
         let mut pv = Vec::with_capacity(p.vmas.len());
         for v in &p.vmas {
             if v.chain.is_empty() {
                 pv.push(Link::NONE);
                 continue;
             }
-            let idx: Vec<usize> = v.chain.iter().map(|a| ix.of[a]).collect();
+            idx.clear();
+            // Every entry was indexed above.
+            idx.extend(v.chain.iter().filter_map(|&a| of(a)));
             for (k, &x) in idx.iter().enumerate() {
                 let after = idx.get(k + 1).copied();
-                match next[x] {
-                    None => next[x] = Some(after),
+                match next_of(next[x]) {
+                    None => next[x] = after.map_or(END, |y| y as u32),
                     Some(seen) if seen != after => {
                         let what = format!(
                             "chain continues with {:#x} here but {:#x} elsewhere",
                             v.chain.get(k + 1).copied().unwrap_or(0),
-                            seen.map_or(0, |s| ix.addrs[s])
+                            seen.map_or(0, |s| addrs[s])
                         );
                         return Err(SeedError::Vma { pid: p.pid, start: v.start, what });
                     }
                     Some(_) => {}
                 }
             }
-            let av = ix.of[&v.anon_vma.expect("checked")];
+            let Some(av) = v.anon_vma.and_then(of) else {
+                return Err(SeedError::Vma { pid: p.pid, start: v.start, what: "a chain but no anon_vma of it".into() });
+            };
             match chain_of_av[av] {
-                Some(c) if c != v.chain.as_slice() => {
-                    let what = format!("shares anon_vma {:#x} with a VMA of another chain", ix.addrs[av]);
+                UNSET => chain_of_av[av] = idx[0] as u32,
+                h if h as usize != idx[0] => {
+                    let what = format!("shares anon_vma {:#x} with a VMA of another chain", addrs[av]);
                     return Err(SeedError::Vma { pid: p.pid, start: v.start, what });
                 }
-                _ => chain_of_av[av] = Some(&v.chain),
+                _ => {}
             }
             heads[idx[0]] += 1;
             active[av] += 1;
@@ -132,32 +160,35 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
         }
         vmas.push(pv);
     }
+    drop(chain_of_av);
     let mut nexts = vec![0u32; n];
     let mut children = vec![0u32; n];
     let mut rooted = vec![0u32; n];
-    let mut parent = vec![0usize; n];
+    let mut parent = vec![0u32; n];
+    let after = |y: usize| next_of(next[y]).flatten();
     for x in 0..n {
-        if let Some(Some(y)) = next[x] {
+        if let Some(y) = after(x) {
             nexts[y] += 1;
         }
-        let i = info[x];
-        let p = *ix.of.get(&i.parent).ok_or_else(|| av_err(x, format!("parent {:#x} is missing from the topology", i.parent)))?;
+        let i = info(x);
+        let p = of(i.parent).ok_or_else(|| av_err(x, format!("parent {:#x} is missing from the topology", i.parent)))?;
         // anon_vma_fork clones the parent VMA's chain, which holds the parent, behind the
         // child: every chain through an anon_vma holds its parent after it.
-        if !std::iter::successors(Some(x), |&y| next[y].flatten()).any(|y| y == p) {
+        if !std::iter::successors(Some(x), |&y| after(y)).any(|y| y == p) {
             return Err(av_err(x, format!("parent {:#x} is not on its chain", i.parent)));
         }
-        parent[x] = p;
+        parent[x] = p as u32;
         if p != x {
             children[p] += 1;
-            rooted[ix.of[&i.root]] += 1;
+            // check_processes: every chain's anon_vmas have its root, which is on it.
+            rooted[of(i.root).ok_or_else(|| av_err(x, format!("root {:#x} is missing from the topology", i.root)))?] += 1;
         }
     }
     let mut eager = Vec::with_capacity(n);
     let mut seen = Vec::with_capacity(n);
     for x in 0..n {
-        let i = info[x];
-        let root = ix.of[&i.root];
+        let i = info(x);
+        let root = of(i.root).ok_or_else(|| av_err(x, format!("root {:#x} is missing from the topology", i.root)))?;
         // The root's self-parent link counts once in its num_children.
         let seen_children = children[x] + u32::from(root == x);
         let (nc, na) = match i.degree {
@@ -186,17 +217,9 @@ pub(super) fn build(topo: &Topology, kernel: Kernel) -> Result<Built, SeedError>
         let refcount = u32::try_from(i.refcount).ok().filter(|&r| r >= holders);
         let refcount = refcount.ok_or_else(|| av_err(x, format!("refcount {} below its {holders} holders in the topology", i.refcount)))?;
         seen.push(SeenCounts { children: seen_children.min(nc), active: active[x].min(na), holders, pinned: outside });
-        eager.push(SeedAv {
-            root,
-            parent: parent[x],
-            next: next[x].flatten(),
-            refcount,
-            num_children: nc,
-            num_active_vmas: na,
-            refs: heads[x] + nexts[x] + u32::from(outside),
-        });
+        eager.push(SeedAv::new(root, parent[x] as usize, after(x), refcount, nc, na, heads[x] + nexts[x] + u32::from(outside)));
     }
-    Ok(Built { eager, addrs: ix.addrs, vmas, seen })
+    Ok(Built { eager, addrs, vmas, seen })
 }
 
 /// What the topology itself shows of one eager anon_vma.

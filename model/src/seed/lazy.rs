@@ -7,21 +7,26 @@ use crate::snapshot::LazyState;
 /// The lazy side's anon_vmas: those its chains still link, renumbered.
 pub(super) struct LazyAvs {
     pub avs: Vec<SeedAv>,
-    /// eager index → lazy index.
-    pub of: Vec<Option<usize>>,
+    /// eager index → lazy index; `u32::MAX` when none (4 bytes an anon_vma, not 16).
+    of: Vec<u32>,
     /// Chain length per lazy index.
-    pub len: Vec<u64>,
+    pub len: Vec<u32>,
 }
 
 impl LazyAvs {
+    fn of(&self, x: usize) -> Option<usize> {
+        let i = self.of[x];
+        (i != u32::MAX).then_some(i as usize)
+    }
+
     /// (lazy chain head, lazy anon_vma) of a TREE or TREE_PARENT VMA.
     pub fn chain_of(&self, b: &Built, head: Option<usize>, av: Option<usize>, s: LazyState) -> (Option<usize>, Option<usize>) {
         let (h, a) = (head.expect("a TREE VMA has a chain"), av.expect("and an anon_vma"));
         match s {
-            LazyState::Tree => (self.of[h], self.of[a]),
+            LazyState::Tree => (self.of(h), self.of(a)),
             // snapshot::lazy_chain: the head goes when it is the VMA's own anon_vma.
-            _ if h == a => (b.eager[h].next.and_then(|n| self.of[n]), None),
-            _ => (self.of[h], None),
+            _ if h == a => (b.eager[h].next().and_then(|n| self.of(n)), None),
+            _ => (self.of(h), None),
         }
     }
 }
@@ -40,7 +45,7 @@ pub(super) fn lazy_avs(b: &Built, states: &[Vec<LazyState>], enabled: bool) -> L
                     active[a] += 1;
                 }
                 (LazyState::TreeParent, Some(h), Some(a)) if h == a => {
-                    if let Some(nx) = b.eager[h].next {
+                    if let Some(nx) = b.eager[h].next() {
                         heads[nx] += 1;
                     }
                 }
@@ -55,13 +60,14 @@ pub(super) fn lazy_avs(b: &Built, states: &[Vec<LazyState>], enabled: bool) -> L
         let mut y = Some(x);
         while let Some(z) = y.filter(|&z| !linked[z]) {
             linked[z] = true;
-            y = b.eager[z].next;
+            y = b.eager[z].next();
         }
     }
-    let mut of = vec![None; n];
+    let mut of = vec![u32::MAX; n];
     let mut order = Vec::new();
     for x in (0..n).filter(|&x| linked[x]) {
-        of[x] = Some(order.len());
+        // Below u32::MAX: n is (`build`).
+        of[x] = order.len() as u32;
         order.push(x);
     }
     let mut nexts = vec![0u32; n];
@@ -69,12 +75,12 @@ pub(super) fn lazy_avs(b: &Built, states: &[Vec<LazyState>], enabled: bool) -> L
     let mut rooted = vec![0u32; n];
     for &x in &order {
         let e = &b.eager[x];
-        if let Some(nx) = e.next {
+        if let Some(nx) = e.next() {
             nexts[nx] += 1;
         }
-        if e.parent != x {
-            children[e.parent] += 1;
-            rooted[e.root] += 1;
+        if e.parent() != x {
+            children[e.parent()] += 1;
+            rooted[e.root()] += 1;
         }
     }
     let mut avs = Vec::with_capacity(order.len());
@@ -87,17 +93,21 @@ pub(super) fn lazy_avs(b: &Built, states: &[Vec<LazyState>], enabled: bool) -> L
         let ext_active = e.num_active_vmas - seen_e.active;
         let ext_refs = e.refcount - seen_e.holders;
         let pin = u32::from(seen_e.pinned);
-        let map = |i: usize| of[i].expect("a lazy chain's parent and root are in lazy chains");
-        avs.push(SeedAv {
-            root: map(e.root),
-            parent: map(e.parent),
-            next: e.next.map(map),
-            refcount: 1 + rooted[x] + ext_refs,
-            num_children: children[x] + u32::from(e.root == x) + ext_children,
-            num_active_vmas: active[x] + ext_active,
-            refs: heads[x] + nexts[x] + pin,
-        });
-        len.push(std::iter::successors(Some(x), |&y| b.eager[y].next).count() as u64);
+        let map = |i: usize| {
+            let l = of[i];
+            assert!(l != u32::MAX, "a lazy chain's parent and root are in lazy chains");
+            l as usize
+        };
+        avs.push(SeedAv::new(
+            map(e.root()),
+            map(e.parent()),
+            e.next().map(map),
+            1 + rooted[x] + ext_refs,
+            children[x] + u32::from(e.root() == x) + ext_children,
+            active[x] + ext_active,
+            heads[x] + nexts[x] + pin,
+        ));
+        len.push(std::iter::successors(Some(x), |&y| b.eager[y].next()).count() as u32);
     }
     LazyAvs { avs, of, len }
 }

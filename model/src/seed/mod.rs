@@ -45,7 +45,7 @@ use crate::knobs::Knobs;
 use crate::lazy::history::bit;
 use crate::pair::Pair;
 use crate::snapshot::{self, LazyState, SnapshotError};
-use crate::topology::{ProcessTopo, Topology};
+use crate::topology::{AnonVmaInfo, ProcessTopo, Topology};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SeedError {
@@ -236,7 +236,8 @@ impl Seed {
         let mut skipped = Vec::new();
         let mut refused = Topology::default();
         let built = loop {
-            match check_processes(&topo).and_then(|()| build(&topo, self.kernel)) {
+            let avs = Avs::of(&topo.anon_vmas);
+            match check_processes(&topo.processes, &avs).and_then(|()| build(&topo.processes, &avs, self.kernel)) {
                 Ok(b) => break b,
                 Err(e) => match e.pid().filter(|&pid| self.skip_bad && topo.processes.iter().any(|p| p.pid == pid)) {
                     Some(pid) => {
@@ -251,12 +252,18 @@ impl Seed {
                             }
                             refused.processes.push(p);
                         }
+                        drop(avs);
                         retain_reachable(&mut topo);
                     }
                     None => return Err(e),
                 },
             }
         };
+        if built.eager.len() > 1 << 16 {
+            // build's own arrays went (~44 bytes an anon_vma, beside the whole pass): their
+            // pages back before the VMAs' copy is made.
+            trim();
+        }
         let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
         // What the model takes of each VMA, one process at a time (the topology's VMAs,
         // chains and anon_vma map go before the model is built).
@@ -308,7 +315,7 @@ impl Prepared {
         let at = self.procs.iter().position(|p| p.0 == pid)?;
         let b = &self.built;
         // Checked: every anon_vma of a chain has the chain's root.
-        Some(b.vmas[at].iter().filter_map(|l| l.get().0).map(|h| b.addrs[b.eager[h].root]).collect())
+        Some(b.vmas[at].iter().filter_map(|l| l.get().0).map(|h| b.addrs[b.eager[h].root()]).collect())
     }
 
     /// The processes the seed refused ([`Seed::skip_bad`]), and the anon_vmas they link.
@@ -325,11 +332,12 @@ impl Prepared {
     fn apply(&self, pair: &mut Pair, lazy_enabled: bool) -> SeedReport {
         let (built, states, pids) = (&self.built, &self.states, &self.pids);
         let mut report = SeedReport { skipped: self.skipped.clone(), ..Default::default() };
-        let lazy = lazy_avs(built, states, lazy_enabled);
+        let mut lazy = lazy_avs(built, states, lazy_enabled);
         report.pinned = built.seen.iter().filter(|s| s.pinned).count() as u64;
         let (eager_m, lazy_m, procs) = pair.parts_mut();
         let eager_ids = eager_m.core.avs.seed(&built.eager);
-        let lazy_ids = lazy_m.core.avs.seed(&lazy.avs);
+        // Gone once in the model, before the VMAs are (the peak of a 1 M-VMA seed).
+        let lazy_ids = lazy_m.core.avs.seed(&std::mem::take(&mut lazy.avs));
         let (mut avc_e, mut avc_l) = (0u64, 0u64);
         for (((pid, pvmas), vmas), st) in self.procs.iter().zip(&built.vmas).zip(states) {
             // Exact: the model's arrays are most of what a seed of ≥ 1 M VMAs holds.
@@ -357,7 +365,7 @@ impl Prepared {
                         let (h, a) = lazy.chain_of(built, head, av, s);
                         l.chain = h.map_or(NIL, |h| lazy_ids[h]);
                         l.av = a.map_or(NIL, |a| lazy_ids[a]);
-                        avc_l += h.map_or(0, |h| lazy.len[h]);
+                        avc_l += h.map_or(0, |h| u64::from(lazy.len[h]));
                     }
                 }
                 mms[EAGER].vmas.push(e);
@@ -384,6 +392,52 @@ fn seeds(pids: &[(Pid, Pid)], pid: Pid) -> bool {
 /// does: a parent whose child is not seeded is still TREE.
 fn classified(topo: &Topology, pids: &[(Pid, Pid)]) -> HashMap<Pid, Vec<LazyState>> {
     topo.processes.iter().map(|p| p.pid).zip(snapshot::classify(topo)).filter(|(p, _)| seeds(pids, *p)).collect()
+}
+
+/// A topology's anon_vmas in address order, by position: what the seed's arrays are
+/// indexed by, found by binary search (16 bytes an anon_vma beside the map, where a hash
+/// map from address to index took ~36: 1 M anon_vmas at `trace -p`'s peak).
+pub(super) struct Avs<'a> {
+    keys: Vec<u64>,
+    pub(super) info: Vec<&'a AnonVmaInfo>,
+}
+
+impl<'a> Avs<'a> {
+    fn of(map: &'a BTreeMap<u64, AnonVmaInfo>) -> Avs<'a> {
+        let mut avs = Avs { keys: Vec::with_capacity(map.len()), info: Vec::with_capacity(map.len()) };
+        for (k, i) in map {
+            avs.keys.push(*k);
+            avs.info.push(i);
+        }
+        avs
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Where anon_vma `a` is.
+    pub(super) fn pos(&self, a: u64) -> Option<usize> {
+        self.keys.binary_search(&a).ok()
+    }
+
+    pub(super) fn get(&self, a: u64) -> Option<&'a AnonVmaInfo> {
+        self.pos(a).map(|p| self.info[p])
+    }
+}
+
+/// Hands the pages of freed memory back to the kernel (glibc keeps them, per arena).
+fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> i32;
+        }
+        // SAFETY: no argument but the pad to keep; glibc walks its own arenas under their locks.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
 
 /// Drops every anon_vma the topology's chains no longer reach.
