@@ -80,7 +80,7 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
 
     // Replayed as nobody: re-seeded from the recorded pass, the same model sections.
     let again = json(&replay(&["-j", &rec]));
-    assert_eq!(again["recording"]["format_version"], "3.0");
+    assert_eq!(again["recording"]["format_version"], "3.1");
     for k in MODEL {
         assert_eq!(again[k], live[k], "{k}");
     }
