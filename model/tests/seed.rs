@@ -373,7 +373,11 @@ fn a_reduced_topology_keeps_only_what_meets_the_kept() {
     // fork_b plus an unrelated process: reduced to the parent, the child's links to the
     // parent's trees stay, the stranger leaves nothing.
     let mut t = fork_b();
-    t.processes.push(ProcessTopo { pid: 12, vmas: vec![VmaTopo { anon_vma: Some(0xf00), chain: vec![0xf00], chain_len: 1, ..Default::default() }], ..Default::default() });
+    t.processes.push(ProcessTopo {
+        pid: 12,
+        vmas: vec![VmaTopo { anon_vma: Some(0xf00), chain: vec![0xf00], chain_len: 1, ..Default::default() }],
+        ..Default::default()
+    });
     t.anon_vmas.insert(0xf00, AnonVmaInfo { root: 0xf00, parent: 0xf00, refcount: 1, num_children: 1, num_active_vmas: 1, degree: None });
     t.reduce(|p| p == 10);
     assert_eq!(t.processes.len(), 1);

@@ -301,25 +301,44 @@ pub fn topology(src: impl Read + Send) -> anyhow::Result<(Topology, PassStats)> 
 /// links it ([`topology`]: of any process). The fields are read per chain entry, so the two
 /// differ only where the anon_vma changed during the pass (the pass is no atomic view
 /// either way). Duplicate VMAs are counted for the kept processes only.
-pub fn scope_topology(src: impl Read + Send, keep: impl Fn(u32) -> bool) -> anyhow::Result<(Topology, PassStats)> {
+pub fn scope_topology(src: impl Read + Send, keep: impl Fn(u32) -> bool) -> anyhow::Result<(ScopePass, PassStats)> {
     let mut stats = PassStats::default();
     let mut b = TopoBuilder::default();
     let mut f = ForeignBuilder::default();
     // Per mm: its ordinal among the others, None when kept.
     let mut mms: HashMap<u64, Option<u32>> = HashMap::new();
-    each_vma(src, &mut stats, |_| {}, |v, c| {
-        let ord = *mms.entry(v.mm).or_insert_with(|| (!keep(v.pid)).then(|| f.process(v.pid)));
-        match ord {
-            None => b.vma(v, c),
-            Some(o) => f.vma(o, c.iter().map(|a| (a.anon_vma, a.root))),
-        }
-    })?;
+    each_vma(
+        src,
+        &mut stats,
+        |_| {},
+        |v, c| {
+            let ord = *mms.entry(v.mm).or_insert_with(|| (!keep(v.pid)).then(|| f.process(v.pid)));
+            match ord {
+                None => b.vma(v, c),
+                Some(o) => f.vma(o, c.iter().map(|a| (a.anon_vma, a.root))),
+            }
+        },
+    )?;
     stats.duplicate_vmas = b.duplicates;
-    b.topo.foreign = f.finish(&b.topo);
     for p in &mut b.topo.processes {
         p.vmas.shrink_to_fit();
     }
-    Ok((b.topo, stats))
+    Ok((ScopePass { topo: b.topo, foreign: f }, stats))
+}
+
+/// [`scope_topology`]'s pass before its other processes are sorted ([`ScopePass::finish`]):
+/// `trace -p` does that after its end marker, outside the window the pass races in.
+pub struct ScopePass {
+    topo: Topology,
+    foreign: ForeignBuilder,
+}
+
+impl ScopePass {
+    pub fn finish(self) -> Topology {
+        let mut topo = self.topo;
+        topo.foreign = self.foreign.finish(&topo);
+        topo
+    }
 }
 
 #[cfg(test)]
@@ -386,7 +405,8 @@ mod tests {
     #[test]
     fn the_scope_s_pass_is_the_whole_pass_reduced() {
         let avc = |vma: u64, av: u64, root: u64| AvcRecord { kind: REC_AVC, refcount: 1, vma, anon_vma: av, root, parent: root, ..Default::default() };
-        let vma = |pid: u32, mm: u64, vma: u64, av: u64, len: u64| VmaRecord { kind: REC_VMA, pid, chain_len: len, vma, anon_vma: av, mm, ..Default::default() };
+        let vma =
+            |pid: u32, mm: u64, vma: u64, av: u64, len: u64| VmaRecord { kind: REC_VMA, pid, chain_len: len, vma, anon_vma: av, mm, ..Default::default() };
         let mut s = Vec::new();
         // 1 (kept) and its child 2 (not) share A's tree; 3 (not) shares nothing; 4 (kept)
         // is a thread of 3's mm: 3 named it first, so it is not kept either.
@@ -403,6 +423,7 @@ mod tests {
         s.extend_from_slice(bytes(&vma(1, 100, 10, 0xa, 1)));
         let keep = |p: u32| p == 1 || p == 4;
         let (t, st) = scope_topology(&s[..], keep).unwrap();
+        let t = t.finish();
         let (mut whole, _) = topology(&s[..]).unwrap();
         whole.reduce(keep);
         assert_eq!(t, whole);
