@@ -2,7 +2,8 @@
 //! and what ANON_VMA_LAZY would hold for the same topology (default knobs, spec §3).
 //!
 //! The lazy state of a VMA is read off the **whole-system** topology, because whether a
-//! VMA's anon_vma family is shared depends on other processes:
+//! VMA's anon_vma family is shared depends on other processes (those a `trace -p` seed does
+//! not take are in `Topology::foreign`, as far as they link the kept ones' anon_vmas):
 //!
 //! * no `vma->anon_vma` → NONE: 0 AV / 0 AVC.
 //! * chain length L == 1 and no VMA of another mm links that anon_vma → LAZY: 0 / 0
@@ -90,16 +91,19 @@ pub(crate) fn check_knobs(k: &Knobs) -> Result<(), SnapshotError> {
 /// By position in the topology's own map (sorted) where the anon_vma is there: 8 bytes an
 /// anon_vma, where a hash map took ~50 (`trace -p`'s seed of 1 M anon_vmas classifies with
 /// the whole pass held); a chain entry the map lacks goes to a hash map.
-struct Links {
+/// Processes kept out of the topology (`Topology::foreign`, `trace -p`) are other mms to
+/// every process in it: their links are read off that form.
+struct Links<'a> {
     keys: Vec<u64>,
     at: Vec<(u32, bool)>,
     rest: HashMap<u64, (usize, bool)>,
+    foreign: &'a crate::topology::Foreign,
 }
 
-impl Links {
-    fn new(topo: &Topology) -> Links {
+impl<'a> Links<'a> {
+    fn new(topo: &'a Topology) -> Links<'a> {
         let keys: Vec<u64> = topo.anon_vmas.keys().copied().collect();
-        let mut l = Links { at: vec![(u32::MAX, false); keys.len()], keys, rest: HashMap::new() };
+        let mut l = Links { at: vec![(u32::MAX, false); keys.len()], keys, rest: HashMap::new(), foreign: &topo.foreign };
         for (i, p) in topo.processes.iter().enumerate() {
             for v in &p.vmas {
                 for &av in &v.chain {
@@ -124,6 +128,9 @@ impl Links {
 
     /// Chains of an mm other than `mm_idx` link `av`.
     fn shared(&self, av: u64, mm_idx: usize) -> bool {
+        if self.foreign.links(av) {
+            return true;
+        }
         let at = self.keys.binary_search(&av).ok().map(|at| self.at[at]).filter(|e| e.0 != u32::MAX);
         match at {
             Some((first, many)) => many || first as usize != mm_idx,

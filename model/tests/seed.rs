@@ -306,3 +306,84 @@ fn a_lazy_only_layout_may_fail_only_in_lazy() {
         round_trip(kernel, &before, &after).unwrap();
     }
 }
+
+/// `trace -p` keeps only the candidates whole (`Topology::reduce`, the others as
+/// `Topology::foreign`): every subset of a random topology's processes seeds, classifies and
+/// tells who shares its trees exactly as from the whole topology.
+fn reduced_reads_as_whole(kernel: Kernel, before: &[Event]) -> Result<(), TestCaseError> {
+    let mut a = Pair::new(kernel, Knobs::default());
+    a.apply(&Event::Spawn { pid: 1 }).unwrap();
+    for s in 0..SLOTS {
+        a.apply(&Event::Map { pid: 1, start: addr(s, 0), pages: 4, flags: vm::READ | vm::WRITE }).unwrap();
+        a.apply(&Event::Fault { pid: 1, addr: addr(s, s % 4), kind: FaultKind::Write }).unwrap();
+    }
+    for ev in before {
+        let _ = a.apply(ev);
+    }
+    let whole = seed::to_topology(&a);
+    let all: Vec<u32> = whole.processes.iter().map(|p| p.pid).collect();
+    let states = lazyvma_model::snapshot::classify(&whole);
+    let root = |t: &Topology, av: &u64| t.anon_vmas.get(av).map_or(*av, |i| i.root);
+    for mask in 0u32..1 << all.len() {
+        let kept: Vec<u32> = all.iter().enumerate().filter(|(i, _)| mask & 1 << i != 0).map(|(_, p)| *p).collect();
+        let mut small = whole.clone();
+        small.reduce(|pid| kept.contains(&pid));
+        prop_assert_eq!(small.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), kept.clone());
+        // Classified alike.
+        let s2 = lazyvma_model::snapshot::classify(&small);
+        let s1: Vec<_> = whole.processes.iter().zip(&states).filter(|(p, _)| kept.contains(&p.pid)).map(|(_, s)| s.clone()).collect();
+        prop_assert_eq!(&s1, &s2, "kept {:?}", kept);
+        // Seeded alike (skip_bad: refusals alike too).
+        let pids: Vec<(u32, u32)> = kept.iter().map(|&p| (p, p)).collect();
+        let seed = Seed { kernel, knobs: Knobs::default(), skip_bad: true };
+        let (pw, pr) = (seed.prepare(&whole, &pids), seed.prepare_owned(small.clone(), &pids));
+        prop_assert_eq!(pw.is_ok(), pr.is_ok());
+        let (Ok(pw), Ok(pr)) = (pw, pr) else { continue };
+        let ((aw, rw), (ar, rr)) = (seed.run_prepared(&pw).unwrap(), seed.run_prepared(&pr).unwrap());
+        prop_assert_eq!(&rw, &rr);
+        prop_assert_eq!((live(&aw.counts().0), live(&aw.counts().1)), (live(&ar.counts().0), live(&ar.counts().1)));
+        prop_assert_eq!((layout(&aw, false), layout(&aw, true)), (layout(&ar, false), layout(&ar, true)));
+        // The first process outside linking each of a kept one's trees: the same pid.
+        for p in &small.processes {
+            for r in p.vmas.iter().flat_map(|v| &v.chain).map(|a| root(&small, a)) {
+                let first = whole.processes.iter().find(|q| !kept.contains(&q.pid) && q.vmas.iter().flat_map(|v| &v.chain).any(|a| root(&whole, a) == r));
+                prop_assert_eq!(first.map(|q| q.pid), small.foreign.root_pid(r), "root {:#x}", r);
+            }
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 200, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_reduced_topology_seeds_as_the_whole_6_18(before in prop::collection::vec(event(), 0..40)) {
+        reduced_reads_as_whole(Kernel::V6_18, &before)?;
+    }
+
+    #[test]
+    fn a_reduced_topology_seeds_as_the_whole_pre_6_0(before in prop::collection::vec(event(), 0..40)) {
+        reduced_reads_as_whole(Kernel::Pre6_0, &before)?;
+    }
+}
+
+#[test]
+fn a_reduced_topology_keeps_only_what_meets_the_kept() {
+    // fork_b plus an unrelated process: reduced to the parent, the child's links to the
+    // parent's trees stay, the stranger leaves nothing.
+    let mut t = fork_b();
+    t.processes.push(ProcessTopo {
+        pid: 12,
+        vmas: vec![VmaTopo { anon_vma: Some(0xf00), chain: vec![0xf00], chain_len: 1, ..Default::default() }],
+        ..Default::default()
+    });
+    t.anon_vmas.insert(0xf00, AnonVmaInfo { root: 0xf00, parent: 0xf00, refcount: 1, num_children: 1, num_active_vmas: 1, degree: None });
+    t.reduce(|p| p == 10);
+    assert_eq!(t.processes.len(), 1);
+    assert_eq!(t.anon_vmas.keys().copied().collect::<Vec<_>>(), [0xa00, 0xa01, 0xa02]);
+    assert_eq!(t.foreign.linked, [0xa00, 0xa01, 0xa02]);
+    assert_eq!(t.foreign.roots, [(0xa00, 11), (0xa01, 11), (0xa02, 11)]);
+    let (_, r) = Seed { kernel: Kernel::V6_18, knobs: Knobs::default(), skip_bad: false }.run(&t).unwrap();
+    assert_eq!((r.pinned, r.states), (3, [0, 0, 3, 0]), "TREE: the child, outside, links A");
+}

@@ -80,7 +80,7 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
 
     // Replayed as nobody: re-seeded from the recorded pass, the same model sections.
     let again = json(&replay(&["-j", &rec]));
-    assert_eq!(again["recording"]["format_version"], "3.0");
+    assert_eq!(again["recording"]["format_version"], "3.1");
     for k in MODEL {
         assert_eq!(again[k], live[k], "{k}");
     }
@@ -127,4 +127,68 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
     assert_eq!(capped["lazy"], live["lazy"]);
     let text = replay(&["--model-events-max", "1", &rec]);
     assert!(String::from_utf8_lossy(&text.stdout).contains(" past --model-events-max 1 not kept (counted above); knob sweep not run"));
+}
+
+/// The seed chunk's body (kind 5, or 7 from format 3.1) of a recording, by its framing.
+fn seed_chunk(d: &[u8]) -> Option<(u8, usize)> {
+    let mut p = 12;
+    while p + 9 <= d.len() {
+        let len = u32::from_le_bytes(d[p..p + 4].try_into().unwrap()) as usize;
+        if [5, 7].contains(&d[p + 8]) {
+            return Some((d[p + 8], len - 1));
+        }
+        p += 8 + len;
+    }
+    None
+}
+
+/// Issue 9: `trace -p` of a small process beside a bigger one outside the scope (manyvmas,
+/// 17 processes, ~170k VMAs) seeds as it does alone, and its recording's seed is the
+/// scope's size (the whole pass was ~30 MB of JSON here, 317 MiB beside 1 M VMAs).
+#[test]
+fn a_seed_beside_a_big_process_outside_the_scope_is_the_scope_s_size() {
+    if !root_or_skip("a_seed_beside_a_big_process_outside_the_scope_is_the_scope_s_size") {
+        return;
+    }
+    let dir = Dir::new("record-seed-foreign");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let (mut w, pids) = held();
+    let trace = |rec: &str| {
+        let o = Command::new(LAZYVMA).args(["trace", "-j", "-d", "2", "-o", rec, "-p", &pids[0].to_string()]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(!stderr.contains("not recorded"), "{stderr}");
+        (json(&o), std::fs::read(rec).unwrap())
+    };
+    let mut many = Command::new(env!("CARGO_BIN_EXE_lazyvma-workload"))
+        .args(["manyvmas", "--loops", "10000", "--hold"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(many.stdout.take().unwrap()).lines();
+    let mut ready = 0;
+    while ready < 17 {
+        ready += usize::from(lines.next().expect("manyvmas exited before ready").unwrap().starts_with("ready role="));
+    }
+    let (beside, rec) = trace(&dir.file("beside.rec"));
+    drop(many.stdin.take());
+    assert!(many.wait().unwrap().success());
+    let (alone, rec_alone) = trace(&dir.file("alone.rec"));
+    drop(w.stdin.take());
+    assert!(w.wait().unwrap().success());
+    for (k, v) in [("beside", &beside), ("alone", &alone)] {
+        assert_eq!(v["model"]["seeded"].as_array().map(Vec::len), Some(4), "{k}: {}", v["model"]);
+        assert!(v["model"]["not_seeded"].as_object().is_none_or(|o| o.is_empty()), "{k}: {}", v["model"]);
+    }
+    assert_eq!(beside["model"]["seeded_live"], alone["model"]["seeded_live"]);
+    let ((kind, n), (_, n_alone)) = (seed_chunk(&rec).expect("a seed chunk"), seed_chunk(&rec_alone).expect("a seed chunk"));
+    // Alone, the pass's other processes are the machine's few; beside, 17 more, none
+    // sharing a tree with the chain: nothing of them is kept.
+    assert_eq!(kind, 7);
+    assert!(n < 256 << 10 && n < n_alone + (64 << 10), "seed chunk {n} bytes beside manyvmas, {n_alone} without");
+    // Replayed: the same model.
+    let again = json(&replay(&["-j", &dir.file("beside.rec")]));
+    for k in MODEL {
+        assert_eq!(again[k], beside[k], "{k}");
+    }
 }

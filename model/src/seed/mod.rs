@@ -218,7 +218,7 @@ impl Seed {
                 anon_vmas.entry(*a).or_insert_with(|| i.clone());
             }
         }
-        self.prepare_some(Topology { processes, anon_vmas }, states, pids)
+        self.prepare_some(Topology { processes, anon_vmas, ..Default::default() }, states, pids)
     }
 
     /// [`Seed::prepare`] from a pass the caller no longer needs (`trace -p`: ≥ 1 M VMAs):

@@ -13,7 +13,11 @@ pub const MAGIC: &[u8; 8] = b"LZVMAREC";
 /// an unknown kind and so replay nothing: a major, so it refuses instead.
 pub const MAJOR: u16 = 3;
 /// 1.1: the SEED chunk (`trace -p`/`--cgroup`'s snapshot); 2.0 has it too.
-pub const MINOR: u16 = 0;
+/// 3.1: the seed is a SEED_SCOPE chunk (its topology the candidates' processes, the others
+/// as `foreign`), which a 3.0 reader skips (then replays without a seed and says so) rather
+/// than read as a whole pass, which would classify the candidates' VMAs that only others
+/// share as LAZY.
+pub const MINOR: u16 = 1;
 pub const PREAMBLE: usize = 12;
 pub const CHUNK_HEAD: usize = 8;
 /// Larger lengths are corruption, not data: the writer cuts record chunks at 1 MiB.
@@ -29,6 +33,9 @@ pub const SEED: u8 = 5;
 /// Major 3: a `RECORDS` body as an LZ4 block, its length (u32, at most `MAX_CHUNK`) first.
 /// The fork loop's records compress ~5× (32 KB a fork plain).
 pub const RECORDS_LZ4: u8 = 6;
+/// 3.1: `SEED` with the pass's processes outside the candidates reduced to
+/// `Topology::foreign` (a `SEED` chunk's whole pass is reduced so on load).
+pub const SEED_SCOPE: u8 = 7;
 
 /// `RECORDS_LZ4`'s body for a `RECORDS` body.
 pub fn compress(body: &[u8]) -> Vec<u8> {
@@ -197,12 +204,14 @@ impl ChoiceRec {
     }
 }
 
-/// The seed's input as `trace/feed/seed.rs::take` left it: a replay installs it where the live
+/// The seed's input as `trace/feed/seed.rs::pass` left it: a replay installs it where the live
 /// trace did (before the first record) and meets the same start/end markers in the records.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct SeedRec {
     /// The traced lazyvma's own tgid: only its markers bracket the pass.
     pub tgid: u32,
+    /// The candidates' processes whole, the others as `foreign` (a `SEED` chunk's: the
+    /// whole pass, reduced on load by `SeedRec::scope`).
     pub topology: lazyvma_model::topology::Topology,
     /// The processes to seed, and those already refused when the pass was taken, with why.
     pub candidates: Vec<u32>,
@@ -210,6 +219,16 @@ pub struct SeedRec {
     /// µs between the pass's two markers (absent before 1.1's later writers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pass_us: Option<u64>,
+}
+
+impl SeedRec {
+    /// A `SEED` chunk's whole pass as a `SEED_SCOPE` chunk holds it: the candidates (refused
+    /// or not) whole, the others reduced to what the seed reads of them.
+    pub fn scope(mut self) -> SeedRec {
+        let keep: std::collections::HashSet<u32> = self.candidates.iter().copied().collect();
+        self.topology.reduce(|pid| keep.contains(&pid));
+        self
+    }
 }
 
 /// How the trace ended; absent when the recording was cut short.

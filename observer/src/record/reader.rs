@@ -160,9 +160,13 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
                 rec.stamps.push((rec.records.len(), rec.last_ms));
             }
             // Written before the first record: anywhere else its place in the stream is lost.
-            format::SEED if rec.seed.is_some() => return Err(err(at, format!("chunk {} is a second seed", i + 1))),
-            format::SEED if !rec.records.is_empty() => return Err(err(at, format!("seed chunk {} follows records", i + 1))),
-            format::SEED => rec.seed = Some(serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("seed undecodable: {e}")))?),
+            format::SEED | format::SEED_SCOPE if rec.seed.is_some() => return Err(err(at, format!("chunk {} is a second seed", i + 1))),
+            format::SEED | format::SEED_SCOPE if !rec.records.is_empty() => return Err(err(at, format!("seed chunk {} follows records", i + 1))),
+            format::SEED | format::SEED_SCOPE => {
+                let s: SeedRec = serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("seed undecodable: {e}")))?;
+                // Before 3.1 the whole pass: held as a 3.1 trace holds it.
+                rec.seed = Some(if *kind == format::SEED { s.scope() } else { s });
+            }
             format::TRAILER => {
                 rec.trailer = Some(serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("trailer undecodable: {e}")))?);
             }
@@ -312,7 +316,7 @@ mod tests {
         assert_eq!(msg(bad), "recording f.rec: not a lazyvma recording (bad magic) at offset 0");
         let mut bad = d.clone();
         bad[8] = 4;
-        assert_eq!(msg(bad), "recording f.rec: format version 4.0; this lazyvma reads 1.x to 3.x at offset 8");
+        assert_eq!(msg(bad), "recording f.rec: format version 4.1; this lazyvma reads 1.x to 3.x at offset 8");
         // A 1.x file (before the slim slab records and LZ4: plain records chunks) is read.
         let mut old = format::preamble().to_vec();
         old[8] = 1;
@@ -331,7 +335,7 @@ mod tests {
         for major in [1, 2] {
             let mut damaged = d.clone();
             damaged[8] = major;
-            assert!(msg(damaged).contains(&format!("holds LZ4 records, which format {major}.0 does not have")));
+            assert!(msg(damaged).contains(&format!("holds LZ4 records, which format {major}.{} does not have", format::MINOR)));
         }
         assert!(msg(d[..PREAMBLE + 3].to_vec()).contains("no complete header chunk"));
         let mut more = d.clone();
@@ -413,6 +417,34 @@ mod tests {
         let mut bad = d[..e[0]].to_vec();
         bad.extend_from_slice(&format::chunk(format::SEED, b"{}"));
         assert!(read("f", bad).err().unwrap().to_string().contains("seed undecodable"));
+    }
+
+    /// A 3.0 seed chunk held the whole pass: read, it is reduced to the candidates' size as a
+    /// 3.1 trace writes it (`SEED_SCOPE`), which reads back as written.
+    #[test]
+    fn a_whole_pass_seed_is_reduced_on_load() {
+        use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, VmaTopo};
+        let mut whole = seed_rec();
+        let vma = |av: u64, chain: Vec<u64>| VmaTopo { anon_vma: Some(av), chain_len: chain.len() as u32, chain, ..Default::default() };
+        let t = &mut whole.topology;
+        t.processes[0].vmas.push(vma(0xa, vec![0xa]));
+        t.processes.push(ProcessTopo { pid: 300, vmas: vec![vma(0xb, vec![0xb, 0xa])], ..Default::default() });
+        t.processes.push(ProcessTopo { pid: 400, vmas: vec![vma(0xc, vec![0xc])], ..Default::default() });
+        for (av, root) in [(0xa, 0xa), (0xb, 0xa), (0xc, 0xc)] {
+            t.anon_vmas.insert(av, AnonVmaInfo { root, parent: root, refcount: 1, ..Default::default() });
+        }
+        let d = sample();
+        let e = ends(&d);
+        for kind in [format::SEED, format::SEED_SCOPE] {
+            let body = if kind == format::SEED { whole.clone() } else { whole.clone().scope() };
+            let mut f = d[..e[0]].to_vec();
+            f.extend_from_slice(&format::chunk(kind, &serde_json::to_vec(&body).unwrap()));
+            f.extend_from_slice(&d[e[0]..]);
+            let s = read("s", f).unwrap().seed.unwrap();
+            let t = &s.topology;
+            assert_eq!(t.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [100], "kind {kind}");
+            assert_eq!((t.anon_vmas.len(), t.foreign.linked.as_slice(), t.foreign.roots.as_slice()), (1, &[0xa][..], &[(0xa, 300)][..]));
+        }
     }
 
     proptest! {

@@ -104,7 +104,7 @@ impl Writer {
         if body.len() + 1 > format::MAX_CHUNK {
             return Ok(Some(body.len()));
         }
-        self.chunk(format::SEED, &body)?;
+        self.chunk(format::SEED_SCOPE, &body)?;
         Ok(None)
     }
 

@@ -2,7 +2,7 @@
 //! whole: ≥ 1 M VMAs are ~200 MB of records), handed on one VMA at a time with its chain;
 //! and the [`Topology`] built from it for what needs every VMA (`--topology`, the seed).
 use lazyvma_model::abi::{record_size, AvRecord, AvcRecord, CutRecord, VmaRecord, FIELD_ABSENT, REC_AV, REC_AVC, REC_CUT, TRUNC_RESUMED};
-use lazyvma_model::topology::{AnonVmaInfo, ProcessTopo, Topology, VmaTopo};
+use lazyvma_model::topology::{AnonVmaInfo, ForeignBuilder, ProcessTopo, Topology, VmaTopo};
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
@@ -291,6 +291,56 @@ pub fn topology(src: impl Read + Send) -> anyhow::Result<(Topology, PassStats)> 
     Ok((b.topo, stats))
 }
 
+/// The pass as `trace -p` seeds from it: the processes `keep` takes (by the pid of the first
+/// task seen with their mm, as [`topology`] names them) whole, as [`topology`] gives them;
+/// the others only as far as the seed reads them ([`Topology::foreign`]), kept so while the
+/// pass streams: beside a workload of 1 M VMAs outside the scope, the pass held ~120 bytes a
+/// VMA and its anon_vmas' info, and a recording's seed was over its 64 MiB chunk.
+///
+/// An anon_vma linked by both keeps the info of the first record of a kept process that
+/// links it ([`topology`]: of any process). The fields are read per chain entry, so the two
+/// differ only where the anon_vma changed during the pass (the pass is no atomic view
+/// either way). Duplicate VMAs are counted for the kept processes only.
+pub fn scope_topology(src: impl Read + Send, keep: impl Fn(u32) -> bool) -> anyhow::Result<(ScopePass, PassStats)> {
+    let mut stats = PassStats::default();
+    let mut b = TopoBuilder::default();
+    let mut f = ForeignBuilder::default();
+    // Per mm: its ordinal among the others, None when kept.
+    let mut mms: HashMap<u64, Option<u32>> = HashMap::new();
+    each_vma(
+        src,
+        &mut stats,
+        |_| {},
+        |v, c| {
+            let ord = *mms.entry(v.mm).or_insert_with(|| (!keep(v.pid)).then(|| f.process(v.pid)));
+            match ord {
+                None => b.vma(v, c),
+                Some(o) => f.vma(o, c.iter().map(|a| (a.anon_vma, a.root))),
+            }
+        },
+    )?;
+    stats.duplicate_vmas = b.duplicates;
+    for p in &mut b.topo.processes {
+        p.vmas.shrink_to_fit();
+    }
+    Ok((ScopePass { topo: b.topo, foreign: f }, stats))
+}
+
+/// [`scope_topology`]'s pass before its other processes are sorted ([`ScopePass::finish`]):
+/// `trace -p` does that after its end marker, outside the window the pass races in.
+pub struct ScopePass {
+    topo: Topology,
+    foreign: ForeignBuilder,
+}
+
+impl ScopePass {
+    pub fn finish(self) -> Topology {
+        let mut topo = self.topo;
+        topo.foreign = self.foreign.finish(&topo);
+        topo
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -349,5 +399,34 @@ mod tests {
         let mut got = vec![];
         each_vma(&s[..], &mut PassStats::default(), |_| {}, |v, c| got.push((*v, c.len()))).unwrap();
         assert_eq!(got, vec![(v, 1)]);
+    }
+
+    /// The scope's form of a pass reads, for the kept processes, as the whole pass reduced.
+    #[test]
+    fn the_scope_s_pass_is_the_whole_pass_reduced() {
+        let avc = |vma: u64, av: u64, root: u64| AvcRecord { kind: REC_AVC, refcount: 1, vma, anon_vma: av, root, parent: root, ..Default::default() };
+        let vma =
+            |pid: u32, mm: u64, vma: u64, av: u64, len: u64| VmaRecord { kind: REC_VMA, pid, chain_len: len, vma, anon_vma: av, mm, ..Default::default() };
+        let mut s = Vec::new();
+        // 1 (kept) and its child 2 (not) share A's tree; 3 (not) shares nothing; 4 (kept)
+        // is a thread of 3's mm: 3 named it first, so it is not kept either.
+        s.extend_from_slice(bytes(&avc(10, 0xa, 0xa)));
+        s.extend_from_slice(bytes(&vma(1, 100, 10, 0xa, 1)));
+        s.extend_from_slice(bytes(&avc(20, 0xb, 0xa)));
+        s.extend_from_slice(bytes(&avc(20, 0xa, 0xa)));
+        s.extend_from_slice(bytes(&vma(2, 200, 20, 0xb, 2)));
+        s.extend_from_slice(bytes(&avc(30, 0xc, 0xc)));
+        s.extend_from_slice(bytes(&vma(3, 300, 30, 0xc, 1)));
+        s.extend_from_slice(bytes(&avc(31, 0xc, 0xc)));
+        s.extend_from_slice(bytes(&vma(4, 300, 31, 0xc, 1)));
+        s.extend_from_slice(bytes(&avc(10, 0xa, 0xa)));
+        s.extend_from_slice(bytes(&vma(1, 100, 10, 0xa, 1)));
+        let keep = |p: u32| p == 1 || p == 4;
+        let (t, st) = scope_topology(&s[..], keep).unwrap();
+        let t = t.finish();
+        let (mut whole, _) = topology(&s[..]).unwrap();
+        whole.reduce(keep);
+        assert_eq!(t, whole);
+        assert_eq!((t.processes.len(), t.foreign.linked.as_slice(), t.foreign.roots.as_slice(), st.duplicate_vmas), (1, &[0xa][..], &[(0xa, 2)][..], 1));
     }
 }

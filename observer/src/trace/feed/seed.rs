@@ -51,6 +51,7 @@ pub fn is_seed_marker(id: u32) -> bool {
 pub struct Pending {
     /// lazyvma's own tgid: only its markers count.
     pub tgid: u32,
+    /// The pass: the candidates whole, the other processes as `Topology::foreign`.
     pub topo: Topology,
     pub knobs: Knobs,
     /// Candidates (tgids) and why each cannot be seeded, once known.
@@ -167,8 +168,10 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
             p.reasons.entry(t).or_insert(why);
         }
     }
-    // Read as the kernel writes it, straight into the topology (never the raw stream whole).
-    let pass = loaded_iter.and_then(|mut bpf| decode::topology(reader::open(&mut bpf)?));
+    // Read as the kernel writes it, straight into the topology (never the raw stream whole),
+    // the processes outside the candidates only as far as the seed reads them (issue 9).
+    let keep: HashSet<u32> = p.candidates.iter().copied().collect();
+    let pass = loaded_iter.and_then(|mut bpf| decode::scope_topology(reader::open(&mut bpf)?, |pid| keep.contains(&pid)));
     // What the pass freed (the iter program's BTF, the reader's buffers) goes back now.
     trim();
     marker(END);
@@ -181,7 +184,9 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
     p.pass_us = Some(t0.elapsed().as_micros() as u64);
     match pass {
         Ok((topo, stats)) => {
-            p.topo = topo;
+            // The other processes' links sorted (~2 M entries beside 1 M VMAs), after the
+            // window.
+            p.topo = topo.finish();
             // iter/task (no iter/task_vma): a process walked in part cannot be seeded.
             for c in stats.cut.iter().filter(|c| p.candidates.contains(&c.pid)) {
                 let why = format!("the snapshot pass (iter/task) saw {} of its {} VMAs ({})", c.vmas_seen, c.map_count, c.why);
@@ -372,13 +377,19 @@ impl Pending {
 }
 
 /// The root of every anon_vma tree a process of the pass not asked to be seeded links,
-/// with the first such process.
+/// with the first such process: a candidate refused before the seed (kept whole in the
+/// topology) first, then those outside the candidates (`Topology::foreign`, as far as they
+/// meet the candidates). Where both link a tree, the candidate is named (the whole pass
+/// named the first in pass order).
 fn others(topo: &Topology, pids: &[(Pid, Pid)]) -> HashMap<u64, u32> {
     let mut out = HashMap::new();
     for p in topo.processes.iter().filter(|p| !pids.iter().any(|s| s.0 == p.pid)) {
         for r in roots(topo, p) {
             out.entry(r).or_insert(p.pid);
         }
+    }
+    for &(r, pid) in &topo.foreign.roots {
+        out.entry(r).or_insert(pid);
     }
     out
 }
@@ -587,6 +598,46 @@ mod tests {
         assert_eq!((f.eager.anon_vma.free, f.lazy.anon_vma.free), (2, 0));
         let why = crate::trace::out::model_view::sweep_not_run(&f).unwrap();
         assert!(why.contains("1 model events past --model-events-max 1"), "{why}");
+    }
+
+    /// A process outside the candidates that links candidate 100's anon_vma (a child of it,
+    /// not in the scope) makes 100's VMA TREE and flags it, whether the pass is kept whole
+    /// or reduced as `pass` reads it; an unrelated one changes nothing.
+    #[test]
+    fn a_process_outside_the_scope_reads_the_same_whole_or_reduced() {
+        let run = |reduce: bool| {
+            let mut p = pending();
+            let vma = |av: u64, chain: Vec<u64>| VmaTopo {
+                start: 0x1_0000_0000,
+                end: 0x1_0000_4000,
+                flags: 3,
+                anon_vma: Some(av),
+                chain_len: chain.len() as u32,
+                chain,
+                ..Default::default()
+            };
+            p.topo.processes.insert(1, ProcessTopo { pid: 300, vmas: vec![vma(0xc0, vec![0xc0, 0xa0])], ..Default::default() });
+            p.topo.processes.push(ProcessTopo { pid: 400, vmas: vec![vma(0xd0, vec![0xd0])], ..Default::default() });
+            p.topo.anon_vmas.insert(0xc0, AnonVmaInfo { root: 0xa0, parent: 0xa0, refcount: 1, num_children: 0, num_active_vmas: 1, degree: None });
+            p.topo.anon_vmas.insert(0xd0, AnonVmaInfo { root: 0xd0, parent: 0xd0, refcount: 1, num_children: 1, num_active_vmas: 1, degree: None });
+            let a0 = p.topo.anon_vmas.get_mut(&0xa0).unwrap();
+            (a0.refcount, a0.num_children) = (2, 2);
+            if reduce {
+                p.topo.reduce(|pid| pid == 100 || pid == 200);
+                assert_eq!((p.topo.processes.len(), p.topo.anon_vmas.len(), p.topo.foreign.roots.as_slice()), (2, 2, &[(0xa0, 300)][..]));
+            }
+            let tree = Tree::roots(&[100, 200]);
+            let mut f = Feed::new("6.18.44", Knobs::default());
+            f.seed = Some(p);
+            f.seed_marker(&tree, &[], ME, START);
+            f.seed_marker(&tree, &[], ME, END);
+            (f.coverage.seeded.clone(), f.seeded_live, f.partial.clone())
+        };
+        let whole = run(false);
+        assert_eq!(whole.0, [100, 200]);
+        assert_eq!(whole.1, [2, 2, 1, 1], "100's VMA TREE, 200's LAZY");
+        assert!(whole.2.len() == 1 && whole.2[&0].contains("pid 300, not seeded"), "{:?}", whole.2);
+        assert_eq!(run(true), whole);
     }
 
     #[test]
