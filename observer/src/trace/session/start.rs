@@ -30,7 +30,7 @@ use crate::{
     },
 };
 use anyhow::{bail, Context};
-use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK};
+use lazyvma_model::trace_abi::HookOffsets;
 use std::{io::Write, path::Path, time::Instant};
 
 impl Session {
@@ -88,7 +88,6 @@ impl Session {
 
         // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
         let mut held = if opts.command.is_empty() { None } else { Some(command::spawn_held(&opts.command)?) };
-        let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
         // From here a SIGINT/SIGTERM ends the trace through its report, so --stats' sysctl is restored.
         crate::interrupt::catch();
         // Before load, so every run is counted; restored when this goes out of scope, error or not.
@@ -111,7 +110,7 @@ impl Session {
         let cfg = Config {
             offsets,
             ranges: kf.ranges,
-            stack_fns,
+            stack_fns: bpf::stack_fns(stacks),
             ringbuf_bytes: ringbuf_mb << 20,
             btf_globals,
             hook_offsets,
