@@ -817,8 +817,8 @@ impl Ksm {
 /// A function hook record ([`HookEvent`]), decoded: which function, entry or exit, which
 /// kind of program sent it and the operation it ran inside are enums ([`HookFn`], [`Phase`],
 /// [`HookBackend`], [`Caller`]), so no consumer compares `HK_*`, `PH_*`, `BK_*` or `CALLER_*`
-/// numbers. The other fields are the record's, whose meaning per function is documented at
-/// each `HK_*`.
+/// numbers, and `args` are the function's, named ([`HookArgs`]). The other fields are the
+/// record's, whose meaning per function is documented at each `HK_*`.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hook {
@@ -831,7 +831,7 @@ pub struct Hook {
     /// The innermost frame of [`HookEvent::callers`] (the only one userspace reads).
     pub caller: Caller,
     pub ret: u64,
-    pub args: [u64; 6],
+    pub args: HookArgs,
     pub a: VmaSnap,
     pub b: VmaSnap,
     pub stack: [u64; HOOK_STACK_DEPTH],
@@ -842,16 +842,17 @@ impl Hook {
     /// `None` when the function, the phase or the backend is a number this build does not
     /// know: a malformed record to its reader.
     pub fn of(ev: &HookEvent) -> Option<Hook> {
+        let (function, phase) = (HookFn::of(ev.hook, ev.args[5])?, Phase::of(ev.phase)?);
         Some(Hook {
-            function: HookFn::of(ev.hook, ev.args[5])?,
-            phase: Phase::of(ev.phase)?,
+            function,
+            phase,
             backend: HookBackend::of(ev.backend)?,
             pid: ev.pid,
             tgid: ev.tgid,
             ktime: ev.ktime,
             caller: Caller::innermost(ev.callers),
             ret: ev.ret,
-            args: ev.args,
+            args: HookArgs::of(function, phase, ev.args),
             a: ev.a,
             b: ev.b,
             stack: ev.stack,
@@ -1157,7 +1158,7 @@ mod tests {
             m.args[5] = i as u64;
             let Some(Record::Hook(d)) = decode_any(&bytes(&m)) else { panic!("merge {i}") };
             let HookFn::Merge(f) = d.function else { panic!("merge {i}") };
-            assert_eq!((f.name(), d.phase, d.backend, d.args[5]), (*name, Phase::Exit, HookBackend::Fentry, i as u64));
+            assert_eq!((f.name(), d.phase, d.backend, d.args), (*name, Phase::Exit, HookBackend::Fentry, HookArgs::None));
         }
         // The caller stack's innermost frame (low byte) is decoded; an unknown code is kept.
         let mut c = HookEvent { hook: HK_CLONE, callers: (u64::from(CALLER_SPLIT) << 8) | u64::from(CALLER_MREMAP), ..h };
@@ -1187,6 +1188,32 @@ mod tests {
         ] {
             assert_eq!(decode_any(&bytes(&bad)), None, "{bad:?}");
         }
+        // Each function's args are named as its `HK_*` lays them out.
+        // Not `HookEvent { hook, phase, args, ..h }`: that in a closure is rustc 1.95's
+        // broken-MIR ICE (see `each_kind_decodes_to_its_fields_and_the_unknown_to_none`).
+        let args = |hook, phase, args: [u64; 6]| {
+            let mut e = h;
+            (e.hook, e.phase, e.args) = (hook, phase, args);
+            match decode_any(&bytes(&e)) {
+                Some(Record::Hook(d)) => d.args,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(args(HK_PREPARE, PH_EXIT, [0x100, 0, 0, 0, 0, 0]), HookArgs::Prepare { task_mm: 0x100 });
+        assert_eq!(args(HK_PREPARE, PH_ENTRY, [0x100, 0, 0, 0, 0, 0]), HookArgs::None);
+        assert_eq!(args(HK_PUT, PH_ENTRY, [1, 2, 3, 4, 0, 0]), HookArgs::PutAnonVma { anon_vma: 1, root: 2, root_refcount: 3, refcount: 4 });
+        assert_eq!(args(HK_SPLIT, PH_ENTRY, [9, 0x2000, 1, 0, 0, 0]), HookArgs::SplitVma { addr: 0x2000, new_below: true });
+        assert_eq!(args(HK_SPLIT, PH_EXIT, [9, 0x2000, 1, 0, 0, 0]), HookArgs::None);
+        // A merge's range: vma_merge(mm, prev, addr, end), __vma_adjust(vma, start, end),
+        // a vma_merge_struct's [vmg, start, end, next, VMG_SHAPE].
+        assert_eq!(args(HK_MERGE, PH_ENTRY, [1, 2, 0x1000, 0x3000, 0, 0]), HookArgs::Merge { start: 0x1000, end: 0x3000 });
+        assert_eq!(args(HK_MERGE, PH_ENTRY, [1, 0x1000, 0x3000, 4, 0, 1]), HookArgs::Merge { start: 0x1000, end: 0x3000 });
+        assert_eq!(args(HK_MERGE, PH_ENTRY, [1, 0x1000, 0x3000, 4, VMG_SHAPE, 4]), HookArgs::Merge { start: 0x1000, end: 0x3000 });
+        assert_eq!(args(HK_RMAP_WALK, PH_ENTRY, [0xf0, 0xa1, 1, 0, 0, 0]), HookArgs::Folio { folio: 0xf0, mapping: 0xa1, locked: true });
+        assert_eq!(
+            args(HK_KSM_REMOVE, PH_ENTRY, [1, 2, 3, 0, 1 << 32 | 7, 6]),
+            HookArgs::Ksm { rmap_item: 1, mm: 2, address: 3, kpage: 0, owner_tgid: 7, anon_vma: 6 }
+        );
         // A KSM kind is decoded by its record's length: a hook-sized one is malformed.
         assert_eq!(Ksm::of(&KsmEvent { kind: EV_HOOK, ..Default::default() }), None);
     }
