@@ -8,7 +8,8 @@
 /// `kind` of a [`HookEvent`] (the `EV_*` numbering of `trace_abi` continues here).
 pub const EV_HOOK: u32 = 8;
 
-/// `__anon_vma_prepare` exit: `a` = vma after, `ret` = int.
+/// `__anon_vma_prepare` exit: `a` = vma after, `ret` = int, `args[0]` = the current
+/// task's own mm.
 pub const HK_PREPARE: u16 = 1;
 /// `find_mergeable_anon_vma` exit: `a` = vma, `ret` = the neighbour's anon_vma or 0.
 pub const HK_MERGEABLE: u16 = 2;
@@ -427,6 +428,120 @@ impl Caller {
             Caller::RemoveMigrationPtes => CALLERS[CALLER_REMOVE_MIGRATION_PTES as usize],
             Caller::Mremap => CALLERS[CALLER_MREMAP as usize],
             Caller::Unknown(_) => "?",
+        }
+    }
+}
+
+/// A hook record's `args` as its function and phase fill them (each `HK_*` says which),
+/// decoded by [`Hook::of`](crate::trace_abi::Hook::of), so no consumer indexes `args`.
+/// [`HookArgs::None`] where the record carries none (its VMAs, `ret` and `caller` say it
+/// all, or no program sends that phase).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HookArgs {
+    None,
+    /// `__anon_vma_prepare` exit: the preparing task's own mm.
+    Prepare {
+        task_mm: u64,
+    },
+    /// `anon_vma_fork` exit: the child VMA's anon_vma's parent (not the parent VMA's
+    /// anon_vma: an ancestor was reused).
+    Fork {
+        anon_vma_parent: u64,
+    },
+    /// `__put_anon_vma` entry: the anon_vma, its root and both refcounts as read.
+    PutAnonVma {
+        anon_vma: u64,
+        root: u64,
+        root_refcount: u64,
+        refcount: u64,
+    },
+    /// `__split_vma` entry: where, and whether the new VMA is the lower part.
+    SplitVma {
+        addr: u64,
+        new_below: bool,
+    },
+    /// A merge function's entry: the range it merges, from the 6.1 arguments or the
+    /// `vma_merge_struct` ([`VMG_SHAPE`]).
+    Merge {
+        start: u64,
+        end: u64,
+    },
+    /// `copy_vma` entry: the destination and the source's page offset.
+    CopyVma {
+        addr: u64,
+        len: u64,
+        pgoff: u64,
+    },
+    /// `dup_mmap` entry.
+    DupMmap {
+        mm: u64,
+        oldmm: u64,
+    },
+    /// `exit_mmap` entry.
+    ExitMmap {
+        mm: u64,
+    },
+    /// `rmap_walk` / `folio_lock_anon_vma_read` entry: the folio, its `mapping` as read
+    /// (low bit: anon) and whether the walk runs locked.
+    Folio {
+        folio: u64,
+        mapping: u64,
+        locked: bool,
+    },
+    /// `try_to_merge_with_ksm_page` exit, `remove_rmap_item_from_tree` entry. `kpage`: the
+    /// KSM page merged into (0: this page became it; 0 on a removal); `owner_tgid`: the
+    /// mm's owner then (0: none).
+    Ksm {
+        rmap_item: u64,
+        mm: u64,
+        address: u64,
+        kpage: u64,
+        owner_tgid: u32,
+        anon_vma: u64,
+    },
+    /// `do_huge_pmd_anonymous_page` exit: the fault's address and `vmf->flags`.
+    ThpFault {
+        address: u64,
+        flags: u64,
+    },
+}
+
+#[cfg(feature = "std")]
+impl HookArgs {
+    /// What `args` hold for a record of `function` at `phase`.
+    pub fn of(function: HookFn, phase: Phase, args: [u64; 6]) -> HookArgs {
+        use HookFn::*;
+        use Phase::{Entry, Exit};
+        let [a0, a1, a2, a3, a4, a5] = args;
+        match (function, phase) {
+            (AnonVmaPrepare, Exit) => HookArgs::Prepare { task_mm: a0 },
+            (AnonVmaFork, Exit) => HookArgs::Fork { anon_vma_parent: a0 },
+            (PutAnonVma, Entry) => HookArgs::PutAnonVma { anon_vma: a0, root: a1, root_refcount: a2, refcount: a3 },
+            // [mm or vmi, addr, new_below]
+            (SplitVma, Entry) => HookArgs::SplitVma { addr: a1, new_below: a2 != 0 },
+            (Merge(f), Entry) => {
+                let (start, end) = match (a4 == VMG_SHAPE, f) {
+                    // [vmg, start, end, next, VMG_SHAPE]
+                    (true, _) => (a1, a2),
+                    // __vma_adjust(vma, start, end, ..)
+                    (false, MergeFn::VmaAdjust) => (a1, a2),
+                    // vma_merge(mm, prev, addr, end, ..), vma_expand(mas, vma, start, end, ..)
+                    _ => (a2, a3),
+                };
+                HookArgs::Merge { start, end }
+            }
+            (CopyVma, Entry) => HookArgs::CopyVma { addr: a0, len: a1, pgoff: a2 },
+            (DupMmap, Entry) => HookArgs::DupMmap { mm: a0, oldmm: a1 },
+            (ExitMmap, Entry) => HookArgs::ExitMmap { mm: a0 },
+            (RmapWalk | FolioLockAnonVmaRead, Entry) => HookArgs::Folio { folio: a0, mapping: a1, locked: a2 != 0 },
+            // A pid_t the program widened: a crafted record's larger value wraps, as the
+            // observer always read it.
+            (TryToMergeWithKsmPage, Exit) | (RemoveRmapItemFromTree, Entry) => {
+                HookArgs::Ksm { rmap_item: a0, mm: a1, address: a2, kpage: a3, owner_tgid: a4 as u32, anon_vma: a5 }
+            }
+            (DoHugePmdAnonymousPage, Exit) => HookArgs::ThpFault { address: a0, flags: a1 },
+            _ => HookArgs::None,
         }
     }
 }

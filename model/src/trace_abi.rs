@@ -13,6 +13,55 @@ pub const FN_FORK: u32 = 2;
 pub const FN_UNLINK: u32 = 3;
 pub const FN_PUT: u32 = 4;
 
+/// A slab record's function ([`TraceEvent::arg`], [`SlabEvent::func`]) decoded, named after
+/// the kernel function. Decoded once, by `decode_any`; an index out of [`FUNCTIONS`] makes
+/// the record malformed there, so nothing past the decoder compares `FN_*` numbers (the BPF
+/// programs keep them).
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SlabFn {
+    /// `__anon_vma_prepare` ([`FN_PREPARE`]): a first fault's anon_vma and chain.
+    AnonVmaPrepare = FN_PREPARE as isize,
+    /// `anon_vma_clone` ([`FN_CLONE`]): a split, merge, mremap or fork copies a chain.
+    AnonVmaClone = FN_CLONE as isize,
+    /// `anon_vma_fork` ([`FN_FORK`]): a fork's new anon_vma and its chain.
+    AnonVmaFork = FN_FORK as isize,
+    /// `unlink_anon_vmas` ([`FN_UNLINK`]): a VMA's chain freed.
+    UnlinkAnonVmas = FN_UNLINK as isize,
+    /// `__put_anon_vma` ([`FN_PUT`]): an anon_vma's last reference dropped.
+    PutAnonVma = FN_PUT as isize,
+}
+
+#[cfg(feature = "std")]
+impl SlabFn {
+    /// In index order: `ALL[i]` is [`FUNCTIONS`]`[i]`.
+    pub const ALL: [SlabFn; FN_COUNT] = [SlabFn::AnonVmaPrepare, SlabFn::AnonVmaClone, SlabFn::AnonVmaFork, SlabFn::UnlinkAnonVmas, SlabFn::PutAnonVma];
+
+    /// `None` for an index this build does not know.
+    pub fn of(func: u32) -> Option<SlabFn> {
+        usize::try_from(func).ok().and_then(|i| SlabFn::ALL.get(i)).copied()
+    }
+
+    /// Its index in [`FUNCTIONS`] (and in per-function tables).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// The kernel function's name ([`FUNCTIONS`]).
+    pub fn name(self) -> &'static str {
+        FUNCTIONS[self.index()]
+    }
+}
+
+#[cfg(feature = "std")]
+const _: () = {
+    let mut i = 0;
+    while i < FN_COUNT {
+        assert!(SlabFn::ALL[i] as usize == i, "SlabFn::ALL out of index order");
+        i += 1;
+    }
+};
+
 /// Kernel return addresses kept per event whose function is in `TRACE_STACK_FNS`.
 pub const STACK_DEPTH: usize = 16;
 
@@ -207,6 +256,73 @@ pub const WHY_SPLIT_OR_MERGE: u32 = 8;
 /// A teardown inside mmap: a MAP_FIXED unmap of what was there, or a merge.
 pub const WHY_MUNMAP_OR_MERGE: u32 = 9;
 pub const WHY_COUNT: u32 = 10;
+/// [`SlabEvent::why`] (without [`WHY_FAILED_FORK`]) and a slot's reason decoded, named after
+/// what the task was doing. Decoded once, by `decode_any` / [`AggSlot::of`]; a number no
+/// program sends makes the record malformed there.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Why {
+    /// [`WHY_FUNCTION`]: the function (with `--stacks`, its callers) names the reason.
+    Function = WHY_FUNCTION as isize,
+    /// [`WHY_FORK`].
+    Fork = WHY_FORK as isize,
+    /// [`WHY_EXIT`].
+    Exit = WHY_EXIT as isize,
+    /// [`WHY_EXEC`].
+    Exec = WHY_EXEC as isize,
+    /// [`WHY_MUNMAP`].
+    Munmap = WHY_MUNMAP as isize,
+    /// [`WHY_MREMAP`].
+    Mremap = WHY_MREMAP as isize,
+    /// [`WHY_MERGE`].
+    Merge = WHY_MERGE as isize,
+    /// [`WHY_SPLIT`].
+    Split = WHY_SPLIT as isize,
+    /// [`WHY_SPLIT_OR_MERGE`]: only the kernel stack tells which.
+    SplitOrMerge = WHY_SPLIT_OR_MERGE as isize,
+    /// [`WHY_MUNMAP_OR_MERGE`]: only the kernel stack tells which.
+    MunmapOrMerge = WHY_MUNMAP_OR_MERGE as isize,
+}
+
+#[cfg(feature = "std")]
+impl Why {
+    /// In number order: `ALL[w]` is `WHY_*` number `w`.
+    pub const ALL: [Why; WHY_COUNT as usize] =
+        [Why::Function, Why::Fork, Why::Exit, Why::Exec, Why::Munmap, Why::Mremap, Why::Merge, Why::Split, Why::SplitOrMerge, Why::MunmapOrMerge];
+
+    /// `None` for a number this build does not know.
+    pub fn of(why: u32) -> Option<Why> {
+        usize::try_from(why).ok().and_then(|i| Why::ALL.get(i)).copied()
+    }
+
+    /// The reason key the report counts it under: the same names the kernel stack gives
+    /// where the context is certain, both candidates where it is not (`split/merge`).
+    /// [`Why::Function`] is no reason of its own ("function": its key is the function's).
+    pub fn name(self) -> &'static str {
+        match self {
+            Why::Function => "function",
+            Why::Fork => "fork",
+            Why::Exit => "exit",
+            Why::Exec => "exec",
+            Why::Munmap => "munmap",
+            Why::Mremap => "mremap",
+            Why::Merge => "merge",
+            Why::Split => "split",
+            Why::SplitOrMerge => "split/merge",
+            Why::MunmapOrMerge => "munmap/merge",
+        }
+    }
+}
+
+#[cfg(feature = "std")]
+const _: () = {
+    let mut i = 0;
+    while i < WHY_COUNT as usize {
+        assert!(Why::ALL[i] as usize == i, "Why::ALL out of number order");
+        i += 1;
+    }
+};
+
 /// A bit on `SlabEvent::why` (never a slot's): the first free of a failed fork's teardown
 /// (a free inside a fork syscall) whose allocations `TRACE_TALLY` counted, so userspace,
 /// which saw none of them, tells one failed fork from the next of the same thread.
@@ -329,12 +445,27 @@ pub const fn agg_slot(func: u32, alloc: bool, kind: u32, why: u32) -> u32 {
     ((func * 2 + alloc as u32) * AGG_KINDS + kind) * AGG_WHYS + why
 }
 
-/// (function, alloc, kind, why) of a `SLAB_COUNTS` slot.
-pub const fn agg_key(slot: u32) -> (u32, bool, u32, u32) {
-    let why = slot % AGG_WHYS;
-    let kind = (slot / AGG_WHYS) % AGG_KINDS;
-    let fa = slot / AGG_WHYS / AGG_KINDS;
-    (fa / 2, fa % 2 == 1, kind, why)
+/// A `SLAB_COUNTS` / `TRACE_TALLY` slot ([`agg_slot`]) decoded: what the kernel counted
+/// under it.
+#[cfg(feature = "std")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AggSlot {
+    pub function: SlabFn,
+    pub alloc: bool,
+    /// Kind 1: an anon_vma_chain (kind 0: an anon_vma; the programs count no other).
+    pub anon_vma_chain: bool,
+    pub why: Why,
+}
+
+#[cfg(feature = "std")]
+impl AggSlot {
+    /// `None` for a slot past [`AGG_SLOTS`] (its function out of [`FUNCTIONS`]).
+    pub fn of(slot: u32) -> Option<AggSlot> {
+        let why = slot % AGG_WHYS;
+        let kind = (slot / AGG_WHYS) % AGG_KINDS;
+        let fa = slot / AGG_WHYS / AGG_KINDS;
+        Some(AggSlot { function: SlabFn::of(fa / 2)?, alloc: fa % 2 == 1, anon_vma_chain: kind == 1, why: Why::of(why)? })
+    }
 }
 
 /// `TRACE_AGGREGATE` bits. `serve`: per-slot totals (`SLAB_COUNTS`), no process.
@@ -686,8 +817,8 @@ impl Ksm {
 /// A function hook record ([`HookEvent`]), decoded: which function, entry or exit, which
 /// kind of program sent it and the operation it ran inside are enums ([`HookFn`], [`Phase`],
 /// [`HookBackend`], [`Caller`]), so no consumer compares `HK_*`, `PH_*`, `BK_*` or `CALLER_*`
-/// numbers. The other fields are the record's, whose meaning per function is documented at
-/// each `HK_*`.
+/// numbers, and `args` are the function's, named ([`HookArgs`]). The other fields are the
+/// record's, whose meaning per function is documented at each `HK_*`.
 #[cfg(feature = "std")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Hook {
@@ -700,7 +831,7 @@ pub struct Hook {
     /// The innermost frame of [`HookEvent::callers`] (the only one userspace reads).
     pub caller: Caller,
     pub ret: u64,
-    pub args: [u64; 6],
+    pub args: HookArgs,
     pub a: VmaSnap,
     pub b: VmaSnap,
     pub stack: [u64; HOOK_STACK_DEPTH],
@@ -711,16 +842,17 @@ impl Hook {
     /// `None` when the function, the phase or the backend is a number this build does not
     /// know: a malformed record to its reader.
     pub fn of(ev: &HookEvent) -> Option<Hook> {
+        let (function, phase) = (HookFn::of(ev.hook, ev.args[5])?, Phase::of(ev.phase)?);
         Some(Hook {
-            function: HookFn::of(ev.hook, ev.args[5])?,
-            phase: Phase::of(ev.phase)?,
+            function,
+            phase,
             backend: HookBackend::of(ev.backend)?,
             pid: ev.pid,
             tgid: ev.tgid,
             ktime: ev.ktime,
             caller: Caller::innermost(ev.callers),
             ret: ev.ret,
-            args: ev.args,
+            args: HookArgs::of(function, phase, ev.args),
             a: ev.a,
             b: ev.b,
             stack: ev.stack,
@@ -736,17 +868,20 @@ impl Hook {
 pub struct Slab {
     pub pid: u32,
     pub tgid: u32,
-    /// Index in [`FUNCTIONS`]: below [`FN_COUNT`], or the record was not decoded.
-    pub func: u32,
+    /// The function of the call site.
+    pub function: SlabFn,
     pub ktime: u64,
     /// The object.
     pub ptr: u64,
     pub call_site: u64,
     pub bytes_req: u64,
     pub bytes_alloc: u64,
-    /// [`SlabEvent::why`] as sent ([`WHY_FAILED_FORK`] included); [`WHY_FUNCTION`] for a
-    /// full record, whose reason is the function's and its stack's.
-    pub why: u32,
+    /// [`SlabEvent::why`] without its flag; [`Why::Function`] for a full record, whose
+    /// reason is the function's and its stack's.
+    pub why: Why,
+    /// [`WHY_FAILED_FORK`] was set: the first free of a failed fork's teardown whose
+    /// allocations the kernel counted.
+    pub failed_fork_first: bool,
     /// Sent as a [`SlabEvent`] (no stack was taken).
     pub slim: bool,
     /// [`TraceEvent::stack_bytes`] and `frames` (0 and none for a slim record).
@@ -784,29 +919,32 @@ pub struct Contention {
 
 #[cfg(feature = "std")]
 impl Record {
-    /// A full [`TraceEvent`] (or a slim one widened by [`SlabEvent::full`]) by its kind;
-    /// `None` for a kind this build does not know or a function index out of [`FUNCTIONS`].
+    /// A full [`TraceEvent`] (or a slim one widened by [`SlabEvent::full`], with its `why`)
+    /// by its kind; `None` for a kind this build does not know, a function index out of
+    /// [`FUNCTIONS`] or a `why` no program sends.
     fn of(ev: &TraceEvent, why: u32, slim: bool) -> Option<Record> {
-        let slab = || Slab {
-            pid: ev.pid,
-            tgid: ev.tgid,
-            func: ev.arg,
-            ktime: ev.ktime,
-            ptr: ev.ptr,
-            call_site: ev.call_site,
-            bytes_req: ev.bytes_req,
-            bytes_alloc: ev.bytes_alloc,
-            why,
-            slim,
-            stack_bytes: ev.stack_bytes,
-            frames: ev.frames,
+        let slab = || {
+            Some(Slab {
+                pid: ev.pid,
+                tgid: ev.tgid,
+                function: SlabFn::of(ev.arg)?,
+                ktime: ev.ktime,
+                ptr: ev.ptr,
+                call_site: ev.call_site,
+                bytes_req: ev.bytes_req,
+                bytes_alloc: ev.bytes_alloc,
+                why: Why::of(why & !WHY_FAILED_FORK)?,
+                failed_fork_first: why & WHY_FAILED_FORK != 0,
+                slim,
+                stack_bytes: ev.stack_bytes,
+                frames: ev.frames,
+            })
         };
         let (pid, tgid, ktime) = (ev.pid, ev.tgid, ev.ktime);
         let lock = || Contention { pid, tgid, ktime, anon_vma: ev.ptr, owner_tgid: ev.bytes_req as u32 };
         Some(match ev.kind {
-            EV_ALLOC | EV_FREE if ev.arg as usize >= FN_COUNT => return None,
-            EV_ALLOC => Record::Alloc(slab()),
-            EV_FREE => Record::Free(slab()),
+            EV_ALLOC => Record::Alloc(slab()?),
+            EV_FREE => Record::Free(slab()?),
             EV_NEWTASK => Record::NewTask { pid, tgid, child_pid: ev.arg, clone_flags: ev.ptr },
             EV_FORK => Record::Fork { pid, tgid, child_pid: ev.arg, ktime },
             EV_EXEC => Record::Exec { pid, tgid, old_pid: ev.arg, ktime },
@@ -835,8 +973,8 @@ fn widened<T: Copy, const N: usize>(bytes: &[u8], old: usize) -> Option<T> {
 }
 
 /// `None` when the length does not match the kind's record, the kind is unknown, a slab
-/// event's function index is out of [`FUNCTIONS`], or a hook record's function, phase or
-/// backend is unknown: each a malformed record to its reader.
+/// event's function index is out of [`FUNCTIONS`] or its `why` unknown, or a hook record's
+/// function, phase or backend is unknown: each a malformed record to its reader.
 #[cfg(feature = "std")]
 pub fn decode_any(bytes: &[u8]) -> Option<Record> {
     let kind = u32::from_ne_bytes(bytes.get(..4)?.try_into().ok()?);
@@ -903,7 +1041,10 @@ mod tests {
         assert_eq!(decode_any(&bytes(&k)[..64]), None);
         let sl = SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0x40, bytes_req: 64, why: WHY_EXIT, ..Default::default() };
         let Some(Record::Free(free)) = decode_any(&bytes(&sl)) else { panic!("a slim free") };
-        assert_eq!((free.func, free.ptr, free.bytes_req, free.why, free.slim, free.stack()), (FN_UNLINK, 0x40, 64, WHY_EXIT, true, &[][..]));
+        assert_eq!(
+            (free.function, free.ptr, free.bytes_req, free.why, free.failed_fork_first, free.slim, free.stack()),
+            (SlabFn::UnlinkAnonVmas, 0x40, 64, Why::Exit, false, true, &[][..])
+        );
         assert_eq!(decode_any(&bytes(&sl)[..56]), None);
     }
 
@@ -937,7 +1078,7 @@ mod tests {
         // A slab event's function index is checked once, here, for both shapes.
         let alloc = TraceEvent { kind: EV_ALLOC, arg: FN_CLONE, stack_bytes: 16, frames: [0xff; STACK_DEPTH], ..ev };
         let Some(Record::Alloc(a)) = decode_any(&bytes(&alloc)) else { panic!("a full alloc") };
-        assert_eq!((a.func, a.why, a.slim, a.stack(), a.stack_failed()), (FN_CLONE, WHY_FUNCTION, false, &[0xff, 0xff][..], false));
+        assert_eq!((a.function, a.why, a.slim, a.stack(), a.stack_failed()), (SlabFn::AnonVmaClone, Why::Function, false, &[0xff, 0xff][..], false));
         let failed = TraceEvent { stack_bytes: -14, ..alloc };
         let Some(Record::Alloc(a)) = decode_any(&bytes(&failed)) else { panic!("a full alloc") };
         assert_eq!((a.stack(), a.stack_failed()), (&[][..], true));
@@ -946,7 +1087,42 @@ mod tests {
         let slim = SlabEvent { kind: EV_SLAB_ALLOC, func: FN_COUNT as u32, ..Default::default() };
         assert_eq!(decode_any(&bytes(&slim)), None);
         let slim = SlabEvent { func: FN_PUT, why: WHY_FORK | WHY_FAILED_FORK, ..slim };
-        assert!(matches!(decode_any(&bytes(&slim)), Some(Record::Alloc(Slab { func: FN_PUT, why, slim: true, .. })) if why == WHY_FORK | WHY_FAILED_FORK));
+        assert!(matches!(
+            decode_any(&bytes(&slim)),
+            Some(Record::Alloc(Slab { function: SlabFn::PutAnonVma, why: Why::Fork, failed_fork_first: true, slim: true, .. }))
+        ));
+        // A reason no program sends, or another flag bit, is malformed too.
+        for why in [WHY_COUNT, WHY_COUNT | WHY_FAILED_FORK, WHY_FORK | 1 << 17, u32::MAX] {
+            assert_eq!(decode_any(&bytes(&SlabEvent { why, ..slim })), None, "why {why:#x}");
+        }
+    }
+
+    /// Every function and reason number decodes to its enum and back to its number and
+    /// name; every slot the programs count decodes to what `agg_slot` put in it.
+    #[test]
+    fn slab_numbers_decode_once_and_name_from_one_place() {
+        for (i, f) in SlabFn::ALL.iter().enumerate() {
+            assert_eq!((SlabFn::of(i as u32), f.index(), f.name()), (Some(*f), i, FUNCTIONS[i]));
+        }
+        assert_eq!((SlabFn::of(FN_COUNT as u32), SlabFn::of(u32::MAX)), (None, None));
+        let names: std::collections::HashSet<_> = Why::ALL.iter().map(|w| w.name()).collect();
+        assert_eq!(names.len(), WHY_COUNT as usize);
+        for (w, why) in Why::ALL.iter().enumerate() {
+            assert_eq!(Why::of(w as u32), Some(*why));
+        }
+        assert_eq!(Why::of(WHY_COUNT), None);
+        for f in SlabFn::ALL {
+            for alloc in [false, true] {
+                for kind in 0..AGG_KINDS {
+                    for why in Why::ALL {
+                        let slot = agg_slot(f as u32, alloc, kind, why as u32);
+                        assert!(slot < AGG_SLOTS);
+                        assert_eq!(AggSlot::of(slot), Some(AggSlot { function: f, alloc, anon_vma_chain: kind == 1, why }));
+                    }
+                }
+            }
+        }
+        assert_eq!(AggSlot::of(AGG_SLOTS), None);
     }
 
     /// Every hook number a program sends decodes to its function, phase and backend; any
@@ -982,7 +1158,7 @@ mod tests {
             m.args[5] = i as u64;
             let Some(Record::Hook(d)) = decode_any(&bytes(&m)) else { panic!("merge {i}") };
             let HookFn::Merge(f) = d.function else { panic!("merge {i}") };
-            assert_eq!((f.name(), d.phase, d.backend, d.args[5]), (*name, Phase::Exit, HookBackend::Fentry, i as u64));
+            assert_eq!((f.name(), d.phase, d.backend, d.args), (*name, Phase::Exit, HookBackend::Fentry, HookArgs::None));
         }
         // The caller stack's innermost frame (low byte) is decoded; an unknown code is kept.
         let mut c = HookEvent { hook: HK_CLONE, callers: (u64::from(CALLER_SPLIT) << 8) | u64::from(CALLER_MREMAP), ..h };
@@ -1012,6 +1188,32 @@ mod tests {
         ] {
             assert_eq!(decode_any(&bytes(&bad)), None, "{bad:?}");
         }
+        // Each function's args are named as its `HK_*` lays them out.
+        // Not `HookEvent { hook, phase, args, ..h }`: that in a closure is rustc 1.95's
+        // broken-MIR ICE (see `each_kind_decodes_to_its_fields_and_the_unknown_to_none`).
+        let args = |hook, phase, args: [u64; 6]| {
+            let mut e = h;
+            (e.hook, e.phase, e.args) = (hook, phase, args);
+            match decode_any(&bytes(&e)) {
+                Some(Record::Hook(d)) => d.args,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(args(HK_PREPARE, PH_EXIT, [0x100, 0, 0, 0, 0, 0]), HookArgs::Prepare { task_mm: 0x100 });
+        assert_eq!(args(HK_PREPARE, PH_ENTRY, [0x100, 0, 0, 0, 0, 0]), HookArgs::None);
+        assert_eq!(args(HK_PUT, PH_ENTRY, [1, 2, 3, 4, 0, 0]), HookArgs::PutAnonVma { anon_vma: 1, root: 2, root_refcount: 3, refcount: 4 });
+        assert_eq!(args(HK_SPLIT, PH_ENTRY, [9, 0x2000, 1, 0, 0, 0]), HookArgs::SplitVma { addr: 0x2000, new_below: true });
+        assert_eq!(args(HK_SPLIT, PH_EXIT, [9, 0x2000, 1, 0, 0, 0]), HookArgs::None);
+        // A merge's range: vma_merge(mm, prev, addr, end), __vma_adjust(vma, start, end),
+        // a vma_merge_struct's [vmg, start, end, next, VMG_SHAPE].
+        assert_eq!(args(HK_MERGE, PH_ENTRY, [1, 2, 0x1000, 0x3000, 0, 0]), HookArgs::Merge { start: 0x1000, end: 0x3000 });
+        assert_eq!(args(HK_MERGE, PH_ENTRY, [1, 0x1000, 0x3000, 4, 0, 1]), HookArgs::Merge { start: 0x1000, end: 0x3000 });
+        assert_eq!(args(HK_MERGE, PH_ENTRY, [1, 0x1000, 0x3000, 4, VMG_SHAPE, 4]), HookArgs::Merge { start: 0x1000, end: 0x3000 });
+        assert_eq!(args(HK_RMAP_WALK, PH_ENTRY, [0xf0, 0xa1, 1, 0, 0, 0]), HookArgs::Folio { folio: 0xf0, mapping: 0xa1, locked: true });
+        assert_eq!(
+            args(HK_KSM_REMOVE, PH_ENTRY, [1, 2, 3, 0, 1 << 32 | 7, 6]),
+            HookArgs::Ksm { rmap_item: 1, mm: 2, address: 3, kpage: 0, owner_tgid: 7, anon_vma: 6 }
+        );
         // A KSM kind is decoded by its record's length: a hook-sized one is malformed.
         assert_eq!(Ksm::of(&KsmEvent { kind: EV_HOOK, ..Default::default() }), None);
     }

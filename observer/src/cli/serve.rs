@@ -29,7 +29,7 @@ use crate::{
 };
 use anyhow::{bail, Context};
 use lazyvma_model::hook_abi::HookOffsets;
-use lazyvma_model::trace_abi::{AGG_SERVE, FN_CLONE, FN_PUT, FN_UNLINK};
+use lazyvma_model::trace_abi::AGG_SERVE;
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -146,11 +146,10 @@ pub fn run(args: Args, btf_path: Option<&Path>) -> anyhow::Result<()> {
         return serve(listener, &args, metrics, None, Some(passes));
     }
 
-    let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
     let mut loaded = bpf::load(&Config {
         offsets,
         ranges: kf.ranges,
-        stack_fns,
+        stack_fns: bpf::stack_fns(stacks),
         ringbuf_bytes: args.ringbuf_mb.unwrap_or_else(|| bpf::default_ringbuf_mb(!stacks)) << 20,
         btf_globals: Vec::new(),
         hook_offsets: HookOffsets::UNSET,

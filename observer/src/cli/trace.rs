@@ -72,6 +72,8 @@ pub struct Args {
 impl Args {
     pub fn options(self) -> Options {
         Options {
+            // No --knob on a live trace: `replay --knob` re-runs the model under others.
+            knobs: Default::default(),
             pids: self.pids,
             cgroup: self.cgroup,
             by_cgroup: self.by_cgroup,

@@ -41,6 +41,11 @@ impl Recording {
         self.records.iter().map(|r| &self.data[r.clone()])
     }
 
+    /// Record `i` (in order), `None` past the last.
+    pub fn record(&self, i: usize) -> Option<&[u8]> {
+        self.records.get(i).map(|r| &self.data[r.clone()])
+    }
+
     pub fn record_count(&self) -> usize {
         self.records.len()
     }

@@ -8,7 +8,7 @@ use crate::trace::{
     ingest::symbols::Symbols,
     tree::pids::Threads,
 };
-use lazyvma_model::trace_abi::{agg_key, decode_any, Record, Slab, FUNCTIONS};
+use lazyvma_model::trace_abi::{decode_any, AggSlot, Record, Slab};
 use std::sync::Arc;
 
 /// `Live`'s owner mark: allocated by a process in the scope.
@@ -44,7 +44,7 @@ impl Counter {
             }
             Some(Record::Free(ev)) => {
                 // An object of the scope freed from elsewhere (ksmd, a /proc reader) counts too.
-                let (kind, owner) = self.live.free(ev.ptr, ev.func);
+                let (kind, owner) = self.live.free(ev.ptr, ev.function);
                 if owner == Some(IN_SCOPE) || self.scope.contains(ev.tgid) {
                     self.count(&ev, kind, false);
                 }
@@ -74,11 +74,11 @@ impl Counter {
             if n == 0 {
                 continue;
             }
-            let (func, alloc, kind, why) = agg_key(slot as u32);
-            let Some(function) = FUNCTIONS.get(func as usize) else { continue };
-            let kind = if kind == 0 { Kind::AnonVma } else { Kind::AnonVmaChain };
-            let reason = reason::of(why, func, alloc, &[], &self.syms);
-            self.metrics.count_slab_n(kind, alloc, function, reason, n);
+            // The map has `AGG_SLOTS` slots, each an `agg_slot`: none fails to decode.
+            let Some(AggSlot { function, alloc, anon_vma_chain, why }) = u32::try_from(slot).ok().and_then(AggSlot::of) else { continue };
+            let kind = if anon_vma_chain { Kind::AnonVmaChain } else { Kind::AnonVma };
+            let reason = reason::of(why, function, alloc, &[], &self.syms);
+            self.metrics.count_slab_n(kind, alloc, function.name(), reason, n);
         }
     }
 
@@ -86,8 +86,8 @@ impl Counter {
         if ev.stack_failed() {
             self.metrics.events.stack_errors.inc();
         }
-        let why = reason::of(ev.why, ev.func, alloc, ev.stack(), &self.syms);
-        self.metrics.count_slab(kind, alloc, FUNCTIONS[ev.func as usize], why);
+        let why = reason::of(ev.why, ev.function, alloc, ev.stack(), &self.syms);
+        self.metrics.count_slab(kind, alloc, ev.function.name(), why);
     }
 }
 

@@ -11,7 +11,7 @@ pub mod tree;
 
 use counts::slab::{At, Live, Sizes, SlabCounts, SlabTally};
 use ingest::symbols::Symbols;
-use lazyvma_model::trace_abi::{Hook, Record, Slab, TallyKey, WHY_FAILED_FORK};
+use lazyvma_model::trace_abi::{Hook, Record, Slab, SlabFn, TallyKey};
 use tree::pids::Tree;
 
 pub struct Tracer {
@@ -103,7 +103,7 @@ impl Tracer {
         let t0 = std::time::Instant::now();
         let keys = self.kernel_keys(last);
         self.kernel_counts.walked(t0);
-        for (kind, alloc, func, why, key, n) in self.kernel_counts.grown(&keys, below) {
+        for (kind, alloc, function, why, key, n) in self.kernel_counts.grown(&keys, below) {
             if !last && !self.tree.known(key.tgid) {
                 continue;
             }
@@ -114,8 +114,8 @@ impl Tracer {
             };
             let p = self.tree.get(proc);
             let at = At { proc, tgid: p.tgid, phase: self.kernel_counts.log.at(proc, key.gen, p.phase) };
-            let reason = ingest::reason::of(why, func, alloc, &[], &self.syms);
-            self.tally.add_n(kind, alloc, func, reason, at, n);
+            let reason = ingest::reason::of(why, function, alloc, &[], &self.syms);
+            self.tally.add_n(kind, alloc, function, reason, at, n);
             self.interval.add_n(kind, alloc, n);
             self.kernel_counts.taken(key, n);
         }
@@ -387,17 +387,17 @@ impl Tracer {
         let Some(proc) = self.tree.traced(ev.tgid) else { return };
         let kind = Live::alloc_kind(&self.sizes, ev.bytes_req);
         self.live.alloc(ev.ptr, kind, proc);
-        let why = ingest::reason::of(ev.why, ev.func, true, self.frames(ev), &self.syms);
+        let why = ingest::reason::of(ev.why, ev.function, true, self.frames(ev), &self.syms);
         self.failed_forks.alloc(ev.pid, &why, kind);
-        self.count(kind, true, ev.func, why, proc);
-        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE, counts::slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.func, kind) {
+        self.count(kind, true, ev.function, why, proc);
+        if let (Some(f), SlabFn::AnonVmaPrepare, counts::slab::Kind::AnonVmaChain) = (self.feed.as_mut(), ev.function, kind) {
             let p = self.tree.get(proc);
             f.prepare_counted(&self.tree, ev.pid, At { proc, tgid: p.tgid, phase: p.phase });
         }
     }
 
     fn free(&mut self, ev: &Slab) {
-        let (kind, owner) = self.live.free(ev.ptr, ev.func);
+        let (kind, owner) = self.live.free(ev.ptr, ev.function);
         if owner.is_none() && self.tree.is_launcher(ev.tgid) {
             self.launcher_frees += 1;
             return;
@@ -405,20 +405,18 @@ impl Tracer {
         // An object of the traced tree freed from elsewhere (ksmd, a /proc reader's mmput)
         // still counts, in its allocating process.
         let Some(proc) = self.tree.traced(ev.tgid).or(owner) else { return };
-        let first = ev.why & WHY_FAILED_FORK != 0;
-        let ctx = ev.why & !WHY_FAILED_FORK;
-        let why = ingest::reason::of(ctx, ev.func, false, self.frames(ev), &self.syms);
-        self.failed_forks.free(ev.pid, kind, why == "fork", first);
-        self.count(kind, false, ev.func, why, proc);
-        if let (Some(f), lazyvma_model::trace_abi::FN_PREPARE) = (self.feed.as_mut(), ev.func) {
+        let why = ingest::reason::of(ev.why, ev.function, false, self.frames(ev), &self.syms);
+        self.failed_forks.free(ev.pid, kind, why == "fork", ev.failed_fork_first);
+        self.count(kind, false, ev.function, why, proc);
+        if let (Some(f), SlabFn::AnonVmaPrepare) = (self.feed.as_mut(), ev.function) {
             let p = self.tree.get(proc);
             f.race_spare(kind, At { proc, tgid: p.tgid, phase: p.phase });
         }
     }
 
-    fn count(&mut self, kind: counts::slab::Kind, alloc: bool, func: u32, why: String, proc: usize) {
+    fn count(&mut self, kind: counts::slab::Kind, alloc: bool, function: SlabFn, why: String, proc: usize) {
         let p = self.tree.get(proc);
-        self.tally.add(kind, alloc, func, why, At { proc, tgid: p.tgid, phase: p.phase });
+        self.tally.add(kind, alloc, function, why, At { proc, tgid: p.tgid, phase: p.phase });
         self.interval.add(kind, alloc);
     }
 
@@ -435,7 +433,8 @@ mod tests {
     use counts::slab::AllocFree;
     use lazyvma_model::trace_abi::{
         HookEvent, SlabEvent, TraceEvent, BK_FENTRY, EV_ALLOC, EV_EXEC, EV_EXIT, EV_FORK, EV_FREE, EV_HOOK, EV_LOCK_BEGIN, EV_LOCK_END, EV_MARKER, EV_NEWTASK,
-        EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, HK_MAX, LCB_F_WRITE, MARKER_BASE, PH_EXIT, WHY_MUNMAP, WHY_SPLIT,
+        EV_SLAB_ALLOC, EV_SLAB_FREE, FN_CLONE, FN_COUNT, FN_FORK, FN_PUT, FN_UNLINK, HK_MAX, LCB_F_WRITE, MARKER_BASE, PH_EXIT, WHY_COUNT, WHY_MUNMAP,
+        WHY_SPLIT,
     };
 
     fn bytes<T>(v: &T) -> Vec<u8> {
@@ -450,7 +449,7 @@ mod tests {
 
     /// Every kind `Tracer` reads from the slab, sched, marker and lock programs, in both slab
     /// shapes: what each one counts, and which are malformed (a function index out of range
-    /// in either shape, an unknown kind, a cut record). After the end marker nothing counts.
+    /// in either shape, an unknown reason, an unknown kind, a cut record). After the end marker nothing counts.
     #[test]
     fn each_record_kind_is_counted_or_malformed() {
         let mut t = Tracer::new(Tree::roots(&[7]), Symbols::empty(), sizes());
@@ -464,6 +463,8 @@ mod tests {
             bytes(&TraceEvent { kind: EV_FREE, arg: FN_PUT, ptr: 0xa0, ..ev }),
             bytes(&TraceEvent { kind: EV_ALLOC, arg: FN_COUNT as u32, ptr: 0xd0, bytes_req: 88, ..ev }),
             bytes(&SlabEvent { kind: EV_SLAB_FREE, func: 99, ptr: 0xb0, ..slim }),
+            // A reason number no program sends.
+            bytes(&SlabEvent { kind: EV_SLAB_FREE, func: FN_UNLINK, ptr: 0xb0, why: WHY_COUNT, ..slim }),
             bytes(&TraceEvent { kind: EV_NEWTASK, arg: 8, ..ev }),
             bytes(&TraceEvent { kind: EV_FORK, arg: 8, ktime: 5, ..ev }),
             bytes(&TraceEvent { kind: EV_MARKER, ptr: MARKER_BASE + 3, ..ev }),
@@ -481,7 +482,7 @@ mod tests {
         for r in &records {
             t.record(r);
         }
-        assert_eq!((t.received, t.malformed, t.stack_errors, t.after_end), (18, 5, 1, 1));
+        assert_eq!((t.received, t.malformed, t.stack_errors, t.after_end), (19, 6, 1, 1));
         assert_eq!(t.unpaired(), 0);
         assert_eq!(t.tally.total.anon_vma, AllocFree { alloc: 1, free: 1 });
         assert_eq!(t.tally.total.anon_vma_chain, AllocFree { alloc: 1, free: 1 });

@@ -110,7 +110,7 @@ pub fn text(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use crate::trace::counts::slab::{At, Kind};
-    use lazyvma_model::trace_abi::FN_PREPARE;
+    use lazyvma_model::trace_abi::SlabFn;
 
     #[test]
     fn rows_sum_to_the_totals_and_fold_past_the_cap() {
@@ -128,7 +128,7 @@ mod tests {
         let mut t = SlabTally::default();
         for (proc, n) in [(0, 2), (1, 1), (2, 1), (3, 1)] {
             for _ in 0..n {
-                t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), At { proc, tgid: 10 + proc as u32, phase: None });
+                t.add(Kind::AnonVma, true, SlabFn::AnonVmaPrepare, "prepare".into(), At { proc, tgid: 10 + proc as u32, phase: None });
             }
         }
         let rows = by.rows(&t, &Sizes::spec_x86_64());

@@ -215,7 +215,8 @@ mod tests {
         assert!(matches!(op(&ev), Some(KernelOp::KsmMerge { err: -14, .. })));
         ev.function = HookFn::RemoveRmapItemFromTree;
         assert!(matches!(op(&ev), Some(KernelOp::KsmRemoveRmapItem { stable: true, .. })));
-        ev.args[2] = 0x7000_0000_1000 | KSM_UNSTABLE_FLAG;
+        let HookArgs::Ksm { address, .. } = &mut ev.args else { panic!("a KSM hook's args") };
+        *address = 0x7000_0000_1000 | KSM_UNSTABLE_FLAG;
         assert!(matches!(op(&ev), Some(KernelOp::KsmRemoveRmapItem { stable: false, .. })));
         ev.function = HookFn::DoHugePmdAnonymousPage;
         assert_eq!(op(&ev), None);

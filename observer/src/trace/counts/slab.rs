@@ -2,7 +2,7 @@
 //! (process, phase) they happened in. At alloc the kind is `bytes_req`, the caches'
 //! object_size (`lazyvma_model::sizes`; bytes are priced at slab_size); at free it is what the same pointer was allocated as,
 //! or, for objects allocated before the trace began, what the freeing function frees.
-use lazyvma_model::trace_abi::{agg_key, TallyKey, FN_COUNT, FN_PUT, FN_UNLINK};
+use lazyvma_model::trace_abi::{AggSlot, SlabFn, TallyKey, Why, FN_COUNT};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -79,14 +79,14 @@ impl Live {
     }
 
     /// The kind of a freed object and, if its allocation was seen, the allocating process.
-    pub fn free(&mut self, ptr: u64, func: u32) -> (Kind, Option<usize>) {
+    pub fn free(&mut self, ptr: u64, function: SlabFn) -> (Kind, Option<usize>) {
         if let Some((kind, proc)) = self.0.remove(&ptr) {
             return (kind, Some(proc));
         }
-        let kind = match func {
-            FN_PUT => Kind::AnonVma,
-            FN_UNLINK => Kind::AnonVmaChain,
-            _ => Kind::Unclassified,
+        let kind = match function {
+            SlabFn::PutAnonVma => Kind::AnonVma,
+            SlabFn::UnlinkAnonVmas => Kind::AnonVmaChain,
+            SlabFn::AnonVmaPrepare | SlabFn::AnonVmaClone | SlabFn::AnonVmaFork => Kind::Unclassified,
         };
         (kind, None)
     }
@@ -120,6 +120,7 @@ pub struct At {
 #[derive(Default)]
 pub struct SlabTally {
     pub total: SlabCounts,
+    /// Per function, at its `SlabFn::index`.
     pub by_function: [SlabCounts; FN_COUNT],
     pub by_reason: BTreeMap<String, SlabCounts>,
     /// In order of first event.
@@ -128,14 +129,14 @@ pub struct SlabTally {
 }
 
 impl SlabTally {
-    pub fn add(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, at: At) {
-        self.add_n(kind, alloc, func, reason, at, 1);
+    pub fn add(&mut self, kind: Kind, alloc: bool, function: SlabFn, reason: String, at: At) {
+        self.add_n(kind, alloc, function, reason, at, 1);
     }
 
-    pub fn add_n(&mut self, kind: Kind, alloc: bool, func: u32, reason: String, at: At, n: u64) {
+    pub fn add_n(&mut self, kind: Kind, alloc: bool, function: SlabFn, reason: String, at: At, n: u64) {
         let At { proc, tgid, phase } = at;
         self.total.add_n(kind, alloc, n);
-        self.by_function[func as usize].add_n(kind, alloc, n);
+        self.by_function[function.index()].add_n(kind, alloc, n);
         self.by_reason.entry(reason).or_default().add_n(kind, alloc, n);
         let next = self.phases.len();
         let i = *self.phase_index.entry((proc, phase)).or_insert(next);
@@ -201,7 +202,7 @@ impl PhaseLog {
 }
 
 /// One kernel count to add: (kind, alloc, function, why, where, how many).
-pub type Grown = (Kind, bool, u32, u32, TallyKey, u64);
+pub type Grown = (Kind, bool, SlabFn, Why, TallyKey, u64);
 
 impl KernelCounts {
     /// Whether an optional read (a marker's, a recycled tgid's fork's) may walk the map now:
@@ -228,12 +229,10 @@ impl KernelCounts {
             if now <= was {
                 continue;
             }
-            let (func, alloc, kind, why) = agg_key(key.slot);
-            if func as usize >= FN_COUNT {
-                continue;
-            }
-            let kind = if kind == 0 { Kind::AnonVma } else { Kind::AnonVmaChain };
-            out.push((kind, alloc, func, why, key, now - was));
+            // The programs count under `agg_slot`s only: a slot past them is no count of ours.
+            let Some(AggSlot { function, alloc, anon_vma_chain, why }) = AggSlot::of(key.slot) else { continue };
+            let kind = if anon_vma_chain { Kind::AnonVmaChain } else { Kind::AnonVma };
+            out.push((kind, alloc, function, why, key, now - was));
         }
         out
     }
@@ -309,7 +308,8 @@ impl KernelCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use lazyvma_model::trace_abi::{FN_CLONE, FN_PREPARE};
+    use lazyvma_model::trace_abi::{FN_PUT, WHY_EXIT};
+    use SlabFn::{AnonVmaClone, AnonVmaPrepare, PutAnonVma, UnlinkAnonVmas};
 
     /// Spec §4.3's x86_64 sizes: object_size 96/64, slab_size 104/64.
     fn s() -> Sizes {
@@ -324,10 +324,10 @@ mod tests {
         assert_eq!(Live::alloc_kind(&s(), 128), Kind::Unclassified);
         live.alloc(0x10, Kind::AnonVmaChain, 2);
         // A free in __anon_vma_prepare (lost race) of a seen object keeps its kind.
-        assert_eq!(live.free(0x10, FN_PREPARE), (Kind::AnonVmaChain, Some(2)));
-        assert_eq!(live.free(0x10, FN_PREPARE), (Kind::Unclassified, None));
-        assert_eq!(live.free(0x20, FN_PUT), (Kind::AnonVma, None));
-        assert_eq!(live.free(0x30, FN_UNLINK), (Kind::AnonVmaChain, None));
+        assert_eq!(live.free(0x10, AnonVmaPrepare), (Kind::AnonVmaChain, Some(2)));
+        assert_eq!(live.free(0x10, AnonVmaPrepare), (Kind::Unclassified, None));
+        assert_eq!(live.free(0x20, PutAnonVma), (Kind::AnonVma, None));
+        assert_eq!(live.free(0x30, UnlinkAnonVmas), (Kind::AnonVmaChain, None));
         assert_eq!(live.len(), 0);
     }
 
@@ -339,9 +339,11 @@ mod tests {
         log.marker(0, Some(2), 7, 4);
         assert_eq!([0, 2, 3, 6, 7, 9].map(|g| log.at(0, g, Some(4))), [None, None, Some(2), Some(2), Some(4), Some(4)]);
         let mut k = KernelCounts::default();
-        let key = |gen| TallyKey { tgid: 10, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, 2), gen };
+        let key = |gen| TallyKey { tgid: 10, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, WHY_EXIT), gen };
         let got = k.grown(&[(key(1), 5), (key(4), 2)], 4);
-        assert_eq!(got, [(Kind::AnonVma, false, FN_PUT, 2, key(1), 5)]);
+        assert_eq!(got, [(Kind::AnonVma, false, PutAnonVma, Why::Exit, key(1), 5)]);
+        // A slot past the programs' (a map not of this build's) is no count.
+        assert!(k.grown(&[(TallyKey { slot: lazyvma_model::trace_abi::AGG_SLOTS, ..key(1) }, 5)], 4).is_empty());
         k.taken(key(1), 5);
         assert!(k.grown(&[(key(1), 5)], 9).is_empty());
         assert_eq!(k.grown(&[(key(1), 8)], 9)[0].5, 3);
@@ -351,7 +353,7 @@ mod tests {
     fn an_exited_processs_keys_retire_once_wholly_counted_and_unchanged() {
         use std::time::Instant;
         let mut k = KernelCounts::default();
-        let key = |tgid, gen| TallyKey { tgid, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, 2), gen };
+        let key = |tgid, gen| TallyKey { tgid, slot: lazyvma_model::trace_abi::agg_slot(FN_PUT, false, 0, WHY_EXIT), gen };
         let (dead, alive, later) = (key(10, 1), key(11, 1), key(10, 5));
         let exited = |tgid| tgid == 10;
         let t0 = Instant::now();
@@ -393,9 +395,9 @@ mod tests {
     fn phases_are_rows_in_order_of_first_event() {
         let mut t = SlabTally::default();
         let at = |phase| At { proc: 0, tgid: 10, phase: Some(phase) };
-        t.add(Kind::AnonVma, true, FN_PREPARE, "prepare".into(), at(2));
-        t.add(Kind::AnonVmaChain, true, FN_CLONE, "fork".into(), at(3));
-        t.add(Kind::AnonVmaChain, true, FN_PREPARE, "prepare".into(), at(2));
+        t.add(Kind::AnonVma, true, AnonVmaPrepare, "prepare".into(), at(2));
+        t.add(Kind::AnonVmaChain, true, AnonVmaClone, "fork".into(), at(3));
+        t.add(Kind::AnonVmaChain, true, AnonVmaPrepare, "prepare".into(), at(2));
         assert_eq!(t.phases.len(), 2);
         assert_eq!(t.phases[0].phase, Some(2));
         assert_eq!(t.phases[0].counts.anon_vma, AllocFree { alloc: 1, free: 0 });

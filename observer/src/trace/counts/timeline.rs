@@ -98,22 +98,6 @@ impl crate::trace::Tracer {
     }
 }
 
-/// A replay: every recorded record through the tracer, a point after each records chunk.
-/// The records through the tracer, in order; `Err(n)`: `stop()` said so after `n` records.
-pub fn replay(t: &mut crate::trace::Tracer, rec: &crate::record::reader::Recording, stop: impl Fn() -> bool) -> Result<(), usize> {
-    let mut stamps = rec.stamps.iter().peekable();
-    for (i, r) in rec.records().enumerate() {
-        if i % 4096 == 0 && stop() {
-            return Err(i);
-        }
-        t.record(r);
-        while let Some(&(_, ms)) = stamps.next_if(|(end, _)| *end == i + 1) {
-            t.push_point(ms);
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

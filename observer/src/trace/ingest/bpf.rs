@@ -11,9 +11,9 @@ use aya::{
 };
 use lazyvma_model::hook_abi::{FEXIT_RET_HELPER, FEXIT_RET_PROGRAMS};
 use lazyvma_model::trace_abi::{
-    ContextOffsets, HookOffsets, LockOffsets, TallyFront, TallyKey, TpOffsets, AGG_SLOTS, AGG_STREAM_PREPARE, AGG_TRACE, CTR_LOST, CTR_OBJECTS_FULL, CTR_SENT,
-    CTR_TALLY_FULL, CTX_SYSCALLS, FN_COUNT, FRONT_SLOTS, NO_FIELD, NO_SYSCALL, SCOPE_SYSTEM, SCOPE_TRACED, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY, SC_MREMAP,
-    SC_MUNMAP,
+    ContextOffsets, HookOffsets, LockOffsets, SlabFn, TallyFront, TallyKey, TpOffsets, AGG_SLOTS, AGG_STREAM_PREPARE, AGG_TRACE, CTR_LOST, CTR_OBJECTS_FULL,
+    CTR_SENT, CTR_TALLY_FULL, CTX_SYSCALLS, FN_COUNT, FRONT_SLOTS, NO_FIELD, NO_SYSCALL, SCOPE_SYSTEM, SCOPE_TRACED, SC_EXEC, SC_FORK, SC_MMAP, SC_MODIFY,
+    SC_MREMAP, SC_MUNMAP,
 };
 use std::{
     os::fd::AsRawFd,
@@ -72,7 +72,7 @@ const FEED_PROGRAMS: &[(&str, &str, &str)] = &[
 pub struct Config {
     pub offsets: TpOffsets,
     pub ranges: [(u64, u64); FN_COUNT],
-    /// Bit i: take the kernel stack for events of FUNCTIONS[i].
+    /// Bit i: take the kernel stack for events of FUNCTIONS[i] (`stack_fns`).
     pub stack_fns: u32,
     pub ringbuf_bytes: u32,
     /// `offsets.rs` globals from BTF (`load::btf::Offsets`); empty when BTF did not resolve
@@ -249,6 +249,17 @@ fn reason_syscalls(forks: [u64; 4]) -> Vec<(u64, u64)> {
         .map(|(n, c)| (n as u64, c)),
     );
     v
+}
+
+/// `Config::stack_fns` (`--stacks`): the functions whose reason only the caller tells
+/// (anon_vma_clone's split, merge or mremap; a teardown's exit, munmap, mremap or merge).
+pub fn stack_fns(stacks: bool) -> u32 {
+    let told_by_caller = [SlabFn::AnonVmaClone, SlabFn::UnlinkAnonVmas, SlabFn::PutAnonVma];
+    if stacks {
+        told_by_caller.iter().fold(0, |bits, f| bits | 1 << f.index())
+    } else {
+        0
+    }
 }
 
 /// Default ring buffer size in MiB, from the machine's online CPUs (the producers: BPF runs

@@ -252,43 +252,42 @@ impl Decoder {
                 out.push(mk(walk_op(w, 0, 0, false)));
             }
         }
-        match (ev.function, ev.phase) {
-            (FindMergeableAnonVma, Exit) => t.mergeable = Some(ev.ret),
-            (AnonVmaPrepare, Exit) => {
+        match (ev.function, ev.phase, ev.args) {
+            (FindMergeableAnonVma, Exit, _) => t.mergeable = Some(ev.ret),
+            (AnonVmaPrepare, Exit, HookArgs::Prepare { task_mm }) => {
                 let vma = ev.a;
                 let lent = t.mergeable.take().unwrap_or(0);
-                out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma, task_mm: ev.args[0] }));
+                out.push(mk(KernelOp::Prepare { vma, ret: int(ev.ret), reused_neighbour: lent != 0 && lent == vma.anon_vma, task_mm }));
             }
-            (AnonVmaFork, Exit) => {
+            (AnonVmaFork, Exit, HookArgs::Fork { anon_vma_parent }) => {
                 let (vma, pvma) = (ev.a, ev.b);
-                let reused = int(ev.ret) == 0 && vma.anon_vma != 0 && ev.args[0] != pvma.anon_vma;
+                let reused = int(ev.ret) == 0 && vma.anon_vma != 0 && anon_vma_parent != pvma.anon_vma;
                 out.push(mk(KernelOp::Fork { vma, pvma, ret: int(ev.ret), reused_ancestor: reused }));
             }
-            (AnonVmaClone, Exit) => {
+            (AnonVmaClone, Exit, _) => {
                 let r = reason(ev.caller, "other");
                 out.push(mk(KernelOp::Clone { dst: ev.a, src: ev.b, ret: int(ev.ret), reason: r }));
             }
-            (UnlinkAnonVmas, Entry) => {
+            (UnlinkAnonVmas, Entry, _) => {
                 let vma = ev.a;
                 let dflt = if self.exiting.contains(&(ev.pid, vma.mm)) { "exit" } else { "munmap" };
                 out.push(mk(KernelOp::Unlink { vma, reason: reason(ev.caller, dflt) }));
             }
-            (PutAnonVma, Entry) => {
-                let [av, root, root_ref, ..] = ev.args;
-                out.push(mk(KernelOp::PutAnonVma { av, root, root_freed: root != av && root_ref as i64 == 1 }));
+            (PutAnonVma, Entry, HookArgs::PutAnonVma { anon_vma: av, root, root_refcount, .. }) => {
+                out.push(mk(KernelOp::PutAnonVma { av, root, root_freed: root != av && root_refcount as i64 == 1 }));
             }
-            (DupMmap, Entry) => out.push(mk(KernelOp::DupMmap { mm: ev.args[0], oldmm: ev.args[1] })),
-            (ExitMmap, Entry) => {
-                self.exiting.insert((ev.pid, ev.args[0]));
-                out.push(mk(KernelOp::ExitMmap { mm: ev.args[0] }));
+            (DupMmap, Entry, HookArgs::DupMmap { mm, oldmm }) => out.push(mk(KernelOp::DupMmap { mm, oldmm })),
+            (ExitMmap, Entry, HookArgs::ExitMmap { mm }) => {
+                self.exiting.insert((ev.pid, mm));
+                out.push(mk(KernelOp::ExitMmap { mm }));
             }
-            (TryToMergeWithKsmPage, Exit) | (RemoveRmapItemFromTree, Entry) => out.extend(ksm_hook_op(ev).map(mk)),
-            (DoHugePmdAnonymousPage, Exit) => {
+            (TryToMergeWithKsmPage, Exit, _) | (RemoveRmapItemFromTree, Entry, _) => out.extend(ksm_hook_op(ev).map(mk)),
+            (DoHugePmdAnonymousPage, Exit, HookArgs::ThpFault { address, flags }) => {
                 const FAULT_FLAG_WRITE: u64 = 1;
-                out.push(mk(KernelOp::ThpFault { vma: ev.a, address: ev.args[0], write: ev.args[1] & FAULT_FLAG_WRITE != 0, ret: ev.ret as u32 }));
+                out.push(mk(KernelOp::ThpFault { vma: ev.a, address, write: flags & FAULT_FLAG_WRITE != 0, ret: ev.ret as u32 }));
             }
-            (SplitVma | Merge(_) | CopyVma, Entry) => t.open.push(*ev),
-            (SplitVma | Merge(_) | CopyVma, Exit) => {
+            (SplitVma | Merge(_) | CopyVma, Entry, _) => t.open.push(*ev),
+            (SplitVma | Merge(_) | CopyVma, Exit, _) => {
                 // A merge's function is part of `function`: an exit pairs only with an entry of
                 // the same merge function.
                 let Some(i) = t.open.iter().rposition(|e| e.function == ev.function) else {
@@ -303,10 +302,10 @@ impl Decoder {
                     None => self.unpaired += 1,
                 }
             }
-            (RmapWalk | FolioLockAnonVmaRead, Entry) => {
+            (RmapWalk | FolioLockAnonVmaRead, Entry, HookArgs::Folio { folio, mapping, locked }) => {
                 let lock = ev.function == FolioLockAnonVmaRead;
                 // A lock of the pending walk's folio belongs to it; any other entry starts a walk.
-                if lock && t.walk.as_ref().is_some_and(|w| w.lock_entry.is_none() && w.folio == ev.args[0]) {
+                if lock && t.walk.as_ref().is_some_and(|w| w.lock_entry.is_none() && w.folio == folio) {
                     t.walk.as_mut().expect("checked").lock_entry = Some(ev.ktime);
                     return;
                 }
@@ -316,13 +315,13 @@ impl Decoder {
                 t.walk = Some(Walk {
                     tgid: ev.tgid,
                     caller: walk_caller(ev, syms, *self.text.get_or_insert_with(|| kernel_text(syms))),
-                    folio: ev.args[0],
-                    mapping: ev.args[1],
-                    locked: ev.args[2] != 0,
+                    folio,
+                    mapping,
+                    locked,
                     lock_entry: lock.then_some(ev.ktime),
                 });
             }
-            (FolioLockAnonVmaRead, Exit) => match t.walk.take() {
+            (FolioLockAnonVmaRead, Exit, _) => match t.walk.take() {
                 Some(w) if w.lock_entry.is_some() => {
                     let wait = ev.ktime.saturating_sub(w.lock_entry.unwrap_or(ev.ktime));
                     out.push(mk(walk_op(w, ev.ret, wait, ev.ret == 0)));
@@ -384,18 +383,11 @@ fn walk_op(w: Walk, anon_vma: u64, wait_ns: u64, contended: bool) -> KernelOp {
 /// The op of a paired entry and exit (of the same function: [`Decoder::feed`] pairs them);
 /// `None` for a function whose entries are not held for their exits.
 fn complete(entry: &Hook, exit: &Hook) -> Option<KernelOp> {
-    Some(match entry.function {
-        HookFn::SplitVma => KernelOp::Split { vma: entry.a, addr: entry.args[1], new_below: entry.args[2] != 0, ret: int(exit.ret), after: exit.a },
-        HookFn::CopyVma => KernelOp::CopyVma { src: entry.a, addr: entry.args[0], len: entry.args[1], pgoff: entry.args[2], new: exit.a },
-        HookFn::Merge(f) => {
+    Some(match (entry.function, entry.args) {
+        (HookFn::SplitVma, HookArgs::SplitVma { addr, new_below }) => KernelOp::Split { vma: entry.a, addr, new_below, ret: int(exit.ret), after: exit.a },
+        (HookFn::CopyVma, HookArgs::CopyVma { addr, len, pgoff }) => KernelOp::CopyVma { src: entry.a, addr, len, pgoff, new: exit.a },
+        (HookFn::Merge(f), HookArgs::Merge { start, end }) => {
             let merged = if f.returns_vma() { exit.ret != 0 } else { int(exit.ret) == 0 };
-            let (start, end) = match (entry.args[4] == VMG_SHAPE, f) {
-                (true, _) => (entry.args[1], entry.args[2]),
-                // __vma_adjust(vma, start, end, ..)
-                (false, MergeFn::VmaAdjust) => (entry.args[1], entry.args[2]),
-                // vma_merge(mm, prev, addr, end, ..), vma_expand(mas, vma, start, end, ..)
-                _ => (entry.args[2], entry.args[3]),
-            };
             KernelOp::Merge { function: f.name(), caller: entry.caller.name(), vma: entry.a, other: entry.b, start, end, ret: exit.ret, merged }
         }
         _ => return None,
@@ -438,8 +430,7 @@ impl fmt::Display for Op {
 /// A KSM hook record (`try_to_merge_with_ksm_page` exit or `remove_rmap_item_from_tree`
 /// entry) as its op; `None` for another function's record.
 pub fn ksm_hook_op(ev: &Hook) -> Option<KernelOp> {
-    let [rmap_item, mm, address, kpage, owner, anon_vma] = ev.args;
-    let owner = owner as u32;
+    let HookArgs::Ksm { rmap_item, mm, address, kpage, owner_tgid: owner, anon_vma } = ev.args else { return None };
     match ev.function {
         HookFn::TryToMergeWithKsmPage => Some(KernelOp::KsmMerge { mm, owner, rmap_item, address, anon_vma, ksm_page: kpage, pfn: 0, err: int(ev.ret) }),
         HookFn::RemoveRmapItemFromTree => {
@@ -477,7 +468,7 @@ mod tests {
             ktime: 0,
             caller: Caller::TopLevel,
             ret: 0,
-            args: [0; 6],
+            args: HookArgs::of(function, phase, [0; 6]),
             a: none,
             b: none,
             stack: [0; 6],
@@ -490,7 +481,7 @@ mod tests {
     fn an_exit_pairs_with_its_own_function_s_entry() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
         let mut entry = ev(Merge(MergeFn::VmaExpand), Entry);
-        entry.args = [0, 0, 0x1000, 0x3000, 0, 2];
+        entry.args = HookArgs::Merge { start: 0x1000, end: 0x3000 };
         d.feed_(&entry, &mut out);
         d.feed_(&ev(SplitVma, Entry), &mut out);
         d.feed_(&ev(Merge(MergeFn::CommitMerge), Exit), &mut out);
@@ -529,9 +520,9 @@ mod tests {
         let mut f = ev(AnonVmaFork, Exit);
         f.a = vma(2, 0xb0, 2);
         f.b = vma(1, 0xa0, 1);
-        f.args[0] = 0xa0;
+        f.args = HookArgs::Fork { anon_vma_parent: 0xa0 };
         d.feed_(&f, &mut out);
-        f.args[0] = 0x90;
+        f.args = HookArgs::Fork { anon_vma_parent: 0x90 };
         d.feed_(&f, &mut out);
         let got: Vec<_> = out.iter().map(|o| o.op.clone()).collect();
         assert!(matches!(got[0], KernelOp::Prepare { reused_neighbour: true, .. }));
@@ -547,7 +538,7 @@ mod tests {
     fn an_exec_ends_its_old_mm_s_teardown() {
         let (mut d, mut out) = (Decoder::default(), vec![]);
         let mut x = ev(ExitMmap, Entry);
-        x.args[0] = 0x100;
+        x.args = HookArgs::ExitMmap { mm: 0x100 };
         d.feed_(&x, &mut out);
         let mut u = ev(UnlinkAnonVmas, Entry);
         u.a = vma(1, 0xa0, 1);
@@ -569,9 +560,9 @@ mod tests {
         let (mut d, mut out) = (Decoder::default(), vec![]);
         let mut t = ev(DoHugePmdAnonymousPage, Exit);
         t.a = vma(1, 0xa0, 1);
-        t.args = [0x1_0000_0000, 0, 0, 0, 0, 0];
+        t.args = HookArgs::ThpFault { address: 0x1_0000_0000, flags: 0 };
         d.feed_(&t, &mut out);
-        t.args[1] = 1; // FAULT_FLAG_WRITE
+        t.args = HookArgs::ThpFault { address: 0x1_0000_0000, flags: 1 }; // FAULT_FLAG_WRITE
         d.feed_(&t, &mut out);
         assert!(matches!(out[0].op, KernelOp::ThpFault { write: false, address: 0x1_0000_0000, vma: VmaSnap { anon_vma: 0xa0, .. }, .. }));
         assert!(matches!(out[1].op, KernelOp::ThpFault { write: true, .. }));
@@ -597,7 +588,7 @@ mod tests {
         let mut out = vec![];
         let mut s = ev(SplitVma, Entry);
         s.a = vma(1, 0xa0, 1);
-        s.args = [0, 0x2000, 1, 0, 0, 0];
+        s.args = HookArgs::SplitVma { addr: 0x2000, new_below: true };
         d.feed_(&s, &mut out);
         let mut s2 = ev(SplitVma, Exit);
         s2.a = vma(1, 0xa0, 1);
@@ -608,10 +599,10 @@ mod tests {
 
         let mut w = ev(RmapWalk, Entry);
         w.caller = Caller::TryToMigrate;
-        w.args = [0xf0, 0xa1, 0, 0, 0, 0];
+        w.args = HookArgs::Folio { folio: 0xf0, mapping: 0xa1, locked: false };
         d.feed_(&w, &mut out);
         let mut l = ev(FolioLockAnonVmaRead, Entry);
-        l.args = [0xf0, 0xa1, 0, 0, 0, 0];
+        l.args = HookArgs::Folio { folio: 0xf0, mapping: 0xa1, locked: false };
         l.ktime = 100;
         d.feed_(&l, &mut out);
         let mut x = ev(FolioLockAnonVmaRead, Exit);
@@ -624,7 +615,7 @@ mod tests {
         d.feed_(&w, &mut out);
         // A lock whose walk was inlined into its (hooked) caller is a walk of its own.
         let mut l2 = ev(FolioLockAnonVmaRead, Entry);
-        l2.args = [0xf8, 0xa1, 0, 0, 0, 0];
+        l2.args = HookArgs::Folio { folio: 0xf8, mapping: 0xa1, locked: false };
         l2.caller = Caller::TryToMigrate;
         d.feed_(&l2, &mut out);
         // A trampoline address past _etext is skipped.

@@ -4,10 +4,7 @@
 //! stack: on a tracepoint-only kernel the stack is the only way to tell a split's clone
 //! from a merge's inside one syscall.
 use crate::trace::ingest::symbols::Symbols;
-use lazyvma_model::trace_abi::{
-    FN_CLONE, FN_FORK, FN_PREPARE, FN_PUT, FN_UNLINK, FUNCTIONS, WHY_EXEC, WHY_EXIT, WHY_FORK, WHY_MERGE, WHY_MREMAP, WHY_MUNMAP, WHY_MUNMAP_OR_MERGE,
-    WHY_SPLIT, WHY_SPLIT_OR_MERGE,
-};
+use lazyvma_model::trace_abi::{SlabFn, Why};
 
 /// Callers of anon_vma_clone (the first frame above it), 6.1 and 6.18 names. `dup_anon_vma`
 /// is inlined into the merge functions on 6.18, so they show up instead.
@@ -50,38 +47,25 @@ fn teardown(frames: &[&str]) -> Option<&'static str> {
     })
 }
 
-/// The reason the slab program told from the task's context (`SlabEvent::why`: the syscall
-/// it is in, whether it is exiting), the same key the stack gives where the context is
-/// certain; where it is not, both candidates (`split/merge`, `munmap/merge`), which only
-/// `--stacks` tells apart.
-fn with_context(why: u32) -> Option<&'static str> {
-    Some(match why {
-        WHY_FORK => "fork",
-        WHY_EXIT => "exit",
-        WHY_EXEC => "exec",
-        WHY_MUNMAP => "munmap",
-        WHY_MREMAP => "mremap",
-        WHY_MERGE => "merge",
-        WHY_SPLIT => "split",
-        WHY_SPLIT_OR_MERGE => "split/merge",
-        WHY_MUNMAP_OR_MERGE => "munmap/merge",
-        _ => return None,
-    })
-}
-
-/// The reason key for one event: the task's context where the slab program told it (`why`),
-/// else the function and its stack (`classify`).
-pub fn of(why: u32, func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
-    with_context(why).map_or_else(|| classify(func, alloc, frames, syms), String::from)
+/// The reason key for one event: the task's context where the slab program told it (`why`:
+/// the syscall it is in, whether it is exiting; `Why::name` is the key the stack gives where
+/// the context is certain, both candidates where it is not, which only `--stacks` tells
+/// apart), else the function and its stack (`classify`).
+pub fn of(why: Why, function: SlabFn, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
+    match why {
+        Why::Function => classify(function, alloc, frames, syms),
+        told => told.name().into(),
+    }
 }
 
 /// The reason key for one event. Unrecognised callers are named (`clone:<caller>`) rather
 /// than folded into a guess; a frame no function contains is `unknown` (`clone:unknown`),
 /// never the name of whatever symbol precedes it.
-pub fn classify(func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
+pub fn classify(function: SlabFn, alloc: bool, frames: &[u64], syms: &Symbols) -> String {
+    use SlabFn::*;
     let names: Vec<Option<&str>> = frames.iter().map(|a| syms.name(*a)).collect();
     // Frames above the allocating/freeing function itself.
-    let own = FUNCTIONS.get(func as usize).copied().unwrap_or("");
+    let own = function.name();
     // An fexit trampoline (trace's own, on anon_vma_clone) is called from the function's
     // patched entry and calls its body: right above the body come the trampoline, then the
     // function again (the entry's return address). Nothing outside the kernel image calls
@@ -94,21 +78,22 @@ pub fn classify(func: u32, alloc: bool, frames: &[u64], syms: &Symbols) -> Strin
         }
     };
     let first = || above.first().map(|n| n.unwrap_or("unknown"));
-    match (func, alloc) {
-        (FN_PREPARE, true) => "prepare".into(),
-        (FN_FORK, true) => "fork".into(),
-        (FN_CLONE, true) => match first() {
+    match (function, alloc) {
+        (AnonVmaPrepare, true) => "prepare".into(),
+        (AnonVmaFork, true) => "fork".into(),
+        (AnonVmaClone, true) => match first() {
             None => "clone".into(),
             Some(c) => clone_caller(c).map_or_else(|| format!("clone:{c}"), str::to_string),
         },
-        (FN_UNLINK | FN_PUT, false) if frames.is_empty() => if func == FN_UNLINK { "unlink" } else { "put" }.into(),
-        (FN_UNLINK | FN_PUT, false) => {
+        (UnlinkAnonVmas, false) if frames.is_empty() => "unlink".into(),
+        (PutAnonVma, false) if frames.is_empty() => "put".into(),
+        (UnlinkAnonVmas | PutAnonVma, false) => {
             let known: Vec<&str> = above.iter().flatten().copied().collect();
             teardown(&known).map_or_else(|| format!("unlink:{}", first().unwrap_or("?")), str::to_string)
         }
         // A lost race in __anon_vma_prepare or an error path of anon_vma_fork/clone.
-        (f, false) => format!("undo:{}", FUNCTIONS.get(f as usize).unwrap_or(&"?")),
-        (f, true) => format!("alloc:{}", FUNCTIONS.get(f as usize).unwrap_or(&"?")),
+        (f @ (AnonVmaPrepare | AnonVmaClone | AnonVmaFork), false) => format!("undo:{}", f.name()),
+        (f @ (UnlinkAnonVmas | PutAnonVma), true) => format!("alloc:{}", f.name()),
     }
 }
 
@@ -145,9 +130,10 @@ mod tests {
 
     #[test]
     fn every_context_code_has_a_name_and_agrees_with_the_stack_names() {
-        use lazyvma_model::trace_abi::{WHY_COUNT, WHY_FUNCTION};
-        assert_eq!(with_context(WHY_FUNCTION), None);
-        let names: Vec<&str> = (1..WHY_COUNT).map(|w| with_context(w).unwrap_or_else(|| panic!("WHY {w} unnamed"))).collect();
+        let (s, _) = syms();
+        // The function's reason is the function's (and its stack's), never "function".
+        assert_eq!(of(Why::Function, SlabFn::AnonVmaClone, true, &[], &s), "clone");
+        let names: Vec<String> = Why::ALL[1..].iter().map(|w| of(*w, SlabFn::AnonVmaClone, true, &[], &s)).collect();
         for n in &names {
             // A certain reason is one the stack classifier can give; an ambiguous one names two.
             assert!(n.split('/').all(|p| ["fork", "exit", "exec", "munmap", "mremap", "merge", "split"].contains(&p)), "{n}");
@@ -159,24 +145,24 @@ mod tests {
     fn clone_reason_is_the_caller() {
         let (s, a) = syms();
         let st = |c: &str| vec![a("kmem_cache_alloc_noprof"), a("anon_vma_clone"), a(c)];
-        assert_eq!(classify(FN_CLONE, true, &st("__split_vma"), &s), "split");
-        assert_eq!(classify(FN_CLONE, true, &st("copy_vma"), &s), "mremap");
-        assert_eq!(classify(FN_CLONE, true, &st("vma_expand"), &s), "merge");
-        assert_eq!(classify(FN_CLONE, true, &st("mystery"), &s), "clone:mystery");
-        assert_eq!(classify(FN_CLONE, true, &[], &s), "clone");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &st("__split_vma"), &s), "split");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &st("copy_vma"), &s), "mremap");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &st("vma_expand"), &s), "merge");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &st("mystery"), &s), "clone:mystery");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &[], &s), "clone");
     }
 
     #[test]
     fn teardown_reason_is_the_outermost_operation() {
         let (s, a) = syms();
         let st = |rest: &[&str]| [&["unlink_anon_vmas", "free_pgtables"][..], rest].concat().iter().map(|n| a(n)).collect::<Vec<_>>();
-        assert_eq!(classify(FN_UNLINK, false, &st(&["exit_mmap", "mmput"]), &s), "exit");
-        assert_eq!(classify(FN_UNLINK, false, &st(&["exit_mmap", "mmput", "exec_mmap", "begin_new_exec"]), &s), "exec");
-        assert_eq!(classify(FN_UNLINK, false, &st(&["vms_complete_munmap_vmas", "do_vmi_munmap"]), &s), "munmap");
-        assert_eq!(classify(FN_UNLINK, false, &st(&["do_vmi_munmap", "__do_sys_mremap"]), &s), "mremap");
-        assert_eq!(classify(FN_UNLINK, false, &[a("unlink_anon_vmas"), a("vma_complete"), a("commit_merge")], &s), "merge");
-        assert_eq!(classify(FN_PREPARE, true, &[], &s), "prepare");
-        assert_eq!(classify(FN_PREPARE, false, &[], &s), "undo:__anon_vma_prepare");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &st(&["exit_mmap", "mmput"]), &s), "exit");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &st(&["exit_mmap", "mmput", "exec_mmap", "begin_new_exec"]), &s), "exec");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &st(&["vms_complete_munmap_vmas", "do_vmi_munmap"]), &s), "munmap");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &st(&["do_vmi_munmap", "__do_sys_mremap"]), &s), "mremap");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &[a("unlink_anon_vmas"), a("vma_complete"), a("commit_merge")], &s), "merge");
+        assert_eq!(classify(SlabFn::AnonVmaPrepare, true, &[], &s), "prepare");
+        assert_eq!(classify(SlabFn::AnonVmaPrepare, false, &[], &s), "undo:__anon_vma_prepare");
     }
 
     /// The stacks a 6.12 amd64 guest gave, on its real kallsyms (KASLR slide of that boot).
@@ -184,16 +170,16 @@ mod tests {
     fn guest_stacks_name_the_caller_past_the_fexit_trampoline() {
         let s = Symbols::parse(include_str!("../../../tests/fixtures/kallsyms-6.12-amd64.txt")).unwrap();
         let (alloc, clone, split, tramp) = (0xffffffffbb7bae10, 0xffffffffbb7919a2, 0xffffffffbb79c7c4, 0xffffffffc0201044);
-        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, 0xffffffffbb791955, split], &s), "split");
-        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, tramp, split], &s), "split");
-        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, split], &s), "split");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &[alloc, clone, tramp, 0xffffffffbb791955, split], &s), "split");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &[alloc, clone, tramp, split], &s), "split");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &[alloc, clone, split], &s), "split");
         // Never a data symbol's name: a frame nothing contains is unknown.
-        assert_eq!(classify(FN_CLONE, true, &[alloc, clone, 0xffffffffbd72f020, split], &s), "clone:unknown");
-        assert_eq!(classify(FN_CLONE, true, &[tramp], &s), "clone:unknown");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &[alloc, clone, 0xffffffffbd72f020, split], &s), "clone:unknown");
+        assert_eq!(classify(SlabFn::AnonVmaClone, true, &[tramp], &s), "clone:unknown");
         let (unlink, free_pgt, munmap, mremap) = (0xffffffffbb7917a0, 0xffffffffbb7704f0, 0xffffffffbb79e330, 0xffffffffbb789400);
-        assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt, munmap, mremap], &s), "mremap");
-        assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt, munmap], &s), "munmap");
-        assert_eq!(classify(FN_UNLINK, false, &[unlink, 0xffffffffbd72f020], &s), "unlink:unknown");
-        assert_eq!(classify(FN_UNLINK, false, &[unlink, free_pgt], &s), "unlink:free_pgtables");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &[unlink, free_pgt, munmap, mremap], &s), "mremap");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &[unlink, free_pgt, munmap], &s), "munmap");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &[unlink, 0xffffffffbd72f020], &s), "unlink:unknown");
+        assert_eq!(classify(SlabFn::UnlinkAnonVmas, false, &[unlink, free_pgt], &s), "unlink:free_pgtables");
     }
 }

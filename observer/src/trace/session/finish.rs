@@ -1,22 +1,50 @@
-//! The trace's end at one point: the end marker and a short grace, the programs detached
-//! and drained, the kernel's final counts read, the recording's trailer, the report.
-use super::{held::seeded, sight, Session};
+//! The end and the report. A live trace ends at one point: the end marker and a short
+//! grace, the programs detached and drained, the kernel's final counts read, the
+//! recording's trailer. A replay's end is its recording's (`replay::Recorded::finish`).
+//! Both then report the same way.
+use super::{held::seeded, sight, Options, Records, Ring, Session};
 use crate::{
     record::{
         format::{MapStats, Trailer},
         meta,
     },
-    trace::{counts::locks, ingest::stats, tree::command::Status},
+    trace::{counts::locks, ingest::stats, tree::command::Status, Tracer},
 };
 use std::time::{Duration, Instant};
 
+/// How a session ended, for its report.
+pub(super) struct End {
+    /// None: a recording cut short (the end reason and lost-event counters unknown).
+    pub trailer: Option<Trailer>,
+    /// The elapsed time when the trailer does not say it (a cut recording's last chunk).
+    pub last_ms: u64,
+    /// A replay's recording.
+    pub source: Option<meta::Source>,
+    /// What only a live trace adds (`report` is the session's).
+    pub live: meta::Live,
+}
+
 impl Session {
+    /// The end (`ended_by`: what `poll` said) and the report.
     pub fn finish(self, ended_by: &'static str) -> anyhow::Result<()> {
-        let Session { opts, mut loaded, mut tracer, about, backend, held, mut seeding, mut by_cgroup, stats_on, markers, start, status, .. } = self;
+        let Session { opts, mut tracer, about, backend, records } = self;
+        let mut end = match records {
+            Records::Ring(r) => r.finish(&mut tracer, &opts, ended_by)?,
+            Records::Recording(r) => r.finish(&mut tracer),
+        };
+        meta::finish(&mut tracer, &about, end.trailer.as_ref());
+        end.live.report = opts.report.clone();
+        meta::print(&mut tracer, &about, &backend, end.trailer.as_ref(), end.last_ms, opts.json, end.source.as_ref(), &end.live)
+    }
+}
+
+impl Ring {
+    fn finish(self: Box<Self>, tracer: &mut Tracer, opts: &Options, ended_by: &'static str) -> anyhow::Result<End> {
+        let Ring { mut loaded, held, mut seeding, mut by_cgroup, stats_on, markers, start, status, .. } = *self;
         // Ended while seeding: the pass ends soon, and what was held goes first.
-        seeded(&mut tracer, &mut seeding)?;
+        seeded(tracer, &mut seeding)?;
         if let Some((_, held)) = seeding.as_mut() {
-            held.feed(&mut tracer, usize::MAX, &mut |t| sight(&mut by_cgroup, t));
+            held.feed(tracer, usize::MAX, &mut |t| sight(&mut by_cgroup, t));
         }
         // Everything the exited processes did was committed before they were reaped.
         let elapsed_ms = start.elapsed().as_millis();
@@ -39,7 +67,7 @@ impl Session {
             while grace.is_none_or(|g| Instant::now() < g) && Instant::now() < until {
                 loaded.poll(Duration::from_millis(20), |b| {
                     tracer.record(b);
-                    sight(&mut by_cgroup, &tracer);
+                    sight(&mut by_cgroup, tracer);
                 });
                 if tracer.ended.is_some() && grace.is_none() {
                     grace = Some(Instant::now() + Duration::from_millis(100));
@@ -49,11 +77,11 @@ impl Session {
         loaded.detach();
         loaded.drain(&mut |b: &[u8]| {
             tracer.record(b);
-            sight(&mut by_cgroup, &tracer);
+            sight(&mut by_cgroup, tracer);
         });
         // Detached and drained: the kernel's counts are final, and every marker is in.
         tracer.sync_end();
-        sight(&mut by_cgroup, &tracer);
+        sight(&mut by_cgroup, tracer);
         tracer.finish();
         let (sent, lost) = loaded.counters()?;
         let objects_full = loaded.objects_full();
@@ -77,7 +105,7 @@ impl Session {
             lock_counters,
             kernel_counts: tracer.kernel_tally.is_some().then_some(MapStats { full: tally_full, retired: tracer.kernel_counts.retired }),
         };
-        say_map_limits(&tracer, tally_full, objects_full);
+        say_map_limits(tracer, tally_full, objects_full);
         if let Some(w) = tracer.tap.take() {
             let w = w.finish(&tracer.syms, trailer.clone())?;
             if let Some(ms) = w.flushed {
@@ -85,18 +113,17 @@ impl Session {
             }
             eprintln!("lazyvma: {}", w.summary());
         }
-        meta::finish(&mut tracer, &about, Some(&trailer));
         let live = meta::Live {
             groups: by_cgroup.map(|b| meta::Groups { rows: b.rows(&tracer.tally, &tracer.sizes), cap: opts.cgroup_cap }),
             bpf_stats: prog_stats,
-            report: opts.report.clone(),
+            report: None,
         };
-        meta::print(&mut tracer, &about, &backend, Some(&trailer), elapsed_ms as u64, opts.json, None, &live)
+        Ok(End { trailer: Some(trailer), last_ms: elapsed_ms as u64, source: None, live })
     }
 }
 
 /// What the kernel's maps could not hold, each with what it costs the counts.
-fn say_map_limits(tracer: &crate::trace::Tracer, tally_full: u64, objects_full: u64) {
+fn say_map_limits(tracer: &Tracer, tally_full: u64, objects_full: u64) {
     if tally_full > 0 {
         eprintln!("lazyvma: the kernel's slab count map was full: {tally_full} slab events were sent instead (all counted)");
     }

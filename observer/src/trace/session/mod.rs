@@ -1,18 +1,22 @@
-//! One trace, start to report: `start` loads and attaches the programs, seeds a -p /
-//! --cgroup scope and releases a command; `poll` is one turn of the loop (the ring buffer
-//! read, the seed fed, a live row); `finish` ends it at one point, detaches, reads the
-//! kernel's final counts and prints the report. `cli/trace.rs` only parses the flags.
+//! One trace, start to report, from either source of records: `start` loads and attaches
+//! the programs, seeds a -p / --cgroup scope and releases a command; `replay` reads a
+//! `trace -o` recording instead. `poll` is one turn of the loop (the ring buffer read, the
+//! seed fed, a live row; or a batch of the recording's records); `finish` ends it (a live
+//! trace at one point: detached, the kernel's final counts read) and prints the report, the
+//! same way for both. `cli/trace.rs` and `cli/replay.rs` only parse the flags.
 mod finish;
 mod held;
 mod poll;
+mod replay;
 mod start;
 
 use crate::{
     load::backend::Choice,
     record::format::Header,
+    record::meta,
     trace::{
-        counts::bycgroup::ByCgroup,
-        ingest::{bpf::Loaded, stats},
+        counts::{bycgroup::ByCgroup, slab::Sizes},
+        ingest::{bpf::Loaded, stats, symbols::Symbols},
         tree::command,
         Tracer,
     },
@@ -24,9 +28,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-/// What a trace is asked for: `lazyvma trace`'s flags, parsed (`cli/trace.rs` says each).
+/// What a trace is asked for: `lazyvma trace`'s flags, parsed (`cli/trace.rs` says each);
+/// a replay takes those of its flags `lazyvma replay` has (`cli/replay.rs`).
 #[derive(Clone, Debug, Default)]
 pub struct Options {
+    /// The lazy model's knobs (`replay --knob`; a live trace keeps the defaults).
+    pub knobs: lazyvma_model::knobs::Knobs,
     pub pids: Vec<i32>,
     pub cgroup: Option<PathBuf>,
     pub by_cgroup: bool,
@@ -76,14 +83,28 @@ impl Scope {
     }
 }
 
-/// A running trace: the loaded programs, the tracer they feed, and the loop's state.
+/// A running trace: the tracer, what the report says of the trace (the recording's header,
+/// the backend per hook), and where its records come from.
 pub struct Session {
     opts: Options,
-    scope: Scope,
-    loaded: Loaded,
     tracer: Tracer,
     about: Header,
     backend: Vec<Choice>,
+    records: Records,
+}
+
+/// Where a session's records come from.
+enum Records {
+    /// The kernel's ring buffer: a live trace (`Session::start`).
+    Ring(Box<Ring>),
+    /// A `trace -o` recording's records: a replay (`Session::replay`).
+    Recording(Box<replay::Recorded>),
+}
+
+/// A live trace's source: the loaded programs and the loop's state.
+struct Ring {
+    scope: Scope,
+    loaded: Loaded,
     /// The command, stopped until `start` releases it.
     held: Option<command::Held>,
     seeding: held::Seeding,
@@ -101,13 +122,35 @@ pub struct Session {
 
 /// `lazyvma trace` whole: start, poll until an end, finish.
 pub fn run(opts: Options, btf_path: Option<&std::path::Path>) -> anyhow::Result<()> {
-    let mut s = Session::start(opts, btf_path)?;
+    drive(Session::start(opts, btf_path)?)
+}
+
+/// `lazyvma replay` whole: the recording's records through the same loop and report.
+pub fn replay(path: &std::path::Path, opts: Options) -> anyhow::Result<()> {
+    drive(Session::replay(path, opts)?)
+}
+
+fn drive(mut s: Session) -> anyhow::Result<()> {
     let ended_by = loop {
         if let Some(why) = s.poll()? {
             break why;
         }
     };
     s.finish(ended_by)
+}
+
+/// The tracer of a trace or replay: the tree the trace started from, the settings the
+/// header gives (`meta::configure`, after the knobs the model takes) and the flags'.
+fn tracer(about: &Header, syms: Symbols, sizes: Sizes, opts: &Options) -> Tracer {
+    let mut tracer = Tracer::new(meta::tree(about), syms, sizes);
+    tracer.knobs = opts.knobs;
+    tracer.print_ops = opts.ops;
+    meta::configure(&mut tracer, about);
+    if let Some(f) = tracer.feed.as_mut() {
+        f.print = opts.model_events;
+        f.events_max = opts.model_events_max;
+    }
+    tracer
 }
 
 /// Each process's cgroup is read at its first sight (`--by-cgroup`).

@@ -1,7 +1,7 @@
 //! Everything before the first loop turn: the scope, the kernel's facts, the programs
 //! loaded and attached, the recording's header, the seeding pass started, the command
 //! released.
-use super::{held::Held, sight, Options, Scope, Session};
+use super::{held::Held, sight, Options, Records, Ring, Scope, Session};
 use crate::{
     cgroup,
     exit::ExitCode,
@@ -26,11 +26,10 @@ use crate::{
             pids::Tree,
             procfs::{ppids, tgid_of},
         },
-        Tracer,
     },
 };
 use anyhow::{bail, Context};
-use lazyvma_model::trace_abi::{HookOffsets, FN_CLONE, FN_PUT, FN_UNLINK};
+use lazyvma_model::trace_abi::HookOffsets;
 use std::{io::Write, path::Path, time::Instant};
 
 impl Session {
@@ -88,7 +87,6 @@ impl Session {
 
         // Fork CMD's process now (single-threaded, before any BPF fd exists), release it once attached.
         let mut held = if opts.command.is_empty() { None } else { Some(command::spawn_held(&opts.command)?) };
-        let stack_fns = if stacks { (1 << FN_CLONE) | (1 << FN_UNLINK) | (1 << FN_PUT) } else { 0 };
         // From here a SIGINT/SIGTERM ends the trace through its report, so --stats' sysctl is restored.
         crate::interrupt::catch();
         // Before load, so every run is counted; restored when this goes out of scope, error or not.
@@ -111,7 +109,7 @@ impl Session {
         let cfg = Config {
             offsets,
             ranges: kf.ranges,
-            stack_fns,
+            stack_fns: bpf::stack_fns(stacks),
             ringbuf_bytes: ringbuf_mb << 20,
             btf_globals,
             hook_offsets,
@@ -197,7 +195,7 @@ impl Session {
         drop(btf);
         let seed_facts = kf.seed();
         // The tracer starts from the recorded tree, as a replay's does.
-        let mut tracer = Tracer::new(meta::tree(&about), syms, sizes);
+        let mut tracer = super::tracer(&about, syms, sizes, &opts);
         tracer.kernel_tally = kernel_tally;
         tracer.kernel_front = kernel_front;
         if let Some(mut w) = recording.take() {
@@ -208,12 +206,6 @@ impl Session {
         let mut by_cgroup = opts.by_cgroup.then(|| ByCgroup::new(opts.cgroup_cap as usize));
         // The held command's first sight is now, before it runs.
         sight(&mut by_cgroup, &tracer);
-        tracer.print_ops = opts.ops;
-        meta::configure(&mut tracer, &about);
-        if let Some(f) = tracer.feed.as_mut() {
-            f.print = opts.model_events;
-            f.events_max = opts.model_events_max;
-        }
         // -p / --cgroup: the processes already running are seeded from one snapshot, now that
         // the feed programs are attached (trace/feed/seed.rs). The pass runs on its own thread while
         // the loop drains the ring buffer into `seeding`, fed once the pass is in.
@@ -243,23 +235,7 @@ impl Session {
         let live: Box<dyn Write> =
             if opts.json { Box::new(crate::escape::Terminal::new(std::io::stderr())) } else { Box::new(crate::escape::Terminal::new(std::io::stdout())) };
         let next_row = start + opts.interval;
-        Ok(Session {
-            opts,
-            scope,
-            loaded,
-            tracer,
-            about,
-            backend,
-            held,
-            seeding,
-            by_cgroup,
-            stats_on,
-            markers,
-            start,
-            live,
-            header: false,
-            next_row,
-            status: None,
-        })
+        let ring = Ring { scope, loaded, held, seeding, by_cgroup, stats_on, markers, start, live, header: false, next_row, status: None };
+        Ok(Session { opts, tracer, about, backend, records: Records::Ring(Box::new(ring)) })
     }
 }
