@@ -80,14 +80,14 @@ impl<'de> Deserialize<'de> for TraceSizes {
 impl TraceSizes {
     /// Bytes per object of `kind` and where they came from (bytes = slab_size, as a snapshot prices them).
     fn of(&self, kind: &str) -> (u64, String) {
-        let pick = |s: &Sizes| if kind == "anon_vma" { s.anon_vma.clone() } else { s.anon_vma_chain.clone() };
+        let av = kind == "anon_vma";
         match self {
             TraceSizes::Caches(s) => {
-                let Size { slab_size, source, .. } = pick(s);
-                (slab_size, source)
+                let Size { slab_size, source, .. } = if av { &s.anon_vma } else { &s.anon_vma_chain };
+                (*slab_size, source.clone())
             }
             TraceSizes::ObjectSizes { anon_vma, anon_vma_chain } => {
-                (if kind == "anon_vma" { *anon_vma } else { *anon_vma_chain }, format!("/sys/kernel/slab/{kind}/object_size (trace)"))
+                (if av { *anon_vma } else { *anon_vma_chain }, format!("/sys/kernel/slab/{kind}/object_size (trace)"))
             }
         }
     }
@@ -442,9 +442,6 @@ pub enum RulesThatMatter {
     Error { error: String },
 }
 
-/// `replay`: where its records came from (the report document's `Recording`).
-pub type RecordingDoc = Recording;
-
 /// The whole `trace -j` / `replay -j` document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TraceDoc {
@@ -536,7 +533,8 @@ pub struct TraceDoc {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup_cap: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub recording: Option<RecordingDoc>,
+    /// `replay`: where its records came from (the report document's own type).
+    pub recording: Option<Recording>,
 }
 
 /// Keys only `trace -j` writes.
