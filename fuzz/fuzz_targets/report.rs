@@ -9,7 +9,6 @@ mod escape;
 mod safe_out;
 #[path = "../../observer/src/report"]
 mod report {
-    pub mod from_trace;
     pub mod hist;
     pub mod lazy_rules;
     pub mod load;
@@ -19,6 +18,7 @@ mod report {
     pub mod render_text;
     pub mod schema;
     pub mod svg;
+    pub mod trace_doc;
 }
 
 use report::render_text::{render, Style};

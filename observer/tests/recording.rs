@@ -234,3 +234,48 @@ fn trace_refuses_an_unwritable_recording_before_attaching() {
         (Some(1), "lazyvma: cannot create recording /nonexistent/x.rec: No such file or directory (os error 2)")
     );
 }
+
+/// `trace -j`'s document, read into `report::trace_doc::TraceDoc` and printed again, is the
+/// same bytes: every key the tracer writes is a typed field, absent and `null` told apart.
+/// Live (with the lock, cgroup, `--stats`, `--ops` and `--model-events` sections), its
+/// replay (`recording`), a replay cut short (`null` end counts, no trailer) and a seeded
+/// `-p` trace (the model's seed sections).
+#[test]
+fn the_trace_document_round_trips_through_its_types() {
+    if !root_or_skip("the_trace_document_round_trips_through_its_types") {
+        return;
+    }
+    use lazyvma::report::trace_doc::TraceDoc;
+    let same = |what: &str, stdout: &[u8]| {
+        let s = String::from_utf8_lossy(stdout);
+        let at = if s.starts_with('{') { 0 } else { s.find("\n{").map_or(s.len(), |i| i + 1) };
+        let doc: TraceDoc = serde_json::from_str(&s[at..]).unwrap_or_else(|e| panic!("{what}: not a TraceDoc ({e}): {s}"));
+        let again = lazyvma::escape::json_pretty(&doc.to_json().unwrap()).unwrap();
+        assert_eq!(again.trim_end(), s[at..].trim_end(), "{what}: printed again differently");
+        // And the report document it makes.
+        doc.report().unwrap_or_else(|e| panic!("{what}: no report document: {e}"));
+    };
+    let dir = Dir::new("roundtrip");
+    std::fs::set_permissions(&dir.0, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let f = dir.file("chain.rec");
+    let args = ["trace", "-j", "--ops", "--stats", "--by-cgroup", "--model-events", "-o", &f, "--", WORKLOAD, "fork-chain", "-n", "3"];
+    let out = Command::new(BIN).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    same("live trace", &out.stdout);
+    let out = replay(&["-j", "--ops", &f]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    same("replay", &out.stdout);
+    let data = std::fs::read(&f).unwrap();
+    let cs = chunks(&data);
+    let c = dir.file("cut.rec");
+    std::fs::write(&c, &data[..cs.last().unwrap().0]).unwrap();
+    let out = replay(&["-j", &c]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    same("replay cut short", &out.stdout);
+    // -p: a held process seeded from the snapshot at the start.
+    let held = HeldFork::start(3);
+    let pid = held.parent.to_string();
+    let out = Command::new(BIN).args(["trace", "-j", "-p", &pid, "-d", "300ms"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    same("trace -p", &out.stdout);
+}

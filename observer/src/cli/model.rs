@@ -100,7 +100,8 @@ struct Doc<'a> {
     kernel: &'static str,
     knobs: serde_json::Map<String, Value>,
     rmap: serde_json::Map<String, Value>,
-    rules: Value,
+    /// Rule → {fired, status, what}: fields in sorted order, as the map printed them.
+    rules: crate::report::lazy_rules::LazyRules,
     /// Slab bytes per kind (this command's shape since before `Sizes` had both numbers).
     sizes: Value,
     sizes_source: Value,
@@ -145,7 +146,7 @@ fn deltas_json(d: &Deltas) -> Value {
 }
 
 fn to_json<'a>(r: &'a Report, sizes: &'a Sizes) -> Doc<'a> {
-    let rules = crate::report::lazy_rules::json(&r.rules);
+    let rules = crate::report::lazy_rules::from_counts(&r.rules);
     let knobs: serde_json::Map<String, Value> = r.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
     let rmap: serde_json::Map<String, Value> = r
         .rmap

@@ -139,6 +139,21 @@ pub struct Choice {
     pub reason: Option<String>,
 }
 
+impl Choice {
+    /// As `trace -j`'s `backend_detail` has it.
+    pub fn doc(&self) -> crate::report::trace_doc::BackendChoice {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
+        crate::report::trace_doc::BackendChoice {
+            hook: self.hook.into(),
+            backend: self.backend.name().into(),
+            functions: names(&self.functions),
+            tracepoints: names(&self.tracepoints),
+            note: self.note.map(str::to_string),
+            reason: self.reason.clone(),
+        }
+    }
+}
+
 /// What the choice depends on, gathered by the caller.
 pub struct Facts<'a> {
     pub probes: &'a Probes,

@@ -1,12 +1,15 @@
 //! From a header (and trailer) to the traced tree at the start and to the final report:
 //! the one path both `trace` and `replay` take, so a replay prints what the trace printed.
 use super::format::{Header, Trailer};
+use crate::report::{
+    schema::Recording,
+    trace_doc::{MapStats, Model, RulesThatMatter},
+};
 use crate::{
     load::backend::Choice,
     trace::{counts::bycgroup, feed::Feed, ingest::stats, out::render, tree::command::Status, tree::pids::Tree, Tracer},
 };
 use lazyvma_model::sweep;
-use serde_json::{json, Value};
 use std::io::Write;
 
 /// The processes traced from the start: (tgid, parent's tgid), in tree order.
@@ -38,11 +41,16 @@ pub struct Source {
 }
 
 impl Source {
-    fn json(&self) -> Value {
-        json!({
-            "path": self.path, "format_version": self.version, "bytes": self.bytes, "chunks": self.chunks,
-            "records": self.records, "complete": self.complete, "lost_bytes": self.lost_bytes,
-        })
+    fn json(&self) -> Recording {
+        Recording {
+            path: self.path.clone(),
+            format_version: self.version.clone(),
+            bytes: self.bytes as u64,
+            chunks: self.chunks as u64,
+            records: self.records as u64,
+            complete: self.complete,
+            lost_bytes: self.lost_bytes as u64,
+        }
     }
 
     fn text(&self) -> String {
@@ -103,10 +111,10 @@ pub fn finish(t: &mut Tracer, h: &Header, trailer: Option<&Trailer>) {
 /// then why, if the model view does not already say it. A big sweep says so on stderr as it
 /// starts, and how far it is every two seconds; a signal during it (trace's stop came
 /// before) skips it.
-fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
-    let Some(f) = &t.feed else { return (Value::Null, None) };
+fn rules_that_matter(t: &Tracer) -> (Option<RulesThatMatter>, Option<String>) {
+    let Some(f) = &t.feed else { return (None, None) };
     if crate::trace::out::model_view::sweep_not_run(f).is_some() {
-        return (Value::Null, None);
+        return (None, None);
     }
     let events: Vec<_> = f.events.iter().enumerate().filter(|(i, _)| f.refused.binary_search(i).is_err()).map(|(_, e)| e.clone()).collect();
     let signals = crate::interrupt::count();
@@ -136,13 +144,13 @@ fn rules_that_matter(t: &Tracer) -> (Value, Option<String>) {
         None => sweep::sweep_with(&events, f.kernel(), &t.knobs, &mut tick),
     };
     match s {
-        Ok(s) => (serde_json::to_value(s).unwrap_or(Value::Null), None),
+        Ok(s) => (Some(RulesThatMatter::Sweep(Box::new(s))), None),
         Err(sweep::SweepError::Stopped { done, runs }) => {
             let why = format!("not run: stopped by a signal after {done} of {runs} runs (replay the recording for it)");
             eprintln!("lazyvma: knob sweep {why}");
-            (Value::Null, Some(why))
+            (None, Some(why))
         }
-        Err(e) => (json!({ "error": e.to_string() }), None),
+        Err(e) => (Some(RulesThatMatter::Error { error: e.to_string() }), None),
     }
 }
 
@@ -193,31 +201,21 @@ pub fn print(
     };
     let lock_counters = trailer.and_then(|tr| tr.lock_counters);
     let mut j = render::json(t, &run);
-    if let Some(k) = trailer.and_then(|tr| tr.kernel_counts) {
-        j["kernel_counts"] = json!(k);
-    }
-    j["locks"] = t.locks.json(&t.tree, lock_counters);
-    let (rules, why) = crate::trace::out::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
-    j["lazy_rules"] = rules;
-    if let Some(why) = why {
-        j["lazy_rules_why"] = why.into();
-    }
+    j.kernel_counts = trailer.and_then(|tr| tr.kernel_counts).map(|k| MapStats { full: k.full, retired: k.retired });
+    j.locks = Some(t.locks.json(&t.tree, lock_counters));
+    (j.lazy_rules, j.lazy_rules_why) = crate::trace::out::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
     if t.feed.is_some() {
-        j["knobs"] = json!(t.knobs.pairs().into_iter().collect::<std::collections::BTreeMap<_, _>>());
+        j.knobs = Some(t.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
     }
-    j["arch"] = h.arch.clone().into();
-    j["start_unix_ms"] = h.start_unix_ms.into();
-    j["host"] = h.host.clone().into();
-    if let Some(s) = &live.bpf_stats {
-        j["bpf_stats"] = stats::json(s);
-    }
+    j.arch = Some(h.arch.clone());
+    j.start_unix_ms = Some(h.start_unix_ms);
+    j.host = h.host.clone();
+    j.bpf_stats = live.bpf_stats.as_deref().map(stats::json);
     if let Some(g) = &live.groups {
-        j["by_cgroup"] = bycgroup::json(&g.rows);
-        j["cgroup_cap"] = g.cap.into();
+        j.by_cgroup = Some(bycgroup::json(&g.rows));
+        j.cgroup_cap = Some(g.cap);
     }
-    if let Some(s) = source {
-        j["recording"] = s.json();
-    }
+    j.recording = source.map(Source::json);
     if !json {
         // Text to a terminal: the comms and paths in it cannot drive it.
         let mut out = crate::escape::Terminal::new(std::io::stdout().lock());
@@ -241,18 +239,19 @@ pub fn print(
             f.release_model();
         }
         let (rules, why) = rules_that_matter(t);
-        j["rules_that_matter"] = rules;
-        if let Some(why) = why {
-            j["model"]["knob_sweep"] = why.into();
+        j.rules_that_matter = Some(rules);
+        if let (Some(why), Some(Model::Fed(m))) = (why, j.model.as_mut()) {
+            m.knob_sweep = Some(why);
         }
     }
     if json {
-        writeln!(std::io::stdout().lock(), "{}", crate::escape::json_pretty(&j)?)?;
+        writeln!(std::io::stdout().lock(), "{}", crate::escape::json_pretty(&j.to_json()?)?)?;
     }
     // After the report is out: a file that cannot be written loses nothing shown.
     if let Some(path) = &live.report {
-        let doc = crate::report::from_trace::convert(&j).map_err(|e| anyhow::anyhow!("--report {}: {e}", path.display()))?;
-        crate::report::write::output(Some(path), &crate::escape::json_pretty(&doc)?)?;
+        let doc = j.report().map_err(|e| anyhow::anyhow!("--report {}: {e}", path.display()))?;
+        // Keys sorted, as every report document `report -o` and `merge` write.
+        crate::report::write::output(Some(path), &crate::escape::json_pretty(&serde_json::to_value(doc)?)?)?;
     }
     Ok(())
 }

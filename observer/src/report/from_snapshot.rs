@@ -1,7 +1,6 @@
-//! A snapshot's JSON made a report document: the schema's keys are added beside the
-//! keys `snapshot -j` always had (`processes`, `total`, `elapsed_ms`, ...).
+//! A snapshot made a report document, from its typed `Report`: `snapshot -j` writes it
+//! beside the keys it always had (`snapshot::render::SnapshotDoc`).
 use lazyvma_model::knobs::Knobs;
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 use super::cgroup::pair;
@@ -86,17 +85,5 @@ pub fn document(r: &Report, cgroups: Vec<Cgroup>) -> Doc {
         bpf_stats: BTreeMap::new(),
         recording: None,
         trace: None,
-    }
-}
-
-/// Adds the schema's keys to `snapshot -j`'s object; its `processes` and `notes` stay as
-/// they are (a superset of the schema's).
-pub fn extend(json: &mut Value, r: &Report, cgroups: Vec<Cgroup>) {
-    let doc = serde_json::to_value(document(r, cgroups)).expect("a Doc serializes");
-    let Value::Object(doc) = doc else { unreachable!("a Doc is an object") };
-    for (k, v) in doc {
-        if k != "processes" && k != "notes" {
-            json[k] = v;
-        }
     }
 }

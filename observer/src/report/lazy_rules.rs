@@ -28,10 +28,6 @@ pub fn from_counts(c: &RuleCounts) -> LazyRules {
     c.iter().map(|(r, n)| (r.name().to_string(), LazyRule { fired: n, status: status_name(r.status()).into(), what: r.what().into() })).collect()
 }
 
-pub fn json(c: &RuleCounts) -> serde_json::Value {
-    serde_json::to_value(from_counts(c)).expect("strings and counts serialize")
-}
-
 /// The spec's order (L1, L1b, L2, ..., L18); names this version does not know go last.
 pub fn in_order(rules: &LazyRules) -> Vec<(&String, &LazyRule)> {
     let rank = |name: &str| Rule::ALL.iter().position(|r| r.name() == name).unwrap_or(usize::MAX);

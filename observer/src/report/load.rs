@@ -1,10 +1,12 @@
 //! Reading one report file: JSON, schema and version, histograms under their contract.
-//! A `lazyvma trace -j` file (no `schema` key yet) is converted on the way in.
+//! A `lazyvma trace -j` file (no `schema` key yet) is read as a `TraceDoc` and made a
+//! report document on the way in.
 use serde_json::Value;
 use std::path::Path;
 
+use super::hist;
 use super::schema::{Doc, SCHEMA, VERSION};
-use super::{from_trace, hist};
+use super::trace_doc::{self, TraceDoc};
 
 /// Every problem with an input file, always naming the file.
 #[derive(Debug, thiserror::Error)]
@@ -32,12 +34,26 @@ pub fn load(path: &Path) -> Result<Doc, LoadError> {
 
 pub fn from_value(path: &Path, value: Value) -> Result<Doc, LoadError> {
     let Some(obj) = value.as_object() else { return Err(fail(path, "not a lazyvma report: the JSON is not an object")) };
-    let value = match obj.get("schema") {
-        None if from_trace::is_trace(&value) => from_trace::convert(&value).map_err(|e| fail(path, format!("trace JSON: {e}")))?,
+    let doc = if obj.get("schema").is_none() && trace_doc::is_trace(&value) {
+        let trace: TraceDoc = serde_json::from_value(value).map_err(|e| fail(path, format!("trace JSON: {e}")))?;
+        trace.report().map_err(|e| fail(path, format!("trace JSON: {e}")))?
+    } else {
+        document(path, value)?
+    };
+    for (name, h) in &doc.histograms.series {
+        hist::decode(name, h, doc.histograms.contract).map_err(|e| fail(path, e.to_string()))?;
+    }
+    sane(&doc).map_err(|e| fail(path, e))?;
+    Ok(doc)
+}
+
+/// A report document: its schema and version, then its keys.
+fn document(path: &Path, value: Value) -> Result<Doc, LoadError> {
+    match value.get("schema") {
         None => return Err(fail(path, format!("not a lazyvma report: no `schema` key (expected \"{SCHEMA}\")"))),
         Some(s) if s != SCHEMA => return Err(fail(path, format!("schema is {s}, not \"{SCHEMA}\""))),
-        Some(_) => value,
-    };
+        Some(_) => {}
+    }
     match value.get("version").and_then(Value::as_u64) {
         Some(VERSION) => {}
         Some(v) if v > VERSION => {
@@ -46,12 +62,7 @@ pub fn from_value(path: &Path, value: Value) -> Result<Doc, LoadError> {
         Some(v) => return Err(fail(path, format!("unknown report schema version {v} (this lazyvma reads version {VERSION})"))),
         None => return Err(fail(path, format!("no usable `version` (got {})", value.get("version").unwrap_or(&Value::Null)))),
     }
-    let doc: Doc = serde_json::from_value(value).map_err(|e| fail(path, format!("malformed report: {e}")))?;
-    for (name, h) in &doc.histograms.series {
-        hist::decode(name, h, doc.histograms.contract).map_err(|e| fail(path, e.to_string()))?;
-    }
-    sane(&doc).map_err(|e| fail(path, e))?;
-    Ok(doc)
+    serde_json::from_value(value).map_err(|e| fail(path, format!("malformed report: {e}")))
 }
 
 /// The sources lazyvma writes and the units its histograms use.

@@ -1,7 +1,6 @@
 //! The versioned report document and everything that reads, merges and renders it.
 pub mod cgroup;
 pub mod from_snapshot;
-pub mod from_trace;
 pub mod hist;
 pub mod lazy_rules;
 pub mod load;
@@ -12,6 +11,7 @@ pub mod render_text;
 pub mod schema;
 pub mod slabinfo;
 pub mod svg;
+pub mod trace_doc;
 pub mod write;
 
 /// This machine's name, as `uname -n` gives it.

@@ -4,11 +4,11 @@
 //! the browser itself. Cells and marks carry `data-k`/`data-value` for the test.
 use std::fmt::Write;
 
-use super::from_trace::LOCK_WAIT;
 use super::hist;
 use super::render_text::{before, cgroup_before, kb, legend, lock_avoidance, opt, seed_rows, title};
 use super::schema::Doc;
 use super::svg::{bars, esc, lines, Series};
+use super::trace_doc::LOCK_WAIT;
 
 const STYLE: &str = "body{font:14px sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}\
 td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}td:first-child,th:first-child{text-align:left}\

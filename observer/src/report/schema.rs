@@ -1,5 +1,5 @@
 //! The one versioned report document (`docs/report-schema.md`) that snapshot, trace (via
-//! [`super::from_trace`]), replay and merge produce and `lazyvma report` renders.
+//! [`super::trace_doc`]), replay and merge produce and `lazyvma report` renders.
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

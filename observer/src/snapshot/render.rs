@@ -1,6 +1,8 @@
 //! Text (the cover letter's own table layout) and JSON for a snapshot [`Report`].
-use lazyvma_model::snapshot::{LiveObjects, ProcessEstimate};
-use serde_json::{json, Value};
+use lazyvma_model::snapshot::{LazyState, LiveObjects, ProcessEstimate};
+use lazyvma_model::topology::VmaTopo;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::{savings, Report, Sizes};
@@ -20,64 +22,145 @@ fn change(before: f64, after: f64) -> String {
     format!("{:+.1}%", (after - before) / before * 100.0)
 }
 
-fn counts_json(c: &LiveObjects, s: &Sizes) -> Value {
-    json!({
-        "anon_vma": c.anon_vma,
-        "anon_vma_chain": c.anon_vma_chain,
-        "anon_vma_kb": kb(c.anon_vma, s.anon_vma.slab_size),
-        "anon_vma_chain_kb": kb(c.anon_vma_chain, s.anon_vma_chain.slab_size),
-    })
+/// Objects held and their KB at the slab slot.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct Held {
+    pub anon_vma: u64,
+    pub anon_vma_chain: u64,
+    pub anon_vma_kb: f64,
+    pub anon_vma_chain_kb: f64,
 }
 
-fn process_json(p: &ProcessEstimate, r: &Report) -> Value {
+fn held(c: &LiveObjects, s: &Sizes) -> Held {
+    Held {
+        anon_vma: c.anon_vma,
+        anon_vma_chain: c.anon_vma_chain,
+        anon_vma_kb: kb(c.anon_vma, s.anon_vma.slab_size),
+        anon_vma_chain_kb: kb(c.anon_vma_chain, s.anon_vma_chain.slab_size),
+    }
+}
+
+/// The iter/task pass stopped before the end of the process's VMA list: its counts are a part.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Incomplete {
+    pub vmas_seen: u64,
+    pub map_count: u64,
+    pub why: &'static str,
+}
+
+/// `--vmas`: one VMA of a listed process and its lazy state.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Vma<'a> {
+    #[serde(flatten)]
+    pub vma: &'a VmaTopo,
+    pub lazy_state: LazyState,
+}
+
+/// A process's VMA count, or with `--vmas` the VMAs themselves.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Vmas<'a> {
+    Count(u64),
+    Listed(Vec<Vma<'a>>),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Process<'a> {
+    pub pid: u32,
+    pub comm: &'a str,
+    pub vmas: Vmas<'a>,
+    pub eager: Held,
+    pub lazy: Held,
+    pub saved_kb: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incomplete: Option<Incomplete>,
+}
+
+fn process<'a>(p: &'a ProcessEstimate, r: &'a Report) -> Process<'a> {
     let s = &r.sizes;
-    let mut v = json!({
-        "pid": p.pid, "comm": p.comm, "vmas": p.vmas,
-        "eager": counts_json(&p.eager, s), "lazy": counts_json(&p.lazy, s),
-        "saved_kb": savings(p, s) as f64 / 1024.0,
-    });
-    // The iter/task pass stopped before the end of its VMA list: its counts are a part.
-    if let Some(c) = r.stats.cut.iter().find(|c| c.pid == p.pid) {
-        v["incomplete"] = json!({ "vmas_seen": c.vmas_seen, "map_count": c.map_count, "why": c.why });
+    let vmas = match r.vmas.get(&p.pid) {
+        Some(vmas) => Vmas::Listed(vmas.iter().map(|(vma, lazy_state)| Vma { vma, lazy_state: *lazy_state }).collect()),
+        None => Vmas::Count(p.vmas),
+    };
+    Process {
+        pid: p.pid,
+        comm: &p.comm,
+        vmas,
+        eager: held(&p.eager, s),
+        lazy: held(&p.lazy, s),
+        saved_kb: savings(p, s) as f64 / 1024.0,
+        incomplete: r.stats.cut.iter().find(|c| c.pid == p.pid).map(|c| Incomplete { vmas_seen: c.vmas_seen, map_count: c.map_count, why: c.why }),
     }
-    if let Some(vmas) = r.vmas.get(&p.pid) {
-        v["vmas"] = vmas
-            .iter()
-            .map(|(t, state)| {
-                json!({
-                    "start": t.start, "end": t.end, "pgoff": t.pgoff, "flags": t.flags,
-                    "anon_vma": t.anon_vma, "chain": t.chain, "chain_len": t.chain_len, "lazy_state": state,
-                })
-            })
-            .collect();
-    }
-    v
 }
 
-pub fn json(r: &Report, top: Option<usize>) -> Value {
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Total {
+    pub eager: Held,
+    pub lazy: Held,
+    pub vm_area_struct: u64,
+    pub vm_area_struct_kb: f64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+pub struct VmaStates {
+    pub none: u64,
+    pub lazy: u64,
+    pub tree: u64,
+    pub tree_parent: u64,
+}
+
+/// `snapshot -j`'s own keys, beside the report document's (`SnapshotDoc`).
+#[derive(Debug, Serialize)]
+pub struct Snapshot<'a> {
+    pub processes: Vec<Process<'a>>,
+    pub total: Total,
+    pub vma_states: VmaStates,
+    pub truncated_vmas: u64,
+    pub incomplete_processes: usize,
+    pub sizes: &'a Sizes,
+    pub slab: &'a [super::SlabCheck],
+    pub pass: &'a super::decode::PassStats,
+    pub notes: [&'static str; 2],
+    pub elapsed_ms: f64,
+    pub phases_ms: BTreeMap<&'static str, f64>,
+}
+
+/// `snapshot -j`: the report document (`docs/report-schema.md`, what `report` reads) with
+/// the keys `snapshot -j` always had beside it; where both have a key (`processes`,
+/// `notes`) the snapshot's own, a superset of the schema's, is written.
+pub struct SnapshotDoc<'a> {
+    pub snapshot: Snapshot<'a>,
+    pub report: crate::report::schema::Doc,
+}
+
+impl SnapshotDoc<'_> {
+    /// One object, keys sorted (as `Value`'s maps print them, and always did here).
+    pub fn to_json(&self) -> serde_json::Result<serde_json::Value> {
+        let mut v = serde_json::to_value(&self.snapshot)?;
+        if let (serde_json::Value::Object(out), serde_json::Value::Object(doc)) = (&mut v, serde_json::to_value(&self.report)?) {
+            out.extend(doc.into_iter().filter(|(k, _)| k != "processes" && k != "notes"));
+        }
+        Ok(v)
+    }
+}
+
+/// The snapshot's own keys (`--top N`: the first N processes by savings).
+pub fn json(r: &Report, top: Option<usize>) -> Snapshot<'_> {
     let e = &r.estimate;
     let s = &r.sizes;
-    let procs: Vec<Value> = r.shown.iter().take(top.unwrap_or(usize::MAX)).map(|p| process_json(p, r)).collect();
-    json!({
-        "kernel": r.kernel,
-        "processes": procs,
-        "total": {
-            "eager": counts_json(&e.eager, s),
-            "lazy": counts_json(&e.lazy, s),
-            "vm_area_struct": e.vmas,
-            "vm_area_struct_kb": kb(e.vmas, s.vm_area_struct.slab_size),
-        },
-        "vma_states": {"none": e.states[0], "lazy": e.states[1], "tree": e.states[2], "tree_parent": e.states[3]},
-        "truncated_vmas": e.truncated_vmas,
-        "incomplete_processes": r.stats.cut.len(),
-        "sizes": s,
-        "slab": r.slab,
-        "pass": r.stats,
-        "knobs": "default",
-        "notes": [NOTE_UPPER_BOUND, NOTE_VMA],
-        "elapsed_ms": r.elapsed_ms,
-        "phases_ms": r.phases_ms.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
-    })
+    Snapshot {
+        processes: r.shown.iter().take(top.unwrap_or(usize::MAX)).map(|p| process(p, r)).collect(),
+        total: Total { eager: held(&e.eager, s), lazy: held(&e.lazy, s), vm_area_struct: e.vmas, vm_area_struct_kb: kb(e.vmas, s.vm_area_struct.slab_size) },
+        vma_states: VmaStates { none: e.states[0], lazy: e.states[1], tree: e.states[2], tree_parent: e.states[3] },
+        truncated_vmas: e.truncated_vmas,
+        incomplete_processes: r.stats.cut.len(),
+        sizes: s,
+        slab: &r.slab,
+        pass: &r.stats,
+        notes: [NOTE_UPPER_BOUND, NOTE_VMA],
+        elapsed_ms: r.elapsed_ms,
+        phases_ms: r.phases_ms.iter().copied().collect(),
+    }
 }
 
 pub fn text(r: &Report, top: Option<usize>) -> String {

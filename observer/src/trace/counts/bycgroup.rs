@@ -3,11 +3,11 @@
 //! any per-process column (the model's eager/lazy) groups the same way as the observed one.
 use crate::cgroup::{self, Membership};
 use crate::report::cgroup::{GONE, OTHER};
+use crate::report::trace_doc::CgroupRow;
 use crate::trace::{
     counts::slab::{Sizes, SlabCounts, SlabTally},
     tree::pids::Tree,
 };
-use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::io::Write;
 
@@ -77,23 +77,10 @@ impl ByCgroup {
     }
 }
 
-fn af(c: &crate::trace::counts::slab::AllocFree) -> Value {
-    json!({ "alloc": c.alloc, "free": c.free })
-}
-
-pub fn json(rows: &[Row]) -> Value {
+/// The report's `by_cgroup` (observed counts only: the model is not split by cgroup).
+pub fn json(rows: &[Row]) -> Vec<CgroupRow> {
     rows.iter()
-        .map(|r| {
-            let mut v = json!({
-                "path": r.path, "id": r.id, "processes": r.procs.len(),
-                "anon_vma": af(&r.observed.anon_vma), "anon_vma_chain": af(&r.observed.anon_vma_chain),
-            });
-            let u = r.observed.unclassified;
-            if u.alloc + u.free > 0 {
-                v["unclassified"] = af(&u);
-            }
-            v
-        })
+        .map(|r| CgroupRow { path: r.path.clone(), id: r.id, processes: r.procs.len() as u64, observed: (&r.observed).into(), eager: None, lazy: None })
         .collect()
 }
 

@@ -13,7 +13,6 @@ use crate::trace::{
     tree::pids::Tree,
 };
 use lazyvma_model::trace_abi::{Ksm, KsmItem, KsmOffsets, NO_FIELD};
-use serde::Serialize;
 use std::collections::HashMap;
 
 /// `KsmOffsets` as the loader wants it.
@@ -50,21 +49,8 @@ pub fn tracepoint_op(ev: &Ksm) -> Op {
     Op { tgid, pid, ktime, backend: None, op }
 }
 
-/// Per (process, phase) counts.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct KernelEventCounts {
-    /// Merges that took an anon_vma reference (err 0).
-    pub ksm_merges: u64,
-    pub ksm_merge_failures: u64,
-    /// rmap_items that dropped their anon_vma reference. Tracepoint: only those a stable
-    /// node's teardown removes (never its last item); hooks: every stable one.
-    pub ksm_rmap_items_removed: u64,
-    pub thp_faults: u64,
-    /// `do_huge_pmd_anonymous_page` calls that returned VM_FAULT_FALLBACK: the fault went on
-    /// to the PTE path, so it is no THP fault (5.10 calls it for every first fault of a PMD
-    /// while THP is `always`, the VMA's size checked inside; a failed allocation falls back too).
-    pub thp_fallbacks: u64,
-}
+/// Per (process, phase) counts, and their row: the report's own types.
+pub use crate::report::trace_doc::{KernelEventCounts, KernelEventRow as Row};
 
 /// `vm_fault_t` VM_FAULT_FALLBACK (include/linux/mm_types.h, the same since 4.x).
 const VM_FAULT_FALLBACK: u32 = 0x800;
@@ -80,15 +66,6 @@ impl KernelEventCounts {
             _ => {}
         }
     }
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct Row {
-    pub proc: usize,
-    pub tgid: u32,
-    pub phase: Option<u32>,
-    #[serde(flatten)]
-    pub counts: KernelEventCounts,
 }
 
 #[derive(Default)]
@@ -140,13 +117,14 @@ impl KernelEvents {
         self.rows[i].counts.add(op);
     }
 
-    /// Rows where `shown(phase)`, for the report.
-    pub fn json(&self, shown: impl Fn(Option<u32>) -> bool) -> serde_json::Value {
-        let rows: Vec<&Row> = self.rows.iter().filter(|r| shown(r.phase)).collect();
-        let mut v = serde_json::to_value(self.total).unwrap_or_default();
-        v["unattributed_ksm_records"] = self.unattributed.into();
-        v["phases"] = serde_json::to_value(rows).unwrap_or_default();
-        v
+    /// Rows where `shown(phase)`, for the report (its `backend` filled by the caller).
+    pub fn json(&self, shown: impl Fn(Option<u32>) -> bool) -> crate::report::trace_doc::KernelEvents {
+        crate::report::trace_doc::KernelEvents {
+            total: self.total,
+            unattributed_ksm_records: self.unattributed,
+            phases: self.rows.iter().filter(|r| shown(r.phase)).cloned().collect(),
+            backend: Default::default(),
+        }
     }
 
     pub fn text(&self) -> Option<String> {

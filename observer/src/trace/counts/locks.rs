@@ -7,6 +7,7 @@
 //! the anon_vma (allocated it, or was first seen using it at start) if that one is traced,
 //! as `via_owner`; otherwise, in system scope, under "other", else it is out of scope.
 use crate::report::hist;
+use crate::report::trace_doc as doc;
 use crate::trace::{ingest::format::Format, tree::pids::Tree};
 use aya::{
     maps::{MapData, PerCpuArray},
@@ -15,7 +16,6 @@ use aya::{
 };
 use hdrhistogram::Histogram;
 use lazyvma_model::trace_abi::{Contention, LockOffsets, LCB_F_READ, LCB_F_WRITE, LOCK_CTR_LOST, LOCK_CTR_SEEDED, LOCK_CTR_SET_FULL};
-use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 
 /// What `trace::bpf::load` injects for the lock programs.
@@ -111,16 +111,16 @@ impl Waits {
         self.ns.saturating_record(ns.max(1));
     }
 
-    fn json(&self) -> Value {
-        json!({
-            "contentions": self.contentions, "read": self.read, "write": self.write, "failed": self.failed,
-            "wait_ns": quantiles(&self.ns),
-        })
+    fn json(&self) -> doc::Waits {
+        let h = &self.ns;
+        doc::Waits {
+            contentions: self.contentions,
+            read: self.read,
+            write: self.write,
+            failed: self.failed,
+            wait_ns: doc::WaitQuantiles { count: h.len(), p50: h.value_at_quantile(0.5), p99: h.value_at_quantile(0.99), max: h.max() },
+        }
     }
-}
-
-pub fn quantiles(h: &Histogram<u64>) -> Value {
-    json!({ "count": h.len(), "p50": h.value_at_quantile(0.5), "p99": h.value_at_quantile(0.99), "max": h.max() })
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -214,41 +214,38 @@ impl Locks {
         self.pending.clear();
     }
 
-    pub fn json(&self, tree: &Tree, counters: Option<Counters>) -> Value {
+    /// The report's `locks`: every wait and who waited, or why they were not traced.
+    pub fn json(&self, tree: &Tree, counters: Option<Counters>) -> doc::Locks {
         if let Some(why) = &self.unavailable {
-            return json!({ "available": false, "reason": why });
+            return doc::Locks::Unavailable { available: false, reason: why.clone() };
         }
-        let by: Vec<Value> = self
+        let by = self
             .by
             .iter()
             .map(|(who, w)| {
-                let mut v = w.json();
-                match who {
-                    Who::Proc(p) => {
-                        v["proc"] = json!(p);
-                        v["tgid"] = json!(tree.get(*p).tgid);
-                    }
-                    Who::Other => v["other"] = json!(true),
-                }
-                v
+                let (proc, other) = match who {
+                    Who::Proc(p) => (Some(*p), None),
+                    Who::Other => (None, Some(true)),
+                };
+                doc::LockRow { waits: w.json(), proc, tgid: proc.map(|p| tree.get(p).tgid), other }
             })
             .collect();
-        let mut v = self.total.json();
-        let extra = json!({
-            "available": true,
-            "anon_vmas_seeded": counters.map(|c| c.seeded),
-            "set_full": counters.map(|c| c.set_full),
-            "lost": counters.map(|c| c.lost),
-            "begins": self.begins, "ends": self.ends, "paired": self.paired,
-            "unpaired_begins": self.unpaired_begins, "unpaired_ends": self.unpaired_ends,
-            "out_of_scope": self.out_of_scope, "via_owner": self.via_owner,
-            "wait_hist": hist::encode(&self.total.ns, "ns"),
-            "by_process": by,
-        });
-        for (k, x) in extra.as_object().expect("object") {
-            v[k] = x.clone();
-        }
-        v
+        doc::Locks::Traced(Box::new(doc::LockCounts {
+            available: true,
+            total: self.total.json(),
+            anon_vmas_seeded: counters.map(|c| c.seeded),
+            set_full: counters.map(|c| c.set_full),
+            lost: counters.map(|c| c.lost),
+            begins: self.begins,
+            ends: self.ends,
+            paired: self.paired,
+            unpaired_begins: self.unpaired_begins,
+            unpaired_ends: self.unpaired_ends,
+            out_of_scope: self.out_of_scope,
+            via_owner: self.via_owner,
+            wait_hist: Some(hist::encode(&self.total.ns, "ns")),
+            by_process: by,
+        }))
     }
 
     pub fn text(&self, tree: &Tree, counters: Option<Counters>, out: &mut impl std::io::Write) -> std::io::Result<()> {

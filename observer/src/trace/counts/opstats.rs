@@ -1,27 +1,13 @@
 //! Counts of the `KernelOp` stream for the report: ops by kind, the object counts they
 //! imply (to hold against the slab ground truth), and rmap walks by caller with the time
 //! spent waiting for the root anon_vma lock.
+use crate::report::trace_doc as doc;
 use crate::trace::ingest::ops::{KernelOp, Op, OP_NAMES};
 use hdrhistogram::Histogram;
-use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
-/// What the ops say the slab must show, in the slab report's terms.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Implied {
-    /// Successful prepares that allocated their anon_vma (no neighbour lent one).
-    pub prepare_new_anon_vma: u64,
-    pub prepare_reused_neighbour: u64,
-    /// anon_vma_fork calls whose parent VMA had an anon_vma, split by reuse.
-    pub fork_new_anon_vma: u64,
-    pub fork_reused_ancestor: u64,
-    /// Σ L(src) over successful anon_vma_clone calls: the AVCs they allocated.
-    pub clone_avc: u64,
-    /// Σ L(vma) over unlink_anon_vmas calls: the AVCs they freed.
-    pub unlink_avc: u64,
-    /// anon_vmas __put_anon_vma freed (itself, plus its root when that was the last ref).
-    pub put_anon_vma_frees: u64,
-}
+/// What the ops say the slab must show: the report's own type.
+pub use doc::Implied;
 
 pub struct OpStats {
     pub counts: BTreeMap<&'static str, u64>,
@@ -117,28 +103,31 @@ impl OpStats {
         self.walks_by_caller.values().sum()
     }
 
-    pub fn ops_json(&self) -> Value {
-        json!({
-            "counts": self.counts,
-            "implied": self.implied,
-            "failed": self.failed,
-            "clone_avc_by_reason": self.clone_avc_by_reason,
-            "unlink_avc_by_reason": self.unlink_avc_by_reason,
-            "merges": self.merges,
-            "launcher_ops": self.launcher,
-            "chain_saturated": self.chain_saturated,
-        })
+    /// The report's `ops`.
+    pub fn ops(&self) -> doc::Ops {
+        let named = |m: &BTreeMap<&'static str, u64>| m.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+        doc::Ops {
+            counts: named(&self.counts),
+            implied: self.implied,
+            failed: self.failed,
+            clone_avc_by_reason: named(&self.clone_avc_by_reason),
+            unlink_avc_by_reason: named(&self.unlink_avc_by_reason),
+            merges: self.merges.clone(),
+            launcher_ops: self.launcher,
+            chain_saturated: self.chain_saturated,
+        }
     }
 
-    pub fn rmap_json(&self) -> Value {
+    /// The report's `rmap`.
+    pub fn rmap(&self) -> doc::Rmap {
         let h = &self.wait_ns;
-        json!({
-            "walks": self.walks(),
-            "anon_walks": self.anon_walks,
-            "by_caller": self.walks_by_caller,
-            "locks": self.locks,
-            "contended": self.contended,
-            "wait_ns": { "p50": h.value_at_quantile(0.5), "p99": h.value_at_quantile(0.99), "max": h.max() },
-        })
+        doc::Rmap {
+            walks: self.walks(),
+            anon_walks: self.anon_walks,
+            by_caller: self.walks_by_caller.clone(),
+            locks: self.locks,
+            contended: self.contended,
+            wait_ns: doc::Quantiles { p50: h.value_at_quantile(0.5), p99: h.value_at_quantile(0.99), max: h.max() },
+        }
     }
 }

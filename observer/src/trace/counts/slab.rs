@@ -27,15 +27,22 @@ pub struct SlabCounts {
     pub unclassified: AllocFree,
 }
 
-impl SlabCounts {
-    /// As the report's JSON has it: anon_vma and anon_vma_chain, unclassified only where
-    /// something was.
-    pub fn json(&self) -> serde_json::Value {
-        let mut v = serde_json::json!({ "anon_vma": self.anon_vma, "anon_vma_chain": self.anon_vma_chain });
-        if self.unclassified.alloc + self.unclassified.free > 0 {
-            v["unclassified"] = serde_json::json!(self.unclassified);
+impl From<AllocFree> for crate::report::schema::Flow {
+    fn from(a: AllocFree) -> Self {
+        crate::report::schema::Flow { alloc: a.alloc, free: a.free }
+    }
+}
+
+/// As the report's JSON has it: anon_vma and anon_vma_chain, unclassified only where
+/// something was.
+impl From<&SlabCounts> for crate::report::trace_doc::Counts {
+    fn from(c: &SlabCounts) -> Self {
+        let u = c.unclassified;
+        crate::report::trace_doc::Counts {
+            anon_vma: c.anon_vma.into(),
+            anon_vma_chain: c.anon_vma_chain.into(),
+            unclassified: (u.alloc + u.free > 0).then(|| u.into()),
         }
-        v
     }
 }
 

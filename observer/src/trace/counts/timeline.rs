@@ -4,21 +4,15 @@
 //! chunk, draws the same timeline. Live = allocations − frees so far in the traced
 //! scope: objects that existed before the trace are not in it, so it can go below zero.
 //! The model's columns count what a seed (-p, --cgroup) gave it too: live objects, never negative.
+use crate::report::trace_doc::TimePoint;
 use crate::trace::counts::slab::SlabCounts;
-use serde_json::{json, Value};
 
-/// anon_vma / anon_vma_chain live counts (signed: see the module comment).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Net {
-    pub anon_vma: i64,
-    pub anon_vma_chain: i64,
-}
+/// anon_vma / anon_vma_chain live counts (signed: see the module comment): the report's.
+pub use crate::report::schema::Net;
 
-impl Net {
-    pub fn of(c: &SlabCounts) -> Net {
-        let net = |a: &crate::trace::counts::slab::AllocFree| a.alloc as i64 - a.free as i64;
-        Net { anon_vma: net(&c.anon_vma), anon_vma_chain: net(&c.anon_vma_chain) }
-    }
+fn net_of(c: &SlabCounts) -> Net {
+    let net = |a: &crate::trace::counts::slab::AllocFree| a.alloc as i64 - a.free as i64;
+    Net { anon_vma: net(&c.anon_vma), anon_vma_chain: net(&c.anon_vma_chain) }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,7 +31,7 @@ impl Point {
             let l = crate::trace::out::model_view::live_now(f);
             (Net { anon_vma: l[0], anon_vma_chain: l[1] }, Net { anon_vma: l[2], anon_vma_chain: l[3] })
         };
-        Point { t_ms, observed_live: Net::of(&t.tally.total), model_live: t.feed.as_ref().map(model) }
+        Point { t_ms, observed_live: net_of(&t.tally.total), model_live: t.feed.as_ref().map(model) }
     }
 }
 
@@ -49,7 +43,7 @@ pub struct Timeline {
 impl Timeline {
     /// The points and a last one at `end_ms` with the final counts (unless the last point
     /// already says exactly that), so the series ends where the report's totals do.
-    pub fn json(&self, last: Point) -> Value {
+    pub fn json(&self, last: Point) -> Vec<TimePoint> {
         let mut points = self.points.clone();
         let end_ms = last.t_ms;
         if points.last().is_none_or(|p| p.observed_live != last.observed_live || p.model_live != last.model_live || p.t_ms < end_ms) {
@@ -57,14 +51,7 @@ impl Timeline {
         }
         points
             .iter()
-            .map(|p| {
-                json!({
-                    "t_ms": p.t_ms,
-                    "observed_live": { "anon_vma": p.observed_live.anon_vma, "anon_vma_chain": p.observed_live.anon_vma_chain },
-                    "eager_live": p.model_live.map(|(e, _)| json!({ "anon_vma": e.anon_vma, "anon_vma_chain": e.anon_vma_chain })),
-                    "lazy_live": p.model_live.map(|(_, l)| json!({ "anon_vma": l.anon_vma, "anon_vma_chain": l.anon_vma_chain })),
-                })
-            })
+            .map(|p| TimePoint { t_ms: p.t_ms, observed_live: p.observed_live, eager_live: p.model_live.map(|m| m.0), lazy_live: p.model_live.map(|m| m.1) })
             .collect()
     }
 }
@@ -76,7 +63,7 @@ impl crate::trace::Tracer {
     }
 
     /// The timeline as the report shows it, ending at `end_ms` with the final counts.
-    pub fn timeline_json(&self, end_ms: u64) -> Value {
+    pub fn timeline_json(&self, end_ms: u64) -> Vec<TimePoint> {
         self.timeline.json(Point::of(end_ms, self))
     }
 
@@ -105,7 +92,7 @@ mod tests {
 
     fn point(t_ms: u64, av: (u64, u64), avc: (u64, u64)) -> Point {
         let c = SlabCounts { anon_vma: AllocFree { alloc: av.0, free: av.1 }, anon_vma_chain: AllocFree { alloc: avc.0, free: avc.1 }, ..Default::default() };
-        Point { t_ms, observed_live: Net::of(&c), model_live: None }
+        Point { t_ms, observed_live: net_of(&c), model_live: None }
     }
 
     #[test]
@@ -113,17 +100,16 @@ mod tests {
         let mut t = Timeline::default();
         t.points.push(point(1000, (3, 0), (5, 1)));
         let j = t.json(point(1500, (3, 4), (5, 5)));
-        let pts = j.as_array().unwrap();
-        assert_eq!(pts.len(), 2);
-        assert_eq!(pts[0]["observed_live"], json!({"anon_vma": 3, "anon_vma_chain": 4}));
-        assert_eq!((pts[1]["t_ms"].as_u64(), &pts[1]["observed_live"]), (Some(1500), &json!({"anon_vma": -1, "anon_vma_chain": 0})));
-        assert_eq!(pts[1]["eager_live"], Value::Null, "no model fed");
+        assert_eq!(j.len(), 2);
+        assert_eq!(j[0].observed_live, Net { anon_vma: 3, anon_vma_chain: 4 });
+        assert_eq!((j[1].t_ms, j[1].observed_live), (1500, Net { anon_vma: -1, anon_vma_chain: 0 }));
+        assert_eq!(j[1].eager_live, None, "no model fed");
         // Nothing after the last row: no second point for the same instant.
         let mut t = Timeline::default();
         t.points.push(point(2000, (1, 0), (1, 0)));
-        assert_eq!(t.json(point(2000, (1, 0), (1, 0))).as_array().unwrap().len(), 1);
+        assert_eq!(t.json(point(2000, (1, 0), (1, 0))).len(), 1);
         // A replay's end (the trailer's elapsed) before a chunk stamp keeps time monotonic.
         let j = t.json(point(1900, (1, 1), (1, 0)));
-        assert_eq!(j[1]["t_ms"], 2000);
+        assert_eq!(j[1].t_ms, 2000);
     }
 }

@@ -4,9 +4,10 @@
 //! open and turns them off when the last one closes, even if this process is SIGKILLed, and
 //! concurrent runs (or a sysctl someone set) do not turn each other's counting off.
 //! Kernels before 5.8 lack it: then the sysctl, put back on drop (not on SIGKILL).
+use crate::report::schema::BpfProg;
 use anyhow::Context;
 use aya::Ebpf;
-use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 use std::os::fd::{FromRawFd, OwnedFd};
 
 const SYSCTL: &str = "/proc/sys/kernel/bpf_stats_enabled";
@@ -78,9 +79,9 @@ pub fn read(bpf: &Ebpf) -> Vec<ProgStat> {
     out
 }
 
-pub fn json(stats: &[ProgStat]) -> Value {
-    let m: Map<String, Value> = stats.iter().map(|s| (s.program.clone(), json!({ "runs": s.runs, "mean_ns": s.mean_ns() }))).collect();
-    Value::Object(m)
+/// The report's `bpf_stats`: program → runs and mean run time.
+pub fn json(stats: &[ProgStat]) -> BTreeMap<String, BpfProg> {
+    stats.iter().map(|s| (s.program.clone(), BpfProg { runs: s.runs, mean_ns: s.mean_ns() })).collect()
 }
 
 pub fn text(stats: &[ProgStat], out: &mut impl std::io::Write) -> std::io::Result<()> {

@@ -1,46 +1,42 @@
 //! The model's part of `trace`'s report: eager and lazy counts next to the observed ones
 //! (totals, per (process, phase), live rows) and what the model covered.
+use crate::report::{
+    lazy_rules::LazyRules,
+    trace_doc::{Counts, FedEvent, LiveCounts, Model, ModelFed, NotModelled, PhaseRow, SeededLive},
+};
 use crate::trace::{
     counts::slab::{AllocFree, Sizes, SlabCounts},
     feed::Feed,
 };
-use serde_json::{json, Value};
 use std::io::Write;
 
 /// Put each (process, phase) row's eager and lazy counts next to its observed ones; rows
 /// only the model has get zero observed counts, so nothing the model did is hidden.
-pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<Value>) {
+pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<PhaseRow>) {
     let Some(f) = feed else { return };
     for row in &f.rows {
-        let same = |v: &Value| v["proc"] == json!(row.proc) && v["phase"] == json!(row.phase);
-        let i = match phases.iter().position(same) {
+        let i = match phases.iter().position(|p| p.proc == row.proc && p.phase == row.phase) {
             Some(i) => i,
             None => {
-                let zero = json!({ "alloc": 0, "free": 0 });
-                phases.push(json!({ "proc": row.proc, "tgid": row.tgid, "phase": row.phase, "anon_vma": zero, "anon_vma_chain": zero }));
+                phases.push(PhaseRow { proc: row.proc, tgid: row.tgid, phase: row.phase, ..Default::default() });
                 phases.len() - 1
             }
         };
-        phases[i]["eager"] = row.eager.json();
-        phases[i]["lazy"] = row.lazy.json();
-        if row.spares != SlabCounts::default() {
-            phases[i]["prepare_race_spares"] = row.spares.json();
-        }
-        if row.before_seed != SlabCounts::default() {
-            phases[i]["before_seed"] = row.before_seed.json();
-        }
+        let p = &mut phases[i];
+        p.eager = Some((&row.eager).into());
+        p.lazy = Some((&row.lazy).into());
+        p.prepare_race_spares = (row.spares != SlabCounts::default()).then(|| (&row.spares).into());
+        p.before_seed = (row.before_seed != SlabCounts::default()).then(|| (&row.before_seed).into());
         if let Some(why) = &row.not_modelled {
-            phases[i]["not_modelled"] = json!(why);
+            p.not_modelled = Some(why.clone());
         }
     }
     flag_moved_teardowns(phases);
 }
 
-/// [+AV, -AV, +AVC, -AVC] of a phase row's `key` object.
-fn four(v: &Value, key: Option<&str>) -> [i64; 4] {
-    let v = key.map_or(v, |k| &v[k]);
-    let g = |o: &str, d: &str| v[o][d].as_i64().unwrap_or(0);
-    [g("anon_vma", "alloc"), g("anon_vma", "free"), g("anon_vma_chain", "alloc"), g("anon_vma_chain", "free")]
+/// [+AV, -AV, +AVC, -AVC] of a phase row's counts.
+fn four(c: &Counts) -> [i64; 4] {
+    [c.anon_vma.alloc as i64, c.anon_vma.free as i64, c.anon_vma_chain.alloc as i64, c.anon_vma_chain.free as i64]
 }
 
 /// An mm's teardown runs in the task that drops its last reference: a process that read
@@ -49,34 +45,32 @@ fn four(v: &Value, key: Option<&str>) -> [i64; 4] {
 /// process's frees fall short of its model by exactly what another's exceed theirs (no
 /// allocation differing in either), both are flagged with the move, never left looking
 /// wrong or made to look exact.
-fn flag_moved_teardowns(phases: &mut [Value]) {
+fn flag_moved_teardowns(phases: &mut [PhaseRow]) {
     use std::collections::BTreeMap;
     // proc -> (tgid, observed, model, modelled)
-    let mut procs: BTreeMap<i64, (i64, [i64; 4], [i64; 4], bool)> = BTreeMap::new();
+    let mut procs: BTreeMap<usize, (u32, [i64; 4], [i64; 4], bool)> = BTreeMap::new();
     for p in phases.iter() {
-        let e = procs.entry(p["proc"].as_i64().unwrap_or(-1)).or_default();
-        e.0 = p["tgid"].as_i64().unwrap_or(-1);
+        let e = procs.entry(p.proc).or_default();
+        e.0 = p.tgid;
         let add = |to: &mut [i64; 4], x: [i64; 4]| to.iter_mut().zip(x).for_each(|(t, x)| *t += x);
-        add(&mut e.1, four(p, None));
-        if p["eager"].is_object() {
+        add(&mut e.1, four(&p.observed));
+        if let Some(eager) = &p.eager {
             e.3 = true;
-            for k in ["eager", "prepare_race_spares", "before_seed"] {
-                if p[k].is_object() {
-                    add(&mut e.2, four(p, Some(k)));
-                }
+            for c in [Some(eager), p.prepare_race_spares.as_ref(), p.before_seed.as_ref()].into_iter().flatten() {
+                add(&mut e.2, four(c));
             }
         }
     }
     // Frees only: (owner's shortfall) and (freer's excess), as [AV, AVC].
-    let frees = |(_, o, m, _): &(i64, [i64; 4], [i64; 4], bool)| (o[0] == m[0] && o[2] == m[2]).then(|| [o[1] - m[1], o[3] - m[3]]);
-    let short: Vec<(i64, i64, [i64; 2])> = procs
+    let frees = |(_, o, m, _): &(u32, [i64; 4], [i64; 4], bool)| (o[0] == m[0] && o[2] == m[2]).then(|| [o[1] - m[1], o[3] - m[3]]);
+    let short: Vec<(usize, u32, [i64; 2])> = procs
         .iter()
         .filter(|(_, e)| e.3)
         .filter_map(|(p, e)| frees(e).map(|d| (*p, e.0, d)))
         .filter(|(_, _, d)| d[0] <= 0 && d[1] <= 0 && *d != [0, 0])
         .collect();
     let mut taken = std::collections::BTreeSet::new();
-    let mut why: BTreeMap<i64, String> = BTreeMap::new();
+    let mut why: BTreeMap<usize, String> = BTreeMap::new();
     for (owner, owner_tgid, d) in short {
         let want = [-d[0], -d[1]];
         let freer = procs.iter().find(|(p, e)| **p != owner && !taken.contains(*p) && frees(e) == Some(want));
@@ -88,78 +82,78 @@ fn flag_moved_teardowns(phases: &mut [Value]) {
         }
     }
     for p in phases.iter_mut() {
-        let Some(w) = why.get(&p["proc"].as_i64().unwrap_or(-1)) else { continue };
-        let flag = match p["not_modelled"].as_str() {
+        let Some(w) = why.get(&p.proc) else { continue };
+        let flag = match p.not_modelled.as_deref() {
             Some(old) if !old.is_empty() => format!("{old}; {w}"),
             _ => w.clone(),
         };
-        p["not_modelled"] = json!(flag);
+        p.not_modelled = Some(flag);
     }
 }
 
 /// `events`: also list every event fed, with the (proc, phase) it counted at.
-pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Value {
+pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Model {
     let Some(f) = feed else {
-        return json!({ "fed": false, "why": format!("{scope} scope: processes running before the trace are not modelled") });
+        return Model::NotFed { fed: false, why: format!("{scope} scope: processes running before the trace are not modelled") };
     };
     let c = &f.coverage;
-    let listed: Vec<Value> = if events {
-        f.events.iter().zip(&f.fed_at).map(|(e, (proc, phase))| json!({ "proc": proc, "phase": phase, "event": format!("{e:x?}") })).collect()
-    } else {
-        vec![]
-    };
-    let mut v = json!({
-        "events": if events { Value::from(listed) } else { Value::Null },
-        "fed": true,
-        "kernel_rules": f.kernel().name(),
-        "complete": c.incomplete.is_empty(),
-        "incomplete": c.incomplete,
-        "processes_modelled": c.modelled,
-        "not_modelled": c.not_modelled,
+    let listed =
+        events.then(|| f.events.iter().zip(&f.fed_at).map(|(e, (proc, phase))| FedEvent { proc: *proc, phase: *phase, event: format!("{e:x?}") }).collect());
+    let mut m = ModelFed {
+        events: listed,
+        fed: true,
+        kernel_rules: f.kernel().name().to_string(),
+        complete: c.incomplete.is_empty(),
+        incomplete: c.incomplete.clone(),
+        processes_modelled: c.modelled,
+        not_modelled: c.not_modelled.clone(),
         // Why each is not: a row with observed counts and no model is flagged here.
-        "not_modelled_why": c.not_modelled_why.iter().map(|(proc, (tgid, why))| json!({ "proc": proc, "tgid": tgid, "why": why })).collect::<Vec<_>>(),
+        not_modelled_why: c.not_modelled_why.iter().map(|(proc, (tgid, why))| NotModelled { proc: *proc, tgid: *tgid, why: why.clone() }).collect(),
         // -p / --cgroup: processes seeded from the snapshot at the start, and why not others.
-        "seeded": c.seeded,
-        "not_seeded": c.not_seeded,
-        "seed_pass_us": c.seed_pass_us,
-        "events_fed": c.events_fed,
-        "unmodelled_syscalls": c.unmodelled,
-        "faults_not_placed": c.faults_not_placed,
-        "prepares_outside_fault": c.prepares_outside_fault,
+        seeded: c.seeded.clone(),
+        not_seeded: c.not_seeded.clone(),
+        seed_pass_us: c.seed_pass_us,
+        events_fed: c.events_fed,
+        unmodelled_syscalls: c.unmodelled.clone(),
+        faults_not_placed: c.faults_not_placed,
+        prepares_outside_fault: c.prepares_outside_fault,
         // Outside a fault, placed on the prepare hook's VMA (guest kernels with fentry/kprobes).
-        "prepares_placed_by_hook": c.prepares_placed_by_hook,
-        "layout_mismatches": c.layout_mismatches,
+        prepares_placed_by_hook: Some(c.prepares_placed_by_hook),
+        layout_mismatches: c.layout_mismatches,
         // Syscalls / prepares that came after a later one of their mm was applied (trace/feed/order.rs).
-        "out_of_order": c.out_of_order,
-        "reordered": f.reordered(),
+        out_of_order: c.out_of_order,
+        reordered: f.reordered(),
         // Allocated and freed by threads that lost a prepare race: observed = eager + these.
-        "prepare_race_spares": f.spares.json(),
-        "find_vma_errors": c.find_vma_errors,
-        "model_errors": c.model_errors,
-        "first_model_error": c.first_error,
-    });
+        prepare_race_spares: (&f.spares).into(),
+        find_vma_errors: c.find_vma_errors.clone(),
+        model_errors: c.model_errors,
+        first_model_error: c.first_error.clone(),
+        // The events kept for the sweep and `--model-events`; past the cap, said, never silent.
+        events_kept: f.events.len() as u64,
+        events_max: f.events_max as u64,
+        events_dropped: f.events_dropped,
+        ..Default::default()
+    };
     if !c.seeded.is_empty() {
         let b = f.seeded_live;
-        v["seeded_live"] = json!({ "eager": { "anon_vma": b[0], "anon_vma_chain": b[1] }, "lazy": { "anon_vma": b[2], "anon_vma_chain": b[3] } });
-        v["knob_sweep"] = json!(
+        m.seeded_live =
+            Some(SeededLive { eager: LiveCounts { anon_vma: b[0], anon_vma_chain: b[1] }, lazy: LiveCounts { anon_vma: b[2], anon_vma_chain: b[3] } });
+        m.knob_sweep = Some(
             "run on the seeded model: each knob value's run starts from its own seed of the snapshot (rules_that_matter.not_run: values the seed refuses)"
+                .into(),
         );
     }
-    // The events kept for the sweep and `--model-events`; past the cap, said, never silent.
-    v["events_kept"] = f.events.len().into();
-    v["events_max"] = f.events_max.into();
-    v["events_dropped"] = f.events_dropped.into();
     if let Some(why) = sweep_not_run(f) {
-        v["knob_sweep"] = why.into();
+        m.knob_sweep = Some(why);
     }
-    v
+    Model::Fed(Box::new(m))
 }
 
 /// `lazy_rules` and, when the model was not fed, why (null, never a row of zeros).
-pub fn lazy_rules(feed: Option<&Feed>, scope: &str) -> (Value, Option<String>) {
+pub fn lazy_rules(feed: Option<&Feed>, scope: &str) -> (Option<LazyRules>, Option<String>) {
     match feed {
-        Some(f) => (crate::report::lazy_rules::json(f.lazy_rules()), None),
-        None => (Value::Null, Some(format!("model not fed ({scope} scope: processes running before the trace are not modelled)"))),
+        Some(f) => (Some(crate::report::lazy_rules::from_counts(f.lazy_rules())), None),
+        None => (None, Some(format!("model not fed ({scope} scope: processes running before the trace are not modelled)"))),
     }
 }
 
@@ -263,17 +257,12 @@ pub fn sweep_not_run(f: &Feed) -> Option<String> {
 
 #[cfg(test)]
 mod moved_teardown_tests {
-    use serde_json::json;
+    use super::{Counts, PhaseRow};
+    use crate::report::schema::Flow;
 
-    fn row(proc: i64, obs: [i64; 4], eager: Option<[i64; 4]>) -> serde_json::Value {
-        let c = |v: [i64; 4]| json!({ "anon_vma": { "alloc": v[0], "free": v[1] }, "anon_vma_chain": { "alloc": v[2], "free": v[3] } });
-        let mut r = c(obs);
-        r["proc"] = json!(proc);
-        r["tgid"] = json!(proc + 1000);
-        if let Some(e) = eager {
-            r["eager"] = c(e);
-        }
-        r
+    fn row(proc: usize, obs: [u64; 4], eager: Option<[u64; 4]>) -> PhaseRow {
+        let c = |v: [u64; 4]| Counts { anon_vma: Flow { alloc: v[0], free: v[1] }, anon_vma_chain: Flow { alloc: v[2], free: v[3] }, unclassified: None };
+        PhaseRow { proc, tgid: proc as u32 + 1000, phase: None, observed: c(obs), eager: eager.map(c), ..Default::default() }
     }
 
     /// The userland's case: systemd (no model here) ran an exited process's last mmput.
@@ -286,11 +275,14 @@ mod moved_teardown_tests {
             row(4, [1, 0, 2, 0], Some([2, 0, 2, 0])),
         ];
         super::flag_moved_teardowns(&mut phases);
-        assert!(phases[0]["not_modelled"].as_str().unwrap().contains("freed by tgid 1002"));
-        assert!(phases[1]["not_modelled"].as_str().unwrap().contains("of tgid 1001's mm"));
+        assert!(phases[0].not_modelled.as_deref().unwrap().contains("freed by tgid 1002"));
+        assert!(phases[1].not_modelled.as_deref().unwrap().contains("of tgid 1001's mm"));
         // Exactly what moved: the owner's shortfall (16 AV, 26 AVC), the freer's excess.
-        assert_eq!(phases[0]["not_modelled"], "teardown moved: 16 anon_vma / 26 anon_vma_chain of this process's mm freed by tgid 1002 (its last mmput)");
-        assert_eq!(phases[1]["not_modelled"], "teardown moved: freed 16 anon_vma / 26 anon_vma_chain of tgid 1001's mm (its last mmput)");
-        assert!(phases[2].get("not_modelled").is_none() && phases[3].get("not_modelled").is_none());
+        assert_eq!(
+            phases[0].not_modelled.as_deref(),
+            Some("teardown moved: 16 anon_vma / 26 anon_vma_chain of this process's mm freed by tgid 1002 (its last mmput)")
+        );
+        assert_eq!(phases[1].not_modelled.as_deref(), Some("teardown moved: freed 16 anon_vma / 26 anon_vma_chain of tgid 1001's mm (its last mmput)"));
+        assert!(phases[2].not_modelled.is_none() && phases[3].not_modelled.is_none());
     }
 }

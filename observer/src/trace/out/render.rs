@@ -1,12 +1,12 @@
 //! The live rows and the final report of `lazyvma trace`, as text or one JSON object.
 use crate::load::backend::Choice;
+use crate::report::trace_doc::{self as doc, PhaseRow, TraceDoc};
 use crate::trace::{
     counts::slab::{Sizes, SlabCounts},
     tree::command::Status,
     Tracer,
 };
 use lazyvma_model::trace_abi::FUNCTIONS;
-use serde_json::{json, Map, Value};
 use std::io::Write;
 
 /// Everything the final report shows besides the tracer's counts.
@@ -39,79 +39,85 @@ fn shown(r: &Run<'_>, phase: Option<u32>) -> bool {
     r.scope != "system" || phase.is_some()
 }
 
-pub fn json(t: &Tracer, r: &Run<'_>) -> Value {
-    let backend: Map<String, Value> = r.backend.iter().map(|c| (c.hook.to_string(), json!(c.backend.name()))).collect();
-    let by_function: Map<String, Value> = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), c.json())).collect();
-    let by_reason: Map<String, Value> = t.tally.by_reason.iter().map(|(k, c)| (k.clone(), c.json())).collect();
-    let mut phases: Vec<Value> = t
+/// The document's sections the tracer's counts give; `record::meta::print` adds the rest
+/// (locks, lazy rules, knobs, the header's host/arch/start, the live and replay extras).
+pub fn json(t: &Tracer, r: &Run<'_>) -> TraceDoc {
+    let backend = r.backend.iter().map(|c| (c.hook.to_string(), c.backend.name().to_string())).collect();
+    let by_function = FUNCTIONS.iter().zip(&t.tally.by_function).map(|(f, c)| (f.to_string(), c.into())).collect();
+    let by_reason = t.tally.by_reason.iter().map(|(k, c)| (k.clone(), c.into())).collect();
+    let mut phases: Vec<PhaseRow> = t
         .tally
         .phases
         .iter()
         .filter(|p| shown(r, p.phase))
-        .map(|p| {
-            let mut v = json!({ "proc": p.proc, "tgid": p.tgid, "phase": p.phase });
-            let c = p.counts.json();
-            for (k, x) in c.as_object().expect("object") {
-                v[k] = x.clone();
-            }
-            v
-        })
+        .map(|p| PhaseRow { proc: p.proc, tgid: p.tgid, phase: p.phase, observed: (&p.counts).into(), ..Default::default() })
         .collect();
     crate::trace::out::model_view::add_to_phases(t.feed.as_ref(), &mut phases);
-    let status = match r.status {
-        Some(Status::Exited(c)) => json!({ "exit_status": c, "signal": null }),
-        Some(Status::Signaled(s)) => json!({ "exit_status": null, "signal": s }),
-        None => json!({ "exit_status": null, "signal": null }),
+    let (exit_status, signal) = match r.status {
+        Some(Status::Exited(c)) => (Some(c), None),
+        Some(Status::Signaled(s)) => (None, Some(s)),
+        None => (None, None),
     };
-    let command = (!r.argv.is_empty()).then(|| {
-        let mut c = json!({ "argv": r.argv });
-        c["exit_status"] = status["exit_status"].clone();
-        c["signal"] = status["signal"].clone();
-        c
-    });
-    json!({
-        "kernel": r.kernel,
-        "scope": r.scope,
-        "pids": r.pids,
-        "cgroup": r.cgroup,
-        "command": command,
-        "ended_by": r.ended_by,
-        "elapsed_ms": r.elapsed_ms as u64,
-        "backend": backend,
-        "backend_detail": r.backend,
-        "tracepoints": r.tracepoints,
-        "missing_tracepoints": r.missing.iter().map(|(tp, why)| json!({ "tracepoint": tp, "error": why })).collect::<Vec<_>>(),
-        "kernel_stacks": r.stacks,
-        "sizes": t.sizes,
-        "observed": t.tally.total.json(),
-        "by_function": by_function,
-        "by_reason": by_reason,
-        "phases": phases,
-        "processes": t.tree.procs.iter().filter(|p| shown(r, p.phase)).collect::<Vec<_>>(),
-        "lost_events": r.lost,
-        "events": {
-            "sent": r.sent, "received": t.received, "lost": r.lost, "malformed": t.malformed,
-            "stack_errors": t.stack_errors, "unpaired_hook_records": t.unpaired(),
+    let command = (!r.argv.is_empty()).then(|| doc::Command { argv: r.argv.to_vec(), exit_status, signal });
+    TraceDoc {
+        kernel: Some(r.kernel.clone()),
+        scope: r.scope.to_string(),
+        pids: r.pids.to_vec(),
+        cgroup: r.cgroup.map(|c| c.to_string_lossy().into_owned()),
+        command,
+        ended_by: r.ended_by.to_string(),
+        elapsed_ms: r.elapsed_ms as u64,
+        backend,
+        backend_detail: r.backend.iter().map(Choice::doc).collect(),
+        tracepoints: r.tracepoints.to_vec(),
+        missing_tracepoints: r.missing.iter().map(|(tp, why)| doc::MissingTracepoint { tracepoint: tp.clone(), error: why.clone() }).collect(),
+        kernel_stacks: r.stacks,
+        sizes: doc::TraceSizes::Caches(t.sizes.clone()),
+        observed: (&t.tally.total).into(),
+        by_function,
+        by_reason,
+        phases,
+        processes: t.tree.procs.iter().filter(|p| shown(r, p.phase)).map(|p| p.doc()).collect(),
+        lost_events: r.lost,
+        events: doc::Events {
+            sent: r.sent,
+            received: t.received,
+            lost: r.lost,
+            malformed: t.malformed,
+            stack_errors: t.stack_errors,
+            unpaired_hook_records: t.unpaired(),
         },
-        "ops": if r.ops { t.op_stats.ops_json() } else { Value::Null },
-        "kernel_events": kernel_events(t, r),
-        "launcher_frees": t.launcher_frees,
-        "live_objects": t.live_objects(),
-        "timeline": t.timeline_json(r.elapsed_ms as u64),
-        // The model fed with this trace (command and -p scopes), for the traced tree only.
-        "eager": t.feed.as_ref().map(|f| f.eager.json()),
-        "lazy": t.feed.as_ref().map(|f| f.lazy.json()),
-        "rmap": if r.rmap { t.op_stats.rmap_json() } else { Value::Null },
-        "model": crate::trace::out::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print)),
-    })
+        ops: r.ops.then(|| t.op_stats.ops()),
+        kernel_events: Some(kernel_events(t, r)),
+        launcher_frees: t.launcher_frees,
+        live_objects: t.live_objects().map(|n| n as u64),
+        timeline: t.timeline_json(r.elapsed_ms as u64),
+        eager: t.feed.as_ref().map(|f| (&f.eager).into()),
+        lazy: t.feed.as_ref().map(|f| (&f.lazy).into()),
+        rmap: r.rmap.then(|| t.op_stats.rmap()),
+        model: Some(crate::trace::out::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print))),
+        // From the header, the trailer and the live run: `record::meta::print`.
+        arch: None,
+        host: None,
+        start_unix_ms: None,
+        kernel_counts: None,
+        locks: None,
+        lazy_rules: None,
+        lazy_rules_why: None,
+        knobs: None,
+        rules_that_matter: None,
+        bpf_stats: None,
+        by_cgroup: None,
+        cgroup_cap: None,
+        recording: None,
+    }
 }
 
 /// The KSM / THP counts, with the backend that saw each (0 under "unavailable" means unseen).
-fn kernel_events(t: &Tracer, r: &Run<'_>) -> Value {
+fn kernel_events(t: &Tracer, r: &Run<'_>) -> doc::KernelEvents {
     let mut v = t.kernel_events.json(|phase| shown(r, phase));
-    for hook in ["ksm", "thp_fault"] {
-        v["backend"][hook] = r.backend.iter().find(|c| c.hook == hook).map_or(Value::Null, |c| json!(c.backend.name()));
-    }
+    let name = |hook: &str| r.backend.iter().find(|c| c.hook == hook).map(|c| c.backend.name().to_string());
+    v.backend = doc::KernelEventBackends { ksm: name("ksm"), thp_fault: name("thp_fault") };
     v
 }
 
@@ -204,8 +210,17 @@ pub fn text(t: &Tracer, r: &Run<'_>, out: &mut impl Write) -> std::io::Result<()
         writeln!(out, "{line}")?;
     }
     if r.rmap {
-        let j = t.op_stats.rmap_json();
-        writeln!(out, "rmap: {} walks by caller {}; lock wait ns {}; contended {}", j["walks"], j["by_caller"], j["wait_ns"], j["contended"])?;
+        // Its sections as one-line JSON, keys sorted (`{"max":..,"p50":..,"p99":..}`).
+        let j = t.op_stats.rmap();
+        let line = |v: serde_json::Result<serde_json::Value>| v.unwrap_or_default();
+        writeln!(
+            out,
+            "rmap: {} walks by caller {}; lock wait ns {}; contended {}",
+            j.walks,
+            line(serde_json::to_value(&j.by_caller)),
+            line(serde_json::to_value(j.wait_ns)),
+            j.contended
+        )?;
     }
     crate::trace::out::model_view::text(t.feed.as_ref(), &t.sizes, r.scope, out)
 }

@@ -39,6 +39,14 @@ pub struct Proc {
     pub exited: bool,
 }
 
+impl Proc {
+    /// As `trace -j`'s `processes` has it.
+    pub fn doc(&self) -> crate::report::trace_doc::ProcRow {
+        let Proc { proc, tgid, parent, phase, execs, exited } = *self;
+        crate::report::trace_doc::ProcRow { proc, tgid, parent, phase, execs, exited }
+    }
+}
+
 pub enum Scope {
     /// Every process: entries are created on first sight, without parents.
     System,
