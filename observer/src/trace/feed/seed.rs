@@ -218,7 +218,7 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
 }
 
 /// Hands the pages of freed memory back to the kernel (glibc keeps them, per arena).
-fn trim() {
+pub(crate) fn trim() {
     #[cfg(target_env = "gnu")]
     // SAFETY: no argument but the pad to keep; glibc walks its own arenas under their locks.
     unsafe {
