@@ -80,7 +80,7 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
 
     // Replayed as nobody: re-seeded from the recorded pass, the same model sections.
     let again = json(&replay(&["-j", &rec]));
-    assert_eq!(again["recording"]["format_version"], "3.1");
+    assert_eq!(again["recording"]["format_version"], "3.2");
     for k in MODEL {
         assert_eq!(again[k], live[k], "{k}");
     }
@@ -129,12 +129,12 @@ fn a_seeded_trace_replays_the_same_and_its_sweep_starts_from_the_seed() {
     assert!(String::from_utf8_lossy(&text.stdout).contains(" past --model-events-max 1 not kept (counted above); knob sweep not run"));
 }
 
-/// The seed chunk's body (kind 5, or 7 from format 3.1) of a recording, by its framing.
+/// The seed chunk's body (kind 5, 7 from format 3.1, 8 from 3.2) of a recording, by its framing.
 fn seed_chunk(d: &[u8]) -> Option<(u8, usize)> {
     let mut p = 12;
     while p + 9 <= d.len() {
         let len = u32::from_le_bytes(d[p..p + 4].try_into().unwrap()) as usize;
-        if [5, 7].contains(&d[p + 8]) {
+        if [5, 7, 8].contains(&d[p + 8]) {
             return Some((d[p + 8], len - 1));
         }
         p += 8 + len;
@@ -184,7 +184,7 @@ fn a_seed_beside_a_big_process_outside_the_scope_is_the_scope_s_size() {
     let ((kind, n), (_, n_alone)) = (seed_chunk(&rec).expect("a seed chunk"), seed_chunk(&rec_alone).expect("a seed chunk"));
     // Alone, the pass's other processes are the machine's few; beside, 17 more, none
     // sharing a tree with the chain: nothing of them is kept.
-    assert_eq!(kind, 7);
+    assert_eq!(kind, 8);
     assert!(n < 256 << 10 && n < n_alone + (64 << 10), "seed chunk {n} bytes beside manyvmas, {n_alone} without");
     // Replayed: the same model.
     let again = json(&replay(&["-j", &dir.file("beside.rec")]));

@@ -87,7 +87,7 @@ fn replay_prints_the_live_report_and_survives_cuts_and_damage() {
     assert!(out.status.success(), "{}", stderr(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.trim_end().ends_with(&format!("recording: {f} ({received} records in {} chunks, {} bytes, format 3.1), complete", cs.len(), data.len())),
+        text.trim_end().ends_with(&format!("recording: {f} ({received} records in {} chunks, {} bytes, format 3.2), complete", cs.len(), data.len())),
         "{text}"
     );
 

@@ -672,5 +672,5 @@ fn report_of_a_real_contended_trace_by_cgroup_and_its_replay() {
     }
     let text = ok(&lazyvma(&["report", &dir.file("r.json")]));
     assert!(text.contains(&format!("anon_vma root rwsem waits: {}", locks["contentions"])), "{text}");
-    assert!(text.contains(&format!("Recording:\n{rec} (format 3.1, ")), "{text}");
+    assert!(text.contains(&format!("Recording:\n{rec} (format 3.2, ")), "{text}");
 }

@@ -77,7 +77,10 @@ fn next_of(n: u32) -> Option<Option<usize>> {
     }
 }
 
-pub(super) fn build(procs: &[ProcessTopo], avs: &Avs, kernel: Kernel) -> Result<Built, SeedError> {
+/// `procs`' eager structure. Once nothing of them can be refused any more, `take` is handed
+/// `procs` (left empty): a caller that keeps no `ProcessTopo` frees them before the
+/// anon_vmas' last arrays are made. On an error `procs` is as it was.
+pub(super) fn build(procs: &mut Vec<ProcessTopo>, avs: &Avs, kernel: Kernel, take: impl FnOnce(Vec<ProcessTopo>)) -> Result<Built, SeedError> {
     // Indices in the order the chains first reach each anon_vma, as the model numbers them;
     // found by address through `avs`' sorted keys (no hash map: ~36 MB at 1 M anon_vmas).
     if avs.len() >= END as usize {
@@ -87,7 +90,7 @@ pub(super) fn build(procs: &[ProcessTopo], avs: &Avs, kernel: Kernel) -> Result<
     let mut ix_of_pos = vec![UNSET; avs.len()];
     // At most every anon_vma of `avs` (all when, as the seed keeps it, every one is reached).
     let (mut pos_of_ix, mut addrs, mut first_pid) = (Vec::with_capacity(avs.len()), Vec::with_capacity(avs.len()), Vec::<Pid>::with_capacity(avs.len()));
-    for p in procs {
+    for p in procs.iter() {
         for v in &p.vmas {
             for &a in &v.chain {
                 let pos = avs.pos(a).ok_or_else(|| SeedError::Vma {
@@ -118,7 +121,7 @@ pub(super) fn build(procs: &[ProcessTopo], avs: &Avs, kernel: Kernel) -> Result<
     // agreeing, two chains are equal exactly when their heads are.
     let mut chain_of_av = vec![UNSET; n];
     let mut idx: Vec<usize> = Vec::new();
-    for p in procs {
+    for p in procs.iter() {
         let mut pv = Vec::with_capacity(p.vmas.len());
         for v in &p.vmas {
             if v.chain.is_empty() {
@@ -184,9 +187,8 @@ pub(super) fn build(procs: &[ProcessTopo], avs: &Avs, kernel: Kernel) -> Result<
             rooted[of(i.root).ok_or_else(|| av_err(x, format!("root {:#x} is missing from the topology", i.root)))?] += 1;
         }
     }
-    let mut eager = Vec::with_capacity(n);
-    let mut seen = Vec::with_capacity(n);
-    for x in 0..n {
+    // An anon_vma's fields as the model takes them, or why the topology's are refused.
+    let fields = |x: usize| -> Result<(SeedAv, SeenCounts), SeedError> {
         let i = info(x);
         let root = of(i.root).ok_or_else(|| av_err(x, format!("root {:#x} is missing from the topology", i.root)))?;
         // The root's self-parent link counts once in its num_children.
@@ -216,8 +218,23 @@ pub(super) fn build(procs: &[ProcessTopo], avs: &Avs, kernel: Kernel) -> Result<
         let holders = 1 + rooted[x];
         let refcount = u32::try_from(i.refcount).ok().filter(|&r| r >= holders);
         let refcount = refcount.ok_or_else(|| av_err(x, format!("refcount {} below its {holders} holders in the topology", i.refcount)))?;
-        seen.push(SeenCounts { children: seen_children.min(nc), active: active[x].min(na), holders, pinned: outside });
-        eager.push(SeedAv::new(root, parent[x] as usize, after(x), refcount, nc, na, heads[x] + nexts[x] + u32::from(outside)));
+        let seen = SeenCounts { children: seen_children.min(nc), active: active[x].min(na), holders, pinned: outside };
+        Ok((SeedAv::new(root, parent[x] as usize, after(x), refcount, nc, na, heads[x] + nexts[x] + u32::from(outside)), seen))
+    };
+    // Every refusal first, while the caller may still leave a process out and build again...
+    for x in 0..n {
+        fields(x)?;
+    }
+    // ...then the processes go to the caller (at 1 M VMAs their `VmaTopo` arrays, ~80 MB,
+    // go back before the 44 bytes an anon_vma below are made: `trace -p`'s peak)...
+    take(std::mem::take(procs));
+    // ...and the same fields again, checked above.
+    let mut eager = Vec::with_capacity(n);
+    let mut seen = Vec::with_capacity(n);
+    for x in 0..n {
+        let (e, s) = fields(x)?;
+        eager.push(e);
+        seen.push(s);
     }
     Ok(Built { eager, addrs, vmas, seen })
 }

@@ -235,9 +235,25 @@ impl Seed {
     fn prepare_some(&self, mut topo: Topology, mut states: HashMap<Pid, Vec<LazyState>>, pids: &[(Pid, Pid)]) -> Result<Prepared, SeedError> {
         let mut skipped = Vec::new();
         let mut refused = Topology::default();
+        // What the model takes of each VMA, made by `build` one process at a time once none
+        // can be refused: each process's `VmaTopo`s and chains go as its copy is made.
+        let mut procs: Vec<(Pid, Vec<SeedVma>)> = Vec::new();
+        let mut take = |ps: Vec<ProcessTopo>| {
+            procs.reserve_exact(ps.len());
+            let mut vmas = 0;
+            for p in ps {
+                vmas += p.vmas.len();
+                procs.push((p.pid, p.vmas.iter().map(SeedVma::from).collect()));
+            }
+            if vmas > 1 << 16 {
+                // They were read on another thread (`trace -p`'s seeding thread), into its
+                // malloc arena: their pages go back only so, before the arrays that follow.
+                trim();
+            }
+        };
         let built = loop {
             let avs = Avs::of(&topo.anon_vmas);
-            match check_processes(&topo.processes, &avs).and_then(|()| build(&topo.processes, &avs, self.kernel)) {
+            match check_processes(&topo.processes, &avs).and_then(|()| build(&mut topo.processes, &avs, self.kernel, &mut take)) {
                 Ok(b) => break b,
                 Err(e) => match e.pid().filter(|&pid| self.skip_bad && topo.processes.iter().any(|p| p.pid == pid)) {
                     Some(pid) => {
@@ -264,10 +280,9 @@ impl Seed {
             // pages back before the VMAs' copy is made.
             trim();
         }
-        let states: Vec<Vec<LazyState>> = topo.processes.iter().map(|p| states.remove(&p.pid).expect("classified")).collect();
-        // What the model takes of each VMA, one process at a time (the topology's VMAs,
-        // chains and anon_vma map go before the model is built).
-        let procs = topo.processes.into_iter().map(|p| (p.pid, p.vmas.iter().map(SeedVma::from).collect())).collect();
+        let states: Vec<Vec<LazyState>> = procs.iter().map(|p| states.remove(&p.0).expect("classified")).collect();
+        // The anon_vma map goes before the model is built.
+        drop(topo);
         Ok(Prepared { procs, pids: pids.to_vec(), states, built, skipped, refused })
     }
 

@@ -17,7 +17,9 @@ pub const MAJOR: u16 = 3;
 /// as `foreign`), which a 3.0 reader skips (then replays without a seed and says so) rather
 /// than read as a whole pass, which would classify the candidates' VMAs that only others
 /// share as LAZY.
-pub const MINOR: u16 = 1;
+/// 3.2: the seed is a SEED_PACKED chunk (its topology as `topology::packed` bytes, SEED_MORE
+/// chunks after it when over one chunk), which a 3.1 reader skips as 3.0 skips SEED_SCOPE.
+pub const MINOR: u16 = 2;
 pub const PREAMBLE: usize = 12;
 pub const CHUNK_HEAD: usize = 8;
 /// Larger lengths are corruption, not data: the writer cuts record chunks at 1 MiB.
@@ -36,6 +38,12 @@ pub const RECORDS_LZ4: u8 = 6;
 /// 3.1: `SEED` with the pass's processes outside the candidates reduced to
 /// `Topology::foreign` (a `SEED` chunk's whole pass is reduced so on load).
 pub const SEED_SCOPE: u8 = 7;
+/// 3.2: `SEED_SCOPE`'s content in ~1/10 of the bytes (issue 9: the JSON of a 1 M-VMA scope
+/// was 317 MiB, never recorded): `[meta length u32][SeedMeta JSON][packed topology]`
+/// (`lazyvma_model::topology::packed`).
+pub const SEED_PACKED: u8 = 8;
+/// 3.2: the rest of a `SEED_PACKED` body over one chunk, in order, right after it.
+pub const SEED_MORE: u8 = 9;
 
 /// `RECORDS_LZ4`'s body for a `RECORDS` body.
 pub fn compress(body: &[u8]) -> Vec<u8> {
@@ -229,6 +237,46 @@ impl SeedRec {
         self.topology.reduce(|pid| keep.contains(&pid));
         self
     }
+}
+
+/// What a `SEED_PACKED` chunk holds beside the packed topology (`SeedRec` less it).
+#[derive(Serialize, Deserialize)]
+struct SeedMeta<'a> {
+    tgid: u32,
+    candidates: std::borrow::Cow<'a, [u32]>,
+    reasons: std::borrow::Cow<'a, std::collections::BTreeMap<u32, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pass_us: Option<u64>,
+}
+
+/// A seed as a `SEED_PACKED` body, read off the pass where the trace holds it (a copy of a
+/// 1 M-VMA topology was ~170 MB at `trace -p -o`'s peak).
+pub fn seed_body(
+    tgid: u32,
+    topology: &lazyvma_model::topology::Topology,
+    candidates: &[u32],
+    reasons: &std::collections::BTreeMap<u32, String>,
+    pass_us: Option<u64>,
+) -> Vec<u8> {
+    use std::borrow::Cow;
+    let meta = SeedMeta { tgid, candidates: Cow::Borrowed(candidates), reasons: Cow::Borrowed(reasons), pass_us };
+    // Cannot fail: integers and strings.
+    let meta = serde_json::to_vec(&meta).unwrap_or_default();
+    let topo = lazyvma_model::topology::packed::pack(topology);
+    let mut b = Vec::with_capacity(4 + meta.len() + topo.len());
+    b.extend_from_slice(&(meta.len() as u32).to_le_bytes());
+    b.extend_from_slice(&meta);
+    b.extend_from_slice(&topo);
+    b
+}
+
+/// A `SEED_PACKED` body (with its `SEED_MORE` continuations) back to the seed.
+pub fn seed_from_body(b: &[u8]) -> Result<SeedRec, String> {
+    let n = b.get(..4).map(|n| u32::from_le_bytes(n.try_into().expect("4 bytes")) as usize).ok_or("cut short before its meta")?;
+    let meta = b.get(4..).and_then(|r| r.get(..n)).ok_or("cut short in its meta")?;
+    let meta: SeedMeta = serde_json::from_slice(meta).map_err(|e| format!("meta: {e}"))?;
+    let topology = lazyvma_model::topology::packed::unpack(&b[4 + n..])?;
+    Ok(SeedRec { tgid: meta.tgid, topology, candidates: meta.candidates.into_owned(), reasons: meta.reasons.into_owned(), pass_us: meta.pass_us })
 }
 
 /// How the trace ended; absent when the recording was cut short.

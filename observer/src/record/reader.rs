@@ -152,11 +152,27 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
             data.extend_from_slice(&plain);
         }
     }
+    // A SEED_PACKED chunk's body, joined with the SEED_MORE chunks right after it: decoded
+    // at the first chunk of another kind (or the end).
+    let mut packed: Option<(usize, Range<usize>, Vec<u8>)> = None;
     for (i, (at, kind, body)) in chunks.iter().enumerate().skip(1) {
         let (at, b) = (*at, body.clone());
         if rec.trailer.is_some() {
             return Err(err(at, format!("chunk {} follows the trailer", i + 1)));
         }
+        if *kind == format::SEED_MORE {
+            let (_, first, more) = packed.as_mut().ok_or_else(|| err(at, format!("seed chunk {} continues no seed", i + 1)))?;
+            if more.is_empty() {
+                more.extend_from_slice(&data[first.clone()]);
+            }
+            more.extend_from_slice(&data[b]);
+            continue;
+        }
+        if let Some((at, first, more)) = packed.take() {
+            let body = if more.is_empty() { &data[first] } else { &more[..] };
+            rec.seed = Some(format::seed_from_body(body).map_err(|e| err(at, format!("seed undecodable: {e}")))?);
+        }
+        let seen = rec.seed.is_some() || packed.is_some();
         match *kind {
             format::HEADER => return Err(err(at, format!("chunk {} is a second header", i + 1))),
             format::SYMBOLS => symbols(&data, b, &mut rec.symbols).map_err(|o| err(o, format!("symbols chunk {} malformed", i + 1)))?,
@@ -165,8 +181,11 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
                 rec.stamps.push((rec.records.len(), rec.last_ms));
             }
             // Written before the first record: anywhere else its place in the stream is lost.
-            format::SEED | format::SEED_SCOPE if rec.seed.is_some() => return Err(err(at, format!("chunk {} is a second seed", i + 1))),
-            format::SEED | format::SEED_SCOPE if !rec.records.is_empty() => return Err(err(at, format!("seed chunk {} follows records", i + 1))),
+            format::SEED | format::SEED_SCOPE | format::SEED_PACKED if seen => return Err(err(at, format!("chunk {} is a second seed", i + 1))),
+            format::SEED | format::SEED_SCOPE | format::SEED_PACKED if !rec.records.is_empty() => {
+                return Err(err(at, format!("seed chunk {} follows records", i + 1)))
+            }
+            format::SEED_PACKED => packed = Some((at, b, Vec::new())),
             format::SEED | format::SEED_SCOPE => {
                 let s: SeedRec = serde_json::from_slice(&data[b]).map_err(|e| err(at, format!("seed undecodable: {e}")))?;
                 // Before 3.1 the whole pass: held as a 3.1 trace holds it.
@@ -178,6 +197,10 @@ pub fn read(path: &str, data: Vec<u8>) -> Result<Recording, ReadError> {
             // A newer minor version's chunk: skipped (docs/recording.md).
             _ => {}
         }
+    }
+    if let Some((at, first, more)) = packed.take() {
+        let body = if more.is_empty() { &data[first] } else { &more[..] };
+        rec.seed = Some(format::seed_from_body(body).map_err(|e| err(at, format!("seed undecodable: {e}")))?);
     }
     if let (Some(_), Some(c)) = (&rec.trailer, cut) {
         return Err(err(c, "bytes after the trailer".into()));
@@ -321,7 +344,7 @@ mod tests {
         assert_eq!(msg(bad), "recording f.rec: not a lazyvma recording (bad magic) at offset 0");
         let mut bad = d.clone();
         bad[8] = 4;
-        assert_eq!(msg(bad), "recording f.rec: format version 4.1; this lazyvma reads 1.x to 3.x at offset 8");
+        assert_eq!(msg(bad), format!("recording f.rec: format version 4.{}; this lazyvma reads 1.x to 3.x at offset 8", format::MINOR));
         // A 1.x file (before the slim slab records and LZ4: plain records chunks) is read.
         let mut old = format::preamble().to_vec();
         old[8] = 1;
@@ -422,6 +445,35 @@ mod tests {
         let mut bad = d[..e[0]].to_vec();
         bad.extend_from_slice(&format::chunk(format::SEED, b"{}"));
         assert!(read("f", bad).err().unwrap().to_string().contains("seed undecodable"));
+    }
+
+    /// A 3.2 seed: one `SEED_PACKED` chunk, or its body cut across `SEED_MORE` chunks after
+    /// it, reads back as the seed written; a continuation of nothing or a damaged body is
+    /// an error.
+    #[test]
+    fn a_packed_seed_reads_back_whole_or_in_pieces() {
+        let s = seed_rec();
+        let body = format::seed_body(s.tgid, &s.topology, &s.candidates, &s.reasons, Some(5));
+        let want = SeedRec { pass_us: Some(5), ..s };
+        let d = sample();
+        let e = ends(&d);
+        let with = |chunks: &[(u8, &[u8])]| {
+            let mut f = d[..e[0]].to_vec();
+            for (k, b) in chunks {
+                f.extend_from_slice(&format::chunk(*k, b));
+            }
+            f.extend_from_slice(&d[e[0]..]);
+            read("s", f)
+        };
+        let r = with(&[(format::SEED_PACKED, &body)]).unwrap();
+        assert_eq!((r.seed.as_ref(), r.record_count()), (Some(&want), 5));
+        let (a, rest) = body.split_at(3);
+        let (b, c) = rest.split_at(rest.len() / 2);
+        let r = with(&[(format::SEED_PACKED, a), (format::SEED_MORE, b), (format::SEED_MORE, c)]).unwrap();
+        assert_eq!(r.seed.as_ref(), Some(&want));
+        assert!(with(&[(format::SEED_MORE, &body)]).err().unwrap().to_string().contains("seed chunk 2 continues no seed"));
+        assert!(with(&[(format::SEED_PACKED, a)]).err().unwrap().to_string().contains("seed undecodable"));
+        assert!(with(&[(format::SEED_PACKED, &body), (format::SEED_PACKED, &body)]).err().unwrap().to_string().contains("chunk 3 is a second seed"));
     }
 
     /// A 3.0 seed chunk held the whole pass: read, it is reduced to the candidates' size as a

@@ -68,10 +68,15 @@ impl Writer {
 
     /// Whole or not at all: a torn chunk is cut off, so a reader sees the last whole one.
     fn write(&mut self, bytes: &[u8]) {
+        self.write_parts(&[bytes]);
+    }
+
+    /// `write` of the parts' concatenation, without making it.
+    fn write_parts(&mut self, parts: &[&[u8]]) {
         if self.failed.is_some() {
             return;
         }
-        if let Err(e) = self.out.write_all(bytes) {
+        if let Err(e) = parts.iter().try_for_each(|b| self.out.write_all(b)) {
             let _ = self.out.set_len(self.bytes);
             self.failed = Some(format!("writing recording {}: {e}", self.path.display()));
             eprintln!(
@@ -81,7 +86,7 @@ impl Writer {
             );
             return;
         }
-        self.bytes += bytes.len() as u64;
+        self.bytes += parts.iter().map(|b| b.len() as u64).sum::<u64>();
     }
 
     fn chunk(&mut self, kind: u8, body: &[u8]) -> anyhow::Result<()> {
@@ -97,15 +102,25 @@ impl Writer {
         self.chunk(format::HEADER, &serde_json::to_vec(h)?)
     }
 
-    /// The seed's input, taken before any record was read (so before any records chunk).
-    /// `Ok(Some(bytes))`: too large for one chunk (a reader would call it corruption), not written.
-    pub fn seed(&mut self, s: &format::SeedRec) -> anyhow::Result<Option<usize>> {
-        let body = serde_json::to_vec(s)?;
-        if body.len() + 1 > format::MAX_CHUNK {
-            return Ok(Some(body.len()));
+    /// The seed's input (`format::seed_body`), taken before any record was read (so before
+    /// any records chunk): one `SEED_PACKED` chunk, and `SEED_MORE` chunks after it for what
+    /// is over one chunk. Each written from the body in place (no copy of it is made).
+    pub fn seed(&mut self, body: &[u8]) {
+        let mut kind = format::SEED_PACKED;
+        for piece in body.chunks(format::MAX_CHUNK - 1) {
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&[kind]);
+            crc.update(piece);
+            let mut head = [0u8; format::CHUNK_HEAD + 1];
+            head[..4].copy_from_slice(&(piece.len() as u32 + 1).to_le_bytes());
+            head[4..8].copy_from_slice(&crc.finalize().to_le_bytes());
+            head[8] = kind;
+            self.write_parts(&[&head, piece]);
+            if self.failed.is_none() {
+                self.chunks += 1;
+            }
+            kind = format::SEED_MORE;
         }
-        self.chunk(format::SEED_SCOPE, &body)?;
-        Ok(None)
     }
 
     /// One ring-buffer record, before the tracer counts it: a chunk cut here holds only

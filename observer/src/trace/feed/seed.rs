@@ -218,7 +218,7 @@ fn pass(p: &mut Pending, args: Args, btf_path: Option<&Path>, facts: Facts, mark
 }
 
 /// Hands the pages of freed memory back to the kernel (glibc keeps them, per arena).
-fn trim() {
+pub(crate) fn trim() {
     #[cfg(target_env = "gnu")]
     // SAFETY: no argument but the pad to keep; glibc walks its own arenas under their locks.
     unsafe {
@@ -265,9 +265,10 @@ fn tgid_of(tid: u32) -> Option<u32> {
 }
 
 impl Pending {
-    /// What a recording keeps of the pass (`record::format::SeedRec`).
-    pub fn record(&self) -> SeedRec {
-        SeedRec { tgid: self.tgid, topology: self.topo.clone(), candidates: self.candidates.clone(), reasons: self.reasons.clone(), pass_us: self.pass_us }
+    /// What a recording keeps of the pass: a `SEED_PACKED` body (`record::format::seed_body`),
+    /// read off the pass in place.
+    pub fn record(&self) -> Vec<u8> {
+        crate::record::format::seed_body(self.tgid, &self.topo, &self.candidates, &self.reasons, self.pass_us)
     }
 
     /// A replay's pending seed: the recorded pass under the replay's knobs.
@@ -646,7 +647,7 @@ mod tests {
         p.reasons.insert(100, "thread 101 was running".into());
         let mut k = Knobs::default();
         k.set("lazy_enabled=false").unwrap();
-        let r: SeedRec = serde_json::from_slice(&serde_json::to_vec(&p.record()).unwrap()).unwrap();
+        let r: SeedRec = crate::record::format::seed_from_body(&p.record()).unwrap();
         let q = Pending::replayed(&r, k);
         assert_eq!((q.tgid, &q.topo, &q.candidates, &q.reasons, q.knobs, q.inside), (p.tgid, &p.topo, &p.candidates, &p.reasons, k, false));
     }

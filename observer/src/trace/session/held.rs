@@ -42,9 +42,7 @@ pub fn seeded(tracer: &mut Tracer, seeding: &mut Seeding) -> anyhow::Result<()> 
     let Some((running, _)) = seeding.as_mut() else { return Ok(()) };
     let Some(pending) = running.take().map(|r| r.join()) else { return Ok(()) };
     if let Some(w) = tracer.tap.as_mut() {
-        if let Some(n) = w.seed(&pending.record())? {
-            eprintln!("lazyvma: the snapshot ({} MiB) is over a recording chunk's 64 MiB: not recorded, a replay will not seed", n >> 20);
-        }
+        w.seed(&pending.record());
     }
     if let Some(f) = tracer.feed.as_mut() {
         f.seed = Some(pending);

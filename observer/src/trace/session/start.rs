@@ -194,6 +194,10 @@ impl Session {
         // Attached: aya's parse goes before the seeding pass (`trace::seed::Facts` says why).
         drop(btf);
         let seed_facts = kf.seed();
+        // Our BTF parse (resolved into `kf.btf`) and aya's are gone: their pages (~26 MB of
+        // the ~40 MB of heap here on 6.18) would stay with glibc, a trace of an idle scope's
+        // RSS for its whole run.
+        crate::trace::feed::seed::trim();
         // The tracer starts from the recorded tree, as a replay's does.
         let mut tracer = super::tracer(&about, syms, sizes, &opts);
         tracer.kernel_tally = kernel_tally;
