@@ -32,14 +32,14 @@ fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Optio
 /// anon_vma / anon_vma_chain allocations and frees; `unclassified` (neither size or kind)
 /// only where something was.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
+pub struct KindFlows {
     pub anon_vma: Flow,
     pub anon_vma_chain: Flow,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unclassified: Option<Flow>,
 }
 
-impl Counts {
+impl KindFlows {
     fn flows(&self) -> Flows {
         Flows { anon_vma: self.anon_vma, anon_vma_chain: self.anon_vma_chain }
     }
@@ -125,15 +125,15 @@ pub struct PhaseRow {
     pub tgid: u32,
     pub phase: Option<u32>,
     #[serde(flatten)]
-    pub observed: Counts,
+    pub observed: KindFlows,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eager: Option<Counts>,
+    pub eager: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lazy: Option<Counts>,
+    pub lazy: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub prepare_race_spares: Option<Counts>,
+    pub prepare_race_spares: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub before_seed: Option<Counts>,
+    pub before_seed: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_modelled: Option<String>,
 }
@@ -347,11 +347,11 @@ pub struct CgroupRow {
     pub id: u64,
     pub processes: u64,
     #[serde(flatten)]
-    pub observed: Counts,
+    pub observed: KindFlows,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eager: Option<Counts>,
+    pub eager: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lazy: Option<Counts>,
+    pub lazy: Option<KindFlows>,
 }
 
 /// `model.events` (`--model-events`): one event fed and the (proc, phase) it counted at.
@@ -409,7 +409,7 @@ pub struct ModelFed {
     pub layout_mismatches: u64,
     pub out_of_order: u64,
     pub reordered: u64,
-    pub prepare_race_spares: Counts,
+    pub prepare_race_spares: KindFlows,
     pub find_vma_errors: Vec<u32>,
     pub model_errors: u64,
     pub first_model_error: Option<String>,
@@ -479,11 +479,11 @@ pub struct TraceDoc {
     pub kernel_stacks: bool,
     pub sizes: TraceSizes,
     // The slab's counts.
-    pub observed: Counts,
+    pub observed: KindFlows,
     #[serde(default)]
-    pub by_function: BTreeMap<String, Counts>,
+    pub by_function: BTreeMap<String, KindFlows>,
     #[serde(default)]
-    pub by_reason: BTreeMap<String, Counts>,
+    pub by_reason: BTreeMap<String, KindFlows>,
     #[serde(default)]
     pub phases: Vec<PhaseRow>,
     #[serde(default)]
@@ -511,9 +511,9 @@ pub struct TraceDoc {
     pub locks: Option<Locks>,
     // The model fed with this trace (command and -p scopes), for the traced tree only.
     #[serde(default)]
-    pub eager: Option<Counts>,
+    pub eager: Option<KindFlows>,
     #[serde(default)]
-    pub lazy: Option<Counts>,
+    pub lazy: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<Model>,
     #[serde(default)]
@@ -549,7 +549,7 @@ fn side(f: &Flow, size: u64) -> Side {
     Side { objects: n, bytes: n * size as i64, allocs: Some(f.alloc), frees: Some(f.free) }
 }
 
-fn allocs(f: &Counts) -> ObjectCounts {
+fn allocs(f: &KindFlows) -> ObjectCounts {
     ObjectCounts { anon_vma: f.anon_vma.alloc, anon_vma_chain: f.anon_vma_chain.alloc }
 }
 
@@ -639,7 +639,7 @@ impl TraceDoc {
         let (av_size, avc_size) = (self.sizes.of("anon_vma"), self.sizes.of("anon_vma_chain"));
         let sizes = ObjectCounts { anon_vma: av_size.0, anon_vma_chain: avc_size.0 };
         let observed = self.observed.flows();
-        let (eager, lazy) = (self.eager.as_ref().map(Counts::flows), self.lazy.as_ref().map(Counts::flows));
+        let (eager, lazy) = (self.eager.as_ref().map(KindFlows::flows), self.lazy.as_ref().map(KindFlows::flows));
         if eager.is_none() && lazy.is_none() {
             notes.push("model not fed: observed slab allocations/frees during the trace; no eager/lazy model".into());
         }

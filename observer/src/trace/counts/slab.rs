@@ -35,10 +35,10 @@ impl From<AllocFree> for crate::report::schema::Flow {
 
 /// As the report's JSON has it: anon_vma and anon_vma_chain, unclassified only where
 /// something was.
-impl From<&SlabCounts> for crate::report::trace_doc::Counts {
+impl From<&SlabCounts> for crate::report::trace_doc::KindFlows {
     fn from(c: &SlabCounts) -> Self {
         let u = c.unclassified;
-        crate::report::trace_doc::Counts {
+        crate::report::trace_doc::KindFlows {
             anon_vma: c.anon_vma.into(),
             anon_vma_chain: c.anon_vma_chain.into(),
             unclassified: (u.alloc + u.free > 0).then(|| u.into()),

@@ -2,7 +2,7 @@
 //! (totals, per (process, phase), live rows) and what the model covered.
 use crate::report::{
     lazy_rules::LazyRules,
-    trace_doc::{Counts, FedEvent, LiveCounts, Model, ModelFed, NotModelled, PhaseRow, SeededLive},
+    trace_doc::{FedEvent, KindFlows, LiveCounts, Model, ModelFed, NotModelled, PhaseRow, SeededLive},
 };
 use crate::trace::{
     counts::slab::{AllocFree, Sizes, SlabCounts},
@@ -35,7 +35,7 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<PhaseRow>) {
 }
 
 /// [+AV, -AV, +AVC, -AVC] of a phase row's counts.
-fn four(c: &Counts) -> [i64; 4] {
+fn four(c: &KindFlows) -> [i64; 4] {
     [c.anon_vma.alloc as i64, c.anon_vma.free as i64, c.anon_vma_chain.alloc as i64, c.anon_vma_chain.free as i64]
 }
 
@@ -257,11 +257,11 @@ pub fn sweep_not_run(f: &Feed) -> Option<String> {
 
 #[cfg(test)]
 mod moved_teardown_tests {
-    use super::{Counts, PhaseRow};
+    use super::{KindFlows, PhaseRow};
     use crate::report::schema::Flow;
 
     fn row(proc: usize, obs: [u64; 4], eager: Option<[u64; 4]>) -> PhaseRow {
-        let c = |v: [u64; 4]| Counts { anon_vma: Flow { alloc: v[0], free: v[1] }, anon_vma_chain: Flow { alloc: v[2], free: v[3] }, unclassified: None };
+        let c = |v: [u64; 4]| KindFlows { anon_vma: Flow { alloc: v[0], free: v[1] }, anon_vma_chain: Flow { alloc: v[2], free: v[3] }, unclassified: None };
         PhaseRow { proc, tgid: proc as u32 + 1000, phase: None, observed: c(obs), eager: eager.map(c), ..Default::default() }
     }
 
