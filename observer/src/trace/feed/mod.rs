@@ -389,13 +389,17 @@ impl Feed {
         // A process of the same image inside execve: the kernel tears the old mm down
         // before `sched_process_exec`, so an exit between the two freed the anon_vmas they
         // share after the teardown, which the records (exit, then exec) do not show.
-        let racing: Vec<usize> = self.in_exec.keys().copied().filter(|p| self.procs.get(p).is_some_and(|q| gone.image != 0 && q.image == gone.image)).collect();
+        let mut racing: Vec<usize> =
+            self.in_exec.keys().copied().filter(|p| self.procs.get(p).is_some_and(|q| gone.image != 0 && q.image == gone.image)).collect();
+        // Sorted here and below: rows and reasons must not follow the maps' hash order.
+        racing.sort_unstable();
         for p in racing {
             let what = "an exit while a process of the same image was inside execve (which freed the anon_vmas they share is not in the records)";
             self.unmodelled_at(p, Self::at(tree, p), what);
             self.unmodelled_at(proc, Self::at(tree, proc), what);
         }
-        let borrowers: Vec<usize> = self.borrowed.iter().filter(|(_, &mm)| mm == proc).map(|(b, _)| *b).collect();
+        let mut borrowers: Vec<usize> = self.borrowed.iter().filter(|(_, &mm)| mm == proc).map(|(b, _)| *b).collect();
+        borrowers.sort_unstable();
         if !borrowers.is_empty() {
             // CLONE_VM without CLONE_VFORK: the mm outlives this exit in the kernel, not in
             // the model; the borrowers' later work is not modelled.
@@ -414,7 +418,11 @@ impl Feed {
     /// Processes of the tree never modelled (running before the trace, or vfork children
     /// that did not exec).
     pub fn finish(&mut self, tree: &Tree, lost: u64, missing: &[(String, String)]) {
-        for (_, (ev, at)) in std::mem::take(&mut self.awaiting_hook) {
+        // In key order, not the map's (randomly seeded) one: a replay must hand the model
+        // the same sequence every run.
+        let mut waiting: Vec<_> = std::mem::take(&mut self.awaiting_hook).into_values().collect();
+        waiting.sort_unstable_by_key(|(ev, _)| (ev.key, ev.pid));
+        for (ev, at) in waiting {
             self.prepared_now(tree, &ev, at);
         }
         for (mm, item) in self.order.drain() {

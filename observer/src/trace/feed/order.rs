@@ -4,8 +4,16 @@
 //! (the syscall's first mmap_lock write acquisition, a prepare's allocation inside its
 //! fault's read section: `SyscallEvent::key`, `PrepareVma::key`); records wait here until
 //! every record that could still precede them has arrived: a key older than the newest
-//! seen minus [`WINDOW_NS`]. Only one mm's order matters to its model, so each mm has its
-//! own queue and its own floor.
+//! seen minus [`WINDOW_NS`]. Each mm has its own queue and its own floor: a record is late
+//! only against its own mm.
+//!
+//! What leaves here for several mms at once ([`Order::ready`], [`Order::before`],
+//! [`Order::drain`]) leaves in (key, arrival) order across them: the key is when the kernel
+//! took that mm's lock, so this is the best order of the kernel's own there is, it keeps
+//! each mm's order (the same sort), and it makes a replay deterministic. mms share
+//! anon_vmas after a fork, so which of two mms' munmaps the model applies first decides
+//! which one frees a shared anon_vma; the queues' (hash) order changed that, and the
+//! model's events with it, from one run of the same recording to the next.
 use crate::trace::ingest::format::Format;
 use lazyvma_model::trace_abi::NO_FIELD;
 use std::collections::{BTreeMap, HashMap};
@@ -44,8 +52,10 @@ impl Mark {
 type Queue<T> = BTreeMap<(u64, u64), T>;
 
 pub struct Order<T> {
+    /// Never iterated: its hash order reaches nothing.
     marks: HashMap<usize, Mark>,
     /// Only mms with records waiting: `ready` runs on every record and looks at these alone.
+    /// Iterated in hash order, so what leaves for several mms is sorted (`by_key`).
     queues: HashMap<usize, Queue<T>>,
     newest: u64,
     arrivals: u64,
@@ -90,16 +100,21 @@ impl<T> Order<T> {
                 let ((key, arrival), item) = q.pop_first().expect("non-empty");
                 mark.floor = mark.floor.max(key);
                 self.reordered += mark.applied(arrival);
-                out.push((mm, item));
+                out.push(((key, arrival), mm, item));
             }
             !q.is_empty()
         });
-        out
+        by_key(out)
     }
 
     /// Everything queued for `mm`, in key order; later records of `mm` keyed before `at`
     /// (a fork, exec or exit applied now, at ktime `at`) come too late.
     pub fn barrier(&mut self, mm: usize, at: u64) -> Vec<T> {
+        self.take(mm, at).into_values().collect()
+    }
+
+    /// [`Order::barrier`], keys kept.
+    fn take(&mut self, mm: usize, at: u64) -> Queue<T> {
         let items = self.queues.remove(&mm).unwrap_or_default();
         let mark = self.marks.entry(mm).or_default();
         let last = items.keys().next_back().map_or(0, |k| k.0);
@@ -107,7 +122,7 @@ impl<T> Order<T> {
         for &(_, arrival) in items.keys() {
             self.reordered += mark.applied(arrival);
         }
-        items.into_values().collect()
+        items
     }
 
     /// Every mm's records keyed before `at`, for an event that reaches across mms (an exit
@@ -122,18 +137,31 @@ impl<T> Order<T> {
             for k in due {
                 mark.floor = mark.floor.max(k.0);
                 self.reordered += mark.applied(k.1);
-                out.push((mm, q.remove(&k).unwrap()));
+                out.push((k, mm, q.remove(&k).unwrap()));
             }
         }
         self.queues.retain(|_, q| !q.is_empty());
-        out
+        by_key(out)
     }
 
     /// Every mm, at the end.
     pub fn drain(&mut self) -> Vec<(usize, T)> {
         let mms: Vec<usize> = self.queues.keys().copied().collect();
-        mms.into_iter().flat_map(|mm| self.barrier(mm, 0).into_iter().map(move |t| (mm, t))).collect()
+        let mut out = Vec::new();
+        for mm in mms {
+            out.extend(self.take(mm, 0).into_iter().map(|(k, t)| (k, mm, t)));
+        }
+        by_key(out)
     }
+}
+
+/// Several mms' items in (key, arrival) order, not the queues' hash order (module doc).
+/// Arrivals are unique, so the order is total and each mm's own order is kept.
+fn by_key<T>(mut items: Vec<((u64, u64), usize, T)>) -> Vec<(usize, T)> {
+    if items.len() > 1 {
+        items.sort_unstable_by_key(|(k, _, _)| *k);
+    }
+    items.into_iter().map(|(_, mm, t)| (mm, t)).collect()
 }
 
 #[cfg(test)]
@@ -163,9 +191,8 @@ mod tests {
         o.push(2, 11 * MS, "other mm").unwrap();
         assert!(o.ready().is_empty());
         o.push(1, 12 * MS + WINDOW_NS, "c").unwrap();
-        let mut r = o.ready();
-        r.sort_by_key(|(mm, _)| *mm);
-        assert_eq!(r, [(1, "b"), (1, "a"), (2, "other mm")]);
+        // Across mms too, in key order (not the queues' hash order): 10, 11, 12 ms.
+        assert_eq!(o.ready(), [(1, "b"), (2, "other mm"), (1, "a")]);
         assert_eq!(o.reordered, 1, "a, the first to arrive, was applied after b");
         // A record older than one applied is not placed: counted, handed back.
         assert_eq!(o.push(1, 11 * MS, "late"), Err("late"));

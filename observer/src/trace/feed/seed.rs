@@ -413,7 +413,8 @@ fn shared(prep: &Prepared, mut others: HashMap<u64, u32>, seeded: &[(usize, u32)
     let mut out = Vec::new();
     for &(proc, tgid) in seeded {
         let Some(roots) = prep.roots(tgid) else { continue };
-        if let Some(other) = roots.iter().find_map(|r| others.get(r)) {
+        // The lowest pid, not the first in `roots`' hash order: the same run reports the same.
+        if let Some(other) = roots.iter().filter_map(|r| others.get(r)).min() {
             out.push((proc, format!("seeded sharing anon_vmas with pid {other}, not seeded: what the kernel frees once that process lets go is not modelled")));
         }
     }
