@@ -169,32 +169,13 @@ impl Header {
     }
 }
 
-/// `load::backend::Choice` with owned strings.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ChoiceRec {
-    pub hook: String,
-    pub backend: String,
-    pub functions: Vec<String>,
-    pub tracepoints: Vec<String>,
-    pub note: Option<String>,
-    pub reason: Option<String>,
-}
+/// `load::backend::Choice` with owned strings: the header keeps what `trace -j`'s
+/// `backend_detail` prints.
+pub use crate::report::trace_doc::BackendChoice as ChoiceRec;
 
 const BACKENDS: [Backend; 5] = [Backend::Fentry, Backend::Kprobe, Backend::Tracepoint, Backend::TracepointOnly, Backend::Unavailable];
 
 impl ChoiceRec {
-    pub fn of(c: &Choice) -> ChoiceRec {
-        let own = |v: &[&str]| v.iter().map(|s| s.to_string()).collect();
-        ChoiceRec {
-            hook: c.hook.into(),
-            backend: c.backend.name().into(),
-            functions: own(&c.functions),
-            tracepoints: own(&c.tracepoints),
-            note: c.note.map(Into::into),
-            reason: c.reason.clone(),
-        }
-    }
-
     /// Choice borrows `'static` names; a replay is one short process, so its few dozen
     /// strings are leaked rather than the report's types made generic.
     pub fn choice(&self) -> Result<Choice, String> {

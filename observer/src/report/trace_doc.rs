@@ -138,11 +138,15 @@ pub struct PhaseRow {
     pub not_modelled: Option<String>,
 }
 
-/// `processes`: the traced tree (`trace::tree::pids::Proc`).
+/// `processes`: the traced tree, one row per process (`trace::tree::pids::Proc`, the
+/// tracker's own record of it).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcRow {
+    /// Position in the tree by first appearance: 0 is the command (or the first -p pid).
+    /// Stable across runs of the same program, unlike the tgid.
     pub proc: usize,
     pub tgid: u32,
+    /// `proc` of the forking process; None for a root.
     pub parent: Option<usize>,
     pub phase: Option<u32>,
     pub execs: u32,

@@ -77,7 +77,7 @@ pub fn json(t: &Tracer, r: &Run<'_>) -> TraceDoc {
         by_function,
         by_reason,
         phases,
-        processes: t.tree.procs.iter().filter(|p| shown(r, p.phase)).map(|p| p.doc()).collect(),
+        processes: t.tree.procs.iter().filter(|p| shown(r, p.phase)).cloned().collect(),
         lost_events: r.lost,
         events: doc::Events {
             sent: r.sent,

@@ -178,7 +178,7 @@ impl Session {
             argv: opts.command.iter().map(|a| a.to_string_lossy().into_owned()).collect(),
             tree: meta::initial(&tree),
             stacks,
-            backend: backend.iter().map(record::format::ChoiceRec::of).collect(),
+            backend: backend.iter().map(|c| c.doc()).collect(),
             tracepoints: attached.clone(),
             missing: missing.clone(),
             ops: any_hook,

@@ -26,26 +26,8 @@ impl Threads {
     }
 }
 
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Proc {
-    /// Position in the tree by first appearance: 0 is the command (or the first -p pid).
-    /// Stable across runs of the same program, unlike the tgid.
-    pub proc: usize,
-    pub tgid: u32,
-    /// `proc` of the forking process; None for a root.
-    pub parent: Option<usize>,
-    pub phase: Option<u32>,
-    pub execs: u32,
-    pub exited: bool,
-}
-
-impl Proc {
-    /// As `trace -j`'s `processes` has it.
-    pub fn doc(&self) -> crate::report::trace_doc::ProcRow {
-        let Proc { proc, tgid, parent, phase, execs, exited } = *self;
-        crate::report::trace_doc::ProcRow { proc, tgid, parent, phase, execs, exited }
-    }
-}
+/// A process of the tree: the row `trace -j`'s `processes` prints.
+pub use crate::report::trace_doc::ProcRow as Proc;
 
 pub enum Scope {
     /// Every process: entries are created on first sight, without parents.
