@@ -35,6 +35,7 @@ mod report {
     pub mod hist;
     pub mod lazy_rules;
     pub mod schema;
+    pub mod trace_doc;
 }
 
 use record::format::{CHUNK_HEAD, PREAMBLE};
