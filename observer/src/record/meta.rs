@@ -7,7 +7,7 @@ use crate::report::{
 };
 use crate::{
     load::backend::Choice,
-    trace::{counts::bycgroup, feed::Feed, ingest::stats, out::render, tree::command::Status, tree::pids::Tree, Tracer},
+    trace::{counts::bycgroup, feed::Feed, ingest::stats, out::render, out::text, tree::command::Status, tree::pids::Tree, Tracer},
 };
 use lazyvma_model::sweep;
 use std::io::Write;
@@ -51,15 +51,6 @@ impl Source {
             complete: self.complete,
             lost_bytes: self.lost_bytes as u64,
         }
-    }
-
-    fn text(&self) -> String {
-        let how = if self.complete {
-            "complete".to_string()
-        } else {
-            format!("cut short after chunk {}: {} bytes lost; end reason and lost events unknown", self.chunks, self.lost_bytes)
-        };
-        format!("recording: {} ({} records in {} chunks, {} bytes, format {}), {how}", self.path, self.records, self.chunks, self.bytes, self.version)
     }
 }
 
@@ -200,7 +191,7 @@ pub fn print(
         rmap: h.rmap,
     };
     let lock_counters = trailer.and_then(|tr| tr.lock_counters);
-    let mut j = render::json(t, &run);
+    let mut j = render::document(t, &run);
     j.kernel_counts = trailer.and_then(|tr| tr.kernel_counts).map(|k| MapStats { full: k.full, retired: k.retired });
     j.locks = Some(t.locks.json(&t.tree, lock_counters));
     (j.lazy_rules, j.lazy_rules_why) = crate::trace::out::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
@@ -217,19 +208,9 @@ pub fn print(
     }
     j.recording = source.map(Source::json);
     if !json {
-        // Text to a terminal: the comms and paths in it cannot drive it.
+        // The same document as text. To a terminal: the comms and paths in it cannot drive it.
         let mut out = crate::escape::Terminal::new(std::io::stdout().lock());
-        render::text(t, &run, &mut out)?;
-        t.locks.text(&t.tree, lock_counters, &mut out)?;
-        if let Some(s) = &live.bpf_stats {
-            stats::text(s, &mut out)?;
-        }
-        if let Some(g) = &live.groups {
-            bycgroup::text(&g.rows, &mut out)?;
-        }
-        if let Some(s) = source {
-            writeln!(out, "{}", s.text())?;
-        }
+        text::report(&j, &mut out)?;
         out.flush()?;
     }
     // Only JSON and the report document show the sweep: text output does not wait for it.

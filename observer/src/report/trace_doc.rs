@@ -79,7 +79,7 @@ impl<'de> Deserialize<'de> for TraceSizes {
 
 impl TraceSizes {
     /// Bytes per object of `kind` and where they came from (bytes = slab_size, as a snapshot prices them).
-    fn of(&self, kind: &str) -> (u64, String) {
+    pub fn of(&self, kind: &str) -> (u64, String) {
         let av = kind == "anon_vma";
         match self {
             TraceSizes::Caches(s) => {
@@ -136,6 +136,11 @@ pub struct PhaseRow {
     pub before_seed: Option<KindFlows>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_modelled: Option<String>,
+    /// A row the model counted at: its place among the model's rows, in the order the feed
+    /// first counted at each (the text's model table keeps it). Not in the JSON, whose shape
+    /// has its ~20 readers: `phases` is in the order of the first observed event.
+    #[serde(skip)]
+    pub model_order: Option<usize>,
 }
 
 /// `processes`: the traced tree, one row per process (`trace::tree::pids::Proc`, the

@@ -9,7 +9,6 @@ use crate::trace::{
     tree::pids::Tree,
 };
 use std::collections::HashMap;
-use std::io::Write;
 
 pub struct ByCgroup {
     mounts: cgroup::Mounts,
@@ -82,15 +81,6 @@ pub fn json(rows: &[Row]) -> Vec<CgroupRow> {
     rows.iter()
         .map(|r| CgroupRow { path: r.path.clone(), id: r.id, processes: r.procs.len() as u64, observed: (&r.observed).into(), eager: None, lazy: None })
         .collect()
-}
-
-pub fn text(rows: &[Row], out: &mut impl Write) -> std::io::Result<()> {
-    writeln!(out, "\n{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", "by cgroup (at first sight)", "procs", "AV alloc", "free", "AVC alloc", "free")?;
-    for r in rows {
-        let (a, c) = (r.observed.anon_vma, r.observed.anon_vma_chain);
-        writeln!(out, "{:<40} {:>5} {:>8} {:>8} {:>10} {:>8}", crate::escape::ctl(&r.path), r.procs.len(), a.alloc, a.free, c.alloc, c.free)?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

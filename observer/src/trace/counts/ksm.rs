@@ -126,16 +126,6 @@ impl KernelEvents {
             backend: Default::default(),
         }
     }
-
-    pub fn text(&self) -> Option<String> {
-        let t = &self.total;
-        (*t != KernelEventCounts::default() || self.unattributed > 0).then(|| {
-            format!(
-                "kernel events: ksm merges {} (failed {}), ksm rmap items removed {}, thp faults {} (fell back {}), unattributed ksm records {}",
-                t.ksm_merges, t.ksm_merge_failures, t.ksm_rmap_items_removed, t.thp_faults, t.thp_fallbacks, self.unattributed
-            )
-        })
-    }
 }
 
 #[cfg(test)]

@@ -247,45 +247,6 @@ impl Locks {
             by_process: by,
         }))
     }
-
-    pub fn text(&self, tree: &Tree, counters: Option<Counters>, out: &mut impl std::io::Write) -> std::io::Result<()> {
-        if let Some(why) = &self.unavailable {
-            return writeln!(out, "anon_vma root rwsem contention: unavailable ({why})");
-        }
-        let us = |h: &Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1e3;
-        let line = |w: &Waits| {
-            format!("{:>8} {:>6} {:>6} {:>10.1} {:>10.1} {:>10.1}", w.contentions, w.read, w.write, us(&w.ns, 0.5), us(&w.ns, 0.99), w.ns.max() as f64 / 1e3)
-        };
-        writeln!(out, "\n{:<28} {:>8} {:>6} {:>6} {:>10} {:>10} {:>10}", "anon_vma root rwsem waits", "count", "read", "write", "p50 us", "p99 us", "max us")?;
-        writeln!(out, "{:<28} {}", "total", line(&self.total))?;
-        let mut rows: Vec<_> = self.by.iter().collect();
-        rows.sort_by_key(|(_, w)| std::cmp::Reverse(w.contentions));
-        for (who, w) in rows.iter().take(10) {
-            let name = match who {
-                Who::Proc(p) => format!("proc {p} tgid {}", tree.get(*p).tgid),
-                Who::Other => "other".into(),
-            };
-            writeln!(out, "{name:<28} {}", line(w))?;
-        }
-        if rows.len() > 10 {
-            writeln!(out, "({} more processes in -j)", rows.len() - 10)?;
-        }
-        let c = |f: fn(&Counters) -> u64| counters.as_ref().map_or("?".into(), |c| f(c).to_string());
-        writeln!(
-            out,
-            "lock events: {} begins, {} ends, {} paired ({} out of scope, {} via the anon_vma's owner), unpaired {} begins / {} ends, {} lost; anon_vmas seeded {}, refused by the full set {}",
-            self.begins,
-            self.ends,
-            self.paired,
-            self.out_of_scope,
-            self.via_owner,
-            self.unpaired_begins,
-            self.unpaired_ends,
-            c(|c| c.lost),
-            c(|c| c.seeded),
-            c(|c| c.set_full)
-        )
-    }
 }
 
 /// PF_KTHREAD in `/proc/PID/stat`'s flags; a task already gone counts as a user task.

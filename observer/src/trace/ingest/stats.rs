@@ -83,11 +83,3 @@ pub fn read(bpf: &Ebpf) -> Vec<ProgStat> {
 pub fn json(stats: &[ProgStat]) -> BTreeMap<String, BpfProg> {
     stats.iter().map(|s| (s.program.clone(), BpfProg { runs: s.runs, mean_ns: s.mean_ns() })).collect()
 }
-
-pub fn text(stats: &[ProgStat], out: &mut impl std::io::Write) -> std::io::Result<()> {
-    writeln!(out, "\n{:<28} {:>12} {:>10}", "bpf program (--stats)", "runs", "mean ns")?;
-    for s in stats {
-        writeln!(out, "{:<28} {:>12} {:>10}", s.program, s.runs, s.mean_ns())?;
-    }
-    Ok(())
-}

@@ -8,13 +8,12 @@ use crate::trace::{
     counts::slab::{AllocFree, Sizes, SlabCounts},
     feed::Feed,
 };
-use std::io::Write;
 
 /// Put each (process, phase) row's eager and lazy counts next to its observed ones; rows
 /// only the model has get zero observed counts, so nothing the model did is hidden.
 pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<PhaseRow>) {
     let Some(f) = feed else { return };
-    for row in &f.rows {
+    for (n, row) in f.rows.iter().enumerate() {
         let i = match phases.iter().position(|p| p.proc == row.proc && p.phase == row.phase) {
             Some(i) => i,
             None => {
@@ -23,6 +22,7 @@ pub fn add_to_phases(feed: Option<&Feed>, phases: &mut Vec<PhaseRow>) {
             }
         };
         let p = &mut phases[i];
+        p.model_order = Some(n);
         p.eager = Some((&row.eager).into());
         p.lazy = Some((&row.lazy).into());
         p.prepare_race_spares = (row.spares != SlabCounts::default()).then(|| (&row.spares).into());
@@ -181,66 +181,6 @@ pub fn live(feed: Option<&Feed>, s: &Sizes) -> String {
     let Some(f) = feed else { return "(not modelled)".into() };
     let l = live_now(f);
     format!("{:>8} {:>5} {:>9} {:>5} {:>9}", l[0], l[1], l[2], l[3], saved(f, s))
-}
-
-fn af(c: &SlabCounts) -> String {
-    format!("{:>8} {:>8} {:>10} {:>8}", c.anon_vma.alloc, c.anon_vma.free, c.anon_vma_chain.alloc, c.anon_vma_chain.free)
-}
-
-pub fn text(feed: Option<&Feed>, sizes: &Sizes, scope: &str, out: &mut impl Write) -> std::io::Result<()> {
-    let Some(f) = feed else {
-        return writeln!(out, "model: not fed ({scope} scope: processes running before the trace are not modelled)");
-    };
-    writeln!(out, "\n{:<28} AV alloc     free  AVC alloc     free", format!("model ({} rules)", f.kernel().name()))?;
-    writeln!(out, "{:<28} {}", "eager", af(&f.eager))?;
-    writeln!(out, "{:<28} {}", "lazy", af(&f.lazy))?;
-    let (av, avc) = (f.eager.anon_vma.alloc as i64 - f.lazy.anon_vma.alloc as i64, f.eager.anon_vma_chain.alloc as i64 - f.lazy.anon_vma_chain.alloc as i64);
-    writeln!(
-        out,
-        "{:<28} {av} anon_vma + {avc} anon_vma_chain allocations ({} B); {} B of live objects now",
-        "lazy saves",
-        av * sizes.anon_vma.slab_size as i64 + avc * sizes.anon_vma_chain.slab_size as i64,
-        saved(f, sizes)
-    )?;
-    if !f.rows.is_empty() {
-        writeln!(out, "\n{:<20} {:<38} lazy", "proc  tgid  phase", "eager AV alloc free  AVC alloc free")?;
-        for r in &f.rows {
-            let ph = r.phase.map_or("-".to_string(), |x| x.to_string());
-            writeln!(out, "{:<5} {:<7} {:<6} {}  {}", r.proc, r.tgid, ph, af(&r.eager), af(&r.lazy))?;
-        }
-    }
-    let fired: Vec<String> = f
-        .lazy_rules()
-        .iter()
-        .filter(|(_, n)| *n > 0)
-        .map(|(r, n)| format!("{} {n} ({})", r.name(), crate::report::lazy_rules::status_name(r.status())))
-        .collect();
-    writeln!(out, "lazy rules fired: {}", if fired.is_empty() { "none".to_string() } else { fired.join(", ") })?;
-    let c = &f.coverage;
-    writeln!(
-        out,
-        "model fed {} events for {} processes; not modelled: {:?}; faults not placed {}; layout mismatches {}",
-        c.events_fed, c.modelled, c.not_modelled, c.faults_not_placed, c.layout_mismatches
-    )?;
-    if !c.seeded.is_empty() || !c.not_seeded.is_empty() {
-        writeln!(out, "seeded from the snapshot at the start: {:?}", c.seeded)?;
-        for (tgid, why) in &c.not_seeded {
-            writeln!(out, "not seeded: {tgid}: {}", crate::escape::ctl(why))?;
-        }
-    }
-    if !c.unmodelled.is_empty() {
-        writeln!(out, "unmodelled syscalls: {:?}", c.unmodelled)?;
-    }
-    if c.model_errors > 0 {
-        writeln!(out, "model errors: {} (first: {})", c.model_errors, c.first_error.as_deref().unwrap_or(""))?;
-    }
-    for why in &c.incomplete {
-        writeln!(out, "model incomplete: {}", crate::escape::ctl(why))?;
-    }
-    if f.events_dropped > 0 {
-        writeln!(out, "model events: {} past --model-events-max {} not kept (counted above); knob sweep not run", f.events_dropped, f.events_max)?;
-    }
-    Ok(())
 }
 
 /// Why the knob sweep is not run, if so.
