@@ -66,7 +66,7 @@ pub fn run(args: Args, btf: Option<&Path>) -> anyhow::Result<()> {
     // Cgroups of every process the pass saw, not only the listed ones.
     let cgroups = if args.by_cgroup { report::cgroup::attribute(&snap.estimate.processes, &snap.sizes, args.cgroup_cap as usize) } else { vec![] };
     if args.json {
-        let doc = snapshot::render::SnapshotDoc { snapshot: snapshot::render::json(&snap, args.top), report: report::from_snapshot::document(&snap, cgroups) };
+        let doc = snapshot::render::SnapshotDoc { snapshot: snapshot::render::doc(&snap, args.top), report: report::from_snapshot::document(&snap, cgroups) };
         println!("{}", crate::escape::json_line(&doc.to_json()?)?);
     } else {
         print!("{}", crate::escape::lines(&snapshot::render::text(&snap, args.top)));

@@ -41,7 +41,7 @@ pub struct Source {
 }
 
 impl Source {
-    fn json(&self) -> Recording {
+    fn doc(&self) -> Recording {
         Recording {
             path: self.path.clone(),
             format_version: self.version.clone(),
@@ -193,7 +193,7 @@ pub fn print(
     let lock_counters = trailer.and_then(|tr| tr.lock_counters);
     let mut j = render::document(t, &run);
     j.kernel_counts = trailer.and_then(|tr| tr.kernel_counts).map(|k| MapStats { full: k.full, retired: k.retired });
-    j.locks = Some(t.locks.json(&t.tree, lock_counters));
+    j.locks = Some(t.locks.doc(&t.tree, lock_counters));
     (j.lazy_rules, j.lazy_rules_why) = crate::trace::out::model_view::lazy_rules(t.feed.as_ref(), &h.scope);
     if t.feed.is_some() {
         j.knobs = Some(t.knobs.pairs().into_iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
@@ -201,12 +201,12 @@ pub fn print(
     j.arch = Some(h.arch.clone());
     j.start_unix_ms = Some(h.start_unix_ms);
     j.host = h.host.clone();
-    j.bpf_stats = live.bpf_stats.as_deref().map(stats::json);
+    j.bpf_stats = live.bpf_stats.as_deref().map(stats::doc);
     if let Some(g) = &live.groups {
-        j.by_cgroup = Some(bycgroup::json(&g.rows));
+        j.by_cgroup = Some(bycgroup::doc(&g.rows));
         j.cgroup_cap = Some(g.cap);
     }
-    j.recording = source.map(Source::json);
+    j.recording = source.map(Source::doc);
     if !json {
         // The same document as text. To a terminal: the comms and paths in it cannot drive it.
         let mut out = crate::escape::Terminal::new(std::io::stdout().lock());

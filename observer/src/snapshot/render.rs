@@ -145,7 +145,7 @@ impl SnapshotDoc<'_> {
 }
 
 /// The snapshot's own keys (`--top N`: the first N processes by savings).
-pub fn json(r: &Report, top: Option<usize>) -> Snapshot<'_> {
+pub fn doc(r: &Report, top: Option<usize>) -> Snapshot<'_> {
     let e = &r.estimate;
     let s = &r.sizes;
     Snapshot {

@@ -77,7 +77,7 @@ impl ByCgroup {
 }
 
 /// The report's `by_cgroup` (observed counts only: the model is not split by cgroup).
-pub fn json(rows: &[Row]) -> Vec<CgroupRow> {
+pub fn doc(rows: &[Row]) -> Vec<CgroupRow> {
     rows.iter()
         .map(|r| CgroupRow { path: r.path.clone(), id: r.id, processes: r.procs.len() as u64, observed: (&r.observed).into(), eager: None, lazy: None })
         .collect()

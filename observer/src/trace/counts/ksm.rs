@@ -118,7 +118,7 @@ impl KernelEvents {
     }
 
     /// Rows where `shown(phase)`, for the report (its `backend` filled by the caller).
-    pub fn json(&self, shown: impl Fn(Option<u32>) -> bool) -> crate::report::trace_doc::KernelEvents {
+    pub fn doc(&self, shown: impl Fn(Option<u32>) -> bool) -> crate::report::trace_doc::KernelEvents {
         crate::report::trace_doc::KernelEvents {
             total: self.total,
             unattributed_ksm_records: self.unattributed,

@@ -111,7 +111,7 @@ impl Waits {
         self.ns.saturating_record(ns.max(1));
     }
 
-    fn json(&self) -> doc::Waits {
+    fn doc(&self) -> doc::Waits {
         let h = &self.ns;
         doc::Waits {
             contentions: self.contentions,
@@ -215,7 +215,7 @@ impl Locks {
     }
 
     /// The report's `locks`: every wait and who waited, or why they were not traced.
-    pub fn json(&self, tree: &Tree, counters: Option<Counters>) -> doc::Locks {
+    pub fn doc(&self, tree: &Tree, counters: Option<Counters>) -> doc::Locks {
         if let Some(why) = &self.unavailable {
             return doc::Locks::Unavailable { available: false, reason: why.clone() };
         }
@@ -227,12 +227,12 @@ impl Locks {
                     Who::Proc(p) => (Some(*p), None),
                     Who::Other => (None, Some(true)),
                 };
-                doc::LockRow { waits: w.json(), proc, tgid: proc.map(|p| tree.get(p).tgid), other }
+                doc::LockRow { waits: w.doc(), proc, tgid: proc.map(|p| tree.get(p).tgid), other }
             })
             .collect();
         doc::Locks::Traced(Box::new(doc::LockCounts {
             available: true,
-            total: self.total.json(),
+            total: self.total.doc(),
             anon_vmas_seeded: counters.map(|c| c.seeded),
             set_full: counters.map(|c| c.set_full),
             lost: counters.map(|c| c.lost),

@@ -43,7 +43,7 @@ pub struct Timeline {
 impl Timeline {
     /// The points and a last one at `end_ms` with the final counts (unless the last point
     /// already says exactly that), so the series ends where the report's totals do.
-    pub fn json(&self, last: Point) -> Vec<TimePoint> {
+    pub fn doc(&self, last: Point) -> Vec<TimePoint> {
         let mut points = self.points.clone();
         let end_ms = last.t_ms;
         if points.last().is_none_or(|p| p.observed_live != last.observed_live || p.model_live != last.model_live || p.t_ms < end_ms) {
@@ -64,7 +64,7 @@ impl crate::trace::Tracer {
 
     /// The timeline as the report shows it, ending at `end_ms` with the final counts.
     pub fn timeline_json(&self, end_ms: u64) -> Vec<TimePoint> {
-        self.timeline.json(Point::of(end_ms, self))
+        self.timeline.doc(Point::of(end_ms, self))
     }
 
     /// A live row's point: with a recording, the records chunk the row just flushed (what a
@@ -99,7 +99,7 @@ mod tests {
     fn the_last_point_is_the_final_count() {
         let mut t = Timeline::default();
         t.points.push(point(1000, (3, 0), (5, 1)));
-        let j = t.json(point(1500, (3, 4), (5, 5)));
+        let j = t.doc(point(1500, (3, 4), (5, 5)));
         assert_eq!(j.len(), 2);
         assert_eq!(j[0].observed_live, Net { anon_vma: 3, anon_vma_chain: 4 });
         assert_eq!((j[1].t_ms, j[1].observed_live), (1500, Net { anon_vma: -1, anon_vma_chain: 0 }));
@@ -107,9 +107,9 @@ mod tests {
         // Nothing after the last row: no second point for the same instant.
         let mut t = Timeline::default();
         t.points.push(point(2000, (1, 0), (1, 0)));
-        assert_eq!(t.json(point(2000, (1, 0), (1, 0))).len(), 1);
+        assert_eq!(t.doc(point(2000, (1, 0), (1, 0))).len(), 1);
         // A replay's end (the trailer's elapsed) before a chunk stamp keeps time monotonic.
-        let j = t.json(point(1900, (1, 1), (1, 0)));
+        let j = t.doc(point(1900, (1, 1), (1, 0)));
         assert_eq!(j[1].t_ms, 2000);
     }
 }

@@ -80,6 +80,6 @@ pub fn read(bpf: &Ebpf) -> Vec<ProgStat> {
 }
 
 /// The report's `bpf_stats`: program → runs and mean run time.
-pub fn json(stats: &[ProgStat]) -> BTreeMap<String, BpfProg> {
+pub fn doc(stats: &[ProgStat]) -> BTreeMap<String, BpfProg> {
     stats.iter().map(|s| (s.program.clone(), BpfProg { runs: s.runs, mean_ns: s.mean_ns() })).collect()
 }

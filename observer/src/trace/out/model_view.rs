@@ -92,7 +92,7 @@ fn flag_moved_teardowns(phases: &mut [PhaseRow]) {
 }
 
 /// `events`: also list every event fed, with the (proc, phase) it counted at.
-pub fn json(feed: Option<&Feed>, scope: &str, events: bool) -> Model {
+pub fn doc(feed: Option<&Feed>, scope: &str, events: bool) -> Model {
     let Some(f) = feed else {
         return Model::NotFed { fed: false, why: format!("{scope} scope: processes running before the trace are not modelled") };
     };

@@ -92,7 +92,7 @@ pub fn document(t: &Tracer, r: &Run<'_>) -> TraceDoc {
         eager: t.feed.as_ref().map(|f| (&f.eager).into()),
         lazy: t.feed.as_ref().map(|f| (&f.lazy).into()),
         rmap: r.rmap.then(|| t.op_stats.rmap()),
-        model: Some(crate::trace::out::model_view::json(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print))),
+        model: Some(crate::trace::out::model_view::doc(t.feed.as_ref(), r.scope, t.feed.as_ref().is_some_and(|f| f.print))),
         // From the header, the trailer and the live run: `record::meta::print`.
         arch: None,
         host: None,
@@ -112,7 +112,7 @@ pub fn document(t: &Tracer, r: &Run<'_>) -> TraceDoc {
 
 /// The KSM / THP counts, with the backend that saw each (0 under "unavailable" means unseen).
 fn kernel_events(t: &Tracer, r: &Run<'_>) -> doc::KernelEvents {
-    let mut v = t.kernel_events.json(|phase| shown(r, phase));
+    let mut v = t.kernel_events.doc(|phase| shown(r, phase));
     let name = |hook: &str| r.backend.iter().find(|c| c.hook == hook).map(|c| c.backend.name().to_string());
     v.backend = doc::KernelEventBackends { ksm: name("ksm"), thp_fault: name("thp_fault") };
     v
