@@ -30,8 +30,10 @@ fn head(cols: &[&str]) -> String {
 }
 
 fn timeline(d: &Doc) -> String {
-    let t0 = d.timeline.first().map_or(0, |p| p.t_unix_ms);
-    let x = |t: u64| (t - t0) as f64 / 1000.0;
+    // The earliest point, not the first: a document read from a file may list them in any
+    // order (the fuzzer's find), and a time before t0 must not underflow.
+    let t0 = d.timeline.iter().map(|p| p.t_unix_ms).min().unwrap_or(0);
+    let x = |t: u64| t.saturating_sub(t0) as f64 / 1000.0;
     let series = |name, color, f: &dyn Fn(&super::schema::Point) -> Option<f64>| Series {
         name,
         color,
