@@ -223,7 +223,7 @@ fn model(d: &TraceDoc, out: &mut impl Write) -> Result<()> {
         writeln!(out, "unmodelled syscalls: {:?}", m.unmodelled_syscalls)?;
     }
     if m.model_errors > 0 {
-        writeln!(out, "model errors: {} (first: {})", m.model_errors, m.first_model_error.as_deref().unwrap_or(""))?;
+        writeln!(out, "model errors: {} (first: {})", m.model_errors, ctl(m.first_model_error.as_deref().unwrap_or("")))?;
     }
     for why in &m.incomplete {
         writeln!(out, "model incomplete: {}", ctl(why))?;
@@ -366,5 +366,20 @@ mod tests {
         d.by_cgroup = Some(vec![CgroupRow { path: "/a\nb".into(), id: 1, processes: 1, observed: flows(1), eager: None, lazy: None }]);
         let t = text(&d);
         assert!(t.contains("on 6.18\\x0a\\x1b[2J\n") && t.contains("\nsplit\\u{202e} ") && t.contains("\n/a\\x0ab "), "{t}");
+    }
+
+    /// Lines no recording of this session reached: counts of neither kind, and the model's
+    /// errors (their text escaped like every other string that can come from a file).
+    #[test]
+    fn unclassified_counts_and_model_errors_are_printed() {
+        let mut d = doc();
+        d.observed.unclassified = Some(Flow { alloc: 3, free: 1 });
+        let mut v = serde_json::to_value(&d).unwrap();
+        v["model"]["model_errors"] = serde_json::json!(2);
+        v["model"]["first_model_error"] = serde_json::json!("pid 7: no such VMA \u{1b}[2J");
+        let t = text(&serde_json::from_value(v).unwrap());
+        assert!(t.contains("unclassified                 3 alloc, 1 free of neither size or kind"), "{t}");
+        assert!(t.contains("model errors: 2 (first: pid 7: no such VMA "), "{t}");
+        assert!(!t.contains('\u{1b}'), "{t}");
     }
 }
